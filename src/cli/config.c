@@ -1,0 +1,375 @@
+/*
+ * config.c — one table of settings drives the config file, the environment and the flags, so
+ * the three can never disagree about a name. Precedence: flags > environment > file > defaults
+ * (issue 2, CLI-and-enrollment.md §1). Every value is checked; an unknown key, a bad number or an
+ * unreadable file is a one-line error, never a silent default.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+enum key_type { K_STR, K_INT, K_LIST, K_LEVEL };
+
+struct key {
+    const char *name; /* flag --name, env AH_NAME, file key name */
+    enum key_type type;
+    int64_t min, max;
+    size_t offset;
+    const char *help;
+};
+
+#define OFF(f) offsetof(struct config, f)
+static const struct key keys[] = {
+    {"bind", K_STR, 0, 0, OFF(bind), "address to listen on (default 127.0.0.1)"},
+    {"port", K_INT, 0, 65535, OFF(port), "TCP port; 0 picks a free one"},
+    {"db", K_STR, 0, 0, OFF(db),
+     "state database: a SQLite path or :memory: (default $XDG_DATA_HOME/agent-harbor/state.db)"},
+    {"data-dir", K_STR, 0, 0, OFF(data_dir),
+     "where workspaces and recordings live (default: next to the database)"},
+    {"log-level", K_LEVEL, 0, 0, OFF(log_level), "debug, info, warn or error (default info)"},
+    {"max-concurrent-tasks", K_INT, 1, 100000, OFF(max_concurrent_tasks),
+     "sessions running at once; the rest wait queued (default: number of cores)"},
+    {"max-body-bytes", K_INT, 1024, 1LL << 30, OFF(max_body_bytes),
+     "largest request body accepted (default 1048576)"},
+    {"http-threads", K_INT, 1, 256, OFF(http_threads), "HTTP worker threads (default: cores)"},
+    {"shutdown-grace-ms", K_INT, 0, 600000, OFF(shutdown_grace_ms),
+     "how long a stop waits for in-flight requests (default 10000)"},
+    {"cors-origins", K_LIST, 0, 0, OFF(cors_origins),
+     "origins allowed to call the API from a browser (comma list; * for any)"},
+};
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+static const struct key *find_key(const char *name, size_t len) {
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strlen(keys[i].name) == len && memcmp(keys[i].name, name, len) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+static void env_name(const char *key, char *out, size_t n) {
+    size_t k = (size_t)snprintf(out, n, "AH_");
+    for (const char *p = key; *p && k + 1 < n; p++)
+        out[k++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    out[k] = '\0';
+}
+
+static void free_list(char **list) {
+    for (char **p = list; p && *p; p++)
+        free(*p);
+    free(list);
+}
+
+/* Splits "a, b,c" into a NULL-terminated list. */
+static char **split_list(const char *s) {
+    size_t n = 1;
+    for (const char *p = s; *p; p++)
+        n += *p == ',';
+    if (n > AH_LIMIT_LIST_ITEMS)
+        return NULL;
+    char **list = calloc(n + 1, sizeof(char *));
+    if (!list)
+        return NULL;
+    size_t k = 0;
+    const char *p = s;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, ",");
+        while (len && p[len - 1] == ' ')
+            len--;
+        if (len && !(list[k++] = strndup(p, len))) {
+            free_list(list);
+            return NULL;
+        }
+        p += strcspn(p, ",");
+    }
+    return list;
+}
+
+/* Sets one key from text (flag or environment). `source` names where it came from. */
+static int set_text(struct config *c, const struct key *k, const char *value, const char *source) {
+    void *field = (char *)c + k->offset;
+    switch (k->type) {
+    case K_STR: {
+        if (!*value) {
+            fprintf(stderr, "ah: %s: %s must not be empty\n", source, k->name);
+            return EXIT_CONFIG;
+        }
+        char *copy = strdup(value);
+        if (!copy)
+            return EXIT_GENERAL;
+        free(*(char **)field);
+        *(char **)field = copy;
+        return 0;
+    }
+    case K_INT: {
+        int64_t v;
+        if (parse_int64(value, k->min, k->max, &v) < 0) {
+            fprintf(stderr, "ah: %s: %s must be an integer from %lld to %lld, not '%s'\n", source,
+                    k->name, (long long)k->min, (long long)k->max, value);
+            return EXIT_CONFIG;
+        }
+        *(int64_t *)field = v;
+        return 0;
+    }
+    case K_LEVEL:
+        if (log_level_parse(value, (enum log_level *)field) < 0) {
+            fprintf(stderr, "ah: %s: %s must be debug, info, warn or error, not '%s'\n", source,
+                    k->name, value);
+            return EXIT_CONFIG;
+        }
+        return 0;
+    case K_LIST: {
+        char **list = split_list(value);
+        if (!list) {
+            fprintf(stderr, "ah: %s: %s has more than %d items\n", source, k->name,
+                    AH_LIMIT_LIST_ITEMS);
+            return EXIT_CONFIG;
+        }
+        free_list(*(char ***)field);
+        *(char ***)field = list;
+        return 0;
+    }
+    }
+    return EXIT_CONFIG;
+}
+
+/* Sets one key from a parsed config-file value. */
+static int set_json(struct config *c, const struct key *k, const json_t *v, const char *file) {
+    char source[512];
+    snprintf(source, sizeof(source), "%s", file);
+    if (k->type == K_INT) {
+        if (!json_is_integer(v)) {
+            fprintf(stderr, "ah: %s: %s must be an integer\n", file, k->name);
+            return EXIT_CONFIG;
+        }
+        char num[32];
+        snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
+        return set_text(c, k, num, source);
+    }
+    if (k->type == K_LIST) {
+        if (!json_is_array(v) || json_array_size(v) > AH_LIMIT_LIST_ITEMS) {
+            fprintf(stderr, "ah: %s: %s must be an array of at most %d strings\n", file, k->name,
+                    AH_LIMIT_LIST_ITEMS);
+            return EXIT_CONFIG;
+        }
+        char **list = calloc(json_array_size(v) + 1, sizeof(char *));
+        if (!list)
+            return EXIT_GENERAL;
+        size_t i;
+        json_t *item;
+        json_array_foreach(v, i, item) {
+            if (!json_is_string(item) || !(list[i] = strdup(json_string_value(item)))) {
+                free_list(list);
+                fprintf(stderr, "ah: %s: %s must be an array of strings\n", file, k->name);
+                return EXIT_CONFIG;
+            }
+        }
+        free_list(*(char ***)((char *)c + k->offset));
+        *(char ***)((char *)c + k->offset) = list;
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        fprintf(stderr, "ah: %s: %s must be a string\n", file, k->name);
+        return EXIT_CONFIG;
+    }
+    return set_text(c, k, json_string_value(v), source);
+}
+
+static int load_file(struct config *c, const char *path, bool must_exist) {
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        if (!must_exist && errno == ENOENT)
+            return 0;
+        fprintf(stderr, "ah: cannot read config file %s: %s\n", path, strerror(errno));
+        return EXIT_CONFIG;
+    }
+    struct ah_buf b = {.max = 1024 * 1024};
+    char chunk[4096];
+    size_t n;
+    int rc = 0;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (ah_buf_append(&b, chunk, n) < 0) {
+            fprintf(stderr, "ah: config file %s is larger than 1 MiB\n", path);
+            rc = EXIT_CONFIG;
+            break;
+        }
+    fclose(f);
+    json_t *vals = NULL;
+    struct ah_problem p = {0};
+    if (rc == 0 && toml_parse(b.p ? b.p : "", b.n, &vals, &p) < 0) {
+        fprintf(stderr, "ah: %s: %s\n", path, p.detail);
+        rc = EXIT_CONFIG;
+    }
+    ah_buf_clear(&b);
+    problem_clear(&p);
+    const char *key;
+    json_t *v;
+    json_object_foreach(vals, key, v) {
+        if (rc)
+            break;
+        const struct key *k = find_key(key, strlen(key));
+        if (!k) {
+            fprintf(stderr, "ah: %s: unknown setting '%s' (see ah help agent access-point)\n",
+                    path, key);
+            rc = EXIT_CONFIG;
+        } else {
+            rc = set_json(c, k, v, path);
+        }
+    }
+    json_decref(vals);
+    if (rc == 0 && !(c->config_path = strdup(path)))
+        rc = EXIT_GENERAL;
+    return rc;
+}
+
+static char *default_path(const char *xdg_var, const char *fallback, const char *file) {
+    const char *base = getenv(xdg_var);
+    char path[4096];
+    if (base && *base)
+        snprintf(path, sizeof(path), "%s/agent-harbor/%s", base, file);
+    else if (getenv("HOME"))
+        snprintf(path, sizeof(path), "%s/%s/agent-harbor/%s", getenv("HOME"), fallback, file);
+    else
+        snprintf(path, sizeof(path), "/tmp/agent-harbor/%s", file);
+    return strdup(path);
+}
+
+void config_clear(struct config *c) {
+    free(c->bind);
+    free(c->db);
+    free(c->data_dir);
+    free(c->config_path);
+    free_list(c->cors_origins);
+    memset(c, 0, sizeof(*c));
+}
+
+void config_print_help(const char *usage, const struct config_defaults *defs) {
+    printf("%s\n\nOptions (each also AH_<NAME> in the environment and <name> in the config "
+           "file;\nflags win over the environment, which wins over the file):\n",
+           usage);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        char env[64];
+        env_name(keys[i].name, env, sizeof(env));
+        printf("  --%-22s %s", keys[i].name, keys[i].help);
+        if (strcmp(keys[i].name, "port") == 0)
+            printf(" (default %lld)", (long long)defs->port);
+        printf("\n  %-24s   env %s\n", "", env);
+    }
+    printf("  --%-22s %s\n", "config PATH",
+           "config file (TOML subset; default $XDG_CONFIG_HOME/agent-harbor/config.toml)");
+    printf("  --%-22s %s\n", "help", "show this help");
+}
+
+int config_load(int argc, char **argv, const char *command, const struct config_defaults *defs,
+                struct config *ret) {
+    struct config c = {
+        .port = defs->port,
+        .log_level = LOG_INFO,
+        .max_body_bytes = AH_LIMIT_BODY_DEFAULT,
+        .shutdown_grace_ms = 10000,
+    };
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    c.max_concurrent_tasks = cores > 0 ? cores : 1;
+    int rc = 0;
+
+    /* 1. find --config first: the file is the lowest layer but named on the command line */
+    const char *config_path = getenv("AH_CONFIG");
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return -1;
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "ah %s: --config needs a path\n", command);
+                return EXIT_USAGE;
+            }
+            config_path = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            config_path = argv[i] + 9;
+        }
+    }
+    if (config_path && *config_path) {
+        rc = load_file(&c, config_path, true);
+    } else {
+        char *user = default_path("XDG_CONFIG_HOME", ".config", "config.toml");
+        rc = user ? load_file(&c, user, false) : EXIT_GENERAL;
+        free(user);
+    }
+
+    /* 2. environment */
+    for (size_t i = 0; rc == 0 && i < N_KEYS; i++) {
+        char env[64];
+        env_name(keys[i].name, env, sizeof(env));
+        const char *v = getenv(env);
+        if (v)
+            rc = set_text(&c, &keys[i], v, env);
+    }
+
+    /* 3. flags */
+    for (int i = 0; rc == 0 && i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--config") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(a, "--config=", 9) == 0)
+            continue;
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "ah %s: unexpected argument '%s' (see ah help %s)\n", command, a,
+                    command);
+            rc = EXIT_USAGE;
+            break;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const struct key *k = find_key(name, len);
+        if (!k) {
+            fprintf(stderr, "ah %s: unknown option '%s' (see ah help %s)\n", command, a, command);
+            rc = EXIT_USAGE;
+            break;
+        }
+        const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!value) {
+            fprintf(stderr, "ah %s: --%s needs a value\n", command, k->name);
+            rc = EXIT_USAGE;
+            break;
+        }
+        char source[80];
+        snprintf(source, sizeof(source), "--%s", k->name);
+        rc = set_text(&c, k, value, source);
+    }
+
+    /* 4. defaults that depend on other settings */
+    if (rc == 0 && !c.bind && !(c.bind = strdup("127.0.0.1")))
+        rc = EXIT_GENERAL;
+    if (rc == 0 && !c.db && !(c.db = default_path("XDG_DATA_HOME", ".local/share", "state.db")))
+        rc = EXIT_GENERAL;
+    if (rc == 0 && !c.data_dir) {
+        char dir[4096];
+        if (strcmp(c.db, ":memory:") == 0) {
+            char *d = default_path("XDG_DATA_HOME", ".local/share", "");
+            snprintf(dir, sizeof(dir), "%s", d ? d : "/tmp/agent-harbor/");
+            free(d);
+        } else {
+            snprintf(dir, sizeof(dir), "%s", c.db);
+            char *slash = strrchr(dir, '/');
+            if (slash)
+                slash[1] = '\0';
+            else
+                snprintf(dir, sizeof(dir), ".");
+        }
+        if (!(c.data_dir = strdup(dir)))
+            rc = EXIT_GENERAL;
+    }
+    if (rc) {
+        config_clear(&c);
+        return rc;
+    }
+    *ret = c;
+    return 0;
+}

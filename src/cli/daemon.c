@@ -1,0 +1,157 @@
+/*
+ * daemon.c — `ah agent access-point` and `ah webui`: the same daemon path (CLI-and-enrollment.md
+ * §1), started in this order so readiness means something:
+ *   signals blocked → HTTP listening (healthz 200, readyz 503) → store open and migrated
+ *   (readyz 200) → wait for SIGTERM/SIGINT → stop accepting, drain in-flight requests → close
+ *   the store → exit 0.
+ * A port in use, an unusable database or bad configuration is one line on stderr and exit 1.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "../api/api.h"
+#include "cli.h"
+
+#ifndef AH_VERSION
+#define AH_VERSION "0.0.0"
+#endif
+#ifndef AH_GIT_COMMIT
+#define AH_GIT_COMMIT ""
+#endif
+#ifndef AH_BUILD_DATE
+#define AH_BUILD_DATE ""
+#endif
+
+/* SSE clients hold a descriptor each: allow as many as the hard limit permits. */
+static void raise_fd_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int run_daemon(const char *command, const struct config *cfg) {
+    log_setup(2, cfg->log_level);
+    raise_fd_limit();
+    /* Block the stop signals in every thread (threads inherit the mask) and take them with
+     * sigwait here; SIGPIPE is ignored so a vanished client is an error return, not a death. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct api_ctx api = {
+        .version = AH_VERSION,
+        .git_commit = *AH_GIT_COMMIT ? AH_GIT_COMMIT : NULL,
+        .build_date = *AH_BUILD_DATE ? AH_BUILD_DATE : NULL,
+    };
+    struct router *router = router_new();
+    if (!router || api_register(router, &api) < 0) {
+        fprintf(stderr, "ah %s: out of memory\n", command);
+        router_free(router);
+        return EXIT_GENERAL;
+    }
+    struct http_config hc = {
+        .bind = cfg->bind,
+        .port = (int)cfg->port,
+        .max_body = (size_t)cfg->max_body_bytes,
+        .threads = (unsigned)cfg->http_threads,
+        .cors_origins = (const char *const *)cfg->cors_origins,
+        .shutdown_grace_ms = (unsigned)cfg->shutdown_grace_ms,
+    };
+    struct http_server *http = NULL;
+    struct ah_problem p = {0};
+    if (http_server_start(&hc, router, &http, &p) < 0) {
+        fprintf(stderr, "ah %s: %s\n", command, p.detail);
+        problem_clear(&p);
+        router_free(router);
+        return EXIT_GENERAL;
+    }
+    int port = http_server_port(http);
+    bool v6 = strchr(cfg->bind, ':') != NULL;
+    char url[300];
+    snprintf(url, sizeof(url), "http://%s%s%s:%d", v6 ? "[" : "", cfg->bind, v6 ? "]" : "", port);
+    json_t *f = json_pack("{s:s, s:s, s:i, s:s, s:s?}", "command", command, "url", url, "port",
+                          port, "db", cfg->db, "config", cfg->config_path);
+    log_json(LOG_INFO, "listening", f);
+    json_decref(f);
+
+    struct store *st = NULL;
+    int rc = EXIT_OK;
+    if (store_open(cfg->db, &st, &p) < 0) {
+        fprintf(stderr, "ah %s: cannot open the database %s: %s\n", command, cfg->db, p.detail);
+        problem_clear(&p);
+        rc = EXIT_GENERAL;
+        goto out;
+    }
+    int version = 0, applied = 0;
+    store_schema_version(st, &version, &applied);
+    f = json_pack("{s:i, s:i}", "schema_version", version, "migrations_applied", applied);
+    log_json(LOG_INFO, "store open", f);
+    json_decref(f);
+    api_set_store(&api, st);
+
+    int sig = 0;
+    while (sigwait(&stop, &sig) != 0)
+        ;
+    log_msg(LOG_INFO, "received %s; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+
+out:
+    http_server_stop(http); /* drains in-flight requests before the store goes away */
+    api_set_store(&api, NULL);
+    store_close(st);
+    router_free(router);
+    if (rc == EXIT_OK)
+        log_msg(LOG_INFO, "stopped");
+    return rc;
+}
+
+static const char access_point_usage[] =
+    "usage: ah agent access-point [OPTIONS]\n\n"
+    "Runs the access point: the REST/SSE API of /api/v1, the scheduler and the local executor.";
+
+static const char webui_usage[] =
+    "usage: ah webui [OPTIONS]\n\n"
+    "Runs the web UI server with an in-process access point on one port (D21). Until the web UI "
+    "lands it serves the API and /_ah/healthz.";
+
+static int run_command(int argc, char **argv, const char *command, const char *usage,
+                       int64_t default_port) {
+    struct config_defaults defs = {.port = default_port};
+    struct config cfg;
+    int rc = config_load(argc, argv, command, &defs, &cfg);
+    if (rc < 0) {
+        config_print_help(usage, &defs);
+        return EXIT_OK;
+    }
+    if (rc)
+        return rc;
+    rc = run_daemon(command, &cfg);
+    config_clear(&cfg);
+    return rc;
+}
+
+int cmd_access_point(int argc, char **argv) {
+    return run_command(argc, argv, "agent access-point", access_point_usage, 3001);
+}
+
+int cmd_webui(int argc, char **argv) {
+    return run_command(argc, argv, "webui", webui_usage, 8080);
+}
+
+void cmd_access_point_help(void) {
+    struct config_defaults defs = {.port = 3001};
+    config_print_help(access_point_usage, &defs);
+}
+
+void cmd_webui_help(void) {
+    struct config_defaults defs = {.port = 8080};
+    config_print_help(webui_usage, &defs);
+}

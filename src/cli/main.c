@@ -1,0 +1,100 @@
+/*
+ * main.c — the `ah` entry point: finds the command in the table and runs it.
+ * Commands are one or two words ("webui", "agent access-point"); `ah help <command>` prints the
+ * command's own help, `ah --help` the list, `ah --version` the version.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+#ifndef AH_VERSION
+#define AH_VERSION "0.0.0"
+#endif
+
+struct command {
+    const char *words; /* "agent access-point" */
+    int (*run)(int argc, char **argv);
+    void (*help)(void);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"agent access-point", cmd_access_point, cmd_access_point_help,
+     "run the access point (REST/SSE API, scheduler, local executor)"},
+    {"webui", cmd_webui, cmd_webui_help, "run the web UI with an in-process access point"},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: ah <command> [OPTIONS]\n\nAgent Harbor %s — run AI coding agents in "
+                 "isolated workspaces and drive them over a network API.\n\nCommands:\n",
+            AH_VERSION);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-22s %s\n", commands[i].words, commands[i].summary);
+    fprintf(out, "  %-22s %s\n", "help <command>", "show a command's options");
+    fprintf(out, "\nExit codes: 0 ok, 1 general failure, 2 usage, 3 agent launch, 4 "
+                 "authentication,\n5 network, 6 resource, 7 validation, 8 configuration.\n");
+}
+
+/* How many of argv's leading words spell the command; 0 when they do not. */
+static int match(const struct command *c, int argc, char **argv) {
+    const char *w = c->words;
+    int used = 0;
+    while (*w) {
+        size_t len = strcspn(w, " ");
+        if (used >= argc || strlen(argv[used]) != len || memcmp(argv[used], w, len) != 0)
+            return 0;
+        used++;
+        w += len;
+        while (*w == ' ')
+            w++;
+    }
+    return used;
+}
+
+static const struct command *find(int argc, char **argv, int *ret_used) {
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        int used = match(&commands[i], argc, argv);
+        if (used) {
+            *ret_used = used;
+            return &commands[i];
+        }
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("ah %s\n", AH_VERSION);
+        return EXIT_OK;
+    }
+    int used = 0;
+    if (strcmp(argv[1], "help") == 0) {
+        if (argc == 2) {
+            usage(stdout);
+            return EXIT_OK;
+        }
+        const struct command *c = find(argc - 2, argv + 2, &used);
+        if (!c || used != argc - 2) {
+            fprintf(stderr, "ah: no command '%s'; see ah --help\n", argv[2]);
+            return EXIT_USAGE;
+        }
+        c->help();
+        return EXIT_OK;
+    }
+    const struct command *c = find(argc - 1, argv + 1, &used);
+    if (!c) {
+        fprintf(stderr, "ah: unknown command '%s'; see ah --help\n", argv[1]);
+        return EXIT_USAGE;
+    }
+    return c->run(argc - 1 - used, argv + 1 + used);
+}

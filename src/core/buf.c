@@ -1,0 +1,70 @@
+/*
+ * buf.c — struct ah_buf, a growable NUL-terminated byte buffer with a hard cap (curl's dynbuf):
+ * every client-controlled size passes through a cap, so a hostile peer cannot grow one without
+ * bound. A failed append leaves the buffer as it was.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core.h"
+
+#define BUF_DEFAULT_MAX ((size_t)AH_LIMIT_BODY_DEFAULT * 64)
+
+int ah_buf_append(struct ah_buf *b, const void *data, size_t len) {
+    size_t max = b->max ? b->max : BUF_DEFAULT_MAX;
+    if (len > max || b->n > max - len)
+        return AH_E_TOOLARGE;
+    if (b->n + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->n + len + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return AH_E_NOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    if (len)
+        memcpy(b->p + b->n, data, len);
+    b->n += len;
+    b->p[b->n] = '\0';
+    return 0;
+}
+
+int ah_buf_puts(struct ah_buf *b, const char *s) {
+    return ah_buf_append(b, s, strlen(s));
+}
+
+int ah_buf_printf(struct ah_buf *b, const char *fmt, ...) {
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return AH_E_INVAL;
+    if ((size_t)n < sizeof(small))
+        return ah_buf_append(b, small, (size_t)n);
+    AH_AUTOFREE char *big = malloc((size_t)n + 1);
+    if (!big)
+        return AH_E_NOMEM;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return ah_buf_append(b, big, (size_t)n);
+}
+
+char *ah_buf_steal(struct ah_buf *b) {
+    char *p = b->p;
+    if (!p)
+        p = strdup("");
+    b->p = NULL;
+    b->n = b->cap = 0;
+    return p;
+}
+
+void ah_buf_clear(struct ah_buf *b) {
+    free(b->p);
+    b->p = NULL;
+    b->n = b->cap = 0;
+}

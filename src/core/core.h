@@ -1,0 +1,286 @@
+/*
+ * core.h — the domain of Agent Harbor: ids, time, errors, Problem+JSON, limits, pagination,
+ * the session state machine and the task-creation request.
+ *
+ * Pure: no I/O and no hidden state, with two documented exceptions — ulid_new() keeps the
+ * process-wide monotonic ULID state (D2 demands monotonicity across the whole process), and the
+ * logger writes to a file descriptor chosen by main. Everything here is safe to call from any
+ * thread unless a comment says otherwise. JSON in and out is jansson.
+ */
+#ifndef AH_CORE_H
+#define AH_CORE_H
+
+#include <ah/error.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cleanup.h"
+
+/* jansson provides json_decrefp() for AH_AUTO(json_decrefp) json_t *x. */
+
+/* ---- errors ---------------------------------------------------------------------------------- */
+
+/* Maps an errno value to the nearest AH_E_* (ENOMEM → AH_E_NOMEM, ENOENT → AH_E_NOTFOUND, …). */
+int ah_err_from_errno(int errnum);
+/* The HTTP status, Problem slug and title of a code; an unknown code maps to 500 "internal". */
+int ah_error_status(int code);
+const char *ah_error_slug(int code);
+const char *ah_error_title(int code);
+
+/* ---- limits (D5): every client-controlled size has a named cap ------------------------------- */
+
+#define AH_LIMIT_BODY_DEFAULT (1024 * 1024) /* request body, configurable */
+#define AH_LIMIT_PROMPT (16 * 1024)         /* prompt text, API.md §7.3 */
+#define AH_LIMIT_JSON_DEPTH 64              /* nesting of any JSON body */
+#define AH_LIMIT_LIST_ITEMS 50              /* comma lists in queries, snapshotPreference */
+#define AH_LIMIT_AGENTS 16                  /* entries in agents[] */
+#define AH_LIMIT_SESSIONS_PER_TASK 100      /* sum of agents[].count */
+#define AH_LIMIT_LABELS 64                  /* labels per task */
+#define AH_LIMIT_LABEL_KEY 63
+#define AH_LIMIT_LABEL_VALUE 256
+#define AH_LIMIT_WEBHOOKS 16
+#define AH_LIMIT_URL 2048
+#define AH_LIMIT_NAME 128   /* ids, tenant/project ids, agent types, branch names */
+#define AH_LIMIT_HEADER 8192 /* any single header value we look at */
+
+/* ---- growable buffer with a hard cap, and a non-owning slice ---------------------------------- */
+
+struct ah_buf {
+    char *p;    /* always NUL-terminated when non-NULL */
+    size_t n;   /* bytes used, excluding the NUL */
+    size_t cap; /* bytes allocated */
+    size_t max; /* hard cap on n; 0 means AH_LIMIT_BODY_DEFAULT * 64 */
+};
+struct ah_str {
+    const char *p;
+    size_t n;
+};
+
+/* Appends; AH_E_TOOLARGE when n would pass max, AH_E_NOMEM on allocation failure. On failure the
+ * buffer is unchanged. */
+int ah_buf_append(struct ah_buf *b, const void *data, size_t len);
+int ah_buf_puts(struct ah_buf *b, const char *s);
+int ah_buf_printf(struct ah_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Gives the contents to the caller (free() it) and resets the buffer; "" when empty. NULL on OOM. */
+char *ah_buf_steal(struct ah_buf *b);
+void ah_buf_clear(struct ah_buf *b);
+
+/* ---- request arena: many small allocations, one free (h2o's pool) --------------------------- */
+
+struct arena;
+struct arena *arena_new(void);
+void *arena_alloc(struct arena *a, size_t n); /* NULL on OOM; 16-byte aligned */
+char *arena_strndup(struct arena *a, const char *s, size_t n);
+char *arena_strdup(struct arena *a, const char *s);
+void arena_free(struct arena *a); /* NULL-safe */
+
+/* ---- ids (D2) -------------------------------------------------------------------------------- */
+
+#define ULID_LEN 26
+/* Pure generator state: the last timestamp and 80-bit random part handed out. */
+struct ulid_state {
+    uint64_t last_ms;
+    uint8_t rnd[10];
+    bool started;
+};
+/* Writes the next ULID for now_ms into out (NUL-terminated). `fresh` is 10 random bytes used when
+ * the millisecond moved forward; within the same (or an earlier) millisecond the previous random
+ * part is incremented instead, so ids from one state are strictly increasing. */
+void ulid_state_next(struct ulid_state *st, uint64_t now_ms, const uint8_t fresh[10],
+                     char out[ULID_LEN + 1]);
+/* A fresh ULID from the process-wide state (thread-safe, monotonic within the process).
+ * Returns 0 or AH_E_IO when the kernel gives no randomness. */
+int ulid_new(char out[ULID_LEN + 1]);
+/* `prefix-ULID` (e.g. "draft-01J…"); out must hold strlen(prefix) + 1 + ULID_LEN + 1 bytes. */
+int ulid_new_prefixed(const char *prefix, char *out, size_t outsz);
+bool ulid_valid(const char *s);
+/* The timestamp encoded in a valid ULID. */
+uint64_t ulid_time_ms(const char *s);
+/* Idempotency keys (D7): a ULID or a UUID (8-4-4-4-12 hex). */
+bool idempotency_key_valid(const char *s);
+
+/* ---- time (D3) ------------------------------------------------------------------------------- */
+
+#define TIME_RFC3339_LEN 24 /* 2026-01-02T03:04:05.678Z */
+int64_t time_now_ms(void);   /* wall clock, ms since the Unix epoch */
+int64_t time_mono_ms(void);  /* monotonic clock, for durations only */
+/* Formats ms since the epoch as RFC 3339 UTC with milliseconds. */
+void time_format(int64_t ms, char out[TIME_RFC3339_LEN + 1]);
+/* Parses RFC 3339 (date-time with T/t/space, optional fraction, Z or ±hh:mm). 0 or AH_E_INVAL. */
+int time_parse(const char *s, int64_t *ret_ms);
+
+/* ---- Problem+JSON (D4) ----------------------------------------------------------------------- */
+
+/* Detail of a failure, filled by validators and handlers. Zero-initialise; problem_clear frees. */
+struct ah_problem {
+    int code;        /* AH_E_*; 0 while nothing failed */
+    char detail[512];
+    json_t *errors;  /* { "field.path": ["message", …] } or NULL */
+    json_t *extra;   /* extra members merged into the body (e.g. "currentStatus") or NULL */
+};
+/* Sets code and detail (printf-style) unless a code is already set: the first failure wins. */
+int problem_set(struct ah_problem *p, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Adds a field error: errors[path] += message. Sets code AH_E_INVAL when none is set yet. */
+void problem_field(struct ah_problem *p, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Adds a member to the body (steals value). */
+void problem_extra(struct ah_problem *p, const char *key, json_t *value);
+void problem_clear(struct ah_problem *p);
+/* The response body: type "/problems/<slug>", title, status, detail, instance, requestId,
+ * errors, plus extras. NULL on OOM. The detail defaults to the title. */
+json_t *problem_to_json(const struct ah_problem *p, const char *instance, const char *request_id);
+
+/* ---- JSON helpers ---------------------------------------------------------------------------- */
+
+/* Parses a request body: valid UTF-8 JSON, nesting ≤ AH_LIMIT_JSON_DEPTH, no duplicate keys.
+ * On failure sets reterr (AH_E_BADREQ with line/column) and returns NULL. */
+json_t *json_parse_body(const char *text, size_t len, struct ah_problem *reterr);
+/* Serialises compactly; NULL on OOM. */
+char *json_dump_compact(const json_t *j);
+
+/* ---- pagination (D6) ------------------------------------------------------------------------- */
+
+#define PAGE_DEFAULT_PER_PAGE 20
+#define PAGE_EVENTS_PER_PAGE 50
+#define PAGE_MAX_PER_PAGE 200
+struct page {
+    int64_t page;     /* ≥ 1 */
+    int64_t per_page; /* 1..PAGE_MAX_PER_PAGE */
+};
+/* Parses the `page` and `perPage` query values (NULL = absent). Non-integers, page < 1 and
+ * perPage outside 1..max are AH_E_INVAL naming the parameter. */
+int page_parse(const char *page, const char *per_page, int64_t default_per_page, int64_t max,
+               struct page *ret, struct ah_problem *reterr);
+static inline int64_t page_offset(const struct page *pg) {
+    return (pg->page - 1) * pg->per_page;
+}
+/* {items, page, perPage, total, nextPage}; steals items. NULL on OOM. */
+json_t *page_envelope(json_t *items, const struct page *pg, int64_t total);
+/* Parses a non-negative decimal integer within [min, max]; AH_E_INVAL otherwise. */
+int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
+
+/* ---- session state machine (D13) ------------------------------------------------------------- */
+
+#define SESSION_STATUSES(X)                                                                        \
+    X(SESSION_QUEUED, "queued")                                                                    \
+    X(SESSION_PROVISIONING, "provisioning")                                                        \
+    X(SESSION_RUNNING, "running")                                                                  \
+    X(SESSION_PAUSING, "pausing")                                                                  \
+    X(SESSION_PAUSED, "paused")                                                                    \
+    X(SESSION_RESUMING, "resuming")                                                                \
+    X(SESSION_STOPPING, "stopping")                                                                \
+    X(SESSION_STOPPED, "stopped")                                                                  \
+    X(SESSION_COMPLETED, "completed")                                                              \
+    X(SESSION_FAILED, "failed")                                                                    \
+    X(SESSION_CANCELLED, "cancelled")
+
+enum session_status {
+#define SESSION_STATUS_ENUM_(name, str) name,
+    SESSION_STATUSES(SESSION_STATUS_ENUM_)
+#undef SESSION_STATUS_ENUM_
+        SESSION_STATUS_COUNT
+};
+
+const char *session_status_name(enum session_status s);
+/* 0 and *ret, or AH_E_INVAL for a string that is not a status. */
+int session_status_parse(const char *s, enum session_status *ret);
+bool session_status_terminal(enum session_status s);
+/* "Active" for recent_events (API.md §4): queued, provisioning, running, pausing, paused,
+ * resuming, stopping. */
+bool session_status_active(enum session_status s);
+/* Is from → to a legal transition of the table in session.c? */
+bool session_transition_legal(enum session_status from, enum session_status to);
+
+/* ---- task-creation request (API.md §5.2, D1, D20, D25) --------------------------------------- */
+
+enum repo_mode { REPO_GIT, REPO_UPLOAD, REPO_NONE };
+enum runtime_type { RUNTIME_DEVCONTAINER, RUNTIME_LOCAL, RUNTIME_DISABLED };
+enum delivery_mode { DELIVERY_PR, DELIVERY_BRANCH, DELIVERY_PATCH };
+
+struct task_agent {
+    char *type;
+    char *version; /* "latest" when absent */
+    int64_t count; /* ≥ 1 */
+    json_t *settings; /* object or NULL */
+};
+struct task_webhook {
+    char *event;
+    char *url;
+};
+struct task_request {
+    char *tenant_id;  /* NULL when absent */
+    char *project_id; /* NULL when absent */
+    json_t *prompt;   /* normalised: array of content blocks */
+    struct {
+        enum repo_mode mode;
+        char *url, *branch, *commit; /* NULL when absent */
+    } repo;
+    struct {
+        enum runtime_type type;
+        char *devcontainer_path;
+        bool has_resources;
+        int64_t cpu, memory_mib;
+    } runtime;
+    bool has_workspace;
+    char **snapshot_preference;
+    size_t n_snapshot_preference;
+    char *execution_host_id;
+    struct task_agent *agents;
+    size_t n_agents;
+    bool has_delivery;
+    enum delivery_mode delivery_mode;
+    char *target_branch;
+    json_t *labels; /* object string→string, or NULL */
+    struct task_webhook *webhooks;
+    size_t n_webhooks;
+};
+
+/* Validates every field of a create-task body and builds the request. Accepts the snake_case
+ * aliases of D1 (`tenant_id`, `project_id`, `devcontainer_path`, `memory_mib`,
+ * `snapshot_preference`, `execution_host_id`, `target_branch`) but not both spellings at once.
+ * Unknown members are errors. On failure returns AH_E_INVAL with every bad field named in
+ * reterr->errors, and *ret is untouched. */
+int task_request_parse(const json_t *body, struct task_request **ret, struct ah_problem *reterr);
+/* The canonical (camelCase, D1) JSON of a request; parse(to_json(r)) equals r. NULL on OOM. */
+json_t *task_request_to_json(const struct task_request *r);
+void task_request_free(struct task_request *r);
+AH_DEFINE_CLEANUP(struct task_request, task_request_free)
+/* Number of sessions the task fans out to: the sum of agents[].count. */
+size_t task_request_session_count(const struct task_request *r);
+/* Validates a prompt (string or blocks) into normalised blocks; `path` names the field in errors.
+ * Shared by task creation and POST …/prompt. Returns NULL and fills reterr on failure. */
+json_t *prompt_parse(const json_t *value, const char *path, struct ah_problem *reterr);
+/* The concatenated text of all text blocks (caller frees); NULL on OOM. */
+char *prompt_text(const json_t *blocks);
+
+const char *repo_mode_name(enum repo_mode m);
+const char *runtime_type_name(enum runtime_type t);
+const char *delivery_mode_name(enum delivery_mode m);
+
+/* ---- configuration file (a TOML subset) ------------------------------------------------------ */
+
+/* Parses sections ([a] and [a.b]), `key = value` with basic strings, integers, booleans and arrays
+ * of strings, and # comments, into a flat object: {"section.key": value}. Top-level keys have no
+ * prefix. Duplicate keys, unterminated strings and other syntax errors are AH_E_INVAL with the
+ * line number in reterr. */
+int toml_parse(const char *text, size_t len, json_t **ret, struct ah_problem *reterr);
+
+/* ---- logging: one JSON object per line ------------------------------------------------------- */
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+/* 0 and *ret, or AH_E_INVAL. */
+int log_level_parse(const char *s, enum log_level *ret);
+const char *log_level_name(enum log_level l);
+/* Process-wide sink, set once by main before threads start (default: fd 2, level info). */
+void log_setup(int fd, enum log_level min);
+bool log_enabled(enum log_level l);
+/* Writes {"time","level","msg", …fields} as one line with one write(2). `fields` may be NULL and
+ * is not stolen. */
+void log_json(enum log_level l, const char *msg, const json_t *fields);
+void log_msg(enum log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

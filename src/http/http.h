@@ -1,0 +1,150 @@
+/*
+ * http.h — the HTTP front door: a libmicrohttpd server (epoll thread pool), a router with path
+ * parameters, the fixed middleware pipeline and the request/response structs handlers work on.
+ *
+ * Pipeline, in order (each step may answer and stop the request):
+ *   request id (D8) → access log → CORS (preflight 204) → route match (404 / 405 + Allow)
+ *   → body limits (413, enforced while reading) and content type (415) → handler
+ *
+ * Handlers map a struct http_request to a struct http_response and never touch MHD, so they can
+ * be tested without a socket. They run on an MHD thread and must not block on an agent.
+ * Streaming responses (SSE) hand the server a struct http_stream; its connection is suspended
+ * while the stream has nothing to send and resumed by http_stream_wake (no thread per client).
+ */
+#ifndef AH_HTTP_H
+#define AH_HTTP_H
+
+#include <sys/types.h>
+
+#include "../core/core.h"
+
+#define HTTP_MAX_PARAMS 8
+#define HTTP_MAX_RES_HEADERS 16
+
+struct http_kv {
+    const char *name;
+    const char *value;
+};
+
+/* Everything a handler may read about a request. Strings live in req->arena and are valid until
+ * the request completes. */
+struct http_request {
+    const char *method;     /* "GET", … (HEAD is routed as GET) */
+    const char *path;       /* percent-decoded path, no query */
+    const char *request_id; /* D8: the client's X-Request-Id if valid, else a fresh ULID */
+    struct http_kv *headers;
+    size_t n_headers;
+    struct http_kv *query;
+    size_t n_query;
+    struct http_kv params[HTTP_MAX_PARAMS]; /* from the route pattern's {name} segments */
+    size_t n_params;
+    const char *body; /* NUL-terminated; NULL when there was none */
+    size_t body_len;
+    struct arena *arena;
+    const char *tenant; /* effective tenant; "default" until auth assigns one */
+    void *route_ctx;    /* the ctx given to router_add */
+};
+
+/* Header (case-insensitive), query parameter and path parameter lookups; NULL when absent. */
+const char *http_header(const struct http_request *req, const char *name);
+const char *http_query(const struct http_request *req, const char *name);
+const char *http_param(const struct http_request *req, const char *name);
+
+/* A body read in chunks by the server; see the comment on the ops. */
+struct http_stream;
+struct http_stream_ops {
+    /* Fills buf with up to max bytes: returns the count (> 0), 0 when there is nothing to send
+     * yet (the connection is suspended until http_stream_wake), HTTP_STREAM_END when done, or a
+     * negative AH_E_* to abort the connection. Called on an MHD thread, never concurrently. */
+    ssize_t (*read)(void *ctx, char *buf, size_t max);
+    /* The connection is finished (completed, client gone or server stopping). Called once. */
+    void (*close)(void *ctx);
+};
+#define HTTP_STREAM_END ((ssize_t)-1000)
+
+/* A new stream with one reference for the caller (the producer side). ops must outlive it.
+ * NULL on OOM. */
+struct http_stream *http_stream_new(const struct http_stream_ops *ops, void *ctx);
+void http_stream_ref(struct http_stream *s);
+void http_stream_unref(struct http_stream *s); /* NULL-safe */
+/* Thread-safe: there is something to send. Resumes the connection if it is suspended; a wake
+ * that arrives while the connection is busy is remembered. A no-op once the stream closed. */
+void http_stream_wake(struct http_stream *s);
+/* True once the server asked every stream to finish (shutdown): read should return END. */
+bool http_stream_ending(const struct http_stream *s);
+
+struct http_response {
+    int status;
+    json_t *json;             /* owned; serialised when sent */
+    char *body;               /* owned (malloc), used when json is NULL */
+    size_t body_len;
+    const char *content_type; /* defaults to application/json */
+    struct http_kv headers[HTTP_MAX_RES_HEADERS];
+    size_t n_headers;
+    struct http_stream *stream; /* owned reference; the response is streamed when set */
+};
+
+/* 2xx JSON answer; steals body (NULL body → AH_E_NOMEM problem). */
+void http_json(struct http_request *req, struct http_response *res, int status, json_t *body);
+/* Problem+JSON answer for p->code (D4) with instance = request path and the request id. */
+void http_problem(struct http_request *req, struct http_response *res, const struct ah_problem *p);
+/* Shorthand: a problem with just a code and a detail. */
+void http_error(struct http_request *req, struct http_response *res, int code, const char *fmt,
+                ...) __attribute__((format(printf, 4, 5)));
+/* Adds a response header (copied into the request arena). AH_E_TOOLARGE when full. */
+int http_header_add(struct http_request *req, struct http_response *res, const char *name,
+                    const char *value);
+void http_response_clear(struct http_response *res);
+
+/* ---- router ---------------------------------------------------------------------------------- */
+
+typedef void (*http_handler_fn)(struct http_request *req, struct http_response *res);
+
+enum route_flags {
+    ROUTE_ANY_BODY = 1 << 0, /* accept any content type (default: JSON only) */
+};
+
+struct router;
+struct router *router_new(void);
+void router_free(struct router *r);
+/* Registers `method pattern`. Pattern segments are literals, `{name}` (one segment) or
+ * `{name...}` (the rest of the path, last segment only). max_body 0 means the server default.
+ * Returns 0, AH_E_INVAL for a bad pattern or AH_E_NOMEM. */
+int router_add(struct router *r, const char *method, const char *pattern, http_handler_fn fn,
+               void *ctx, unsigned flags, size_t max_body);
+
+struct route_match {
+    http_handler_fn fn;
+    void *ctx;
+    unsigned flags;
+    size_t max_body;
+    struct http_kv params[HTTP_MAX_PARAMS];
+    size_t n_params;
+};
+/* Matches method and path. 0 on a match (params copied into arena); AH_E_METHOD when the path
+ * exists with other methods (allow receives "GET, POST" …); AH_E_NOTFOUND otherwise. */
+int router_match(const struct router *r, const char *method, const char *path, struct arena *a,
+                 struct route_match *ret, char *allow, size_t allow_size);
+
+/* ---- server ---------------------------------------------------------------------------------- */
+
+struct http_config {
+    const char *bind;      /* address to listen on, e.g. "127.0.0.1" or "::" */
+    int port;              /* 0 = any free port (see http_server_port) */
+    size_t max_body;       /* default request body cap (D5) */
+    unsigned threads;      /* MHD thread pool size; 0 = number of cores */
+    const char *const *cors_origins; /* NULL-terminated allow-list; "*" allows any */
+    unsigned shutdown_grace_ms; /* how long stop waits for in-flight requests */
+};
+
+struct http_server;
+/* Binds, listens and starts serving with `router` (borrowed; must outlive the server).
+ * A port in use is AH_E_EXISTS with the address in reterr. */
+int http_server_start(const struct http_config *cfg, const struct router *router,
+                      struct http_server **ret, struct ah_problem *reterr);
+int http_server_port(const struct http_server *s);
+/* Stops accepting, lets in-flight requests finish (bounded by shutdown_grace_ms), asks streams
+ * to end, and frees the server. NULL-safe. */
+void http_server_stop(struct http_server *s);
+
+#endif
