@@ -141,7 +141,7 @@ static bool url_ok(const char *s, bool allow_scp, bool http_only) {
         return false;
     if (s[0] == '/') /* a local path to a repository on the server */
         return !strpbrk(s, "\r\n");
-    if (!allow_scp)
+    if (!allow_scp || strstr(s, "://")) /* an unsupported scheme, not an scp address */
         return false;
     /* scp-style: [user@]host:path, with no "://" and a host before the first ':' */
     const char *colon = strchr(s, ':');

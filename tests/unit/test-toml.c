@@ -1,0 +1,91 @@
+/* test-toml.c — the configuration-file subset: what it accepts and the line numbers of what it
+ * refuses. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "../../src/core/core.h"
+
+static json_t *ok(const char *text) {
+    json_t *j = NULL;
+    struct ah_problem p = {0};
+    if (toml_parse(text, strlen(text), &j, &p) != 0)
+        fail_msg("rejected: %s (%s)", text, p.detail);
+    return j;
+}
+
+static void bad(const char *text, int line) {
+    json_t *j = NULL;
+    struct ah_problem p = {0};
+    assert_int_equal(toml_parse(text, strlen(text), &j, &p), AH_E_INVAL);
+    assert_null(j);
+    char want[32];
+    snprintf(want, sizeof(want), "line %d:", line);
+    if (!strstr(p.detail, want))
+        fail_msg("'%s': expected '%s' in '%s'", text, want, p.detail);
+    problem_clear(&p);
+}
+
+static void test_values(void **state) {
+    json_t *j = ok("# top\n"
+                   "port = 3001\n"
+                   "bind = \"0.0.0.0\"   # trailing comment\n"
+                   "quiet = true\n"
+                   "loud = false\n"
+                   "big = 1_000_000\n"
+                   "neg = -5\n"
+                   "lit = 'C:\\path'\n"
+                   "esc = \"a\\tb\\\"c\\u00e9\"\n"
+                   "origins = [\"http://a\", 'http://b',]\n"
+                   "empty = []\n"
+                   "\n"
+                   "[server]\n"
+                   "port = 8080\r\n"
+                   "[a.b-c]\n"
+                   "key_1 = \"v\"\n");
+    assert_int_equal(json_integer_value(json_object_get(j, "port")), 3001);
+    assert_string_equal(json_string_value(json_object_get(j, "bind")), "0.0.0.0");
+    assert_true(json_is_true(json_object_get(j, "quiet")));
+    assert_true(json_is_false(json_object_get(j, "loud")));
+    assert_int_equal(json_integer_value(json_object_get(j, "big")), 1000000);
+    assert_int_equal(json_integer_value(json_object_get(j, "neg")), -5);
+    assert_string_equal(json_string_value(json_object_get(j, "lit")), "C:\\path");
+    assert_string_equal(json_string_value(json_object_get(j, "esc")), "a\tb\"c\xc3\xa9");
+    json_t *o = json_object_get(j, "origins");
+    assert_int_equal(json_array_size(o), 2);
+    assert_string_equal(json_string_value(json_array_get(o, 1)), "http://b");
+    assert_int_equal(json_array_size(json_object_get(j, "empty")), 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "server.port")), 8080);
+    assert_string_equal(json_string_value(json_object_get(j, "a.b-c.key_1")), "v");
+    json_decref(j);
+    j = ok("");
+    assert_int_equal(json_object_size(j), 0);
+    json_decref(j);
+}
+
+static void test_errors(void **state) {
+    bad("port = ", 1);
+    bad("a = 1\nport 3001\n", 2);
+    bad("a = 1\nb = \"open\n", 2);
+    bad("a = 1\na = 2\n", 2);
+    bad("[server\nport = 1\n", 1);
+    bad("x = [1, 2]\n", 1);
+    bad("x = 1.5\n", 1);
+    bad("x = yes\n", 1);
+    bad("x = \"a\" junk\n", 1);
+    bad("x = \"\\q\"\n", 1);
+    bad("x = [\"a\"\n", 1);
+    bad("\n\n= 3\n", 3);
+    bad("x = 99999999999999999999\n", 1);
+    bad("[a..b]\n", 1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_values),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
