@@ -12,6 +12,28 @@ struct store_ops {
     void (*close)(void *impl);
     bool (*ready)(void *impl);
     int (*schema_version)(void *impl, int *ret_version, int *ret_applied_now);
+    int (*task_create)(void *impl, const char *tenant, const char *task_id,
+                       const char *project_id, const json_t *request,
+                       const struct session_new *sessions, size_t n, int64_t now);
+    int (*session_get)(void *impl, const char *tenant, const char *id, struct session_row **ret);
+    int (*session_list)(void *impl, const char *tenant, const struct session_filter *f,
+                        const struct page *pg, struct session_row ***ret, size_t *ret_n,
+                        int64_t *ret_total);
+    int (*session_list_live)(void *impl, struct session_row ***ret, size_t *ret_n);
+    int (*session_purge)(void *impl, const char *tenant, const char *id);
+    int (*session_set_runtime)(void *impl, const char *tenant, const char *id,
+                               const struct session_runtime *rt);
+    int (*apply)(void *impl, struct store_op *ops, size_t n);
+    int (*event_list)(void *impl, const char *tenant, const char *session_id,
+                      const struct event_filter *f, const struct page *pg, json_t **ret_items,
+                      int64_t *ret_total);
+    int (*event_range)(void *impl, const char *tenant, const char *session_id, int64_t after,
+                       size_t limit, char ***ret_json, int64_t **ret_seq, size_t *ret_n);
+    int (*idem_begin)(void *impl, const char *tenant, const char *key, const char *hash,
+                      int64_t now, int64_t max_age_ms, struct idem_row **ret_existing);
+    int (*idem_finish)(void *impl, const char *tenant, const char *key, int status,
+                       const char *content_type, const char *body, size_t len);
+    int (*idem_release)(void *impl, const char *tenant, const char *key);
 };
 
 struct store {

@@ -24,7 +24,6 @@
 #include "backend.h"
 #include "sqlite_internal.h"
 
-#define POOL_SIZE 8
 #define BUSY_TIMEOUT_MS 10000
 
 static int sq_error(sqlite3 *db, int rc, struct ah_problem *reterr, const char *what) {
@@ -193,7 +192,7 @@ int store_sqlite_open(const char *path, void **ret_impl, struct ah_problem *rete
         return problem_set(reterr, AH_E_NOMEM, "out of memory");
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    size_t want = memory ? 1 : POOL_SIZE;
+    size_t want = memory ? 1 : SQ_POOL_SIZE;
     for (; s->n < want; s->n++) {
         int rc = open_conn(path, &s->conns[s->n].db, reterr);
         if (rc < 0) {
@@ -315,4 +314,16 @@ const struct store_ops store_sqlite_ops = {
     .close = sq_close,
     .ready = sq_ready,
     .schema_version = sq_schema_version,
+    .task_create = sq_task_create,
+    .session_get = sq_session_get,
+    .session_list = sq_session_list,
+    .session_list_live = sq_session_list_live,
+    .session_purge = sq_session_purge,
+    .session_set_runtime = sq_session_set_runtime,
+    .apply = sq_apply,
+    .event_list = sq_event_list,
+    .event_range = sq_event_range,
+    .idem_begin = sq_idem_begin,
+    .idem_finish = sq_idem_finish,
+    .idem_release = sq_idem_release,
 };

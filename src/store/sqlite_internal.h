@@ -11,6 +11,7 @@
 #include "backend.h"
 
 #define SQ_STMT_CACHE 64
+#define SQ_POOL_SIZE 8
 
 struct conn {
     sqlite3 *db;
@@ -26,7 +27,7 @@ struct conn {
 struct sq {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct conn conns[8];
+    struct conn conns[SQ_POOL_SIZE];
     size_t n;
     int version, applied_now;
 };
@@ -42,5 +43,29 @@ void sq_done(struct conn *c, sqlite3_stmt *st);
 int sq_exec(struct conn *c, const char *sql);
 /* Maps a SQLite result code to AH_E_* (0 for OK/ROW/DONE). */
 int sq_code(int rc);
+
+/* The ops, one file per table group (sqlite_sessions.c, sqlite_events.c, sqlite_idem.c). */
+int sq_task_create(void *impl, const char *tenant, const char *task_id, const char *project_id,
+                   const json_t *request, const struct session_new *sessions, size_t n,
+                   int64_t now);
+int sq_session_get(void *impl, const char *tenant, const char *id, struct session_row **ret);
+int sq_session_list(void *impl, const char *tenant, const struct session_filter *f,
+                    const struct page *pg, struct session_row ***ret, size_t *ret_n,
+                    int64_t *ret_total);
+int sq_session_list_live(void *impl, struct session_row ***ret, size_t *ret_n);
+int sq_session_purge(void *impl, const char *tenant, const char *id);
+int sq_session_set_runtime(void *impl, const char *tenant, const char *id,
+                           const struct session_runtime *rt);
+int sq_apply(void *impl, struct store_op *ops, size_t n);
+int sq_event_list(void *impl, const char *tenant, const char *session_id,
+                  const struct event_filter *f, const struct page *pg, json_t **ret_items,
+                  int64_t *ret_total);
+int sq_event_range(void *impl, const char *tenant, const char *session_id, int64_t after,
+                   size_t limit, char ***ret_json, int64_t **ret_seq, size_t *ret_n);
+int sq_idem_begin(void *impl, const char *tenant, const char *key, const char *hash, int64_t now,
+                  int64_t max_age_ms, struct idem_row **ret_existing);
+int sq_idem_finish(void *impl, const char *tenant, const char *key, int status,
+                   const char *content_type, const char *body, size_t len);
+int sq_idem_release(void *impl, const char *tenant, const char *key);
 
 #endif

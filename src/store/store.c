@@ -40,3 +40,64 @@ bool store_ready(struct store *st) {
 int store_schema_version(struct store *st, int *ret_version, int *ret_applied_now) {
     return st->ops->schema_version(st->impl, ret_version, ret_applied_now);
 }
+
+int store_task_create(struct store *st, const char *tenant, const char *task_id,
+                      const char *project_id, const json_t *request,
+                      const struct session_new *sessions, size_t n, int64_t now) {
+    return st->ops->task_create(st->impl, tenant, task_id, project_id, request, sessions, n, now);
+}
+
+int store_session_get(struct store *st, const char *tenant, const char *id,
+                      struct session_row **ret) {
+    return st->ops->session_get(st->impl, tenant, id, ret);
+}
+
+int store_session_list(struct store *st, const char *tenant, const struct session_filter *f,
+                       const struct page *pg, struct session_row ***ret, size_t *ret_n,
+                       int64_t *ret_total) {
+    return st->ops->session_list(st->impl, tenant, f, pg, ret, ret_n, ret_total);
+}
+
+int store_session_list_live(struct store *st, struct session_row ***ret, size_t *ret_n) {
+    return st->ops->session_list_live(st->impl, ret, ret_n);
+}
+
+int store_session_purge(struct store *st, const char *tenant, const char *id) {
+    return st->ops->session_purge(st->impl, tenant, id);
+}
+
+int store_session_set_runtime(struct store *st, const char *tenant, const char *id,
+                              const struct session_runtime *rt) {
+    return st->ops->session_set_runtime(st->impl, tenant, id, rt);
+}
+
+int store_apply(struct store *st, struct store_op *ops, size_t n) {
+    return st->ops->apply(st->impl, ops, n);
+}
+
+int store_event_list(struct store *st, const char *tenant, const char *session_id,
+                     const struct event_filter *f, const struct page *pg, json_t **ret_items,
+                     int64_t *ret_total) {
+    return st->ops->event_list(st->impl, tenant, session_id, f, pg, ret_items, ret_total);
+}
+
+int store_event_range(struct store *st, const char *tenant, const char *session_id,
+                      int64_t after, size_t limit, char ***ret_json, int64_t **ret_seq,
+                      size_t *ret_n) {
+    return st->ops->event_range(st->impl, tenant, session_id, after, limit, ret_json, ret_seq,
+                                ret_n);
+}
+
+int store_idem_begin(struct store *st, const char *tenant, const char *key, const char *hash,
+                     int64_t now, int64_t max_age_ms, struct idem_row **ret_existing) {
+    return st->ops->idem_begin(st->impl, tenant, key, hash, now, max_age_ms, ret_existing);
+}
+
+int store_idem_finish(struct store *st, const char *tenant, const char *key, int status,
+                      const char *content_type, const char *body, size_t len) {
+    return st->ops->idem_finish(st->impl, tenant, key, status, content_type, body, len);
+}
+
+int store_idem_release(struct store *st, const char *tenant, const char *key) {
+    return st->ops->idem_release(st->impl, tenant, key);
+}

@@ -25,6 +25,147 @@ int store_open(const char *url, struct store **ret, struct ah_problem *reterr);
 void store_close(struct store *st); /* NULL-safe */
 AH_DEFINE_CLEANUP(struct store, store_close)
 
+/* ---- tasks and sessions ---------------------------------------------------------------------- */
+
+/* One session of a new task (store_task_create). */
+struct session_new {
+    char id[ULID_LEN + 1];
+    int agent_index, instance;
+    const char *agent_type, *agent_version;
+};
+
+struct session_row {
+    char id[ULID_LEN + 1];
+    char task_id[ULID_LEN + 1];
+    char *tenant_id;
+    char *project_id; /* NULL when none */
+    int agent_index, instance;
+    char *agent_type, *agent_version;
+    enum session_status status;
+    char *error;        /* NULL when none */
+    bool has_exit_code;
+    int exit_code;
+    char *workspace_provider, *workspace_path; /* NULL until provisioned */
+    int64_t last_seq;      /* highest event seq stored */
+    int64_t recorder_rseq; /* highest recorder sequence stored */
+    int64_t recorder_pid, recorder_start; /* 0 when none */
+    char *recorder_token;  /* hash; NULL when none */
+    json_t *changes;       /* NULL when none */
+    json_t *request;       /* the task's canonical create request */
+    int64_t created_at, updated_at, started_at, ended_at; /* ms; 0 when unset */
+};
+void session_row_free(struct session_row *r);
+AH_DEFINE_CLEANUP(struct session_row, session_row_free)
+void session_rows_free(struct session_row **rows, size_t n);
+
+/* Creates the task and its sessions (status queued) in one transaction. */
+int store_task_create(struct store *st, const char *tenant, const char *task_id,
+                      const char *project_id, const json_t *request,
+                      const struct session_new *sessions, size_t n, int64_t now);
+
+int store_session_get(struct store *st, const char *tenant, const char *id,
+                      struct session_row **ret);
+
+struct session_filter {
+    bool has_status;
+    enum session_status status;
+    const char *agent;      /* NULL = any */
+    const char *project_id; /* NULL = any */
+    bool ascending;         /* default newest first */
+};
+/* A page of sessions and the total matching the filter. */
+int store_session_list(struct store *st, const char *tenant, const struct session_filter *f,
+                       const struct page *pg, struct session_row ***ret, size_t *ret_n,
+                       int64_t *ret_total);
+/* Every session of every tenant that is not terminal, oldest first (the scheduler's and the
+ * restart's view; D15). */
+int store_session_list_live(struct store *st, struct session_row ***ret, size_t *ret_n);
+/* Deletes a session and its events (DELETE ?purge=true); AH_E_NOTFOUND when absent. */
+int store_session_purge(struct store *st, const char *tenant, const char *id);
+
+/* Supervision facts of a launched session: the workspace, the recorder's pid, start time and
+ * token hash. Strings may be NULL to leave a column unchanged. */
+struct session_runtime {
+    const char *workspace_provider, *workspace_path;
+    int64_t recorder_pid, recorder_start; /* -1 leaves unchanged, 0 clears */
+    const char *recorder_token;
+};
+int store_session_set_runtime(struct store *st, const char *tenant, const char *id,
+                              const struct session_runtime *rt);
+
+/* ---- events and transitions: the batching writer's one call ---------------------------------- */
+
+enum store_op_kind {
+    STORE_OP_EVENT,      /* append payload as the session's next event */
+    STORE_OP_TRANSITION, /* move the state machine and append its `status` event */
+};
+
+/* One operation of a batch. Inputs are borrowed; results are written by store_apply. */
+struct store_op {
+    enum store_op_kind kind;
+    const char *tenant, *session_id;
+    int64_t rseq;     /* recorder sequence, 0 when the op does not come from a recorder */
+    int64_t ts;       /* event time, ms (0 = now) */
+    json_t *payload;  /* EVENT: the event (type + fields); seq, sessionId, ts are added */
+    /* TRANSITION */
+    enum session_status to;
+    const char *error;   /* recorded on failed (NULL keeps) */
+    bool has_exit_code;
+    int exit_code;
+    json_t *changes;     /* recorded when given */
+    /* results */
+    int result; /* 0 stored; AH_E_CONFLICT illegal transition; AH_E_NOTFOUND no such session;
+                   AH_E_EXISTS rseq already stored (a resend); AH_E_GONE session is terminal */
+    enum session_status status_before; /* TRANSITION: the state found */
+    int64_t seq;                       /* the seq given to the stored event */
+    char *stored;                      /* the stored event as JSON text (caller frees) */
+    bool terminal;                     /* the stored event is a terminal status */
+};
+/* Applies the ops in order in one transaction (one fsync). A failing op does not fail the
+ * batch; only a database error does (then nothing is stored and every result is that error). */
+int store_apply(struct store *st, struct store_op *ops, size_t n);
+
+struct event_filter {
+    const char *const *types; /* NULL-terminated list, or NULL = any */
+    const char *level;        /* NULL = any */
+    int64_t since, until;     /* ms, 0 = unbounded */
+    int64_t after;            /* seq > after */
+    bool ascending;
+};
+/* A page of events as JSON objects (the stored payloads) and the total matching. */
+int store_event_list(struct store *st, const char *tenant, const char *session_id,
+                     const struct event_filter *f, const struct page *pg, json_t **ret_items,
+                     int64_t *ret_total);
+/* Up to `limit` events with seq > after, ascending, as raw JSON texts (caller frees each with
+ * free() and the array with free()). The bus reads gaps through this. */
+int store_event_range(struct store *st, const char *tenant, const char *session_id,
+                      int64_t after, size_t limit, char ***ret_json, int64_t **ret_seq,
+                      size_t *ret_n);
+
+/* ---- idempotency keys (D7) ------------------------------------------------------------------- */
+
+struct idem_row {
+    char *request_hash;
+    bool done;
+    int status;
+    char *content_type;
+    char *body;
+    size_t body_len;
+    int64_t created_at;
+};
+void idem_row_free(struct idem_row *r);
+AH_DEFINE_CLEANUP(struct idem_row, idem_row_free)
+/* Claims `key` for a request (state pending). 0 when claimed; AH_E_EXISTS with *ret_existing
+ * when the key is known (pending or done) and younger than `max_age_ms`; older rows are
+ * replaced. */
+int store_idem_begin(struct store *st, const char *tenant, const char *key, const char *hash,
+                     int64_t now, int64_t max_age_ms, struct idem_row **ret_existing);
+/* Records the answer of a claimed key. */
+int store_idem_finish(struct store *st, const char *tenant, const char *key, int status,
+                      const char *content_type, const char *body, size_t len);
+/* Releases a claimed key without an answer (the request failed in a way worth retrying). */
+int store_idem_release(struct store *st, const char *tenant, const char *key);
+
 /* True once the store is open and answers a trivial query. */
 bool store_ready(struct store *st);
 /* The highest migration applied and how many migrations were applied by this open. */
