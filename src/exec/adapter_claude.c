@@ -1,0 +1,299 @@
+/*
+ * adapter_claude.c — Claude Code in print mode:
+ *   claude -p PROMPT --output-format stream-json --verbose --permission-mode acceptEdits
+ * (tests/fixtures/agents/README.md §1). The stream is one `system`/`init`, then `assistant`
+ * lines (one content block each, but any number is handled) and `user` lines carrying tool
+ * results, then one `result`.
+ *
+ *   system/init            → log (session id and model)
+ *   assistant thinking     → thought
+ *   assistant text         → log
+ *   assistant tool_use     → tool_use, plus file_edit "started" for Edit/Write/MultiEdit/
+ *                            NotebookEdit
+ *   user tool_result       → tool_result (failed when is_error), plus file_edit "completed"/
+ *                            "failed" for an edit tool, counted from tool_use_result's
+ *                            structuredPatch
+ *   result                 → log; succeeded only for subtype "success" with is_error not true
+ *                            (2.1.x has sent "success" with is_error true)
+ *
+ * A tool_result names only the tool_use id, so the tool's name (and the file of an edit) is
+ * remembered from the tool_use until its result comes.
+ */
+#include <string.h>
+
+#include "adapter_int.h"
+
+struct claude {
+    struct adapter_tools tools;
+    enum adapter_outcome verdict;
+};
+
+static int build_argv(const struct adapter_launch *l, char ***ret_argv) {
+    if (!l || !l->prompt)
+        return AH_E_INVAL;
+    AH_AUTOFREE char *prompt = adapter_prompt_arg(l->prompt);
+    if (!prompt)
+        return AH_E_NOMEM;
+    const char *model = adapter_model(l);
+    const char *v[] = {l->binary && l->binary[0] ? l->binary : "claude",
+                       "-p",
+                       prompt,
+                       "--output-format",
+                       "stream-json",
+                       "--verbose",
+                       "--permission-mode",
+                       "acceptEdits",
+                       model ? "--model" : NULL,
+                       model};
+    return adapter_argv_new(v, ADAPTER_COUNT(v), ret_argv);
+}
+
+static void *state_new(void) {
+    return calloc(1, sizeof(struct claude));
+}
+
+static void state_free(void *state) {
+    struct claude *st = state;
+    if (!st)
+        return;
+    adapter_tools_clear(&st->tools);
+    free(st);
+}
+
+/* The file an edit tool works on, or NULL for other tools. */
+static const char *edit_path(const char *tool, const json_t *input) {
+    static const char *const edits[] = {"Edit", "Write", "MultiEdit", "NotebookEdit"};
+    for (size_t i = 0; i < ADAPTER_COUNT(edits); i++) {
+        if (strcmp(tool, edits[i]) != 0)
+            continue;
+        const char *p = adapter_field(input, "file_path");
+        return p ? p : adapter_field(input, "notebook_path");
+    }
+    return NULL;
+}
+
+static int on_init(const json_t *j, json_t *out) {
+    const char *sid = adapter_field(j, "session_id");
+    const char *model = adapter_field(j, "model");
+    return adapter_logf(out, "info", "claude-code session %s started (model %s)",
+                        sid ? sid : "(unknown)", model ? model : "(default)");
+}
+
+static int on_block(struct claude *st, const json_t *b, json_t *out) {
+    const char *type = adapter_str(b, "type");
+    const json_t *text;
+    if (!type)
+        return adapter_log_json(out, "info", b);
+    if (strcmp(type, "thinking") == 0 && json_is_string(text = json_object_get(b, "thinking")))
+        return adapter_thought(out, json_string_value(text));
+    if (strcmp(type, "text") == 0 && json_is_string(text = json_object_get(b, "text")))
+        return adapter_log(out, "info", json_string_value(text), json_string_length(text), NULL);
+    const char *id = adapter_field(b, "id"), *name = adapter_field(b, "name");
+    if (strcmp(type, "tool_use") != 0 || !id || !name)
+        return adapter_log_json(out, "info", b); /* redacted_thinking, server_tool_use, … */
+    const json_t *input = json_object_get(b, "input");
+    const char *path = edit_path(name, input);
+    int rc = adapter_tools_add(&st->tools, id, name, path);
+    if (rc < 0)
+        return rc;
+    rc = adapter_tool_use(out, name, input, id);
+    if (rc == 0 && path)
+        rc = adapter_file_edit(out, path, 0, 0, "started", id, NULL);
+    return rc;
+}
+
+static int on_assistant(struct claude *st, const json_t *j, json_t *out) {
+    const json_t *content = json_object_get(json_object_get(j, "message"), "content");
+    if (!json_is_array(content) || json_array_size(content) == 0)
+        return 1;
+    size_t i;
+    const json_t *b;
+    json_array_foreach(content, i, b) {
+        int rc = on_block(st, b, out);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* A tool_result's content: a string, or blocks of which the text ones are kept. */
+static int content_text(const json_t *c, struct ah_buf *b) {
+    if (!c || json_is_null(c))
+        return 0;
+    if (json_is_string(c))
+        return ah_buf_append(b, json_string_value(c), json_string_length(c));
+    if (!json_is_array(c)) {
+        AH_AUTOFREE char *dump = json_dumps(c, JSON_COMPACT | JSON_ENCODE_ANY);
+        return dump ? ah_buf_puts(b, dump) : AH_E_NOMEM;
+    }
+    size_t i;
+    const json_t *blk;
+    json_array_foreach(c, i, blk) {
+        int rc = i > 0 ? ah_buf_puts(b, "\n") : 0;
+        const json_t *t = json_object_get(blk, "text");
+        const char *type = adapter_field(blk, "type");
+        if (rc == 0 && json_is_string(t))
+            rc = ah_buf_append(b, json_string_value(t), json_string_length(t));
+        else if (rc == 0)
+            rc = ah_buf_printf(b, "[%s]", type ? type : "?");
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Lines added and removed by an Edit/Write, from the CLI's own record of the change. */
+static void patch_count(const json_t *tur, int64_t *ret_added, int64_t *ret_removed) {
+    int64_t added = 0, removed = 0;
+    const json_t *patch = json_object_get(tur, "structuredPatch");
+    size_t i, k;
+    const json_t *hunk, *line;
+    json_array_foreach(patch, i, hunk) {
+        json_array_foreach(json_object_get(hunk, "lines"), k, line) {
+            const char *s = json_string_value(line);
+            if (s && s[0] == '+')
+                added++;
+            else if (s && s[0] == '-')
+                removed++;
+        }
+    }
+    /* Write of a new file: the patch is empty, the whole content is new. */
+    const char *content = adapter_str(tur, "content");
+    if (json_array_size(patch) == 0 && adapter_is(tur, "type", "create") && content)
+        added = adapter_line_count(content);
+    *ret_added = added;
+    *ret_removed = removed;
+}
+
+static int on_tool_result(struct claude *st, const json_t *item, const json_t *tur, json_t *out) {
+    const char *id = adapter_field(item, "tool_use_id");
+    if (!id)
+        return adapter_log_json(out, "info", item);
+    bool ok = !json_is_true(json_object_get(item, "is_error"));
+    struct ah_buf text = {0};
+    int rc = content_text(json_object_get(item, "content"), &text);
+    if (rc < 0) {
+        ah_buf_clear(&text);
+        return AH_E_NOMEM;
+    }
+    struct adapter_tool tool = {0};
+    bool known = adapter_tools_take(&st->tools, id, &tool);
+    rc = adapter_tool_result(out, known ? tool.name : "unknown", text.p, text.n, id, ok);
+    if (rc == 0 && tool.path) {
+        int64_t added = 0, removed = 0;
+        if (ok)
+            patch_count(tur, &added, &removed);
+        rc = adapter_file_edit(out, tool.path, added, removed, ok ? "completed" : "failed", id,
+                               NULL);
+    }
+    adapter_tool_clear(&tool);
+    ah_buf_clear(&text);
+    return rc;
+}
+
+static int on_user(struct claude *st, const json_t *j, json_t *out) {
+    const json_t *content = json_object_get(json_object_get(j, "message"), "content");
+    if (json_is_string(content))
+        return adapter_logf(out, "info", "user: %s", json_string_value(content));
+    if (!json_is_array(content) || json_array_size(content) == 0)
+        return 1;
+    /* tool_use_result sits beside the message, so it belongs to a result only when alone. */
+    size_t i, results = 0;
+    const json_t *item;
+    json_array_foreach(content, i, item) results += adapter_is(item, "type", "tool_result");
+    const json_t *tur = results == 1 ? json_object_get(j, "tool_use_result") : NULL;
+    json_array_foreach(content, i, item) {
+        const json_t *text = json_object_get(item, "text");
+        int rc;
+        if (adapter_is(item, "type", "tool_result"))
+            rc = on_tool_result(st, item, tur, out);
+        else if (adapter_is(item, "type", "text") && json_is_string(text))
+            rc = adapter_logf(out, "info", "user: %s", json_string_value(text));
+        else
+            rc = adapter_log_json(out, "info", item);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int on_result(struct claude *st, const json_t *j, json_t *out,
+                     enum adapter_outcome *outcome) {
+    const char *sub = adapter_field(j, "subtype");
+    bool ok = sub && strcmp(sub, "success") == 0 && !json_is_true(json_object_get(j, "is_error"));
+    st->verdict = ok ? ADAPTER_SUCCEEDED : ADAPTER_FAILED;
+    if (outcome)
+        *outcome = st->verdict;
+    const json_t *turns = json_object_get(j, "num_turns"), *ms = json_object_get(j, "duration_ms");
+    if (ok && json_is_integer(turns) && json_is_integer(ms))
+        return adapter_logf(out, "info", "finished: success (%lld turns, %lld ms)",
+                            (long long)json_integer_value(turns),
+                            (long long)json_integer_value(ms));
+    if (ok)
+        return adapter_logf(out, "info", "finished: success");
+    /* Say why: the errors[] of the error_* subtypes, else the result text. */
+    struct ah_buf b = {0};
+    int rc = ah_buf_printf(&b, "failed: %s", sub ? sub : "result");
+    size_t i, n = 0;
+    const json_t *e;
+    json_array_foreach(json_object_get(j, "errors"), i, e) {
+        if (rc == 0 && json_is_string(e)) {
+            rc = ah_buf_puts(&b, n++ ? "; " : ": ");
+            if (rc == 0)
+                rc = ah_buf_append(&b, json_string_value(e), json_string_length(e));
+        }
+    }
+    const json_t *text = json_object_get(j, "result");
+    if (rc == 0 && n == 0 && json_is_string(text)) {
+        rc = ah_buf_puts(&b, ": ");
+        if (rc == 0)
+            rc = ah_buf_append(&b, json_string_value(text), json_string_length(text));
+    }
+    if (rc == 0)
+        rc = adapter_log(out, "error", b.p, b.n, NULL);
+    ah_buf_clear(&b);
+    return rc < 0 ? AH_E_NOMEM : 0;
+}
+
+static int line(void *state, const char *line, size_t len, json_t *out,
+                enum adapter_outcome *outcome) {
+    struct claude *st = state;
+    if (adapter_blank(line, len))
+        return 0;
+    AH_AUTO(json_decrefp) json_t *j = NULL;
+    int rc = adapter_parse(line, len, &j);
+    if (rc < 0)
+        return rc;
+    const char *type = j ? adapter_str(j, "type") : NULL;
+    rc = 1; /* not mapped: logged as it came */
+    if (!type)
+        rc = 1;
+    else if (strcmp(type, "system") == 0 && adapter_is(j, "subtype", "init"))
+        rc = on_init(j, out);
+    else if (strcmp(type, "assistant") == 0)
+        rc = on_assistant(st, j, out);
+    else if (strcmp(type, "user") == 0)
+        rc = on_user(st, j, out);
+    else if (strcmp(type, "result") == 0)
+        rc = on_result(st, j, out, outcome);
+    return rc == 1 ? adapter_log_raw(out, line, len) : rc;
+}
+
+static enum adapter_outcome finish(void *state, int exit_code, json_t *out) {
+    struct claude *st = state;
+    (void)adapter_tools_abandon(&st->tools, out);
+    return adapter_settle(st->verdict, exit_code, out, "the stream ended without a result message");
+}
+
+static const char *const aliases[] = {"claude", NULL};
+
+const struct agent_adapter adapter_claude = {
+    .type = "claude-code",
+    .aliases = aliases,
+    .binary = "claude",
+    .build_argv = build_argv,
+    .state_new = state_new,
+    .state_free = state_free,
+    .line = line,
+    .finish = finish,
+};

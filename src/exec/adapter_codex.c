@@ -1,0 +1,268 @@
+/*
+ * adapter_codex.c — OpenAI Codex CLI (≥ 0.44): codex exec --json --full-auto PROMPT
+ * (tests/fixtures/agents/README.md §2). Thread/turn events around items that start, update and
+ * complete; an item's type-specific fields sit beside its id.
+ *
+ *   thread.started            → log (thread id)          turn.started → log (debug)
+ *   reasoning (completed)     → thought                   agent_message (completed) → log
+ *   command_execution         → tool_use when it starts, tool_result when it completes (failed
+ *                               unless status "completed" and exit_code 0)
+ *   mcp_tool_call, web_search → tool_use / tool_result the same way
+ *   file_change (completed)   → one file_edit per change (codex has no tool_use for it)
+ *   todo_list                 → log (the plan, each time it changes)
+ *   error item                → log (warn)                error event → log (error)
+ *   turn.completed            → log; succeeded             turn.failed → log; failed
+ *
+ * Only turn.failed ends a run badly: top-level `error` events are retry notices or the cause of
+ * the turn.failed that follows. A stream that stops before turn.completed/turn.failed was cut
+ * short, so finish() fails it.
+ */
+#include <string.h>
+
+#include "adapter_int.h"
+
+struct codex {
+    struct adapter_tools tools;
+    enum adapter_outcome verdict;
+};
+
+static int build_argv(const struct adapter_launch *l, char ***ret_argv) {
+    if (!l || !l->prompt)
+        return AH_E_INVAL;
+    AH_AUTOFREE char *prompt = adapter_prompt_arg(l->prompt);
+    if (!prompt)
+        return AH_E_NOMEM;
+    const char *model = adapter_model(l);
+    const char *v[] = {l->binary && l->binary[0] ? l->binary : "codex",
+                       "exec",
+                       "--json",
+                       "--full-auto",
+                       model ? "-m" : NULL,
+                       model,
+                       prompt};
+    return adapter_argv_new(v, ADAPTER_COUNT(v), ret_argv);
+}
+
+static void *state_new(void) {
+    return calloc(1, sizeof(struct codex));
+}
+
+static void state_free(void *state) {
+    struct codex *st = state;
+    if (!st)
+        return;
+    adapter_tools_clear(&st->tools);
+    free(st);
+}
+
+/* A tool-like item: tool_use the first time it is seen, tool_result when it completes (with a
+ * tool_use first if its start was never seen, so every result has its announcement). */
+static int tool_item(struct codex *st, const char *id, const char *name, const json_t *args,
+                     bool completed, const char *output, size_t olen, bool ok, json_t *out) {
+    if (!completed) {
+        int rc = adapter_tools_add(&st->tools, id, name, NULL);
+        if (rc != 0) /* 1: an update of a tool already announced */
+            return rc < 0 ? rc : 0;
+        return adapter_tool_use(out, name, args, id);
+    }
+    struct adapter_tool tool = {0};
+    if (adapter_tools_take(&st->tools, id, &tool)) {
+        adapter_tool_clear(&tool);
+    } else {
+        int rc = adapter_tool_use(out, name, args, id);
+        if (rc < 0)
+            return rc;
+    }
+    return adapter_tool_result(out, name, output, olen, id, ok);
+}
+
+static int command(struct codex *st, const json_t *item, const char *id, bool completed,
+                   json_t *out) {
+    AH_AUTO(json_decrefp)
+    json_t *args = json_pack("{s:O?}", "command", json_object_get(item, "command"));
+    if (!args)
+        return AH_E_NOMEM;
+    const json_t *output = json_object_get(item, "aggregated_output");
+    const json_t *code = json_object_get(item, "exit_code");
+    bool ok = adapter_is(item, "status", "completed") && json_is_integer(code) &&
+              json_integer_value(code) == 0;
+    return tool_item(st, id, "shell", args, completed, json_string_value(output),
+                     json_string_length(output), ok, out);
+}
+
+static int mcp(struct codex *st, const json_t *item, const char *id, bool completed, json_t *out) {
+    const char *server = adapter_field(item, "server"), *tool = adapter_field(item, "tool");
+    struct ah_buf name = {0}, text = {0};
+    int rc = server && tool ? ah_buf_printf(&name, "%s.%s", server, tool)
+                            : ah_buf_puts(&name, tool ? tool : "mcp_tool_call");
+    /* Output: the result's text blocks, else its structured content, else the error. */
+    const json_t *result = json_object_get(item, "result"), *blk;
+    const char *err = adapter_str(json_object_get(item, "error"), "message");
+    size_t i;
+    json_array_foreach(json_object_get(result, "content"), i, blk) {
+        const json_t *t = json_object_get(blk, "text");
+        if (rc == 0 && json_is_string(t))
+            rc = ah_buf_append(&text, json_string_value(t), json_string_length(t));
+    }
+    const json_t *structured = json_object_get(result, "structured_content");
+    if (rc == 0 && text.n == 0 && structured && !json_is_null(structured)) {
+        AH_AUTOFREE char *dump = json_dumps(structured, JSON_COMPACT | JSON_ENCODE_ANY);
+        rc = dump ? ah_buf_puts(&text, dump) : AH_E_NOMEM;
+    }
+    if (rc == 0 && text.n == 0 && err)
+        rc = ah_buf_puts(&text, err);
+    bool ok = adapter_is(item, "status", "completed") && !err;
+    if (rc == 0)
+        rc = tool_item(st, id, name.p, json_object_get(item, "arguments"), completed, text.p,
+                       text.n, ok, out);
+    ah_buf_clear(&name);
+    ah_buf_clear(&text);
+    return rc < 0 ? AH_E_NOMEM : 0;
+}
+
+static int web_search(struct codex *st, const json_t *item, const char *id, bool completed,
+                      json_t *out) {
+    AH_AUTO(json_decrefp)
+    json_t *args = json_pack("{s:O?}", "query", json_object_get(item, "query"));
+    if (!args)
+        return AH_E_NOMEM;
+    bool ok = !adapter_is(item, "status", "failed");
+    return tool_item(st, id, "web_search", args, completed, "", 0, ok, out);
+}
+
+/* One file_edit per changed file. Counts come from changes[].diff where a build sends it. */
+static int file_change(const json_t *item, const char *id, json_t *out) {
+    const json_t *changes = json_object_get(item, "changes"), *c;
+    if (!json_is_array(changes) || json_array_size(changes) == 0)
+        return 1;
+    const char *status = adapter_is(item, "status", "completed") ? "completed" : "failed";
+    size_t i;
+    json_array_foreach(changes, i, c) {
+        const char *path = adapter_field(c, "path");
+        int rc;
+        if (path) {
+            int64_t added = 0, removed = 0;
+            adapter_diff_count(adapter_str(c, "diff"), &added, &removed);
+            rc = adapter_file_edit(out, path, added, removed, status, id, adapter_field(c, "kind"));
+        } else {
+            rc = adapter_log_json(out, "info", c);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int todo_list(const json_t *item, json_t *out) {
+    const json_t *items = json_object_get(item, "items"), *t;
+    if (!json_is_array(items))
+        return 1;
+    struct ah_buf b = {0};
+    int rc = ah_buf_puts(&b, "plan:");
+    size_t i;
+    json_array_foreach(items, i, t) {
+        const json_t *text = json_object_get(t, "text");
+        if (rc == 0)
+            rc = ah_buf_puts(&b,
+                             json_is_true(json_object_get(t, "completed")) ? "\n[x] " : "\n[ ] ");
+        if (rc == 0 && json_is_string(text))
+            rc = ah_buf_append(&b, json_string_value(text), json_string_length(text));
+    }
+    if (rc == 0)
+        rc = adapter_log(out, "info", b.p, b.n, NULL);
+    ah_buf_clear(&b);
+    return rc < 0 ? AH_E_NOMEM : 0;
+}
+
+/* 0, 1 (malformed or unknown: the caller logs the line) or AH_E_NOMEM. */
+static int on_item(struct codex *st, const char *event, const json_t *item, json_t *out) {
+    const char *id = adapter_field(item, "id"), *type = adapter_field(item, "type");
+    if (!id || !type)
+        return 1;
+    bool completed = strcmp(event, "item.completed") == 0;
+    const json_t *text = json_object_get(item, "text");
+    if (strcmp(type, "command_execution") == 0)
+        return command(st, item, id, completed, out);
+    if (strcmp(type, "mcp_tool_call") == 0)
+        return mcp(st, item, id, completed, out);
+    if (strcmp(type, "web_search") == 0)
+        return web_search(st, item, id, completed, out);
+    if (strcmp(type, "todo_list") == 0)
+        return todo_list(item, out);
+    /* The rest are whole only when completed; earlier events of theirs would repeat them. */
+    bool known = strcmp(type, "reasoning") == 0 || strcmp(type, "agent_message") == 0 ||
+                 strcmp(type, "file_change") == 0 || strcmp(type, "error") == 0;
+    if (known && !completed)
+        return 0;
+    if (strcmp(type, "reasoning") == 0 && json_is_string(text))
+        return adapter_thought(out, json_string_value(text));
+    if (strcmp(type, "agent_message") == 0 && json_is_string(text))
+        return adapter_log(out, "info", json_string_value(text), json_string_length(text), NULL);
+    if (strcmp(type, "file_change") == 0)
+        return file_change(item, id, out);
+    const json_t *msg = json_object_get(item, "message");
+    if (strcmp(type, "error") == 0 && json_is_string(msg))
+        return adapter_log(out, "warn", json_string_value(msg), json_string_length(msg), NULL);
+    return 1;
+}
+
+static void settle(struct codex *st, enum adapter_outcome v, enum adapter_outcome *outcome) {
+    st->verdict = v;
+    if (outcome)
+        *outcome = v;
+}
+
+static int line(void *state, const char *line, size_t len, json_t *out,
+                enum adapter_outcome *outcome) {
+    struct codex *st = state;
+    if (adapter_blank(line, len))
+        return 0;
+    AH_AUTO(json_decrefp) json_t *j = NULL;
+    int rc = adapter_parse(line, len, &j);
+    if (rc < 0)
+        return rc;
+    const char *type = j ? adapter_str(j, "type") : NULL;
+    const json_t *item = j ? json_object_get(j, "item") : NULL;
+    const json_t *msg = j ? json_object_get(j, "message") : NULL;
+    rc = 1;
+    if (!type) {
+        rc = 1;
+    } else if (strcmp(type, "thread.started") == 0) {
+        const char *tid = adapter_field(j, "thread_id");
+        rc = adapter_logf(out, "info", "codex thread %s started", tid ? tid : "(unknown)");
+    } else if (strcmp(type, "turn.started") == 0) {
+        settle(st, ADAPTER_RUNNING, outcome); /* a new turn reopens the run */
+        rc = adapter_logf(out, "debug", "turn started");
+    } else if (strcmp(type, "turn.completed") == 0) {
+        settle(st, ADAPTER_SUCCEEDED, outcome);
+        rc = adapter_logf(out, "info", "finished: turn completed");
+    } else if (strcmp(type, "turn.failed") == 0) {
+        settle(st, ADAPTER_FAILED, outcome);
+        const char *why = adapter_str(json_object_get(j, "error"), "message");
+        rc = adapter_logf(out, "error", "failed: %s", why ? why : "turn failed");
+    } else if (strcmp(type, "error") == 0 && json_is_string(msg)) {
+        rc = adapter_log(out, "error", json_string_value(msg), json_string_length(msg), NULL);
+    } else if (strncmp(type, "item.", 5) == 0 && json_is_object(item) &&
+               (strcmp(type, "item.started") == 0 || strcmp(type, "item.updated") == 0 ||
+                strcmp(type, "item.completed") == 0)) {
+        rc = on_item(st, type, item, out);
+    }
+    return rc == 1 ? adapter_log_raw(out, line, len) : rc;
+}
+
+static enum adapter_outcome finish(void *state, int exit_code, json_t *out) {
+    struct codex *st = state;
+    (void)adapter_tools_abandon(&st->tools, out);
+    return adapter_settle(st->verdict, exit_code, out,
+                          "the stream ended without turn.completed or turn.failed");
+}
+
+const struct agent_adapter adapter_codex = {
+    .type = "codex",
+    .binary = "codex",
+    .build_argv = build_argv,
+    .state_new = state_new,
+    .state_free = state_free,
+    .line = line,
+    .finish = finish,
+};

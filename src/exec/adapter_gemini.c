@@ -1,0 +1,222 @@
+/*
+ * adapter_gemini.c — Gemini CLI (0.34 – 0.43):
+ *   gemini -p PROMPT --output-format stream-json --yolo
+ * (tests/fixtures/agents/README.md §3). --yolo because without it the headless policy engine
+ * refuses every edit and shell command.
+ *
+ *   init                     → log (session id and model)
+ *   message, role user       → log "user: …" (the prompt echo)
+ *   message, assistant delta → buffered; consecutive chunks become ONE log, emitted when the next
+ *                              line that is not a delta arrives, or at finish
+ *   tool_use                 → tool_use, plus file_edit "started" for replace / write_file
+ *   tool_result              → tool_result (failed when status "error"), plus file_edit
+ *                              "completed"/"failed" for an edit; the stream has no diff, so its
+ *                              counts are 0
+ *   error                    → log (warn or error, from severity)
+ *   result                   → log; succeeded when status is "success"
+ *
+ * The CLI forwards no thought parts in stream-json, so this adapter never emits `thought`.
+ */
+#include <string.h>
+
+#include "adapter_int.h"
+
+struct gemini {
+    struct adapter_tools tools;
+    enum adapter_outcome verdict;
+    struct ah_buf said; /* assistant text waiting for its last chunk, ≤ ADAPTER_TEXT_MAX */
+    size_t said_total;  /* bytes received for it, kept or not */
+};
+
+static int build_argv(const struct adapter_launch *l, char ***ret_argv) {
+    if (!l || !l->prompt)
+        return AH_E_INVAL;
+    AH_AUTOFREE char *prompt = adapter_prompt_arg(l->prompt);
+    if (!prompt)
+        return AH_E_NOMEM;
+    const char *model = adapter_model(l);
+    const char *v[] = {l->binary && l->binary[0] ? l->binary : "gemini",
+                       "-p",
+                       prompt,
+                       "--output-format",
+                       "stream-json",
+                       "--yolo",
+                       model ? "-m" : NULL,
+                       model};
+    return adapter_argv_new(v, ADAPTER_COUNT(v), ret_argv);
+}
+
+static void *state_new(void) {
+    return calloc(1, sizeof(struct gemini));
+}
+
+static void state_free(void *state) {
+    struct gemini *st = state;
+    if (!st)
+        return;
+    adapter_tools_clear(&st->tools);
+    ah_buf_clear(&st->said);
+    free(st);
+}
+
+/* Keeps a delta chunk; past ADAPTER_TEXT_MAX only its size is counted. */
+static int said_add(struct gemini *st, const json_t *content) {
+    const char *s = json_string_value(content);
+    size_t n = json_string_length(content);
+    size_t room = ADAPTER_TEXT_MAX - st->said.n;
+    size_t keep = adapter_utf8_cut(s, n, room);
+    if (keep > 0 && ah_buf_append(&st->said, s, keep) < 0)
+        return AH_E_NOMEM;
+    st->said_total += n;
+    return 0;
+}
+
+static int said_flush(struct gemini *st, json_t *out) {
+    if (st->said_total == 0)
+        return 0;
+    int rc = adapter_log_cut(out, "info", st->said.p ? st->said.p : "", st->said.n, st->said_total);
+    if (rc < 0) /* keep the text: the caller may retry the line */
+        return rc;
+    ah_buf_clear(&st->said);
+    st->said_total = 0;
+    return 0;
+}
+
+static bool is_edit(const char *tool) {
+    return strcmp(tool, "replace") == 0 || strcmp(tool, "write_file") == 0;
+}
+
+static int on_init(const json_t *j, json_t *out) {
+    const char *sid = adapter_field(j, "session_id");
+    const char *model = adapter_field(j, "model");
+    return adapter_logf(out, "info", "gemini session %s started (model %s)",
+                        sid ? sid : "(unknown)", model ? model : "(default)");
+}
+
+static int on_message(const json_t *j, json_t *out) {
+    const json_t *content = json_object_get(j, "content");
+    if (!json_is_string(content))
+        return 1;
+    const char *role = adapter_field(j, "role");
+    if (role && strcmp(role, "assistant") == 0)
+        return adapter_log(out, "info", json_string_value(content), json_string_length(content),
+                           NULL);
+    return adapter_logf(out, "info", "%s: %s", role ? role : "unknown", json_string_value(content));
+}
+
+static int on_tool_use(struct gemini *st, const json_t *j, json_t *out) {
+    const char *name = adapter_field(j, "tool_name"), *id = adapter_field(j, "tool_id");
+    if (!name || !id)
+        return 1;
+    const json_t *params = json_object_get(j, "parameters");
+    const char *path = is_edit(name) ? adapter_field(params, "file_path") : NULL;
+    int rc = adapter_tools_add(&st->tools, id, name, path);
+    if (rc < 0)
+        return rc;
+    rc = adapter_tool_use(out, name, params, id);
+    if (rc == 0 && path)
+        rc = adapter_file_edit(out, path, 0, 0, "started", id, NULL);
+    return rc;
+}
+
+static int on_tool_result(struct gemini *st, const json_t *j, json_t *out) {
+    const char *id = adapter_field(j, "tool_id");
+    if (!id)
+        return 1;
+    bool ok = adapter_is(j, "status", "success");
+    /* A failure's error.message says more than its output ("Error: Failed to edit…"). */
+    const json_t *output = json_object_get(j, "output");
+    const json_t *emsg = json_object_get(json_object_get(j, "error"), "message");
+    const json_t *text = !ok && json_is_string(emsg) ? emsg : output;
+    struct adapter_tool tool = {0};
+    bool known = adapter_tools_take(&st->tools, id, &tool);
+    int rc = adapter_tool_result(out, known ? tool.name : "unknown", json_string_value(text),
+                                 json_string_length(text), id, ok);
+    if (rc == 0 && tool.path)
+        rc = adapter_file_edit(out, tool.path, 0, 0, ok ? "completed" : "failed", id, NULL);
+    adapter_tool_clear(&tool);
+    return rc;
+}
+
+static int on_result(struct gemini *st, const json_t *j, json_t *out,
+                     enum adapter_outcome *outcome) {
+    bool ok = adapter_is(j, "status", "success");
+    st->verdict = ok ? ADAPTER_SUCCEEDED : ADAPTER_FAILED;
+    if (outcome)
+        *outcome = st->verdict;
+    const json_t *stats = json_object_get(j, "stats");
+    const json_t *ms = json_object_get(stats, "duration_ms");
+    const json_t *calls = json_object_get(stats, "tool_calls");
+    if (ok && json_is_integer(ms) && json_is_integer(calls))
+        return adapter_logf(out, "info", "finished: success (%lld ms, %lld tool calls)",
+                            (long long)json_integer_value(ms),
+                            (long long)json_integer_value(calls));
+    if (ok)
+        return adapter_logf(out, "info", "finished: success");
+    const json_t *err = json_object_get(j, "error");
+    const char *etype = adapter_field(err, "type"), *emsg = adapter_str(err, "message");
+    const char *status = adapter_field(j, "status");
+    return adapter_logf(out, "error", "failed: %s%s%s",
+                        etype    ? etype
+                        : status ? status
+                                 : "result",
+                        emsg ? ": " : "", emsg ? emsg : "");
+}
+
+static int line(void *state, const char *line, size_t len, json_t *out,
+                enum adapter_outcome *outcome) {
+    struct gemini *st = state;
+    if (adapter_blank(line, len))
+        return 0;
+    AH_AUTO(json_decrefp) json_t *j = NULL;
+    int rc = adapter_parse(line, len, &j);
+    if (rc < 0)
+        return rc;
+    const char *type = j ? adapter_str(j, "type") : NULL;
+    const json_t *content = j ? json_object_get(j, "content") : NULL;
+    if (type && strcmp(type, "message") == 0 && adapter_is(j, "role", "assistant") &&
+        json_is_true(json_object_get(j, "delta")) && json_is_string(content))
+        return said_add(st, content);
+    /* Anything else ends the assistant's message, so it goes out first, in stream order. */
+    rc = said_flush(st, out);
+    if (rc < 0)
+        return rc;
+    rc = 1;
+    if (!type)
+        rc = 1;
+    else if (strcmp(type, "init") == 0)
+        rc = on_init(j, out);
+    else if (strcmp(type, "message") == 0)
+        rc = on_message(j, out);
+    else if (strcmp(type, "tool_use") == 0)
+        rc = on_tool_use(st, j, out);
+    else if (strcmp(type, "tool_result") == 0)
+        rc = on_tool_result(st, j, out);
+    else if (strcmp(type, "error") == 0 && json_is_string(json_object_get(j, "message")))
+        rc = adapter_log(out, adapter_is(j, "severity", "warning") ? "warn" : "error",
+                         adapter_str(j, "message"),
+                         json_string_length(json_object_get(j, "message")), NULL);
+    else if (strcmp(type, "result") == 0)
+        rc = on_result(st, j, out, outcome);
+    return rc == 1 ? adapter_log_raw(out, line, len) : rc;
+}
+
+static enum adapter_outcome finish(void *state, int exit_code, json_t *out) {
+    struct gemini *st = state;
+    (void)said_flush(st, out);
+    (void)adapter_tools_abandon(&st->tools, out);
+    return adapter_settle(st->verdict, exit_code, out, "the stream ended without a result");
+}
+
+static const char *const aliases[] = {"gemini-cli", NULL};
+
+const struct agent_adapter adapter_gemini = {
+    .type = "gemini",
+    .aliases = aliases,
+    .binary = "gemini",
+    .build_argv = build_argv,
+    .state_new = state_new,
+    .state_free = state_free,
+    .line = line,
+    .finish = finish,
+};

@@ -1,0 +1,130 @@
+/*
+ * adapter_int.h — private to the adapter*.c files: the helpers every adapter shares (parsing a
+ * line under our limits, building event payloads with capped, valid UTF-8 strings, the table of
+ * tool runs waiting for their result, settling the outcome). The rest of exec/ uses adapter.h.
+ *
+ * Strings that come out of a parsed line are valid UTF-8 without NUL bytes (jansson refuses
+ * anything else with flags 0), so the short fields (ids, names, paths) are passed around as plain
+ * C strings. Raw bytes from the agent only reach an event through adapter_jstr(), which repairs
+ * them.
+ */
+#ifndef AH_EXEC_ADAPTER_INT_H
+#define AH_EXEC_ADAPTER_INT_H
+
+#include "adapter.h"
+
+/* ---- limits: an agent's output is not trusted to be small --------------------------------- */
+
+#define ADAPTER_TEXT_MAX (64 * 1024)        /* message, thought, tool_output: longer is cut */
+#define ADAPTER_FIELD_MAX 4096              /* ids, tool names, paths: longer is malformed */
+#define ADAPTER_ARGS_MAX (64 * 1024)        /* serialised tool_args */
+#define ADAPTER_ARG_VALUE_MAX (16 * 1024)   /* one member of oversized tool_args */
+#define ADAPTER_LINE_MAX (16 * 1024 * 1024) /* longer lines are logged (cut), never parsed */
+#define ADAPTER_TOOLS_MAX 256               /* tool runs waiting for a result; oldest dropped */
+
+#define ADAPTER_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Adapters found by adapter_find (defined in adapter_<cli>.c). */
+extern const struct agent_adapter adapter_claude;
+extern const struct agent_adapter adapter_codex;
+extern const struct agent_adapter adapter_gemini;
+extern const struct agent_adapter adapter_opencode;
+
+/* ---- reading a line ----------------------------------------------------------------------- */
+
+/* Parses one output line. 0 and *ret_obj = the object (caller decrefs) when the line is a JSON
+ * object within ADAPTER_LINE_MAX bytes and AH_LIMIT_JSON_DEPTH levels; 0 and *ret_obj = NULL for
+ * anything else (not JSON, an array, a number, too deep, too long); AH_E_NOMEM when jansson says
+ * it ran out of memory. */
+int adapter_parse(const char *line, size_t len, json_t **ret_obj);
+/* Is the line empty or only whitespace? Such lines carry nothing and produce no event. */
+bool adapter_blank(const char *line, size_t len);
+
+/* Member `key` of object `o` as a string, or NULL when missing, not a string, or (for
+ * adapter_field) empty or longer than ADAPTER_FIELD_MAX. Lent until `o` is released. */
+const char *adapter_str(const json_t *o, const char *key);
+const char *adapter_field(const json_t *o, const char *key);
+/* Is member `key` a string equal to `want`? */
+bool adapter_is(const json_t *o, const char *key, const char *want);
+
+/* ---- strings ------------------------------------------------------------------------------ */
+
+/* A JSON string holding `len` bytes of `s` as valid UTF-8: invalid sequences and NUL bytes become
+ * U+FFFD; past `max` bytes the text is cut on a character boundary and ends with a
+ * "[truncated: N bytes in all]" marker. `total` is the size reported in the marker (the _cut
+ * variant is for text already shortened by the caller). NULL only on OOM. */
+json_t *adapter_jstr(const char *s, size_t len, size_t max);
+json_t *adapter_jstr_cut(const char *s, size_t len, size_t max, size_t total);
+/* Length of the longest prefix of `s` (valid UTF-8) that fits in `max` bytes without splitting a
+ * character. */
+size_t adapter_utf8_cut(const char *s, size_t len, size_t max);
+
+/* ---- event payloads (API.md §8.2), appended to `out`; 0 or AH_E_NOMEM --------------------- */
+
+/* level: "debug" | "info" | "warn" | "error"; tool_id may be NULL (serialised as null). */
+int adapter_log(json_t *out, const char *level, const char *msg, size_t len, const char *tool_id);
+/* The same for text the caller already cut to `len` of `total` bytes (the marker tells total). */
+int adapter_log_cut(json_t *out, const char *level, const char *msg, size_t len, size_t total);
+int adapter_logf(json_t *out, const char *level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A line the adapter cannot map: a log event (info) with the line itself, trailing CR dropped. */
+int adapter_log_raw(json_t *out, const char *line, size_t len);
+/* A JSON value the adapter cannot map (e.g. one bad content block): its compact text. */
+int adapter_log_json(json_t *out, const char *level, const json_t *j);
+int adapter_thought(json_t *out, const char *text);
+/* tool_args from any JSON value: an object as is (cut down when its text passes
+ * ADAPTER_ARGS_MAX), null/missing as {}, anything else as {"value": v}. NULL only on OOM. */
+json_t *adapter_args(const json_t *v);
+int adapter_tool_use(json_t *out, const char *name, const json_t *args, const char *id);
+int adapter_tool_result(json_t *out, const char *name, const char *output, size_t len,
+                        const char *id, bool ok);
+/* status: "started" | "completed" | "failed" (our addition to §8.2's file_edit, which has no
+ * field to tell an announced edit from a finished one). id and description may be NULL. */
+int adapter_file_edit(json_t *out, const char *path, int64_t added, int64_t removed,
+                      const char *status, const char *id, const char *description);
+
+/* Counts the added and removed lines of a unified diff (hunk-aware: "+++"/"---" file headers
+ * are not counted, a removed line that itself starts with "--" is). */
+void adapter_diff_count(const char *patch, int64_t *ret_added, int64_t *ret_removed);
+/* Number of lines in a text (a last line without '\n' counts). */
+int64_t adapter_line_count(const char *s);
+
+/* ---- tool runs waiting for their result --------------------------------------------------- */
+
+struct adapter_tool {
+    char *id;
+    char *name;
+    char *path; /* the file an edit tool works on, or NULL */
+};
+struct adapter_tools {
+    struct adapter_tool v[ADAPTER_TOOLS_MAX];
+    size_t n;
+};
+/* Remembers a tool run (copies the strings; path may be NULL). When full the oldest run is
+ * forgotten: its result will then carry tool_name "unknown". 0 added, 1 already known,
+ * AH_E_NOMEM. */
+int adapter_tools_add(struct adapter_tools *t, const char *id, const char *name, const char *path);
+bool adapter_tools_has(const struct adapter_tools *t, const char *id);
+/* Removes the run with this id and gives it to the caller (free with adapter_tool_clear). */
+bool adapter_tools_take(struct adapter_tools *t, const char *id, struct adapter_tool *ret);
+void adapter_tool_clear(struct adapter_tool *tool);
+void adapter_tools_clear(struct adapter_tools *t);
+/* The agent exited: a failed tool_result (and a failed file_edit for edits) for every run still
+ * waiting, so no tool stays "started" for ever. Empties the table. */
+int adapter_tools_abandon(struct adapter_tools *t, json_t *out);
+
+/* ---- outcome and argv --------------------------------------------------------------------- */
+
+/* The final outcome from the verdict the stream gave and the exit code: no verdict or a non-zero
+ * exit is a failure, explained by an error log (`missing` says which record never came). */
+enum adapter_outcome adapter_settle(enum adapter_outcome verdict, int exit_code, json_t *out,
+                                    const char *missing);
+/* A malloc'd NULL-terminated copy of items[0..n), skipping NULL entries. 0 or AH_E_NOMEM. */
+int adapter_argv_new(const char *const *items, size_t n, char ***ret_argv);
+/* The prompt as an argument: prefixed with a space when it starts with '-', so no CLI's option
+ * parser takes it for a flag (the model does not mind the space). Caller frees; NULL on OOM. */
+char *adapter_prompt_arg(const char *prompt);
+/* l->model when it is set and not empty, else NULL. */
+const char *adapter_model(const struct adapter_launch *l);
+
+#endif
