@@ -8,10 +8,22 @@ struct store *api_store(struct api_ctx *ctx) {
     return __atomic_load_n(&ctx->store, __ATOMIC_ACQUIRE);
 }
 
-void api_set_store(struct api_ctx *ctx, struct store *st) {
-    __atomic_store_n(&ctx->store, st, __ATOMIC_RELEASE);
+void api_set_services(struct api_ctx *ctx, struct store *st, struct bus *bus,
+                      struct executor *ex) {
+    if (!st) /* withdraw the gate first */
+        __atomic_store_n(&ctx->store, NULL, __ATOMIC_RELEASE);
+    ctx->bus = bus;
+    ctx->exec = ex;
+    if (st) /* the store is the gate: set last, after bus and exec are visible */
+        __atomic_store_n(&ctx->store, st, __ATOMIC_RELEASE);
 }
 
 int api_register(struct router *r, struct api_ctx *ctx) {
-    return api_health_register(r, ctx);
+    int rc = 0;
+    rc |= api_health_register(r, ctx);
+    rc |= api_tasks_register(r, ctx);
+    rc |= api_sessions_register(r, ctx);
+    rc |= api_events_register(r, ctx);
+    rc |= api_openapi_register(r, ctx);
+    return rc ? AH_E_NOMEM : 0;
 }

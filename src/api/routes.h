@@ -1,5 +1,6 @@
 /*
- * routes.h — private to api/: each resource file registers its own routes.
+ * routes.h — private to api/: each resource file registers its routes; util.c holds what they
+ * share (readiness, tenancy, body parsing, idempotency, the session representation).
  */
 #ifndef AH_API_ROUTES_H
 #define AH_API_ROUTES_H
@@ -7,5 +8,37 @@
 #include "api.h"
 
 int api_health_register(struct router *r, struct api_ctx *ctx);
+int api_tasks_register(struct router *r, struct api_ctx *ctx);
+int api_sessions_register(struct router *r, struct api_ctx *ctx);
+int api_events_register(struct router *r, struct api_ctx *ctx);
+/* GET /api/v1/openapi.json and the Swagger UI under /api/docs (openapi.c). */
+int api_openapi_register(struct router *r, struct api_ctx *ctx);
+/* A 501 Problem route for every operation of the embedded OpenAPI document that r does not
+ * serve yet. Call it last, after every real route: the router's first match wins. */
+int api_register_unimplemented(struct router *r, struct api_ctx *ctx);
+
+/* The context if the services are up; otherwise answers 503 and returns NULL. */
+struct api_ctx *api_ready(struct http_request *req, struct http_response *res);
+/* The tenant a request acts for. Without authentication (D22, loopback) a client may name it
+ * with X-Tenant-ID, ?tenantId= or the body's tenantId; otherwise "default". NULL after
+ * answering 400 for a malformed one. */
+const char *api_tenant(struct http_request *req, struct http_response *res,
+                       const char *body_tenant);
+/* Parses the JSON body; NULL after answering 400. An absent body is an empty object when
+ * `optional`. */
+json_t *api_body(struct http_request *req, struct http_response *res, bool optional);
+/* The path parameter {id} when it is a well-formed session id; NULL after answering 404. */
+const char *api_session_id(struct http_request *req, struct http_response *res);
+
+/* Runs fn under D7: a POST with Idempotency-Key is answered once; a replay gets the first
+ * answer with Idempotent-Replayed: true; a different request with the same key is 422; the
+ * same key while the first is running is 409. Without the header it just runs fn. */
+void api_idempotent(struct http_request *req, struct http_response *res,
+                    void (*fn)(struct http_request *, struct http_response *));
+
+/* The Session representation (API.md §5.3 with D1). recent_events: the last 3 events for an
+ * active session, [] otherwise. NULL on OOM. */
+json_t *api_session_json(struct api_ctx *ctx, const struct session_row *row);
+void api_session_links(json_t *obj, const char *id);
 
 #endif

@@ -5,7 +5,7 @@
 #ifndef AH_CLI_H
 #define AH_CLI_H
 
-#include "../core/core.h"
+#include "../exec/exec.h"
 
 /* Exit codes shared by every command (CLI-and-enrollment.md §7.2). */
 enum {
@@ -33,6 +33,12 @@ struct config {
     char *data_dir;
     char **cors_origins; /* NULL-terminated */
     char *config_path;   /* the file that was loaded, or NULL */
+    int64_t stop_grace_ms;
+    char *workspace_template;
+    char **snapshot_preference; /* NULL-terminated */
+    char **agent_env;           /* environment variables passed to agents */
+    struct agent_config *agents; /* [agents.NAME] sections: command + format */
+    size_t n_agents;
 };
 
 struct config_defaults {
@@ -49,8 +55,8 @@ void config_clear(struct config *c);
 /* The help text listing every configuration key, its flag and its environment variable. */
 void config_print_help(const char *usage, const struct config_defaults *defs);
 
-/* Commands. Each returns a process exit code. argv[0] is the first argument after the command
- * words. */
+/* Commands. Each returns a process exit code; argv[0] is the command's last word (getopt
+ * style), its options follow. */
 int cmd_access_point(int argc, char **argv);
 int cmd_webui(int argc, char **argv);
 void cmd_access_point_help(void);

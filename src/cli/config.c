@@ -41,6 +41,14 @@ static const struct key keys[] = {
      "how long a stop waits for in-flight requests (default 10000)"},
     {"cors-origins", K_LIST, 0, 0, OFF(cors_origins),
      "origins allowed to call the API from a browser (comma list; * for any)"},
+    {"stop-grace-ms", K_INT, 0, 3600000, OFF(stop_grace_ms),
+     "how long a stopped agent has between SIGTERM and SIGKILL (default 10000)"},
+    {"snapshot-preference", K_LIST, 0, 0, OFF(snapshot_preference),
+     "workspace providers in order (default git,reflink,btrfs,copy)"},
+    {"workspace-template", K_STR, 0, 0, OFF(workspace_template),
+     "directory copied as the workspace of repo.mode=none tasks (default: empty)"},
+    {"agent-env", K_LIST, 0, 0, OFF(agent_env),
+     "environment variables passed to agents, e.g. ANTHROPIC_API_KEY,OPENAI_API_KEY"},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -181,6 +189,44 @@ static int set_json(struct config *c, const struct key *k, const json_t *v, cons
     return set_text(c, k, json_string_value(v), source);
 }
 
+/* [agents.NAME] command = "…", format = "text" | "jsonl" (D19): a custom agent. */
+static int set_agent(struct config *c, const char *rest, const json_t *v, const char *file) {
+    const char *dot = strrchr(rest, '.');
+    if (!dot || dot == rest || !json_is_string(v) ||
+        (strcmp(dot + 1, "command") && strcmp(dot + 1, "format"))) {
+        fprintf(stderr, "ah: %s: agents.%s: an agent section takes command and format strings\n",
+                file, rest);
+        return EXIT_CONFIG;
+    }
+    size_t nlen = (size_t)(dot - rest);
+    struct agent_config *a = NULL;
+    for (size_t i = 0; i < c->n_agents; i++)
+        if (strlen(c->agents[i].type) == nlen && !strncmp(c->agents[i].type, rest, nlen))
+            a = &c->agents[i];
+    if (!a) {
+        if (c->n_agents == AH_LIMIT_AGENTS * 4) {
+            fprintf(stderr, "ah: %s: too many custom agents\n", file);
+            return EXIT_CONFIG;
+        }
+        struct agent_config *na = realloc(c->agents, (c->n_agents + 1) * sizeof(*na));
+        if (!na)
+            return EXIT_GENERAL;
+        c->agents = na;
+        a = &c->agents[c->n_agents++];
+        memset(a, 0, sizeof(*a));
+        if (!(a->type = strndup(rest, nlen)))
+            return EXIT_GENERAL;
+    }
+    const char *val = json_string_value(v);
+    if (!strcmp(dot + 1, "format") && strcmp(val, "text") && strcmp(val, "jsonl")) {
+        fprintf(stderr, "ah: %s: agents.%s must be text or jsonl\n", file, rest);
+        return EXIT_CONFIG;
+    }
+    char **field = !strcmp(dot + 1, "command") ? &a->command : &a->format;
+    free(*field);
+    return (*field = strdup(val)) ? 0 : EXIT_GENERAL;
+}
+
 static int load_file(struct config *c, const char *path, bool must_exist) {
     FILE *f = fopen(path, "re");
     if (!f) {
@@ -214,7 +260,9 @@ static int load_file(struct config *c, const char *path, bool must_exist) {
         if (rc)
             break;
         const struct key *k = find_key(key, strlen(key));
-        if (!k) {
+        if (strncmp(key, "agents.", 7) == 0) {
+            rc = set_agent(c, key + 7, v, path);
+        } else if (!k) {
             fprintf(stderr, "ah: %s: unknown setting '%s' (see ah help agent access-point)\n",
                     path, key);
             rc = EXIT_CONFIG;
@@ -241,6 +289,15 @@ static char *default_path(const char *xdg_var, const char *fallback, const char 
 }
 
 void config_clear(struct config *c) {
+    for (size_t i = 0; i < c->n_agents; i++) {
+        free(c->agents[i].type);
+        free(c->agents[i].command);
+        free(c->agents[i].format);
+    }
+    free(c->agents);
+    free(c->workspace_template);
+    free_list(c->snapshot_preference);
+    free_list(c->agent_env);
     free(c->bind);
     free(c->db);
     free(c->data_dir);
@@ -273,6 +330,7 @@ int config_load(int argc, char **argv, const char *command, const struct config_
         .log_level = LOG_INFO,
         .max_body_bytes = AH_LIMIT_BODY_DEFAULT,
         .shutdown_grace_ms = 10000,
+        .stop_grace_ms = 10000,
     };
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     c.max_concurrent_tasks = cores > 0 ? cores : 1;
@@ -280,7 +338,7 @@ int config_load(int argc, char **argv, const char *command, const struct config_
 
     /* 1. find --config first: the file is the lowest layer but named on the command line */
     const char *config_path = getenv("AH_CONFIG");
-    for (int i = 0; i < argc; i++) {
+    for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return -1;
         if (strcmp(argv[i], "--config") == 0) {
@@ -311,7 +369,7 @@ int config_load(int argc, char **argv, const char *command, const struct config_
     }
 
     /* 3. flags */
-    for (int i = 0; rc == 0 && i < argc; i++) {
+    for (int i = 1; rc == 0 && i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--config") == 0) {
             i++;
@@ -358,13 +416,23 @@ int config_load(int argc, char **argv, const char *command, const struct config_
         } else {
             snprintf(dir, sizeof(dir), "%s", c.db);
             char *slash = strrchr(dir, '/');
-            if (slash)
+            if (slash == dir)
                 slash[1] = '\0';
+            else if (slash)
+                *slash = '\0';
             else
                 snprintf(dir, sizeof(dir), ".");
         }
         if (!(c.data_dir = strdup(dir)))
             rc = EXIT_GENERAL;
+    }
+    for (size_t i = 0; rc == 0 && i < c.n_agents; i++) {
+        if (!c.agents[i].command) {
+            fprintf(stderr, "ah: agents.%s has no command\n", c.agents[i].type);
+            rc = EXIT_CONFIG;
+        } else if (!c.agents[i].format && !(c.agents[i].format = strdup("text"))) {
+            rc = EXIT_GENERAL;
+        }
     }
     if (rc) {
         config_clear(&c);

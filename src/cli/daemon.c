@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "../api/api.h"
 #include "cli.h"
@@ -35,6 +36,78 @@ static void raise_fd_limit(void) {
     }
 }
 
+/* $XDG_RUNTIME_DIR/ah, else /tmp/ah-<uid>: where the recorder socket lives (D17). */
+static void runtime_dir(char *out, size_t n) {
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    if (xdg && *xdg)
+        snprintf(out, n, "%s/ah", xdg);
+    else
+        snprintf(out, n, "/tmp/ah-%u", (unsigned)getuid());
+}
+
+/* Everything behind the HTTP front door, started once the store is open. */
+struct services {
+    struct store *store;
+    struct bus *bus;
+    struct executor *exec;
+};
+
+static int start_services(const char *command, const struct config *cfg, struct services *sv) {
+    struct ah_problem p = {0};
+    int rc = store_open(cfg->db, &sv->store, &p);
+    if (rc < 0) {
+        fprintf(stderr, "ah %s: cannot open the database %s: %s\n", command, cfg->db, p.detail);
+        problem_clear(&p);
+        return rc;
+    }
+    int version = 0, applied = 0;
+    store_schema_version(sv->store, &version, &applied);
+    json_t *f = json_pack("{s:i, s:i}", "schema_version", version, "migrations_applied", applied);
+    log_json(LOG_INFO, "store open", f);
+    json_decref(f);
+    if ((rc = bus_new(sv->store, &sv->bus)) < 0) {
+        fprintf(stderr, "ah %s: cannot start the event writer\n", command);
+        return rc;
+    }
+    char self[4096], rundir[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) {
+        fprintf(stderr, "ah %s: cannot find its own executable\n", command);
+        return AH_E_IO;
+    }
+    self[n] = '\0';
+    runtime_dir(rundir, sizeof(rundir));
+    struct exec_config ec = {
+        .data_dir = cfg->data_dir,
+        .runtime_dir = rundir,
+        .self_exe = self,
+        .config_path = cfg->config_path,
+        .max_concurrent = cfg->max_concurrent_tasks,
+        .stop_grace_ms = cfg->stop_grace_ms,
+        .snapshot_preference = (const char *const *)cfg->snapshot_preference,
+        .workspace_template = cfg->workspace_template,
+        .agents = cfg->agents,
+        .n_agents = cfg->n_agents,
+        .env_allow = (const char *const *)cfg->agent_env,
+    };
+    if ((rc = exec_new(&ec, sv->store, sv->bus, &sv->exec, &p)) < 0 ||
+        (rc = exec_start(sv->exec, &p)) < 0) {
+        fprintf(stderr, "ah %s: %s\n", command, p.detail);
+        problem_clear(&p);
+        return rc;
+    }
+    return 0;
+}
+
+/* The reverse order: the supervisor stops before the writer drains (its completions still
+ * reach the executor), and the store closes last. */
+static void stop_services(struct services *sv) {
+    exec_stop(sv->exec);
+    bus_free(sv->bus);
+    exec_free(sv->exec);
+    store_close(sv->store);
+}
+
 static int run_daemon(const char *command, const struct config *cfg) {
     log_setup(2, cfg->log_level);
     raise_fd_limit();
@@ -53,7 +126,7 @@ static int run_daemon(const char *command, const struct config *cfg) {
         .build_date = *AH_BUILD_DATE ? AH_BUILD_DATE : NULL,
     };
     struct router *router = router_new();
-    if (!router || api_register(router, &api) < 0) {
+    if (!router || api_register(router, &api) < 0 || api_streams_start(&api) < 0) {
         fprintf(stderr, "ah %s: out of memory\n", command);
         router_free(router);
         return EXIT_GENERAL;
@@ -71,6 +144,7 @@ static int run_daemon(const char *command, const struct config *cfg) {
     if (http_server_start(&hc, router, &http, &p) < 0) {
         fprintf(stderr, "ah %s: %s\n", command, p.detail);
         problem_clear(&p);
+        api_streams_stop();
         router_free(router);
         return EXIT_GENERAL;
     }
@@ -78,25 +152,19 @@ static int run_daemon(const char *command, const struct config *cfg) {
     bool v6 = strchr(cfg->bind, ':') != NULL;
     char url[300];
     snprintf(url, sizeof(url), "http://%s%s%s:%d", v6 ? "[" : "", cfg->bind, v6 ? "]" : "", port);
-    json_t *f = json_pack("{s:s, s:s, s:i, s:s, s:s?}", "command", command, "url", url, "port",
-                          port, "db", cfg->db, "config", cfg->config_path);
+    json_t *f = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s?}", "command", command, "url", url,
+                          "port", port, "db", cfg->db, "data_dir", cfg->data_dir, "config",
+                          cfg->config_path);
     log_json(LOG_INFO, "listening", f);
     json_decref(f);
 
-    struct store *st = NULL;
+    struct services sv = {0};
     int rc = EXIT_OK;
-    if (store_open(cfg->db, &st, &p) < 0) {
-        fprintf(stderr, "ah %s: cannot open the database %s: %s\n", command, cfg->db, p.detail);
-        problem_clear(&p);
+    if (start_services(command, cfg, &sv) < 0) {
         rc = EXIT_GENERAL;
         goto out;
     }
-    int version = 0, applied = 0;
-    store_schema_version(st, &version, &applied);
-    f = json_pack("{s:i, s:i}", "schema_version", version, "migrations_applied", applied);
-    log_json(LOG_INFO, "store open", f);
-    json_decref(f);
-    api_set_store(&api, st);
+    api_set_services(&api, sv.store, sv.bus, sv.exec);
 
     int sig = 0;
     while (sigwait(&stop, &sig) != 0)
@@ -104,9 +172,10 @@ static int run_daemon(const char *command, const struct config *cfg) {
     log_msg(LOG_INFO, "received %s; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 
 out:
-    http_server_stop(http); /* drains in-flight requests before the store goes away */
-    api_set_store(&api, NULL);
-    store_close(st);
+    http_server_stop(http); /* drains in-flight requests and ends streams first */
+    api_streams_stop();
+    api_set_services(&api, NULL, NULL, NULL);
+    stop_services(&sv);
     router_free(router);
     if (rc == EXIT_OK)
         log_msg(LOG_INFO, "stopped");

@@ -23,6 +23,10 @@ static const struct command commands[] = {
     {"agent access-point", cmd_access_point, cmd_access_point_help,
      "run the access point (REST/SSE API, scheduler, local executor)"},
     {"webui", cmd_webui, cmd_webui_help, "run the web UI with an in-process access point"},
+    {"agent record", exec_record_main, NULL,
+     "run a command under a PTY, record it and stream its events (D16, D17)"},
+    {"agent start", exec_agent_start_main, NULL,
+     "run an agent non-interactively (scripted, claude-code, codex, gemini, opencode)"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -88,13 +92,18 @@ int main(int argc, char **argv) {
             fprintf(stderr, "ah: no command '%s'; see ah --help\n", argv[2]);
             return EXIT_USAGE;
         }
-        c->help();
-        return EXIT_OK;
+        if (c->help) {
+            c->help();
+            return EXIT_OK;
+        }
+        char *help_argv[] = {argv[argc - 1], "--help", NULL};
+        return c->run(2, help_argv);
     }
     const struct command *c = find(argc - 1, argv + 1, &used);
     if (!c) {
         fprintf(stderr, "ah: unknown command '%s'; see ah --help\n", argv[1]);
         return EXIT_USAGE;
     }
-    return c->run(argc - 1 - used, argv + 1 + used);
+    /* argv[0] of a command is its last word, getopt style */
+    return c->run(argc - used, argv + used);
 }

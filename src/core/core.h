@@ -254,6 +254,9 @@ size_t task_request_session_count(const struct task_request *r);
 /* Validates a prompt (string or blocks) into normalised blocks; `path` names the field in errors.
  * Shared by task creation and POST …/prompt. Returns NULL and fills reterr on failure. */
 json_t *prompt_parse(const json_t *value, const char *path, struct ah_problem *reterr);
+/* Bytes of text in a prompt value as a client sent it (a string, or the text blocks of an
+ * array); 0 for anything else. */
+size_t prompt_text_size(const json_t *value);
 /* The concatenated text of all text blocks (caller frees); NULL on OOM. */
 char *prompt_text(const json_t *blocks);
 

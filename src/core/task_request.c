@@ -345,6 +345,19 @@ json_t *prompt_parse(const json_t *value, const char *path, struct ah_problem *p
     return ok ? AH_TAKE(blocks) : NULL;
 }
 
+size_t prompt_text_size(const json_t *value) {
+    if (json_is_string(value))
+        return json_string_length(value);
+    size_t n = 0, i;
+    json_t *b;
+    json_array_foreach(value, i, b) {
+        const char *t = json_string_value(json_object_get(b, "type"));
+        if (t && strcmp(t, "text") == 0)
+            n += json_string_length(json_object_get(b, "text"));
+    }
+    return n;
+}
+
 char *prompt_text(const json_t *blocks) {
     struct ah_buf b = {0};
     size_t i;

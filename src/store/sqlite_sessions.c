@@ -83,6 +83,40 @@ static int read_row(sqlite3_stmt *st, struct session_row **ret) {
     return 0;
 }
 
+/* D13: every transition is a status event, creation included: seq 1 of every session is
+ * {"type":"status","status":"queued"}, written in the creating transaction so nothing can be
+ * numbered before it. */
+static int insert_queued_event(struct conn *c, const char *tenant, const char *id, int64_t now) {
+    char ts[TIME_RFC3339_LEN + 1];
+    time_format(now, ts);
+    json_t *e = json_pack("{s:s, s:i, s:s, s:s, s:s}", "type", "status", "seq", 1, "sessionId", id,
+                          "ts", ts, "status", "queued");
+    AH_AUTOFREE char *text = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(e);
+    if (!text)
+        return AH_E_NOMEM;
+    sqlite3_stmt *st = sq_prepare(c, "INSERT INTO events (tenant_id, session_id, seq, type, ts,"
+                                     " payload) VALUES (?1, ?2, 1, 'status', ?3, ?4)");
+    if (!st)
+        return AH_E_DB;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_text(st, 4, text, -1, SQLITE_STATIC);
+    int rc = sq_code(sqlite3_step(st));
+    sq_done(c, st);
+    if (rc < 0)
+        return rc;
+    st = sq_prepare(c, "UPDATE sessions SET last_seq = 1 WHERE tenant_id = ?1 AND id = ?2");
+    if (!st)
+        return AH_E_DB;
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    rc = sq_code(sqlite3_step(st));
+    sq_done(c, st);
+    return rc;
+}
+
 int sq_task_create(void *impl, const char *tenant, const char *task_id, const char *project_id,
                    const json_t *request, const struct session_new *sessions, size_t n,
                    int64_t now) {
@@ -127,6 +161,8 @@ int sq_task_create(void *impl, const char *tenant, const char *task_id, const ch
         sqlite3_bind_int64(st, 9, now);
         rc = sq_code(sqlite3_step(st));
         sq_done(c, st);
+        if (rc == 0)
+            rc = insert_queued_event(c, tenant, sessions[i].id, now);
     }
     if (rc == 0)
         rc = sq_exec(c, "COMMIT");

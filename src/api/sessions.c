@@ -1,0 +1,280 @@
+/*
+ * sessions.c — the session resource (API.md §7.3, §7.4; D6, D13, D14): list, get, control
+ * (pause, resume, stop, delete), prompt injection and logs.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "routes.h"
+
+#define PROMPT_BODY_MAX (128 * 1024) /* room for 16 KiB of text escaped as JSON */
+#define LOGS_TAIL_DEFAULT 1000
+#define LOGS_TAIL_MAX 10000
+
+static void list_sessions(struct http_request *req, struct http_response *res) {
+    struct api_ctx *ctx = api_ready(req, res);
+    if (!ctx)
+        return;
+    const char *tenant = api_tenant(req, res, NULL);
+    if (!tenant)
+        return;
+    struct ah_problem p = {0};
+    struct page pg;
+    struct session_filter f = {0};
+    page_parse(http_query(req, "page"), http_query(req, "perPage"), PAGE_DEFAULT_PER_PAGE,
+               PAGE_MAX_PER_PAGE, &pg, &p);
+    const char *status = http_query(req, "status");
+    if (status) {
+        if (session_status_parse(status, &f.status) < 0)
+            problem_field(&p, "status", "must be one of the session states (queued, running, …)");
+        f.has_status = true;
+    }
+    f.agent = http_query(req, "agent");
+    f.project_id = http_query(req, "projectId");
+    const char *sort = http_query(req, "sort");
+    if (sort && strcmp(sort, "asc") && strcmp(sort, "desc"))
+        problem_field(&p, "sort", "must be asc or desc");
+    f.ascending = sort && !strcmp(sort, "asc");
+    if (p.code) {
+        http_problem(req, res, &p);
+        problem_clear(&p);
+        return;
+    }
+    struct session_row **rows = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    int rc = store_session_list(ctx->store, tenant, &f, &pg, &rows, &n, &total);
+    if (rc < 0) {
+        http_error(req, res, rc, "cannot list sessions");
+        return;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; items && i < n; i++)
+        if (json_array_append_new(items, api_session_json(ctx, rows[i])) < 0) {
+            json_decref(items);
+            items = NULL;
+        }
+    session_rows_free(rows, n);
+    http_json(req, res, 200, page_envelope(items, &pg, total));
+}
+
+/* Loads the {id} session of the request's tenant; NULL after answering 404. */
+static struct session_row *load(struct api_ctx *ctx, struct http_request *req,
+                                struct http_response *res, const char **ret_tenant) {
+    const char *id = api_session_id(req, res);
+    const char *tenant = id ? api_tenant(req, res, NULL) : NULL;
+    if (!tenant)
+        return NULL;
+    struct session_row *row = NULL;
+    int rc = store_session_get(ctx->store, tenant, id, &row);
+    if (rc < 0) {
+        http_error(req, res, rc, rc == AH_E_NOTFOUND ? "no session %s" : "cannot read session %s",
+                   id);
+        return NULL;
+    }
+    if (ret_tenant)
+        *ret_tenant = tenant;
+    return row;
+}
+
+static void get_session(struct http_request *req, struct http_response *res) {
+    struct api_ctx *ctx = api_ready(req, res);
+    if (!ctx)
+        return;
+    AH_AUTO(session_row_freep) struct session_row *row = load(ctx, req, res, NULL);
+    if (row)
+        http_json(req, res, 200, api_session_json(ctx, row));
+}
+
+static void control(struct http_request *req, struct http_response *res, enum exec_action a) {
+    struct api_ctx *ctx = api_ready(req, res);
+    if (!ctx)
+        return;
+    /* the body is optional (stop may carry {"reason"}); if present it must be a JSON object */
+    AH_AUTO(json_decrefp) json_t *body = api_body(req, res, true);
+    if (!body)
+        return;
+    const char *id = api_session_id(req, res);
+    const char *tenant = id ? api_tenant(req, res, NULL) : NULL;
+    if (!tenant)
+        return;
+    struct ah_problem p = {0};
+    enum session_status st;
+    if (exec_control(ctx->exec, tenant, id, a, &st, &p) < 0) {
+        http_problem(req, res, &p);
+        problem_clear(&p);
+        return;
+    }
+    http_json(req, res, 202, json_pack("{s:s}", "status", session_status_name(st)));
+}
+
+static void post_pause(struct http_request *req, struct http_response *res) {
+    control(req, res, EXEC_PAUSE);
+}
+static void post_resume(struct http_request *req, struct http_response *res) {
+    control(req, res, EXEC_RESUME);
+}
+static void post_stop(struct http_request *req, struct http_response *res) {
+    control(req, res, EXEC_STOP);
+}
+static void pause_i(struct http_request *req, struct http_response *res) {
+    api_idempotent(req, res, post_pause);
+}
+static void resume_i(struct http_request *req, struct http_response *res) {
+    api_idempotent(req, res, post_resume);
+}
+static void stop_i(struct http_request *req, struct http_response *res) {
+    api_idempotent(req, res, post_stop);
+}
+
+/* DELETE (D14): cancels a live session (SIGKILL) and removes its workspace; a finished session
+ * only loses its workspace. ?purge=true also deletes the record and its events. */
+static void delete_session(struct http_request *req, struct http_response *res) {
+    struct api_ctx *ctx = api_ready(req, res);
+    if (!ctx)
+        return;
+    const char *purge = http_query(req, "purge");
+    if (purge && strcmp(purge, "true") && strcmp(purge, "false")) {
+        struct ah_problem p = {0};
+        problem_field(&p, "purge", "must be true or false");
+        http_problem(req, res, &p);
+        problem_clear(&p);
+        return;
+    }
+    const char *tenant = NULL;
+    AH_AUTO(session_row_freep) struct session_row *row = load(ctx, req, res, &tenant);
+    if (!row)
+        return;
+    if (!session_status_terminal(row->status)) {
+        struct ah_problem p = {0};
+        enum session_status st;
+        int rc = exec_control(ctx->exec, tenant, row->id, EXEC_CANCEL, &st, &p);
+        if (rc < 0 && rc != AH_E_CONFLICT) { /* CONFLICT: it ended meanwhile, fine */
+            http_problem(req, res, &p);
+            problem_clear(&p);
+            return;
+        }
+        problem_clear(&p);
+    } else {
+        exec_remove_files(ctx->exec, row->id);
+    }
+    if (purge && !strcmp(purge, "true")) {
+        int rc = store_session_purge(ctx->store, tenant, row->id);
+        if (rc < 0 && rc != AH_E_NOTFOUND) {
+            http_error(req, res, rc, "cannot delete session %s", row->id);
+            return;
+        }
+    }
+    res->status = 204;
+}
+
+static void post_prompt(struct http_request *req, struct http_response *res) {
+    struct api_ctx *ctx = api_ready(req, res);
+    if (!ctx)
+        return;
+    AH_AUTO(json_decrefp) json_t *body = api_body(req, res, false);
+    if (!body)
+        return;
+    struct ah_problem p = {0};
+    json_t *prompt = json_object_get(body, "prompt"), *message = json_object_get(body, "message");
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v) {
+        if (strcmp(key, "prompt") && strcmp(key, "message"))
+            problem_field(&p, key, "is not a known field");
+    }
+    if (prompt && message)
+        problem_field(&p, "prompt", "give prompt or message, not both");
+    else if (!prompt && !message)
+        problem_field(&p, "prompt", "is required");
+    else if (message && !json_is_string(message))
+        problem_field(&p, "message", "must be a string");
+    AH_AUTO(json_decrefp) json_t *blocks = NULL;
+    AH_AUTOFREE char *text = NULL;
+    size_t size = prompt_text_size(prompt ? prompt : message);
+    if (!p.code && size > AH_LIMIT_PROMPT) /* 413 on this route (API.md §7.3), not a 400 */
+        problem_set(&p, AH_E_TOOLARGE, "the prompt is %zu bytes; the limit is %d bytes", size,
+                    AH_LIMIT_PROMPT);
+    if (!p.code) {
+        blocks = prompt_parse(prompt ? prompt : message, prompt ? "prompt" : "message", &p);
+        text = blocks ? prompt_text(blocks) : NULL;
+        if (blocks && !text)
+            problem_set(&p, AH_E_NOMEM, "out of memory");
+    }
+    if (p.code) {
+        http_problem(req, res, &p);
+        problem_clear(&p);
+        return;
+    }
+    const char *id = api_session_id(req, res);
+    const char *tenant = id ? api_tenant(req, res, NULL) : NULL;
+    if (!tenant)
+        return;
+    if (exec_prompt(ctx->exec, tenant, id, text, &p) < 0) {
+        http_problem(req, res, &p);
+        problem_clear(&p);
+        return;
+    }
+    char ts[TIME_RFC3339_LEN + 1];
+    time_format(time_now_ms(), ts);
+    http_json(req, res, 202,
+              json_pack("{s:s, s:b, s:s}", "sessionId", id, "accepted", 1, "ts", ts));
+}
+
+static void prompt_i(struct http_request *req, struct http_response *res) {
+    api_idempotent(req, res, post_prompt);
+}
+
+/* GET …/logs?tail=N: the last N log events, oldest first (API.md §7.4). */
+static void get_logs(struct http_request *req, struct http_response *res) {
+    struct api_ctx *ctx = api_ready(req, res);
+    if (!ctx)
+        return;
+    int64_t tail = LOGS_TAIL_DEFAULT;
+    const char *t = http_query(req, "tail");
+    const char *level = http_query(req, "level");
+    struct ah_problem p = {0};
+    if (t && parse_int64(t, 1, LOGS_TAIL_MAX, &tail) < 0)
+        problem_field(&p, "tail", "must be an integer from 1 to %d", LOGS_TAIL_MAX);
+    enum log_level lv;
+    if (level && (log_level_parse(level, &lv) < 0 || !strcmp(level, "warning")))
+        problem_field(&p, "level", "must be debug, info, warn or error");
+    if (p.code) {
+        http_problem(req, res, &p);
+        problem_clear(&p);
+        return;
+    }
+    const char *tenant = NULL;
+    AH_AUTO(session_row_freep) struct session_row *row = load(ctx, req, res, &tenant);
+    if (!row)
+        return;
+    static const char *const types[] = {"log", NULL};
+    struct event_filter f = {.types = types, .level = level, .ascending = false};
+    struct page pg = {1, tail};
+    json_t *items = NULL;
+    int64_t total = 0;
+    int rc = store_event_list(ctx->store, tenant, row->id, &f, &pg, &items, &total);
+    if (rc < 0) {
+        http_error(req, res, rc, "cannot read the logs");
+        return;
+    }
+    json_t *asc = json_array();
+    for (size_t i = json_array_size(items); asc && i > 0; i--)
+        json_array_append(asc, json_array_get(items, i - 1));
+    json_decref(items);
+    http_json(req, res, 200, json_pack("{s:o, s:I}", "items", asc, "total", (json_int_t)total));
+}
+
+int api_sessions_register(struct router *r, struct api_ctx *ctx) {
+    int rc = 0;
+    rc |= router_add(r, "GET", "/api/v1/sessions", list_sessions, ctx, 0, 0);
+    rc |= router_add(r, "GET", "/api/v1/sessions/{id}", get_session, ctx, 0, 0);
+    rc |= router_add(r, "DELETE", "/api/v1/sessions/{id}", delete_session, ctx, 0, 0);
+    rc |= router_add(r, "POST", "/api/v1/sessions/{id}/pause", pause_i, ctx, 0, 4096);
+    rc |= router_add(r, "POST", "/api/v1/sessions/{id}/resume", resume_i, ctx, 0, 4096);
+    rc |= router_add(r, "POST", "/api/v1/sessions/{id}/stop", stop_i, ctx, 0, 4096);
+    rc |= router_add(r, "POST", "/api/v1/sessions/{id}/prompt", prompt_i, ctx, 0,
+                     PROMPT_BODY_MAX);
+    rc |= router_add(r, "GET", "/api/v1/sessions/{id}/logs", get_logs, ctx, 0, 0);
+    return rc ? AH_E_NOMEM : 0;
+}

@@ -1,0 +1,92 @@
+/*
+ * tasks.c — POST /api/v1/tasks (API.md §7.2, D25): validate, write the task and its sessions
+ * (one per agent entry × count, each starting with its `queued` status event) in one
+ * transaction, answer 201 with the ids, and wake the scheduler.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "routes.h"
+
+/* D25 and D20: checks what only this server can judge (known agent types, scenarios). */
+static void check_agents(struct api_ctx *ctx, const struct task_request *tr, struct ah_problem *p) {
+    for (size_t i = 0; i < tr->n_agents; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "agents[%zu].type", i);
+        if (!exec_agent_known(ctx->exec, tr->agents[i].type))
+            problem_field(p, path, "unknown agent type %s; this server runs: %s",
+                          tr->agents[i].type, exec_agent_names(ctx->exec));
+        json_t *scenario = json_object_get(tr->agents[i].settings, "scenario");
+        if (scenario && strcmp(tr->agents[i].type, "scripted") == 0) {
+            snprintf(path, sizeof(path), "agents[%zu].settings.scenario", i);
+            exec_scenario_check(scenario, path, p);
+        }
+    }
+}
+
+static void create_task(struct http_request *req, struct http_response *res) {
+    struct api_ctx *ctx = api_ready(req, res);
+    if (!ctx)
+        return;
+    AH_AUTO(json_decrefp) json_t *body = api_body(req, res, false);
+    if (!body)
+        return;
+    struct ah_problem p = {0};
+    AH_AUTO(task_request_freep) struct task_request *tr = NULL;
+    if (task_request_parse(body, &tr, &p) == 0)
+        check_agents(ctx, tr, &p);
+    if (p.code) {
+        http_problem(req, res, &p);
+        problem_clear(&p);
+        return;
+    }
+    const char *tenant = api_tenant(req, res, tr->tenant_id);
+    if (!tenant)
+        return;
+    AH_AUTO(json_decrefp) json_t *canonical = task_request_to_json(tr);
+    size_t n = task_request_session_count(tr);
+    struct session_new *sessions = arena_alloc(req->arena, n * sizeof(*sessions));
+    char task_id[ULID_LEN + 1];
+    if (!canonical || !sessions || ulid_new(task_id) < 0) {
+        http_error(req, res, AH_E_NOMEM, "out of memory");
+        return;
+    }
+    size_t k = 0;
+    for (size_t a = 0; a < tr->n_agents; a++)
+        for (int64_t i = 0; i < tr->agents[a].count; i++, k++) {
+            ulid_new(sessions[k].id);
+            sessions[k].agent_index = (int)a;
+            sessions[k].instance = (int)i;
+            sessions[k].agent_type = tr->agents[a].type;
+            sessions[k].agent_version = tr->agents[a].version;
+        }
+    int rc = store_task_create(ctx->store, tenant, task_id, tr->project_id, canonical, sessions, n,
+                               time_now_ms());
+    if (rc < 0) {
+        http_error(req, res, rc, "cannot store the task");
+        return;
+    }
+    exec_kick(ctx->exec);
+
+    json_t *ids = json_array();
+    for (size_t i = 0; ids && i < n; i++)
+        json_array_append_new(ids, json_string(sessions[i].id));
+    json_t *out = json_pack("{s:s, s:s, s:o, s:s}", "id", sessions[0].id, "taskId", task_id,
+                            "session_ids", ids, "status", "queued");
+    if (out) {
+        api_session_links(out, sessions[0].id);
+        json_t *links = json_object_get(out, "links"); /* D25: self, events, logs */
+        json_object_del(links, "pty");
+        json_object_del(links, "recording");
+        http_header_add(req, res, "Location", json_string_value(json_object_get(links, "self")));
+    }
+    http_json(req, res, 201, out);
+}
+
+static void post_tasks(struct http_request *req, struct http_response *res) {
+    api_idempotent(req, res, create_task);
+}
+
+int api_tasks_register(struct router *r, struct api_ctx *ctx) {
+    return router_add(r, "POST", "/api/v1/tasks", post_tasks, ctx, 0, 0);
+}

@@ -1,0 +1,44 @@
+/*
+ * internal.h — private to bus/: the struct shared by the writer (ingest.c) and the fan-out
+ * (fanout.c).
+ */
+#ifndef AH_BUS_INTERNAL_H
+#define AH_BUS_INTERNAL_H
+
+#include <pthread.h>
+
+#include "bus.h"
+
+#define BUS_BUCKETS 1024
+#define BUS_RING 512         /* recent events kept per watched session */
+#define BUS_BATCH_MAX 1024   /* ops per store transaction */
+
+struct ingest_item;
+struct channel;
+
+struct bus {
+    struct store *store;
+    /* writer */
+    pthread_t writer;
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    struct ingest_item *head, *tail;
+    bool stopping;
+    struct store_op *batch_ops;         /* BUS_BATCH_MAX, owned by the writer thread */
+    struct ingest_item **batch_items;
+    /* fan-out */
+    pthread_mutex_t mapmu;
+    struct channel *buckets[BUS_BUCKETS];
+    /* stats (atomics) */
+    uint64_t batches, ops, published, store_reads;
+    unsigned channels, subscribers;
+};
+
+/* fanout.c: called by the writer, in seq order per session, after the batch committed.
+ * Takes ownership of json (malloc'd). */
+void bus_publish(struct bus *b, const char *tenant, const char *session_id, int64_t seq,
+                 char *json, bool terminal);
+/* Builds an event from stored JSON text (takes ownership of json); NULL on OOM. */
+struct bus_event *bus_event_from(int64_t seq, char *json, bool terminal);
+
+#endif

@@ -1,0 +1,472 @@
+/*
+ * agent_start.c — `ah agent start`: runs one agent non-interactively in a workspace and reports
+ * what it does as events, one JSON object per line on AH_EVENTS_FD (the recorder's pipe), while
+ * its terminal output (stdout, the PTY) shows a human rendering.
+ *
+ *   scripted            the built-in test/demo agent (D20): follows a scenario of thoughts, logs,
+ *                       tool calls, real file edits, sleeps, prompt waits, exits and failures
+ *   claude-code, codex,
+ *   gemini, opencode    adapters (adapter.h) run the real CLI and map its JSON output
+ *   --command/--format  a custom agent from configuration (D19)
+ *
+ * Exit status: 0 when the agent succeeded, 1 when it failed, 127 when its binary is missing,
+ * 2 for usage errors. A failure is also reported as a `log` event of level error, whose message
+ * becomes the session's `error`.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "adapter.h"
+#include "internal.h"
+
+extern char **environ;
+
+static int events_fd = -1;
+
+/* Writes one event line to the recorder (or nowhere when run without one). */
+static void emit(json_t *event) {
+    if (!event)
+        return;
+    if (events_fd >= 0) {
+        char *text = json_dumps(event, JSON_COMPACT);
+        if (text) {
+            size_t n = strlen(text);
+            text[n] = '\n';
+            const char *p = text;
+            size_t left = n + 1;
+            while (left) {
+                ssize_t w = write(events_fd, p, left);
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0)
+                    break;
+                p += w;
+                left -= (size_t)w;
+            }
+            free(text);
+        }
+    }
+    json_decref(event);
+}
+
+static void emit_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void emit_log(const char *level, const char *fmt, ...) {
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    emit(json_pack("{s:s, s:s, s:s, s:n}", "type", "log", "level", level, "message", msg,
+                   "tool_execution_id"));
+    if (strcmp(level, "error") == 0)
+        fprintf(stderr, "error: %s\n", msg);
+}
+
+static void sleep_ms(int64_t ms) {
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* ---- the scripted agent (D20) ---------------------------------------------------------------- */
+
+static const char *const step_keys[] = {"thought", "log",   "tool",        "edit", "append",
+                                        "delete",  "sleep", "wait_prompt", "exit", "fail", NULL};
+
+static const char *step_kind(const json_t *step) {
+    for (const char *const *k = step_keys; *k; k++)
+        if (json_object_get(step, *k))
+            return *k;
+    return NULL;
+}
+
+/* A workspace-relative path that stays inside the workspace. */
+static bool safe_path(const char *p) {
+    if (!p || !*p || p[0] == '/' || strlen(p) > 1024)
+        return false;
+    for (const char *s = p; *s;) {
+        size_t n = strcspn(s, "/");
+        if (n == 2 && s[0] == '.' && s[1] == '.')
+            return false;
+        s += n;
+        if (*s == '/')
+            s++;
+    }
+    return true;
+}
+
+int exec_scenario_check(const json_t *scenario, const char *path, struct ah_problem *p) {
+    if (!json_is_array(scenario)) {
+        problem_field(p, path, "must be an array of steps");
+        return AH_E_INVAL;
+    }
+    if (json_array_size(scenario) > 10000) {
+        problem_field(p, path, "has more than 10000 steps");
+        return AH_E_INVAL;
+    }
+    int rc = 0;
+    size_t i;
+    json_t *step;
+    json_array_foreach(scenario, i, step) {
+        char sp[128];
+        snprintf(sp, sizeof(sp), "%s[%zu]", path, i);
+        const char *kind = json_is_object(step) ? step_kind(step) : NULL;
+        if (!kind) {
+            problem_field(p, sp, "must be an object with one of thought, log, tool, edit, append, "
+                                 "delete, sleep, wait_prompt, exit, fail");
+            rc = AH_E_INVAL;
+            continue;
+        }
+        json_t *v = json_object_get(step, kind);
+        bool ok = true;
+        if (!strcmp(kind, "thought") || !strcmp(kind, "log") || !strcmp(kind, "tool") ||
+            !strcmp(kind, "fail"))
+            ok = json_is_string(v);
+        else if (!strcmp(kind, "edit") || !strcmp(kind, "append") || !strcmp(kind, "delete"))
+            ok = json_is_string(v) && safe_path(json_string_value(v)) &&
+                 (!strcmp(kind, "delete") || json_is_string(json_object_get(step, "content")));
+        else if (!strcmp(kind, "sleep"))
+            ok = json_is_integer(v) && json_integer_value(v) >= 0 &&
+                 json_integer_value(v) <= 3600000;
+        else if (!strcmp(kind, "exit"))
+            ok = json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < 256;
+        else if (!strcmp(kind, "wait_prompt"))
+            ok = json_is_true(v);
+        json_t *ms = json_object_get(step, "ms");
+        if (ms && (!json_is_integer(ms) || json_integer_value(ms) < 0 ||
+                   json_integer_value(ms) > 3600000))
+            ok = false;
+        if (!ok) {
+            problem_field(p, sp, "is not a valid %s step (see DECISIONS.md D20)", kind);
+            rc = AH_E_INVAL;
+        }
+    }
+    return rc;
+}
+
+static int write_step(const char *kind, const char *path, const char *content) {
+    char dir[2048];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = '\0';
+        make_dirs(dir, 0755);
+    }
+    if (!strcmp(kind, "delete"))
+        return unlink(path) < 0 ? ah_err_from_errno(errno) : 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (strcmp(kind, "append") ? O_TRUNC : O_APPEND),
+                  0644);
+    if (fd < 0)
+        return ah_err_from_errno(errno);
+    size_t n = strlen(content);
+    ssize_t w = write(fd, content, n);
+    int e = errno;
+    close(fd);
+    return w == (ssize_t)n ? 0 : ah_err_from_errno(w < 0 ? e : EIO);
+}
+
+static int run_scripted(const json_t *scenario, const char *prompt) {
+    AH_AUTO(json_decrefp) json_t *fallback = NULL;
+    if (!scenario) {
+        fallback = json_pack("[{s:s}, {s:s, s:{s:s}, s:s, s:i}, {s:s, s:s}, {s:s}]", "thought",
+                             "Reading the task and planning a small change.", "tool",
+                             "read_prompt", "args", "source", "prompt-file", "output",
+                             prompt, "ms", 20, "edit", "AGENT_NOTES.md", "content", prompt, "log",
+                             "Wrote AGENT_NOTES.md.");
+        /* the edit step wants content: put the prompt, followed by a newline */
+        json_t *edit = json_array_get(fallback, 2);
+        AH_AUTOFREE char *content = NULL;
+        if (edit && asprintf(&content, "# Notes\n\n%s\n", prompt) >= 0)
+            json_object_set_new(edit, "content", json_string(content));
+        scenario = fallback;
+    }
+    struct ah_problem p = {0};
+    if (exec_scenario_check(scenario, "scenario", &p) < 0) {
+        emit_log("error", "the scenario is invalid: %s", p.detail);
+        problem_clear(&p);
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("scripted agent: %zu steps\n", json_array_size(scenario));
+    size_t i;
+    json_t *step;
+    json_array_foreach(scenario, i, step) {
+        const char *kind = step_kind(step);
+        json_t *v = json_object_get(step, kind);
+        if (!strcmp(kind, "thought")) {
+            printf("thinking: %s\n", json_string_value(v));
+            emit(json_pack("{s:s, s:O}", "type", "thought", "thought", v));
+        } else if (!strcmp(kind, "log")) {
+            const char *level = json_string_value(json_object_get(step, "level"));
+            if (!level || log_level_parse(level, &(enum log_level){0}) < 0)
+                level = "info";
+            printf("%s\n", json_string_value(v));
+            emit(json_pack("{s:s, s:s, s:O, s:n}", "type", "log", "level", level, "message", v,
+                           "tool_execution_id"));
+        } else if (!strcmp(kind, "tool")) {
+            char ulid[ULID_LEN + 1], id[64];
+            ulid_new(ulid);
+            snprintf(id, sizeof(id), "tool_exec_%s", ulid); /* D2 */
+            json_t *args = json_object_get(step, "args");
+            const char *output = json_string_value(json_object_get(step, "output"));
+            printf("$ %s\n", json_string_value(v));
+            emit(json_pack("{s:s, s:O, s:o, s:s, s:s}", "type", "tool_use", "tool_name", v,
+                           "tool_args", json_is_object(args) ? json_incref(args) : json_object(),
+                           "tool_execution_id", id, "status", "started"));
+            sleep_ms(json_integer_value(json_object_get(step, "ms")));
+            if (output && *output)
+                printf("%s\n", output);
+            emit(json_pack("{s:s, s:O, s:s, s:s, s:s}", "type", "tool_result", "tool_name", v,
+                           "tool_output", output ? output : "", "tool_execution_id", id,
+                           "status", "completed"));
+        } else if (!strcmp(kind, "edit") || !strcmp(kind, "append") || !strcmp(kind, "delete")) {
+            const char *path = json_string_value(v);
+            printf("%s %s\n", !strcmp(kind, "delete") ? "deleting" : "editing", path);
+            int rc = write_step(kind, path,
+                                json_string_value(json_object_get(step, "content")));
+            if (rc < 0) {
+                emit_log("error", "cannot %s %s: %s", kind, path, ah_strerror(rc));
+                return 1;
+            }
+        } else if (!strcmp(kind, "sleep")) {
+            sleep_ms(json_integer_value(v));
+        } else if (!strcmp(kind, "wait_prompt")) {
+            printf("waiting for a prompt…\n");
+            char line[AH_LIMIT_PROMPT + 2];
+            if (!fgets(line, sizeof(line), stdin)) {
+                emit_log("error", "the terminal closed while waiting for a prompt");
+                return 1;
+            }
+            line[strcspn(line, "\r\n")] = '\0';
+            emit_log("info", "received prompt: %s", line);
+        } else if (!strcmp(kind, "exit")) {
+            int code = (int)json_integer_value(v);
+            printf("exiting with %d\n", code);
+            if (code)
+                emit_log("error", "the scenario exited with code %d", code);
+            return code;
+        } else if (!strcmp(kind, "fail")) {
+            emit_log("error", "%s", json_string_value(v));
+            return 1;
+        }
+    }
+    printf("done\n");
+    return 0;
+}
+
+/* ---- adapters -------------------------------------------------------------------------------- */
+
+/* One line for the terminal from an event (the recording is what a human replays). */
+static void render(const json_t *ev) {
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    if (!type)
+        return;
+    if (!strcmp(type, "thought"))
+        printf("thinking: %.300s\n", json_string_value(json_object_get(ev, "thought")));
+    else if (!strcmp(type, "log"))
+        printf("%.500s\n", json_string_value(json_object_get(ev, "message")));
+    else if (!strcmp(type, "tool_use"))
+        printf("$ %s\n", json_string_value(json_object_get(ev, "tool_name")));
+    else if (!strcmp(type, "tool_result"))
+        printf("  %s (%s)\n", json_string_value(json_object_get(ev, "tool_name")),
+               json_string_value(json_object_get(ev, "status")));
+    else if (!strcmp(type, "file_edit"))
+        printf("edited %s\n", json_string_value(json_object_get(ev, "file_path")));
+}
+
+static void emit_all(json_t *events) {
+    size_t i;
+    json_t *ev;
+    json_array_foreach(events, i, ev) {
+        render(ev);
+        emit(json_incref(ev));
+    }
+    json_array_clear(events);
+}
+
+static int run_adapter(const struct agent_adapter *ad, const struct adapter_launch *l) {
+    char **argv = NULL;
+    int rc = ad->build_argv(l, &argv);
+    if (rc < 0) {
+        emit_log("error", "cannot build the %s command line: %s", ad->type, ah_strerror(rc));
+        return 1;
+    }
+    int out[2];
+    if (pipe2(out, O_CLOEXEC) < 0) {
+        adapter_argv_free(argv);
+        emit_log("error", "pipe: %s", strerror(errno));
+        return 1;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    pid_t pid;
+    int err = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    if (err) {
+        close(out[0]);
+        if (err == ENOENT)
+            emit_log("error", "the %s agent binary '%s' was not found in PATH", ad->type, argv[0]);
+        else
+            emit_log("error", "cannot run %s: %s", argv[0], strerror(err));
+        adapter_argv_free(argv);
+        return err == ENOENT ? 127 : 1;
+    }
+    adapter_argv_free(argv);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    void *state = ad->state_new();
+    json_t *events = json_array();
+    enum adapter_outcome outcome = ADAPTER_RUNNING;
+    FILE *in = fdopen(out[0], "r");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while (in && state && events && (n = getline(&line, &cap, in)) >= 0) {
+        size_t len = (size_t)n;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            len--;
+        ad->line(state, line, len, events, &outcome);
+        emit_all(events);
+    }
+    free(line);
+    if (in)
+        fclose(in);
+    else
+        close(out[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (state && events) {
+        outcome = ad->finish(state, code, events);
+        emit_all(events);
+    }
+    if (state)
+        ad->state_free(state);
+    json_decref(events);
+    if (outcome != ADAPTER_SUCCEEDED) {
+        emit_log("error", "the %s agent did not finish successfully (exit code %d)", ad->type,
+                 code);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- main ------------------------------------------------------------------------------------ */
+
+static const char usage[] =
+    "usage: ah agent start --agent TYPE [OPTIONS]\n\n"
+    "Runs an agent non-interactively and reports its events on AH_EVENTS_FD.\n\n"
+    "  --agent TYPE          scripted, claude-code (claude), codex, gemini, opencode, or a custom\n"
+    "                        agent given with --command/--format\n"
+    "  --cwd DIR             the workspace (default: the current directory)\n"
+    "  --prompt TEXT         the task; or --prompt-file FILE\n"
+    "  --settings-file FILE  agents[].settings of the task (JSON); scripted reads its scenario\n"
+    "  --scenario FILE       scripted: a JSON array of steps (D20)\n"
+    "  --model MODEL         the model for adapters that take one\n"
+    "  --command CMD --format text|jsonl   a custom agent\n"
+    "  --non-interactive     accepted; every run is non-interactive\n";
+
+int exec_agent_start_main(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"agent", required_argument, 0, 'a'},       {"cwd", required_argument, 0, 'c'},
+        {"prompt", required_argument, 0, 'p'},      {"prompt-file", required_argument, 0, 'P'},
+        {"settings-file", required_argument, 0, 's'}, {"scenario", required_argument, 0, 'S'},
+        {"model", required_argument, 0, 'm'},       {"command", required_argument, 0, 'x'},
+        {"format", required_argument, 0, 'f'},      {"non-interactive", no_argument, 0, 'n'},
+        {"from-snapshot", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *agent = NULL, *cwd = NULL, *prompt = NULL, *prompt_file = NULL, *settings_file = NULL,
+               *scenario_file = NULL, *model = NULL, *command = NULL, *format = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a': agent = optarg; break;
+        case 'c': cwd = optarg; break;
+        case 'p': prompt = optarg; break;
+        case 'P': prompt_file = optarg; break;
+        case 's': settings_file = optarg; break;
+        case 'S': scenario_file = optarg; break;
+        case 'm': model = optarg; break;
+        case 'x': command = optarg; break;
+        case 'f': format = optarg; break;
+        case 'n': case 'F': break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (!agent) {
+        fputs("ah agent start: --agent is required\n", stderr);
+        return 2;
+    }
+    const char *fd_env = getenv("AH_EVENTS_FD");
+    int64_t fdv;
+    if (fd_env && parse_int64(fd_env, 0, 65535, &fdv) == 0)
+        events_fd = (int)fdv;
+    signal(SIGPIPE, SIG_IGN);
+
+    AH_AUTOFREE char *prompt_buf = NULL;
+    size_t len;
+    if (prompt_file) {
+        int rc = read_file(prompt_file, AH_LIMIT_PROMPT * 4, &prompt_buf, &len);
+        if (rc < 0) {
+            emit_log("error", "cannot read the prompt file %s: %s", prompt_file, ah_strerror(rc));
+            return 2;
+        }
+        prompt = prompt_buf;
+    }
+    if (!prompt)
+        prompt = "";
+    AH_AUTO(json_decrefp) json_t *settings = NULL;
+    if (settings_file) {
+        json_error_t e;
+        settings = json_load_file(settings_file, 0, &e);
+        if (!json_is_object(settings)) {
+            emit_log("error", "cannot read the settings file %s: %s", settings_file, e.text);
+            return 2;
+        }
+    }
+    if (cwd && chdir(cwd) < 0) {
+        emit_log("error", "cannot enter the workspace %s: %s", cwd, strerror(errno));
+        return 2;
+    }
+    if (!strcmp(agent, "scripted")) {
+        AH_AUTO(json_decrefp) json_t *scenario = NULL;
+        if (scenario_file) {
+            json_error_t e;
+            if (!(scenario = json_load_file(scenario_file, 0, &e))) {
+                emit_log("error", "cannot read the scenario %s: %s", scenario_file, e.text);
+                return 2;
+            }
+        }
+        return run_scripted(scenario ? scenario : json_object_get(settings, "scenario"), prompt);
+    }
+    const struct agent_adapter *ad = NULL;
+    if (command) {
+        ad = format && !strcmp(format, "jsonl") ? &adapter_custom_jsonl : &adapter_custom_text;
+    } else if (!(ad = adapter_find(agent))) {
+        emit_log("error", "unknown agent type %s", agent);
+        return 2;
+    }
+    char here[4096];
+    struct adapter_launch l = {
+        .binary = command ? command : ad->binary,
+        .prompt = prompt,
+        .cwd = getcwd(here, sizeof(here)) ? here : ".",
+        .model = model ? model : json_string_value(json_object_get(settings, "model")),
+        .settings = settings,
+    };
+    return run_adapter(ad, &l);
+}

@@ -1,0 +1,367 @@
+/*
+ * exec.c — the executor's public calls: creation (the recorder socket), start and stop, and the
+ * control actions handlers use (D13, D14). Control runs on the caller's thread: it moves the
+ * state machine through the bus (durable, with its status event), signals the agent's process
+ * group, and leaves process bookkeeping to the supervisor thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/sha.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "adapter.h"
+#include "executor.h"
+
+static const char *const builtin_agents[] = {"scripted", "claude-code", "claude", "codex",
+                                             "gemini",   "gemini-cli",  "opencode", NULL};
+
+struct cmd *cmd_new(enum cmd_kind kind, const char *tenant, const char *id) {
+    struct cmd *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->kind = kind;
+    snprintf(c->tenant, sizeof(c->tenant), "%s", tenant);
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    return c;
+}
+
+void cmd_free(struct cmd *c) {
+    if (!c)
+        return;
+    free(c->text);
+    free(c->provider);
+    free(c->path);
+    json_decref(c->msg);
+    free(c);
+}
+
+void exec_post(struct executor *ex, struct cmd *c) {
+    if (!c)
+        return;
+    pthread_mutex_lock(&ex->mu);
+    if (ex->cmd_tail)
+        ex->cmd_tail->next = c;
+    else
+        ex->cmd_head = c;
+    ex->cmd_tail = c;
+    uint64_t one = 1;
+    /* under the lock: supervisor_stop closes evfd under it too */
+    if (ex->evfd >= 0 && write(ex->evfd, &one, sizeof(one)) < 0) {
+        /* the counter is saturated: the supervisor is awake anyway */
+    }
+    pthread_mutex_unlock(&ex->mu);
+}
+
+static char *own(struct executor *ex, const char *s) {
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    char **list = d ? realloc(ex->owned, (ex->n_owned + 1) * sizeof(char *)) : NULL;
+    if (!list) {
+        free(d);
+        return NULL;
+    }
+    ex->owned = list;
+    ex->owned[ex->n_owned++] = d;
+    return d;
+}
+
+/* The recorder socket: one per data directory, stable across restarts so recorders find the
+ * next server at the same path (D15, D17). Refuses to take over a socket a live server answers
+ * on. */
+static int bind_socket(struct executor *ex, struct ah_problem *reterr) {
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)ex->cfg.data_dir, strlen(ex->cfg.data_dir), md);
+    int rc = make_dirs(ex->cfg.runtime_dir, 0700);
+    if (rc < 0)
+        return problem_set(reterr, rc, "cannot create the runtime directory %s: %s",
+                           ex->cfg.runtime_dir, ah_strerror(rc));
+    int n = snprintf(ex->sock_path, sizeof(ex->sock_path), "%s/rec-%02x%02x%02x%02x%02x%02x.sock",
+                     ex->cfg.runtime_dir, md[0], md[1], md[2], md[3], md[4], md[5]);
+    if (n >= (int)sizeof(ex->sock_path))
+        return problem_set(reterr, AH_E_TOOLARGE,
+                           "the runtime directory %s is too long for a Unix socket path",
+                           ex->cfg.runtime_dir);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, ex->sock_path, strlen(ex->sock_path) + 1);
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        close(probe);
+        return problem_set(reterr, AH_E_EXISTS,
+                           "another access point is already running on %s (socket %s)",
+                           ex->cfg.data_dir, ex->sock_path);
+    }
+    if (probe >= 0)
+        close(probe);
+    unlink(ex->sock_path); /* stale, from a server that is gone */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return problem_set(reterr, AH_E_IO, "socket: %s", strerror(errno));
+    mode_t old = umask(0177); /* the socket is created 0600 (D17) */
+    int b = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (b < 0 || listen(fd, 512) < 0) {
+        int e = errno;
+        close(fd);
+        return problem_set(reterr, AH_E_IO, "cannot listen on %s: %s", ex->sock_path,
+                           strerror(e));
+    }
+    ex->listen_fd = fd;
+    return 0;
+}
+
+int exec_new(const struct exec_config *cfg, struct store *st, struct bus *bus,
+             struct executor **ret, struct ah_problem *reterr) {
+    struct executor *ex = calloc(1, sizeof(*ex));
+    if (!ex)
+        return problem_set(reterr, AH_E_NOMEM, "out of memory");
+    ex->store = st;
+    ex->bus = bus;
+    ex->listen_fd = ex->epfd = ex->evfd = ex->timerfd = -1;
+    pthread_mutex_init(&ex->mu, NULL);
+    ex->cfg = *cfg;
+    ex->cfg.data_dir = own(ex, cfg->data_dir);
+    ex->cfg.runtime_dir = own(ex, cfg->runtime_dir);
+    ex->cfg.self_exe = own(ex, cfg->self_exe);
+    ex->cfg.config_path = own(ex, cfg->config_path);
+    ex->cfg.workspace_template = own(ex, cfg->workspace_template);
+    if (ex->cfg.max_concurrent < 1)
+        ex->cfg.max_concurrent = 1;
+    if (ex->cfg.stop_grace_ms <= 0)
+        ex->cfg.stop_grace_ms = 10000;
+    struct ah_buf names = {0};
+    for (const char *const *a = builtin_agents; *a; a++)
+        ah_buf_printf(&names, "%s%s", names.n ? ", " : "", *a);
+    for (size_t i = 0; i < cfg->n_agents; i++)
+        ah_buf_printf(&names, ", %s", cfg->agents[i].type);
+    ex->agent_names = ah_buf_steal(&names);
+    if (!ex->cfg.data_dir || !ex->cfg.runtime_dir || !ex->cfg.self_exe || !ex->agent_names) {
+        exec_free(ex);
+        return problem_set(reterr, AH_E_NOMEM, "out of memory");
+    }
+    int rc = bind_socket(ex, reterr);
+    if (rc < 0) {
+        exec_free(ex);
+        return rc;
+    }
+    *ret = ex;
+    return 0;
+}
+
+int exec_start(struct executor *ex, struct ah_problem *reterr) {
+    int rc = provision_start(ex);
+    if (rc < 0)
+        return problem_set(reterr, rc, "cannot start the provisioning workers");
+    return supervisor_start(ex, reterr);
+}
+
+void exec_stop(struct executor *ex) {
+    if (!ex)
+        return;
+    pthread_mutex_lock(&ex->mu);
+    bool workers = ex->jobs_cv_ready;
+    ex->stopping = true;
+    pthread_mutex_unlock(&ex->mu);
+    supervisor_stop(ex); /* first: it is the one that queues provisioning jobs */
+    if (workers)
+        provision_stop(ex);
+    if (ex->listen_fd >= 0) {
+        close(ex->listen_fd);
+        unlink(ex->sock_path);
+        ex->listen_fd = -1;
+    }
+}
+
+void exec_free(struct executor *ex) {
+    if (!ex)
+        return;
+    exec_stop(ex);
+    while (ex->cmd_head) {
+        struct cmd *c = ex->cmd_head;
+        ex->cmd_head = c->next;
+        cmd_free(c);
+    }
+    for (size_t i = 0; i < ex->n_owned; i++)
+        free(ex->owned[i]);
+    free(ex->owned);
+    free(ex->agent_names);
+    pthread_mutex_destroy(&ex->mu);
+    free(ex);
+}
+
+void exec_kick(struct executor *ex) {
+    exec_post(ex, cmd_new(CMD_KICK, "", ""));
+}
+
+bool exec_agent_known(struct executor *ex, const char *type) {
+    for (const char *const *a = builtin_agents; *a; a++)
+        if (strcmp(*a, type) == 0)
+            return true;
+    for (size_t i = 0; i < ex->cfg.n_agents; i++)
+        if (strcmp(ex->cfg.agents[i].type, type) == 0)
+            return true;
+    return false;
+}
+
+const char *exec_agent_names(struct executor *ex) {
+    return ex->agent_names;
+}
+
+char *exec_recording_path(struct executor *ex, const char *id) {
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/sessions/%s/recording.cast", ex->cfg.data_dir, id);
+    return strdup(path);
+}
+
+void exec_remove_files(struct executor *ex, const char *id) {
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/workspaces/%s", ex->cfg.data_dir, id);
+    workspace_remove(path);
+}
+
+/* ---- control --------------------------------------------------------------------------------- */
+
+static int conflict(struct ah_problem *p, const char *verb, enum session_status cur) {
+    problem_set(p, AH_E_CONFLICT, "cannot %s a session that is %s", verb,
+                session_status_name(cur));
+    problem_extra(p, "currentStatus", json_string(session_status_name(cur)));
+    return AH_E_CONFLICT;
+}
+
+/* The agent's process group, or the recorder's when the agent's is not known yet. */
+static pid_t target_group(struct executor *ex, const char *tenant, const char *id, bool agent_only) {
+    pthread_mutex_lock(&ex->mu);
+    struct live *l = live_find(ex, tenant, id);
+    pid_t pg = 0;
+    if (l && l->agent_pgid > 1)
+        pg = l->agent_pgid;
+    else if (l && !agent_only && l->recorder_pid > 1)
+        pg = l->recorder_pid;
+    pthread_mutex_unlock(&ex->mu);
+    return pg;
+}
+
+int exec_control(struct executor *ex, const char *tenant, const char *id, enum exec_action a,
+                 enum session_status *ret_status, struct ah_problem *reterr) {
+    AH_AUTO(session_row_freep) struct session_row *row = NULL;
+    int rc = store_session_get(ex->store, tenant, id, &row);
+    if (rc == AH_E_NOTFOUND)
+        return problem_set(reterr, rc, "no session %s", id);
+    if (rc < 0)
+        return problem_set(reterr, rc, "cannot read session %s", id);
+    enum session_status before = row->status;
+    switch (a) {
+    case EXEC_PAUSE: {
+        if (before != SESSION_RUNNING)
+            return conflict(reterr, "pause", before);
+        pid_t pg = target_group(ex, tenant, id, true);
+        if (!pg)
+            return conflict(reterr, "pause (the agent is still starting)", before);
+        if ((rc = exec_transition(ex, tenant, id, SESSION_PAUSING, NULL, NULL, &before)) < 0)
+            return rc == AH_E_CONFLICT ? conflict(reterr, "pause", before) : rc;
+        kill(-pg, SIGSTOP);
+        exec_transition(ex, tenant, id, SESSION_PAUSED, NULL, NULL, NULL);
+        *ret_status = SESSION_PAUSED;
+        return 0;
+    }
+    case EXEC_RESUME: {
+        if (before != SESSION_PAUSED)
+            return conflict(reterr, "resume", before);
+        pid_t pg = target_group(ex, tenant, id, true);
+        if ((rc = exec_transition(ex, tenant, id, SESSION_RESUMING, NULL, NULL, &before)) < 0)
+            return rc == AH_E_CONFLICT ? conflict(reterr, "resume", before) : rc;
+        if (pg)
+            kill(-pg, SIGCONT);
+        exec_transition(ex, tenant, id, SESSION_RUNNING, NULL, NULL, NULL);
+        *ret_status = SESSION_RUNNING;
+        return 0;
+    }
+    case EXEC_STOP: {
+        if (before != SESSION_RUNNING && before != SESSION_PAUSED)
+            return conflict(reterr, "stop", before);
+        if ((rc = exec_transition(ex, tenant, id, SESSION_STOPPING, NULL, NULL, &before)) < 0)
+            return rc == AH_E_CONFLICT ? conflict(reterr, "stop", before) : rc;
+        pthread_mutex_lock(&ex->mu);
+        struct live *l = live_find(ex, tenant, id);
+        if (l)
+            l->kill_at = time_mono_ms() + ex->cfg.stop_grace_ms;
+        pthread_mutex_unlock(&ex->mu);
+        pid_t pg = target_group(ex, tenant, id, false);
+        if (pg) {
+            kill(-pg, SIGCONT); /* a stopped process cannot handle SIGTERM */
+            kill(-pg, SIGTERM);
+        }
+        exec_post(ex, cmd_new(CMD_WAKE, "", "")); /* re-arm the grace timer */
+        *ret_status = SESSION_STOPPING;
+        return 0;
+    }
+    case EXEC_CANCEL: {
+        if (session_status_terminal(before))
+            return conflict(reterr, "cancel", before);
+        if ((rc = exec_transition(ex, tenant, id, SESSION_CANCELLED, NULL, NULL, &before)) < 0)
+            return rc == AH_E_CONFLICT ? conflict(reterr, "cancel", before) : rc;
+        pthread_mutex_lock(&ex->mu);
+        struct live *l = live_find(ex, tenant, id);
+        pid_t agent = 0, recorder = 0;
+        if (l) {
+            l->cancelled = true;
+            l->kill_at = 0;
+            agent = l->agent_pgid;
+            recorder = l->recorder_pid;
+        }
+        pthread_mutex_unlock(&ex->mu);
+        if (agent > 1)
+            kill(-agent, SIGKILL);
+        if (recorder > 1)
+            kill(-recorder, SIGKILL);
+        if (!l) /* never launched: nothing will report back, clean up now */
+            exec_remove_files(ex, id);
+        *ret_status = SESSION_CANCELLED;
+        return 0;
+    }
+    }
+    return AH_E_INVAL;
+}
+
+int exec_prompt(struct executor *ex, const char *tenant, const char *id, const char *text,
+                struct ah_problem *reterr) {
+    AH_AUTO(session_row_freep) struct session_row *row = NULL;
+    int rc = store_session_get(ex->store, tenant, id, &row);
+    if (rc == AH_E_NOTFOUND)
+        return problem_set(reterr, rc, "no session %s", id);
+    if (rc < 0)
+        return problem_set(reterr, rc, "cannot read session %s", id);
+    if (session_status_terminal(row->status))
+        return problem_set(reterr, AH_E_GONE, "the session has ended (%s)",
+                           session_status_name(row->status));
+    if (row->status != SESSION_RUNNING) {
+        problem_set(reterr, AH_E_CONFLICT, "the session is %s; prompts are accepted while it runs",
+                    session_status_name(row->status));
+        problem_extra(reterr, "currentStatus", json_string(session_status_name(row->status)));
+        return AH_E_CONFLICT;
+    }
+    struct cmd *c = cmd_new(CMD_SEND, tenant, id);
+    if (!c || !(c->msg = json_pack("{s:s, s:s}", "type", "prompt", "text", text))) {
+        cmd_free(c);
+        return problem_set(reterr, AH_E_NOMEM, "out of memory");
+    }
+    exec_post(ex, c);
+    AH_AUTOFREE char *message = NULL;
+    if (asprintf(&message, "user: %s", text) < 0)
+        return problem_set(reterr, AH_E_NOMEM, "out of memory");
+    json_t *ev = json_pack("{s:s, s:s, s:s, s:n}", "type", "log", "level", "info", "message",
+                           message, "tool_execution_id");
+    struct store_op op = {.kind = STORE_OP_EVENT, .tenant = tenant, .session_id = id,
+                          .payload = ev};
+    rc = ev ? bus_submit_wait(ex->bus, &op) : AH_E_NOMEM;
+    json_decref(ev);
+    if (rc == AH_E_GONE)
+        return problem_set(reterr, AH_E_GONE, "the session has ended");
+    return rc < 0 ? problem_set(reterr, rc, "cannot record the prompt") : 0;
+}

@@ -1,0 +1,85 @@
+/*
+ * exec.h — running sessions: the scheduler, workspace provisioning, the supervisor of agent
+ * processes and its end of the recorder link (D16, D17), and the two process-side commands that
+ * live in the same binary (`ah agent record`, `ah agent start`).
+ *
+ * Threads: one supervisor thread owns every running session (epoll over the recorder socket,
+ * recorder connections, pidfds and a timerfd — no thread per session, no sleep-polling) plus a
+ * small fixed pool that provisions workspaces (a git clone must not stall the supervisor).
+ * Calls below are thread-safe; those that change a session go through the bus writer, so each
+ * transition is durable and a `status` event (D13).
+ */
+#ifndef AH_EXEC_H
+#define AH_EXEC_H
+
+#include "../bus/bus.h"
+
+/* A custom agent from configuration (D19). */
+struct agent_config {
+    char *type;    /* name used in agents[].type */
+    char *command; /* executable (looked up in PATH) */
+    char *format;  /* "text" or "jsonl" */
+};
+
+struct exec_config {
+    const char *data_dir;       /* workspaces/, sessions/ (recordings, prompts) live here */
+    const char *runtime_dir;    /* the recorder socket lives here (mode 0700) */
+    const char *self_exe;       /* this ah binary, launched as recorder and agent (D16) */
+    const char *config_path;    /* forwarded as --config to the recorder (may be NULL) */
+    int64_t max_concurrent;     /* sessions past queued at once */
+    int64_t stop_grace_ms;      /* SIGTERM → SIGKILL (D14, default 10 s) */
+    const char *const *snapshot_preference; /* default provider order, NULL-terminated */
+    const char *workspace_template; /* directory copied for repo.mode=none (may be NULL) */
+    const struct agent_config *agents; /* custom agents */
+    size_t n_agents;
+    const char *const *env_allow; /* extra environment variables passed to agents */
+};
+
+struct executor;
+
+/* Creates the executor (socket bound, nothing running yet). */
+int exec_new(const struct exec_config *cfg, struct store *st, struct bus *bus,
+             struct executor **ret, struct ah_problem *reterr);
+/* Recovers sessions left by a previous server (D15) and starts the supervisor and scheduler. */
+int exec_start(struct executor *ex, struct ah_problem *reterr);
+/* Stops supervising: the supervisor and provisioning threads end. Agents keep running and
+ * their recorders reconnect to the next server (that is how sessions survive a restart). The
+ * executor stays allocated, because bus completions may still be posted to it: stop, then free
+ * the bus, then exec_free. NULL-safe. */
+void exec_stop(struct executor *ex);
+void exec_free(struct executor *ex); /* stops first if needed; NULL-safe */
+
+/* New queued sessions exist: run the scheduler. */
+void exec_kick(struct executor *ex);
+
+/* The agent types this server can run (built-in and configured), for D25's 400. */
+bool exec_agent_known(struct executor *ex, const char *type);
+/* "scripted, claude-code, codex, …" for error messages; lent until exec_free. */
+const char *exec_agent_names(struct executor *ex);
+
+enum exec_action { EXEC_PAUSE, EXEC_RESUME, EXEC_STOP, EXEC_CANCEL };
+/* Applies a control action (D13, D14): checks the transition, signals the process group and
+ * records the new state. *ret_status is the state to answer with. AH_E_CONFLICT (the current
+ * state in reterr's extra `currentStatus`), AH_E_NOTFOUND, or 0. */
+int exec_control(struct executor *ex, const char *tenant, const char *id, enum exec_action a,
+                 enum session_status *ret_status, struct ah_problem *reterr);
+/* Sends prompt text to the session's agent through its recorder, and records a `log` event
+ * "user: <text>". AH_E_CONFLICT when the agent is not running (paused/queued…), AH_E_GONE when
+ * the session has ended, AH_E_NOTFOUND. */
+int exec_prompt(struct executor *ex, const char *tenant, const char *id, const char *text,
+                struct ah_problem *reterr);
+/* Where the session's asciicast recording is (may not exist yet); caller frees. */
+char *exec_recording_path(struct executor *ex, const char *id);
+/* Deletes a session's workspace and files (DELETE, D14). */
+void exec_remove_files(struct executor *ex, const char *id);
+
+/* Validates a scripted agent's scenario (D20) so a bad one is a 400, not a failed session.
+ * Field errors are named under `path`. */
+int exec_scenario_check(const json_t *scenario, const char *path, struct ah_problem *reterr);
+
+/* ---- process-side commands (run in the recorder and agent processes) ------------------------ */
+
+int exec_record_main(int argc, char **argv);
+int exec_agent_start_main(int argc, char **argv);
+
+#endif

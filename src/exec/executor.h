@@ -1,0 +1,114 @@
+/*
+ * executor.h — private to exec/: the executor's state, shared by exec.c (the public calls),
+ * supervisor.c (the supervisor thread) and provision.c (the provisioning workers).
+ *
+ * Locking: ex->mu guards the list of live sessions, each live's fields that other threads read
+ * or set (agent_pgid, status, kill_at, cancelled, prompts) and the command queue. The
+ * supervisor thread alone touches connections, epoll and pidfds.
+ */
+#ifndef AH_EXEC_EXECUTOR_H
+#define AH_EXEC_EXECUTOR_H
+
+#include <pthread.h>
+
+#include "internal.h"
+
+#define PROVISION_WORKERS 2
+
+struct rconn;
+
+/* What an epoll registration points at. */
+enum handle_kind { H_LISTEN, H_EVENT, H_TIMER, H_CONN, H_PIDFD };
+struct handle {
+    enum handle_kind kind;
+    void *ptr;
+};
+
+/* A session this server is responsible for: admitted and not yet reaped. */
+struct live {
+    struct live *next;
+    char tenant[AH_LIMIT_NAME + 1];
+    char id[ULID_LEN + 1];
+    enum session_status status; /* last state this server set or saw */
+    bool provisioning;          /* in the worker pool, no process yet */
+    bool cancelled;             /* DELETE arrived; kill and clean up */
+    pid_t recorder_pid;
+    int pidfd;                  /* -1 until launched or re-attached */
+    struct handle pid_handle;
+    bool our_child;             /* we can reap it with waitid */
+    pid_t agent_pgid;           /* from the recorder's hello; 0 until then */
+    struct rconn *conn;
+    int64_t kill_at;            /* monotonic ms when SIGKILL is due; 0 = none */
+    bool exit_seen;             /* the recorder reported the agent's exit */
+    json_t *prompts;            /* texts waiting for a connection */
+    char token_hash[65];
+    char *workspace;            /* path, once provisioned */
+    bool dead;                  /* reaped; freed at the end of the loop iteration */
+};
+
+enum cmd_kind { CMD_KICK, CMD_PROVISIONED, CMD_ACK, CMD_SEND, CMD_DROP_CONN, CMD_WAKE };
+
+struct cmd {
+    struct cmd *next;
+    enum cmd_kind kind;
+    char tenant[AH_LIMIT_NAME + 1];
+    char id[ULID_LEN + 1];
+    int64_t rseq;        /* ACK */
+    int result;          /* PROVISIONED: 0 or the error code */
+    char *text;          /* PROVISIONED: error detail; SEND: unused */
+    char *provider, *path; /* PROVISIONED */
+    json_t *msg;         /* SEND */
+};
+
+struct provision_job {
+    struct provision_job *next;
+    char tenant[AH_LIMIT_NAME + 1];
+    char id[ULID_LEN + 1];
+    json_t *request;
+    char *agent_type;
+    int agent_index;
+};
+
+struct executor {
+    struct exec_config cfg; /* strings owned (copied in exec_new) */
+    char **owned;           /* every string copied into cfg, freed by exec_free */
+    size_t n_owned;
+    struct store *store;
+    struct bus *bus;
+    char sock_path[108];
+    int listen_fd, epfd, evfd, timerfd;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    struct live *lives;
+    size_t n_live;
+    struct cmd *cmd_head, *cmd_tail;
+    bool stopping;
+    /* provisioning pool */
+    pthread_t workers[PROVISION_WORKERS];
+    pthread_cond_t jobs_cv;
+    bool jobs_cv_ready;
+    struct provision_job *jobs_head, *jobs_tail;
+    char *agent_names;
+};
+
+/* Queues a command for the supervisor thread and wakes it (takes ownership of c). */
+void exec_post(struct executor *ex, struct cmd *c);
+struct cmd *cmd_new(enum cmd_kind kind, const char *tenant, const char *id);
+void cmd_free(struct cmd *c);
+struct live *live_find(struct executor *ex, const char *tenant, const char *id); /* under mu */
+
+/* supervisor.c */
+int supervisor_start(struct executor *ex, struct ah_problem *reterr);
+void supervisor_stop(struct executor *ex);
+/* Moves a session through the state machine via the bus, waiting for the result. */
+int exec_transition(struct executor *ex, const char *tenant, const char *id,
+                    enum session_status to, const char *error, const int *exit_code,
+                    enum session_status *ret_before);
+
+/* provision.c */
+int provision_start(struct executor *ex);
+void provision_stop(struct executor *ex);
+int provision_enqueue(struct executor *ex, const struct session_row *row);
+
+#endif

@@ -1,0 +1,86 @@
+/*
+ * internal.h — private to exec/: the pieces the supervisor, the recorder and the agent runner
+ * share (link framing, workspaces, diffs, asciicast, small process helpers).
+ */
+#ifndef AH_EXEC_INTERNAL_H
+#define AH_EXEC_INTERNAL_H
+
+#include <sys/types.h>
+
+#include "exec.h"
+
+/* ---- the recorder link (D17): 4-byte big-endian length + one JSON object ------------------- */
+
+#define LINK_MAX_FRAME (4u * 1024 * 1024)
+
+/* Appends one frame holding msg to out. */
+int link_frame(struct ah_buf *out, const json_t *msg);
+/* Incremental decoder: feed bytes with link_feed, take messages with link_take. */
+struct link_reader {
+    struct ah_buf in;
+    size_t off; /* consumed prefix of in */
+};
+int link_feed(struct link_reader *r, const void *data, size_t len);
+/* 1 and *ret (caller owns) when a whole frame is buffered, 0 when more bytes are needed,
+ * AH_E_PROTOCOL for an oversized frame or a frame that is not a JSON object. */
+int link_take(struct link_reader *r, json_t **ret);
+void link_reader_clear(struct link_reader *r);
+/* Reads what the (non-blocking) fd has into r: >0 bytes, 0 on EOF, AH_E_BUSY when it would
+ * block, another AH_E_* on error. */
+int link_read_fd(int fd, struct link_reader *r);
+/* Writes as much of buf as the non-blocking fd takes and drops it from buf; 0 or AH_E_*. */
+int write_pending(int fd, struct ah_buf *buf);
+
+/* ---- workspaces ------------------------------------------------------------------------------ */
+
+struct workspace_request {
+    const char *data_dir;
+    const char *session_id;
+    const json_t *request;   /* the task's canonical create request */
+    const char *const *default_preference; /* when the task has none */
+    const char *template_dir; /* repo.mode=none: copied when set */
+};
+/* Makes <data_dir>/workspaces/<session_id> with the first provider that works; writes the
+ * provider's name and the path (caller frees both). Errors name every provider tried. */
+int workspace_provision(const struct workspace_request *wr, char **ret_provider, char **ret_path,
+                        struct ah_problem *reterr);
+/* Removes a workspace directory tree (btrfs subvolumes included). */
+int workspace_remove(const char *path);
+
+/* ---- processes ------------------------------------------------------------------------------- */
+
+/* Runs argv (PATH lookup) in cwd with stdin /dev/null and output captured (at most 64 KiB kept),
+ * waits, and returns the exit status (0 ok, >0 exit code, 128+n signal) or AH_E_*. */
+int run_command(const char *const *argv, const char *cwd, char **ret_output);
+int pidfd_open_pid(pid_t pid);
+/* Start time of a process in clock ticks since boot (/proc/pid/stat field 22); 0 if gone. */
+int64_t process_start_time(pid_t pid);
+/* mkdir -p with mode. */
+int make_dirs(const char *path, mode_t mode);
+/* Writes a whole file atomically enough for our use (create, write, close). */
+int write_file(const char *path, const void *data, size_t len, mode_t mode);
+/* Reads a whole file (at most max bytes; AH_E_TOOLARGE past it); caller frees. */
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+
+/* ---- diffs (libgit2) ------------------------------------------------------------------------- */
+
+struct diff_stat {
+    int64_t added, removed;
+    bool binary;
+};
+/* Line counts of the change from old to new (either may be NULL = absent file). */
+int diff_count(const char *old, size_t old_len, const char *new_text, size_t new_len,
+               struct diff_stat *ret);
+
+/* ---- asciicast v2 writer --------------------------------------------------------------------- */
+
+struct cast_writer;
+int cast_open(const char *path, int cols, int rows, const char *title, struct cast_writer **ret);
+/* Appends output bytes (any bytes: incomplete UTF-8 at the end is held for the next call,
+ * invalid sequences become U+FFFD). */
+int cast_output(struct cast_writer *w, const char *data, size_t len);
+int cast_input(struct cast_writer *w, const char *data, size_t len);
+int cast_resize(struct cast_writer *w, int cols, int rows);
+void cast_close(struct cast_writer *w);
+
+#endif

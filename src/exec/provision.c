@@ -1,0 +1,144 @@
+/*
+ * provision.c — a fixed pool of PROVISION_WORKERS threads that make workspaces (a clone can take
+ * seconds and must not stall the supervisor) and write the files the agent is started with:
+ * <data>/sessions/<id>/prompt.txt and settings.json (D16: the prompt goes through a file, not
+ * argv). The result goes back to the supervisor as a CMD_PROVISIONED command.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "executor.h"
+
+static void job_free(struct provision_job *j) {
+    json_decref(j->request);
+    free(j->agent_type);
+    free(j);
+}
+
+/* prompt.txt and settings.json for the session's agent entry. */
+static int write_inputs(struct executor *ex, const struct provision_job *j,
+                        struct ah_problem *reterr) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof(dir), "%s/sessions/%s", ex->cfg.data_dir, j->id);
+    int rc = make_dirs(dir, 0700);
+    if (rc < 0)
+        return problem_set(reterr, rc, "cannot create %s: %s", dir, ah_strerror(rc));
+    AH_AUTOFREE char *text = prompt_text(json_object_get(j->request, "prompt"));
+    if (!text)
+        return problem_set(reterr, AH_E_NOMEM, "out of memory");
+    snprintf(path, sizeof(path), "%s/prompt.txt", dir);
+    if ((rc = write_file(path, text, strlen(text), 0600)) < 0)
+        return problem_set(reterr, rc, "cannot write %s", path);
+    json_t *agent = json_array_get(json_object_get(j->request, "agents"), (size_t)j->agent_index);
+    json_t *settings = json_object_get(agent, "settings");
+    AH_AUTOFREE char *st = settings ? json_dumps(settings, JSON_COMPACT) : strdup("{}");
+    if (!st)
+        return problem_set(reterr, AH_E_NOMEM, "out of memory");
+    snprintf(path, sizeof(path), "%s/settings.json", dir);
+    if ((rc = write_file(path, st, strlen(st), 0600)) < 0)
+        return problem_set(reterr, rc, "cannot write %s", path);
+    return 0;
+}
+
+static void *worker_main(void *arg) {
+    struct executor *ex = arg;
+    for (;;) {
+        pthread_mutex_lock(&ex->mu);
+        while (!ex->jobs_head && !ex->stopping)
+            pthread_cond_wait(&ex->jobs_cv, &ex->mu);
+        if (ex->stopping) {
+            pthread_mutex_unlock(&ex->mu);
+            return NULL;
+        }
+        struct provision_job *j = ex->jobs_head;
+        ex->jobs_head = j->next;
+        if (!ex->jobs_head)
+            ex->jobs_tail = NULL;
+        pthread_mutex_unlock(&ex->mu);
+
+        struct ah_problem p = {0};
+        char *provider = NULL, *path = NULL;
+        struct workspace_request wr = {
+            .data_dir = ex->cfg.data_dir,
+            .session_id = j->id,
+            .request = j->request,
+            .default_preference = ex->cfg.snapshot_preference,
+            .template_dir = ex->cfg.workspace_template,
+        };
+        int rc = write_inputs(ex, j, &p);
+        if (rc == 0)
+            rc = workspace_provision(&wr, &provider, &path, &p);
+        struct cmd *c = cmd_new(CMD_PROVISIONED, j->tenant, j->id);
+        if (c) {
+            c->result = rc;
+            c->text = rc < 0 ? strdup(p.detail) : NULL;
+            c->provider = provider;
+            c->path = path;
+            exec_post(ex, c);
+        } else {
+            free(provider);
+            free(path);
+        }
+        problem_clear(&p);
+        job_free(j);
+    }
+}
+
+int provision_enqueue(struct executor *ex, const struct session_row *row) {
+    struct provision_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return AH_E_NOMEM;
+    snprintf(j->tenant, sizeof(j->tenant), "%s", row->tenant_id);
+    snprintf(j->id, sizeof(j->id), "%s", row->id);
+    j->request = json_incref(row->request);
+    j->agent_type = strdup(row->agent_type);
+    j->agent_index = row->agent_index;
+    if (!j->agent_type) {
+        job_free(j);
+        return AH_E_NOMEM;
+    }
+    pthread_mutex_lock(&ex->mu);
+    if (ex->jobs_tail)
+        ex->jobs_tail->next = j;
+    else
+        ex->jobs_head = j;
+    ex->jobs_tail = j;
+    pthread_cond_signal(&ex->jobs_cv);
+    pthread_mutex_unlock(&ex->mu);
+    return 0;
+}
+
+int provision_start(struct executor *ex) {
+    pthread_cond_init(&ex->jobs_cv, NULL);
+    ex->jobs_cv_ready = true;
+    for (int i = 0; i < PROVISION_WORKERS; i++)
+        if (pthread_create(&ex->workers[i], NULL, worker_main, ex) != 0) {
+            pthread_mutex_lock(&ex->mu);
+            ex->stopping = true;
+            pthread_cond_broadcast(&ex->jobs_cv);
+            pthread_mutex_unlock(&ex->mu);
+            for (int k = 0; k < i; k++)
+                pthread_join(ex->workers[k], NULL);
+            pthread_cond_destroy(&ex->jobs_cv);
+            ex->jobs_cv_ready = false;
+            return AH_E_NOMEM;
+        }
+    return 0;
+}
+
+void provision_stop(struct executor *ex) {
+    pthread_mutex_lock(&ex->mu);
+    ex->stopping = true;
+    pthread_cond_broadcast(&ex->jobs_cv);
+    pthread_mutex_unlock(&ex->mu);
+    for (int i = 0; i < PROVISION_WORKERS; i++)
+        pthread_join(ex->workers[i], NULL);
+    while (ex->jobs_head) { /* not started: D15 fails them as "server restarted" next time */
+        struct provision_job *j = ex->jobs_head;
+        ex->jobs_head = j->next;
+        job_free(j);
+    }
+    ex->jobs_tail = NULL;
+    pthread_cond_destroy(&ex->jobs_cv);
+    ex->jobs_cv_ready = false;
+}

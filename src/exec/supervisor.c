@@ -1,0 +1,931 @@
+/*
+ * supervisor.c — the supervisor thread: one epoll loop over the recorder socket, recorder
+ * connections, the recorders' pidfds, a timerfd (stop grace periods) and an eventfd (commands
+ * from other threads). No thread per session and no sleep-polling.
+ *
+ * Life of a session here:
+ *   schedule()      queued → provisioning (bus), a job for the provisioning pool
+ *   on_provisioned  spawn `ah agent record … -- ah agent start …` in its own process group
+ *                   (D16), then provisioning → running
+ *   on_hello        the recorder authenticates with its token; we answer with the highest
+ *                   recorder sequence stored, so it resends exactly what we lack (D17)
+ *   on_event        each event goes to the bus writer; the recorder gets an ack once durable
+ *   on_exit_msg     the agent's exit: running → completed / failed, stopping → stopped
+ *   on_pidfd        the recorder is gone: reap it, free the slot, schedule the next session
+ * Recovery (D15) runs before the thread starts: sessions whose recorder is still alive are
+ * re-attached (it will reconnect), the others become failed "server restarted".
+ *
+ * Objects that an epoll batch may still mention are only marked dead while the batch runs and
+ * freed after it (no use-after-free across events of one epoll_wait).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "executor.h"
+
+#define CONN_OUT_MAX (16u * 1024 * 1024)
+
+struct rconn {
+    struct handle h;
+    int fd;
+    struct link_reader rd;
+    struct ah_buf out;
+    bool want_out;
+    struct live *live;
+    bool dead;
+    struct rconn *next;
+};
+
+static struct rconn *conns; /* supervisor thread only */
+
+/* ---- small helpers --------------------------------------------------------------------------- */
+
+static void sha256_hex(const char *s, char out[65]) {
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)s, strlen(s), md);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+int exec_transition(struct executor *ex, const char *tenant, const char *id,
+                    enum session_status to, const char *error, const int *exit_code,
+                    enum session_status *ret_before) {
+    struct store_op op = {
+        .kind = STORE_OP_TRANSITION,
+        .tenant = tenant,
+        .session_id = id,
+        .to = to,
+        .error = error,
+        .has_exit_code = exit_code != NULL,
+        .exit_code = exit_code ? *exit_code : 0,
+    };
+    int rc = bus_submit_wait(ex->bus, &op);
+    if (ret_before)
+        *ret_before = op.status_before;
+    if (rc == 0) {
+        pthread_mutex_lock(&ex->mu);
+        struct live *l = live_find(ex, tenant, id);
+        if (l)
+            l->status = to;
+        pthread_mutex_unlock(&ex->mu);
+    }
+    return rc;
+}
+
+static void epoll_set(struct executor *ex, int fd, struct handle *h, uint32_t events, int op) {
+    struct epoll_event ev = {.events = events, .data.ptr = h};
+    epoll_ctl(ex->epfd, op, fd, &ev);
+}
+
+/* ---- connections ----------------------------------------------------------------------------- */
+
+static void conn_kill(struct executor *ex, struct rconn *c) {
+    if (c->dead)
+        return;
+    c->dead = true;
+    epoll_ctl(ex->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    if (c->live) {
+        pthread_mutex_lock(&ex->mu);
+        if (c->live->conn == c)
+            c->live->conn = NULL;
+        pthread_mutex_unlock(&ex->mu);
+        c->live = NULL;
+    }
+}
+
+static void conn_flush(struct executor *ex, struct rconn *c) {
+    if (c->dead)
+        return;
+    if (write_pending(c->fd, &c->out) < 0) {
+        conn_kill(ex, c);
+        return;
+    }
+    bool want = c->out.n > 0;
+    if (want != c->want_out) {
+        c->want_out = want;
+        epoll_set(ex, c->fd, &c->h, EPOLLIN | (want ? EPOLLOUT : 0), EPOLL_CTL_MOD);
+    }
+}
+
+static void conn_send(struct executor *ex, struct rconn *c, json_t *msg) {
+    if (!c || c->dead || !msg) {
+        json_decref(msg);
+        return;
+    }
+    int rc = c->out.n > CONN_OUT_MAX ? AH_E_TOOLARGE : link_frame(&c->out, msg);
+    json_decref(msg);
+    if (rc < 0) { /* a recorder that does not read: drop it; it reconnects and catches up */
+        conn_kill(ex, c);
+        return;
+    }
+    conn_flush(ex, c);
+}
+
+/* ---- sessions -------------------------------------------------------------------------------- */
+
+struct live *live_find(struct executor *ex, const char *tenant, const char *id) {
+    for (struct live *l = ex->lives; l; l = l->next)
+        if (!l->dead && strcmp(l->id, id) == 0 && (!tenant || strcmp(l->tenant, tenant) == 0))
+            return l;
+    return NULL;
+}
+
+static struct live *live_add(struct executor *ex, const char *tenant, const char *id,
+                             enum session_status status) {
+    struct live *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    snprintf(l->tenant, sizeof(l->tenant), "%s", tenant);
+    snprintf(l->id, sizeof(l->id), "%s", id);
+    l->status = status;
+    l->pidfd = -1;
+    l->pid_handle = (struct handle){H_PIDFD, l};
+    pthread_mutex_lock(&ex->mu);
+    l->next = ex->lives;
+    ex->lives = l;
+    ex->n_live++;
+    pthread_mutex_unlock(&ex->mu);
+    return l;
+}
+
+/* Marks a live session finished here; freed after the current epoll batch. */
+static void live_retire(struct executor *ex, struct live *l) {
+    if (l->dead)
+        return;
+    if (l->pidfd >= 0) {
+        epoll_ctl(ex->epfd, EPOLL_CTL_DEL, l->pidfd, NULL);
+        close(l->pidfd);
+        l->pidfd = -1;
+    }
+    if (l->conn)
+        conn_kill(ex, l->conn);
+    pthread_mutex_lock(&ex->mu);
+    l->dead = true;
+    ex->n_live--;
+    pthread_mutex_unlock(&ex->mu);
+}
+
+static void reap_dead(struct executor *ex) {
+    pthread_mutex_lock(&ex->mu);
+    for (struct live **pp = &ex->lives; *pp;) {
+        struct live *l = *pp;
+        if (l->dead) {
+            *pp = l->next;
+            json_decref(l->prompts);
+            free(l->workspace);
+            free(l);
+        } else {
+            pp = &l->next;
+        }
+    }
+    pthread_mutex_unlock(&ex->mu);
+    for (struct rconn **pp = &conns; *pp;) {
+        struct rconn *c = *pp;
+        if (c->dead) {
+            *pp = c->next;
+            link_reader_clear(&c->rd);
+            ah_buf_clear(&c->out);
+            free(c);
+        } else {
+            pp = &c->next;
+        }
+    }
+}
+
+static void fail_session(struct executor *ex, const char *tenant, const char *id,
+                         const char *why) {
+    log_msg(LOG_WARN, "session %s failed: %s", id, why);
+    exec_transition(ex, tenant, id, SESSION_FAILED, why, NULL, NULL);
+}
+
+/* ---- scheduling ------------------------------------------------------------------------------ */
+
+static void schedule(struct executor *ex) {
+    pthread_mutex_lock(&ex->mu);
+    bool full = (int64_t)ex->n_live >= ex->cfg.max_concurrent || ex->stopping;
+    pthread_mutex_unlock(&ex->mu);
+    if (full)
+        return;
+    struct session_row **rows = NULL;
+    size_t n = 0;
+    if (store_session_list_live(ex->store, &rows, &n) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct session_row *r = rows[i];
+        if (r->status != SESSION_QUEUED)
+            continue;
+        pthread_mutex_lock(&ex->mu);
+        full = (int64_t)ex->n_live >= ex->cfg.max_concurrent;
+        bool known = live_find(ex, r->tenant_id, r->id) != NULL;
+        pthread_mutex_unlock(&ex->mu);
+        if (full)
+            break;
+        if (known)
+            continue;
+        if (exec_transition(ex, r->tenant_id, r->id, SESSION_PROVISIONING, NULL, NULL, NULL) < 0)
+            continue; /* cancelled meanwhile */
+        struct live *l = live_add(ex, r->tenant_id, r->id, SESSION_PROVISIONING);
+        if (!l) {
+            fail_session(ex, r->tenant_id, r->id, "out of memory");
+            continue;
+        }
+        l->provisioning = true;
+        if (provision_enqueue(ex, r) < 0) {
+            fail_session(ex, r->tenant_id, r->id, "out of memory");
+            live_retire(ex, l);
+        }
+    }
+    session_rows_free(rows, n);
+}
+
+/* ---- launching ------------------------------------------------------------------------------- */
+
+extern char **environ;
+
+static const char *const env_base[] = {"PATH", "HOME",  "USER",  "LOGNAME", "SHELL", "LANG",
+                                       "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "ASAN_OPTIONS",
+                                       "UBSAN_OPTIONS", "LSAN_OPTIONS", NULL};
+
+static bool env_allowed(struct executor *ex, const char *entry) {
+    size_t n = strcspn(entry, "=");
+    for (const char *const *a = env_base; *a; a++)
+        if (strlen(*a) == n && strncmp(*a, entry, n) == 0)
+            return true;
+    for (const char *const *a = ex->cfg.env_allow; a && *a; a++)
+        if (strlen(*a) == n && strncmp(*a, entry, n) == 0)
+            return true;
+    return false;
+}
+
+/* The scrubbed environment of D16: an allow-list plus our own variables. */
+static char **build_env(struct executor *ex, const char *id, const char *token) {
+    size_t n = 0;
+    for (char **e = environ; *e; e++)
+        n++;
+    char **env = calloc(n + 5, sizeof(char *));
+    if (!env)
+        return NULL;
+    size_t k = 0;
+    bool ok = true;
+    for (char **e = environ; *e; e++)
+        if (env_allowed(ex, *e))
+            env[k++] = strdup(*e);
+    char buf[512];
+    snprintf(buf, sizeof(buf), "AH_SESSION_ID=%s", id);
+    env[k++] = strdup(buf);
+    snprintf(buf, sizeof(buf), "AH_RECORDER_TOKEN=%s", token);
+    env[k++] = strdup(buf);
+    env[k++] = strdup("TERM=xterm-256color");
+    for (size_t i = 0; i < k; i++)
+        ok &= env[i] != NULL;
+    if (!ok) {
+        for (size_t i = 0; i < k; i++)
+            free(env[i]);
+        free(env);
+        return NULL;
+    }
+    return env;
+}
+
+static const struct agent_config *custom_agent(struct executor *ex, const char *type) {
+    for (size_t i = 0; i < ex->cfg.n_agents; i++)
+        if (strcmp(ex->cfg.agents[i].type, type) == 0)
+            return &ex->cfg.agents[i];
+    return NULL;
+}
+
+static int spawn_recorder(struct executor *ex, struct live *l, const struct session_row *row,
+                          const char *token, pid_t *ret_pid) {
+    char dir[4096], cast[4200], prompt[4200], settings[4200], log_path[4200];
+    snprintf(dir, sizeof(dir), "%s/sessions/%s", ex->cfg.data_dir, l->id);
+    snprintf(cast, sizeof(cast), "%s/recording.cast", dir);
+    snprintf(prompt, sizeof(prompt), "%s/prompt.txt", dir);
+    snprintf(settings, sizeof(settings), "%s/settings.json", dir);
+    snprintf(log_path, sizeof(log_path), "%s/recorder.log", dir);
+    const char *argv[40];
+    size_t n = 0;
+    argv[n++] = ex->cfg.self_exe;
+    argv[n++] = "agent";
+    argv[n++] = "record";
+    argv[n++] = "--session-id";
+    argv[n++] = l->id;
+    argv[n++] = "--socket";
+    argv[n++] = ex->sock_path;
+    argv[n++] = "--out-file";
+    argv[n++] = cast;
+    argv[n++] = "--workspace";
+    argv[n++] = l->workspace;
+    if (ex->cfg.config_path) {
+        argv[n++] = "--config";
+        argv[n++] = ex->cfg.config_path;
+    }
+    argv[n++] = "--";
+    argv[n++] = ex->cfg.self_exe;
+    argv[n++] = "agent";
+    argv[n++] = "start";
+    argv[n++] = "--agent";
+    argv[n++] = row->agent_type;
+    argv[n++] = "--cwd";
+    argv[n++] = l->workspace;
+    argv[n++] = "--non-interactive";
+    argv[n++] = "--prompt-file";
+    argv[n++] = prompt;
+    argv[n++] = "--settings-file";
+    argv[n++] = settings;
+    const struct agent_config *custom = custom_agent(ex, row->agent_type);
+    if (custom) {
+        argv[n++] = "--command";
+        argv[n++] = custom->command;
+        argv[n++] = "--format";
+        argv[n++] = custom->format;
+    }
+    argv[n] = NULL;
+
+    char **env = build_env(ex, l->id, token);
+    if (!env)
+        return AH_E_NOMEM;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawnattr_init(&attr);
+    /* Its own process group (signals target it, a Ctrl-C to the server does not), an empty
+     * signal mask and default dispositions: the server blocks SIGTERM/SIGINT and ignores
+     * SIGPIPE, and children would inherit both. */
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGINT);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                        POSIX_SPAWN_SETSIGDEF);
+    pid_t pid;
+    int err = posix_spawn(&pid, ex->cfg.self_exe, &fa, &attr, (char *const *)argv, env);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    for (char **e = env; *e; e++)
+        free(*e);
+    free(env);
+    if (err)
+        return ah_err_from_errno(err);
+    *ret_pid = pid;
+    return 0;
+}
+
+static void on_provisioned(struct executor *ex, struct cmd *c) {
+    pthread_mutex_lock(&ex->mu);
+    struct live *l = live_find(ex, c->tenant, c->id);
+    bool cancelled = l && l->cancelled;
+    if (l && c->path)
+        l->workspace = AH_TAKE(c->path);
+    pthread_mutex_unlock(&ex->mu);
+    if (!l)
+        return;
+    if (c->result < 0 || cancelled) {
+        if (cancelled) {
+            exec_remove_files(ex, c->id);
+        } else {
+            char why[600];
+            snprintf(why, sizeof(why), "provisioning failed: %s", c->text ? c->text : "error");
+            fail_session(ex, c->tenant, c->id, why);
+        }
+        live_retire(ex, l);
+        return;
+    }
+    struct session_row *row = NULL;
+    if (store_session_get(ex->store, c->tenant, c->id, &row) < 0) {
+        live_retire(ex, l);
+        return;
+    }
+    unsigned char rnd[24];
+    char token[49], hash[65];
+    RAND_bytes(rnd, sizeof(rnd));
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(token + 2 * i, 3, "%02x", rnd[i]);
+    sha256_hex(token, hash);
+    snprintf(l->token_hash, sizeof(l->token_hash), "%s", hash);
+    struct session_runtime rt = {
+        .workspace_provider = c->provider,
+        .workspace_path = l->workspace,
+        .recorder_pid = -1,
+        .recorder_start = -1,
+        .recorder_token = hash,
+    };
+    store_session_set_runtime(ex->store, c->tenant, c->id, &rt);
+    pid_t pid = 0;
+    int rc = spawn_recorder(ex, l, row, token, &pid);
+    session_row_free(row);
+    if (rc < 0) {
+        char why[300];
+        snprintf(why, sizeof(why), "cannot start the recorder: %s", ah_strerror(rc));
+        fail_session(ex, c->tenant, c->id, why);
+        live_retire(ex, l);
+        return;
+    }
+    int pidfd = pidfd_open_pid(pid);
+    rt = (struct session_runtime){.recorder_pid = pid, .recorder_start = process_start_time(pid)};
+    store_session_set_runtime(ex->store, c->tenant, c->id, &rt);
+    pthread_mutex_lock(&ex->mu);
+    l->recorder_pid = pid;
+    l->pidfd = pidfd;
+    l->our_child = true;
+    l->provisioning = false;
+    pthread_mutex_unlock(&ex->mu);
+    if (pidfd >= 0)
+        epoll_set(ex, pidfd, &l->pid_handle, EPOLLIN, EPOLL_CTL_ADD);
+    if (exec_transition(ex, c->tenant, c->id, SESSION_RUNNING, NULL, NULL, NULL) < 0) {
+        /* cancelled while we were starting it */
+        kill(-pid, SIGKILL);
+    }
+}
+
+/* ---- recorder messages ----------------------------------------------------------------------- */
+
+static void on_event_done(void *arg, const struct store_op *op) {
+    struct executor *ex = arg;
+    bool db_error = op->result < 0 && op->result != AH_E_EXISTS && op->result != AH_E_GONE &&
+                    op->result != AH_E_NOTFOUND && op->result != AH_E_CONFLICT;
+    struct cmd *c = cmd_new(db_error ? CMD_DROP_CONN : CMD_ACK, op->tenant, op->session_id);
+    if (!c)
+        return; /* no ack: the recorder resends after its next reconnect */
+    c->rseq = op->rseq;
+    exec_post(ex, c);
+}
+
+static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
+    const char *id = json_string_value(json_object_get(msg, "sessionId"));
+    const char *token = json_string_value(json_object_get(msg, "token"));
+    char hash[65] = "";
+    if (token)
+        sha256_hex(token, hash);
+    pthread_mutex_lock(&ex->mu);
+    struct live *l = id ? live_find(ex, NULL, id) : NULL;
+    bool ok = l && token && strcmp(hash, l->token_hash) == 0;
+    struct rconn *old = NULL;
+    json_t *prompts = NULL;
+    if (ok) {
+        old = l->conn != c ? l->conn : NULL;
+        l->conn = c;
+        json_int_t pg = json_integer_value(json_object_get(msg, "agentPgid"));
+        if (pg > 1)
+            l->agent_pgid = (pid_t)pg;
+        prompts = l->prompts;
+        l->prompts = NULL;
+    }
+    pthread_mutex_unlock(&ex->mu);
+    if (!ok) {
+        log_msg(LOG_WARN, "recorder hello refused for session %s", id ? id : "(none)");
+        conn_send(ex, c, json_pack("{s:s, s:s}", "type", "error", "message",
+                                   "unknown session or bad token"));
+        conn_flush(ex, c);
+        conn_kill(ex, c);
+        return;
+    }
+    if (old)
+        conn_kill(ex, old);
+    c->live = l;
+    struct session_row *row = NULL;
+    int64_t acked = 0;
+    if (store_session_get(ex->store, l->tenant, l->id, &row) == 0) {
+        acked = row->recorder_rseq;
+        session_row_free(row);
+    }
+    conn_send(ex, c, json_pack("{s:s, s:I}", "type", "welcome", "acked", (json_int_t)acked));
+    size_t i;
+    json_t *p;
+    json_array_foreach(prompts, i, p) {
+        conn_send(ex, c, json_pack("{s:s, s:O}", "type", "prompt", "text", p));
+    }
+    json_decref(prompts);
+}
+
+static void on_event_msg(struct executor *ex, struct rconn *c, json_t *msg) {
+    json_t *ev = json_object_get(msg, "event");
+    json_int_t rseq = json_integer_value(json_object_get(msg, "rseq"));
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    if (!json_is_object(ev) || rseq <= 0 || !type || strcmp(type, "status") == 0) {
+        /* status is the server's alone (D13); a forged or malformed event is dropped, acked */
+        log_msg(LOG_DEBUG, "session %s: dropping an invalid recorder event", c->live->id);
+        if (rseq > 0) {
+            struct cmd *a = cmd_new(CMD_ACK, c->live->tenant, c->live->id);
+            if (a) {
+                a->rseq = rseq;
+                exec_post(ex, a);
+            }
+        }
+        return;
+    }
+    struct store_op op = {
+        .kind = STORE_OP_EVENT,
+        .tenant = c->live->tenant,
+        .session_id = c->live->id,
+        .rseq = rseq,
+        .ts = json_integer_value(json_object_get(msg, "tsMs")),
+        .payload = ev,
+    };
+    if (bus_submit(ex->bus, &op, on_event_done, ex) < 0)
+        conn_kill(ex, c); /* no ack is coming: make the recorder reconnect and resend */
+}
+
+static void on_exit_msg(struct executor *ex, struct rconn *c, json_t *msg) {
+    struct live *l = c->live;
+    json_int_t rseq = json_integer_value(json_object_get(msg, "rseq"));
+    int code = (int)json_integer_value(json_object_get(msg, "code"));
+    int sig = (int)json_integer_value(json_object_get(msg, "signal"));
+    const char *error = json_string_value(json_object_get(msg, "error"));
+    pthread_mutex_lock(&ex->mu);
+    l->exit_seen = true;
+    l->kill_at = 0;
+    pthread_mutex_unlock(&ex->mu);
+    struct session_row *row = NULL;
+    enum session_status cur = l->status;
+    if (store_session_get(ex->store, l->tenant, l->id, &row) == 0) {
+        cur = row->status;
+        session_row_free(row);
+    }
+    enum session_status to;
+    char why[512] = "";
+    if (cur == SESSION_STOPPING)
+        to = SESSION_STOPPED;
+    else if (code == 0 && sig == 0 && cur == SESSION_RUNNING)
+        to = SESSION_COMPLETED;
+    else {
+        to = SESSION_FAILED;
+        if (error && *error)
+            snprintf(why, sizeof(why), "%s", error);
+        else if (sig)
+            snprintf(why, sizeof(why), "the agent was killed by signal %d", sig);
+        else if (code == 0)
+            snprintf(why, sizeof(why), "the agent exited while %s", session_status_name(cur));
+        else
+            snprintf(why, sizeof(why), "the agent exited with code %d", code);
+    }
+    int exit_code = sig ? 128 + sig : code;
+    struct store_op op = {
+        .kind = STORE_OP_TRANSITION,
+        .tenant = l->tenant,
+        .session_id = l->id,
+        .rseq = rseq,
+        .to = to,
+        .error = why[0] ? why : NULL,
+        .has_exit_code = true,
+        .exit_code = exit_code,
+        .changes = json_object_get(msg, "changes"),
+    };
+    if (!json_is_object(op.changes))
+        op.changes = NULL;
+    pthread_mutex_lock(&ex->mu);
+    if (!session_status_terminal(l->status))
+        l->status = to;
+    pthread_mutex_unlock(&ex->mu);
+    if (bus_submit(ex->bus, &op, on_event_done, ex) < 0)
+        conn_kill(ex, c);
+}
+
+static void handle_msg(struct executor *ex, struct rconn *c, json_t *msg) {
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    if (!type)
+        return;
+    if (strcmp(type, "hello") == 0) {
+        on_hello(ex, c, msg);
+        return;
+    }
+    if (!c->live) { /* nothing before hello */
+        conn_kill(ex, c);
+        return;
+    }
+    if (strcmp(type, "event") == 0)
+        on_event_msg(ex, c, msg);
+    else if (strcmp(type, "exit") == 0)
+        on_exit_msg(ex, c, msg);
+    /* other types (resize, pty progress…) are informational; ignoring keeps old servers
+     * working with newer recorders */
+}
+
+static void conn_readable(struct executor *ex, struct rconn *c) {
+    for (;;) {
+        if (c->dead)
+            return;
+        int n = link_read_fd(c->fd, &c->rd);
+        if (n == AH_E_BUSY)
+            break;
+        if (n <= 0) {
+            conn_kill(ex, c);
+            return;
+        }
+        json_t *msg;
+        int r;
+        while (!c->dead && (r = link_take(&c->rd, &msg)) == 1) {
+            handle_msg(ex, c, msg);
+            json_decref(msg);
+        }
+        if (r < 0) {
+            conn_kill(ex, c);
+            return;
+        }
+    }
+}
+
+/* ---- recorder exits -------------------------------------------------------------------------- */
+
+static void on_pidfd(struct executor *ex, struct live *l) {
+    if (l->dead)
+        return;
+    if (l->conn && !l->conn->dead) /* its last words may still be in the socket */
+        conn_readable(ex, l->conn);
+    char how[128] = "";
+    if (l->our_child) {
+        siginfo_t info = {0};
+        if (waitid(P_PIDFD, (id_t)l->pidfd, &info, WEXITED | WNOHANG) == 0 && info.si_pid) {
+            if (info.si_code == CLD_EXITED)
+                snprintf(how, sizeof(how), "exit code %d", info.si_status);
+            else
+                snprintf(how, sizeof(how), "signal %d", info.si_status);
+        }
+    }
+    bool cancelled = l->cancelled;
+    if (!l->exit_seen && !cancelled) {
+        char why[256];
+        snprintf(why, sizeof(why), "the recorder exited unexpectedly%s%s", how[0] ? " with " : "",
+                 how);
+        exec_transition(ex, l->tenant, l->id, SESSION_FAILED, why, NULL, NULL);
+    }
+    if (cancelled)
+        exec_remove_files(ex, l->id);
+    live_retire(ex, l);
+    schedule(ex);
+}
+
+/* ---- timers: the stop grace period (D14) ----------------------------------------------------- */
+
+static void rearm_timer(struct executor *ex) {
+    int64_t next = 0;
+    pthread_mutex_lock(&ex->mu);
+    for (struct live *l = ex->lives; l; l = l->next)
+        if (!l->dead && l->kill_at && (!next || l->kill_at < next))
+            next = l->kill_at;
+    pthread_mutex_unlock(&ex->mu);
+    struct itimerspec its = {0};
+    if (next) {
+        int64_t left = next - time_mono_ms();
+        if (left < 1)
+            left = 1;
+        its.it_value.tv_sec = left / 1000;
+        its.it_value.tv_nsec = (left % 1000) * 1000000L;
+    }
+    timerfd_settime(ex->timerfd, 0, &its, NULL);
+}
+
+static void on_timer(struct executor *ex) {
+    uint64_t ticks;
+    while (read(ex->timerfd, &ticks, sizeof(ticks)) > 0)
+        ;
+    int64_t now = time_mono_ms();
+    pthread_mutex_lock(&ex->mu);
+    for (struct live *l = ex->lives; l; l = l->next) {
+        if (l->dead || !l->kill_at || l->kill_at > now)
+            continue;
+        l->kill_at = 0;
+        /* grace is over: the agent's group, or the whole recorder group if we never learned
+         * the agent's */
+        if (l->agent_pgid > 1)
+            kill(-l->agent_pgid, SIGKILL);
+        else if (l->recorder_pid > 1)
+            kill(-l->recorder_pid, SIGKILL);
+        log_msg(LOG_INFO, "session %s did not stop within the grace period; killed", l->id);
+    }
+    pthread_mutex_unlock(&ex->mu);
+}
+
+/* ---- commands -------------------------------------------------------------------------------- */
+
+static void run_commands(struct executor *ex) {
+    uint64_t v;
+    while (read(ex->evfd, &v, sizeof(v)) > 0)
+        ;
+    pthread_mutex_lock(&ex->mu);
+    struct cmd *list = ex->cmd_head;
+    ex->cmd_head = ex->cmd_tail = NULL;
+    pthread_mutex_unlock(&ex->mu);
+    bool kick = false;
+    while (list) {
+        struct cmd *c = list;
+        list = c->next;
+        struct live *l;
+        switch (c->kind) {
+        case CMD_KICK:
+            kick = true;
+            break;
+        case CMD_PROVISIONED:
+            on_provisioned(ex, c);
+            break;
+        case CMD_ACK:
+        case CMD_DROP_CONN:
+        case CMD_SEND: {
+            pthread_mutex_lock(&ex->mu);
+            l = live_find(ex, c->tenant, c->id);
+            struct rconn *conn = l ? l->conn : NULL;
+            if (l && !conn && c->kind == CMD_SEND) { /* keep prompts until it reconnects */
+                if (!l->prompts)
+                    l->prompts = json_array();
+                json_array_append(l->prompts, json_object_get(c->msg, "text"));
+            }
+            pthread_mutex_unlock(&ex->mu);
+            if (conn && c->kind == CMD_ACK)
+                conn_send(ex, conn,
+                          json_pack("{s:s, s:I}", "type", "ack", "rseq", (json_int_t)c->rseq));
+            else if (conn && c->kind == CMD_SEND)
+                conn_send(ex, conn, json_incref(c->msg));
+            else if (conn)
+                conn_kill(ex, conn);
+            break;
+        }
+        case CMD_WAKE:
+            break;
+        }
+        cmd_free(c);
+    }
+    if (kick)
+        schedule(ex);
+}
+
+/* ---- the loop -------------------------------------------------------------------------------- */
+
+static void on_accept(struct executor *ex) {
+    for (;;) {
+        int fd = accept4(ex->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        struct rconn *c = calloc(1, sizeof(*c));
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->h = (struct handle){H_CONN, c};
+        c->out.max = CONN_OUT_MAX + LINK_MAX_FRAME;
+        c->next = conns;
+        conns = c;
+        epoll_set(ex, fd, &c->h, EPOLLIN, EPOLL_CTL_ADD);
+    }
+}
+
+static void *supervisor_main(void *arg) {
+    struct executor *ex = arg;
+    struct epoll_event evs[64];
+    schedule(ex);
+    for (;;) {
+        pthread_mutex_lock(&ex->mu);
+        bool stop = ex->stopping;
+        pthread_mutex_unlock(&ex->mu);
+        if (stop)
+            break;
+        int n = epoll_wait(ex->epfd, evs, 64, -1);
+        for (int i = 0; i < n; i++) {
+            struct handle *h = evs[i].data.ptr;
+            switch (h->kind) {
+            case H_LISTEN:
+                on_accept(ex);
+                break;
+            case H_EVENT:
+                run_commands(ex);
+                break;
+            case H_TIMER:
+                on_timer(ex);
+                break;
+            case H_CONN: {
+                struct rconn *c = h->ptr;
+                if (c->dead)
+                    break;
+                if (evs[i].events & EPOLLOUT)
+                    conn_flush(ex, c);
+                if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                    conn_readable(ex, c);
+                break;
+            }
+            case H_PIDFD:
+                on_pidfd(ex, h->ptr);
+                break;
+            }
+        }
+        reap_dead(ex);
+        rearm_timer(ex);
+    }
+    return NULL;
+}
+
+/* ---- recovery (D15) and start/stop ----------------------------------------------------------- */
+
+static void recover(struct executor *ex) {
+    struct session_row **rows = NULL;
+    size_t n = 0;
+    if (store_session_list_live(ex->store, &rows, &n) < 0)
+        return;
+    int reattached = 0, failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct session_row *r = rows[i];
+        if (r->status == SESSION_QUEUED)
+            continue;
+        bool alive = r->recorder_pid > 1 && r->recorder_start &&
+                     process_start_time((pid_t)r->recorder_pid) == r->recorder_start &&
+                     r->status != SESSION_PROVISIONING;
+        int pidfd = alive ? pidfd_open_pid((pid_t)r->recorder_pid) : -1;
+        if (pidfd < 0) {
+            fail_session(ex, r->tenant_id, r->id, "server restarted");
+            failed++;
+            continue;
+        }
+        struct live *l = live_add(ex, r->tenant_id, r->id, r->status);
+        if (!l) {
+            close(pidfd);
+            continue;
+        }
+        l->recorder_pid = (pid_t)r->recorder_pid;
+        l->pidfd = pidfd;
+        l->our_child = false;
+        l->workspace = r->workspace_path ? strdup(r->workspace_path) : NULL;
+        snprintf(l->token_hash, sizeof(l->token_hash), "%s",
+                 r->recorder_token ? r->recorder_token : "");
+        if (r->status == SESSION_STOPPING) /* the stop was under way: finish it */
+            l->kill_at = time_mono_ms() + ex->cfg.stop_grace_ms;
+        epoll_set(ex, pidfd, &l->pid_handle, EPOLLIN, EPOLL_CTL_ADD);
+        reattached++;
+    }
+    session_rows_free(rows, n);
+    if (reattached || failed)
+        log_msg(LOG_INFO, "recovered sessions: %d re-attached, %d failed (server restarted)",
+                reattached, failed);
+}
+
+static struct handle listen_handle = {H_LISTEN, NULL}, event_handle = {H_EVENT, NULL},
+                     timer_handle = {H_TIMER, NULL};
+
+int supervisor_start(struct executor *ex, struct ah_problem *reterr) {
+    ex->epfd = epoll_create1(EPOLL_CLOEXEC);
+    ex->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ex->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (ex->epfd < 0 || ex->evfd < 0 || ex->timerfd < 0)
+        return problem_set(reterr, AH_E_IO, "cannot create the supervisor's descriptors: %s",
+                           strerror(errno));
+    epoll_set(ex, ex->listen_fd, &listen_handle, EPOLLIN, EPOLL_CTL_ADD);
+    epoll_set(ex, ex->evfd, &event_handle, EPOLLIN, EPOLL_CTL_ADD);
+    epoll_set(ex, ex->timerfd, &timer_handle, EPOLLIN, EPOLL_CTL_ADD);
+    recover(ex);
+    rearm_timer(ex);
+    if (pthread_create(&ex->thread, NULL, supervisor_main, ex) != 0)
+        return problem_set(reterr, AH_E_NOMEM, "cannot start the supervisor thread");
+    ex->started = true;
+    return 0;
+}
+
+void supervisor_stop(struct executor *ex) {
+    if (ex->started) {
+        exec_post(ex, cmd_new(CMD_WAKE, "", "")); /* stopping is already set */
+        pthread_join(ex->thread, NULL);
+        ex->started = false;
+    }
+    /* Agents keep running; their recorders reconnect to the next server (D15). */
+    for (struct rconn *c = conns; c; c = c->next)
+        conn_kill(ex, c);
+    pthread_mutex_lock(&ex->mu);
+    for (struct live *l = ex->lives; l; l = l->next) {
+        if (l->pidfd >= 0)
+            close(l->pidfd);
+        l->pidfd = -1;
+        l->dead = true;
+    }
+    pthread_mutex_unlock(&ex->mu);
+    reap_dead(ex);
+    pthread_mutex_lock(&ex->mu);
+    if (ex->evfd >= 0)
+        close(ex->evfd);
+    ex->evfd = -1;
+    pthread_mutex_unlock(&ex->mu);
+    if (ex->epfd >= 0)
+        close(ex->epfd);
+    if (ex->timerfd >= 0)
+        close(ex->timerfd);
+    ex->epfd = ex->timerfd = -1;
+}
