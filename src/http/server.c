@@ -5,8 +5,9 @@
  * Life of a request (one struct req_ctx, allocated on MHD's first call, freed on completion):
  *   1st call  headers only: id, CORS preflight, route, Content-Length cap, Content-Type check.
  *             Any failure answers at once; MHD then discards the unread body and closes.
- *   Nth call  a slice of the body: appended under the route's cap (413 as soon as it is passed,
- *             whatever the client claimed in Content-Length or however slowly it sends).
+ *   Nth call  a slice of the body: appended under the route's cap. Past the cap nothing more
+ *             is kept: the rest is read and dropped and the answer is 413 (a declared
+ *             Content-Length over the cap is refused on the first call, before any body).
  *   last call body complete: the handler runs and its response is queued.
  *   completed the access-log line is written and everything is freed.
  *
@@ -32,6 +33,7 @@
 #include "http.h"
 
 #define STREAM_BLOCK 16384
+#define DISCARD_MAX (64u * 1024 * 1024) /* past this an over-limit body closes the connection */
 #define CORS_ALLOW_HEADERS                                                                         \
     "Authorization, Content-Type, Idempotency-Key, Last-Event-ID, X-Request-Id, X-Tenant-ID"
 #define CORS_EXPOSE_HEADERS                                                                        \
@@ -72,6 +74,7 @@ struct req_ctx {
     int64_t start_mono;
     bool responded;
     bool deferred; /* no body: header checks run on the final call, keeping the connection */
+    uint64_t discarded; /* bytes of an over-limit body read and dropped */
     int status;
     uint64_t bytes;
     struct http_stream *stream; /* our reference, for the byte count in the access log */
@@ -515,16 +518,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_data_size) {
-        int r = ah_buf_append(&rc->body, upload_data, *upload_data_size);
+        size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (r == AH_E_TOOLARGE)
-            return send_error(rc, AH_E_TOOLARGE, NULL,
-                              "the request body is larger than the limit of %zu bytes",
-                              rc->body.max);
+        if (rc->discarded) { /* over the cap: count and drop, answer 413 at the end */
+            rc->discarded += n;
+            return rc->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
+        }
+        int r = ah_buf_append(&rc->body, upload_data, n);
+        if (r == AH_E_TOOLARGE) {
+            /* libmicrohttpd 0.9.75 cannot queue a response while a body is arriving (it
+             * reports an internal error and closes), so the rest is read and thrown away —
+             * never stored — and the 413 goes out once the client has finished; a client that
+             * sends far more than that is disconnected instead. */
+            rc->discarded = rc->body.n + n;
+            ah_buf_clear(&rc->body);
+            return MHD_YES;
+        }
         if (r < 0)
-            return send_error(rc, r, NULL, "cannot buffer the request body");
+            return MHD_NO; /* out of memory: drop the connection rather than lie */
         return MHD_YES;
     }
+    if (rc->discarded)
+        return send_error(rc, AH_E_TOOLARGE, NULL,
+                          "the request body is larger than the limit of %zu bytes", rc->body.max);
     if (rc->deferred) {
         rc->deferred = false;
         enum MHD_Result r = on_headers(rc);
