@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -212,6 +213,7 @@ def raw_exchange(port, data, read_timeout=10, chunks=None, delay=0.0):
     """Sends raw bytes (optionally as several chunks with a delay between them) and returns
     everything the server answers until it closes or goes quiet."""
     s = socket.create_connection(("127.0.0.1", port), timeout=read_timeout)
+    out = b""
     try:
         for i, part in enumerate(chunks or [data]):
             try:
@@ -220,7 +222,17 @@ def raw_exchange(port, data, read_timeout=10, chunks=None, delay=0.0):
                 break
             if delay and i + 1 < len(chunks or [data]):
                 time.sleep(delay)
-        out = b""
+            # like a real client, read an early answer while still sending: once the server
+            # has answered and closed, further writes would reset the connection and lose it
+            readable, _, _ = select.select([s], [], [], 0)
+            if readable:
+                try:
+                    got = s.recv(65536)
+                except ConnectionResetError:
+                    got = b""
+                out += got
+                if not got or b"\r\n\r\n" in out:
+                    break
         while True:
             try:
                 b = s.recv(65536)
@@ -271,3 +283,4 @@ def main():
     """Runs the calling module's tests; exits non-zero on any failure."""
     prog = unittest.main(module="__main__", exit=False, verbosity=2)
     sys.exit(0 if prog.result.wasSuccessful() else 1)
+
