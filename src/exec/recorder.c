@@ -506,6 +506,8 @@ static void on_child_exit(struct rec *r) {
     epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->child_pidfd, NULL);
     close(r->child_pidfd);
     r->child_pidfd = -1;
+    /* the agent is done: whatever it left running in its process group goes with it */
+    kill(-r->child, SIGKILL);
     /* everything the agent said before it died comes before its exit */
     if (r->master >= 0)
         on_master(r);

@@ -110,7 +110,8 @@ static bool is_ignored(const char *name) {
     return strcmp(name, ".git") == 0;
 }
 
-static int watch_dir(struct watcher *w, const char *rel);
+static int watch_dir(struct watcher *w, const char *rel, bool initial);
+static void rescan_dir(struct watcher *w, const char *rel, watch_fn cb, void *arg);
 
 /* Records a file seen for the first time during a scan (no event). */
 static void baseline(struct watcher *w, const char *rel) {
@@ -124,7 +125,8 @@ static void baseline(struct watcher *w, const char *rel) {
         w->shadow_bytes += s->len;
 }
 
-static void scan(struct watcher *w, const char *rel, bool add_watches, bool baseline_files) {
+/* The initial walk: watch every directory and take every file's content as the baseline. */
+static void scan(struct watcher *w, const char *rel) {
     char path[8192];
     path_of(w, rel, path, sizeof(path));
     DIR *d = opendir(path);
@@ -141,19 +143,17 @@ static void scan(struct watcher *w, const char *rel, bool add_watches, bool base
         struct stat st;
         if (lstat(full, &st) < 0)
             continue;
-        if (S_ISDIR(st.st_mode)) {
-            if (add_watches)
-                watch_dir(w, child);
-            else
-                scan(w, child, false, baseline_files);
-        } else if (baseline_files) {
+        if (S_ISDIR(st.st_mode))
+            watch_dir(w, child, true);
+        else
             baseline(w, child);
-        }
     }
     closedir(d);
 }
 
-static int watch_dir(struct watcher *w, const char *rel) {
+/* Adds an inotify watch on rel. At start (initial) its files become the baseline; a directory
+ * that appears later is walked by the caller, which reports its files as created. */
+static int watch_dir(struct watcher *w, const char *rel, bool initial) {
     for (size_t i = 0; i < w->n_dirs; i++)
         if (strcmp(w->dirs[i].rel, rel) == 0)
             return 0;
@@ -178,7 +178,8 @@ static int watch_dir(struct watcher *w, const char *rel) {
     if (!copy)
         return AH_E_NOMEM;
     w->dirs[w->n_dirs++] = (struct dirwatch){wd, copy};
-    scan(w, rel, true, true);
+    if (initial)
+        scan(w, rel);
     return 0;
 }
 
@@ -192,7 +193,7 @@ int watcher_open(const char *root, struct watcher **ret) {
         watcher_close(w);
         return w->fd < 0 ? ah_err_from_errno(errno) : AH_E_NOMEM;
     }
-    int rc = watch_dir(w, "");
+    int rc = watch_dir(w, "", true);
     if (rc < 0) {
         watcher_close(w);
         return rc;
@@ -217,8 +218,10 @@ static void check(struct watcher *w, const char *rel, watch_fn cb, void *arg) {
     struct stat st;
     if (exists && lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         free(content);
-        watch_dir(w, rel); /* a new directory: watch it and report what is already inside */
-        scan(w, rel, false, false);
+        /* a new directory: watch it first, then report what is already inside (files created
+         * before the watch existed would otherwise go unnoticed until the final rescan) */
+        watch_dir(w, rel, false);
+        rescan_dir(w, rel, cb, arg);
         return;
     }
     if (!s) {
@@ -312,7 +315,7 @@ static void rescan_dir(struct watcher *w, const char *rel, watch_fn cb, void *ar
         if (lstat(full, &st) < 0)
             continue;
         if (S_ISDIR(st.st_mode)) {
-            watch_dir(w, child);
+            watch_dir(w, child, false);
             rescan_dir(w, child, cb, arg);
         } else {
             check(w, child, cb, arg);

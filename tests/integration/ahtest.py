@@ -193,12 +193,34 @@ class Server:
             if marker in text:
                 raise AssertionError("sanitizer report in ah's stderr:\n" + text[-6000:])
 
+    def kill_sessions(self):
+        """Kills what the server's sessions left running: by design agents outlive the server
+        (they re-attach to the next one), but a test run must not leave them behind."""
+        groups = set()
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % name, "rb") as f:
+                    if self.tmp.encode() not in f.read():
+                        continue
+                groups.add(os.getpgid(int(name)))
+            except OSError:
+                continue
+        for g in groups:
+            if g > 1 and g != os.getpgid(0):
+                try:
+                    os.killpg(g, signal.SIGKILL)
+                except OSError:
+                    pass
+
     def close(self):
         try:
             code = self.stop()
             self.check_clean()
             return code
         finally:
+            self.kill_sessions()
             if self.own_tmp:
                 shutil.rmtree(self.tmp, ignore_errors=True)
 
