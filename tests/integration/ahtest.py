@@ -306,3 +306,11 @@ def main():
     prog = unittest.main(module="__main__", exit=False, verbosity=2)
     sys.exit(0 if prog.result.wasSuccessful() else 1)
 
+
+# The contract check (contract.py beside this file): every recorded response is held to
+# api/openapi.json, and a mismatch fails the test that received it. AH_CONTRACT=0 turns it off.
+if os.environ.get("AH_CONTRACT", "1") != "0":
+    if os.path.dirname(os.path.abspath(__file__)) not in map(os.path.abspath, sys.path):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import contract  # noqa: E402  (after RESPONSE_HOOKS exists)
+    contract.install(RESPONSE_HOOKS)
