@@ -37,15 +37,15 @@ int64_t process_start_time(pid_t pid) {
     char *p = strrchr(buf, ')');
     if (!p)
         return 0;
-    p += 2; /* field 3 */
+    p += 2; /* field 3, the state: a zombie is as good as gone (its parent may never reap it) */
+    if (*p == 'Z' || *p == 'X')
+        return 0;
     for (int field = 3; field < 22 && p; field++) {
         p = strchr(p, ' ');
         if (p)
             p++;
     }
     if (!p)
-        return 0;
-    if (p[0] == 'Z' && p[1] == ' ') /* never: field 22 is a number */
         return 0;
     return strtoll(p, NULL, 10);
 }

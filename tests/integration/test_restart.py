@@ -1,0 +1,87 @@
+"""D15: sessions survive the server. kill -9 the server while sessions run; the restarted server
+re-attaches to their recorders, and every session finishes with gapless seq 1..N and its file
+edits. Sessions whose recorder is gone fail with "server restarted"; queued ones stay queued."""
+
+import os
+import signal
+import time
+import unittest
+
+import ahtest
+from ahtest import Server
+from sessiontest import create, events, processes, session, statuses, task, wait_for, wait_status
+
+SCENARIO = [{"edit": "a.txt", "content": "one\n"}, {"log": "first edit done"},
+            {"sleep": 1500},
+            {"append": "a.txt", "content": "two\nthree\n"}, {"log": "second edit done"},
+            {"sleep": 1000},
+            {"edit": "dir/b.txt", "content": "b\n"}, {"tool": "test", "output": "ok", "ms": 10},
+            {"log": "finished"}]
+
+
+class Restart(unittest.TestCase):
+    def test_kill_9_and_restart_with_five_running_sessions(self):
+        s = Server(args=("--max-concurrent-tasks", "8"))
+        try:
+            ids = create(s, task(SCENARIO, count=5))["session_ids"]
+            for sid in ids:
+                wait_status(s, sid, "running")
+            wait_for(lambda: all(any(e.get("message") == "first edit done"
+                                     for e in events(s, sid)) for sid in ids), 20,
+                     "every session's first events")
+            before = {sid: events(s, sid)[-1]["seq"] for sid in ids}
+            s.proc.send_signal(signal.SIGKILL)
+            s.proc.wait(10)
+            time.sleep(0.5)  # the sessions go on without a server
+            for sid in ids:
+                self.assertTrue(processes(sid), "the agents died with the server")
+            s.start()
+            for sid in ids:
+                st = wait_status(s, sid, ("completed", "failed"), timeout=60)
+                self.assertEqual(st["status"], "completed", st)
+                evs = events(s, sid)
+                seqs = [e["seq"] for e in evs]
+                self.assertEqual(seqs, list(range(1, len(evs) + 1)), "gap or repeat in " + sid)
+                self.assertGreater(len(evs), before[sid])
+                self.assertEqual([e["message"] for e in evs if e["type"] == "log"],
+                                 ["first edit done", "second edit done", "finished"])
+                paths = {e["file_path"] for e in evs if e["type"] == "file_edit"}
+                self.assertEqual(paths, {"a.txt", "dir/b.txt"})
+                self.assertEqual(statuses(s, sid), ["queued", "provisioning", "running",
+                                                    "completed"])
+                self.assertEqual(st["changes"], {"files_changed": 2, "lines_added": 4,
+                                                 "lines_removed": 0})
+            log = [l for l in s.log_lines() if "re-attached" in l.get("msg", "")]
+            self.assertTrue(log and "5 re-attached" in log[-1]["msg"], log)
+        finally:
+            s.close()
+
+    def test_dead_recorder_fails_and_queued_stays_queued(self):
+        s = Server(args=("--max-concurrent-tasks", "1"))
+        try:
+            running = create(s, task([{"sleep": 30000}]))["id"]
+            queued = create(s, task([{"log": "later"}]))["id"]
+            wait_status(s, running, "running")
+            wait_for(lambda: len(processes(running)) >= 2, 10, "the session's processes")
+            self.assertEqual(session(s, queued)["status"], "queued")
+            s.proc.send_signal(signal.SIGKILL)
+            s.proc.wait(10)
+            for pid in processes(running):  # the recorder and the agent die while we are away
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            wait_for(lambda: not processes(running), 5, "the processes gone")
+            s.start()
+            st = wait_status(s, running, "failed")
+            self.assertEqual(st["error"], "server restarted")
+            # the freed slot goes to the queued session, which then runs normally
+            wait_status(s, queued, "completed")
+            self.assertEqual(statuses(s, queued), ["queued", "provisioning", "running",
+                                                   "completed"])
+        finally:
+            s.close()
+
+
+if __name__ == "__main__":
+    ahtest.main()
