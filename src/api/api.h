@@ -17,6 +17,7 @@ struct api_ctx {
     const char *version;
     const char *git_commit; /* NULL when unknown */
     const char *build_date; /* NULL when unknown */
+    int64_t keepalive_ms;   /* SSE keep-alive interval (D11: at most 15 s); 0 = 15000 */
 };
 
 /* Registers every route on r with ctx as their context. 0 or AH_E_NOMEM. */
@@ -28,7 +29,7 @@ struct store *api_store(struct api_ctx *ctx);
 void api_set_services(struct api_ctx *ctx, struct store *st, struct bus *bus,
                       struct executor *ex);
 
-/* Starts/stops the SSE keep-alive ticker (one thread for every stream). */
+/* Starts/stops the thread behind every SSE stream (keep-alives, recording growth). */
 int api_streams_start(struct api_ctx *ctx);
 void api_streams_stop(void);
 

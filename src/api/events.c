@@ -6,19 +6,16 @@
  * the bus has after the cursor as SSE frames (id = seq, event = type, data = the event) and
  * returns 0 when there is nothing, which suspends the connection until the bus wakes it. A
  * subscriber costs its struct, one bus cursor and a frame buffer that exists only while bytes
- * are waiting to be sent. One ticker thread wakes streams that have been silent for
- * SSE_KEEPALIVE_MS so they send `: keep-alive` (D11) — which is also how a client that went away
- * is noticed on a suspended connection.
+ * are waiting to be sent. The streams thread (streams.c) wakes streams that have been silent
+ * for the keep-alive interval so they send `: keep-alive` (D11) — which is also how a client
+ * that went away is noticed on a suspended connection.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "routes.h"
 
-#define SSE_KEEPALIVE_MS 15000
-#define SSE_TICK_MS 1000
 #define SSE_BATCH 64
 #define TAIL_MAX 10000
 
@@ -114,15 +111,8 @@ struct sse {
     size_t off;
     bool started, done;
     int64_t end_after;          /* the session had ended at this seq when we opened; 0 if live */
-    int64_t last_write;         /* monotonic ms */
-    struct sse *prev, *next;    /* the ticker's list */
+    struct stream_entry entry;  /* keep-alive ticks */
 };
-
-static pthread_mutex_t streams_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t streams_cv = PTHREAD_COND_INITIALIZER;
-static struct sse *streams;
-static pthread_t ticker;
-static bool ticker_running, ticker_stop;
 
 static void sse_wake(void *arg) {
     http_stream_wake(((struct sse *)arg)->stream);
@@ -162,8 +152,8 @@ static ssize_t sse_read(void *ctx, char *out, size_t max) {
         }
         if (s->end_after && bus_cursor(s->sub) >= s->end_after)
             s->done = true;
-        int64_t now = time_mono_ms();
-        if (s->buf.n == 0 && now - s->last_write >= SSE_KEEPALIVE_MS)
+        int64_t idle = time_mono_ms() - __atomic_load_n(&s->entry.last_write, __ATOMIC_RELAXED);
+        if (s->buf.n == 0 && idle >= streams_keepalive_ms())
             ah_buf_puts(&s->buf, ": keep-alive\n\n");
         if (s->buf.n == 0) {
             if (s->done)
@@ -175,20 +165,13 @@ static ssize_t sse_read(void *ctx, char *out, size_t max) {
     size_t n = s->buf.n - s->off < max ? s->buf.n - s->off : max;
     memcpy(out, s->buf.p + s->off, n);
     s->off += n;
-    __atomic_store_n(&s->last_write, time_mono_ms(), __ATOMIC_RELAXED);
+    streams_wrote(&s->entry);
     return (ssize_t)n;
 }
 
 static void sse_close(void *ctx) {
     struct sse *s = ctx;
-    pthread_mutex_lock(&streams_mu);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    pthread_mutex_unlock(&streams_mu);
+    streams_remove(&s->entry);
     bus_unsubscribe(s->sub); /* after this no wake can reach the stream */
     ah_buf_clear(&s->buf);
     http_stream_unref(s->stream);
@@ -196,45 +179,6 @@ static void sse_close(void *ctx) {
 }
 
 static const struct http_stream_ops sse_ops = {.read = sse_read, .close = sse_close};
-
-static void *ticker_main(void *arg) {
-    (void)arg;
-    pthread_mutex_lock(&streams_mu);
-    while (!ticker_stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += SSE_TICK_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&streams_cv, &streams_mu, &until);
-        int64_t now = time_mono_ms();
-        for (struct sse *s = streams; s; s = s->next)
-            if (now - __atomic_load_n(&s->last_write, __ATOMIC_RELAXED) >= SSE_KEEPALIVE_MS)
-                http_stream_wake(s->stream);
-    }
-    pthread_mutex_unlock(&streams_mu);
-    return NULL;
-}
-
-int api_streams_start(struct api_ctx *ctx) {
-    (void)ctx;
-    ticker_stop = false;
-    if (pthread_create(&ticker, NULL, ticker_main, NULL) != 0)
-        return AH_E_NOMEM;
-    ticker_running = true;
-    return 0;
-}
-
-void api_streams_stop(void) {
-    if (!ticker_running)
-        return;
-    pthread_mutex_lock(&streams_mu);
-    ticker_stop = true;
-    pthread_cond_signal(&streams_cv);
-    pthread_mutex_unlock(&streams_mu);
-    pthread_join(ticker, NULL);
-    ticker_running = false;
-}
 
 static void live(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
                  const struct session_row *row) {
@@ -261,7 +205,6 @@ static void live(struct api_ctx *ctx, struct http_request *req, struct http_resp
         return;
     }
     s->buf.max = 8 * 1024 * 1024;
-    s->last_write = time_mono_ms();
     if (session_status_terminal(row->status))
         s->end_after = row->last_seq;
     s->stream = http_stream_new(&sse_ops, s);
@@ -272,12 +215,7 @@ static void live(struct api_ctx *ctx, struct http_request *req, struct http_resp
         http_error(req, res, AH_E_NOMEM, "out of memory");
         return;
     }
-    pthread_mutex_lock(&streams_mu);
-    s->next = streams;
-    if (streams)
-        streams->prev = s;
-    streams = s;
-    pthread_mutex_unlock(&streams_mu);
+    streams_add(&s->entry, s->stream);
     res->status = 200;
     res->stream = s->stream;
     http_stream_ref(s->stream); /* one for the response, one kept by s */

@@ -11,6 +11,7 @@ int api_health_register(struct router *r, struct api_ctx *ctx);
 int api_tasks_register(struct router *r, struct api_ctx *ctx);
 int api_sessions_register(struct router *r, struct api_ctx *ctx);
 int api_events_register(struct router *r, struct api_ctx *ctx);
+int api_pty_register(struct router *r, struct api_ctx *ctx);
 /* GET /api/v1/openapi.json and the Swagger UI under /api/docs (openapi.c). */
 int api_openapi_register(struct router *r, struct api_ctx *ctx);
 /* A 501 Problem route for every operation of the embedded OpenAPI document that r does not
@@ -35,6 +36,23 @@ const char *api_session_id(struct http_request *req, struct http_response *res);
  * same key while the first is running is 409. Without the header it just runs fn. */
 void api_idempotent(struct http_request *req, struct http_response *res,
                     void (*fn)(struct http_request *, struct http_response *));
+
+/* ---- long-lived streams (streams.c) ---------------------------------------------------------- */
+
+/* A stream's registration with the streams thread (embed it in the stream's context). */
+struct stream_entry {
+    struct http_stream *stream;
+    int64_t last_write; /* monotonic ms; atomic */
+    int wd;             /* inotify watch of the followed file, -1 when none */
+    struct stream_entry *prev, *next;
+};
+void streams_add(struct stream_entry *e, struct http_stream *s);
+void streams_remove(struct stream_entry *e); /* after this the thread no longer wakes it */
+/* Wakes the stream whenever the file at path grows. */
+int streams_watch(struct stream_entry *e, const char *path);
+/* Records that bytes went out (resets the keep-alive clock). */
+void streams_wrote(struct stream_entry *e);
+int64_t streams_keepalive_ms(void);
 
 /* The Session representation (API.md §5.3 with D1). recent_events: the last 3 events for an
  * active session, [] otherwise. NULL on OOM. */

@@ -34,6 +34,7 @@ struct config {
     char **cors_origins; /* NULL-terminated */
     char *config_path;   /* the file that was loaded, or NULL */
     int64_t stop_grace_ms;
+    int64_t sse_keepalive_ms;
     char *workspace_template;
     char **snapshot_preference; /* NULL-terminated */
     char **agent_env;           /* environment variables passed to agents */

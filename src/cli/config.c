@@ -41,6 +41,8 @@ static const struct key keys[] = {
      "how long a stop waits for in-flight requests (default 10000)"},
     {"cors-origins", K_LIST, 0, 0, OFF(cors_origins),
      "origins allowed to call the API from a browser (comma list; * for any)"},
+    {"sse-keepalive-ms", K_INT, 100, 15000, OFF(sse_keepalive_ms),
+     "how often an idle event stream sends a keep-alive comment (default 15000, D11)"},
     {"stop-grace-ms", K_INT, 0, 3600000, OFF(stop_grace_ms),
      "how long a stopped agent has between SIGTERM and SIGKILL (default 10000)"},
     {"snapshot-preference", K_LIST, 0, 0, OFF(snapshot_preference),
@@ -331,6 +333,7 @@ int config_load(int argc, char **argv, const char *command, const struct config_
         .max_body_bytes = AH_LIMIT_BODY_DEFAULT,
         .shutdown_grace_ms = 10000,
         .stop_grace_ms = 10000,
+        .sse_keepalive_ms = 15000,
     };
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     c.max_concurrent_tasks = cores > 0 ? cores : 1;

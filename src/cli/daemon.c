@@ -124,6 +124,7 @@ static int run_daemon(const char *command, const struct config *cfg) {
         .version = AH_VERSION,
         .git_commit = *AH_GIT_COMMIT ? AH_GIT_COMMIT : NULL,
         .build_date = *AH_BUILD_DATE ? AH_BUILD_DATE : NULL,
+        .keepalive_ms = cfg->sse_keepalive_ms,
     };
     struct router *router = router_new();
     if (!router || api_register(router, &api) < 0 || api_streams_start(&api) < 0) {

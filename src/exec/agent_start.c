@@ -30,6 +30,8 @@
 
 extern char **environ;
 
+#define SCENARIO_MAX_STEPS 100000 /* the request body limit bounds it too */
+
 static int events_fd = -1;
 
 /* Writes one event line to the recorder (or nowhere when run without one). */
@@ -109,8 +111,8 @@ int exec_scenario_check(const json_t *scenario, const char *path, struct ah_prob
         problem_field(p, path, "must be an array of steps");
         return AH_E_INVAL;
     }
-    if (json_array_size(scenario) > 10000) {
-        problem_field(p, path, "has more than 10000 steps");
+    if (json_array_size(scenario) > SCENARIO_MAX_STEPS) {
+        problem_field(p, path, "has more than %d steps", SCENARIO_MAX_STEPS);
         return AH_E_INVAL;
     }
     int rc = 0;

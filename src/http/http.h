@@ -82,6 +82,9 @@ struct http_response {
     struct http_kv headers[HTTP_MAX_RES_HEADERS];
     size_t n_headers;
     struct http_stream *stream; /* owned reference; the response is streamed when set */
+    bool has_file;              /* send file_size bytes of file_fd (owned, closed after) */
+    int file_fd;
+    uint64_t file_size;
 };
 
 /* 2xx JSON answer; steals body (NULL body → AH_E_NOMEM problem). */

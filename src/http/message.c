@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "http.h"
 
@@ -28,6 +29,8 @@ const char *http_param(const struct http_request *req, const char *name) {
 }
 
 void http_response_clear(struct http_response *res) {
+    if (res->has_file)
+        close(res->file_fd);
     json_decref(res->json);
     free(res->body);
     http_stream_unref(res->stream);

@@ -331,6 +331,14 @@ static enum MHD_Result send_response(struct req_ctx *rc, struct http_response *r
         }
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
                                 res->content_type ? res->content_type : "text/event-stream");
+    } else if (res->has_file) {
+        r = MHD_create_response_from_fd64(res->file_size, res->file_fd);
+        if (!r)
+            return MHD_NO;
+        res->has_file = false; /* MHD closes it */
+        rc->bytes = res->file_size;
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                res->content_type ? res->content_type : "application/octet-stream");
     } else {
         char *body = NULL;
         size_t len = 0;

@@ -1,0 +1,174 @@
+/*
+ * streams.c — the one thread behind every long-lived response (event SSE, PTY SSE). It never
+ * touches a connection itself; it only calls http_stream_wake:
+ *   - every tick it wakes streams silent for the keep-alive interval, so they send
+ *     `: keep-alive` (D11) — which is also how a vanished client of a suspended connection is
+ *     noticed;
+ *   - it holds one inotify instance over the recordings that PTY streams follow, and wakes the
+ *     streams of a file when it grows.
+ * epoll over a timerfd, the inotify fd and an eventfd (stop); no thread per client.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "routes.h"
+
+#define TICK_MS 1000
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static struct stream_entry *entries;
+static pthread_t thread;
+static bool running;
+static int epfd = -1, tfd = -1, ifd = -1, efd = -1;
+static int64_t keepalive_ms = 15000;
+
+int64_t streams_keepalive_ms(void) {
+    return keepalive_ms;
+}
+
+void streams_add(struct stream_entry *e, struct http_stream *s) {
+    e->stream = s;
+    e->wd = -1;
+    __atomic_store_n(&e->last_write, time_mono_ms(), __ATOMIC_RELAXED);
+    pthread_mutex_lock(&mu);
+    e->prev = NULL;
+    e->next = entries;
+    if (entries)
+        entries->prev = e;
+    entries = e;
+    pthread_mutex_unlock(&mu);
+}
+
+void streams_remove(struct stream_entry *e) {
+    pthread_mutex_lock(&mu);
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        entries = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    int wd = e->wd;
+    bool shared = false;
+    for (struct stream_entry *o = entries; o && wd >= 0; o = o->next)
+        shared |= o->wd == wd;
+    if (wd >= 0 && !shared && ifd >= 0) /* the last follower of that file */
+        inotify_rm_watch(ifd, wd);
+    pthread_mutex_unlock(&mu);
+}
+
+int streams_watch(struct stream_entry *e, const char *path) {
+    if (ifd < 0)
+        return AH_E_UNAVAIL;
+    int wd = inotify_add_watch(ifd, path, IN_MODIFY | IN_CLOSE_WRITE);
+    if (wd < 0)
+        return ah_err_from_errno(errno);
+    pthread_mutex_lock(&mu);
+    e->wd = wd; /* the same file gives the same wd: followers share it */
+    pthread_mutex_unlock(&mu);
+    return 0;
+}
+
+void streams_wrote(struct stream_entry *e) {
+    __atomic_store_n(&e->last_write, time_mono_ms(), __ATOMIC_RELAXED);
+}
+
+static void on_tick(void) {
+    uint64_t n;
+    while (read(tfd, &n, sizeof(n)) > 0)
+        ;
+    int64_t now = time_mono_ms();
+    pthread_mutex_lock(&mu);
+    for (struct stream_entry *e = entries; e; e = e->next)
+        if (now - __atomic_load_n(&e->last_write, __ATOMIC_RELAXED) >= keepalive_ms)
+            http_stream_wake(e->stream);
+    pthread_mutex_unlock(&mu);
+}
+
+static void on_inotify(void) {
+    _Alignas(struct inotify_event) char buf[8192];
+    ssize_t n;
+    while ((n = read(ifd, buf, sizeof(buf))) > 0) {
+        pthread_mutex_lock(&mu);
+        for (char *p = buf; p < buf + n;) {
+            struct inotify_event *ev = (struct inotify_event *)p;
+            p += sizeof(*ev) + ev->len;
+            for (struct stream_entry *e = entries; e; e = e->next)
+                if (e->wd == ev->wd)
+                    http_stream_wake(e->stream);
+        }
+        pthread_mutex_unlock(&mu);
+    }
+}
+
+static void *main_loop(void *arg) {
+    (void)arg;
+    for (;;) {
+        struct epoll_event evs[8];
+        int n = epoll_wait(epfd, evs, 8, -1);
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.fd == efd)
+                return NULL;
+            if (evs[i].data.fd == tfd)
+                on_tick();
+            else if (evs[i].data.fd == ifd)
+                on_inotify();
+        }
+    }
+}
+
+static void close_fds(void) {
+    int *fds[] = {&epfd, &tfd, &ifd, &efd};
+    for (size_t i = 0; i < 4; i++) {
+        if (*fds[i] >= 0)
+            close(*fds[i]);
+        *fds[i] = -1;
+    }
+}
+
+int api_streams_start(struct api_ctx *ctx) {
+    if (ctx->keepalive_ms > 0)
+        keepalive_ms = ctx->keepalive_ms;
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (epfd < 0 || tfd < 0 || ifd < 0 || efd < 0) {
+        close_fds();
+        return AH_E_IO;
+    }
+    int64_t tick = keepalive_ms < TICK_MS ? keepalive_ms : TICK_MS;
+    struct itimerspec its = {
+        .it_value = {.tv_sec = tick / 1000, .tv_nsec = (tick % 1000) * 1000000L},
+        .it_interval = {.tv_sec = tick / 1000, .tv_nsec = (tick % 1000) * 1000000L}};
+    timerfd_settime(tfd, 0, &its, NULL);
+    int fds[] = {tfd, ifd, efd};
+    for (size_t i = 0; i < 3; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = fds[i]};
+        epoll_ctl(epfd, EPOLL_CTL_ADD, fds[i], &ev);
+    }
+    if (pthread_create(&thread, NULL, main_loop, NULL) != 0) {
+        close_fds();
+        return AH_E_NOMEM;
+    }
+    running = true;
+    return 0;
+}
+
+void api_streams_stop(void) {
+    if (!running)
+        return;
+    uint64_t one = 1;
+    if (write(efd, &one, sizeof(one)) < 0) {
+        /* cannot fail on a fresh eventfd */
+    }
+    pthread_join(thread, NULL);
+    running = false;
+    close_fds();
+}

@@ -1,0 +1,991 @@
+/*
+ * types.c — the result structs of <ah/client.h> built from JSON, their destructors, session
+ * status names, and the create-task body built from a struct ah_task_spec.
+ *
+ * Every result keeps a reference to the parsed JSON it came from (an "owner" behind priv_), and
+ * its string members point into that JSON, so a result is one parse plus a few small arrays.
+ * Parsing is lenient: a member of the wrong type is treated as absent, and where the upstream
+ * Rust server spells a member differently (snake_case, `timestamp`, bare arrays instead of
+ * envelopes; API.md Δ notes) that spelling is accepted too. Only a body that is not the JSON
+ * kind expected at all (an object, or an array for lists) is AH_E_PROTOCOL.
+ */
+#include <string.h>
+
+#include "client_internal.h"
+
+/* ---- session status --------------------------------------------------------------------------- */
+
+static const char *const status_names[] = {
+    "unknown", "queued",  "provisioning", "running", "pausing",  "paused",
+    "resuming", "stopping", "stopped",      "completed", "failed", "cancelled",
+};
+
+const char *ah_session_status_name(enum ah_session_status s) {
+    if ((int)s < 0 || (size_t)s >= sizeof(status_names) / sizeof(status_names[0]))
+        return "unknown";
+    return status_names[s];
+}
+
+enum ah_session_status ah_session_status_parse(const char *s) {
+    if (!s)
+        return AH_STATUS_UNKNOWN;
+    for (size_t i = 1; i < sizeof(status_names) / sizeof(status_names[0]); i++)
+        if (strcmp(status_names[i], s) == 0)
+            return (enum ah_session_status)i;
+    return AH_STATUS_UNKNOWN;
+}
+
+bool ah_session_status_terminal(enum ah_session_status s) {
+    return s == AH_STATUS_STOPPED || s == AH_STATUS_COMPLETED || s == AH_STATUS_FAILED ||
+           s == AH_STATUS_CANCELLED;
+}
+
+/* ---- the owner of a result's memory ----------------------------------------------------------- */
+
+#define OWNER_EXTRA 4
+
+struct owner {
+    json_t *root;
+    char *text;                /* compact JSON of root */
+    char *extra[OWNER_EXTRA];  /* strings computed while parsing (joined prompts) */
+    size_t n_extra;
+    void *arr;                 /* one array of pointers or structs */
+    bool oom;                  /* a computed string could not be made */
+};
+
+static struct owner *owner_new(json_t *j) {
+    struct owner *o = calloc(1, sizeof(*o));
+    if (!o)
+        return NULL;
+    o->text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!o->text) {
+        free(o);
+        return NULL;
+    }
+    o->root = json_incref(j);
+    return o;
+}
+
+static void owner_free(struct owner *o) {
+    if (!o)
+        return;
+    json_decref(o->root);
+    free(o->text);
+    for (size_t i = 0; i < o->n_extra; i++)
+        free(o->extra[i]);
+    free(o->arr);
+    free(o);
+}
+
+/* Keeps s alive as long as o; returns s, or NULL (and frees s) when there is no room. */
+static const char *owner_keep(struct owner *o, char *s) {
+    if (!s)
+        return NULL;
+    if (o->n_extra == OWNER_EXTRA) {
+        free(s);
+        return NULL;
+    }
+    o->extra[o->n_extra++] = s;
+    return s;
+}
+
+json_t *json_parse_text(const char *text, size_t len, int *ret_err) {
+    json_error_t err;
+    json_t *j = text ? json_loadb(text, len, JSON_DECODE_ANY, &err) : NULL;
+    /* jansson reports most allocation failures as json_error_out_of_memory, but a failure
+     * while setting up its lexer leaves the error empty; real syntax errors always say why. */
+    if (!j && ret_err)
+        *ret_err = text && (json_error_code(&err) == json_error_out_of_memory || !err.text[0])
+                       ? AH_E_NOMEM
+                       : AH_E_PROTOCOL;
+    return j;
+}
+
+/* ---- member access ---------------------------------------------------------------------------- */
+
+static const char *str(const json_t *o, const char *key) {
+    return json_string_value(json_object_get(o, key));
+}
+
+/* The first of two spellings that is present as a string. */
+static const char *str2(const json_t *o, const char *a, const char *b) {
+    const char *s = str(o, a);
+    return s ? s : str(o, b);
+}
+
+static int64_t int_or(const json_t *v, int64_t dflt) {
+    if (json_is_integer(v))
+        return (int64_t)json_integer_value(v);
+    if (json_is_real(v))
+        return (int64_t)json_real_value(v);
+    return dflt;
+}
+
+/* A next-page value: an integer, a numeric string, or absent/null (0). */
+static int64_t next_page_of(const json_t *v) {
+    if (json_is_integer(v))
+        return (int64_t)json_integer_value(v);
+    const char *s = json_string_value(v);
+    int64_t n = 0;
+    if (s && parse_int64(s, 1, INT64_MAX, &n) == 0)
+        return n;
+    return 0;
+}
+
+/* A prompt as text: a string as is, content blocks joined (kept in o). */
+static const char *prompt_of(struct owner *o, const json_t *v) {
+    if (json_is_string(v))
+        return json_string_value(v);
+    if (json_is_array(v)) {
+        const char *t = owner_keep(o, prompt_text(v));
+        if (!t)
+            o->oom = true;
+        return t;
+    }
+    return NULL;
+}
+
+/* ---- events ----------------------------------------------------------------------------------- */
+
+static void event_fill(struct ah_event *ev, const json_t *j) {
+    ev->seq = int_or(json_object_get(j, "seq"), 0);
+    ev->type = str(j, "type");
+    if (!ev->type)
+        ev->type = "";
+    ev->session_id = str2(j, "sessionId", "session_id");
+    ev->ts = str2(j, "ts", "timestamp");
+    if (strcmp(ev->type, "status") == 0)
+        ev->status = ah_session_status_parse(str(j, "status"));
+    ev->level = str(j, "level");
+    ev->message = str(j, "message");
+    if (!ev->message && strcmp(ev->type, "thought") == 0)
+        ev->message = str(j, "thought");
+}
+
+int event_from_json_t(json_t *j, struct ah_event **ret) {
+    if (!json_is_object(j))
+        return AH_E_PROTOCOL;
+    struct ah_event *ev = calloc(1, sizeof(*ev));
+    struct owner *o = ev ? owner_new(j) : NULL;
+    if (!o) {
+        free(ev);
+        return AH_E_NOMEM;
+    }
+    ev->priv_ = o;
+    event_fill(ev, o->root);
+    ev->json = o->text;
+    *ret = ev;
+    return 0;
+}
+
+void ah_event_free(struct ah_event *ev) {
+    if (!ev)
+        return;
+    owner_free(ev->priv_);
+    free(ev);
+}
+
+int ah_event_from_json(const char *json, struct ah_event **ret) {
+    if (!json || !ret)
+        return AH_E_INVAL;
+    int rc = AH_E_PROTOCOL;
+    json_t *j = json_parse_text(json, strlen(json), &rc);
+    if (j)
+        rc = event_from_json_t(j, ret);
+    json_decref(j);
+    return rc;
+}
+
+/* Builds an array of events from a JSON array (non-events skipped). */
+static int events_from_array(const json_t *arr, struct ah_event ***ret, size_t *ret_n) {
+    size_t n = json_array_size(arr), k = 0;
+    *ret = NULL;
+    *ret_n = 0;
+    if (n == 0)
+        return 0;
+    struct ah_event **items = calloc(n, sizeof(*items));
+    if (!items)
+        return AH_E_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(arr, i);
+        if (!json_is_object(e))
+            continue;
+        int rc = event_from_json_t(e, &items[k]);
+        if (rc < 0) {
+            for (size_t m = 0; m < k; m++)
+                ah_event_free(items[m]);
+            free(items);
+            return rc;
+        }
+        k++;
+    }
+    *ret = items;
+    *ret_n = k;
+    return 0;
+}
+
+/* The item array of a list answer: the object's `items` (or `key`), or the bare array. */
+static json_t *items_of(json_t *j, const char *key) {
+    if (json_is_array(j))
+        return j;
+    json_t *a = json_object_get(j, "items");
+    if (!json_is_array(a) && key)
+        a = json_object_get(j, key);
+    return json_is_array(a) ? a : NULL;
+}
+
+static void page_fields(const json_t *j, int64_t *page, int64_t *per_page, int64_t *total,
+                        int64_t *next_page) {
+    *page = int_or(json_object_get(j, "page"), -1);
+    *per_page = int_or(json_object_get(j, "perPage"), -1);
+    *total = int_or(json_object_get(j, "total"), -1);
+    *next_page = next_page_of(json_object_get(j, "nextPage"));
+}
+
+int event_list_from_json_t(json_t *j, struct ah_event_list **ret) {
+    json_t *arr = items_of(j, "events");
+    if (!arr)
+        return AH_E_PROTOCOL;
+    struct ah_event_list *l = calloc(1, sizeof(*l));
+    struct owner *o = l ? owner_new(j) : NULL;
+    if (!o) {
+        free(l);
+        return AH_E_NOMEM;
+    }
+    l->priv_ = o;
+    l->json = o->text;
+    page_fields(j, &l->page, &l->per_page, &l->total, &l->next_page);
+    int rc = events_from_array(arr, &l->items, &l->n_items);
+    if (rc < 0) {
+        ah_event_list_free(l);
+        return rc;
+    }
+    *ret = l;
+    return 0;
+}
+
+void ah_event_list_free(struct ah_event_list *l) {
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n_items; i++)
+        ah_event_free(l->items[i]);
+    free(l->items);
+    owner_free(l->priv_);
+    free(l);
+}
+
+int ah_event_list_from_json(const char *json, struct ah_event_list **ret) {
+    if (!json || !ret)
+        return AH_E_INVAL;
+    int rc = AH_E_PROTOCOL;
+    json_t *j = json_parse_text(json, strlen(json), &rc);
+    if (j)
+        rc = event_list_from_json_t(j, ret);
+    json_decref(j);
+    return rc;
+}
+
+/* ---- sessions --------------------------------------------------------------------------------- */
+
+int session_from_json_t(json_t *j, struct ah_session **ret) {
+    if (!json_is_object(j))
+        return AH_E_PROTOCOL;
+    struct ah_session *s = calloc(1, sizeof(*s));
+    struct owner *o = s ? owner_new(j) : NULL;
+    if (!o) {
+        free(s);
+        return AH_E_NOMEM;
+    }
+    s->priv_ = o;
+    s->json = o->text;
+    j = o->root;
+    s->id = str(j, "id");
+    s->task_id = str2(j, "taskId", "task_id");
+    s->tenant_id = str2(j, "tenantId", "tenant_id");
+    s->project_id = str2(j, "projectId", "project_id");
+    s->status_name = str(j, "status");
+    s->status = ah_session_status_parse(s->status_name);
+    s->prompt = prompt_of(o, json_object_get(j, "prompt"));
+    if (!s->prompt) /* R nests it: task {prompt} */
+        s->prompt = prompt_of(o, json_object_get(json_object_get(j, "task"), "prompt"));
+    const json_t *repo = json_object_get(j, "repo");
+    const json_t *vcs = json_object_get(j, "vcs");
+    s->repo_mode = str(repo, "mode");
+    s->repo_url = str(repo, "url");
+    if (!s->repo_url)
+        s->repo_url = str2(vcs, "repoUrl", "repo_url");
+    s->repo_branch = str(repo, "branch");
+    if (!s->repo_branch)
+        s->repo_branch = str(vcs, "branch");
+    s->repo_commit = str(repo, "commit");
+    if (!s->repo_commit)
+        s->repo_commit = str(vcs, "commit");
+    s->runtime_type = str(json_object_get(j, "runtime"), "type");
+    const json_t *agent = json_object_get(j, "agent");
+    s->agent_type = str2(agent, "type", "software");
+    s->agent_version = str(agent, "version");
+    const json_t *delivery = json_object_get(j, "delivery");
+    s->delivery_mode = str(delivery, "mode");
+    s->target_branch = str2(delivery, "targetBranch", "target_branch");
+    const json_t *ws = json_object_get(j, "workspace");
+    s->snapshot_provider = str2(ws, "snapshotProvider", "snapshot_provider");
+    s->mount_path = str2(ws, "mountPath", "mount_path");
+    s->error = str(j, "error");
+    const json_t *ec = json_object_get(j, "exitCode");
+    if (!ec)
+        ec = json_object_get(j, "exit_code");
+    if (json_is_integer(ec)) {
+        s->has_exit_code = true;
+        s->exit_code = (int)json_integer_value(ec);
+    }
+    s->created_at = str2(j, "createdAt", "created_at");
+    s->updated_at = str2(j, "updatedAt", "updated_at");
+    s->started_at = str2(j, "startedAt", "started_at");
+    s->ended_at = str2(j, "endedAt", "ended_at");
+    if (!s->ended_at)
+        s->ended_at = str(j, "completedAt");
+    const json_t *links = json_object_get(j, "links");
+    s->link_self = str(links, "self");
+    s->link_events = str(links, "events");
+    s->link_logs = str(links, "logs");
+    s->link_pty = str(links, "pty");
+    s->link_recording = str(links, "recording");
+    const json_t *changes = json_object_get(j, "changes");
+    if (json_is_object(changes)) {
+        s->has_changes = true;
+        s->files_changed = int_or(json_object_get(changes, "files_changed"), 0);
+        s->lines_added = int_or(json_object_get(changes, "lines_added"), 0);
+        s->lines_removed = int_or(json_object_get(changes, "lines_removed"), 0);
+    }
+    const json_t *recent = json_object_get(j, "recent_events");
+    if (!recent)
+        recent = json_object_get(j, "recentEvents");
+    int rc = o->oom ? AH_E_NOMEM : events_from_array(recent, &s->recent_events,
+                                                       &s->n_recent_events);
+    if (rc < 0) {
+        ah_session_free(s);
+        return rc;
+    }
+    *ret = s;
+    return 0;
+}
+
+void ah_session_free(struct ah_session *s) {
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n_recent_events; i++)
+        ah_event_free(s->recent_events[i]);
+    free(s->recent_events);
+    owner_free(s->priv_);
+    free(s);
+}
+
+int ah_session_from_json(const char *json, struct ah_session **ret) {
+    if (!json || !ret)
+        return AH_E_INVAL;
+    int rc = AH_E_PROTOCOL;
+    json_t *j = json_parse_text(json, strlen(json), &rc);
+    if (j)
+        rc = session_from_json_t(j, ret);
+    json_decref(j);
+    return rc;
+}
+
+int session_list_from_json_t(json_t *j, struct ah_session_list **ret) {
+    json_t *arr = items_of(j, "sessions");
+    if (!arr)
+        return AH_E_PROTOCOL;
+    struct ah_session_list *l = calloc(1, sizeof(*l));
+    struct owner *o = l ? owner_new(j) : NULL;
+    if (!o) {
+        free(l);
+        return AH_E_NOMEM;
+    }
+    l->priv_ = o;
+    l->json = o->text;
+    page_fields(j, &l->page, &l->per_page, &l->total, &l->next_page);
+    size_t n = json_array_size(arr);
+    if (n && !(l->items = calloc(n, sizeof(*l->items)))) {
+        ah_session_list_free(l);
+        return AH_E_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(arr, i);
+        if (!json_is_object(e))
+            continue;
+        int rc = session_from_json_t(e, &l->items[l->n_items]);
+        if (rc < 0) {
+            ah_session_list_free(l);
+            return rc;
+        }
+        l->n_items++;
+    }
+    *ret = l;
+    return 0;
+}
+
+void ah_session_list_free(struct ah_session_list *l) {
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n_items; i++)
+        ah_session_free(l->items[i]);
+    free(l->items);
+    owner_free(l->priv_);
+    free(l);
+}
+
+int ah_session_list_from_json(const char *json, struct ah_session_list **ret) {
+    if (!json || !ret)
+        return AH_E_INVAL;
+    int rc = AH_E_PROTOCOL;
+    json_t *j = json_parse_text(json, strlen(json), &rc);
+    if (j)
+        rc = session_list_from_json_t(j, ret);
+    json_decref(j);
+    return rc;
+}
+
+/* ---- task created ----------------------------------------------------------------------------- */
+
+int task_created_from_json_t(json_t *j, struct ah_task_created **ret) {
+    if (!json_is_object(j))
+        return AH_E_PROTOCOL;
+    struct ah_task_created *t = calloc(1, sizeof(*t));
+    struct owner *o = t ? owner_new(j) : NULL;
+    if (!o) {
+        free(t);
+        return AH_E_NOMEM;
+    }
+    t->priv_ = o;
+    t->json = o->text;
+    j = o->root;
+    t->id = str(j, "id");
+    t->task_id = str2(j, "taskId", "task_id");
+    t->status = str(j, "status");
+    const json_t *links = json_object_get(j, "links");
+    t->link_self = str(links, "self");
+    t->link_events = str(links, "events");
+    t->link_logs = str(links, "logs");
+    const json_t *ids = json_object_get(j, "session_ids");
+    if (!ids)
+        ids = json_object_get(j, "sessionIds");
+    size_t n = json_array_size(ids);
+    const char **arr = calloc(n + 1, sizeof(*arr));
+    if (!arr) {
+        ah_task_created_free(t);
+        return AH_E_NOMEM;
+    }
+    o->arr = arr;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = json_string_value(json_array_get(ids, i));
+        if (s)
+            arr[t->n_session_ids++] = s;
+    }
+    if (!t->n_session_ids && t->id) /* the single-session form */
+        arr[t->n_session_ids++] = t->id;
+    if (!t->id && t->n_session_ids)
+        t->id = arr[0];
+    t->session_ids = arr;
+    *ret = t;
+    return 0;
+}
+
+void ah_task_created_free(struct ah_task_created *t) {
+    if (!t)
+        return;
+    owner_free(t->priv_);
+    free(t);
+}
+
+int ah_task_created_from_json(const char *json, struct ah_task_created **ret) {
+    if (!json || !ret)
+        return AH_E_INVAL;
+    int rc = AH_E_PROTOCOL;
+    json_t *j = json_parse_text(json, strlen(json), &rc);
+    if (j)
+        rc = task_created_from_json_t(j, ret);
+    json_decref(j);
+    return rc;
+}
+
+/* ---- drafts ----------------------------------------------------------------------------------- */
+
+int draft_from_json_t(json_t *j, struct ah_draft **ret) {
+    if (!json_is_object(j))
+        return AH_E_PROTOCOL;
+    struct ah_draft *d = calloc(1, sizeof(*d));
+    struct owner *o = d ? owner_new(j) : NULL;
+    if (!o) {
+        free(d);
+        return AH_E_NOMEM;
+    }
+    d->priv_ = o;
+    d->json = o->text;
+    j = o->root;
+    d->id = str(j, "id");
+    d->prompt = prompt_of(o, json_object_get(j, "prompt"));
+    const json_t *repo = json_object_get(j, "repo");
+    d->repo_url = str(repo, "url");
+    d->repo_branch = str(repo, "branch");
+    d->agent_type = str(json_object_get(j, "agent"), "type");
+    if (!d->agent_type) /* S lists `agents` in the body but `agent` in list items */
+        d->agent_type = str(json_array_get(json_object_get(j, "agents"), 0), "type");
+    d->created_at = str2(j, "createdAt", "created_at");
+    d->updated_at = str2(j, "updatedAt", "updated_at");
+    if (o->oom) {
+        ah_draft_free(d);
+        return AH_E_NOMEM;
+    }
+    *ret = d;
+    return 0;
+}
+
+void ah_draft_free(struct ah_draft *d) {
+    if (!d)
+        return;
+    owner_free(d->priv_);
+    free(d);
+}
+
+int ah_draft_from_json(const char *json, struct ah_draft **ret) {
+    if (!json || !ret)
+        return AH_E_INVAL;
+    int rc = AH_E_PROTOCOL;
+    json_t *j = json_parse_text(json, strlen(json), &rc);
+    if (j)
+        rc = draft_from_json_t(j, ret);
+    json_decref(j);
+    return rc;
+}
+
+int draft_list_from_json_t(json_t *j, struct ah_draft_list **ret) {
+    json_t *arr = items_of(j, "drafts");
+    if (!arr)
+        return AH_E_PROTOCOL;
+    struct ah_draft_list *l = calloc(1, sizeof(*l));
+    struct owner *o = l ? owner_new(j) : NULL;
+    if (!o) {
+        free(l);
+        return AH_E_NOMEM;
+    }
+    l->priv_ = o;
+    l->json = o->text;
+    size_t n = json_array_size(arr);
+    if (n && !(l->items = calloc(n, sizeof(*l->items)))) {
+        ah_draft_list_free(l);
+        return AH_E_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(arr, i);
+        if (!json_is_object(e))
+            continue;
+        int rc = draft_from_json_t(e, &l->items[l->n_items]);
+        if (rc < 0) {
+            ah_draft_list_free(l);
+            return rc;
+        }
+        l->n_items++;
+    }
+    *ret = l;
+    return 0;
+}
+
+void ah_draft_list_free(struct ah_draft_list *l) {
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n_items; i++)
+        ah_draft_free(l->items[i]);
+    free(l->items);
+    owner_free(l->priv_);
+    free(l);
+}
+
+int ah_draft_list_from_json(const char *json, struct ah_draft_list **ret) {
+    if (!json || !ret)
+        return AH_E_INVAL;
+    int rc = AH_E_PROTOCOL;
+    json_t *j = json_parse_text(json, strlen(json), &rc);
+    if (j)
+        rc = draft_list_from_json_t(j, ret);
+    json_decref(j);
+    return rc;
+}
+
+/* ---- repositories and branches ---------------------------------------------------------------- */
+
+static void repo_free(struct ah_repo *r) {
+    if (!r)
+        return;
+    owner_free(r->priv_);
+    free(r);
+}
+
+static int repo_from_json_t(json_t *j, struct ah_repo **ret) {
+    struct ah_repo *r = calloc(1, sizeof(*r));
+    struct owner *o = r ? owner_new(j) : NULL;
+    if (!o) {
+        free(r);
+        return AH_E_NOMEM;
+    }
+    r->priv_ = o;
+    r->json = o->text;
+    j = o->root;
+    r->id = str(j, "id");
+    r->display_name = str2(j, "displayName", "display_name");
+    r->scm_provider = str2(j, "scmProvider", "scm_provider");
+    r->remote_url = str2(j, "remoteUrl", "remote_url");
+    r->default_branch = str2(j, "defaultBranch", "default_branch");
+    r->last_used_at = str2(j, "lastUsedAt", "last_used_at");
+    *ret = r;
+    return 0;
+}
+
+int repo_list_from_json_t(json_t *j, struct ah_repo_list **ret) {
+    json_t *arr = items_of(j, "repositories");
+    if (!arr)
+        return AH_E_PROTOCOL;
+    struct ah_repo_list *l = calloc(1, sizeof(*l));
+    struct owner *o = l ? owner_new(j) : NULL;
+    if (!o) {
+        free(l);
+        return AH_E_NOMEM;
+    }
+    l->priv_ = o;
+    l->json = o->text;
+    size_t n = json_array_size(arr);
+    if (n && !(l->items = calloc(n, sizeof(*l->items)))) {
+        ah_repo_list_free(l);
+        return AH_E_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(arr, i);
+        if (!json_is_object(e))
+            continue;
+        int rc = repo_from_json_t(e, &l->items[l->n_items]);
+        if (rc < 0) {
+            ah_repo_list_free(l);
+            return rc;
+        }
+        l->n_items++;
+    }
+    *ret = l;
+    return 0;
+}
+
+void ah_repo_list_free(struct ah_repo_list *l) {
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n_items; i++)
+        repo_free(l->items[i]);
+    free(l->items);
+    owner_free(l->priv_);
+    free(l);
+}
+
+int ah_repo_list_from_json(const char *json, struct ah_repo_list **ret) {
+    if (!json || !ret)
+        return AH_E_INVAL;
+    int rc = AH_E_PROTOCOL;
+    json_t *j = json_parse_text(json, strlen(json), &rc);
+    if (j)
+        rc = repo_list_from_json_t(j, ret);
+    json_decref(j);
+    return rc;
+}
+
+int branch_list_from_json_t(json_t *j, struct ah_branch_list **ret) {
+    json_t *arr = items_of(j, "branches");
+    if (!arr)
+        return AH_E_PROTOCOL;
+    struct ah_branch_list *l = calloc(1, sizeof(*l));
+    struct owner *o = l ? owner_new(j) : NULL;
+    if (!o) {
+        free(l);
+        return AH_E_NOMEM;
+    }
+    l->priv_ = o;
+    l->json = o->text;
+    j = o->root;
+    arr = items_of(j, "branches");
+    l->repository_id = str2(j, "repositoryId", "repository_id");
+    size_t n = json_array_size(arr);
+    if (n && !(l->items = o->arr = calloc(n, sizeof(*l->items)))) {
+        ah_branch_list_free(l);
+        return AH_E_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(arr, i);
+        struct ah_branch *b = &l->items[l->n_items];
+        if (json_is_string(e)) {
+            b->name = json_string_value(e);
+        } else if (json_is_object(e) && str(e, "name")) {
+            b->name = str(e, "name");
+            json_t *d = json_object_get(e, "is_default");
+            if (!d)
+                d = json_object_get(e, "isDefault");
+            b->is_default = json_is_true(d);
+            b->last_commit = str2(e, "last_commit", "lastCommit");
+        } else {
+            continue;
+        }
+        l->n_items++;
+    }
+    *ret = l;
+    return 0;
+}
+
+void ah_branch_list_free(struct ah_branch_list *l) {
+    if (!l)
+        return;
+    owner_free(l->priv_); /* items live in the owner's array */
+    free(l);
+}
+
+int ah_branch_list_from_json(const char *json, struct ah_branch_list **ret) {
+    if (!json || !ret)
+        return AH_E_INVAL;
+    int rc = AH_E_PROTOCOL;
+    json_t *j = json_parse_text(json, strlen(json), &rc);
+    if (j)
+        rc = branch_list_from_json_t(j, ret);
+    json_decref(j);
+    return rc;
+}
+
+/* ---- small answers ---------------------------------------------------------------------------- */
+
+int version_from_json_t(json_t *j, struct ah_version **ret) {
+    if (!json_is_object(j))
+        return AH_E_PROTOCOL;
+    struct ah_version *v = calloc(1, sizeof(*v));
+    struct owner *o = v ? owner_new(j) : NULL;
+    if (!o) {
+        free(v);
+        return AH_E_NOMEM;
+    }
+    v->priv_ = o;
+    v->json = o->text;
+    const json_t *bi = json_object_get(o->root, "build_info");
+    if (!bi)
+        bi = json_object_get(o->root, "buildInfo");
+    v->version = str(o->root, "version");
+    v->git_commit = str2(bi, "git_commit", "gitCommit");
+    v->build_date = str2(bi, "build_date", "buildDate");
+    *ret = v;
+    return 0;
+}
+
+void ah_version_free(struct ah_version *v) {
+    if (!v)
+        return;
+    owner_free(v->priv_);
+    free(v);
+}
+
+int prompt_ack_from_json_t(json_t *j, struct ah_prompt_ack **ret) {
+    if (!json_is_object(j))
+        return AH_E_PROTOCOL;
+    struct ah_prompt_ack *a = calloc(1, sizeof(*a));
+    struct owner *o = a ? owner_new(j) : NULL;
+    if (!o) {
+        free(a);
+        return AH_E_NOMEM;
+    }
+    a->priv_ = o;
+    a->json = o->text;
+    a->session_id = str2(o->root, "sessionId", "session_id");
+    json_t *acc = json_object_get(o->root, "accepted");
+    a->accepted = acc ? json_is_true(acc) : true;
+    a->ts = str2(o->root, "ts", "timestamp");
+    *ret = a;
+    return 0;
+}
+
+void ah_prompt_ack_free(struct ah_prompt_ack *a) {
+    if (!a)
+        return;
+    owner_free(a->priv_);
+    free(a);
+}
+
+/* ---- the create-task body --------------------------------------------------------------------- */
+
+static int set_str(json_t *o, const char *key, const char *v) {
+    if (!v)
+        return 0;
+    return json_object_set_new(o, key, json_string(v)) < 0 ? AH_E_NOMEM : 0;
+}
+
+static int invalid(struct ah_api_error *e, const char *field, const char *msg) {
+    if (e) {
+        problem_local(e, AH_E_INVAL, "%s %s", field, msg);
+        e->status = 0;
+        problem_add_field(e, field, msg);
+    }
+    return AH_E_INVAL;
+}
+
+json_t *task_spec_json(const struct ah_task_spec *spec, bool partial, struct ah_api_error *reterr,
+                       int *ret_code) {
+    int rc = 0;
+    char path[64];
+    json_t *b = json_object();
+    if (!b) {
+        *ret_code = AH_E_NOMEM;
+        return NULL;
+    }
+    if (!spec) {
+        rc = invalid(reterr, "spec", "is required");
+        goto fail;
+    }
+    if (!partial && !spec->prompt) {
+        rc = invalid(reterr, "prompt", "is required");
+        goto fail;
+    }
+    if ((spec->n_agents && !spec->agents) || (spec->n_labels && !spec->labels) ||
+        (spec->n_snapshot_preference && !spec->snapshot_preference)) {
+        rc = invalid(reterr, "spec", "has a count without its array");
+        goto fail;
+    }
+    rc |= set_str(b, "tenantId", spec->tenant_id);
+    rc |= set_str(b, "projectId", spec->project_id);
+    rc |= set_str(b, "prompt", spec->prompt);
+
+    bool has_repo = spec->repo_mode || spec->repo_url || spec->repo_branch || spec->repo_commit;
+    if (!partial || has_repo) {
+        json_t *repo = json_object();
+        if (!repo || json_object_set_new(b, "repo", repo) < 0) {
+            rc = AH_E_NOMEM;
+            goto fail;
+        }
+        const char *mode = spec->repo_mode ? spec->repo_mode : spec->repo_url ? "git" : "none";
+        rc |= set_str(repo, "mode", mode);
+        rc |= set_str(repo, "url", spec->repo_url);
+        rc |= set_str(repo, "branch", spec->repo_branch);
+        rc |= set_str(repo, "commit", spec->repo_commit);
+    }
+    bool has_runtime =
+        spec->runtime_type || spec->devcontainer_path || spec->cpu || spec->memory_mib;
+    if (!partial || has_runtime) {
+        json_t *rt = json_object();
+        if (!rt || json_object_set_new(b, "runtime", rt) < 0) {
+            rc = AH_E_NOMEM;
+            goto fail;
+        }
+        rc |= set_str(rt, "type", spec->runtime_type ? spec->runtime_type : "local");
+        rc |= set_str(rt, "devcontainerPath", spec->devcontainer_path);
+        if (spec->cpu || spec->memory_mib) {
+            json_t *res = json_pack("{s:I, s:I}", "cpu", (json_int_t)spec->cpu, "memoryMiB",
+                                    (json_int_t)spec->memory_mib);
+            if (!res || json_object_set_new(rt, "resources", res) < 0)
+                rc = AH_E_NOMEM;
+        }
+    }
+    if (spec->n_snapshot_preference || spec->execution_host_id) {
+        json_t *ws = json_object();
+        if (!ws || json_object_set_new(b, "workspace", ws) < 0) {
+            rc = AH_E_NOMEM;
+            goto fail;
+        }
+        if (spec->n_snapshot_preference) {
+            json_t *prefs = json_array();
+            if (!prefs || json_object_set_new(ws, "snapshotPreference", prefs) < 0) {
+                rc = AH_E_NOMEM;
+                goto fail;
+            }
+            for (size_t i = 0; i < spec->n_snapshot_preference; i++) {
+                if (!spec->snapshot_preference[i]) {
+                    snprintf(path, sizeof(path), "workspace.snapshotPreference[%zu]", i);
+                    rc = invalid(reterr, path, "must not be NULL");
+                    goto fail;
+                }
+                rc |= json_array_append_new(prefs, json_string(spec->snapshot_preference[i]));
+            }
+        }
+        rc |= set_str(ws, "executionHostId", spec->execution_host_id);
+    }
+    if (spec->n_agents) {
+        json_t *agents = json_array();
+        if (!agents || json_object_set_new(b, "agents", agents) < 0) {
+            rc = AH_E_NOMEM;
+            goto fail;
+        }
+        for (size_t i = 0; i < spec->n_agents; i++) {
+            const struct ah_agent_spec *a = &spec->agents[i];
+            if (!a->type) {
+                snprintf(path, sizeof(path), "agents[%zu].type", i);
+                rc = invalid(reterr, path, "is required");
+                goto fail;
+            }
+            json_t *aj = json_object();
+            if (!aj || json_array_append_new(agents, aj) < 0) {
+                rc = AH_E_NOMEM;
+                goto fail;
+            }
+            rc |= set_str(aj, "type", a->type);
+            rc |= set_str(aj, "version", a->version);
+            if (a->count)
+                rc |= json_object_set_new(aj, "count", json_integer(a->count)) < 0;
+            if (a->settings_json) {
+                json_t *st = json_loads(a->settings_json, 0, NULL);
+                if (!json_is_object(st)) {
+                    json_decref(st);
+                    snprintf(path, sizeof(path), "agents[%zu].settings", i);
+                    rc = invalid(reterr, path, "must be a JSON object");
+                    goto fail;
+                }
+                rc |= json_object_set_new(aj, "settings", st) < 0;
+            }
+        }
+    }
+    if (spec->delivery_mode || spec->target_branch) {
+        json_t *d = json_object();
+        if (!d || json_object_set_new(b, "delivery", d) < 0) {
+            rc = AH_E_NOMEM;
+            goto fail;
+        }
+        rc |= set_str(d, "mode", spec->delivery_mode);
+        rc |= set_str(d, "targetBranch", spec->target_branch);
+    }
+    if (spec->n_labels) {
+        json_t *labels = json_object();
+        if (!labels || json_object_set_new(b, "labels", labels) < 0) {
+            rc = AH_E_NOMEM;
+            goto fail;
+        }
+        for (size_t i = 0; i < spec->n_labels; i++) {
+            if (!spec->labels[i].key || !spec->labels[i].value) {
+                snprintf(path, sizeof(path), "labels[%zu]", i);
+                rc = invalid(reterr, path, "needs a key and a value");
+                goto fail;
+            }
+            rc |= set_str(labels, spec->labels[i].key, spec->labels[i].value);
+        }
+    }
+    if (rc) {
+        rc = AH_E_NOMEM;
+        problem_local(reterr, AH_E_NOMEM, "out of memory building the request body");
+        goto fail;
+    }
+    return b;
+fail:
+    json_decref(b);
+    *ret_code = rc < 0 ? rc : AH_E_NOMEM;
+    return NULL;
+}
+
+int ah_task_spec_to_json(const struct ah_task_spec *spec, bool partial, char **ret,
+                         struct ah_api_error *reterr) {
+    if (!ret)
+        return AH_E_INVAL;
+    int rc = 0;
+    json_t *b = task_spec_json(spec, partial, reterr, &rc);
+    if (!b)
+        return rc;
+    char *s = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    if (!s)
+        return AH_E_NOMEM;
+    *ret = s;
+    return 0;
+}
