@@ -32,7 +32,7 @@
 
 #include "http.h"
 
-#define STREAM_BLOCK 16384
+#define STREAM_BLOCK 4096
 #define DISCARD_MAX (64u * 1024 * 1024) /* past this an over-limit body closes the connection */
 #define CORS_ALLOW_HEADERS                                                                         \
     "Authorization, Content-Type, Idempotency-Key, Last-Event-ID, X-Request-Id, X-Tenant-ID"
@@ -651,7 +651,7 @@ int http_server_start(const struct http_config *cfg, const struct router *router
         0, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)60000, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        (unsigned)60000, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (!srv->daemon) {
         close(srv->listen_fd);
