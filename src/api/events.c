@@ -105,75 +105,48 @@ static void history(struct api_ctx *ctx, struct http_request *req, struct http_r
 /* ---- the live stream ------------------------------------------------------------------------- */
 
 struct sse {
+    struct sse_out out;         /* first: the streams thread sees its entry */
     struct http_stream *stream; /* our reference */
     struct bus_sub *sub;
-    struct ah_buf buf;          /* formatted bytes not yet handed to MHD */
-    size_t off;
-    bool started, done;
     int64_t end_after;          /* the session had ended at this seq when we opened; 0 if live */
-    struct stream_entry entry;  /* keep-alive ticks */
 };
 
 static void sse_wake(void *arg) {
     http_stream_wake(((struct sse *)arg)->stream);
 }
 
-static int append_event(struct sse *s, const struct bus_event *e) {
-    return ah_buf_printf(&s->buf, "id: %lld\nevent: %s\ndata: %s\n\n", (long long)e->seq,
-                         e->type[0] ? e->type : "message", e->json);
+/* Whatever the bus has after the cursor, as frames: id = seq, event = type (D11). */
+static int sse_fill(void *ctx, struct sse_out *o) {
+    struct sse *s = ctx;
+    struct bus_event *evs[SSE_BATCH];
+    int n = bus_next(s->sub, evs, SSE_BATCH);
+    if (n < 0)
+        return n;
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        const struct bus_event *e = evs[i];
+        if (rc == 0 && !o->done)
+            rc = ah_buf_printf(&o->buf, "id: %lld\nevent: %s\ndata: %s\n\n", (long long)e->seq,
+                               e->type[0] ? e->type : "message", e->json);
+        if (e->terminal) /* D11: the final status event, then close */
+            o->done = true;
+        bus_event_unref(evs[i]);
+    }
+    if (s->end_after && bus_cursor(s->sub) >= s->end_after)
+        o->done = true;
+    return rc;
 }
 
 static ssize_t sse_read(void *ctx, char *out, size_t max) {
     struct sse *s = ctx;
-    if (s->off >= s->buf.n) {
-        s->buf.n = 0;
-        s->off = 0;
-        if (!s->started) { /* a reconnect hint, and headers go out at once */
-            s->started = true;
-            ah_buf_puts(&s->buf, "retry: 2000\n\n");
-        }
-        if (s->done) {
-            ah_buf_clear(&s->buf); /* nothing is kept for an idle or finished stream */
-            return HTTP_STREAM_END;
-        }
-        struct bus_event *evs[SSE_BATCH];
-        int n = bus_next(s->sub, evs, SSE_BATCH);
-        if (n < 0)
-            return n;
-        for (int i = 0; i < n; i++) {
-            if (!s->done && append_event(s, evs[i]) < 0) {
-                for (int k = i; k < n; k++)
-                    bus_event_unref(evs[k]);
-                return AH_E_NOMEM;
-            }
-            if (evs[i]->terminal) /* D11: the final status event, then close */
-                s->done = true;
-            bus_event_unref(evs[i]);
-        }
-        if (s->end_after && bus_cursor(s->sub) >= s->end_after)
-            s->done = true;
-        int64_t idle = time_mono_ms() - __atomic_load_n(&s->entry.last_write, __ATOMIC_RELAXED);
-        if (s->buf.n == 0 && idle >= streams_keepalive_ms())
-            ah_buf_puts(&s->buf, ": keep-alive\n\n");
-        if (s->buf.n == 0) {
-            if (s->done)
-                return HTTP_STREAM_END;
-            ah_buf_clear(&s->buf);
-            return 0; /* suspend until the bus or the ticker wakes us */
-        }
-    }
-    size_t n = s->buf.n - s->off < max ? s->buf.n - s->off : max;
-    memcpy(out, s->buf.p + s->off, n);
-    s->off += n;
-    streams_wrote(&s->entry);
-    return (ssize_t)n;
+    return sse_pump(&s->out, sse_fill, s, out, max);
 }
 
 static void sse_close(void *ctx) {
     struct sse *s = ctx;
-    streams_remove(&s->entry);
+    streams_remove(&s->out.entry);
     bus_unsubscribe(s->sub); /* after this no wake can reach the stream */
-    ah_buf_clear(&s->buf);
+    ah_buf_clear(&s->out.buf);
     http_stream_unref(s->stream);
     free(s);
 }
@@ -204,7 +177,7 @@ static void live(struct api_ctx *ctx, struct http_request *req, struct http_resp
         http_error(req, res, AH_E_NOMEM, "out of memory");
         return;
     }
-    s->buf.max = 8 * 1024 * 1024;
+    s->out.buf.max = 8 * 1024 * 1024;
     if (session_status_terminal(row->status))
         s->end_after = row->last_seq;
     s->stream = http_stream_new(&sse_ops, s);
@@ -215,7 +188,7 @@ static void live(struct api_ctx *ctx, struct http_request *req, struct http_resp
         http_error(req, res, AH_E_NOMEM, "out of memory");
         return;
     }
-    streams_add(&s->entry, s->stream);
+    streams_add(&s->out.entry, s->stream);
     res->status = 200;
     res->stream = s->stream;
     http_stream_ref(s->stream); /* one for the response, one kept by s */
@@ -233,21 +206,14 @@ static void get_events(struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = api_ready(req, res);
     if (!ctx)
         return;
-    const char *id = api_session_id(req, res);
-    const char *tenant = id ? api_tenant(req, res, NULL) : NULL;
-    if (!tenant)
+    const char *tenant = NULL;
+    AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, &tenant);
+    if (!row)
         return;
-    AH_AUTO(session_row_freep) struct session_row *row = NULL;
-    int rc = store_session_get(ctx->store, tenant, id, &row);
-    if (rc < 0) {
-        http_error(req, res, rc, rc == AH_E_NOTFOUND ? "no session %s" : "cannot read session %s",
-                   id);
-        return;
-    }
     if (wants_stream(req))
         live(ctx, req, res, row);
     else
-        history(ctx, req, res, tenant, id);
+        history(ctx, req, res, tenant, row->id);
 }
 
 int api_events_register(struct router *r, struct api_ctx *ctx) {

@@ -18,12 +18,6 @@
 
 #include "routes.h"
 
-/* The generated sources define this struct too (cmake/embed.cmake); the layouts must agree. */
-struct embedded_file {
-    const char *name;
-    const char *data;
-    size_t size;
-};
 extern const struct embedded_file api_openapi_doc[]; /* openapi_doc.c: "openapi.json" */
 extern const struct embedded_file api_swagger_ui[];  /* swagger_ui.c: swagger-ui-dist files */
 

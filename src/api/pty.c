@@ -133,17 +133,10 @@ static void get_recording(struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = api_ready(req, res);
     if (!ctx)
         return;
-    const char *id = api_session_id(req, res);
-    const char *tenant = id ? api_tenant(req, res, NULL) : NULL;
-    if (!tenant)
+    AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, NULL);
+    if (!row)
         return;
-    AH_AUTO(session_row_freep) struct session_row *row = NULL;
-    int rc = store_session_get(ctx->store, tenant, id, &row);
-    if (rc < 0) {
-        http_error(req, res, rc, rc == AH_E_NOTFOUND ? "no session %s" : "cannot read session %s",
-                   id);
-        return;
-    }
+    const char *id = row->id;
     AH_AUTOFREE char *path = exec_recording_path(ctx->exec, id);
     int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
     struct stat st;
@@ -168,17 +161,15 @@ static void get_recording(struct http_request *req, struct http_response *res) {
 /* ---- GET …/pty ------------------------------------------------------------------------------- */
 
 struct pty {
+    struct sse_out out;
     struct http_stream *stream;
-    struct stream_entry entry;
     struct bus_sub *sub;
     char *path;
     int fd;
     off_t offset;          /* of the first byte not yet parsed */
     struct ah_buf line;    /* a partial line */
-    bool header_seen, started, ended, done;
+    bool header_seen, ended;
     struct cast_header h;
-    struct ah_buf out;
-    size_t out_off;
 };
 
 static int frame(struct pty *p, json_t *data) {
@@ -186,7 +177,7 @@ static int frame(struct pty *p, json_t *data) {
     json_decref(data);
     if (!text)
         return AH_E_NOMEM;
-    int rc = ah_buf_printf(&p->out, "event: pty\ndata: %s\n\n", text);
+    int rc = ah_buf_printf(&p->out.buf, "event: pty\ndata: %s\n\n", text);
     free(text);
     return rc;
 }
@@ -235,7 +226,7 @@ static int read_file_batch(struct pty *p) {
         p->fd = open(p->path, O_RDONLY | O_CLOEXEC);
         if (p->fd < 0)
             return 0; /* not written yet: the session's events will wake us */
-        streams_watch(&p->entry, p->path);
+        streams_watch(&p->out.entry, p->path);
     }
     char buf[65536];
     ssize_t n = pread(p->fd, buf, sizeof(buf), p->offset);
@@ -259,58 +250,39 @@ static int read_file_batch(struct pty *p) {
     return 1;
 }
 
+static int pty_fill(void *ctx, struct sse_out *o) {
+    struct pty *p = ctx;
+    /* the session's events only tell us whether it has ended */
+    struct bus_event *evs[32];
+    int n;
+    while ((n = bus_next(p->sub, evs, 32)) > 0)
+        for (int i = 0; i < n; i++) {
+            p->ended |= evs[i]->terminal;
+            bus_event_unref(evs[i]);
+        }
+    int more = read_file_batch(p);
+    if (more < 0)
+        return more;
+    if (more) /* there may be more in the file: ask to be called again */
+        http_stream_wake(p->stream);
+    else if (p->ended && !o->buf.n)
+        o->done = true; /* the file is read to its end and nothing more will come */
+    return 0;
+}
+
 static ssize_t pty_read(void *ctx, char *buf, size_t max) {
     struct pty *p = ctx;
-    if (p->out_off >= p->out.n) {
-        p->out.n = p->out_off = 0;
-        if (!p->started) {
-            p->started = true;
-            ah_buf_puts(&p->out, "retry: 2000\n\n");
-        }
-        if (p->done) {
-            ah_buf_clear(&p->out);
-            return HTTP_STREAM_END;
-        }
-        /* the session's events only tell us whether it has ended */
-        struct bus_event *evs[32];
-        int n;
-        while ((n = bus_next(p->sub, evs, 32)) > 0)
-            for (int i = 0; i < n; i++) {
-                p->ended |= evs[i]->terminal;
-                bus_event_unref(evs[i]);
-            }
-        int more = read_file_batch(p);
-        if (more < 0)
-            return more;
-        if (!more && p->ended && !p->out.n) {
-            p->done = true; /* the file is read to its end and nothing more will come */
-            return HTTP_STREAM_END;
-        }
-        int64_t idle = time_mono_ms() - __atomic_load_n(&p->entry.last_write, __ATOMIC_RELAXED);
-        if (!p->out.n && idle >= streams_keepalive_ms())
-            ah_buf_puts(&p->out, ": keep-alive\n\n");
-        if (more) /* there may be more in the file: ask to be called again */
-            http_stream_wake(p->stream);
-        if (!p->out.n) {
-            ah_buf_clear(&p->out);
-            return 0; /* suspended until the file grows or the session moves */
-        }
-    }
-    size_t n = p->out.n - p->out_off < max ? p->out.n - p->out_off : max;
-    memcpy(buf, p->out.p + p->out_off, n);
-    p->out_off += n;
-    streams_wrote(&p->entry);
-    return (ssize_t)n;
+    return sse_pump(&p->out, pty_fill, p, buf, max);
 }
 
 static void pty_close(void *ctx) {
     struct pty *p = ctx;
-    streams_remove(&p->entry);
+    streams_remove(&p->out.entry);
     bus_unsubscribe(p->sub);
     if (p->fd >= 0)
         close(p->fd);
     ah_buf_clear(&p->line);
-    ah_buf_clear(&p->out);
+    ah_buf_clear(&p->out.buf);
     free(p->path);
     http_stream_unref(p->stream);
     free(p);
@@ -326,17 +298,10 @@ static void get_pty(struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = api_ready(req, res);
     if (!ctx)
         return;
-    const char *id = api_session_id(req, res);
-    const char *tenant = id ? api_tenant(req, res, NULL) : NULL;
-    if (!tenant)
+    AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, NULL);
+    if (!row)
         return;
-    AH_AUTO(session_row_freep) struct session_row *row = NULL;
-    int rc = store_session_get(ctx->store, tenant, id, &row);
-    if (rc < 0) {
-        http_error(req, res, rc, rc == AH_E_NOTFOUND ? "no session %s" : "cannot read session %s",
-                   id);
-        return;
-    }
+    const char *id = row->id;
     struct pty *p = calloc(1, sizeof(*p));
     if (!p || !(p->path = exec_recording_path(ctx->exec, id))) {
         free(p);
@@ -345,7 +310,7 @@ static void get_pty(struct http_request *req, struct http_response *res) {
     }
     p->fd = -1;
     p->line.max = LINE_MAX_BYTES;
-    p->out.max = 2 * LINE_MAX_BYTES;
+    p->out.buf.max = 2 * LINE_MAX_BYTES;
     p->ended = session_status_terminal(row->status);
     p->stream = http_stream_new(&pty_ops, p);
     if (!p->stream || bus_subscribe(ctx->bus, row->tenant_id, row->id, row->last_seq, pty_wake,
@@ -356,7 +321,7 @@ static void get_pty(struct http_request *req, struct http_response *res) {
         http_error(req, res, AH_E_NOMEM, "out of memory");
         return;
     }
-    streams_add(&p->entry, p->stream);
+    streams_add(&p->out.entry, p->stream);
     res->status = 200;
     res->stream = p->stream;
     http_stream_ref(p->stream);

@@ -30,6 +30,10 @@ const char *api_tenant(struct http_request *req, struct http_response *res,
 json_t *api_body(struct http_request *req, struct http_response *res, bool optional);
 /* The path parameter {id} when it is a well-formed session id; NULL after answering 404. */
 const char *api_session_id(struct http_request *req, struct http_response *res);
+/* The {id} session of the request's tenant (caller frees); NULL after answering 404 (or 400
+ * for a bad tenant, 5xx for a store failure). ret_tenant may be NULL. */
+struct session_row *api_session_load(struct api_ctx *ctx, struct http_request *req,
+                                     struct http_response *res, const char **ret_tenant);
 
 /* Runs fn under D7: a POST with Idempotency-Key is answered once; a replay gets the first
  * answer with Idempotent-Replayed: true; a different request with the same key is 422; the
@@ -53,6 +57,20 @@ int streams_watch(struct stream_entry *e, const char *path);
 /* Records that bytes went out (resets the keep-alive clock). */
 void streams_wrote(struct stream_entry *e);
 int64_t streams_keepalive_ms(void);
+
+/* The output side of every SSE stream: frames not yet handed to the connection. */
+struct sse_out {
+    struct stream_entry entry;
+    struct ah_buf buf;
+    size_t off;
+    bool started, done;
+};
+/* The body of an SSE read callback (http_stream_ops.read). When nothing is buffered it calls
+ * fill(ctx, o), which appends frames to o->buf and sets o->done when the stream is to close
+ * after them; it sends the retry hint first and a keep-alive comment when the stream has been
+ * idle for the interval. Returns bytes, 0 (suspend), HTTP_STREAM_END or an error. */
+ssize_t sse_pump(struct sse_out *o, int (*fill)(void *ctx, struct sse_out *o), void *ctx,
+                 char *out, size_t max);
 
 /* The Session representation (API.md §5.3 with D1). recent_events: the last 3 events for an
  * active session, [] otherwise. NULL on OOM. */

@@ -58,30 +58,11 @@ static void list_sessions(struct http_request *req, struct http_response *res) {
     http_json(req, res, 200, page_envelope(items, &pg, total));
 }
 
-/* Loads the {id} session of the request's tenant; NULL after answering 404. */
-static struct session_row *load(struct api_ctx *ctx, struct http_request *req,
-                                struct http_response *res, const char **ret_tenant) {
-    const char *id = api_session_id(req, res);
-    const char *tenant = id ? api_tenant(req, res, NULL) : NULL;
-    if (!tenant)
-        return NULL;
-    struct session_row *row = NULL;
-    int rc = store_session_get(ctx->store, tenant, id, &row);
-    if (rc < 0) {
-        http_error(req, res, rc, rc == AH_E_NOTFOUND ? "no session %s" : "cannot read session %s",
-                   id);
-        return NULL;
-    }
-    if (ret_tenant)
-        *ret_tenant = tenant;
-    return row;
-}
-
 static void get_session(struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = api_ready(req, res);
     if (!ctx)
         return;
-    AH_AUTO(session_row_freep) struct session_row *row = load(ctx, req, res, NULL);
+    AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, NULL);
     if (row)
         http_json(req, res, 200, api_session_json(ctx, row));
 }
@@ -142,7 +123,7 @@ static void delete_session(struct http_request *req, struct http_response *res) 
         return;
     }
     const char *tenant = NULL;
-    AH_AUTO(session_row_freep) struct session_row *row = load(ctx, req, res, &tenant);
+    AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, &tenant);
     if (!row)
         return;
     if (!session_status_terminal(row->status)) {
@@ -245,7 +226,7 @@ static void get_logs(struct http_request *req, struct http_response *res) {
         return;
     }
     const char *tenant = NULL;
-    AH_AUTO(session_row_freep) struct session_row *row = load(ctx, req, res, &tenant);
+    AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, &tenant);
     if (!row)
         return;
     static const char *const types[] = {"log", NULL};

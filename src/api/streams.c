@@ -79,6 +79,37 @@ void streams_wrote(struct stream_entry *e) {
     __atomic_store_n(&e->last_write, time_mono_ms(), __ATOMIC_RELAXED);
 }
 
+ssize_t sse_pump(struct sse_out *o, int (*fill)(void *ctx, struct sse_out *o), void *ctx,
+                 char *out, size_t max) {
+    if (o->off >= o->buf.n) {
+        o->buf.n = o->off = 0;
+        if (!o->started) { /* a reconnect hint, and the headers go out at once */
+            o->started = true;
+            ah_buf_puts(&o->buf, "retry: 2000\n\n");
+        } else if (o->done) {
+            ah_buf_clear(&o->buf);
+            return HTTP_STREAM_END;
+        }
+        if (!o->done) {
+            int rc = fill(ctx, o);
+            if (rc < 0)
+                return rc;
+        }
+        int64_t idle = time_mono_ms() - __atomic_load_n(&o->entry.last_write, __ATOMIC_RELAXED);
+        if (!o->buf.n && !o->done && idle >= keepalive_ms)
+            ah_buf_puts(&o->buf, ": keep-alive\n\n");
+        if (!o->buf.n) {
+            ah_buf_clear(&o->buf); /* nothing is kept for an idle stream */
+            return o->done ? HTTP_STREAM_END : 0;
+        }
+    }
+    size_t n = o->buf.n - o->off < max ? o->buf.n - o->off : max;
+    memcpy(out, o->buf.p + o->off, n);
+    o->off += n;
+    streams_wrote(&o->entry);
+    return (ssize_t)n;
+}
+
 static void on_tick(void) {
     uint64_t n;
     while (read(tfd, &n, sizeof(n)) > 0)

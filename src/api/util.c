@@ -77,6 +77,24 @@ const char *api_session_id(struct http_request *req, struct http_response *res) 
     return id;
 }
 
+struct session_row *api_session_load(struct api_ctx *ctx, struct http_request *req,
+                                     struct http_response *res, const char **ret_tenant) {
+    const char *id = api_session_id(req, res);
+    const char *tenant = id ? api_tenant(req, res, NULL) : NULL;
+    if (!tenant)
+        return NULL;
+    struct session_row *row = NULL;
+    int rc = store_session_get(ctx->store, tenant, id, &row);
+    if (rc < 0) {
+        http_error(req, res, rc, rc == AH_E_NOTFOUND ? "no session %s" : "cannot read session %s",
+                   id);
+        return NULL;
+    }
+    if (ret_tenant)
+        *ret_tenant = tenant;
+    return row;
+}
+
 /* ---- idempotency (D7) ------------------------------------------------------------------------ */
 
 static void request_hash(const struct http_request *req, char out[65]) {

@@ -272,6 +272,15 @@ const char *delivery_mode_name(enum delivery_mode m);
  * line number in reterr. */
 int toml_parse(const char *text, size_t len, json_t **ret, struct ah_problem *reterr);
 
+/* ---- files embedded at build time (cmake/embed.cmake) -------------------------------------- */
+
+/* One entry of a generated table; tables end with a NULL name. data is NUL-terminated. */
+struct embedded_file {
+    const char *name;
+    const char *data;
+    size_t size;
+};
+
 /* ---- logging: one JSON object per line ------------------------------------------------------- */
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };

@@ -227,6 +227,15 @@ void exec_remove_files(struct executor *ex, const char *id) {
 
 /* ---- control --------------------------------------------------------------------------------- */
 
+static int load(struct executor *ex, const char *tenant, const char *id,
+                struct session_row **ret, struct ah_problem *reterr) {
+    int rc = store_session_get(ex->store, tenant, id, ret);
+    if (rc < 0)
+        problem_set(reterr, rc, rc == AH_E_NOTFOUND ? "no session %s" : "cannot read session %s",
+                    id);
+    return rc;
+}
+
 static int conflict(struct ah_problem *p, const char *verb, enum session_status cur) {
     problem_set(p, AH_E_CONFLICT, "cannot %s a session that is %s", verb,
                 session_status_name(cur));
@@ -250,11 +259,9 @@ static pid_t target_group(struct executor *ex, const char *tenant, const char *i
 int exec_control(struct executor *ex, const char *tenant, const char *id, enum exec_action a,
                  enum session_status *ret_status, struct ah_problem *reterr) {
     AH_AUTO(session_row_freep) struct session_row *row = NULL;
-    int rc = store_session_get(ex->store, tenant, id, &row);
-    if (rc == AH_E_NOTFOUND)
-        return problem_set(reterr, rc, "no session %s", id);
+    int rc = load(ex, tenant, id, &row, reterr);
     if (rc < 0)
-        return problem_set(reterr, rc, "cannot read session %s", id);
+        return rc;
     enum session_status before = row->status;
     switch (a) {
     case EXEC_PAUSE: {
@@ -332,11 +339,9 @@ int exec_control(struct executor *ex, const char *tenant, const char *id, enum e
 int exec_prompt(struct executor *ex, const char *tenant, const char *id, const char *text,
                 struct ah_problem *reterr) {
     AH_AUTO(session_row_freep) struct session_row *row = NULL;
-    int rc = store_session_get(ex->store, tenant, id, &row);
-    if (rc == AH_E_NOTFOUND)
-        return problem_set(reterr, rc, "no session %s", id);
+    int rc = load(ex, tenant, id, &row, reterr);
     if (rc < 0)
-        return problem_set(reterr, rc, "cannot read session %s", id);
+        return rc;
     if (session_status_terminal(row->status))
         return problem_set(reterr, AH_E_GONE, "the session has ended (%s)",
                            session_status_name(row->status));

@@ -46,11 +46,6 @@ int store_sqlite_open(const char *path, void **ret_impl, struct ah_problem *rete
 extern const struct store_ops store_sqlite_ops;
 
 /* Migrations embedded at build time (src/store/migrations/NNN_name.sql, sorted by name). */
-struct embedded_file {
-    const char *name;
-    const char *data;
-    size_t size;
-};
 extern const struct embedded_file store_migrations[];
 
 #endif

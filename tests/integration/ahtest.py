@@ -225,6 +225,18 @@ class Server:
                 shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def memory_slack_kib():
+    """Extra memory a bound must allow when the server runs under AddressSanitizer: freed
+    blocks wait in its quarantine (sized by quarantine_size_mb) and every block has redzones."""
+    opts = os.environ.get("ASAN_OPTIONS", "")
+    m = re.search(r"quarantine_size_mb=(\d+)", opts)
+    if m:
+        return int(m.group(1)) * 1024 * 2
+    if "detect_leaks" in opts:  # ASan with its default 256 MiB quarantine
+        return 512 * 1024
+    return 0
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -338,8 +338,11 @@ class Concurrency(ServerTest):
             time.sleep(0.05)
         self.assertEqual(peak, 2)
         self.assertGreaterEqual(seen_queued, 7)
-        started = [session(self.server, sid)["startedAt"] for sid in ids]
-        self.assertEqual(started, sorted(started))  # admitted in order
+        # admitted in queue order: the provisioning transitions come in id order (two workers
+        # then provision in parallel, so startedAt may interleave)
+        admitted = [[e["ts"] for e in events(self.server, sid, type="status")
+                     if e["status"] == "provisioning"][0] for sid in ids]
+        self.assertEqual(admitted, sorted(admitted))
 
 
 def threads(pid):
