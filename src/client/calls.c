@@ -49,8 +49,7 @@ static int call_json(ah_client *c, const char *method, const char *path, const c
     return 0;
 }
 
-static int build_error(struct ah_api_error *reterr, int rc, const char *method,
-                       const char *path) {
+static int build_error(struct ah_api_error *reterr, int rc, const char *method, const char *path) {
     if (rc == AH_E_PROTOCOL)
         problem_local(reterr, rc, "unexpected answer to %s %s", method, path);
     else
@@ -60,10 +59,10 @@ static int build_error(struct ah_api_error *reterr, int rc, const char *method,
 
 /* call_json, then a builder (one of the *_from_json_t of types.c, which write *ret only on
  * success); AH_E_PROTOCOL when the answer is empty or has the wrong shape. */
-#define CALL_BUILD(c, method, path, body, ep, builder, ret, reterr)                               \
+#define CALL_BUILD(c, method, path, body, ep, builder, ret, reterr)                                \
     ({                                                                                             \
         json_t *j_ = NULL;                                                                         \
-        int rc_ = call_json(c, method, path, body, ep, 0, &j_, reterr);                           \
+        int rc_ = call_json(c, method, path, body, ep, 0, &j_, reterr);                            \
         if (rc_ == 0) {                                                                            \
             rc_ = j_ ? builder(j_, ret) : AH_E_PROTOCOL;                                           \
             json_decref(j_);                                                                       \
@@ -93,7 +92,8 @@ static int bad_arg(struct ah_api_error *reterr, const char *what) {
     return AH_E_INVAL;
 }
 
-/* ---- health ----------------------------------------------------------------------------------- */
+/* ---- health -----------------------------------------------------------------------------------
+ */
 
 int ah_client_healthz(ah_client *c, struct ah_api_error *reterr) {
     if (!c)
@@ -108,8 +108,8 @@ int ah_client_readyz(ah_client *c, struct ah_api_error *reterr) {
     if (!c)
         return AH_E_INVAL;
     json_t *j = NULL;
-    int rc = call_json(c, "GET", "/api/v1/readyz", NULL, AH_EP_HEALTH, CREQ_NO_RETRY_STATUS, &j,
-                       reterr);
+    int rc =
+        call_json(c, "GET", "/api/v1/readyz", NULL, AH_EP_HEALTH, CREQ_NO_RETRY_STATUS, &j, reterr);
     json_decref(j);
     return rc;
 }
@@ -117,10 +117,12 @@ int ah_client_readyz(ah_client *c, struct ah_api_error *reterr) {
 int ah_client_version(ah_client *c, struct ah_version **ret, struct ah_api_error *reterr) {
     if (!c || !ret)
         return bad_arg(reterr, "client and ret are required");
-    return CALL_BUILD(c, "GET", "/api/v1/version", NULL, AH_EP_HEALTH, version_from_json_t, ret, reterr);
+    return CALL_BUILD(c, "GET", "/api/v1/version", NULL, AH_EP_HEALTH, version_from_json_t, ret,
+                      reterr);
 }
 
-/* ---- tasks ------------------------------------------------------------------------------------ */
+/* ---- tasks ------------------------------------------------------------------------------------
+ */
 
 int ah_client_create_task_json(ah_client *c, const char *body_json, struct ah_task_created **ret,
                                struct ah_api_error *reterr) {
@@ -131,7 +133,8 @@ int ah_client_create_task_json(ah_client *c, const char *body_json, struct ah_ta
     json_decref(chk);
     if (!ok)
         return bad_arg(reterr, "the body must be a JSON object");
-    return CALL_BUILD(c, "POST", "/api/v1/tasks", body_json, AH_EP_TASKS, task_created_from_json_t, ret, reterr);
+    return CALL_BUILD(c, "POST", "/api/v1/tasks", body_json, AH_EP_TASKS, task_created_from_json_t,
+                      ret, reterr);
 }
 
 int ah_client_create_task(ah_client *c, const struct ah_task_spec *spec,
@@ -142,12 +145,14 @@ int ah_client_create_task(ah_client *c, const struct ah_task_spec *spec,
     int rc = ah_task_spec_to_json(spec, false, &body, reterr);
     if (rc < 0)
         return rc;
-    rc = CALL_BUILD(c, "POST", "/api/v1/tasks", body, AH_EP_TASKS, task_created_from_json_t, ret, reterr);
+    rc = CALL_BUILD(c, "POST", "/api/v1/tasks", body, AH_EP_TASKS, task_created_from_json_t, ret,
+                    reterr);
     free(body);
     return rc;
 }
 
-/* ---- sessions --------------------------------------------------------------------------------- */
+/* ---- sessions ---------------------------------------------------------------------------------
+ */
 
 int ah_client_list_sessions(ah_client *c, const struct ah_session_filter *f,
                             struct ah_session_list **ret, struct ah_api_error *reterr) {
@@ -282,8 +287,8 @@ int ah_client_prompt_session(ah_client *c, const char *id, const char *text,
     return rc;
 }
 
-int ah_client_session_logs(ah_client *c, const char *id, int64_t tail,
-                           struct ah_event_list **ret, struct ah_api_error *reterr) {
+int ah_client_session_logs(ah_client *c, const char *id, int64_t tail, struct ah_event_list **ret,
+                           struct ah_api_error *reterr) {
     if (!c || !id_ok(id) || !ret || tail < 0)
         return bad_arg(reterr, "client, id and ret are required; tail must be ≥ 0");
     struct ah_buf p = {.max = AH_LIMIT_URL};
@@ -328,12 +333,14 @@ int ah_client_list_events(ah_client *c, const char *id, const struct ah_event_qu
     return rc;
 }
 
-/* ---- drafts ----------------------------------------------------------------------------------- */
+/* ---- drafts -----------------------------------------------------------------------------------
+ */
 
 int ah_client_list_drafts(ah_client *c, struct ah_draft_list **ret, struct ah_api_error *reterr) {
     if (!c || !ret)
         return bad_arg(reterr, "client and ret are required");
-    return CALL_BUILD(c, "GET", "/api/v1/drafts", NULL, AH_EP_DRAFTS, draft_list_from_json_t, ret, reterr);
+    return CALL_BUILD(c, "GET", "/api/v1/drafts", NULL, AH_EP_DRAFTS, draft_list_from_json_t, ret,
+                      reterr);
 }
 
 int ah_client_get_draft(ah_client *c, const char *id, struct ah_draft **ret,
@@ -363,8 +370,8 @@ static int draft_write(ah_client *c, const char *method, const char *path,
     free(body);
     if (rc == 0 && ret) {
         json_t *d = json_is_string(j) ? json_pack("{s:O}", "id", j)
-                    : j              ? json_incref(j)
-                                     : json_object();
+                    : j               ? json_incref(j)
+                                      : json_object();
         rc = d ? draft_from_json_t(d, ret) : AH_E_NOMEM;
         json_decref(d);
         if (rc < 0)
@@ -410,7 +417,8 @@ int ah_client_delete_draft(ah_client *c, const char *id, struct ah_api_error *re
     return rc;
 }
 
-/* ---- repositories ----------------------------------------------------------------------------- */
+/* ---- repositories -----------------------------------------------------------------------------
+ */
 
 int ah_client_list_repos(ah_client *c, const char *tenant_id, const char *project_id,
                          struct ah_repo_list **ret, struct ah_api_error *reterr) {
@@ -444,7 +452,8 @@ int ah_client_list_branches(ah_client *c, const char *repo_id, struct ah_branch_
     return rc;
 }
 
-/* ---- raw -------------------------------------------------------------------------------------- */
+/* ---- raw --------------------------------------------------------------------------------------
+ */
 
 int ah_client_request(ah_client *c, const char *method, const char *path, const char *body_json,
                       int *ret_status, char **ret_body, struct ah_api_error *reterr) {

@@ -58,7 +58,8 @@ struct ah_client {
     uint64_t rng;
 };
 
-/* ---- process-wide libcurl initialisation ------------------------------------------------------ */
+/* ---- process-wide libcurl initialisation ------------------------------------------------------
+ */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc = CURLE_FAILED_INIT;
@@ -71,7 +72,8 @@ const char *ah_client_version_string(void) {
     return AH_CLIENT_VERSION;
 }
 
-/* ---- configuration ---------------------------------------------------------------------------- */
+/* ---- configuration ----------------------------------------------------------------------------
+ */
 
 static void wipe_free(char *s) {
     if (s) {
@@ -164,7 +166,8 @@ static int cfg_update(ah_client *c, cfg_edit_fn edit, const void *arg) {
     return rc;
 }
 
-/* ---- handle ----------------------------------------------------------------------------------- */
+/* ---- handle -----------------------------------------------------------------------------------
+ */
 
 static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *ud) {
     ah_client *c = ud;
@@ -187,8 +190,8 @@ static int normalise_base(const char *url, char **ret) {
     while (n > 0 && url[n - 1] == '/')
         n--;
     static const char suffix[] = "/api/v1";
-    if (n >= sizeof(suffix) - 1 && memcmp(url + n - (sizeof(suffix) - 1), suffix,
-                                          sizeof(suffix) - 1) == 0)
+    if (n >= sizeof(suffix) - 1 &&
+        memcmp(url + n - (sizeof(suffix) - 1), suffix, sizeof(suffix) - 1) == 0)
         n -= sizeof(suffix) - 1;
     while (n > 0 && url[n - 1] == '/')
         n--;
@@ -427,7 +430,8 @@ uint32_t client_random(ah_client *c) {
     return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
 }
 
-/* ---- the handle pool -------------------------------------------------------------------------- */
+/* ---- the handle pool --------------------------------------------------------------------------
+ */
 
 CURL *client_handle_get(ah_client *c) {
     CURL *h = NULL;
@@ -451,7 +455,8 @@ void client_handle_put(ah_client *c, CURL *h) {
         curl_easy_cleanup(h);
 }
 
-/* ---- one attempt ------------------------------------------------------------------------------ */
+/* ---- one attempt ------------------------------------------------------------------------------
+ */
 
 int client_curl_error(CURLcode cc, enum transport_class *ret_tc) {
     enum transport_class tc;
@@ -773,8 +778,8 @@ int client_call(ah_client *c, const struct creq *rq, struct cresp *rs,
             break;
         }
         client_log(c, AH_LOG_DEBUG, "%s %s: %s %d; retrying in %lld ms (attempt %d)", rq->method,
-                   rq->path, tc == TRANSPORT_OK ? "status" : errbuf, rs->status,
-                   (long long)delay, n);
+                   rq->path, tc == TRANSPORT_OK ? "status" : errbuf, rs->status, (long long)delay,
+                   n);
         cancel_sleep_ms(NULL, delay);
     }
     client_handle_put(c, h);
@@ -782,7 +787,8 @@ int client_call(ah_client *c, const struct creq *rq, struct cresp *rs,
     return rc;
 }
 
-/* ---- URL building ----------------------------------------------------------------------------- */
+/* ---- URL building -----------------------------------------------------------------------------
+ */
 
 int url_escape(struct ah_buf *b, const char *s) {
     static const char hex[] = "0123456789ABCDEF";

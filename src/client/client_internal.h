@@ -78,26 +78,26 @@ int64_t retry_after_parse(const char *value, int64_t now_ms);
 /* One dispatched event (WHATWG HTML "event stream interpretation"). Strings are valid during
  * the callback only. */
 struct sse_event {
-    const char *type;   /* the `event:` field, "message" when none */
-    const char *data;   /* the data lines joined by "\n" (no trailing newline) */
+    const char *type; /* the `event:` field, "message" when none */
+    const char *data; /* the data lines joined by "\n" (no trailing newline) */
     size_t data_len;
-    const char *id;     /* the last event id of the stream so far ("" when none) */
-    bool id_in_event;   /* this event carried its own `id:` line */
+    const char *id;   /* the last event id of the stream so far ("" when none) */
+    bool id_in_event; /* this event carried its own `id:` line */
 };
 
 typedef int (*sse_event_fn)(void *userdata, const struct sse_event *ev);
 
 struct sse_parser {
-    struct ah_buf line;  /* the line being assembled */
-    struct ah_buf data;  /* data of the event being assembled */
-    struct ah_buf type;  /* event type of the event being assembled */
-    struct ah_buf id;    /* the last event id (persists across events, per the spec) */
+    struct ah_buf line; /* the line being assembled */
+    struct ah_buf data; /* data of the event being assembled */
+    struct ah_buf type; /* event type of the event being assembled */
+    struct ah_buf id;   /* the last event id (persists across events, per the spec) */
     bool id_in_event;
-    bool started;        /* past a leading BOM */
-    bool after_cr;       /* the previous byte was a CR: skip one LF */
-    int64_t retry_ms;    /* last valid `retry:` field, -1 when none */
-    uint64_t comments;   /* comment lines seen (keep-alives) */
-    size_t max_event;    /* cap on one line and on one event's data; 0: 1 MiB */
+    bool started;      /* past a leading BOM */
+    bool after_cr;     /* the previous byte was a CR: skip one LF */
+    int64_t retry_ms;  /* last valid `retry:` field, -1 when none */
+    uint64_t comments; /* comment lines seen (keep-alives) */
+    size_t max_event;  /* cap on one line and on one event's data; 0: 1 MiB */
 };
 
 void sse_parser_init(struct sse_parser *p);
@@ -126,9 +126,9 @@ enum creq_flags {
 };
 
 struct creq {
-    const char *method;    /* "GET", "POST", "PUT", "DELETE" */
-    const char *path;      /* starts with "/", relative to the base URL, query included */
-    const char *body;      /* NULL: no body */
+    const char *method; /* "GET", "POST", "PUT", "DELETE" */
+    const char *path;   /* starts with "/", relative to the base URL, query included */
+    const char *body;   /* NULL: no body */
     enum ah_endpoint ep;
     unsigned flags;
 };
@@ -144,8 +144,7 @@ void cresp_clear(struct cresp *r);
 
 /* Performs rq with retries. 0 with *rs filled on a 2xx answer; otherwise a negative AH_E_*
  * with reterr filled (rs cleared). */
-int client_call(ah_client *c, const struct creq *rq, struct cresp *rs,
-                struct ah_api_error *reterr);
+int client_call(ah_client *c, const struct creq *rq, struct cresp *rs, struct ah_api_error *reterr);
 
 /* Emits a log line through the client's callback when level passes its threshold. */
 void client_log(ah_client *c, enum ah_log_level level, const char *fmt, ...)

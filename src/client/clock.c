@@ -39,7 +39,7 @@ struct timers {
     pthread_cond_t cond; /* CLOCK_MONOTONIC; signalled on every change */
     struct timer *head;
     uint64_t next_id;
-    uint64_t running;    /* id of the timer whose callback runs now, 0 if none */
+    uint64_t running; /* id of the timer whose callback runs now, 0 if none */
     pthread_t runner;
 };
 
@@ -131,7 +131,8 @@ static struct timespec mono_abs(int64_t mono_ms) {
     return ts;
 }
 
-/* ---- virtual ---------------------------------------------------------------------------------- */
+/* ---- virtual ----------------------------------------------------------------------------------
+ */
 
 struct vclock {
     struct timers t;
@@ -238,7 +239,8 @@ bool ah_clock_is_virtual(const ah_clock *c) {
     return c && c->ops == &virtual_ops;
 }
 
-/* ---- real ------------------------------------------------------------------------------------- */
+/* ---- real -------------------------------------------------------------------------------------
+ */
 
 struct rclock {
     struct timers t; /* deadlines are CLOCK_REALTIME ms */
@@ -335,11 +337,12 @@ int ah_clock_new_real(ah_clock **ret) {
     return rc;
 }
 
-/* ---- the wrapper ------------------------------------------------------------------------------ */
+/* ---- the wrapper ------------------------------------------------------------------------------
+ */
 
 int ah_clock_new(const struct ah_clock_ops *ops, void *impl, ah_clock **ret) {
-    if (!ops || !ret || !ops->now_ms || !ops->sleep_ms || !ops->timer_add ||
-        !ops->timer_cancel || !ops->destroy)
+    if (!ops || !ret || !ops->now_ms || !ops->sleep_ms || !ops->timer_add || !ops->timer_cancel ||
+        !ops->destroy)
         return AH_E_INVAL;
     ah_clock *c = calloc(1, sizeof(*c));
     if (!c)

@@ -12,7 +12,7 @@
 
 #include "client_internal.h"
 
-#define DETAIL_FROM_TEXT_MAX 512 /* bytes of a non-JSON body kept as the detail */
+#define DETAIL_FROM_TEXT_MAX 512  /* bytes of a non-JSON body kept as the detail */
 #define BODY_KEEP_MAX (64 * 1024) /* bytes of the raw body kept in e->body */
 
 struct code_row {
@@ -29,40 +29,23 @@ static const struct code_row codes[] = {
 
 static int code_for_status(int status) {
     switch (status) {
-    case 400:
-        return AH_E_BADREQ;
-    case 401:
-        return AH_E_AUTH;
-    case 403:
-        return AH_E_FORBIDDEN;
-    case 404:
-        return AH_E_NOTFOUND;
-    case 405:
-        return AH_E_METHOD;
-    case 406:
-        return AH_E_NOTACCEPTABLE;
-    case 408:
-        return AH_E_TIMEOUT;
-    case 409:
-        return AH_E_CONFLICT;
-    case 410:
-        return AH_E_GONE;
-    case 413:
-        return AH_E_TOOLARGE;
-    case 415:
-        return AH_E_MEDIATYPE;
-    case 422:
-        return AH_E_INVAL;
-    case 429:
-        return AH_E_RATELIMIT;
-    case 501:
-        return AH_E_NOTIMPL;
-    case 502:
-        return AH_E_NETWORK;
-    case 503:
-        return AH_E_UNAVAIL;
-    case 504:
-        return AH_E_TIMEOUT;
+    case 400: return AH_E_BADREQ;
+    case 401: return AH_E_AUTH;
+    case 403: return AH_E_FORBIDDEN;
+    case 404: return AH_E_NOTFOUND;
+    case 405: return AH_E_METHOD;
+    case 406: return AH_E_NOTACCEPTABLE;
+    case 408: return AH_E_TIMEOUT;
+    case 409: return AH_E_CONFLICT;
+    case 410: return AH_E_GONE;
+    case 413: return AH_E_TOOLARGE;
+    case 415: return AH_E_MEDIATYPE;
+    case 422: return AH_E_INVAL;
+    case 429: return AH_E_RATELIMIT;
+    case 501: return AH_E_NOTIMPL;
+    case 502: return AH_E_NETWORK;
+    case 503: return AH_E_UNAVAIL;
+    case 504: return AH_E_TIMEOUT;
     default:
         if (status >= 500)
             return AH_E_INTERNAL;

@@ -48,25 +48,19 @@ bool retry_should(const char *method, bool keyed, int status, enum transport_cla
         return false;
     bool safe = idempotent_method(method) || keyed;
     switch (tc) {
-    case TRANSPORT_CONNECT:
-        return true; /* nothing reached the server */
-    case TRANSPORT_IO:
-        return safe;
+    case TRANSPORT_CONNECT: return true; /* nothing reached the server */
+    case TRANSPORT_IO: return safe;
     case TRANSPORT_TIMEOUT:
-    case TRANSPORT_FATAL:
-        return false;
-    case TRANSPORT_OK:
-        break;
+    case TRANSPORT_FATAL: return false;
+    case TRANSPORT_OK: break;
     }
     switch (status) {
     case 408:
     case 429:
     case 502:
     case 503:
-    case 504:
-        return safe;
-    default:
-        return false;
+    case 504: return safe;
+    default: return false;
     }
 }
 
@@ -101,8 +95,8 @@ int64_t retry_after_parse(const char *value, int64_t now_ms) {
         return -1;
     char mon[4] = {0};
     int day, year, hh, mm, ss, used = 0;
-    if (sscanf(s + 1, " %2d %3c %4d %2d:%2d:%2d GMT%n", &day, mon, &year, &hh, &mm, &ss,
-               &used) != 6 ||
+    if (sscanf(s + 1, " %2d %3c %4d %2d:%2d:%2d GMT%n", &day, mon, &year, &hh, &mm, &ss, &used) !=
+            6 ||
         used == 0)
         return -1;
     const char *end = s + 1 + used;

@@ -120,8 +120,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
     if (!s->status_known) {
         curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &s->status);
         s->status_known = true;
-        s->is_sse = s->content_type &&
-                    strncasecmp(s->content_type, "text/event-stream", 17) == 0;
+        s->is_sse = s->content_type && strncasecmp(s->content_type, "text/event-stream", 17) == 0;
     }
     if (s->status != 200 || !s->is_sse) {
         int rc = ah_buf_append(&s->errbody, p, len);
@@ -239,8 +238,7 @@ static int connect_once(struct stream *s, const struct ccfg *g, const char *path
     if (!s->status_known) {
         curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &s->status);
         s->status_known = s->status != 0;
-        s->is_sse =
-            s->content_type && strncasecmp(s->content_type, "text/event-stream", 17) == 0;
+        s->is_sse = s->content_type && strncasecmp(s->content_type, "text/event-stream", 17) == 0;
     }
     if (s->terminal || s->stopped || s->err) {
         *tc = TRANSPORT_OK;
@@ -287,8 +285,8 @@ int ah_client_stream_events(ah_client *c, const char *id, const struct ah_stream
     int max_failures = o.max_failures == 0 ? STREAM_DEFAULT_MAX_FAILURES : o.max_failures;
 
     struct ah_api_error last = {.retry_after_ms = -1};
-    struct stream s = {.c = c, .cb = cb, .userdata = userdata, .cancel = o.cancel,
-                       .last_seq = o.after_seq};
+    struct stream s = {
+        .c = c, .cb = cb, .userdata = userdata, .cancel = o.cancel, .last_seq = o.after_seq};
     s.errbody.max = ERRBODY_MAX;
     sse_parser_init(&s.parser);
     struct ccfg *g = client_cfg_get(c);
@@ -310,7 +308,6 @@ int ah_client_stream_events(ah_client *c, const char *id, const struct ah_stream
 
     char errbuf[CURL_ERROR_SIZE];
     int failures = 0;
-    bool first = true;
     for (;;) {
         if (ah_cancel_triggered(s.cancel)) {
             rc = AH_E_CANCELED;
@@ -320,14 +317,13 @@ int ah_client_stream_events(ah_client *c, const char *id, const struct ah_stream
         conn_reset(&s);
         path.n = base_len;
         path.p[path.n] = '\0';
-        if (first && s.last_seq == 0 && o.tail > 0) {
+        if (s.last_seq == 0 && o.tail > 0) { /* until something arrived: tail, not all */
             bool q = true;
             if ((rc = query_add_int(&path, &q, "tail", o.tail)) < 0) {
                 problem_local(&last, rc, "cannot build the stream URL");
                 break;
             }
         }
-        first = false;
         enum transport_class tc = TRANSPORT_OK;
         errbuf[0] = '\0';
         rc = connect_once(&s, g, path.p, &tc, errbuf);
@@ -349,8 +345,8 @@ int ah_client_stream_events(ah_client *c, const char *id, const struct ah_stream
         bool progress = s.delivered > 0;
         if (rc == 0 && s.status_known && s.status != 200) {
             last.attempts = failures + 1;
-            rc = problem_from_response(&last, (int)s.status, s.errbody.p, s.errbody.n,
-                                       s.request_id, -1);
+            rc = problem_from_response(&last, (int)s.status, s.errbody.p, s.errbody.n, s.request_id,
+                                       -1);
             if (rc == AH_E_NOMEM && last.code)
                 rc = last.code;
             if (!retry_should("GET", false, (int)s.status, TRANSPORT_OK))

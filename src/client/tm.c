@@ -21,12 +21,11 @@ static int bad(struct ah_api_error *reterr, const char *what) {
     return AH_E_INVAL;
 }
 
-int ah_task_manager_new(const struct ah_task_manager_ops *ops, void *impl,
-                        ah_task_manager **ret) {
+int ah_task_manager_new(const struct ah_task_manager_ops *ops, void *impl, ah_task_manager **ret) {
     if (!ops || !ret || ops->size < sizeof(struct ah_task_manager_ops) || !ops->launch_task ||
         !ops->stream_events || !ops->list_sessions || !ops->get_session || !ops->list_drafts ||
-        !ops->save_draft || !ops->delete_draft || !ops->list_repositories ||
-        !ops->list_branches || !ops->control || !ops->destroy)
+        !ops->save_draft || !ops->delete_draft || !ops->list_repositories || !ops->list_branches ||
+        !ops->control || !ops->destroy)
         return AH_E_INVAL;
     ah_task_manager *tm = calloc(1, sizeof(*tm));
     if (!tm)
@@ -98,8 +97,7 @@ int ah_task_manager_list_drafts(ah_task_manager *tm, struct ah_draft_list **ret,
 }
 
 int ah_task_manager_initial_tasks(ah_task_manager *tm, struct ah_session_list **ret_sessions,
-                                  struct ah_draft_list **ret_drafts,
-                                  struct ah_api_error *reterr) {
+                                  struct ah_draft_list **ret_drafts, struct ah_api_error *reterr) {
     if (!tm || !ret_sessions || !ret_drafts)
         return bad(reterr, "tm and both outs are required");
     struct ah_session_list *sessions = NULL;
@@ -158,16 +156,16 @@ int ah_task_manager_control(ah_task_manager *tm, const char *session_id, enum ah
     return tm->ops->control(tm->impl, session_id, op, prompt, ret_status, reterr);
 }
 
-/* ---- remote ----------------------------------------------------------------------------------- */
+/* ---- remote -----------------------------------------------------------------------------------
+ */
 
 static int r_launch(void *impl, const struct ah_task_spec *spec, struct ah_task_created **ret,
                     struct ah_api_error *reterr) {
     return ah_client_create_task(impl, spec, ret, reterr);
 }
 
-static int r_stream(void *impl, const char *id, const struct ah_stream_options *opt,
-                    ah_event_fn cb, void *ud, int64_t *ret_last_seq,
-                    struct ah_api_error *reterr) {
+static int r_stream(void *impl, const char *id, const struct ah_stream_options *opt, ah_event_fn cb,
+                    void *ud, int64_t *ret_last_seq, struct ah_api_error *reterr) {
     return ah_client_stream_events(impl, id, opt, cb, ud, ret_last_seq, reterr);
 }
 
@@ -209,12 +207,9 @@ static int r_control(void *impl, const char *id, enum ah_control op, const char 
                      enum ah_session_status *ret_status, struct ah_api_error *reterr) {
     ah_client *c = impl;
     switch (op) {
-    case AH_CONTROL_PAUSE:
-        return ah_client_pause_session(c, id, ret_status, reterr);
-    case AH_CONTROL_RESUME:
-        return ah_client_resume_session(c, id, ret_status, reterr);
-    case AH_CONTROL_STOP:
-        return ah_client_stop_session(c, id, NULL, ret_status, reterr);
+    case AH_CONTROL_PAUSE: return ah_client_pause_session(c, id, ret_status, reterr);
+    case AH_CONTROL_RESUME: return ah_client_resume_session(c, id, ret_status, reterr);
+    case AH_CONTROL_STOP: return ah_client_stop_session(c, id, NULL, ret_status, reterr);
     case AH_CONTROL_CANCEL: {
         int rc = ah_client_delete_session(c, id, false, reterr);
         if (rc == 0 && ret_status)

@@ -49,7 +49,7 @@ struct msession {
     json_t *program; /* array of steps */
     size_t pc;
     int64_t next_at;
-    int64_t remaining; /* paused: time left to the next step (NEVER when waiting a prompt) */
+    int64_t remaining;      /* paused: time left to the next step (NEVER when waiting a prompt) */
     json_t *pending_result; /* the tool_result a tool step emits after its `ms` */
     bool waiting_prompt;
     const char *error;
@@ -91,7 +91,8 @@ struct mock {
 
 static const struct ah_task_manager_ops mock_ops;
 
-/* ---- helpers ---------------------------------------------------------------------------------- */
+/* ---- helpers ----------------------------------------------------------------------------------
+ */
 
 static void fmt_time(int64_t ms, char out[TIME_RFC3339_LEN + 1]) {
     time_format(ms, out);
@@ -165,7 +166,8 @@ static struct msession *find_session(struct mock *m, const char *id) {
     return NULL;
 }
 
-/* ---- the session state machine ---------------------------------------------------------------- */
+/* ---- the session state machine ----------------------------------------------------------------
+ */
 
 /* Appends an event (stolen) stamped with seq, sessionId and ts. 0 or AH_E_NOMEM. */
 static int emit(struct msession *s, int64_t t, json_t *ev) {
@@ -219,7 +221,7 @@ static int64_t count_lines(const char *text) {
 static int64_t step_ms_of(const struct mock *m, const json_t *step, const char *key) {
     json_t *v = json_object_get(step, key);
     return json_is_integer(v) && json_integer_value(v) >= 0 ? (int64_t)json_integer_value(v)
-                                                             : m->o.step_ms;
+                                                            : m->o.step_ms;
 }
 
 /* Runs the program's next step at time t (status running). */
@@ -241,17 +243,19 @@ static void run_step(struct mock *m, struct msession *s, int64_t t) {
         emit(s, t, json_pack("{s:s, s:s}", "type", "thought", "thought", text));
     } else if ((text = json_string_value(json_object_get(st, "log")))) {
         const char *level = json_string_value(json_object_get(st, "level"));
-        emit(s, t, json_pack("{s:s, s:s, s:s, s:n}", "type", "log", "level", level ? level : "info",
-                             "message", text, "tool_execution_id"));
+        emit(s, t,
+             json_pack("{s:s, s:s, s:s, s:n}", "type", "log", "level", level ? level : "info",
+                       "message", text, "tool_execution_id"));
     } else if ((text = json_string_value(json_object_get(st, "tool")))) {
         char exec_id[48];
         snprintf(exec_id, sizeof(exec_id), "tool_exec_%s_%u", s->id, ++s->tool_counter);
         json_t *args = json_object_get(st, "args");
         const char *out = json_string_value(json_object_get(st, "output"));
         json_t *targs = json_is_object(args) ? json_incref(args) : json_object();
-        emit(s, t, json_pack("{s:s, s:s, s:o, s:s, s:s}", "type", "tool_use", "tool_name", text,
-                             "tool_args", targs, "tool_execution_id", exec_id, "status",
-                             "started")); /* 'o' takes targs, also when packing fails */
+        emit(s, t,
+             json_pack("{s:s, s:s, s:o, s:s, s:s}", "type", "tool_use", "tool_name", text,
+                       "tool_args", targs, "tool_execution_id", exec_id, "status",
+                       "started")); /* 'o' takes targs, also when packing fails */
         s->pending_result = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "tool_result",
                                       "tool_name", text, "tool_output", out ? out : "",
                                       "tool_execution_id", exec_id, "status", "completed");
@@ -266,15 +270,17 @@ static void run_step(struct mock *m, struct msession *s, int64_t t) {
         json_object_set_new(s->edited, text, json_integer(total));
         s->lines_added += n;
         s->lines_removed += removed;
-        emit(s, t, json_pack("{s:s, s:s, s:I, s:I}", "type", "file_edit", "file_path", text,
-                             "lines_added", (json_int_t)n, "lines_removed", (json_int_t)removed));
+        emit(s, t,
+             json_pack("{s:s, s:s, s:I, s:I}", "type", "file_edit", "file_path", text,
+                       "lines_added", (json_int_t)n, "lines_removed", (json_int_t)removed));
     } else if ((text = json_string_value(json_object_get(st, "delete")))) {
         json_t *prev = json_object_get(s->edited, text);
         int64_t removed = prev ? (int64_t)json_integer_value(prev) : 0;
         json_object_set_new(s->edited, text, json_integer(0));
         s->lines_removed += removed;
-        emit(s, t, json_pack("{s:s, s:s, s:i, s:I}", "type", "file_edit", "file_path", text,
-                             "lines_added", 0, "lines_removed", (json_int_t)removed));
+        emit(s, t,
+             json_pack("{s:s, s:s, s:i, s:I}", "type", "file_edit", "file_path", text,
+                       "lines_added", 0, "lines_removed", (json_int_t)removed));
     } else if (json_object_get(st, "sleep")) {
         s->next_at = t + step_ms_of(m, st, "sleep");
     } else if (json_is_true(json_object_get(st, "wait_prompt"))) {
@@ -289,8 +295,9 @@ static void run_step(struct mock *m, struct msession *s, int64_t t) {
     } else if ((text = json_string_value(json_object_get(st, "fail")))) {
         finish(s, t, 1, text);
     } else {
-        emit(s, t, json_pack("{s:s, s:s, s:s, s:n}", "type", "log", "level", "warn", "message",
-                             "scripted: unknown scenario step skipped", "tool_execution_id"));
+        emit(s, t,
+             json_pack("{s:s, s:s, s:s, s:n}", "type", "log", "level", "warn", "message",
+                       "scripted: unknown scenario step skipped", "tool_execution_id"));
     }
 }
 
@@ -308,9 +315,7 @@ static void tick(struct mock *m, struct msession *s, int64_t now) {
             set_status(s, t, AH_STATUS_RUNNING);
             s->next_at = t; /* the program starts at once */
             break;
-        case AH_STATUS_RUNNING:
-            run_step(m, s, t);
-            break;
+        case AH_STATUS_RUNNING: run_step(m, s, t); break;
         case AH_STATUS_PAUSING:
             set_status(s, t, AH_STATUS_PAUSED);
             s->next_at = NEVER;
@@ -319,12 +324,8 @@ static void tick(struct mock *m, struct msession *s, int64_t now) {
             set_status(s, t, AH_STATUS_RUNNING);
             s->next_at = s->remaining == NEVER ? NEVER : t + s->remaining;
             break;
-        case AH_STATUS_STOPPING:
-            set_status(s, t, AH_STATUS_STOPPED);
-            break;
-        default:
-            s->next_at = NEVER;
-            break;
+        case AH_STATUS_STOPPING: set_status(s, t, AH_STATUS_STOPPED); break;
+        default: s->next_at = NEVER; break;
         }
     }
 }
@@ -334,7 +335,8 @@ static void tick_all(struct mock *m, int64_t now) {
         tick(m, m->sessions[i], now);
 }
 
-/* ---- wake-ups --------------------------------------------------------------------------------- */
+/* ---- wake-ups ---------------------------------------------------------------------------------
+ */
 
 static void wake(void *ud) {
     struct mock *m = ud;
@@ -380,7 +382,8 @@ static void arm(struct mock *m, struct msession *s) {
     s->armed_at = s->next_at;
 }
 
-/* ---- JSON views ------------------------------------------------------------------------------- */
+/* ---- JSON views -------------------------------------------------------------------------------
+ */
 
 static json_t *links_json(const char *id) {
     char self[96], events[104], logs[104];
@@ -411,12 +414,12 @@ static json_t *session_json(struct msession *s) {
     rc |= set_time(o, "startedAt", s->started);
     rc |= set_time(o, "endedAt", s->ended);
     rc |= json_object_set_new(o, "error", s->error ? json_string(s->error) : json_null());
-    rc |= json_object_set_new(o, "exitCode", s->has_exit ? json_integer(s->exit_code)
-                                                         : json_null());
+    rc |=
+        json_object_set_new(o, "exitCode", s->has_exit ? json_integer(s->exit_code) : json_null());
     char mount[64];
     snprintf(mount, sizeof(mount), "/mock/workspaces/%s", s->id);
-    rc |= json_object_set_new(o, "workspace", json_pack("{s:s, s:s}", "snapshotProvider",
-                                                        "mock", "mountPath", mount));
+    rc |= json_object_set_new(
+        o, "workspace", json_pack("{s:s, s:s}", "snapshotProvider", "mock", "mountPath", mount));
     rc |= json_object_set_new(o, "links", links_json(s->id));
     json_t *recent = json_array();
     if (recent && !ah_session_status_terminal(s->status)) {
@@ -428,9 +431,9 @@ static json_t *session_json(struct msession *s) {
     if (s->status == AH_STATUS_COMPLETED)
         rc |= json_object_set_new(o, "changes",
                                   json_pack("{s:I, s:I, s:I}", "files_changed",
-                                            (json_int_t)json_object_size(s->edited),
-                                            "lines_added", (json_int_t)s->lines_added,
-                                            "lines_removed", (json_int_t)s->lines_removed));
+                                            (json_int_t)json_object_size(s->edited), "lines_added",
+                                            (json_int_t)s->lines_added, "lines_removed",
+                                            (json_int_t)s->lines_removed));
     if (rc) {
         json_decref(o);
         return NULL;
@@ -438,7 +441,8 @@ static json_t *session_json(struct msession *s) {
     return o;
 }
 
-/* ---- launch ----------------------------------------------------------------------------------- */
+/* ---- launch -----------------------------------------------------------------------------------
+ */
 
 static void msession_free(struct msession *s) {
     if (!s)
@@ -487,13 +491,13 @@ static json_t *default_program(const struct mock *m) {
 static json_t *view_json(const struct mock *m, const struct task_request *r,
                          const struct task_agent *a) {
     AH_AUTOFREE char *prompt = prompt_text(r->prompt);
-    json_t *v = json_pack("{s:s, s:s?, s:s, s:{s:s, s:s?, s:s?, s:s?}, s:{s:s}, s:{s:s, s:s}}",
-                          "tenantId", r->tenant_id ? r->tenant_id : m->tenant, "projectId",
-                          r->project_id, "prompt", prompt ? prompt : "", "repo", "mode",
-                          repo_mode_name(r->repo.mode), "url", r->repo.url, "branch",
-                          r->repo.branch, "commit", r->repo.commit, "runtime", "type",
-                          runtime_type_name(r->runtime.type), "agent", "type", a->type, "version",
-                          a->version ? a->version : "latest");
+    json_t *v =
+        json_pack("{s:s, s:s?, s:s, s:{s:s, s:s?, s:s?, s:s?}, s:{s:s}, s:{s:s, s:s}}", "tenantId",
+                  r->tenant_id ? r->tenant_id : m->tenant, "projectId", r->project_id, "prompt",
+                  prompt ? prompt : "", "repo", "mode", repo_mode_name(r->repo.mode), "url",
+                  r->repo.url, "branch", r->repo.branch, "commit", r->repo.commit, "runtime",
+                  "type", runtime_type_name(r->runtime.type), "agent", "type", a->type, "version",
+                  a->version ? a->version : "latest");
     if (!v || !prompt) {
         json_decref(v);
         return NULL;
@@ -602,8 +606,8 @@ static int m_launch(void *impl, const struct ah_task_spec *spec, struct ah_task_
     }
     json_t *answer = NULL;
     if (rc == 0) {
-        answer = json_pack("{s:s, s:O, s:s, s:o}", "id", made[0]->id, "session_ids", ids,
-                           "status", "queued", "links", links_json(made[0]->id));
+        answer = json_pack("{s:s, s:O, s:s, s:o}", "id", made[0]->id, "session_ids", ids, "status",
+                           "queued", "links", links_json(made[0]->id));
         if (!answer)
             rc = AH_E_NOMEM;
     }
@@ -626,7 +630,8 @@ static int m_launch(void *impl, const struct ah_task_spec *spec, struct ah_task_
     return 0;
 }
 
-/* ---- sessions --------------------------------------------------------------------------------- */
+/* ---- sessions ---------------------------------------------------------------------------------
+ */
 
 static bool matches(const struct msession *s, const struct ah_session_filter *f) {
     if (!f)
@@ -794,11 +799,11 @@ static int m_control(void *impl, const char *id, enum ah_control op, const char 
     return 0;
 }
 
-/* ---- streaming -------------------------------------------------------------------------------- */
+/* ---- streaming --------------------------------------------------------------------------------
+ */
 
-static int m_stream(void *impl, const char *id, const struct ah_stream_options *opt,
-                    ah_event_fn cb, void *ud, int64_t *ret_last_seq,
-                    struct ah_api_error *reterr) {
+static int m_stream(void *impl, const char *id, const struct ah_stream_options *opt, ah_event_fn cb,
+                    void *ud, int64_t *ret_last_seq, struct ah_api_error *reterr) {
     struct mock *m = impl;
     int64_t last = opt ? opt->after_seq : 0;
     int rc = enter(m, AH_TM_STREAM, reterr);
@@ -859,7 +864,8 @@ static int m_stream(void *impl, const char *id, const struct ah_stream_options *
             }
             int stop = cb(ud, ev);
             last = ev->seq;
-            bool terminal = strcmp(ev->type, "status") == 0 && ah_session_status_terminal(ev->status);
+            bool terminal =
+                strcmp(ev->type, "status") == 0 && ah_session_status_terminal(ev->status);
             ah_event_free(ev);
             if (stop) {
                 rc = AH_E_CANCELED;
@@ -886,7 +892,8 @@ out_early:
     return rc;
 }
 
-/* ---- drafts ----------------------------------------------------------------------------------- */
+/* ---- drafts -----------------------------------------------------------------------------------
+ */
 
 /* The stored body with its id and times (the server's Draft schema). */
 static json_t *draft_json(const struct mdraft *d) {
@@ -1021,7 +1028,8 @@ static int m_delete_draft(void *impl, const char *id, struct ah_api_error *reter
     return 0;
 }
 
-/* ---- repositories ----------------------------------------------------------------------------- */
+/* ---- repositories -----------------------------------------------------------------------------
+ */
 
 static int m_list_repos(void *impl, struct ah_repo_list **ret, struct ah_api_error *reterr) {
     struct mock *m = impl;
@@ -1053,8 +1061,8 @@ static int m_list_branches(void *impl, const char *repo_id, struct ah_branch_lis
         size_t i;
         json_t *n;
         json_array_foreach(names, i, n) {
-            json_array_append_new(arr, json_pack("{s:O, s:b, s:n}", "name", n, "is_default",
-                                                 i == 0, "last_commit"));
+            json_array_append_new(
+                arr, json_pack("{s:O, s:b, s:n}", "name", n, "is_default", i == 0, "last_commit"));
         }
         out = arr ? json_pack("{s:s, s:o}", "repositoryId", repo_id, "branches", arr) : NULL;
     }
@@ -1066,7 +1074,8 @@ static int m_list_branches(void *impl, const char *repo_id, struct ah_branch_lis
     return rc < 0 ? oom(reterr) : 0;
 }
 
-/* ---- life cycle ------------------------------------------------------------------------------- */
+/* ---- life cycle -------------------------------------------------------------------------------
+ */
 
 static void m_destroy(void *impl) {
     struct mock *m = impl;
@@ -1138,9 +1147,9 @@ static int add_repo_locked(struct mock *m, const char *id, const char *name, con
             json_decref(names);
             names = NULL;
         }
-    json_t *repo = json_pack("{s:s, s:s, s:s, s:s, s:s, s:n}", "id", id, "displayName", name,
-                             "scmProvider", "git", "remoteUrl", url, "defaultBranch",
-                             branches[0], "lastUsedAt");
+    json_t *repo =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:n}", "id", id, "displayName", name, "scmProvider",
+                  "git", "remoteUrl", url, "defaultBranch", branches[0], "lastUsedAt");
     int rc = 0;
     if (!names || !repo || json_array_append(m->repos, repo) < 0 ||
         json_object_set(m->branches, id, names) < 0)
@@ -1160,8 +1169,8 @@ int ah_task_manager_new_mock(const struct ah_mock_options *o, ah_task_manager **
         if (!opts.tenant_id)
             opts.tenant_id = "default";
     }
-    if (opts.queue_ms < 0 || opts.provision_ms < 0 || opts.step_ms < 0 ||
-        opts.transition_ms < 0 || opts.call_latency_ms < 0 || opts.default_steps < 0 ||
+    if (opts.queue_ms < 0 || opts.provision_ms < 0 || opts.step_ms < 0 || opts.transition_ms < 0 ||
+        opts.call_latency_ms < 0 || opts.default_steps < 0 ||
         strlen(opts.tenant_id) > AH_LIMIT_NAME)
         return AH_E_INVAL;
     struct mock *m = calloc(1, sizeof(*m));
@@ -1228,9 +1237,9 @@ int ah_mock_add_repository(ah_task_manager *tm, const char *id, const char *disp
         if (!branches[i])
             return AH_E_INVAL;
     pthread_mutex_lock(&m->mu);
-    int rc = json_object_get(m->branches, id) ? AH_E_EXISTS
-                                              : add_repo_locked(m, id, display_name, remote_url,
-                                                                branches, n);
+    int rc = json_object_get(m->branches, id)
+                 ? AH_E_EXISTS
+                 : add_repo_locked(m, id, display_name, remote_url, branches, n);
     pthread_mutex_unlock(&m->mu);
     return rc;
 }

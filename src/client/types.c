@@ -13,11 +13,12 @@
 
 #include "client_internal.h"
 
-/* ---- session status --------------------------------------------------------------------------- */
+/* ---- session status ---------------------------------------------------------------------------
+ */
 
 static const char *const status_names[] = {
-    "unknown", "queued",  "provisioning", "running", "pausing",  "paused",
-    "resuming", "stopping", "stopped",      "completed", "failed", "cancelled",
+    "unknown",  "queued",   "provisioning", "running",   "pausing", "paused",
+    "resuming", "stopping", "stopped",      "completed", "failed",  "cancelled",
 };
 
 const char *ah_session_status_name(enum ah_session_status s) {
@@ -40,17 +41,18 @@ bool ah_session_status_terminal(enum ah_session_status s) {
            s == AH_STATUS_CANCELLED;
 }
 
-/* ---- the owner of a result's memory ----------------------------------------------------------- */
+/* ---- the owner of a result's memory -----------------------------------------------------------
+ */
 
 #define OWNER_EXTRA 4
 
 struct owner {
     json_t *root;
-    char *text;                /* compact JSON of root */
-    char *extra[OWNER_EXTRA];  /* strings computed while parsing (joined prompts) */
+    char *text;               /* compact JSON of root */
+    char *extra[OWNER_EXTRA]; /* strings computed while parsing (joined prompts) */
     size_t n_extra;
-    void *arr;                 /* one array of pointers or structs */
-    bool oom;                  /* a computed string could not be made */
+    void *arr; /* one array of pointers or structs */
+    bool oom;  /* a computed string could not be made */
 };
 
 static struct owner *owner_new(json_t *j) {
@@ -101,7 +103,8 @@ json_t *json_parse_text(const char *text, size_t len, int *ret_err) {
     return j;
 }
 
-/* ---- member access ---------------------------------------------------------------------------- */
+/* ---- member access ----------------------------------------------------------------------------
+ */
 
 static const char *str(const json_t *o, const char *key) {
     return json_string_value(json_object_get(o, key));
@@ -145,7 +148,8 @@ static const char *prompt_of(struct owner *o, const json_t *v) {
     return NULL;
 }
 
-/* ---- events ----------------------------------------------------------------------------------- */
+/* ---- events -----------------------------------------------------------------------------------
+ */
 
 static void event_fill(struct ah_event *ev, const json_t *j) {
     ev->seq = int_or(json_object_get(j, "seq"), 0);
@@ -285,7 +289,8 @@ int ah_event_list_from_json(const char *json, struct ah_event_list **ret) {
     return rc;
 }
 
-/* ---- sessions --------------------------------------------------------------------------------- */
+/* ---- sessions ---------------------------------------------------------------------------------
+ */
 
 int session_from_json_t(json_t *j, struct ah_session **ret) {
     if (!json_is_object(j))
@@ -360,8 +365,8 @@ int session_from_json_t(json_t *j, struct ah_session **ret) {
     const json_t *recent = json_object_get(j, "recent_events");
     if (!recent)
         recent = json_object_get(j, "recentEvents");
-    int rc = o->oom ? AH_E_NOMEM : events_from_array(recent, &s->recent_events,
-                                                       &s->n_recent_events);
+    int rc =
+        o->oom ? AH_E_NOMEM : events_from_array(recent, &s->recent_events, &s->n_recent_events);
     if (rc < 0) {
         ah_session_free(s);
         return rc;
@@ -445,7 +450,8 @@ int ah_session_list_from_json(const char *json, struct ah_session_list **ret) {
     return rc;
 }
 
-/* ---- task created ----------------------------------------------------------------------------- */
+/* ---- task created -----------------------------------------------------------------------------
+ */
 
 int task_created_from_json_t(json_t *j, struct ah_task_created **ret) {
     if (!json_is_object(j))
@@ -508,7 +514,8 @@ int ah_task_created_from_json(const char *json, struct ah_task_created **ret) {
     return rc;
 }
 
-/* ---- drafts ----------------------------------------------------------------------------------- */
+/* ---- drafts -----------------------------------------------------------------------------------
+ */
 
 int draft_from_json_t(json_t *j, struct ah_draft **ret) {
     if (!json_is_object(j))
@@ -611,7 +618,8 @@ int ah_draft_list_from_json(const char *json, struct ah_draft_list **ret) {
     return rc;
 }
 
-/* ---- repositories and branches ---------------------------------------------------------------- */
+/* ---- repositories and branches ----------------------------------------------------------------
+ */
 
 static void repo_free(struct ah_repo *r) {
     if (!r)
@@ -752,7 +760,8 @@ int ah_branch_list_from_json(const char *json, struct ah_branch_list **ret) {
     return rc;
 }
 
-/* ---- small answers ---------------------------------------------------------------------------- */
+/* ---- small answers ----------------------------------------------------------------------------
+ */
 
 int version_from_json_t(json_t *j, struct ah_version **ret) {
     if (!json_is_object(j))
@@ -808,7 +817,8 @@ void ah_prompt_ack_free(struct ah_prompt_ack *a) {
     free(a);
 }
 
-/* ---- the create-task body --------------------------------------------------------------------- */
+/* ---- the create-task body ---------------------------------------------------------------------
+ */
 
 static int set_str(json_t *o, const char *key, const char *v) {
     if (!v)
@@ -858,7 +868,11 @@ json_t *task_spec_json(const struct ah_task_spec *spec, bool partial, struct ah_
             rc = AH_E_NOMEM;
             goto fail;
         }
-        const char *mode = spec->repo_mode ? spec->repo_mode : spec->repo_url ? "git" : "none";
+        /* A draft without a mode or URL says nothing about the mode. */
+        const char *mode = spec->repo_mode  ? spec->repo_mode
+                           : spec->repo_url ? "git"
+                           : partial        ? NULL
+                                            : "none";
         rc |= set_str(repo, "mode", mode);
         rc |= set_str(repo, "url", spec->repo_url);
         rc |= set_str(repo, "branch", spec->repo_branch);
