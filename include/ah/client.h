@@ -78,6 +78,11 @@ struct ah_api_error {
 /* Frees what the struct holds and zeroes it (retry_after_ms becomes -1). NULL-safe. */
 void ah_api_error_clear(struct ah_api_error *e);
 
+/* Fills e (cleared first) from a non-2xx answer exactly as a call would: the Problem's fields
+ * when the body is one, else what the status says. For task managers that reach the API
+ * without HTTP (the in-process one). Returns e->code. */
+int ah_api_error_from_answer(struct ah_api_error *e, int status, const char *body, size_t len);
+
 /* The first message of one field ("agents"), or NULL when that field has no error. Lent from e
  * (valid until it is cleared). */
 const char *ah_api_error_field(const struct ah_api_error *e, const char *field);

@@ -6,6 +6,8 @@
 #ifndef AH_API_H
 #define AH_API_H
 
+#include <ah/task_manager.h>
+
 #include "../exec/exec.h"
 #include "../http/http.h"
 
@@ -28,6 +30,35 @@ struct store *api_store(struct api_ctx *ctx);
 /* Publishes the services to the handlers (all three, or all NULL to withdraw them). */
 void api_set_services(struct api_ctx *ctx, struct store *st, struct bus *bus,
                       struct executor *ex);
+
+/* ---- the services behind the handlers (services.c) ------------------------------------------- */
+
+struct api_services {
+    struct store *store;
+    struct bus *bus;
+    struct executor *exec;
+};
+/* Opens the store (migrating it), starts the event writer and the executor (which recovers the
+ * sessions of a previous run, D15). On failure everything started is stopped again and reterr
+ * says why. */
+int api_services_start(const char *db, const struct exec_config *ec, struct api_services *ret,
+                       struct ah_problem *reterr);
+/* The reverse order: the supervisor stops before the writer drains (its completions still reach
+ * the executor), and the store closes last. Safe on a zeroed struct. */
+void api_services_stop(struct api_services *sv);
+
+/* ---- the in-process task manager (local.c) -------------------------------------------------- */
+
+struct api_local_options {
+    const char *db;                /* the store, as for the daemon */
+    const struct exec_config *exec; /* how sessions run */
+    const char *tenant;            /* NULL: "default" */
+};
+/* An ah_task_manager over the server core of this process: the same handlers as the REST API
+ * (without HTTP) and the bus for events. Sessions it starts run under this process and are
+ * re-attached by whoever opens the same data next (D15). Free with ah_task_manager_free. */
+int api_local_new(const struct api_local_options *o, ah_task_manager **ret,
+                  struct ah_problem *reterr);
 
 /* Starts/stops the thread behind every SSE stream (keep-alives, recording growth). */
 int api_streams_start(struct api_ctx *ctx);

@@ -45,30 +45,9 @@ static void runtime_dir(char *out, size_t n) {
         snprintf(out, n, "/tmp/ah-%u", (unsigned)getuid());
 }
 
-/* Everything behind the HTTP front door, started once the store is open. */
-struct services {
-    struct store *store;
-    struct bus *bus;
-    struct executor *exec;
-};
-
-static int start_services(const char *command, const struct config *cfg, struct services *sv) {
-    struct ah_problem p = {0};
-    int rc = store_open(cfg->db, &sv->store, &p);
-    if (rc < 0) {
-        fprintf(stderr, "ah %s: cannot open the database %s: %s\n", command, cfg->db, p.detail);
-        problem_clear(&p);
-        return rc;
-    }
-    int version = 0, applied = 0;
-    store_schema_version(sv->store, &version, &applied);
-    json_t *f = json_pack("{s:i, s:i}", "schema_version", version, "migrations_applied", applied);
-    log_json(LOG_INFO, "store open", f);
-    json_decref(f);
-    if ((rc = bus_new(sv->store, &sv->bus)) < 0) {
-        fprintf(stderr, "ah %s: cannot start the event writer\n", command);
-        return rc;
-    }
+/* Everything behind the HTTP front door, started once the port is bound. */
+static int start_services(const char *command, const struct config *cfg,
+                          struct api_services *sv) {
     char self[4096], rundir[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n <= 0) {
@@ -90,22 +69,12 @@ static int start_services(const char *command, const struct config *cfg, struct 
         .n_agents = cfg->n_agents,
         .env_allow = (const char *const *)cfg->agent_env,
     };
-    if ((rc = exec_new(&ec, sv->store, sv->bus, &sv->exec, &p)) < 0 ||
-        (rc = exec_start(sv->exec, &p)) < 0) {
-        fprintf(stderr, "ah %s: %s\n", command, p.detail);
-        problem_clear(&p);
-        return rc;
-    }
-    return 0;
-}
-
-/* The reverse order: the supervisor stops before the writer drains (its completions still
- * reach the executor), and the store closes last. */
-static void stop_services(struct services *sv) {
-    exec_stop(sv->exec);
-    bus_free(sv->bus);
-    exec_free(sv->exec);
-    store_close(sv->store);
+    struct ah_problem p = {0};
+    int rc = api_services_start(cfg->db, &ec, sv, &p);
+    if (rc < 0)
+        fprintf(stderr, "ah %s: %s: %s\n", command, cfg->db, p.detail);
+    problem_clear(&p);
+    return rc;
 }
 
 static int run_daemon(const char *command, const struct config *cfg) {
@@ -159,7 +128,7 @@ static int run_daemon(const char *command, const struct config *cfg) {
     log_json(LOG_INFO, "listening", f);
     json_decref(f);
 
-    struct services sv = {0};
+    struct api_services sv = {0};
     int rc = EXIT_OK;
     if (start_services(command, cfg, &sv) < 0) {
         rc = EXIT_GENERAL;
@@ -176,7 +145,7 @@ out:
     http_server_stop(http); /* drains in-flight requests and ends streams first */
     api_streams_stop();
     api_set_services(&api, NULL, NULL, NULL);
-    stop_services(&sv);
+    api_services_stop(&sv);
     router_free(router);
     if (rc == EXIT_OK)
         log_msg(LOG_INFO, "stopped");

@@ -250,3 +250,9 @@ void problem_from_core(struct ah_api_error *e, const struct ah_problem *p) {
     if (cur)
         e->current_status = strdup(cur);
 }
+
+int ah_api_error_from_answer(struct ah_api_error *e, int status, const char *body, size_t len) {
+    if (!e)
+        return AH_E_INVAL;
+    return problem_from_response(e, status, body, body ? len : 0, NULL, -1);
+}

@@ -267,11 +267,18 @@ int exec_control(struct executor *ex, const char *tenant, const char *id, enum e
     case EXEC_PAUSE: {
         if (before != SESSION_RUNNING)
             return conflict(reterr, "pause", before);
-        pid_t pg = target_group(ex, tenant, id, true);
-        if (!pg)
-            return conflict(reterr, "pause (the agent is still starting)", before);
         if ((rc = exec_transition(ex, tenant, id, SESSION_PAUSING, NULL, NULL, &before)) < 0)
             return rc == AH_E_CONFLICT ? conflict(reterr, "pause", before) : rc;
+        pthread_mutex_lock(&ex->mu);
+        struct live *l = live_find(ex, tenant, id);
+        pid_t pg = l ? l->agent_pgid : 0;
+        if (l && pg <= 1) /* just started: its recorder has not said hello with the group yet */
+            l->pause_pending = true;
+        pthread_mutex_unlock(&ex->mu);
+        if (pg <= 1) {
+            *ret_status = SESSION_PAUSING; /* 202: the pause completes on the hello */
+            return 0;
+        }
         kill(-pg, SIGSTOP);
         exec_transition(ex, tenant, id, SESSION_PAUSED, NULL, NULL, NULL);
         *ret_status = SESSION_PAUSED;

@@ -40,6 +40,7 @@ struct live {
     struct rconn *conn;
     int64_t kill_at;            /* monotonic ms when SIGKILL is due; 0 = none */
     bool exit_seen;             /* the recorder reported the agent's exit */
+    bool pause_pending;         /* paused before the agent's group was known: stop it on hello */
     json_t *prompts;            /* texts waiting for a connection */
     char token_hash[65];
     char *workspace;            /* path, once provisioned */

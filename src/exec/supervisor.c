@@ -506,6 +506,14 @@ static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
     if (old)
         conn_kill(ex, old);
     c->live = l;
+    pthread_mutex_lock(&ex->mu);
+    bool pause = l->pause_pending && l->agent_pgid > 1;
+    l->pause_pending = false;
+    pthread_mutex_unlock(&ex->mu);
+    if (pause) { /* a pause that arrived before we knew the agent's group (exec_control) */
+        kill(-l->agent_pgid, SIGSTOP);
+        exec_transition(ex, l->tenant, l->id, SESSION_PAUSED, NULL, NULL, NULL);
+    }
     struct session_row *row = NULL;
     int64_t acked = 0;
     if (store_session_get(ex->store, l->tenant, l->id, &row) == 0) {

@@ -129,6 +129,23 @@ struct route_match {
 int router_match(const struct router *r, const char *method, const char *path, struct arena *a,
                  struct route_match *ret, char *allow, size_t allow_size);
 
+/* ---- loopback: a request without a socket ---------------------------------------------------- */
+
+struct http_loopback_request {
+    const char *method;
+    const char *target; /* path with an optional ?query, percent-encoded as on the wire */
+    const char *body;   /* NULL when none */
+    size_t body_len;
+    const struct http_kv *headers; /* borrowed for the call */
+    size_t n_headers;
+};
+/* Matches and runs the handler in the calling thread. req and res are filled (res->body holds
+ * the answer's bytes; a stream is returned as res->stream, which the caller must drop); always
+ * release them with http_loopback_done. 0, or AH_E_NOMEM before any handler ran. */
+int http_loopback(const struct router *r, const struct http_loopback_request *lr,
+                  struct http_request *req, struct http_response *res);
+void http_loopback_done(struct http_request *req, struct http_response *res);
+
 /* ---- server ---------------------------------------------------------------------------------- */
 
 struct http_config {

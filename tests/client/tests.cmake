@@ -42,3 +42,9 @@ set_tests_properties(client/install PROPERTIES LABELS client TIMEOUT 600
 ah_client_test(oom)
 target_link_options(test-client-oom PRIVATE
   -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup)
+
+# The in-process implementation (src/api/local.c): the server core without HTTP.
+ah_client_test(tm-local ${AH_CLIENT_TEST_DIR}/contract.c)
+target_link_libraries(test-client-tm-local PRIVATE ah_api)
+target_compile_definitions(test-client-tm-local PRIVATE AH_BIN="$<TARGET_FILE:ah>")
+add_dependencies(test-client-tm-local ah)
