@@ -80,7 +80,7 @@ void ah_api_error_clear(struct ah_api_error *e);
 
 /* Fills e (cleared first) from a non-2xx answer exactly as a call would: the Problem's fields
  * when the body is one, else what the status says. For task managers that reach the API
- * without HTTP (the in-process one). Returns e->code. */
+ * without HTTP (the in-process one). Returns the code; e may be NULL. */
 int ah_api_error_from_answer(struct ah_api_error *e, int status, const char *body, size_t len);
 
 /* The first message of one field ("agents"), or NULL when that field has no error. Lent from e

@@ -252,7 +252,8 @@ void problem_from_core(struct ah_api_error *e, const struct ah_problem *p) {
 }
 
 int ah_api_error_from_answer(struct ah_api_error *e, int status, const char *body, size_t len) {
-    if (!e)
-        return AH_E_INVAL;
-    return problem_from_response(e, status, body, body ? len : 0, NULL, -1);
+    struct ah_api_error scratch = {0};
+    int code = problem_from_response(e ? e : &scratch, status, body, body ? len : 0, NULL, -1);
+    ah_api_error_clear(&scratch); /* reterr is optional in every call: still return the code */
+    return code;
 }

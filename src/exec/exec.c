@@ -219,6 +219,18 @@ char *exec_recording_path(struct executor *ex, const char *id) {
     return strdup(path);
 }
 
+int exec_repo_branches(struct executor *ex, const char *url, json_t **ret) {
+    return workspace_repo_branches(ex->cfg.data_dir, url, ret);
+}
+
+int exec_repo_files(struct executor *ex, const char *url, size_t max, json_t **ret) {
+    return workspace_repo_files(ex->cfg.data_dir, url, max, ret);
+}
+
+int exec_repo_default_branch(struct executor *ex, const char *url, char **ret) {
+    return workspace_repo_default(ex->cfg.data_dir, url, ret);
+}
+
 void exec_remove_files(struct executor *ex, const char *id) {
     char path[4200];
     snprintf(path, sizeof(path), "%s/workspaces/%s", ex->cfg.data_dir, id);

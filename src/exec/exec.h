@@ -70,6 +70,14 @@ int exec_prompt(struct executor *ex, const char *tenant, const char *id, const c
                 struct ah_problem *reterr);
 /* Where the session's asciicast recording is (may not exist yet); caller frees. */
 char *exec_recording_path(struct executor *ex, const char *id);
+/* What the repository at url has: its branches [{name, is_default, last_commit}] and tracked
+ * files [{path, detail}] (at most max), from the git cache (see workspace.c). */
+int exec_repo_branches(struct executor *ex, const char *url, json_t **ret);
+int exec_repo_files(struct executor *ex, const char *url, size_t max, json_t **ret);
+/* The default branch as our mirror knows it (caller frees); AH_E_NOTFOUND when not fetched. */
+int exec_repo_default_branch(struct executor *ex, const char *url, char **ret);
+/* "repo-<16 hex of SHA-256(url)>": the stable id of a repository (the git cache's key too). */
+void exec_repo_id(const char *url, char out[22]);
 /* Deletes a session's workspace and files (DELETE, D14). */
 void exec_remove_files(struct executor *ex, const char *id);
 

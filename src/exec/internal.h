@@ -44,6 +44,13 @@ struct workspace_request {
  * provider's name and the path (caller frees both). Errors name every provider tried. */
 int workspace_provision(const struct workspace_request *wr, char **ret_provider, char **ret_path,
                         struct ah_problem *reterr);
+/* A repository's branches [{name, is_default, last_commit}] from our mirror, or (never
+ * provisioned) from a ls-remote bounded to 10 s. AH_E_NETWORK when git cannot reach it. */
+int workspace_repo_branches(const char *data_dir, const char *url, json_t **ret);
+/* The default branch of our mirror of url (caller frees); AH_E_NOTFOUND without a mirror. */
+int workspace_repo_default(const char *data_dir, const char *url, char **ret);
+/* Up to max tracked files [{path, detail}] of the mirror's HEAD; AH_E_NOTFOUND without one. */
+int workspace_repo_files(const char *data_dir, const char *url, size_t max, json_t **ret);
 /* Removes a workspace directory tree (btrfs subvolumes included). */
 int workspace_remove(const char *path);
 

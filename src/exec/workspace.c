@@ -366,3 +366,129 @@ int workspace_provision(const struct workspace_request *wr, char **ret_provider,
     ah_buf_clear(&c.errors);
     return AH_E_IO;
 }
+
+void exec_repo_id(const char *url, char out[22]) {
+    char key[17];
+    url_key(url, key);
+    snprintf(out, 22, "repo-%s", key);
+}
+
+int workspace_repo_default(const char *data_dir, const char *url, char **ret) {
+    char mirror[4200];
+    snprintf(mirror, sizeof(mirror), "%s/git-cache/", data_dir);
+    size_t l = strlen(mirror);
+    char key[17];
+    url_key(url, key);
+    snprintf(mirror + l, sizeof(mirror) - l, "%s.git", key);
+    struct stat st;
+    if (stat(mirror, &st) < 0)
+        return AH_E_NOTFOUND;
+    const char *argv[] = {"git", "-C", mirror, "symbolic-ref", "--short", "HEAD", NULL};
+    char *out = NULL;
+    if (run_command(argv, NULL, &out) != 0 || !out || !*out) {
+        free(out);
+        return AH_E_NOTFOUND;
+    }
+    out[strcspn(out, "\r\n")] = '\0';
+    *ret = out;
+    return 0;
+}
+
+/* ---- what a repository has: branches and files (for GET /repositories/…) -------------------- */
+
+static void mirror_path(const char *data_dir, const char *url, char *out, size_t n) {
+    char key[17];
+    url_key(url, key);
+    snprintf(out, n, "%s/git-cache/%s.git", data_dir, key);
+}
+
+/* Lines of `git …` output; the mirror when we have it, else a bounded ls-remote. */
+static int git_lines(const char *const *argv, char **ret) {
+    int rc = run_command(argv, NULL, ret);
+    if (rc != 0) {
+        free(*ret);
+        *ret = NULL;
+        return rc < 0 ? rc : AH_E_NETWORK;
+    }
+    return 0;
+}
+
+int workspace_repo_branches(const char *data_dir, const char *url, json_t **ret) {
+    char mirror[4200];
+    mirror_path(data_dir, url, mirror, sizeof(mirror));
+    struct stat st;
+    bool cached = stat(mirror, &st) == 0;
+    AH_AUTOFREE char *refs = NULL, *head = NULL;
+    int rc;
+    if (cached) {
+        const char *a1[] = {"git", "-C", mirror, "for-each-ref",
+                            "--format=%(objectname) %(refname:short)", "refs/heads", NULL};
+        const char *a2[] = {"git", "-C", mirror, "symbolic-ref", "--short", "HEAD", NULL};
+        rc = git_lines(a1, &refs);
+        if (rc == 0 && git_lines(a2, &head) < 0)
+            head = NULL;
+    } else { /* never provisioned: ask the remote, but never for long (an HTTP thread waits) */
+        const char *a[] = {"timeout", "10", "git", "ls-remote", "--heads", "--symref", url, NULL};
+        rc = git_lines(a, &refs);
+    }
+    if (rc < 0)
+        return rc;
+    json_t *out = json_array();
+    char def[256] = "";
+    if (head)
+        snprintf(def, sizeof(def), "%.*s", (int)strcspn(head, "\r\n"), head);
+    for (char *line = refs, *next; out && line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        if (strncmp(line, "ref: refs/heads/", 16) == 0) { /* ls-remote --symref: HEAD's branch */
+            snprintf(def, sizeof(def), "%.*s", (int)strcspn(line + 16, "\t"), line + 16);
+            continue;
+        }
+        char *sep = strpbrk(line, " \t");
+        if (!sep || sep - line < 40)
+            continue;
+        *sep = '\0';
+        const char *name = sep + 1;
+        if (strncmp(name, "refs/heads/", 11) == 0)
+            name += 11;
+        json_array_append_new(out, json_pack("{s:s, s:b, s:s}", "name", name, "is_default", 0,
+                                             "last_commit", line));
+    }
+    size_t i;
+    json_t *b;
+    json_array_foreach(out, i, b) {
+        if (def[0] && strcmp(json_string_value(json_object_get(b, "name")), def) == 0)
+            json_object_set_new(b, "is_default", json_true());
+    }
+    if (!out)
+        return AH_E_NOMEM;
+    *ret = out;
+    return 0;
+}
+
+int workspace_repo_files(const char *data_dir, const char *url, size_t max, json_t **ret) {
+    char mirror[4200];
+    mirror_path(data_dir, url, mirror, sizeof(mirror));
+    struct stat st;
+    if (stat(mirror, &st) < 0)
+        return AH_E_NOTFOUND; /* nothing fetched yet: no tree to list */
+    const char *argv[] = {"git", "-C", mirror, "ls-tree", "-r", "--name-only", "HEAD", NULL};
+    AH_AUTOFREE char *names = NULL;
+    int rc = git_lines(argv, &names);
+    if (rc < 0)
+        return rc;
+    json_t *out = json_array();
+    size_t n = 0;
+    for (char *line = names, *next; out && line && *line && n < max; line = next, n++) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        json_array_append_new(out, json_pack("{s:s, s:s}", "path", line, "detail",
+                                             "Tracked file"));
+    }
+    if (!out)
+        return AH_E_NOMEM;
+    *ret = out;
+    return 0;
+}

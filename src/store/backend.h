@@ -34,6 +34,14 @@ struct store_ops {
     int (*idem_finish)(void *impl, const char *tenant, const char *key, int status,
                        const char *content_type, const char *body, size_t len);
     int (*idem_release)(void *impl, const char *tenant, const char *key);
+    int (*draft_put)(void *impl, const char *tenant, const char *id, const json_t *body,
+                     int64_t now, bool create);
+    int (*draft_get)(void *impl, const char *tenant, const char *id, struct draft_row **ret);
+    int (*draft_delete)(void *impl, const char *tenant, const char *id);
+    int (*draft_list)(void *impl, const char *tenant, const struct page *pg,
+                      struct draft_row ***ret, size_t *ret_n, int64_t *ret_total);
+    int (*repo_list)(void *impl, const char *tenant, const char *project_id,
+                     struct repo_row **ret, size_t *ret_n);
 };
 
 struct store {

@@ -326,4 +326,9 @@ const struct store_ops store_sqlite_ops = {
     .idem_begin = sq_idem_begin,
     .idem_finish = sq_idem_finish,
     .idem_release = sq_idem_release,
+    .draft_put = sq_draft_put,
+    .draft_get = sq_draft_get,
+    .draft_delete = sq_draft_delete,
+    .draft_list = sq_draft_list,
+    .repo_list = sq_repo_list,
 };

@@ -67,5 +67,13 @@ int sq_idem_begin(void *impl, const char *tenant, const char *key, const char *h
 int sq_idem_finish(void *impl, const char *tenant, const char *key, int status,
                    const char *content_type, const char *body, size_t len);
 int sq_idem_release(void *impl, const char *tenant, const char *key);
+int sq_draft_put(void *impl, const char *tenant, const char *id, const json_t *body, int64_t now,
+                 bool create);
+int sq_draft_get(void *impl, const char *tenant, const char *id, struct draft_row **ret);
+int sq_draft_delete(void *impl, const char *tenant, const char *id);
+int sq_draft_list(void *impl, const char *tenant, const struct page *pg, struct draft_row ***ret,
+                  size_t *ret_n, int64_t *ret_total);
+int sq_repo_list(void *impl, const char *tenant, const char *project_id, struct repo_row **ret,
+                 size_t *ret_n);
 
 #endif

@@ -101,3 +101,27 @@ int store_idem_finish(struct store *st, const char *tenant, const char *key, int
 int store_idem_release(struct store *st, const char *tenant, const char *key) {
     return st->ops->idem_release(st->impl, tenant, key);
 }
+
+int store_draft_put(struct store *st, const char *tenant, const char *id, const json_t *body,
+                    int64_t now, bool create) {
+    return st->ops->draft_put(st->impl, tenant, id, body, now, create);
+}
+
+int store_draft_get(struct store *st, const char *tenant, const char *id,
+                    struct draft_row **ret) {
+    return st->ops->draft_get(st->impl, tenant, id, ret);
+}
+
+int store_draft_delete(struct store *st, const char *tenant, const char *id) {
+    return st->ops->draft_delete(st->impl, tenant, id);
+}
+
+int store_draft_list(struct store *st, const char *tenant, const struct page *pg,
+                     struct draft_row ***ret, size_t *ret_n, int64_t *ret_total) {
+    return st->ops->draft_list(st->impl, tenant, pg, ret, ret_n, ret_total);
+}
+
+int store_repo_list(struct store *st, const char *tenant, const char *project_id,
+                    struct repo_row **ret, size_t *ret_n) {
+    return st->ops->repo_list(st->impl, tenant, project_id, ret, ret_n);
+}

@@ -142,6 +142,37 @@ int store_event_range(struct store *st, const char *tenant, const char *session_
                       int64_t after, size_t limit, char ***ret_json, int64_t **ret_seq,
                       size_t *ret_n);
 
+/* ---- drafts (API.md §7.14) ------------------------------------------------------------------ */
+
+struct draft_row {
+    char *id;
+    json_t *body; /* the task-shaped object as saved */
+    int64_t created_at, updated_at;
+};
+void draft_row_free(struct draft_row *r);
+AH_DEFINE_CLEANUP(struct draft_row, draft_row_free)
+void draft_rows_free(struct draft_row **rows, size_t n);
+int store_draft_put(struct store *st, const char *tenant, const char *id, const json_t *body,
+                    int64_t now, bool create);       /* update: AH_E_NOTFOUND when absent */
+int store_draft_get(struct store *st, const char *tenant, const char *id,
+                    struct draft_row **ret);
+int store_draft_delete(struct store *st, const char *tenant, const char *id);
+/* Newest first (by last update). */
+int store_draft_list(struct store *st, const char *tenant, const struct page *pg,
+                     struct draft_row ***ret, size_t *ret_n, int64_t *ret_total);
+
+/* ---- repositories: the ones the tenant's tasks used ------------------------------------------ */
+
+struct repo_row {
+    char *url;
+    int64_t last_used_at;
+};
+void repo_rows_free(struct repo_row *rows, size_t n);
+/* The distinct repo.url of the tenant's git tasks (optionally of one project), most recently
+ * used first. */
+int store_repo_list(struct store *st, const char *tenant, const char *project_id,
+                    struct repo_row **ret, size_t *ret_n);
+
 /* ---- idempotency keys (D7) ------------------------------------------------------------------- */
 
 struct idem_row {

@@ -1,0 +1,202 @@
+/*
+ * sqlite_drafts.c — drafts (saved, possibly incomplete task bodies) and the repositories the
+ * tenant's tasks have used. Every statement is scoped by tenant_id.
+ */
+#include <string.h>
+
+#include "sqlite_internal.h"
+
+void draft_row_free(struct draft_row *r) {
+    if (!r)
+        return;
+    free(r->id);
+    json_decref(r->body);
+    free(r);
+}
+
+void draft_rows_free(struct draft_row **rows, size_t n) {
+    for (size_t i = 0; rows && i < n; i++)
+        draft_row_free(rows[i]);
+    free(rows);
+}
+
+void repo_rows_free(struct repo_row *rows, size_t n) {
+    for (size_t i = 0; rows && i < n; i++)
+        free(rows[i].url);
+    free(rows);
+}
+
+static int read_draft(sqlite3_stmt *st, struct draft_row **ret) {
+    struct draft_row *r = calloc(1, sizeof(*r));
+    if (!r)
+        return AH_E_NOMEM;
+    r->id = strdup((const char *)sqlite3_column_text(st, 0));
+    r->body = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+    r->created_at = sqlite3_column_int64(st, 2);
+    r->updated_at = sqlite3_column_int64(st, 3);
+    if (!r->id || !r->body) {
+        draft_row_free(r);
+        return AH_E_NOMEM;
+    }
+    *ret = r;
+    return 0;
+}
+
+int sq_draft_put(void *impl, const char *tenant, const char *id, const json_t *body, int64_t now,
+                 bool create) {
+    struct sq *s = impl;
+    AH_AUTOFREE char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!text)
+        return AH_E_NOMEM;
+    struct conn *c = sq_acquire(s);
+    sqlite3_stmt *st = sq_prepare(c, create ? "INSERT INTO drafts (tenant_id, id, body, created_at,"
+                                              " updated_at) VALUES (?1, ?2, ?3, ?4, ?4)"
+                                            : "UPDATE drafts SET body = ?3, updated_at = ?4"
+                                              " WHERE tenant_id = ?1 AND id = ?2");
+    int rc = AH_E_DB;
+    if (st) {
+        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, now);
+        rc = sq_code(sqlite3_step(st));
+        if (rc == 0 && sqlite3_changes(c->db) == 0)
+            rc = AH_E_NOTFOUND;
+    }
+    sq_done(c, st);
+    sq_release(s, c);
+    return rc;
+}
+
+int sq_draft_get(void *impl, const char *tenant, const char *id, struct draft_row **ret) {
+    struct sq *s = impl;
+    struct conn *c = sq_acquire(s);
+    sqlite3_stmt *st = sq_prepare(c, "SELECT id, body, created_at, updated_at FROM drafts"
+                                     " WHERE tenant_id = ?1 AND id = ?2");
+    int rc = AH_E_DB;
+    if (st) {
+        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        int step = sqlite3_step(st);
+        rc = step == SQLITE_ROW ? read_draft(st, ret) : step == SQLITE_DONE ? AH_E_NOTFOUND
+                                                                            : sq_code(step);
+    }
+    sq_done(c, st);
+    sq_release(s, c);
+    return rc;
+}
+
+int sq_draft_delete(void *impl, const char *tenant, const char *id) {
+    struct sq *s = impl;
+    struct conn *c = sq_acquire(s);
+    sqlite3_stmt *st = sq_prepare(c, "DELETE FROM drafts WHERE tenant_id = ?1 AND id = ?2");
+    int rc = AH_E_DB;
+    if (st) {
+        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        rc = sq_code(sqlite3_step(st));
+        if (rc == 0 && sqlite3_changes(c->db) == 0)
+            rc = AH_E_NOTFOUND;
+    }
+    sq_done(c, st);
+    sq_release(s, c);
+    return rc;
+}
+
+int sq_draft_list(void *impl, const char *tenant, const struct page *pg, struct draft_row ***ret,
+                  size_t *ret_n, int64_t *ret_total) {
+    struct sq *s = impl;
+    struct conn *c = sq_acquire(s);
+    int rc = sq_exec(c, "BEGIN");
+    int64_t total = 0;
+    struct draft_row **rows = NULL;
+    size_t n = 0;
+    sqlite3_stmt *st = rc == 0 ? sq_prepare(c, "SELECT count(*) FROM drafts WHERE tenant_id = ?1")
+                               : NULL;
+    if (st) {
+        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            total = sqlite3_column_int64(st, 0);
+    }
+    sq_done(c, st);
+    st = rc == 0 ? sq_prepare(c, "SELECT id, body, created_at, updated_at FROM drafts"
+                                 " WHERE tenant_id = ?1 ORDER BY updated_at DESC, id DESC"
+                                 " LIMIT ?2 OFFSET ?3")
+                 : NULL;
+    if (!st)
+        rc = rc < 0 ? rc : AH_E_DB;
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, pg->per_page);
+        sqlite3_bind_int64(st, 3, page_offset(pg));
+        rows = calloc((size_t)pg->per_page, sizeof(*rows));
+        int step = SQLITE_DONE;
+        while (rows && (step = sqlite3_step(st)) == SQLITE_ROW && rc == 0)
+            if ((rc = read_draft(st, &rows[n])) == 0)
+                n++;
+        if (!rows)
+            rc = AH_E_NOMEM;
+        else if (rc == 0 && step != SQLITE_DONE)
+            rc = sq_code(step);
+    }
+    sq_done(c, st);
+    sq_exec(c, "COMMIT");
+    sq_release(s, c);
+    if (rc < 0) {
+        draft_rows_free(rows, n);
+        return rc;
+    }
+    *ret = rows;
+    *ret_n = n;
+    *ret_total = total;
+    return 0;
+}
+
+int sq_repo_list(void *impl, const char *tenant, const char *project_id, struct repo_row **ret,
+                 size_t *ret_n) {
+    struct sq *s = impl;
+    struct conn *c = sq_acquire(s);
+    sqlite3_stmt *st = sq_prepare(c, "SELECT json_extract(request, '$.repo.url') AS url,"
+                                     " max(created_at) FROM tasks WHERE tenant_id = ?1"
+                                     " AND (?2 IS NULL OR project_id = ?2)"
+                                     " AND json_extract(request, '$.repo.mode') = 'git'"
+                                     " AND url IS NOT NULL GROUP BY url"
+                                     " ORDER BY max(created_at) DESC LIMIT 1000");
+    int rc = st ? 0 : AH_E_DB;
+    struct repo_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    if (st) {
+        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, project_id, -1, SQLITE_STATIC);
+        int step;
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                struct repo_row *nr = realloc(rows, cap * sizeof(*rows));
+                if (!nr) {
+                    rc = AH_E_NOMEM;
+                    break;
+                }
+                rows = nr;
+            }
+            rows[n].url = strdup((const char *)sqlite3_column_text(st, 0));
+            rows[n].last_used_at = sqlite3_column_int64(st, 1);
+            if (!rows[n].url) {
+                rc = AH_E_NOMEM;
+                break;
+            }
+            n++;
+        }
+        if (rc == 0 && step != SQLITE_DONE)
+            rc = sq_code(step);
+    }
+    sq_done(c, st);
+    sq_release(s, c);
+    if (rc < 0) {
+        repo_rows_free(rows, n);
+        return rc;
+    }
+    *ret = rows;
+    *ret_n = n;
+    return 0;
+}
