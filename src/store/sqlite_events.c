@@ -41,7 +41,29 @@ static json_t *finish_event(const json_t *payload, const char *session_id, int64
     return e;
 }
 
-static int apply_one(struct conn *c, struct store_op *op) {
+/* A session as the batch sees it: read once, kept in memory while the batch runs, its counters
+ * written back once at the end (one UPDATE per session per batch instead of one per event). */
+struct batch_session {
+    const char *tenant, *id;
+    enum session_status status;
+    int64_t last_seq, rseq;
+    bool dirty;
+};
+
+struct batch {
+    struct batch_session *s;
+    size_t n, cap;
+};
+
+/* The session's state in this batch; *ret NULL when the session does not exist. */
+static int batch_session(struct conn *c, struct batch *b, const struct store_op *op,
+                         struct batch_session **ret) {
+    for (size_t i = b->n; i > 0; i--) /* recent first: batches come in runs per session */
+        if (strcmp(b->s[i - 1].id, op->session_id) == 0 &&
+            strcmp(b->s[i - 1].tenant, op->tenant) == 0) {
+            *ret = &b->s[i - 1];
+            return 0;
+        }
     sqlite3_stmt *st = sq_prepare(c, "SELECT status, last_seq, recorder_rseq FROM sessions"
                                      " WHERE tenant_id = ?1 AND id = ?2");
     if (!st)
@@ -51,89 +73,128 @@ static int apply_one(struct conn *c, struct store_op *op) {
     int step = sqlite3_step(st);
     if (step != SQLITE_ROW) {
         sq_done(c, st);
-        return step == SQLITE_DONE ? (op->result = AH_E_NOTFOUND, 0) : sq_code(step);
+        *ret = NULL;
+        return step == SQLITE_DONE ? 0 : sq_code(step);
     }
-    enum session_status cur = SESSION_FAILED;
-    session_status_parse((const char *)sqlite3_column_text(st, 0), &cur);
-    int64_t last_seq = sqlite3_column_int64(st, 1), rseq = sqlite3_column_int64(st, 2);
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16;
+        struct batch_session *ns = realloc(b->s, cap * sizeof(*ns));
+        if (!ns) {
+            sq_done(c, st);
+            return AH_E_NOMEM;
+        }
+        b->s = ns;
+        b->cap = cap;
+    }
+    struct batch_session *bs = &b->s[b->n++];
+    *bs = (struct batch_session){.tenant = op->tenant, .id = op->session_id,
+                                 .status = SESSION_FAILED};
+    session_status_parse((const char *)sqlite3_column_text(st, 0), &bs->status);
+    bs->last_seq = sqlite3_column_int64(st, 1);
+    bs->rseq = sqlite3_column_int64(st, 2);
     sq_done(c, st);
-    op->status_before = cur;
-    if (op->rseq && op->rseq <= rseq) {
+    *ret = bs;
+    return 0;
+}
+
+static int batch_flush(struct conn *c, struct batch *b) {
+    for (size_t i = 0; i < b->n; i++) {
+        struct batch_session *bs = &b->s[i];
+        if (!bs->dirty)
+            continue;
+        sqlite3_stmt *st = sq_prepare(c, "UPDATE sessions SET last_seq = ?3, recorder_rseq = ?4"
+                                         " WHERE tenant_id = ?1 AND id = ?2");
+        if (!st)
+            return AH_E_DB;
+        sqlite3_bind_text(st, 1, bs->tenant, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, bs->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, bs->last_seq);
+        sqlite3_bind_int64(st, 4, bs->rseq);
+        int rc = sq_code(sqlite3_step(st));
+        sq_done(c, st);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The state machine's part of a transition: the session row's status, times and outcome. */
+static int write_transition(struct conn *c, const struct store_op *op, int64_t ts) {
+    sqlite3_stmt *st = sq_prepare(
+        c, "UPDATE sessions SET status = ?3, updated_at = ?4,"
+           " started_at = CASE WHEN ?3 = 'running' AND started_at IS NULL THEN ?4"
+           " ELSE started_at END,"
+           " ended_at = CASE WHEN ?5 THEN ?4 ELSE ended_at END,"
+           " error = coalesce(?6, error),"
+           " exit_code = CASE WHEN ?7 THEN ?8 ELSE exit_code END,"
+           " changes = coalesce(?9, changes)"
+           " WHERE tenant_id = ?1 AND id = ?2");
+    if (!st)
+        return AH_E_DB;
+    AH_AUTOFREE char *changes = op->changes ? json_dumps(op->changes, JSON_COMPACT) : NULL;
+    sqlite3_bind_text(st, 1, op->tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, op->session_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, session_status_name(op->to), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, ts);
+    sqlite3_bind_int(st, 5, session_status_terminal(op->to));
+    sqlite3_bind_text(st, 6, op->error, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 7, op->has_exit_code);
+    sqlite3_bind_int(st, 8, op->exit_code);
+    sqlite3_bind_text(st, 9, changes, -1, SQLITE_STATIC);
+    int rc = sq_code(sqlite3_step(st));
+    sq_done(c, st);
+    return rc;
+}
+
+static int apply_one(struct conn *c, struct batch *b, struct store_op *op) {
+    struct batch_session *bs = NULL;
+    int rc = batch_session(c, b, op, &bs);
+    if (rc < 0)
+        return rc;
+    if (!bs) {
+        op->result = AH_E_NOTFOUND;
+        return 0;
+    }
+    op->status_before = bs->status;
+    if (op->rseq && op->rseq <= bs->rseq) {
         op->result = AH_E_EXISTS;
+        return 0;
+    }
+    if (op->kind == STORE_OP_TRANSITION ? !session_transition_legal(bs->status, op->to)
+                                        : session_status_terminal(bs->status)) {
+        op->result = op->kind == STORE_OP_TRANSITION ? AH_E_CONFLICT : AH_E_GONE;
+        /* not stored, but remembered as seen, so the recorder's resend is not retried forever */
+        if (op->rseq) {
+            bs->rseq = op->rseq;
+            bs->dirty = true;
+        }
         return 0;
     }
 
     int64_t ts = now_or(op->ts);
     AH_AUTO(json_decrefp) json_t *payload = NULL;
     if (op->kind == STORE_OP_TRANSITION) {
-        if (!session_transition_legal(cur, op->to))
-            op->result = AH_E_CONFLICT;
-    } else if (session_status_terminal(cur)) {
-        op->result = AH_E_GONE;
-    }
-    if (op->result < 0) {
-        /* Not stored, but remembered as seen so the recorder's resend is not retried forever. */
-        if (op->rseq) {
-            st = sq_prepare(c, "UPDATE sessions SET recorder_rseq = ?3"
-                               " WHERE tenant_id = ?1 AND id = ?2");
-            if (!st)
-                return AH_E_DB;
-            sqlite3_bind_text(st, 1, op->tenant, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 2, op->session_id, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 3, op->rseq);
-            int rc = sq_code(sqlite3_step(st));
-            sq_done(c, st);
-            return rc;
-        }
-        return 0;
-    }
-
-    if (op->kind == STORE_OP_TRANSITION) {
-        bool terminal = session_status_terminal(op->to);
-        st = sq_prepare(
-            c, "UPDATE sessions SET status = ?3, updated_at = ?4,"
-               " started_at = CASE WHEN ?3 = 'running' AND started_at IS NULL THEN ?4"
-               " ELSE started_at END,"
-               " ended_at = CASE WHEN ?5 THEN ?4 ELSE ended_at END,"
-               " error = coalesce(?6, error),"
-               " exit_code = CASE WHEN ?7 THEN ?8 ELSE exit_code END,"
-               " changes = coalesce(?9, changes)"
-               " WHERE tenant_id = ?1 AND id = ?2");
-        if (!st)
-            return AH_E_DB;
-        AH_AUTOFREE char *changes = op->changes ? json_dumps(op->changes, JSON_COMPACT) : NULL;
-        sqlite3_bind_text(st, 1, op->tenant, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, op->session_id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, session_status_name(op->to), -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, ts);
-        sqlite3_bind_int(st, 5, terminal);
-        sqlite3_bind_text(st, 6, op->error, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 7, op->has_exit_code);
-        sqlite3_bind_int(st, 8, op->exit_code);
-        sqlite3_bind_text(st, 9, changes, -1, SQLITE_STATIC);
-        int rc = sq_code(sqlite3_step(st));
-        sq_done(c, st);
-        if (rc < 0)
+        if ((rc = write_transition(c, op, ts)) < 0)
             return rc;
         payload = json_pack("{s:s, s:s}", "type", "status", "status", session_status_name(op->to));
         if (payload && op->error)
             json_object_set_new(payload, "error", json_string(op->error));
         if (payload && op->has_exit_code)
             json_object_set_new(payload, "exitCode", json_integer(op->exit_code));
-        op->terminal = terminal;
+        op->terminal = session_status_terminal(op->to);
     } else {
         payload = json_incref(op->payload);
     }
     if (!payload)
         return AH_E_NOMEM;
 
-    int64_t seq = last_seq + 1;
+    int64_t seq = bs->last_seq + 1;
     AH_AUTO(json_decrefp) json_t *event = finish_event(payload, op->session_id, seq, ts);
     char *text = event ? json_dumps(event, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     if (!text)
         return AH_E_NOMEM;
-    st = sq_prepare(c, "INSERT INTO events (tenant_id, session_id, seq, type, level, ts, payload)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    sqlite3_stmt *st = sq_prepare(c, "INSERT INTO events (tenant_id, session_id, seq, type, level,"
+                                     " ts, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     if (!st) {
         free(text);
         return AH_E_DB;
@@ -146,27 +207,18 @@ static int apply_one(struct conn *c, struct store_op *op) {
                       SQLITE_STATIC);
     sqlite3_bind_int64(st, 6, ts);
     sqlite3_bind_text(st, 7, text, -1, SQLITE_STATIC);
-    int rc = sq_code(sqlite3_step(st));
+    rc = sq_code(sqlite3_step(st));
     sq_done(c, st);
-    if (rc == 0) {
-        st = sq_prepare(c, "UPDATE sessions SET last_seq = ?3,"
-                           " recorder_rseq = max(recorder_rseq, ?4)"
-                           " WHERE tenant_id = ?1 AND id = ?2");
-        if (!st) {
-            rc = AH_E_DB;
-        } else {
-            sqlite3_bind_text(st, 1, op->tenant, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 2, op->session_id, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 3, seq);
-            sqlite3_bind_int64(st, 4, op->rseq);
-            rc = sq_code(sqlite3_step(st));
-            sq_done(c, st);
-        }
-    }
     if (rc < 0) {
         free(text);
         return rc;
     }
+    bs->last_seq = seq;
+    if (op->rseq > bs->rseq)
+        bs->rseq = op->rseq;
+    if (op->kind == STORE_OP_TRANSITION)
+        bs->status = op->to;
+    bs->dirty = true;
     op->seq = seq;
     op->stored = text;
     op->result = 0;
@@ -181,13 +233,17 @@ int sq_apply(void *impl, struct store_op *ops, size_t n) {
         ops[i].stored = NULL;
         ops[i].terminal = false;
     }
+    struct batch b = {0};
     struct conn *c = sq_acquire(s);
     int rc = sq_exec(c, "BEGIN IMMEDIATE");
     for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = apply_one(c, &ops[i]);
+        rc = apply_one(c, &b, &ops[i]);
+    if (rc == 0)
+        rc = batch_flush(c, &b);
     if (rc == 0)
         rc = sq_exec(c, "COMMIT");
     sq_release(s, c);
+    free(b.s);
     if (rc < 0) {
         for (size_t i = 0; i < n; i++) {
             free(ops[i].stored);
