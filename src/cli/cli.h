@@ -64,3 +64,163 @@ void cmd_access_point_help(void);
 void cmd_webui_help(void);
 
 #endif
+
+/* ---- client commands (ah task …, ah session …): client_opts.c, cmd_task.c, cmd_session.c ----
+ * They talk to a server through libah-client's public API only (<ah/client.h>,
+ * <ah/task_manager.h>), like any other program using the library would. */
+#include <ah/client.h>
+#include <ah/task_manager.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+/* A session's outcome as a process exit code: 0 completed; 1 failed; 3 failed because the agent
+ * could not be launched (its binary is missing); 130 stopped or cancelled, like a Ctrl-C. */
+#define EXIT_INTERRUPTED 130
+
+/* Options every client command takes. Strings point into argv or the environment. */
+struct client_opts {
+    const char *command; /* "task create", for messages */
+    const char *remote_server;
+    const char *config_path;
+    const char *ca_file, *client_cert, *client_key;
+    bool insecure;
+    bool json;
+    bool quiet;
+    bool color;    /* decided by client_opts_finish: a TTY, no --no-color, no NO_COLOR */
+    bool no_color; /* --no-color */
+    int log_level; /* libah-client log sink on stderr; -1 (default): none */
+};
+
+/* getopt_long values of the shared options, above any character a command uses. */
+enum {
+    CLIENT_OPT_REMOTE = 0x1000,
+    CLIENT_OPT_CONFIG,
+    CLIENT_OPT_CA_FILE,
+    CLIENT_OPT_INSECURE,
+    CLIENT_OPT_CLIENT_CERT,
+    CLIENT_OPT_CLIENT_KEY,
+    CLIENT_OPT_JSON,
+    CLIENT_OPT_NO_COLOR,
+    CLIENT_OPT_LOG_LEVEL,
+};
+/* one option per line reads better than the formatter's brace layout */
+/* clang-format off */
+#define CLIENT_LONG_OPTIONS                                                                        \
+    {"remote-server", required_argument, NULL, CLIENT_OPT_REMOTE},                                 \
+        {"config", required_argument, NULL, CLIENT_OPT_CONFIG},                                    \
+        {"ca-file", required_argument, NULL, CLIENT_OPT_CA_FILE},                                  \
+        {"insecure", no_argument, NULL, CLIENT_OPT_INSECURE},                                      \
+        {"client-cert", required_argument, NULL, CLIENT_OPT_CLIENT_CERT},                          \
+        {"client-key", required_argument, NULL, CLIENT_OPT_CLIENT_KEY},                            \
+        {"json", no_argument, NULL, CLIENT_OPT_JSON},                                              \
+        {"no-color", no_argument, NULL, CLIENT_OPT_NO_COLOR},                                      \
+        {"log-level", required_argument, NULL, CLIENT_OPT_LOG_LEVEL},                              \
+        {"quiet", no_argument, NULL, 'q'},                                                         \
+        {"help", no_argument, NULL, 'h'}
+/* clang-format on */
+/* The short options of CLIENT_LONG_OPTIONS, to start every getopt optstring with (the leading
+ * ':' makes a missing argument distinguishable from an unknown option). */
+#define CLIENT_SHORT_OPTIONS ":qh"
+
+/* Sets the defaults and resets getopt for a fresh parse. */
+void client_opts_init(struct client_opts *o, const char *command);
+/* Handles one getopt_long result the command did not recognise: a shared option (returns 0),
+ * -h/--help (returns -1: print the help, exit 0), or an unknown option / missing argument
+ * (prints a usage error, returns EXIT_USAGE). */
+int client_opts_handle(struct client_opts *o, int opt, int argc, char **argv);
+/* After parsing: decides colour and checks option combinations. 0 or an exit code. */
+int client_opts_finish(struct client_opts *o);
+/* The help lines of the shared options, exit codes and environment, for each command's --help. */
+void client_opts_help(FILE *out);
+
+/* Prints "ah <command>: <message>" on stderr and returns EXIT_USAGE. */
+int client_usage_error(const struct client_opts *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Parses a decimal integer option within [min, max]; prints a usage error otherwise. */
+int client_opt_int(const struct client_opts *o, const char *name, const char *arg, int64_t min,
+                   int64_t max, int64_t *ret);
+
+/* Where client commands send their calls. `tm` serves everything the task-manager interface
+ * covers; `client` is the raw REST client for the few calls that interface lacks (event
+ * history, logs, purge, stop reason) and is NULL for a local task manager. */
+struct client_conn {
+    ah_client *client;
+    ah_task_manager *tm;
+    char *server; /* the base URL, for messages */
+};
+/* Resolves the server (--remote-server > AH_REMOTE_SERVER > config remote-server; a NAME is
+ * looked up in the config's [[server]] tables), applies credentials (AH_API_KEY, else AH_JWT /
+ * AH_BEARER) and TLS options, and makes the task manager. Returns 0 or an exit code (printed). */
+int client_conn_open(const struct client_opts *o, struct client_conn *ret);
+void client_conn_close(struct client_conn *c);
+/* For calls only the REST client offers: prints why and returns EXIT_CONFIG when c->client is
+ * NULL (local mode), 0 otherwise. */
+int client_conn_need_rest(const struct client_opts *o, const struct client_conn *c,
+                          const char *what);
+
+/* Prints a failed call as one line on stderr (plus one line per field error of a validation
+ * failure), with the Problem's detail, HTTP status and request id, and returns the exit code
+ * for it (CLI-and-enrollment.md §7.2). `what` says what was being done, e.g. "cannot get
+ * session X". */
+int client_fail(const struct client_opts *o, const struct client_conn *c, const char *what, int rc,
+                const struct ah_api_error *e);
+/* The exit code for a failed call: 4 auth, 5 network, 6 resource, 7 validation, 8 config, 130
+ * cancelled, 1 otherwise. */
+int client_exit_code(int rc, const struct ah_api_error *e);
+
+/* Reads a whole file ("-": stdin) of at most `max` bytes into a NUL-terminated string. Prints
+ * the reason and returns an exit code on failure (EXIT_VALIDATION when too large). */
+int client_read_file(const struct client_opts *o, const char *path, size_t max, char **ret);
+
+/* The words joined by single spaces (caller frees); NULL when out of memory. */
+char *client_join(int n, char *const *words);
+
+/* ---- rendering (human output) ---- */
+
+/* One event as a line (or a few) of a progress display: "HH:MM:SS  type  text". `prefix`
+ * (nullable) starts every line, e.g. the session id when several sessions are followed. */
+void client_render_event(FILE *out, const struct client_opts *o, const struct ah_event *ev,
+                         const char *prefix);
+/* One event as a JSON line (its payload as the server sent it). */
+void client_print_event_json(FILE *out, const struct ah_event *ev);
+/* ANSI colour for a status (NULL without colour). */
+const char *client_status_color(const struct client_opts *o, enum ah_session_status s);
+/* "3s", "5m", "2h", "4d" since an RFC 3339 time; "-" when it cannot be parsed. */
+void client_age(const char *rfc3339, char *out, size_t n);
+/* Writes text with control characters made harmless (an agent's output must not drive the
+ * terminal); newlines become "\n" + `indent` spaces; at most `max` bytes (0: all), cut at a
+ * UTF-8 boundary with "…". */
+void client_put_text(FILE *out, const char *text, size_t max, int indent);
+
+/* The exit code of a finished session (see EXIT_INTERRUPTED). */
+int client_session_outcome(const struct ah_session *s);
+/* Prints a finished session's outcome: "completed …" on stdout (unless --json/--quiet), or
+ * "session X failed: …" on stderr. Returns client_session_outcome. */
+int client_report_outcome(const struct client_opts *o, const struct ah_session *s,
+                          const char *prefix);
+
+/* Following sessions live until each ends (task create --follow, session events/logs -f).
+ * SIGINT/SIGTERM end the streams early (the sessions go on on the server); the exit code is
+ * then EXIT_INTERRUPTED. `filter` (nullable) decides which events are shown; every event still
+ * counts for the outcome. Returns the worst exit code: the first non-zero one in id order. */
+struct follow_opts {
+    int64_t tail;             /* > 0: start with the last N events only */
+    const char *const *types; /* NULL-terminated type filter, NULL: all */
+    int64_t after_seq;        /* start after this seq (session logs -f) */
+    bool prefix_ids;          /* prefix lines with the session id (several sessions) */
+};
+int client_follow(const struct client_opts *o, const struct client_conn *c, const char *const *ids,
+                  size_t n, const struct follow_opts *fo);
+
+/* Commands. */
+int cmd_task_create(int argc, char **argv);
+int cmd_session_list(int argc, char **argv);
+int cmd_session_show(int argc, char **argv);
+int cmd_session_events(int argc, char **argv);
+int cmd_session_logs(int argc, char **argv);
+int cmd_session_pause(int argc, char **argv);
+int cmd_session_resume(int argc, char **argv);
+int cmd_session_stop(int argc, char **argv);
+int cmd_session_rm(int argc, char **argv);
+int cmd_session_prompt(int argc, char **argv);

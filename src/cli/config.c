@@ -262,7 +262,9 @@ static int load_file(struct config *c, const char *path, bool must_exist) {
         if (rc)
             break;
         const struct key *k = find_key(key, strlen(key));
-        if (strncmp(key, "agents.", 7) == 0) {
+        if (!strcmp(key, "remote-server") || !strncmp(key, "server[", 7)) {
+            continue; /* the client commands' settings (CLI §1) share the file */
+        } else if (strncmp(key, "agents.", 7) == 0) {
             rc = set_agent(c, key + 7, v, path);
         } else if (!k) {
             fprintf(stderr, "ah: %s: unknown setting '%s' (see ah help agent access-point)\n",

@@ -16,7 +16,7 @@ struct command {
     const char *words; /* "agent access-point" */
     int (*run)(int argc, char **argv);
     void (*help)(void);
-    const char *summary;
+    const char *summary; /* NULL: an alias, left out of the list */
 };
 
 static const struct command commands[] = {
@@ -27,6 +27,21 @@ static const struct command commands[] = {
      "run a command under a PTY, record it and stream its events (D16, D17)"},
     {"agent start", exec_agent_start_main, NULL,
      "run an agent non-interactively (scripted, claude-code, codex, gemini, opencode)"},
+    /* client commands: talk to an access point (--remote-server URL or AH_REMOTE_SERVER) */
+    {"task create", cmd_task_create, NULL,
+     "create a task (one session per agent); --follow shows its progress"},
+    {"task", cmd_task_create, NULL, NULL}, /* CLI.md's `ah task [OPTIONS]` */
+    {"session list", cmd_session_list, NULL, "list sessions, newest first"},
+    {"session show", cmd_session_show, NULL, "show one session"},
+    {"session get", cmd_session_show, NULL, NULL},
+    {"session events", cmd_session_events, NULL, "print a session's events (--follow: live)"},
+    {"session logs", cmd_session_logs, NULL, "print a session's log lines (-f: follow)"},
+    {"session pause", cmd_session_pause, NULL, "pause sessions"},
+    {"session resume", cmd_session_resume, NULL, "resume paused sessions"},
+    {"session stop", cmd_session_stop, NULL, "stop sessions (SIGTERM, then SIGKILL)"},
+    {"session rm", cmd_session_rm, NULL, "cancel sessions (--purge: delete their records)"},
+    {"session cancel", cmd_session_rm, NULL, NULL},
+    {"session prompt", cmd_session_prompt, NULL, "send more input to a running session"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -35,10 +50,17 @@ static void usage(FILE *out) {
                  "isolated workspaces and drive them over a network API.\n\nCommands:\n",
             AH_VERSION);
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(out, "  %-22s %s\n", commands[i].words, commands[i].summary);
+        if (commands[i].summary)
+            fprintf(out, "  %-22s %s\n", commands[i].words, commands[i].summary);
     fprintf(out, "  %-22s %s\n", "help <command>", "show a command's options");
-    fprintf(out, "\nExit codes: 0 ok, 1 general failure, 2 usage, 3 agent launch, 4 "
-                 "authentication,\n5 network, 6 resource, 7 validation, 8 configuration.\n");
+    fprintf(out,
+            "\nClient commands (task, session) need a server: --remote-server URL|NAME or\n"
+            "AH_REMOTE_SERVER; credentials from AH_API_KEY, AH_JWT or AH_BEARER.\n"
+            "\nExit codes: 0 ok, 1 general failure (also: not found, illegal state change), "
+            "2 usage,\n3 agent launch, 4 authentication, 5 network, 6 resource (rate limit, "
+            "size),\n7 validation (each field error is printed), 8 configuration (e.g. no "
+            "server).\nFollowing a session (--follow) exits with its outcome: 0 completed, 1 "
+            "failed,\n3 agent not launched, 130 stopped, cancelled or interrupted (Ctrl-C).\n");
 }
 
 /* How many of argv's leading words spell the command; 0 when they do not. */

@@ -266,7 +266,8 @@ const char *delivery_mode_name(enum delivery_mode m);
 
 /* ---- configuration file (a TOML subset) ------------------------------------------------------ */
 
-/* Parses sections ([a] and [a.b]), `key = value` with basic strings, integers, booleans and arrays
+/* Parses sections ([a] and [a.b]; [[t]] arrays of tables become "t[0]", "t[1]", …),
+ * `key = value` with basic strings, integers, booleans and arrays
  * of strings, and # comments, into a flat object: {"section.key": value}. Top-level keys have no
  * prefix. Duplicate keys, unterminated strings and other syntax errors are AH_E_INVAL with the
  * line number in reterr. */

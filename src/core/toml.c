@@ -8,7 +8,8 @@
  *   cors-origins = ["http://localhost:3000", "https://ui.example.com"]
  *   insecure = false
  *
- * Supported: [section] and [a.b] headers, bare keys ([A-Za-z0-9_-]), basic strings with the
+ * Supported: [section] and [a.b] headers, [[name]] arrays of tables (the Nth becomes the
+ * section "name[N]", so its keys are "name[N].key"), bare keys ([A-Za-z0-9_-]), basic strings with the
  * escapes \" \\ \n \t \r \uXXXX, literal 'strings', decimal integers (with _ separators), true/false,
  * and single-line arrays of strings. Everything else is an error with its line number; silently
  * ignoring a line of configuration is how servers end up misconfigured.
@@ -218,20 +219,34 @@ static json_t *parse_value(struct parser *ps) {
 int toml_parse(const char *text, size_t len, json_t **ret, struct ah_problem *reterr) {
     struct parser ps = {.p = text, .end = text + len, .line = 1, .err = reterr};
     AH_AUTO(json_decrefp) json_t *out = json_object();
-    if (!out)
+    AH_AUTO(json_decrefp) json_t *counts = json_object(); /* tables seen per [[name]] */
+    if (!out || !counts)
         return AH_E_NOMEM;
     char section[128] = "";
     while (ps.p < ps.end) {
         skip_blank(&ps);
         if (ps.p < ps.end && *ps.p == '[') {
             ps.p++;
+            bool array = ps.p < ps.end && *ps.p == '[';
+            if (array)
+                ps.p++;
             skip_blank(&ps);
-            if (parse_key(&ps, section, sizeof(section), true) < 0)
+            if (parse_key(&ps, section, sizeof(section) - 16, true) < 0)
                 return AH_E_INVAL;
             skip_blank(&ps);
-            if (ps.p >= ps.end || *ps.p != ']')
-                return fail(&ps, "expected ] after the section name");
-            ps.p++;
+            if (ps.p >= ps.end || *ps.p != ']' || (array && (ps.p + 1 >= ps.end || ps.p[1] != ']')))
+                return fail(&ps, array ? "expected ]] after the table name"
+                                       : "expected ] after the section name");
+            ps.p += array ? 2 : 1;
+            if (array) { /* [[name]]: the Nth table of the array is the section "name[N]" */
+                char count_key[160];
+                snprintf(count_key, sizeof(count_key), "%s[]", section);
+                json_int_t n = json_integer_value(json_object_get(counts, count_key));
+                if (json_object_set_new(counts, count_key, json_integer(n + 1)) < 0)
+                    return AH_E_NOMEM;
+                size_t l = strlen(section);
+                snprintf(section + l, sizeof(section) - l, "[%lld]", (long long)n);
+            }
             if (end_of_line(&ps) < 0)
                 return AH_E_INVAL;
         } else if (ps.p < ps.end && *ps.p != '#' && *ps.p != '\n' && *ps.p != '\r') {

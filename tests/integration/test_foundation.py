@@ -294,6 +294,17 @@ class Lifecycle(unittest.TestCase):
             self.assertEqual(r.status, 400)
         finally:
             s.close()
+        # the client commands' settings share the file (CLI §1): the daemon leaves them alone
+        with open(cfg, "w") as f:
+            f.write("max-body-bytes = 2048\nremote-server = \"prod\"\n[[server]]\n"
+                    "name = \"prod\"\nurl = \"http://127.0.0.1:1\"\n")
+        s = Server(args=("--config", cfg))
+        try:
+            r = s.post("/api/v1/tasks", body=b"x" * 3000,
+                       headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 413)
+        finally:
+            s.close()
         # a bad file is one line and the configuration exit code
         with open(cfg, "w") as f:
             f.write("port = 1\nbogus-key = 3\n")

@@ -60,6 +60,14 @@ static void test_values(void **state) {
     assert_int_equal(json_integer_value(json_object_get(j, "server.port")), 8080);
     assert_string_equal(json_string_value(json_object_get(j, "a.b-c.key_1")), "v");
     json_decref(j);
+    j = ok("remote-server = \"prod\"\n[[server]]\nname = \"prod\"\nurl = \"https://a\"\n"
+           "[[server]]\nname = \"dev\"\n[other]\nx = 1\n[[server]]\nname = \"third\"\n");
+    assert_string_equal(json_string_value(json_object_get(j, "server[0].url")), "https://a");
+    assert_string_equal(json_string_value(json_object_get(j, "server[1].name")), "dev");
+    assert_string_equal(json_string_value(json_object_get(j, "server[2].name")), "third");
+    assert_int_equal(json_integer_value(json_object_get(j, "other.x")), 1);
+    assert_null(json_object_get(j, "server[3].name"));
+    json_decref(j);
     j = ok("");
     assert_int_equal(json_object_size(j), 0);
     json_decref(j);
@@ -80,6 +88,8 @@ static void test_errors(void **state) {
     bad("\n\n= 3\n", 3);
     bad("x = 99999999999999999999\n", 1);
     bad("[a..b]\n", 1);
+    bad("[[server]\n", 1);
+    bad("[[server]]\nname = 1\nname = 2\n", 3);
 }
 
 int main(void) {
