@@ -69,11 +69,9 @@ static void create_draft(struct http_request *req, struct http_response *res) {
     if (!tenant)
         return;
     struct ah_problem p = {0};
-    if (!check(body, &p)) {
-        http_problem(req, res, &p);
-        problem_clear(&p);
+    check(body, &p);
+    if (http_fail(req, res, &p))
         return;
-    }
     char id[64];
     int64_t now = time_now_ms();
     int rc = ulid_new_prefixed("draft", id, sizeof(id));
@@ -102,12 +100,10 @@ static void list_drafts(struct http_request *req, struct http_response *res) {
         return;
     struct ah_problem p = {0};
     struct page pg;
-    if (page_parse(http_query(req, "page"), http_query(req, "perPage"), PAGE_DEFAULT_PER_PAGE,
-                   PAGE_MAX_PER_PAGE, &pg, &p) < 0) {
-        http_problem(req, res, &p);
-        problem_clear(&p);
+    page_parse(http_query(req, "page"), http_query(req, "perPage"), PAGE_DEFAULT_PER_PAGE,
+               PAGE_MAX_PER_PAGE, &pg, &p);
+    if (http_fail(req, res, &p))
         return;
-    }
     struct draft_row **rows = NULL;
     size_t n = 0;
     int64_t total = 0;
@@ -148,11 +144,9 @@ static void put_draft(struct http_request *req, struct http_response *res) {
     if (!tenant)
         return;
     struct ah_problem p = {0};
-    if (!check(body, &p)) {
-        http_problem(req, res, &p);
-        problem_clear(&p);
+    check(body, &p);
+    if (http_fail(req, res, &p))
         return;
-    }
     AH_AUTO(draft_row_freep) struct draft_row *r = NULL;
     int rc = store_draft_get(ctx->store, tenant, id, &r);
     if (rc == 0)

@@ -71,7 +71,7 @@ static void history(struct api_ctx *ctx, struct http_request *req, struct http_r
                PAGE_MAX_PER_PAGE, &pg, &p);
     const char *type = http_query(req, "type"), *level = http_query(req, "level");
     const char *since = http_query(req, "since"), *until = http_query(req, "until");
-    const char *after = http_query(req, "after"), *sort = http_query(req, "sort");
+    const char *after = http_query(req, "after");
     if (type && *type)
         f.types = split_types(req, type, &p);
     enum log_level lv;
@@ -84,14 +84,9 @@ static void history(struct api_ctx *ctx, struct http_request *req, struct http_r
         problem_field(&p, "until", "must be an RFC 3339 time");
     if (after && parse_int64(after, 0, INT64_MAX, &f.after) < 0)
         problem_field(&p, "after", "must be a sequence number (an integer ≥ 0)");
-    if (sort && strcmp(sort, "asc") && strcmp(sort, "desc"))
-        problem_field(&p, "sort", "must be asc or desc");
-    f.ascending = sort && !strcmp(sort, "asc");
-    if (p.code) {
-        http_problem(req, res, &p);
-        problem_clear(&p);
+    f.ascending = api_sort_ascending(req, &p);
+    if (http_fail(req, res, &p))
         return;
-    }
     json_t *items = NULL;
     int64_t total = 0;
     int rc = store_event_list(ctx->store, tenant, id, &f, &pg, &items, &total);
@@ -165,11 +160,8 @@ static void live(struct api_ctx *ctx, struct http_request *req, struct http_resp
         problem_field(&p, "after", "must be a sequence number (an integer ≥ 0)");
     if (q_tail && parse_int64(q_tail, 0, TAIL_MAX, &tail) < 0)
         problem_field(&p, "tail", "must be an integer from 0 to %d", TAIL_MAX);
-    if (p.code) {
-        http_problem(req, res, &p);
-        problem_clear(&p);
+    if (http_fail(req, res, &p))
         return;
-    }
     if (q_tail && !leid && !q_after) /* D11: only the last N, then live */
         after = row->last_seq > tail ? row->last_seq - tail : 0;
     struct sse *s = calloc(1, sizeof(*s));

@@ -9,8 +9,8 @@
  * server always describes itself and needs nothing from the network or the disk to do it.
  *
  * api_register_unimplemented gives every operation of the document that no handler serves a
- * 501 Problem instead of the router's 404/405: a documented endpoint is "not implemented yet",
- * never "no such route". It must run after all real routes are registered, because it asks the
+ * 501 Problem instead of the router's 404/405: a documented endpoint this build does not serve
+ * exists all the same, it is not "no such route". It must run after all real routes are registered, because it asks the
  * router what is already served and the router's first match wins.
  */
 #include <stdio.h>

@@ -90,8 +90,7 @@ static void recording_json(struct http_request *req, struct http_response *res, 
                     (unsigned long long)size, RECORDING_JSON_MAX);
     if (p.code) {
         close(fd);
-        http_problem(req, res, &p);
-        problem_clear(&p);
+        http_fail(req, res, &p);
         return;
     }
     FILE *f = fdopen(fd, "r");

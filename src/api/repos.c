@@ -61,12 +61,10 @@ static void list_repos(struct http_request *req, struct http_response *res) {
         return;
     struct ah_problem p = {0};
     struct page pg;
-    if (page_parse(http_query(req, "page"), http_query(req, "perPage"), PAGE_DEFAULT_PER_PAGE,
-                   PAGE_MAX_PER_PAGE, &pg, &p) < 0) {
-        http_problem(req, res, &p);
-        problem_clear(&p);
+    page_parse(http_query(req, "page"), http_query(req, "perPage"), PAGE_DEFAULT_PER_PAGE,
+               PAGE_MAX_PER_PAGE, &pg, &p);
+    if (http_fail(req, res, &p))
         return;
-    }
     struct repo_row *rows = NULL;
     size_t n = 0;
     int rc = store_repo_list(ctx->store, tenant, http_query(req, "projectId"), &rows, &n);

@@ -31,15 +31,9 @@ static void list_sessions(struct http_request *req, struct http_response *res) {
     }
     f.agent = http_query(req, "agent");
     f.project_id = http_query(req, "projectId");
-    const char *sort = http_query(req, "sort");
-    if (sort && strcmp(sort, "asc") && strcmp(sort, "desc"))
-        problem_field(&p, "sort", "must be asc or desc");
-    f.ascending = sort && !strcmp(sort, "asc");
-    if (p.code) {
-        http_problem(req, res, &p);
-        problem_clear(&p);
+    f.ascending = api_sort_ascending(req, &p);
+    if (http_fail(req, res, &p))
         return;
-    }
     struct session_row **rows = NULL;
     size_t n = 0;
     int64_t total = 0;
@@ -81,11 +75,9 @@ static void control(struct http_request *req, struct http_response *res, enum ex
         return;
     struct ah_problem p = {0};
     enum session_status st;
-    if (exec_control(ctx->exec, tenant, id, a, &st, &p) < 0) {
-        http_problem(req, res, &p);
-        problem_clear(&p);
+    exec_control(ctx->exec, tenant, id, a, &st, &p);
+    if (http_fail(req, res, &p))
         return;
-    }
     http_json(req, res, 202, json_pack("{s:s}", "status", session_status_name(st)));
 }
 
@@ -118,8 +110,7 @@ static void delete_session(struct http_request *req, struct http_response *res) 
     if (purge && strcmp(purge, "true") && strcmp(purge, "false")) {
         struct ah_problem p = {0};
         problem_field(&p, "purge", "must be true or false");
-        http_problem(req, res, &p);
-        problem_clear(&p);
+        http_fail(req, res, &p);
         return;
     }
     const char *tenant = NULL;
@@ -182,20 +173,15 @@ static void post_prompt(struct http_request *req, struct http_response *res) {
         if (blocks && !text)
             problem_set(&p, AH_E_NOMEM, "out of memory");
     }
-    if (p.code) {
-        http_problem(req, res, &p);
-        problem_clear(&p);
+    if (http_fail(req, res, &p))
         return;
-    }
     const char *id = api_session_id(req, res);
     const char *tenant = id ? api_tenant(req, res, NULL) : NULL;
     if (!tenant)
         return;
-    if (exec_prompt(ctx->exec, tenant, id, text, &p) < 0) {
-        http_problem(req, res, &p);
-        problem_clear(&p);
+    exec_prompt(ctx->exec, tenant, id, text, &p);
+    if (http_fail(req, res, &p))
         return;
-    }
     char ts[TIME_RFC3339_LEN + 1];
     time_format(time_now_ms(), ts);
     http_json(req, res, 202,
@@ -220,11 +206,8 @@ static void get_logs(struct http_request *req, struct http_response *res) {
     enum log_level lv;
     if (level && (log_level_parse(level, &lv) < 0 || !strcmp(level, "warning")))
         problem_field(&p, "level", "must be debug, info, warn or error");
-    if (p.code) {
-        http_problem(req, res, &p);
-        problem_clear(&p);
+    if (http_fail(req, res, &p))
         return;
-    }
     const char *tenant = NULL;
     AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, &tenant);
     if (!row)

@@ -35,11 +35,8 @@ static void create_task(struct http_request *req, struct http_response *res) {
     AH_AUTO(task_request_freep) struct task_request *tr = NULL;
     if (task_request_parse(body, &tr, &p) == 0)
         check_agents(ctx, tr, &p);
-    if (p.code) {
-        http_problem(req, res, &p);
-        problem_clear(&p);
+    if (http_fail(req, res, &p))
         return;
-    }
     const char *tenant = api_tenant(req, res, tr->tenant_id);
     if (!tenant)
         return;

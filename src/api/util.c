@@ -45,8 +45,7 @@ const char *api_tenant(struct http_request *req, struct http_response *res,
         problem_field(&p, "tenantId", "may only contain letters, digits, '.', '_' and '-' (1 to "
                                       "%d characters)",
                       AH_LIMIT_NAME);
-        http_problem(req, res, &p);
-        problem_clear(&p);
+        http_fail(req, res, &p);
         return NULL;
     }
     return t;
@@ -66,6 +65,13 @@ json_t *api_body(struct http_request *req, struct http_response *res, bool optio
         http_problem(req, res, &p);
     problem_clear(&p);
     return j;
+}
+
+bool api_sort_ascending(struct http_request *req, struct ah_problem *p) {
+    const char *sort = http_query(req, "sort");
+    if (sort && strcmp(sort, "asc") && strcmp(sort, "desc"))
+        problem_field(p, "sort", "must be asc or desc");
+    return sort && !strcmp(sort, "asc");
 }
 
 const char *api_session_id(struct http_request *req, struct http_response *res) {
@@ -132,8 +138,7 @@ void api_idempotent(struct http_request *req, struct http_response *res,
     if (!idempotency_key_valid(key)) {
         struct ah_problem p = {0};
         problem_field(&p, "Idempotency-Key", "must be a ULID or a UUID");
-        http_problem(req, res, &p);
-        problem_clear(&p);
+        http_fail(req, res, &p);
         return;
     }
     struct api_ctx *ctx = api_ready(req, res);

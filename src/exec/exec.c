@@ -268,8 +268,8 @@ static pid_t target_group(struct executor *ex, const char *tenant, const char *i
     return pg;
 }
 
-int exec_control(struct executor *ex, const char *tenant, const char *id, enum exec_action a,
-                 enum session_status *ret_status, struct ah_problem *reterr) {
+static int control(struct executor *ex, const char *tenant, const char *id, enum exec_action a,
+                   enum session_status *ret_status, struct ah_problem *reterr) {
     AH_AUTO(session_row_freep) struct session_row *row = NULL;
     int rc = load(ex, tenant, id, &row, reterr);
     if (rc < 0)
@@ -353,6 +353,14 @@ int exec_control(struct executor *ex, const char *tenant, const char *id, enum e
     }
     }
     return AH_E_INVAL;
+}
+
+int exec_control(struct executor *ex, const char *tenant, const char *id, enum exec_action a,
+                 enum session_status *ret_status, struct ah_problem *reterr) {
+    int rc = control(ex, tenant, id, a, ret_status, reterr);
+    if (rc < 0) /* every failure reaches the caller with a detail, whatever its origin */
+        problem_set(reterr, rc, "cannot change session %s: %s", id, ah_strerror(rc));
+    return rc;
 }
 
 int exec_prompt(struct executor *ex, const char *tenant, const char *id, const char *text,

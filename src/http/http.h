@@ -91,6 +91,9 @@ struct http_response {
 void http_json(struct http_request *req, struct http_response *res, int status, json_t *body);
 /* Problem+JSON answer for p->code (D4) with instance = request path and the request id. */
 void http_problem(struct http_request *req, struct http_response *res, const struct ah_problem *p);
+/* When p holds a failure: answers it as http_problem does, clears p and returns true. The one
+ * line every handler ends its checks with: `if (http_fail(req, res, &p)) return;`. */
+bool http_fail(struct http_request *req, struct http_response *res, struct ah_problem *p);
 /* Shorthand: a problem with just a code and a detail. */
 void http_error(struct http_request *req, struct http_response *res, int code, const char *fmt,
                 ...) __attribute__((format(printf, 4, 5)));

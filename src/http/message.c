@@ -56,6 +56,14 @@ void http_problem(struct http_request *req, struct http_response *res, const str
     res->content_type = "application/problem+json";
 }
 
+bool http_fail(struct http_request *req, struct http_response *res, struct ah_problem *p) {
+    if (!p->code)
+        return false;
+    http_problem(req, res, p);
+    problem_clear(p);
+    return true;
+}
+
 void http_error(struct http_request *req, struct http_response *res, int code, const char *fmt,
                 ...) {
     struct ah_problem p = {.code = code};
