@@ -4,6 +4,9 @@
  *
  * Every result keeps a reference to the parsed JSON it came from (an "owner" behind priv_), and
  * its string members point into that JSON, so a result is one parse plus a few small arrays.
+ * The owner holds everything else a result has made too (joined prompts, the array of a list or
+ * of a session's recent events, and the results in it), so every destructor is owner_free and
+ * free, and a builder that fails part way frees what it made the same way.
  * Parsing is lenient: a member of the wrong type is treated as absent, and where the upstream
  * Rust server spells a member differently (snake_case, `timestamp`, bare arrays instead of
  * envelopes; API.md Δ notes) that spelling is accepted too. Only a body that is not the JSON
@@ -41,6 +44,42 @@ bool ah_session_status_terminal(enum ah_session_status s) {
            s == AH_STATUS_CANCELLED;
 }
 
+/* ---- results held in an owner's array ---------------------------------------------------------
+ */
+
+/* The results a list (or a session's recent events) is made of. Their builders and destructors
+ * are typed, so one switch each reaches them from the untyped array of an owner. */
+enum item_kind { ITEM_NONE, ITEM_EVENT, ITEM_SESSION, ITEM_DRAFT, ITEM_REPO };
+
+/* Each slot of such an array is a pointer to a result's struct; all of those have one size and
+ * representation (C11 6.2.5), so this size serves every kind. */
+#define ITEM_SLOT sizeof(struct ah_event *)
+
+static int repo_from_json_t(json_t *j, struct ah_repo **ret);
+static void repo_free(struct ah_repo *r);
+
+/* Builds the result of kind k from the object j into slot i of arr. */
+static int item_make(enum item_kind k, json_t *j, void *arr, size_t i) {
+    switch (k) {
+    case ITEM_EVENT: return event_from_json_t(j, (struct ah_event **)arr + i);
+    case ITEM_SESSION: return session_from_json_t(j, (struct ah_session **)arr + i);
+    case ITEM_DRAFT: return draft_from_json_t(j, (struct ah_draft **)arr + i);
+    case ITEM_REPO: return repo_from_json_t(j, (struct ah_repo **)arr + i);
+    case ITEM_NONE: break;
+    }
+    return AH_E_INVAL; /* our bug: ITEM_NONE has no results to make */
+}
+
+static void item_free(enum item_kind k, void *arr, size_t i) {
+    switch (k) {
+    case ITEM_EVENT: ah_event_free(((struct ah_event **)arr)[i]); break;
+    case ITEM_SESSION: ah_session_free(((struct ah_session **)arr)[i]); break;
+    case ITEM_DRAFT: ah_draft_free(((struct ah_draft **)arr)[i]); break;
+    case ITEM_REPO: repo_free(((struct ah_repo **)arr)[i]); break;
+    case ITEM_NONE: break;
+    }
+}
+
 /* ---- the owner of a result's memory -----------------------------------------------------------
  */
 
@@ -51,8 +90,10 @@ struct owner {
     char *text;               /* compact JSON of root */
     char *extra[OWNER_EXTRA]; /* strings computed while parsing (joined prompts) */
     size_t n_extra;
-    void *arr; /* one array of pointers or structs */
-    bool oom;  /* a computed string could not be made */
+    void *arr;           /* one array: of pointers or structs into root, or of results */
+    enum item_kind kind; /* the results in arr (ITEM_NONE: it holds none) */
+    size_t n_items;      /* how many of them were made so far; owner_free frees those */
+    bool oom;            /* a computed string could not be made */
 };
 
 static struct owner *owner_new(json_t *j) {
@@ -71,6 +112,8 @@ static struct owner *owner_new(json_t *j) {
 static void owner_free(struct owner *o) {
     if (!o)
         return;
+    for (size_t i = 0; i < o->n_items; i++)
+        item_free(o->kind, o->arr, i);
     json_decref(o->root);
     free(o->text);
     for (size_t i = 0; i < o->n_extra; i++)
@@ -91,6 +134,40 @@ static const char *owner_keep(struct owner *o, char *s) {
     return s;
 }
 
+/* Makes a result of kind k from each object of arr (other values are skipped) into o->arr,
+ * counting them in o->n_items as they are made, so owner_free frees them whatever happens. */
+static int owner_items(struct owner *o, const json_t *arr, enum item_kind k) {
+    size_t n = json_array_size(arr);
+    if (n == 0)
+        return 0;
+    if (!(o->arr = calloc(n, ITEM_SLOT)))
+        return AH_E_NOMEM;
+    o->kind = k;
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(arr, i);
+        if (!json_is_object(e))
+            continue;
+        int rc = item_make(k, e, o->arr, o->n_items);
+        if (rc < 0)
+            return rc;
+        o->n_items++;
+    }
+    return 0;
+}
+
+/* A zeroed result of `size` bytes and its owner, which keeps j; NULL on OOM (nothing kept, *ret_o
+ * untouched). The caller points the result's priv_ at the owner and its json at o->text. */
+static void *result_new(size_t size, json_t *j, struct owner **ret_o) {
+    void *r = calloc(1, size);
+    struct owner *o = r ? owner_new(j) : NULL;
+    if (!o) {
+        free(r);
+        return NULL;
+    }
+    *ret_o = o;
+    return r;
+}
+
 json_t *json_parse_text(const char *text, size_t len, int *ret_err) {
     json_error_t err;
     json_t *j = text ? json_loadb(text, len, JSON_DECODE_ANY, &err) : NULL;
@@ -101,6 +178,16 @@ json_t *json_parse_text(const char *text, size_t len, int *ret_err) {
                        ? AH_E_NOMEM
                        : AH_E_PROTOCOL;
     return j;
+}
+
+/* The text given to a public ah_*_from_json, parsed for its *_from_json_t; NULL with *ret_err set
+ * when the text or the result pointer is missing (AH_E_INVAL) or the text is not JSON. */
+static json_t *text_arg(const char *json, const void *ret, int *ret_err) {
+    if (!json || !ret) {
+        *ret_err = AH_E_INVAL;
+        return NULL;
+    }
+    return json_parse_text(json, strlen(json), ret_err);
 }
 
 /* ---- member access ----------------------------------------------------------------------------
@@ -148,6 +235,50 @@ static const char *prompt_of(struct owner *o, const json_t *v) {
     return NULL;
 }
 
+/* ---- lists ------------------------------------------------------------------------------------
+ */
+
+/* The item array of a list answer: the object's `items` (or `key`), or the bare array. */
+static json_t *items_of(json_t *j, const char *key) {
+    if (json_is_array(j))
+        return j;
+    json_t *a = json_object_get(j, "items");
+    if (!json_is_array(a) && key)
+        a = json_object_get(j, key);
+    return json_is_array(a) ? a : NULL;
+}
+
+/* A list answer: a zeroed list of `size` bytes and its owner, which keeps j and holds the
+ * results of kind k made from j's item array (items_of(j, key)) in o->arr, o->n_items of them.
+ * NULL with *ret_err set on failure (nothing kept): AH_E_PROTOCOL when j has no item array. */
+static void *list_new(size_t size, json_t *j, const char *key, enum item_kind k,
+                      struct owner **ret_o, int *ret_err) {
+    json_t *arr = items_of(j, key);
+    if (!arr) {
+        *ret_err = AH_E_PROTOCOL;
+        return NULL;
+    }
+    struct owner *o = NULL;
+    void *l = result_new(size, j, &o);
+    int rc = l ? owner_items(o, arr, k) : AH_E_NOMEM;
+    if (rc < 0) {
+        owner_free(o);
+        free(l);
+        *ret_err = rc;
+        return NULL;
+    }
+    *ret_o = o;
+    return l;
+}
+
+static void page_fields(const json_t *j, int64_t *page, int64_t *per_page, int64_t *total,
+                        int64_t *next_page) {
+    *page = int_or(json_object_get(j, "page"), -1);
+    *per_page = int_or(json_object_get(j, "perPage"), -1);
+    *total = int_or(json_object_get(j, "total"), -1);
+    *next_page = next_page_of(json_object_get(j, "nextPage"));
+}
+
 /* ---- events -----------------------------------------------------------------------------------
  */
 
@@ -169,12 +300,10 @@ static void event_fill(struct ah_event *ev, const json_t *j) {
 int event_from_json_t(json_t *j, struct ah_event **ret) {
     if (!json_is_object(j))
         return AH_E_PROTOCOL;
-    struct ah_event *ev = calloc(1, sizeof(*ev));
-    struct owner *o = ev ? owner_new(j) : NULL;
-    if (!o) {
-        free(ev);
+    struct owner *o;
+    struct ah_event *ev = result_new(sizeof(*ev), j, &o);
+    if (!ev)
         return AH_E_NOMEM;
-    }
     ev->priv_ = o;
     event_fill(ev, o->root);
     ev->json = o->text;
@@ -190,80 +319,22 @@ void ah_event_free(struct ah_event *ev) {
 }
 
 int ah_event_from_json(const char *json, struct ah_event **ret) {
-    if (!json || !ret)
-        return AH_E_INVAL;
     int rc = AH_E_PROTOCOL;
-    json_t *j = json_parse_text(json, strlen(json), &rc);
-    if (j)
-        rc = event_from_json_t(j, ret);
-    json_decref(j);
-    return rc;
-}
-
-/* Builds an array of events from a JSON array (non-events skipped). */
-static int events_from_array(const json_t *arr, struct ah_event ***ret, size_t *ret_n) {
-    size_t n = json_array_size(arr), k = 0;
-    *ret = NULL;
-    *ret_n = 0;
-    if (n == 0)
-        return 0;
-    struct ah_event **items = calloc(n, sizeof(*items));
-    if (!items)
-        return AH_E_NOMEM;
-    for (size_t i = 0; i < n; i++) {
-        json_t *e = json_array_get(arr, i);
-        if (!json_is_object(e))
-            continue;
-        int rc = event_from_json_t(e, &items[k]);
-        if (rc < 0) {
-            for (size_t m = 0; m < k; m++)
-                ah_event_free(items[m]);
-            free(items);
-            return rc;
-        }
-        k++;
-    }
-    *ret = items;
-    *ret_n = k;
-    return 0;
-}
-
-/* The item array of a list answer: the object's `items` (or `key`), or the bare array. */
-static json_t *items_of(json_t *j, const char *key) {
-    if (json_is_array(j))
-        return j;
-    json_t *a = json_object_get(j, "items");
-    if (!json_is_array(a) && key)
-        a = json_object_get(j, key);
-    return json_is_array(a) ? a : NULL;
-}
-
-static void page_fields(const json_t *j, int64_t *page, int64_t *per_page, int64_t *total,
-                        int64_t *next_page) {
-    *page = int_or(json_object_get(j, "page"), -1);
-    *per_page = int_or(json_object_get(j, "perPage"), -1);
-    *total = int_or(json_object_get(j, "total"), -1);
-    *next_page = next_page_of(json_object_get(j, "nextPage"));
+    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
+    return j ? event_from_json_t(j, ret) : rc;
 }
 
 int event_list_from_json_t(json_t *j, struct ah_event_list **ret) {
-    json_t *arr = items_of(j, "events");
-    if (!arr)
-        return AH_E_PROTOCOL;
-    struct ah_event_list *l = calloc(1, sizeof(*l));
-    struct owner *o = l ? owner_new(j) : NULL;
-    if (!o) {
-        free(l);
-        return AH_E_NOMEM;
-    }
+    struct owner *o;
+    int rc = AH_E_PROTOCOL;
+    struct ah_event_list *l = list_new(sizeof(*l), j, "events", ITEM_EVENT, &o, &rc);
+    if (!l)
+        return rc;
     l->priv_ = o;
     l->json = o->text;
+    l->items = o->arr;
+    l->n_items = o->n_items;
     page_fields(j, &l->page, &l->per_page, &l->total, &l->next_page);
-    int rc = events_from_array(arr, &l->items, &l->n_items);
-    if (rc < 0) {
-        ah_event_list_free(l);
-        return rc;
-    }
     *ret = l;
     return 0;
 }
@@ -271,22 +342,14 @@ int event_list_from_json_t(json_t *j, struct ah_event_list **ret) {
 void ah_event_list_free(struct ah_event_list *l) {
     if (!l)
         return;
-    for (size_t i = 0; i < l->n_items; i++)
-        ah_event_free(l->items[i]);
-    free(l->items);
-    owner_free(l->priv_);
+    owner_free(l->priv_); /* the events included */
     free(l);
 }
 
 int ah_event_list_from_json(const char *json, struct ah_event_list **ret) {
-    if (!json || !ret)
-        return AH_E_INVAL;
     int rc = AH_E_PROTOCOL;
-    json_t *j = json_parse_text(json, strlen(json), &rc);
-    if (j)
-        rc = event_list_from_json_t(j, ret);
-    json_decref(j);
-    return rc;
+    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
+    return j ? event_list_from_json_t(j, ret) : rc;
 }
 
 /* ---- sessions ---------------------------------------------------------------------------------
@@ -295,12 +358,10 @@ int ah_event_list_from_json(const char *json, struct ah_event_list **ret) {
 int session_from_json_t(json_t *j, struct ah_session **ret) {
     if (!json_is_object(j))
         return AH_E_PROTOCOL;
-    struct ah_session *s = calloc(1, sizeof(*s));
-    struct owner *o = s ? owner_new(j) : NULL;
-    if (!o) {
-        free(s);
+    struct owner *o;
+    struct ah_session *s = result_new(sizeof(*s), j, &o);
+    if (!s)
         return AH_E_NOMEM;
-    }
     s->priv_ = o;
     s->json = o->text;
     j = o->root;
@@ -365,12 +426,13 @@ int session_from_json_t(json_t *j, struct ah_session **ret) {
     const json_t *recent = json_object_get(j, "recent_events");
     if (!recent)
         recent = json_object_get(j, "recentEvents");
-    int rc =
-        o->oom ? AH_E_NOMEM : events_from_array(recent, &s->recent_events, &s->n_recent_events);
+    int rc = o->oom ? AH_E_NOMEM : owner_items(o, recent, ITEM_EVENT);
     if (rc < 0) {
         ah_session_free(s);
         return rc;
     }
+    s->recent_events = o->arr;
+    s->n_recent_events = o->n_items;
     *ret = s;
     return 0;
 }
@@ -378,53 +440,27 @@ int session_from_json_t(json_t *j, struct ah_session **ret) {
 void ah_session_free(struct ah_session *s) {
     if (!s)
         return;
-    for (size_t i = 0; i < s->n_recent_events; i++)
-        ah_event_free(s->recent_events[i]);
-    free(s->recent_events);
-    owner_free(s->priv_);
+    owner_free(s->priv_); /* the recent events included */
     free(s);
 }
 
 int ah_session_from_json(const char *json, struct ah_session **ret) {
-    if (!json || !ret)
-        return AH_E_INVAL;
     int rc = AH_E_PROTOCOL;
-    json_t *j = json_parse_text(json, strlen(json), &rc);
-    if (j)
-        rc = session_from_json_t(j, ret);
-    json_decref(j);
-    return rc;
+    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
+    return j ? session_from_json_t(j, ret) : rc;
 }
 
 int session_list_from_json_t(json_t *j, struct ah_session_list **ret) {
-    json_t *arr = items_of(j, "sessions");
-    if (!arr)
-        return AH_E_PROTOCOL;
-    struct ah_session_list *l = calloc(1, sizeof(*l));
-    struct owner *o = l ? owner_new(j) : NULL;
-    if (!o) {
-        free(l);
-        return AH_E_NOMEM;
-    }
+    struct owner *o;
+    int rc = AH_E_PROTOCOL;
+    struct ah_session_list *l = list_new(sizeof(*l), j, "sessions", ITEM_SESSION, &o, &rc);
+    if (!l)
+        return rc;
     l->priv_ = o;
     l->json = o->text;
+    l->items = o->arr;
+    l->n_items = o->n_items;
     page_fields(j, &l->page, &l->per_page, &l->total, &l->next_page);
-    size_t n = json_array_size(arr);
-    if (n && !(l->items = calloc(n, sizeof(*l->items)))) {
-        ah_session_list_free(l);
-        return AH_E_NOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *e = json_array_get(arr, i);
-        if (!json_is_object(e))
-            continue;
-        int rc = session_from_json_t(e, &l->items[l->n_items]);
-        if (rc < 0) {
-            ah_session_list_free(l);
-            return rc;
-        }
-        l->n_items++;
-    }
     *ret = l;
     return 0;
 }
@@ -432,22 +468,14 @@ int session_list_from_json_t(json_t *j, struct ah_session_list **ret) {
 void ah_session_list_free(struct ah_session_list *l) {
     if (!l)
         return;
-    for (size_t i = 0; i < l->n_items; i++)
-        ah_session_free(l->items[i]);
-    free(l->items);
-    owner_free(l->priv_);
+    owner_free(l->priv_); /* the sessions included */
     free(l);
 }
 
 int ah_session_list_from_json(const char *json, struct ah_session_list **ret) {
-    if (!json || !ret)
-        return AH_E_INVAL;
     int rc = AH_E_PROTOCOL;
-    json_t *j = json_parse_text(json, strlen(json), &rc);
-    if (j)
-        rc = session_list_from_json_t(j, ret);
-    json_decref(j);
-    return rc;
+    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
+    return j ? session_list_from_json_t(j, ret) : rc;
 }
 
 /* ---- task created -----------------------------------------------------------------------------
@@ -456,12 +484,10 @@ int ah_session_list_from_json(const char *json, struct ah_session_list **ret) {
 int task_created_from_json_t(json_t *j, struct ah_task_created **ret) {
     if (!json_is_object(j))
         return AH_E_PROTOCOL;
-    struct ah_task_created *t = calloc(1, sizeof(*t));
-    struct owner *o = t ? owner_new(j) : NULL;
-    if (!o) {
-        free(t);
+    struct owner *o;
+    struct ah_task_created *t = result_new(sizeof(*t), j, &o);
+    if (!t)
         return AH_E_NOMEM;
-    }
     t->priv_ = o;
     t->json = o->text;
     j = o->root;
@@ -504,14 +530,9 @@ void ah_task_created_free(struct ah_task_created *t) {
 }
 
 int ah_task_created_from_json(const char *json, struct ah_task_created **ret) {
-    if (!json || !ret)
-        return AH_E_INVAL;
     int rc = AH_E_PROTOCOL;
-    json_t *j = json_parse_text(json, strlen(json), &rc);
-    if (j)
-        rc = task_created_from_json_t(j, ret);
-    json_decref(j);
-    return rc;
+    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
+    return j ? task_created_from_json_t(j, ret) : rc;
 }
 
 /* ---- drafts -----------------------------------------------------------------------------------
@@ -520,12 +541,10 @@ int ah_task_created_from_json(const char *json, struct ah_task_created **ret) {
 int draft_from_json_t(json_t *j, struct ah_draft **ret) {
     if (!json_is_object(j))
         return AH_E_PROTOCOL;
-    struct ah_draft *d = calloc(1, sizeof(*d));
-    struct owner *o = d ? owner_new(j) : NULL;
-    if (!o) {
-        free(d);
+    struct owner *o;
+    struct ah_draft *d = result_new(sizeof(*d), j, &o);
+    if (!d)
         return AH_E_NOMEM;
-    }
     d->priv_ = o;
     d->json = o->text;
     j = o->root;
@@ -555,44 +574,21 @@ void ah_draft_free(struct ah_draft *d) {
 }
 
 int ah_draft_from_json(const char *json, struct ah_draft **ret) {
-    if (!json || !ret)
-        return AH_E_INVAL;
     int rc = AH_E_PROTOCOL;
-    json_t *j = json_parse_text(json, strlen(json), &rc);
-    if (j)
-        rc = draft_from_json_t(j, ret);
-    json_decref(j);
-    return rc;
+    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
+    return j ? draft_from_json_t(j, ret) : rc;
 }
 
 int draft_list_from_json_t(json_t *j, struct ah_draft_list **ret) {
-    json_t *arr = items_of(j, "drafts");
-    if (!arr)
-        return AH_E_PROTOCOL;
-    struct ah_draft_list *l = calloc(1, sizeof(*l));
-    struct owner *o = l ? owner_new(j) : NULL;
-    if (!o) {
-        free(l);
-        return AH_E_NOMEM;
-    }
+    struct owner *o;
+    int rc = AH_E_PROTOCOL;
+    struct ah_draft_list *l = list_new(sizeof(*l), j, "drafts", ITEM_DRAFT, &o, &rc);
+    if (!l)
+        return rc;
     l->priv_ = o;
     l->json = o->text;
-    size_t n = json_array_size(arr);
-    if (n && !(l->items = calloc(n, sizeof(*l->items)))) {
-        ah_draft_list_free(l);
-        return AH_E_NOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *e = json_array_get(arr, i);
-        if (!json_is_object(e))
-            continue;
-        int rc = draft_from_json_t(e, &l->items[l->n_items]);
-        if (rc < 0) {
-            ah_draft_list_free(l);
-            return rc;
-        }
-        l->n_items++;
-    }
+    l->items = o->arr;
+    l->n_items = o->n_items;
     *ret = l;
     return 0;
 }
@@ -600,22 +596,14 @@ int draft_list_from_json_t(json_t *j, struct ah_draft_list **ret) {
 void ah_draft_list_free(struct ah_draft_list *l) {
     if (!l)
         return;
-    for (size_t i = 0; i < l->n_items; i++)
-        ah_draft_free(l->items[i]);
-    free(l->items);
-    owner_free(l->priv_);
+    owner_free(l->priv_); /* the drafts included */
     free(l);
 }
 
 int ah_draft_list_from_json(const char *json, struct ah_draft_list **ret) {
-    if (!json || !ret)
-        return AH_E_INVAL;
     int rc = AH_E_PROTOCOL;
-    json_t *j = json_parse_text(json, strlen(json), &rc);
-    if (j)
-        rc = draft_list_from_json_t(j, ret);
-    json_decref(j);
-    return rc;
+    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
+    return j ? draft_list_from_json_t(j, ret) : rc;
 }
 
 /* ---- repositories and branches ----------------------------------------------------------------
@@ -628,13 +616,12 @@ static void repo_free(struct ah_repo *r) {
     free(r);
 }
 
+/* Only ever an item of a list, so j is an object. */
 static int repo_from_json_t(json_t *j, struct ah_repo **ret) {
-    struct ah_repo *r = calloc(1, sizeof(*r));
-    struct owner *o = r ? owner_new(j) : NULL;
-    if (!o) {
-        free(r);
+    struct owner *o;
+    struct ah_repo *r = result_new(sizeof(*r), j, &o);
+    if (!r)
         return AH_E_NOMEM;
-    }
     r->priv_ = o;
     r->json = o->text;
     j = o->root;
@@ -649,33 +636,15 @@ static int repo_from_json_t(json_t *j, struct ah_repo **ret) {
 }
 
 int repo_list_from_json_t(json_t *j, struct ah_repo_list **ret) {
-    json_t *arr = items_of(j, "repositories");
-    if (!arr)
-        return AH_E_PROTOCOL;
-    struct ah_repo_list *l = calloc(1, sizeof(*l));
-    struct owner *o = l ? owner_new(j) : NULL;
-    if (!o) {
-        free(l);
-        return AH_E_NOMEM;
-    }
+    struct owner *o;
+    int rc = AH_E_PROTOCOL;
+    struct ah_repo_list *l = list_new(sizeof(*l), j, "repositories", ITEM_REPO, &o, &rc);
+    if (!l)
+        return rc;
     l->priv_ = o;
     l->json = o->text;
-    size_t n = json_array_size(arr);
-    if (n && !(l->items = calloc(n, sizeof(*l->items)))) {
-        ah_repo_list_free(l);
-        return AH_E_NOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *e = json_array_get(arr, i);
-        if (!json_is_object(e))
-            continue;
-        int rc = repo_from_json_t(e, &l->items[l->n_items]);
-        if (rc < 0) {
-            ah_repo_list_free(l);
-            return rc;
-        }
-        l->n_items++;
-    }
+    l->items = o->arr;
+    l->n_items = o->n_items;
     *ret = l;
     return 0;
 }
@@ -683,38 +652,27 @@ int repo_list_from_json_t(json_t *j, struct ah_repo_list **ret) {
 void ah_repo_list_free(struct ah_repo_list *l) {
     if (!l)
         return;
-    for (size_t i = 0; i < l->n_items; i++)
-        repo_free(l->items[i]);
-    free(l->items);
-    owner_free(l->priv_);
+    owner_free(l->priv_); /* the repositories included */
     free(l);
 }
 
 int ah_repo_list_from_json(const char *json, struct ah_repo_list **ret) {
-    if (!json || !ret)
-        return AH_E_INVAL;
     int rc = AH_E_PROTOCOL;
-    json_t *j = json_parse_text(json, strlen(json), &rc);
-    if (j)
-        rc = repo_list_from_json_t(j, ret);
-    json_decref(j);
-    return rc;
+    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
+    return j ? repo_list_from_json_t(j, ret) : rc;
 }
 
+/* Branches are structs in the owner's array (not results of their own), and may be bare names. */
 int branch_list_from_json_t(json_t *j, struct ah_branch_list **ret) {
     json_t *arr = items_of(j, "branches");
     if (!arr)
         return AH_E_PROTOCOL;
-    struct ah_branch_list *l = calloc(1, sizeof(*l));
-    struct owner *o = l ? owner_new(j) : NULL;
-    if (!o) {
-        free(l);
+    struct owner *o;
+    struct ah_branch_list *l = result_new(sizeof(*l), j, &o);
+    if (!l)
         return AH_E_NOMEM;
-    }
     l->priv_ = o;
     l->json = o->text;
-    j = o->root;
-    arr = items_of(j, "branches");
     l->repository_id = str2(j, "repositoryId", "repository_id");
     size_t n = json_array_size(arr);
     if (n && !(l->items = o->arr = calloc(n, sizeof(*l->items)))) {
@@ -750,14 +708,9 @@ void ah_branch_list_free(struct ah_branch_list *l) {
 }
 
 int ah_branch_list_from_json(const char *json, struct ah_branch_list **ret) {
-    if (!json || !ret)
-        return AH_E_INVAL;
     int rc = AH_E_PROTOCOL;
-    json_t *j = json_parse_text(json, strlen(json), &rc);
-    if (j)
-        rc = branch_list_from_json_t(j, ret);
-    json_decref(j);
-    return rc;
+    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
+    return j ? branch_list_from_json_t(j, ret) : rc;
 }
 
 /* ---- small answers ----------------------------------------------------------------------------
@@ -766,12 +719,10 @@ int ah_branch_list_from_json(const char *json, struct ah_branch_list **ret) {
 int version_from_json_t(json_t *j, struct ah_version **ret) {
     if (!json_is_object(j))
         return AH_E_PROTOCOL;
-    struct ah_version *v = calloc(1, sizeof(*v));
-    struct owner *o = v ? owner_new(j) : NULL;
-    if (!o) {
-        free(v);
+    struct owner *o;
+    struct ah_version *v = result_new(sizeof(*v), j, &o);
+    if (!v)
         return AH_E_NOMEM;
-    }
     v->priv_ = o;
     v->json = o->text;
     const json_t *bi = json_object_get(o->root, "build_info");
@@ -794,12 +745,10 @@ void ah_version_free(struct ah_version *v) {
 int prompt_ack_from_json_t(json_t *j, struct ah_prompt_ack **ret) {
     if (!json_is_object(j))
         return AH_E_PROTOCOL;
-    struct ah_prompt_ack *a = calloc(1, sizeof(*a));
-    struct owner *o = a ? owner_new(j) : NULL;
-    if (!o) {
-        free(a);
+    struct owner *o;
+    struct ah_prompt_ack *a = result_new(sizeof(*a), j, &o);
+    if (!a)
         return AH_E_NOMEM;
-    }
     a->priv_ = o;
     a->json = o->text;
     a->session_id = str2(o->root, "sessionId", "session_id");

@@ -10,6 +10,7 @@
  *   - nothing is dropped silently: a line that is not understood becomes a log event;
  *   - no `status` events: the outcome is returned, the server's state machine owns `status`.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/types.h>
@@ -33,6 +34,8 @@ const struct agent_adapter *adapter_find(const char *type) {
     return NULL;
 }
 
+/* ---- argv --------------------------------------------------------------------------------- */
+
 void adapter_argv_free(char **argv) {
     if (!argv)
         return;
@@ -41,7 +44,8 @@ void adapter_argv_free(char **argv) {
     free(argv);
 }
 
-int adapter_argv_new(const char *const *items, size_t n, char ***ret_argv) {
+/* A malloc'd NULL-terminated copy of items[0..n), skipping NULL entries. 0 or AH_E_NOMEM. */
+static int argv_new(const char *const *items, size_t n, char ***ret_argv) {
     char **argv = calloc(n + 1, sizeof(*argv));
     if (!argv)
         return AH_E_NOMEM;
@@ -58,7 +62,8 @@ int adapter_argv_new(const char *const *items, size_t n, char ***ret_argv) {
     return 0;
 }
 
-char *adapter_prompt_arg(const char *prompt) {
+/* The prompt as an argument (see adapter_argv_build). Caller frees; NULL on OOM. */
+static char *prompt_arg(const char *prompt) {
     if (prompt[0] != '-')
         return strdup(prompt);
     size_t n = strlen(prompt);
@@ -70,8 +75,35 @@ char *adapter_prompt_arg(const char *prompt) {
     return p;
 }
 
-const char *adapter_model(const struct adapter_launch *l) {
-    return l->model && l->model[0] ? l->model : NULL;
+const char adapter_arg_prompt[] = "PROMPT", adapter_arg_model[] = "MODEL";
+
+int adapter_argv_build(const struct adapter_launch *l, const char *binary, const char *model_opt,
+                       const char *const *tmpl, size_t n, char ***ret_argv) {
+    if (!l || !l->prompt)
+        return AH_E_INVAL;
+    if (l->binary && l->binary[0])
+        binary = l->binary;
+    if (!binary)
+        return AH_E_INVAL;
+    AH_AUTOFREE char *prompt = prompt_arg(l->prompt);
+    if (!prompt)
+        return AH_E_NOMEM;
+    const char *model = l->model && l->model[0] ? l->model : NULL;
+    const char *v[16];
+    size_t k = 0;
+    v[k++] = binary;
+    for (size_t i = 0; i < n; i++) {
+        assert(k + 2 <= ADAPTER_COUNT(v)); /* room for this entry, which may take two */
+        if (tmpl[i] == ADAPTER_PROMPT) {
+            v[k++] = prompt;
+        } else if (tmpl[i] != ADAPTER_MODEL) {
+            v[k++] = tmpl[i];
+        } else if (model) {
+            v[k++] = model_opt;
+            v[k++] = model;
+        }
+    }
+    return argv_new(v, k, ret_argv);
 }
 
 /* ---- reading a line ----------------------------------------------------------------------- */
@@ -99,14 +131,19 @@ static bool depth_ok(const char *s, size_t len, int max) {
     return true;
 }
 
-bool adapter_blank(const char *line, size_t len) {
+/* Is the line empty or only whitespace? */
+static bool blank(const char *line, size_t len) {
     for (size_t i = 0; i < len; i++)
         if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r' && line[i] != '\n')
             return false;
     return true;
 }
 
-int adapter_parse(const char *line, size_t len, json_t **ret_obj) {
+/* Parses one output line: 0 and *ret_obj = the object (caller decrefs) when the line is a JSON
+ * object within ADAPTER_LINE_MAX bytes and AH_LIMIT_JSON_DEPTH levels; 0 and *ret_obj = NULL for
+ * anything else (not JSON, an array, a number, too deep, too long); AH_E_NOMEM when jansson says
+ * it ran out of memory. */
+static int parse(const char *line, size_t len, json_t **ret_obj) {
     *ret_obj = NULL;
     if (len == 0 || len > ADAPTER_LINE_MAX || !depth_ok(line, len, AH_LIMIT_JSON_DEPTH))
         return 0;
@@ -120,6 +157,18 @@ int adapter_parse(const char *line, size_t len, json_t **ret_obj) {
     }
     *ret_obj = j;
     return 0;
+}
+
+int adapter_json_line(void *state, const char *line, size_t len, json_t *out,
+                      enum adapter_outcome *outcome, adapter_map_fn *map) {
+    if (blank(line, len))
+        return 0;
+    AH_AUTO(json_decrefp) json_t *j = NULL;
+    int rc = parse(line, len, &j);
+    if (rc < 0)
+        return rc;
+    rc = map(state, j, j ? adapter_str(j, "type") : NULL, out, outcome);
+    return rc == 1 ? adapter_log_raw(out, line, len) : rc;
 }
 
 const char *adapter_str(const json_t *o, const char *key) {
@@ -514,10 +563,75 @@ int adapter_tools_abandon(struct adapter_tools *t, json_t *out) {
     return rc;
 }
 
-/* ---- outcome ------------------------------------------------------------------------------- */
+int adapter_tool_started(struct adapter_tools *t, json_t *out, const char *name, const json_t *args,
+                         const char *id, const char *path) {
+    int rc = adapter_tools_add(t, id, name, path);
+    if (rc < 0)
+        return rc;
+    rc = adapter_tool_use(out, name, args, id);
+    if (rc == 0 && path)
+        rc = adapter_file_edit(out, path, 0, 0, "started", id, NULL);
+    return rc;
+}
 
-enum adapter_outcome adapter_settle(enum adapter_outcome verdict, int exit_code, json_t *out,
-                                    const char *missing) {
+int adapter_tool_ended(struct adapter_tools *t, json_t *out, const char *id, const char *output,
+                       size_t len, bool ok, int64_t added, int64_t removed) {
+    struct adapter_tool tool = {0};
+    bool known = adapter_tools_take(t, id, &tool);
+    int rc = adapter_tool_result(out, known ? tool.name : "unknown", output, len, id, ok);
+    if (rc == 0 && tool.path)
+        rc = adapter_file_edit(out, tool.path, added, removed, ok ? "completed" : "failed", id,
+                               NULL);
+    adapter_tool_clear(&tool);
+    return rc;
+}
+
+int adapter_tool_running(struct adapter_tools *t, json_t *out, const char *name, const json_t *args,
+                         const char *id, const char *path) {
+    int rc = adapter_tools_add(t, id, name, path);
+    if (rc != 0) /* 1: an update of a tool already announced */
+        return rc < 0 ? rc : 0;
+    return adapter_tool_use(out, name, args, id);
+}
+
+int adapter_tool_done(struct adapter_tools *t, json_t *out, const char *name, const json_t *args,
+                      const char *id, const char *output, size_t len, bool ok) {
+    struct adapter_tool tool = {0};
+    if (adapter_tools_take(t, id, &tool)) {
+        adapter_tool_clear(&tool);
+    } else {
+        int rc = adapter_tool_use(out, name, args, id);
+        if (rc < 0)
+            return rc;
+    }
+    return adapter_tool_result(out, name, output, len, id, ok);
+}
+
+/* ---- the state of a run and its outcome ---------------------------------------------------- */
+
+void *adapter_run_new(void) {
+    return calloc(1, sizeof(struct adapter_run));
+}
+
+void adapter_run_free(void *state) {
+    struct adapter_run *run = state;
+    if (!run)
+        return;
+    adapter_tools_clear(&run->tools);
+    free(run);
+}
+
+void adapter_run_verdict(struct adapter_run *run, enum adapter_outcome v,
+                         enum adapter_outcome *outcome) {
+    run->verdict = v;
+    if (outcome)
+        *outcome = v;
+}
+
+enum adapter_outcome adapter_run_finish(struct adapter_run *run, int exit_code, json_t *out,
+                                        const char *missing) {
+    (void)adapter_tools_abandon(&run->tools, out);
+    enum adapter_outcome verdict = run->verdict;
     if (verdict == ADAPTER_RUNNING) {
         (void)adapter_logf(out, "error", "%s (exit code %d)", missing, exit_code);
         return ADAPTER_FAILED;
@@ -547,14 +661,10 @@ static void custom_free(void *state) {
     free(state);
 }
 
+/* The configured binary (required) with the prompt as its only argument. */
 static int custom_argv(const struct adapter_launch *l, char ***ret_argv) {
-    if (!l || !l->prompt || !l->binary || !l->binary[0])
-        return AH_E_INVAL;
-    AH_AUTOFREE char *prompt = adapter_prompt_arg(l->prompt);
-    if (!prompt)
-        return AH_E_NOMEM;
-    const char *v[] = {l->binary, prompt};
-    return adapter_argv_new(v, ADAPTER_COUNT(v), ret_argv);
+    static const char *const args[] = {ADAPTER_PROMPT};
+    return adapter_argv_build(l, NULL, NULL, args, ADAPTER_COUNT(args), ret_argv);
 }
 
 static enum adapter_outcome custom_finish(void *state, int exit_code, json_t *out) {
@@ -702,28 +812,26 @@ static int shape_copy(const struct shape *s, const json_t *in, json_t **ret) {
     return 0;
 }
 
-static int jsonl_line(void *state, const char *line, size_t len, json_t *out,
-                      enum adapter_outcome *outcome) {
-    struct custom *st = state;
-    st->lines++;
-    if (adapter_blank(line, len))
-        return 0;
-    AH_AUTO(json_decrefp) json_t *in = NULL;
-    int rc = adapter_parse(line, len, &in);
-    if (rc < 0)
-        return rc;
-    const char *type = in ? adapter_str(in, "type") : NULL;
+static int jsonl_map(void *state, const json_t *in, const char *type, json_t *out,
+                     enum adapter_outcome *outcome) {
     for (size_t i = 0; type && i < ADAPTER_COUNT(shapes); i++) {
         if (strcmp(shapes[i].type, type) != 0)
             continue;
         json_t *ev = NULL;
-        rc = shape_copy(&shapes[i], in, &ev);
+        int rc = shape_copy(&shapes[i], in, &ev);
         if (rc < 0)
             return rc;
         if (rc == 0)
             return emit(out, ev);
     }
-    return adapter_log_raw(out, line, len);
+    return 1;
+}
+
+static int jsonl_line(void *state, const char *line, size_t len, json_t *out,
+                      enum adapter_outcome *outcome) {
+    struct custom *st = state;
+    st->lines++;
+    return adapter_json_line(state, line, len, out, outcome, jsonl_map);
 }
 
 const struct agent_adapter adapter_custom_jsonl = {

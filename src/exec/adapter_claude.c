@@ -23,41 +23,12 @@
 
 #include "adapter_int.h"
 
-struct claude {
-    struct adapter_tools tools;
-    enum adapter_outcome verdict;
-};
-
 static int build_argv(const struct adapter_launch *l, char ***ret_argv) {
-    if (!l || !l->prompt)
-        return AH_E_INVAL;
-    AH_AUTOFREE char *prompt = adapter_prompt_arg(l->prompt);
-    if (!prompt)
-        return AH_E_NOMEM;
-    const char *model = adapter_model(l);
-    const char *v[] = {l->binary && l->binary[0] ? l->binary : "claude",
-                       "-p",
-                       prompt,
-                       "--output-format",
-                       "stream-json",
-                       "--verbose",
-                       "--permission-mode",
-                       "acceptEdits",
-                       model ? "--model" : NULL,
-                       model};
-    return adapter_argv_new(v, ADAPTER_COUNT(v), ret_argv);
-}
-
-static void *state_new(void) {
-    return calloc(1, sizeof(struct claude));
-}
-
-static void state_free(void *state) {
-    struct claude *st = state;
-    if (!st)
-        return;
-    adapter_tools_clear(&st->tools);
-    free(st);
+    static const char *const args[] = {
+        "-p",        ADAPTER_PROMPT,      "--output-format", "stream-json",
+        "--verbose", "--permission-mode", "acceptEdits",     ADAPTER_MODEL,
+    };
+    return adapter_argv_build(l, "claude", "--model", args, ADAPTER_COUNT(args), ret_argv);
 }
 
 /* The file an edit tool works on, or NULL for other tools. */
@@ -79,7 +50,7 @@ static int on_init(const json_t *j, json_t *out) {
                         sid ? sid : "(unknown)", model ? model : "(default)");
 }
 
-static int on_block(struct claude *st, const json_t *b, json_t *out) {
+static int on_block(struct adapter_run *st, const json_t *b, json_t *out) {
     const char *type = adapter_str(b, "type");
     const json_t *text;
     if (!type)
@@ -92,17 +63,10 @@ static int on_block(struct claude *st, const json_t *b, json_t *out) {
     if (strcmp(type, "tool_use") != 0 || !id || !name)
         return adapter_log_json(out, "info", b); /* redacted_thinking, server_tool_use, … */
     const json_t *input = json_object_get(b, "input");
-    const char *path = edit_path(name, input);
-    int rc = adapter_tools_add(&st->tools, id, name, path);
-    if (rc < 0)
-        return rc;
-    rc = adapter_tool_use(out, name, input, id);
-    if (rc == 0 && path)
-        rc = adapter_file_edit(out, path, 0, 0, "started", id, NULL);
-    return rc;
+    return adapter_tool_started(&st->tools, out, name, input, id, edit_path(name, input));
 }
 
-static int on_assistant(struct claude *st, const json_t *j, json_t *out) {
+static int on_assistant(struct adapter_run *st, const json_t *j, json_t *out) {
     const json_t *content = json_object_get(json_object_get(j, "message"), "content");
     if (!json_is_array(content) || json_array_size(content) == 0)
         return 1;
@@ -165,7 +129,8 @@ static void patch_count(const json_t *tur, int64_t *ret_added, int64_t *ret_remo
     *ret_removed = removed;
 }
 
-static int on_tool_result(struct claude *st, const json_t *item, const json_t *tur, json_t *out) {
+static int on_tool_result(struct adapter_run *st, const json_t *item, const json_t *tur,
+                          json_t *out) {
     const char *id = adapter_field(item, "tool_use_id");
     if (!id)
         return adapter_log_json(out, "info", item);
@@ -176,22 +141,15 @@ static int on_tool_result(struct claude *st, const json_t *item, const json_t *t
         ah_buf_clear(&text);
         return AH_E_NOMEM;
     }
-    struct adapter_tool tool = {0};
-    bool known = adapter_tools_take(&st->tools, id, &tool);
-    rc = adapter_tool_result(out, known ? tool.name : "unknown", text.p, text.n, id, ok);
-    if (rc == 0 && tool.path) {
-        int64_t added = 0, removed = 0;
-        if (ok)
-            patch_count(tur, &added, &removed);
-        rc = adapter_file_edit(out, tool.path, added, removed, ok ? "completed" : "failed", id,
-                               NULL);
-    }
-    adapter_tool_clear(&tool);
+    int64_t added = 0, removed = 0; /* used when the tool is an edit */
+    if (ok)
+        patch_count(tur, &added, &removed);
+    rc = adapter_tool_ended(&st->tools, out, id, text.p, text.n, ok, added, removed);
     ah_buf_clear(&text);
     return rc;
 }
 
-static int on_user(struct claude *st, const json_t *j, json_t *out) {
+static int on_user(struct adapter_run *st, const json_t *j, json_t *out) {
     const json_t *content = json_object_get(json_object_get(j, "message"), "content");
     if (json_is_string(content))
         return adapter_logf(out, "info", "user: %s", json_string_value(content));
@@ -217,13 +175,11 @@ static int on_user(struct claude *st, const json_t *j, json_t *out) {
     return 0;
 }
 
-static int on_result(struct claude *st, const json_t *j, json_t *out,
+static int on_result(struct adapter_run *st, const json_t *j, json_t *out,
                      enum adapter_outcome *outcome) {
     const char *sub = adapter_field(j, "subtype");
     bool ok = sub && strcmp(sub, "success") == 0 && !json_is_true(json_object_get(j, "is_error"));
-    st->verdict = ok ? ADAPTER_SUCCEEDED : ADAPTER_FAILED;
-    if (outcome)
-        *outcome = st->verdict;
+    adapter_run_verdict(st, ok ? ADAPTER_SUCCEEDED : ADAPTER_FAILED, outcome);
     const json_t *turns = json_object_get(j, "num_turns"), *ms = json_object_get(j, "duration_ms");
     if (ok && json_is_integer(turns) && json_is_integer(ms))
         return adapter_logf(out, "info", "finished: success (%lld turns, %lld ms)",
@@ -255,34 +211,29 @@ static int on_result(struct claude *st, const json_t *j, json_t *out,
     return rc < 0 ? AH_E_NOMEM : 0;
 }
 
+static int map(void *state, const json_t *j, const char *type, json_t *out,
+               enum adapter_outcome *outcome) {
+    struct adapter_run *st = state;
+    if (!type)
+        return 1;
+    if (strcmp(type, "system") == 0 && adapter_is(j, "subtype", "init"))
+        return on_init(j, out);
+    if (strcmp(type, "assistant") == 0)
+        return on_assistant(st, j, out);
+    if (strcmp(type, "user") == 0)
+        return on_user(st, j, out);
+    if (strcmp(type, "result") == 0)
+        return on_result(st, j, out, outcome);
+    return 1;
+}
+
 static int line(void *state, const char *line, size_t len, json_t *out,
                 enum adapter_outcome *outcome) {
-    struct claude *st = state;
-    if (adapter_blank(line, len))
-        return 0;
-    AH_AUTO(json_decrefp) json_t *j = NULL;
-    int rc = adapter_parse(line, len, &j);
-    if (rc < 0)
-        return rc;
-    const char *type = j ? adapter_str(j, "type") : NULL;
-    rc = 1; /* not mapped: logged as it came */
-    if (!type)
-        rc = 1;
-    else if (strcmp(type, "system") == 0 && adapter_is(j, "subtype", "init"))
-        rc = on_init(j, out);
-    else if (strcmp(type, "assistant") == 0)
-        rc = on_assistant(st, j, out);
-    else if (strcmp(type, "user") == 0)
-        rc = on_user(st, j, out);
-    else if (strcmp(type, "result") == 0)
-        rc = on_result(st, j, out, outcome);
-    return rc == 1 ? adapter_log_raw(out, line, len) : rc;
+    return adapter_json_line(state, line, len, out, outcome, map);
 }
 
 static enum adapter_outcome finish(void *state, int exit_code, json_t *out) {
-    struct claude *st = state;
-    (void)adapter_tools_abandon(&st->tools, out);
-    return adapter_settle(st->verdict, exit_code, out, "the stream ended without a result message");
+    return adapter_run_finish(state, exit_code, out, "the stream ended without a result message");
 }
 
 static const char *const aliases[] = {"claude", NULL};
@@ -292,8 +243,8 @@ const struct agent_adapter adapter_claude = {
     .aliases = aliases,
     .binary = "claude",
     .build_argv = build_argv,
-    .state_new = state_new,
-    .state_free = state_free,
+    .state_new = adapter_run_new,
+    .state_free = adapter_run_free,
     .line = line,
     .finish = finish,
 };

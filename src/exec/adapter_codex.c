@@ -21,65 +21,30 @@
 
 #include "adapter_int.h"
 
-struct codex {
-    struct adapter_tools tools;
-    enum adapter_outcome verdict;
-};
-
 static int build_argv(const struct adapter_launch *l, char ***ret_argv) {
-    if (!l || !l->prompt)
-        return AH_E_INVAL;
-    AH_AUTOFREE char *prompt = adapter_prompt_arg(l->prompt);
-    if (!prompt)
-        return AH_E_NOMEM;
-    const char *model = adapter_model(l);
-    const char *v[] = {l->binary && l->binary[0] ? l->binary : "codex",
-                       "exec",
-                       "--json",
-                       "--full-auto",
-                       model ? "-m" : NULL,
-                       model,
-                       prompt};
-    return adapter_argv_new(v, ADAPTER_COUNT(v), ret_argv);
-}
-
-static void *state_new(void) {
-    return calloc(1, sizeof(struct codex));
-}
-
-static void state_free(void *state) {
-    struct codex *st = state;
-    if (!st)
-        return;
-    adapter_tools_clear(&st->tools);
-    free(st);
+    static const char *const args[] = {"exec", "--json", "--full-auto", ADAPTER_MODEL,
+                                       ADAPTER_PROMPT};
+    return adapter_argv_build(l, "codex", "-m", args, ADAPTER_COUNT(args), ret_argv);
 }
 
 /* A tool-like item: tool_use the first time it is seen, tool_result when it completes (with a
  * tool_use first if its start was never seen, so every result has its announcement). */
-static int tool_item(struct codex *st, const char *id, const char *name, const json_t *args,
+static int tool_item(struct adapter_run *st, const char *id, const char *name, const json_t *args,
                      bool completed, const char *output, size_t olen, bool ok, json_t *out) {
-    if (!completed) {
-        int rc = adapter_tools_add(&st->tools, id, name, NULL);
-        if (rc != 0) /* 1: an update of a tool already announced */
-            return rc < 0 ? rc : 0;
-        return adapter_tool_use(out, name, args, id);
-    }
-    struct adapter_tool tool = {0};
-    if (adapter_tools_take(&st->tools, id, &tool)) {
-        adapter_tool_clear(&tool);
-    } else {
-        int rc = adapter_tool_use(out, name, args, id);
-        if (rc < 0)
-            return rc;
-    }
-    return adapter_tool_result(out, name, output, olen, id, ok);
+    if (!completed)
+        return adapter_tool_running(&st->tools, out, name, args, id, NULL);
+    return adapter_tool_done(&st->tools, out, name, args, id, output, olen, ok);
 }
 
-static int command(struct codex *st, const json_t *item, const char *id, bool completed,
+/* The tool_args of a shell command or a web search: {key: the item's member of that name, or
+ * null}. NULL on OOM. */
+static json_t *one_arg(const json_t *item, const char *key) {
+    return json_pack("{s:O?}", key, json_object_get(item, key));
+}
+
+static int command(struct adapter_run *st, const json_t *item, const char *id, bool completed,
                    json_t *out) {
-    AH_AUTO(json_decrefp)
-    json_t *args = json_pack("{s:O?}", "command", json_object_get(item, "command"));
+    AH_AUTO(json_decrefp) json_t *args = one_arg(item, "command");
     if (!args)
         return AH_E_NOMEM;
     const json_t *output = json_object_get(item, "aggregated_output");
@@ -90,7 +55,8 @@ static int command(struct codex *st, const json_t *item, const char *id, bool co
                      json_string_length(output), ok, out);
 }
 
-static int mcp(struct codex *st, const json_t *item, const char *id, bool completed, json_t *out) {
+static int mcp(struct adapter_run *st, const json_t *item, const char *id, bool completed,
+               json_t *out) {
     const char *server = adapter_field(item, "server"), *tool = adapter_field(item, "tool");
     struct ah_buf name = {0}, text = {0};
     int rc = server && tool ? ah_buf_printf(&name, "%s.%s", server, tool)
@@ -120,10 +86,9 @@ static int mcp(struct codex *st, const json_t *item, const char *id, bool comple
     return rc < 0 ? AH_E_NOMEM : 0;
 }
 
-static int web_search(struct codex *st, const json_t *item, const char *id, bool completed,
+static int web_search(struct adapter_run *st, const json_t *item, const char *id, bool completed,
                       json_t *out) {
-    AH_AUTO(json_decrefp)
-    json_t *args = json_pack("{s:O?}", "query", json_object_get(item, "query"));
+    AH_AUTO(json_decrefp) json_t *args = one_arg(item, "query");
     if (!args)
         return AH_E_NOMEM;
     bool ok = !adapter_is(item, "status", "failed");
@@ -175,7 +140,7 @@ static int todo_list(const json_t *item, json_t *out) {
 }
 
 /* 0, 1 (malformed or unknown: the caller logs the line) or AH_E_NOMEM. */
-static int on_item(struct codex *st, const char *event, const json_t *item, json_t *out) {
+static int on_item(struct adapter_run *st, const char *event, const json_t *item, json_t *out) {
     const char *id = adapter_field(item, "id"), *type = adapter_field(item, "type");
     if (!id || !type)
         return 1;
@@ -206,63 +171,55 @@ static int on_item(struct codex *st, const char *event, const json_t *item, json
     return 1;
 }
 
-static void settle(struct codex *st, enum adapter_outcome v, enum adapter_outcome *outcome) {
-    st->verdict = v;
-    if (outcome)
-        *outcome = v;
+static int map(void *state, const json_t *j, const char *type, json_t *out,
+               enum adapter_outcome *outcome) {
+    struct adapter_run *st = state;
+    const json_t *item = json_object_get(j, "item");
+    const json_t *msg = json_object_get(j, "message");
+    if (!type)
+        return 1;
+    if (strcmp(type, "thread.started") == 0) {
+        const char *tid = adapter_field(j, "thread_id");
+        return adapter_logf(out, "info", "codex thread %s started", tid ? tid : "(unknown)");
+    }
+    if (strcmp(type, "turn.started") == 0) {
+        adapter_run_verdict(st, ADAPTER_RUNNING, outcome); /* a new turn reopens the run */
+        return adapter_logf(out, "debug", "turn started");
+    }
+    if (strcmp(type, "turn.completed") == 0) {
+        adapter_run_verdict(st, ADAPTER_SUCCEEDED, outcome);
+        return adapter_logf(out, "info", "finished: turn completed");
+    }
+    if (strcmp(type, "turn.failed") == 0) {
+        adapter_run_verdict(st, ADAPTER_FAILED, outcome);
+        const char *why = adapter_str(json_object_get(j, "error"), "message");
+        return adapter_logf(out, "error", "failed: %s", why ? why : "turn failed");
+    }
+    if (strcmp(type, "error") == 0 && json_is_string(msg))
+        return adapter_log(out, "error", json_string_value(msg), json_string_length(msg), NULL);
+    if (strncmp(type, "item.", 5) == 0 && json_is_object(item) &&
+        (strcmp(type, "item.started") == 0 || strcmp(type, "item.updated") == 0 ||
+         strcmp(type, "item.completed") == 0))
+        return on_item(st, type, item, out);
+    return 1;
 }
 
 static int line(void *state, const char *line, size_t len, json_t *out,
                 enum adapter_outcome *outcome) {
-    struct codex *st = state;
-    if (adapter_blank(line, len))
-        return 0;
-    AH_AUTO(json_decrefp) json_t *j = NULL;
-    int rc = adapter_parse(line, len, &j);
-    if (rc < 0)
-        return rc;
-    const char *type = j ? adapter_str(j, "type") : NULL;
-    const json_t *item = j ? json_object_get(j, "item") : NULL;
-    const json_t *msg = j ? json_object_get(j, "message") : NULL;
-    rc = 1;
-    if (!type) {
-        rc = 1;
-    } else if (strcmp(type, "thread.started") == 0) {
-        const char *tid = adapter_field(j, "thread_id");
-        rc = adapter_logf(out, "info", "codex thread %s started", tid ? tid : "(unknown)");
-    } else if (strcmp(type, "turn.started") == 0) {
-        settle(st, ADAPTER_RUNNING, outcome); /* a new turn reopens the run */
-        rc = adapter_logf(out, "debug", "turn started");
-    } else if (strcmp(type, "turn.completed") == 0) {
-        settle(st, ADAPTER_SUCCEEDED, outcome);
-        rc = adapter_logf(out, "info", "finished: turn completed");
-    } else if (strcmp(type, "turn.failed") == 0) {
-        settle(st, ADAPTER_FAILED, outcome);
-        const char *why = adapter_str(json_object_get(j, "error"), "message");
-        rc = adapter_logf(out, "error", "failed: %s", why ? why : "turn failed");
-    } else if (strcmp(type, "error") == 0 && json_is_string(msg)) {
-        rc = adapter_log(out, "error", json_string_value(msg), json_string_length(msg), NULL);
-    } else if (strncmp(type, "item.", 5) == 0 && json_is_object(item) &&
-               (strcmp(type, "item.started") == 0 || strcmp(type, "item.updated") == 0 ||
-                strcmp(type, "item.completed") == 0)) {
-        rc = on_item(st, type, item, out);
-    }
-    return rc == 1 ? adapter_log_raw(out, line, len) : rc;
+    return adapter_json_line(state, line, len, out, outcome, map);
 }
 
 static enum adapter_outcome finish(void *state, int exit_code, json_t *out) {
-    struct codex *st = state;
-    (void)adapter_tools_abandon(&st->tools, out);
-    return adapter_settle(st->verdict, exit_code, out,
-                          "the stream ended without turn.completed or turn.failed");
+    return adapter_run_finish(state, exit_code, out,
+                              "the stream ended without turn.completed or turn.failed");
 }
 
 const struct agent_adapter adapter_codex = {
     .type = "codex",
     .binary = "codex",
     .build_argv = build_argv,
-    .state_new = state_new,
-    .state_free = state_free,
+    .state_new = adapter_run_new,
+    .state_free = adapter_run_free,
     .line = line,
     .finish = finish,
 };

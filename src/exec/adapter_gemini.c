@@ -22,28 +22,15 @@
 #include "adapter_int.h"
 
 struct gemini {
-    struct adapter_tools tools;
-    enum adapter_outcome verdict;
-    struct ah_buf said; /* assistant text waiting for its last chunk, ≤ ADAPTER_TEXT_MAX */
-    size_t said_total;  /* bytes received for it, kept or not */
+    struct adapter_run run; /* first: see adapter_run_free */
+    struct ah_buf said;     /* assistant text waiting for its last chunk, ≤ ADAPTER_TEXT_MAX */
+    size_t said_total;      /* bytes received for it, kept or not */
 };
 
 static int build_argv(const struct adapter_launch *l, char ***ret_argv) {
-    if (!l || !l->prompt)
-        return AH_E_INVAL;
-    AH_AUTOFREE char *prompt = adapter_prompt_arg(l->prompt);
-    if (!prompt)
-        return AH_E_NOMEM;
-    const char *model = adapter_model(l);
-    const char *v[] = {l->binary && l->binary[0] ? l->binary : "gemini",
-                       "-p",
-                       prompt,
-                       "--output-format",
-                       "stream-json",
-                       "--yolo",
-                       model ? "-m" : NULL,
-                       model};
-    return adapter_argv_new(v, ADAPTER_COUNT(v), ret_argv);
+    static const char *const args[] = {"-p",          ADAPTER_PROMPT, "--output-format",
+                                       "stream-json", "--yolo",       ADAPTER_MODEL};
+    return adapter_argv_build(l, "gemini", "-m", args, ADAPTER_COUNT(args), ret_argv);
 }
 
 static void *state_new(void) {
@@ -52,11 +39,9 @@ static void *state_new(void) {
 
 static void state_free(void *state) {
     struct gemini *st = state;
-    if (!st)
-        return;
-    adapter_tools_clear(&st->tools);
-    ah_buf_clear(&st->said);
-    free(st);
+    if (st)
+        ah_buf_clear(&st->said);
+    adapter_run_free(st);
 }
 
 /* Keeps a delta chunk; past ADAPTER_TEXT_MAX only its size is counted. */
@@ -110,13 +95,7 @@ static int on_tool_use(struct gemini *st, const json_t *j, json_t *out) {
         return 1;
     const json_t *params = json_object_get(j, "parameters");
     const char *path = is_edit(name) ? adapter_field(params, "file_path") : NULL;
-    int rc = adapter_tools_add(&st->tools, id, name, path);
-    if (rc < 0)
-        return rc;
-    rc = adapter_tool_use(out, name, params, id);
-    if (rc == 0 && path)
-        rc = adapter_file_edit(out, path, 0, 0, "started", id, NULL);
-    return rc;
+    return adapter_tool_started(&st->run.tools, out, name, params, id, path);
 }
 
 static int on_tool_result(struct gemini *st, const json_t *j, json_t *out) {
@@ -128,22 +107,14 @@ static int on_tool_result(struct gemini *st, const json_t *j, json_t *out) {
     const json_t *output = json_object_get(j, "output");
     const json_t *emsg = json_object_get(json_object_get(j, "error"), "message");
     const json_t *text = !ok && json_is_string(emsg) ? emsg : output;
-    struct adapter_tool tool = {0};
-    bool known = adapter_tools_take(&st->tools, id, &tool);
-    int rc = adapter_tool_result(out, known ? tool.name : "unknown", json_string_value(text),
-                                 json_string_length(text), id, ok);
-    if (rc == 0 && tool.path)
-        rc = adapter_file_edit(out, tool.path, 0, 0, ok ? "completed" : "failed", id, NULL);
-    adapter_tool_clear(&tool);
-    return rc;
+    return adapter_tool_ended(&st->run.tools, out, id, json_string_value(text),
+                              json_string_length(text), ok, 0, 0);
 }
 
 static int on_result(struct gemini *st, const json_t *j, json_t *out,
                      enum adapter_outcome *outcome) {
     bool ok = adapter_is(j, "status", "success");
-    st->verdict = ok ? ADAPTER_SUCCEEDED : ADAPTER_FAILED;
-    if (outcome)
-        *outcome = st->verdict;
+    adapter_run_verdict(&st->run, ok ? ADAPTER_SUCCEEDED : ADAPTER_FAILED, outcome);
     const json_t *stats = json_object_get(j, "stats");
     const json_t *ms = json_object_get(stats, "duration_ms");
     const json_t *calls = json_object_get(stats, "tool_calls");
@@ -163,49 +134,45 @@ static int on_result(struct gemini *st, const json_t *j, json_t *out,
                         emsg ? ": " : "", emsg ? emsg : "");
 }
 
-static int line(void *state, const char *line, size_t len, json_t *out,
-                enum adapter_outcome *outcome) {
+static int map(void *state, const json_t *j, const char *type, json_t *out,
+               enum adapter_outcome *outcome) {
     struct gemini *st = state;
-    if (adapter_blank(line, len))
-        return 0;
-    AH_AUTO(json_decrefp) json_t *j = NULL;
-    int rc = adapter_parse(line, len, &j);
-    if (rc < 0)
-        return rc;
-    const char *type = j ? adapter_str(j, "type") : NULL;
-    const json_t *content = j ? json_object_get(j, "content") : NULL;
+    const json_t *content = json_object_get(j, "content");
     if (type && strcmp(type, "message") == 0 && adapter_is(j, "role", "assistant") &&
         json_is_true(json_object_get(j, "delta")) && json_is_string(content))
         return said_add(st, content);
     /* Anything else ends the assistant's message, so it goes out first, in stream order. */
-    rc = said_flush(st, out);
+    int rc = said_flush(st, out);
     if (rc < 0)
         return rc;
-    rc = 1;
     if (!type)
-        rc = 1;
-    else if (strcmp(type, "init") == 0)
-        rc = on_init(j, out);
-    else if (strcmp(type, "message") == 0)
-        rc = on_message(j, out);
-    else if (strcmp(type, "tool_use") == 0)
-        rc = on_tool_use(st, j, out);
-    else if (strcmp(type, "tool_result") == 0)
-        rc = on_tool_result(st, j, out);
-    else if (strcmp(type, "error") == 0 && json_is_string(json_object_get(j, "message")))
-        rc = adapter_log(out, adapter_is(j, "severity", "warning") ? "warn" : "error",
-                         adapter_str(j, "message"),
-                         json_string_length(json_object_get(j, "message")), NULL);
-    else if (strcmp(type, "result") == 0)
-        rc = on_result(st, j, out, outcome);
-    return rc == 1 ? adapter_log_raw(out, line, len) : rc;
+        return 1;
+    if (strcmp(type, "init") == 0)
+        return on_init(j, out);
+    if (strcmp(type, "message") == 0)
+        return on_message(j, out);
+    if (strcmp(type, "tool_use") == 0)
+        return on_tool_use(st, j, out);
+    if (strcmp(type, "tool_result") == 0)
+        return on_tool_result(st, j, out);
+    if (strcmp(type, "error") == 0 && json_is_string(json_object_get(j, "message")))
+        return adapter_log(out, adapter_is(j, "severity", "warning") ? "warn" : "error",
+                           adapter_str(j, "message"),
+                           json_string_length(json_object_get(j, "message")), NULL);
+    if (strcmp(type, "result") == 0)
+        return on_result(st, j, out, outcome);
+    return 1;
+}
+
+static int line(void *state, const char *line, size_t len, json_t *out,
+                enum adapter_outcome *outcome) {
+    return adapter_json_line(state, line, len, out, outcome, map);
 }
 
 static enum adapter_outcome finish(void *state, int exit_code, json_t *out) {
     struct gemini *st = state;
     (void)said_flush(st, out);
-    (void)adapter_tools_abandon(&st->tools, out);
-    return adapter_settle(st->verdict, exit_code, out, "the stream ended without a result");
+    return adapter_run_finish(&st->run, exit_code, out, "the stream ended without a result");
 }
 
 static const char *const aliases[] = {"gemini-cli", NULL};

@@ -1,7 +1,8 @@
 /*
- * adapter_int.h — private to the adapter*.c files: the helpers every adapter shares (parsing a
+ * adapter_int.h — private to the adapter*.c files: the helpers every adapter shares (reading a
  * line under our limits, building event payloads with capped, valid UTF-8 strings, the table of
- * tool runs waiting for their result, settling the outcome). The rest of exec/ uses adapter.h.
+ * tool runs waiting for their result, the state of a run and its outcome, the argv). The rest of
+ * exec/ uses adapter.h.
  *
  * Strings that come out of a parsed line are valid UTF-8 without NUL bytes (jansson refuses
  * anything else with flags 0), so the short fields (ids, names, paths) are passed around as plain
@@ -32,13 +33,17 @@ extern const struct agent_adapter adapter_opencode;
 
 /* ---- reading a line ----------------------------------------------------------------------- */
 
-/* Parses one output line. 0 and *ret_obj = the object (caller decrefs) when the line is a JSON
- * object within ADAPTER_LINE_MAX bytes and AH_LIMIT_JSON_DEPTH levels; 0 and *ret_obj = NULL for
- * anything else (not JSON, an array, a number, too deep, too long); AH_E_NOMEM when jansson says
- * it ran out of memory. */
-int adapter_parse(const char *line, size_t len, json_t **ret_obj);
-/* Is the line empty or only whitespace? Such lines carry nothing and produce no event. */
-bool adapter_blank(const char *line, size_t len);
+/* Maps one line of JSON output for adapter_json_line: j is the line's object, NULL when the line
+ * is not a JSON object (within ADAPTER_LINE_MAX bytes and AH_LIMIT_JSON_DEPTH levels), and type
+ * its `type` member, NULL when that is missing or not a string. Returns 0, AH_E_NOMEM, or 1 when
+ * it did not map the line: the line then becomes a log event as it came (adapter_log_raw). */
+typedef int adapter_map_fn(void *state, const json_t *j, const char *type, json_t *out,
+                           enum adapter_outcome *outcome);
+/* The line() of an adapter whose output is JSON lines: a blank line (only whitespace) carries
+ * nothing and produces no event; any other line is parsed and given to map. 0 or AH_E_NOMEM
+ * (also when jansson runs out of memory parsing the line). */
+int adapter_json_line(void *state, const char *line, size_t len, json_t *out,
+                      enum adapter_outcome *outcome, adapter_map_fn *map);
 
 /* Member `key` of object `o` as a string, or NULL when missing, not a string, or (for
  * adapter_field) empty or longer than ADAPTER_FIELD_MAX. Lent until `o` is released. */
@@ -113,18 +118,57 @@ void adapter_tools_clear(struct adapter_tools *t);
  * waiting, so no tool stays "started" for ever. Empties the table. */
 int adapter_tools_abandon(struct adapter_tools *t, json_t *out);
 
-/* ---- outcome and argv --------------------------------------------------------------------- */
+/* Events for a tool run whose start and end are separate records (claude, gemini). Started: the
+ * run is remembered until its result, announced (tool_use) and, for an edit (path not NULL), a
+ * file_edit "started" follows. Ended: its tool_result (tool_name "unknown" when the run was never
+ * seen, or forgotten) and, for an edit, a file_edit "completed" with the counts, or "failed".
+ * 0 or AH_E_NOMEM. */
+int adapter_tool_started(struct adapter_tools *t, json_t *out, const char *name, const json_t *args,
+                         const char *id, const char *path);
+int adapter_tool_ended(struct adapter_tools *t, json_t *out, const char *id, const char *output,
+                       size_t len, bool ok, int64_t added, int64_t removed);
+/* Events for a tool reported while it runs and again when done (codex items, opencode parts).
+ * Running: the first report announces it (tool_use) and remembers it (path: see
+ * adapter_tools_add); later ones add nothing. Done: its tool_use first unless it was announced,
+ * then its tool_result. 0 or AH_E_NOMEM. */
+int adapter_tool_running(struct adapter_tools *t, json_t *out, const char *name, const json_t *args,
+                         const char *id, const char *path);
+int adapter_tool_done(struct adapter_tools *t, json_t *out, const char *name, const json_t *args,
+                      const char *id, const char *output, size_t len, bool ok);
 
-/* The final outcome from the verdict the stream gave and the exit code: no verdict or a non-zero
- * exit is a failure, explained by an error log (`missing` says which record never came). */
-enum adapter_outcome adapter_settle(enum adapter_outcome verdict, int exit_code, json_t *out,
-                                    const char *missing);
-/* A malloc'd NULL-terminated copy of items[0..n), skipping NULL entries. 0 or AH_E_NOMEM. */
-int adapter_argv_new(const char *const *items, size_t n, char ***ret_argv);
-/* The prompt as an argument: prefixed with a space when it starts with '-', so no CLI's option
- * parser takes it for a flag (the model does not mind the space). Caller frees; NULL on OOM. */
-char *adapter_prompt_arg(const char *prompt);
-/* l->model when it is set and not empty, else NULL. */
-const char *adapter_model(const struct adapter_launch *l);
+/* ---- the state of a run ------------------------------------------------------------------- */
+
+/* What every CLI adapter keeps during a run. An adapter that needs more embeds it as the first
+ * member of its own state, so adapter_run_free serves that too. */
+struct adapter_run {
+    struct adapter_tools tools;
+    enum adapter_outcome verdict; /* what the stream said so far */
+};
+/* state_new and state_free (NULL-safe) for those states. */
+void *adapter_run_new(void);
+void adapter_run_free(void *state);
+/* The stream gave verdict v: kept for finish, and reported through *outcome (nullable). */
+void adapter_run_verdict(struct adapter_run *run, enum adapter_outcome v,
+                         enum adapter_outcome *outcome);
+/* finish(): a failed result for every tool still waiting (adapter_tools_abandon), then the final
+ * outcome from the verdict and the exit code: no verdict or a non-zero exit is a failure,
+ * explained by an error log (`missing` says which record never came). */
+enum adapter_outcome adapter_run_finish(struct adapter_run *run, int exit_code, json_t *out,
+                                        const char *missing);
+
+/* ---- argv --------------------------------------------------------------------------------- */
+
+/* Placeholders in an argv template (adapter_argv_build), compared by address. */
+extern const char adapter_arg_prompt[], adapter_arg_model[];
+#define ADAPTER_PROMPT adapter_arg_prompt /* the prompt */
+#define ADAPTER_MODEL adapter_arg_model   /* `model_opt MODEL`, or nothing without a model */
+
+/* build_argv from a template: the binary (l->binary when set and not empty, else `binary`),
+ * then tmpl[0..n) with its placeholders filled in. The prompt is prefixed with a space when it
+ * starts with '-', so no CLI's option parser takes it for a flag (the model does not mind the
+ * space); an empty l->model is no model. AH_E_INVAL without l, a prompt, or any binary (`binary`
+ * NULL: l must name one); else 0 or AH_E_NOMEM. */
+int adapter_argv_build(const struct adapter_launch *l, const char *binary, const char *model_opt,
+                       const char *const *tmpl, size_t n, char ***ret_argv);
 
 #endif

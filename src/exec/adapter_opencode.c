@@ -22,39 +22,21 @@
 #include "adapter_int.h"
 
 struct opencode {
-    struct adapter_tools tools; /* tools reported before they finished (not in 1.18.x) */
-    bool stopped;               /* the last step finished with reason "stop" */
-    bool failed;                /* an `error` record came */
+    /* First (see adapter_run_free). Its tools are those reported before they finished (not in
+     * 1.18.x); its verdict is set only at finish, from the two flags below. */
+    struct adapter_run run;
+    bool stopped; /* the last step finished with reason "stop" */
+    bool failed;  /* an `error` record came */
 };
 
 static int build_argv(const struct adapter_launch *l, char ***ret_argv) {
-    if (!l || !l->prompt)
-        return AH_E_INVAL;
-    AH_AUTOFREE char *prompt = adapter_prompt_arg(l->prompt);
-    if (!prompt)
-        return AH_E_NOMEM;
-    const char *model = adapter_model(l);
-    const char *v[] = {l->binary && l->binary[0] ? l->binary : "opencode",
-                       "run",
-                       "--format",
-                       "json",
-                       "--thinking",
-                       model ? "-m" : NULL,
-                       model,
-                       prompt};
-    return adapter_argv_new(v, ADAPTER_COUNT(v), ret_argv);
+    static const char *const args[] = {"run",        "--format",    "json",
+                                       "--thinking", ADAPTER_MODEL, ADAPTER_PROMPT};
+    return adapter_argv_build(l, "opencode", "-m", args, ADAPTER_COUNT(args), ret_argv);
 }
 
 static void *state_new(void) {
     return calloc(1, sizeof(struct opencode));
-}
-
-static void state_free(void *state) {
-    struct opencode *st = state;
-    if (!st)
-        return;
-    adapter_tools_clear(&st->tools);
-    free(st);
 }
 
 static bool is_edit(const char *tool) {
@@ -77,22 +59,11 @@ static int on_tool(struct opencode *st, const json_t *part, json_t *out) {
             path = adapter_field(filediff, "file");
     }
     bool done = strcmp(status, "completed") == 0, failed = strcmp(status, "error") == 0;
-    if (!done && !failed) { /* pending/running: announce once, the result comes later */
-        int rc = adapter_tools_add(&st->tools, id, name, path);
-        if (rc != 0)
-            return rc < 0 ? rc : 0;
-        return adapter_tool_use(out, name, input, id);
-    }
-    struct adapter_tool tool = {0};
-    int rc = 0;
-    if (adapter_tools_take(&st->tools, id, &tool))
-        adapter_tool_clear(&tool);
-    else
-        rc = adapter_tool_use(out, name, input, id);
+    if (!done && !failed) /* pending/running: announce once, the result comes later */
+        return adapter_tool_running(&st->run.tools, out, name, input, id, path);
     const json_t *text = json_object_get(state, done ? "output" : "error");
-    if (rc == 0)
-        rc = adapter_tool_result(out, name, json_string_value(text), json_string_length(text), id,
-                                 done);
+    int rc = adapter_tool_done(&st->run.tools, out, name, input, id, json_string_value(text),
+                               json_string_length(text), done);
     if (rc < 0 || !path)
         return rc;
     /* A failed edit changed nothing; a done one is counted from the CLI's own numbers. */
@@ -139,26 +110,19 @@ static int on_error(struct opencode *st, const json_t *j, json_t *out,
                         msg ? msg : "");
 }
 
-static int line(void *state, const char *line, size_t len, json_t *out,
-                enum adapter_outcome *outcome) {
+static int map(void *state, const json_t *j, const char *type, json_t *out,
+               enum adapter_outcome *outcome) {
     struct opencode *st = state;
-    if (adapter_blank(line, len))
-        return 0;
-    AH_AUTO(json_decrefp) json_t *j = NULL;
-    int rc = adapter_parse(line, len, &j);
-    if (rc < 0)
-        return rc;
-    const char *type = j ? adapter_str(j, "type") : NULL;
-    const json_t *part = j ? json_object_get(j, "part") : NULL;
+    const json_t *part = json_object_get(j, "part");
     const json_t *text = json_object_get(part, "text");
     if (type && strcmp(type, "error") == 0)
         return on_error(st, j, out, outcome);
     if (!type || !json_is_object(part))
-        return adapter_log_raw(out, line, len);
+        return 1;
     /* Activity after a "stop" means the run went on: the verdict is open again. Unknown
      * records (e.g. the proposed "done") are not activity. */
     bool reopens = true;
-    rc = 1;
+    int rc = 1;
     if (strcmp(type, "step_start") == 0) {
         rc = adapter_logf(out, "debug", "step started");
     } else if (strcmp(type, "reasoning") == 0 && json_is_string(text)) {
@@ -178,17 +142,21 @@ static int line(void *state, const char *line, size_t len, json_t *out,
         if (outcome && !st->failed)
             *outcome = ADAPTER_RUNNING;
     }
-    return rc == 1 ? adapter_log_raw(out, line, len) : rc;
+    return rc;
+}
+
+static int line(void *state, const char *line, size_t len, json_t *out,
+                enum adapter_outcome *outcome) {
+    return adapter_json_line(state, line, len, out, outcome, map);
 }
 
 static enum adapter_outcome finish(void *state, int exit_code, json_t *out) {
     struct opencode *st = state;
-    (void)adapter_tools_abandon(&st->tools, out);
-    enum adapter_outcome v = st->failed    ? ADAPTER_FAILED
-                             : st->stopped ? ADAPTER_SUCCEEDED
-                                           : ADAPTER_RUNNING;
-    return adapter_settle(v, exit_code, out,
-                          "the stream ended without a final step_finish with reason stop");
+    st->run.verdict = st->failed    ? ADAPTER_FAILED
+                      : st->stopped ? ADAPTER_SUCCEEDED
+                                    : ADAPTER_RUNNING;
+    return adapter_run_finish(&st->run, exit_code, out,
+                              "the stream ended without a final step_finish with reason stop");
 }
 
 const struct agent_adapter adapter_opencode = {
@@ -196,7 +164,7 @@ const struct agent_adapter adapter_opencode = {
     .binary = "opencode",
     .build_argv = build_argv,
     .state_new = state_new,
-    .state_free = state_free,
+    .state_free = adapter_run_free,
     .line = line,
     .finish = finish,
 };
