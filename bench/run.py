@@ -152,24 +152,28 @@ def bench_idle_subscribers():
 def bench_latency():
     subs = 200 if QUICK else 1000
     seconds = 5 if QUICK else 10
-    print("== 4. delivery latency, %d subscribers, ~1000 events/s for %d s" % (subs, seconds))
+    print("== 4. delivery latency, %d subscribers, 1000 events/s for %d s" % (subs, seconds))
+    tmp = tempfile.mkdtemp(prefix="ah-bench-cfg-")
+    cfg = os.path.join(tmp, "ticker.toml")
+    with open(cfg, "w") as f:  # a custom jsonl agent that emits events at a steady rate
+        f.write("[agents.ticker]\ncommand = %s\nformat = \"jsonl\"\n" %
+                json.dumps(os.path.join(ROOT, "bench", "ticker.py")))
     results = []
     for _ in range(1 if QUICK else 3):
-        s = Server()
+        s = Server("--config", cfg)
         try:
-            steps = []
-            for i in range(seconds * 1000):
-                steps.append({"log": "tick %d" % i})
-                steps.append({"sleep": 1})
-            sid = s.task([{"sleep": 1500}] + steps)["id"]
+            sid = s.call("POST", "/api/v1/tasks", {
+                "prompt": "1000 %d 2" % seconds, "repo": {"mode": "none"},
+                "runtime": {"type": "local"}, "agents": [{"type": "ticker"}]})["id"]
             out = subprocess.run([os.path.join(BUILD, "bench-sse"), str(s.port), sid, str(subs),
-                                  str(seconds + 3)], capture_output=True, text=True).stdout
+                                  str(seconds + 4)], capture_output=True, text=True).stdout
             m = re.search(r"p50 (\d+) p99 (\d+) max (\d+) samples (\d+)", out)
             if m:
                 results.append(tuple(int(x) for x in m.groups()))
                 print("  run: p50 %s ms, p99 %s ms, max %s ms, %s deliveries" % m.groups())
         finally:
             s.close()
+    shutil.rmtree(tmp, ignore_errors=True)
     if results:
         print("  median of runs: p50 %d ms, p99 %d ms" %
               (statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)))

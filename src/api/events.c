@@ -121,8 +121,7 @@ static int sse_fill(void *ctx, struct sse_out *o) {
     for (int i = 0; i < n; i++) {
         const struct bus_event *e = evs[i];
         if (rc == 0 && !o->done)
-            rc = ah_buf_printf(&o->buf, "id: %lld\nevent: %s\ndata: %s\n\n", (long long)e->seq,
-                               e->type[0] ? e->type : "message", e->json);
+            rc = ah_buf_append(&o->buf, e->frame, e->frame_len);
         if (e->terminal) /* D11: the final status event, then close */
             o->done = true;
         bus_event_unref(evs[i]);

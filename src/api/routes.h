@@ -78,7 +78,7 @@ ssize_t sse_pump(struct sse_out *o, int (*fill)(void *ctx, struct sse_out *o), v
 
 /* The Session representation (API.md §5.3 with D1). recent_events: the last 3 events for an
  * active session, [] otherwise. NULL on OOM. */
-json_t *api_session_json(struct api_ctx *ctx, const struct session_row *row);
+json_t *api_session_json(struct api_ctx *ctx, struct session_row *row);
 void api_session_links(json_t *obj, const char *id);
 
 #endif

@@ -21,6 +21,7 @@
 #include "routes.h"
 
 #define TICK_MS 1000
+#define SSE_KEEP_BUFFER 4096
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct stream_entry *entries;
@@ -99,7 +100,10 @@ ssize_t sse_pump(struct sse_out *o, int (*fill)(void *ctx, struct sse_out *o), v
         if (!o->buf.n && !o->done && idle >= keepalive_ms)
             ah_buf_puts(&o->buf, ": keep-alive\n\n");
         if (!o->buf.n) {
-            ah_buf_clear(&o->buf); /* nothing is kept for an idle stream */
+            /* An idle stream keeps a small buffer (a busy one reuses it at every wake instead of
+             * allocating it again); a large one goes back. */
+            if (o->buf.cap > SSE_KEEP_BUFFER || o->done)
+                ah_buf_clear(&o->buf);
             return o->done ? HTTP_STREAM_END : 0;
         }
     }

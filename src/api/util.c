@@ -233,8 +233,10 @@ static json_t *recent_events(struct api_ctx *ctx, const struct session_row *row)
     return out;
 }
 
-json_t *api_session_json(struct api_ctx *ctx, const struct session_row *row) {
-    const json_t *req = row->request;
+json_t *api_session_json(struct api_ctx *ctx, struct session_row *row) {
+    const json_t *req = session_row_request(row);
+    if (!req)
+        return NULL;
     AH_AUTOFREE char *prompt = prompt_text(json_object_get(req, "prompt"));
     json_t *agent_req = json_array_get(json_object_get(req, "agents"), (size_t)row->agent_index);
     json_t *agent = json_pack("{s:s, s:s}", "type", row->agent_type, "version", row->agent_version);

@@ -42,10 +42,13 @@ int bus_submit_wait(struct bus *b, struct store_op *op);
 struct bus_event {
     int refs;
     int64_t seq;
-    bool terminal;   /* a status event with a terminal status: the last of its session */
+    bool terminal;     /* a status event with a terminal status: the last of its session */
     char type[32];
-    size_t len;
-    char json[];     /* the event as served, NUL-terminated */
+    size_t len;        /* of json */
+    const char *frame; /* the event as an SSE frame (D11: id, event, data lines), formatted
+                          once for every subscriber; lives in the same allocation */
+    size_t frame_len;
+    char json[];       /* the event as served, NUL-terminated; the frame follows it */
 };
 void bus_event_ref(struct bus_event *e);
 void bus_event_unref(struct bus_event *e); /* NULL-safe */

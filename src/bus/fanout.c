@@ -69,7 +69,13 @@ static void read_type(const char *json, char out[32]) {
 
 struct bus_event *bus_event_from(int64_t seq, char *json, bool terminal) {
     size_t len = strlen(json);
-    struct bus_event *e = malloc(sizeof(*e) + len + 1);
+    char type[32];
+    read_type(json, type);
+    char head[96];
+    int hl = snprintf(head, sizeof(head), "id: %lld\nevent: %s\ndata: ", (long long)seq,
+                      type[0] ? type : "message");
+    size_t frame_len = (size_t)hl + len + 2;
+    struct bus_event *e = malloc(sizeof(*e) + len + 1 + frame_len + 1);
     if (!e) {
         free(json);
         return NULL;
@@ -79,8 +85,14 @@ struct bus_event *bus_event_from(int64_t seq, char *json, bool terminal) {
     e->terminal = terminal;
     e->len = len;
     memcpy(e->json, json, len + 1);
+    memcpy(e->type, type, sizeof(type));
+    char *frame = e->json + len + 1;
+    memcpy(frame, head, (size_t)hl);
+    memcpy(frame + hl, json, len);
+    memcpy(frame + hl + len, "\n\n", 3);
+    e->frame = frame;
+    e->frame_len = frame_len;
     free(json);
-    read_type(e->json, e->type);
     return e;
 }
 

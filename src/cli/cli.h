@@ -35,6 +35,7 @@ struct config {
     char *config_path;   /* the file that was loaded, or NULL */
     int64_t stop_grace_ms;
     int64_t sse_keepalive_ms;
+    int64_t sse_coalesce_ms;
     char *workspace_template;
     char **snapshot_preference; /* NULL-terminated */
     char **agent_env;           /* environment variables passed to agents */

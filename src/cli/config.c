@@ -43,6 +43,8 @@ static const struct key keys[] = {
      "origins allowed to call the API from a browser (comma list; * for any)"},
     {"sse-keepalive-ms", K_INT, 100, 15000, OFF(sse_keepalive_ms),
      "how often an idle event stream sends a keep-alive comment (default 15000, D11)"},
+    {"sse-coalesce-ms", K_INT, 0, 100, OFF(sse_coalesce_ms),
+     "events for a stream are gathered this long before its connection wakes (default 5)"},
     {"stop-grace-ms", K_INT, 0, 3600000, OFF(stop_grace_ms),
      "how long a stopped agent has between SIGTERM and SIGKILL (default 10000)"},
     {"snapshot-preference", K_LIST, 0, 0, OFF(snapshot_preference),
@@ -336,6 +338,7 @@ int config_load(int argc, char **argv, const char *command, const struct config_
         .shutdown_grace_ms = 10000,
         .stop_grace_ms = 10000,
         .sse_keepalive_ms = 15000,
+        .sse_coalesce_ms = 5,
     };
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     c.max_concurrent_tasks = cores > 0 ? cores : 1;

@@ -108,6 +108,7 @@ static int run_daemon(const char *command, const struct config *cfg) {
         .threads = (unsigned)cfg->http_threads,
         .cors_origins = (const char *const *)cfg->cors_origins,
         .shutdown_grace_ms = (unsigned)cfg->shutdown_grace_ms,
+        .wake_coalesce_ms = (unsigned)cfg->sse_coalesce_ms,
     };
     struct http_server *http = NULL;
     struct ah_problem p = {0};

@@ -110,6 +110,6 @@ int exec_transition(struct executor *ex, const char *tenant, const char *id,
 /* provision.c */
 int provision_start(struct executor *ex);
 void provision_stop(struct executor *ex);
-int provision_enqueue(struct executor *ex, const struct session_row *row);
+int provision_enqueue(struct executor *ex, struct session_row *row);
 
 #endif

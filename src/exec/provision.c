@@ -84,16 +84,16 @@ static void *worker_main(void *arg) {
     }
 }
 
-int provision_enqueue(struct executor *ex, const struct session_row *row) {
+int provision_enqueue(struct executor *ex, struct session_row *row) {
     struct provision_job *j = calloc(1, sizeof(*j));
     if (!j)
         return AH_E_NOMEM;
     snprintf(j->tenant, sizeof(j->tenant), "%s", row->tenant_id);
     snprintf(j->id, sizeof(j->id), "%s", row->id);
-    j->request = json_incref(row->request);
+    j->request = json_incref(session_row_request(row));
     j->agent_type = strdup(row->agent_type);
     j->agent_index = row->agent_index;
-    if (!j->agent_type) {
+    if (!j->agent_type || !j->request) {
         job_free(j);
         return AH_E_NOMEM;
     }

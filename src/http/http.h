@@ -158,6 +158,8 @@ struct http_config {
     unsigned threads;      /* MHD thread pool size; 0 = number of cores */
     const char *const *cors_origins; /* NULL-terminated allow-list; "*" allows any */
     unsigned shutdown_grace_ms; /* how long stop waits for in-flight requests */
+    unsigned wake_coalesce_ms;  /* resumes of suspended streams are gathered this long (0: at
+                                   once); trades that much latency for far fewer resumes */
 };
 
 struct http_server;

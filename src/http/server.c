@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +52,12 @@ struct http_server {
     unsigned in_flight;
     bool ending;
     struct http_stream *streams; /* live streams, for the stop sequence */
+    /* deferred resumes (see http_stream_wake) */
+    pthread_t waker;
+    bool waker_running;
+    int waker_efd;
+    pthread_mutex_t wake_mu;
+    struct http_stream *wake_head; /* streams to resume, each holding a reference */
 };
 
 struct http_stream {
@@ -61,6 +68,8 @@ struct http_stream {
     struct MHD_Connection *conn; /* set while attached to a connection */
     struct http_server *srv;
     bool suspended, pending, closed;
+    bool queued;                     /* on srv->wake_head, waiting for the waker */
+    struct http_stream *wake_next;   /* srv->wake_head list, under srv->wake_mu */
     uint64_t bytes;
     struct http_stream *prev, *next; /* srv->streams, under srv->mu */
 };
@@ -111,17 +120,88 @@ void http_stream_unref(struct http_stream *s) {
     free(s);
 }
 
+/* Resumes a suspended stream now (under s->mu). */
+static void resume_locked(struct http_stream *s) {
+    if (!s->closed && s->suspended) {
+        s->suspended = false;
+        MHD_resume_connection(s->conn);
+    }
+}
+
 void http_stream_wake(struct http_stream *s) {
     pthread_mutex_lock(&s->mu);
-    if (!s->closed) {
-        if (s->suspended) {
-            s->suspended = false;
-            MHD_resume_connection(s->conn);
-        } else {
-            s->pending = true;
-        }
+    if (s->closed) {
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    if (!s->suspended) {
+        s->pending = true; /* the reader is busy: it will look again before suspending */
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    struct http_server *srv = s->srv;
+    if (!srv->cfg.wake_coalesce_ms || !srv->waker_running ||
+        __atomic_load_n(&srv->ending, __ATOMIC_ACQUIRE)) { /* stopping: no more deferral */
+        resume_locked(s);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    /* Resuming costs MHD a list move, an epoll change and a wake-up of its thread, per
+     * connection. A busy session wakes every subscriber per event; handing the resumes to the
+     * waker, which runs them wake_coalesce_ms later, turns a burst of events into one resume
+     * and one write per subscriber, for that much added latency. */
+    bool queue = !s->queued;
+    if (queue) {
+        s->queued = true;
+        s->refs++; /* the list's reference */
     }
     pthread_mutex_unlock(&s->mu);
+    if (!queue)
+        return;
+    pthread_mutex_lock(&srv->wake_mu);
+    bool first = !srv->wake_head;
+    s->wake_next = srv->wake_head;
+    srv->wake_head = s;
+    pthread_mutex_unlock(&srv->wake_mu);
+    uint64_t one = 1;
+    if (first && write(srv->waker_efd, &one, sizeof(one)) < 0) {
+        /* the counter is saturated: the waker is due anyway */
+    }
+}
+
+/* Resumes everything queued; `now` also for streams queued while we ran. */
+static void resume_queued(struct http_server *srv) {
+    pthread_mutex_lock(&srv->wake_mu);
+    struct http_stream *list = srv->wake_head;
+    srv->wake_head = NULL;
+    pthread_mutex_unlock(&srv->wake_mu);
+    while (list) {
+        struct http_stream *s = list;
+        list = s->wake_next;
+        pthread_mutex_lock(&s->mu);
+        s->queued = false;
+        resume_locked(s);
+        pthread_mutex_unlock(&s->mu);
+        http_stream_unref(s);
+    }
+}
+
+static void *waker_main(void *arg) {
+    struct http_server *srv = arg;
+    for (;;) {
+        uint64_t n;
+        if (read(srv->waker_efd, &n, sizeof(n)) < 0 && errno == EINTR)
+            continue;
+        if (__atomic_load_n(&srv->ending, __ATOMIC_ACQUIRE) && !srv->wake_head)
+            return NULL;
+        /* a one-shot pause after an event, not a poll: it lets the burst gather */
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)srv->cfg.wake_coalesce_ms * 1000000L};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+        resume_queued(srv);
+        if (__atomic_load_n(&srv->ending, __ATOMIC_ACQUIRE))
+            return NULL;
+    }
 }
 
 bool http_stream_ending(const struct http_stream *s) {
@@ -653,6 +733,14 @@ int http_server_start(const struct http_config *cfg, const struct router *router
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)60000, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+    if (srv->daemon && srv->cfg.wake_coalesce_ms) {
+        srv->waker_efd = eventfd(0, EFD_CLOEXEC);
+        pthread_mutex_init(&srv->wake_mu, NULL);
+        if (srv->waker_efd >= 0 && pthread_create(&srv->waker, NULL, waker_main, srv) == 0)
+            srv->waker_running = true;
+        else if (srv->waker_efd >= 0)
+            close(srv->waker_efd); /* resumes then happen at once: slower, still correct */
+    }
     if (!srv->daemon) {
         close(srv->listen_fd);
         pthread_mutex_destroy(&srv->mu);
@@ -691,10 +779,26 @@ void http_server_stop(struct http_server *srv) {
             break;
         }
     }
-    /* Anything that suspended itself again after the first wake is resumed once more: MHD must
-     * not be stopped with a suspended connection. */
-    for (struct http_stream *s = srv->streams; s; s = s->next)
-        http_stream_wake(s);
+    pthread_mutex_unlock(&srv->mu);
+    if (srv->waker_running) { /* it exits on the ending flag; nothing queued may be left behind */
+        uint64_t one = 1;
+        if (write(srv->waker_efd, &one, sizeof(one)) < 0) {
+            /* cannot fail on our eventfd */
+        }
+        pthread_join(srv->waker, NULL);
+        srv->waker_running = false;
+        resume_queued(srv);
+        close(srv->waker_efd);
+        pthread_mutex_destroy(&srv->wake_mu);
+    }
+    /* Anything that suspended itself again after the first wake is resumed once more, at once:
+     * MHD must not be stopped with a suspended connection. */
+    pthread_mutex_lock(&srv->mu);
+    for (struct http_stream *s = srv->streams; s; s = s->next) {
+        pthread_mutex_lock(&s->mu);
+        resume_locked(s);
+        pthread_mutex_unlock(&s->mu);
+    }
     pthread_mutex_unlock(&srv->mu);
     MHD_stop_daemon(srv->daemon);
     close(srv->listen_fd);

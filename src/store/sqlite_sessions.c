@@ -26,7 +26,14 @@ void session_row_free(struct session_row *r) {
     free(r->recorder_token);
     json_decref(r->changes);
     json_decref(r->request);
+    free(r->request_text);
     free(r);
+}
+
+json_t *session_row_request(struct session_row *r) {
+    if (!r->request && r->request_text)
+        r->request = json_loads(r->request_text, 0, NULL);
+    return r->request;
 }
 
 void session_rows_free(struct session_row **rows, size_t n) {
@@ -70,12 +77,12 @@ static int read_row(sqlite3_stmt *st, struct session_row **ret) {
     r->recorder_start = sqlite3_column_int64(st, 16);
     r->recorder_token = col_text(st, 17);
     r->changes = col_json(st, 18);
-    r->request = col_json(st, 19);
+    r->request_text = col_text(st, 19);
     r->created_at = sqlite3_column_int64(st, 20);
     r->updated_at = sqlite3_column_int64(st, 21);
     r->started_at = sqlite3_column_int64(st, 22);
     r->ended_at = sqlite3_column_int64(st, 23);
-    if (!r->tenant_id || !r->agent_type || !r->agent_version || !r->request) {
+    if (!r->tenant_id || !r->agent_type || !r->agent_version || !r->request_text) {
         session_row_free(r);
         return AH_E_NOMEM;
     }

@@ -51,10 +51,14 @@ struct session_row {
     int64_t recorder_pid, recorder_start; /* 0 when none */
     char *recorder_token;  /* hash; NULL when none */
     json_t *changes;       /* NULL when none */
-    json_t *request;       /* the task's canonical create request */
+    char *request_text;    /* the task's canonical create request, as stored */
+    json_t *request;       /* the same, parsed: see session_row_request */
     int64_t created_at, updated_at, started_at, ended_at; /* ms; 0 when unset */
 };
 void session_row_free(struct session_row *r);
+/* The task's create request, parsed on first use (a request can be large — a long scenario —
+ * and most readers of a row never look at it). NULL on OOM. Not thread-safe per row. */
+json_t *session_row_request(struct session_row *r);
 AH_DEFINE_CLEANUP(struct session_row, session_row_free)
 void session_rows_free(struct session_row **rows, size_t n);
 
