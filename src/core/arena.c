@@ -7,7 +7,7 @@
 
 #include "core.h"
 
-#define CHUNK_SIZE 4096
+#define CHUNK_SIZE 1024
 
 struct chunk {
     struct chunk *next;

@@ -178,6 +178,23 @@ static bool has_event(const struct collected *c, const char *type, const char *t
     return false;
 }
 
+/* When a verb meets 410, print how the session ended and its event log: a session that ends
+ * before the test acts on it is a bug somewhere, and the log is the only witness left. */
+static void explain_gone(const char *id) {
+    struct ah_session *s = NULL;
+    if (ah_task_manager_get_session(FX->tm, id, &s, NULL) != 0)
+        return;
+    fprintf(stderr, "session %s ended as %s: %s\n", id, ah_session_status_name(s->status),
+            s->error ? s->error : "(no error)");
+    ah_session_free(s);
+    struct collected c = {0};
+    fx_stream(FX, id, NULL, &c, FX->budget_ms);
+    for (size_t i = 0; i < c.n; i++)
+        fprintf(stderr, "  %lld %s %s\n", (long long)c.seqs[i], c.types[i],
+                c.messages[i] ? c.messages[i] : "");
+    collected_clear(&c);
+}
+
 /* A verb that is legal from `running` (pause, stop, prompt). A server may refuse it for a moment
  * right after the session became running (409 "the agent is still starting", currentStatus
  * running); that is a transient, so the verb is retried while time passes. Any other answer is
@@ -187,6 +204,8 @@ static int control_when_ready(const char *id, enum ah_control op, const char *pr
     int rc = AH_E_CONFLICT;
     for (int64_t spent = 0; spent <= FX->budget_ms; spent += FX->poll_ms) {
         rc = ah_task_manager_control(FX->tm, id, op, prompt, st, e);
+        if (rc == AH_E_GONE)
+            explain_gone(id);
         if (rc != AH_E_CONFLICT || !e->current_status || strcmp(e->current_status, "running") != 0)
             return rc;
         fx_pass(FX, FX->poll_ms);
