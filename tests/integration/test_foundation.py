@@ -95,6 +95,16 @@ class Basics(ServerTest):
         self.assertTrue(out.startswith(b"HTTP/1.1 4"), out[:200])
         self.assertEqual(self.server.get("/api/v1/healthz").status, 200)
 
+    def test_header_budget(self):
+        # 8 KiB per connection for request line and headers (docs/operations.md): a 7 KB header
+        # (a fat bearer token) still fits; one that does not is 431, and the server carries on
+        def get_with(n):
+            return raw_exchange(self.server.port, b"GET /api/v1/healthz HTTP/1.1\r\nHost: x\r\n"
+                                b"X-Big: " + b"a" * n + b"\r\nConnection: close\r\n\r\n")
+        self.assertTrue(get_with(7000).startswith(b"HTTP/1.1 200"))
+        self.assertTrue(get_with(9000).startswith(b"HTTP/1.1 431"))
+        self.assertEqual(self.server.get("/api/v1/healthz").status, 200)
+
     def test_415(self):
         r = self.server.post("/api/v1/tasks", body=json.dumps(TASK),
                              headers={"Content-Type": "text/plain"})
