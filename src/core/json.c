@@ -7,7 +7,7 @@
 
 #include "core.h"
 
-static bool depth_ok(const char *s, size_t len, int max) {
+bool json_depth_ok(const char *s, size_t len, int max) {
     int depth = 0;
     bool in_string = false;
     for (size_t i = 0; i < len; i++) {
@@ -34,7 +34,7 @@ json_t *json_parse_body(const char *text, size_t len, struct ah_problem *reterr)
         problem_set(reterr, AH_E_BADREQ, "request body is empty; a JSON document is required");
         return NULL;
     }
-    if (!depth_ok(text, len, AH_LIMIT_JSON_DEPTH)) {
+    if (!json_depth_ok(text, len, AH_LIMIT_JSON_DEPTH)) {
         problem_set(reterr, AH_E_BADREQ, "JSON nesting deeper than %d levels",
                     AH_LIMIT_JSON_DEPTH);
         return NULL;

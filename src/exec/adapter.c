@@ -108,29 +108,6 @@ int adapter_argv_build(const struct adapter_launch *l, const char *binary, const
 
 /* ---- reading a line ----------------------------------------------------------------------- */
 
-/* Nesting is checked on the raw text before jansson recurses, so 100k '[' cost one scan. */
-static bool depth_ok(const char *s, size_t len, int max) {
-    int depth = 0;
-    bool in_string = false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (in_string) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_string = false;
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '{' || c == '[') {
-            if (++depth > max)
-                return false;
-        } else if (c == '}' || c == ']') {
-            depth--;
-        }
-    }
-    return true;
-}
-
 /* Is the line empty or only whitespace? */
 static bool blank(const char *line, size_t len) {
     for (size_t i = 0; i < len; i++)
@@ -145,7 +122,7 @@ static bool blank(const char *line, size_t len) {
  * it ran out of memory. */
 static int parse(const char *line, size_t len, json_t **ret_obj) {
     *ret_obj = NULL;
-    if (len == 0 || len > ADAPTER_LINE_MAX || !depth_ok(line, len, AH_LIMIT_JSON_DEPTH))
+    if (len == 0 || len > ADAPTER_LINE_MAX || !json_depth_ok(line, len, AH_LIMIT_JSON_DEPTH))
         return 0;
     json_error_t err;
     json_t *j = json_loadb(line, len, 0, &err);
