@@ -99,9 +99,7 @@ static void list_drafts(struct http_request *req, struct http_response *res) {
     if (!tenant)
         return;
     struct ah_problem p = {0};
-    struct page pg;
-    page_parse(http_query(req, "page"), http_query(req, "perPage"), PAGE_DEFAULT_PER_PAGE,
-               PAGE_MAX_PER_PAGE, &pg, &p);
+    struct page pg = api_page(req, PAGE_DEFAULT_PER_PAGE, &p);
     if (http_fail(req, res, &p))
         return;
     struct draft_row **rows = NULL;

@@ -65,10 +65,8 @@ static const char **split_types(struct http_request *req, const char *s, struct 
 static void history(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
                     const char *tenant, const char *id) {
     struct ah_problem p = {0};
-    struct page pg = {1, PAGE_EVENTS_PER_PAGE};
+    struct page pg = api_page(req, PAGE_EVENTS_PER_PAGE, &p);
     struct event_filter f = {0};
-    page_parse(http_query(req, "page"), http_query(req, "perPage"), PAGE_EVENTS_PER_PAGE,
-               PAGE_MAX_PER_PAGE, &pg, &p);
     const char *type = http_query(req, "type"), *level = http_query(req, "level");
     const char *since = http_query(req, "since"), *until = http_query(req, "until");
     const char *after = http_query(req, "after");

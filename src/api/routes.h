@@ -30,6 +30,8 @@ const char *api_tenant(struct http_request *req, struct http_response *res,
 /* Parses the JSON body; NULL after answering 400. An absent body is an empty object when
  * `optional`. */
 json_t *api_body(struct http_request *req, struct http_response *res, bool optional);
+/* ?page= and ?perPage= (D6); a bad value is a field error in p. */
+struct page api_page(struct http_request *req, int64_t default_per_page, struct ah_problem *p);
 /* ?sort=asc|desc (D6: newest first unless asc); a bad value is a field error in p. */
 bool api_sort_ascending(struct http_request *req, struct ah_problem *p);
 /* The path parameter {id} when it is a well-formed session id; NULL after answering 404. */

@@ -19,10 +19,8 @@ static void list_sessions(struct http_request *req, struct http_response *res) {
     if (!tenant)
         return;
     struct ah_problem p = {0};
-    struct page pg;
+    struct page pg = api_page(req, PAGE_DEFAULT_PER_PAGE, &p);
     struct session_filter f = {0};
-    page_parse(http_query(req, "page"), http_query(req, "perPage"), PAGE_DEFAULT_PER_PAGE,
-               PAGE_MAX_PER_PAGE, &pg, &p);
     const char *status = http_query(req, "status");
     if (status) {
         if (session_status_parse(status, &f.status) < 0)

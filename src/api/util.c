@@ -67,6 +67,13 @@ json_t *api_body(struct http_request *req, struct http_response *res, bool optio
     return j;
 }
 
+struct page api_page(struct http_request *req, int64_t default_per_page, struct ah_problem *p) {
+    struct page pg = {1, default_per_page};
+    page_parse(http_query(req, "page"), http_query(req, "perPage"), default_per_page,
+               PAGE_MAX_PER_PAGE, &pg, p);
+    return pg;
+}
+
 bool api_sort_ascending(struct http_request *req, struct ah_problem *p) {
     const char *sort = http_query(req, "sort");
     if (sort && strcmp(sort, "asc") && strcmp(sort, "desc"))
