@@ -272,6 +272,11 @@ int sq_exec(struct conn *c, const char *sql) {
     return rc == SQLITE_OK ? 0 : sq_code(rc);
 }
 
+int sq_change_one(struct conn *c, sqlite3_stmt *st) {
+    int rc = sq_code(sqlite3_step(st));
+    return rc == 0 && sqlite3_changes(c->db) == 0 ? AH_E_NOTFOUND : rc;
+}
+
 int sq_code(int rc) {
     switch (rc & 0xff) {
     case SQLITE_OK:

@@ -59,9 +59,7 @@ int sq_draft_put(void *impl, const char *tenant, const char *id, const json_t *b
         sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 4, now);
-        rc = sq_code(sqlite3_step(st));
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = AH_E_NOTFOUND;
+        rc = sq_change_one(c, st);
     }
     sq_done(c, st);
     sq_release(s, c);
@@ -94,9 +92,7 @@ int sq_draft_delete(void *impl, const char *tenant, const char *id) {
     if (st) {
         sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-        rc = sq_code(sqlite3_step(st));
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = AH_E_NOTFOUND;
+        rc = sq_change_one(c, st);
     }
     sq_done(c, st);
     sq_release(s, c);

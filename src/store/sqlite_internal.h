@@ -43,6 +43,9 @@ void sq_done(struct conn *c, sqlite3_stmt *st);
 int sq_exec(struct conn *c, const char *sql);
 /* Maps a SQLite result code to AH_E_* (0 for OK/ROW/DONE). */
 int sq_code(int rc);
+/* Steps an UPDATE or DELETE that must touch a row: 0, AH_E_NOTFOUND when none matched, or the
+ * mapped error. */
+int sq_change_one(struct conn *c, sqlite3_stmt *st);
 
 /* The ops, one file per table group (sqlite_sessions.c, sqlite_events.c, sqlite_idem.c). */
 int sq_task_create(void *impl, const char *tenant, const char *task_id, const char *project_id,

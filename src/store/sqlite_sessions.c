@@ -295,9 +295,7 @@ int sq_session_purge(void *impl, const char *tenant, const char *id) {
     if (st) {
         sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-        rc = sq_code(sqlite3_step(st));
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = AH_E_NOTFOUND;
+        rc = sq_change_one(c, st);
     }
     sq_done(c, st);
     sq_release(s, c);
@@ -326,9 +324,7 @@ int sq_session_set_runtime(void *impl, const char *tenant, const char *id,
         sqlite3_bind_int64(st, 5, rt->recorder_pid);
         sqlite3_bind_int64(st, 6, rt->recorder_start);
         sqlite3_bind_text(st, 7, rt->recorder_token, -1, SQLITE_STATIC);
-        rc = sq_code(sqlite3_step(st));
-        if (rc == 0 && sqlite3_changes(c->db) == 0)
-            rc = AH_E_NOTFOUND;
+        rc = sq_change_one(c, st);
     }
     sq_done(c, st);
     sq_release(s, c);
