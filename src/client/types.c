@@ -279,6 +279,46 @@ static void page_fields(const json_t *j, int64_t *page, int64_t *per_page, int64
     *next_page = next_page_of(json_object_get(j, "nextPage"));
 }
 
+/* ---- the glue every result type has ----------------------------------------------------------
+ */
+
+/* The destructor of a public result: everything it made is in its owner. */
+#define RESULT_FREE(name)                                                                         \
+    void ah_##name##_free(struct ah_##name *x) {                                                  \
+        if (!x)                                                                                   \
+            return;                                                                               \
+        owner_free(x->priv_);                                                                     \
+        free(x);                                                                                  \
+    }
+
+/* ah_NAME_from_json(): parse the text, then build with NAME_from_json_t. */
+#define RESULT_FROM_TEXT(name)                                                                    \
+    int ah_##name##_from_json(const char *json, struct ah_##name **ret) {                         \
+        int rc = AH_E_PROTOCOL;                                                                   \
+        AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);                               \
+        return j ? name##_from_json_t(j, ret) : rc;                                               \
+    }
+
+/* NAME_list_from_json_t(): the items under `key` (or a bare array), built as results of `kind`;
+ * PAGED lists also carry the D6 page fields. */
+#define PAGED(l, j) page_fields(j, &(l)->page, &(l)->per_page, &(l)->total, &(l)->next_page)
+#define UNPAGED(l, j) ((void)0)
+#define RESULT_LIST(name, key, kind, paging)                                                      \
+    int name##_list_from_json_t(json_t *j, struct ah_##name##_list **ret) {                       \
+        struct owner *o;                                                                          \
+        int rc = AH_E_PROTOCOL;                                                                   \
+        struct ah_##name##_list *l = list_new(sizeof(*l), j, key, kind, &o, &rc);                 \
+        if (!l)                                                                                   \
+            return rc;                                                                            \
+        l->priv_ = o;                                                                             \
+        l->json = o->text;                                                                        \
+        l->items = o->arr;                                                                        \
+        l->n_items = o->n_items;                                                                  \
+        paging(l, j);                                                                             \
+        *ret = l;                                                                                 \
+        return 0;                                                                                 \
+    }
+
 /* ---- events -----------------------------------------------------------------------------------
  */
 
@@ -311,46 +351,15 @@ int event_from_json_t(json_t *j, struct ah_event **ret) {
     return 0;
 }
 
-void ah_event_free(struct ah_event *ev) {
-    if (!ev)
-        return;
-    owner_free(ev->priv_);
-    free(ev);
-}
+RESULT_FREE(event)
 
-int ah_event_from_json(const char *json, struct ah_event **ret) {
-    int rc = AH_E_PROTOCOL;
-    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
-    return j ? event_from_json_t(j, ret) : rc;
-}
+RESULT_FROM_TEXT(event)
 
-int event_list_from_json_t(json_t *j, struct ah_event_list **ret) {
-    struct owner *o;
-    int rc = AH_E_PROTOCOL;
-    struct ah_event_list *l = list_new(sizeof(*l), j, "events", ITEM_EVENT, &o, &rc);
-    if (!l)
-        return rc;
-    l->priv_ = o;
-    l->json = o->text;
-    l->items = o->arr;
-    l->n_items = o->n_items;
-    page_fields(j, &l->page, &l->per_page, &l->total, &l->next_page);
-    *ret = l;
-    return 0;
-}
+RESULT_LIST(event, "events", ITEM_EVENT, PAGED)
 
-void ah_event_list_free(struct ah_event_list *l) {
-    if (!l)
-        return;
-    owner_free(l->priv_); /* the events included */
-    free(l);
-}
+RESULT_FREE(event_list)
 
-int ah_event_list_from_json(const char *json, struct ah_event_list **ret) {
-    int rc = AH_E_PROTOCOL;
-    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
-    return j ? event_list_from_json_t(j, ret) : rc;
-}
+RESULT_FROM_TEXT(event_list)
 
 /* ---- sessions ---------------------------------------------------------------------------------
  */
@@ -437,46 +446,15 @@ int session_from_json_t(json_t *j, struct ah_session **ret) {
     return 0;
 }
 
-void ah_session_free(struct ah_session *s) {
-    if (!s)
-        return;
-    owner_free(s->priv_); /* the recent events included */
-    free(s);
-}
+RESULT_FREE(session)
 
-int ah_session_from_json(const char *json, struct ah_session **ret) {
-    int rc = AH_E_PROTOCOL;
-    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
-    return j ? session_from_json_t(j, ret) : rc;
-}
+RESULT_FROM_TEXT(session)
 
-int session_list_from_json_t(json_t *j, struct ah_session_list **ret) {
-    struct owner *o;
-    int rc = AH_E_PROTOCOL;
-    struct ah_session_list *l = list_new(sizeof(*l), j, "sessions", ITEM_SESSION, &o, &rc);
-    if (!l)
-        return rc;
-    l->priv_ = o;
-    l->json = o->text;
-    l->items = o->arr;
-    l->n_items = o->n_items;
-    page_fields(j, &l->page, &l->per_page, &l->total, &l->next_page);
-    *ret = l;
-    return 0;
-}
+RESULT_LIST(session, "sessions", ITEM_SESSION, PAGED)
 
-void ah_session_list_free(struct ah_session_list *l) {
-    if (!l)
-        return;
-    owner_free(l->priv_); /* the sessions included */
-    free(l);
-}
+RESULT_FREE(session_list)
 
-int ah_session_list_from_json(const char *json, struct ah_session_list **ret) {
-    int rc = AH_E_PROTOCOL;
-    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
-    return j ? session_list_from_json_t(j, ret) : rc;
-}
+RESULT_FROM_TEXT(session_list)
 
 /* ---- task created -----------------------------------------------------------------------------
  */
@@ -522,18 +500,9 @@ int task_created_from_json_t(json_t *j, struct ah_task_created **ret) {
     return 0;
 }
 
-void ah_task_created_free(struct ah_task_created *t) {
-    if (!t)
-        return;
-    owner_free(t->priv_);
-    free(t);
-}
+RESULT_FREE(task_created)
 
-int ah_task_created_from_json(const char *json, struct ah_task_created **ret) {
-    int rc = AH_E_PROTOCOL;
-    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
-    return j ? task_created_from_json_t(j, ret) : rc;
-}
+RESULT_FROM_TEXT(task_created)
 
 /* ---- drafts -----------------------------------------------------------------------------------
  */
@@ -566,45 +535,15 @@ int draft_from_json_t(json_t *j, struct ah_draft **ret) {
     return 0;
 }
 
-void ah_draft_free(struct ah_draft *d) {
-    if (!d)
-        return;
-    owner_free(d->priv_);
-    free(d);
-}
+RESULT_FREE(draft)
 
-int ah_draft_from_json(const char *json, struct ah_draft **ret) {
-    int rc = AH_E_PROTOCOL;
-    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
-    return j ? draft_from_json_t(j, ret) : rc;
-}
+RESULT_FROM_TEXT(draft)
 
-int draft_list_from_json_t(json_t *j, struct ah_draft_list **ret) {
-    struct owner *o;
-    int rc = AH_E_PROTOCOL;
-    struct ah_draft_list *l = list_new(sizeof(*l), j, "drafts", ITEM_DRAFT, &o, &rc);
-    if (!l)
-        return rc;
-    l->priv_ = o;
-    l->json = o->text;
-    l->items = o->arr;
-    l->n_items = o->n_items;
-    *ret = l;
-    return 0;
-}
+RESULT_LIST(draft, "drafts", ITEM_DRAFT, UNPAGED)
 
-void ah_draft_list_free(struct ah_draft_list *l) {
-    if (!l)
-        return;
-    owner_free(l->priv_); /* the drafts included */
-    free(l);
-}
+RESULT_FREE(draft_list)
 
-int ah_draft_list_from_json(const char *json, struct ah_draft_list **ret) {
-    int rc = AH_E_PROTOCOL;
-    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
-    return j ? draft_list_from_json_t(j, ret) : rc;
-}
+RESULT_FROM_TEXT(draft_list)
 
 /* ---- repositories and branches ----------------------------------------------------------------
  */
@@ -635,32 +574,11 @@ static int repo_from_json_t(json_t *j, struct ah_repo **ret) {
     return 0;
 }
 
-int repo_list_from_json_t(json_t *j, struct ah_repo_list **ret) {
-    struct owner *o;
-    int rc = AH_E_PROTOCOL;
-    struct ah_repo_list *l = list_new(sizeof(*l), j, "repositories", ITEM_REPO, &o, &rc);
-    if (!l)
-        return rc;
-    l->priv_ = o;
-    l->json = o->text;
-    l->items = o->arr;
-    l->n_items = o->n_items;
-    *ret = l;
-    return 0;
-}
+RESULT_LIST(repo, "repositories", ITEM_REPO, UNPAGED)
 
-void ah_repo_list_free(struct ah_repo_list *l) {
-    if (!l)
-        return;
-    owner_free(l->priv_); /* the repositories included */
-    free(l);
-}
+RESULT_FREE(repo_list)
 
-int ah_repo_list_from_json(const char *json, struct ah_repo_list **ret) {
-    int rc = AH_E_PROTOCOL;
-    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
-    return j ? repo_list_from_json_t(j, ret) : rc;
-}
+RESULT_FROM_TEXT(repo_list)
 
 /* Branches are structs in the owner's array (not results of their own), and may be bare names. */
 int branch_list_from_json_t(json_t *j, struct ah_branch_list **ret) {
@@ -700,18 +618,9 @@ int branch_list_from_json_t(json_t *j, struct ah_branch_list **ret) {
     return 0;
 }
 
-void ah_branch_list_free(struct ah_branch_list *l) {
-    if (!l)
-        return;
-    owner_free(l->priv_); /* items live in the owner's array */
-    free(l);
-}
+RESULT_FREE(branch_list)
 
-int ah_branch_list_from_json(const char *json, struct ah_branch_list **ret) {
-    int rc = AH_E_PROTOCOL;
-    AH_AUTO(json_decrefp) json_t *j = text_arg(json, ret, &rc);
-    return j ? branch_list_from_json_t(j, ret) : rc;
-}
+RESULT_FROM_TEXT(branch_list)
 
 /* ---- small answers ----------------------------------------------------------------------------
  */
@@ -735,12 +644,7 @@ int version_from_json_t(json_t *j, struct ah_version **ret) {
     return 0;
 }
 
-void ah_version_free(struct ah_version *v) {
-    if (!v)
-        return;
-    owner_free(v->priv_);
-    free(v);
-}
+RESULT_FREE(version)
 
 int prompt_ack_from_json_t(json_t *j, struct ah_prompt_ack **ret) {
     if (!json_is_object(j))
@@ -759,12 +663,7 @@ int prompt_ack_from_json_t(json_t *j, struct ah_prompt_ack **ret) {
     return 0;
 }
 
-void ah_prompt_ack_free(struct ah_prompt_ack *a) {
-    if (!a)
-        return;
-    owner_free(a->priv_);
-    free(a);
-}
+RESULT_FREE(prompt_ack)
 
 /* ---- the create-task body ---------------------------------------------------------------------
  */
