@@ -310,8 +310,10 @@ static const struct agent_config *custom_agent(struct executor *ex, const char *
     return NULL;
 }
 
+/* Starts `ah agent record … -- ah agent start …` for l (D16). On failure reterr says why in
+ * words a user can act on (the errno text, not just its AH_E_* class). */
 static int spawn_recorder(struct executor *ex, struct live *l, const struct session_row *row,
-                          const char *token, pid_t *ret_pid) {
+                          const char *token, pid_t *ret_pid, struct ah_problem *reterr) {
     char dir[4096], cast[4200], prompt[4200], settings[4200], log_path[4200];
     snprintf(dir, sizeof(dir), "%s/sessions/%s", ex->cfg.data_dir, l->id);
     snprintf(cast, sizeof(cast), "%s/recording.cast", dir);
@@ -359,7 +361,7 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
 
     char **env = build_env(ex, l->id, token);
     if (!env)
-        return AH_E_NOMEM;
+        return problem_set(reterr, AH_E_NOMEM, "out of memory");
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&fa);
@@ -389,7 +391,8 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
         free(*e);
     free(env);
     if (err)
-        return ah_err_from_errno(err);
+        return problem_set(reterr, ah_err_from_errno(err), "%s: %s", ex->cfg.self_exe,
+                           strerror(err));
     *ret_pid = pid;
     return 0;
 }
@@ -435,11 +438,12 @@ static void on_provisioned(struct executor *ex, struct cmd *c) {
     };
     store_session_set_runtime(ex->store, c->tenant, c->id, &rt);
     pid_t pid = 0;
-    int rc = spawn_recorder(ex, l, row, token, &pid);
+    struct ah_problem p = {0};
+    int rc = spawn_recorder(ex, l, row, token, &pid, &p);
     session_row_free(row);
     if (rc < 0) {
-        char why[300];
-        snprintf(why, sizeof(why), "cannot start the recorder: %s", ah_strerror(rc));
+        char why[600];
+        snprintf(why, sizeof(why), "cannot start the recorder: %s", p.detail);
         fail_session(ex, c->tenant, c->id, why);
         live_retire(ex, l);
         return;
