@@ -277,6 +277,20 @@ int sq_change_one(struct conn *c, sqlite3_stmt *st) {
     return rc == 0 && sqlite3_changes(c->db) == 0 ? AH_E_NOTFOUND : rc;
 }
 
+int sq_change_by_id(struct sq *s, const char *sql, const char *tenant, const char *id) {
+    struct conn *c = sq_acquire(s);
+    sqlite3_stmt *st = sq_prepare(c, sql);
+    int rc = AH_E_DB;
+    if (st) {
+        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        rc = sq_change_one(c, st);
+    }
+    sq_done(c, st);
+    sq_release(s, c);
+    return rc;
+}
+
 int sq_code(int rc) {
     switch (rc & 0xff) {
     case SQLITE_OK:

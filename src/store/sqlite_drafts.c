@@ -85,18 +85,7 @@ int sq_draft_get(void *impl, const char *tenant, const char *id, struct draft_ro
 }
 
 int sq_draft_delete(void *impl, const char *tenant, const char *id) {
-    struct sq *s = impl;
-    struct conn *c = sq_acquire(s);
-    sqlite3_stmt *st = sq_prepare(c, "DELETE FROM drafts WHERE tenant_id = ?1 AND id = ?2");
-    int rc = AH_E_DB;
-    if (st) {
-        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-        rc = sq_change_one(c, st);
-    }
-    sq_done(c, st);
-    sq_release(s, c);
-    return rc;
+    return sq_change_by_id(impl, "DELETE FROM drafts WHERE tenant_id = ?1 AND id = ?2", tenant, id);
 }
 
 int sq_draft_list(void *impl, const char *tenant, const struct page *pg, struct draft_row ***ret,

@@ -46,6 +46,9 @@ int sq_code(int rc);
 /* Steps an UPDATE or DELETE that must touch a row: 0, AH_E_NOTFOUND when none matched, or the
  * mapped error. */
 int sq_change_one(struct conn *c, sqlite3_stmt *st);
+/* Runs `sql` (a string literal: an UPDATE or DELETE with ?1 = tenant, ?2 = id, nothing else) on a
+ * pooled connection through sq_change_one. */
+int sq_change_by_id(struct sq *s, const char *sql, const char *tenant, const char *id);
 
 /* The ops, one file per table group (sqlite_sessions.c, sqlite_events.c, sqlite_idem.c). */
 int sq_task_create(void *impl, const char *tenant, const char *task_id, const char *project_id,

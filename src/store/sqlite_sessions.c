@@ -288,18 +288,7 @@ int sq_session_list_live(void *impl, struct session_row ***ret, size_t *ret_n) {
 }
 
 int sq_session_purge(void *impl, const char *tenant, const char *id) {
-    struct sq *s = impl;
-    struct conn *c = sq_acquire(s);
-    sqlite3_stmt *st = sq_prepare(c, "DELETE FROM sessions WHERE tenant_id = ?1 AND id = ?2");
-    int rc = AH_E_DB;
-    if (st) {
-        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-        rc = sq_change_one(c, st);
-    }
-    sq_done(c, st);
-    sq_release(s, c);
-    return rc;
+    return sq_change_by_id(impl, "DELETE FROM sessions WHERE tenant_id = ?1 AND id = ?2", tenant, id);
 }
 
 int sq_session_set_runtime(void *impl, const char *tenant, const char *id,
