@@ -378,12 +378,9 @@ int exec_prompt(struct executor *ex, const char *tenant, const char *id, const c
         problem_extra(reterr, "currentStatus", json_string(session_status_name(row->status)));
         return AH_E_CONFLICT;
     }
-    struct cmd *c = cmd_new(CMD_SEND, tenant, id);
-    if (!c || !(c->msg = json_pack("{s:s, s:s}", "type", "prompt", "text", text))) {
-        cmd_free(c);
-        return problem_set(reterr, AH_E_NOMEM, "out of memory");
-    }
-    exec_post(ex, c);
+    /* Record the prompt before the agent can see it: delivered first, the agent could answer,
+     * finish and end the session before this event is stored, and a prompt it acted on would
+     * get 410 (and read out of order in the log). */
     AH_AUTOFREE char *message = NULL;
     if (asprintf(&message, "user: %s", text) < 0)
         return problem_set(reterr, AH_E_NOMEM, "out of memory");
@@ -395,5 +392,13 @@ int exec_prompt(struct executor *ex, const char *tenant, const char *id, const c
     json_decref(ev);
     if (rc == AH_E_GONE)
         return problem_set(reterr, AH_E_GONE, "the session has ended");
-    return rc < 0 ? problem_set(reterr, rc, "cannot record the prompt") : 0;
+    if (rc < 0)
+        return problem_set(reterr, rc, "cannot record the prompt");
+    struct cmd *c = cmd_new(CMD_SEND, tenant, id);
+    if (!c || !(c->msg = json_pack("{s:s, s:s}", "type", "prompt", "text", text))) {
+        cmd_free(c);
+        return problem_set(reterr, AH_E_NOMEM, "out of memory");
+    }
+    exec_post(ex, c);
+    return 0;
 }
