@@ -3,6 +3,7 @@
  * every client-controlled size passes through a cap, so a hostile peer cannot grow one without
  * bound. A failed append leaves the buffer as it was.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,23 +36,28 @@ int ah_buf_puts(struct ah_buf *b, const char *s) {
     return ah_buf_append(b, s, strlen(s));
 }
 
-int ah_buf_printf(struct ah_buf *b, const char *fmt, ...) {
+int ah_buf_vprintf(struct ah_buf *b, const char *fmt, va_list ap) {
     char small[256];
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    if (n < 0 || (size_t)n < sizeof(small)) {
+        va_end(again);
+        return n < 0 ? AH_E_INVAL : ah_buf_append(b, small, (size_t)n);
+    }
+    AH_AUTOFREE char *big = malloc((size_t)n + 1);
+    if (big)
+        vsnprintf(big, (size_t)n + 1, fmt, again);
+    va_end(again);
+    return big ? ah_buf_append(b, big, (size_t)n) : AH_E_NOMEM;
+}
+
+int ah_buf_printf(struct ah_buf *b, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    int rc = ah_buf_vprintf(b, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return AH_E_INVAL;
-    if ((size_t)n < sizeof(small))
-        return ah_buf_append(b, small, (size_t)n);
-    AH_AUTOFREE char *big = malloc((size_t)n + 1);
-    if (!big)
-        return AH_E_NOMEM;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return ah_buf_append(b, big, (size_t)n);
+    return rc;
 }
 
 char *ah_buf_steal(struct ah_buf *b) {

@@ -64,6 +64,8 @@ struct ah_str {
 int ah_buf_append(struct ah_buf *b, const void *data, size_t len);
 int ah_buf_puts(struct ah_buf *b, const char *s);
 int ah_buf_printf(struct ah_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int ah_buf_vprintf(struct ah_buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 /* Gives the contents to the caller (free() it) and resets the buffer; "" when empty. NULL on OOM. */
 char *ah_buf_steal(struct ah_buf *b);
 void ah_buf_clear(struct ah_buf *b);

@@ -285,23 +285,15 @@ int adapter_log_cut(json_t *out, const char *level, const char *msg, size_t len,
 }
 
 int adapter_logf(json_t *out, const char *level, const char *fmt, ...) {
-    char small[512];
+    struct ah_buf msg = {0}; /* the values are agent text and may be long */
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    int rc = ah_buf_vprintf(&msg, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return AH_E_NOMEM;
-    if ((size_t)n < sizeof(small))
-        return adapter_log(out, level, small, (size_t)n, NULL);
-    /* The values are agent text and may be long: format again into a buffer that fits. */
-    AH_AUTOFREE char *big = malloc((size_t)n + 1);
-    if (!big)
-        return AH_E_NOMEM;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return adapter_log(out, level, big, (size_t)n, NULL);
+    if (rc == 0)
+        rc = adapter_log(out, level, msg.p, msg.n, NULL);
+    ah_buf_clear(&msg);
+    return rc;
 }
 
 int adapter_log_raw(json_t *out, const char *line, size_t len) {
