@@ -291,6 +291,23 @@ int sq_change_by_id(struct sq *s, const char *sql, const char *tenant, const cha
     return rc;
 }
 
+int sq_row_by_id(struct sq *s, const char *sql, const char *tenant, const char *id,
+                 int (*read)(sqlite3_stmt *st, void *ret), void *ret) {
+    struct conn *c = sq_acquire(s);
+    sqlite3_stmt *st = sq_prepare(c, sql);
+    int rc = AH_E_DB;
+    if (st) {
+        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        int step = sqlite3_step(st);
+        rc = step == SQLITE_ROW ? read(st, ret) : step == SQLITE_DONE ? AH_E_NOTFOUND
+                                                                      : sq_code(step);
+    }
+    sq_done(c, st);
+    sq_release(s, c);
+    return rc;
+}
+
 int sq_code(int rc) {
     switch (rc & 0xff) {
     case SQLITE_OK:

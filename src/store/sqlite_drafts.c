@@ -66,22 +66,15 @@ int sq_draft_put(void *impl, const char *tenant, const char *id, const json_t *b
     return rc;
 }
 
+static int read_one_draft(sqlite3_stmt *st, void *ret) {
+    return read_draft(st, ret);
+}
+
 int sq_draft_get(void *impl, const char *tenant, const char *id, struct draft_row **ret) {
-    struct sq *s = impl;
-    struct conn *c = sq_acquire(s);
-    sqlite3_stmt *st = sq_prepare(c, "SELECT id, body, created_at, updated_at FROM drafts"
-                                     " WHERE tenant_id = ?1 AND id = ?2");
-    int rc = AH_E_DB;
-    if (st) {
-        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-        int step = sqlite3_step(st);
-        rc = step == SQLITE_ROW ? read_draft(st, ret) : step == SQLITE_DONE ? AH_E_NOTFOUND
-                                                                            : sq_code(step);
-    }
-    sq_done(c, st);
-    sq_release(s, c);
-    return rc;
+    return sq_row_by_id(impl,
+                        "SELECT id, body, created_at, updated_at FROM drafts"
+                        " WHERE tenant_id = ?1 AND id = ?2",
+                        tenant, id, read_one_draft, ret);
 }
 
 int sq_draft_delete(void *impl, const char *tenant, const char *id) {

@@ -49,6 +49,10 @@ int sq_change_one(struct conn *c, sqlite3_stmt *st);
 /* Runs `sql` (a string literal: an UPDATE or DELETE with ?1 = tenant, ?2 = id, nothing else) on a
  * pooled connection through sq_change_one. */
 int sq_change_by_id(struct sq *s, const char *sql, const char *tenant, const char *id);
+/* Its reading twin: runs `sql` (?1 tenant, ?2 id) and hands the one row to `read` (which fills
+ * `ret`); no row is AH_E_NOTFOUND. */
+int sq_row_by_id(struct sq *s, const char *sql, const char *tenant, const char *id,
+                 int (*read)(sqlite3_stmt *st, void *ret), void *ret);
 
 /* The ops, one file per table group (sqlite_sessions.c, sqlite_events.c, sqlite_idem.c). */
 int sq_task_create(void *impl, const char *tenant, const char *task_id, const char *project_id,

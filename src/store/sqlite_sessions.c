@@ -178,21 +178,13 @@ out:
     return rc;
 }
 
+static int read_one_row(sqlite3_stmt *st, void *ret) {
+    return read_row(st, ret);
+}
+
 int sq_session_get(void *impl, const char *tenant, const char *id, struct session_row **ret) {
-    struct sq *s = impl;
-    struct conn *c = sq_acquire(s);
-    sqlite3_stmt *st = sq_prepare(c, "SELECT " SESSION_COLS " WHERE s.tenant_id = ?1 AND s.id = ?2");
-    int rc = AH_E_DB;
-    if (st) {
-        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-        int step = sqlite3_step(st);
-        rc = step == SQLITE_ROW ? read_row(st, ret) : step == SQLITE_DONE ? AH_E_NOTFOUND
-                                                                          : sq_code(step);
-    }
-    sq_done(c, st);
-    sq_release(s, c);
-    return rc;
+    return sq_row_by_id(impl, "SELECT " SESSION_COLS " WHERE s.tenant_id = ?1 AND s.id = ?2",
+                        tenant, id, read_one_row, ret);
 }
 
 /* Collects every row of a prepared SELECT of SESSION_COLS. */
