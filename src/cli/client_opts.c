@@ -703,8 +703,7 @@ int client_session_outcome(const struct ah_session *s) {
     case AH_STATUS_CANCELLED: return EXIT_INTERRUPTED;
     case AH_STATUS_FAILED:
         /* `ah agent start` exits 127 when the agent's binary is missing, and says so */
-        if ((s->has_exit_code && s->exit_code == 127) ||
-            (s->error && strstr(s->error, "not found")))
+        if (s->has_exit_code && s->exit_code == 127)
             return EXIT_AGENT;
         return EXIT_GENERAL;
     default: return EXIT_GENERAL; /* not finished: the caller expected it to be */

@@ -250,6 +250,19 @@ class TaskCreate(CliTest):
         finally:
             server.close()
 
+    def test_missing_branch_is_a_failure_not_exit_3(self):
+        # "not found" in a provisioning error is not a missing agent binary (exit 3 is only
+        # for the agent's exit code 127)
+        repo = os.path.join(self.cli_home, "repo-one-commit")
+        git = ["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.com"]
+        subprocess.run(["git", "init", "-q", "-b", "main", repo], check=True)
+        subprocess.run(git + ["commit", "-q", "--allow-empty", "-m", "one"], check=True)
+        rc, out, err = self.ah("task", "create", "--prompt", "x", "--repo", repo, "--branch",
+                               "nosuch", "--scenario", self.scenario_file(OK_STEPS), "--follow")
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("not found", err)
+        self.assertEqual(session(self.server, out.splitlines()[0])["status"], "failed")
+
     def test_usage_errors_exit_2(self):
         scenario = self.scenario_file([{"log": "x"}])
         cases = [
