@@ -1,9 +1,15 @@
 /*
  * cli.h — the `ah` command line: the command table, configuration loading (flags > environment
- * > file > defaults) and the daemon commands.
+ * > file > defaults), the daemon commands and the client commands (ah task …, ah session …).
  */
 #ifndef AH_CLI_H
 #define AH_CLI_H
+
+#include <ah/client.h>
+#include <ah/task_manager.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
 
 #include "../exec/exec.h"
 
@@ -64,17 +70,9 @@ int cmd_webui(int argc, char **argv);
 void cmd_access_point_help(void);
 void cmd_webui_help(void);
 
-#endif
-
 /* ---- client commands (ah task …, ah session …): client_opts.c, cmd_task.c, cmd_session.c ----
  * They talk to a server through libah-client's public API only (<ah/client.h>,
  * <ah/task_manager.h>), like any other program using the library would. */
-#include <ah/client.h>
-#include <ah/task_manager.h>
-#include <getopt.h>
-#include <stdbool.h>
-#include <stdio.h>
-
 /* A session's outcome as a process exit code: 0 completed; 1 failed; 3 failed because the agent
  * could not be launched (its binary is missing); 130 stopped or cancelled, like a Ctrl-C. */
 #define EXIT_INTERRUPTED 130
@@ -225,3 +223,5 @@ int cmd_session_resume(int argc, char **argv);
 int cmd_session_stop(int argc, char **argv);
 int cmd_session_rm(int argc, char **argv);
 int cmd_session_prompt(int argc, char **argv);
+
+#endif
