@@ -22,23 +22,6 @@ struct local {
 
 /* ---- calls through the router ---------------------------------------------------------------- */
 
-/* Appends s percent-encoded (everything but unreserved characters). */
-static int encode(struct ah_buf *b, const char *s) {
-    static const char hexd[] = "0123456789ABCDEF";
-    int rc = 0;
-    for (; *s && rc == 0; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '.' || c == '_' || c == '~') {
-            rc = ah_buf_append(b, s, 1);
-        } else {
-            char e[3] = {'%', hexd[c >> 4], hexd[c & 15]};
-            rc = ah_buf_append(b, e, 3);
-        }
-    }
-    return rc;
-}
-
 /* A Problem like the server's, as an error (unknown session and friends). */
 static int local_problem(struct ah_api_error *reterr, int code, const char *detail) {
     struct ah_problem p = {.code = code};
@@ -99,17 +82,18 @@ static int launch_task(void *impl, const struct ah_task_spec *spec, struct ah_ta
 static int list_sessions(void *impl, const struct ah_session_filter *f,
                          struct ah_session_list **ret, struct ah_api_error *reterr) {
     struct ah_buf t = {0};
-    int rc = ah_buf_puts(&t, "/api/v1/sessions?sort=desc");
-    const char *names[] = {"status", "agent", "projectId", "tenantId"};
-    const char *values[] = {f ? f->status : NULL, f ? f->agent : NULL, f ? f->project_id : NULL,
-                            f ? f->tenant_id : NULL};
-    for (int i = 0; i < 4 && rc == 0; i++)
-        if (values[i])
-            rc = ah_buf_printf(&t, "&%s=", names[i]) ?: encode(&t, values[i]);
-    if (rc == 0 && f && f->page)
-        rc = ah_buf_printf(&t, "&page=%lld", (long long)f->page);
-    if (rc == 0 && f && f->per_page)
-        rc = ah_buf_printf(&t, "&perPage=%lld", (long long)f->per_page);
+    bool first = true;
+    int rc = ah_buf_puts(&t, "/api/v1/sessions");
+    if (f && rc == 0) {
+        rc = ah_buf_query_add(&t, &first, "status", f->status) ?:
+             ah_buf_query_add(&t, &first, "agent", f->agent) ?:
+             ah_buf_query_add(&t, &first, "projectId", f->project_id) ?:
+             ah_buf_query_add(&t, &first, "tenantId", f->tenant_id);
+        if (rc == 0 && f->page)
+            rc = ah_buf_query_add_int(&t, &first, "page", f->page);
+        if (rc == 0 && f->per_page)
+            rc = ah_buf_query_add_int(&t, &first, "perPage", f->per_page);
+    }
     AH_AUTOFREE char *out = NULL;
     if (rc == 0)
         rc = call(impl, "GET", t.p, NULL, NULL, &out, reterr);
@@ -120,7 +104,7 @@ static int list_sessions(void *impl, const struct ah_session_filter *f,
 /* "/api/v1/<prefix><id><suffix>" with id encoded. NULL on OOM. */
 static char *target(const char *prefix, const char *id, const char *suffix) {
     struct ah_buf t = {0};
-    if (ah_buf_puts(&t, prefix) < 0 || encode(&t, id) < 0 || ah_buf_puts(&t, suffix) < 0) {
+    if (ah_buf_puts(&t, prefix) < 0 || ah_buf_url_escape(&t, id) < 0 || ah_buf_puts(&t, suffix) < 0) {
         ah_buf_clear(&t);
         return NULL;
     }
@@ -179,13 +163,6 @@ static int list_branches(void *impl, const char *repo_id, struct ah_branch_list 
     return rc < 0 ? rc : ah_branch_list_from_json(out, ret);
 }
 
-static enum ah_session_status status_of(const char *name) {
-    for (int s = AH_STATUS_QUEUED; s <= AH_STATUS_CANCELLED; s++)
-        if (name && strcmp(ah_session_status_name((enum ah_session_status)s), name) == 0)
-            return (enum ah_session_status)s;
-    return AH_STATUS_UNKNOWN;
-}
-
 static int control(void *impl, const char *id, enum ah_control op, const char *prompt,
                    enum ah_session_status *ret_status, struct ah_api_error *reterr) {
     static const char *const verbs[] = {"/pause", "/resume", "/stop"};
@@ -200,7 +177,7 @@ static int control(void *impl, const char *id, enum ah_control op, const char *p
         rc = t ? call(impl, "POST", t, NULL, NULL, &out, reterr) : AH_E_NOMEM;
         if (rc == 0) {
             json_t *j = json_loads(out ? out : "", 0, NULL);
-            st = status_of(json_string_value(json_object_get(j, "status")));
+            st = ah_session_status_parse(json_string_value(json_object_get(j, "status")));
             json_decref(j);
         }
         break;

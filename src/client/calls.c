@@ -81,7 +81,7 @@ static int path_error(int rc, struct ah_api_error *reterr) {
 static int item_path(struct ah_buf *b, const char *coll, const char *id, const char *suffix) {
     int rc = ah_buf_printf(b, "/api/v1/%s/", coll);
     if (rc == 0)
-        rc = url_escape(b, id);
+        rc = ah_buf_url_escape(b, id);
     if (rc == 0 && suffix)
         rc = ah_buf_puts(b, suffix);
     return rc;
@@ -162,14 +162,14 @@ int ah_client_list_sessions(ah_client *c, const struct ah_session_filter *f,
     bool first = true;
     int rc = ah_buf_puts(&p, "/api/v1/sessions");
     if (f && rc == 0) {
-        rc |= query_add(&p, &first, "status", f->status);
-        rc |= query_add(&p, &first, "agent", f->agent);
-        rc |= query_add(&p, &first, "projectId", f->project_id);
-        rc |= query_add(&p, &first, "tenantId", f->tenant_id);
+        rc |= ah_buf_query_add(&p, &first, "status", f->status);
+        rc |= ah_buf_query_add(&p, &first, "agent", f->agent);
+        rc |= ah_buf_query_add(&p, &first, "projectId", f->project_id);
+        rc |= ah_buf_query_add(&p, &first, "tenantId", f->tenant_id);
         if (f->page > 0)
-            rc |= query_add_int(&p, &first, "page", f->page);
+            rc |= ah_buf_query_add_int(&p, &first, "page", f->page);
         if (f->per_page > 0)
-            rc |= query_add_int(&p, &first, "perPage", f->per_page);
+            rc |= ah_buf_query_add_int(&p, &first, "perPage", f->per_page);
     }
     if (rc) {
         ah_buf_clear(&p);
@@ -295,7 +295,7 @@ int ah_client_session_logs(ah_client *c, const char *id, int64_t tail, struct ah
     bool first = true;
     int rc = item_path(&p, "sessions", id, "/logs");
     if (rc == 0 && tail > 0)
-        rc = query_add_int(&p, &first, "tail", tail);
+        rc = ah_buf_query_add_int(&p, &first, "tail", tail);
     if (rc == 0)
         rc = CALL_BUILD(c, "GET", p.p, NULL, AH_EP_LOGS, event_list_from_json_t, ret, reterr);
     else
@@ -312,17 +312,17 @@ int ah_client_list_events(ah_client *c, const char *id, const struct ah_event_qu
     bool first = true;
     int rc = item_path(&p, "sessions", id, "/events");
     if (q && rc == 0) {
-        rc |= query_add(&p, &first, "type", q->types);
-        rc |= query_add(&p, &first, "level", q->level);
-        rc |= query_add(&p, &first, "since", q->since);
-        rc |= query_add(&p, &first, "until", q->until);
+        rc |= ah_buf_query_add(&p, &first, "type", q->types);
+        rc |= ah_buf_query_add(&p, &first, "level", q->level);
+        rc |= ah_buf_query_add(&p, &first, "since", q->since);
+        rc |= ah_buf_query_add(&p, &first, "until", q->until);
         if (q->after > 0)
-            rc |= query_add_int(&p, &first, "after", q->after);
-        rc |= query_add(&p, &first, "sort", q->sort);
+            rc |= ah_buf_query_add_int(&p, &first, "after", q->after);
+        rc |= ah_buf_query_add(&p, &first, "sort", q->sort);
         if (q->page > 0)
-            rc |= query_add_int(&p, &first, "page", q->page);
+            rc |= ah_buf_query_add_int(&p, &first, "page", q->page);
         if (q->per_page > 0)
-            rc |= query_add_int(&p, &first, "perPage", q->per_page);
+            rc |= ah_buf_query_add_int(&p, &first, "perPage", q->per_page);
     }
     if (rc) {
         ah_buf_clear(&p);
@@ -427,8 +427,8 @@ int ah_client_list_repos(ah_client *c, const char *tenant_id, const char *projec
     struct ah_buf p = {.max = AH_LIMIT_URL};
     bool first = true;
     int rc = ah_buf_puts(&p, "/api/v1/repos");
-    rc |= query_add(&p, &first, "tenantId", tenant_id);
-    rc |= query_add(&p, &first, "projectId", project_id);
+    rc |= ah_buf_query_add(&p, &first, "tenantId", tenant_id);
+    rc |= ah_buf_query_add(&p, &first, "projectId", project_id);
     if (rc) {
         ah_buf_clear(&p);
         return path_error(rc == AH_E_NOMEM ? AH_E_NOMEM : AH_E_INVAL, reterr);

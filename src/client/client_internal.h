@@ -170,11 +170,6 @@ int client_prepare(ah_client *c, const struct ccfg *cfg, CURL *h, const char *pa
 int client_curl_error(CURLcode cc, enum transport_class *ret_tc);
 uint32_t client_random(ah_client *c);
 
-/* Percent-encodes one path segment or query value into b. 0, AH_E_TOOLARGE or AH_E_NOMEM. */
-int url_escape(struct ah_buf *b, const char *s);
-/* Appends "&name=value" or "?name=value" (escaped) when value is non-NULL. */
-int query_add(struct ah_buf *b, bool *first, const char *name, const char *value);
-int query_add_int(struct ah_buf *b, bool *first, const char *name, int64_t value);
 
 /* ---- types.c --------------------------------------------------------------------------------- */
 

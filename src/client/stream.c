@@ -297,7 +297,7 @@ int ah_client_stream_events(ah_client *c, const char *id, const struct ah_stream
     struct ah_buf path = {.max = AH_LIMIT_URL};
     int rc = s.h ? ah_buf_puts(&path, "/api/v1/sessions/") : AH_E_NOMEM;
     if (rc == 0)
-        rc = url_escape(&path, id);
+        rc = ah_buf_url_escape(&path, id);
     if (rc == 0)
         rc = ah_buf_puts(&path, "/events");
     size_t base_len = path.n;
@@ -319,7 +319,7 @@ int ah_client_stream_events(ah_client *c, const char *id, const struct ah_stream
         path.p[path.n] = '\0';
         if (s.last_seq == 0 && o.tail > 0) { /* until something arrived: tail, not all */
             bool q = true;
-            if ((rc = query_add_int(&path, &q, "tail", o.tail)) < 0) {
+            if ((rc = ah_buf_query_add_int(&path, &q, "tail", o.tail)) < 0) {
                 problem_local(&last, rc, "cannot build the stream URL");
                 break;
             }

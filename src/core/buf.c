@@ -60,6 +60,48 @@ int ah_buf_printf(struct ah_buf *b, const char *fmt, ...) {
     return rc;
 }
 
+/* ---- URL building ---------------------------------------------------------------------------- */
+
+int ah_buf_url_escape(struct ah_buf *b, const char *s) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char enc[3];
+        int rc;
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            rc = ah_buf_append(b, p, 1);
+        } else {
+            enc[0] = '%';
+            enc[1] = hex[*p >> 4];
+            enc[2] = hex[*p & 15];
+            rc = ah_buf_append(b, enc, 3);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int ah_buf_query_add(struct ah_buf *b, bool *first, const char *name, const char *value) {
+    if (!value)
+        return 0;
+    int rc = ah_buf_puts(b, *first ? "?" : "&");
+    *first = false;
+    if (rc == 0)
+        rc = ah_buf_url_escape(b, name);
+    if (rc == 0)
+        rc = ah_buf_puts(b, "=");
+    if (rc == 0)
+        rc = ah_buf_url_escape(b, value);
+    return rc;
+}
+
+int ah_buf_query_add_int(struct ah_buf *b, bool *first, const char *name, int64_t value) {
+    char num[24];
+    snprintf(num, sizeof(num), "%lld", (long long)value);
+    return ah_buf_query_add(b, first, name, num);
+}
+
 char *ah_buf_steal(struct ah_buf *b) {
     char *p = b->p;
     if (!p)

@@ -67,6 +67,11 @@ int ah_buf_printf(struct ah_buf *b, const char *fmt, ...) __attribute__((format(
 int ah_buf_vprintf(struct ah_buf *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 /* Gives the contents to the caller (free() it) and resets the buffer; "" when empty. NULL on OOM. */
+/* Percent-encodes one path segment or query value into b. 0, AH_E_TOOLARGE or AH_E_NOMEM. */
+int ah_buf_url_escape(struct ah_buf *b, const char *s);
+/* Appends "&name=value" or "?name=value" (escaped) when value is non-NULL. */
+int ah_buf_query_add(struct ah_buf *b, bool *first, const char *name, const char *value);
+int ah_buf_query_add_int(struct ah_buf *b, bool *first, const char *name, int64_t value);
 char *ah_buf_steal(struct ah_buf *b);
 void ah_buf_clear(struct ah_buf *b);
 
