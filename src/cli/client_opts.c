@@ -595,7 +595,7 @@ void client_render_event(FILE *out, const struct client_opts *o, const struct ah
         else if (strcmp(type, "file_edit") == 0)
             color = C_GREEN;
     }
-    fprintf(out, "%s%s%s%s  %s%-*s%s  ", prefix ? prefix : "", o->color ? C_DIM : "", hms,
+    fprintf(out, "%s%s%s%s  %s%-*s%s  ", o->color ? C_DIM : "", prefix ? prefix : "", hms,
             o->color ? C_RESET : "", color ? color : (o->color ? C_BOLD : ""), KIND_WIDTH, kind,
             o->color ? C_RESET : "");
     if (color && strcmp(type, "status") != 0)
@@ -718,7 +718,8 @@ int client_report_outcome(const struct client_opts *o, const struct ah_session *
         if (o->json || o->quiet)
             return code;
         const char *color = client_status_color(o, s->status);
-        printf("%s%s%s%s %s", prefix ? prefix : "", color ? color : "", name, color ? C_RESET : "",
+        printf("%s%s%s%s%s%s %s", prefix && o->color ? C_DIM : "", prefix ? prefix : "",
+               prefix && o->color ? C_RESET : "", color ? color : "", name, color ? C_RESET : "",
                s->id);
         if (s->has_changes)
             printf(": %lld file%s changed, +%lld -%lld", (long long)s->files_changed,
@@ -874,8 +875,7 @@ int client_follow(const struct client_opts *o, const struct client_conn *c, cons
         size_t len = strlen(ids[i]);
         /* ULIDs made in one millisecond share their first characters; the tail tells them
          * apart */
-        snprintf(fs[i].prefix, sizeof(fs[i].prefix), "%s%s%s ", o->color ? C_DIM : "",
-                 ids[i] + (len > 8 ? len - 8 : 0), o->color ? C_RESET : "");
+        snprintf(fs[i].prefix, sizeof(fs[i].prefix), "%s ", ids[i] + (len > 8 ? len - 8 : 0));
     }
     size_t started = 0;
     if (n == 1) {

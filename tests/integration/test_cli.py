@@ -250,6 +250,39 @@ class TaskCreate(CliTest):
         finally:
             server.close()
 
+    def test_follow_on_a_terminal_colours_and_aligns_continuation_lines(self):
+        """On a terminal the output is coloured; with several sessions each line starts with
+        the id's tail, and a multi-line text continues under its first line (the colour codes
+        take no columns)."""
+        import pty
+        master, slave = pty.openpty()
+        cmd = [AH_BIN, "task", "create", "--prompt", "x", "--count", "2", "--scenario",
+               self.scenario_file([{"thought": "first line\nsecond line"}]), "--follow",
+               "--remote-server", "http://127.0.0.1:%d" % self.server.port]
+        p = subprocess.Popen(cmd, stdout=slave, stderr=subprocess.PIPE, env=self.cli_env())
+        os.close(slave)
+        raw = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the last writer closed the terminal
+                break
+            if not chunk:
+                break
+            raw += chunk
+        os.close(master)
+        self.assertEqual(p.wait(timeout=60), 0, p.stderr.read())
+        p.stderr.close()
+        text = raw.decode("utf-8", "replace")
+        self.assertIn("\x1b[", text)  # coloured
+        lines = re.sub(r"\x1b\[[0-9;]*m", "", text).replace("\r\n", "\n").split("\n")
+        firsts = [i for i, l in enumerate(lines) if l.endswith("first line")]
+        self.assertEqual(len(firsts), 2, lines)
+        for i in firsts:
+            self.assertRegex(lines[i], r"^[0-9A-Z]{8} \d\d:\d\d:\d\d ")
+            column = lines[i].index("first line")
+            self.assertEqual(lines[i + 1], " " * column + "second line", lines)
+
     def test_missing_branch_is_a_failure_not_exit_3(self):
         # "not found" in a provisioning error is not a missing agent binary (exit 3 is only
         # for the agent's exit code 127)
