@@ -114,25 +114,26 @@ static void mock_id(struct mock *m, int64_t now, char out[ULID_LEN + 1]) {
     out[ULID_LEN] = '\0';
 }
 
+/* Fills reterr with p as the server's Problem would carry it; clears p. */
+static int fail_problem(struct ah_api_error *reterr, struct ah_problem *p) {
+    int code = p->code;
+    problem_from_core(reterr, p);
+    problem_clear(p);
+    return code;
+}
+
 /* Fills reterr as the server's Problem for code would look. */
 static int fail(struct ah_api_error *reterr, int code, const char *current, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int fail(struct ah_api_error *reterr, int code, const char *current, const char *fmt, ...) {
-    if (!reterr)
-        return code;
-    char msg[512];
+    struct ah_problem p = {.code = code};
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vsnprintf(p.detail, sizeof(p.detail), fmt, ap);
     va_end(ap);
-    problem_local(reterr, code, "%s", msg);
-    reterr->status = ah_error_status(code);
-    char type[96];
-    snprintf(type, sizeof(type), "/problems/%s", ah_error_slug(code));
-    reterr->type = strdup(type);
     if (current)
-        reterr->current_status = strdup(current);
-    return code;
+        problem_extra(&p, "currentStatus", json_string(current));
+    return fail_problem(reterr, &p);
 }
 
 static int oom(struct ah_api_error *reterr) {
@@ -544,9 +545,8 @@ static int m_launch(void *impl, const struct ah_task_spec *spec, struct ah_task_
         if (sc && !json_is_array(sc)) {
             char path[64];
             snprintf(path, sizeof(path), "agents[%zu].settings.scenario", i);
-            fail(reterr, AH_E_INVAL, NULL, "%s must be an array of steps", path);
-            problem_add_field(reterr, path, "must be an array of steps");
-            return AH_E_INVAL;
+            problem_field(&p, path, "must be an array of steps");
+            return fail_problem(reterr, &p);
         }
     }
 
@@ -658,10 +658,9 @@ static int m_list_sessions(void *impl, const struct ah_session_filter *f,
     int64_t page = f && f->page ? f->page : 1;
     int64_t per_page = f && f->per_page ? f->per_page : PAGE_DEFAULT_PER_PAGE;
     if (per_page > PAGE_MAX_PER_PAGE) {
-        fail(reterr, AH_E_INVAL, NULL, "perPage must be an integer from 1 to %d",
-             PAGE_MAX_PER_PAGE);
-        problem_add_field(reterr, "perPage", "must be an integer from 1 to 200");
-        return AH_E_INVAL;
+        struct ah_problem p = {0};
+        problem_field(&p, "perPage", "must be an integer from 1 to %d", PAGE_MAX_PER_PAGE);
+        return fail_problem(reterr, &p);
     }
     json_t *items = json_array();
     if (!items)
@@ -715,10 +714,8 @@ static int m_control(void *impl, const char *id, enum ah_control op, const char 
     if (rc < 0)
         return rc;
     if (op == AH_CONTROL_PROMPT && strlen(prompt) > AH_LIMIT_PROMPT) {
-        fail(reterr, AH_E_INVAL, NULL, "prompt text is %zu bytes; the limit is %d bytes",
-             strlen(prompt), AH_LIMIT_PROMPT);
-        problem_add_field(reterr, "prompt", "is too long");
-        return AH_E_INVAL;
+        return fail(reterr, AH_E_TOOLARGE, NULL, "the prompt is %zu bytes; the limit is %d bytes",
+                    strlen(prompt), AH_LIMIT_PROMPT); /* as the server answers: 413 */
     }
     pthread_mutex_lock(&m->mu);
     struct msession *s = find_session(m, id);

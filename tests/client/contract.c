@@ -683,6 +683,55 @@ static void argument_checks(void **state) {
     ah_api_error_clear(&e);
 }
 
+#define PROMPT_LIMIT (16 * 1024) /* API.md: a longer prompt is 413 */
+
+/* The server's refusals come back alike from every implementation, with or without an error
+ * struct (reterr is optional in every call). */
+static void refusals_with_and_without_reterr(void **state) {
+    REQUIRE(FX_TASKS);
+    REQUIRE(FX_SESSIONS);
+    REQUIRE(FX_CONTROL);
+    struct ah_api_error e = {0};
+    struct ah_task_created *t = NULL;
+    struct ah_agent_spec bad_scenario = {.type = "scripted",
+                                         .settings_json = "{\"scenario\":{\"exit\":0}}"};
+    struct ah_task_spec spec = {.prompt = "p",
+                                .repo_mode = FX->repo_mode,
+                                .repo_url = FX->repo_url,
+                                .agents = &bad_scenario,
+                                .n_agents = 1};
+    assert_int_equal(ah_task_manager_launch(FX->tm, &spec, &t, NULL), AH_E_INVAL);
+    assert_int_equal(ah_task_manager_launch(FX->tm, &spec, &t, &e), AH_E_INVAL);
+    assert_null(t);
+    assert_int_equal(e.status, 400);
+    assert_non_null(ah_api_error_field(&e, "agents[0].settings.scenario"));
+
+    struct ah_session_list *l = NULL;
+    struct ah_session_filter f = {.per_page = 500};
+    assert_int_equal(ah_task_manager_list_sessions(FX->tm, &f, &l, NULL), AH_E_INVAL);
+    assert_int_equal(ah_task_manager_list_sessions(FX->tm, &f, &l, &e), AH_E_INVAL);
+    assert_null(l);
+    assert_non_null(ah_api_error_field(&e, "perPage"));
+
+    char id[64];
+    assert_int_equal(fx_launch_scenario(FX, "[{\"wait_prompt\":true},{\"exit\":0}]", id,
+                                        sizeof(id)),
+                     0);
+    assert_int_equal(fx_wait_status(FX, id, RUNNING, FX->budget_ms), AH_STATUS_RUNNING);
+    char *big = malloc(PROMPT_LIMIT + 2);
+    assert_non_null(big);
+    memset(big, 'x', PROMPT_LIMIT + 1);
+    big[PROMPT_LIMIT + 1] = '\0';
+    assert_int_equal(ah_task_manager_control(FX->tm, id, AH_CONTROL_PROMPT, big, NULL, NULL),
+                     AH_E_TOOLARGE);
+    assert_int_equal(ah_task_manager_control(FX->tm, id, AH_CONTROL_PROMPT, big, NULL, &e),
+                     AH_E_TOOLARGE);
+    assert_int_equal(e.status, 413);
+    free(big);
+    ah_task_manager_control(FX->tm, id, AH_CONTROL_CANCEL, NULL, NULL, NULL);
+    ah_api_error_clear(&e);
+}
+
 int contract_run(struct tm_fixture *fx) {
     FX = fx;
     if (!fx->budget_ms)
@@ -699,6 +748,7 @@ int contract_run(struct tm_fixture *fx) {
         cmocka_unit_test(prompt_reaches_agent), cmocka_unit_test(cancel_token_ends_stream),
         cmocka_unit_test(list_sessions),        cmocka_unit_test(drafts),
         cmocka_unit_test(repositories),         cmocka_unit_test(argument_checks),
+        cmocka_unit_test(refusals_with_and_without_reterr),
     };
     char group[64];
     snprintf(group, sizeof(group), "task-manager contract: %s", fx->name);
