@@ -279,6 +279,15 @@ static int control(struct executor *ex, const char *tenant, const char *id, enum
     case EXEC_PAUSE: {
         if (before != SESSION_RUNNING)
             return conflict(reterr, "pause", before);
+        pthread_mutex_lock(&ex->mu);
+        bool supervised = live_find(ex, tenant, id) != NULL;
+        pthread_mutex_unlock(&ex->mu);
+        if (!supervised) { /* no one would finish the pause: it would stay pausing for good */
+            problem_set(reterr, AH_E_CONFLICT,
+                        "session %s is running but not under supervision yet; try again", id);
+            problem_extra(reterr, "currentStatus", json_string(session_status_name(before)));
+            return AH_E_CONFLICT;
+        }
         if ((rc = exec_transition(ex, tenant, id, SESSION_PAUSING, NULL, NULL, &before)) < 0)
             return rc == AH_E_CONFLICT ? conflict(reterr, "pause", before) : rc;
         pthread_mutex_lock(&ex->mu);

@@ -489,6 +489,7 @@ static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
     bool ok = l && token && strcmp(hash, l->token_hash) == 0;
     struct rconn *old = NULL;
     json_t *prompts = NULL;
+    bool pause = false;
     if (ok) {
         old = l->conn != c ? l->conn : NULL;
         l->conn = c;
@@ -497,6 +498,10 @@ static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
             l->agent_pgid = (pid_t)pg;
         prompts = l->prompts;
         l->prompts = NULL;
+        /* a pause that arrived before we knew the agent's group (exec_control) */
+        pause = l->pause_pending && l->agent_pgid > 1;
+        if (pause)
+            l->pause_pending = false;
     }
     pthread_mutex_unlock(&ex->mu);
     if (!ok) {
@@ -510,11 +515,7 @@ static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
     if (old)
         conn_kill(ex, old);
     c->live = l;
-    pthread_mutex_lock(&ex->mu);
-    bool pause = l->pause_pending && l->agent_pgid > 1;
-    l->pause_pending = false;
-    pthread_mutex_unlock(&ex->mu);
-    if (pause) { /* a pause that arrived before we knew the agent's group (exec_control) */
+    if (pause) {
         kill(-l->agent_pgid, SIGSTOP);
         exec_transition(ex, l->tenant, l->id, SESSION_PAUSED, NULL, NULL, NULL);
     }
