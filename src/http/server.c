@@ -57,6 +57,7 @@ struct http_server {
     bool waker_running;
     int waker_efd;
     pthread_mutex_t wake_mu;
+    bool wake_closed;              /* under wake_mu: stop has drained the list for good */
     struct http_stream *wake_head; /* streams to resume, each holding a reference */
 };
 
@@ -159,13 +160,23 @@ void http_stream_wake(struct http_stream *s) {
     if (!queue)
         return;
     pthread_mutex_lock(&srv->wake_mu);
-    bool first = !srv->wake_head;
-    s->wake_next = srv->wake_head;
-    srv->wake_head = s;
+    bool closed = srv->wake_closed; /* the server stopped while we were on our way here */
+    if (!closed) {
+        bool first = !srv->wake_head;
+        s->wake_next = srv->wake_head;
+        srv->wake_head = s;
+        uint64_t one = 1; /* under the lock: the eventfd is closed only once wake_closed is set */
+        if (first && write(srv->waker_efd, &one, sizeof(one)) < 0) {
+            /* the counter is saturated: the waker is due anyway */
+        }
+    }
     pthread_mutex_unlock(&srv->wake_mu);
-    uint64_t one = 1;
-    if (first && write(srv->waker_efd, &one, sizeof(one)) < 0) {
-        /* the counter is saturated: the waker is due anyway */
+    if (closed) {
+        pthread_mutex_lock(&s->mu);
+        s->queued = false;
+        resume_locked(s);
+        pthread_mutex_unlock(&s->mu);
+        http_stream_unref(s);
     }
 }
 
@@ -192,7 +203,10 @@ static void *waker_main(void *arg) {
         uint64_t n;
         if (read(srv->waker_efd, &n, sizeof(n)) < 0 && errno == EINTR)
             continue;
-        if (__atomic_load_n(&srv->ending, __ATOMIC_ACQUIRE) && !srv->wake_head)
+        pthread_mutex_lock(&srv->wake_mu);
+        bool idle = !srv->wake_head;
+        pthread_mutex_unlock(&srv->wake_mu);
+        if (idle && __atomic_load_n(&srv->ending, __ATOMIC_ACQUIRE))
             return NULL;
         /* a one-shot pause after an event, not a poll: it lets the burst gather */
         struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)srv->cfg.wake_coalesce_ms * 1000000L};
@@ -786,10 +800,13 @@ void http_server_stop(struct http_server *srv) {
             /* cannot fail on our eventfd */
         }
         pthread_join(srv->waker, NULL);
-        srv->waker_running = false;
+        /* A wake that read `ending` false just before we set it may still be on its way:
+         * from here on it resumes its stream itself (http_stream_wake). */
+        pthread_mutex_lock(&srv->wake_mu);
+        srv->wake_closed = true;
+        pthread_mutex_unlock(&srv->wake_mu);
         resume_queued(srv);
         close(srv->waker_efd);
-        pthread_mutex_destroy(&srv->wake_mu);
     }
     /* Anything that suspended itself again after the first wake is resumed once more, at once:
      * MHD must not be stopped with a suspended connection. */
@@ -802,6 +819,8 @@ void http_server_stop(struct http_server *srv) {
     pthread_mutex_unlock(&srv->mu);
     MHD_stop_daemon(srv->daemon);
     close(srv->listen_fd);
+    if (srv->cfg.wake_coalesce_ms)
+        pthread_mutex_destroy(&srv->wake_mu); /* every stream is closed: no wake can come */
     pthread_mutex_destroy(&srv->mu);
     pthread_cond_destroy(&srv->idle);
     free(srv);
