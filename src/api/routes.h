@@ -54,7 +54,8 @@ struct stream_entry {
     struct http_stream *stream;
     int64_t last_write; /* monotonic ms; atomic */
     int wd;             /* inotify watch of the followed file, -1 when none */
-    struct stream_entry *prev, *next;
+    struct stream_entry *prev, *next;   /* every stream (keep-alives) */
+    struct stream_entry *wprev, *wnext; /* streams that follow a file (wd >= 0) */
 };
 void streams_add(struct stream_entry *e, struct http_stream *s);
 void streams_remove(struct stream_entry *e); /* after this the thread no longer wakes it */

@@ -24,7 +24,8 @@
 #define SSE_KEEP_BUFFER 4096
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static struct stream_entry *entries;
+static struct stream_entry *entries;  /* every stream */
+static struct stream_entry *watchers; /* those that follow a file: inotify events look here only */
 static pthread_t thread;
 static bool running;
 static int epfd = -1, tfd = -1, ifd = -1, efd = -1;
@@ -55,25 +56,40 @@ void streams_remove(struct stream_entry *e) {
         entries = e->next;
     if (e->next)
         e->next->prev = e->prev;
-    int wd = e->wd;
-    bool shared = false;
-    for (struct stream_entry *o = entries; o && wd >= 0; o = o->next)
-        shared |= o->wd == wd;
-    if (wd >= 0 && !shared && ifd >= 0) /* the last follower of that file */
-        inotify_rm_watch(ifd, wd);
+    if (e->wd >= 0) {
+        if (e->wprev)
+            e->wprev->wnext = e->wnext;
+        else
+            watchers = e->wnext;
+        if (e->wnext)
+            e->wnext->wprev = e->wprev;
+        bool shared = false;
+        for (struct stream_entry *o = watchers; o && !shared; o = o->wnext)
+            shared = o->wd == e->wd;
+        if (!shared && ifd >= 0) /* the last follower of that file */
+            inotify_rm_watch(ifd, e->wd);
+    }
     pthread_mutex_unlock(&mu);
 }
 
 int streams_watch(struct stream_entry *e, const char *path) {
     if (ifd < 0)
         return AH_E_UNAVAIL;
-    int wd = inotify_add_watch(ifd, path, IN_MODIFY | IN_CLOSE_WRITE);
-    if (wd < 0)
-        return ah_err_from_errno(errno);
+    /* Under the lock: the same file gives the same wd, and a follower leaving must not remove
+     * a watch another one has just been given but not stored yet. */
     pthread_mutex_lock(&mu);
-    e->wd = wd; /* the same file gives the same wd: followers share it */
+    int wd = inotify_add_watch(ifd, path, IN_MODIFY | IN_CLOSE_WRITE);
+    int err = wd < 0 ? errno : 0;
+    if (wd >= 0) {
+        e->wd = wd;
+        e->wprev = NULL;
+        e->wnext = watchers;
+        if (watchers)
+            watchers->wprev = e;
+        watchers = e;
+    }
     pthread_mutex_unlock(&mu);
-    return 0;
+    return err ? ah_err_from_errno(err) : 0;
 }
 
 void streams_wrote(struct stream_entry *e) {
@@ -134,7 +150,7 @@ static void on_inotify(void) {
         for (char *p = buf; p < buf + n;) {
             struct inotify_event *ev = (struct inotify_event *)p;
             p += sizeof(*ev) + ev->len;
-            for (struct stream_entry *e = entries; e; e = e->next)
+            for (struct stream_entry *e = watchers; e; e = e->wnext)
                 if (e->wd == ev->wd)
                     http_stream_wake(e->stream);
         }
