@@ -72,7 +72,10 @@ static int build_error(struct ah_api_error *reterr, int rc, const char *method, 
         rc_;                                                                                       \
     })
 
+/* A request path that could not be built: out of memory, or the caller's arguments make it
+ * longer than AH_LIMIT_URL (an invalid argument). */
 static int path_error(int rc, struct ah_api_error *reterr) {
+    rc = rc == AH_E_NOMEM ? AH_E_NOMEM : AH_E_INVAL;
     problem_local(reterr, rc, rc == AH_E_NOMEM ? "out of memory" : "the URL is too long");
     return rc;
 }
@@ -162,18 +165,18 @@ int ah_client_list_sessions(ah_client *c, const struct ah_session_filter *f,
     bool first = true;
     int rc = ah_buf_puts(&p, "/api/v1/sessions");
     if (f && rc == 0) {
-        rc |= ah_buf_query_add(&p, &first, "status", f->status);
-        rc |= ah_buf_query_add(&p, &first, "agent", f->agent);
-        rc |= ah_buf_query_add(&p, &first, "projectId", f->project_id);
-        rc |= ah_buf_query_add(&p, &first, "tenantId", f->tenant_id);
-        if (f->page > 0)
-            rc |= ah_buf_query_add_int(&p, &first, "page", f->page);
-        if (f->per_page > 0)
-            rc |= ah_buf_query_add_int(&p, &first, "perPage", f->per_page);
+        rc = ah_buf_query_add(&p, &first, "status", f->status) ?:
+             ah_buf_query_add(&p, &first, "agent", f->agent) ?:
+             ah_buf_query_add(&p, &first, "projectId", f->project_id) ?:
+             ah_buf_query_add(&p, &first, "tenantId", f->tenant_id);
+        if (rc == 0 && f->page > 0)
+            rc = ah_buf_query_add_int(&p, &first, "page", f->page);
+        if (rc == 0 && f->per_page > 0)
+            rc = ah_buf_query_add_int(&p, &first, "perPage", f->per_page);
     }
     if (rc) {
         ah_buf_clear(&p);
-        return path_error(rc < 0 && rc != AH_E_TOOLARGE ? AH_E_NOMEM : AH_E_INVAL, reterr);
+        return path_error(rc, reterr);
     }
     rc = CALL_BUILD(c, "GET", p.p, NULL, AH_EP_SESSIONS, session_list_from_json_t, ret, reterr);
     ah_buf_clear(&p);
@@ -189,7 +192,7 @@ int ah_client_get_session(ah_client *c, const char *id, struct ah_session **ret,
     if (rc == 0)
         rc = CALL_BUILD(c, "GET", p.p, NULL, AH_EP_SESSIONS, session_from_json_t, ret, reterr);
     else
-        path_error(rc, reterr);
+        rc = path_error(rc, reterr);
     ah_buf_clear(&p);
     return rc;
 }
@@ -299,7 +302,7 @@ int ah_client_session_logs(ah_client *c, const char *id, int64_t tail, struct ah
     if (rc == 0)
         rc = CALL_BUILD(c, "GET", p.p, NULL, AH_EP_LOGS, event_list_from_json_t, ret, reterr);
     else
-        path_error(rc, reterr);
+        rc = path_error(rc, reterr);
     ah_buf_clear(&p);
     return rc;
 }
@@ -312,21 +315,22 @@ int ah_client_list_events(ah_client *c, const char *id, const struct ah_event_qu
     bool first = true;
     int rc = item_path(&p, "sessions", id, "/events");
     if (q && rc == 0) {
-        rc |= ah_buf_query_add(&p, &first, "type", q->types);
-        rc |= ah_buf_query_add(&p, &first, "level", q->level);
-        rc |= ah_buf_query_add(&p, &first, "since", q->since);
-        rc |= ah_buf_query_add(&p, &first, "until", q->until);
-        if (q->after > 0)
-            rc |= ah_buf_query_add_int(&p, &first, "after", q->after);
-        rc |= ah_buf_query_add(&p, &first, "sort", q->sort);
-        if (q->page > 0)
-            rc |= ah_buf_query_add_int(&p, &first, "page", q->page);
-        if (q->per_page > 0)
-            rc |= ah_buf_query_add_int(&p, &first, "perPage", q->per_page);
+        rc = ah_buf_query_add(&p, &first, "type", q->types) ?:
+             ah_buf_query_add(&p, &first, "level", q->level) ?:
+             ah_buf_query_add(&p, &first, "since", q->since) ?:
+             ah_buf_query_add(&p, &first, "until", q->until);
+        if (rc == 0 && q->after > 0)
+            rc = ah_buf_query_add_int(&p, &first, "after", q->after);
+        if (rc == 0)
+            rc = ah_buf_query_add(&p, &first, "sort", q->sort);
+        if (rc == 0 && q->page > 0)
+            rc = ah_buf_query_add_int(&p, &first, "page", q->page);
+        if (rc == 0 && q->per_page > 0)
+            rc = ah_buf_query_add_int(&p, &first, "perPage", q->per_page);
     }
     if (rc) {
         ah_buf_clear(&p);
-        return path_error(rc == AH_E_NOMEM ? AH_E_NOMEM : AH_E_INVAL, reterr);
+        return path_error(rc, reterr);
     }
     rc = CALL_BUILD(c, "GET", p.p, NULL, AH_EP_LOGS, event_list_from_json_t, ret, reterr);
     ah_buf_clear(&p);
@@ -352,7 +356,7 @@ int ah_client_get_draft(ah_client *c, const char *id, struct ah_draft **ret,
     if (rc == 0)
         rc = CALL_BUILD(c, "GET", p.p, NULL, AH_EP_DRAFTS, draft_from_json_t, ret, reterr);
     else
-        path_error(rc, reterr);
+        rc = path_error(rc, reterr);
     ah_buf_clear(&p);
     return rc;
 }
@@ -397,7 +401,7 @@ int ah_client_update_draft(ah_client *c, const char *id, const struct ah_task_sp
     if (rc == 0)
         rc = draft_write(c, "PUT", p.p, spec, ret, reterr);
     else
-        path_error(rc, reterr);
+        rc = path_error(rc, reterr);
     ah_buf_clear(&p);
     return rc;
 }
@@ -411,7 +415,7 @@ int ah_client_delete_draft(ah_client *c, const char *id, struct ah_api_error *re
     if (rc == 0)
         rc = call_json(c, "DELETE", p.p, NULL, AH_EP_DRAFTS, 0, &j, reterr);
     else
-        path_error(rc, reterr);
+        rc = path_error(rc, reterr);
     json_decref(j);
     ah_buf_clear(&p);
     return rc;
@@ -426,12 +430,12 @@ int ah_client_list_repos(ah_client *c, const char *tenant_id, const char *projec
         return bad_arg(reterr, "client and ret are required");
     struct ah_buf p = {.max = AH_LIMIT_URL};
     bool first = true;
-    int rc = ah_buf_puts(&p, "/api/v1/repos");
-    rc |= ah_buf_query_add(&p, &first, "tenantId", tenant_id);
-    rc |= ah_buf_query_add(&p, &first, "projectId", project_id);
+    int rc = ah_buf_puts(&p, "/api/v1/repos") ?:
+             ah_buf_query_add(&p, &first, "tenantId", tenant_id) ?:
+             ah_buf_query_add(&p, &first, "projectId", project_id);
     if (rc) {
         ah_buf_clear(&p);
-        return path_error(rc == AH_E_NOMEM ? AH_E_NOMEM : AH_E_INVAL, reterr);
+        return path_error(rc, reterr);
     }
     rc = CALL_BUILD(c, "GET", p.p, NULL, AH_EP_REPOS, repo_list_from_json_t, ret, reterr);
     ah_buf_clear(&p);
@@ -447,7 +451,7 @@ int ah_client_list_branches(ah_client *c, const char *repo_id, struct ah_branch_
     if (rc == 0)
         rc = CALL_BUILD(c, "GET", p.p, NULL, AH_EP_REPOS, branch_list_from_json_t, ret, reterr);
     else
-        path_error(rc, reterr);
+        rc = path_error(rc, reterr);
     ah_buf_clear(&p);
     return rc;
 }

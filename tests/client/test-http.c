@@ -418,6 +418,20 @@ static void test_bad_arguments(void **state) {
     assert_int_equal(ah_client_set_client_cert(c, NULL, "key.pem"), AH_E_INVAL);
     struct ah_retry_policy p = {.max_attempts = 0};
     assert_int_equal(ah_client_set_retry(c, &p), AH_E_INVAL);
+    /* Arguments that make the URL too long are invalid arguments, whichever part grows it
+     * (nothing is sent: port 9 is not listening) */
+    char big[9000];
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    struct ah_session_list *l = NULL;
+    struct ah_session_filter f = {.status = big, .agent = big};
+    assert_int_equal(ah_client_list_sessions(c, &f, &l, &e), AH_E_INVAL);
+    assert_string_equal(e.detail, "the URL is too long");
+    assert_int_equal(ah_client_list_sessions(c, &f, &l, NULL), AH_E_INVAL);
+    struct ah_session *s = NULL;
+    assert_int_equal(ah_client_get_session(c, big, &s, &e), AH_E_INVAL);
+    assert_null(l);
+    assert_null(s);
     ah_api_error_clear(&e);
     ah_client_free(c);
     ah_client_free(NULL);
