@@ -753,24 +753,15 @@ int client_call(ah_client *c, const struct creq *rq, struct cresp *rs,
         int64_t ra = (rs->status == 429 || rs->status == 503) ? rs->retry_after_ms : -1;
         int64_t delay = again ? ah_retry_delay_ms(&g->retry, n, ra, client_random(c)) : -1;
         if (delay < 0) {
-            if (reterr) {
-                reterr->attempts = n;
-                if (rc == 0)
-                    rc = problem_from_response(reterr, rs->status, rs->body.p, rs->body.n,
-                                               rs->request_id, rs->retry_after_ms);
-                else
-                    problem_local(reterr, rc, "%s %s: %s", rq->method, rq->path, errbuf);
-                if (rc == AH_E_NOMEM && reterr->status)
-                    rc = reterr->code; /* the answer's code matters more than a lost copy */
-            } else if (rc == 0) {
-                rc = problem_code_for(rs->status, NULL);
-                /* Without reterr, the type slug is still worth reading. */
-                json_t *j = rs->body.n ? json_parse_text(rs->body.p, rs->body.n, NULL) : NULL;
-                const char *type = json_string_value(json_object_get(j, "type"));
-                if (type)
-                    rc = problem_code_for(rs->status, type);
-                json_decref(j);
-            }
+            /* reterr is optional; the code comes from the same reading either way */
+            struct ah_api_error scratch = {0}, *e = reterr ? reterr : &scratch;
+            e->attempts = n;
+            if (rc == 0)
+                rc = problem_from_response(e, rs->status, rs->body.p, rs->body.n,
+                                           rs->request_id, rs->retry_after_ms);
+            else
+                problem_local(e, rc, "%s %s: %s", rq->method, rq->path, errbuf);
+            ah_api_error_clear(&scratch);
             client_log(c, again ? AH_LOG_WARN : AH_LOG_DEBUG,
                        "%s %s failed after %d attempt(s): %s (%s)", rq->method, rq->path, n,
                        rs->status ? "HTTP error" : errbuf, ah_error_name(rc));

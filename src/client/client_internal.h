@@ -38,7 +38,7 @@ int problem_code_for(int status, const char *type);
 
 /* Fills e (cleared first) from one non-2xx answer. body may be any bytes (a Problem, other JSON,
  * text or nothing); request_id_header and retry_after_ms (-1: none) come from the headers.
- * Returns e->code, or AH_E_NOMEM when the copy failed (e->code is still set). */
+ * Returns e->code; out of memory, what could not be copied stays NULL (as in problem_local). */
 int problem_from_response(struct ah_api_error *e, int status, const char *body, size_t len,
                           const char *request_id_header, int64_t retry_after_ms);
 

@@ -119,15 +119,10 @@ int problem_add_field(struct ah_api_error *e, const char *field, const char *mes
     return 0;
 }
 
-/* strdup of a JSON string member, NULL when absent or not a string. *oom is set on failure. */
-static char *dup_member(const json_t *o, const char *key, bool *oom) {
+/* strdup of a JSON string member, NULL when absent, not a string, or out of memory. */
+static char *dup_member(const json_t *o, const char *key) {
     const char *s = json_string_value(json_object_get(o, key));
-    if (!s)
-        return NULL;
-    char *d = strdup(s);
-    if (!d)
-        *oom = true;
-    return d;
+    return s ? strdup(s) : NULL;
 }
 
 /* A body that is not JSON becomes the detail when it looks like text. */
@@ -145,6 +140,8 @@ static char *text_detail(const char *body, size_t len) {
     return n ? strndup(body, n) : NULL;
 }
 
+/* Out of memory, whatever could not be copied stays NULL: the code, which comes from the status
+ * and the type, still says what happened (as in problem_local). */
 int problem_from_response(struct ah_api_error *e, int status, const char *body, size_t len,
                           const char *request_id_header, int64_t retry_after_ms) {
     int attempts = e->attempts;
@@ -152,36 +149,32 @@ int problem_from_response(struct ah_api_error *e, int status, const char *body, 
     e->attempts = attempts;
     e->status = status;
     e->retry_after_ms = retry_after_ms;
-    bool oom = false;
 
-    int perr = 0;
-    json_t *j = (body && len) ? json_parse_text(body, len, &perr) : NULL;
-    if (perr == AH_E_NOMEM)
-        oom = true; /* the code still comes from the status */
+    json_t *j = (body && len) ? json_parse_text(body, len, NULL) : NULL;
     if (json_is_object(j)) {
-        e->type = dup_member(j, "type", &oom);
-        e->title = dup_member(j, "title", &oom);
-        e->detail = dup_member(j, "detail", &oom);
-        e->instance = dup_member(j, "instance", &oom);
-        e->request_id = dup_member(j, "requestId", &oom);
-        e->current_status = dup_member(j, "currentStatus", &oom);
+        e->type = dup_member(j, "type");
+        e->title = dup_member(j, "title");
+        e->detail = dup_member(j, "detail");
+        e->instance = dup_member(j, "instance");
+        e->request_id = dup_member(j, "requestId");
+        e->current_status = dup_member(j, "currentStatus");
         if (!e->detail) /* some servers say "message" or "error" */
-            e->detail = dup_member(j, "message", &oom);
+            e->detail = dup_member(j, "message");
         if (!e->detail)
-            e->detail = dup_member(j, "error", &oom);
+            e->detail = dup_member(j, "error");
         json_t *errors = json_object_get(j, "errors");
         const char *field;
         json_t *msgs;
         if (json_is_object(errors)) {
             json_object_foreach(errors, field, msgs) {
                 if (json_is_string(msgs)) {
-                    oom |= problem_add_field(e, field, json_string_value(msgs)) < 0;
+                    problem_add_field(e, field, json_string_value(msgs));
                 } else if (json_is_array(msgs)) {
                     size_t i;
                     json_t *m;
                     json_array_foreach(msgs, i, m) {
                         if (json_is_string(m))
-                            oom |= problem_add_field(e, field, json_string_value(m)) < 0;
+                            problem_add_field(e, field, json_string_value(m));
                     }
                 }
             }
@@ -194,15 +187,15 @@ int problem_from_response(struct ah_api_error *e, int status, const char *body, 
     e->code = problem_code_for(status, e->type);
     if (e->code == AH_E_BADREQ && e->n_errors > 0)
         e->code = AH_E_INVAL; /* field errors mean validation whatever the slug says */
-    if (!e->request_id && request_id_header && !(e->request_id = strdup(request_id_header)))
-        oom = true;
-    if (!e->title && !(e->title = strdup(ah_strerror(e->code))))
-        oom = true;
-    if (!e->detail && !(e->detail = strdup(e->title ? e->title : ah_strerror(e->code))))
-        oom = true;
-    if (body && len && !(e->body = strndup(body, len < BODY_KEEP_MAX ? len : BODY_KEEP_MAX)))
-        oom = true;
-    return oom ? AH_E_NOMEM : e->code;
+    if (!e->request_id && request_id_header)
+        e->request_id = strdup(request_id_header);
+    if (!e->title)
+        e->title = strdup(ah_strerror(e->code));
+    if (!e->detail)
+        e->detail = strdup(e->title ? e->title : ah_strerror(e->code));
+    if (body && len)
+        e->body = strndup(body, len < BODY_KEEP_MAX ? len : BODY_KEEP_MAX);
+    return e->code;
 }
 
 void problem_local(struct ah_api_error *e, int code, const char *fmt, ...) {

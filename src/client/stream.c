@@ -347,8 +347,6 @@ int ah_client_stream_events(ah_client *c, const char *id, const struct ah_stream
             last.attempts = failures + 1;
             rc = problem_from_response(&last, (int)s.status, s.errbody.p, s.errbody.n, s.request_id,
                                        -1);
-            if (rc == AH_E_NOMEM && last.code)
-                rc = last.code;
             if (!retry_should("GET", false, (int)s.status, TRANSPORT_OK))
                 break;
             if (s.status == 429 || s.status == 503)

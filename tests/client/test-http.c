@@ -110,6 +110,32 @@ static void test_problem_answer(void **state) {
     fake_srv_stop(srv);
 }
 
+static int h_bad_request_with_fields(struct fake_srv *s, const struct fake_req *req, void *ud) {
+    record(req);
+    fake_reply(req, 400, "application/problem+json", NULL,
+               "{\"type\":\"/problems/bad-request\",\"title\":\"Bad Request\",\"status\":400,"
+               "\"errors\":{\"perPage\":[\"must be an integer from 1 to 200\"]}}");
+    return 0;
+}
+
+/* The code of an answer does not depend on whether the caller asked for the details: field
+ * errors make a 400 a validation failure either way. */
+static void test_same_code_without_reterr(void **state) {
+    seen_reset(0);
+    struct fake_srv *srv;
+    assert_int_equal(fake_srv_start(h_bad_request_with_fields, NULL, &srv), 0);
+    ah_client *c = client_for(srv);
+    struct ah_api_error e = {0};
+    struct ah_session_list *l = NULL;
+    assert_int_equal(ah_client_list_sessions(c, NULL, &l, &e), AH_E_INVAL);
+    assert_string_equal(ah_api_error_field(&e, "perPage"), "must be an integer from 1 to 200");
+    assert_int_equal(ah_client_list_sessions(c, NULL, &l, NULL), AH_E_INVAL);
+    assert_null(l);
+    ah_api_error_clear(&e);
+    ah_client_free(c);
+    fake_srv_stop(srv);
+}
+
 /* ---- retries --------------------------------------------------------------------------------- */
 
 static int h_429_then_ok(struct fake_srv *s, const struct fake_req *req, void *ud) {
@@ -717,6 +743,7 @@ int main(void) {
     pthread_mutex_init(&seen.mu, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_problem_answer),
+        cmocka_unit_test(test_same_code_without_reterr),
         cmocka_unit_test(test_429_retry_after),
         cmocka_unit_test(test_429_retry_after_too_long),
         cmocka_unit_test(test_503_backoff),
