@@ -76,7 +76,7 @@ static void create_draft(struct http_request *req, struct http_response *res) {
     int64_t now = time_now_ms();
     int rc = ulid_new_prefixed("draft", id, sizeof(id));
     if (rc == 0)
-        rc = store_draft_put(ctx->store, tenant, id, body, now, true);
+        rc = store_draft_create(ctx->store, tenant, id, body, now);
     if (rc < 0) {
         http_error(req, res, rc, "cannot save the draft");
         return;
@@ -146,13 +146,7 @@ static void put_draft(struct http_request *req, struct http_response *res) {
     if (http_fail(req, res, &p))
         return;
     AH_AUTO(draft_row_freep) struct draft_row *r = NULL;
-    int rc = store_draft_get(ctx->store, tenant, id, &r);
-    if (rc == 0)
-        rc = json_object_update(r->body, body) < 0 ? AH_E_NOMEM : 0;
-    if (rc == 0) {
-        r->updated_at = time_now_ms();
-        rc = store_draft_put(ctx->store, tenant, id, r->body, r->updated_at, false);
-    }
+    int rc = store_draft_update(ctx->store, tenant, id, body, time_now_ms(), &r);
     if (rc < 0)
         http_error(req, res, rc, rc == AH_E_NOTFOUND ? "no draft %s" : "cannot save draft %s", id);
     else

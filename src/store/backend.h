@@ -34,8 +34,10 @@ struct store_ops {
     int (*idem_finish)(void *impl, const char *tenant, const char *key, int status,
                        const char *content_type, const char *body, size_t len);
     int (*idem_release)(void *impl, const char *tenant, const char *key);
-    int (*draft_put)(void *impl, const char *tenant, const char *id, const json_t *body,
-                     int64_t now, bool create);
+    int (*draft_create)(void *impl, const char *tenant, const char *id, const json_t *body,
+                        int64_t now);
+    int (*draft_update)(void *impl, const char *tenant, const char *id, json_t *members,
+                        int64_t now, struct draft_row **ret);
     int (*draft_get)(void *impl, const char *tenant, const char *id, struct draft_row **ret);
     int (*draft_delete)(void *impl, const char *tenant, const char *id);
     int (*draft_list)(void *impl, const char *tenant, const struct page *pg,

@@ -291,9 +291,8 @@ int sq_change_by_id(struct sq *s, const char *sql, const char *tenant, const cha
     return rc;
 }
 
-int sq_row_by_id(struct sq *s, const char *sql, const char *tenant, const char *id,
-                 int (*read)(sqlite3_stmt *st, void *ret), void *ret) {
-    struct conn *c = sq_acquire(s);
+int sq_row_by_id_on(struct conn *c, const char *sql, const char *tenant, const char *id,
+                    int (*read)(sqlite3_stmt *st, void *ret), void *ret) {
     sqlite3_stmt *st = sq_prepare(c, sql);
     int rc = AH_E_DB;
     if (st) {
@@ -304,6 +303,13 @@ int sq_row_by_id(struct sq *s, const char *sql, const char *tenant, const char *
                                                                       : sq_code(step);
     }
     sq_done(c, st);
+    return rc;
+}
+
+int sq_row_by_id(struct sq *s, const char *sql, const char *tenant, const char *id,
+                 int (*read)(sqlite3_stmt *st, void *ret), void *ret) {
+    struct conn *c = sq_acquire(s);
+    int rc = sq_row_by_id_on(c, sql, tenant, id, read, ret);
     sq_release(s, c);
     return rc;
 }
@@ -362,7 +368,8 @@ const struct store_ops store_sqlite_ops = {
     .idem_begin = sq_idem_begin,
     .idem_finish = sq_idem_finish,
     .idem_release = sq_idem_release,
-    .draft_put = sq_draft_put,
+    .draft_create = sq_draft_create,
+    .draft_update = sq_draft_update,
     .draft_get = sq_draft_get,
     .draft_delete = sq_draft_delete,
     .draft_list = sq_draft_list,

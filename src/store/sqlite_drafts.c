@@ -42,17 +42,12 @@ static int read_draft(sqlite3_stmt *st, struct draft_row **ret) {
     return 0;
 }
 
-int sq_draft_put(void *impl, const char *tenant, const char *id, const json_t *body, int64_t now,
-                 bool create) {
-    struct sq *s = impl;
+static int write_body(struct conn *c, const char *sql, const char *tenant, const char *id,
+                      const json_t *body, int64_t now) {
     AH_AUTOFREE char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!text)
         return AH_E_NOMEM;
-    struct conn *c = sq_acquire(s);
-    sqlite3_stmt *st = sq_prepare(c, create ? "INSERT INTO drafts (tenant_id, id, body, created_at,"
-                                              " updated_at) VALUES (?1, ?2, ?3, ?4, ?4)"
-                                            : "UPDATE drafts SET body = ?3, updated_at = ?4"
-                                              " WHERE tenant_id = ?1 AND id = ?2");
+    sqlite3_stmt *st = sq_prepare(c, sql);
     int rc = AH_E_DB;
     if (st) {
         sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
@@ -62,6 +57,17 @@ int sq_draft_put(void *impl, const char *tenant, const char *id, const json_t *b
         rc = sq_change_one(c, st);
     }
     sq_done(c, st);
+    return rc;
+}
+
+int sq_draft_create(void *impl, const char *tenant, const char *id, const json_t *body,
+                    int64_t now) {
+    struct sq *s = impl;
+    struct conn *c = sq_acquire(s);
+    int rc = write_body(c,
+                        "INSERT INTO drafts (tenant_id, id, body, created_at, updated_at)"
+                        " VALUES (?1, ?2, ?3, ?4, ?4)",
+                        tenant, id, body, now);
     sq_release(s, c);
     return rc;
 }
@@ -70,11 +76,39 @@ static int read_one_draft(sqlite3_stmt *st, void *ret) {
     return read_draft(st, ret);
 }
 
+static const char DRAFT_BY_ID[] = "SELECT id, body, created_at, updated_at FROM drafts"
+                                  " WHERE tenant_id = ?1 AND id = ?2";
+
+int sq_draft_update(void *impl, const char *tenant, const char *id, json_t *members,
+                    int64_t now, struct draft_row **ret) {
+    struct sq *s = impl;
+    struct conn *c = sq_acquire(s);
+    struct draft_row *r = NULL;
+    /* read, merge and write under one write lock: a concurrent update waits, then merges into
+     * what this one saved */
+    int rc = sq_exec(c, "BEGIN IMMEDIATE");
+    if (rc == 0)
+        rc = sq_row_by_id_on(c, DRAFT_BY_ID, tenant, id, read_one_draft, &r);
+    if (rc == 0)
+        rc = json_object_update(r->body, members) < 0 ? AH_E_NOMEM : 0;
+    if (rc == 0)
+        rc = write_body(c, "UPDATE drafts SET body = ?3, updated_at = ?4"
+                           " WHERE tenant_id = ?1 AND id = ?2",
+                        tenant, id, r->body, now);
+    if (rc == 0)
+        rc = sq_exec(c, "COMMIT");
+    sq_release(s, c); /* rolls back when the transaction is still open */
+    if (rc < 0) {
+        draft_row_free(r);
+        return rc;
+    }
+    r->updated_at = now;
+    *ret = r;
+    return 0;
+}
+
 int sq_draft_get(void *impl, const char *tenant, const char *id, struct draft_row **ret) {
-    return sq_row_by_id(impl,
-                        "SELECT id, body, created_at, updated_at FROM drafts"
-                        " WHERE tenant_id = ?1 AND id = ?2",
-                        tenant, id, read_one_draft, ret);
+    return sq_row_by_id(impl, DRAFT_BY_ID, tenant, id, read_one_draft, ret);
 }
 
 int sq_draft_delete(void *impl, const char *tenant, const char *id) {

@@ -53,6 +53,9 @@ int sq_change_by_id(struct sq *s, const char *sql, const char *tenant, const cha
  * `ret`); no row is AH_E_NOTFOUND. */
 int sq_row_by_id(struct sq *s, const char *sql, const char *tenant, const char *id,
                  int (*read)(sqlite3_stmt *st, void *ret), void *ret);
+/* The same on a connection the caller holds (inside its transaction). */
+int sq_row_by_id_on(struct conn *c, const char *sql, const char *tenant, const char *id,
+                    int (*read)(sqlite3_stmt *st, void *ret), void *ret);
 
 /* The ops, one file per table group (sqlite_sessions.c, sqlite_events.c, sqlite_idem.c). */
 int sq_task_create(void *impl, const char *tenant, const char *task_id, const char *project_id,
@@ -77,8 +80,10 @@ int sq_idem_begin(void *impl, const char *tenant, const char *key, const char *h
 int sq_idem_finish(void *impl, const char *tenant, const char *key, int status,
                    const char *content_type, const char *body, size_t len);
 int sq_idem_release(void *impl, const char *tenant, const char *key);
-int sq_draft_put(void *impl, const char *tenant, const char *id, const json_t *body, int64_t now,
-                 bool create);
+int sq_draft_create(void *impl, const char *tenant, const char *id, const json_t *body,
+                    int64_t now);
+int sq_draft_update(void *impl, const char *tenant, const char *id, json_t *members,
+                    int64_t now, struct draft_row **ret);
 int sq_draft_get(void *impl, const char *tenant, const char *id, struct draft_row **ret);
 int sq_draft_delete(void *impl, const char *tenant, const char *id);
 int sq_draft_list(void *impl, const char *tenant, const struct page *pg, struct draft_row ***ret,

@@ -102,9 +102,14 @@ int store_idem_release(struct store *st, const char *tenant, const char *key) {
     return st->ops->idem_release(st->impl, tenant, key);
 }
 
-int store_draft_put(struct store *st, const char *tenant, const char *id, const json_t *body,
-                    int64_t now, bool create) {
-    return st->ops->draft_put(st->impl, tenant, id, body, now, create);
+int store_draft_create(struct store *st, const char *tenant, const char *id, const json_t *body,
+                       int64_t now) {
+    return st->ops->draft_create(st->impl, tenant, id, body, now);
+}
+
+int store_draft_update(struct store *st, const char *tenant, const char *id,
+                       json_t *members, int64_t now, struct draft_row **ret) {
+    return st->ops->draft_update(st->impl, tenant, id, members, now, ret);
 }
 
 int store_draft_get(struct store *st, const char *tenant, const char *id,

@@ -156,8 +156,12 @@ struct draft_row {
 void draft_row_free(struct draft_row *r);
 AH_DEFINE_CLEANUP(struct draft_row, draft_row_free)
 void draft_rows_free(struct draft_row **rows, size_t n);
-int store_draft_put(struct store *st, const char *tenant, const char *id, const json_t *body,
-                    int64_t now, bool create);       /* update: AH_E_NOTFOUND when absent */
+int store_draft_create(struct store *st, const char *tenant, const char *id, const json_t *body,
+                       int64_t now);
+/* Replaces the given top-level members of the saved body, atomically (two concurrent updates
+ * both land); *ret is the draft as saved. AH_E_NOTFOUND when absent. */
+int store_draft_update(struct store *st, const char *tenant, const char *id,
+                       json_t *members, int64_t now, struct draft_row **ret);
 int store_draft_get(struct store *st, const char *tenant, const char *id,
                     struct draft_row **ret);
 int store_draft_delete(struct store *st, const char *tenant, const char *id);

@@ -4,6 +4,7 @@ the OpenAPI document by the contract check."""
 import os
 import subprocess
 import tempfile
+import threading
 
 import ahtest
 from ahtest import ServerTest
@@ -54,6 +55,33 @@ class Drafts(ServerTest):
         # another tenant sees none of them
         other = self.server.get("/api/v1/drafts", headers={"X-Tenant-ID": "other"}).json()
         self.assertEqual(other["total"], 0)
+
+    def test_concurrent_updates_all_land(self):
+        """PUTs of different members at the same moment each keep the others' (the merge runs
+        in the store's write transaction, not read-then-write in the handler)."""
+        parts = [{"prompt": "p"}, {"repo": {"mode": "none"}}, {"agents": [{"type": "scripted"}]},
+                 {"runtime": {"type": "local"}}, {"delivery": {"mode": "pr"}},
+                 {"labels": {"k": "v"}}]
+        own = {"X-Tenant-ID": "concurrent"}  # the other tests count the default tenant's drafts
+        for _ in range(10):
+            did = self.server.post("/api/v1/drafts", body={}, headers=own).json()["id"]
+            start = threading.Barrier(len(parts))
+            statuses = []
+
+            def put(part):
+                start.wait()
+                statuses.append(self.server.request("PUT", "/api/v1/drafts/" + did,
+                                                    body=part, headers=own).status)
+            threads = [threading.Thread(target=put, args=(p,)) for p in parts]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(statuses, [200] * len(parts))
+            got = self.server.get("/api/v1/drafts/" + did, headers=own).json()
+            for part in parts:
+                for k, v in part.items():
+                    self.assertEqual(got.get(k), v, got)
 
     def test_validation(self):
         for body, field in (({"bogus": 1}, "bogus"), ({"prompt": 5}, "prompt"),
