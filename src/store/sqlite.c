@@ -314,6 +314,14 @@ int sq_row_by_id(struct sq *s, const char *sql, const char *tenant, const char *
     return rc;
 }
 
+int sq_count(sqlite3_stmt *st, int64_t *ret) {
+    int step = sqlite3_step(st);
+    if (step != SQLITE_ROW)
+        return step == SQLITE_DONE ? AH_E_DB : sq_code(step);
+    *ret = sqlite3_column_int64(st, 0);
+    return 0;
+}
+
 int sq_code(int rc) {
     switch (rc & 0xff) {
     case SQLITE_OK:

@@ -127,8 +127,7 @@ int sq_draft_list(void *impl, const char *tenant, const struct page *pg, struct 
                                : NULL;
     if (st) {
         sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            total = sqlite3_column_int64(st, 0);
+        rc = sq_count(st, &total);
     }
     sq_done(c, st);
     st = rc == 0 ? sq_prepare(c, "SELECT id, body, created_at, updated_at FROM drafts"
@@ -152,8 +151,9 @@ int sq_draft_list(void *impl, const char *tenant, const struct page *pg, struct 
             rc = sq_code(step);
     }
     sq_done(c, st);
-    sq_exec(c, "COMMIT");
-    sq_release(s, c);
+    if (rc == 0)
+        rc = sq_exec(c, "COMMIT");
+    sq_release(s, c); /* rolls back when the transaction is still open */
     if (rc < 0) {
         draft_rows_free(rows, n);
         return rc;

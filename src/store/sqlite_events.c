@@ -295,9 +295,8 @@ int sq_event_list(void *impl, const char *tenant, const char *session_id,
     sqlite3_stmt *st = rc == 0 ? sq_prepare(c, "SELECT count(*) FROM events" EVENT_WHERE) : NULL;
     if (!st)
         rc = rc < 0 ? rc : AH_E_DB;
-    if (rc == 0 && (rc = bind_event_filter(st, tenant, session_id, f, &types)) == 0 &&
-        sqlite3_step(st) == SQLITE_ROW)
-        total = sqlite3_column_int64(st, 0);
+    if (rc == 0 && (rc = bind_event_filter(st, tenant, session_id, f, &types)) == 0)
+        rc = sq_count(st, &total);
     sq_done(c, st);
     if (rc == 0) {
         st = sq_prepare(c, f->ascending
@@ -324,8 +323,9 @@ int sq_event_list(void *impl, const char *tenant, const char *session_id,
             rc = sq_code(step);
         sq_done(c, st);
     }
-    sq_exec(c, "COMMIT");
-    sq_release(s, c);
+    if (rc == 0)
+        rc = sq_exec(c, "COMMIT");
+    sq_release(s, c); /* rolls back when the transaction is still open */
     if (rc < 0)
         return rc;
     *ret_items = AH_TAKE(items);

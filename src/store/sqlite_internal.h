@@ -41,6 +41,9 @@ sqlite3_stmt *sq_prepare(struct conn *c, const char *sql);
 void sq_done(struct conn *c, sqlite3_stmt *st);
 /* Runs SQL without results (BEGIN, COMMIT…); 0 or AH_E_*. */
 int sq_exec(struct conn *c, const char *sql);
+/* Steps a bound SELECT count(*) into *ret: a list's total is part of its answer, so a failed
+ * count fails the list. */
+int sq_count(sqlite3_stmt *st, int64_t *ret);
 /* Maps a SQLite result code to AH_E_* (0 for OK/ROW/DONE). */
 int sq_code(int rc);
 /* Steps an UPDATE or DELETE that must touch a row: 0, AH_E_NOTFOUND when none matched, or the

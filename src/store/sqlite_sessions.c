@@ -243,9 +243,11 @@ int sq_session_list(void *impl, const char *tenant, const struct session_filter 
     if (!st)
         goto out;
     bind_filter(st, tenant, f);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        total = sqlite3_column_int64(st, 0);
+    rc = sq_count(st, &total);
     sq_done(c, st);
+    if (rc < 0)
+        goto out;
+    rc = AH_E_DB;
     st = sq_prepare(c, f->ascending
                            ? "SELECT " SESSION_COLS LIST_WHERE " ORDER BY s.id ASC LIMIT ?5 OFFSET ?6"
                            : "SELECT " SESSION_COLS LIST_WHERE
@@ -260,8 +262,9 @@ int sq_session_list(void *impl, const char *tenant, const struct session_filter 
     if (rc == 0)
         *ret_total = total;
 out:
-    sq_exec(c, "COMMIT");
-    sq_release(s, c);
+    if (rc == 0)
+        sq_exec(c, "COMMIT"); /* a read: nothing to lose if it fails */
+    sq_release(s, c); /* rolls back when the transaction is still open */
     return rc;
 }
 
