@@ -171,6 +171,9 @@ int client_exit_code(int rc, const struct ah_api_error *e);
 /* Reads a whole file ("-": stdin) of at most `max` bytes into a NUL-terminated string. Prints
  * the reason and returns an exit code on failure (EXIT_VALIDATION when too large). */
 int client_read_file(const struct client_opts *o, const char *path, size_t max, char **ret);
+/* A prompt from a file or "-" (stdin), without its final newline(s): they are not part of it.
+ * Up to 1 MiB; the server takes 16 KiB, and names the limit when a prompt is over it. */
+int client_read_prompt(const struct client_opts *o, const char *path, char **ret);
 
 /* The words joined by single spaces (caller frees); NULL when out of memory. */
 char *client_join(int n, char *const *words);

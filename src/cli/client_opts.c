@@ -205,6 +205,18 @@ int client_read_file(const struct client_opts *o, const char *path, size_t max, 
     return 0;
 }
 
+#define PROMPT_READ_MAX (1024 * 1024) /* the server's 16 KiB limit is its error to name */
+
+int client_read_prompt(const struct client_opts *o, const char *path, char **ret) {
+    int code = client_read_file(o, path, PROMPT_READ_MAX, ret);
+    if (code)
+        return code;
+    size_t n = strlen(*ret);
+    while (n && ((*ret)[n - 1] == '\n' || (*ret)[n - 1] == '\r'))
+        (*ret)[--n] = '\0';
+    return 0;
+}
+
 char *client_join(int n, char *const *words) {
     size_t len = 1;
     for (int i = 0; i < n; i++)

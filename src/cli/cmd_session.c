@@ -687,7 +687,6 @@ static const struct subcmd sc_prompt = {
     "input with '-'). A paused session is exit code 1 (resume it first), as is a finished one.\n"
     "  --json          {\"sessionId\", \"accepted\", \"status\"}\n"};
 
-#define PROMPT_MAX (1024 * 1024)
 
 int cmd_session_prompt(int argc, char **argv) {
     struct client_opts o;
@@ -701,11 +700,8 @@ int cmd_session_prompt(int argc, char **argv) {
     char *text = NULL;
     struct ah_api_error e = {0};
     if (a.nargs == 2 && strcmp(a.args[1], "-") == 0) {
-        if ((code = client_read_file(&o, "-", PROMPT_MAX, &text)) != 0)
+        if ((code = client_read_prompt(&o, "-", &text)) != 0)
             goto out;
-        size_t n = strlen(text);
-        while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
-            text[--n] = '\0';
     } else {
         if (!(text = client_join(a.nargs - 1, a.args + 1))) {
             fprintf(stderr, "ah %s: out of memory\n", o.command);

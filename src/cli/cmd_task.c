@@ -19,7 +19,6 @@
 #define MAX_AGENTS 64 /* the server allows fewer (and says so); this only bounds memory */
 #define MAX_LABELS 256
 #define MAX_SNAPSHOT_PREFS 64
-#define PROMPT_MAX (1024 * 1024) /* the server takes 16 KiB; a bigger one is its error to name */
 #define SCENARIO_MAX (1024 * 1024)
 
 static const char usage_text[] =
@@ -249,13 +248,9 @@ static int get_prompt(const struct client_opts *o, struct task_opts *t, int narg
         t->prompt_file = "-";
     }
     if (t->prompt_file) {
-        int r = client_read_file(o, t->prompt_file, PROMPT_MAX, &t->prompt_text);
+        int r = client_read_prompt(o, t->prompt_file, &t->prompt_text);
         if (r)
             return r;
-        /* a file's final newline is not part of the task */
-        size_t n = strlen(t->prompt_text);
-        while (n && (t->prompt_text[n - 1] == '\n' || t->prompt_text[n - 1] == '\r'))
-            t->prompt_text[--n] = '\0';
         t->prompt = t->prompt_text;
     }
     return 0;
