@@ -83,14 +83,12 @@ int client_opts_handle(struct client_opts *o, int opt, int argc, char **argv) {
     case 'q': o->quiet = true; return 0;
     case 'h': return -1;
     case CLIENT_OPT_LOG_LEVEL: {
-        static const char *const names[] = {"debug", "info", "warn", "error"};
-        for (int i = 0; i < 4; i++)
-            if (strcmp(optarg, names[i]) == 0) {
-                o->log_level = i;
-                return 0;
-            }
-        return client_usage_error(o, "--log-level must be debug, info, warn or error, not '%s'",
-                                  optarg);
+        enum log_level l;
+        if (log_level_parse(optarg, &l) < 0)
+            return client_usage_error(o, "--log-level must be debug, info, warn or error, not '%s'",
+                                      optarg);
+        o->log_level = (int)l; /* the same order as enum ah_log_level (asserted below) */
+        return 0;
     }
     case ':': /* getopt_long left optind after the option that lacks its argument */
         return client_usage_error(o, "%s needs a value", argv[optind - 1]);
@@ -356,10 +354,15 @@ static char *resolve_server(const struct client_opts *o, int *ret_code) {
     return url;
 }
 
+_Static_assert(AH_LOG_DEBUG == (int)LOG_DEBUG && AH_LOG_INFO == (int)LOG_INFO &&
+                   AH_LOG_WARN == (int)LOG_WARN && AH_LOG_ERROR == (int)LOG_ERROR,
+               "libah-client's log levels are core's");
+
 static void log_to_stderr(void *userdata, enum ah_log_level level, const char *message) {
-    static const char *const names[] = {"debug", "info", "warn", "error"};
     fprintf(stderr, "ah %s: [%s] %s\n", (const char *)userdata,
-            names[level >= AH_LOG_DEBUG && level <= AH_LOG_ERROR ? level : AH_LOG_ERROR], message);
+            log_level_name(level >= AH_LOG_DEBUG && level <= AH_LOG_ERROR ? (enum log_level)level
+                                                                           : LOG_ERROR),
+            message);
 }
 
 static int readable(const struct client_opts *o, const char *flag, const char *path) {
