@@ -768,9 +768,12 @@ int client_call(ah_client *c, const struct creq *rq, struct cresp *rs,
             cresp_clear(rs);
             break;
         }
-        client_log(c, AH_LOG_DEBUG, "%s %s: %s %d; retrying in %lld ms (attempt %d)", rq->method,
-                   rq->path, tc == TRANSPORT_OK ? "status" : errbuf, rs->status, (long long)delay,
-                   n);
+        if (tc == TRANSPORT_OK)
+            client_log(c, AH_LOG_DEBUG, "%s %s: status %d; retrying in %lld ms (attempt %d)",
+                       rq->method, rq->path, rs->status, (long long)delay, n);
+        else
+            client_log(c, AH_LOG_DEBUG, "%s %s: %s; retrying in %lld ms (attempt %d)",
+                       rq->method, rq->path, errbuf, (long long)delay, n);
         cancel_sleep_ms(NULL, delay);
     }
     client_handle_put(c, h);
