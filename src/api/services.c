@@ -3,14 +3,20 @@
  * the executor, in that order, and stopping them in the reverse one. Shared by the daemon and
  * the in-process task manager (local.c).
  */
+#include <string.h>
+
 #include "api.h"
 
 int api_services_start(const char *db, const struct exec_config *ec, struct api_services *ret,
                        struct ah_problem *reterr) {
     struct api_services sv = {0};
     int rc = store_open(db, &sv.store, reterr);
-    if (rc < 0)
+    if (rc < 0) { /* the database's own failures name it; the executor's below do not */
+        char detail[sizeof(reterr->detail)];
+        snprintf(detail, sizeof(detail), "%s: %s", db, reterr->detail);
+        memcpy(reterr->detail, detail, sizeof(detail));
         return rc;
+    }
     int version = 0, applied = 0;
     store_schema_version(sv.store, &version, &applied);
     json_t *f = json_pack("{s:i, s:i}", "schema_version", version, "migrations_applied", applied);

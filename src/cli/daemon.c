@@ -72,7 +72,7 @@ static int start_services(const char *command, const struct config *cfg,
     struct ah_problem p = {0};
     int rc = api_services_start(cfg->db, &ec, sv, &p);
     if (rc < 0)
-        fprintf(stderr, "ah %s: %s: %s\n", command, cfg->db, p.detail);
+        fprintf(stderr, "ah %s: %s\n", command, p.detail);
     problem_clear(&p);
     return rc;
 }

@@ -145,7 +145,13 @@ int exec_new(const struct exec_config *cfg, struct store *st, struct bus *bus,
         exec_free(ex);
         return problem_set(reterr, AH_E_NOMEM, "out of memory");
     }
-    int rc = bind_socket(ex, reterr);
+    /* An unusable data directory is a start-up error, not a failure of every session later */
+    int rc = make_dirs(ex->cfg.data_dir, 0700);
+    if (rc < 0)
+        problem_set(reterr, rc, "data directory %s: cannot create it (%s)", ex->cfg.data_dir,
+                    ah_strerror(rc));
+    if (rc == 0)
+        rc = bind_socket(ex, reterr);
     if (rc < 0) {
         exec_free(ex);
         return rc;

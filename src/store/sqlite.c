@@ -184,8 +184,7 @@ int store_sqlite_open(const char *path, void **ret_impl, struct ah_problem *rete
     if (!memory) {
         int rc = make_parent_dirs(path);
         if (rc < 0)
-            return problem_set(reterr, rc, "cannot create the directory for %s: %s", path,
-                               ah_strerror(rc));
+            return problem_set(reterr, rc, "cannot create its directory (%s)", ah_strerror(rc));
     }
     struct sq *s = calloc(1, sizeof(*s));
     if (!s)

@@ -272,6 +272,28 @@ class Lifecycle(unittest.TestCase):
         finally:
             holder.close()
 
+    def test_unusable_paths_are_one_clear_line_and_exit_1(self):
+        tmp = tempfile.mkdtemp(prefix="ah-it-")
+        blocker = os.path.join(tmp, "a-file")
+        open(blocker, "w").close()
+        cases = (
+            # the database's own failure names the database
+            (("--db", os.path.join(blocker, "s.db")), os.path.join(blocker, "s.db")),
+            # the data directory's names the data directory, not the database (which is fine)
+            (("--db", os.path.join(tmp, "s.db"), "--data-dir", os.path.join(blocker, "data")),
+             "data directory " + os.path.join(blocker, "data")),
+        )
+        for args, named in cases:
+            p = subprocess.run([AH_BIN, "agent", "access-point", "--port", "0"] + list(args),
+                               capture_output=True, timeout=20,
+                               env=dict(os.environ, XDG_RUNTIME_DIR=tmp))
+            self.assertEqual(p.returncode, 1, p.stderr)
+            lines = [l for l in p.stderr.decode().splitlines() if not l.startswith("{")]
+            self.assertEqual(len(lines), 1, p.stderr)
+            self.assertTrue(lines[0].startswith("ah agent access-point: " + named), lines[0])
+            if "--data-dir" in args:
+                self.assertNotIn("s.db", lines[0])
+
     def test_config_precedence_and_errors(self):
         tmp = tempfile.mkdtemp(prefix="ah-it-")
         cfg = os.path.join(tmp, "config.toml")
