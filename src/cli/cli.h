@@ -142,7 +142,7 @@ int client_opt_int(const struct client_opts *o, const char *name, const char *ar
 
 /* Where client commands send their calls. `tm` serves everything the task-manager interface
  * covers; `client` is the raw REST client for the few calls that interface lacks (event
- * history, logs, purge, stop reason) and is NULL for a local task manager. */
+ * history, logs, purge, stop reason). */
 struct client_conn {
     ah_client *client;
     ah_task_manager *tm;
@@ -153,10 +153,6 @@ struct client_conn {
  * AH_BEARER) and TLS options, and makes the task manager. Returns 0 or an exit code (printed). */
 int client_conn_open(const struct client_opts *o, struct client_conn *ret);
 void client_conn_close(struct client_conn *c);
-/* For calls only the REST client offers: prints why and returns EXIT_CONFIG when c->client is
- * NULL (local mode), 0 otherwise. */
-int client_conn_need_rest(const struct client_opts *o, const struct client_conn *c,
-                          const char *what);
 
 /* Prints a failed call as one line on stderr (plus one line per field error of a validation
  * failure), with the Problem's detail, HTTP status and request id, and returns the exit code

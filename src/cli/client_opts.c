@@ -405,8 +405,9 @@ int client_conn_open(const struct client_opts *o, struct client_conn *ret) {
     /*
      * REMOTE OR LOCAL: the one place that decides where client commands run. With a server
      * they go over REST (ah_task_manager_new_remote). Without one, CLI-and-enrollment.md §1
-     * wants local mode: plug ah_task_manager_new_local in here once it exists (ret->client
-     * stays NULL then, and the few REST-only calls say so through client_conn_need_rest).
+     * wants local mode (the in-process task manager, api_local_new): not wired yet, because
+     * two processes on one data directory need a lock or a hand-off first. When it is, the
+     * REST-only calls (event history, logs, purge, stop reason) need a way to say so.
      */
     if (!url) {
         fprintf(stderr, "ah %s: no server: use --remote-server URL or set AH_REMOTE_SERVER\n",
@@ -460,14 +461,6 @@ void client_conn_close(struct client_conn *c) {
     ah_client_free(c->client);
     free(c->server);
     memset(c, 0, sizeof(*c));
-}
-
-int client_conn_need_rest(const struct client_opts *o, const struct client_conn *c,
-                          const char *what) {
-    if (c->client)
-        return 0;
-    fprintf(stderr, "ah %s: %s needs a server (--remote-server URL)\n", o->command, what);
-    return EXIT_CONFIG;
 }
 
 /* ---- failures --------------------------------------------------------------------------------

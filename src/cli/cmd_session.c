@@ -503,7 +503,7 @@ int cmd_session_events(int argc, char **argv) {
     if (a.follow) {
         struct follow_opts fo = {.tail = a.tail, .types = types};
         code = client_follow(&o, &c, &id, 1, &fo);
-    } else if ((code = client_conn_need_rest(&o, &c, "the event history")) == 0) {
+    } else {
         code = print_history(&o, &c, id, a.types, a.tail);
     }
 out:
@@ -538,8 +538,6 @@ int cmd_session_logs(int argc, char **argv) {
     const char *id = a.args[0];
     struct ah_event_list *l = NULL;
     struct ah_api_error e = {0};
-    if ((code = client_conn_need_rest(&o, &c, "the logs")) != 0)
-        goto out;
     int rc = ah_client_session_logs(c.client, id, a.tail, &l, &e);
     if (rc < 0) {
         char what[160];
@@ -625,9 +623,6 @@ static int control(const struct subcmd *sc, enum ah_control verb, int argc, char
     if (done)
         return code;
     static const char *const verbs[] = {"pause", "resume", "stop", "cancel", "prompt"};
-    if ((a.reason || a.purge) &&
-        (code = client_conn_need_rest(&o, &c, a.reason ? "--reason" : "--purge")) != 0)
-        goto out;
     for (int i = 0; i < a.nargs; i++) {
         const char *id = a.args[i];
         struct ah_api_error e = {0};
@@ -655,7 +650,6 @@ static int control(const struct subcmd *sc, enum ah_control verb, int argc, char
         }
         ah_api_error_clear(&e);
     }
-out:
     client_conn_close(&c);
     return code;
 }
