@@ -793,17 +793,17 @@ static void *follow_one(void *arg) {
     char what[128];
     if (rc < 0) {
         pthread_mutex_lock(f->out_mu);
-        if (rc == AH_E_CANCELED)
+        if (rc == AH_E_CANCELED) {
             fprintf(stderr,
                     "ah %s: stopped following %s; it goes on on the server (ah session "
                     "show %s)\n",
                     f->o->command, f->id, f->id);
-        else {
+            f->code = client_exit_code(rc, &e);
+        } else {
             snprintf(what, sizeof(what), "following session %s", f->id);
-            client_fail(f->o, f->c, what, rc, &e);
+            f->code = client_fail(f->o, f->c, what, rc, &e);
         }
         pthread_mutex_unlock(f->out_mu);
-        f->code = client_exit_code(rc, &e);
         ah_api_error_clear(&e);
         return NULL;
     }
@@ -830,18 +830,14 @@ static void *follow_one(void *arg) {
 struct interrupt {
     ah_cancel *cancel;
     pthread_t thread;
+    sigset_t set; /* SIGINT, SIGTERM and SIGUSR1 */
     sigset_t old;
 };
 
 static void *interrupt_wait(void *arg) {
     struct interrupt *in = arg;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGUSR1);
     int sig = 0;
-    if (sigwait(&set, &sig) == 0 && sig != SIGUSR1)
+    if (sigwait(&in->set, &sig) == 0 && sig != SIGUSR1)
         ah_cancel_trigger(in->cancel);
     return NULL;
 }
@@ -862,12 +858,11 @@ int client_follow(const struct client_opts *o, const struct client_conn *c, cons
     }
     /* Blocked before any thread starts, so every thread inherits the mask and only the
      * waiter sees these signals. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &set, &in.old);
+    sigemptyset(&in.set);
+    sigaddset(&in.set, SIGINT);
+    sigaddset(&in.set, SIGTERM);
+    sigaddset(&in.set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &in.set, &in.old);
     bool waiter = pthread_create(&in.thread, NULL, interrupt_wait, &in) == 0;
     if (!waiter) /* no one to hear Ctrl-C: let it end the process the ordinary way */
         pthread_sigmask(SIG_SETMASK, &in.old, NULL);
