@@ -57,6 +57,12 @@ struct config_defaults {
  * environment and the config file (--config, AH_CONFIG, or $XDG_CONFIG_HOME/agent-harbor/
  * config.toml when present). Prints a one-line error and returns EXIT_USAGE/EXIT_CONFIG on bad
  * input; returns -1 when --help was printed. */
+/* Reads and parses a config file (TOML subset) into flat keys ("server[0].url"). A missing
+ * file is 0 with *ret_vals NULL unless must_exist. Failures are printed, prefixed "ah <command>"
+ * ("ah" when command is NULL), and return EXIT_CONFIG. */
+int config_read(const char *command, const char *path, bool must_exist, json_t **ret_vals);
+/* $XDG_CONFIG_HOME/agent-harbor/config.toml or its $HOME fallback (caller frees; NULL: OOM). */
+char *config_user_path(void);
 int config_load(int argc, char **argv, const char *command, const struct config_defaults *defs,
                 struct config *ret);
 void config_clear(struct config *c);

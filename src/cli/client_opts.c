@@ -34,8 +34,6 @@
 #define C_MAGENTA "\033[35m"
 #define C_CYAN "\033[36m"
 
-#define CONFIG_FILE_MAX (1024 * 1024)
-#define SERVER_NAME_MAX 128
 
 /* ---- options ---------------------------------------------------------------------------------
  */
@@ -229,83 +227,33 @@ char *client_join(int n, char *const *words) {
     return out;
 }
 
-struct server_lookup {
-    const char *name; /* the NAME to find, or NULL */
-    char url[2048];   /* its url, when found */
-    bool found;
-    char fallback[2048]; /* top-level remote-server, when set */
-};
-
-/* The top-level `remote-server` key and the [[server]] tables (`name`, `url`) of the config
- * file, CLI-and-enrollment.md §1, read with the same parser as the daemons' settings. A file
- * that does not parse is reported by the daemons; here it just names no server. */
-static void scan_config(const char *text, struct server_lookup *sl) {
-    json_t *vals = NULL;
-    struct ah_problem p = {0};
-    if (toml_parse(text, strlen(text), &vals, &p) < 0) {
-        problem_clear(&p);
-        return;
+/* The config file's settings (CLI-and-enrollment.md §1: the top-level `remote-server` and the
+ * [[server]] tables with `name` and `url`), read with the daemons' reader: --config or
+ * AH_CONFIG (must exist), else the user's file (may be missing: *ret NULL). 0 or an exit code. */
+static int client_config(const struct client_opts *o, char **ret_path, json_t **ret) {
+    const char *given = o->config_path ? o->config_path : getenv("AH_CONFIG");
+    bool explicit_path = given && *given;
+    *ret_path = explicit_path ? strdup(given) : config_user_path();
+    if (!*ret_path) {
+        fprintf(stderr, "ah %s: out of memory\n", o->command);
+        return EXIT_GENERAL;
     }
-    const char *fallback = json_string_value(json_object_get(vals, "remote-server"));
-    if (fallback)
-        snprintf(sl->fallback, sizeof(sl->fallback), "%s", fallback);
-    for (int i = 0; sl->name && !sl->found; i++) {
+    return config_read(o->command, *ret_path, explicit_path, ret);
+}
+
+/* The url of the [[server]] called name, or NULL. */
+static const char *server_named(const json_t *vals, const char *name) {
+    for (int i = 0;; i++) {
         char key[64];
         snprintf(key, sizeof(key), "server[%d].name", i);
-        json_t *name = json_object_get(vals, key);
-        if (!name)
-            break;
+        const json_t *n = json_object_get(vals, key);
+        if (!n)
+            return NULL;
         snprintf(key, sizeof(key), "server[%d].url", i);
         const char *url = json_string_value(json_object_get(vals, key));
-        if (json_is_string(name) && strcmp(json_string_value(name), sl->name) == 0 && url) {
-            snprintf(sl->url, sizeof(sl->url), "%s", url);
-            sl->found = true;
-        }
+        if (url && json_is_string(n) && strcmp(json_string_value(n), name) == 0)
+            return url;
     }
-    json_decref(vals);
-}
-
-/* The config file to read: --config, AH_CONFIG, else the user's default (may be missing). */
-static int config_file(const struct client_opts *o, char *out, size_t n, bool *ret_explicit) {
-    const char *path = o->config_path ? o->config_path : getenv("AH_CONFIG");
-    *ret_explicit = path && *path;
-    if (*ret_explicit) {
-        snprintf(out, n, "%s", path);
-        return 0;
-    }
-    const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
-    if (xdg && *xdg)
-        snprintf(out, n, "%s/agent-harbor/config.toml", xdg);
-    else if (home && *home)
-        snprintf(out, n, "%s/.config/agent-harbor/config.toml", home);
-    else
-        out[0] = '\0';
-    return 0;
-}
-
-/* The config file's text (caller frees; NULL when there is no file). 0 or an exit code. */
-static int load_config(const struct client_opts *o, char *path, size_t n, char **ret_text) {
-    bool explicit_path;
-    *ret_text = NULL;
-    config_file(o, path, n, &explicit_path);
-    if (!path[0])
-        return 0;
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        if (!explicit_path && errno == ENOENT)
-            return 0;
-        fprintf(stderr, "ah %s: cannot read config file %s: %s\n", o->command, path,
-                strerror(errno));
-        return EXIT_CONFIG;
-    }
-    int r = read_stream(f, CONFIG_FILE_MAX, ret_text, NULL);
-    fclose(f);
-    if (r < 0) {
-        fprintf(stderr, "ah %s: cannot read config file %s: %s\n", o->command, path,
-                r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
-        return EXIT_CONFIG;
-    }
-    return 0;
 }
 
 /* The server's base URL (caller frees), or NULL with *ret_code = 0 when none is configured. */
@@ -317,41 +265,29 @@ static char *resolve_server(const struct client_opts *o, int *ret_code) {
         v = env;
     if (v && strstr(v, "://"))
         return strdup(v); /* a URL: no need to read the config file */
-    char path[4096] = "";
-    char *text = NULL;
-    if ((*ret_code = load_config(o, path, sizeof(path), &text)) != 0)
+    AH_AUTOFREE char *path = NULL;
+    AH_AUTO(json_decrefp) json_t *vals = NULL;
+    if ((*ret_code = client_config(o, &path, &vals)) != 0)
         return NULL;
-    struct server_lookup sl = {0};
-    if (!v && text) {
-        scan_config(text, &sl); /* the config's own remote-server key, lowest precedence */
-        if (sl.fallback[0])
-            v = sl.fallback;
+    if (!v) /* the config's own remote-server key, lowest precedence */
+        v = json_string_value(json_object_get(vals, "remote-server"));
+    if (!v)
+        return NULL;
+    const char *url = strstr(v, "://") ? v : server_named(vals, v);
+    if (!url) {
+        fprintf(stderr,
+                "ah %s: '%s' is neither a server URL (http://HOST:PORT or https://…) nor "
+                "the name of a [[server]] in %s\n",
+                o->command, v, path);
+        *ret_code = EXIT_CONFIG;
+        return NULL;
     }
-    char *url = NULL;
-    if (v && strstr(v, "://")) {
-        url = strdup(v);
-    } else if (v) {
-        char name[SERVER_NAME_MAX + 1];
-        snprintf(name, sizeof(name), "%s", v);
-        sl.name = name;
-        if (text && strlen(v) <= SERVER_NAME_MAX)
-            scan_config(text, &sl);
-        if (sl.found && sl.url[0]) {
-            url = strdup(sl.url);
-        } else {
-            fprintf(stderr,
-                    "ah %s: '%s' is neither a server URL (http://HOST:PORT or https://…) nor "
-                    "the name of a [[server]] in %s\n",
-                    o->command, name, path[0] ? path : "the config file");
-            *ret_code = EXIT_CONFIG;
-        }
-    }
-    free(text);
-    if (v && !url && !*ret_code) {
+    char *copy = strdup(url);
+    if (!copy) {
         fprintf(stderr, "ah %s: out of memory\n", o->command);
         *ret_code = EXIT_GENERAL;
     }
-    return url;
+    return copy;
 }
 
 _Static_assert(AH_LOG_DEBUG == (int)LOG_DEBUG && AH_LOG_INFO == (int)LOG_INFO &&

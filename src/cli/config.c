@@ -231,12 +231,15 @@ static int set_agent(struct config *c, const char *rest, const json_t *v, const 
     return (*field = strdup(val)) ? 0 : EXIT_GENERAL;
 }
 
-static int load_file(struct config *c, const char *path, bool must_exist) {
+int config_read(const char *command, const char *path, bool must_exist, json_t **ret_vals) {
+    *ret_vals = NULL;
+    char who[96];
+    snprintf(who, sizeof(who), "ah%s%s", command ? " " : "", command ? command : "");
     FILE *f = fopen(path, "re");
     if (!f) {
         if (!must_exist && errno == ENOENT)
             return 0;
-        fprintf(stderr, "ah: cannot read config file %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "%s: cannot read config file %s: %s\n", who, path, strerror(errno));
         return EXIT_CONFIG;
     }
     struct ah_buf b = {.max = 1024 * 1024};
@@ -245,19 +248,32 @@ static int load_file(struct config *c, const char *path, bool must_exist) {
     int rc = 0;
     while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
         if (ah_buf_append(&b, chunk, n) < 0) {
-            fprintf(stderr, "ah: config file %s is larger than 1 MiB\n", path);
+            fprintf(stderr, "%s: config file %s is larger than 1 MiB\n", who, path);
             rc = EXIT_CONFIG;
             break;
         }
+    if (rc == 0 && ferror(f)) {
+        fprintf(stderr, "%s: cannot read config file %s: %s\n", who, path, strerror(errno));
+        rc = EXIT_CONFIG;
+    }
     fclose(f);
-    json_t *vals = NULL;
     struct ah_problem p = {0};
-    if (rc == 0 && toml_parse(b.p ? b.p : "", b.n, &vals, &p) < 0) {
-        fprintf(stderr, "ah: %s: %s\n", path, p.detail);
+    if (rc == 0 && toml_parse(b.p ? b.p : "", b.n, ret_vals, &p) < 0) {
+        fprintf(stderr, "%s: %s: %s\n", who, path, p.detail);
+        json_decref(*ret_vals);
+        *ret_vals = NULL;
         rc = EXIT_CONFIG;
     }
     ah_buf_clear(&b);
     problem_clear(&p);
+    return rc;
+}
+
+static int load_file(struct config *c, const char *path, bool must_exist) {
+    json_t *vals = NULL;
+    int rc = config_read(NULL, path, must_exist, &vals);
+    if (rc || !vals)
+        return rc;
     const char *key;
     json_t *v;
     json_object_foreach(vals, key, v) {
@@ -280,6 +296,12 @@ static int load_file(struct config *c, const char *path, bool must_exist) {
     if (rc == 0 && !(c->config_path = strdup(path)))
         rc = EXIT_GENERAL;
     return rc;
+}
+
+static char *default_path(const char *xdg_var, const char *fallback, const char *file);
+
+char *config_user_path(void) {
+    return default_path("XDG_CONFIG_HOME", ".config", "config.toml");
 }
 
 static char *default_path(const char *xdg_var, const char *fallback, const char *file) {
@@ -362,7 +384,7 @@ int config_load(int argc, char **argv, const char *command, const struct config_
     if (config_path && *config_path) {
         rc = load_file(&c, config_path, true);
     } else {
-        char *user = default_path("XDG_CONFIG_HOME", ".config", "config.toml");
+        char *user = config_user_path();
         rc = user ? load_file(&c, user, false) : EXIT_GENERAL;
         free(user);
     }

@@ -603,6 +603,16 @@ class Connection(CliTest):
         finally:
             os.unlink(default)
 
+        # a config file that does not parse says so, rather than "no such server"
+        broken = os.path.join(self.cli_home, "broken.toml")
+        with open(broken, "w") as f:
+            f.write("[[server]]\nname = \"here\nurl = \"%s\"\n" % url)
+        rc, out, err = self.ah("session", "list", "--config", broken, "--remote-server", "here",
+                               server=False)
+        self.assertEqual(rc, 8, err)
+        self.assertTrue(err.startswith("ah session list: %s: " % broken), err)
+        self.assertNotIn("neither a server URL", err)
+
     def test_help_documents_exit_codes(self):
         rc, out, err = self.ah("--help", server=False)
         self.assertEqual(rc, 0)
