@@ -373,34 +373,35 @@ void exec_repo_id(const char *url, char out[22]) {
     snprintf(out, 22, "repo-%s", key);
 }
 
-int workspace_repo_default(const char *data_dir, const char *url, char **ret) {
-    char mirror[4200];
-    snprintf(mirror, sizeof(mirror), "%s/git-cache/", data_dir);
-    size_t l = strlen(mirror);
-    char key[17];
-    url_key(url, key);
-    snprintf(mirror + l, sizeof(mirror) - l, "%s.git", key);
-    struct stat st;
-    if (stat(mirror, &st) < 0)
-        return AH_E_NOTFOUND;
-    const char *argv[] = {"git", "-C", mirror, "symbolic-ref", "--short", "HEAD", NULL};
-    char *out = NULL;
-    if (run_command(argv, NULL, &out) != 0 || !out || !*out) {
-        free(out);
-        return AH_E_NOTFOUND;
-    }
-    out[strcspn(out, "\r\n")] = '\0';
-    *ret = out;
-    return 0;
-}
-
-/* ---- what a repository has: branches and files (for GET /repositories/…) -------------------- */
-
 static void mirror_path(const char *data_dir, const char *url, char *out, size_t n) {
     char key[17];
     url_key(url, key);
     snprintf(out, n, "%s/git-cache/%s.git", data_dir, key);
 }
+
+/* The mirror's HEAD branch, read from its HEAD file ("ref: refs/heads/<branch>"): GET /repos
+ * asks this for every repository on the page, too often to start a git each time. */
+int workspace_repo_default(const char *data_dir, const char *url, char **ret) {
+    char mirror[4200], head[4300];
+    mirror_path(data_dir, url, mirror, sizeof(mirror));
+    snprintf(head, sizeof(head), "%s/HEAD", mirror);
+    FILE *f = fopen(head, "re");
+    if (!f)
+        return AH_E_NOTFOUND;
+    char line[512];
+    bool got = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    static const char prefix[] = "ref: refs/heads/";
+    if (!got || strncmp(line, prefix, sizeof(prefix) - 1) != 0)
+        return AH_E_NOTFOUND; /* detached, or not a mirror we made */
+    char *branch = line + sizeof(prefix) - 1;
+    branch[strcspn(branch, "\r\n")] = '\0';
+    if (!*branch)
+        return AH_E_NOTFOUND;
+    return (*ret = strdup(branch)) ? 0 : AH_E_NOMEM;
+}
+
+/* ---- what a repository has: branches and files (for GET /repositories/…) -------------------- */
 
 /* Lines of `git …` output; the mirror when we have it, else a bounded ls-remote. */
 static int git_lines(const char *const *argv, char **ret) {
@@ -421,11 +422,10 @@ int workspace_repo_branches(const char *data_dir, const char *url, json_t **ret)
     AH_AUTOFREE char *refs = NULL, *head = NULL;
     int rc;
     if (cached) {
-        const char *a1[] = {"git", "-C", mirror, "for-each-ref",
-                            "--format=%(objectname) %(refname:short)", "refs/heads", NULL};
-        const char *a2[] = {"git", "-C", mirror, "symbolic-ref", "--short", "HEAD", NULL};
-        rc = git_lines(a1, &refs);
-        if (rc == 0 && git_lines(a2, &head) < 0)
+        const char *a[] = {"git", "-C", mirror, "for-each-ref",
+                           "--format=%(objectname) %(refname:short)", "refs/heads", NULL};
+        rc = git_lines(a, &refs);
+        if (rc == 0 && workspace_repo_default(data_dir, url, &head) < 0)
             head = NULL;
     } else { /* never provisioned: ask the remote, but never for long (an HTTP thread waits) */
         const char *a[] = {"timeout", "10", "git", "ls-remote", "--heads", "--symref", url, NULL};
