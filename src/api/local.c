@@ -37,7 +37,7 @@ static int local_problem(struct ah_api_error *reterr, int code, const char *deta
 /* One request; 2xx answers put their body in *ret_body (caller frees, may be NULL for 204),
  * others become reterr as a client would see them. */
 static int call(struct local *l, const char *method, const char *target, const char *body,
-                int *ret_status, char **ret_body, struct ah_api_error *reterr) {
+                char **ret_body, struct ah_api_error *reterr) {
     struct http_kv headers[] = {{"X-Tenant-ID", l->tenant},
                                 {"Content-Type", "application/json"}};
     struct http_loopback_request lr = {.method = method, .target = target, .body = body,
@@ -58,11 +58,8 @@ static int call(struct local *l, const char *method, const char *target, const c
     int status = res.status;
     if (status >= 300) {
         rc = ah_api_error_from_answer(reterr, status, res.body, res.body_len);
-    } else {
-        if (ret_body)
-            *ret_body = AH_TAKE(res.body);
-        if (ret_status)
-            *ret_status = status;
+    } else if (ret_body) {
+        *ret_body = AH_TAKE(res.body);
     }
     http_loopback_done(&req, &res);
     return rc;
@@ -75,7 +72,7 @@ static int launch_task(void *impl, const struct ah_task_spec *spec, struct ah_ta
     AH_AUTOFREE char *body = NULL, *out = NULL;
     int rc = ah_task_spec_to_json(spec, false, &body, reterr);
     if (rc == 0)
-        rc = call(impl, "POST", "/api/v1/tasks", body, NULL, &out, reterr);
+        rc = call(impl, "POST", "/api/v1/tasks", body, &out, reterr);
     return rc < 0 ? rc : ah_task_created_from_json(out, ret);
 }
 
@@ -96,7 +93,7 @@ static int list_sessions(void *impl, const struct ah_session_filter *f,
     }
     AH_AUTOFREE char *out = NULL;
     if (rc == 0)
-        rc = call(impl, "GET", t.p, NULL, NULL, &out, reterr);
+        rc = call(impl, "GET", t.p, NULL, &out, reterr);
     ah_buf_clear(&t);
     return rc < 0 ? rc : ah_session_list_from_json(out, ret);
 }
@@ -114,7 +111,7 @@ static char *target(const char *prefix, const char *id, const char *suffix) {
 static int get_json(struct local *l, const char *prefix, const char *id, const char *suffix,
                     char **ret, struct ah_api_error *reterr) {
     AH_AUTOFREE char *t = target(prefix, id, suffix);
-    return t ? call(l, "GET", t, NULL, NULL, ret, reterr) : AH_E_NOMEM;
+    return t ? call(l, "GET", t, NULL, ret, reterr) : AH_E_NOMEM;
 }
 
 static int get_session(void *impl, const char *id, struct ah_session **ret,
@@ -126,7 +123,7 @@ static int get_session(void *impl, const char *id, struct ah_session **ret,
 
 static int list_drafts(void *impl, struct ah_draft_list **ret, struct ah_api_error *reterr) {
     AH_AUTOFREE char *out = NULL;
-    int rc = call(impl, "GET", "/api/v1/drafts?perPage=200", NULL, NULL, &out, reterr);
+    int rc = call(impl, "GET", "/api/v1/drafts?perPage=200", NULL, &out, reterr);
     return rc < 0 ? rc : ah_draft_list_from_json(out, ret);
 }
 
@@ -136,9 +133,9 @@ static int save_draft(void *impl, const char *draft_id, const struct ah_task_spe
     int rc = ah_task_spec_to_json(spec, true, &body, reterr);
     if (rc == 0 && draft_id) {
         t = target("/api/v1/drafts/", draft_id, "");
-        rc = t ? call(impl, "PUT", t, body, NULL, &out, reterr) : AH_E_NOMEM;
+        rc = t ? call(impl, "PUT", t, body, &out, reterr) : AH_E_NOMEM;
     } else if (rc == 0) {
-        rc = call(impl, "POST", "/api/v1/drafts", body, NULL, &out, reterr);
+        rc = call(impl, "POST", "/api/v1/drafts", body, &out, reterr);
     }
     if (rc < 0 || !ret)
         return rc;
@@ -147,12 +144,12 @@ static int save_draft(void *impl, const char *draft_id, const struct ah_task_spe
 
 static int delete_draft(void *impl, const char *draft_id, struct ah_api_error *reterr) {
     AH_AUTOFREE char *t = target("/api/v1/drafts/", draft_id, "");
-    return t ? call(impl, "DELETE", t, NULL, NULL, NULL, reterr) : AH_E_NOMEM;
+    return t ? call(impl, "DELETE", t, NULL, NULL, reterr) : AH_E_NOMEM;
 }
 
 static int list_repositories(void *impl, struct ah_repo_list **ret, struct ah_api_error *reterr) {
     AH_AUTOFREE char *out = NULL;
-    int rc = call(impl, "GET", "/api/v1/repos?perPage=200", NULL, NULL, &out, reterr);
+    int rc = call(impl, "GET", "/api/v1/repos?perPage=200", NULL, &out, reterr);
     return rc < 0 ? rc : ah_repo_list_from_json(out, ret);
 }
 
@@ -174,7 +171,7 @@ static int control(void *impl, const char *id, enum ah_control op, const char *p
     case AH_CONTROL_RESUME:
     case AH_CONTROL_STOP:
         t = target("/api/v1/sessions/", id, verbs[op]);
-        rc = t ? call(impl, "POST", t, NULL, NULL, &out, reterr) : AH_E_NOMEM;
+        rc = t ? call(impl, "POST", t, NULL, &out, reterr) : AH_E_NOMEM;
         if (rc == 0) {
             json_t *j = json_loads(out ? out : "", 0, NULL);
             st = ah_session_status_parse(json_string_value(json_object_get(j, "status")));
@@ -183,7 +180,7 @@ static int control(void *impl, const char *id, enum ah_control op, const char *p
         break;
     case AH_CONTROL_CANCEL:
         t = target("/api/v1/sessions/", id, "");
-        rc = t ? call(impl, "DELETE", t, NULL, NULL, NULL, reterr) : AH_E_NOMEM;
+        rc = t ? call(impl, "DELETE", t, NULL, NULL, reterr) : AH_E_NOMEM;
         st = AH_STATUS_CANCELLED;
         break;
     case AH_CONTROL_PROMPT: {
@@ -191,7 +188,7 @@ static int control(void *impl, const char *id, enum ah_control op, const char *p
         body = b ? json_dumps(b, JSON_COMPACT) : NULL;
         json_decref(b);
         t = target("/api/v1/sessions/", id, "/prompt");
-        rc = t && body ? call(impl, "POST", t, body, NULL, &out, reterr) : AH_E_NOMEM;
+        rc = t && body ? call(impl, "POST", t, body, &out, reterr) : AH_E_NOMEM;
         st = AH_STATUS_RUNNING;
         break;
     }
