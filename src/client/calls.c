@@ -8,11 +8,6 @@
 
 #include "client_internal.h"
 
-#define ID_MAX 512 /* longer ids are refused before anything is sent */
-
-static bool id_ok(const char *id) {
-    return id && *id && strlen(id) <= ID_MAX;
-}
 
 static int protocol_error(struct ah_api_error *reterr, const struct cresp *rs, const char *what) {
     problem_local(reterr, AH_E_PROTOCOL, "unexpected answer to %s (HTTP %d)", what, rs->status);
@@ -185,7 +180,7 @@ int ah_client_list_sessions(ah_client *c, const struct ah_session_filter *f,
 
 int ah_client_get_session(ah_client *c, const char *id, struct ah_session **ret,
                           struct ah_api_error *reterr) {
-    if (!c || !id_ok(id) || !ret)
+    if (!c || !client_id_ok(id) || !ret)
         return bad_arg(reterr, "client, id and ret are required");
     struct ah_buf p = {.max = AH_LIMIT_URL};
     int rc = item_path(&p, "sessions", id, NULL);
@@ -200,7 +195,7 @@ int ah_client_get_session(ah_client *c, const char *id, struct ah_session **ret,
 /* POST …/<verb> with an optional body; reads {status} from the answer. */
 static int control(ah_client *c, const char *id, const char *verb, const char *body,
                    enum ah_session_status *ret_status, struct ah_api_error *reterr) {
-    if (!c || !id_ok(id))
+    if (!c || !client_id_ok(id))
         return bad_arg(reterr, "client and id are required");
     struct ah_buf p = {.max = AH_LIMIT_URL};
     int rc = item_path(&p, "sessions", id, verb);
@@ -246,7 +241,7 @@ int ah_client_stop_session(ah_client *c, const char *id, const char *reason,
 
 int ah_client_delete_session(ah_client *c, const char *id, bool purge,
                              struct ah_api_error *reterr) {
-    if (!c || !id_ok(id))
+    if (!c || !client_id_ok(id))
         return bad_arg(reterr, "client and id are required");
     struct ah_buf p = {.max = AH_LIMIT_URL};
     int rc = item_path(&p, "sessions", id, purge ? "?purge=true" : NULL);
@@ -263,7 +258,7 @@ int ah_client_delete_session(ah_client *c, const char *id, bool purge,
 
 int ah_client_prompt_session(ah_client *c, const char *id, const char *text,
                              struct ah_prompt_ack **ret, struct ah_api_error *reterr) {
-    if (!c || !id_ok(id) || !text)
+    if (!c || !client_id_ok(id) || !text)
         return bad_arg(reterr, "client, id and text are required");
     json_t *b = json_pack("{s:s}", "prompt", text);
     char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
@@ -292,7 +287,7 @@ int ah_client_prompt_session(ah_client *c, const char *id, const char *text,
 
 int ah_client_session_logs(ah_client *c, const char *id, int64_t tail, struct ah_event_list **ret,
                            struct ah_api_error *reterr) {
-    if (!c || !id_ok(id) || !ret || tail < 0)
+    if (!c || !client_id_ok(id) || !ret || tail < 0)
         return bad_arg(reterr, "client, id and ret are required; tail must be ≥ 0");
     struct ah_buf p = {.max = AH_LIMIT_URL};
     bool first = true;
@@ -309,7 +304,7 @@ int ah_client_session_logs(ah_client *c, const char *id, int64_t tail, struct ah
 
 int ah_client_list_events(ah_client *c, const char *id, const struct ah_event_query *q,
                           struct ah_event_list **ret, struct ah_api_error *reterr) {
-    if (!c || !id_ok(id) || !ret)
+    if (!c || !client_id_ok(id) || !ret)
         return bad_arg(reterr, "client, id and ret are required");
     struct ah_buf p = {.max = AH_LIMIT_URL};
     bool first = true;
@@ -349,7 +344,7 @@ int ah_client_list_drafts(ah_client *c, struct ah_draft_list **ret, struct ah_ap
 
 int ah_client_get_draft(ah_client *c, const char *id, struct ah_draft **ret,
                         struct ah_api_error *reterr) {
-    if (!c || !id_ok(id) || !ret)
+    if (!c || !client_id_ok(id) || !ret)
         return bad_arg(reterr, "client, id and ret are required");
     struct ah_buf p = {.max = AH_LIMIT_URL};
     int rc = item_path(&p, "drafts", id, NULL);
@@ -394,7 +389,7 @@ int ah_client_create_draft(ah_client *c, const struct ah_task_spec *spec, struct
 
 int ah_client_update_draft(ah_client *c, const char *id, const struct ah_task_spec *spec,
                            struct ah_draft **ret, struct ah_api_error *reterr) {
-    if (!c || !id_ok(id) || !spec)
+    if (!c || !client_id_ok(id) || !spec)
         return bad_arg(reterr, "client, id and spec are required");
     struct ah_buf p = {.max = AH_LIMIT_URL};
     int rc = item_path(&p, "drafts", id, NULL);
@@ -407,7 +402,7 @@ int ah_client_update_draft(ah_client *c, const char *id, const struct ah_task_sp
 }
 
 int ah_client_delete_draft(ah_client *c, const char *id, struct ah_api_error *reterr) {
-    if (!c || !id_ok(id))
+    if (!c || !client_id_ok(id))
         return bad_arg(reterr, "client and id are required");
     struct ah_buf p = {.max = AH_LIMIT_URL};
     int rc = item_path(&p, "drafts", id, NULL);
@@ -444,7 +439,7 @@ int ah_client_list_repos(ah_client *c, const char *tenant_id, const char *projec
 
 int ah_client_list_branches(ah_client *c, const char *repo_id, struct ah_branch_list **ret,
                             struct ah_api_error *reterr) {
-    if (!c || !id_ok(repo_id) || !ret)
+    if (!c || !client_id_ok(repo_id) || !ret)
         return bad_arg(reterr, "client, repo_id and ret are required");
     struct ah_buf p = {.max = AH_LIMIT_URL};
     int rc = item_path(&p, "repositories", repo_id, "/branches");

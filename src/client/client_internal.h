@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../core/core.h"
 
@@ -35,6 +36,12 @@
  * mapping of the status alone. A server-side "out-of-memory" becomes AH_E_UNAVAIL (it is not
  * this process that ran out). */
 int problem_code_for(int status, const char *type);
+
+/* An id argument worth sending: present, and not longer than 512 bytes (longer ones are
+ * refused before anything is sent). */
+static inline bool client_id_ok(const char *id) {
+    return id && *id && strlen(id) <= 512;
+}
 
 /* Fills e (cleared first) from one non-2xx answer. body may be any bytes (a Problem, other JSON,
  * text or nothing); request_id_header and retry_after_ms (-1: none) come from the headers.

@@ -271,7 +271,7 @@ static bool session_is_over(ah_client *c, const char *id) {
 int ah_client_stream_events(ah_client *c, const char *id, const struct ah_stream_options *opt,
                             ah_event_fn cb, void *userdata, int64_t *ret_last_seq,
                             struct ah_api_error *reterr) {
-    if (!c || !id || !*id || strlen(id) > 512 || !cb) {
+    if (!c || !client_id_ok(id) || !cb) {
         problem_local(reterr, AH_E_INVAL, "client, id and cb are required");
         return AH_E_INVAL;
     }

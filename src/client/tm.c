@@ -51,9 +51,6 @@ void *tm_impl_if(const ah_task_manager *tm, const struct ah_task_manager_ops *op
     return tm && tm->ops == ops ? tm->impl : NULL;
 }
 
-static bool id_ok(const char *id) {
-    return id && *id && strlen(id) <= 512;
-}
 
 int ah_task_manager_launch(ah_task_manager *tm, const struct ah_task_spec *spec,
                            struct ah_task_created **ret, struct ah_api_error *reterr) {
@@ -66,7 +63,7 @@ int ah_task_manager_stream_events(ah_task_manager *tm, const char *session_id,
                                   const struct ah_stream_options *opt, ah_event_fn cb,
                                   void *userdata, int64_t *ret_last_seq,
                                   struct ah_api_error *reterr) {
-    if (!tm || !id_ok(session_id) || !cb)
+    if (!tm || !client_id_ok(session_id) || !cb)
         return bad(reterr, "tm, session_id and cb are required");
     if (opt && (opt->after_seq < 0 || opt->tail < 0))
         return bad(reterr, "after_seq and tail must be ≥ 0");
@@ -84,7 +81,7 @@ int ah_task_manager_list_sessions(ah_task_manager *tm, const struct ah_session_f
 
 int ah_task_manager_get_session(ah_task_manager *tm, const char *session_id,
                                 struct ah_session **ret, struct ah_api_error *reterr) {
-    if (!tm || !id_ok(session_id) || !ret)
+    if (!tm || !client_id_ok(session_id) || !ret)
         return bad(reterr, "tm, session_id and ret are required");
     return tm->ops->get_session(tm->impl, session_id, ret, reterr);
 }
@@ -118,14 +115,14 @@ int ah_task_manager_initial_tasks(ah_task_manager *tm, struct ah_session_list **
 int ah_task_manager_save_draft(ah_task_manager *tm, const char *draft_id,
                                const struct ah_task_spec *spec, struct ah_draft **ret,
                                struct ah_api_error *reterr) {
-    if (!tm || !spec || (draft_id && !id_ok(draft_id)))
+    if (!tm || !spec || (draft_id && !client_id_ok(draft_id)))
         return bad(reterr, "tm and spec are required");
     return tm->ops->save_draft(tm->impl, draft_id, spec, ret, reterr);
 }
 
 int ah_task_manager_delete_draft(ah_task_manager *tm, const char *draft_id,
                                  struct ah_api_error *reterr) {
-    if (!tm || !id_ok(draft_id))
+    if (!tm || !client_id_ok(draft_id))
         return bad(reterr, "tm and draft_id are required");
     return tm->ops->delete_draft(tm->impl, draft_id, reterr);
 }
@@ -139,7 +136,7 @@ int ah_task_manager_list_repositories(ah_task_manager *tm, struct ah_repo_list *
 
 int ah_task_manager_list_branches(ah_task_manager *tm, const char *repo_id,
                                   struct ah_branch_list **ret, struct ah_api_error *reterr) {
-    if (!tm || !id_ok(repo_id) || !ret)
+    if (!tm || !client_id_ok(repo_id) || !ret)
         return bad(reterr, "tm, repo_id and ret are required");
     return tm->ops->list_branches(tm->impl, repo_id, ret, reterr);
 }
@@ -147,7 +144,7 @@ int ah_task_manager_list_branches(ah_task_manager *tm, const char *repo_id,
 int ah_task_manager_control(ah_task_manager *tm, const char *session_id, enum ah_control op,
                             const char *prompt, enum ah_session_status *ret_status,
                             struct ah_api_error *reterr) {
-    if (!tm || !id_ok(session_id))
+    if (!tm || !client_id_ok(session_id))
         return bad(reterr, "tm and session_id are required");
     if ((int)op < AH_CONTROL_PAUSE || op > AH_CONTROL_PROMPT)
         return bad(reterr, "unknown control verb");
