@@ -561,9 +561,7 @@ int client_prepare(ah_client *c, const struct ccfg *g, CURL *h, const char *path
     return 0;
 }
 
-static int add_header(struct curl_slist **list, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int add_header(struct curl_slist **list, const char *fmt, ...) {
+int client_add_header(struct curl_slist **list, const char *fmt, ...) {
     char line[512];
     va_list ap;
     va_start(ap, fmt);
@@ -603,8 +601,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
     return rc < 0 ? 0 : len;
 }
 
-/* Copies a header value (trimmed) when the line is `name: value`. */
-static int header_value(const char *line, size_t len, const char *name, char **dst) {
+int client_header_value(const char *line, size_t len, const char *name, char **dst) {
     size_t nl = strlen(name);
     if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
         return 0;
@@ -640,9 +637,9 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
         rs->content_type = rs->request_id = hd->retry_after = NULL;
         return len;
     }
-    if (header_value(p, len, "Content-Type", &rs->content_type) < 0 ||
-        header_value(p, len, "X-Request-Id", &rs->request_id) < 0 ||
-        header_value(p, len, "Retry-After", &hd->retry_after) < 0)
+    if (client_header_value(p, len, "Content-Type", &rs->content_type) < 0 ||
+        client_header_value(p, len, "X-Request-Id", &rs->request_id) < 0 ||
+        client_header_value(p, len, "Retry-After", &hd->retry_after) < 0)
         hd->x->oom = true;
     return len;
 }
@@ -658,15 +655,15 @@ static int attempt(ah_client *c, const struct ccfg *g, CURL *h, const struct cre
     rs->body.max = RESPONSE_MAX;
     int rc = client_prepare(c, g, h, rq->path, &headers, errbuf);
     if (rc == 0)
-        rc = add_header(&headers, "Accept: application/json, application/problem+json");
+        rc = client_add_header(&headers, "Accept: application/json, application/problem+json");
     if (rc == 0 && rq->body)
-        rc = add_header(&headers, "Content-Type: application/json");
+        rc = client_add_header(&headers, "Content-Type: application/json");
     if (rc == 0 && idem_key)
-        rc = add_header(&headers, "Idempotency-Key: %s", idem_key);
+        rc = client_add_header(&headers, "Idempotency-Key: %s", idem_key);
     if (rc == 0)
-        rc = add_header(&headers, "X-Request-Id: %s", request_id);
+        rc = client_add_header(&headers, "X-Request-Id: %s", request_id);
     if (rc == 0)
-        rc = add_header(&headers, "Expect:"); /* no 100-continue round trip */
+        rc = client_add_header(&headers, "Expect:"); /* no 100-continue round trip */
     if (rc < 0) {
         curl_slist_free_all(headers);
         *tc = TRANSPORT_FATAL;

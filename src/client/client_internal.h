@@ -37,6 +37,13 @@
  * this process that ran out). */
 int problem_code_for(int status, const char *type);
 
+/* Appends one request header line (printf-style, up to 511 bytes: AH_E_INVAL beyond). */
+int client_add_header(struct curl_slist **list, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* When the response header line is `name: value`, replaces *dst with the trimmed value: 1;
+ * another header (or a value over AH_LIMIT_HEADER): 0; out of memory: AH_E_NOMEM. */
+int client_header_value(const char *line, size_t len, const char *name, char **dst);
+
 /* An id argument worth sending: present, and not longer than 512 bytes (longer ones are
  * refused before anything is sent). */
 static inline bool client_id_ok(const char *id) {

@@ -136,23 +136,6 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
     return rc ? 0 : len; /* 0 aborts the transfer (stopped, terminal or an error) */
 }
 
-static int header_copy(const char *line, size_t len, const char *name, char **dst) {
-    size_t nl = strlen(name);
-    if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
-        return 0;
-    const char *v = line + nl + 1;
-    size_t vl = len - nl - 1;
-    while (vl && (*v == ' ' || *v == '\t'))
-        v++, vl--;
-    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
-        vl--;
-    if (vl > AH_LIMIT_HEADER)
-        return 0;
-    free(*dst);
-    *dst = strndup(v, vl);
-    return *dst ? 0 : AH_E_NOMEM;
-}
-
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     struct stream *s = ud;
     size_t len = size * n;
@@ -164,9 +147,9 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
         s->content_type = s->request_id = s->retry_after = NULL;
         return len;
     }
-    if (header_copy(p, len, "Content-Type", &s->content_type) < 0 ||
-        header_copy(p, len, "X-Request-Id", &s->request_id) < 0 ||
-        header_copy(p, len, "Retry-After", &s->retry_after) < 0) {
+    if (client_header_value(p, len, "Content-Type", &s->content_type) < 0 ||
+        client_header_value(p, len, "X-Request-Id", &s->request_id) < 0 ||
+        client_header_value(p, len, "Retry-After", &s->retry_after) < 0) {
         s->err = AH_E_NOMEM;
         return 0;
     }
@@ -190,29 +173,16 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 static int connect_once(struct stream *s, const struct ccfg *g, const char *path,
                         enum transport_class *tc, char *errbuf) {
     struct curl_slist *headers = NULL;
-    char line[64], rid[ULID_LEN + 1];
+    char rid[ULID_LEN + 1];
     int rc = client_prepare(s->c, g, s->h, path, &headers, errbuf);
-    struct curl_slist *l;
-#define ADD_(text)                                                                                 \
-    do {                                                                                           \
-        if (rc == 0) {                                                                             \
-            if ((l = curl_slist_append(headers, text)))                                            \
-                headers = l;                                                                       \
-            else                                                                                   \
-                rc = AH_E_NOMEM;                                                                   \
-        }                                                                                          \
-    } while (0)
-    ADD_("Accept: text/event-stream");
-    ADD_("Cache-Control: no-cache");
-    if (s->last_seq > 0) {
-        snprintf(line, sizeof(line), "Last-Event-ID: %lld", (long long)s->last_seq);
-        ADD_(line);
-    }
-    if (rc == 0 && ulid_new(rid) == 0) {
-        snprintf(line, sizeof(line), "X-Request-Id: %s", rid);
-        ADD_(line);
-    }
-#undef ADD_
+    if (rc == 0)
+        rc = client_add_header(&headers, "Accept: text/event-stream");
+    if (rc == 0)
+        rc = client_add_header(&headers, "Cache-Control: no-cache");
+    if (rc == 0 && s->last_seq > 0)
+        rc = client_add_header(&headers, "Last-Event-ID: %lld", (long long)s->last_seq);
+    if (rc == 0 && ulid_new(rid) == 0)
+        rc = client_add_header(&headers, "X-Request-Id: %s", rid);
     if (rc < 0) {
         curl_slist_free_all(headers);
         *tc = TRANSPORT_FATAL;
