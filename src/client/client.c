@@ -35,7 +35,6 @@ struct ep_timeouts {
 
 struct ccfg {
     int refs; /* atomic; the client lock guards only the c->cfg pointer */
-    char *base;
     char *auth; /* the whole header line, or NULL */
     char *ca_file, *cert, *key;
     bool insecure;
@@ -46,7 +45,7 @@ struct ccfg {
 
 struct ah_client {
     pthread_mutex_t mu;
-    char *base; /* immutable copy of cfg->base for ah_client_base_url */
+    char *base; /* immutable: no setter changes it, so it lives outside the swapped config */
     struct ccfg *cfg;
     ah_log_fn log_fn;
     void *log_ud;
@@ -85,7 +84,6 @@ static void wipe_free(char *s) {
 static void ccfg_free(struct ccfg *g) {
     if (!g)
         return;
-    free(g->base);
     wipe_free(g->auth);
     free(g->ca_file);
     free(g->cert);
@@ -104,8 +102,8 @@ static struct ccfg *ccfg_clone(const struct ccfg *o) {
         return NULL;
     *g = *o;
     g->refs = 1;
-    g->base = g->auth = g->ca_file = g->cert = g->key = NULL;
-    if (!dup_opt(&g->base, o->base) || !dup_opt(&g->auth, o->auth) ||
+    g->auth = g->ca_file = g->cert = g->key = NULL;
+    if (!dup_opt(&g->auth, o->auth) ||
         !dup_opt(&g->ca_file, o->ca_file) || !dup_opt(&g->cert, o->cert) ||
         !dup_opt(&g->key, o->key)) {
         ccfg_free(g);
@@ -139,10 +137,6 @@ int64_t ccfg_connect_ms(const struct ccfg *g, enum ah_endpoint ep) {
 int64_t ccfg_total_ms(const struct ccfg *g, enum ah_endpoint ep) {
     int64_t v = g->to[ep].total_ms;
     return v >= 0 ? v : g->to[AH_EP_DEFAULT].total_ms;
-}
-
-const char *ccfg_base(const struct ccfg *g) {
-    return g->base;
 }
 
 /* Applies one change to a fresh copy of the configuration and swaps it in. */
@@ -221,10 +215,8 @@ int ah_client_new(const char *base_url, ah_client **ret) {
     ah_client *c = calloc(1, sizeof(*c));
     struct ccfg *g = calloc(1, sizeof(*g));
     CURLSH *share = curl_share_init();
-    char *base2 = strdup(base);
-    if (!c || !g || !share || !base2) {
+    if (!c || !g || !share) {
         free(base);
-        free(base2);
         free(c);
         free(g);
         if (share)
@@ -232,7 +224,6 @@ int ah_client_new(const char *base_url, ah_client **ret) {
         return AH_E_NOMEM;
     }
     g->refs = 1;
-    g->base = base;
     g->idempotency = true;
     for (int i = 0; i < AH_EP_COUNT_; i++)
         g->to[i] = (struct ep_timeouts){-1, -1};
@@ -241,7 +232,7 @@ int ah_client_new(const char *base_url, ah_client **ret) {
     g->to[AH_EP_STREAM].total_ms = 45000;
     ah_retry_policy_default(&g->retry);
     c->cfg = g;
-    c->base = base2;
+    c->base = base;
     c->share = share;
     c->log_min = AH_LOG_INFO;
     pthread_mutex_init(&c->mu, NULL);
@@ -520,7 +511,7 @@ int client_prepare(ah_client *c, const struct ccfg *g, CURL *h, const char *path
                    struct curl_slist **headers, char *errbuf) {
     curl_easy_reset(h);
     struct ah_buf url = {.max = AH_LIMIT_URL * 4};
-    int rc = ah_buf_puts(&url, g->base);
+    int rc = ah_buf_puts(&url, c->base);
     if (rc == 0)
         rc = ah_buf_puts(&url, path);
     if (rc < 0) {

@@ -172,7 +172,6 @@ void client_cfg_put(struct ccfg *cfg);
 const struct ah_retry_policy *ccfg_retry(const struct ccfg *cfg);
 int64_t ccfg_connect_ms(const struct ccfg *cfg, enum ah_endpoint ep);
 int64_t ccfg_total_ms(const struct ccfg *cfg, enum ah_endpoint ep);
-const char *ccfg_base(const struct ccfg *cfg);
 CURL *client_handle_get(ah_client *c);         /* NULL on OOM */
 void client_handle_put(ah_client *c, CURL *h); /* back to the pool (NULL-safe) */
 /* Resets h and applies the URL (base + path), TLS, credentials, the share and the common
