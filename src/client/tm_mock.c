@@ -94,10 +94,6 @@ static const struct ah_task_manager_ops mock_ops;
 /* ---- helpers ----------------------------------------------------------------------------------
  */
 
-static void fmt_time(int64_t ms, char out[TIME_RFC3339_LEN + 1]) {
-    time_format(ms, out);
-}
-
 static int64_t now_of(struct mock *m) {
     return ah_clock_now_ms(m->clock);
 }
@@ -173,7 +169,7 @@ static struct msession *find_session(struct mock *m, const char *id) {
 /* Appends an event (stolen) stamped with seq, sessionId and ts. 0 or AH_E_NOMEM. */
 static int emit(struct msession *s, int64_t t, json_t *ev) {
     char ts[TIME_RFC3339_LEN + 1];
-    fmt_time(t, ts);
+    time_format(t, ts);
     if (!ev)
         return AH_E_NOMEM;
     if (json_object_set_new(ev, "seq", json_integer((json_int_t)json_array_size(s->events) + 1)) ||
@@ -398,7 +394,7 @@ static int set_time(json_t *o, const char *key, int64_t ms) {
     char ts[TIME_RFC3339_LEN + 1];
     if (!ms)
         return json_object_set_new(o, key, json_null());
-    fmt_time(ms, ts);
+    time_format(ms, ts);
     return json_object_set_new(o, key, json_string(ts));
 }
 
