@@ -28,7 +28,8 @@ static int build_argv(const struct adapter_launch *l, char ***ret_argv) {
         "-p",        ADAPTER_PROMPT,      "--output-format", "stream-json",
         "--verbose", "--permission-mode", "acceptEdits",     ADAPTER_MODEL,
     };
-    return adapter_argv_build(l, "claude", "--model", args, ADAPTER_COUNT(args), ret_argv);
+    return adapter_argv_build(l, adapter_claude.binary, "--model", args, ADAPTER_COUNT(args),
+                              ret_argv);
 }
 
 /* The file an edit tool works on, or NULL for other tools. */

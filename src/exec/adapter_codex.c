@@ -24,7 +24,7 @@
 static int build_argv(const struct adapter_launch *l, char ***ret_argv) {
     static const char *const args[] = {"exec", "--json", "--full-auto", ADAPTER_MODEL,
                                        ADAPTER_PROMPT};
-    return adapter_argv_build(l, "codex", "-m", args, ADAPTER_COUNT(args), ret_argv);
+    return adapter_argv_build(l, adapter_codex.binary, "-m", args, ADAPTER_COUNT(args), ret_argv);
 }
 
 /* A tool-like item: tool_use the first time it is seen, tool_result when it completes (with a

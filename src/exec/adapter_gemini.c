@@ -30,7 +30,7 @@ struct gemini {
 static int build_argv(const struct adapter_launch *l, char ***ret_argv) {
     static const char *const args[] = {"-p",          ADAPTER_PROMPT, "--output-format",
                                        "stream-json", "--yolo",       ADAPTER_MODEL};
-    return adapter_argv_build(l, "gemini", "-m", args, ADAPTER_COUNT(args), ret_argv);
+    return adapter_argv_build(l, adapter_gemini.binary, "-m", args, ADAPTER_COUNT(args), ret_argv);
 }
 
 static void *state_new(void) {

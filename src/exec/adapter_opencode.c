@@ -32,7 +32,8 @@ struct opencode {
 static int build_argv(const struct adapter_launch *l, char ***ret_argv) {
     static const char *const args[] = {"run",        "--format",    "json",
                                        "--thinking", ADAPTER_MODEL, ADAPTER_PROMPT};
-    return adapter_argv_build(l, "opencode", "-m", args, ADAPTER_COUNT(args), ret_argv);
+    return adapter_argv_build(l, adapter_opencode.binary, "-m", args, ADAPTER_COUNT(args),
+                              ret_argv);
 }
 
 static void *state_new(void) {
