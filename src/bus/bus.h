@@ -44,11 +44,12 @@ struct bus_event {
     int64_t seq;
     bool terminal;     /* a status event with a terminal status: the last of its session */
     char type[32];
-    size_t len;        /* of json */
-    const char *frame; /* the event as an SSE frame (D11: id, event, data lines), formatted
-                          once for every subscriber; lives in the same allocation */
+    const char *json; /* the event as served: len bytes inside the frame, followed there by
+                         "\n\n" and a NUL, so a JSON parser may read it as a string */
+    size_t len;
     size_t frame_len;
-    char json[];       /* the event as served, NUL-terminated; the frame follows it */
+    char frame[]; /* the event as an SSE frame (D11: id, event, data lines), formatted once for
+                     every subscriber and stored once: the json is its data line */
 };
 void bus_event_ref(struct bus_event *e);
 void bus_event_unref(struct bus_event *e); /* NULL-safe */

@@ -75,7 +75,7 @@ struct bus_event *bus_event_from(int64_t seq, char *json, bool terminal) {
     int hl = snprintf(head, sizeof(head), "id: %lld\nevent: %s\ndata: ", (long long)seq,
                       type[0] ? type : "message");
     size_t frame_len = (size_t)hl + len + 2;
-    struct bus_event *e = malloc(sizeof(*e) + len + 1 + frame_len + 1);
+    struct bus_event *e = malloc(sizeof(*e) + frame_len + 1);
     if (!e) {
         free(json);
         return NULL;
@@ -83,15 +83,13 @@ struct bus_event *bus_event_from(int64_t seq, char *json, bool terminal) {
     e->refs = 1;
     e->seq = seq;
     e->terminal = terminal;
-    e->len = len;
-    memcpy(e->json, json, len + 1);
     memcpy(e->type, type, sizeof(type));
-    char *frame = e->json + len + 1;
-    memcpy(frame, head, (size_t)hl);
-    memcpy(frame + hl, json, len);
-    memcpy(frame + hl + len, "\n\n", 3);
-    e->frame = frame;
+    memcpy(e->frame, head, (size_t)hl);
+    memcpy(e->frame + hl, json, len);
+    memcpy(e->frame + hl + len, "\n\n", 3);
     e->frame_len = frame_len;
+    e->json = e->frame + hl;
+    e->len = len;
     free(json);
     return e;
 }
@@ -100,7 +98,7 @@ struct bus_event *bus_event_from(int64_t seq, char *json, bool terminal) {
 static bool stored_terminal(const struct bus_event *e) {
     if (strcmp(e->type, "status") != 0)
         return false;
-    json_t *j = json_loads(e->json, 0, NULL);
+    json_t *j = json_loadb(e->json, e->len, 0, NULL);
     enum session_status s;
     bool t = j && session_status_parse(json_string_value(json_object_get(j, "status")), &s) == 0 &&
              session_status_terminal(s);

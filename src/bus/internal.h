@@ -10,7 +10,7 @@
 #include "bus.h"
 
 #define BUS_BUCKETS 1024
-#define BUS_RING 4096        /* recent events kept per watched session (~1.5 MiB at 400 B each) */
+#define BUS_RING 4096        /* recent events kept per watched session (~2 MiB at 400 B each) */
 #define BUS_BATCH_MAX 1024   /* ops per store transaction */
 
 struct ingest_item;
