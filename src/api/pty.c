@@ -252,13 +252,8 @@ static int read_file_batch(struct pty *p) {
 static int pty_fill(void *ctx, struct sse_out *o) {
     struct pty *p = ctx;
     /* the session's events only tell us whether it has ended */
-    struct bus_event *evs[32];
-    int n;
-    while ((n = bus_next(p->sub, evs, 32)) > 0)
-        for (int i = 0; i < n; i++) {
-            p->ended |= evs[i]->terminal;
-            bus_event_unref(evs[i]);
-        }
+    if (bus_sub_ended(p->sub) > 0)
+        p->ended = true;
     int more = read_file_batch(p);
     if (more < 0)
         return more;

@@ -65,6 +65,11 @@ int bus_subscribe(struct bus *b, const char *tenant, const char *session_id, int
  * is nothing new yet) and advances the cursor, or a negative AH_E_*. Never blocks on the writer.
  * Called by one thread at a time per subscriber. */
 int bus_next(struct bus_sub *s, struct bus_event **out, size_t max);
+/* For a subscriber that only needs to know whether its session has ended (the PTY stream):
+ * jumps the cursor to the newest event in the ring, since nothing before it can be the
+ * terminal one, so a slow reader never replays its gap from the store for nothing. With an
+ * empty ring it reads what the store has, as bus_next. 1 ended, 0 not yet, or a negative AH_E_*. */
+int bus_sub_ended(struct bus_sub *s);
 int64_t bus_cursor(const struct bus_sub *s);
 /* Stops wakes and frees the subscriber. After it returns, wake is never called again. */
 void bus_unsubscribe(struct bus_sub *s); /* NULL-safe */

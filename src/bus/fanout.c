@@ -250,6 +250,29 @@ int bus_next(struct bus_sub *s, struct bus_event **out, size_t max) {
     return (int)n;
 }
 
+int bus_sub_ended(struct bus_sub *s) {
+    struct channel *ch = s->ch;
+    pthread_mutex_lock(&ch->mu);
+    if (ch->ring_n) {
+        const struct bus_event *last = ch->ring[(ch->ring_first + (int64_t)ch->ring_n - 1) %
+                                               BUS_RING];
+        if (last->seq > s->cursor)
+            s->cursor = last->seq;
+        int ended = last->terminal;
+        pthread_mutex_unlock(&ch->mu);
+        return ended;
+    }
+    pthread_mutex_unlock(&ch->mu);
+    struct bus_event *evs[32];
+    int n, ended = 0;
+    while ((n = bus_next(s, evs, 32)) > 0)
+        for (int i = 0; i < n; i++) {
+            ended |= evs[i]->terminal;
+            bus_event_unref(evs[i]);
+        }
+    return n < 0 ? n : ended;
+}
+
 void bus_unsubscribe(struct bus_sub *s) {
     if (!s)
         return;
