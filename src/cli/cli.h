@@ -179,6 +179,9 @@ int client_read_prompt(const struct client_opts *o, const char *path, char **ret
 
 /* The words joined by single spaces (caller frees); NULL when out of memory. */
 char *client_join(int n, char *const *words);
+/* Splits a comma list in place ("a,,b" is a and b) into items, at most max of them. Returns
+ * the count, or max + 1 when there are more. */
+size_t client_split_list(char *text, const char **items, size_t max);
 
 /* ---- rendering (human output) ---- */
 

@@ -213,6 +213,22 @@ int client_read_prompt(const struct client_opts *o, const char *path, char **ret
     return 0;
 }
 
+size_t client_split_list(char *text, const char **items, size_t max) {
+    size_t n = 0;
+    for (char *p = text; *p;) {
+        size_t len = strcspn(p, ",");
+        char *next = p + len + (p[len] == ',');
+        p[len] = '\0';
+        if (len) {
+            if (n == max)
+                return max + 1;
+            items[n++] = p;
+        }
+        p = next;
+    }
+    return n;
+}
+
 char *client_join(int n, char *const *words) {
     size_t len = 1;
     for (int i = 0; i < n; i++)

@@ -404,20 +404,10 @@ static int split_types(const struct client_opts *o, const char *types, char **re
         fprintf(stderr, "ah %s: out of memory\n", o->command);
         return EXIT_GENERAL;
     }
-    size_t n = 0;
-    for (char *p = text; *p;) {
-        size_t len = strcspn(p, ",");
-        char *next = p + len + (p[len] == ',');
-        p[len] = '\0';
-        if (len) {
-            if (n == MAX_TYPES) {
-                free(text);
-                free(list);
-                return client_usage_error(o, "--type lists more than %d types", MAX_TYPES);
-            }
-            list[n++] = p;
-        }
-        p = next;
+    if (client_split_list(text, list, MAX_TYPES) > MAX_TYPES) {
+        free(text);
+        free(list);
+        return client_usage_error(o, "--type lists more than %d types", MAX_TYPES);
     }
     *ret_text = text;
     *ret = list;

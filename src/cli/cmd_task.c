@@ -152,18 +152,10 @@ static int split_snapshot_prefs(const struct client_opts *o, struct task_opts *t
         fprintf(stderr, "ah %s: out of memory\n", o->command);
         return EXIT_GENERAL;
     }
-    char *p = t->snapshot_text;
-    while (*p) {
-        size_t len = strcspn(p, ",");
-        char *next = p + len + (p[len] == ',');
-        p[len] = '\0';
-        if (len) {
-            if (t->n_snapshot_prefs == MAX_SNAPSHOT_PREFS)
-                return client_usage_error(o, "--snapshot-preference has too many items");
-            t->snapshot_prefs[t->n_snapshot_prefs++] = p;
-        }
-        p = next;
-    }
+    t->n_snapshot_prefs = client_split_list(t->snapshot_text, t->snapshot_prefs,
+                                            MAX_SNAPSHOT_PREFS);
+    if (t->n_snapshot_prefs > MAX_SNAPSHOT_PREFS)
+        return client_usage_error(o, "--snapshot-preference has too many items");
     if (!t->n_snapshot_prefs)
         return client_usage_error(o, "--snapshot-preference needs at least one provider");
     return 0;
