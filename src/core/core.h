@@ -168,7 +168,8 @@ int page_parse(const char *page, const char *per_page, int64_t default_per_page,
 static inline int64_t page_offset(const struct page *pg) {
     return (pg->page - 1) * pg->per_page;
 }
-/* {items, page, perPage, total, nextPage}; steals items. NULL on OOM. */
+/* {items, page, perPage, total, nextPage, pagination: {page, perPage, total, totalPages}}
+ * (D6); steals items. NULL on OOM. */
 json_t *page_envelope(json_t *items, const struct page *pg, int64_t total);
 /* Parses a non-negative decimal integer within [min, max]; AH_E_INVAL otherwise. */
 int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);

@@ -45,7 +45,13 @@ json_t *page_envelope(json_t *items, const struct page *pg, int64_t total) {
     if (!items)
         return NULL;
     bool more = page_offset(pg) + pg->per_page < total;
-    return json_pack("{s:o, s:I, s:I, s:I, s:o}", "items", items, "page", (json_int_t)pg->page,
-                     "perPage", (json_int_t)pg->per_page, "total", (json_int_t)total, "nextPage",
-                     more ? json_integer(pg->page + 1) : json_null());
+    int64_t pages = total > 0 ? (total + pg->per_page - 1) / pg->per_page : 0;
+    /* D6: the same numbers again under `pagination`, with totalPages, for the Agent Harbor
+     * WebUI, which reads them while rendering a list. */
+    return json_pack("{s:o, s:I, s:I, s:I, s:o, s:{s:I, s:I, s:I, s:I}}", "items", items, "page",
+                     (json_int_t)pg->page, "perPage", (json_int_t)pg->per_page, "total",
+                     (json_int_t)total, "nextPage",
+                     more ? json_integer(pg->page + 1) : json_null(), "pagination", "page",
+                     (json_int_t)pg->page, "perPage", (json_int_t)pg->per_page, "total",
+                     (json_int_t)total, "totalPages", (json_int_t)pages);
 }

@@ -64,6 +64,11 @@ static void test_envelope(void **state) {
     assert_int_equal(json_integer_value(json_object_get(e, "perPage")), 20);
     assert_int_equal(json_integer_value(json_object_get(e, "page")), 1);
     assert_true(json_is_array(json_object_get(e, "items")));
+    json_t *pag = json_object_get(e, "pagination"); /* D6: the WebUI reads totalPages */
+    assert_int_equal(json_integer_value(json_object_get(pag, "page")), 1);
+    assert_int_equal(json_integer_value(json_object_get(pag, "perPage")), 20);
+    assert_int_equal(json_integer_value(json_object_get(pag, "total")), 45);
+    assert_int_equal(json_integer_value(json_object_get(pag, "totalPages")), 3);
     json_decref(e);
     pg.page = 3; /* 41..45: the last page */
     e = page_envelope(json_array(), &pg, 45);
@@ -76,9 +81,13 @@ static void test_envelope(void **state) {
     pg.page = 2; /* exactly full: 21..40 of 40 */
     e = page_envelope(json_array(), &pg, 40);
     assert_true(json_is_null(json_object_get(e, "nextPage")));
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(e, "pagination"), "totalPages")), 2);
     json_decref(e);
     e = page_envelope(json_array(), &pg, 0);
     assert_true(json_is_null(json_object_get(e, "nextPage")));
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(e, "pagination"), "totalPages")), 0);
     json_decref(e);
     assert_null(page_envelope(NULL, &pg, 0));
 }
