@@ -1,6 +1,7 @@
 """Helpers for tests that run real sessions: task bodies, waiting for states, and looking at the
 session's processes through /proc."""
 
+import datetime
 import json
 import os
 import time
@@ -113,6 +114,12 @@ def wait_for(predicate, timeout=20, what="condition"):
             return value
         time.sleep(0.05)
     raise AssertionError("timed out waiting for " + what)
+
+
+def iso_ms(ts):
+    """Milliseconds since the epoch of an RFC 3339 UTC time with milliseconds (D3)."""
+    return int(datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
+               .replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
 
 
 def burner_config(tmp):
