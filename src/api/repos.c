@@ -49,8 +49,11 @@ static json_t *repo_json(struct api_ctx *ctx, const struct repo_row *r) {
     snprintf(name, sizeof(name), "%.*s", (int)len, base);
     AH_AUTOFREE char *def = NULL;
     exec_repo_default_branch(ctx->exec, r->url, &def);
+    AH_AUTOFREE char *shown = text_redact_userinfo(r->url); /* D29: git keeps the userinfo */
+    if (!shown)
+        return NULL;
     return json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s}", "id", id, "displayName",
-                     name[0] ? name : r->url, "scmProvider", "git", "remoteUrl", r->url,
+                     name[0] ? name : shown, "scmProvider", "git", "remoteUrl", shown,
                      "defaultBranch", def, "lastUsedAt", ts);
 }
 
@@ -89,10 +92,19 @@ static void get_branches(struct http_request *req, struct http_response *res) {
     if (!url)
         return;
     json_t *branches = NULL;
-    int rc = exec_repo_branches(ctx->exec, url, &branches);
+    int rc = exec_repo_branches(ctx->exec, url, &branches); /* never waits on the network */
     if (rc < 0) {
-        http_error(req, res, AH_E_UNAVAIL, "cannot read the branches of %s right now", url);
-        http_header_add(req, res, "Retry-After", "5");
+        AH_AUTOFREE char *shown = text_redact_userinfo(url); /* D29 */
+        if (rc == AH_E_BUSY)
+            http_error(req, res, AH_E_UNAVAIL,
+                       "the branches of %s are being fetched from the remote; retry shortly",
+                       shown ? shown : "the repository");
+        else
+            http_error(req, res, AH_E_UNAVAIL, "cannot read the branches of %s right now: %s",
+                       shown ? shown : "the repository",
+                       rc == AH_E_TIMEOUT ? "the remote did not answer in time"
+                                          : ah_strerror(rc));
+        http_header_add(req, res, "Retry-After", rc == AH_E_BUSY ? "1" : "5");
         return;
     }
     http_json(req, res, 200,

@@ -250,10 +250,11 @@ json_t *api_session_json(struct api_ctx *ctx, struct session_row *row) {
     if (agent && json_object_get(agent_req, "settings"))
         json_object_set(agent, "settings", json_object_get(agent_req, "settings"));
     json_t *s = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:O, s:O, s:o, s:{s:s?, s:s?}, s:s?, s:o, s:o, s:o, s:o, s:o}",
+        "{s:s, s:s, s:s, s:s, s:s, s:o, s:O, s:o, s:{s:s?, s:s?}, s:s?, s:o, s:o, s:o, s:o, s:o}",
         "id", row->id, "taskId", row->task_id, "tenantId", row->tenant_id, "status",
         session_status_name(row->status), "prompt", prompt ? prompt : "", "repo",
-        json_object_get(req, "repo"), "runtime", json_object_get(req, "runtime"), "agent", agent,
+        json_redact_userinfo(json_object_get(req, "repo")) /* D29 */, "runtime",
+        json_object_get(req, "runtime"), "agent", agent,
         "workspace", "snapshotProvider", row->workspace_provider, "mountPath",
         row->workspace_path, "error", row->error, "exitCode",
         row->has_exit_code ? json_integer(row->exit_code) : json_null(), "createdAt",

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../api/api.h"
@@ -63,6 +64,8 @@ static int start_services(const char *command, const struct config *cfg,
         .config_path = cfg->config_path,
         .max_concurrent = cfg->max_concurrent_tasks,
         .stop_grace_ms = cfg->stop_grace_ms,
+        .clone_timeout_ms = cfg->clone_timeout_ms,
+        .refs_timeout_ms = cfg->refs_timeout_ms,
         .snapshot_preference = (const char *const *)cfg->snapshot_preference,
         .workspace_template = cfg->workspace_template,
         .agents = cfg->agents,
@@ -78,6 +81,9 @@ static int start_services(const char *command, const struct config *cfg,
 }
 
 static int run_daemon(const char *command, const struct config *cfg) {
+    /* D28: everything the daemon and its sessions create (database, WAL/SHM, recordings,
+     * prompts, workspaces) is readable by its owner only; children inherit the mask. */
+    umask(077);
     log_setup(2, cfg->log_level);
     raise_fd_limit();
     /* Block the stop signals in every thread (threads inherit the mask) and take them with

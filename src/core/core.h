@@ -293,6 +293,25 @@ struct embedded_file {
     size_t size;
 };
 
+/* ---- secrets in URLs (D29) ------------------------------------------------------------------ */
+
+/* True when text holds a URL with userinfo (`scheme://user:token@host…`) not yet redacted. */
+bool text_has_userinfo(const char *text);
+/* A copy of text with every URL's userinfo shown as "***" (the scheme, then ***@host/...); caller
+ * frees. NULL for NULL text or on OOM. */
+char *text_redact_userinfo(const char *text);
+/* True when a string anywhere in v (NULL: false) holds userinfo. */
+bool json_has_userinfo(const json_t *v);
+/* v itself (a new reference) when no string in it holds userinfo, else a deep copy with every
+ * such string redacted. NULL for NULL or on OOM. */
+json_t *json_redact_userinfo(json_t *v);
+
+/* ---- test hooks ------------------------------------------------------------------------------ */
+
+/* Kills the process with SIGKILL when AH_TEST_HOOKS=1 and AH_TEST_CRASH_AT names `point`; a
+ * no-op otherwise. Only the kill -9 tests set them. */
+void test_crash_point(const char *point);
+
 /* ---- logging: one JSON object per line ------------------------------------------------------- */
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };

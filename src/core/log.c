@@ -52,6 +52,11 @@ void log_json(enum log_level l, const char *msg, const json_t *fields) {
         json_object_update_missing(line, (json_t *)fields);
     char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(line);
+    if (text && text_has_userinfo(text)) { /* D29: no log line shows a URL's credentials */
+        char *shown = text_redact_userinfo(text);
+        free(text);
+        text = shown;
+    }
     if (!text)
         return;
     size_t n = strlen(text);

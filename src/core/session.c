@@ -12,6 +12,7 @@
  *          └──────────────────────────────────▶ [running]                           │ │ │
  *                                                                                    │ │ │
  *   running|paused ── stop (SIGTERM, grace, SIGKILL) ──▶ [stopping] ── exit ──▶ [stopped]
+ *   queued|provisioning ── stop (exec_control: provisioning abandoned) ──▶ [stopped]
  *   running ── agent exits 0 ──▶ [completed]
  *   provisioning|running ── error or non-zero exit ──▶ [failed]
  *   pausing|paused|resuming|stopping ── process lost on restart (D15) ──▶ [failed]
@@ -44,6 +45,8 @@ static const bool legal[SESSION_STATUS_COUNT][SESSION_STATUS_COUNT] = {
     T(SESSION_RUNNING, SESSION_STOPPING),
     T(SESSION_PAUSED, SESSION_STOPPING),
     T(SESSION_STOPPING, SESSION_STOPPED),
+    T(SESSION_QUEUED, SESSION_STOPPED),       /* nothing runs yet: stop ends it at once (D13) */
+    T(SESSION_PROVISIONING, SESSION_STOPPED), /* provisioning abandoned, workspace removed */
     T(SESSION_RUNNING, SESSION_COMPLETED),
     T(SESSION_PROVISIONING, SESSION_FAILED),
     T(SESSION_RUNNING, SESSION_FAILED),

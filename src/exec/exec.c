@@ -123,7 +123,7 @@ int exec_new(const struct exec_config *cfg, struct store *st, struct bus *bus,
         return problem_set(reterr, AH_E_NOMEM, "out of memory");
     ex->store = st;
     ex->bus = bus;
-    ex->listen_fd = ex->epfd = ex->evfd = ex->timerfd = -1;
+    ex->listen_fd = ex->epfd = ex->evfd = ex->timerfd = ex->refs_abort = -1;
     pthread_mutex_init(&ex->mu, NULL);
     ex->cfg = *cfg;
     ex->cfg.data_dir = own(ex, cfg->data_dir);
@@ -135,6 +135,10 @@ int exec_new(const struct exec_config *cfg, struct store *st, struct bus *bus,
         ex->cfg.max_concurrent = 1;
     if (ex->cfg.stop_grace_ms <= 0)
         ex->cfg.stop_grace_ms = 10000;
+    if (ex->cfg.clone_timeout_ms <= 0)
+        ex->cfg.clone_timeout_ms = 120000;
+    if (ex->cfg.refs_timeout_ms <= 0)
+        ex->cfg.refs_timeout_ms = 10000;
     struct ah_buf names = {0};
     for (const char *const *a = builtin_agents; *a; a++)
         ah_buf_printf(&names, "%s%s", names.n ? ", " : "", *a);
@@ -150,6 +154,9 @@ int exec_new(const struct exec_config *cfg, struct store *st, struct bus *bus,
     if (rc < 0)
         problem_set(reterr, rc, "data directory %s: cannot create it (%s)", ex->cfg.data_dir,
                     ah_strerror(rc));
+    struct stat dst;
+    if (rc == 0 && stat(ex->cfg.data_dir, &dst) == 0 && (dst.st_mode & 077))
+        chmod(ex->cfg.data_dir, 0700); /* D28: prompts, recordings and workspaces live here */
     if (rc == 0)
         rc = bind_socket(ex, reterr);
     if (rc < 0) {
@@ -164,6 +171,8 @@ int exec_start(struct executor *ex, struct ah_problem *reterr) {
     int rc = provision_start(ex);
     if (rc < 0)
         return problem_set(reterr, rc, "cannot start the provisioning workers");
+    if ((rc = refs_start(ex)) < 0)
+        return problem_set(reterr, rc, "cannot start the branch listing workers");
     return supervisor_start(ex, reterr);
 }
 
@@ -177,6 +186,7 @@ void exec_stop(struct executor *ex) {
     supervisor_stop(ex); /* first: it is the one that queues provisioning jobs */
     if (workers)
         provision_stop(ex);
+    refs_stop(ex);
     if (ex->listen_fd >= 0) {
         close(ex->listen_fd);
         unlink(ex->sock_path);
@@ -225,10 +235,6 @@ char *exec_recording_path(struct executor *ex, const char *id) {
     return strdup(path);
 }
 
-int exec_repo_branches(struct executor *ex, const char *url, json_t **ret) {
-    return workspace_repo_branches(ex->cfg.data_dir, url, ret);
-}
-
 int exec_repo_files(struct executor *ex, const char *url, size_t max, json_t **ret) {
     return workspace_repo_files(ex->cfg.data_dir, url, max, ret);
 }
@@ -272,6 +278,20 @@ static pid_t target_group(struct executor *ex, const char *tenant, const char *i
         pg = l->recorder_pid;
     pthread_mutex_unlock(&ex->mu);
     return pg;
+}
+
+void exec_abandon_locked(struct executor *ex, struct live *l) {
+    (void)ex;
+    l->cancelled = true;
+    l->kill_at = 0;
+    uint64_t one = 1;
+    if (l->abort_fd >= 0 && write(l->abort_fd, &one, sizeof(one)) < 0) {
+        /* the counter is saturated: the worker is being told already */
+    }
+    if (l->agent_pgid > 1)
+        kill(-l->agent_pgid, SIGKILL);
+    if (l->recorder_pid > 1)
+        kill(-l->recorder_pid, SIGKILL);
 }
 
 static int control(struct executor *ex, const char *tenant, const char *id, enum exec_action a,
@@ -324,6 +344,25 @@ static int control(struct executor *ex, const char *tenant, const char *id, enum
         return 0;
     }
     case EXEC_STOP: {
+        if (before == SESSION_QUEUED || before == SESSION_PROVISIONING) {
+            /* D13: nothing runs yet, so the stop ends it at once; a provisioning in progress
+             * is abandoned and its workspace removed (on_provisioned), its slot freed */
+            rc = exec_transition(ex, tenant, id, SESSION_STOPPED, NULL, NULL, &before);
+            if (rc == 0) {
+                pthread_mutex_lock(&ex->mu);
+                struct live *l = live_find(ex, tenant, id);
+                if (l)
+                    exec_abandon_locked(ex, l);
+                pthread_mutex_unlock(&ex->mu);
+                if (!l) /* queued, or admitted a moment ago: the worker sees it ended */
+                    exec_remove_files(ex, id);
+                *ret_status = SESSION_STOPPED;
+                return 0;
+            }
+            if (rc != AH_E_CONFLICT)
+                return rc;
+            /* it moved on meanwhile: stop it as what it is now */
+        }
         if (before != SESSION_RUNNING && before != SESSION_PAUSED)
             return conflict(reterr, "stop", before);
         if ((rc = exec_transition(ex, tenant, id, SESSION_STOPPING, NULL, NULL, &before)) < 0)
@@ -349,18 +388,9 @@ static int control(struct executor *ex, const char *tenant, const char *id, enum
             return rc == AH_E_CONFLICT ? conflict(reterr, "cancel", before) : rc;
         pthread_mutex_lock(&ex->mu);
         struct live *l = live_find(ex, tenant, id);
-        pid_t agent = 0, recorder = 0;
-        if (l) {
-            l->cancelled = true;
-            l->kill_at = 0;
-            agent = l->agent_pgid;
-            recorder = l->recorder_pid;
-        }
+        if (l)
+            exec_abandon_locked(ex, l);
         pthread_mutex_unlock(&ex->mu);
-        if (agent > 1)
-            kill(-agent, SIGKILL);
-        if (recorder > 1)
-            kill(-recorder, SIGKILL);
         if (!l) /* never launched: nothing will report back, clean up now */
             exec_remove_files(ex, id);
         *ret_status = SESSION_CANCELLED;

@@ -28,6 +28,8 @@ struct exec_config {
     const char *config_path;    /* forwarded as --config to the recorder (may be NULL) */
     int64_t max_concurrent;     /* sessions past queued at once */
     int64_t stop_grace_ms;      /* SIGTERM → SIGKILL (D14, default 10 s) */
+    int64_t clone_timeout_ms;   /* a git clone/fetch while provisioning (default 120 s) */
+    int64_t refs_timeout_ms;    /* a git ls-remote for GET …/branches (default 10 s) */
     const char *const *snapshot_preference; /* default provider order, NULL-terminated */
     const char *workspace_template; /* directory copied for repo.mode=none (may be NULL) */
     const struct agent_config *agents; /* custom agents */
@@ -71,7 +73,10 @@ int exec_prompt(struct executor *ex, const char *tenant, const char *id, const c
 /* Where the session's asciicast recording is (may not exist yet); caller frees. */
 char *exec_recording_path(struct executor *ex, const char *id);
 /* What the repository at url has: its branches [{name, is_default, last_commit}] and tracked
- * files [{path, detail}] (at most max), from the git cache (see workspace.c). */
+ * files [{path, detail}] (at most max), from the git cache (see workspace.c). Never waits on
+ * the network: without a mirror the branches come from the last background ls-remote (refs.c);
+ * AH_E_BUSY while the first one runs (answer 503 and ask to retry), AH_E_TIMEOUT or
+ * AH_E_NETWORK when the remote could not be read a moment ago. */
 int exec_repo_branches(struct executor *ex, const char *url, json_t **ret);
 int exec_repo_files(struct executor *ex, const char *url, size_t max, json_t **ret);
 /* The default branch as our mirror knows it (caller frees); AH_E_NOTFOUND when not fetched. */

@@ -14,6 +14,7 @@
 #include "internal.h"
 
 #define PROVISION_WORKERS 2
+#define REFS_WORKERS 2
 
 struct rconn;
 
@@ -39,11 +40,15 @@ struct live {
     pid_t agent_pgid;           /* from the recorder's hello; 0 until then */
     struct rconn *conn;
     int64_t kill_at;            /* monotonic ms when SIGKILL is due; 0 = none */
+    int64_t adopt_by;           /* recovery: a recorder whose pid we never learned must say
+                                   hello by then (monotonic ms), else the session fails; 0 = none */
     bool exit_seen;             /* the recorder reported the agent's exit */
     bool pause_pending;         /* paused before the agent's group was known: stop it on hello */
     json_t *prompts;            /* texts waiting for a connection */
     char token_hash[65];
     char *workspace;            /* path, once provisioned */
+    int abort_fd;               /* the provisioning worker's abort eventfd while it works on
+                                   this session, else -1 (exec_abandon writes it) */
     bool dead;                  /* reaped; freed at the end of the loop iteration */
 };
 
@@ -91,10 +96,20 @@ struct executor {
     bool jobs_cv_ready;
     struct provision_job *jobs_head, *jobs_tail;
     char *agent_names;
+    /* remote branches (refs.c), under mu */
+    struct refs_entry *refs;
+    size_t n_refs;
+    pthread_cond_t refs_cv;
+    pthread_t refs_threads[REFS_WORKERS];
+    int refs_abort; /* eventfd: written once at stop, every running ls-remote gives up */
+    bool refs_ready;
 };
 
 /* Queues a command for the supervisor thread and wakes it (takes ownership of c). */
 void exec_post(struct executor *ex, struct cmd *c);
+/* A stop or DELETE before the agent runs: under ex->mu, marks the live session (if any)
+ * cancelled, interrupts its provisioning and kills a recorder already started. */
+void exec_abandon_locked(struct executor *ex, struct live *l);
 struct cmd *cmd_new(enum cmd_kind kind, const char *tenant, const char *id);
 void cmd_free(struct cmd *c);
 struct live *live_find(struct executor *ex, const char *tenant, const char *id); /* under mu */
@@ -106,6 +121,10 @@ void supervisor_stop(struct executor *ex);
 int exec_transition(struct executor *ex, const char *tenant, const char *id,
                     enum session_status to, const char *error, const int *exit_code,
                     enum session_status *ret_before);
+
+/* refs.c */
+int refs_start(struct executor *ex);
+void refs_stop(struct executor *ex);
 
 /* provision.c */
 int provision_start(struct executor *ex);

@@ -33,20 +33,27 @@ int write_pending(int fd, struct ah_buf *buf);
 
 /* ---- workspaces ------------------------------------------------------------------------------ */
 
+struct run_limits; /* below, with run_command_ex */
+
 struct workspace_request {
     const char *data_dir;
     const char *session_id;
     const json_t *request;   /* the task's canonical create request */
     const char *const *default_preference; /* when the task has none */
     const char *template_dir; /* repo.mode=none: copied when set */
+    int64_t clone_timeout_ms; /* each git/cp step is abandoned past it (0 = none) */
+    int abort_fd;             /* -1, or readable when the session no longer wants it (stop) */
 };
 /* Makes <data_dir>/workspaces/<session_id> with the first provider that works; writes the
  * provider's name and the path (caller frees both). Errors name every provider tried. */
 int workspace_provision(const struct workspace_request *wr, char **ret_provider, char **ret_path,
                         struct ah_problem *reterr);
-/* A repository's branches [{name, is_default, last_commit}] from our mirror, or (never
- * provisioned) from a ls-remote bounded to 10 s. AH_E_NETWORK when git cannot reach it. */
-int workspace_repo_branches(const char *data_dir, const char *url, json_t **ret);
+/* A repository's branches [{name, is_default, last_commit}]: with remote NULL from our mirror
+ * (local and quick; AH_E_NOTFOUND without one), else from a `git ls-remote` within those
+ * limits (it waits on the network: never on an HTTP thread). AH_E_NETWORK when git cannot
+ * reach it, AH_E_TIMEOUT / AH_E_CANCELED when the limits cut it short. */
+int workspace_repo_branches(const char *data_dir, const char *url, const struct run_limits *remote,
+                            json_t **ret);
 /* The default branch of our mirror of url (caller frees); AH_E_NOTFOUND without a mirror. */
 int workspace_repo_default(const char *data_dir, const char *url, char **ret);
 /* Up to max tracked files [{path, detail}] of the mirror's HEAD; AH_E_NOTFOUND without one. */
@@ -59,6 +66,16 @@ int workspace_remove(const char *path);
 /* Runs argv (PATH lookup) in cwd with stdin /dev/null and output captured (at most 64 KiB kept),
  * waits, and returns the exit status (0 ok, >0 exit code, 128+n signal) or AH_E_*. */
 int run_command(const char *const *argv, const char *cwd, char **ret_output);
+/* Bounds for run_command_ex. The command runs in its own process group, so giving up kills its
+ * helpers too (git's remote helper holds the network connection). */
+struct run_limits {
+    int64_t timeout_ms; /* 0 = none; past it the group is killed and AH_E_TIMEOUT returned */
+    int abort_fd;       /* -1, or a descriptor that turns readable to give up (AH_E_CANCELED) */
+};
+/* run_command within limits (NULL = none). On AH_E_TIMEOUT and AH_E_CANCELED *ret_output still
+ * gets what the command printed. */
+int run_command_ex(const char *const *argv, const char *cwd, const struct run_limits *lim,
+                   char **ret_output);
 int pidfd_open_pid(pid_t pid);
 /* Start time of a process in clock ticks since boot (/proc/pid/stat field 22); 0 if gone. */
 int64_t process_start_time(pid_t pid);

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdint.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
@@ -118,6 +120,11 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
 }
 
 int run_command(const char *const *argv, const char *cwd, char **ret_output) {
+    return run_command_ex(argv, cwd, NULL, ret_output);
+}
+
+int run_command_ex(const char *const *argv, const char *cwd, const struct run_limits *lim,
+                   char **ret_output) {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0)
         return ah_err_from_errno(errno);
@@ -128,17 +135,57 @@ int run_command(const char *const *argv, const char *cwd, char **ret_output) {
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
     if (cwd)
         posix_spawn_file_actions_addchdir_np(&fa, cwd);
+    /* Its own process group (a timeout kills git and its remote helper together), an empty
+     * signal mask and default SIGPIPE: the server blocks SIGTERM and ignores SIGPIPE, and a
+     * child would inherit both. */
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGINT);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                        POSIX_SPAWN_SETSIGDEF);
     pid_t pid;
-    int err = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    int err = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
     close(pipefd[1]);
     if (err) {
         close(pipefd[0]);
         return err == ENOENT ? AH_E_NOTFOUND : ah_err_from_errno(err);
     }
+    int64_t deadline = lim && lim->timeout_ms > 0 ? time_mono_ms() + lim->timeout_ms : 0;
+    int abort_fd = lim ? lim->abort_fd : -1;
+    int gave_up = 0; /* AH_E_TIMEOUT or AH_E_CANCELED once the group was killed */
     struct ah_buf out = {.max = 64 * 1024};
     char chunk[4096];
     for (;;) {
+        struct pollfd pfd[2] = {{.fd = pipefd[0], .events = POLLIN},
+                                {.fd = gave_up ? -1 : abort_fd, .events = POLLIN}};
+        int wait = -1;
+        if (deadline) {
+            int64_t left = deadline - time_mono_ms();
+            wait = left > 0 ? (int)(left < INT32_MAX ? left : INT32_MAX) : 0;
+        }
+        int r = poll(pfd, 2, wait);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 || (r == 0 && gave_up)) /* something left the group and holds the pipe */
+            break;
+        if (!gave_up && (r == 0 || (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)))) {
+            gave_up = r == 0 ? AH_E_TIMEOUT : AH_E_CANCELED;
+            kill(-pid, SIGKILL); /* the pipe ends once every process of the group is gone */
+            deadline = time_mono_ms() + 2000;
+            continue;
+        }
+        if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
         ssize_t n = read(pipefd[0], chunk, sizeof(chunk));
         if (n < 0 && errno == EINTR)
             continue;
@@ -156,6 +203,8 @@ int run_command(const char *const *argv, const char *cwd, char **ret_output) {
         *ret_output = ah_buf_steal(&out);
     else
         ah_buf_clear(&out);
+    if (gave_up)
+        return gave_up;
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);

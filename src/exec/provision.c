@@ -6,6 +6,8 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "executor.h"
 
@@ -40,14 +42,45 @@ static int write_inputs(struct executor *ex, const struct provision_job *j,
     return 0;
 }
 
+/* Ties the worker's abort eventfd to the session it works on (fd >= 0), or unties it (-1), so
+ * exec_abandon_locked can interrupt exactly this job. Drains the counter when tying: a write
+ * meant for the previous job must not abort this one. */
+static bool tie(struct executor *ex, const struct provision_job *j, int fd) {
+    pthread_mutex_lock(&ex->mu);
+    struct live *l = live_find(ex, j->tenant, j->id);
+    bool wanted = l && !l->cancelled;
+    if (fd >= 0) {
+        uint64_t v;
+        while (read(fd, &v, sizeof(v)) > 0)
+            ;
+    }
+    if (l)
+        l->abort_fd = fd;
+    pthread_mutex_unlock(&ex->mu);
+    return wanted;
+}
+
+/* The session is still worth provisioning: not stopped or deleted while it waited. */
+static bool still_wanted(struct executor *ex, const struct provision_job *j) {
+    struct session_row *row = NULL;
+    if (store_session_get(ex->store, j->tenant, j->id, &row) < 0)
+        return false;
+    bool ok = row->status == SESSION_PROVISIONING;
+    session_row_free(row);
+    return ok;
+}
+
 static void *worker_main(void *arg) {
     struct executor *ex = arg;
+    int abort_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); /* -1: jobs just cannot be cut short */
     for (;;) {
         pthread_mutex_lock(&ex->mu);
         while (!ex->jobs_head && !ex->stopping)
             pthread_cond_wait(&ex->jobs_cv, &ex->mu);
         if (ex->stopping) {
             pthread_mutex_unlock(&ex->mu);
+            if (abort_fd >= 0)
+                close(abort_fd);
             return NULL;
         }
         struct provision_job *j = ex->jobs_head;
@@ -64,10 +97,17 @@ static void *worker_main(void *arg) {
             .request = j->request,
             .default_preference = ex->cfg.snapshot_preference,
             .template_dir = ex->cfg.workspace_template,
+            .clone_timeout_ms = ex->cfg.clone_timeout_ms,
+            .abort_fd = abort_fd,
         };
-        int rc = write_inputs(ex, j, &p);
+        int rc = 0;
+        if (!tie(ex, j, abort_fd) || !still_wanted(ex, j))
+            rc = problem_set(&p, AH_E_CANCELED, "provisioning abandoned: the session ended");
+        if (rc == 0)
+            rc = write_inputs(ex, j, &p);
         if (rc == 0)
             rc = workspace_provision(&wr, &provider, &path, &p);
+        tie(ex, j, -1);
         struct cmd *c = cmd_new(CMD_PROVISIONED, j->tenant, j->id);
         if (c) {
             c->result = rc;

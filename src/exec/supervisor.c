@@ -38,6 +38,9 @@
 #include "executor.h"
 
 #define CONN_OUT_MAX (16u * 1024 * 1024)
+/* How long recovery waits for the hello of a recorder whose pid it never learned (its
+ * reconnect back-off is at most 2 s). */
+#define ADOPT_WAIT_MS 10000
 
 struct rconn {
     struct handle h;
@@ -155,6 +158,7 @@ static struct live *live_add(struct executor *ex, const char *tenant, const char
     snprintf(l->id, sizeof(l->id), "%s", id);
     l->status = status;
     l->pidfd = -1;
+    l->abort_fd = -1;
     l->pid_handle = (struct handle){H_PIDFD, l};
     pthread_mutex_lock(&ex->mu);
     l->next = ex->lives;
@@ -400,26 +404,33 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
 static void on_provisioned(struct executor *ex, struct cmd *c) {
     pthread_mutex_lock(&ex->mu);
     struct live *l = live_find(ex, c->tenant, c->id);
-    bool cancelled = l && l->cancelled;
+    bool cancelled = l && (l->cancelled || c->result == AH_E_CANCELED);
     if (l && c->path)
         l->workspace = AH_TAKE(c->path);
     pthread_mutex_unlock(&ex->mu);
-    if (!l)
+    if (!l) {
+        if (c->path) /* no one wants this workspace any more */
+            exec_remove_files(ex, c->id);
         return;
-    if (c->result < 0 || cancelled) {
+    }
+    struct session_row *row = NULL;
+    if (!cancelled && c->result == 0 && store_session_get(ex->store, c->tenant, c->id, &row) == 0 &&
+        row->status != SESSION_PROVISIONING) { /* stopped or deleted while it was provisioned */
+        cancelled = true;
+        session_row_free(row);
+        row = NULL;
+    }
+    if (c->result < 0 || cancelled || !row) {
         if (cancelled) {
             exec_remove_files(ex, c->id);
-        } else {
+        } else if (c->result < 0) {
             char why[600];
             snprintf(why, sizeof(why), "provisioning failed: %s", c->text ? c->text : "error");
             fail_session(ex, c->tenant, c->id, why);
         }
+        session_row_free(row);
         live_retire(ex, l);
-        return;
-    }
-    struct session_row *row = NULL;
-    if (store_session_get(ex->store, c->tenant, c->id, &row) < 0) {
-        live_retire(ex, l);
+        schedule(ex); /* the slot is free: the next queued session may start */
         return;
     }
     unsigned char rnd[24];
@@ -448,9 +459,11 @@ static void on_provisioned(struct executor *ex, struct cmd *c) {
         live_retire(ex, l);
         return;
     }
+    test_crash_point("recorder-spawned"); /* pid not stored yet: recovery must still adopt it */
     int pidfd = pidfd_open_pid(pid);
     rt = (struct session_runtime){.recorder_pid = pid, .recorder_start = process_start_time(pid)};
     store_session_set_runtime(ex->store, c->tenant, c->id, &rt);
+    test_crash_point("recorder-recorded"); /* still provisioning: recovery must adopt it */
     pthread_mutex_lock(&ex->mu);
     l->recorder_pid = pid;
     l->pidfd = pidfd;
@@ -460,7 +473,10 @@ static void on_provisioned(struct executor *ex, struct cmd *c) {
     if (pidfd >= 0)
         epoll_set(ex, pidfd, &l->pid_handle, EPOLLIN, EPOLL_CTL_ADD);
     if (exec_transition(ex, c->tenant, c->id, SESSION_RUNNING, NULL, NULL, NULL) < 0) {
-        /* cancelled while we were starting it */
+        /* stopped or cancelled while we were starting it: its recorder's exit cleans up */
+        pthread_mutex_lock(&ex->mu);
+        l->cancelled = true;
+        pthread_mutex_unlock(&ex->mu);
         kill(-pid, SIGKILL);
     }
 }
@@ -476,6 +492,41 @@ static void on_event_done(void *arg, const struct store_op *op) {
         return; /* no ack: the recorder resends after its next reconnect */
     c->rseq = op->rseq;
     exec_post(ex, c);
+}
+
+/* A recorder re-attached after a crash that left its session provisioning (D15, issue 10 item
+ * 22): it may have been started a moment before the crash, even before we stored its pid. Its
+ * pid comes from the socket's peer credentials, and the session moves to running, so what its
+ * agent already did is stored as events. 0, or an error after which the connection is gone. */
+static int adopt(struct executor *ex, struct rconn *c, struct live *l) {
+    if (l->pidfd < 0) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        int pidfd = getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 1
+                        ? pidfd_open_pid(cred.pid)
+                        : -1;
+        if (pidfd < 0) {
+            conn_kill(ex, c);
+            return AH_E_IO;
+        }
+        struct session_runtime rt = {.recorder_pid = cred.pid,
+                                     .recorder_start = process_start_time(cred.pid)};
+        store_session_set_runtime(ex->store, l->tenant, l->id, &rt);
+        pthread_mutex_lock(&ex->mu);
+        l->recorder_pid = cred.pid;
+        l->pidfd = pidfd;
+        l->adopt_by = 0;
+        pthread_mutex_unlock(&ex->mu);
+        epoll_set(ex, pidfd, &l->pid_handle, EPOLLIN, EPOLL_CTL_ADD);
+    }
+    if (l->status == SESSION_PROVISIONING) {
+        log_msg(LOG_INFO, "session %s: adopting its recorder, started before the restart", l->id);
+        if (exec_transition(ex, l->tenant, l->id, SESSION_RUNNING, NULL, NULL, NULL) < 0) {
+            conn_kill(ex, c); /* it ended meanwhile (stopped, deleted) */
+            return AH_E_CONFLICT;
+        }
+    }
+    return 0;
 }
 
 static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
@@ -515,6 +566,8 @@ static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
     if (old)
         conn_kill(ex, old);
     c->live = l;
+    if (adopt(ex, c, l) < 0)
+        return;
     if (pause) {
         kill(-l->agent_pgid, SIGSTOP);
         exec_transition(ex, l->tenant, l->id, SESSION_PAUSED, NULL, NULL, NULL);
@@ -696,9 +749,12 @@ static void on_pidfd(struct executor *ex, struct live *l) {
 static void rearm_timer(struct executor *ex) {
     int64_t next = 0;
     pthread_mutex_lock(&ex->mu);
-    for (struct live *l = ex->lives; l; l = l->next)
+    for (struct live *l = ex->lives; l; l = l->next) {
         if (!l->dead && l->kill_at && (!next || l->kill_at < next))
             next = l->kill_at;
+        if (!l->dead && l->adopt_by && (!next || l->adopt_by < next))
+            next = l->adopt_by;
+    }
     pthread_mutex_unlock(&ex->mu);
     struct itimerspec its = {0};
     if (next) {
@@ -730,6 +786,22 @@ static void on_timer(struct executor *ex) {
         log_msg(LOG_INFO, "session %s did not stop within the grace period; killed", l->id);
     }
     pthread_mutex_unlock(&ex->mu);
+    /* recovery: recorders that never said hello are gone (D15) */
+    for (;;) {
+        struct live *late = NULL;
+        pthread_mutex_lock(&ex->mu);
+        for (struct live *l = ex->lives; l && !late; l = l->next)
+            if (!l->dead && l->adopt_by && l->adopt_by <= now && l->pidfd < 0)
+                late = l;
+        if (late)
+            late->adopt_by = 0;
+        pthread_mutex_unlock(&ex->mu);
+        if (!late)
+            break;
+        fail_session(ex, late->tenant, late->id, "server restarted");
+        live_retire(ex, late);
+        schedule(ex);
+    }
 }
 
 /* ---- commands -------------------------------------------------------------------------------- */
@@ -861,11 +933,16 @@ static void recover(struct executor *ex) {
         struct session_row *r = rows[i];
         if (r->status == SESSION_QUEUED)
             continue;
+        /* Whatever state the crash left, a live recorder means an agent that may have done
+         * things: adopt it (its hello moves a provisioning session to running). A recorder
+         * started just before the crash may not have its pid stored yet (the token hash is
+         * stored before the spawn): wait a little for its hello. */
         bool alive = r->recorder_pid > 1 && r->recorder_start &&
-                     process_start_time((pid_t)r->recorder_pid) == r->recorder_start &&
-                     r->status != SESSION_PROVISIONING;
+                     process_start_time((pid_t)r->recorder_pid) == r->recorder_start;
+        bool maybe = r->recorder_pid <= 0 && r->status == SESSION_PROVISIONING &&
+                     r->recorder_token && *r->recorder_token;
         int pidfd = alive ? pidfd_open_pid((pid_t)r->recorder_pid) : -1;
-        if (pidfd < 0) {
+        if (pidfd < 0 && !maybe) {
             fail_session(ex, r->tenant_id, r->id, "server restarted");
             failed++;
             continue;
@@ -875,15 +952,18 @@ static void recover(struct executor *ex) {
             close(pidfd);
             continue;
         }
-        l->recorder_pid = (pid_t)r->recorder_pid;
+        l->recorder_pid = pidfd >= 0 ? (pid_t)r->recorder_pid : 0;
         l->pidfd = pidfd;
         l->our_child = false;
+        if (pidfd < 0)
+            l->adopt_by = time_mono_ms() + ADOPT_WAIT_MS;
         l->workspace = r->workspace_path ? strdup(r->workspace_path) : NULL;
         snprintf(l->token_hash, sizeof(l->token_hash), "%s",
                  r->recorder_token ? r->recorder_token : "");
         if (r->status == SESSION_STOPPING) /* the stop was under way: finish it */
             l->kill_at = time_mono_ms() + ex->cfg.stop_grace_ms;
-        epoll_set(ex, pidfd, &l->pid_handle, EPOLLIN, EPOLL_CTL_ADD);
+        if (pidfd >= 0)
+            epoll_set(ex, pidfd, &l->pid_handle, EPOLLIN, EPOLL_CTL_ADD);
         reattached++;
     }
     session_rows_free(rows, n);

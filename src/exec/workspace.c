@@ -42,7 +42,20 @@ struct ctx {
     bool source_ready;
     char resolved[64];    /* the commit being checked out */
     struct ah_buf errors; /* "provider: reason; …" */
+    struct run_limits limits; /* every helper command: the clone timeout and the abort fd */
 };
+
+/* Why a helper command gave up, in words, or NULL when it ran to its end. */
+static const char *gave_up(const struct ctx *c, int rc, char *buf, size_t n) {
+    if (rc == AH_E_TIMEOUT)
+        snprintf(buf, n, "timed out after %lld ms (clone timeout)",
+                 (long long)c->limits.timeout_ms);
+    else if (rc == AH_E_CANCELED)
+        snprintf(buf, n, "abandoned: the session was stopped");
+    else
+        return NULL;
+    return buf;
+}
 
 static void note(struct ctx *c, const char *provider, const char *why) {
     char line[700];
@@ -88,8 +101,7 @@ static int git(struct ctx *c, const char *cwd, const char *const *args, char **o
     for (size_t i = 0; args[i] && n < 15; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    (void)c;
-    return run_command(argv, cwd, out);
+    return run_command_ex(argv, cwd, &c->limits, out);
 }
 
 /* The mirror of the repository, cloned or refreshed under a per-URL lock. */
@@ -109,9 +121,10 @@ static int ensure_mirror(struct ctx *c, struct ah_problem *reterr) {
     if (stat(c->mirror, &st) == 0) {
         const char *args[] = {"-C", c->mirror, "fetch", "--prune", "--quiet", NULL};
         rc = git(c, NULL, args, &out);
-        if (rc != 0) /* offline: work from what the cache has; the checkout will tell */
-            log_msg(LOG_DEBUG, "git fetch of %s failed: %s", c->url, out ? out : "");
-        rc = 0;
+        if (rc == AH_E_CANCELED)
+            rc = problem_set(reterr, rc, "provisioning abandoned: the session was stopped");
+        else
+            rc = 0; /* offline or too slow: work from what the cache has; the checkout will tell */
     } else {
         char tmp[4200];
         snprintf(tmp, sizeof(tmp), "%s.tmp", c->mirror);
@@ -122,8 +135,14 @@ static int ensure_mirror(struct ctx *c, struct ah_problem *reterr) {
             rc = AH_E_IO;
         if (rc != 0) {
             workspace_remove(tmp);
-            rc = problem_set(reterr, AH_E_INVAL, "cannot clone %s: %s", c->url,
-                             out && *out ? out : ah_strerror(rc < 0 ? rc : AH_E_IO));
+            char why[128];
+            const char *stopped = gave_up(c, rc, why, sizeof(why));
+            AH_AUTOFREE char *shown = text_redact_userinfo(c->url);
+            rc = problem_set(reterr, stopped ? rc : AH_E_INVAL, "cannot clone %s: %s",
+                             shown ? shown : "the repository",
+                             stopped                ? stopped
+                             : out && *out          ? out
+                                                    : ah_strerror(rc < 0 ? rc : AH_E_IO));
         }
     }
     flock(lfd, LOCK_UN);
@@ -237,9 +256,11 @@ static int copy_tree(struct ctx *c, const char *provider, const char *const *arg
         return rc;
     }
     AH_AUTOFREE char *out = NULL;
-    int rc = run_command(argv, NULL, &out);
+    int rc = run_command_ex(argv, NULL, &c->limits, &out);
+    char why[128];
     if (rc != 0) {
-        note(c, provider, out && *out ? out : "copy failed");
+        const char *stopped = gave_up(c, rc, why, sizeof(why));
+        note(c, provider, stopped ? stopped : out && *out ? out : "copy failed");
         workspace_remove(c->ws);
         return AH_E_IO;
     }
@@ -299,7 +320,9 @@ static int try_provider(struct ctx *c, const char *name) {
 
 int workspace_provision(const struct workspace_request *wr, char **ret_provider, char **ret_path,
                         struct ah_problem *reterr) {
-    struct ctx c = {.wr = wr, .errors = {.max = 4096}};
+    struct ctx c = {.wr = wr,
+                    .errors = {.max = 4096},
+                    .limits = {.timeout_ms = wr->clone_timeout_ms, .abort_fd = wr->abort_fd}};
     json_t *repo = json_object_get(wr->request, "repo");
     c.mode = json_string_value(json_object_get(repo, "mode"));
     c.url = json_string_value(json_object_get(repo, "url"));
@@ -348,6 +371,7 @@ int workspace_provision(const struct workspace_request *wr, char **ret_provider,
     for (i = 0; i < n; i++) {
         if (try_provider(&c, order[i]) == 0) {
             const char *name = order[i];
+            chmod(c.ws, 0700); /* D28: cp -a gives it the template's mode */
             if (strcmp(c.mode, "none") == 0 && !c.source[0])
                 name = "empty";
             *ret_provider = strdup(name);
@@ -403,9 +427,9 @@ int workspace_repo_default(const char *data_dir, const char *url, char **ret) {
 
 /* ---- what a repository has: branches and files (for GET /repositories/…) -------------------- */
 
-/* Lines of `git …` output; the mirror when we have it, else a bounded ls-remote. */
-static int git_lines(const char *const *argv, char **ret) {
-    int rc = run_command(argv, NULL, ret);
+/* Lines of `git …` output (within lim when given). */
+static int git_lines(const char *const *argv, const struct run_limits *lim, char **ret) {
+    int rc = run_command_ex(argv, NULL, lim, ret);
     if (rc != 0) {
         free(*ret);
         *ret = NULL;
@@ -414,22 +438,25 @@ static int git_lines(const char *const *argv, char **ret) {
     return 0;
 }
 
-int workspace_repo_branches(const char *data_dir, const char *url, json_t **ret) {
+int workspace_repo_branches(const char *data_dir, const char *url, const struct run_limits *remote,
+                            json_t **ret) {
     char mirror[4200];
     mirror_path(data_dir, url, mirror, sizeof(mirror));
     struct stat st;
     bool cached = stat(mirror, &st) == 0;
     AH_AUTOFREE char *refs = NULL, *head = NULL;
     int rc;
-    if (cached) {
+    if (cached && !remote) {
         const char *a[] = {"git", "-C", mirror, "for-each-ref",
                            "--format=%(objectname) %(refname:short)", "refs/heads", NULL};
-        rc = git_lines(a, &refs);
+        rc = git_lines(a, NULL, &refs);
         if (rc == 0 && workspace_repo_default(data_dir, url, &head) < 0)
             head = NULL;
-    } else { /* never provisioned: ask the remote, but never for long (an HTTP thread waits) */
-        const char *a[] = {"timeout", "10", "git", "ls-remote", "--heads", "--symref", url, NULL};
-        rc = git_lines(a, &refs);
+    } else if (remote) { /* never provisioned: ask the remote (a background worker, exec.c) */
+        const char *a[] = {"git", "ls-remote", "--heads", "--symref", url, NULL};
+        rc = git_lines(a, remote, &refs);
+    } else {
+        return AH_E_NOTFOUND;
     }
     if (rc < 0)
         return rc;
@@ -475,7 +502,7 @@ int workspace_repo_files(const char *data_dir, const char *url, size_t max, json
         return AH_E_NOTFOUND; /* nothing fetched yet: no tree to list */
     const char *argv[] = {"git", "-C", mirror, "ls-tree", "-r", "--name-only", "HEAD", NULL};
     AH_AUTOFREE char *names = NULL;
-    int rc = git_lines(argv, &names);
+    int rc = git_lines(argv, NULL, &names);
     if (rc < 0)
         return rc;
     json_t *out = json_array();

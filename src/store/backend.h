@@ -55,7 +55,13 @@ struct store {
 int store_sqlite_open(const char *path, void **ret_impl, struct ah_problem *reterr);
 extern const struct store_ops store_sqlite_ops;
 
-/* Migrations embedded at build time (src/store/migrations/NNN_name.sql, sorted by name). */
+/* postgres.c: `url` is a libpq connection URI (postgres:// or postgresql://). */
+int store_pg_open(const char *url, void **ret_impl, struct ah_problem *reterr);
+extern const struct store_ops store_pg_ops;
+
+/* Migrations embedded at build time (src/store/migrations/NNN_name.sql, sorted by name), and
+ * the PostgreSQL ones (src/store/migrations-pg/, numbered alike). */
 extern const struct embedded_file store_migrations[];
+extern const struct embedded_file store_pg_migrations[];
 
 #endif

@@ -56,6 +56,19 @@ static int make_parent_dirs(const char *path) {
     return 0;
 }
 
+/* D28: the database and its WAL/SHM are the owner's alone. The daemons' umask makes new files
+ * so; this also closes up a database an older version (or another tool) left readable. */
+static void make_private(const char *path) {
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(*suffixes); i++) {
+        char p[4200];
+        snprintf(p, sizeof(p), "%s%s", path, suffixes[i]);
+        struct stat st;
+        if (stat(p, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077))
+            chmod(p, st.st_mode & 0700);
+    }
+}
+
 static int open_conn(const char *path, sqlite3 **ret, struct ah_problem *reterr) {
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(path, &db,
@@ -204,6 +217,8 @@ int store_sqlite_open(const char *path, void **ret_impl, struct ah_problem *rete
             return rc;
         }
     }
+    if (!memory)
+        make_private(path);
     *ret_impl = s;
     return 0;
 }

@@ -2,8 +2,19 @@
  * sqlite_idem.c — Idempotency-Key bookkeeping (D7). A key is claimed (pending) in the same
  * statement that checks it, so two concurrent requests with one key cannot both run: the second
  * sees the first's pending row. Rows older than the retention window are replaced in place.
+ *
+ * A pending claim names its owner, the server process that made it (boot id, pid and the
+ * process's start time, so a reused pid is not mistaken for it). A server killed mid-request
+ * leaves its claims pending; once their owner is gone they are abandoned and the next request
+ * with the key claims it anew, so a client's retry after a crash creates the resource instead of
+ * answering 409 until the key expires (issue 10 item 23). A claim of a live process, this one
+ * included, is honoured as before.
  */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sqlite_internal.h"
 
@@ -16,16 +27,71 @@ void idem_row_free(struct idem_row *r) {
     free(r);
 }
 
+/* Start time of a process in clock ticks since boot (/proc/pid/stat field 22); 0 if gone. */
+static long long start_time(long pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
+        return 0;
+    p += 2;
+    for (int field = 3; field < 22 && p; field++) {
+        p = strchr(p, ' ');
+        if (p)
+            p++;
+    }
+    return p ? strtoll(p, NULL, 10) : 0;
+}
+
+static char boot_id[40];
+static char self_owner[128];
+static pthread_once_t owner_once = PTHREAD_ONCE_INIT;
+
+static void owner_init(void) {
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, boot_id, sizeof(boot_id) - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    boot_id[n > 0 ? strcspn(boot_id, "\n") : 0] = '\0';
+    snprintf(self_owner, sizeof(self_owner), "%s:%ld:%lld", boot_id[0] ? boot_id : "-",
+             (long)getpid(), start_time((long)getpid()));
+}
+
+/* True when the process that claimed a pending key is gone. */
+static bool owner_gone(const char *owner) {
+    if (!owner) /* claimed by a server older than owners: it was restarted since */
+        return true;
+    if (strcmp(owner, self_owner) == 0)
+        return false;
+    char boot[40];
+    long pid = 0;
+    long long start = 0;
+    if (sscanf(owner, "%39[^:]:%ld:%lld", boot, &pid, &start) != 3)
+        return true;
+    if (strcmp(boot, boot_id[0] ? boot_id : "-") != 0)
+        return true; /* the machine rebooted since (SQLite is one machine's database) */
+    return pid <= 0 || start_time(pid) != start;
+}
+
 int sq_idem_begin(void *impl, const char *tenant, const char *key, const char *hash, int64_t now,
                   int64_t max_age_ms, struct idem_row **ret_existing) {
     struct sq *s = impl;
+    pthread_once(&owner_once, owner_init);
     struct conn *c = sq_acquire(s);
     int rc = sq_exec(c, "BEGIN IMMEDIATE");
     sqlite3_stmt *st = NULL;
     if (rc < 0)
         goto out;
-    st = sq_prepare(c, "SELECT request_hash, state, status, content_type, body, created_at"
-                       " FROM idempotency_keys WHERE tenant_id = ?1 AND key = ?2");
+    st = sq_prepare(c, "SELECT request_hash, state, status, content_type, body, created_at,"
+                       " owner FROM idempotency_keys WHERE tenant_id = ?1 AND key = ?2");
     if (!st) {
         rc = AH_E_DB;
         goto out;
@@ -33,7 +99,10 @@ int sq_idem_begin(void *impl, const char *tenant, const char *key, const char *h
     sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
     int step = sqlite3_step(st);
-    if (step == SQLITE_ROW && sqlite3_column_int64(st, 5) > now - max_age_ms) {
+    bool abandoned = step == SQLITE_ROW &&
+                     strcmp((const char *)sqlite3_column_text(st, 1), "pending") == 0 &&
+                     owner_gone((const char *)sqlite3_column_text(st, 6));
+    if (step == SQLITE_ROW && sqlite3_column_int64(st, 5) > now - max_age_ms && !abandoned) {
         struct idem_row *r = calloc(1, sizeof(*r));
         if (!r) {
             rc = AH_E_NOMEM;
@@ -67,7 +136,7 @@ int sq_idem_begin(void *impl, const char *tenant, const char *key, const char *h
     }
     sq_done(c, st);
     st = sq_prepare(c, "INSERT OR REPLACE INTO idempotency_keys (tenant_id, key, request_hash,"
-                       " state, created_at) VALUES (?1, ?2, ?3, 'pending', ?4)");
+                       " state, created_at, owner) VALUES (?1, ?2, ?3, 'pending', ?4, ?5)");
     if (!st) {
         rc = AH_E_DB;
         goto out;
@@ -76,6 +145,7 @@ int sq_idem_begin(void *impl, const char *tenant, const char *key, const char *h
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, now);
+    sqlite3_bind_text(st, 5, self_owner, -1, SQLITE_STATIC);
     rc = sq_code(sqlite3_step(st));
     if (rc == 0) {
         sq_done(c, st);
@@ -88,6 +158,8 @@ int sq_idem_begin(void *impl, const char *tenant, const char *key, const char *h
             sq_done(c, gc);
         }
         rc = sq_exec(c, "COMMIT");
+        if (rc == 0)
+            test_crash_point("idempotency-claimed"); /* a kill -9 mid-request (item 23) */
     }
 out:
     sq_done(c, st);

@@ -8,20 +8,18 @@
 int store_open(const char *url, struct store **ret, struct ah_problem *reterr) {
     if (!url || !*url)
         return problem_set(reterr, AH_E_INVAL, "no database given");
-    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
-        return problem_set(reterr, AH_E_NOTIMPL,
-                           "the PostgreSQL backend is not part of this build yet; use a SQLite "
-                           "path or :memory:");
+    bool pg = strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0;
     const char *path = strncmp(url, "sqlite:", 7) == 0 ? url + 7 : url;
     struct store *st = calloc(1, sizeof(*st));
     if (!st)
         return problem_set(reterr, AH_E_NOMEM, "out of memory");
-    int rc = store_sqlite_open(path, &st->impl, reterr);
+    int rc = pg ? store_pg_open(url, &st->impl, reterr)
+                : store_sqlite_open(path, &st->impl, reterr);
     if (rc < 0) {
         free(st);
         return rc;
     }
-    st->ops = &store_sqlite_ops;
+    st->ops = pg ? &store_pg_ops : &store_sqlite_ops;
     *ret = st;
     return 0;
 }
@@ -71,8 +69,47 @@ int store_session_set_runtime(struct store *st, const char *tenant, const char *
     return st->ops->session_set_runtime(st->impl, tenant, id, rt);
 }
 
+/* D29: what is stored is what is shown (events, a session's error), so the userinfo of any URL
+ * in an event or an error is redacted here, once, for every backend. The caller's payload and
+ * error are borrowed: redacted copies stand in for them during the call only. */
 int store_apply(struct store *st, struct store_op *ops, size_t n) {
-    return st->ops->apply(st->impl, ops, n);
+    bool redact = false;
+    for (size_t i = 0; i < n && !redact; i++)
+        redact = text_has_userinfo(ops[i].error) || json_has_userinfo(ops[i].payload);
+    if (!redact)
+        return st->ops->apply(st->impl, ops, n);
+    struct shown {
+        json_t *payload;   /* the caller's */
+        const char *error; /* the caller's */
+        char *error_copy;
+    } *keep = calloc(n, sizeof(*keep));
+    if (!keep)
+        return AH_E_NOMEM;
+    int rc = 0;
+    size_t done = 0;
+    for (; rc == 0 && done < n; done++) {
+        struct store_op *op = &ops[done];
+        keep[done].payload = op->payload;
+        keep[done].error = op->error;
+        if (op->payload && !(op->payload = json_redact_userinfo(keep[done].payload)))
+            rc = AH_E_NOMEM;
+        if (text_has_userinfo(op->error) &&
+            !(op->error = keep[done].error_copy = text_redact_userinfo(keep[done].error)))
+            rc = AH_E_NOMEM;
+    }
+    if (rc == 0)
+        rc = st->ops->apply(st->impl, ops, n);
+    else
+        for (size_t i = 0; i < n; i++)
+            ops[i].result = rc;
+    for (size_t i = 0; i < done; i++) {
+        json_decref(ops[i].payload); /* a new reference: the copy, or the caller's again */
+        ops[i].payload = keep[i].payload;
+        ops[i].error = keep[i].error;
+        free(keep[i].error_copy);
+    }
+    free(keep);
+    return rc;
 }
 
 int store_event_list(struct store *st, const char *tenant, const char *session_id,

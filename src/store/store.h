@@ -1,6 +1,7 @@
 /*
  * store.h — the persistence interface. One struct of function pointers (struct store_ops) with
- * one backend per database: sqlite.c, the embedded default. Handlers never see SQL.
+ * one backend per database: sqlite.c, the embedded default, and postgres.c (libpq) for
+ * deployments that outgrow one machine. Handlers never see SQL.
  *
  * Tenancy: every call that touches a row takes the tenant, and the backend puts it in the WHERE
  * clause of every query, so a handler cannot forget it; another tenant's row is "not found".
@@ -17,10 +18,11 @@
 
 struct store;
 
-/* Opens the store named by `url`: a file path, ":memory:", or "sqlite:<path>". Creates the file
- * and its directory when missing, applies pending migrations in one transaction and records the
- * schema version. A postgres:// URL is refused with AH_E_NOTIMPL for now. On failure *ret is
- * untouched and reterr says why. */
+/* Opens the store named by `url`: a file path, ":memory:", "sqlite:<path>", or a PostgreSQL
+ * connection URI (postgres://… or postgresql://…, libpq's syntax, TLS options included).
+ * Creates the SQLite file and its directory when missing, applies pending migrations in one
+ * transaction (on PostgreSQL under an advisory lock, so replicas starting together apply them
+ * once) and records the schema version. On failure *ret is untouched and reterr says why. */
 int store_open(const char *url, struct store **ret, struct ah_problem *reterr);
 void store_close(struct store *st); /* NULL-safe */
 AH_DEFINE_CLEANUP(struct store, store_close)

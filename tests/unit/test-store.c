@@ -1,5 +1,13 @@
-/* test-store.c — opening the SQLite store: migrations applied once, recorded, idempotent on
- * re-open, refused when the database is newer than the binary. */
+/* test-store.c — the store conformance suite: the same cases against each backend.
+ *
+ *   test-store            SQLite (a file in a temp directory per case)
+ *   test-store pg         PostgreSQL: a fresh database per case on the server named by
+ *                         AH_TEST_PG_URL (tests/pg/pgserver.py starts one; ctest's unit/store-pg)
+ *
+ * What every backend must do alike: migrations applied once and recorded (also when two opens
+ * race), tenant scoping, list order and totals, the batching writer's per-op results and gapless
+ * seq under concurrent writers, drafts merged atomically, idempotency-key states. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,93 +15,271 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <cmocka.h>
 
 #include "../../src/store/store.h"
 
-static char dir[256];
+static bool use_pg;            /* the backend under test: PostgreSQL, or SQLite */
+static const char *pg_base;    /* AH_TEST_PG_URL */
+static char dir[256];          /* SQLite: this case's temp directory */
+static char url[1024];         /* this case's database */
+static char dbname[64];        /* PostgreSQL: this case's database */
+
+/* ---- raw access to the case's database, in SQL both dialects understand ----------------------- */
+
+/* `base` with its database name replaced by `name` (postgresql://user@host/DB?params). */
+static void pg_url_for(const char *base, const char *name, char *out, size_t size) {
+    const char *scheme = strstr(base, "://");
+    assert_non_null(scheme);
+    const char *slash = strchr(scheme + 3, '/');
+    const char *query = strchr(scheme + 3, '?');
+    size_t head = slash && (!query || slash < query) ? (size_t)(slash - base)
+                                                    : query ? (size_t)(query - base)
+                                                            : strlen(base);
+    snprintf(out, size, "%.*s/%s%s", (int)head, base, name, query ? query : "");
+}
+
+static PGconn *pg_connect(const char *u) {
+    PGconn *c = PQconnectdb(u);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("cannot connect to %s: %s", u, PQerrorMessage(c));
+    return c;
+}
+
+static void pg_admin(const char *sql) {
+    PGconn *c = pg_connect(pg_base);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(c);
+}
+
+static void raw_exec(const char *sql) {
+    if (use_pg) {
+        PGconn *c = pg_connect(url);
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+            fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+        PQclear(r);
+        PQfinish(c);
+    } else {
+        sqlite3 *db;
+        assert_int_equal(sqlite3_open(url, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+    }
+}
+
+static long long raw_int(const char *sql) {
+    long long v = -1;
+    if (use_pg) {
+        PGconn *c = pg_connect(url);
+        PGresult *r = PQexec(c, sql);
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        PQfinish(c);
+    } else {
+        sqlite3 *db;
+        sqlite3_stmt *q;
+        assert_int_equal(sqlite3_open(url, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+        v = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+        sqlite3_close(db);
+    }
+    return v;
+}
 
 static int setup(void **state) {
     snprintf(dir, sizeof(dir), "/tmp/ah-test-store-XXXXXX");
     assert_non_null(mkdtemp(dir));
+    if (use_pg) {
+        static int n;
+        snprintf(dbname, sizeof(dbname), "ah_case_%d_%d", (int)getpid(), ++n);
+        char sql[128];
+        snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
+        pg_admin(sql);
+        pg_url_for(pg_base, dbname, url, sizeof(url));
+    } else {
+        snprintf(url, sizeof(url), "%s/sub/dir/state.db", dir); /* parents are created */
+    }
     return 0;
 }
 
 static int teardown(void **state) {
+    if (use_pg) {
+        char sql[128];
+        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
+        pg_admin(sql);
+    }
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     return system(cmd);
 }
 
-static void test_open_migrates_once(void **state) {
-    char path[300];
-    snprintf(path, sizeof(path), "%s/sub/dir/state.db", dir); /* parents are created */
+static struct store *open_store(void) {
     struct store *st = NULL;
     struct ah_problem p = {0};
-    assert_int_equal(store_open(path, &st, &p), 0);
+    int rc = store_open(url, &st, &p);
+    if (rc != 0)
+        fail_msg("store_open: %s", p.detail);
+    return st;
+}
+
+/* ---- fixtures ----------------------------------------------------------------------------------- */
+
+static json_t *git_request(const char *repo_url) {
+    return json_pack("{s:[{s:s,s:s}], s:{s:s,s:s}, s:{s:s}, s:[{s:s}]}", "prompt", "type", "text",
+                     "text", "hi", "repo", "mode", "git", "url", repo_url, "runtime", "type",
+                     "local", "agents", "type", "scripted");
+}
+
+/* A task with `n` sessions (agent `agent`), their ids in ids[]. */
+static void make_task(struct store *st, const char *tenant, const char *project, const char *agent,
+                      size_t n, char ids[][ULID_LEN + 1], int64_t now) {
+    char task[ULID_LEN + 1];
+    ulid_new(task);
+    struct session_new ss[8] = {0};
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++) {
+        ulid_new(ss[i].id);
+        memcpy(ids[i], ss[i].id, sizeof(ss[i].id));
+        ss[i].agent_type = agent;
+        ss[i].agent_version = "1.0";
+        ss[i].instance = (int)i;
+    }
+    json_t *req = git_request("https://example.com/a.git");
+    assert_int_equal(store_task_create(st, tenant, task, project, req, ss, n, now), 0);
+    json_decref(req);
+}
+
+static struct store_op ev(const char *tenant, const char *sid, const char *type, const char *msg,
+                          json_t **hold) {
+    *hold = json_pack("{s:s, s:s, s:s}", "type", type, "level", "info", "message", msg);
+    return (struct store_op){.kind = STORE_OP_EVENT, .tenant = tenant, .session_id = sid,
+                             .payload = *hold};
+}
+
+static struct store_op tr(const char *tenant, const char *sid, enum session_status to) {
+    return (struct store_op){.kind = STORE_OP_TRANSITION, .tenant = tenant, .session_id = sid,
+                             .to = to};
+}
+
+static void ops_clear(struct store_op *ops, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(ops[i].stored);
+}
+
+/* ---- opening and migrations ------------------------------------------------------------------ */
+
+static void test_open_migrates_once(void **state) {
+    struct store *st = open_store();
     assert_true(store_ready(st));
     int version = 0, applied = 0;
     store_schema_version(st, &version, &applied);
-    assert_true(version >= 1);
+    assert_true(version >= 2);
     assert_int_equal(applied, version);
     store_close(st);
 
-    st = NULL;
-    assert_int_equal(store_open(path, &st, &p), 0);
+    st = open_store();
     int v2 = 0, applied2 = -1;
     store_schema_version(st, &v2, &applied2);
     assert_int_equal(v2, version);
     assert_int_equal(applied2, 0); /* nothing re-applied */
     store_close(st);
 
-    /* the database records each migration exactly once, in WAL mode with STRICT tables */
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_stmt *q;
-    sqlite3_prepare_v2(db, "SELECT count(*), max(version) FROM schema_migrations", -1, &q, NULL);
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(q, 0), version);
-    assert_int_equal(sqlite3_column_int(q, 1), version);
-    sqlite3_finalize(q);
-    sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL);
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(q, 0), "wal");
-    sqlite3_finalize(q);
-    const char *tables[] = {"tasks", "sessions", "events", "idempotency_keys", "drafts"};
-    for (size_t i = 0; i < sizeof(tables) / sizeof(*tables); i++) {
-        sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_schema WHERE type='table' AND name=?1", -1, &q,
-                           NULL);
-        sqlite3_bind_text(q, 1, tables[i], -1, SQLITE_STATIC);
+    /* the database records each migration exactly once */
+    assert_int_equal(raw_int("SELECT count(*) FROM schema_migrations"), version);
+    assert_int_equal(raw_int("SELECT max(version) FROM schema_migrations"), version);
+    if (!use_pg) { /* WAL mode, STRICT tables */
+        sqlite3 *db;
+        sqlite3_stmt *q;
+        assert_int_equal(sqlite3_open(url, &db), SQLITE_OK);
+        sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL);
         assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-        assert_non_null(strstr((const char *)sqlite3_column_text(q, 0), "STRICT"));
-        assert_non_null(strstr((const char *)sqlite3_column_text(q, 0), "tenant_id"));
+        assert_string_equal((const char *)sqlite3_column_text(q, 0), "wal");
         sqlite3_finalize(q);
+        const char *tables[] = {"tasks", "sessions", "events", "idempotency_keys", "drafts"};
+        for (size_t i = 0; i < sizeof(tables) / sizeof(*tables); i++) {
+            sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_schema WHERE type='table' AND name=?1",
+                               -1, &q, NULL);
+            sqlite3_bind_text(q, 1, tables[i], -1, SQLITE_STATIC);
+            assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+            assert_non_null(strstr((const char *)sqlite3_column_text(q, 0), "STRICT"));
+            assert_non_null(strstr((const char *)sqlite3_column_text(q, 0), "tenant_id"));
+            sqlite3_finalize(q);
+        }
+        sqlite3_close(db);
+    } else { /* every table's key starts with tenant_id */
+        assert_int_equal(raw_int("SELECT count(*) FROM information_schema.key_column_usage"
+                                 " WHERE table_name IN ('tasks', 'sessions', 'events',"
+                                 " 'idempotency_keys', 'drafts') AND column_name = 'tenant_id'"
+                                 " AND ordinal_position = 1 AND constraint_name LIKE '%pkey'"),
+                         5);
     }
     /* a schema newer than this binary is refused, not guessed at */
-    assert_int_equal(sqlite3_exec(db,
-                                  "INSERT INTO schema_migrations VALUES (999, '999_future.sql', 0)",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    raw_exec("INSERT INTO schema_migrations VALUES (999, '999_future.sql', 0)");
     st = NULL;
-    assert_int_equal(store_open(path, &st, &p), AH_E_DB);
+    struct ah_problem p = {0};
+    assert_int_equal(store_open(url, &st, &p), AH_E_DB);
     assert_null(st);
     assert_non_null(strstr(p.detail, "999"));
     problem_clear(&p);
 }
 
-static void test_memory_and_bad_urls(void **state) {
+struct opener {
+    pthread_t t;
+    int rc, applied;
+};
+
+static void *open_thread(void *arg) {
+    struct opener *o = arg;
+    struct store *st = NULL;
+    struct ah_problem p = {0};
+    o->rc = store_open(url, &st, &p);
+    int v = 0;
+    if (o->rc == 0)
+        store_schema_version(st, &v, &o->applied);
+    store_close(st);
+    problem_clear(&p);
+    return NULL;
+}
+
+/* Two replicas starting together on a fresh database: both open, the migrations apply once. */
+static void test_concurrent_open(void **state) {
+    struct opener o[4] = {0};
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&o[i].t, NULL, open_thread, &o[i]), 0);
+    int total_applied = 0;
+    for (size_t i = 0; i < 4; i++) {
+        pthread_join(o[i].t, NULL);
+        assert_int_equal(o[i].rc, 0);
+        total_applied += o[i].applied;
+    }
+    long long version = raw_int("SELECT max(version) FROM schema_migrations");
+    assert_int_equal(total_applied, version); /* each migration applied by exactly one */
+    assert_int_equal(raw_int("SELECT count(*) FROM schema_migrations"), version);
+}
+
+static void test_bad_urls(void **state) {
     struct store *st = NULL;
     struct ah_problem p = {0};
     assert_int_equal(store_open(":memory:", &st, &p), 0);
     assert_true(store_ready(st));
     store_close(st);
     st = NULL;
-    assert_int_equal(store_open("postgres://localhost/x", &st, &p), AH_E_NOTIMPL);
-    assert_null(st);
-    problem_clear(&p);
     assert_int_equal(store_open("", &st, &p), AH_E_INVAL);
+    problem_clear(&p);
+    /* PostgreSQL that is not there: a clear failure that does not repeat the password */
+    assert_true(store_open("postgresql://u:s3cr3t@127.0.0.1:1/x?connect_timeout=2", &st, &p) < 0);
+    assert_null(st);
+    assert_non_null(strstr(p.detail, "PostgreSQL"));
+    assert_null(strstr(p.detail, "s3cr3t"));
     problem_clear(&p);
     char path[300];
     snprintf(path, sizeof(path), "%s/file", dir);
@@ -107,10 +293,615 @@ static void test_memory_and_bad_urls(void **state) {
     store_close(NULL);
 }
 
-int main(void) {
+/* ---- tasks and sessions ------------------------------------------------------------------------ */
+
+static void test_task_create_and_get(void **state) {
+    struct store *st = open_store();
+    char ids[2][ULID_LEN + 1];
+    make_task(st, "t1", "p1", "scripted", 2, ids, 1000);
+    struct session_row *r = NULL;
+    assert_int_equal(store_session_get(st, "t1", ids[1], &r), 0);
+    assert_string_equal(r->id, ids[1]);
+    assert_string_equal(r->tenant_id, "t1");
+    assert_string_equal(r->project_id, "p1");
+    assert_string_equal(r->agent_type, "scripted");
+    assert_string_equal(r->agent_version, "1.0");
+    assert_int_equal(r->instance, 1);
+    assert_int_equal(r->status, SESSION_QUEUED);
+    assert_null(r->error);
+    assert_false(r->has_exit_code);
+    assert_null(r->workspace_path);
+    assert_int_equal(r->last_seq, 1); /* the queued status event (D13) */
+    assert_int_equal(r->created_at, 1000);
+    assert_int_equal(r->started_at, 0);
+    assert_null(r->changes);
+    json_t *req = session_row_request(r);
+    assert_non_null(req);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(req, "repo"), "url")),
+                        "https://example.com/a.git");
+    session_row_free(r);
+
+    /* another tenant's session is not found; so is an unknown id */
+    r = NULL;
+    assert_int_equal(store_session_get(st, "t2", ids[1], &r), AH_E_NOTFOUND);
+    assert_null(r);
+    assert_int_equal(store_session_get(st, "t1", "01ARZ3NDEKTSV4RRFFQ69G5FAV", &r),
+                     AH_E_NOTFOUND);
+
+    /* seq 1 is the queued status event */
+    char **texts = NULL;
+    int64_t *seqs = NULL;
+    size_t n = 0;
+    assert_int_equal(store_event_range(st, "t1", ids[0], 0, 10, &texts, &seqs, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(seqs[0], 1);
+    json_t *e = json_loads(texts[0], 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(e, "type")), "status");
+    assert_string_equal(json_string_value(json_object_get(e, "status")), "queued");
+    assert_string_equal(json_string_value(json_object_get(e, "sessionId")), ids[0]);
+    json_decref(e);
+    free(texts[0]);
+    free(texts);
+    free(seqs);
+
+    /* a task id used twice is refused, and nothing of the second attempt is stored */
+    char task[ULID_LEN + 1];
+    ulid_new(task);
+    struct session_new s1 = {.agent_type = "scripted", .agent_version = "1"};
+    ulid_new(s1.id);
+    req = git_request("x");
+    assert_int_equal(store_task_create(st, "t1", task, NULL, req, &s1, 1, 5), 0);
+    struct session_new s2 = s1;
+    ulid_new(s2.id);
+    assert_int_equal(store_task_create(st, "t1", task, NULL, req, &s2, 1, 6), AH_E_EXISTS);
+    assert_int_equal(store_session_get(st, "t1", s2.id, &r), AH_E_NOTFOUND);
+    json_decref(req);
+    store_close(st);
+}
+
+static void test_session_list(void **state) {
+    struct store *st = open_store();
+    char a[3][ULID_LEN + 1], b[2][ULID_LEN + 1], other[1][ULID_LEN + 1];
+    make_task(st, "t1", "p1", "claude", 3, a, 1000);
+    make_task(st, "t1", NULL, "codex", 2, b, 2000);
+    make_task(st, "t2", "p1", "claude", 1, other, 3000);
+    /* b[0] runs */
+    struct store_op ops[] = {tr("t1", b[0], SESSION_PROVISIONING), tr("t1", b[0], SESSION_RUNNING)};
+    assert_int_equal(store_apply(st, ops, 2), 0);
+    ops_clear(ops, 2);
+
+    struct session_filter f = {0};
+    struct page pg1 = {.page = 1, .per_page = 2};
+    struct session_row **rows = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    assert_int_equal(store_session_list(st, "t1", &f, &pg1, &rows, &n, &total), 0);
+    assert_int_equal(total, 5);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0]->id, b[1]); /* newest first */
+    assert_string_equal(rows[1]->id, b[0]);
+    session_rows_free(rows, n);
+
+    struct page pg3 = {.page = 3, .per_page = 2};
+    assert_int_equal(store_session_list(st, "t1", &f, &pg3, &rows, &n, &total), 0);
+    assert_int_equal(total, 5);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0]->id, a[0]);
+    session_rows_free(rows, n);
+
+    struct page past = {.page = 9, .per_page = 2}; /* past the end: empty, total still right */
+    assert_int_equal(store_session_list(st, "t1", &f, &past, &rows, &n, &total), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(total, 5);
+    session_rows_free(rows, n);
+
+    struct page all = {.page = 1, .per_page = 100};
+    f.ascending = true;
+    assert_int_equal(store_session_list(st, "t1", &f, &all, &rows, &n, &total), 0);
+    assert_int_equal(n, 5);
+    assert_string_equal(rows[0]->id, a[0]);
+    assert_string_equal(rows[4]->id, b[1]);
+    session_rows_free(rows, n);
+
+    f = (struct session_filter){.agent = "claude"};
+    assert_int_equal(store_session_list(st, "t1", &f, &all, &rows, &n, &total), 0);
+    assert_int_equal(total, 3);
+    session_rows_free(rows, n);
+    f = (struct session_filter){.project_id = "p1"};
+    assert_int_equal(store_session_list(st, "t1", &f, &all, &rows, &n, &total), 0);
+    assert_int_equal(total, 3);
+    session_rows_free(rows, n);
+    f = (struct session_filter){.has_status = true, .status = SESSION_RUNNING};
+    assert_int_equal(store_session_list(st, "t1", &f, &all, &rows, &n, &total), 0);
+    assert_int_equal(total, 1);
+    assert_string_equal(rows[0]->id, b[0]);
+    assert_true(rows[0]->started_at > 0);
+    session_rows_free(rows, n);
+    f = (struct session_filter){.has_status = true, .status = SESSION_RUNNING, .agent = "claude"};
+    assert_int_equal(store_session_list(st, "t1", &f, &all, &rows, &n, &total), 0);
+    assert_int_equal(total, 0);
+    assert_int_equal(n, 0);
+    session_rows_free(rows, n);
+
+    /* the live list is server-wide, oldest first, without terminal sessions */
+    struct store_op stop = tr("t1", a[0], SESSION_STOPPED);
+    assert_int_equal(store_apply(st, &stop, 1), 0);
+    assert_int_equal(stop.result, 0);
+    free(stop.stored);
+    assert_int_equal(store_session_list_live(st, &rows, &n), 0);
+    assert_int_equal(n, 5);
+    assert_string_equal(rows[0]->id, a[1]);
+    assert_string_equal(rows[4]->id, other[0]);
+    assert_string_equal(rows[4]->tenant_id, "t2");
+    session_rows_free(rows, n);
+    store_close(st);
+}
+
+static void test_purge_and_runtime(void **state) {
+    struct store *st = open_store();
+    char ids[2][ULID_LEN + 1];
+    make_task(st, "t1", NULL, "scripted", 2, ids, 1000);
+    json_t *hold;
+    struct store_op op = ev("t1", ids[0], "log", "x", &hold);
+    assert_int_equal(store_apply(st, &op, 1), 0);
+    free(op.stored);
+    json_decref(hold);
+
+    struct session_runtime rt = {.workspace_provider = "copy", .workspace_path = "/w/1",
+                                 .recorder_pid = 42, .recorder_start = 7,
+                                 .recorder_token = "abc"};
+    assert_int_equal(store_session_set_runtime(st, "t1", ids[0], &rt), 0);
+    assert_int_equal(store_session_set_runtime(st, "t2", ids[0], &rt), AH_E_NOTFOUND);
+    struct session_row *r = NULL;
+    assert_int_equal(store_session_get(st, "t1", ids[0], &r), 0);
+    assert_string_equal(r->workspace_provider, "copy");
+    assert_string_equal(r->workspace_path, "/w/1");
+    assert_int_equal(r->recorder_pid, 42);
+    assert_int_equal(r->recorder_start, 7);
+    assert_string_equal(r->recorder_token, "abc");
+    session_row_free(r);
+    /* NULL strings and -1 leave a column as it is; 0 clears the recorder */
+    rt = (struct session_runtime){.recorder_pid = 0, .recorder_start = -1};
+    assert_int_equal(store_session_set_runtime(st, "t1", ids[0], &rt), 0);
+    assert_int_equal(store_session_get(st, "t1", ids[0], &r), 0);
+    assert_string_equal(r->workspace_path, "/w/1");
+    assert_int_equal(r->recorder_pid, 0);
+    assert_int_equal(r->recorder_start, 7);
+    assert_string_equal(r->recorder_token, "abc");
+    session_row_free(r);
+
+    assert_int_equal(store_session_purge(st, "t2", ids[0]), AH_E_NOTFOUND);
+    assert_int_equal(store_session_purge(st, "t1", ids[0]), 0);
+    assert_int_equal(store_session_purge(st, "t1", ids[0]), AH_E_NOTFOUND);
+    assert_int_equal(store_session_get(st, "t1", ids[0], &r), AH_E_NOTFOUND);
+    assert_int_equal(raw_int("SELECT count(*) FROM events"), 1); /* only the other's seq 1 */
+    assert_int_equal(store_session_get(st, "t1", ids[1], &r), 0);
+    session_row_free(r);
+    store_close(st);
+}
+
+/* ---- the batching writer's one call ---------------------------------------------------------- */
+
+static void test_apply_rules(void **state) {
+    struct store *st = open_store();
+    char a[1][ULID_LEN + 1], b[1][ULID_LEN + 1];
+    make_task(st, "t1", NULL, "scripted", 1, a, 1000);
+    make_task(st, "t1", NULL, "scripted", 1, b, 1000);
+    json_t *h[4];
+    json_t *changes = json_pack("{s:i}", "files_changed", 3);
+    struct store_op ops[] = {
+        tr("t1", a[0], SESSION_PROVISIONING),
+        ev("t1", a[0], "log", "one", &h[0]),
+        ev("t1", b[0], "log", "other session", &h[1]),
+        tr("t1", a[0], SESSION_PAUSED), /* illegal from provisioning */
+        tr("t1", a[0], SESSION_RUNNING),
+        ev("t1", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "log", "nobody", &h[2]),
+        ev("t2", a[0], "log", "wrong tenant", &h[3]),
+        {.kind = STORE_OP_TRANSITION, .tenant = "t1", .session_id = a[0], .to = SESSION_FAILED,
+         .error = "boom", .has_exit_code = true, .exit_code = 3, .changes = changes,
+         .ts = 5000},
+    };
+    size_t n = sizeof(ops) / sizeof(*ops);
+    ops[1].rseq = 10;
+    ops[1].ts = 2000;
+    assert_int_equal(store_apply(st, ops, n), 0);
+    assert_int_equal(ops[0].result, 0);
+    assert_int_equal(ops[0].status_before, SESSION_QUEUED);
+    assert_int_equal(ops[0].seq, 2);
+    assert_int_equal(ops[1].result, 0);
+    assert_int_equal(ops[1].seq, 3);
+    assert_int_equal(ops[2].seq, 2); /* each session counts on its own */
+    assert_int_equal(ops[3].result, AH_E_CONFLICT);
+    assert_int_equal(ops[3].status_before, SESSION_PROVISIONING);
+    assert_null(ops[3].stored);
+    assert_int_equal(ops[4].result, 0);
+    assert_int_equal(ops[4].seq, 4);
+    assert_false(ops[4].terminal);
+    assert_int_equal(ops[5].result, AH_E_NOTFOUND);
+    assert_int_equal(ops[6].result, AH_E_NOTFOUND);
+    assert_int_equal(ops[7].result, 0);
+    assert_int_equal(ops[7].seq, 5);
+    assert_true(ops[7].terminal);
+    /* the stored form: type, seq, sessionId, ts first, then the fields */
+    json_t *e = json_loads(ops[1].stored, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(e, "seq")), 3);
+    assert_string_equal(json_string_value(json_object_get(e, "sessionId")), a[0]);
+    assert_string_equal(json_string_value(json_object_get(e, "ts")), "1970-01-01T00:00:02.000Z");
+    assert_string_equal(json_string_value(json_object_get(e, "message")), "one");
+    assert_int_equal(strncmp(ops[1].stored, "{\"type\":\"log\",\"seq\":3,", 22), 0);
+    json_decref(e);
+    e = json_loads(ops[7].stored, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(e, "status")), "failed");
+    assert_string_equal(json_string_value(json_object_get(e, "error")), "boom");
+    assert_int_equal(json_integer_value(json_object_get(e, "exitCode")), 3);
+    json_decref(e);
+    ops_clear(ops, n);
+
+    struct session_row *r = NULL;
+    assert_int_equal(store_session_get(st, "t1", a[0], &r), 0);
+    assert_int_equal(r->status, SESSION_FAILED);
+    assert_int_equal(r->last_seq, 5);
+    assert_int_equal(r->recorder_rseq, 10);
+    assert_string_equal(r->error, "boom");
+    assert_true(r->has_exit_code);
+    assert_int_equal(r->exit_code, 3);
+    assert_int_equal(r->ended_at, 5000);
+    assert_true(r->started_at > 0);
+    assert_int_equal(json_integer_value(json_object_get(r->changes, "files_changed")), 3);
+    session_row_free(r);
+
+    /* after the terminal status: events are GONE, a recorder resend is EXISTS */
+    json_t *h2[2];
+    struct store_op more[] = {ev("t1", a[0], "log", "late", &h2[0]),
+                              ev("t1", a[0], "log", "resend", &h2[1])};
+    more[1].rseq = 10;
+    assert_int_equal(store_apply(st, more, 2), 0);
+    assert_int_equal(more[0].result, AH_E_GONE);
+    assert_int_equal(more[1].result, AH_E_EXISTS);
+    assert_null(more[0].stored);
+    ops_clear(more, 2);
+    assert_int_equal(raw_int("SELECT count(*) FROM events"), 7);
+    for (size_t i = 0; i < 4; i++)
+        json_decref(h[i]);
+    json_decref(h2[0]);
+    json_decref(h2[1]);
+    json_decref(changes);
+
+    /* rseq of an op that is not stored is still remembered: its resend is EXISTS */
+    char c[1][ULID_LEN + 1];
+    make_task(st, "t1", NULL, "scripted", 1, c, 1000);
+    struct store_op bad = tr("t1", c[0], SESSION_COMPLETED); /* illegal from queued */
+    bad.rseq = 4;
+    assert_int_equal(store_apply(st, &bad, 1), 0);
+    assert_int_equal(bad.result, AH_E_CONFLICT);
+    bad.to = SESSION_PROVISIONING;
+    assert_int_equal(store_apply(st, &bad, 1), 0);
+    assert_int_equal(bad.result, AH_E_EXISTS);
+    store_close(st);
+}
+
+struct writer {
+    pthread_t t;
+    struct store *st;
+    const char *sid;
+    int rc;
+};
+
+static void *write_thread(void *arg) {
+    struct writer *w = arg;
+    for (int i = 0; i < 25 && w->rc == 0; i++) {
+        json_t *h[4];
+        struct store_op ops[4];
+        for (size_t k = 0; k < 4; k++)
+            ops[k] = ev("t1", w->sid, "log", "concurrent", &h[k]);
+        w->rc = store_apply(w->st, ops, 4);
+        for (size_t k = 0; w->rc == 0 && k < 4; k++)
+            if (ops[k].result != 0)
+                w->rc = ops[k].result;
+        ops_clear(ops, 4);
+        for (size_t k = 0; k < 4; k++)
+            json_decref(h[k]);
+    }
+    return NULL;
+}
+
+/* Several writers on one session (D45): every event stored, seq gapless, none twice. */
+static void test_apply_concurrent_writers(void **state) {
+    struct store *st = open_store();
+    char ids[1][ULID_LEN + 1];
+    make_task(st, "t1", NULL, "scripted", 1, ids, 1000);
+    struct writer w[4];
+    for (size_t i = 0; i < 4; i++) {
+        w[i] = (struct writer){.st = st, .sid = ids[0]};
+        assert_int_equal(pthread_create(&w[i].t, NULL, write_thread, &w[i]), 0);
+    }
+    for (size_t i = 0; i < 4; i++) {
+        pthread_join(w[i].t, NULL);
+        assert_int_equal(w[i].rc, 0);
+    }
+    assert_int_equal(raw_int("SELECT count(*) FROM events"), 401);
+    assert_int_equal(raw_int("SELECT max(seq) FROM events"), 401);
+    assert_int_equal(raw_int("SELECT count(DISTINCT seq) FROM events"), 401);
+    struct session_row *r = NULL;
+    assert_int_equal(store_session_get(st, "t1", ids[0], &r), 0);
+    assert_int_equal(r->last_seq, 401);
+    session_row_free(r);
+    store_close(st);
+}
+
+static void test_event_list_and_range(void **state) {
+    struct store *st = open_store();
+    char ids[1][ULID_LEN + 1];
+    make_task(st, "t1", NULL, "scripted", 1, ids, 1000);
+    /* seq 2..11: tool events at ts 2000.., every third a warning */
+    for (int i = 0; i < 10; i++) {
+        json_t *p = json_pack("{s:s, s:s, s:i}", "type", i % 2 ? "tool" : "log", "level",
+                              i % 3 ? "info" : "warn", "i", i);
+        struct store_op op = {.kind = STORE_OP_EVENT, .tenant = "t1", .session_id = ids[0],
+                              .payload = p, .ts = 2000 + i};
+        assert_int_equal(store_apply(st, &op, 1), 0);
+        free(op.stored);
+        json_decref(p);
+    }
+    struct event_filter f = {.ascending = true};
+    struct page pg = {.page = 1, .per_page = 4};
+    json_t *items = NULL;
+    int64_t total = 0;
+    assert_int_equal(store_event_list(st, "t1", ids[0], &f, &pg, &items, &total), 0);
+    assert_int_equal(total, 11);
+    assert_int_equal(json_array_size(items), 4);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(items, 0), "seq")), 1);
+    json_decref(items);
+
+    f = (struct event_filter){.ascending = false};
+    assert_int_equal(store_event_list(st, "t1", ids[0], &f, &pg, &items, &total), 0);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(items, 0), "seq")), 11);
+    json_decref(items);
+
+    const char *types[] = {"tool", "status", NULL};
+    f = (struct event_filter){.types = types, .ascending = true};
+    struct page big = {.page = 1, .per_page = 100};
+    assert_int_equal(store_event_list(st, "t1", ids[0], &f, &big, &items, &total), 0);
+    assert_int_equal(total, 6); /* 5 tool + the queued status */
+    json_decref(items);
+
+    f = (struct event_filter){.level = "warn", .after = 2, .ascending = true};
+    assert_int_equal(store_event_list(st, "t1", ids[0], &f, &big, &items, &total), 0);
+    assert_int_equal(total, 3); /* i = 3, 6, 9 (i = 0 is seq 2, not after 2) */
+    json_decref(items);
+
+    f = (struct event_filter){.since = 2003, .until = 2005, .ascending = true};
+    assert_int_equal(store_event_list(st, "t1", ids[0], &f, &big, &items, &total), 0);
+    assert_int_equal(total, 3);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(items, 0), "i")), 3);
+    json_decref(items);
+
+    /* another tenant sees nothing */
+    f = (struct event_filter){0};
+    assert_int_equal(store_event_list(st, "t2", ids[0], &f, &big, &items, &total), 0);
+    assert_int_equal(total, 0);
+    assert_int_equal(json_array_size(items), 0);
+    json_decref(items);
+
+    char **texts = NULL;
+    int64_t *seqs = NULL;
+    size_t n = 0;
+    assert_int_equal(store_event_range(st, "t1", ids[0], 5, 3, &texts, &seqs, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(seqs[0], 6);
+    assert_int_equal(seqs[2], 8);
+    json_t *e = json_loads(texts[2], 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(e, "seq")), 8);
+    json_decref(e);
+    for (size_t i = 0; i < n; i++)
+        free(texts[i]);
+    free(texts);
+    free(seqs);
+    assert_int_equal(store_event_range(st, "t2", ids[0], 0, 3, &texts, &seqs, &n), 0);
+    assert_int_equal(n, 0);
+    free(texts);
+    free(seqs);
+    store_close(st);
+}
+
+/* ---- drafts and repositories ----------------------------------------------------------------- */
+
+struct updater {
+    pthread_t t;
+    struct store *st;
+    const char *key;
+    int rc;
+};
+
+static void *update_thread(void *arg) {
+    struct updater *u = arg;
+    for (int i = 0; i < 10 && u->rc == 0; i++) {
+        json_t *m = json_pack("{s:i}", u->key, i);
+        struct draft_row *r = NULL;
+        u->rc = store_draft_update(u->st, "t1", "d1", m, 100 + i, &r);
+        draft_row_free(r);
+        json_decref(m);
+    }
+    return NULL;
+}
+
+static void test_drafts(void **state) {
+    struct store *st = open_store();
+    json_t *body = json_pack("{s:s, s:{s:s}}", "prompt", "draft one", "repo", "mode", "none");
+    assert_int_equal(store_draft_create(st, "t1", "d1", body, 10), 0);
+    assert_int_equal(store_draft_create(st, "t1", "d1", body, 10), AH_E_EXISTS);
+    assert_int_equal(store_draft_create(st, "t1", "d2", body, 20), 0);
+    assert_int_equal(store_draft_create(st, "t2", "d1", body, 30), 0);
+    json_decref(body);
+
+    struct draft_row *r = NULL;
+    assert_int_equal(store_draft_get(st, "t1", "d1", &r), 0);
+    assert_string_equal(json_string_value(json_object_get(r->body, "prompt")), "draft one");
+    assert_int_equal(r->created_at, 10);
+    draft_row_free(r);
+    assert_int_equal(store_draft_get(st, "t3", "d1", &r), AH_E_NOTFOUND);
+
+    /* the given members replace, the others stay */
+    json_t *m = json_pack("{s:s, s:i}", "prompt", "changed", "extra", 1);
+    assert_int_equal(store_draft_update(st, "t1", "d1", m, 50, &r), 0);
+    assert_string_equal(json_string_value(json_object_get(r->body, "prompt")), "changed");
+    assert_non_null(json_object_get(r->body, "repo"));
+    assert_int_equal(r->updated_at, 50);
+    draft_row_free(r);
+    assert_int_equal(store_draft_update(st, "t1", "nope", m, 50, &r), AH_E_NOTFOUND);
+    json_decref(m);
+
+    /* concurrent updates of different members all land */
+    struct updater u[3] = {{.st = st, .key = "a"}, {.st = st, .key = "b"}, {.st = st, .key = "c"}};
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&u[i].t, NULL, update_thread, &u[i]), 0);
+    for (size_t i = 0; i < 3; i++) {
+        pthread_join(u[i].t, NULL);
+        assert_int_equal(u[i].rc, 0);
+    }
+    assert_int_equal(store_draft_get(st, "t1", "d1", &r), 0);
+    assert_int_equal(json_integer_value(json_object_get(r->body, "a")), 9);
+    assert_int_equal(json_integer_value(json_object_get(r->body, "b")), 9);
+    assert_int_equal(json_integer_value(json_object_get(r->body, "c")), 9);
+    assert_string_equal(json_string_value(json_object_get(r->body, "prompt")), "changed");
+    draft_row_free(r);
+
+    /* newest update first, totals per tenant */
+    struct draft_row **rows = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    struct page pg = {.page = 1, .per_page = 1};
+    assert_int_equal(store_draft_list(st, "t1", &pg, &rows, &n, &total), 0);
+    assert_int_equal(total, 2);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0]->id, "d1");
+    draft_rows_free(rows, n);
+    pg.page = 2;
+    assert_int_equal(store_draft_list(st, "t1", &pg, &rows, &n, &total), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0]->id, "d2");
+    draft_rows_free(rows, n);
+
+    assert_int_equal(store_draft_delete(st, "t2", "d2"), AH_E_NOTFOUND);
+    assert_int_equal(store_draft_delete(st, "t1", "d2"), 0);
+    assert_int_equal(store_draft_delete(st, "t1", "d2"), AH_E_NOTFOUND);
+    pg.page = 1;
+    pg.per_page = 10;
+    assert_int_equal(store_draft_list(st, "t1", &pg, &rows, &n, &total), 0);
+    assert_int_equal(total, 1);
+    draft_rows_free(rows, n);
+    store_close(st);
+}
+
+static void test_repo_list(void **state) {
+    struct store *st = open_store();
+    const char *urls[] = {"https://e.com/a.git", "https://e.com/b.git", "https://e.com/a.git"};
+    for (size_t i = 0; i < 3; i++) {
+        char task[ULID_LEN + 1];
+        ulid_new(task);
+        json_t *req = git_request(urls[i]);
+        assert_int_equal(store_task_create(st, "t1", task, i == 1 ? "p2" : "p1", req, NULL, 0,
+                                           (int64_t)(100 * (i + 1))),
+                         0);
+        json_decref(req);
+    }
+    char task[ULID_LEN + 1];
+    ulid_new(task);
+    json_t *none = json_pack("{s:{s:s}}", "repo", "mode", "none");
+    assert_int_equal(store_task_create(st, "t1", task, NULL, none, NULL, 0, 900), 0);
+    json_decref(none);
+    struct repo_row *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(store_repo_list(st, "t1", NULL, &rows, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].url, "https://e.com/a.git"); /* used last at 300 */
+    assert_int_equal(rows[0].last_used_at, 300);
+    assert_string_equal(rows[1].url, "https://e.com/b.git");
+    repo_rows_free(rows, n);
+    assert_int_equal(store_repo_list(st, "t1", "p2", &rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(rows[0].url, "https://e.com/b.git");
+    repo_rows_free(rows, n);
+    assert_int_equal(store_repo_list(st, "t2", NULL, &rows, &n), 0);
+    assert_int_equal(n, 0);
+    repo_rows_free(rows, n);
+    store_close(st);
+}
+
+/* ---- idempotency keys ------------------------------------------------------------------------ */
+
+static void test_idempotency(void **state) {
+    struct store *st = open_store();
+    struct idem_row *r = NULL;
+    assert_int_equal(store_idem_begin(st, "t1", "k1", "h1", 1000, 500, &r), 0);
+    assert_null(r);
+    /* the same key again while pending: the pending row */
+    assert_int_equal(store_idem_begin(st, "t1", "k1", "h2", 1100, 500, &r), AH_E_EXISTS);
+    assert_string_equal(r->request_hash, "h1");
+    assert_false(r->done);
+    assert_int_equal(r->created_at, 1000);
+    idem_row_free(r);
+    r = NULL;
+    /* other tenants have their own keys */
+    assert_int_equal(store_idem_begin(st, "t2", "k1", "h9", 1100, 500, &r), 0);
+
+    /* the answer, bytes as given (NULs included) */
+    static const char body[] = "{\"a\":1}\0tail";
+    assert_int_equal(store_idem_finish(st, "t1", "k1", 201, "application/json", body,
+                                       sizeof(body) - 1),
+                     0);
+    assert_int_equal(store_idem_begin(st, "t1", "k1", "h1", 1200, 500, &r), AH_E_EXISTS);
+    assert_true(r->done);
+    assert_int_equal(r->status, 201);
+    assert_string_equal(r->content_type, "application/json");
+    assert_int_equal(r->body_len, sizeof(body) - 1);
+    assert_memory_equal(r->body, body, sizeof(body) - 1);
+    idem_row_free(r);
+    r = NULL;
+    /* a done key is not released */
+    assert_int_equal(store_idem_release(st, "t1", "k1"), 0);
+    assert_int_equal(store_idem_begin(st, "t1", "k1", "h1", 1300, 500, &r), AH_E_EXISTS);
+    idem_row_free(r);
+    r = NULL;
+    /* older than the window: replaced by a new claim */
+    assert_int_equal(store_idem_begin(st, "t1", "k1", "h3", 1600, 500, &r), 0);
+    assert_null(r);
+    assert_int_equal(store_idem_begin(st, "t1", "k1", "h3", 1601, 500, &r), AH_E_EXISTS);
+    assert_string_equal(r->request_hash, "h3");
+    assert_false(r->done);
+    assert_int_equal(r->body_len, 0);
+    idem_row_free(r);
+    r = NULL;
+    /* a released pending key can be claimed again */
+    assert_int_equal(store_idem_release(st, "t1", "k1"), 0);
+    assert_int_equal(store_idem_begin(st, "t1", "k1", "h4", 1602, 500, &r), 0);
+    /* expired keys of every tenant are collected on a claim */
+    assert_int_equal(store_idem_begin(st, "t1", "k2", "h", 5000, 500, &r), 0);
+    assert_int_equal(raw_int("SELECT count(*) FROM idempotency_keys"), 1);
+    store_close(st);
+}
+
+int main(int argc, char **argv) {
+    use_pg = argc > 1 && strcmp(argv[1], "pg") == 0;
+    if (use_pg && !(pg_base = getenv("AH_TEST_PG_URL"))) {
+        fprintf(stderr, "test-store pg: AH_TEST_PG_URL is not set (run it under "
+                        "tests/pg/pgserver.py)\n");
+        return 1;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_migrates_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_memory_and_bad_urls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_urls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_task_create_and_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_purge_and_runtime, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_concurrent_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_list_and_range, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drafts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repo_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests_name(use_pg ? "store (PostgreSQL)" : "store (SQLite)", tests, NULL,
+                                       NULL);
 }
