@@ -2,6 +2,7 @@
 re-attaches to their recorders, and every session finishes with gapless seq 1..N and its file
 edits. Sessions whose recorder is gone fail with "server restarted"; queued ones stay queued."""
 
+import http.client
 import os
 import signal
 import time
@@ -89,6 +90,76 @@ class Restart(unittest.TestCase):
             wait_status(s, queued, "completed")
             self.assertEqual(statuses(s, queued), ["queued", "provisioning", "running",
                                                    "completed"])
+        finally:
+            s.close()
+
+
+def crash_env(point):
+    """The test-only crash point (src/core/testhook.c): the server SIGKILLs itself there."""
+    return {"AH_TEST_HOOKS": "1", "AH_TEST_CRASH_AT": point}
+
+
+def wait_dead(server, what):
+    wait_for(lambda: server.proc.poll() is not None, 30, what)
+    assert server.proc.returncode == -signal.SIGKILL, server.stderr()[-2000:]
+
+
+class CrashWindows(unittest.TestCase):
+    """kill -9 at the moments a crash used to lose work (issue 10 items 22 and 23), made
+    deterministic by the crash points; the restarted server runs without them."""
+
+    STEPS = [{"edit": "a.txt", "content": "one\n"}, {"log": "step one"}, {"sleep": 1500},
+             {"log": "step two"}]
+
+    def crash_while_provisioning(self, point):
+        s = Server(env=crash_env(point))
+        try:
+            sid = create(s, task(self.STEPS))["id"]
+            wait_dead(s, "the server's crash at " + point)
+            # the recorder was spawned just before the crash: its agent goes on without us
+            wait_for(lambda: os.path.exists(os.path.join(s.tmp, "workspaces", sid, "a.txt")),
+                     20, "the agent's first edit")
+            s.extra_env = {}
+            s.start()
+            st = wait_status(s, sid, ("completed", "failed"), timeout=60)
+            self.assertEqual(st["status"], "completed", st)
+            evs = events(s, sid)
+            self.assertEqual([e["message"] for e in evs if e["type"] == "log"],
+                             ["step one", "step two"])
+            self.assertEqual({e["file_path"] for e in evs if e["type"] == "file_edit"},
+                             {"a.txt"})
+            self.assertEqual([e["seq"] for e in evs], list(range(1, len(evs) + 1)))
+            self.assertEqual(statuses(s, sid), ["queued", "provisioning", "running",
+                                                "completed"])
+            self.assertNotIn("recorder hello refused", s.stderr())
+        finally:
+            s.close()
+
+    def test_adopts_a_recorder_spawned_before_its_pid_was_stored(self):
+        self.crash_while_provisioning("recorder-spawned")
+
+    def test_adopts_a_recorder_of_a_provisioning_session(self):
+        self.crash_while_provisioning("recorder-recorded")
+
+    def test_pending_idempotency_key_does_not_outlive_its_server(self):
+        s = Server(env=crash_env("idempotency-claimed"))
+        try:
+            key = "01J9Q0Z4YB6N8W2F3K5M7P9R1T"
+            body = task([{"log": "exactly once"}])
+            with self.assertRaises((OSError, http.client.HTTPException)):
+                s.post("/api/v1/tasks", body=body, headers={"Idempotency-Key": key})
+            wait_dead(s, "the crash with the key claimed")
+            s.extra_env = {}
+            s.start()
+            r1 = s.post("/api/v1/tasks", body=body, headers={"Idempotency-Key": key})
+            self.assertEqual(r1.status, 201, r1)
+            self.assertIsNone(r1.header("idempotent-replayed"))
+            r2 = s.post("/api/v1/tasks", body=body, headers={"Idempotency-Key": key})
+            self.assertEqual(r2.status, 201, r2)
+            self.assertEqual(r2.header("idempotent-replayed"), "true")
+            self.assertEqual(r2.body, r1.body)
+            self.assertEqual(s.get("/api/v1/sessions").json()["total"], 1)
+            wait_status(s, r1.json()["id"], "completed")
         finally:
             s.close()
 
