@@ -252,8 +252,9 @@ struct task_request {
 
 /* Validates every field of a create-task body and builds the request. Accepts the snake_case
  * aliases of D1 (`tenant_id`, `project_id`, `devcontainer_path`, `memory_mib`,
- * `snapshot_preference`, `execution_host_id`, `target_branch`) but not both spellings at once.
- * Unknown members are errors. On failure returns AH_E_INVAL with every bad field named in
+ * `snapshot_preference`, `execution_host_id`, `target_branch`) but not both spellings at once,
+ * and a single `agent` object for `agents: [agent]` (D25) but not both. Unknown members are
+ * errors. On failure returns AH_E_INVAL with every bad field named in
  * reterr->errors, and *ret is untouched. */
 int task_request_parse(const json_t *body, struct task_request **ret, struct ah_problem *reterr);
 /* The canonical (camelCase, D1) JSON of a request; parse(to_json(r)) equals r. NULL on OOM. */
@@ -262,6 +263,15 @@ void task_request_free(struct task_request *r);
 AH_DEFINE_CLEANUP(struct task_request, task_request_free)
 /* Number of sessions the task fans out to: the sum of agents[].count. */
 size_t task_request_session_count(const struct task_request *r);
+/* D25 display aliases: the agent family a WebUI-style type names — "claude-code" for `claude`
+ * and `claude-<model>`, "codex" for `gpt-<model>` and `openai` — or NULL when the type is no
+ * display alias (canonical types such as "claude-code" and "codex" are none). */
+const char *agent_alias_family(const char *type);
+/* Rewrites an agent entry given by a display alias to its family: the type becomes `family`
+ * and the model the alias carried (the version of `claude` + `3.5-sonnet`, the type of
+ * `gpt-4o`) goes to settings.model unless settings name one; a version that was a model
+ * becomes "latest". 0 or AH_E_NOMEM (the entry is unchanged then). */
+int task_agent_apply_alias(struct task_agent *a, const char *family);
 /* Validates a prompt (string or blocks) into normalised blocks; `path` names the field in errors.
  * Shared by task creation and POST …/prompt. Returns NULL and fills reterr on failure. */
 json_t *prompt_parse(const json_t *value, const char *path, struct ah_problem *reterr);

@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core.h"
 
@@ -520,9 +521,24 @@ static void parse_workspace(const json_t *v, struct task_request *r, struct ah_p
     }
 }
 
-static void parse_agents(const json_t *v, struct task_request *r, struct ah_problem *p) {
+/* `agents`, or (single) the shorthand `agent` of D25 as a list of one; errors then name
+ * `agent.type` and so on, the field the client sent. */
+static void parse_agents(const json_t *v, bool single, struct task_request *r,
+                         struct ah_problem *p) {
     static const struct member known[] = {
         {"type", NULL}, {"version", NULL}, {"count", NULL}, {"settings", NULL}};
+    AH_AUTO(json_decrefp) json_t *one = NULL;
+    if (single) {
+        if (!json_is_object(v)) {
+            problem_field(p, "agent", "must be an object with a type");
+            return;
+        }
+        if (!(one = json_pack("[O]", v))) {
+            problem_set(p, AH_E_NOMEM, "out of memory");
+            return;
+        }
+        v = one;
+    }
     if (!v) {
         problem_field(p, "agents", "is required");
         return;
@@ -545,7 +561,10 @@ static void parse_agents(const json_t *v, struct task_request *r, struct ah_prob
     json_t *a;
     json_array_foreach(v, i, a) {
         char ap[32], fp[64];
-        snprintf(ap, sizeof(ap), "agents[%zu]", i);
+        if (single)
+            snprintf(ap, sizeof(ap), "agent");
+        else
+            snprintf(ap, sizeof(ap), "agents[%zu]", i);
         struct task_agent *ag = &r->agents[r->n_agents++];
         ag->count = 1;
         if (!json_is_object(a)) {
@@ -682,7 +701,7 @@ int task_request_parse(const json_t *body, struct task_request **ret, struct ah_
         {"tenantId", "tenant_id"}, {"projectId", "project_id"}, {"prompt", NULL},
         {"repo", NULL},            {"runtime", NULL},           {"workspace", NULL},
         {"agents", NULL},          {"delivery", NULL},          {"labels", NULL},
-        {"webhooks", NULL},
+        {"webhooks", NULL},        {"agent", NULL},
     };
     struct ah_problem local = {0};
     struct ah_problem *pp = p ? p : &local;
@@ -707,7 +726,11 @@ int task_request_parse(const json_t *body, struct task_request **ret, struct ah_
     parse_repo(json_object_get(body, "repo"), r, pp);
     parse_runtime(json_object_get(body, "runtime"), r, pp);
     parse_workspace(json_object_get(body, "workspace"), r, pp);
-    parse_agents(json_object_get(body, "agents"), r, pp);
+    json_t *agent = json_object_get(body, "agent"), *agents = json_object_get(body, "agents");
+    if (agent && agents) /* D25: the shorthand or the list, never both */
+        problem_field(pp, "agent", "give agent or agents, not both");
+    else
+        parse_agents(agent ? agent : agents, agent != NULL, r, pp);
     parse_delivery(json_object_get(body, "delivery"), r, pp);
     parse_labels(json_object_get(body, "labels"), r, pp);
     parse_webhooks(json_object_get(body, "webhooks"), r, pp);
@@ -722,6 +745,52 @@ int task_request_parse(const json_t *body, struct task_request **ret, struct ah_
     if (failed)
         return code;
     *ret = AH_TAKE(r);
+    return 0;
+}
+
+const char *agent_alias_family(const char *type) {
+    if (!type)
+        return NULL;
+    if (strcasecmp(type, "claude") == 0 ||
+        (strncasecmp(type, "claude-", 7) == 0 && strcasecmp(type, "claude-code") != 0))
+        return "claude-code";
+    if ((strncasecmp(type, "gpt-", 4) == 0 && type[4]) || strcasecmp(type, "openai") == 0)
+        return "codex";
+    return NULL;
+}
+
+int task_agent_apply_alias(struct task_agent *a, const char *family) {
+    /* the model the alias names: claude's version (3.5-sonnet), or the type itself (gpt-4o,
+     * claude-3-opus) */
+    const char *model = NULL;
+    bool version_is_model = false;
+    if (strcasecmp(a->type, "claude") == 0 || strcasecmp(a->type, "openai") == 0) {
+        if (a->version && strcmp(a->version, "latest") != 0) {
+            model = a->version;
+            version_is_model = true;
+        }
+    } else {
+        model = a->type;
+    }
+    char *type = strdup(family);
+    char *version = version_is_model ? strdup("latest") : NULL;
+    json_t *settings = a->settings ? json_incref(a->settings) : json_object();
+    bool set_model = model && !json_object_get(settings, "model");
+    if (!type || (version_is_model && !version) || !settings ||
+        (set_model && json_object_set_new(settings, "model", json_string(model)) < 0)) {
+        free(type);
+        free(version);
+        json_decref(settings);
+        return AH_E_NOMEM;
+    }
+    free(a->type);
+    a->type = type;
+    if (version_is_model) {
+        free(a->version);
+        a->version = version;
+    }
+    json_decref(a->settings);
+    a->settings = json_object_size(settings) ? settings : (json_decref(settings), NULL);
     return 0;
 }
 

@@ -294,6 +294,84 @@ static void test_agents(void **state) {
     expect_field(body, "agents");
 }
 
+#define BASE "\"prompt\":\"x\",\"repo\":{\"mode\":\"none\"},\"runtime\":{\"type\":\"local\"},"
+
+/* D25: a single `agent` object is `agents: [agent]`; both at once is a 400. */
+static void test_agent_shorthand(void **state) {
+    struct ah_problem p = {0};
+    struct task_request *r =
+        parse("{" BASE "\"agent\":{\"type\":\"scripted\",\"settings\":{\"a\":1}}}", &p);
+    assert_non_null(r);
+    assert_int_equal(r->n_agents, 1);
+    assert_string_equal(r->agents[0].type, "scripted");
+    assert_string_equal(r->agents[0].version, "latest");
+    assert_int_equal(r->agents[0].count, 1);
+    assert_int_equal(json_integer_value(json_object_get(r->agents[0].settings, "a")), 1);
+    json_t *j = task_request_to_json(r); /* the canonical form has the list, not the shorthand */
+    assert_null(json_object_get(j, "agent"));
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(json_object_get(j, "agents"), 0), "type")),
+        "scripted");
+    json_decref(j);
+    task_request_free(r);
+    problem_clear(&p);
+    expect_ok("{" BASE "\"agent\":{\"type\":\"scripted\",\"count\":2}}");
+    expect_field("{" BASE "\"agent\":{\"type\":\"scripted\"},\"agents\":[{\"type\":\"x\"}]}",
+                 "agent");
+    expect_field("{" BASE "\"agent\":[{\"type\":\"scripted\"}]}", "agent");
+    expect_field("{" BASE "\"agent\":\"scripted\"}", "agent");
+    expect_field("{" BASE "\"agent\":{}}", "agent.type");
+    expect_field("{" BASE "\"agent\":{\"type\":\"scripted\",\"model\":\"m\"}}", "agent.model");
+    expect_field("{" BASE "\"agent\":{\"type\":\"scripted\",\"count\":0}}", "agent.count");
+    expect_field("{" BASE "\"agent\":null}", "agent");
+}
+
+/* D25: display aliases name a family, and the model they carry goes to settings.model. */
+static void test_agent_aliases(void **state) {
+    assert_string_equal(agent_alias_family("claude"), "claude-code");
+    assert_string_equal(agent_alias_family("Claude"), "claude-code");
+    assert_string_equal(agent_alias_family("claude-3-opus"), "claude-code");
+    assert_string_equal(agent_alias_family("gpt-4o"), "codex");
+    assert_string_equal(agent_alias_family("openai"), "codex");
+    assert_null(agent_alias_family("claude-code"));
+    assert_null(agent_alias_family("codex"));
+    assert_null(agent_alias_family("gpt-"));
+    assert_null(agent_alias_family("scripted"));
+    assert_null(agent_alias_family("gemini"));
+    assert_null(agent_alias_family(NULL));
+
+    struct task_agent a = {strdup("claude"), strdup("3.5-sonnet"), 1, NULL};
+    assert_int_equal(task_agent_apply_alias(&a, "claude-code"), 0);
+    assert_string_equal(a.type, "claude-code");
+    assert_string_equal(a.version, "latest");
+    assert_string_equal(json_string_value(json_object_get(a.settings, "model")), "3.5-sonnet");
+    free(a.type);
+    free(a.version);
+    json_decref(a.settings);
+
+    /* a model in settings wins; claude at latest names no model */
+    a = (struct task_agent){strdup("claude"), strdup("latest"), 1, NULL};
+    assert_int_equal(task_agent_apply_alias(&a, "claude-code"), 0);
+    assert_string_equal(a.type, "claude-code");
+    assert_null(a.settings);
+    free(a.type);
+    free(a.version);
+    a = (struct task_agent){strdup("gpt-4o"), strdup("1.2"), 1, json_pack("{s:s}", "model", "o3")};
+    assert_int_equal(task_agent_apply_alias(&a, "codex"), 0);
+    assert_string_equal(a.type, "codex");
+    assert_string_equal(a.version, "1.2"); /* a real version of the CLI stays */
+    assert_string_equal(json_string_value(json_object_get(a.settings, "model")), "o3");
+    free(a.type);
+    free(a.version);
+    json_decref(a.settings);
+    a = (struct task_agent){strdup("gpt-4o"), strdup("latest"), 1, NULL};
+    assert_int_equal(task_agent_apply_alias(&a, "codex"), 0);
+    assert_string_equal(json_string_value(json_object_get(a.settings, "model")), "gpt-4o");
+    free(a.type);
+    free(a.version);
+    json_decref(a.settings);
+}
+
 static void test_delivery_labels_webhooks(void **state) {
 #define WITH(x) "{" MINIMAL "," x "}"
     expect_ok(WITH("\"delivery\":{\"mode\":\"pr\",\"targetBranch\":\"main\"}"));
@@ -517,6 +595,8 @@ int main(void) {
         cmocka_unit_test(test_runtime),
         cmocka_unit_test(test_workspace),
         cmocka_unit_test(test_agents),
+        cmocka_unit_test(test_agent_shorthand),
+        cmocka_unit_test(test_agent_aliases),
         cmocka_unit_test(test_delivery_labels_webhooks),
         cmocka_unit_test(test_every_error_at_once),
         cmocka_unit_test(test_random_round_trips),
