@@ -25,6 +25,10 @@ struct api_ctx {
 /* Registers every route on r with ctx as their context. 0 or AH_E_NOMEM. */
 int api_register(struct router *r, struct api_ctx *ctx);
 
+/* The embedded web UI (webui.c): GET / and every non-API path. `ah webui` only; register it
+ * after api_register, so every API route matches first. 0 or AH_E_NOMEM. */
+int api_webui_register(struct router *r, struct api_ctx *ctx);
+
 /* The store once the services are up, else NULL (safe from any thread). */
 struct store *api_store(struct api_ctx *ctx);
 /* Publishes the services to the handlers (all three, or all NULL to withdraw them). */

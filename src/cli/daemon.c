@@ -11,8 +11,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../api/api.h"
@@ -80,7 +82,44 @@ static int start_services(const char *command, const struct config *cfg,
     return rc;
 }
 
-static int run_daemon(const char *command, const struct config *cfg) {
+/* `ah webui --open`: the default browser at url, through xdg-open when it is installed (quietly
+ * nothing otherwise: a server or a container has no browser). Double fork: the opener is
+ * nobody's child to reap, and the daemon never waits for it. */
+static void open_browser(const char *url) {
+    char exe[4096] = "";
+    const char *path = getenv("PATH");
+    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+        const char *end = strchr(p, ':');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        int w = snprintf(exe, sizeof(exe), "%.*s/xdg-open", (int)len, p);
+        if (w > 0 && (size_t)w < sizeof(exe) && access(exe, X_OK) == 0)
+            break;
+        exe[0] = '\0';
+        p += len + (end ? 1 : 0);
+    }
+    if (!exe[0]) {
+        log_msg(LOG_INFO, "--open: xdg-open is not installed; open %s yourself", url);
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (fork() == 0) {
+            int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+            if (null >= 0) {
+                dup2(null, 0);
+                dup2(null, 1);
+                dup2(null, 2);
+            }
+            execl(exe, "xdg-open", url, (char *)NULL);
+        }
+        _exit(0);
+    }
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+    log_msg(LOG_INFO, "opened %s in the browser", url);
+}
+
+static int run_daemon(const char *command, const struct config *cfg, bool open) {
     /* D28: everything the daemon and its sessions create (database, WAL/SHM, recordings,
      * prompts, workspaces) is readable by its owner only; children inherit the mask. */
     umask(077);
@@ -102,7 +141,9 @@ static int run_daemon(const char *command, const struct config *cfg) {
         .keepalive_ms = cfg->sse_keepalive_ms,
     };
     struct router *router = router_new();
-    if (!router || api_register(router, &api) < 0 || api_streams_start(&api) < 0) {
+    bool webui = strcmp(command, "webui") == 0; /* the UI's routes come after every API route */
+    if (!router || api_register(router, &api) < 0 ||
+        (webui && api_webui_register(router, &api) < 0) || api_streams_start(&api) < 0) {
         fprintf(stderr, "ah %s: out of memory\n", command);
         router_free(router);
         return EXIT_GENERAL;
@@ -134,6 +175,12 @@ static int run_daemon(const char *command, const struct config *cfg) {
                           cfg->config_path);
     log_json(LOG_INFO, "listening", f);
     json_decref(f);
+    if (open) { /* a wildcard bind is reached on loopback */
+        bool any = strcmp(cfg->bind, "0.0.0.0") == 0 || strcmp(cfg->bind, "::") == 0;
+        char local[64];
+        snprintf(local, sizeof(local), "http://127.0.0.1:%d/", port);
+        open_browser(any ? local : url);
+    }
 
     struct api_services sv = {0};
     int rc = EXIT_OK;
@@ -165,11 +212,12 @@ static const char access_point_usage[] =
 
 static const char webui_usage[] =
     "usage: ah webui [OPTIONS]\n\n"
-    "Runs the web UI server with an in-process access point on one port (D21). Until the web UI "
-    "lands it serves the API and /_ah/healthz.";
+    "Runs the web UI with an in-process access point on one port (D21): the application at /, "
+    "the REST/SSE API under /api/v1.\n\n"
+    "  --open   also open the UI in the default browser (xdg-open; skipped when not installed)";
 
 static int run_command(int argc, char **argv, const char *command, const char *usage,
-                       int64_t default_port) {
+                       int64_t default_port, bool open) {
     struct config_defaults defs = {.port = default_port};
     struct config cfg;
     int rc = config_load(argc, argv, command, &defs, &cfg);
@@ -179,17 +227,26 @@ static int run_command(int argc, char **argv, const char *command, const char *u
     }
     if (rc)
         return rc;
-    rc = run_daemon(command, &cfg);
+    rc = run_daemon(command, &cfg, open);
     config_clear(&cfg);
     return rc;
 }
 
 int cmd_access_point(int argc, char **argv) {
-    return run_command(argc, argv, "agent access-point", access_point_usage, 3001);
+    return run_command(argc, argv, "agent access-point", access_point_usage, 3001, false);
 }
 
 int cmd_webui(int argc, char **argv) {
-    return run_command(argc, argv, "webui", webui_usage, 8080);
+    /* --open is webui's own flag: take it out before the shared option parser sees argv. */
+    bool open = false;
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        if (i > 0 && strcmp(argv[i], "--open") == 0)
+            open = true;
+        else
+            argv[n++] = argv[i];
+    }
+    return run_command(n, argv, "webui", webui_usage, 8080, open);
 }
 
 void cmd_access_point_help(void) {

@@ -1,0 +1,11 @@
+# The web UI (issue 14): its HTTP serving (python, starts the real `ah webui`) and its behaviour
+# in a real browser (playwright-core driving Debian's headless Chromium). Screenshots of each
+# view are left in ${CMAKE_BINARY_DIR}/browser-artifacts.
+add_test(NAME browser/webui-http COMMAND ${PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/browser/test_webui_http.py)
+set_tests_properties(browser/webui-http PROPERTIES LABELS "browser;integration" TIMEOUT 300
+  ENVIRONMENT "AH_BIN=$<TARGET_FILE:ah>;PYTHONDONTWRITEBYTECODE=1;PYTHONPATH=${CMAKE_CURRENT_SOURCE_DIR}/integration")
+
+find_program(AH_NODE_FOR_TESTS NAMES node nodejs REQUIRED)
+add_test(NAME browser/webui COMMAND ${AH_NODE_FOR_TESTS} ${CMAKE_CURRENT_SOURCE_DIR}/browser/webui.mjs)
+set_tests_properties(browser/webui PROPERTIES LABELS browser TIMEOUT 600
+  ENVIRONMENT "AH_BIN=$<TARGET_FILE:ah>;AH_ARTIFACTS=${CMAKE_BINARY_DIR}/browser-artifacts")

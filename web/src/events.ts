@@ -1,0 +1,86 @@
+// events.ts — the live event store of a session page, and how an event reads as one line.
+import { useEffect, useState } from 'preact/hooks';
+import type { AgentEvent, SessionStatus } from './api';
+import { EventStream, type StreamState } from './sse';
+import type { ApiError } from './api';
+
+/** One line of text for an event, and a short kind label for its row. */
+export function describe(ev: AgentEvent): { kind: string; text: string } {
+    const e = ev as AgentEvent & Record<string, unknown>;
+    const str = (k: string) => (typeof e[k] === 'string' ? e[k] as string : '');
+    switch (ev.type) {
+    case 'status':
+        return { kind: 'status', text: `${ev.status}${ev.error ? ` — ${ev.error}` : ''}` };
+    case 'log':
+        return { kind: ev.level === 'error' ? 'error' : 'log', text: ev.message };
+    case 'thought':
+        return { kind: 'thought', text: ev.thought };
+    case 'tool_use':
+        return { kind: 'tool', text: `${ev.tool_name} ${JSON.stringify(ev.tool_args)}` };
+    case 'tool_result':
+        return { kind: 'result', text: `${str('tool_name')}: ${str('tool_output')}`.trim() };
+    case 'file_edit':
+        return { kind: 'edit', text: `${ev.file_path}  +${ev.lines_added} −${ev.lines_removed}` };
+    case 'diff':
+        return { kind: 'diff', text: str('path') };
+    default:
+        return { kind: String(ev.type), text: str('message') || str('note') || str('host') ||
+                 JSON.stringify(ev) };
+    }
+}
+
+export interface LiveLog {
+    events: readonly AgentEvent[];
+    /** Bumped when events were added (the array is appended to in place). */
+    version: number;
+    state: StreamState;
+    error: ApiError | undefined;
+    /** The status from the newest status event, when one arrived. */
+    status: SessionStatus | undefined;
+}
+
+/**
+ * Follows a session's events from the beginning. The array grows in place and re-renders are
+ * batched to one per animation frame, so a burst of thousands of events costs a few renders.
+ */
+export function useLiveLog(sessionId: string, onStatus?: (s: SessionStatus) => void): LiveLog {
+    const [log, setLog] = useState<LiveLog>(() => ({
+        events: [], version: 0, state: 'connecting', error: undefined, status: undefined }));
+    useEffect(() => {
+        const events: AgentEvent[] = [];
+        let status: SessionStatus | undefined;
+        let state: StreamState = 'connecting';
+        let error: ApiError | undefined;
+        let frame = 0, version = 0;
+        const flush = () => {
+            frame = 0;
+            setLog({ events, version: ++version, state, error, status });
+        };
+        const schedule = () => {
+            if (!frame) frame = requestAnimationFrame(flush);
+        };
+        setLog({ events, version: 0, state, error, status });
+        const stream = new EventStream(sessionId, {
+            onEvent(ev) {
+                events.push(ev);
+                if (ev.type === 'status') {
+                    status = ev.status;
+                    onStatus?.(ev.status);
+                }
+                schedule();
+            },
+            onState(s, e) {
+                state = s;
+                error = e;
+                schedule();
+            },
+        });
+        return () => {
+            stream.close();
+            if (frame) cancelAnimationFrame(frame);
+        };
+        // onStatus is a callback the caller may re-create each render: the stream keeps the first.
+        // eslint-disable-next-line react-hooks/exhaustive-deps
+    }, [sessionId]);
+    return log;
+}
