@@ -155,20 +155,78 @@ int exec_scenario_check(const json_t *scenario, const char *path, struct ah_prob
     return rc;
 }
 
-static int write_step(const char *kind, const char *path, const char *content) {
+/* errno of a refused resolution: the path leads out of the workspace (a symlink, issue 10 item
+ * 17) → AH_E_FORBIDDEN, which the caller words as such. */
+static int path_error(int e) {
+    return e == EXDEV || e == ELOOP ? AH_E_FORBIDDEN : ah_err_from_errno(e);
+}
+
+/* The directory holding `path` (workspace-relative), made as needed, each level resolved
+ * beneath the workspace: a planted symlink to elsewhere is refused, never followed. An O_PATH
+ * fd or a negative AH_E_*. */
+static int parent_beneath(int root, const char *path) {
     char dir[2048];
     snprintf(dir, sizeof(dir), "%s", path);
     char *slash = strrchr(dir, '/');
-    if (slash) {
-        *slash = '\0';
-        make_dirs(dir, 0755);
+    if (!slash) {
+        int fd = fcntl(root, F_DUPFD_CLOEXEC, 0);
+        return fd >= 0 ? fd : ah_err_from_errno(errno);
     }
-    if (!strcmp(kind, "delete"))
-        return unlink(path) < 0 ? ah_err_from_errno(errno) : 0;
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (strcmp(kind, "append") ? O_TRUNC : O_APPEND),
-                  0644);
-    if (fd < 0)
+    *slash = '\0';
+    int parent = fcntl(root, F_DUPFD_CLOEXEC, 0);
+    for (char *p = dir; parent >= 0 && p;) { /* one level at a time: "a", "a/b", … */
+        char *next = strchr(p, '/');
+        if (next)
+            *next = '\0';
+        int fd = open_beneath(root, dir, O_PATH | O_DIRECTORY, 0, false);
+        if (fd < 0 && errno == ENOENT) {
+            const char *name = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+            if (mkdirat(parent, name, 0755) < 0 && errno != EEXIST) {
+                int e = errno;
+                close(parent);
+                return path_error(e);
+            }
+            fd = open_beneath(root, dir, O_PATH | O_DIRECTORY, 0, false);
+        }
+        int e = errno;
+        close(parent);
+        if (fd < 0)
+            return path_error(e);
+        parent = fd;
+        if (next)
+            *next = '/';
+        p = next ? next + 1 : NULL;
+    }
+    return parent >= 0 ? parent : ah_err_from_errno(errno);
+}
+
+/* edit/append/delete of the scripted agent: confined to the workspace (the current directory)
+ * with openat2(RESOLVE_BENEATH), so neither the scenario nor a link in the workspace can make
+ * it write elsewhere. */
+static int write_step(const char *kind, const char *path, const char *content) {
+    int root = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
         return ah_err_from_errno(errno);
+    int parent = parent_beneath(root, path);
+    if (parent < 0) {
+        close(root);
+        return parent;
+    }
+    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    if (!strcmp(kind, "delete")) { /* removes a link itself, never its target */
+        int rc = unlinkat(parent, name, 0) < 0 ? path_error(errno) : 0;
+        close(parent);
+        close(root);
+        return rc;
+    }
+    close(parent);
+    int fd = open_beneath(root, path,
+                          O_WRONLY | O_CREAT | (strcmp(kind, "append") ? O_TRUNC : O_APPEND),
+                          0644, false);
+    int open_errno = errno;
+    close(root);
+    if (fd < 0)
+        return path_error(open_errno);
     size_t n = strlen(content);
     ssize_t w = write(fd, content, n);
     int e = errno;
@@ -236,7 +294,9 @@ static int run_scripted(const json_t *scenario, const char *prompt) {
             int rc = write_step(kind, path,
                                 json_string_value(json_object_get(step, "content")));
             if (rc < 0) {
-                emit_log("error", "cannot %s %s: %s", kind, path, ah_strerror(rc));
+                emit_log("error", "cannot %s %s: %s", kind, path,
+                         rc == AH_E_FORBIDDEN ? "the path leads outside the workspace"
+                                              : ah_strerror(rc));
                 return 1;
             }
         } else if (!strcmp(kind, "sleep")) {

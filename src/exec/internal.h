@@ -79,6 +79,11 @@ int run_command_ex(const char *const *argv, const char *cwd, const struct run_li
 int pidfd_open_pid(pid_t pid);
 /* Start time of a process in clock ticks since boot (/proc/pid/stat field 22); 0 if gone. */
 int64_t process_start_time(pid_t pid);
+/* openat2(dirfd, path) confined to dirfd's tree (RESOLVE_BENEATH, no /proc magic links): an
+ * absolute path, a ".." above it or a symlink that leads out fails with EXDEV, so a workspace's
+ * own links cannot make us touch a file outside it. With no_symlinks every symlink on the way is
+ * refused (ELOOP). The fd, or -1 with errno. */
+int open_beneath(int dirfd, const char *path, int flags, mode_t mode, bool no_symlinks);
 /* mkdir -p with mode. */
 int make_dirs(const char *path, mode_t mode);
 /* Writes a whole file atomically enough for our use (create, write, close). */

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -50,6 +51,15 @@ int64_t process_start_time(pid_t pid) {
     if (!p)
         return 0;
     return strtoll(p, NULL, 10);
+}
+
+int open_beneath(int dirfd, const char *path, int flags, mode_t mode, bool no_symlinks) {
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC),
+        .mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | (no_symlinks ? RESOLVE_NO_SYMLINKS : 0),
+    };
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
 }
 
 int make_dirs(const char *path, mode_t mode) {

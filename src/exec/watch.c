@@ -46,6 +46,7 @@ struct dirwatch {
 
 struct watcher {
     char *root;
+    int root_fd; /* the workspace, for reads confined beneath it */
     int fd;
     struct shadow *buckets[WATCH_BUCKETS];
     size_t n_files, shadow_bytes;
@@ -87,6 +88,9 @@ static void path_of(const struct watcher *w, const char *rel, char *out, size_t 
 }
 
 /* Reads a file for the shadow: NULL content when it is too big or the budget is spent. */
+/* The file is opened beneath the workspace without following any symlink (issue 10 item 17):
+ * a link the agent or the repository planted, to /etc/shadow say, is seen as a link and its
+ * target's content never reaches a diff event. */
 static int load(struct watcher *w, const char *rel, char **ret, size_t *ret_len, bool *ret_exists) {
     char path[8192];
     path_of(w, rel, path, sizeof(path));
@@ -99,10 +103,25 @@ static int load(struct watcher *w, const char *rel, char **ret, size_t *ret_len,
     }
     *ret_exists = true;
     if (!S_ISREG(st.st_mode) || st.st_size > WATCH_MAX_FILE ||
-        w->shadow_bytes + (size_t)st.st_size > WATCH_MAX_SHADOW)
+        w->shadow_bytes + (size_t)st.st_size > WATCH_MAX_SHADOW || w->root_fd < 0)
         return 0;
-    if (read_file(path, WATCH_MAX_FILE, ret, ret_len) < 0)
-        *ret = NULL;
+    int fd = open_beneath(w->root_fd, rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0, true);
+    if (fd < 0)
+        return 0;
+    struct ah_buf b = {.max = WATCH_MAX_FILE};
+    char chunk[65536];
+    ssize_t n;
+    int rc = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? 0 : AH_E_INVAL; /* swapped meanwhile */
+    while (rc == 0 && ((n = read(fd, chunk, sizeof(chunk))) > 0 || (n < 0 && errno == EINTR)))
+        if (n > 0)
+            rc = ah_buf_append(&b, chunk, (size_t)n);
+    close(fd);
+    if (rc < 0) {
+        ah_buf_clear(&b);
+        return 0;
+    }
+    *ret_len = b.n;
+    *ret = ah_buf_steal(&b);
     return 0;
 }
 
@@ -187,7 +206,9 @@ int watcher_open(const char *root, struct watcher **ret) {
     struct watcher *w = calloc(1, sizeof(*w));
     if (!w)
         return AH_E_NOMEM;
+    w->fd = w->root_fd = -1;
     w->root = strdup(root);
+    w->root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (!w->root || w->fd < 0) {
         watcher_close(w);
@@ -380,6 +401,8 @@ void watcher_close(struct watcher *w) {
     free(w->dirs);
     if (w->fd >= 0)
         close(w->fd);
+    if (w->root_fd >= 0)
+        close(w->root_fd);
     free(w->root);
     free(w);
 }
