@@ -182,6 +182,14 @@ void exec_stop(struct executor *ex) {
     pthread_mutex_lock(&ex->mu);
     bool workers = ex->jobs_cv_ready;
     ex->stopping = true;
+    /* a clone in progress would hold the stop for up to the clone timeout: cut it short (the
+     * session is failed as "server restarted" by the next start, D15) */
+    for (struct live *l = ex->lives; l; l = l->next) {
+        uint64_t one = 1;
+        if (!l->dead && l->abort_fd >= 0 && write(l->abort_fd, &one, sizeof(one)) < 0) {
+            /* saturated: the worker is being told already */
+        }
+    }
     pthread_mutex_unlock(&ex->mu);
     supervisor_stop(ex); /* first: it is the one that queues provisioning jobs */
     if (workers)

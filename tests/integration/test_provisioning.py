@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+import unittest
 
 import ahtest
 from ahtest import Server
@@ -153,6 +154,25 @@ class NetworkTimeouts(ahtest.ServerTest):
         r = wait_for(settled, 30, "the ls-remote to time out")
         body = self.assertProblem(r, 503)
         self.assertIn("did not answer in time", body["detail"])
+
+
+class StopServerDuringClone(unittest.TestCase):
+    def test_sigterm_does_not_wait_for_a_hanging_clone(self):
+        remote = SilentRemote()
+        s = Server(args=("--clone-timeout-ms", "600000"))
+        try:
+            sid = create(s, git_task(remote.url()))["id"]
+            wait_status(s, sid, "provisioning")
+            wait_for(lambda: remote.accepted > 0, 20, "git to reach the remote")
+            started = time.monotonic()
+            self.assertEqual(s.stop(timeout=60), 0)
+            self.assertLess(time.monotonic() - started, 30)  # not the 600 s clone timeout
+            s.start()  # D15: a provisioning left behind fails as "server restarted"
+            st = wait_status(s, sid, "failed")
+            self.assertEqual(st["error"], "server restarted")
+        finally:
+            s.close()
+            remote.close()
 
 
 if __name__ == "__main__":
