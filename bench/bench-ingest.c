@@ -1,11 +1,14 @@
 /*
- * bench-ingest — how many events per second become durable (one fsync per batch, D9), against
- * the baseline of one transaction per event, measured in the same run on the same disk.
+ * bench-ingest — how many events per second become durable (one commit per batch, D9), against
+ * the baseline of one transaction per event, measured in the same run on the same disk: on
+ * SQLite and, when AH_TEST_PG_URL names a PostgreSQL database, on PostgreSQL too, side by side.
  *
  *   bench-ingest [EVENTS] [SESSIONS] [DIR]
+ *   tests/pg/pgserver.py -- bench-ingest [EVENTS] [SESSIONS]     (a throw-away PostgreSQL 15)
  *
- * Prints numbers; never fails on speed. The database lives in DIR (default: a temp directory),
- * with synchronous=FULL like the server.
+ * Prints numbers; never fails on speed. The SQLite database lives in DIR (default: a temp
+ * directory), with synchronous=FULL like the server; PostgreSQL commits with its defaults
+ * (fsync=on, synchronous_commit=on), so both numbers are durable.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -38,25 +41,24 @@ static json_t *payload(long i) {
                      "tool_execution_id");
 }
 
-int main(int argc, char **argv) {
-    long n = argc > 1 ? strtol(argv[1], NULL, 10) : 100000;
-    int sessions = argc > 2 ? atoi(argv[2]) : 1;
-    char dir[256] = "/tmp/ah-bench-XXXXXX";
-    if (argc > 3)
-        snprintf(dir, sizeof(dir), "%s", argv[3]);
-    else if (!mkdtemp(dir))
-        return 1;
-    char path[300];
-    snprintf(path, sizeof(path), "%s/bench.db", dir);
+struct result {
+    double base_rate, rate;
+    long base_n;
+    struct bus_stats stats;
+};
+
+static int measure(const char *url, long n, int sessions, struct result *ret) {
     struct store *st = NULL;
     struct ah_problem p = {0};
-    if (store_open(path, &st, &p) < 0) {
+    if (store_open(url, &st, &p) < 0) {
         fprintf(stderr, "store: %s\n", p.detail);
         return 1;
     }
     char task[ULID_LEN + 1];
     ulid_new(task);
     struct session_new *ss = calloc((size_t)sessions, sizeof(*ss));
+    if (!ss)
+        return 1;
     for (int i = 0; i < sessions; i++) {
         ulid_new(ss[i].id);
         ss[i].agent_type = "scripted";
@@ -70,7 +72,7 @@ int main(int argc, char **argv) {
     store_task_create(st, "default", task, NULL, req, ss, (size_t)sessions, time_now_ms());
     json_decref(req);
 
-    /* baseline: one transaction (one fsync) per event */
+    /* baseline: one transaction (one durable commit) per event */
     long base_n = n / 20 > 2000 ? 2000 : n / 20;
     int64_t t0 = time_mono_ms();
     for (long i = 0; i < base_n; i++) {
@@ -82,9 +84,10 @@ int main(int argc, char **argv) {
         json_decref(ev);
     }
     double base_s = (double)(time_mono_ms() - t0) / 1000.0;
-    double base_rate = base_n / (base_s > 0 ? base_s : 1e-9);
+    ret->base_n = base_n;
+    ret->base_rate = base_n / (base_s > 0 ? base_s : 1e-9);
 
-    /* the bus writer: producers queue, one thread commits whatever is queued per fsync */
+    /* the bus writer: producers queue, one thread commits whatever is queued per commit */
     struct bus *bus = NULL;
     bus_new(st, &bus);
     struct waiter w = {.left = n};
@@ -103,25 +106,58 @@ int main(int argc, char **argv) {
         pthread_cond_wait(&w.cv, &w.mu);
     pthread_mutex_unlock(&w.mu);
     double bus_s = (double)(time_mono_ms() - t0) / 1000.0;
-    struct bus_stats stats;
-    bus_get_stats(bus, &stats);
-    double rate = n / (bus_s > 0 ? bus_s : 1e-9);
-    printf("ingest: %ld events over %d session(s), durable (synchronous=FULL)\n", n, sessions);
-    printf("  baseline, one transaction per event: %8.0f events/s (%ld events)\n", base_rate,
-           base_n);
-    printf("  bus writer, batched:                 %8.0f events/s (%llu batches, %.1f "
-           "events/batch)\n",
-           rate, (unsigned long long)stats.batches,
-           stats.batches ? (double)stats.ops / (double)stats.batches : 0.0);
-    printf("  ratio: %.1fx\n", rate / base_rate);
+    bus_get_stats(bus, &ret->stats);
+    ret->rate = n / (bus_s > 0 ? bus_s : 1e-9);
     bus_free(bus);
     store_close(st);
     free(ss);
+    return 0;
+}
+
+static void print_result(const char *name, const struct result *r) {
+    printf("  %-10s baseline, one transaction per event: %8.0f events/s (%ld events)\n", name,
+           r->base_rate, r->base_n);
+    printf("  %-10s bus writer, batched:                 %8.0f events/s (%llu batches, %.1f "
+           "events/batch)\n",
+           name, r->rate, (unsigned long long)r->stats.batches,
+           r->stats.batches ? (double)r->stats.ops / (double)r->stats.batches : 0.0);
+    printf("  %-10s ratio: %.1fx\n", name, r->rate / r->base_rate);
+}
+
+int main(int argc, char **argv) {
+    long n = argc > 1 ? strtol(argv[1], NULL, 10) : 100000;
+    int sessions = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 1;
+    if (n < 1 || sessions < 1) {
+        fprintf(stderr, "usage: bench-ingest [EVENTS] [SESSIONS] [DIR]\n");
+        return 2;
+    }
+    char dir[256] = "/tmp/ah-bench-XXXXXX";
+    if (argc > 3)
+        snprintf(dir, sizeof(dir), "%s", argv[3]);
+    else if (!mkdtemp(dir))
+        return 1;
+    char path[300];
+    snprintf(path, sizeof(path), "%s/bench.db", dir);
+    const char *pg = getenv("AH_TEST_PG_URL");
+    struct result lite = {0}, post = {0};
+    int rc = measure(path, n, sessions, &lite);
+    if (rc == 0 && pg && *pg)
+        rc = measure(pg, n, sessions, &post);
+    if (rc == 0) {
+        printf("ingest: %ld events over %d session(s), durable (SQLite synchronous=FULL%s)\n", n,
+               sessions, pg && *pg ? "; PostgreSQL fsync, synchronous_commit=on" : "");
+        print_result("sqlite", &lite);
+        if (pg && *pg) {
+            print_result("postgres", &post);
+            printf("  durable ingest events/s: sqlite %.0f, postgres %.0f\n", lite.rate,
+                   post.rate);
+        }
+    }
     if (argc <= 3) {
         char cmd[300];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
         if (system(cmd) != 0)
             return 1;
     }
-    return 0;
+    return rc;
 }

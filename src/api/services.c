@@ -13,7 +13,8 @@ int api_services_start(const char *db, const struct exec_config *ec, struct api_
     int rc = store_open(db, &sv.store, reterr);
     if (rc < 0) { /* the database's own failures name it; the executor's below do not */
         char detail[sizeof(reterr->detail)];
-        snprintf(detail, sizeof(detail), "%s: %s", db, reterr->detail);
+        AH_AUTOFREE char *shown = text_redact_userinfo(db); /* D29: a postgres:// password */
+        snprintf(detail, sizeof(detail), "%s: %s", shown ? shown : "the database", reterr->detail);
         memcpy(reterr->detail, detail, sizeof(detail));
         return rc;
     }

@@ -445,7 +445,8 @@ int config_load(int argc, char **argv, const char *command, const struct config_
         rc = EXIT_GENERAL;
     if (rc == 0 && !c.data_dir) {
         char dir[4096];
-        if (strcmp(c.db, ":memory:") == 0) {
+        /* :memory: and database URLs (postgres://…) name no directory: the XDG default */
+        if (strcmp(c.db, ":memory:") == 0 || strstr(c.db, "://")) {
             char *d = default_path("XDG_DATA_HOME", ".local/share", "");
             snprintf(dir, sizeof(dir), "%s", d ? d : "/tmp/agent-harbor/");
             free(d);

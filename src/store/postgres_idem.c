@@ -3,10 +3,70 @@
  * (pending) by one INSERT … ON CONFLICT that also replaces a row older than the retention window,
  * so two concurrent requests with one key cannot both run, on one replica or several: the second
  * finds the first's row and gets it back as AH_E_EXISTS.
+ *
+ * A pending claim names its owner like on SQLite: "<boot id>:<pid>:<process start time>". A
+ * claim whose owner ran on this machine (same boot id) and is gone was abandoned by a server
+ * killed mid-request, and is taken over by the next request with the key (compare-and-swap on
+ * the row as read, so two takers cannot both win). A claim made on another machine (another
+ * replica) cannot be judged from here and is honoured until it expires.
  */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "postgres_internal.h"
+
+/* Start time of a process in clock ticks since boot (/proc/pid/stat field 22); 0 if gone. */
+static long long start_time(long pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
+        return 0;
+    p += 2;
+    for (int field = 3; field < 22 && p; field++)
+        if ((p = strchr(p, ' ')))
+            p++;
+    return p ? strtoll(p, NULL, 10) : 0;
+}
+
+static char boot_id[40];
+static char self_owner[128];
+static pthread_once_t owner_once = PTHREAD_ONCE_INIT;
+
+static void owner_init(void) {
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, boot_id, sizeof(boot_id) - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    boot_id[n > 0 ? strcspn(boot_id, "\n") : 0] = '\0';
+    snprintf(self_owner, sizeof(self_owner), "%s:%ld:%lld", boot_id[0] ? boot_id : "-",
+             (long)getpid(), start_time((long)getpid()));
+}
+
+/* True when the process that claimed a pending key is known to be gone. */
+static bool owner_gone(const char *owner) {
+    if (!owner || strcmp(owner, self_owner) == 0)
+        return false;
+    char boot[40];
+    long pid = 0;
+    long long start = 0;
+    if (sscanf(owner, "%39[^:]:%ld:%lld", boot, &pid, &start) != 3)
+        return false;
+    if (!boot_id[0] || strcmp(boot, boot_id) != 0)
+        return false; /* another machine's (or a rebooted one's): not ours to judge */
+    return pid <= 0 || start_time(pid) != start;
+}
 
 static int read_existing(const PGresult *r, struct idem_row **ret) {
     struct idem_row *row = calloc(1, sizeof(*row));
@@ -43,12 +103,13 @@ static int read_existing(const PGresult *r, struct idem_row **ret) {
 int store_pg_idem_begin(void *impl, const char *tenant, const char *key, const char *hash,
                         int64_t now, int64_t max_age_ms, struct idem_row **ret_existing) {
     struct pgs *s = impl;
+    pthread_once(&owner_once, owner_init);
     struct pgs_conn *c = store_pg_acquire(s);
     if (!c)
         return AH_E_UNAVAIL;
     int rc = AH_E_UNAVAIL;
-    /* A known key can vanish between the claim and the read (released by its request): then
-     * the claim is simply tried again; a second vanishing in a row is not worth a third. */
+    /* A known key can change between the claim and the read (released, taken over): then the
+     * claim is simply tried again; a third change in a row is not worth a fourth try. */
     for (int attempt = 0; attempt < 3; attempt++) {
         struct pgs_args a = {0};
         store_pg_arg_text(&a, tenant);
@@ -56,47 +117,76 @@ int store_pg_idem_begin(void *impl, const char *tenant, const char *key, const c
         store_pg_arg_text(&a, hash);
         store_pg_arg_int(&a, now);
         store_pg_arg_int(&a, now - max_age_ms);
+        store_pg_arg_text(&a, self_owner);
         int64_t claimed = 0;
         rc = store_pg_do(c,
                          "INSERT INTO idempotency_keys AS k (tenant_id, key, request_hash, state,"
-                         " created_at) VALUES ($1, $2, $3, 'pending', $4)"
+                         " created_at, owner) VALUES ($1, $2, $3, 'pending', $4, $6)"
                          " ON CONFLICT (tenant_id, key) DO UPDATE SET"
                          " request_hash = excluded.request_hash, state = 'pending', status = NULL,"
-                         " content_type = NULL, body = NULL, created_at = excluded.created_at"
-                         " WHERE k.created_at <= $5::bigint",
+                         " content_type = NULL, body = NULL, created_at = excluded.created_at,"
+                         " owner = excluded.owner WHERE k.created_at <= $5::bigint",
                          &a, &claimed);
         if (rc < 0)
             break;
-        if (claimed) {
-            /* Expired keys of every tenant go now and then: here, on a claim. */
-            struct pgs_args g = {0};
-            store_pg_arg_int(&g, now - max_age_ms);
-            store_pg_do(c, "DELETE FROM idempotency_keys WHERE created_at < $1", &g, NULL);
-            rc = 0;
-            break;
-        }
+        if (claimed)
+            goto claimed;
         struct pgs_args q = {0};
         store_pg_arg_text(&q, tenant);
         store_pg_arg_text(&q, key);
         PGresult *r = store_pg_run(c,
                                    "SELECT request_hash, state, status, content_type, body,"
-                                   " created_at FROM idempotency_keys"
+                                   " created_at, owner FROM idempotency_keys"
                                    " WHERE tenant_id = $1 AND key = $2",
                                    &q, &rc);
         if (!r)
             break;
-        if (PQntuples(r) == 1) {
-            rc = read_existing(r, ret_existing);
+        if (PQntuples(r) != 1) { /* gone since the claim: claim again */
             PQclear(r);
-            if (rc == 0)
-                rc = AH_E_EXISTS;
-            break;
+            rc = AH_E_UNAVAIL;
+            continue;
         }
+        if (strcmp(PQgetvalue(r, 0, 1), "pending") == 0 &&
+            owner_gone(PQgetisnull(r, 0, 6) ? NULL : PQgetvalue(r, 0, 6))) {
+            /* abandoned by a crashed server: take it over, unless someone else just did */
+            struct pgs_args t = {0};
+            store_pg_arg_text(&t, tenant);
+            store_pg_arg_text(&t, key);
+            store_pg_arg_text(&t, hash);
+            store_pg_arg_int(&t, now);
+            store_pg_arg_text(&t, self_owner);
+            store_pg_arg_text(&t, PQgetvalue(r, 0, 6));
+            store_pg_arg_int(&t, store_pg_int(r, 0, 5));
+            PQclear(r);
+            rc = store_pg_do(c,
+                             "UPDATE idempotency_keys SET request_hash = $3, created_at = $4,"
+                             " owner = $5 WHERE tenant_id = $1 AND key = $2 AND state = 'pending'"
+                             " AND owner = $6 AND created_at = $7",
+                             &t, &claimed);
+            if (rc < 0)
+                break;
+            if (claimed)
+                goto claimed;
+            rc = AH_E_UNAVAIL;
+            continue;
+        }
+        rc = read_existing(r, ret_existing);
         PQclear(r);
-        rc = AH_E_UNAVAIL;
+        if (rc == 0)
+            rc = AH_E_EXISTS;
+        break;
     }
     store_pg_release(s, c);
     return rc;
+
+claimed:;
+    /* Expired keys of every tenant go now and then: here, on a claim. */
+    struct pgs_args g = {0};
+    store_pg_arg_int(&g, now - max_age_ms);
+    store_pg_do(c, "DELETE FROM idempotency_keys WHERE created_at < $1", &g, NULL);
+    store_pg_release(s, c);
+    test_crash_point("idempotency-claimed"); /* a kill -9 mid-request (issue 10 item 23) */
+    return 0;
 }
 
 int store_pg_idem_finish(void *impl, const char *tenant, const char *key, int status,

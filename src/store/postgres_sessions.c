@@ -229,7 +229,13 @@ int store_pg_session_list_live(void *impl, struct session_row ***ret, size_t *re
 }
 
 int store_pg_session_purge(void *impl, const char *tenant, const char *id) {
-    return store_pg_change_by_id(impl, "DELETE FROM sessions WHERE tenant_id = $1 AND id = $2",
+    /* One statement, so one transaction: the session and its events (which have no foreign key
+     * to cascade through; see migrations-pg/001_init.sql). */
+    return store_pg_change_by_id(impl,
+                                 "WITH s AS (DELETE FROM sessions WHERE tenant_id = $1 AND id = $2"
+                                 " RETURNING tenant_id, id), e AS (DELETE FROM events v USING s"
+                                 " WHERE v.tenant_id = s.tenant_id AND v.session_id = s.id)"
+                                 " SELECT 1 FROM s",
                                  tenant, id);
 }
 

@@ -32,6 +32,21 @@ RESPONSE_HOOKS = []
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "UndefinedBehaviorSanitizer", "SUMMARY: AddressSanitizer")
 
+# A PostgreSQL URL (tests/pg/pgserver.py sets one): each Server then gets a fresh database on that
+# server instead of a SQLite file, and its data directory is its temp directory as before.
+TEST_DB_URL = os.environ.get("AH_TEST_DB_URL")
+_test_dbs = [0]
+
+
+def new_test_db():
+    """A new empty database on TEST_DB_URL's server; returns its URL."""
+    import urllib.parse
+    _test_dbs[0] += 1
+    name = "ah_it_%d_%d" % (os.getpid(), _test_dbs[0])
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", TEST_DB_URL, "-c",
+                    "CREATE DATABASE " + name], check=True, stdin=subprocess.DEVNULL)
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(TEST_DB_URL)._replace(path="/" + name))
+
 
 class Response:
     def __init__(self, method, path, status, headers, body):
@@ -67,8 +82,12 @@ class Server:
                  db=None, wait_ready=True):
         self.own_tmp = tmpdir is None
         self.tmp = tmpdir or tempfile.mkdtemp(prefix="ah-it-")
-        self.db = db or os.path.join(self.tmp, "state.db")
         self.args = list(args)
+        self.data_dir = self.tmp  # where the server keeps sessions/, workspaces/ (its db's dir)
+        if db is None and TEST_DB_URL:
+            db = new_test_db()
+            self.args += ["--data-dir", self.data_dir]
+        self.db = db or os.path.join(self.tmp, "state.db")
         self.command = list(command)
         self.extra_env = env or {}
         self.proc = None

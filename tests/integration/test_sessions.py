@@ -85,7 +85,7 @@ class Lifecycle(ServerTest):
         with open(os.path.join(s["workspace"]["mountPath"], "src/a.txt")) as f:
             self.assertEqual(f.read(), "one\ntwo\nthree\n")
         # the recording plays with asciinema
-        cast = os.path.join(os.path.dirname(self.server.db), "sessions", sid, "recording.cast")
+        cast = os.path.join(self.server.data_dir, "sessions", sid, "recording.cast")
         p = subprocess.run(["asciinema", "play", "-s", "100", cast], capture_output=True,
                            stdin=subprocess.DEVNULL, timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)

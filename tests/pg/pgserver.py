@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """pgserver.py — runs a command against a throw-away PostgreSQL 15 server.
 
-    pgserver.py [--timeout SECONDS] [--db NAME] -- COMMAND [ARGS...]
+    pgserver.py [--timeout SECONDS] [--db NAME] [--env VAR] -- COMMAND [ARGS...]
 
 Creates a temp directory owned by the `postgres` user, runs `initdb` in it as that user
 (`runuser -u postgres --`), starts the server with `pg_ctl` listening only on a Unix socket in
@@ -10,7 +10,7 @@ that directory (no TCP port, so parallel tests never race for one), creates data
 
     AH_TEST_PG_URL=postgresql://postgres@/NAME?host=<socket dir>
 
-in its environment. The server is always stopped and the directory removed afterwards: on
+in its environment (and in VAR too with --env VAR). The server is always stopped and the directory removed afterwards: on
 success, on failure, on timeout (COMMAND is killed, exit 124), on SIGTERM/SIGINT, and even when
 this script is killed with SIGKILL (a detached watchdog holding the read end of a pipe notices
 the EOF and cleans up). Exits with COMMAND's status.
@@ -79,10 +79,13 @@ def start_watchdog(top):
 
 def main():
     argv = sys.argv[1:]
-    timeout, dbname = None, "ah_test"
+    timeout, dbname, also = None, "ah_test", []
     while argv and argv[0] != "--":
         if argv[0] == "--timeout" and len(argv) > 1:
             timeout = float(argv[1])
+            argv = argv[2:]
+        elif argv[0] == "--env" and len(argv) > 1:
+            also.append(argv[1])
             argv = argv[2:]
         elif argv[0] == "--db" and len(argv) > 1:
             dbname = argv[1]
@@ -128,8 +131,9 @@ def main():
             raise RuntimeError("pg_ctl start failed:\n%s\n%s" % (out.stdout.decode(), log))
         subprocess.run([os.path.join(BINDIR, "createdb"), "-h", top, "-U", PG_USER, dbname],
                        stdin=subprocess.DEVNULL, check=True, timeout=120)
-        env = dict(os.environ, AH_TEST_PG_URL="postgresql://%s@/%s?host=%s" % (PG_USER, dbname,
-                                                                                top))
+        url = "postgresql://%s@/%s?host=%s" % (PG_USER, dbname, top)
+        env = dict(os.environ, AH_TEST_PG_URL=url)
+        env.update({name: url for name in also})
         proc = subprocess.Popen(command, env=env)
         try:
             status = proc.wait(timeout=timeout)

@@ -881,6 +881,33 @@ static void test_idempotency(void **state) {
     store_close(st);
 }
 
+/* A pending claim of a server that died mid-request (same machine, its pid gone) is taken over
+ * by the next request with the key instead of answering "in progress" until it expires. */
+static void test_idempotency_abandoned_claim(void **state) {
+    struct store *st = open_store();
+    struct idem_row *r = NULL;
+    assert_int_equal(store_idem_begin(st, "t1", "k1", "h1", 1000, 500000, &r), 0);
+    char boot[64] = "";
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    assert_non_null(f);
+    assert_non_null(fgets(boot, sizeof(boot), f));
+    fclose(f);
+    boot[strcspn(boot, "\n")] = '\0';
+    char sql[256];
+    /* pid 0x7ffffff0 does not exist (pid_max is at most 2^22) */
+    snprintf(sql, sizeof(sql), "UPDATE idempotency_keys SET owner = '%s:%d:12345'", boot,
+             0x7ffffff0);
+    raw_exec(sql);
+    assert_int_equal(store_idem_begin(st, "t1", "k1", "h2", 2000, 500000, &r), 0);
+    assert_null(r);
+    /* now it is ours (a live process): honoured */
+    assert_int_equal(store_idem_begin(st, "t1", "k1", "h3", 3000, 500000, &r), AH_E_EXISTS);
+    assert_string_equal(r->request_hash, "h2");
+    assert_int_equal(r->created_at, 2000);
+    idem_row_free(r);
+    store_close(st);
+}
+
 int main(int argc, char **argv) {
     use_pg = argc > 1 && strcmp(argv[1], "pg") == 0;
     if (use_pg && !(pg_base = getenv("AH_TEST_PG_URL"))) {
@@ -901,6 +928,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_drafts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repo_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_abandoned_claim, setup, teardown),
     };
     return cmocka_run_group_tests_name(use_pg ? "store (PostgreSQL)" : "store (SQLite)", tests, NULL,
                                        NULL);
