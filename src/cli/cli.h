@@ -168,8 +168,8 @@ void client_conn_close(struct client_conn *c);
  * session X". */
 int client_fail(const struct client_opts *o, const struct client_conn *c, const char *what, int rc,
                 const struct ah_api_error *e);
-/* The exit code for a failed call: 4 auth, 5 network, 6 resource, 7 validation, 8 config, 130
- * cancelled, 1 otherwise. */
+/* The exit code for a failed call: 4 auth, 5 network, 6 resource or an unexpected answer
+ * (AH_E_PROTOCOL), 7 validation, 8 config, 130 cancelled, 1 otherwise. */
 int client_exit_code(int rc, const struct ah_api_error *e);
 
 /* Reads a whole file ("-": stdin) of at most `max` bytes into a NUL-terminated string. Prints

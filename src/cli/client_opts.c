@@ -8,7 +8,8 @@
  * other program built on the library.
  *
  * Exit codes (CLI-and-enrollment.md §7.2): 0 ok, 1 general, 2 usage, 3 agent launch,
- * 4 authentication, 5 network, 6 resource, 7 validation, 8 configuration; a followed session
+ * 4 authentication, 5 network, 6 resource (also: an answer that is not what the API says),
+ * 7 validation, 8 configuration; a followed session
  * that was stopped or cancelled, or a follow ended by Ctrl-C, is 130 (128 + SIGINT, as shells
  * report an interrupted command).
  */
@@ -129,9 +130,9 @@ void client_opts_help(FILE *out) {
             "AH_BEARER\n(Authorization: Bearer …).\n"
             "\nExit codes: 0 ok, 1 general failure (also: not found, illegal state change), 2 "
             "usage,\n3 agent launch failure, 4 authentication, 5 network (server unreachable, "
-            "502/503/504),\n6 resource (rate limited, too large), 7 validation (400/422; each "
-            "field error is\nprinted), 8 configuration (no server, bad URL, unreadable TLS "
-            "files), 130 interrupted.\n");
+            "502/503/504),\n6 resource (rate limited, too large) or an unexpected answer from the "
+            "server,\n7 validation (400/422; each field error is printed), 8 configuration (no "
+            "server, bad\nURL, unreadable TLS files), 130 interrupted.\n");
 }
 
 /* ---- finding the server ----------------------------------------------------------------------
@@ -422,6 +423,10 @@ int client_exit_code(int rc, const struct ah_api_error *e) {
     int status = e ? e->status : 0;
     if (rc == AH_E_CANCELED)
         return EXIT_INTERRUPTED;
+    /* The server answered, but not what the API says (another server, a proxy's page, a
+     * redirect): the server was reached, so this is not a network failure. */
+    if (rc == AH_E_PROTOCOL)
+        return EXIT_RESOURCE;
     if (status == 401 || status == 403 || rc == AH_E_AUTH || rc == AH_E_FORBIDDEN)
         return EXIT_AUTH;
     if (status == 400 || status == 422 || (status && rc == AH_E_INVAL))
@@ -432,7 +437,7 @@ int client_exit_code(int rc, const struct ah_api_error *e) {
         return EXIT_NETWORK;
     if (!status) {
         /* no answer at all: the transport failed, or the request never left */
-        if (rc == AH_E_NETWORK || rc == AH_E_TIMEOUT || rc == AH_E_PROTOCOL || rc == AH_E_UNAVAIL)
+        if (rc == AH_E_NETWORK || rc == AH_E_TIMEOUT || rc == AH_E_UNAVAIL)
             return EXIT_NETWORK;
         if (rc == AH_E_INVAL)
             return EXIT_CONFIG; /* a URL curl refused */
@@ -453,6 +458,9 @@ int client_fail(const struct client_opts *o, const struct client_conn *c, const 
         snprintf(where, sizeof(where), " (HTTP %d)", e->status);
     if (code == EXIT_NETWORK && (!e || !e->status) && c && c->server)
         fprintf(stderr, "ah %s: %s: cannot reach %s: %s\n", o->command, what, c->server, detail);
+    else if (rc == AH_E_PROTOCOL)
+        fprintf(stderr, "ah %s: %s: unexpected answer from the server%s%s: %s%s\n", o->command,
+                what, c && c->server ? " " : "", c && c->server ? c->server : "", detail, where);
     else if (code == EXIT_VALIDATION && e && e->n_errors) {
         fprintf(stderr, "ah %s: %s: %s%s\n", o->command, what,
                 e->n_errors == 1 ? "invalid field" : "invalid fields", where);

@@ -13,6 +13,13 @@
  * and because the reconnect asks for everything after last_seq, nothing is skipped. Events
  * without any seq (neither `id:` nor a `seq` member) cannot be de-duplicated and are delivered
  * as they come. The back-off counter resets whenever a connection delivered something.
+ *
+ * Other servers (the upstream mock, D26) send frames without `id:`, and data without `type`
+ * (`event: status` + `{"status":"completed"}`): the event name then supplies the type
+ * (`thinking` → thought, `tool_execution` → tool_use/tool_result). A clean close that cannot be
+ * resumed (nothing delivered, or nothing with a seq) ends the stream when the session is over,
+ * and so does a 204 (D11: an ended session with nothing after the cursor): reconnecting could
+ * only replay the same frames forever.
  */
 #include <limits.h>
 #include <string.h>
@@ -37,7 +44,8 @@ struct stream {
     bool status_known;
     bool is_sse;
     bool idle_timeout;
-    int delivered; /* events delivered on this connection */
+    int delivered;     /* events delivered on this connection */
+    int delivered_seq; /* … of which carried a seq (a reconnect can resume after them) */
     struct ah_buf errbody;
     char *content_type, *request_id, *retry_after;
     /* outcome */
@@ -52,6 +60,7 @@ static void conn_reset(struct stream *s) {
     s->is_sse = false;
     s->idle_timeout = false;
     s->delivered = 0;
+    s->delivered_seq = 0;
     s->errbody.n = 0;
     free(s->content_type);
     free(s->request_id);
@@ -62,6 +71,20 @@ static void conn_reset(struct stream *s) {
 
 static bool parse_seq(const char *id, int64_t *ret) {
     return id && *id && parse_int64(id, 0, INT64_MAX, ret) == 0;
+}
+
+/* The type an event name stands for when the data has none (D26's names mapped back); NULL for
+ * the names that say nothing (no `event:` line, R's `session`). */
+static const char *type_from_name(const char *name, const json_t *j) {
+    if (!name || !*name || !strcmp(name, "message") || !strcmp(name, "session"))
+        return NULL;
+    if (!strcmp(name, "thinking"))
+        return "thought";
+    if (!strcmp(name, "tool_execution"))
+        return json_object_get(j, "tool_output") || json_object_get(j, "tool_status")
+                   ? "tool_result"
+                   : "tool_use";
+    return name;
 }
 
 static int on_event(void *ud, const struct sse_event *sev) {
@@ -87,6 +110,13 @@ static int on_event(void *ud, const struct sse_event *sev) {
         json_decref(j);
         return 0;
     }
+    const char *named = json_is_string(json_object_get(j, "type")) ? NULL
+                                                                   : type_from_name(sev->type, j);
+    if (named && json_object_set_new(j, "type", json_string(named)) < 0) {
+        json_decref(j);
+        s->err = AH_E_NOMEM;
+        return 1;
+    }
     struct ah_event *ev = NULL;
     int rc = event_from_json_t(j, &ev);
     json_decref(j);
@@ -97,8 +127,10 @@ static int on_event(void *ud, const struct sse_event *sev) {
     if (ev->seq == 0)
         ev->seq = seq;
     int stop = s->cb(s->userdata, ev);
-    if (seq > 0)
+    if (seq > 0) {
         s->last_seq = seq;
+        s->delivered_seq++;
+    }
     s->delivered++;
     bool terminal = strcmp(ev->type, "status") == 0 && ah_session_status_terminal(ev->status);
     ah_event_free(ev);
@@ -313,6 +345,11 @@ int ah_client_stream_events(ah_client *c, const char *id, const struct ah_stream
         }
         int64_t retry_after = -1;
         bool progress = s.delivered > 0;
+        if (rc == 0 && s.status_known && s.status == 204) {
+            /* D11: the session has ended and nothing follows the cursor */
+            rc = 0;
+            break;
+        }
         if (rc == 0 && s.status_known && s.status != 200) {
             last.attempts = failures + 1;
             rc = problem_from_response(&last, (int)s.status, s.errbody.p, s.errbody.n, s.request_id,
@@ -326,14 +363,16 @@ int ah_client_stream_events(ah_client *c, const char *id, const struct ah_stream
             rc = AH_E_PROTOCOL;
             problem_local(&last, rc, "the server answered %s instead of an event stream",
                           s.content_type ? s.content_type : "without a content type");
+            last.status = (int)s.status;
             break;
         } else if (rc < 0 && tc == TRANSPORT_FATAL) {
             problem_local(&last, rc, "GET %s: %s", path.p, errbuf);
             break;
         } else if (rc == 0) {
             /* A clean end of the stream without the terminal event: the server went away, or
-             * the caller started after the session's last event. */
-            if (!progress && session_is_over(c, id)) {
+             * the caller started after the session's last event, or a server that sends no ids
+             * closed it. Without a cursor to resume from, an ended session is the end. */
+            if (s.delivered_seq == 0 && session_is_over(c, id)) {
                 rc = 0;
                 break;
             }

@@ -19,6 +19,10 @@ ah_client_test(problem)
 ah_client_test(types)
 ah_client_test(clock)
 ah_client_test(http ${AH_CLIENT_TEST_DIR}/fakesrv.c)
+# Another server's dialect (the upstream mock): the library and the ah CLI's exit codes.
+ah_client_test(foreign ${AH_CLIENT_TEST_DIR}/fakesrv.c)
+target_compile_definitions(test-client-foreign PRIVATE AH_BIN="$<TARGET_FILE:ah>")
+add_dependencies(test-client-foreign ah)
 find_program(AH_OPENSSL_BIN openssl)
 ah_client_test(tls)
 target_compile_definitions(test-client-tls PRIVATE AH_OPENSSL="${AH_OPENSSL_BIN}"
