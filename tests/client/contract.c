@@ -25,6 +25,39 @@ static struct tm_fixture *FX;
         }                                                                                          \
     } while (0)
 
+/* ---- routes not built yet ---------------------------------------------------------------------
+ */
+
+/* Issue 10 item 19: skipping is allowed only for these; the catalog routes are being built. */
+const char *const fx_not_built[] = {
+    "GET /api/v1/agents",
+    "GET /api/v1/runtimes",
+    "GET /api/v1/executors",
+    NULL,
+};
+
+enum fx_route fx_route_check(const char *route, int absent_status, char *why, size_t whysz) {
+    bool listed = false;
+    for (const char *const *r = fx_not_built; *r; r++)
+        listed = listed || strcmp(*r, route) == 0;
+    if (absent_status && listed) {
+        snprintf(why, whysz, "%s is not built yet (the server answers %d)", route, absent_status);
+        return FX_ROUTE_SKIP;
+    }
+    if (absent_status) {
+        snprintf(why, whysz,
+                 "%s answers %d, and it is not in fx_not_built (tests/client/contract.c)", route,
+                 absent_status);
+        return FX_ROUTE_FAIL;
+    }
+    if (listed) {
+        snprintf(why, whysz, "%s is served now: remove it from fx_not_built "
+                 "(tests/client/contract.c)", route);
+        return FX_ROUTE_FAIL;
+    }
+    return FX_ROUTE_OK;
+}
+
 /* ---- helpers ----------------------------------------------------------------------------------
  */
 

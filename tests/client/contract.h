@@ -5,14 +5,16 @@
  *
  * Time: tests never sleep themselves; they call fx_pass, which advances a virtual clock (mock)
  * or sleeps (remote), so the same test takes milliseconds on the mock and real seconds against a
- * server. Capabilities: a fixture may lack a feature (the server has no such route yet); the
- * tests that need it are skipped with the reason printed.
+ * server. Capabilities: a fixture may lack a feature, but only when the route is named in
+ * fx_not_built (routes the server does not serve yet); the tests that need it are skipped with
+ * the reason printed. A route outside that list that answers 404/405/501 is a failure.
  */
 #ifndef AH_TEST_CONTRACT_H
 #define AH_TEST_CONTRACT_H
 
 #include <ah/task_manager.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum fx_cap { FX_TASKS, FX_SESSIONS, FX_CONTROL, FX_STREAM, FX_DRAFTS, FX_REPOS, FX_CAP_COUNT_ };
@@ -27,6 +29,16 @@ struct tm_fixture {
     const char *repo_mode;              /* the repo the launched tasks use ("none" by default) */
     const char *repo_url;
 };
+
+/* The routes ("GET /api/v1/agents") these suites use that the server does not serve yet,
+ * NULL-terminated. It must shrink as routes land: a listed route that answers fails too. */
+extern const char *const fx_not_built[];
+
+enum fx_route { FX_ROUTE_OK, FX_ROUTE_SKIP, FX_ROUTE_FAIL };
+/* What a test does about a route: absent_status is the 404/405/501 it answered (0 when it is
+ * served). FX_ROUTE_SKIP only for a listed route that is absent; FX_ROUTE_FAIL for an absent
+ * route that is not listed, or a listed one that is served. why says which (SKIP and FAIL). */
+enum fx_route fx_route_check(const char *route, int absent_status, char *why, size_t whysz);
 
 /* Lets time pass: advances the virtual clock by ms, or sleeps ms of real time. */
 void fx_pass(struct tm_fixture *fx, int64_t ms);

@@ -440,6 +440,22 @@ static void test_custom_implementation(void **state) {
     assert_int_equal(ah_task_manager_new_remote(NULL, &tm), AH_E_INVAL);
 }
 
+/* Item 19 of issue 10: a route may be skipped only when fx_not_built names it. */
+static void test_skips_only_for_routes_not_built(void **state) {
+    char why[300];
+    assert_int_equal(fx_route_check("GET /api/v1/sessions", 0, why, sizeof(why)), FX_ROUTE_OK);
+    assert_int_equal(fx_route_check("GET /api/v1/sessions", 501, why, sizeof(why)),
+                     FX_ROUTE_FAIL);
+    assert_non_null(strstr(why, "not in fx_not_built"));
+    assert_int_equal(fx_route_check("GET /api/v1/drafts", 404, why, sizeof(why)), FX_ROUTE_FAIL);
+    if (fx_not_built[0]) {
+        assert_int_equal(fx_route_check(fx_not_built[0], 501, why, sizeof(why)), FX_ROUTE_SKIP);
+        assert_non_null(strstr(why, "not built yet"));
+        assert_int_equal(fx_route_check(fx_not_built[0], 0, why, sizeof(why)), FX_ROUTE_FAIL);
+        assert_non_null(strstr(why, "served now"));
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_long_scenario_in_milliseconds),
@@ -450,6 +466,7 @@ int main(void) {
         cmocka_unit_test(test_repositories),
         cmocka_unit_test(test_mock_on_real_clock),
         cmocka_unit_test(test_custom_implementation),
+        cmocka_unit_test(test_skips_only_for_routes_not_built),
     };
     int failed = cmocka_run_group_tests_name("mock task manager", tests, NULL, NULL);
 
