@@ -9,15 +9,10 @@
  *   - remote: over libah-client (ah_task_manager_new_remote), every op is one REST call;
  *   - mock:   in memory (ah_task_manager_new_mock): deterministic ids, scripted sessions driven
  *             by an ah_clock (virtual in tests), configurable delays, failure injection;
- *   - local:  RESERVED. The in-process server core without HTTP. It will be added as
- *             `int ah_task_manager_new_local(const struct ah_local_options *o,
- *                                            ah_task_manager **ret);`
- *             in src/client/tm_local.c once the server core exposes an embedding API. It needs
- *             nothing new from this header: it fills the same ops, builds its results with the
- *             public ah_*_from_json constructors of <ah/client.h> from the JSON the API handlers
- *             produce (so local and remote answer alike), maps its failures into struct
- *             ah_api_error exactly as a Problem would be, and runs the contract suite in
- *             tests/client/ unchanged (add a fixture next to the mock and remote ones).
+ *   - local:  the server core of the same process without HTTP (api_local_new in the server's
+ *             src/api/local.c, which is not part of this library): the same handlers as the
+ *             REST API and the bus for events, built on ah_task_manager_new; the contract
+ *             suite runs on it too (tests/client/test-tm-local.c).
  * Anyone can add another with ah_task_manager_new.
  *
  * Contract every implementation keeps (tests/client/contract.c checks it on each of them):

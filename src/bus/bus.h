@@ -74,7 +74,7 @@ int64_t bus_cursor(const struct bus_sub *s);
 /* Stops wakes and frees the subscriber. After it returns, wake is never called again. */
 void bus_unsubscribe(struct bus_sub *s); /* NULL-safe */
 
-/* Counters for /metrics and benchmarks. */
+/* Counters for the benchmarks (bench/) and tests; no endpoint serves them yet. */
 struct bus_stats {
     uint64_t batches, ops, published, store_reads;
     unsigned channels, subscribers;

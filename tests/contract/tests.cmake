@@ -40,3 +40,16 @@ add_executable(test-contract-unimplemented contract/test-unimplemented.c)
 target_link_libraries(test-contract-unimplemented PRIVATE ah_api PkgConfig::CMOCKA)
 add_test(NAME contract/unimplemented COMMAND test-contract-unimplemented)
 set_tests_properties(contract/unimplemented PROPERTIES LABELS contract TIMEOUT 120)
+
+# The document is honest (issue 10, item 20): x-ah-implemented marks match the real server's
+# 501s, and no authentication or rate limit is advertised that the server does not enforce.
+add_test(NAME contract/honest
+         COMMAND ${PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/contract/honest.py)
+set_tests_properties(contract/honest PROPERTIES LABELS contract TIMEOUT 300
+  ENVIRONMENT "${ah_contract_py_env}")
+
+# User docs and the served API description stand alone (issue 10, item 21): no decision
+# numbers or spec files from outside the repository.
+add_test(NAME contract/standalone-docs
+         COMMAND ${PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/contract/standalone_docs.py)
+set_tests_properties(contract/standalone-docs PROPERTIES LABELS contract TIMEOUT 60)
