@@ -65,10 +65,12 @@ class Basics(ServerTest):
         r2 = self.server.get("/api/v1/healthz")
         self.assertRegex(r1.header("x-request-id"), ULID_RE)
         self.assertNotEqual(r1.header("x-request-id"), r2.header("x-request-id"))
-        # the id is in the access log line of that request
-        time.sleep(0.1)
-        ids = [l.get("id") for l in self.server.log_lines() if l.get("msg") == "request"]
-        self.assertIn("mine-1", ids)
+        # the id is in the access log line of that request (written once it is answered)
+        deadline = time.monotonic() + 20
+        while not any(l.get("id") == "mine-1" for l in self.server.log_lines()
+                      if l.get("msg") == "request"):
+            self.assertLess(time.monotonic(), deadline, "no request log line with id mine-1")
+            time.sleep(0.02)
         line = [l for l in self.server.log_lines() if l.get("id") == "mine-1"][0]
         for field in ("time", "method", "path", "status", "bytes", "duration_ms"):
             self.assertIn(field, line)
@@ -187,10 +189,14 @@ class Lifecycle(unittest.TestCase):
         try:
             body = json.dumps(TASK).encode()
             sock = socket.create_connection(("127.0.0.1", s.port))
+            # Expect: 100-continue makes the server say when it has the request's headers, so
+            # the SIGTERM surely lands while the request is in flight (not before it was read)
             sock.sendall(b"POST /api/v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                         b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
-                         + body[:10])
-            time.sleep(0.3)
+                         b"application/json\r\nExpect: 100-continue\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body))
+            sock.settimeout(20)
+            self.assertTrue(sock.recv(100).startswith(b"HTTP/1.1 100"))
+            sock.sendall(body[:10])
             s.proc.send_signal(signal.SIGTERM)
             time.sleep(0.3)
             self.assertIsNone(s.proc.poll(), "exited with a request in flight")

@@ -72,7 +72,7 @@ class Restart(unittest.TestCase):
             running = create(s, task([{"sleep": 30000}]))["id"]
             queued = create(s, task([{"log": "later"}]))["id"]
             wait_status(s, running, "running")
-            wait_for(lambda: len(processes(running)) >= 2, 10, "the session's processes")
+            wait_for(lambda: len(processes(running)) >= 2, 20, "the session's processes")
             self.assertEqual(session(s, queued)["status"], "queued")
             s.proc.send_signal(signal.SIGKILL)
             s.proc.wait(10)
@@ -82,7 +82,7 @@ class Restart(unittest.TestCase):
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
-            wait_for(lambda: all(gone(pid) for pid in pids), 5, "the processes gone")
+            wait_for(lambda: all(gone(pid) for pid in pids), 20, "the processes gone")
             s.start()
             st = wait_status(s, running, "failed")
             self.assertEqual(st["error"], "server restarted")
