@@ -5,8 +5,9 @@
  *  - Connections live in a fixed pool of PGS_POOL_SIZE; a call takes one for its whole duration
  *    and gives it back, so no connection is used by two threads at once and no request or SSE
  *    subscriber ever gets a connection of its own. Connections are opened on first use and
- *    reopened when the server dropped them (the call that saw the loss fails with
- *    AH_E_UNAVAIL; the next one reconnects).
+ *    reopened when the server dropped them: a drop noticed while the connection was idle (the
+ *    server restarted, or terminated it) reconnects before the call; one that happens during
+ *    a call fails that call with AH_E_UNAVAIL (never retried: a write may have committed).
  *  - Statements are prepared once per connection (named "s<n>") and cached by the address of
  *    their SQL text, which is always a string literal. All input is bound, never spliced into
  *    SQL; parameters travel as text.
@@ -18,6 +19,7 @@
  *    default synchronous_commit=on), which is what the batching writer acknowledges on.
  */
 #include <assert.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -102,6 +104,20 @@ static PGconn *connect_db(const char *url, struct ah_problem *reterr) {
     return db;
 }
 
+/* An idle connection has nothing to say: when its socket is readable, the server has sent an
+ * error and closed it (restarted, or pg_terminate_backend). Noticing that here reconnects before
+ * the call, instead of failing the call that would have found out. */
+static bool conn_alive(PGconn *db) {
+    if (PQstatus(db) != CONNECTION_OK)
+        return false;
+    struct pollfd p = {.fd = PQsocket(db), .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0)
+        return true;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) /* closed by the server */
+        return false;
+    return PQconsumeInput(db) && PQstatus(db) == CONNECTION_OK; /* a notice: still fine */
+}
+
 struct pgs_conn *store_pg_acquire(struct pgs *s) {
     pthread_mutex_lock(&s->mu);
     struct pgs_conn *c = NULL;
@@ -118,7 +134,7 @@ struct pgs_conn *store_pg_acquire(struct pgs *s) {
     }
     c->in_use = true;
     pthread_mutex_unlock(&s->mu);
-    if (c->db && PQstatus(c->db) != CONNECTION_OK) { /* dropped by the server: start afresh */
+    if (c->db && !conn_alive(c->db)) { /* dropped by the server: start afresh */
         PQfinish(c->db);
         c->db = NULL;
     }

@@ -157,12 +157,12 @@ int store_pg_idem_begin(void *impl, const char *tenant, const char *key, const c
             store_pg_arg_text(&t, self_owner);
             store_pg_arg_text(&t, PQgetvalue(r, 0, 6));
             store_pg_arg_int(&t, store_pg_int(r, 0, 5));
-            PQclear(r);
             rc = store_pg_do(c,
                              "UPDATE idempotency_keys SET request_hash = $3, created_at = $4,"
                              " owner = $5 WHERE tenant_id = $1 AND key = $2 AND state = 'pending'"
                              " AND owner = $6 AND created_at = $7",
                              &t, &claimed);
+            PQclear(r); /* after the UPDATE: $6 points into it */
             if (rc < 0)
                 break;
             if (claimed)

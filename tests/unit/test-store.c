@@ -908,6 +908,35 @@ static void test_idempotency_abandoned_claim(void **state) {
     store_close(st);
 }
 
+/* PostgreSQL restarted or an administrator ended our sessions: the pool reconnects by itself,
+ * no call fails. */
+static void test_reconnects(void **state) {
+    if (!use_pg)
+        skip();
+    struct store *st = open_store();
+    char ids[1][ULID_LEN + 1];
+    make_task(st, "t1", NULL, "scripted", 1, ids, 1000);
+    for (int round = 0; round < 2; round++) {
+        char sql[256];
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity"
+                 " WHERE datname = '%s' AND pid <> pg_backend_pid()",
+                 dbname);
+        assert_true(raw_int(sql) >= 1);
+        struct session_row *r = NULL;
+        assert_int_equal(store_session_get(st, "t1", ids[0], &r), 0);
+        session_row_free(r);
+        json_t *h;
+        struct store_op op = ev("t1", ids[0], "log", "after a reconnect", &h);
+        assert_int_equal(store_apply(st, &op, 1), 0);
+        assert_int_equal(op.seq, 2 + round);
+        free(op.stored);
+        json_decref(h);
+        assert_true(store_ready(st));
+    }
+    store_close(st);
+}
+
 int main(int argc, char **argv) {
     use_pg = argc > 1 && strcmp(argv[1], "pg") == 0;
     if (use_pg && !(pg_base = getenv("AH_TEST_PG_URL"))) {
@@ -929,6 +958,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_repo_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_abandoned_claim, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reconnects, setup, teardown),
     };
     return cmocka_run_group_tests_name(use_pg ? "store (PostgreSQL)" : "store (SQLite)", tests, NULL,
                                        NULL);
