@@ -163,7 +163,7 @@ async function main() {
         });
         const page = context.pages()[0] || await context.newPage();
         const errors = [], foreign = [];
-        let restarting = false;
+        let restarting = false, refusing = false;
         page.on('pageerror', (e) => errors.push('pageerror: ' + String(e)));
         page.on('console', (m) => {
             if (m.type() !== 'error') return;
@@ -171,6 +171,8 @@ async function main() {
             // Chromium logs every refused connection; while the server is down that is expected.
             if (restarting && /ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|ERR_INCOMPLETE_CHUNKED|ERR_CONNECTION_RESET/.test(m.text()))
                 return;
+            // Chromium logs every 4xx answer too: the refusal the validation step asks for.
+            if (refusing && /status of 400/.test(m.text()) && where.endsWith('/api/v1/tasks')) return;
             // The agent and runtime catalogues may not be served yet (501): the form falls back.
             if (/status of 501/.test(m.text()) && /\/api\/v1\/(agents|runtimes)$/.test(where)) return;
             errors.push(`console: ${m.text()} (${where})`);
@@ -187,9 +189,31 @@ async function main() {
         await shot(page, 'feed-empty');
         await page.click('text=New task >> nth=0');
         await page.waitForURL(base + '/new', { timeout: LONG });
+        // The form is saved as a draft while typing, and comes back from it after a reload.
         await page.fill('#f-prompt', 'Add a greeting to the README and report what changed');
+        await page.waitForFunction(() => /^\?draft=draft-[0-9A-Z]{26}$/.test(location.search), null,
+                                   { timeout: LONG });
+        await page.waitForSelector('.saved time', { timeout: LONG });
+        await page.reload({ waitUntil: 'load' });
+        await page.waitForFunction(() => document.querySelector('#f-prompt')?.value
+            === 'Add a greeting to the README and report what changed', null, { timeout: LONG });
+        passed.push('drafts: saved while typing, restored after a reload');
         if (await page.$('select#f-agent')) await page.selectOption('#f-agent', 'scripted');
         else await page.fill('#f-agent', 'scripted');
+        // The server's validation message appears at its field.
+        await page.selectOption('#f-repo', '__other__');
+        await page.fill('#f-repo-url', 'not a url');
+        refusing = true;
+        await page.press('#f-prompt', 'Control+Enter');
+        await page.waitForSelector('#err-repo', { timeout: LONG });
+        const repoErr = await page.textContent('#err-repo');
+        if (!/must be/.test(repoErr)) fail(`the repository field shows "${repoErr}"`);
+        if (await page.getAttribute('#f-repo', 'aria-invalid') !== 'true') fail('#f-repo not marked invalid');
+        if (!page.url().includes('/new')) fail('an invalid task left the form');
+        await shot(page, 'new-task-invalid');
+        refusing = false;
+        await page.selectOption('#f-repo', '__none__');
+        passed.push('server validation shown at its field');
         await page.click('summary');
         const scenario = [
             { thought: 'Reading the repository to find the README.' },
@@ -252,6 +276,7 @@ async function main() {
         if (!focused) fail('j did not focus a card');
         await page.keyboard.press('Enter');
         await page.waitForURL(`${base}/sessions/${focused}`, { timeout: LONG });
+        await page.waitForSelector('.session-head .badge', { timeout: LONG });
         await page.keyboard.press('Escape');
         await page.waitForURL(base + '/', { timeout: LONG });
         passed.push('keyboard j / Enter / Esc');

@@ -244,7 +244,9 @@ function SessionCard(props: { session: Session; live: boolean; onChanged: () => 
                 <span class="agent" title="Agent">{s.agent.type}{s.agent.version && s.agent.version !== 'latest' ? ` ${s.agent.version}` : ''}</span>
                 <span class="repo" title="Repository">{repoLabel(s)}</span>
                 {props.live && <span class="live" title="Following live">● live</span>}
+                {TERMINAL.has(status) && s.endedAt && <Time iso={s.endedAt} prefix="ended " />}
             </div>
+            {s.error && TERMINAL.has(status) && <p class="card-error">{s.error}</p>}
             {rows.length > 0 && (
                 <ol class="activity" aria-label="Last activity">
                     {rows.map((ev) => {

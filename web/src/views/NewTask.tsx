@@ -88,6 +88,12 @@ function fromDraft(d: Draft, repos: readonly Repository[]): Form {
     return f;
 }
 
+/** The catalogue may say an agent's CLI is missing on this server (a member newer than the
+ *  generated types: read it defensively). */
+function notInstalled(a: AgentCatalog['items'][number]): boolean {
+    return (a as Record<string, unknown>)['installed'] === false;
+}
+
 /** Which form field a Problem's dotted path belongs to. */
 function fieldOf(path: string): keyof Form | 'form' {
     if (path.startsWith('prompt')) return 'prompt';
@@ -211,6 +217,9 @@ export function NewTask(props: { query: URLSearchParams }): JSX.Element {
             toast(`Launched ${ids.length} session${ids.length === 1 ? '' : 's'}`);
             navigate(ids.length === 1 ? `/sessions/${ids[0]}` : '/');
         } catch (e) {
+            // The key makes a retry after a lost answer safe; any answer settles it, so an edited
+            // form after a refusal is a new request (the server would replay the refusal).
+            if (e instanceof ApiError && e.status !== 0) idemKey.current = crypto.randomUUID();
             if (e instanceof ApiError && Object.keys(e.fields).length) {
                 const byField: Partial<Record<keyof Form | 'form', string[]>> = {};
                 for (const [path, msgs] of Object.entries(e.fields)) {
@@ -237,8 +246,9 @@ export function NewTask(props: { query: URLSearchParams }): JSX.Element {
     };
 
     const agentTypes = agents?.items ?? null;
-    const versions = useMemo(() => agentTypes?.find((a) => a.type === form.agent)?.versions ?? [],
-                             [agentTypes, form.agent]);
+    // "latest" is the default already offered first; the catalogue may list it too.
+    const versions = useMemo(() => (agentTypes?.find((a) => a.type === form.agent)?.versions ?? [])
+        .filter((v) => v !== 'latest'), [agentTypes, form.agent]);
     const runtimeTypes = runtimes ? runtimes.items.map((r) => r.type) : RUNTIMES;
     const err = (k: keyof Form | 'form') => errors[k]?.length ? (
         <p class="field-error" id={`err-${k}`} role="alert">{errors[k]!.join(' ')}</p>) : null;
@@ -271,7 +281,7 @@ export function NewTask(props: { query: URLSearchParams }): JSX.Element {
                             <option value={OTHER}>Other git URL…</option>
                         </select>
                         {form.repo === OTHER && (
-                            <input type="text" aria-label="Git URL" placeholder="https://… or git@host:path"
+                            <input id="f-repo-url" type="text" aria-label="Git URL" placeholder="https://… or git@host:path"
                                    value={form.repoUrl}
                                    onInput={(e) => set('repoUrl', (e.target as HTMLInputElement).value)} />
                         )}
@@ -299,7 +309,8 @@ export function NewTask(props: { query: URLSearchParams }): JSX.Element {
                                     aria-describedby={described('agent')}
                                     onChange={(e) => set('agent', (e.target as HTMLSelectElement).value)}>
                                 <option value="">Choose an agent</option>
-                                {agentTypes.map((a) => <option key={a.type} value={a.type}>{a.type}</option>)}
+                                {agentTypes.map((a) => <option key={a.type} value={a.type}>
+                                    {a.type}{notInstalled(a) ? ' (not installed)' : ''}</option>)}
                             </select>
                         ) : (
                             <input id="f-agent" type="text" value={form.agent} autoComplete="off"
