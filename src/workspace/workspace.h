@@ -1,0 +1,192 @@
+/*
+ * workspace.h — the workspace layer's whole interface: a private object store per session,
+ * snapshots of a working directory, trees, reads, change lists and diffs (D30–D32).
+ *
+ * The store is a bare git repository (libgit2) in a directory of the session's data directory.
+ * It is never the user's repository: the user's .git, index and refs are not read or written.
+ * A snapshot is a commit on `refs/ah/snapshots/snap-<ULID>`; its parent is the snapshot taken
+ * before it in the same store, its message carries the label. Snapshots are incremental: a stat
+ * cache in the store directory (path → size, mtime, ctime, inode, mode → blob id) means only
+ * files whose metadata changed are read and hashed.
+ *
+ * Errors: 0 (or a count) on success, a negative AH_E_* on failure; `ret_` out-params are written
+ * only on success. Every list and buffer handed out belongs to the caller, who frees it with the
+ * matching *_clear / *_free.
+ *
+ * Threading: any function may be called from any thread. One `struct ws_store` handle is used by
+ * one thread at a time (the caller serialises; libgit2 objects are not shared between threads);
+ * different handles, even on the same directory, may be used concurrently. A store has a single
+ * writer: ws_snapshot takes an exclusive lock (flock on `<dir>/ah-snapshot.lock`) for its whole
+ * run, so two snapshots of one store — from two handles or two processes — run one after the
+ * other, never interleaved. Readers never block: refs and objects are written atomically.
+ */
+#ifndef AH_WORKSPACE_H
+#define AH_WORKSPACE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/core.h"
+
+#define WS_SNAP_PREFIX "snap-"
+#define WS_SNAP_ID_LEN (5 + ULID_LEN) /* "snap-" + ULID */
+#define WS_PATH_MAX 4096              /* bytes of a workspace-relative path */
+#define WS_EVENT_DIFF_MAX (64 * 1024) /* unified text carried by a `diff` event (D31) */
+#define WS_CONTEXT_MAX 10             /* `context` of the diff routes (API.md §7.6) */
+
+/* ---- paths --------------------------------------------------------------------------------- */
+
+/*
+ * Normalises a workspace-relative path given as `len` bytes: "./" and empty segments are dropped,
+ * "a/../b" becomes "b", a trailing "/" is dropped. Refused with AH_E_INVAL: an absolute path, a
+ * ".." that climbs out of the workspace, a NUL byte, invalid UTF-8, a ".git" segment (the
+ * workspace's repository is not workspace content), and more than WS_PATH_MAX bytes in or out.
+ * "" and "." normalise to "" (the workspace root). Pure; out holds WS_PATH_MAX + 1 bytes.
+ */
+int ws_path_normalise(const char *in, size_t len, char out[WS_PATH_MAX + 1]);
+
+/*
+ * How many of text's len bytes to keep so that at most max remain, cut after the last '\n' that
+ * fits (or, when the first line alone is longer, at max on a UTF-8 character boundary). Sets
+ * *ret_truncated when anything was cut. The `diff` event uses it with WS_EVENT_DIFF_MAX (D31).
+ */
+size_t ws_truncate_lines(const char *text, size_t len, size_t max, bool *ret_truncated);
+
+/* ---- the store ----------------------------------------------------------------------------- */
+
+struct ws_store;
+
+/* Opens the store in dir, creating the directory and a bare repository there when missing.
+ * 0, AH_E_IO (not a directory, not a repository, no permission) or AH_E_NOMEM. */
+int ws_store_open(const char *dir, struct ws_store **ret_store);
+void ws_store_free(struct ws_store *st); /* NULL-safe */
+AH_DEFINE_CLEANUP(struct ws_store, ws_store_free)
+
+/* What a snapshot did: entries seen, and how many files it had to read and hash (the rest came
+ * from the stat cache). */
+struct ws_snapshot_stats {
+    uint64_t files;        /* regular files and symlinks in the snapshot */
+    uint64_t hashed;       /* of those, read and hashed this time */
+    uint64_t bytes_hashed;
+    uint64_t skipped;      /* entries left out: sockets, fifos, devices, names git refuses */
+};
+
+/*
+ * Records workdir as a new snapshot labelled `label` (NULL: "snapshot") and writes its id to
+ * ret_id. Regular files keep their executable bit (100755/100644); symlinks are stored as
+ * symlinks (120000, the target text), never followed; directories named ".git" are skipped at
+ * every level; empty directories are not recorded (git cannot). The parent is the previous
+ * snapshot of the store. ret_stats (nullable) gets the counts. Takes the store's writer lock.
+ * AH_E_NOTFOUND when workdir does not exist, AH_E_IO on read errors (a file that vanishes while
+ * being read is left out, as if deleted before the snapshot).
+ */
+int ws_snapshot(struct ws_store *st, const char *workdir, const char *label,
+                char ret_id[WS_SNAP_ID_LEN + 1], struct ws_snapshot_stats *ret_stats);
+
+struct ws_snapshot_info {
+    char id[WS_SNAP_ID_LEN + 1];
+    char parent[WS_SNAP_ID_LEN + 1]; /* "" for the first snapshot */
+    char tree[41];                   /* the root tree's object id (hex) */
+    char *label;                     /* owned; ws_snapshot_info_clear frees it */
+    int64_t created_ms;
+};
+/* Reads a snapshot's metadata. AH_E_INVAL for a malformed id, AH_E_NOTFOUND for an unknown one. */
+int ws_snapshot_info(struct ws_store *st, const char *id, struct ws_snapshot_info *ret);
+void ws_snapshot_info_clear(struct ws_snapshot_info *info);
+/* The newest snapshot's id, or AH_E_NOTFOUND when the store has none. */
+int ws_snapshot_latest(struct ws_store *st, char ret_id[WS_SNAP_ID_LEN + 1]);
+
+/* ---- trees and reads ----------------------------------------------------------------------- */
+
+/* In every call below, a snapshot argument is a snapshot id, or NULL / "" for the empty tree
+ * (nothing), which is how "all changes since nothing" is asked for. */
+
+enum ws_type { WS_FILE, WS_SYMLINK, WS_DIR };
+
+struct ws_entry {
+    char *path;     /* workspace-relative, no leading or trailing "/" */
+    enum ws_type type;
+    uint32_t mode;  /* git mode: 0100644, 0100755, 0120000, 040000 */
+    uint64_t size;  /* bytes of the blob (a symlink: its target's length); 0 for directories */
+};
+struct ws_entries {
+    struct ws_entry *v;
+    size_t n;
+};
+void ws_entries_clear(struct ws_entries *e);
+
+/* Lists the entries under dir ("" or NULL: the root; normalised by the caller) of a snapshot,
+ * in git's order (byte order of full paths), all levels when recursive. AH_E_NOTFOUND when dir
+ * is not a directory of the snapshot. */
+int ws_tree(struct ws_store *st, const char *snap, const char *dir, bool recursive,
+            struct ws_entries *ret);
+
+/* One entry by path. AH_E_NOTFOUND when absent. ret->path is owned by the caller. */
+int ws_stat(struct ws_store *st, const char *snap, const char *path, struct ws_entry *ret);
+
+struct ws_blob {
+    char *data;    /* owned; NUL-terminated (the NUL is not counted in size) */
+    size_t size;
+    uint32_t mode; /* a symlink's data is its target text */
+};
+/* Reads a file or symlink of a snapshot. AH_E_TOOLARGE when it is larger than cap bytes (nothing
+ * is read), AH_E_NOTFOUND when absent, AH_E_INVAL for a directory. */
+int ws_read(struct ws_store *st, const char *snap, const char *path, size_t cap,
+            struct ws_blob *ret);
+void ws_blob_clear(struct ws_blob *b);
+
+/* ---- changes ------------------------------------------------------------------------------- */
+
+enum ws_status { WS_ADDED, WS_MODIFIED, WS_DELETED, WS_RENAMED };
+const char *ws_status_name(enum ws_status s); /* "added", "modified", "deleted", "renamed" */
+
+struct ws_change {
+    char *path;         /* the new path (a deleted file: its old path) */
+    char *old_path;     /* renamed: the old path; otherwise NULL */
+    enum ws_status status;
+    uint32_t old_mode, new_mode; /* 0 on the missing side */
+    int similarity;     /* renamed: 50..100 (git's similarity index); otherwise 0 */
+    int64_t lines_added, lines_removed; /* from the diff; 0 for binary files */
+    bool binary;        /* git's rule: a NUL byte in the first 8000 bytes of either side */
+    uint64_t size;      /* bytes of the new side (a deleted file: of the old side) */
+};
+struct ws_changes {
+    struct ws_change *v;
+    size_t n;
+};
+void ws_changes_clear(struct ws_changes *c);
+
+/* The files that differ between two snapshots, in git's order, with rename detection as git's
+ * default (50% similarity, measured as git does). A change of type (file ↔ symlink) is one
+ * `modified` entry. */
+int ws_changes(struct ws_store *st, const char *from, const char *to, struct ws_changes *ret);
+
+/* ---- diffs --------------------------------------------------------------------------------- */
+
+enum ws_format {
+    WS_UNIFIED, /* byte-identical to `git diff --no-color -U<context>` for the same two trees */
+    WS_PATCH,   /* `git diff --binary --full-index`: `git apply` turns `from` into `to` */
+    WS_SPLIT,   /* JSON: {"files":[{path, old_path, status, binary, hunks:[{header, rows}]}]} */
+    WS_HTML,    /* an escaped HTML5 fragment, no scripts, no event handlers, no external refs */
+};
+
+struct ws_diff_opts {
+    enum ws_format format;
+    int context;               /* lines of context 0..WS_CONTEXT_MAX (3 by ws_diff_opts_init) */
+    bool full;                 /* whole-file context (overrides context) */
+    const char *const *paths;  /* only files whose new or old path is one of these; NULL: all */
+    size_t n_paths;
+};
+void ws_diff_opts_init(struct ws_diff_opts *o);
+
+/*
+ * Appends the diff from `from` to `to` in o->format to out (the caller's buffer; its cap applies
+ * and gives AH_E_TOOLARGE). Compare a snapshot with the live workdir by snapshotting first.
+ * Split rows: {"kind": context|add|del|change, "left": {"line": n, "text": s} | null,
+ * "right": …}; texts drop the line's final newline, invalid UTF-8 becomes U+FFFD.
+ */
+int ws_diff(struct ws_store *st, const char *from, const char *to, const struct ws_diff_opts *o,
+            struct ah_buf *out);
+
+#endif

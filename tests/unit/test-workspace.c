@@ -1,0 +1,370 @@
+/* test-workspace.c — the workspace layer (D30–D32) without the git CLI: hostile paths, the
+ * line-boundary cut of `diff` events, incremental snapshots (hash counts from the stats
+ * out-param), symlinks never followed, read caps, trees and snapshot metadata. The byte-for-byte comparison with `git diff` is tests/workspace/corpus.py. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "../../src/workspace/workspace.h"
+
+/* ---- paths ------------------------------------------------------------------------------------ */
+
+static int norm(const char *in, char out[WS_PATH_MAX + 1]) {
+    return ws_path_normalise(in, strlen(in), out);
+}
+
+static void test_path_ok(void **state) {
+    static const char *cases[][2] = {
+        {"a.txt", "a.txt"},         {"./a/b", "a/b"},          {"a//b/", "a/b"},
+        {"a/./b", "a/b"},           {"a/../b", "b"},           {"a/b/../../c", "c"},
+        {"", ""},                   {".", ""},                 {"a/..", ""},
+        {"café/naïve.txt", "café/naïve.txt"}, {"..a/b..", "..a/b.."}, {"a/.gitignore", "a/.gitignore"},
+        {"sp ace", "sp ace"},       {"...", "..."},
+    };
+    char out[WS_PATH_MAX + 1];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(norm(cases[i][0], out), 0);
+        assert_string_equal(out, cases[i][1]);
+    }
+}
+
+static void test_path_hostile(void **state) {
+    static const char *bad[] = {
+        "..", "../x", "a/../../x", "/etc/passwd", "//x", "a/b/../../../etc", "./../x",
+        ".git/config", "a/.git/hooks/x", ".git", "\xff", "a/\xc3", "\xc0\xaf", /* overlong '/' */
+        "\xed\xa0\x80",                                                      /* a surrogate */
+        "\xf4\x90\x80\x80",                                                  /* > U+10FFFF */
+    };
+    char out[WS_PATH_MAX + 1];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(norm(bad[i], out), AH_E_INVAL);
+    /* an embedded NUL: the length says there is more */
+    assert_int_equal(ws_path_normalise("a\0/../../x", 10, out), AH_E_INVAL);
+    /* 4 KiB limits, in and out */
+    char big[WS_PATH_MAX + 2];
+    memset(big, 'a', sizeof(big));
+    assert_int_equal(ws_path_normalise(big, WS_PATH_MAX + 1, out), AH_E_INVAL);
+    assert_int_equal(ws_path_normalise(big, WS_PATH_MAX, out), 0);
+    assert_int_equal(strlen(out), WS_PATH_MAX);
+    /* many ".." segments balanced by as many names stay inside */
+    char deep[WS_PATH_MAX + 1] = "";
+    for (int i = 0; i < 600; i++)
+        strcat(deep, "d/");
+    for (int i = 0; i < 600; i++)
+        strcat(deep, "../");
+    assert_int_equal(norm(deep, out), 0);
+    assert_string_equal(out, "");
+    strcat(deep, "..");
+    assert_int_equal(norm(deep, out), AH_E_INVAL);
+    assert_int_equal(ws_path_normalise(NULL, 0, out), AH_E_INVAL);
+}
+
+static void test_truncate(void **state) {
+    bool t = true;
+    assert_int_equal(ws_truncate_lines("abc\n", 4, 10, &t), 4);
+    assert_false(t);
+    const char *s = "one\ntwo\nthree\n";
+    assert_int_equal(ws_truncate_lines(s, strlen(s), 9, &t), 8); /* "one\ntwo\n" */
+    assert_true(t);
+    assert_int_equal(ws_truncate_lines(s, strlen(s), 8, &t), 8);
+    /* one long line: cut on a character boundary, never inside "é" */
+    const char *u = "aé";
+    assert_int_equal(ws_truncate_lines(u, strlen(u), 2, &t), 1);
+    /* the event cap */
+    size_t n = 3 * WS_EVENT_DIFF_MAX;
+    char *big = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        big[i] = i % 100 == 99 ? '\n' : 'x';
+    size_t k = ws_truncate_lines(big, n, WS_EVENT_DIFF_MAX, &t);
+    assert_true(t);
+    assert_true(k <= WS_EVENT_DIFF_MAX && k > WS_EVENT_DIFF_MAX - 100);
+    assert_int_equal(big[k - 1], '\n');
+    free(big);
+}
+
+/* ---- fixtures --------------------------------------------------------------------------------- */
+
+struct fx {
+    char root[64], work[128], store[128];
+    struct ws_store *st;
+};
+
+static void put_n(struct fx *f, const char *path, const char *data, size_t n) {
+    char p[512];
+    snprintf(p, sizeof(p), "%s/%s", f->work, path);
+    FILE *fp = fopen(p, "wb");
+    assert_non_null(fp);
+    fwrite(data, 1, n, fp);
+    fclose(fp);
+}
+
+static void put(struct fx *f, const char *path, const char *data) {
+    put_n(f, path, data, strlen(data));
+}
+
+/* Moves a file's times an hour back, so that the stat cache does not treat it as racy. */
+static void age(struct fx *f, const char *path) {
+    char p[512];
+    snprintf(p, sizeof(p), "%s/%s", f->work, path);
+    struct timespec ts[2];
+    clock_gettime(CLOCK_REALTIME, &ts[0]);
+    ts[0].tv_sec -= 3600;
+    ts[1] = ts[0];
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+static int setup(void **state) {
+    struct fx *f = calloc(1, sizeof(*f));
+    strcpy(f->root, "/tmp/ah-ws-test-XXXXXX");
+    assert_non_null(mkdtemp(f->root));
+    snprintf(f->work, sizeof(f->work), "%s/work", f->root);
+    snprintf(f->store, sizeof(f->store), "%s/store", f->root);
+    assert_int_equal(mkdir(f->work, 0755), 0);
+    assert_int_equal(ws_store_open(f->store, &f->st), 0);
+    *state = f;
+    return 0;
+}
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    return remove(p);
+}
+
+static int teardown(void **state) {
+    struct fx *f = *state;
+    ws_store_free(f->st);
+    nftw(f->root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static void snap(struct fx *f, char id[WS_SNAP_ID_LEN + 1], struct ws_snapshot_stats *s) {
+    assert_int_equal(ws_snapshot(f->st, f->work, "t", id, s), 0);
+}
+
+/* ---- snapshots -------------------------------------------------------------------------------- */
+
+static void test_incremental(void **state) {
+    struct fx *f = *state;
+    char name[32], id[WS_SNAP_ID_LEN + 1];
+    assert_int_equal(mkdir(strcat(strcpy(name, f->work), "/d"), 0755), 0);
+    for (int i = 0; i < 50; i++) {
+        snprintf(name, sizeof(name), i % 2 ? "d/f%02d" : "f%02d", i);
+        put(f, name, name);
+        age(f, name);
+    }
+    struct ws_snapshot_stats s;
+    snap(f, id, &s);
+    assert_int_equal(s.files, 50);
+    assert_int_equal(s.hashed, 50);
+    snap(f, id, &s);
+    assert_int_equal(s.files, 50);
+    assert_int_equal(s.hashed, 0); /* nothing changed: everything from the stat cache */
+
+    put(f, "d/f07", "changed content");
+    age(f, "d/f07");
+    snap(f, id, &s);
+    assert_int_equal(s.hashed, 1);
+    assert_int_equal(s.bytes_hashed, strlen("changed content"));
+    snap(f, id, &s);
+    assert_int_equal(s.hashed, 0);
+
+    /* same size, mtime put back: the ctime still gives the change away */
+    put(f, "f10", "F10");
+    age(f, "f10");
+    snap(f, id, &s);
+    assert_int_equal(s.hashed, 1);
+    struct ws_blob b;
+    assert_int_equal(ws_read(f->st, id, "f10", 100, &b), 0);
+    assert_string_equal(b.data, "F10");
+    ws_blob_clear(&b);
+
+    /* a file written just now is racy: read again by the next snapshot too */
+    put(f, "fresh", "new");
+    snap(f, id, &s);
+    assert_int_equal(s.hashed, 1);
+    snap(f, id, &s);
+    assert_int_equal(s.hashed, 1);
+    age(f, "fresh");
+    snap(f, id, &s);
+    assert_int_equal(s.hashed, 1); /* its times changed */
+    snap(f, id, &s);
+    assert_int_equal(s.hashed, 0);
+
+    /* the cache survives a reopen of the store */
+    ws_store_free(f->st);
+    assert_int_equal(ws_store_open(f->store, &f->st), 0);
+    snap(f, id, &s);
+    assert_int_equal(s.hashed, 0);
+    assert_int_equal(s.files, 51);
+
+    /* a cache written for another workdir is not trusted */
+    char other[160];
+    snprintf(other, sizeof(other), "%s/work2", f->root);
+    assert_int_equal(rename(f->work, other), 0);
+    assert_int_equal(ws_snapshot(f->st, other, "moved", id, &s), 0);
+    assert_int_equal(s.hashed, 51);
+    assert_int_equal(rename(other, f->work), 0);
+
+    /* a corrupt cache is ignored, never trusted */
+    char cache[200];
+    snprintf(cache, sizeof(cache), "%s/ah-statcache", f->store);
+    FILE *fp = fopen(cache, "r+b");
+    assert_non_null(fp);
+    fseek(fp, -3, SEEK_END);
+    fputs("zzz", fp);
+    fseek(fp, 10, SEEK_SET);
+    fputs("\xff\xff\xff\xff", fp);
+    fclose(fp);
+    snap(f, id, &s);
+    assert_int_equal(s.hashed, 51);
+}
+
+static void test_symlinks_and_modes(void **state) {
+    struct fx *f = *state;
+    char p[300], id[WS_SNAP_ID_LEN + 1];
+    put(f, "run.sh", "#!/bin/sh\n");
+    snprintf(p, sizeof(p), "%s/run.sh", f->work);
+    chmod(p, 0755);
+    put(f, "plain", "x");
+    snprintf(p, sizeof(p), "%s/out", f->work);
+    assert_int_equal(symlink("/etc/passwd", p), 0);
+    snprintf(p, sizeof(p), "%s/updir", f->work);
+    assert_int_equal(symlink("/etc", p), 0); /* a symlink to a directory is not descended */
+    snprintf(p, sizeof(p), "%s/dangling", f->work);
+    assert_int_equal(symlink("nowhere/at/all", p), 0);
+    snprintf(p, sizeof(p), "%s/fifo", f->work);
+    assert_int_equal(mkfifo(p, 0600), 0); /* never opened (it would block) */
+    snprintf(p, sizeof(p), "%s/.git", f->work);
+    assert_int_equal(mkdir(p, 0755), 0);
+    put(f, ".git/config", "[remote] url=https://token@host/x");
+    snprintf(p, sizeof(p), "%s/emptydir", f->work);
+    assert_int_equal(mkdir(p, 0755), 0);
+    struct ws_snapshot_stats s;
+    snap(f, id, &s);
+    assert_int_equal(s.files, 5);
+    assert_int_equal(s.skipped, 1); /* the fifo */
+
+    struct ws_entries e;
+    assert_int_equal(ws_tree(f->st, id, "", true, &e), 0);
+    assert_int_equal(e.n, 5); /* no .git, no empty dir, no fifo */
+    const char *want[] = {"dangling", "out", "plain", "run.sh", "updir"};
+    const uint32_t modes[] = {0120000, 0120000, 0100644, 0100755, 0120000};
+    for (size_t i = 0; i < 5; i++) {
+        assert_string_equal(e.v[i].path, want[i]);
+        assert_int_equal(e.v[i].mode, modes[i]);
+        assert_int_equal(e.v[i].type, modes[i] == 0120000 ? WS_SYMLINK : WS_FILE);
+    }
+    assert_int_equal(e.v[1].size, strlen("/etc/passwd"));
+    ws_entries_clear(&e);
+
+    struct ws_blob b;
+    assert_int_equal(ws_read(f->st, id, "out", 1 << 20, &b), 0);
+    assert_string_equal(b.data, "/etc/passwd"); /* the target text, never the target's bytes */
+    assert_int_equal(b.mode, 0120000);
+    ws_blob_clear(&b);
+    assert_int_equal(ws_read(f->st, id, "updir/passwd", 1 << 20, &b), AH_E_NOTFOUND);
+    assert_int_equal(ws_read(f->st, id, ".git/config", 1 << 20, &b), AH_E_NOTFOUND);
+}
+
+static void test_read_caps_and_tree(void **state) {
+    struct fx *f = *state;
+    char p[300], id[WS_SNAP_ID_LEN + 1];
+    snprintf(p, sizeof(p), "%s/src", f->work);
+    mkdir(p, 0755);
+    snprintf(p, sizeof(p), "%s/src/lib", f->work);
+    mkdir(p, 0755);
+    char kb[1001];
+    memset(kb, 'k', 1000);
+    kb[1000] = '\0';
+    put(f, "src/big.txt", kb);
+    put(f, "src/lib/a.c", "int a;\n");
+    put(f, "top", "");
+    snap(f, id, NULL);
+    struct ws_blob b;
+    assert_int_equal(ws_read(f->st, id, "src/big.txt", 999, &b), AH_E_TOOLARGE);
+    assert_int_equal(ws_read(f->st, id, "src/big.txt", 1000, &b), 0);
+    assert_int_equal(b.size, 1000);
+    ws_blob_clear(&b);
+    assert_int_equal(ws_read(f->st, id, "top", 0, &b), 0); /* empty file within a 0 cap */
+    assert_int_equal(b.size, 0);
+    assert_string_equal(b.data, "");
+    ws_blob_clear(&b);
+    assert_int_equal(ws_read(f->st, id, "src", 1000, &b), AH_E_INVAL);
+    assert_int_equal(ws_read(f->st, id, "nope", 1000, &b), AH_E_NOTFOUND);
+    assert_int_equal(ws_read(f->st, id, "", 1000, &b), AH_E_INVAL);
+    assert_int_equal(ws_read(f->st, "snap-nope", "top", 1000, &b), AH_E_INVAL);
+    assert_int_equal(ws_read(f->st, "snap-01ARZ3NDEKTSV4RRFFQ69G5FAV", "top", 1000, &b),
+                     AH_E_NOTFOUND);
+
+    struct ws_entries e;
+    assert_int_equal(ws_tree(f->st, id, "src", false, &e), 0);
+    assert_int_equal(e.n, 2);
+    assert_string_equal(e.v[0].path, "src/big.txt");
+    assert_int_equal(e.v[0].size, 1000);
+    assert_string_equal(e.v[1].path, "src/lib");
+    assert_int_equal(e.v[1].type, WS_DIR);
+    ws_entries_clear(&e);
+    assert_int_equal(ws_tree(f->st, id, NULL, true, &e), 0);
+    assert_int_equal(e.n, 5);
+    assert_string_equal(e.v[3].path, "src/lib/a.c");
+    ws_entries_clear(&e);
+    assert_int_equal(ws_tree(f->st, id, "top", false, &e), AH_E_NOTFOUND);
+    assert_int_equal(ws_tree(f->st, NULL, NULL, true, &e), 0); /* the empty tree */
+    assert_int_equal(e.n, 0);
+    ws_entries_clear(&e);
+
+    struct ws_entry one;
+    assert_int_equal(ws_stat(f->st, id, "src/lib/a.c", &one), 0);
+    assert_int_equal(one.size, 7);
+    free(one.path);
+}
+
+static void test_info_and_parents(void **state) {
+    struct fx *f = *state;
+    char a[WS_SNAP_ID_LEN + 1], b[WS_SNAP_ID_LEN + 1], latest[WS_SNAP_ID_LEN + 1];
+    assert_int_equal(ws_snapshot_latest(f->st, latest), AH_E_NOTFOUND);
+    assert_int_equal(ws_snapshot(f->st, f->work, "base", a, NULL), 0); /* an empty workspace */
+    put(f, "x", "1\n");
+    assert_int_equal(ws_snapshot(f->st, f->work, NULL, b, NULL), 0);
+    assert_int_equal(strncmp(a, "snap-", 5), 0);
+    assert_true(strcmp(a, b) < 0); /* ULIDs sort by time */
+    struct ws_snapshot_info info;
+    assert_int_equal(ws_snapshot_info(f->st, a, &info), 0);
+    assert_string_equal(info.label, "base");
+    assert_string_equal(info.parent, "");
+    assert_string_equal(info.tree, "4b825dc642cb6eb9a060e54bf8d69288fbee4904"); /* git's empty tree */
+    ws_snapshot_info_clear(&info);
+    assert_int_equal(ws_snapshot_info(f->st, b, &info), 0);
+    assert_string_equal(info.label, "snapshot");
+    assert_string_equal(info.parent, a);
+    ws_snapshot_info_clear(&info);
+    assert_int_equal(ws_snapshot_latest(f->st, latest), 0);
+    assert_string_equal(latest, b);
+    assert_int_equal(ws_snapshot(f->st, "/nonexistent/dir", "x", a, NULL), AH_E_NOTFOUND);
+    /* the store never touches a repository in the workdir */
+    char p[300];
+    snprintf(p, sizeof(p), "%s/refs/ah/snapshots/%s", f->store, b);
+    assert_int_equal(access(p, F_OK), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_path_ok),
+        cmocka_unit_test(test_path_hostile),
+        cmocka_unit_test(test_truncate),
+        cmocka_unit_test_setup_teardown(test_incremental, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlinks_and_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_caps_and_tree, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_info_and_parents, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
