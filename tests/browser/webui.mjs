@@ -11,121 +11,13 @@
 //
 //   AH_BIN=build/ah AH_ARTIFACTS=build/browser-artifacts node tests/browser/webui.mjs
 // Optional: CHROMIUM (default /usr/bin/chromium).
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { LONG, checkServerLog, createTask, fail, historyTotal, launchBrowser, sessionStatus,
+         startServer, stopServer, waitReady } from './harness.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const ahBin = process.env.AH_BIN || path.join(here, '..', '..', 'build', 'ah');
-const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 const artifacts = process.env.AH_ARTIFACTS || path.join(os.tmpdir(), 'ah-browser-artifacts');
-const SANITIZER_MARKERS = ['ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:',
-                           'UndefinedBehaviorSanitizer'];
-const LONG = 60000; /* generous waits: the machine may be busy */
-
-function fail(msg) {
-    throw new Error(msg);
-}
-
-function env(tmp) {
-    const e = { ...process.env };
-    for (const k of Object.keys(e)) if (k.startsWith('AH_')) delete e[k];
-    Object.assign(e, {
-        HOME: tmp,
-        XDG_CONFIG_HOME: path.join(tmp, 'config'),
-        XDG_DATA_HOME: path.join(tmp, 'data'),
-        XDG_STATE_HOME: path.join(tmp, 'state'),
-        XDG_RUNTIME_DIR: path.join(tmp, 'run'),
-    });
-    fs.mkdirSync(e.XDG_RUNTIME_DIR, { recursive: true, mode: 0o700 });
-    return e;
-}
-
-// Starts `ah webui` and resolves with its port, read from the JSON "listening" log line.
-function startServer(tmp, port = 0) {
-    const child = spawn(ahBin, ['webui', '--port', String(port), '--db', path.join(tmp, 'state.db')],
-                        { env: env(tmp), stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderrText = '';
-    return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('ah did not start listening:\n' +
-                                                        child.stderrText)), LONG);
-        child.on('error', (e) => { clearTimeout(timer); reject(e); });
-        child.on('exit', (code) => {
-            clearTimeout(timer);
-            reject(new Error(`ah exited with ${code} before listening:\n${child.stderrText}`));
-        });
-        let listening = false;
-        child.stderr.on('data', (chunk) => {
-            child.stderrText += chunk.toString();
-            if (listening) return;
-            for (const line of child.stderrText.split('\n')) {
-                try {
-                    const rec = JSON.parse(line);
-                    if (rec.msg === 'listening' && rec.port) {
-                        listening = true;
-                        clearTimeout(timer);
-                        child.removeAllListeners('exit');
-                        resolve({ child, port: rec.port });
-                        return;
-                    }
-                } catch { /* not a complete JSON line yet */ }
-            }
-        });
-    });
-}
-
-function stopServer(child) {
-    return new Promise((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
-        const timer = setTimeout(() => child.kill('SIGKILL'), LONG);
-        child.on('exit', (code, signal) => { clearTimeout(timer); resolve(signal || code); });
-        child.kill('SIGTERM');
-    });
-}
-
-function checkServerLog(server, code) {
-    const text = server.child.stderrText;
-    for (const m of SANITIZER_MARKERS)
-        if (text.includes(m)) fail('sanitizer report in ah\'s stderr:\n' + text.slice(-6000));
-    if (code !== 0) fail(`ah exited with ${code}:\n${text.slice(-4000)}`);
-}
-
-async function waitReady(base) {
-    const deadline = Date.now() + LONG;
-    while (Date.now() < deadline) {
-        try {
-            const r = await fetch(base + '/api/v1/readyz');
-            if (r.status === 200) return;
-        } catch { /* not yet */ }
-        await new Promise((r) => setTimeout(r, 50));
-    }
-    fail('the server never became ready');
-}
-
-async function createTask(base, prompt, scenario) {
-    const r = await fetch(base + '/api/v1/tasks', {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ prompt, repo: { mode: 'none' }, runtime: { type: 'local' },
-                               agents: [{ type: 'scripted', settings: { scenario } }] }),
-    });
-    if (r.status !== 201) fail(`POST /tasks answered ${r.status}: ${await r.text()}`);
-    return (await r.json()).id;
-}
-
-async function historyTotal(base, id) {
-    const r = await fetch(`${base}/api/v1/sessions/${id}/events?perPage=1`);
-    if (r.status !== 200) fail(`events history answered ${r.status}`);
-    return (await r.json()).total;
-}
-
-async function sessionStatus(base, id) {
-    const r = await fetch(`${base}/api/v1/sessions/${id}`);
-    return (await r.json()).status;
-}
 
 const TERMINAL = ['stopped', 'completed', 'failed', 'cancelled'];
 
@@ -153,14 +45,7 @@ async function main() {
         const port = server.port;
         const base = `http://127.0.0.1:${port}`;
         await waitReady(base);
-        context = await chromium.launchPersistentContext(path.join(tmp, 'profile'), {
-            executablePath: chromiumPath,
-            headless: true,
-            viewport: { width: 1280, height: 860 },
-            args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-                   '--no-first-run', '--disable-background-networking',
-                   '--disable-component-update', '--disable-sync'],
-        });
+        context = await launchBrowser(path.join(tmp, 'profile'));
         const page = context.pages()[0] || await context.newPage();
         const errors = [], foreign = [];
         let restarting = false, refusing = false;

@@ -2,7 +2,8 @@
 // live. The log is virtualised (only the rows in view exist in the DOM), so a session with
 // 100,000 events scrolls as smoothly as one with ten.
 import type { JSX } from 'preact';
-import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
+import { memo } from 'preact/compat';
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ACTIVE, ApiError, TERMINAL, api, type AgentEvent, type Session as SessionT,
          type SessionStatus } from '../api';
 import { describe, useLiveLog } from '../events';
@@ -105,6 +106,26 @@ function PromptBox(props: { id: string }): JSX.Element {
     );
 }
 
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+
+/** One row of the log. Memoised: scrolling re-renders only the rows that come into view. */
+const Row = memo(function Row(props: { ev: AgentEvent; index: number; selected: boolean;
+                                       onPick: (i: number, ev: AgentEvent) => void }): JSX.Element {
+    const { ev, index: i } = props;
+    const d = describe(ev);
+    const ts = 'ts' in ev && typeof ev.ts === 'string' ? timeFormat.format(new Date(ev.ts)) : '';
+    return (
+        <div role="row" aria-rowindex={i + 1} aria-selected={props.selected} data-seq={ev.seq}
+             class={`log-row kind-${d.kind}${props.selected ? ' selected' : ''}`}
+             style={{ transform: `translateY(${i * ROW}px)` }} onClick={() => props.onPick(i, ev)}>
+            <span class="seq" role="cell">{ev.seq}</span>
+            <span class="kind" role="cell">{d.kind}</span>
+            <span class="text" role="cell">{d.text}</span>
+            <span class="ts" role="cell">{ts}</span>
+        </div>
+    );
+});
+
 /** The virtualised log: j/k move the selection, Enter shows the selected event in full. */
 function EventLog(props: { events: readonly AgentEvent[]; version: number }): JSX.Element {
     const box = useRef<HTMLDivElement>(null);
@@ -156,22 +177,13 @@ function EventLog(props: { events: readonly AgentEvent[]; version: number }): JS
         }
     }, [selected, n, detail, props.version]);
 
+    const pick = useCallback((i: number, ev: AgentEvent) => { setSelected(i); setDetail(ev); }, []);
     const first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
     const last = Math.min(n, Math.ceil((top + height) / ROW) + OVERSCAN);
     const rows: JSX.Element[] = [];
     for (let i = first; i < last; i++) {
         const ev = props.events[i]!;
-        const d = describe(ev);
-        rows.push(
-            <div key={ev.seq} role="row" aria-rowindex={i + 1} aria-selected={i === selected}
-                 data-seq={ev.seq} class={`log-row kind-${d.kind}${i === selected ? ' selected' : ''}`}
-                 style={{ transform: `translateY(${i * ROW}px)` }}
-                 onClick={() => { setSelected(i); setDetail(ev); }}>
-                <span class="seq" role="cell">{ev.seq}</span>
-                <span class="kind" role="cell">{d.kind}</span>
-                <span class="text" role="cell">{d.text}</span>
-                <span class="ts" role="cell">{'ts' in ev && typeof ev.ts === 'string' ? new Date(ev.ts).toLocaleTimeString() : ''}</span>
-            </div>);
+        rows.push(<Row key={ev.seq} ev={ev} index={i} selected={i === selected} onPick={pick} />);
     }
     return (
         <div class="event-log-wrap">
