@@ -44,6 +44,8 @@ struct config {
     int64_t refs_timeout_ms;  /* git ls-remote for a repository's branches */
     int64_t sse_keepalive_ms;
     int64_t sse_coalesce_ms;
+    int64_t idle_timeout_ms; /* HTTP connections idle in headers/body/between requests */
+    char *public_url;        /* D27: the address users reach the server by, if not loopback */
     char *workspace_template;
     char **snapshot_preference; /* NULL-terminated */
     char **agent_env;           /* environment variables passed to agents */

@@ -38,13 +38,21 @@ static const struct key keys[] = {
      "largest request body accepted (default 1048576)"},
     {"http-threads", K_INT, 1, 256, OFF(http_threads), "HTTP worker threads (default: cores)"},
     {"shutdown-grace-ms", K_INT, 0, 600000, OFF(shutdown_grace_ms),
-     "how long a stop waits for in-flight requests (default 10000)"},
+     "how long a stop waits for in-flight requests before it closes them and exits "
+     "(default 10000)"},
     {"cors-origins", K_LIST, 0, 0, OFF(cors_origins),
      "origins allowed to call the API from a browser (comma list; * for any)"},
     {"sse-keepalive-ms", K_INT, 100, 15000, OFF(sse_keepalive_ms),
      "how often an idle event stream sends a keep-alive comment (default 15000, D11)"},
     {"sse-coalesce-ms", K_INT, 0, 100, OFF(sse_coalesce_ms),
      "events for a stream are gathered this long before its connection wakes (default 5)"},
+    {"idle-timeout-ms", K_INT, 1000, 3600000, OFF(idle_timeout_ms),
+     "an HTTP connection whose headers or body make no progress, or that sits idle between "
+     "requests, this long is closed (default 30000; event streams are exempt)"},
+    {"public-url", K_STR, 0, 0, OFF(public_url),
+     "the URL users reach the server by when it is not localhost (e.g. "
+     "http://build-box:3001): requests for other host names are refused while the API has no "
+     "credentials"},
     {"stop-grace-ms", K_INT, 0, 3600000, OFF(stop_grace_ms),
      "how long a stopped agent has between SIGTERM and SIGKILL (default 10000)"},
     {"clone-timeout-ms", K_INT, 100, 86400000, OFF(clone_timeout_ms),
@@ -331,6 +339,7 @@ void config_clear(struct config *c) {
     free_list(c->snapshot_preference);
     free_list(c->agent_env);
     free(c->bind);
+    free(c->public_url);
     free(c->db);
     free(c->data_dir);
     free(c->config_path);
@@ -367,6 +376,7 @@ int config_load(int argc, char **argv, const char *command, const struct config_
         .refs_timeout_ms = 10000,
         .sse_keepalive_ms = 15000,
         .sse_coalesce_ms = 5,
+        .idle_timeout_ms = 30000,
     };
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     c.max_concurrent_tasks = cores > 0 ? cores : 1;

@@ -42,9 +42,14 @@ void cmd_free(struct cmd *c) {
 }
 
 void exec_post(struct executor *ex, struct cmd *c) {
+    pthread_mutex_lock(&ex->mu);
+    exec_post_locked(ex, c);
+    pthread_mutex_unlock(&ex->mu);
+}
+
+void exec_post_locked(struct executor *ex, struct cmd *c) {
     if (!c)
         return;
-    pthread_mutex_lock(&ex->mu);
     if (ex->cmd_tail)
         ex->cmd_tail->next = c;
     else
@@ -55,7 +60,6 @@ void exec_post(struct executor *ex, struct cmd *c) {
     if (ex->evfd >= 0 && write(ex->evfd, &one, sizeof(one)) < 0) {
         /* the counter is saturated: the supervisor is awake anyway */
     }
-    pthread_mutex_unlock(&ex->mu);
 }
 
 static char *own(struct executor *ex, const char *s) {
@@ -289,7 +293,8 @@ static pid_t target_group(struct executor *ex, const char *tenant, const char *i
 }
 
 void exec_abandon_locked(struct executor *ex, struct live *l) {
-    (void)ex;
+    if (l->provisioning && !l->cancelled) /* its job may wait for a busy worker: don't wait */
+        exec_post_locked(ex, cmd_new(CMD_ABANDONED, l->tenant, l->id));
     l->cancelled = true;
     l->kill_at = 0;
     uint64_t one = 1;

@@ -52,7 +52,15 @@ struct live {
     bool dead;                  /* reaped; freed at the end of the loop iteration */
 };
 
-enum cmd_kind { CMD_KICK, CMD_PROVISIONED, CMD_ACK, CMD_SEND, CMD_DROP_CONN, CMD_WAKE };
+enum cmd_kind {
+    CMD_KICK,
+    CMD_PROVISIONED,
+    CMD_ACK,
+    CMD_SEND,
+    CMD_DROP_CONN,
+    CMD_WAKE,
+    CMD_ABANDONED, /* stopped or deleted before its recorder started: free its slot now */
+};
 
 struct cmd {
     struct cmd *next;
@@ -107,6 +115,7 @@ struct executor {
 
 /* Queues a command for the supervisor thread and wakes it (takes ownership of c). */
 void exec_post(struct executor *ex, struct cmd *c);
+void exec_post_locked(struct executor *ex, struct cmd *c); /* the same, under ex->mu */
 /* A stop or DELETE before the agent runs: under ex->mu, marks the live session (if any)
  * cancelled, interrupts its provisioning and kills a recorder already started. */
 void exec_abandon_locked(struct executor *ex, struct live *l);

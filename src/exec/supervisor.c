@@ -849,6 +849,16 @@ static void run_commands(struct executor *ex) {
         }
         case CMD_WAKE:
             break;
+        case CMD_ABANDONED: /* the worker drops the job (tie() finds no session) */
+            pthread_mutex_lock(&ex->mu);
+            l = live_find(ex, c->tenant, c->id);
+            bool still = l && l->provisioning;
+            pthread_mutex_unlock(&ex->mu);
+            if (still) {
+                live_retire(ex, l);
+                kick = true;
+            }
+            break;
         }
         cmd_free(c);
     }

@@ -157,7 +157,13 @@ struct http_config {
     size_t max_body;       /* default request body cap (D5) */
     unsigned threads;      /* MHD thread pool size; 0 = number of cores */
     const char *const *cors_origins; /* NULL-terminated allow-list; "*" allows any */
-    unsigned shutdown_grace_ms; /* how long stop waits for in-flight requests */
+    unsigned shutdown_grace_ms; /* how long stop waits for in-flight requests; past it the
+                                   remaining connections are closed (a stuck handler is left
+                                   behind: http_server_stop then answers AH_E_TIMEOUT) */
+    unsigned idle_timeout_ms;   /* a connection idle this long while its headers or body arrive,
+                                   or between requests, is closed (default 30000); streams are
+                                   exempt while they send keep-alives */
+    const char *public_url;     /* D27: the URL users reach the server by, when not loopback */
     unsigned wake_coalesce_ms;  /* resumes of suspended streams are gathered this long (0: at
                                    once); trades that much latency for far fewer resumes */
 };
@@ -168,8 +174,16 @@ struct http_server;
 int http_server_start(const struct http_config *cfg, const struct router *router,
                       struct http_server **ret, struct ah_problem *reterr);
 int http_server_port(const struct http_server *s);
+/* D27 host and origin guard, on from the start: while the API runs without credentials a
+ * request whose Host is not localhost, a loopback address or public_url's host is refused (421),
+ * and an unsafe method (POST, PUT, PATCH, DELETE) whose Origin is neither the server's own nor
+ * allowed by cors_origins is refused (403). Authentication turns it off once credentials exist. */
+void http_server_set_open_guard(struct http_server *s, bool on);
 /* Stops accepting, lets in-flight requests finish (bounded by shutdown_grace_ms), asks streams
- * to end, and frees the server. NULL-safe. */
-void http_server_stop(struct http_server *s);
+ * to end, closes what is left and frees the server. 0, or AH_E_TIMEOUT when a handler was still
+ * running after the grace: the server is then abandoned (not freed; its threads may still use
+ * what the handlers use) and the caller should exit without tearing down what they share.
+ * NULL-safe. */
+int http_server_stop(struct http_server *s);
 
 #endif

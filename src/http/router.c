@@ -149,6 +149,14 @@ static bool path_matches(const struct route *rt, const char *path, struct arena 
     return true;
 }
 
+size_t router_max_body(const struct router *r) {
+    size_t m = 0;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->routes[i].max_body > m)
+            m = r->routes[i].max_body;
+    return m;
+}
+
 int router_match(const struct router *r, const char *method, const char *path, struct arena *a,
                  struct route_match *ret, char *allow, size_t allow_size) {
     const char *want = strcmp(method, "HEAD") == 0 ? "GET" : method;

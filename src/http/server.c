@@ -18,6 +18,7 @@
  * whose reader then ends the response.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
@@ -31,9 +32,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http.h"
+#include "front.h"
 
 #define STREAM_BLOCK 4096
+#define STREAM_TIMEOUT_S 60u
 #define DISCARD_MAX (64u * 1024 * 1024) /* past this an over-limit body closes the connection */
 #define CORS_ALLOW_HEADERS                                                                         \
     "Authorization, Content-Type, Idempotency-Key, Last-Event-ID, X-Request-Id, X-Tenant-ID"
@@ -43,6 +45,10 @@
 
 struct http_server {
     struct MHD_Daemon *daemon;
+    struct gate *gate; /* accepts and checks first requests (gate.c) */
+    bool guard;        /* D27 host/origin guard (atomic) */
+    char public_host[256]; /* host of cfg.public_url, lower case; "" when none */
+    const char *stall_path; /* test hook: a handler for this path never returns (item 27) */
     int listen_fd;
     int port;
     const struct router *router;
@@ -70,6 +76,9 @@ struct http_stream {
     struct http_server *srv;
     bool suspended, pending, closed;
     bool queued;                     /* on srv->wake_head, waiting for the waker */
+    bool hup;                        /* the gate saw the peer hang up, maybe: check at suspend */
+    bool watched;                    /* fd is in the gate's hang-up watch */
+    int fd;                          /* the connection's socket once watched */
     struct http_stream *wake_next;   /* srv->wake_head list, under srv->wake_mu */
     uint64_t bytes;
     struct http_stream *prev, *next; /* srv->streams, under srv->mu */
@@ -78,6 +87,7 @@ struct http_stream {
 struct req_ctx {
     struct http_server *srv;
     struct MHD_Connection *conn;
+    const char *raw_uri; /* as on the wire, before percent-decoding (from the URI log hook) */
     struct http_request req;
     struct route_match match;
     struct ah_buf body;
@@ -85,6 +95,7 @@ struct req_ctx {
     bool responded;
     bool deferred; /* no body: header checks run on the final call, keeping the connection */
     uint64_t discarded; /* bytes of an over-limit body read and dropped */
+    int64_t declared_over; /* a Content-Length over the cap, whose body is being dropped */
     int status;
     uint64_t bytes;
     struct http_stream *stream; /* our reference, for the byte count in the access log */
@@ -222,9 +233,36 @@ bool http_stream_ending(const struct http_stream *s) {
     return s->srv && __atomic_load_n(&s->srv->ending, __ATOMIC_ACQUIRE);
 }
 
+/* Did the peer of a watched socket go away? A hang-up report may be stale (the descriptor can
+ * have been reused), so the socket itself is asked: EOF or an error means gone. */
+static bool peer_gone(int fd) {
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* The gate saw a hang-up on a suspended stream's socket (called under the gate's watch lock, so
+ * s is alive): resume it, and the reader checks the socket before suspending again (item 24:
+ * a departed subscriber is released at once, not at its next keep-alive). */
+static void on_hangup(void *key) {
+    struct http_stream *s = key;
+    pthread_mutex_lock(&s->mu);
+    s->hup = true;
+    resume_locked(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     struct http_stream *s = cls;
+    if (!s->watched && s->srv->gate) { /* first pass: not under s->mu (lock order: gate, s) */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(s->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci && gate_watch(s->srv->gate, ci->connect_fd, s) == 0) {
+            s->fd = ci->connect_fd;
+            s->watched = true;
+        }
+    }
     for (;;) {
         if (http_stream_ending(s))
             return MHD_CONTENT_READER_END_OF_STREAM;
@@ -243,6 +281,13 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
             pthread_mutex_unlock(&s->mu);
             continue;
         }
+        if (s->hup) {
+            s->hup = false;
+            pthread_mutex_unlock(&s->mu);
+            if (peer_gone(s->fd))
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            continue;
+        }
         s->suspended = true;
         MHD_suspend_connection(s->conn);
         pthread_mutex_unlock(&s->mu);
@@ -253,6 +298,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
 /* MHD is done with the response: the connection finished, failed or the client went away. */
 static void stream_free(void *cls) {
     struct http_stream *s = cls;
+    if (s->watched) /* first: after this no hang-up report can name s */
+        gate_unwatch(s->srv->gate, s->fd, s);
     pthread_mutex_lock(&s->mu);
     s->closed = true;
     s->suspended = false;
@@ -311,19 +358,37 @@ static bool request_id_ok(const char *s) {
     return true;
 }
 
-static struct req_ctx *req_ctx_new(struct http_server *srv, struct MHD_Connection *conn,
-                                   const char *url, const char *method) {
+/* Allocated as soon as libmicrohttpd has the request line (its URI log hook), so the raw
+ * target is kept: libmicrohttpd decodes %00 into a NUL that would cut the path short. */
+static struct req_ctx *req_ctx_alloc(struct http_server *srv, struct MHD_Connection *conn,
+                                     const char *raw_uri) {
     struct req_ctx *rc = calloc(1, sizeof(*rc));
     if (!rc)
         return NULL;
     rc->srv = srv;
     rc->conn = conn;
     rc->start_mono = time_mono_ms();
-    struct arena *a = rc->req.arena = arena_new();
-    if (!a) {
+    if (!(rc->req.arena = arena_new())) {
         free(rc);
         return NULL;
     }
+    rc->raw_uri = raw_uri ? arena_strdup(rc->req.arena, raw_uri) : NULL;
+    pthread_mutex_lock(&srv->mu);
+    srv->in_flight++;
+    pthread_mutex_unlock(&srv->mu);
+    return rc;
+}
+
+static void req_ctx_free(struct req_ctx *rc);
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+    return req_ctx_alloc(cls, conn, uri);
+}
+
+/* The rest, on the first call of the access handler. false on OOM (rc is then freed). */
+static bool req_ctx_init(struct req_ctx *rc, const char *url, const char *method) {
+    struct MHD_Connection *conn = rc->conn;
+    struct arena *a = rc->req.arena;
     rc->req.method = arena_strdup(a, method);
     rc->req.path = arena_strdup(a, url);
     rc->req.tenant = "default";
@@ -343,14 +408,10 @@ static struct req_ctx *req_ctx_new(struct http_server *srv, struct MHD_Connectio
             rc->req.request_id = id;
     }
     if (!rc->req.method || !rc->req.path || !rc->req.request_id) {
-        arena_free(a);
-        free(rc);
-        return NULL;
+        req_ctx_free(rc);
+        return false;
     }
-    pthread_mutex_lock(&srv->mu);
-    srv->in_flight++;
-    pthread_mutex_unlock(&srv->mu);
-    return rc;
+    return true;
 }
 
 static void req_ctx_free(struct req_ctx *rc) {
@@ -405,7 +466,22 @@ static bool origin_allowed(const struct http_server *srv, const char *origin) {
 static enum MHD_Result send_response(struct req_ctx *rc, struct http_response *res) {
     struct http_server *srv = rc->srv;
     struct MHD_Response *r;
-    if (res->stream) {
+    if (res->stream && strcmp(rc->req.method, "HEAD") == 0) {
+        /* Item 28: HEAD gets the stream's headers and nothing else; the stream is never
+         * attached, so its producer side is closed here. */
+        struct http_stream *s = AH_TAKE(res->stream);
+        pthread_mutex_lock(&s->mu);
+        s->closed = true;
+        pthread_mutex_unlock(&s->mu);
+        s->ops->close(s->ctx);
+        http_stream_unref(s);
+        if (!res->content_type)
+            res->content_type = "text/event-stream";
+        r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, res->content_type);
+    } else if (res->stream) {
         struct http_stream *s = res->stream;
         s->conn = rc->conn;
         s->srv = srv;
@@ -425,6 +501,11 @@ static enum MHD_Result send_response(struct req_ctx *rc, struct http_response *r
         }
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
                                 res->content_type ? res->content_type : "text/event-stream");
+        /* Streams are exempt from the idle timeout while they send keep-alives (every 15 s at
+         * most); one that cannot write for a minute (a client that stopped reading) is closed. */
+        unsigned idle_s = (srv->cfg.idle_timeout_ms + 999) / 1000;
+        MHD_set_connection_option(rc->conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  idle_s > STREAM_TIMEOUT_S ? idle_s : STREAM_TIMEOUT_S);
     } else if (res->has_file) {
         r = MHD_create_response_from_fd64(res->file_size, res->file_fd);
         if (!r)
@@ -459,7 +540,12 @@ static enum MHD_Result send_response(struct req_ctx *rc, struct http_response *r
                                     res->content_type ? res->content_type : "application/json");
     }
     MHD_add_response_header(r, "X-Request-Id", rc->req.request_id);
-    if (!http_header(&rc->req, "Cache-Control"))
+    /* Item 4: one Cache-Control. The handler's own (no-cache on event streams) wins over the
+     * default; the request's Cache-Control has nothing to say about the response. */
+    bool has_cc = false;
+    for (size_t i = 0; i < res->n_headers; i++)
+        has_cc |= strcasecmp(res->headers[i].name, "Cache-Control") == 0;
+    if (!has_cc)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     const char *origin = http_header(&rc->req, "Origin");
     if (origin_allowed(srv, origin)) {
@@ -508,6 +594,143 @@ static bool is_json_type(const char *ct) {
            (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0 && strncasecmp(ct, "application/", 12) == 0);
 }
 
+/* A problem with any status: the ones outside the error table (421, 431, 505 …) get their own
+ * type and title (front.h). */
+static enum MHD_Result send_front_error(struct req_ctx *rc, int status, const char *detail) {
+    int code = status == 413   ? AH_E_TOOLARGE
+               : status == 501 ? AH_E_NOTIMPL
+               : status == 403 ? AH_E_FORBIDDEN
+                               : AH_E_BADREQ;
+    struct http_response res = {0};
+    http_error(&rc->req, &res, code, "%s", detail);
+    if (status != ah_error_status(code) && res.json) {
+        char type[96];
+        snprintf(type, sizeof(type), "/problems/%s", front_status_slug(status));
+        json_object_set_new(res.json, "type", json_string(type));
+        json_object_set_new(res.json, "title", json_string(front_status_title(status)));
+        json_object_set_new(res.json, "status", json_integer(status));
+        res.status = status;
+    }
+    enum MHD_Result ok = send_response(rc, &res);
+    http_response_clear(&res);
+    return ok;
+}
+
+/* Framing (the gate's rules, from libmicrohttpd's header list) and the path: a %00 would be cut
+ * short by libmicrohttpd's decoding (`/sessions/<id>%00.json` read as `/sessions/<id>`), and a
+ * path that is not UTF-8 cannot name anything we have. */
+static void request_verdict(struct req_ctx *rc, const char *version, struct front_verdict *v) {
+    struct front_framing f = {.http11 = version && strcmp(version, "HTTP/1.1") == 0};
+    for (size_t i = 0; i < rc->req.n_headers; i++) {
+        const struct http_kv *h = &rc->req.headers[i];
+        front_framing_add(&f, h->name, strlen(h->name), h->value, strlen(h->value));
+    }
+    front_framing_verdict(&f, v);
+    if (v->status)
+        return;
+    const char *raw = rc->raw_uri ? rc->raw_uri : rc->req.path;
+    size_t plen = strcspn(raw, "?");
+    for (size_t i = 0; i + 2 < plen; i++)
+        if (raw[i] == '%' && raw[i + 1] == '0' && raw[i + 2] == '0') {
+            v->status = 400;
+            snprintf(v->detail, sizeof(v->detail), "a path segment may not contain %%00");
+            return;
+        }
+    if (!front_utf8_ok(rc->req.path, strlen(rc->req.path))) {
+        v->status = 400;
+        snprintf(v->detail, sizeof(v->detail), "the path is not valid UTF-8 once decoded");
+        return;
+    }
+    if (rc->req.n_query > FRONT_MAX_QUERY) {
+        v->status = 400;
+        snprintf(v->detail, sizeof(v->detail), "the request has %zu query parameters; the limit is %d",
+                 rc->req.n_query, FRONT_MAX_QUERY);
+    }
+}
+
+/* ---- D27: the host and origin guard ------------------------------------------------------------ */
+
+/* The host part of a Host header value or of a URL authority: "[::1]:80" → "[::1]". */
+static size_t host_part(const char *h, size_t n) {
+    if (n && h[0] == '[') {
+        const char *rb = memchr(h, ']', n);
+        return rb ? (size_t)(rb - h) + 1 : n;
+    }
+    const char *colon = memchr(h, ':', n);
+    return colon ? (size_t)(colon - h) : n;
+}
+
+static bool host_is_loopback(const char *h, size_t n) {
+    char buf[64];
+    if (n == 9 && strncasecmp(h, "localhost", 9) == 0)
+        return true;
+    if (n >= sizeof(buf))
+        return false;
+    if (n > 2 && h[0] == '[' && h[n - 1] == ']') {
+        memcpy(buf, h + 1, n - 2);
+        buf[n - 2] = '\0';
+        struct in6_addr a6;
+        return inet_pton(AF_INET6, buf, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+    }
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    struct in_addr a4;
+    return inet_pton(AF_INET, buf, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+/* 0, or the status (421 / 403) with detail. */
+static int guard_check(const struct http_server *srv, const struct http_request *req, char *detail,
+                       size_t dn) {
+    if (!__atomic_load_n(&srv->guard, __ATOMIC_RELAXED))
+        return 0;
+    const char *host = http_header(req, "Host");
+    if (host) { /* an HTTP/1.0 request without Host cannot come from a browser */
+        size_t hl = host_part(host, strlen(host));
+        bool ok = host_is_loopback(host, hl) ||
+                  (srv->public_host[0] && strlen(srv->public_host) == hl &&
+                   strncasecmp(srv->public_host, host, hl) == 0);
+        if (!ok) {
+            snprintf(detail, dn,
+                     "this server answers only requests for localhost or a loopback address%s "
+                     "(it has no credentials configured); set public-url to the address users "
+                     "reach it by",
+                     srv->public_host[0] ? " or its public-url" : "");
+            return 421;
+        }
+    }
+    const char *m = req->method;
+    bool unsafe = strcmp(m, "GET") && strcmp(m, "HEAD") && strcmp(m, "OPTIONS");
+    const char *origin = http_header(req, "Origin");
+    if (unsafe && origin && !origin_allowed(srv, origin)) {
+        /* same origin: the page was served by this server under the Host it asked for (the web
+         * UI), or by its public-url */
+        bool same = false;
+        const char *schemes[] = {"http://", "https://"};
+        for (size_t i = 0; i < 2 && !same && host; i++) {
+            size_t sl = strlen(schemes[i]);
+            same = strncasecmp(origin, schemes[i], sl) == 0 && strcasecmp(origin + sl, host) == 0;
+        }
+        if (!same && srv->cfg.public_url) {
+            const char *pu = srv->cfg.public_url;
+            const char *auth = strstr(pu, "://");
+            size_t ol = auth ? (size_t)(auth + 3 - pu) + strcspn(auth + 3, "/?#") : 0;
+            same = ol && strlen(origin) == ol && strncasecmp(origin, pu, ol) == 0;
+        }
+        if (!same) {
+            snprintf(detail, dn,
+                     "a %s from origin %.80s is refused: the origin is not this server's and not "
+                     "in cors-origins",
+                     m, origin);
+            return 403;
+        }
+    }
+    return 0;
+}
+
+void http_server_set_open_guard(struct http_server *s, bool on) {
+    __atomic_store_n(&s->guard, on, __ATOMIC_RELAXED);
+}
+
 /* OPTIONS: a CORS preflight (Origin + Access-Control-Request-Method) or a plain "what is allowed
  * here". Either way the answer lists the methods the path supports. */
 static enum MHD_Result handle_options(struct req_ctx *rc) {
@@ -539,6 +762,10 @@ static enum MHD_Result handle_options(struct req_ctx *rc) {
 /* First call: everything that can be decided from the request line and headers. */
 static enum MHD_Result on_headers(struct req_ctx *rc) {
     struct http_request *req = &rc->req;
+    char detail[300];
+    int gs = guard_check(rc->srv, req, detail, sizeof(detail));
+    if (gs)
+        return send_front_error(rc, gs, detail);
     if (strcmp(req->method, "OPTIONS") == 0)
         return handle_options(rc);
     char allow[128];
@@ -565,10 +792,20 @@ static enum MHD_Result on_headers(struct req_ctx *rc) {
     int64_t declared = 0;
     if (cl && parse_int64(cl, 0, INT64_MAX, &declared) < 0)
         return send_error(rc, AH_E_BADREQ, NULL, "Content-Length is not a number");
-    if ((uint64_t)declared > cap)
-        return send_error(rc, AH_E_TOOLARGE, NULL,
-                          "the request body is %lld bytes; the limit here is %zu bytes",
-                          (long long)declared, cap);
+    if ((uint64_t)declared > cap) {
+        /* Item 12: answering now would close the connection under a client still sending, and
+         * the reset that follows destroys the answer before it is read. So a body of a sane size
+         * is read and dropped and the 413 goes out when it is complete (as for a chunked body
+         * over the cap). A client that asked for 100-continue has sent nothing yet: answer it. */
+        const char *expect = http_header(req, "Expect");
+        if ((uint64_t)declared > DISCARD_MAX || (expect && strcasecmp(expect, "100-continue") == 0))
+            return send_error(rc, AH_E_TOOLARGE, NULL,
+                              "the request body is %lld bytes; the limit here is %zu bytes",
+                              (long long)declared, cap);
+        rc->discarded = 1; /* nonzero: discarding */
+        rc->declared_over = declared;
+        return MHD_YES;
+    }
     bool has_body = declared > 0 || (te && strcasestr(te, "chunked"));
     if (has_body && !(rc->match.flags & ROUTE_ANY_BODY) &&
         !is_json_type(http_header(req, "Content-Type")))
@@ -586,6 +823,13 @@ static enum MHD_Result on_body_complete(struct req_ctx *rc) {
         req->body_len = rc->body.n;
     }
     struct http_response res = {0};
+    if (rc->srv->stall_path && strcmp(rc->srv->stall_path, req->path) == 0) {
+        /* A handler stuck for good, as one blocked on a network that never answers was (item
+         * 16): what the shutdown deadline is for. Only with AH_TEST_HOOKS=1. */
+        log_msg(LOG_WARN, "test hook: stalling the handler of %s", req->path);
+        for (;;)
+            sleep(3600);
+    }
     rc->match.fn(req, &res);
     if (!res.status && !res.json && !res.body && !res.stream)
         http_error(req, &res, AH_E_INTERNAL, "the handler produced no response");
@@ -597,14 +841,23 @@ static enum MHD_Result on_body_complete(struct req_ctx *rc) {
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
-    (void)version;
     struct http_server *srv = cls;
     struct req_ctx *rc = *con_cls;
-    if (!rc) {
-        rc = req_ctx_new(srv, conn, url, method);
-        if (!rc)
+    if (!rc || !rc->req.method) {
+        if (!rc && !(rc = req_ctx_alloc(srv, conn, NULL)))
             return MHD_NO; /* out of memory: drop the connection */
         *con_cls = rc;
+        if (!req_ctx_init(rc, url, method)) {
+            *con_cls = NULL;
+            return MHD_NO;
+        }
+        /* Framing and path checks, for every request (the gate did the first one of the
+         * connection from its raw bytes; a kept-alive connection's later requests come here
+         * only). Answering now also closes the connection, which a framing error needs. */
+        struct front_verdict v;
+        request_verdict(rc, version, &v);
+        if (v.status)
+            return send_front_error(rc, v.status, v.detail);
         /* Without a body nothing is gained by answering before MHD has the whole request, and
          * answering early makes MHD close the connection; so wait for the final call. */
         const char *cl = http_header(&rc->req, "Content-Length");
@@ -640,6 +893,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO; /* out of memory: drop the connection rather than lie */
         return MHD_YES;
     }
+    if (rc->discarded && rc->declared_over)
+        return send_error(rc, AH_E_TOOLARGE, NULL,
+                          "the request body is %lld bytes; the limit here is %zu bytes",
+                          (long long)rc->declared_over, rc->body.max);
     if (rc->discarded)
         return send_error(rc, AH_E_TOOLARGE, NULL,
                           "the request body is larger than the limit of %zu bytes", rc->body.max);
@@ -724,6 +981,29 @@ int http_server_start(const struct http_config *cfg, const struct router *router
         srv->cfg.max_body = AH_LIMIT_BODY_DEFAULT;
     if (!srv->cfg.shutdown_grace_ms)
         srv->cfg.shutdown_grace_ms = 10000;
+    if (!srv->cfg.idle_timeout_ms)
+        srv->cfg.idle_timeout_ms = 30000;
+    srv->guard = true;
+    const char *hooks = getenv("AH_TEST_HOOKS");
+    if (hooks && strcmp(hooks, "1") == 0)
+        srv->stall_path = getenv("AH_TEST_STALL_PATH");
+    if (cfg->public_url) { /* scheme://host[:port][/…] → host */
+        const char *a = strstr(cfg->public_url, "://");
+        a = a ? a + 3 : cfg->public_url;
+        size_t al = strcspn(a, "/?#");
+        const char *at = memchr(a, '@', al);
+        if (at) {
+            al -= (size_t)(at + 1 - a);
+            a = at + 1;
+        }
+        size_t hl = host_part(a, al);
+        if (!hl || hl >= sizeof(srv->public_host)) {
+            free(srv);
+            return problem_set(reterr, AH_E_INVAL, "public-url %s names no host", cfg->public_url);
+        }
+        for (size_t i = 0; i < hl; i++)
+            srv->public_host[i] = (char)tolower((unsigned char)a[i]);
+    }
     srv->router = router;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->idle, NULL);
@@ -739,14 +1019,31 @@ int http_server_start(const struct http_config *cfg, const struct router *router
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 1 ? (unsigned)n : 2;
     }
+    /* The gate accepts (front.h), so MHD has no listening socket: connections are handed to its
+     * worker threads with MHD_add_connection. The connection timeout is the idle timeout (item
+     * 26): headers, bodies and kept-alive connections that make no progress for that long. */
+    unsigned idle_s = (srv->cfg.idle_timeout_ms + 999) / 1000;
     srv->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-            MHD_USE_ERROR_LOG,
-        0, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT,
+            MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC,
+        0, NULL, NULL, on_request, srv, MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+        MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)60000, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(8 * 1024),
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+    if (srv->daemon) {
+        size_t max_body = router_max_body(router);
+        struct gate_config gc = {.listen_fd = srv->listen_fd,
+                                 .daemon = srv->daemon,
+                                 .idle_ms = srv->cfg.idle_timeout_ms,
+                                 .max_chunk = max_body > srv->cfg.max_body ? max_body
+                                                                           : srv->cfg.max_body,
+                                 .on_hangup = on_hangup};
+        if (gate_start(&gc, &srv->gate) < 0) {
+            MHD_stop_daemon(srv->daemon);
+            srv->daemon = NULL;
+        }
+    }
     if (srv->daemon && srv->cfg.wake_coalesce_ms) {
         srv->waker_efd = eventfd(0, EFD_CLOEXEC);
         pthread_mutex_init(&srv->wake_mu, NULL);
@@ -770,10 +1067,17 @@ int http_server_port(const struct http_server *s) {
     return s->port;
 }
 
-void http_server_stop(struct http_server *srv) {
+#define STOP_EXTRA_MS 2000 /* after the grace: how long closing what remains may take */
+
+static void *stop_main(void *arg) {
+    MHD_stop_daemon(arg);
+    return NULL;
+}
+
+int http_server_stop(struct http_server *srv) {
     if (!srv)
-        return;
-    MHD_quiesce_daemon(srv->daemon); /* no new connections from here on */
+        return 0;
+    gate_stop(srv->gate); /* no new connections from here on */
     pthread_mutex_lock(&srv->mu);
     __atomic_store_n(&srv->ending, true, __ATOMIC_RELEASE);
     for (struct http_stream *s = srv->streams; s; s = s->next)
@@ -786,10 +1090,12 @@ void http_server_stop(struct http_server *srv) {
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000L;
     }
+    unsigned left = 0;
     while (srv->in_flight > 0) {
         if (pthread_cond_timedwait(&srv->idle, &srv->mu, &deadline) == ETIMEDOUT) {
-            log_msg(LOG_WARN, "%u request(s) still running after %u ms; closing them",
-                    srv->in_flight, srv->cfg.shutdown_grace_ms);
+            left = srv->in_flight;
+            log_msg(LOG_WARN, "%u request(s) still running after %u ms; closing them", left,
+                    srv->cfg.shutdown_grace_ms);
             break;
         }
     }
@@ -817,11 +1123,38 @@ void http_server_stop(struct http_server *srv) {
         pthread_mutex_unlock(&s->mu);
     }
     pthread_mutex_unlock(&srv->mu);
-    MHD_stop_daemon(srv->daemon);
+    if (left) {
+        /* Item 27: MHD_stop_daemon closes every connection but then joins its threads, and a
+         * handler stuck in a call that never returns would hold the stop forever. So the stop
+         * runs beside us with a deadline; past it the server is abandoned to the exit that
+         * follows (sessions live in their own processes and are re-attached at the next start,
+         * D15). */
+        pthread_t t;
+        bool joined = false;
+        if (pthread_create(&t, NULL, stop_main, srv->daemon) == 0) {
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_sec += STOP_EXTRA_MS / 1000;
+            joined = pthread_timedjoin_np(t, NULL, &dl) == 0;
+            if (!joined)
+                pthread_detach(t);
+        }
+        if (!joined) {
+            log_msg(LOG_ERROR,
+                    "request handler(s) still stuck %u ms after the shutdown grace; exiting "
+                    "without them",
+                    STOP_EXTRA_MS);
+            return AH_E_TIMEOUT;
+        }
+    } else {
+        MHD_stop_daemon(srv->daemon);
+    }
+    gate_free(srv->gate);
     close(srv->listen_fd);
     if (srv->cfg.wake_coalesce_ms)
         pthread_mutex_destroy(&srv->wake_mu); /* every stream is closed: no wake can come */
     pthread_mutex_destroy(&srv->mu);
     pthread_cond_destroy(&srv->idle);
     free(srv);
+    return 0;
 }

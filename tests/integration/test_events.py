@@ -153,7 +153,7 @@ class Streams(ServerTest):
         fds0, rss0 = open_fds(pid), rss_kib(pid)
         for i in range(300):
             s = socket.create_connection(("127.0.0.1", self.server.port))
-            s.sendall(("GET /api/v1/sessions/%s/events HTTP/1.1\r\nHost: x\r\n"
+            s.sendall(("GET /api/v1/sessions/%s/events HTTP/1.1\r\nHost: localhost\r\n"
                        "Accept: text/event-stream\r\n\r\n" % sid).encode())
             if i % 2:
                 s.recv(100)

@@ -83,7 +83,7 @@ class Basics(ServerTest):
         self.assertIn("4096", body["detail"])
 
     def test_413_chunked_sent_slowly(self):
-        head = (b"POST /api/v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head = (b"POST /api/v1/tasks HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\n")
         chunk = b"400\r\n" + b"a" * 0x400 + b"\r\n"
         out = raw_exchange(self.server.port, None, chunks=[head] + [chunk] * 8 + [b"0\r\n\r\n"],
@@ -91,7 +91,7 @@ class Basics(ServerTest):
         self.assertTrue(out.startswith(b"HTTP/1.1 413"), out[:200])
         self.assertIn(b"application/problem+json", out)
         # and with a lying Content-Length, sent slowly
-        head = (b"POST /api/v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head = (b"POST /api/v1/tasks HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 4000\r\n\r\n")
         out = raw_exchange(self.server.port, None, chunks=[head] + [b"{" * 1000] * 5, delay=0.05)
         self.assertTrue(out.startswith(b"HTTP/1.1 4"), out[:200])
@@ -101,7 +101,7 @@ class Basics(ServerTest):
         # 8 KiB per connection for request line and headers (docs/operations.md): a 7 KB header
         # (a fat bearer token) still fits; one that does not is 431, and the server carries on
         def get_with(n):
-            return raw_exchange(self.server.port, b"GET /api/v1/healthz HTTP/1.1\r\nHost: x\r\n"
+            return raw_exchange(self.server.port, b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n"
                                 b"X-Big: " + b"a" * n + b"\r\nConnection: close\r\n\r\n")
         self.assertTrue(get_with(7000).startswith(b"HTTP/1.1 200"))
         self.assertTrue(get_with(9000).startswith(b"HTTP/1.1 431"))
@@ -143,7 +143,7 @@ class Basics(ServerTest):
     def test_burst_of_garbage_leaves_server_healthy(self):
         garbage = [b"GARBAGE\r\n\r\n", b"GET\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n",
                    b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
-                   b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X: " + b"y" * 70000 + b"\r\n\r\n",
+                   b"GET / HTTP/1.1\r\nHost: localhost\r\n" + b"X: " + b"y" * 70000 + b"\r\n\r\n",
                    b"POST /api/v1/tasks HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
                    b"POST /api/v1/tasks HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
                    b"\x00\x01\x02\x03" * 100, b"GET /api/v1/healthz HTTP/1.1\r\n"]
@@ -191,7 +191,7 @@ class Lifecycle(unittest.TestCase):
             sock = socket.create_connection(("127.0.0.1", s.port))
             # Expect: 100-continue makes the server say when it has the request's headers, so
             # the SIGTERM surely lands while the request is in flight (not before it was read)
-            sock.sendall(b"POST /api/v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            sock.sendall(b"POST /api/v1/tasks HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
                          b"application/json\r\nExpect: 100-continue\r\n"
                          b"Content-Length: %d\r\n\r\n" % len(body))
             sock.settimeout(20)

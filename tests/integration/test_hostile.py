@@ -5,6 +5,9 @@ yet), and the server stays healthy. Deterministic: a fixed seed."""
 import json
 import os
 import random
+import re
+import socket
+import time
 
 import ahtest
 from ahtest import ServerTest
@@ -70,6 +73,74 @@ class Hostile(ServerTest):
         self.assertGreater(seen, 300)
         self.assertEqual(self.server.get("/api/v1/healthz").status, 200)
         self.assertEqual(self.server.get("/api/v1/sessions/" + sid).status, 200)
+
+
+SMUGGLING = [
+    # (name, bytes, status): RFC 9112 §6.1, §6.3, §5.1, §5.2, §3.2
+    ("two different Content-Length", b"POST /api/v1/tasks HTTP/1.1\r\nHost: localhost\r\n"
+     b"Content-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}", 400),
+    ("space before the colon", b"POST /api/v1/tasks HTTP/1.1\r\nHost: localhost\r\n"
+     b"Content-Type: application/json\r\nContent-Length : 2\r\n\r\n{}", 400),
+    ("Transfer-Encoding and Content-Length", b"POST /api/v1/tasks HTTP/1.1\r\nHost: localhost"
+     b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\nTransfer-Encoding: chunked"
+     b"\r\n\r\n0\r\n\r\n", 400),
+    ("obsolete line folding", b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-A: a\r\n"
+     b" b\r\n\r\n", 400),
+    ("whitespace inside a header name", b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n"
+     b"X A: a\r\n\r\n", 400),
+    ("HTTP/1.1 without Host", b"GET /api/v1/healthz HTTP/1.1\r\n\r\n", 400),
+    ("two Host headers", b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nHost: other"
+     b"\r\n\r\n", 400),
+    ("Transfer-Encoding identity", b"POST /api/v1/tasks HTTP/1.1\r\nHost: localhost\r\n"
+     b"Content-Type: application/json\r\nTransfer-Encoding: identity\r\n\r\n{}", 400),
+    ("Transfer-Encoding gzip, chunked", b"POST /api/v1/tasks HTTP/1.1\r\nHost: localhost\r\n"
+     b"Content-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+     b"2\r\n{}\r\n0\r\n\r\n", 501),
+    ("Transfer-Encoding xchunked", b"POST /api/v1/tasks HTTP/1.1\r\nHost: localhost\r\n"
+     b"Content-Type: application/json\r\nTransfer-Encoding: xchunked\r\n\r\n"
+     b"2\r\n{}\r\n0\r\n\r\n", 400),
+    ("Transfer-Encoding chunked, identity", b"POST /api/v1/tasks HTTP/1.1\r\nHost: localhost"
+     b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked, identity\r\n\r\n"
+     b"2\r\n{}\r\n0\r\n\r\n", 400),
+    ("chunk size 2^64-1", b"POST /api/v1/tasks HTTP/1.1\r\nHost: localhost\r\n"
+     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"ffffffffffffffff\r\n{}", 400),
+    ("a chunk over the body cap", b"POST /api/v1/tasks HTTP/1.1\r\nHost: localhost\r\n"
+     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"7fffffff\r\n{}", 413),
+]
+SMUGGLED = b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+class Smuggling(ServerTest):
+    """Item 9: each is refused at once with a problem, and the connection is closed: the bytes
+    after the headers are never served as a second request."""
+
+    def test_ambiguous_framing_is_refused_and_closed(self):
+        for name, data, status in SMUGGLING:
+            t0 = time.monotonic()
+            s = socket.create_connection(("127.0.0.1", self.server.port), timeout=20)
+            try:
+                s.sendall(data + SMUGGLED)
+                out = b""
+                while True:
+                    try:
+                        b = s.recv(65536)
+                    except ConnectionResetError:
+                        b = b""
+                    if not b:
+                        break
+                    out += b
+            finally:
+                s.close()
+            self.assertLess(time.monotonic() - t0, 10, name)
+            self.assertTrue(out.startswith(b"HTTP/1.1 %d " % status), (name, out[:300]))
+            head, _, body = out.partition(b"\r\n\r\n")
+            self.assertIn(b"\r\nContent-Type: application/problem+json\r\n", head, name)
+            n = int(re.search(rb"\r\nContent-Length: (\d+)", head).group(1))
+            self.assertEqual(json.loads(body[:n])["status"], status, name)
+            self.assertEqual(body[n:], b"", "%s: a second response was served" % name)
+        self.assertEqual(self.server.get("/api/v1/healthz").status, 200)
 
 
 if __name__ == "__main__":

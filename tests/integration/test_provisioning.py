@@ -99,6 +99,33 @@ class StopBeforeRunning(ahtest.ServerTest):
         self.assertEqual(session(s, blocked)["status"], "stopped")
 
 
+class StopWhileWaitingForAWorker(ahtest.ServerTest):
+    """Both provisioning workers hang on clones; a third session is provisioning with its job
+    still waiting for a worker. Stopping it frees its slot at once, not when a worker is free."""
+    server_args = ("--max-concurrent-tasks", "3", "--clone-timeout-ms", "600000")
+
+    def test_slot_freed_without_waiting_for_a_worker(self):
+        s = self.server
+        remote = SilentRemote()
+        try:
+            hung = [create(s, git_task(remote.url("h%d.git" % i)))["id"] for i in range(2)]
+            wait_for(lambda: remote.accepted >= 2, 20, "both workers to reach the remote")
+            waiting = create(s, git_task(remote.url("w.git")))["id"]
+            wait_status(s, waiting, "provisioning")
+            nxt = create(s, task([{"log": "after"}]))["id"]
+            self.assertEqual(session(s, nxt)["status"], "queued")
+            r = s.post("/api/v1/sessions/%s/stop" % waiting)
+            self.assertEqual(r.json(), {"status": "stopped"})
+            wait_status(s, nxt, "provisioning", timeout=20)  # the freed slot, at once
+            for sid in hung:  # their clones are abandoned: the workers are free again
+                self.assertEqual(s.post("/api/v1/sessions/%s/stop" % sid).json(),
+                                 {"status": "stopped"})
+            wait_status(s, nxt, "completed", timeout=30)
+            self.assertEqual(statuses(s, waiting), ["queued", "provisioning", "stopped"])
+        finally:
+            remote.close()
+
+
 class NetworkTimeouts(ahtest.ServerTest):
     # the refs timeout leaves the burst of branch requests below ample time on a busy machine
     server_args = ("--max-concurrent-tasks", "1", "--clone-timeout-ms", "1500",

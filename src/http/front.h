@@ -1,0 +1,89 @@
+/*
+ * front.h — internals of the front door shared by server.c and gate.c; handlers never see them.
+ *
+ * The gate owns the listening socket. It accepts every connection itself, holds it until the
+ * first request's header block has arrived, checks that block byte for byte (request smuggling,
+ * TLS on the plain port, idle clients, sizes libmicrohttpd cannot hold) and only then hands the
+ * socket to libmicrohttpd with MHD_add_connection. A refused connection gets a Problem+JSON
+ * answer written by the gate and a lingering close, so libmicrohttpd's own HTML error pages are
+ * never reached by a first request. The gate's epoll also watches the sockets of suspended
+ * streams for a hang-up (a suspended connection is invisible to libmicrohttpd).
+ */
+#ifndef AH_HTTP_FRONT_H
+#define AH_HTTP_FRONT_H
+
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "http.h"
+
+/* Caps the gate applies before libmicrohttpd (its 8 KiB per-connection pool must hold the
+ * request line, the headers and the query parameters). */
+#define FRONT_MAX_HEAD 8192     /* bytes of request line + headers (431 past it) */
+#define FRONT_MAX_HEADERS 64    /* header lines (431 past it) */
+#define FRONT_MAX_QUERY 64      /* query parameters (400 past it) */
+/* libmicrohttpd keeps the head and an entry per header and query parameter in that pool;
+ * measured with 0.9.75: head bytes + 56 per entry must stay under ~7.8 KiB, or it answers an
+ * HTML 431, closes without a word, or hangs. The gate refuses (431 problem) a little earlier. */
+#define FRONT_POOL_BUDGET 7680
+#define FRONT_POOL_ENTRY 64
+
+/* What the header checks found wrong: an HTTP status and a sentence for the problem's detail. */
+struct front_verdict {
+    int status; /* 0 when the request may go on */
+    char detail[200];
+};
+
+/* Counts of the framing headers of one request, from the raw bytes (gate) or from the header
+ * list libmicrohttpd parsed (every later request of a kept-alive connection). */
+struct front_framing {
+    bool http11;
+    unsigned n_cl, n_te, n_host;
+    bool cl_bad;     /* a Content-Length that is not 1*DIGIT */
+    bool cl_huge;    /* more digits than any body we take */
+    bool te_bad;     /* chunked missing or not the final coding */
+    bool te_unknown; /* a coding other than chunked before it */
+    bool bad_name;   /* a header name that is not a token */
+};
+/* Adds one header to the counts. */
+void front_framing_add(struct front_framing *f, const char *name, size_t name_len,
+                       const char *value, size_t value_len);
+/* The verdict on the counts (RFC 9112 §6.1, §6.3, §3.2). */
+void front_framing_verdict(const struct front_framing *f, struct front_verdict *v);
+
+/* A complete Problem+JSON response with any status (421, 431, 505 … are not in the error table),
+ * `Connection: close`, written into a malloc'd buffer. NULL on OOM. */
+char *front_problem_response(int status, const char *detail, const char *instance,
+                             const char *request_id, size_t *ret_len);
+/* Slug and title of the statuses the front door answers itself. */
+const char *front_status_slug(int status);
+const char *front_status_title(int status);
+
+/* The largest body cap a route sets (0 when all use the server default). */
+size_t router_max_body(const struct router *r);
+
+/* True when s[0..n) is valid UTF-8 without NUL. */
+bool front_utf8_ok(const char *s, size_t n);
+
+/* ---- the gate ------------------------------------------------------------------------------ */
+
+struct gate;
+struct gate_config {
+    int listen_fd;                 /* borrowed; non-blocking */
+    struct MHD_Daemon *daemon;     /* where accepted connections go */
+    unsigned idle_ms;              /* header block must arrive within this (408 / close) */
+    size_t max_chunk;              /* a first chunk larger than this is 413 at once */
+    void (*on_hangup)(void *key);  /* a watched socket's peer hung up (maybe: check it) */
+};
+int gate_start(const struct gate_config *cfg, struct gate **ret);
+/* Stops accepting and closes the connections still waiting for their headers; joins the
+ * gate's thread. Watches stay valid (unwatch may still be called) until gate_free. */
+void gate_stop(struct gate *g);
+void gate_free(struct gate *g);
+/* Watch fd (a suspended connection) for the peer's hang-up; on_hangup(key) is called from the
+ * gate's thread under the watch lock, so key stays valid until gate_unwatch returns. */
+int gate_watch(struct gate *g, int fd, void *key);
+void gate_unwatch(struct gate *g, int fd, void *key);
+
+#endif
