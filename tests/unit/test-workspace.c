@@ -1,6 +1,7 @@
 /* test-workspace.c — the workspace layer (D30–D32) without the git CLI: hostile paths, the
  * line-boundary cut of `diff` events, incremental snapshots (hash counts from the stats
- * out-param), symlinks never followed, read caps, trees and snapshot metadata. The byte-for-byte comparison with `git diff` is tests/workspace/corpus.py. */
+ * out-param), symlinks never followed, read caps, trees, snapshot metadata, and the split/html
+ * formats. The byte-for-byte comparison with `git diff` is tests/workspace/corpus.py. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -356,6 +357,109 @@ static void test_info_and_parents(void **state) {
     assert_int_equal(access(p, F_OK), 0);
 }
 
+/* ---- changes and diff formats ---------------------------------------------------------------- */
+
+static char *diff_text(struct fx *f, const char *a, const char *b, enum ws_format fmt, int ctx) {
+    struct ws_diff_opts o;
+    ws_diff_opts_init(&o);
+    o.format = fmt;
+    o.context = ctx;
+    struct ah_buf out = {0};
+    assert_int_equal(ws_diff(f->st, a, b, &o, &out), 0);
+    return ah_buf_steal(&out);
+}
+
+static void test_changes_and_formats(void **state) {
+    struct fx *f = *state;
+    char a[WS_SNAP_ID_LEN + 1], b[WS_SNAP_ID_LEN + 1];
+    put(f, "code.txt", "one\ntwo\nthree\nfour\n");
+    put(f, "gone.txt", "bye\n");
+    put(f, "evil.txt", "x\n");
+    snap(f, a, NULL);
+    put(f, "code.txt", "one\nTWO\nthree\nfour\nfive\n");
+    char p[300];
+    snprintf(p, sizeof(p), "%s/gone.txt", f->work);
+    unlink(p);
+    put(f, "evil.txt", "<script>alert('x')</script> & \x01\r\n");
+    put_n(f, "bin", "a\0b", 3);
+    snap(f, b, NULL);
+
+    struct ws_changes ch;
+    assert_int_equal(ws_changes(f->st, a, b, &ch), 0);
+    assert_int_equal(ch.n, 4);
+    assert_string_equal(ch.v[0].path, "bin");
+    assert_true(ch.v[0].binary);
+    assert_int_equal(ch.v[0].lines_added, 0);
+    assert_string_equal(ch.v[1].path, "code.txt");
+    assert_int_equal(ch.v[1].status, WS_MODIFIED);
+    assert_int_equal(ch.v[1].lines_added, 2);
+    assert_int_equal(ch.v[1].lines_removed, 1);
+    assert_int_equal(ch.v[1].size, 24);
+    assert_false(ch.v[1].binary);
+    assert_string_equal(ch.v[3].path, "gone.txt");
+    assert_int_equal(ch.v[3].status, WS_DELETED);
+    assert_int_equal(ch.v[3].size, 4);
+    ws_changes_clear(&ch);
+    assert_int_equal(ws_changes(f->st, NULL, a, &ch), 0); /* from nothing: all added */
+    assert_int_equal(ch.n, 3);
+    assert_int_equal(ch.v[1].status, WS_ADDED);
+    ws_changes_clear(&ch);
+
+    /* split: a deletion next to an addition pairs into one `change` row */
+    const char *only[] = {"code.txt"};
+    struct ws_diff_opts o;
+    ws_diff_opts_init(&o);
+    o.format = WS_SPLIT;
+    o.paths = only;
+    o.n_paths = 1;
+    struct ah_buf out = {0};
+    assert_int_equal(ws_diff(f->st, a, b, &o, &out), 0);
+    json_error_t err;
+    json_t *doc = json_loads(out.p, 0, &err);
+    ah_buf_clear(&out);
+    assert_non_null(doc);
+    json_t *files = json_object_get(doc, "files");
+    assert_int_equal(json_array_size(files), 1);
+    json_t *rows = json_object_get(json_array_get(json_object_get(json_array_get(files, 0),
+                                                                  "hunks"), 0), "rows");
+    assert_int_equal(json_array_size(rows), 5);
+    const char *kinds[] = {"context", "change", "context", "context", "add"};
+    for (size_t i = 0; i < 5; i++)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(rows, i), "kind")),
+                            kinds[i]);
+    json_t *change = json_array_get(rows, 1);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(change, "left"), "text")),
+                        "two");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(change, "right"), "line")),
+                     2);
+    assert_true(json_is_null(json_object_get(json_array_get(rows, 4), "left")));
+    json_decref(doc);
+
+    /* html: everything escaped, control characters shown, binary as metadata only */
+    char *html = diff_text(f, a, b, WS_HTML, 3);
+    assert_null(strstr(html, "<script"));
+    assert_non_null(strstr(html, "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; \xe2\x90\x81\xe2\x90\x8d"));
+    assert_non_null(strstr(html, "Binary file changed"));
+    free(html);
+
+    /* unified: context honoured; 11 is refused */
+    char *u0 = diff_text(f, a, b, WS_UNIFIED, 0);
+    assert_non_null(strstr(u0, "@@ -2 +2 @@ one\n-two\n+TWO\n@@ -4,0 +5 @@ four\n+five\n"));
+    free(u0);
+    o.format = WS_UNIFIED;
+    o.paths = NULL;
+    o.context = 11;
+    assert_int_equal(ws_diff(f->st, a, b, &o, &out), AH_E_INVAL);
+    o.context = -1;
+    assert_int_equal(ws_diff(f->st, a, b, &o, &out), AH_E_INVAL);
+    /* the caller's cap is honoured */
+    o.context = 3;
+    struct ah_buf small = {.max = 16};
+    assert_int_equal(ws_diff(f->st, a, b, &o, &small), AH_E_TOOLARGE);
+    ah_buf_clear(&small);
+    assert_int_equal(ws_diff(f->st, a, "snap-bad", &o, &out), AH_E_INVAL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_path_ok),
@@ -365,6 +469,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_symlinks_and_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_caps_and_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_info_and_parents, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_changes_and_formats, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
