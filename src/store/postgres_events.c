@@ -375,7 +375,7 @@ int store_pg_apply(void *impl, struct store_op *ops, size_t n) {
     if (rc == 0)
         rc = store_pg_exec(c, "COMMIT");
     if (rc == AH_E_EXISTS) /* D45: a duplicate (session, seq) is a bug of ours: say so */
-        log_msg(LOG_WARN, "store: a batch of %zu events hit a duplicate sequence number", n);
+        log_msg(LOG_WARN, "store: a batch of %zu ops broke a constraint (a duplicate seq?)", n);
     store_pg_release(s, c);
     ah_buf_clear(&rows.copy);
     free(bs);

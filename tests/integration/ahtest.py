@@ -48,6 +48,21 @@ def new_test_db():
     return urllib.parse.urlunsplit(urllib.parse.urlsplit(TEST_DB_URL)._replace(path="/" + name))
 
 
+def db_row(db, sql):
+    """The first row of `sql` (plain SQL both backends accept) on a server's database, as a
+    tuple of strings: a SQLite file, or a PostgreSQL URL through psql."""
+    if "://" in db:
+        out = subprocess.run(["psql", "-X", "-A", "-t", "-F", "\t", "-d", db, "-c", sql],
+                             capture_output=True, text=True, check=True).stdout
+        return tuple(out.splitlines()[0].split("\t"))
+    import sqlite3
+    conn = sqlite3.connect(db)
+    try:
+        return tuple(str(v) for v in conn.execute(sql).fetchone())
+    finally:
+        conn.close()
+
+
 class Response:
     def __init__(self, method, path, status, headers, body):
         self.method = method

@@ -229,10 +229,8 @@ class Lifecycle(unittest.TestCase):
             self.assertEqual(second["migrations_applied"], 0)
             self.assertEqual(second["schema_version"], first["schema_version"])
             self.assertEqual(s.stop(), 0)
-            db = sqlite3.connect(s.db)
-            rows = db.execute("SELECT count(*), count(DISTINCT version) FROM schema_migrations"
-                              ).fetchone()
-            db.close()
+            rows = [int(v) for v in ahtest.db_row(
+                s.db, "SELECT count(*), count(DISTINCT version) FROM schema_migrations")]
             self.assertEqual(rows[0], first["schema_version"])
             self.assertEqual(rows[0], rows[1])
         finally:
