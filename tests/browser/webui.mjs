@@ -53,8 +53,9 @@ async function main() {
         page.on('console', (m) => {
             if (m.type() !== 'error') return;
             const where = m.location()?.url || '';
-            // Chromium logs every refused connection; while the server is down that is expected.
-            if (restarting && /ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|ERR_INCOMPLETE_CHUNKED|ERR_CONNECTION_RESET/.test(m.text()))
+            // Chromium logs every refused connection, and the 503 of a server that listens but has not
+            // opened its store yet: while the server restarts that is expected.
+            if (restarting && /ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|ERR_INCOMPLETE_CHUNKED|ERR_CONNECTION_RESET|status of 503/.test(m.text()))
                 return;
             // Chromium logs every 4xx answer too: the refusal the validation step asks for.
             if (refusing && /status of 400/.test(m.text()) && where.endsWith('/api/v1/tasks')) return;
@@ -122,6 +123,14 @@ async function main() {
         const n1 = Number(await page.getAttribute('.event-log', 'aria-rowcount'));
         const t1 = await historyTotal(base, launched);
         if (n1 !== t1) fail(`the page shows ${n1} events; the session has ${t1}`);
+        // The terminal tab replays what the agent printed.
+        await page.click('#tab-terminal');
+        await page.waitForFunction(() => /scripted agent: \d+ steps/.test(
+            document.querySelector('.terminal')?.textContent ?? ''), null, { timeout: LONG });
+        await page.waitForSelector('text=recording complete', { timeout: LONG });
+        await shot(page, 'session-terminal');
+        await page.click('#tab-events');
+        passed.push('terminal tab shows the PTY recording');
         await page.click('.event-log .log-row >> nth=1');
         await page.waitForSelector('.event-detail pre');
         await shot(page, 'session');

@@ -133,6 +133,7 @@ export const api = {
         request<Draft>('PUT', url<'/api/v1/drafts/{id}'>('/drafts/{id}', { id }), body),
     deleteDraft: (id: string) =>
         request<void>('DELETE', url<'/api/v1/drafts/{id}'>('/drafts/{id}', { id })),
+    ptyUrl: (id: string) => url<'/api/v1/sessions/{id}/pty'>('/sessions/{id}/pty', { id }),
     eventsUrl: (id: string, query: Record<string, string | number | undefined> = {}) =>
         url<'/api/v1/sessions/{id}/events'>('/sessions/{id}/events', { id }, query),
 };

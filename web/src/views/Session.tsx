@@ -9,6 +9,7 @@ import { ACTIVE, ApiError, TERMINAL, api, type AgentEvent, type Session as Sessi
 import { describe, useLiveLog } from '../events';
 import { Link, StatusBadge, Time, navigate, toast, toastError, typing, useKeys } from '../ui';
 import { Controls, repoLabel } from './Feed';
+import { TerminalView } from './Terminal';
 
 const ROW = 28; /* px: every row has the same height, so a scroll offset maps to an index */
 const OVERSCAN = 10;
@@ -16,6 +17,7 @@ const OVERSCAN = 10;
 export function SessionPage(props: { id: string }): JSX.Element {
     const [session, setSession] = useState<SessionT | null>(null);
     const [missing, setMissing] = useState<string | null>(null);
+    const [tab, setTab] = useState<'events' | 'terminal'>('events');
     const reload = () => {
         api.getSession(props.id).then(setSession, (e) => {
             if (e instanceof ApiError && e.status === 404) setMissing(e.message);
@@ -58,7 +60,17 @@ export function SessionPage(props: { id: string }): JSX.Element {
                 <Controls session={session} status={status} onChanged={() => reload()} />
             )}
             {log.error && <p class="notice error" role="alert">{log.error.message}</p>}
-            <EventLog events={log.events} version={log.version} />
+            <div class="tabs" role="tablist" aria-label="Session views">
+                <button type="button" role="tab" id="tab-events" aria-selected={tab === 'events'}
+                        aria-controls="panel" onClick={() => setTab('events')}>Events</button>
+                <button type="button" role="tab" id="tab-terminal" aria-selected={tab === 'terminal'}
+                        aria-controls="panel" onClick={() => setTab('terminal')}>Terminal</button>
+            </div>
+            <div id="panel" role="tabpanel" aria-labelledby={`tab-${tab}`}>
+                {tab === 'events'
+                    ? <EventLog events={log.events} version={log.version} />
+                    : <TerminalView id={props.id} ended={!!status && TERMINAL.has(status)} />}
+            </div>
             {session && status && ACTIVE.has(status) && <PromptBox id={session.id} />}
             {session && status && TERMINAL.has(status) && (
                 <p class="notice">This session has ended{session.exitCode !== null ? ` (exit code ${session.exitCode})` : ''}.</p>

@@ -1,0 +1,118 @@
+// Terminal.tsx — the session's terminal, live: the PTY stream (its backlog, then live output)
+// drawn by terminal.ts. A dropped stream is opened again and the screen redrawn from the
+// backlog, so nothing is shown twice.
+import type { JSX } from 'preact';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
+import { api } from '../api';
+import { SseParser } from '../sse';
+import { Screen, runs } from '../terminal';
+
+interface PtyFrame {
+    type: string;
+    encoding?: string;
+    data?: string;
+    cols?: number;
+    rows?: number;
+}
+
+function decodeBase64(b64: string): Uint8Array {
+    const bin = atob(b64);
+    const out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out;
+}
+
+/** The lines up to the last one with text: a fresh screen's empty rows would push the output
+ *  out of view of a log that follows its end. */
+function shown<T>(lines: readonly (readonly T[])[]): (readonly T[])[] {
+    let n = lines.length;
+    while (n > 0 && lines[n - 1]!.length === 0) n--;
+    return lines.slice(0, n);
+}
+
+export function TerminalView(props: { id: string; ended: boolean }): JSX.Element {
+    const [screen] = useState(() => new Screen());
+    const [, setVersion] = useState(0);
+    const [state, setState] = useState<'connecting' | 'live' | 'ended' | 'reconnecting'>('connecting');
+    const endedRef = useRef(props.ended);
+    endedRef.current = props.ended;
+    const box = useRef<HTMLDivElement>(null);
+    const follow = useRef(true);
+
+    useEffect(() => {
+        const ctrl = new AbortController();
+        let frame = 0;
+        const schedule = () => {
+            if (!frame) frame = requestAnimationFrame(() => { frame = 0; setVersion(screen.version); });
+        };
+        const run = async () => {
+            let delay = 250;
+            while (!ctrl.signal.aborted) {
+                try {
+                    const res = await fetch(api.ptyUrl(props.id), { headers: { Accept: 'text/event-stream' },
+                                                                    signal: ctrl.signal, cache: 'no-store' });
+                    if (res.status === 204 || res.status === 404 || res.status === 410) {
+                        setState('ended');
+                        return;
+                    }
+                    if (!res.ok || !res.body) throw new Error(String(res.status));
+                    screen.reset(); /* the stream starts with the whole backlog */
+                    setState('live');
+                    delay = 250;
+                    const text = new TextDecoder();
+                    const parser = new SseParser((data) => {
+                        let f: PtyFrame;
+                        try { f = JSON.parse(data) as PtyFrame; } catch { return; }
+                        if (f.type === 'terminal_resize' && f.cols && f.rows) screen.resize(f.cols, f.rows);
+                        else if (f.type === 'terminal' && f.data)
+                            screen.write(f.encoding === 'base64' ? text.decode(decodeBase64(f.data), { stream: true }) : f.data);
+                        schedule();
+                    });
+                    const reader = res.body.getReader();
+                    const chunks = new TextDecoder();
+                    for (;;) {
+                        const { value, done } = await reader.read();
+                        if (done) break;
+                        parser.push(chunks.decode(value, { stream: true }));
+                    }
+                    if (endedRef.current) {
+                        setState('ended');
+                        return;
+                    }
+                } catch {
+                    if (ctrl.signal.aborted) return;
+                }
+                setState('reconnecting');
+                await new Promise((r) => setTimeout(r, delay));
+                delay = Math.min(delay * 2, 5000);
+            }
+        };
+        void run();
+        return () => {
+            ctrl.abort();
+            if (frame) cancelAnimationFrame(frame);
+        };
+    }, [props.id, screen]);
+
+    useLayoutEffect(() => {
+        const el = box.current;
+        if (el && follow.current) el.scrollTop = el.scrollHeight;
+    });
+
+    return (
+        <div class="terminal-wrap">
+            <div class="terminal" ref={box} role="log" aria-label="Terminal output" tabIndex={0}
+                 onScroll={() => {
+                     const el = box.current;
+                     if (el) follow.current = el.scrollTop + el.clientHeight >= el.scrollHeight - 20;
+                 }}>
+                {shown(screen.lines).map((l, i) => (
+                    <div key={i} class="t-line">{l.length ? runs(l).map((r, j) =>
+                        <span key={j} class={r.cls || undefined}>{r.text}</span>) : '\u00a0'}</div>
+                ))}
+            </div>
+            <p class="terminal-state">{state === 'live' ? (props.ended ? 'recording complete' : '● live')
+                : state === 'ended' ? 'recording complete' : `${state}…`} · {screen.cols}×{screen.rows}</p>
+        </div>
+    );
+}
