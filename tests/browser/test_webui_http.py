@@ -99,6 +99,21 @@ class WebUi(ahtest.ServerTest):
         self.assertLessEqual(total, BUDGET_GZ, "bundle over budget: %d bytes gzipped" % total)
         print("web UI bundle: %d bytes gzipped" % total)
 
+    def test_one_cache_control_per_answer(self):
+        # Two Cache-Control headers would combine in the browser, and no-store would win over
+        # immutable: each answer carries exactly the UI's own.
+        js, _ = self.assets()
+        for path, want in (("/", "no-cache"), (js, "public, max-age=31536000, immutable")):
+            c = self.server.connect()
+            try:
+                c.request("GET", path)
+                r = c.getresponse()
+                r.read()
+                got = [v for k, v in r.getheaders() if k.lower() == "cache-control"]
+            finally:
+                c.close()
+            self.assertEqual(got, [want], path)
+
     def test_unknown_files_and_api_paths_are_404_problems(self):
         for path in ("/assets/main-NOPE.js", "/nope.js", "/index.html.gz", "/assets/..%2Fx.js",
                      "/api/v1/no-such-thing", "/api/nope", "/_ah/nope"):
