@@ -44,6 +44,10 @@ struct store_ops {
                       struct draft_row ***ret, size_t *ret_n, int64_t *ret_total);
     int (*repo_list)(void *impl, const char *tenant, const char *project_id,
                      struct repo_row **ret, size_t *ret_n);
+    /* NULL when the backend has no notices (store_watch answers AH_E_NOTIMPL) */
+    int (*watch)(void *impl,
+                 void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq),
+                 void *arg);
 };
 
 struct store {

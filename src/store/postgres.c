@@ -15,6 +15,9 @@
  *    takes a transaction-scoped advisory lock, so replicas starting together apply them once:
  *    the second waits, then finds them recorded in schema_migrations. A database newer than this
  *    binary is refused rather than guessed at.
+ *  - Each committed batch of events notifies channel PGS_CHANNEL with (session, last seq), from
+ *    inside its transaction, so the notice is sent at commit and only then; other processes on
+ *    the database learn of new events through store_watch (postgres_notify.c).
  *  - Durability is the server's: a COMMIT returns once PostgreSQL has made it durable (with its
  *    default synchronous_commit=on), which is what the batching writer acknowledges on.
  */
@@ -85,7 +88,7 @@ static void first_line(const char *msg, char *out, size_t size) {
     out[strcspn(out, "\n")] = '\0';
 }
 
-static PGconn *connect_db(const char *url, struct ah_problem *reterr) {
+PGconn *store_pg_connect(const char *url, struct ah_problem *reterr) {
     /* Defaults first: what the URL itself says wins (expand_dbname). */
     const char *const keys[] = {"fallback_application_name", "connect_timeout", "dbname", NULL};
     const char *const vals[] = {"ah", "10", url, NULL};
@@ -141,7 +144,7 @@ struct pgs_conn *store_pg_acquire(struct pgs *s) {
     if (!c->db) {
         struct ah_problem p = {0};
         c->n_cache = 0; /* prepared statements die with their connection */
-        if (!(c->db = connect_db(s->url, &p))) {
+        if (!(c->db = store_pg_connect(s->url, &p))) {
             log_msg(LOG_DEBUG, "postgres: %s", p.detail);
             problem_clear(&p);
             store_pg_release(s, c);
@@ -383,6 +386,7 @@ static void pgs_close(void *impl) {
     struct pgs *s = impl;
     if (!s)
         return;
+    store_pg_watch_stop(s);
     for (size_t i = 0; i < PGS_POOL_SIZE; i++)
         if (s->conns[i].db)
             PQfinish(s->conns[i].db);
@@ -400,8 +404,10 @@ int store_pg_open(const char *url, void **ret_impl, struct ah_problem *reterr) {
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    ulid_new(s->origin);
+    s->watch.stop_fd = -1;
     /* The first connection proves the URL and applies the migrations; it stays in the pool. */
-    if (!(s->conns[0].db = connect_db(url, reterr))) {
+    if (!(s->conns[0].db = store_pg_connect(url, reterr))) {
         pgs_close(s);
         return reterr && reterr->code ? reterr->code : AH_E_UNAVAIL;
     }
@@ -459,4 +465,5 @@ const struct store_ops store_pg_ops = {
     .draft_delete = store_pg_draft_delete,
     .draft_list = store_pg_draft_list,
     .repo_list = store_pg_repo_list,
+    .watch = store_pg_watch,
 };

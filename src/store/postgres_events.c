@@ -308,7 +308,8 @@ static int insert_rows(struct pgs_conn *c, struct batch_rows *rows) {
     return rc;
 }
 
-static int flush_sessions(struct pgs_conn *c, const struct batch_session *bs, size_t n) {
+static int flush_sessions(struct pgs_conn *c, const char *origin,
+                          const struct batch_session *bs, size_t n) {
     struct ah_buf t = {.max = ARRAY_MAX}, d = {.max = ARRAY_MAX}, seq = {0}, rseq = {0};
     int rc = 0;
     size_t dirty = 0;
@@ -330,12 +331,17 @@ static int flush_sessions(struct pgs_conn *c, const struct batch_session *bs, si
                 rc = AH_E_NOMEM;
             store_pg_arg_text(&a, texts[i]);
         }
+        store_pg_arg_text(&a, origin);
+        /* the counters, and one notice per session for other processes (sent at COMMIT) */
         if (rc == 0)
             rc = store_pg_do(c,
-                             "UPDATE sessions s SET last_seq = u.last_seq, recorder_rseq = u.rseq"
-                             " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])"
-                             " AS u(tenant_id, id, last_seq, rseq)"
-                             " WHERE s.tenant_id = u.tenant_id AND s.id = u.id",
+                             "WITH done AS (UPDATE sessions s SET last_seq = u.last_seq,"
+                             " recorder_rseq = u.rseq FROM unnest($1::text[], $2::text[],"
+                             " $3::bigint[], $4::bigint[]) AS u(tenant_id, id, last_seq, rseq)"
+                             " WHERE s.tenant_id = u.tenant_id AND s.id = u.id"
+                             " RETURNING s.tenant_id, s.id, s.last_seq)"
+                             " SELECT pg_notify('" PGS_CHANNEL "', $5::text || E'\\t' ||"
+                             " tenant_id || E'\\t' || id || E'\\t' || last_seq) FROM done",
                              &a, NULL);
     }
     for (size_t i = 0; i < 4; i++)
@@ -371,7 +377,7 @@ int store_pg_apply(void *impl, struct store_op *ops, size_t n) {
     if (rc == 0)
         rc = insert_rows(c, &rows);
     if (rc == 0)
-        rc = flush_sessions(c, bs, n_bs);
+        rc = flush_sessions(c, s->origin, bs, n_bs);
     if (rc == 0)
         rc = store_pg_exec(c, "COMMIT");
     if (rc == AH_E_EXISTS) /* D45: a duplicate (session, seq) is a bug of ours: say so */

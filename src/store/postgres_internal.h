@@ -31,7 +31,19 @@ struct pgs {
     struct pgs_conn conns[PGS_POOL_SIZE];
     char *url;
     int version, applied_now;
+    char origin[ULID_LEN + 1]; /* this store in the notices it sends, to skip them on receipt */
+    struct {                   /* store_watch: the listener (postgres_notify.c) */
+        bool started;
+        pthread_t thread;
+        int stop_fd; /* eventfd: store_close wakes the listener to end */
+        PGconn *first; /* the listening connection, until the thread takes it */
+        void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq);
+        void *arg;
+    } watch;
 };
+
+/* The channel of the notices: one per database, payload "origin\ttenant\tsession\tseq". */
+#define PGS_CHANNEL "ah_events"
 
 /* The parameters of one statement, all sent as text (or bytes), bound by position $1…$n. Values
  * are borrowed until the statement has run; integers are formatted into the struct itself. */
@@ -46,6 +58,9 @@ void store_pg_arg_text(struct pgs_args *a, const char *s); /* NULL binds SQL NUL
 void store_pg_arg_int(struct pgs_args *a, int64_t v);
 void store_pg_arg_bool(struct pgs_args *a, bool v);
 void store_pg_arg_bytes(struct pgs_args *a, const void *p, size_t len);
+
+/* A new connection to `url` (NULL with reterr set when it cannot be had). */
+PGconn *store_pg_connect(const char *url, struct ah_problem *reterr);
 
 /* Takes a free connection, connecting it first when needed (and again when the server dropped
  * it); NULL when the database cannot be reached. Give it back with store_pg_release, which also
@@ -117,5 +132,10 @@ int store_pg_draft_list(void *impl, const char *tenant, const struct page *pg,
                         struct draft_row ***ret, size_t *ret_n, int64_t *ret_total);
 int store_pg_repo_list(void *impl, const char *tenant, const char *project_id,
                        struct repo_row **ret, size_t *ret_n);
+int store_pg_watch(void *impl,
+                   void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq),
+                   void *arg);
+/* Ends the listener of store_pg_watch, if any (store_close). */
+void store_pg_watch_stop(struct pgs *s);
 
 #endif

@@ -31,6 +31,12 @@ void store_close(struct store *st) {
     free(st);
 }
 
+int store_watch(struct store *st,
+                void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq),
+                void *arg) {
+    return st->ops->watch ? st->ops->watch(st->impl, fn, arg) : AH_E_NOTIMPL;
+}
+
 bool store_ready(struct store *st) {
     return st && st->ops->ready(st->impl);
 }

@@ -207,6 +207,20 @@ int store_idem_finish(struct store *st, const char *tenant, const char *key, int
 /* Releases a claimed key without an answer (the request failed in a way worth retrying). */
 int store_idem_release(struct store *st, const char *tenant, const char *key);
 
+/* ---- notices between processes sharing one database (PostgreSQL; D46) ------------------------ */
+
+/* Starts calling fn(arg, tenant, session_id, seq) whenever ANOTHER process sharing the database
+ * commits events of a session (seq: the session's highest seq after that commit). The calls come
+ * from one thread of the store's own, over one connection of its own (LISTEN), however many
+ * followers the caller multiplexes on them; fn must not block, its strings are lent for the
+ * call. After the listening connection was lost and re-established, fn is called once with
+ * tenant and session_id NULL: notices may have been missed, re-read what you follow. One
+ * watcher per store, stopped by store_close. AH_E_NOTIMPL on SQLite (one process owns the file
+ * and its bus sees every event); AH_E_EXISTS when a watcher is already set. */
+int store_watch(struct store *st,
+                void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq),
+                void *arg);
+
 /* True once the store is open and answers a trivial query. */
 bool store_ready(struct store *st);
 /* The highest migration applied and how many migrations were applied by this open. */

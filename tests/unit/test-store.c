@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <libpq-fe.h>
 #include <sqlite3.h>
@@ -911,8 +912,8 @@ static void test_idempotency_abandoned_claim(void **state) {
 /* PostgreSQL restarted or an administrator ended our sessions: the pool reconnects by itself,
  * no call fails. */
 static void test_reconnects(void **state) {
-    if (!use_pg)
-        skip();
+    if (!use_pg) /* a SQLite file has no connection to lose */
+        return;
     struct store *st = open_store();
     char ids[1][ULID_LEN + 1];
     make_task(st, "t1", NULL, "scripted", 1, ids, 1000);
@@ -937,6 +938,91 @@ static void test_reconnects(void **state) {
     store_close(st);
 }
 
+/* Notices between processes sharing one database: what one store commits, the other hears. */
+struct heard {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int n, resyncs;
+    char tenant[8][16], session[8][ULID_LEN + 1];
+    int64_t seq[8];
+};
+
+static void on_notice(void *arg, const char *tenant, const char *session_id, int64_t seq) {
+    struct heard *h = arg;
+    pthread_mutex_lock(&h->mu);
+    if (!tenant) {
+        h->resyncs++;
+    } else if (h->n < 8) {
+        snprintf(h->tenant[h->n], sizeof(h->tenant[0]), "%s", tenant);
+        snprintf(h->session[h->n], sizeof(h->session[0]), "%s", session_id);
+        h->seq[h->n++] = seq;
+    }
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* Waits (30 s at most) until h has n notices and `resyncs` resyncs. */
+static bool heard_wait(struct heard *h, int n, int resyncs) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 30;
+    pthread_mutex_lock(&h->mu);
+    int rc = 0;
+    while ((h->n < n || h->resyncs < resyncs) && rc == 0)
+        rc = pthread_cond_timedwait(&h->cv, &h->mu, &until);
+    bool ok = h->n >= n && h->resyncs >= resyncs;
+    pthread_mutex_unlock(&h->mu);
+    return ok;
+}
+
+static void apply_logs(struct store *st, const char *sid, size_t n) {
+    json_t *h[4];
+    struct store_op ops[4];
+    for (size_t i = 0; i < n; i++)
+        ops[i] = ev("t1", sid, "log", "noticed", &h[i]);
+    assert_int_equal(store_apply(st, ops, n), 0);
+    ops_clear(ops, n);
+    for (size_t i = 0; i < n; i++)
+        json_decref(h[i]);
+}
+
+static void test_watch(void **state) {
+    struct store *a = open_store();
+    struct heard ha = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    struct heard hb = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    if (!use_pg) { /* one process owns a SQLite file: nobody else to hear from */
+        assert_int_equal(store_watch(a, on_notice, &ha), AH_E_NOTIMPL);
+        store_close(a);
+        return;
+    }
+    struct store *b = open_store();
+    assert_int_equal(store_watch(a, on_notice, &ha), 0);
+    assert_int_equal(store_watch(a, on_notice, &ha), AH_E_EXISTS);
+    assert_int_equal(store_watch(b, on_notice, &hb), 0);
+    char ids[1][ULID_LEN + 1];
+    make_task(a, "t1", NULL, "scripted", 1, ids, 1000);
+
+    apply_logs(a, ids[0], 3); /* one batch: one notice, the last seq */
+    assert_true(heard_wait(&hb, 1, 0));
+    assert_string_equal(hb.tenant[0], "t1");
+    assert_string_equal(hb.session[0], ids[0]);
+    assert_int_equal(hb.seq[0], 4);
+    apply_logs(b, ids[0], 1);
+    assert_true(heard_wait(&ha, 1, 0));
+    assert_int_equal(ha.n, 1); /* a never hears its own commit (seq 4), only b's */
+    assert_int_equal(ha.seq[0], 5);
+
+    /* b's listening connection is ended: b reconnects, says it may have missed some, hears on */
+    assert_true(raw_int("SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity"
+                        " WHERE query LIKE 'LISTEN%'") >= 2);
+    assert_true(heard_wait(&hb, 1, 1));
+    apply_logs(a, ids[0], 2);
+    assert_true(heard_wait(&hb, 2, 1));
+    assert_int_equal(hb.seq[1], 7);
+    store_close(b);
+    store_close(a);
+}
+
 int main(int argc, char **argv) {
     use_pg = argc > 1 && strcmp(argv[1], "pg") == 0;
     if (use_pg && !(pg_base = getenv("AH_TEST_PG_URL"))) {
@@ -959,6 +1045,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_abandoned_claim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
     };
     return cmocka_run_group_tests_name(use_pg ? "store (PostgreSQL)" : "store (SQLite)", tests, NULL,
                                        NULL);

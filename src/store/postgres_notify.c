@@ -1,0 +1,148 @@
+/*
+ * postgres_notify.c — store_watch on PostgreSQL: one listener thread per store, on a connection
+ * of its own that LISTENs on PGS_CHANNEL, handing each notice of another process to the
+ * watcher. The writer's side is in postgres_events.c (a pg_notify per session in each batch's
+ * transaction, so a notice means "committed").
+ *
+ * The thread sleeps in poll() on the connection's socket and an eventfd that store_close
+ * signals: no polling loop, no timer while connected. A lost connection is re-opened with a
+ * capped backoff (waiting on the eventfd, so a close never waits for it), and the watcher is then
+ * told that notices may have been missed (tenant and session NULL).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "postgres_internal.h"
+
+/* Handles one payload "origin\ttenant\tsession\tseq"; the tenant is everything between the first
+ * tab and the last two (ids and numbers hold no tab). */
+static void deliver(struct pgs *s, char *payload) {
+    char *t1 = strchr(payload, '\t');
+    char *t3 = strrchr(payload, '\t');
+    if (!t1 || t3 == t1)
+        return;
+    *t3 = '\0';
+    char *t2 = strrchr(t1 + 1, '\t');
+    if (!t2)
+        return;
+    *t1 = *t2 = '\0';
+    if (strcmp(payload, s->origin) == 0) /* our own: the bus has seen it already */
+        return;
+    s->watch.fn(s->watch.arg, t1 + 1, t2 + 1, strtoll(t3 + 1, NULL, 10));
+}
+
+/* Waits up to ms for the stop signal; true when it came. */
+static bool wait_stop(int fd, int ms) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int r;
+    while ((r = poll(&p, 1, ms)) < 0 && errno == EINTR)
+        ;
+    return r > 0;
+}
+
+static PGconn *listen_conn(struct pgs *s) {
+    struct ah_problem p = {0};
+    PGconn *db = store_pg_connect(s->url, &p);
+    if (!db)
+        log_msg(LOG_DEBUG, "postgres listener: %s", p.detail);
+    problem_clear(&p);
+    if (db) {
+        PGresult *r = PQexec(db, "LISTEN " PGS_CHANNEL);
+        bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+        if (!ok) {
+            PQfinish(db);
+            db = NULL;
+        }
+    }
+    return db;
+}
+
+static void *listen_main(void *arg) {
+    struct pgs *s = arg;
+    PGconn *db = s->watch.first; /* already listening (store_pg_watch) */
+    s->watch.first = NULL;
+    int backoff = 100;
+    bool lost = false;
+    for (;;) {
+        if (!db) {
+            if (!(db = listen_conn(s))) {
+                if (wait_stop(s->watch.stop_fd, backoff))
+                    break;
+                backoff = backoff < 5000 ? backoff * 2 : 5000;
+                continue;
+            }
+            backoff = 100;
+            if (lost) /* we were deaf for a while: the watcher re-reads what it follows */
+                s->watch.fn(s->watch.arg, NULL, NULL, 0);
+            lost = false;
+        }
+        struct pollfd p[2] = {{.fd = s->watch.stop_fd, .events = POLLIN},
+                              {.fd = PQsocket(db), .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (p[0].revents)
+            break;
+        if (!PQconsumeInput(db) || PQstatus(db) != CONNECTION_OK) {
+            PQfinish(db);
+            db = NULL;
+            lost = true;
+            continue;
+        }
+        PGnotify *n;
+        while ((n = PQnotifies(db))) {
+            deliver(s, n->extra);
+            PQfreemem(n);
+        }
+    }
+    PQfinish(db);
+    return NULL;
+}
+
+int store_pg_watch(void *impl,
+                   void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq),
+                   void *arg) {
+    struct pgs *s = impl;
+    if (s->watch.started)
+        return AH_E_EXISTS;
+    s->watch.fn = fn;
+    s->watch.arg = arg;
+    if ((s->watch.stop_fd = eventfd(0, EFD_CLOEXEC)) < 0)
+        return ah_err_from_errno(errno);
+    /* Listening before we return: a commit right after store_watch is not missed. */
+    if (!(s->watch.first = listen_conn(s))) {
+        close(s->watch.stop_fd);
+        s->watch.stop_fd = -1;
+        return AH_E_UNAVAIL;
+    }
+    int rc = pthread_create(&s->watch.thread, NULL, listen_main, s);
+    if (rc != 0) {
+        PQfinish(s->watch.first);
+        s->watch.first = NULL;
+        close(s->watch.stop_fd);
+        s->watch.stop_fd = -1;
+        return ah_err_from_errno(rc);
+    }
+    s->watch.started = true;
+    return 0;
+}
+
+void store_pg_watch_stop(struct pgs *s) {
+    if (s->watch.started) {
+        uint64_t one = 1;
+        if (write(s->watch.stop_fd, &one, sizeof(one)) != sizeof(one))
+            log_msg(LOG_DEBUG, "postgres listener: cannot signal its end");
+        pthread_join(s->watch.thread, NULL);
+        s->watch.started = false;
+    }
+    if (s->watch.stop_fd >= 0)
+        close(s->watch.stop_fd);
+    s->watch.stop_fd = -1;
+}
