@@ -12,8 +12,11 @@ import ahtest
 from ahtest import Server
 from sessiontest import create, events, processes, session, statuses, task, wait_for, wait_status
 
+# The agent waits for a prompt after its first edit: the server is killed while every session is
+# surely still running (a sleep there would race a loaded machine), and the prompt sent after the
+# restart reaches a re-attached session.
 SCENARIO = [{"edit": "a.txt", "content": "one\n"}, {"log": "first edit done"},
-            {"sleep": 1500},
+            {"wait_prompt": True},
             {"append": "a.txt", "content": "two\nthree\n"}, {"log": "second edit done"},
             {"sleep": 1000},
             {"edit": "dir/b.txt", "content": "b\n"}, {"tool": "test", "output": "ok", "ms": 10},
@@ -37,7 +40,7 @@ class Restart(unittest.TestCase):
             for sid in ids:
                 wait_status(s, sid, "running")
             wait_for(lambda: all(any(e.get("message") == "first edit done"
-                                     for e in events(s, sid)) for sid in ids), 20,
+                                     for e in events(s, sid)) for sid in ids), 60,
                      "every session's first events")
             before = {sid: events(s, sid)[-1]["seq"] for sid in ids}
             s.proc.send_signal(signal.SIGKILL)
@@ -47,6 +50,9 @@ class Restart(unittest.TestCase):
                 self.assertTrue(processes(sid), "the agents died with the server")
             s.start()
             for sid in ids:
+                r = s.post("/api/v1/sessions/%s/prompt" % sid, body={"prompt": "go on"})
+                self.assertEqual(r.status, 202, r)
+            for sid in ids:
                 st = wait_status(s, sid, ("completed", "failed"), timeout=60)
                 self.assertEqual(st["status"], "completed", st)
                 evs = events(s, sid)
@@ -54,7 +60,8 @@ class Restart(unittest.TestCase):
                 self.assertEqual(seqs, list(range(1, len(evs) + 1)), "gap or repeat in " + sid)
                 self.assertGreater(len(evs), before[sid])
                 self.assertEqual([e["message"] for e in evs if e["type"] == "log"],
-                                 ["first edit done", "second edit done", "finished"])
+                                 ["first edit done", "user: go on", "received prompt: go on",
+                                  "second edit done", "finished"])
                 paths = {e["file_path"] for e in evs if e["type"] == "file_edit"}
                 self.assertEqual(paths, {"a.txt", "dir/b.txt"})
                 self.assertEqual(statuses(s, sid), ["queued", "provisioning", "running",
