@@ -3,8 +3,11 @@
  * parameters, the fixed middleware pipeline and the request/response structs handlers work on.
  *
  * Pipeline, in order (each step may answer and stop the request):
- *   request id (D8) → access log → CORS (preflight 204) → route match (404 / 405 + Allow)
- *   → body limits (413, enforced while reading) and content type (415) → handler
+ *   gate: first request of a connection checked from its raw bytes (framing 400/501, sizes
+ *   414/431, TLS or garbage 400, idle headers 408; front.h) → framing and path checks (400)
+ *   → request id (D8) → access log → host/origin guard (421/403, D27) → CORS (preflight 204)
+ *   → route match (404 / 405 + Allow) → body limits (413, enforced while reading) and content
+ *   type (415) → handler
  *
  * Handlers map a struct http_request to a struct http_response and never touch MHD, so they can
  * be tested without a socket. They run on an MHD thread and must not block on an agent.

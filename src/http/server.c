@@ -1,13 +1,17 @@
 /*
  * server.c — libmicrohttpd glue: the listening socket, the request pipeline of http.h, sending
- * responses, streams with suspend/resume, the access log and a graceful stop.
+ * responses, streams with suspend/resume, the access log and a graceful stop. The gate (gate.c)
+ * accepts connections and checks each one's first request before MHD sees it.
  *
- * Life of a request (one struct req_ctx, allocated on MHD's first call, freed on completion):
- *   1st call  headers only: id, CORS preflight, route, Content-Length cap, Content-Type check.
+ * Life of a request (one struct req_ctx, allocated when MHD has the request line — its URI log
+ * hook, which keeps the raw target — and freed on completion):
+ *   1st call  headers only: framing and path checks (400 and close), id, D27 host/origin guard
+ *             (421/403), CORS preflight, route, Content-Length cap, Content-Type check.
  *             Any failure answers at once; MHD then discards the unread body and closes.
  *   Nth call  a slice of the body: appended under the route's cap. Past the cap nothing more
- *             is kept: the rest is read and dropped and the answer is 413 (a declared
- *             Content-Length over the cap is refused on the first call, before any body).
+ *             is kept: the rest is read and dropped and the answer is 413 once the body is
+ *             complete, so the client reads it (a declared Content-Length over the cap is
+ *             dropped the same way up to DISCARD_MAX, and refused at once beyond it).
  *   last call body complete: the handler runs and its response is queued.
  *   completed the access-log line is written and everything is freed.
  *
@@ -15,7 +19,9 @@
  * is suspended under the stream's mutex, and http_stream_wake resumes it. A wake that lands while
  * the reader runs sets `pending`, so no wake is ever lost. MHD must never be stopped with a
  * suspended connection: http_server_stop first marks the server ending and wakes every stream,
- * whose reader then ends the response.
+ * whose reader then ends the response. A suspended connection is invisible to MHD, so its
+ * socket sits in the gate's hang-up watch: a subscriber that leaves is resumed and released at
+ * once instead of at its next keep-alive.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
