@@ -218,6 +218,28 @@ async function main() {
         await shot(page, 'session-after-restart');
         passed.push(`server restart mid-session: ${n3} events, none duplicated or missing`);
 
+        // ---- the feed with a session at work, then cancel it from its card ------------------
+        const busyId = await createTask(base, 'Refactor the parser into smaller functions', [
+            { thought: 'The parser mixes tokenising and tree building; split them.' },
+            { tool: 'grep', args: { pattern: 'parse_' }, output: 'src/parse.c: 14 hits', ms: 100 },
+            { edit: 'src/tokens.c', content: 'int next_token(void);\n' },
+            { log: 'Moved the tokeniser to src/tokens.c' },
+            { sleep: 120000 },
+        ]);
+        await page.goto(base + '/', { waitUntil: 'load' });
+        const busy = `.card[data-id="${busyId}"]`;
+        await page.waitForFunction((sel) => document.querySelectorAll(`${sel} .activity .row`).length >= 3
+            && document.querySelector(`${sel} .activity`)?.textContent.includes('Moved the tokeniser'),
+                                   busy, { timeout: LONG });
+        await shot(page, 'feed-overview');
+        await page.emulateMedia({ colorScheme: 'dark' });
+        await shot(page, 'feed-overview-dark');
+        await page.emulateMedia({ colorScheme: 'light' });
+        await page.click(`${busy} .ctl-cancel`); /* the confirm dialog is accepted */
+        await page.waitForSelector(`${busy}[data-status="cancelled"]`, { timeout: LONG });
+        if (await sessionStatus(base, busyId) !== 'cancelled') fail('the server does not say cancelled');
+        passed.push('live activity rows on a card; cancel from the card');
+
         if (errors.length) fail('errors on the page:\n' + errors.join('\n'));
         if (foreign.length) fail('requests left the server:\n' + foreign.join('\n'));
         passed.push('no console errors, nothing fetched from outside');

@@ -15,8 +15,11 @@ export function describe(ev: AgentEvent): { kind: string; text: string } {
         return { kind: ev.level === 'error' ? 'error' : 'log', text: ev.message };
     case 'thought':
         return { kind: 'thought', text: ev.thought };
-    case 'tool_use':
-        return { kind: 'tool', text: `${ev.tool_name} ${JSON.stringify(ev.tool_args)}` };
+    case 'tool_use': {
+        // A running tool's progress repeats the tool_use with its `last_line` (D26), no args.
+        const detail = str('last_line') || (e['tool_args'] ? JSON.stringify(e['tool_args']) : '');
+        return { kind: 'tool', text: `${ev.tool_name} ${detail}`.trim() };
+    }
     case 'tool_result':
         return { kind: 'result', text: `${str('tool_name')}: ${str('tool_output')}`.trim() };
     case 'file_edit':
