@@ -58,8 +58,8 @@ static void usage(FILE *out) {
             "AH_REMOTE_SERVER; credentials from AH_API_KEY, AH_JWT or AH_BEARER.\n"
             "\nExit codes: 0 ok, 1 general failure (also: not found, illegal state change), "
             "2 usage,\n3 agent launch, 4 authentication, 5 network, 6 resource (rate limit, "
-            "size),\n7 validation (each field error is printed), 8 configuration (e.g. no "
-            "server).\nFollowing a session (--follow) exits with its outcome: 0 completed, 1 "
+            "size) or an\nunexpected answer from the server, 7 validation (each field error is "
+            "printed),\n8 configuration (e.g. no server).\nFollowing a session (--follow) exits with its outcome: 0 completed, 1 "
             "failed,\n3 agent not launched, 130 stopped, cancelled or interrupted (Ctrl-C).\n");
 }
 
