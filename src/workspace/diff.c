@@ -214,8 +214,28 @@ static int build(struct ws_store *st, const char *from, const char *to, int cont
     fo.rename_threshold = 50;
     fo.rename_limit = 1000; /* git's diff.renameLimit default */
     fo.metric = &ws_git_metric;
-    if (git_diff_tree_to_tree(&d.diff, st->repo, a, b, &o) < 0 ||
-        git_diff_find_similar(d.diff, &fo) < 0) {
+    if (git_diff_tree_to_tree(&d.diff, st->repo, a, b, &o) < 0) {
+        rc = AH_E_IO;
+        goto out;
+    }
+    /* git skips inexact rename detection when sources x destinations passes renameLimit^2
+     * (libgit2's limit is per file instead): then only identical contents pair up */
+    size_t adds = 0, dels = 0;
+    for (size_t i = 0; i < git_diff_num_deltas(d.diff); i++) {
+        git_delta_t t = git_diff_get_delta(d.diff, i)->status;
+        adds += t == GIT_DELTA_ADDED;
+        dels += t == GIT_DELTA_DELETED;
+    }
+    uint64_t pairs = (uint64_t)adds * dels;
+    if (pairs > (uint64_t)fo.rename_limit * fo.rename_limit)
+        fo.flags |= GIT_DIFF_FIND_EXACT_MATCH_ONLY;
+    /* libgit2 tries at most rename_limit sources per destination; git tries them all */
+    fo.rename_limit = adds > dels ? adds : dels;
+    if (fo.rename_limit < 1000)
+        fo.rename_limit = 1000;
+    /* libgit2 pairs identical contents in quadratic time (git uses a hash): past 10^8 pairs,
+     * no rename detection at all */
+    if (pairs <= 100000000ULL && git_diff_find_similar(d.diff, &fo) < 0) {
         rc = AH_E_IO;
         goto out;
     }

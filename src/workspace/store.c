@@ -269,6 +269,11 @@ static int hash_file(struct walk *w, int dfd, const char *name, const struct sta
     int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return errno == ENOENT || errno == ELOOP ? 1 : ah_err_from_errno(errno);
+    struct stat now;
+    if (fstat(fd, &now) < 0 || !S_ISREG(now.st_mode) || now.st_ino != sb->st_ino) {
+        close(fd); /* swapped for something else since the walk saw it */
+        return 1;
+    }
     git_odb_stream *s = NULL;
     int rc = git_odb_open_wstream(&s, w->st->odb, (git_object_size_t)sb->st_size, GIT_OBJECT_BLOB);
     if (rc < 0) {
@@ -374,8 +379,16 @@ static int walk_dir(struct walk *w, int dfd, size_t plen, int depth, git_oid *re
             if (r && same_stat(r, &sb)) {
                 memcpy(oid.id, r->oid, GIT_OID_RAWSZ);
             } else {
-                int hr = S_ISREG(sb.st_mode) ? hash_file(w, dirfd(d), name, &sb, &oid)
+                /* a file that shrinks while we read it is being written: stat it again and
+                 * retry a few times; only a file that is gone (or keeps changing) is left out */
+                int hr = 1;
+                for (int attempt = 0; attempt < 3 && hr == 1; attempt++) {
+                    if (attempt > 0 && (fstatat(dirfd(d), name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+                                        !(S_ISREG(sb.st_mode) || S_ISLNK(sb.st_mode))))
+                        break;
+                    hr = S_ISREG(sb.st_mode) ? hash_file(w, dirfd(d), name, &sb, &oid)
                                              : hash_link(w, dirfd(d), name, &oid);
+                }
                 if (hr < 0) {
                     rc = hr;
                     break;

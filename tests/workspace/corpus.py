@@ -94,6 +94,11 @@ CASES = [
     ("big-file", {"big.txt": BIG}, {"big.txt": BIG_B}),
     ("many-files", MANY_A, MANY_B),
     ("many-added", {"keep": b"k\n"}, dict(MANY_A, keep=b"k\n")),
+    # 1001 x 1001 candidates pass git's renameLimit^2: only the identical one pairs up
+    ("rename-limit", dict({"old/a%04d.txt" % i: b"common %d\nshared text\nmore\n" % i
+                           for i in range(1001)}, **{"same.txt": TEXT}),
+     dict({"new/b%04d.txt" % i: b"common %d\nshared text\nmore!\n" % i for i in range(1000)},
+          **{"moved.txt": TEXT})),
     ("symlink", {"t.txt": b"t\n", "l1": L("t.txt")},
      {"t.txt": b"t\n", "l1": L("other.txt"), "l2": L("../outside/secret"), "l3": L("dir/")}),
     ("typechange", {"t": b"x\n", "u": L("t")}, {"t": L("target"), "u": b"now a file\n"}),
