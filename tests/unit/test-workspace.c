@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -357,6 +358,53 @@ static void test_info_and_parents(void **state) {
     assert_int_equal(access(p, F_OK), 0);
 }
 
+/* Two handles on one store, in two threads: the writer lock serialises the snapshots, so the
+ * parents form one line through all of them. */
+struct writer {
+    struct fx *f;
+    char ids[5][WS_SNAP_ID_LEN + 1];
+    int rc;
+};
+
+static void *writer_main(void *arg) {
+    struct writer *w = arg;
+    struct ws_store *st = NULL;
+    w->rc = ws_store_open(w->f->store, &st);
+    for (int i = 0; i < 5 && w->rc == 0; i++)
+        w->rc = ws_snapshot(st, w->f->work, "w", w->ids[i], NULL);
+    ws_store_free(st);
+    return NULL;
+}
+
+static void test_single_writer(void **state) {
+    struct fx *f = *state;
+    put(f, "a", "a\n");
+    struct writer w[2] = {{.f = f}, {.f = f}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, writer_main, &w[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].rc, 0);
+    }
+    char id[WS_SNAP_ID_LEN + 1];
+    assert_int_equal(ws_snapshot_latest(f->st, id), 0);
+    int chain = 0;
+    while (*id) {
+        struct ws_snapshot_info info;
+        assert_int_equal(ws_snapshot_info(f->st, id, &info), 0);
+        bool ours = false;
+        for (int i = 0; i < 2; i++)
+            for (int k = 0; k < 5; k++)
+                ours |= strcmp(w[i].ids[k], id) == 0;
+        assert_true(ours);
+        chain++;
+        memcpy(id, info.parent, sizeof(id));
+        ws_snapshot_info_clear(&info);
+    }
+    assert_int_equal(chain, 10);
+}
+
 /* ---- changes and diff formats ---------------------------------------------------------------- */
 
 static char *diff_text(struct fx *f, const char *a, const char *b, enum ws_format fmt, int ctx) {
@@ -469,6 +517,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_symlinks_and_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_caps_and_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_info_and_parents, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_single_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changes_and_formats, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
