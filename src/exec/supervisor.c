@@ -519,6 +519,11 @@ static int adopt(struct executor *ex, struct rconn *c, struct live *l) {
         pthread_mutex_unlock(&ex->mu);
         epoll_set(ex, pidfd, &l->pid_handle, EPOLLIN, EPOLL_CTL_ADD);
     }
+    if (l->cancelled) { /* stopped or deleted before it said hello: its exit cleans up */
+        kill(-l->recorder_pid, SIGKILL);
+        conn_kill(ex, c);
+        return AH_E_CONFLICT;
+    }
     if (l->status == SESSION_PROVISIONING) {
         log_msg(LOG_INFO, "session %s: adopting its recorder, started before the restart", l->id);
         if (exec_transition(ex, l->tenant, l->id, SESSION_RUNNING, NULL, NULL, NULL) < 0) {
