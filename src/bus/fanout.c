@@ -150,6 +150,27 @@ void bus_publish(struct bus *b, const char *tenant, const char *session_id, int6
     pthread_mutex_unlock(&ch->mu);
 }
 
+static void wake_all(struct channel *ch) {
+    pthread_mutex_lock(&ch->mu);
+    for (struct bus_sub *s = ch->subs; s; s = s->next)
+        s->wake(s->arg);
+    pthread_mutex_unlock(&ch->mu);
+}
+
+void bus_wake_session(struct bus *b, const char *tenant, const char *session_id) {
+    pthread_mutex_lock(&b->mapmu); /* then ch->mu, as bus_publish */
+    if (session_id) {
+        struct channel *ch = find(b, hash(tenant, session_id), tenant, session_id);
+        if (ch)
+            wake_all(ch);
+    } else {
+        for (size_t i = 0; i < BUS_BUCKETS; i++)
+            for (struct channel *ch = b->buckets[i]; ch; ch = ch->next)
+                wake_all(ch);
+    }
+    pthread_mutex_unlock(&b->mapmu);
+}
+
 int bus_subscribe(struct bus *b, const char *tenant, const char *session_id, int64_t after,
                   void (*wake)(void *arg), void *arg, struct bus_sub **ret) {
     struct bus_sub *s = calloc(1, sizeof(*s));

@@ -162,6 +162,11 @@ int bus_submit_wait(struct bus *b, struct store_op *op) {
     return rc;
 }
 
+/* Another process on the database (a replica, D46) committed events: wake their followers here. */
+static void on_notice(void *arg, const char *tenant, const char *session_id, int64_t seq) {
+    bus_wake_session(arg, tenant, session_id);
+}
+
 int bus_new(struct store *st, struct bus **ret) {
     struct bus *b = calloc(1, sizeof(*b));
     if (!b)
@@ -187,6 +192,12 @@ int bus_new(struct store *st, struct bus **ret) {
         free(b);
         return AH_E_NOMEM;
     }
+    /* A shared database (PostgreSQL) tells of other processes' events; SQLite has no others. */
+    int rc = store_watch(st, on_notice, b);
+    if (rc < 0 && rc != AH_E_NOTIMPL) {
+        bus_free(b);
+        return rc;
+    }
     *ret = b;
     return 0;
 }
@@ -194,6 +205,7 @@ int bus_new(struct store *st, struct bus **ret) {
 void bus_free(struct bus *b) {
     if (!b)
         return;
+    store_watch(b->store, NULL, NULL); /* no notice may reach a freed bus */
     pthread_mutex_lock(&b->qmu);
     b->stopping = true;
     pthread_cond_signal(&b->qcv);

@@ -110,6 +110,10 @@ int store_pg_watch(void *impl,
                    void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq),
                    void *arg) {
     struct pgs *s = impl;
+    if (!fn) {
+        store_pg_watch_stop(s);
+        return 0;
+    }
     if (s->watch.started)
         return AH_E_EXISTS;
     s->watch.fn = fn;

@@ -215,8 +215,9 @@ int store_idem_release(struct store *st, const char *tenant, const char *key);
  * followers the caller multiplexes on them; fn must not block, its strings are lent for the
  * call. After the listening connection was lost and re-established, fn is called once with
  * tenant and session_id NULL: notices may have been missed, re-read what you follow. One
- * watcher per store, stopped by store_close. AH_E_NOTIMPL on SQLite (one process owns the file
- * and its bus sees every event); AH_E_EXISTS when a watcher is already set. */
+ * watcher per store: AH_E_EXISTS when one is set. fn NULL stops it (and waits: once this returns
+ * fn is never called again); store_close stops it too. AH_E_NOTIMPL on SQLite (one process owns
+ * the file and its bus sees every event). */
 int store_watch(struct store *st,
                 void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq),
                 void *arg);

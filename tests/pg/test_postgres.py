@@ -1,16 +1,19 @@
 """The access point on PostgreSQL, end to end (run under tests/pg/pgserver.py --env AH_TEST_DB_URL):
 an unreachable database is a clear start-up error that keeps the password to itself; two servers
-started together on one empty database both come up and the migrations are applied once; the
-database ending the server's connections (a restart, an administrator) costs no request."""
+started together on one empty database both come up and the migrations are applied once; an SSE
+client of one server follows a session another server runs, live; the database ending the
+server's connections (a restart, an administrator) costs no request."""
 
 import os
 import subprocess
 import tempfile
+import time
 import unittest
 
 import ahtest
 from ahtest import AH_BIN, Server
-from sessiontest import create, events, task, wait_status
+from sessiontest import create, events, task, wait_for, wait_status
+from ssetest import SSE
 
 
 def psql(url, sql):
@@ -59,6 +62,63 @@ class Postgres(unittest.TestCase):
                 listening = next(l for l in s.log_lines() if l.get("msg") == "listening")
                 self.assertEqual(os.path.normpath(listening["data_dir"]),
                                  os.path.join(s.tmp, "data", "agent-harbor"))
+        finally:
+            for s in (a, b):
+                if s:
+                    s.close()
+
+    def test_a_session_on_one_server_streams_live_from_another(self):
+        """D46: an SSE client of server B follows a session that server A runs: A's commits
+        notify, B reads the new events from the database, with the same ids and cursor rules,
+        as they happen (not at B's next keep-alive, 15 s)."""
+        db = ahtest.new_test_db()
+        a = b = None
+        try:
+            a = Server(db=db)
+            # started before any task: it has nothing to schedule or recover
+            b = Server(db=db, args=("--sse-keepalive-ms", "15000"))
+            sid = create(a, task([{"log": "one"}, {"wait_prompt": True}, {"log": "two"},
+                                  {"wait_prompt": True}, {"log": "three"}]))["id"]
+            stream = SSE(b, "/api/v1/sessions/%s/events" % sid)
+            self.assertEqual(stream.status, 200)
+            frames = stream.frames(timeout=60)
+            seen = []
+
+            def read_until(message):
+                for kind, f in frames:
+                    if kind == "event" and "json" in f:
+                        seen.append(f)
+                        if f["json"].get("message") == message:
+                            return
+                raise AssertionError("b's stream closed before %r" % message)
+
+            def stored(message):
+                return message in [e.get("message") for e in events(a, sid)]
+
+            read_until("one")
+            rec = "/api/v1/sessions/%s/recording" % sid
+            for n, message in enumerate(("two", "three"), 1):
+                # the agent waits: what follows its prompt reaches b only as it happens
+                wait_for(lambda: a.get(rec).body.count(b"waiting for a prompt") >= n, 30,
+                         "the agent's wait")
+                r = a.post("/api/v1/sessions/%s/prompt" % sid,
+                           body={"prompt": [{"type": "text", "text": "go on"}]})
+                self.assertEqual(r.status, 202, r)
+                wait_for(lambda: stored(message), 30, "a to store " + message)
+                t0 = time.monotonic()
+                read_until(message)
+                self.assertLess(time.monotonic() - t0, 3.0, "b was told late of " + message)
+            for kind, f in frames:  # until b closes the stream after the last status
+                if kind == "event" and "json" in f:
+                    seen.append(f)
+            stream.finish()
+            ids = [int(f["id"]) for f in seen]
+            self.assertEqual(ids, list(range(1, len(ids) + 1)))
+            self.assertEqual([f["json"] for f in seen], events(a, sid))
+            self.assertEqual(seen[-1]["json"]["status"], "completed")
+            # Last-Event-ID resumes on b as on a
+            again = SSE(b, "/api/v1/sessions/%s/events" % sid, headers={"Last-Event-ID": "2"})
+            self.assertEqual([int(f["id"]) for f in again.events(timeout=30)], ids[2:])
         finally:
             for s in (a, b):
                 if s:
