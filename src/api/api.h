@@ -20,6 +20,9 @@ struct api_ctx {
     const char *git_commit; /* NULL when unknown */
     const char *build_date; /* NULL when unknown */
     int64_t keepalive_ms;   /* SSE keep-alive interval (D11: at most 15 s); 0 = 15000 */
+    /* What GET /agents lists and D25's aliases consult (API.md §7.11); set with the services
+     * (api_services.catalog), NULL before. */
+    struct agent_catalog *catalog;
 };
 
 /* Registers every route on r with ctx as their context. 0 or AH_E_NOMEM. */
@@ -41,9 +44,11 @@ struct api_services {
     struct store *store;
     struct bus *bus;
     struct executor *exec;
+    struct agent_catalog *catalog; /* agent versions, detected off the HTTP threads */
 };
 /* Opens the store (migrating it), starts the event writer and the executor (which recovers the
- * sessions of a previous run, D15). On failure everything started is stopped again and reterr
+ * sessions of a previous run, D15), and the agent catalog (its version checks run in the
+ * background). On failure everything started is stopped again and reterr
  * says why. */
 int api_services_start(const char *db, const struct exec_config *ec, struct api_services *ret,
                        struct ah_problem *reterr);

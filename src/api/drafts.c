@@ -11,8 +11,27 @@
 static const char *const members[] = {"prompt", "repo",     "agents", "runtime",
                                       "workspace", "delivery", "labels", NULL};
 
+/* D25: the shorthand `agent: {…}` is kept as `agents: [{…}]`, like a task's; both is a 400. */
+static void agent_shorthand(json_t *body, struct ah_problem *p) {
+    json_t *agent = json_object_get(body, "agent");
+    if (!agent)
+        return;
+    if (json_object_get(body, "agents")) {
+        problem_field(p, "agent", "give agent or agents, not both");
+    } else if (!json_is_object(agent)) {
+        problem_field(p, "agent", "must be an object with a type");
+    } else if (json_object_set_new(body, "agents", json_pack("[O]", agent)) < 0) {
+        problem_set(p, AH_E_NOMEM, "out of memory");
+    } else {
+        json_object_del(body, "agent");
+    }
+}
+
 /* Shape checks: known members, each of the right JSON kind. */
-static bool check(const json_t *body, struct ah_problem *p) {
+static bool check(json_t *body, struct ah_problem *p) {
+    agent_shorthand(body, p);
+    if (p->code)
+        return false;
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)body, key, v) {

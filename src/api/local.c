@@ -338,6 +338,7 @@ int api_local_new(const struct api_local_options *o, ah_task_manager **ret,
     if (rc == 0)
         rc = api_services_start(o->db, o->exec, &l->sv, reterr);
     if (rc == 0) {
+        l->ctx.catalog = l->sv.catalog;
         api_set_services(&l->ctx, l->sv.store, l->sv.bus, l->sv.exec);
         rc = ah_task_manager_new(&local_ops, l, ret);
         if (rc < 0)

@@ -5,6 +5,7 @@
  */
 #include <string.h>
 
+#include "../exec/catalog.h"
 #include "api.h"
 
 int api_services_start(const char *db, const struct exec_config *ec, struct api_services *ret,
@@ -33,11 +34,18 @@ int api_services_start(const char *db, const struct exec_config *ec, struct api_
         api_services_stop(&sv);
         return rc;
     }
+    if ((rc = agent_catalog_new(ec, &sv.catalog)) < 0) {
+        problem_set(reterr, rc, "cannot start the agent catalog");
+        api_services_stop(&sv);
+        return rc;
+    }
     *ret = sv;
     return 0;
 }
 
 void api_services_stop(struct api_services *sv) {
+    agent_catalog_free(sv->catalog); /* kills a --version still running */
+    sv->catalog = NULL;
     exec_stop(sv->exec);
     bus_free(sv->bus);
     exec_free(sv->exec);

@@ -6,19 +6,42 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../exec/catalog.h"
 #include "routes.h"
 
+/* D25: a display alias (`claude` + `3.5-sonnet`, `gpt-4o`) becomes the agent of its family with
+ * that model, unless a custom agent from configuration has exactly that name. */
+static int resolve_alias(struct api_ctx *ctx, struct task_agent *a) {
+    const char *family = agent_alias_family(a->type);
+    if (!family || agent_catalog_is_custom(ctx->catalog, a->type) ||
+        !exec_agent_known(ctx->exec, family))
+        return 0;
+    return task_agent_apply_alias(a, family);
+}
+
 /* D25 and D20: checks what only this server can judge (known agent types, scenarios). */
-static void check_agents(struct api_ctx *ctx, const struct task_request *tr, struct ah_problem *p) {
+static void check_agents(struct api_ctx *ctx, const json_t *body, struct task_request *tr,
+                         struct ah_problem *p) {
+    bool single = json_object_get(body, "agent") != NULL; /* errors name what was sent */
     for (size_t i = 0; i < tr->n_agents; i++) {
         char path[64];
-        snprintf(path, sizeof(path), "agents[%zu].type", i);
+        if (single)
+            snprintf(path, sizeof(path), "agent.type");
+        else
+            snprintf(path, sizeof(path), "agents[%zu].type", i);
+        if (resolve_alias(ctx, &tr->agents[i]) < 0) {
+            problem_set(p, AH_E_NOMEM, "out of memory");
+            return;
+        }
         if (!exec_agent_known(ctx->exec, tr->agents[i].type))
             problem_field(p, path, "unknown agent type %s; this server runs: %s",
                           tr->agents[i].type, exec_agent_names(ctx->exec));
         json_t *scenario = json_object_get(tr->agents[i].settings, "scenario");
         if (scenario && strcmp(tr->agents[i].type, "scripted") == 0) {
-            snprintf(path, sizeof(path), "agents[%zu].settings.scenario", i);
+            if (single)
+                snprintf(path, sizeof(path), "agent.settings.scenario");
+            else
+                snprintf(path, sizeof(path), "agents[%zu].settings.scenario", i);
             exec_scenario_check(scenario, path, p);
         }
     }
@@ -34,7 +57,7 @@ static void create_task(struct http_request *req, struct http_response *res) {
     struct ah_problem p = {0};
     AH_AUTO(task_request_freep) struct task_request *tr = NULL;
     if (task_request_parse(body, &tr, &p) == 0)
-        check_agents(ctx, tr, &p);
+        check_agents(ctx, body, tr, &p);
     if (http_fail(req, res, &p))
         return;
     const char *tenant = api_tenant(req, res, tr->tenant_id);

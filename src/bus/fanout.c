@@ -67,13 +67,26 @@ static void read_type(const char *json, char out[32]) {
     }
 }
 
+/* D26: the SSE `event:` name is the one the Agent Harbor WebUI listens for — `thinking` for a
+ * thought, `tool_execution` for a tool's start, progress and result — and the type itself for
+ * every other event. The data keeps the spec's `type`, so clients that read it lose nothing. */
+static const char *sse_event_name(const char *type) {
+    if (!type[0])
+        return "message";
+    if (strcmp(type, "thought") == 0)
+        return "thinking";
+    if (strcmp(type, "tool_use") == 0 || strcmp(type, "tool_result") == 0)
+        return "tool_execution";
+    return type;
+}
+
 struct bus_event *bus_event_from(int64_t seq, char *json, bool terminal) {
     size_t len = strlen(json);
     char type[32];
     read_type(json, type);
     char head[96];
     int hl = snprintf(head, sizeof(head), "id: %lld\nevent: %s\ndata: ", (long long)seq,
-                      type[0] ? type : "message");
+                      sse_event_name(type));
     size_t frame_len = (size_t)hl + len + 2;
     struct bus_event *e = malloc(sizeof(*e) + frame_len + 1);
     if (!e) {

@@ -190,6 +190,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         rc = EXIT_GENERAL;
         goto out;
     }
+    api.catalog = sv.catalog; /* before the store: api_set_services publishes it last */
     api_set_services(&api, sv.store, sv.bus, sv.exec);
 
     int sig = 0;

@@ -372,9 +372,27 @@ int adapter_tool_use(json_t *out, const char *name, const json_t *args, const ch
 int adapter_tool_result(json_t *out, const char *name, const char *output, size_t len,
                         const char *id, bool ok) {
     json_t *o = adapter_jstr(output ? output : "", output ? len : 0, ADAPTER_TEXT_MAX);
-    return emit(out, json_pack("{s:s, s:s, s:o, s:s, s:s}", "type", "tool_result", "tool_name",
-                               name, "tool_output", o, "tool_execution_id", id, "status",
-                               ok ? "completed" : "failed"));
+    /* D26: tool_status (success|error) is what the Agent Harbor WebUI reads; status stays. */
+    return emit(out, json_pack("{s:s, s:s, s:o, s:s, s:s, s:s}", "type", "tool_result",
+                               "tool_name", name, "tool_output", o, "tool_execution_id", id,
+                               "status", ok ? "completed" : "failed", "tool_status",
+                               ok ? "success" : "error"));
+}
+
+int adapter_tool_progress(json_t *out, const char *name, const char *id, const char *output,
+                          size_t len) {
+    /* the last non-blank line of the output so far */
+    while (len > 0 && (output[len - 1] == '\n' || output[len - 1] == '\r' ||
+                       output[len - 1] == ' ' || output[len - 1] == '\t'))
+        len--;
+    if (!output || len == 0)
+        return 0;
+    size_t start = len;
+    while (start > 0 && output[start - 1] != '\n')
+        start--;
+    json_t *line = adapter_jstr(output + start, len - start, ADAPTER_FIELD_MAX);
+    return emit(out, json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "tool_use", "tool_name", name,
+                               "tool_execution_id", id, "status", "running", "last_line", line));
 }
 
 int adapter_file_edit(json_t *out, const char *path, int64_t added, int64_t removed,
@@ -556,11 +574,13 @@ int adapter_tool_ended(struct adapter_tools *t, json_t *out, const char *id, con
 }
 
 int adapter_tool_running(struct adapter_tools *t, json_t *out, const char *name, const json_t *args,
-                         const char *id, const char *path) {
+                         const char *id, const char *path, const char *output, size_t len) {
     int rc = adapter_tools_add(t, id, name, path);
-    if (rc != 0) /* 1: an update of a tool already announced */
-        return rc < 0 ? rc : 0;
-    return adapter_tool_use(out, name, args, id);
+    if (rc < 0)
+        return rc;
+    if (rc == 0 && (rc = adapter_tool_use(out, name, args, id)) < 0)
+        return rc;
+    return adapter_tool_progress(out, name, id, output, len); /* D26: output so far */
 }
 
 int adapter_tool_done(struct adapter_tools *t, json_t *out, const char *name, const json_t *args,
@@ -676,6 +696,8 @@ enum kind {
     K_USE_STATUS,  /* started */
     K_DONE_STATUS, /* completed | failed */
     K_EDIT_STATUS, /* started | completed | failed */
+    K_RUN_STATUS,  /* running (a tool's progress, D26) */
+    K_TOOL_STATUS, /* success | error (D26) */
 };
 struct field {
     const char *name;
@@ -697,11 +719,17 @@ static const struct shape shapes[] = {
       {"tool_args", K_OBJ, true},
       {"tool_execution_id", K_STR, true},
       {"status", K_USE_STATUS, true}}},
+    {"tool_use", /* progress of a running tool (D26) */
+     {{"tool_name", K_STR, true},
+      {"tool_execution_id", K_STR, true},
+      {"status", K_RUN_STATUS, true},
+      {"last_line", K_STR, true}}},
     {"tool_result",
      {{"tool_name", K_STR, true},
       {"tool_output", K_STR, true},
       {"tool_execution_id", K_STR, true},
-      {"status", K_DONE_STATUS, true}}},
+      {"status", K_DONE_STATUS, true},
+      {"tool_status", K_TOOL_STATUS, false}}},
     {"file_edit",
      {{"file_path", K_STR, true},
       {"lines_added", K_COUNT, true},
@@ -739,6 +767,8 @@ static bool kind_ok(enum kind k, const json_t *v) {
     static const char *const use[] = {"started", NULL};
     static const char *const done[] = {"completed", "failed", NULL};
     static const char *const edit[] = {"started", "completed", "failed", NULL};
+    static const char *const run[] = {"running", NULL};
+    static const char *const tool[] = {"success", "error", NULL};
     switch (k) {
     case K_STR: return json_is_string(v);
     case K_STR_NULL: return json_is_string(v) || json_is_null(v);
@@ -749,6 +779,8 @@ static bool kind_ok(enum kind k, const json_t *v) {
     case K_USE_STATUS: return one_of(json_string_value(v), use);
     case K_DONE_STATUS: return one_of(json_string_value(v), done);
     case K_EDIT_STATUS: return one_of(json_string_value(v), edit);
+    case K_RUN_STATUS: return one_of(json_string_value(v), run);
+    case K_TOOL_STATUS: return one_of(json_string_value(v), tool);
     }
     return false;
 }
@@ -790,6 +822,14 @@ static int jsonl_map(void *state, const json_t *in, const char *type, json_t *ou
         int rc = shape_copy(&shapes[i], in, &ev);
         if (rc < 0)
             return rc;
+        /* D26: every tool_result says tool_status; an agent that did not is judged by status */
+        if (rc == 0 && !strcmp(type, "tool_result") && !json_object_get(ev, "tool_status") &&
+            json_object_set_new(ev, "tool_status",
+                                json_string(adapter_is(ev, "status", "completed") ? "success"
+                                                                                  : "error")) < 0) {
+            json_decref(ev);
+            return AH_E_NOMEM;
+        }
         if (rc == 0)
             return emit(out, ev);
     }

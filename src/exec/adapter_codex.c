@@ -32,7 +32,7 @@ static int build_argv(const struct adapter_launch *l, char ***ret_argv) {
 static int tool_item(struct adapter_run *st, const char *id, const char *name, const json_t *args,
                      bool completed, const char *output, size_t olen, bool ok, json_t *out) {
     if (!completed)
-        return adapter_tool_running(&st->tools, out, name, args, id, NULL);
+        return adapter_tool_running(&st->tools, out, name, args, id, NULL, output, olen);
     return adapter_tool_done(&st->tools, out, name, args, id, output, olen, ok);
 }
 

@@ -81,8 +81,13 @@ int adapter_thought(json_t *out, const char *text);
  * ADAPTER_ARGS_MAX), null/missing as {}, anything else as {"value": v}. NULL only on OOM. */
 json_t *adapter_args(const json_t *v);
 int adapter_tool_use(json_t *out, const char *name, const json_t *args, const char *id);
+/* tool_result with status completed|failed and tool_status success|error (D26). */
 int adapter_tool_result(json_t *out, const char *name, const char *output, size_t len,
                         const char *id, bool ok);
+/* A running tool's progress (D26): tool_use with status `running` and `last_line`, the last
+ * non-blank line of output[0..len) cut to ADAPTER_FIELD_MAX. Nothing when that is empty. */
+int adapter_tool_progress(json_t *out, const char *name, const char *id, const char *output,
+                          size_t len);
 /* status: "started" | "completed" | "failed" (our addition to §8.2's file_edit, which has no
  * field to tell an announced edit from a finished one). id and description may be NULL. */
 int adapter_file_edit(json_t *out, const char *path, int64_t added, int64_t removed,
@@ -129,10 +134,11 @@ int adapter_tool_ended(struct adapter_tools *t, json_t *out, const char *id, con
                        size_t len, bool ok, int64_t added, int64_t removed);
 /* Events for a tool reported while it runs and again when done (codex items, opencode parts).
  * Running: the first report announces it (tool_use) and remembers it (path: see
- * adapter_tools_add); later ones add nothing. Done: its tool_use first unless it was announced,
- * then its tool_result. 0 or AH_E_NOMEM. */
+ * adapter_tools_add); a report with output so far (output/len, may be NULL/0) adds a progress
+ * event with its last line (adapter_tool_progress). Done: its tool_use first unless it was
+ * announced, then its tool_result. 0 or AH_E_NOMEM. */
 int adapter_tool_running(struct adapter_tools *t, json_t *out, const char *name, const json_t *args,
-                         const char *id, const char *path);
+                         const char *id, const char *path, const char *output, size_t len);
 int adapter_tool_done(struct adapter_tools *t, json_t *out, const char *name, const json_t *args,
                       const char *id, const char *output, size_t len, bool ok);
 

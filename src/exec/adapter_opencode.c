@@ -60,8 +60,11 @@ static int on_tool(struct opencode *st, const json_t *part, json_t *out) {
             path = adapter_field(filediff, "file");
     }
     bool done = strcmp(status, "completed") == 0, failed = strcmp(status, "error") == 0;
-    if (!done && !failed) /* pending/running: announce once, the result comes later */
-        return adapter_tool_running(&st->run.tools, out, name, input, id, path);
+    if (!done && !failed) { /* pending/running: announce once, the result comes later */
+        const json_t *so_far = json_object_get(meta, "output"); /* a running shell's output */
+        return adapter_tool_running(&st->run.tools, out, name, input, id, path,
+                                    json_string_value(so_far), json_string_length(so_far));
+    }
     const json_t *text = json_object_get(state, done ? "output" : "error");
     int rc = adapter_tool_done(&st->run.tools, out, name, input, id, json_string_value(text),
                                json_string_length(text), done);

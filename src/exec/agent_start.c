@@ -79,6 +79,54 @@ static void sleep_ms(int64_t ms) {
         ;
 }
 
+#define PROGRESS_MAX 50        /* progress events per tool step; the last line always goes */
+#define PROGRESS_LINE_MAX 1024 /* bytes of one last_line */
+
+/* One progress event of a running tool (D26): a tool_use with status `running` and the last
+ * line of its output so far; the SSE stream names it `tool_execution` like the tool's start and
+ * result. The line is cut at PROGRESS_LINE_MAX bytes, on a UTF-8 character boundary. */
+static void emit_progress(const json_t *name, const char *id, const char *line, size_t len) {
+    if (len > PROGRESS_LINE_MAX) {
+        len = PROGRESS_LINE_MAX;
+        while (len > 0 && ((unsigned char)line[len] & 0xC0) == 0x80)
+            len--;
+    }
+    emit(json_pack("{s:s, s:O, s:s, s:s, s:s%}", "type", "tool_use", "tool_name", name,
+                   "tool_execution_id", id, "status", "running", "last_line", line, len));
+}
+
+/* A tool step's `ms`: while it runs, the output's lines come out one by one, spread over the
+ * time, each as a progress event (and on the terminal), as a real tool's output would. Returns
+ * whether the output was shown that way (else the caller prints it at the end). */
+static bool tool_progress(const json_t *name, const char *id, const char *output, int64_t ms) {
+    size_t n = 0;
+    for (const char *c = output; c && *c; c += strcspn(c, "\n"), c += *c == '\n')
+        n++;
+    if (ms <= 0 || n == 0) {
+        sleep_ms(ms);
+        return false;
+    }
+    size_t shown = n < PROGRESS_MAX ? n : PROGRESS_MAX;
+    int64_t slice = ms / (int64_t)(shown + 1), slept = 0;
+    size_t i = 0;
+    for (const char *c = output; *c; i++) {
+        size_t len = strcspn(c, "\n");
+        /* With more lines than PROGRESS_MAX, the first ones and the very last are reported. */
+        if (i + 1 < shown || i + 1 == n) {
+            sleep_ms(slice);
+            slept += slice;
+            printf("%.*s\n", (int)len, c);
+            emit_progress(name, id, c, len);
+        } else {
+            printf("%.*s\n", (int)len, c);
+        }
+        c += len;
+        c += *c == '\n';
+    }
+    sleep_ms(ms - slept);
+    return true;
+}
+
 /* ---- the scripted agent (D20) ---------------------------------------------------------------- */
 
 static const char *const step_keys[] = {"thought", "log",   "tool",        "edit", "append",
@@ -282,12 +330,12 @@ static int run_scripted(const json_t *scenario, const char *prompt) {
             emit(json_pack("{s:s, s:O, s:o, s:s, s:s}", "type", "tool_use", "tool_name", v,
                            "tool_args", json_is_object(args) ? json_incref(args) : json_object(),
                            "tool_execution_id", id, "status", "started"));
-            sleep_ms(json_integer_value(json_object_get(step, "ms")));
-            if (output && *output)
+            if (!tool_progress(v, id, output, json_integer_value(json_object_get(step, "ms"))) &&
+                output && *output)
                 printf("%s\n", output);
-            emit(json_pack("{s:s, s:O, s:s, s:s, s:s}", "type", "tool_result", "tool_name", v,
-                           "tool_output", output ? output : "", "tool_execution_id", id,
-                           "status", "completed"));
+            emit(json_pack("{s:s, s:O, s:s, s:s, s:s, s:s}", "type", "tool_result", "tool_name",
+                           v, "tool_output", output ? output : "", "tool_execution_id", id,
+                           "status", "completed", "tool_status", "success")); /* D26 */
         } else if (!strcmp(kind, "edit") || !strcmp(kind, "append") || !strcmp(kind, "delete")) {
             const char *path = json_string_value(v);
             printf("%s %s\n", !strcmp(kind, "delete") ? "deleting" : "editing", path);

@@ -45,7 +45,10 @@ class Streams(ServerTest):
         self.assertEqual(seqs, list(range(1, len(got) + 1)))
         for f in got:
             self.assertEqual(int(f["id"]), f["json"]["seq"])
-            self.assertEqual(f["event"], f["json"]["type"])
+            # D26: the WebUI's names for thoughts and tools, the type itself otherwise
+            self.assertEqual(f["event"], {"thought": "thinking", "tool_use": "tool_execution",
+                                          "tool_result": "tool_execution"}
+                             .get(f["json"]["type"], f["json"]["type"]))
             self.assertEqual(f["json"]["sessionId"], sid)
         last = got[-1]["json"]
         self.assertEqual((last["type"], last["status"]), ("status", "completed"))

@@ -72,11 +72,24 @@ static void check_event(const json_t *e) {
     } else if (strcmp(type, "tool_use") == 0) {
         need_str(e, "tool_name", true);
         need_str(e, "tool_execution_id", true);
-        assert_true(json_is_object(json_object_get(e, "tool_args")));
-        assert_true(json_dumpb(json_object_get(e, "tool_args"), NULL, 0, JSON_COMPACT) <=
-                    ADAPTER_ARGS_MAX);
-        assert_string_equal(json_string_value(json_object_get(e, "status")), "started");
+        if (is_one_of(json_string_value(json_object_get(e, "status")),
+                      (const char *const[]){"running", NULL})) {
+            /* D26: a running tool's progress carries its output's last line, not the args */
+            need_str(e, "last_line", false);
+            assert_true(json_string_length(json_object_get(e, "last_line")) <=
+                        ADAPTER_FIELD_MAX + 64);
+        } else {
+            assert_true(json_is_object(json_object_get(e, "tool_args")));
+            assert_true(json_dumpb(json_object_get(e, "tool_args"), NULL, 0, JSON_COMPACT) <=
+                        ADAPTER_ARGS_MAX);
+            assert_string_equal(json_string_value(json_object_get(e, "status")), "started");
+        }
     } else if (strcmp(type, "tool_result") == 0) {
+        /* D26: tool_status says the same as status, in the WebUI's words */
+        assert_string_equal(json_string_value(json_object_get(e, "tool_status")),
+                            strcmp(json_string_value(json_object_get(e, "status")), "completed")
+                                ? "error"
+                                : "success");
         need_str(e, "tool_name", true);
         need_str(e, "tool_execution_id", true);
         need_str(e, "tool_output", false);
@@ -1325,7 +1338,8 @@ static void test_custom_jsonl(void **state) {
          NULL},
         {"{\"type\":\"tool_result\",\"tool_name\":\"n\",\"tool_output\":\"o\","
          "\"tool_execution_id\":\"i\",\"status\":\"failed\"}",
-         NULL},
+         "{\"type\":\"tool_result\",\"tool_name\":\"n\",\"tool_output\":\"o\","
+         "\"tool_execution_id\":\"i\",\"status\":\"failed\",\"tool_status\":\"error\"}"},
         {"{\"type\":\"file_edit\",\"file_path\":\"p\",\"lines_added\":3,\"lines_removed\":0,"
          "\"description\":\"d\"}",
          NULL},
@@ -1541,6 +1555,53 @@ static void test_alloc_failures(void **state) {
     json_set_alloc_funcs(malloc, free);
 }
 
+/* D26: codex reports a command's output so far in item.updated; each becomes a progress event
+ * with the last line, and the result says tool_status. */
+static void test_tool_progress(void **state) {
+    char *lines[] = {
+        "{\"type\":\"item.started\",\"item\":{\"id\":\"i1\",\"type\":\"command_execution\","
+        "\"command\":\"make\",\"aggregated_output\":\"\",\"exit_code\":null,"
+        "\"status\":\"in_progress\"}}",
+        "{\"type\":\"item.updated\",\"item\":{\"id\":\"i1\",\"type\":\"command_execution\","
+        "\"command\":\"make\",\"aggregated_output\":\"cc a.c\\ncc b.c\\n\",\"exit_code\":null,"
+        "\"status\":\"in_progress\"}}",
+        "{\"type\":\"item.completed\",\"item\":{\"id\":\"i1\",\"type\":\"command_execution\","
+        "\"command\":\"make\",\"aggregated_output\":\"cc a.c\\ncc b.c\\nerror\\n\","
+        "\"exit_code\":2,\"status\":\"failed\"}}",
+    };
+    size_t len[3];
+    for (size_t i = 0; i < 3; i++)
+        len[i] = strlen(lines[i]);
+    struct run r = run_lines(adapter_find("codex"), lines, len, 3, 0);
+    assert_true(json_array_size(r.ev) >= 3);
+    expect_tool_use(at(&r, 0), "shell", "i1");
+    assert_string_equal(sget(at(&r, 1), "type"), "tool_use");
+    assert_string_equal(sget(at(&r, 1), "status"), "running");
+    assert_string_equal(sget(at(&r, 1), "tool_execution_id"), "i1");
+    assert_string_equal(sget(at(&r, 1), "last_line"), "cc b.c");
+    expect_tool_result(at(&r, 2), "shell", "i1", "failed");
+    assert_string_equal(sget(at(&r, 2), "tool_status"), "error");
+    run_free(&r);
+
+    /* a custom jsonl agent may report progress itself; its results get tool_status */
+    char *custom[] = {
+        "{\"type\":\"tool_use\",\"tool_name\":\"t\",\"tool_execution_id\":\"x\","
+        "\"status\":\"running\",\"last_line\":\"50%\"}",
+        "{\"type\":\"tool_result\",\"tool_name\":\"t\",\"tool_output\":\"ok\","
+        "\"tool_execution_id\":\"x\",\"status\":\"completed\"}",
+        "{\"type\":\"tool_use\",\"tool_name\":\"t\",\"tool_execution_id\":\"y\","
+        "\"status\":\"running\"}",
+    };
+    size_t clen[3];
+    for (size_t i = 0; i < 3; i++)
+        clen[i] = strlen(custom[i]);
+    r = run_lines(&adapter_custom_jsonl, custom, clen, 3, 0);
+    assert_string_equal(sget(at(&r, 0), "last_line"), "50%");
+    assert_string_equal(sget(at(&r, 1), "tool_status"), "success");
+    assert_string_equal(sget(at(&r, 2), "type"), "log"); /* progress without a line: not ours */
+    run_free(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_find),
@@ -1568,6 +1629,7 @@ int main(void) {
         cmocka_unit_test(test_custom_jsonl),
         cmocka_unit_test(test_diff_count),
         cmocka_unit_test(test_tools_table),
+        cmocka_unit_test(test_tool_progress),
         cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
