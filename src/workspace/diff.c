@@ -23,10 +23,10 @@
 
 #include "internal.h"
 
-#define MAX_SCORE 60000            /* git's fixed-point 100% */
-#define MIN_SCORE (MAX_SCORE / 2)  /* the default -M50% */
-#define HASHBASE 107927            /* git's chunk hash modulus (diffcore-delta) */
-#define BINARY_PROBE 8000          /* git looks for a NUL in this many leading bytes */
+#define MAX_SCORE 60000           /* git's fixed-point 100% */
+#define MIN_SCORE (MAX_SCORE / 2) /* the default -M50% */
+#define HASHBASE 107927           /* git's chunk hash modulus (diffcore-delta) */
+#define BINARY_PROBE 8000         /* git looks for a NUL in this many leading bytes */
 #define FULL_CONTEXT (1 << 30)
 
 /* ---- git's similarity measure ---------------------------------------------------------------- */
@@ -381,13 +381,14 @@ static void abbrev(struct ws_store *st, const git_oid *id, bool full, char out[G
         return;
     size_t len = 7;
     if (!git_oid_is_zero(id))
-        while (len < GIT_OID_HEXSZ && git_odb_exists_prefix(NULL, st->odb, id, len) == GIT_EAMBIGUOUS)
+        while (len < GIT_OID_HEXSZ &&
+               git_odb_exists_prefix(NULL, st->odb, id, len) == GIT_EAMBIGUOUS)
             len++;
     out[len] = '\0';
 }
 
 static int put_label(struct ah_buf *b, const char *lead, bool valid, const char *prefix,
-                     const char *path) {
+                     const char *path, bool tab) {
     int rc = ah_buf_puts(b, lead);
     if (rc < 0)
         return rc;
@@ -397,7 +398,7 @@ static int put_label(struct ah_buf *b, const char *lead, bool valid, const char 
     if ((rc = ws_quote_path(b, prefix, path)) < 0)
         return rc;
     /* git adds a tab after a ---/+++ name that contains a space */
-    if (*lead != 'B' && memchr(b->p + before, ' ', b->n - before))
+    if (tab && memchr(b->p + before, ' ', b->n - before))
         rc = ah_buf_puts(b, "\t");
     return rc;
 }
@@ -414,8 +415,7 @@ static int put_header(struct ws_store *st, struct ah_buf *b, const git_diff_delt
     else if (deleted)
         rc = ah_buf_printf(b, "deleted file mode %06o\n", d->old_file.mode);
     else if (d->old_file.mode != d->new_file.mode)
-        rc = ah_buf_printf(b, "old mode %06o\nnew mode %06o\n", d->old_file.mode,
-                           d->new_file.mode);
+        rc = ah_buf_printf(b, "old mode %06o\nnew mode %06o\n", d->old_file.mode, d->new_file.mode);
     if (rc < 0)
         return rc;
     if (d->status == GIT_DELTA_RENAMED) {
@@ -470,9 +470,11 @@ static int put_text_body(struct ah_buf *b, git_patch *p, const git_diff_delta *d
     if (nh == 0)
         return 0;
     int rc;
-    if ((rc = put_label(b, "--- ", d->status != GIT_DELTA_ADDED, "a/", d->old_file.path)) < 0 ||
+    if ((rc = put_label(b, "--- ", d->status != GIT_DELTA_ADDED, "a/", d->old_file.path, true)) <
+            0 ||
         (rc = ah_buf_puts(b, "\n")) < 0 ||
-        (rc = put_label(b, "+++ ", d->status != GIT_DELTA_DELETED, "b/", d->new_file.path)) < 0 ||
+        (rc = put_label(b, "+++ ", d->status != GIT_DELTA_DELETED, "b/", d->new_file.path, true)) <
+            0 ||
         (rc = ah_buf_puts(b, "\n")) < 0)
         return rc;
     for (size_t h = 0; h < nh; h++) {
@@ -507,9 +509,10 @@ static int put_binary_body(struct ah_buf *b, git_patch *p, const git_diff_delta 
     if (git_oid_equal(&d->old_file.id, &d->new_file.id))
         return 0;
     if (!patch) {
-        int rc = put_label(b, "Binary files ", d->status != GIT_DELTA_ADDED, "a/", d->old_file.path);
-        if (rc < 0 ||
-            (rc = put_label(b, " and ", d->status != GIT_DELTA_DELETED, "b/", d->new_file.path)) < 0)
+        int rc = put_label(b, "Binary files ", d->status != GIT_DELTA_ADDED, "a/", d->old_file.path,
+                           false);
+        if (rc < 0 || (rc = put_label(b, " and ", d->status != GIT_DELTA_DELETED, "b/",
+                                      d->new_file.path, false)) < 0)
             return rc;
         return ah_buf_puts(b, " differ\n");
     }
@@ -532,7 +535,7 @@ static int write_text(struct ws_store *st, struct dset *d, bool patch, struct ah
         int rc = put_header(st, out, dl, patch);
         if (rc == 0)
             rc = dl->flags & GIT_DIFF_FLAG_BINARY ? put_binary_body(out, p, dl, patch)
-                                                   : put_text_body(out, p, dl);
+                                                  : put_text_body(out, p, dl);
         git_patch_free(p);
         if (rc < 0)
             return rc;
@@ -651,14 +654,13 @@ static json_t *path_json(struct ah_buf *tmp, const char *path) {
 
 static int file_split(git_patch *p, const git_diff_delta *dl, struct split_ctx *c, json_t *files) {
     bool binary = dl->flags & GIT_DIFF_FLAG_BINARY;
-    json_t *f = json_pack("{s:o, s:o, s:s, s:b, s:i, s:i, s:o}", "path",
-                          path_json(&c->tmp, delta_key(dl)), "old_path",
-                          dl->status == GIT_DELTA_RENAMED ? path_json(&c->tmp, dl->old_file.path)
-                                                          : json_null(),
-                          "status", ws_status_name(status_of(dl->status)), "binary", binary,
-                          "old_mode", dl->status == GIT_DELTA_ADDED ? 0 : (int)dl->old_file.mode,
-                          "new_mode", dl->status == GIT_DELTA_DELETED ? 0 : (int)dl->new_file.mode,
-                          "hunks", json_array());
+    json_t *f = json_pack(
+        "{s:o, s:o, s:s, s:b, s:i, s:i, s:o}", "path", path_json(&c->tmp, delta_key(dl)),
+        "old_path",
+        dl->status == GIT_DELTA_RENAMED ? path_json(&c->tmp, dl->old_file.path) : json_null(),
+        "status", ws_status_name(status_of(dl->status)), "binary", binary, "old_mode",
+        dl->status == GIT_DELTA_ADDED ? 0 : (int)dl->old_file.mode, "new_mode",
+        dl->status == GIT_DELTA_DELETED ? 0 : (int)dl->new_file.mode, "hunks", json_array());
     if (!f || json_array_append_new(files, f) < 0)
         return AH_E_NOMEM;
     if (binary)
@@ -679,10 +681,10 @@ static int file_split(git_patch *p, const git_diff_delta *dl, struct split_ctx *
         if (rc < 0)
             return rc;
         c->rows = json_array();
-        json_t *hj = json_pack("{s:s#, s:i, s:i, s:i, s:i, s:o}", "header", c->tmp.p, c->tmp.n,
-                               "old_start", hunk->old_start, "old_lines", hunk->old_lines,
-                               "new_start", hunk->new_start, "new_lines", hunk->new_lines, "rows",
-                               c->rows);
+        json_t *hj =
+            json_pack("{s:s#, s:i, s:i, s:i, s:i, s:o}", "header", c->tmp.p, c->tmp.n, "old_start",
+                      hunk->old_start, "old_lines", hunk->old_lines, "new_start", hunk->new_start,
+                      "new_lines", hunk->new_lines, "rows", c->rows);
         if (!hj || json_array_append_new(hunks, hj) < 0)
             return AH_E_NOMEM;
         if ((rc = hunk_rows(p, h, nl, split_row, c)) < 0)
@@ -731,7 +733,8 @@ static int html_row(void *ctx, const char *kind, const git_diff_line *l, const g
     for (int side = 0; side < 2 && rc == 0; side++) {
         const git_diff_line *x = side ? r : l;
         if (!x) {
-            rc = ah_buf_puts(c->out, "<td class=\"ah-diff-ln\"></td><td class=\"ah-diff-code\"></td>");
+            rc = ah_buf_puts(c->out,
+                             "<td class=\"ah-diff-ln\"></td><td class=\"ah-diff-code\"></td>");
             continue;
         }
         size_t n = x->content_len;
@@ -750,7 +753,8 @@ static int html_row(void *ctx, const char *kind, const git_diff_line *l, const g
 static int file_html(git_patch *p, const git_diff_delta *dl, struct html_ctx *c) {
     struct ah_buf *b = c->out;
     const char *st = ws_status_name(status_of(dl->status));
-    int rc = ah_buf_printf(b, "<section class=\"ah-diff-file ah-diff-%s\">\n<h3 class=\"ah-diff-path\">", st);
+    int rc = ah_buf_printf(
+        b, "<section class=\"ah-diff-file ah-diff-%s\">\n<h3 class=\"ah-diff-path\">", st);
     if (rc == 0 && dl->status == GIT_DELTA_RENAMED) {
         rc = html_escape(b, &c->tmp, dl->old_file.path, strlen(dl->old_file.path));
         if (rc == 0)

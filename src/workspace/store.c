@@ -27,7 +27,7 @@
 #include "internal.h"
 
 #define RACY_NS (100LL * 1000 * 1000) /* kernel file times use a coarse clock: keep a margin */
-#define MAX_DEPTH 256                  /* directory levels walked; deeper content is skipped */
+#define MAX_DEPTH 256                 /* directory levels walked; deeper content is skipped */
 #define CACHE_MAGIC "AHSC1\n"
 #define READ_CHUNK (128 * 1024)
 
@@ -46,18 +46,12 @@ void ws_git_init(void) {
 
 int ws_git_err(int rc) {
     switch (rc) {
-    case 0:
-        return 0;
-    case GIT_ENOTFOUND:
-        return AH_E_NOTFOUND;
-    case GIT_EEXISTS:
-        return AH_E_EXISTS;
-    case GIT_EINVALIDSPEC:
-        return AH_E_INVAL;
-    case GIT_ELOCKED:
-        return AH_E_BUSY;
-    default:
-        return AH_E_IO;
+    case 0: return 0;
+    case GIT_ENOTFOUND: return AH_E_NOTFOUND;
+    case GIT_EEXISTS: return AH_E_EXISTS;
+    case GIT_EINVALIDSPEC: return AH_E_INVAL;
+    case GIT_ELOCKED: return AH_E_BUSY;
+    default: return AH_E_IO;
     }
 }
 
@@ -83,9 +77,8 @@ int ws_store_open(const char *dir, struct ws_store **ret_store) {
         return AH_E_NOMEM;
     }
     /* open only this directory as a bare repository: never search upwards into a user's repo */
-    int rc = git_repository_open_ext(&st->repo, dir,
-                                     GIT_REPOSITORY_OPEN_NO_SEARCH | GIT_REPOSITORY_OPEN_BARE,
-                                     NULL);
+    int rc = git_repository_open_ext(
+        &st->repo, dir, GIT_REPOSITORY_OPEN_NO_SEARCH | GIT_REPOSITORY_OPEN_BARE, NULL);
     if (rc == GIT_ENOTFOUND)
         rc = git_repository_init(&st->repo, dir, 1);
     if (rc == 0)
@@ -398,7 +391,7 @@ static int walk_dir(struct walk *w, int dfd, size_t plen, int depth, git_oid *re
                     continue;
                 }
             }
-            fm = S_ISLNK(sb.st_mode)    ? GIT_FILEMODE_LINK
+            fm = S_ISLNK(sb.st_mode)      ? GIT_FILEMODE_LINK
                  : (sb.st_mode & S_IXUSR) ? GIT_FILEMODE_BLOB_EXECUTABLE
                                           : GIT_FILEMODE_BLOB;
             if (git_treebuilder_insert(NULL, tb, name, &oid, fm) < 0) {
@@ -513,7 +506,8 @@ int ws_snapshot(struct ws_store *st, const char *workdir, const char *label,
         goto out;
     if (empty) { /* nothing recorded: the empty tree, written through an empty builder */
         git_treebuilder *tb = NULL;
-        if (git_treebuilder_new(&tb, st->repo, NULL) < 0 || git_treebuilder_write(&tree_oid, tb) < 0)
+        if (git_treebuilder_new(&tb, st->repo, NULL) < 0 ||
+            git_treebuilder_write(&tree_oid, tb) < 0)
             rc = AH_E_IO;
         git_treebuilder_free(tb);
         if (rc < 0)
@@ -537,8 +531,8 @@ int ws_snapshot(struct ws_store *st, const char *workdir, const char *label,
         goto out;
     }
     struct ah_buf m = {0};
-    if ((rc = ah_buf_printf(&m, "%s\n\nSnapshot: %s\n", label && *label ? label : "snapshot",
-                            id)) < 0)
+    if ((rc = ah_buf_printf(&m, "%s\n\nSnapshot: %s\n", label && *label ? label : "snapshot", id)) <
+        0)
         goto out;
     msg = ah_buf_steal(&m);
     const git_commit *parents[1] = {parent};

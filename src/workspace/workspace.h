@@ -66,10 +66,10 @@ AH_DEFINE_CLEANUP(struct ws_store, ws_store_free)
 /* What a snapshot did: entries seen, and how many files it had to read and hash (the rest came
  * from the stat cache). */
 struct ws_snapshot_stats {
-    uint64_t files;        /* regular files and symlinks in the snapshot */
-    uint64_t hashed;       /* of those, read and hashed this time */
+    uint64_t files;  /* regular files and symlinks in the snapshot */
+    uint64_t hashed; /* of those, read and hashed this time */
     uint64_t bytes_hashed;
-    uint64_t skipped;      /* entries left out: sockets, fifos, devices, names git refuses */
+    uint64_t skipped; /* entries left out: sockets, fifos, devices, names git refuses */
 };
 
 /*
@@ -105,10 +105,10 @@ int ws_snapshot_latest(struct ws_store *st, char ret_id[WS_SNAP_ID_LEN + 1]);
 enum ws_type { WS_FILE, WS_SYMLINK, WS_DIR };
 
 struct ws_entry {
-    char *path;     /* workspace-relative, no leading or trailing "/" */
+    char *path; /* workspace-relative, no leading or trailing "/" */
     enum ws_type type;
-    uint32_t mode;  /* git mode: 0100644, 0100755, 0120000, 040000 */
-    uint64_t size;  /* bytes of the blob (a symlink: its target's length); 0 for directories */
+    uint32_t mode; /* git mode: 0100644, 0100755, 0120000, 040000 */
+    uint64_t size; /* bytes of the blob (a symlink: its target's length); 0 for directories */
 };
 struct ws_entries {
     struct ws_entry *v;
@@ -126,7 +126,7 @@ int ws_tree(struct ws_store *st, const char *snap, const char *dir, bool recursi
 int ws_stat(struct ws_store *st, const char *snap, const char *path, struct ws_entry *ret);
 
 struct ws_blob {
-    char *data;    /* owned; NUL-terminated (the NUL is not counted in size) */
+    char *data; /* owned; NUL-terminated (the NUL is not counted in size) */
     size_t size;
     uint32_t mode; /* a symlink's data is its target text */
 };
@@ -142,14 +142,14 @@ enum ws_status { WS_ADDED, WS_MODIFIED, WS_DELETED, WS_RENAMED };
 const char *ws_status_name(enum ws_status s); /* "added", "modified", "deleted", "renamed" */
 
 struct ws_change {
-    char *path;         /* the new path (a deleted file: its old path) */
-    char *old_path;     /* renamed: the old path; otherwise NULL */
+    char *path;     /* the new path (a deleted file: its old path) */
+    char *old_path; /* renamed: the old path; otherwise NULL */
     enum ws_status status;
-    uint32_t old_mode, new_mode; /* 0 on the missing side */
-    int similarity;     /* renamed: 50..100 (git's similarity index); otherwise 0 */
+    uint32_t old_mode, new_mode;        /* 0 on the missing side */
+    int similarity;                     /* renamed: 50..100 (git's similarity index); otherwise 0 */
     int64_t lines_added, lines_removed; /* from the diff; 0 for binary files */
-    bool binary;        /* git's rule: a NUL byte in the first 8000 bytes of either side */
-    uint64_t size;      /* bytes of the new side (a deleted file: of the old side) */
+    bool binary;   /* git's rule: a NUL byte in the first 8000 bytes of either side */
+    uint64_t size; /* bytes of the new side (a deleted file: of the old side) */
 };
 struct ws_changes {
     struct ws_change *v;
@@ -173,9 +173,9 @@ enum ws_format {
 
 struct ws_diff_opts {
     enum ws_format format;
-    int context;               /* lines of context 0..WS_CONTEXT_MAX (3 by ws_diff_opts_init) */
-    bool full;                 /* whole-file context (overrides context) */
-    const char *const *paths;  /* only files whose new or old path is one of these; NULL: all */
+    int context;              /* lines of context 0..WS_CONTEXT_MAX (3 by ws_diff_opts_init) */
+    bool full;                /* whole-file context (overrides context) */
+    const char *const *paths; /* only files whose new or old path is one of these; NULL: all */
     size_t n_paths;
 };
 void ws_diff_opts_init(struct ws_diff_opts *o);

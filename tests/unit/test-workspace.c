@@ -14,11 +14,13 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
 #include <cmocka.h>
 
 #include "../../src/workspace/workspace.h"
 
-/* ---- paths ------------------------------------------------------------------------------------ */
+/* ---- paths ------------------------------------------------------------------------------------
+ */
 
 static int norm(const char *in, char out[WS_PATH_MAX + 1]) {
     return ws_path_normalise(in, strlen(in), out);
@@ -26,11 +28,20 @@ static int norm(const char *in, char out[WS_PATH_MAX + 1]) {
 
 static void test_path_ok(void **state) {
     static const char *cases[][2] = {
-        {"a.txt", "a.txt"},         {"./a/b", "a/b"},          {"a//b/", "a/b"},
-        {"a/./b", "a/b"},           {"a/../b", "b"},           {"a/b/../../c", "c"},
-        {"", ""},                   {".", ""},                 {"a/..", ""},
-        {"café/naïve.txt", "café/naïve.txt"}, {"..a/b..", "..a/b.."}, {"a/.gitignore", "a/.gitignore"},
-        {"sp ace", "sp ace"},       {"...", "..."},
+        {"a.txt", "a.txt"},
+        {"./a/b", "a/b"},
+        {"a//b/", "a/b"},
+        {"a/./b", "a/b"},
+        {"a/../b", "b"},
+        {"a/b/../../c", "c"},
+        {"", ""},
+        {".", ""},
+        {"a/..", ""},
+        {"café/naïve.txt", "café/naïve.txt"},
+        {"..a/b..", "..a/b.."},
+        {"a/.gitignore", "a/.gitignore"},
+        {"sp ace", "sp ace"},
+        {"...", "..."},
     };
     char out[WS_PATH_MAX + 1];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -41,10 +52,21 @@ static void test_path_ok(void **state) {
 
 static void test_path_hostile(void **state) {
     static const char *bad[] = {
-        "..", "../x", "a/../../x", "/etc/passwd", "//x", "a/b/../../../etc", "./../x",
-        ".git/config", "a/.git/hooks/x", ".git", "\xff", "a/\xc3", "\xc0\xaf", /* overlong '/' */
-        "\xed\xa0\x80",                                                      /* a surrogate */
-        "\xf4\x90\x80\x80",                                                  /* > U+10FFFF */
+        "..",
+        "../x",
+        "a/../../x",
+        "/etc/passwd",
+        "//x",
+        "a/b/../../../etc",
+        "./../x",
+        ".git/config",
+        "a/.git/hooks/x",
+        ".git",
+        "\xff",
+        "a/\xc3",
+        "\xc0\xaf",         /* overlong '/' */
+        "\xed\xa0\x80",     /* a surrogate */
+        "\xf4\x90\x80\x80", /* > U+10FFFF */
     };
     char out[WS_PATH_MAX + 1];
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -93,7 +115,8 @@ static void test_truncate(void **state) {
     free(big);
 }
 
-/* ---- fixtures --------------------------------------------------------------------------------- */
+/* ---- fixtures ---------------------------------------------------------------------------------
+ */
 
 struct fx {
     char root[64], work[128], store[128];
@@ -152,7 +175,8 @@ static void snap(struct fx *f, char id[WS_SNAP_ID_LEN + 1], struct ws_snapshot_s
     assert_int_equal(ws_snapshot(f->st, f->work, "t", id, s), 0);
 }
 
-/* ---- snapshots -------------------------------------------------------------------------------- */
+/* ---- snapshots --------------------------------------------------------------------------------
+ */
 
 static void test_incremental(void **state) {
     struct fx *f = *state;
@@ -343,7 +367,8 @@ static void test_info_and_parents(void **state) {
     assert_int_equal(ws_snapshot_info(f->st, a, &info), 0);
     assert_string_equal(info.label, "base");
     assert_string_equal(info.parent, "");
-    assert_string_equal(info.tree, "4b825dc642cb6eb9a060e54bf8d69288fbee4904"); /* git's empty tree */
+    assert_string_equal(info.tree,
+                        "4b825dc642cb6eb9a060e54bf8d69288fbee4904"); /* git's empty tree */
     ws_snapshot_info_clear(&info);
     assert_int_equal(ws_snapshot_info(f->st, b, &info), 0);
     assert_string_equal(info.label, "snapshot");
@@ -468,8 +493,8 @@ static void test_changes_and_formats(void **state) {
     assert_non_null(doc);
     json_t *files = json_object_get(doc, "files");
     assert_int_equal(json_array_size(files), 1);
-    json_t *rows = json_object_get(json_array_get(json_object_get(json_array_get(files, 0),
-                                                                  "hunks"), 0), "rows");
+    json_t *rows = json_object_get(
+        json_array_get(json_object_get(json_array_get(files, 0), "hunks"), 0), "rows");
     assert_int_equal(json_array_size(rows), 5);
     const char *kinds[] = {"context", "change", "context", "context", "add"};
     for (size_t i = 0; i < 5; i++)
@@ -486,7 +511,8 @@ static void test_changes_and_formats(void **state) {
     /* html: everything escaped, control characters shown, binary as metadata only */
     char *html = diff_text(f, a, b, WS_HTML, 3);
     assert_null(strstr(html, "<script"));
-    assert_non_null(strstr(html, "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; \xe2\x90\x81\xe2\x90\x8d"));
+    assert_non_null(strstr(
+        html, "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; \xe2\x90\x81\xe2\x90\x8d"));
     assert_non_null(strstr(html, "Binary file changed"));
     free(html);
 

@@ -85,6 +85,8 @@ CASES = [
      {"latin1.txt": b"caf\xe9\nna\xefve!\n\xff\xfe\n", "bad.txt": b"\xc3\x28 \x80\n"}),
     ("binary", {"img.bin": BINARY, "del.bin": b"\x00\x01\x02"},
      {"img.bin": BINARY_B, "new.bin": b"\x00" * 100}),
+    ("binary-odd-names", {"sp ace.bin": b"\x00a", "caf\u00e9 x.bin": b"\x00b"},
+     {"sp ace.bin": b"\x00A", "caf\u00e9 x.bin": b"\x00B"}),
     ("binary-rename", {"a.bin": BINARY}, {"b.bin": BINARY}),
     ("unicode-names", {"plain.txt": b"p\n"},
      {"plain.txt": b"p\n", "café/naïve.txt": b"x\n", "日本語.md": b"y\n", "sp ace.txt": b"s\n",

@@ -1,12 +1,13 @@
 /*
- * ws-tool — a command-line face of the workspace layer, for the corpus test (corpus.py) and by hand.
+ * ws-tool — a command-line face of the workspace layer, for the corpus test (corpus.py) and by
+ * hand.
  *
  *   ws-tool snapshot STORE WORKDIR [LABEL]        prints "<snapshot id> <tree id> <hashed> <files>"
- *   ws-tool diff STORE FROM TO FORMAT [CONTEXT]   FORMAT unified|patch|split|html; CONTEXT n or full
- *   ws-tool changes STORE FROM TO                 one JSON object per changed file
- *   ws-tool tree STORE SNAP [DIR]                 "<mode> <size> <path>" per entry, recursive
- *   ws-tool read STORE SNAP PATH [CAP]            the file's bytes
- * FROM/TO "-" is the empty tree. Exit status 0, or 1 with the error on stderr.
+ *   ws-tool diff STORE FROM TO FORMAT [CONTEXT]   FORMAT unified|patch|split|html; CONTEXT n or
+ * full ws-tool changes STORE FROM TO                 one JSON object per changed file ws-tool tree
+ * STORE SNAP [DIR]                 "<mode> <size> <path>" per entry, recursive ws-tool read STORE
+ * SNAP PATH [CAP]            the file's bytes FROM/TO "-" is the empty tree. Exit status 0, or 1
+ * with the error on stderr.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,13 +88,12 @@ int main(int argc, char **argv) {
             return fail("changes", rc);
         for (size_t i = 0; i < ch.n; i++) {
             const struct ws_change *c = &ch.v[i];
-            json_t *j = json_pack("{s:s, s:s?, s:s, s:i, s:I, s:I, s:b, s:I, s:i, s:i}", "path",
-                                  c->path, "old_path", c->old_path, "status",
-                                  ws_status_name(c->status), "similarity", c->similarity,
-                                  "lines_added", (json_int_t)c->lines_added, "lines_removed",
-                                  (json_int_t)c->lines_removed, "binary", c->binary, "size",
-                                  (json_int_t)c->size, "old_mode", (int)c->old_mode, "new_mode",
-                                  (int)c->new_mode);
+            json_t *j = json_pack(
+                "{s:s, s:s?, s:s, s:i, s:I, s:I, s:b, s:I, s:i, s:i}", "path", c->path, "old_path",
+                c->old_path, "status", ws_status_name(c->status), "similarity", c->similarity,
+                "lines_added", (json_int_t)c->lines_added, "lines_removed",
+                (json_int_t)c->lines_removed, "binary", c->binary, "size", (json_int_t)c->size,
+                "old_mode", (int)c->old_mode, "new_mode", (int)c->new_mode);
             char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
             if (s)
                 printf("%s\n", s);
@@ -114,8 +114,8 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "read") == 0 && argc >= 5) {
         struct ws_blob b;
-        if ((rc = ws_read(st, snap(argv[3]), argv[4], argc > 5 ? strtoul(argv[5], NULL, 10)
-                                                               : (size_t)1 << 30, &b)) < 0)
+        if ((rc = ws_read(st, snap(argv[3]), argv[4],
+                          argc > 5 ? strtoul(argv[5], NULL, 10) : (size_t)1 << 30, &b)) < 0)
             return fail("read", rc);
         rc = write_all(b.data, b.size);
         ws_blob_clear(&b);
