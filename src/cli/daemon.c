@@ -221,7 +221,7 @@ static const char access_point_usage[] =
 
 static const char webui_usage[] =
     "usage: ah webui [OPTIONS]\n\n"
-    "Runs the web UI with an in-process access point on one port (D21): the application at /, "
+    "Runs the web UI with an in-process access point on one port: the application at /, "
     "the REST/SSE API under /api/v1.\n\n"
     "  --open   also open the UI in the default browser (xdg-open; skipped when not installed)";
 

@@ -68,6 +68,11 @@ export function toast(text: string, kind: Toast['kind'] = 'info'): void {
     setTimeout(() => dismiss(id), kind === 'error' ? 8000 : 4000);
 }
 
+/** The error toasts are about something the user just fixed (a refused form that now went). */
+export function dismissErrors(): void {
+    toasts.set(toasts.get().filter((t) => t.kind !== 'error'));
+}
+
 export function dismiss(id: number): void {
     toasts.set(toasts.get().filter((t) => t.id !== id));
 }

@@ -5,7 +5,7 @@ import type { JSX } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError, api, type AgentCatalog, type Branch, type CreateTaskRequest, type Draft,
          type DraftBody, type Repository, type RuntimeCatalog, type Schemas } from '../api';
-import { Time, navigate, toast, toastError } from '../ui';
+import { Time, dismissErrors, navigate, toast, toastError } from '../ui';
 
 type RuntimeType = Schemas['RuntimeRequest']['type'];
 const RUNTIMES: readonly RuntimeType[] = ['local', 'devcontainer', 'disabled'];
@@ -214,6 +214,7 @@ export function NewTask(props: { query: URLSearchParams }): JSX.Element {
             await saving.current?.catch(() => undefined);
             if (draftId) await api.deleteDraft(draftId).catch(() => undefined);
             const ids = r.session_ids;
+            dismissErrors();
             toast(`Launched ${ids.length} session${ids.length === 1 ? '' : 's'}`);
             navigate(ids.length === 1 ? `/sessions/${ids[0]}` : '/');
         } catch (e) {
