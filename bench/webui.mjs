@@ -9,7 +9,10 @@
 //      before the page opens): time from navigation until every event is in the page's store
 //      and the log is rendered;
 //   3. scrolling that log: the page scrolls it by 400 px per frame for 3 s; frames per second
-//      and the 95th-percentile frame time, from requestAnimationFrame timestamps.
+//      and the 95th-percentile frame time, from requestAnimationFrame timestamps;
+//   4. the feed with S active sessions (default 200; --sessions S): the server runs 4 at a time
+//      (each logging every 250 ms), the rest wait queued; the share of 10 s the page's main
+//      thread was busy (Chromium's TaskDuration metric), then every session is cancelled.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +21,8 @@ import { LONG, checkServerLog, createTask, fail, historyTotal, launchBrowser, se
 
 const idx = process.argv.indexOf('--events');
 const N = idx > 0 ? Number(process.argv[idx + 1]) : 20000;
+const sidx = process.argv.indexOf('--sessions');
+const S = sidx > 0 ? Number(process.argv[sidx + 1]) : 200;
 
 function median(xs) {
     const s = [...xs].sort((a, b) => a - b);
@@ -38,7 +43,7 @@ async function main() {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ah-webui-bench-'));
     let server = null, context = null;
     try {
-        server = await startServer(tmp);
+        server = await startServer(tmp, 0, ['--max-concurrent-tasks', '4']);
         const base = `http://127.0.0.1:${server.port}`;
         await waitReady(base);
         context = await launchBrowser(path.join(tmp, 'profile'));
@@ -114,6 +119,25 @@ async function main() {
         const p95 = [...deltas].sort((a, b) => a - b)[Math.floor(deltas.length * 0.95)];
         console.log(`scrolling the log: ${fps.toFixed(1)} frames/s, p95 frame ${p95.toFixed(1)} ms ` +
                     `(headless Chromium, --disable-gpu)`);
+
+        // 4. the feed with S active sessions
+        const ticking = [];
+        for (let i = 0; i < 400; i++) ticking.push({ log: `tick ${i}` }, { sleep: 250 });
+        const ids = [];
+        for (let i = 0; i < S; i++) ids.push(await createTask(base, `Feed load ${i + 1}`, ticking));
+        await page.goto(base + '/', { waitUntil: 'load' });
+        await page.waitForSelector('.card .live', { timeout: LONG });
+        const cdp2 = await context.newCDPSession(page);
+        await cdp2.send('Performance.enable');
+        const busy = async () => (await cdp2.send('Performance.getMetrics')).metrics
+            .find((m) => m.name === 'TaskDuration').value;
+        const b0 = await busy(), w0 = Date.now();
+        await page.waitForTimeout(10000);
+        const share = (await busy() - b0) / ((Date.now() - w0) / 1000);
+        const live = await page.$$eval('.card .live', (els) => els.length);
+        console.log(`feed with ${S} active sessions (${live} cards following live, the rest ` +
+                    `refreshed every 3 s): main thread busy ${(share * 100).toFixed(1)} % of 10 s`);
+        for (const id of ids) await fetch(`${base}/api/v1/sessions/${id}`, { method: 'DELETE' });
     } finally {
         if (context) await context.close();
         if (server) checkServerLog(server, await stopServer(server.child));
