@@ -635,10 +635,12 @@ void gate_unwatch(struct gate *g, int fd, void *key) {
     if (fd < 0)
         return;
     pthread_mutex_lock(&g->mu);
-    if ((size_t)fd < g->n_watch && g->watch[fd] == key) {
+    /* Only the table entry goes: the epoll registration leaves by itself when the socket is
+     * closed, and removing it here could hit a new connection that already reuses the number
+     * if libmicrohttpd closed the socket first. A stale registration on a kept-alive socket
+     * reports into an empty slot (ignored) or is re-armed by the next gate_watch. */
+    if ((size_t)fd < g->n_watch && g->watch[fd] == key)
         g->watch[fd] = NULL;
-        epoll_ctl(g->epfd, EPOLL_CTL_DEL, fd, NULL); /* fails harmlessly once the fd is closed */
-    }
     pthread_mutex_unlock(&g->mu);
 }
 
