@@ -129,8 +129,13 @@ async function main() {
             document.querySelector('.terminal')?.textContent ?? ''), null, { timeout: LONG });
         await page.waitForSelector('text=recording complete', { timeout: LONG });
         await shot(page, 'session-terminal');
+        // …and replays the recording with its timing.
+        await page.click('button[aria-label="Replay at 16× speed"]');
+        await page.waitForSelector('text=replay finished', { timeout: LONG });
+        if (!/Done: one file changed/.test(await page.textContent('.terminal')))
+            fail('the replay does not end with the agent\'s last words');
         await page.click('#tab-events');
-        passed.push('terminal tab shows the PTY recording');
+        passed.push('terminal tab shows the PTY output and replays the recording');
         await page.click('.event-log .log-row >> nth=1');
         await page.waitForSelector('.event-detail pre');
         await shot(page, 'session');

@@ -91,6 +91,25 @@ async function request<T>(method: string, target: string, body?: unknown,
     return json as T;
 }
 
+/** A text answer (the asciicast recording is JSON lines, not one JSON document). */
+async function requestText(target: string, accept: string, signal?: AbortSignal): Promise<string> {
+    let res: Response;
+    try {
+        res = await fetch(target, { headers: { Accept: accept }, credentials: 'same-origin',
+                                    ...(signal ? { signal } : {}) });
+    } catch (e) {
+        if (e instanceof DOMException && e.name === 'AbortError') throw e;
+        throw new ApiError(0, null, 'The server cannot be reached. Is `ah webui` still running?');
+    }
+    const text = await res.text();
+    if (!res.ok) {
+        let problem: Problem | null = null;
+        try { problem = JSON.parse(text) as Problem; } catch { /* not a Problem */ }
+        throw new ApiError(res.status, problem, problem?.detail || `GET ${target} answered ${res.status}`);
+    }
+    return text;
+}
+
 export interface ListQuery {
     status?: SessionStatus | undefined;
     agent?: string | undefined;
@@ -133,6 +152,10 @@ export const api = {
         request<Draft>('PUT', url<'/api/v1/drafts/{id}'>('/drafts/{id}', { id }), body),
     deleteDraft: (id: string) =>
         request<void>('DELETE', url<'/api/v1/drafts/{id}'>('/drafts/{id}', { id })),
+    /** The terminal recording as asciicast v2 text (a header line, then [time, code, data]). */
+    recording: (id: string, signal?: AbortSignal) =>
+        requestText(url<'/api/v1/sessions/{id}/recording'>('/sessions/{id}/recording', { id }),
+                    'application/x-asciicast', signal),
     ptyUrl: (id: string) => url<'/api/v1/sessions/{id}/pty'>('/sessions/{id}/pty', { id }),
     eventsUrl: (id: string, query: Record<string, string | number | undefined> = {}) =>
         url<'/api/v1/sessions/{id}/events'>('/sessions/{id}/events', { id }, query),

@@ -4,6 +4,7 @@
 import type { JSX } from 'preact';
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api';
+import { toastError } from '../ui';
 import { SseParser } from '../sse';
 import { Screen, runs } from '../terminal';
 
@@ -22,6 +23,16 @@ function decodeBase64(b64: string): Uint8Array {
     return out;
 }
 
+function label(state: string, ended: boolean): string {
+    switch (state) {
+    case 'live': return ended ? 'recording complete' : '● live';
+    case 'ended': return 'recording complete';
+    case 'replaying': return 'replaying…';
+    case 'replayed': return 'replay finished';
+    default: return `${state}…`;
+    }
+}
+
 /** The lines up to the last one with text: a fresh screen's empty rows would push the output
  *  out of view of a log that follows its end. */
 function shown<T>(lines: readonly (readonly T[])[]): (readonly T[])[] {
@@ -33,13 +44,16 @@ function shown<T>(lines: readonly (readonly T[])[]): (readonly T[])[] {
 export function TerminalView(props: { id: string; ended: boolean }): JSX.Element {
     const [screen] = useState(() => new Screen());
     const [, setVersion] = useState(0);
-    const [state, setState] = useState<'connecting' | 'live' | 'ended' | 'reconnecting'>('connecting');
+    const [state, setState] = useState<'connecting' | 'live' | 'ended' | 'reconnecting' | 'replaying' | 'replayed'>('connecting');
+    /** 0: the live stream; otherwise replaying the recording at this speed. */
+    const [speed, setSpeed] = useState(0);
     const endedRef = useRef(props.ended);
     endedRef.current = props.ended;
     const box = useRef<HTMLDivElement>(null);
     const follow = useRef(true);
 
     useEffect(() => {
+        if (speed) return undefined;
         const ctrl = new AbortController();
         let frame = 0;
         const schedule = () => {
@@ -92,7 +106,44 @@ export function TerminalView(props: { id: string; ended: boolean }): JSX.Element
             ctrl.abort();
             if (frame) cancelAnimationFrame(frame);
         };
-    }, [props.id, screen]);
+    }, [props.id, screen, speed]);
+
+    // Replay: the recording's output again, with its timing scaled by the speed.
+    useEffect(() => {
+        if (!speed) return undefined;
+        const ctrl = new AbortController();
+        let timer = 0;
+        setState('replaying');
+        api.recording(props.id, ctrl.signal).then((text) => {
+            const lines = text.split('\n').filter((l) => l.trim());
+            let header: { width?: number; height?: number } = {};
+            const frames: [number, string][] = [];
+            lines.forEach((l, i) => {
+                try {
+                    const v = JSON.parse(l) as unknown;
+                    if (i === 0 && v && typeof v === 'object' && !Array.isArray(v)) header = v as typeof header;
+                    else if (Array.isArray(v) && v[1] === 'o' && typeof v[0] === 'number' && typeof v[2] === 'string')
+                        frames.push([v[0], v[2]]);
+                } catch { /* a damaged line is skipped */ }
+            });
+            screen.reset();
+            if (header.width && header.height) screen.resize(header.width, header.height);
+            setVersion(screen.version);
+            const start = performance.now();
+            let next = 0;
+            const tick = () => {
+                const now = (performance.now() - start) / 1000 * speed;
+                while (next < frames.length && frames[next]![0] <= now) screen.write(frames[next++]![1]);
+                setVersion(screen.version);
+                if (next >= frames.length) { setState('replayed'); return; }
+                timer = window.setTimeout(tick, Math.min(250, Math.max(10, (frames[next]![0] - now) * 1000 / speed)));
+            };
+            tick();
+        }, (e) => {
+            if (!ctrl.signal.aborted) { toastError(e, 'Loading the recording'); setSpeed(0); }
+        });
+        return () => { ctrl.abort(); clearTimeout(timer); };
+    }, [props.id, screen, speed]);
 
     useLayoutEffect(() => {
         const el = box.current;
@@ -111,8 +162,19 @@ export function TerminalView(props: { id: string; ended: boolean }): JSX.Element
                         <span key={j} class={r.cls || undefined}>{r.text}</span>) : '\u00a0'}</div>
                 ))}
             </div>
-            <p class="terminal-state">{state === 'live' ? (props.ended ? 'recording complete' : '● live')
-                : state === 'ended' ? 'recording complete' : `${state}…`} · {screen.cols}×{screen.rows}</p>
+            <div class="terminal-bar">
+                <p class="terminal-state" aria-live="polite">{label(state, props.ended)} · {screen.cols}×{screen.rows}</p>
+                {props.ended && (
+                    <div class="replay" role="group" aria-label="Replay the recording">
+                        {[1, 4, 16].map((x) => (
+                            <button key={x} type="button" class={speed === x ? 'primary' : ''}
+                                    aria-label={`Replay at ${x}× speed`} onClick={() => setSpeed(x)}>
+                                {x === 1 ? 'Replay' : `${x}×`}</button>
+                        ))}
+                        {speed > 0 && <button type="button" onClick={() => setSpeed(0)}>Show all</button>}
+                    </div>
+                )}
+            </div>
         </div>
     );
 }
