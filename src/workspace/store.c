@@ -120,6 +120,7 @@ struct cache {
     size_t count;
     uint32_t *slots; /* open addressing: index + 1, 0 = empty */
     size_t mask;
+    bool loaded; /* a valid cache of this workdir was read (it may hold no entry) */
 };
 
 static void cache_clear(struct cache *c) {
@@ -186,6 +187,7 @@ static void cache_load(struct cache *c, const char *path, const char *workdir) {
     c->data = d;
     c->n = n;
     c->count = count;
+    c->loaded = true;
     size_t cap = 16;
     while (cap < count * 2)
         cap <<= 1;
@@ -197,6 +199,7 @@ static void cache_load(struct cache *c, const char *path, const char *workdir) {
         cache_clear(c);
         return;
     }
+    c->loaded = true;
     size_t i = 0;
     for (size_t o = off; o < n; i++) {
         const struct rec *r = (const struct rec *)(d + o);
@@ -457,20 +460,223 @@ static int id_ref(const char *id, char out[64]) {
 
 #define HEAD_REF "refs/ah/head" /* the newest snapshot: the next one's parent */
 
+/* ---- snapshots from a list of changed paths ---------------------------------------------------
+ */
+
+#define MAX_HINTS 1000 /* more changed paths than this: walk everything */
+
+/* Is path p equal to hint h or under it? */
+static bool covered(const char *p, size_t pl, const char *h, size_t hl) {
+    return pl >= hl && memcmp(p, h, hl) == 0 && (pl == hl || p[hl] == '/');
+}
+
+/* Opens the directory holding `path` (relative to root) without following any symlink; -1 with
+ * errno when a component is missing or is not a directory. */
+static int open_parent(int root, const char *path) {
+    int fd = dup(root);
+    const char *p = path, *slash;
+    while (fd >= 0 && (slash = strchr(p, '/'))) {
+        char comp[NAME_MAX + 1];
+        size_t l = (size_t)(slash - p);
+        if (l > NAME_MAX) {
+            close(fd);
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        memcpy(comp, p, l);
+        comp[l] = '\0';
+        int next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        close(fd);
+        fd = next;
+        p = slash + 1;
+    }
+    return fd;
+}
+
+/*
+ * The tree of the parent snapshot with only the hinted paths looked at again. 1 when the hints
+ * cannot be applied that way (a directory became a file or the other way round, too many hints):
+ * the caller walks everything instead.
+ */
+static int hinted_tree(struct walk *w, int root, git_tree *base, char **hints, size_t n,
+                       git_oid *ret) {
+    git_tree_update *up = calloc(n ? n : 1, sizeof(*up));
+    if (!up)
+        return AH_E_NOMEM;
+    size_t nu = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const char *h = hints[i];
+        size_t hl = strlen(h);
+        git_tree_entry *te = NULL;
+        bool in_base = git_tree_entry_bypath(&te, base, h) == 0;
+        bool base_dir = in_base && git_tree_entry_type(te) == GIT_OBJECT_TREE;
+        git_tree_entry_free(te);
+        const char *leaf = strrchr(h, '/');
+        leaf = leaf ? leaf + 1 : h;
+        int pfd = open_parent(root, h);
+        struct stat sb;
+        bool exists = pfd >= 0 && fstatat(pfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+                      (S_ISDIR(sb.st_mode) || S_ISREG(sb.st_mode) || S_ISLNK(sb.st_mode));
+        git_oid oid;
+        git_filemode_t fm = 0;
+        if (exists && S_ISDIR(sb.st_mode)) {
+            int dfd = openat(pfd, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            bool empty = false;
+            memcpy(w->path, h, hl + 1);
+            int depth = 1;
+            for (const char *c = h; *c; c++)
+                depth += *c == '/';
+            rc = dfd < 0 ? 1 : walk_dir(w, dfd, hl, depth, &oid, &empty);
+            exists = rc == 0 && !empty;
+            fm = GIT_FILEMODE_TREE;
+        } else if (exists) {
+            memcpy(w->path, h, hl + 1);
+            const struct rec *r = cache_find(&w->old, h, hl);
+            int hr = 0;
+            if (r && same_stat(r, &sb))
+                memcpy(oid.id, r->oid, GIT_OID_RAWSZ);
+            else
+                hr = S_ISREG(sb.st_mode) ? hash_file(w, pfd, leaf, &sb, &oid)
+                                         : hash_link(w, pfd, leaf, &oid);
+            if (hr < 0)
+                rc = hr;
+            exists = hr == 0;
+            fm = S_ISLNK(sb.st_mode)      ? GIT_FILEMODE_LINK
+                 : (sb.st_mode & S_IXUSR) ? GIT_FILEMODE_BLOB_EXECUTABLE
+                                          : GIT_FILEMODE_BLOB;
+            if (rc == 0 && exists) {
+                w->stats.files++;
+                rc = cache_put(w, hl, &sb, &oid);
+            }
+        }
+        if (pfd >= 0)
+            close(pfd);
+        if (rc != 0)
+            break;
+        if (exists && in_base && base_dir != (fm == GIT_FILEMODE_TREE))
+            rc = 1; /* libgit2 cannot turn a tree into a blob in place */
+        else if (exists)
+            up[nu++] = (git_tree_update){
+                .action = GIT_TREE_UPDATE_UPSERT, .id = oid, .filemode = fm, .path = h};
+        else if (in_base)
+            up[nu++] = (git_tree_update){.action = GIT_TREE_UPDATE_REMOVE, .path = h};
+    }
+    if (rc == 0 && git_tree_create_updated(ret, w->st->repo, base, nu, up) < 0)
+        rc = 1;
+    free(up);
+    if (rc != 0)
+        return rc;
+    /* the cache keeps every entry no hint covers */
+    for (size_t i = 0; i < w->old.count && rc == 0; i++) {
+        const struct rec *r = w->old.recs[i];
+        bool hit = false;
+        for (size_t k = 0; k < n && !hit; k++)
+            hit = covered(w->old.paths[i], r->path_len, hints[k], strlen(hints[k]));
+        if (hit)
+            continue;
+        w->stats.files++;
+        rc = ah_buf_append(&w->out, r, sizeof(*r) + r->path_len);
+    }
+    return rc;
+}
+
+static int hint_cmp(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Normalised, sorted, without duplicates or paths under another hint. NULL on bad input. */
+static char **clean_hints(const char *const *paths, size_t n, size_t *ret_n, int *ret_rc) {
+    char **v = calloc(n ? n : 1, sizeof(*v));
+    *ret_rc = v ? 0 : AH_E_NOMEM;
+    size_t k = 0;
+    for (size_t i = 0; v && i < n; i++) {
+        char norm[WS_PATH_MAX + 1];
+        if (!paths[i] || ws_path_normalise(paths[i], strlen(paths[i]), norm) < 0) {
+            *ret_rc = AH_E_INVAL;
+            break;
+        }
+        if (!*norm) { /* the root itself: everything */
+            *ret_rc = 1;
+            break;
+        }
+        if (!(v[k++] = strdup(norm))) {
+            *ret_rc = AH_E_NOMEM;
+            break;
+        }
+    }
+    if (v && *ret_rc == 0) {
+        qsort(v, k, sizeof(*v), hint_cmp);
+        size_t m = 0; /* sorted: a path under another follows it closely, after its siblings */
+        for (size_t i = 0; i < k; i++) {
+            bool under = false;
+            for (size_t j = 0; j < m && !under; j++)
+                under = covered(v[i], strlen(v[i]), v[j], strlen(v[j]));
+            if (under)
+                free(v[i]);
+            else
+                v[m++] = v[i];
+        }
+        k = m;
+    }
+    if (*ret_rc != 0 && v) {
+        for (size_t i = 0; i < n; i++)
+            free(v[i]);
+        free(v);
+        return NULL;
+    }
+    *ret_n = k;
+    return v;
+}
+
+static void hints_free(char **v, size_t n) {
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static int snapshot(struct ws_store *st, const char *workdir, const char *label,
+                    const char *const *paths, size_t npaths, char ret_id[WS_SNAP_ID_LEN + 1],
+                    struct ws_snapshot_stats *ret_stats);
+
 int ws_snapshot(struct ws_store *st, const char *workdir, const char *label,
                 char ret_id[WS_SNAP_ID_LEN + 1], struct ws_snapshot_stats *ret_stats) {
+    return snapshot(st, workdir, label, NULL, 0, ret_id, ret_stats);
+}
+
+int ws_snapshot_changed(struct ws_store *st, const char *workdir, const char *label,
+                        const char *const *paths, size_t npaths, char ret_id[WS_SNAP_ID_LEN + 1],
+                        struct ws_snapshot_stats *ret_stats) {
+    if (!paths && npaths)
+        return AH_E_INVAL;
+    return snapshot(st, workdir, label, paths ? paths : (const char *const[]){NULL}, npaths, ret_id,
+                    ret_stats);
+}
+
+static int snapshot(struct ws_store *st, const char *workdir, const char *label,
+                    const char *const *paths, size_t npaths, char ret_id[WS_SNAP_ID_LEN + 1],
+                    struct ws_snapshot_stats *ret_stats) {
     if (!st || !workdir || !*workdir)
         return AH_E_INVAL;
+    size_t nh = 0;
+    char **hints = NULL;
+    if (paths && npaths <= MAX_HINTS) {
+        int hrc;
+        hints = clean_hints(paths, npaths, &nh, &hrc);
+        if (hrc < 0)
+            return hrc;
+    }
     char lockpath[4200], cachepath[4200];
     snprintf(lockpath, sizeof(lockpath), "%s/ah-snapshot.lock", st->dir);
     snprintf(cachepath, sizeof(cachepath), "%s/ah-statcache", st->dir);
     int root = open(workdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (root < 0)
-        return ah_err_from_errno(errno);
-    int lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int lock = root < 0 ? -1 : open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (lock < 0) {
-        close(root);
-        return ah_err_from_errno(errno);
+        int err = ah_err_from_errno(errno);
+        if (root >= 0)
+            close(root);
+        hints_free(hints, nh);
+        return err;
     }
     while (flock(lock, LOCK_EX) < 0 && errno == EINTR)
         ;
@@ -501,6 +707,36 @@ int ws_snapshot(struct ws_store *st, const char *workdir, const char *label,
         close(root);
         goto out;
     }
+    git_oid parent_oid;
+    bool have_parent = git_reference_name_to_id(&parent_oid, st->repo, HEAD_REF) == 0;
+    if (hints && have_parent && w.old.loaded) {
+        /* only the named paths changed (the caller's watcher says so): start from the parent */
+        git_commit *pc = NULL;
+        git_tree *base = NULL;
+        rc = git_commit_lookup(&pc, st->repo, &parent_oid) < 0 || git_commit_tree(&base, pc) < 0
+                 ? AH_E_IO
+                 : hinted_tree(&w, root, base, hints, nh, &tree_oid);
+        git_tree_free(base);
+        git_commit_free(pc);
+        if (rc < 0) {
+            close(root);
+            goto out;
+        }
+        if (rc == 0) {
+            close(root);
+            goto have_tree;
+        }
+        /* rc == 1: start again with a full walk */
+        struct ws_snapshot_stats zero = {0};
+        w.stats = zero;
+        w.out.n = 0;
+        if ((rc = ah_buf_append(&w.out, CACHE_MAGIC, sizeof(CACHE_MAGIC) - 1)) < 0 ||
+            (rc = ah_buf_append(&w.out, &wl, 4)) < 0 ||
+            (rc = ah_buf_append(&w.out, workdir, wl)) < 0) {
+            close(root);
+            goto out;
+        }
+    }
     rc = walk_dir(&w, root, 0, 0, &tree_oid, &empty);
     if (rc < 0)
         goto out;
@@ -513,6 +749,7 @@ int ws_snapshot(struct ws_store *st, const char *workdir, const char *label,
         if (rc < 0)
             goto out;
     }
+have_tree:
     if ((rc = ulid_new_prefixed("snap", id, sizeof(id))) < 0)
         goto out;
     id_ref(id, refname);
@@ -520,9 +757,7 @@ int ws_snapshot(struct ws_store *st, const char *workdir, const char *label,
         rc = AH_E_IO;
         goto out;
     }
-    git_oid parent_oid;
-    if (git_reference_name_to_id(&parent_oid, st->repo, HEAD_REF) == 0 &&
-        git_commit_lookup(&parent, st->repo, &parent_oid) < 0) {
+    if (have_parent && git_commit_lookup(&parent, st->repo, &parent_oid) < 0) {
         rc = AH_E_IO;
         goto out;
     }
@@ -563,6 +798,7 @@ out:
     free(w.buf);
     flock(lock, LOCK_UN);
     close(lock);
+    hints_free(hints, nh);
     return rc;
 }
 

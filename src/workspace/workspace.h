@@ -84,6 +84,19 @@ struct ws_snapshot_stats {
 int ws_snapshot(struct ws_store *st, const char *workdir, const char *label,
                 char ret_id[WS_SNAP_ID_LEN + 1], struct ws_snapshot_stats *ret_stats);
 
+/*
+ * The same, when the caller knows which paths changed since the store's newest snapshot (the
+ * workspace watcher's inotify events): only those paths are looked at, the rest of the tree is
+ * the newest snapshot's. A path names a file, a symlink or a directory (walked whole); a path
+ * that no longer exists is removed. The caller must name every change: after a lost event
+ * (IN_Q_OVERFLOW) it calls ws_snapshot. Falls back to the full walk by itself when there is no
+ * earlier snapshot of this workdir, for "" (the root), past 1000 paths, or when a directory
+ * became a file or the reverse. AH_E_INVAL for a path ws_path_normalise refuses.
+ */
+int ws_snapshot_changed(struct ws_store *st, const char *workdir, const char *label,
+                        const char *const *paths, size_t npaths, char ret_id[WS_SNAP_ID_LEN + 1],
+                        struct ws_snapshot_stats *ret_stats);
+
 struct ws_snapshot_info {
     char id[WS_SNAP_ID_LEN + 1];
     char parent[WS_SNAP_ID_LEN + 1]; /* "" for the first snapshot */

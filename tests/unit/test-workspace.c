@@ -430,6 +430,81 @@ static void test_single_writer(void **state) {
     assert_int_equal(chain, 10);
 }
 
+/* ws_snapshot_changed with the paths an operation touched gives the same tree as a full walk,
+ * through every kind of change, including the ones that make it fall back to the walk. */
+static void tree_of(struct ws_store *st, const char *id, char out[41]) {
+    struct ws_snapshot_info info;
+    assert_int_equal(ws_snapshot_info(st, id, &info), 0);
+    memcpy(out, info.tree, 41);
+    ws_snapshot_info_clear(&info);
+}
+
+static void sh(struct fx *f, const char *cmd) {
+    char line[1024];
+    snprintf(line, sizeof(line), "cd '%s' && %s", f->work, cmd);
+    assert_int_equal(system(line), 0);
+}
+
+static void test_snapshot_changed(void **state) {
+    struct fx *f = *state;
+    char full_dir[200];
+    snprintf(full_dir, sizeof(full_dir), "%s/full", f->root);
+    struct ws_store *full = NULL;
+    assert_int_equal(ws_store_open(full_dir, &full), 0);
+    sh(f, "mkdir -p a/b c && echo 1 > a/b/x && echo 2 > a/y && echo 3 > c/z && echo 4 > top");
+    char id[WS_SNAP_ID_LEN + 1], fid[WS_SNAP_ID_LEN + 1], t1[41], t2[41];
+    struct ws_snapshot_stats s;
+    /* no earlier snapshot: the hints are not enough, it walks everything */
+    const char *none[] = {"top"};
+    assert_int_equal(ws_snapshot_changed(f->st, f->work, "h", none, 1, id, &s), 0);
+    assert_int_equal(s.files, 4);
+    static const struct {
+        const char *cmd;
+        const char *paths[4];
+    } steps[] = {
+        {"echo changed > a/y", {"a/y"}},
+        {"echo new > a/b/n", {"a/b/n"}},
+        {"mkdir -p d/e && echo deep > d/e/f && echo g > d/g", {"d"}},
+        {"rm a/b/x", {"a/b/x"}},
+        {"rm a/b/n", {"a/b/n"}}, /* a/b is now empty: it disappears from the tree */
+        {"chmod +x top", {"top"}},
+        {"rm c/z && ln -s ../top c/z", {"c/z"}},
+        {"mv a/y a/moved", {"a/y", "a/moved"}},
+        {"rm -r d", {"d"}},
+        {"rm top && mkdir top && echo t > top/inner", {"top"}}, /* file -> dir: full walk */
+        {"echo again > a/moved && echo c > c/new", {"c", "a/moved", "c/new", "./c//"}},
+        {"true", {NULL}},
+    };
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        sh(f, steps[i].cmd);
+        size_t n = 0;
+        while (n < 4 && steps[i].paths[n])
+            n++;
+        assert_int_equal(ws_snapshot_changed(f->st, f->work, "h", steps[i].paths, n, id, &s), 0);
+        assert_int_equal(ws_snapshot(full, f->work, "f", fid, NULL), 0);
+        tree_of(f->st, id, t1);
+        tree_of(full, fid, t2);
+        if (strcmp(t1, t2) != 0)
+            fail_msg("step %zu (%s): hinted tree %s, full walk %s", i, steps[i].cmd, t1, t2);
+    }
+    /* one changed file among many: only it is hashed */
+    sh(f, "for i in $(seq 1 50); do echo $i > a/many$i; done");
+    const char *a[] = {"a"};
+    assert_int_equal(ws_snapshot_changed(f->st, f->work, "h", a, 1, id, &s), 0);
+    sh(f, "echo x > a/many7");
+    const char *one[] = {"a/many7"};
+    assert_int_equal(ws_snapshot_changed(f->st, f->work, "h", one, 1, id, &s), 0);
+    assert_int_equal(s.hashed, 1);
+    assert_int_equal(ws_snapshot(full, f->work, "f", fid, NULL), 0);
+    tree_of(f->st, id, t1);
+    tree_of(full, fid, t2);
+    assert_string_equal(t1, t2);
+    /* hostile hints are refused */
+    const char *bad[] = {"../etc"};
+    assert_int_equal(ws_snapshot_changed(f->st, f->work, "h", bad, 1, id, &s), AH_E_INVAL);
+    ws_store_free(full);
+}
+
 /* ---- changes and diff formats ---------------------------------------------------------------- */
 
 static char *diff_text(struct fx *f, const char *a, const char *b, enum ws_format fmt, int ctx) {
@@ -544,6 +619,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_read_caps_and_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_info_and_parents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_single_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_changed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changes_and_formats, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
