@@ -177,6 +177,8 @@ int exec_start(struct executor *ex, struct ah_problem *reterr) {
         return problem_set(reterr, rc, "cannot start the provisioning workers");
     if ((rc = refs_start(ex)) < 0)
         return problem_set(reterr, rc, "cannot start the branch listing workers");
+    if ((rc = snapshots_start(ex)) < 0)
+        return problem_set(reterr, rc, "cannot start the snapshot worker");
     return supervisor_start(ex, reterr);
 }
 
@@ -199,6 +201,7 @@ void exec_stop(struct executor *ex) {
     if (workers)
         provision_stop(ex);
     refs_stop(ex);
+    snapshots_stop(ex);
     if (ex->listen_fd >= 0) {
         close(ex->listen_fd);
         unlink(ex->sock_path);

@@ -13,6 +13,7 @@
 #define AH_EXEC_H
 
 #include "../bus/bus.h"
+#include "../workspace/workspace.h"
 
 /* A custom agent from configuration (D19). */
 struct agent_config {
@@ -83,6 +84,10 @@ int exec_repo_files(struct executor *ex, const char *url, size_t max, json_t **r
 int exec_repo_default_branch(struct executor *ex, const char *url, char **ret);
 /* "repo-<16 hex of SHA-256(url)>": the stable id of a repository (the git cache's key too). */
 void exec_repo_id(const char *url, char out[22]);
+/* The session's private object store (D30): <data>/sessions/<id>/snapshots; caller frees. */
+char *exec_snapshot_dir(struct executor *ex, const char *id);
+/* The base snapshot taken when provisioning ended; AH_E_NOTFOUND when there is none. */
+int exec_snapshot_base(struct executor *ex, const char *id, char out[WS_SNAP_ID_LEN + 1]);
 /* Deletes a session's workspace and files (DELETE, D14). */
 void exec_remove_files(struct executor *ex, const char *id);
 

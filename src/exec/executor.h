@@ -60,6 +60,7 @@ enum cmd_kind {
     CMD_DROP_CONN,
     CMD_WAKE,
     CMD_ABANDONED, /* stopped or deleted before its recorder started: free its slot now */
+    CMD_EXIT,      /* the recorder's exit message (msg), once the final snapshot is taken */
 };
 
 struct cmd {
@@ -111,6 +112,7 @@ struct executor {
     pthread_t refs_threads[REFS_WORKERS];
     int refs_abort; /* eventfd: written once at stop, every running ls-remote gives up */
     bool refs_ready;
+    struct snapshots *snaps; /* the automatic snapshots' worker (snapshots.c) */
 };
 
 /* Queues a command for the supervisor thread and wakes it (takes ownership of c). */
@@ -135,6 +137,20 @@ int exec_transition(struct executor *ex, const char *tenant, const char *id,
 int refs_start(struct executor *ex);
 void refs_stop(struct executor *ex);
 
+/* snapshots.c (D30, D31) */
+/* Takes the base snapshot of workdir into <data>/sessions/<id>/snapshots and records its id
+ * (kept when one exists already). Runs on a provisioning worker. */
+int snapshot_take_base(const char *data_dir, const char *id, const char *workdir,
+                       struct ah_problem *reterr);
+int snapshots_start(struct executor *ex);
+void snapshots_stop(struct executor *ex);
+/* Asks for an automatic snapshot of the session (coalesced; never waits). */
+void snapshots_request(struct executor *ex, const char *tenant, const char *id,
+                       const char *workdir, const char *label);
+/* Takes the final snapshot, then posts CMD_EXIT with exit_msg (its `changes` replaced by the
+ * totals since the base). false when snapshots are not running: answer the exit now. */
+bool snapshots_final(struct executor *ex, const char *tenant, const char *id, const char *workdir,
+                     json_t *exit_msg);
 /* provision.c */
 int provision_start(struct executor *ex);
 void provision_stop(struct executor *ex);

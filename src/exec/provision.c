@@ -107,6 +107,8 @@ static void *worker_main(void *arg) {
             rc = write_inputs(ex, j, &p);
         if (rc == 0)
             rc = workspace_provision(&wr, &provider, &path, &p);
+        if (rc == 0) /* D30: what the agent changes is measured against this */
+            rc = snapshot_take_base(ex->cfg.data_dir, j->id, path, &p);
         tie(ex, j, -1);
         struct cmd *c = cmd_new(CMD_PROVISIONED, j->tenant, j->id);
         if (c) {

@@ -608,6 +608,21 @@ static void on_event_msg(struct executor *ex, struct rconn *c, json_t *msg) {
         }
         return;
     }
+    struct live *l = c->live;
+    /* D31: a change the recorder's watcher saw (a file_edit without the agent tool's status)
+     * only asks for a snapshot, whose diff gives the file_edit events their numbers; counting
+     * it twice would disagree with GET /files. A tool's end is a boundary too. */
+    bool watched = strcmp(type, "file_edit") == 0 && !json_object_get(ev, "status");
+    if (l->workspace && (watched || strcmp(type, "tool_result") == 0))
+        snapshots_request(ex, l->tenant, l->id, l->workspace, watched ? "files" : "tool_result");
+    if (watched && l->workspace && ex->snaps) {
+        struct cmd *a = cmd_new(CMD_ACK, l->tenant, l->id);
+        if (a) {
+            a->rseq = rseq;
+            exec_post(ex, a);
+        }
+        return;
+    }
     struct store_op op = {
         .kind = STORE_OP_EVENT,
         .tenant = c->live->tenant,
@@ -620,8 +635,8 @@ static void on_event_msg(struct executor *ex, struct rconn *c, json_t *msg) {
         conn_kill(ex, c); /* no ack is coming: make the recorder reconnect and resend */
 }
 
-static void on_exit_msg(struct executor *ex, struct rconn *c, json_t *msg) {
-    struct live *l = c->live;
+/* The agent's exit, once its final snapshot is in (c may be NULL: no connection now). */
+static void exit_now(struct executor *ex, struct live *l, struct rconn *c, json_t *msg) {
     json_int_t rseq = json_integer_value(json_object_get(msg, "rseq"));
     int code = (int)json_integer_value(json_object_get(msg, "code"));
     int sig = (int)json_integer_value(json_object_get(msg, "signal"));
@@ -671,8 +686,22 @@ static void on_exit_msg(struct executor *ex, struct rconn *c, json_t *msg) {
     if (!session_status_terminal(l->status))
         l->status = to;
     pthread_mutex_unlock(&ex->mu);
-    if (bus_submit(ex->bus, &op, on_event_done, ex) < 0)
+    if (bus_submit(ex->bus, &op, on_event_done, ex) < 0 && c)
         conn_kill(ex, c);
+}
+
+static void on_exit_msg(struct executor *ex, struct rconn *c, json_t *msg) {
+    struct live *l = c->live;
+    /* D31: the final snapshot's events come before the final status; the worker posts
+     * CMD_EXIT when it is taken (the recorder waits for the ack meanwhile) */
+    if (l->workspace && snapshots_final(ex, l->tenant, l->id, l->workspace, msg)) {
+        pthread_mutex_lock(&ex->mu);
+        l->exit_seen = true;
+        l->kill_at = 0;
+        pthread_mutex_unlock(&ex->mu);
+        return;
+    }
+    exit_now(ex, l, c, msg);
 }
 
 static void handle_msg(struct executor *ex, struct rconn *c, json_t *msg) {
@@ -853,6 +882,13 @@ static void run_commands(struct executor *ex) {
             break;
         }
         case CMD_WAKE:
+            break;
+        case CMD_EXIT:
+            pthread_mutex_lock(&ex->mu);
+            l = live_find(ex, c->tenant, c->id);
+            pthread_mutex_unlock(&ex->mu);
+            if (l && !l->dead)
+                exit_now(ex, l, l->conn, c->msg);
             break;
         case CMD_ABANDONED: /* the worker drops the job (tie() finds no session) */
             pthread_mutex_lock(&ex->mu);

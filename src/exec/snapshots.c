@@ -1,0 +1,369 @@
+/*
+ * snapshots.c — the session's private object store (D30) seen from the server: the base snapshot
+ * taken when provisioning ends, and the automatic snapshots at tool boundaries (D31).
+ *
+ * Where things live, all under <data>/sessions/<id>/ so they survive restarts and go with the
+ * session's other files:
+ *   snapshots/        the bare repository (workspace/ owns its format)
+ *   snapshot-base     the id of the base snapshot (written once, when provisioning ends)
+ *   snapshot-events   the id of the last snapshot whose changes became events
+ *
+ * Automatic snapshots run on one worker thread (SNAP_THREAD), never on an HTTP thread nor on the
+ * supervisor: the supervisor only queues a request (snapshots_request) and goes on. Requests for
+ * a session are coalesced: a request made while one is pending is folded into it, and a pending
+ * request waits until `coalesce_ms` after it was made, so a burst of edits is one snapshot and
+ * two snapshots of a session start at least coalesce_ms apart. The session's exit message waits
+ * for the final snapshot (snapshots_final), so its file_edit/diff events come before the final
+ * status (no event is stored after a terminal status).
+ *
+ * Each snapshot that changed something produces one `file_edit` per changed file, numbers from
+ * the real diff against the previous snapshot, and one `diff` event with the unified text (cut
+ * at 64 KiB with truncated: true and the URL of the full diff).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../workspace/workspace.h"
+#include "executor.h"
+
+#define SNAP_COALESCE_MS_DEFAULT 250
+
+struct snap_req {
+    struct snap_req *next;
+    char tenant[AH_LIMIT_NAME + 1];
+    char id[ULID_LEN + 1];
+    char *workdir;
+    int64_t due;    /* monotonic ms */
+    json_t *exit;   /* the recorder's exit message, answered once the snapshot is done */
+    char label[32]; /* "tool_result", "files", "final" */
+};
+
+struct snapshots {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    bool running, stopping;
+    struct snap_req *head;
+    int64_t coalesce_ms;
+    struct executor *ex;
+};
+
+static void req_free(struct snap_req *r) {
+    if (!r)
+        return;
+    free(r->workdir);
+    json_decref(r->exit);
+    free(r);
+}
+
+char *exec_snapshot_dir(struct executor *ex, const char *id) {
+    char *p = NULL;
+    if (asprintf(&p, "%s/sessions/%s/snapshots", ex->cfg.data_dir, id) < 0)
+        return NULL;
+    return p;
+}
+
+static int read_id(const char *data_dir, const char *id, const char *name,
+                   char out[WS_SNAP_ID_LEN + 1]) {
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/sessions/%s/%s", data_dir, id, name);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_file(path, 256, &text, &len);
+    if (rc < 0)
+        return rc == AH_E_IO ? AH_E_NOTFOUND : rc;
+    while (len && (text[len - 1] == '\n' || text[len - 1] == ' '))
+        len--;
+    if (len != WS_SNAP_ID_LEN) {
+        free(text);
+        return AH_E_NOTFOUND;
+    }
+    memcpy(out, text, len);
+    out[len] = 0;
+    free(text);
+    return 0;
+}
+
+static int write_id(const char *data_dir, const char *id, const char *name, const char *snap) {
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof(path), "%s/sessions/%s/%s", data_dir, id, name);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    char line[WS_SNAP_ID_LEN + 2];
+    int n = snprintf(line, sizeof(line), "%s\n", snap);
+    int rc = write_file(tmp, line, (size_t)n, 0600);
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = ah_err_from_errno(errno);
+    return rc;
+}
+
+int exec_snapshot_base(struct executor *ex, const char *id, char out[WS_SNAP_ID_LEN + 1]) {
+    return read_id(ex->cfg.data_dir, id, "snapshot-base", out);
+}
+
+int snapshot_take_base(const char *data_dir, const char *id, const char *workdir,
+                       struct ah_problem *reterr) {
+    char dir[4200], snap[WS_SNAP_ID_LEN + 1];
+    if (read_id(data_dir, id, "snapshot-base", snap) == 0)
+        return 0; /* a retried provisioning keeps the first base */
+    snprintf(dir, sizeof(dir), "%s/sessions/%s/snapshots", data_dir, id);
+    struct ws_store *st = NULL;
+    int rc = ws_store_open(dir, &st);
+    if (rc == 0)
+        rc = ws_snapshot(st, workdir, "base", snap, NULL);
+    ws_store_free(st);
+    if (rc == 0)
+        rc = write_id(data_dir, id, "snapshot-base", snap);
+    if (rc == 0)
+        rc = write_id(data_dir, id, "snapshot-events", snap);
+    if (rc < 0)
+        return problem_set(reterr, rc, "cannot take the base snapshot of the workspace: %s",
+                           ah_strerror(rc));
+    return 0;
+}
+
+/* ---- events from one snapshot ------------------------------------------------------------------ */
+
+static void submit(struct executor *ex, const struct snap_req *r, json_t *ev) {
+    if (!ev)
+        return;
+    struct store_op op = {
+        .kind = STORE_OP_EVENT, .tenant = r->tenant, .session_id = r->id, .payload = ev};
+    bus_submit_wait(ex->bus, &op);
+    free(op.stored);
+    json_decref(ev);
+}
+
+/* Takes the snapshot, emits its events and returns the totals since the base in *ret_changes
+ * (NULL when unknown). */
+static void run_one(struct executor *ex, struct snap_req *r, json_t **ret_changes) {
+    *ret_changes = NULL;
+    char dir[4200], prev[WS_SNAP_ID_LEN + 1], snap[WS_SNAP_ID_LEN + 1], base[WS_SNAP_ID_LEN + 1];
+    snprintf(dir, sizeof(dir), "%s/sessions/%s/snapshots", ex->cfg.data_dir, r->id);
+    if (read_id(ex->cfg.data_dir, r->id, "snapshot-events", prev) < 0)
+        return; /* no base (provisioned by an older server): nothing to compare with */
+    struct ws_store *st = NULL;
+    int rc = ws_store_open(dir, &st);
+    if (rc == 0)
+        rc = ws_snapshot(st, r->workdir, r->label, snap, NULL);
+    if (rc < 0) {
+        log_msg(LOG_WARN, "session %s: snapshot failed: %s", r->id, ah_strerror(rc));
+        ws_store_free(st);
+        return;
+    }
+    struct ws_changes ch = {0};
+    if (ws_changes(st, prev, snap, &ch) == 0 && ch.n) {
+        int64_t added = 0, removed = 0;
+        for (size_t i = 0; i < ch.n; i++) {
+            const struct ws_change *c = &ch.v[i];
+            added += c->lines_added;
+            removed += c->lines_removed;
+            json_t *ev = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:s}", "type", "file_edit",
+                                   "file_path", c->path, "lines_added", (json_int_t)c->lines_added,
+                                   "lines_removed", (json_int_t)c->lines_removed, "description",
+                                   ws_status_name(c->status), "change", ws_status_name(c->status),
+                                   "snapshot_id", snap);
+            if (ev && c->old_path)
+                json_object_set_new(ev, "old_path", json_string(c->old_path));
+            if (ev && c->binary)
+                json_object_set_new(ev, "binary", json_true());
+            submit(ex, r, ev);
+        }
+        struct ah_buf text = {.max = 16u * 1024 * 1024};
+        struct ws_diff_opts o;
+        ws_diff_opts_init(&o);
+        int drc = ws_diff(st, prev, snap, &o, &text);
+        bool truncated = drc == AH_E_TOOLARGE;
+        size_t keep = drc == 0 || truncated
+                          ? ws_truncate_lines(text.p ? text.p : "", text.n, WS_EVENT_DIFF_MAX,
+                                              &truncated)
+                          : 0;
+        char url[200];
+        snprintf(url, sizeof(url), "/api/v1/sessions/%s/diff?from=%s&to=%s", r->id, prev, snap);
+        json_t *ev = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:s#, s:b, s:s}", "type", "diff",
+                               "from", prev, "snapshot_id", snap, "files", (json_int_t)ch.n,
+                               "lines_added", (json_int_t)added, "lines_removed",
+                               (json_int_t)removed, "diff", text.p ? text.p : "", keep,
+                               "truncated", truncated, "url", url);
+        ah_buf_clear(&text);
+        submit(ex, r, ev);
+    }
+    ws_changes_clear(&ch);
+    write_id(ex->cfg.data_dir, r->id, "snapshot-events", snap);
+    if (r->exit && exec_snapshot_base(ex, r->id, base) == 0 &&
+        ws_changes(st, base, snap, &ch) == 0) {
+        int64_t added = 0, removed = 0;
+        for (size_t i = 0; i < ch.n; i++) {
+            added += ch.v[i].lines_added;
+            removed += ch.v[i].lines_removed;
+        }
+        *ret_changes = json_pack("{s:I, s:I, s:I}", "files_changed", (json_int_t)ch.n,
+                                 "lines_added", (json_int_t)added, "lines_removed",
+                                 (json_int_t)removed);
+        ws_changes_clear(&ch);
+    }
+    ws_store_free(st);
+}
+
+static void *snap_main(void *arg) {
+    struct snapshots *S = arg;
+    pthread_mutex_lock(&S->mu);
+    for (;;) {
+        if (S->stopping)
+            break;
+        int64_t now = time_mono_ms(), next = INT64_MAX;
+        struct snap_req **pp = &S->head, *r = NULL;
+        for (; *pp; pp = &(*pp)->next)
+            if ((*pp)->due <= now) {
+                r = *pp;
+                *pp = r->next;
+                break;
+            } else if ((*pp)->due < next)
+                next = (*pp)->due;
+        if (!r) {
+            if (next == INT64_MAX) {
+                pthread_cond_wait(&S->cv, &S->mu);
+            } else {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                int64_t wait = next - now;
+                ts.tv_sec += wait / 1000;
+                ts.tv_nsec += (wait % 1000) * 1000000;
+                if (ts.tv_nsec >= 1000000000) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&S->cv, &S->mu, &ts);
+            }
+            continue;
+        }
+        struct executor *ex = S->ex;
+        pthread_mutex_unlock(&S->mu);
+        json_t *changes = NULL;
+        run_one(ex, r, &changes);
+        if (r->exit) {
+            if (changes)
+                json_object_set_new(r->exit, "changes", changes);
+            struct cmd *c = cmd_new(CMD_EXIT, r->tenant, r->id);
+            if (c) {
+                c->msg = AH_TAKE(r->exit);
+                exec_post(ex, c);
+            }
+        } else {
+            json_decref(changes);
+        }
+        req_free(r);
+        pthread_mutex_lock(&S->mu);
+    }
+    pthread_mutex_unlock(&S->mu);
+    return NULL;
+}
+
+static void enqueue(struct snapshots *S, const char *tenant, const char *id, const char *workdir, const char *label,
+                    json_t *exit_msg) {
+    pthread_mutex_lock(&S->mu);
+    if (!S->running || S->stopping) {
+        pthread_mutex_unlock(&S->mu);
+        json_decref(exit_msg);
+        return;
+    }
+    int64_t due = time_mono_ms() + (exit_msg ? 0 : S->coalesce_ms);
+    for (struct snap_req *r = S->head; r; r = r->next)
+        if (strcmp(r->id, id) == 0 && strcmp(r->tenant, tenant) == 0) {
+            if (exit_msg) { /* the last word: run it now, as the final snapshot */
+                json_decref(r->exit);
+                r->exit = exit_msg;
+                r->due = due;
+                snprintf(r->label, sizeof(r->label), "%s", label);
+                pthread_cond_signal(&S->cv);
+            }
+            pthread_mutex_unlock(&S->mu);
+            return;
+        }
+    struct snap_req *r = calloc(1, sizeof(*r));
+    if (!r || !(r->workdir = strdup(workdir))) {
+        free(r);
+        pthread_mutex_unlock(&S->mu);
+        json_decref(exit_msg);
+        return;
+    }
+    snprintf(r->tenant, sizeof(r->tenant), "%s", tenant);
+    snprintf(r->id, sizeof(r->id), "%s", id);
+    snprintf(r->label, sizeof(r->label), "%s", label);
+    r->due = due;
+    r->exit = exit_msg;
+    r->next = S->head;
+    S->head = r;
+    pthread_cond_signal(&S->cv);
+    pthread_mutex_unlock(&S->mu);
+}
+
+void snapshots_request(struct executor *ex, const char *tenant, const char *id,
+                       const char *workdir, const char *label) {
+    if (workdir && ex->snaps)
+        enqueue(ex->snaps, tenant, id, workdir, label, NULL);
+}
+
+bool snapshots_final(struct executor *ex, const char *tenant, const char *id, const char *workdir,
+                     json_t *exit_msg) {
+    struct snapshots *S = ex->snaps;
+    if (!S)
+        return false;
+    pthread_mutex_lock(&S->mu);
+    bool up = S->running && !S->stopping;
+    pthread_mutex_unlock(&S->mu);
+    if (!up || !workdir)
+        return false;
+    enqueue(S, tenant, id, workdir, "final", json_incref(exit_msg));
+    return true;
+}
+
+int snapshots_start(struct executor *ex) {
+    struct snapshots *S = calloc(1, sizeof(*S));
+    if (!S)
+        return AH_E_NOMEM;
+    pthread_mutex_init(&S->mu, NULL);
+    S->coalesce_ms = SNAP_COALESCE_MS_DEFAULT;
+    const char *env = getenv("AH_SNAPSHOT_COALESCE_MS");
+    int64_t v;
+    pthread_mutex_lock(&S->mu);
+    if (env && parse_int64(env, 0, 60000, &v) == 0)
+        S->coalesce_ms = v;
+    S->ex = ex;
+    S->stopping = false;
+    pthread_cond_init(&S->cv, NULL);
+    S->running = pthread_create(&S->thread, NULL, snap_main, S) == 0;
+    pthread_mutex_unlock(&S->mu);
+    if (!S->running) {
+        pthread_cond_destroy(&S->cv);
+        pthread_mutex_destroy(&S->mu);
+        free(S);
+        return AH_E_NOMEM;
+    }
+    ex->snaps = S;
+    return 0;
+}
+
+void snapshots_stop(struct executor *ex) {
+    struct snapshots *S = ex->snaps;
+    if (!S)
+        return;
+    ex->snaps = NULL;
+    pthread_mutex_lock(&S->mu);
+    S->stopping = true;
+    pthread_cond_broadcast(&S->cv);
+    pthread_mutex_unlock(&S->mu);
+    pthread_join(S->thread, NULL);
+    pthread_mutex_lock(&S->mu);
+    while (S->head) { /* the recorders resend what was not acknowledged to the next server */
+        struct snap_req *r = S->head;
+        S->head = r->next;
+        req_free(r);
+    }
+    pthread_mutex_unlock(&S->mu);
+    pthread_cond_destroy(&S->cv);
+    pthread_mutex_destroy(&S->mu);
+    free(S);
+}
