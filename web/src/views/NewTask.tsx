@@ -60,6 +60,16 @@ function toBody(f: Form, repos: readonly Repository[], forDraft: boolean): Draft
     return body;
 }
 
+/** An Idempotency-Key (a UUID v4, which the server accepts). crypto.randomUUID exists only in secure contexts (https, loopback); a
+ *  server reached over plain http on another address still gets a random key. */
+function newKey(): string {
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6]! & 0x0f) | 0x40; /* version 4 */
+    b[8] = (b[8]! & 0x3f) | 0x80; /* RFC 4122 variant */
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
 class FieldError extends Error {
     constructor(readonly field: keyof Form | 'form', message: string) {
         super(message);
@@ -121,7 +131,7 @@ export function NewTask(props: { query: URLSearchParams }): JSX.Element {
     const dirty = useRef(false);
     const saving = useRef<Promise<unknown> | null>(null);
     const promptRef = useRef<HTMLTextAreaElement>(null);
-    const idemKey = useRef(crypto.randomUUID());
+    const idemKey = useRef(newKey());
 
     // What the pickers offer. /agents and /runtimes may not be served by this server yet (501):
     // then the agent is typed in and the runtime list is the contract's enum — never made up.
@@ -210,7 +220,7 @@ export function NewTask(props: { query: URLSearchParams }): JSX.Element {
         setSending(true);
         try {
             const r = await api.createTask(body, idemKey.current);
-            idemKey.current = crypto.randomUUID();
+            idemKey.current = newKey();
             await saving.current?.catch(() => undefined);
             if (draftId) await api.deleteDraft(draftId).catch(() => undefined);
             const ids = r.session_ids;
@@ -220,7 +230,7 @@ export function NewTask(props: { query: URLSearchParams }): JSX.Element {
         } catch (e) {
             // The key makes a retry after a lost answer safe; any answer settles it, so an edited
             // form after a refusal is a new request (the server would replay the refusal).
-            if (e instanceof ApiError && e.status !== 0) idemKey.current = crypto.randomUUID();
+            if (e instanceof ApiError && e.status !== 0) idemKey.current = newKey();
             if (e instanceof ApiError && Object.keys(e.fields).length) {
                 const byField: Partial<Record<keyof Form | 'form', string[]>> = {};
                 for (const [path, msgs] of Object.entries(e.fields)) {
