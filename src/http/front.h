@@ -20,9 +20,9 @@
 
 /* Caps the gate applies before libmicrohttpd (its 8 KiB per-connection pool must hold the
  * request line, the headers and the query parameters). */
-#define FRONT_MAX_HEAD 8192     /* bytes of request line + headers (431 past it) */
-#define FRONT_MAX_HEADERS 64    /* header lines (431 past it) */
-#define FRONT_MAX_QUERY 64      /* query parameters (400 past it) */
+#define FRONT_MAX_HEAD 8192  /* bytes of request line + headers (431 past it) */
+#define FRONT_MAX_HEADERS 64 /* header lines (431 past it) */
+#define FRONT_MAX_QUERY 64   /* query parameters (400 past it) */
 /* libmicrohttpd keeps the head and an entry per header and query parameter in that pool;
  * measured with 0.9.75: head bytes + 56 per entry must stay under ~7.8 KiB, or it answers an
  * HTML 431, closes without a word, or hangs. The gate refuses (431 problem) a little earlier. */
@@ -70,11 +70,11 @@ bool front_utf8_ok(const char *s, size_t n);
 
 struct gate;
 struct gate_config {
-    int listen_fd;                 /* borrowed; non-blocking */
-    struct MHD_Daemon *daemon;     /* where accepted connections go */
-    unsigned idle_ms;              /* header block must arrive within this (408 / close) */
-    size_t max_chunk;              /* a first chunk larger than this is 413 at once */
-    void (*on_hangup)(void *key);  /* a watched socket's peer hung up (maybe: check it) */
+    int listen_fd;                /* borrowed; non-blocking */
+    struct MHD_Daemon *daemon;    /* where accepted connections go */
+    unsigned idle_ms;             /* header block must arrive within this (408 / close) */
+    size_t max_chunk;             /* a first chunk larger than this is 413 at once */
+    void (*on_hangup)(void *key); /* a watched socket's peer hung up (maybe: check it) */
 };
 int gate_start(const struct gate_config *cfg, struct gate **ret);
 /* Stops accepting and closes the connections still waiting for their headers; joins the

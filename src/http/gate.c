@@ -32,8 +32,8 @@
 #include "front.h"
 
 #define TICK_MS 200
-#define LINGER_MS 2000             /* a refused client gets this long to finish sending */
-#define LINGER_BYTES (1u << 20)    /* and this much, read and dropped */
+#define LINGER_MS 2000          /* a refused client gets this long to finish sending */
+#define LINGER_BYTES (1u << 20) /* and this much, read and dropped */
 #define ACCEPT_BATCH 64
 
 /* epoll data: pointers to struct pending are 8-aligned; the other tags use the low bits. */
@@ -226,8 +226,8 @@ char *front_problem_response(int status, const char *detail, const char *instanc
                              const char *request_id, size_t *ret_len) {
     char type[96];
     snprintf(type, sizeof(type), "/problems/%s", front_status_slug(status));
-    json_t *j = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title",
-                          front_status_title(status), "status", status, "detail", detail);
+    json_t *j = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", front_status_title(status),
+                          "status", status, "detail", detail);
     if (!j)
         return NULL;
     if (instance && front_utf8_ok(instance, strlen(instance)))
@@ -243,12 +243,12 @@ char *front_problem_response(int status, const char *detail, const char *instanc
     gmtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
     struct ah_buf b = {0};
-    int rc = ah_buf_printf(&b,
-                           "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/problem+json\r\n"
-                           "Content-Length: %zu\r\nX-Request-Id: %s\r\nCache-Control: no-store\r\n"
-                           "Connection: close\r\n\r\n%s",
-                           status, front_status_title(status), date, strlen(body), request_id,
-                           body);
+    int rc =
+        ah_buf_printf(&b,
+                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/problem+json\r\n"
+                      "Content-Length: %zu\r\nX-Request-Id: %s\r\nCache-Control: no-store\r\n"
+                      "Connection: close\r\n\r\n%s",
+                      status, front_status_title(status), date, strlen(body), request_id, body);
     free(body);
     if (rc < 0) {
         ah_buf_clear(&b);
@@ -307,8 +307,8 @@ static void check_head(const char *b, size_t n, const char *more, size_t more_n,
     size_t pl = strcspn(t, "? ");
     if (pl > tl)
         pl = tl;
-    snprintf(h->path, sizeof(h->path), "%.*s", (int)(pl < sizeof(h->path) ? pl : sizeof(h->path) - 1),
-             t);
+    snprintf(h->path, sizeof(h->path), "%.*s",
+             (int)(pl < sizeof(h->path) ? pl : sizeof(h->path) - 1), t);
     for (size_t i = 0; i < tl; i++)
         if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f)
             REFUSE(400, "the request target holds a byte that must be percent-encoded");
@@ -370,9 +370,9 @@ static void check_head(const char *b, size_t n, const char *more, size_t more_n,
         unsigned long long size = 0;
         while (i < more_n && i < 17) {
             char c = more[i];
-            int d = c >= '0' && c <= '9' ? c - '0'
+            int d = c >= '0' && c <= '9'                     ? c - '0'
                     : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
-                                                              : -1;
+                                                             : -1;
             if (d < 0)
                 break;
             size = size * 16 + (unsigned)d;
@@ -389,7 +389,8 @@ static void check_head(const char *b, size_t n, const char *more, size_t more_n,
 #undef REFUSE
 }
 
-/* ---- connections waiting for their headers ---------------------------------------------------- */
+/* ---- connections waiting for their headers ----------------------------------------------------
+ */
 
 static void pend_unlink(struct gate *g, struct pending *p) {
     if (p->prev)
@@ -428,8 +429,8 @@ static void pend_refuse(struct gate *g, struct pending *p, const struct head *h,
     char rid[ULID_LEN + 1] = "0";
     ulid_new(rid);
     size_t len = 0;
-    char *resp = front_problem_response(status, detail, h && h->path[0] ? h->path : NULL, rid,
-                                        &len);
+    char *resp =
+        front_problem_response(status, detail, h && h->path[0] ? h->path : NULL, rid, &len);
     log_refused(h, rid, status, detail);
     if (resp) {
         ssize_t w = send(p->fd, resp, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -523,7 +524,8 @@ static void on_pending(struct gate *g, struct pending *p) {
         pend_linger_read(g, p);
 }
 
-/* ---- accept ----------------------------------------------------------------------------------- */
+/* ---- accept -----------------------------------------------------------------------------------
+ */
 
 static void listen_arm(struct gate *g, bool on) {
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_LISTEN};
@@ -546,9 +548,8 @@ static void on_accept(struct gate *g) {
                 if (!g->emfile) {
                     struct rlimit rl = {0};
                     getrlimit(RLIMIT_NOFILE, &rl);
-                    json_t *f = json_pack("{s:s, s:I, s:s}", "error", strerror(err),
-                                          "fd_limit", (json_int_t)rl.rlim_cur, "component",
-                                          "http");
+                    json_t *f = json_pack("{s:s, s:I, s:s}", "error", strerror(err), "fd_limit",
+                                          (json_int_t)rl.rlim_cur, "component", "http");
                     log_json(LOG_WARN,
                              "cannot accept connections: out of file descriptors; new clients "
                              "wait until some close",
@@ -598,7 +599,8 @@ static void on_tick(struct gate *g) {
     }
 }
 
-/* ---- watches of suspended connections ---------------------------------------------------------- */
+/* ---- watches of suspended connections ----------------------------------------------------------
+ */
 
 int gate_watch(struct gate *g, int fd, void *key) {
     if (fd < 0)
