@@ -8,6 +8,8 @@ Measures, each on a fresh server with a temp database (medians over repeats wher
   2. sessions: 100 concurrent scripted sessions — wall time, server peak RSS, threads
   3. idle SSE subscribers: server RSS per subscriber
   4. delivery latency p50/p99 with 1,000 subscribers at ~1,000 events/s
+  5. with AH_TEST_PG_URL (run under tests/pg/pgserver.py): the same across two servers sharing
+     one PostgreSQL database, subscribers on the server that does not run the session
 """
 import json
 import os
@@ -37,13 +39,14 @@ def status_kib(pid, field):
 
 
 class Server:
-    def __init__(self, *extra):
+    def __init__(self, *extra, db=None):
         self.tmp = tempfile.mkdtemp(prefix="ah-bench-")
         env = dict(os.environ, XDG_RUNTIME_DIR=os.path.join(self.tmp, "run"),
                    XDG_CONFIG_HOME=os.path.join(self.tmp, "cfg"))
         self.err = open(os.path.join(self.tmp, "stderr"), "w+")
         self.proc = subprocess.Popen([AH, "agent", "access-point", "--port", "0", "--db",
-                                      os.path.join(self.tmp, "state.db"), "--log-level", "warn",
+                                      db or os.path.join(self.tmp, "state.db"),
+                                      "--data-dir", self.tmp, "--log-level", "warn",
                                       "--max-body-bytes", "16777216"] + list(extra),
                                      stdout=self.err, stderr=self.err, env=env)
         while True:
@@ -179,6 +182,50 @@ def bench_latency():
               (statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)))
 
 
+def pg_database():
+    """A new empty database on the PostgreSQL server of AH_TEST_PG_URL; its URL."""
+    import urllib.parse
+    base = os.environ["AH_TEST_PG_URL"]
+    name = "ah_bench_%d_%d" % (os.getpid(), time.monotonic_ns())
+    subprocess.run(["psql", "-X", "-q", "-d", base, "-c", "CREATE DATABASE " + name], check=True)
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(base)._replace(path="/" + name))
+
+
+def bench_replica_latency():
+    """With AH_TEST_PG_URL (tests/pg/pgserver.py -- bench/run.py): the delivery latency of events
+    that server A commits to subscribers of server B on the same PostgreSQL database (NOTIFY, then
+    B reads the database), beside subscribers of A itself."""
+    if not os.environ.get("AH_TEST_PG_URL"):
+        return
+    subs = 200 if QUICK else 1000
+    seconds = 5 if QUICK else 10
+    print("== 5. PostgreSQL: delivery latency across servers, %d subscribers, 1000 events/s for "
+          "%d s" % (subs, seconds))
+    tmp = tempfile.mkdtemp(prefix="ah-bench-cfg-")
+    cfg = os.path.join(tmp, "ticker.toml")
+    with open(cfg, "w") as f:
+        f.write("[agents.ticker]\ncommand = %s\nformat = \"jsonl\"\n" %
+                json.dumps(os.path.join(ROOT, "bench", "ticker.py")))
+    for where in ("same server (A)", "other server (B)"):
+        db = pg_database()
+        a = Server("--config", cfg, db=db)
+        b = Server(db=db)  # started before the task: it only serves the subscribers
+        try:
+            sid = a.call("POST", "/api/v1/tasks", {
+                "prompt": "1000 %d 2" % seconds, "repo": {"mode": "none"},
+                "runtime": {"type": "local"}, "agents": [{"type": "ticker"}]})["id"]
+            port = (a if where.startswith("same") else b).port
+            out = subprocess.run([os.path.join(BUILD, "bench-sse"), str(port), sid, str(subs),
+                                  str(seconds + 4)], capture_output=True, text=True).stdout
+            m = re.search(r"p50 (\d+) p99 (\d+) max (\d+) samples (\d+)", out)
+            print("  %-17s p50 %s ms, p99 %s ms, max %s ms, %s deliveries" %
+                  ((where,) + (m.groups() if m else ("?",) * 4)))
+        finally:
+            a.close()
+            b.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     subprocess.run(["cmake", "--build", BUILD, "--target", "benchmarks", "-j2"], check=True,
                    capture_output=True)
@@ -187,3 +234,4 @@ if __name__ == "__main__":
     bench_sessions()
     bench_idle_subscribers()
     bench_latency()
+    bench_replica_latency()

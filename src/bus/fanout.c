@@ -126,6 +126,35 @@ static struct channel *find(struct bus *b, unsigned h, const char *tenant, const
     return NULL;
 }
 
+/* Keeps an event in ch's ring (takes json); ch->mu held. The caller wakes the subscribers. */
+static void ring_put(struct channel *ch, int64_t seq, char *json, bool terminal, bool stored) {
+    struct bus_event *e = bus_event_from(seq, json, terminal);
+    if (!e) /* OOM: subscribers will read the store */
+        return;
+    if (stored)
+        e->terminal = stored_terminal(e);
+    if (ch->ring_n && ch->ring_first + (int64_t)ch->ring_n != seq) {
+        /* Not contiguous (the channel appeared mid-stream): restart the ring here. */
+        for (size_t i = 0; i < ch->ring_n; i++)
+            bus_event_unref(ch->ring[(ch->ring_first + (int64_t)i) % BUS_RING]);
+        ch->ring_n = 0;
+    }
+    if (ch->ring_n == 0) {
+        ch->ring_first = seq;
+    } else if (ch->ring_n == BUS_RING) {
+        bus_event_unref(ch->ring[ch->ring_first % BUS_RING]);
+        ch->ring_first++;
+        ch->ring_n--;
+    }
+    ch->ring[seq % BUS_RING] = e;
+    ch->ring_n++;
+}
+
+static void wake_subs(struct channel *ch) {
+    for (struct bus_sub *s = ch->subs; s; s = s->next)
+        s->wake(s->arg);
+}
+
 void bus_publish(struct bus *b, const char *tenant, const char *session_id, int64_t seq,
                  char *json, bool terminal) {
     __atomic_add_fetch(&b->published, 1, __ATOMIC_RELAXED);
@@ -139,49 +168,61 @@ void bus_publish(struct bus *b, const char *tenant, const char *session_id, int6
     }
     pthread_mutex_lock(&ch->mu); /* taken before mapmu is released: ch cannot go away */
     pthread_mutex_unlock(&b->mapmu);
-    struct bus_event *e = bus_event_from(seq, json, terminal);
-    if (e) {
-        if (ch->ring_n && ch->ring_first + (int64_t)ch->ring_n != seq) {
-            /* Not contiguous (the channel appeared mid-stream): restart the ring here. */
-            for (size_t i = 0; i < ch->ring_n; i++)
-                bus_event_unref(ch->ring[(ch->ring_first + (int64_t)i) % BUS_RING]);
-            ch->ring_n = 0;
-        }
-        if (ch->ring_n == 0) {
-            ch->ring_first = seq;
-        } else if (ch->ring_n == BUS_RING) {
-            bus_event_unref(ch->ring[ch->ring_first % BUS_RING]);
-            ch->ring_first++;
-            ch->ring_n--;
-        }
-        ch->ring[seq % BUS_RING] = e;
-        ch->ring_n++;
-    }
-    /* Even when the event could not be kept (OOM), wake: subscribers will read the store. */
-    for (struct bus_sub *s = ch->subs; s; s = s->next)
-        s->wake(s->arg);
+    ring_put(ch, seq, json, terminal, false);
+    wake_subs(ch); /* even when the event could not be kept (OOM): they read the store */
     pthread_mutex_unlock(&ch->mu);
 }
 
-static void wake_all(struct channel *ch) {
-    pthread_mutex_lock(&ch->mu);
-    for (struct bus_sub *s = ch->subs; s; s = s->next)
-        s->wake(s->arg);
-    pthread_mutex_unlock(&ch->mu);
-}
-
-void bus_wake_session(struct bus *b, const char *tenant, const char *session_id) {
+/* Another process committed events of a session up to `seq` (store_watch): read them from the
+ * store once, into the ring, for every subscriber here; one read per notice, not one per
+ * subscriber. The read happens under ch->mu (one query, for a session this process does not
+ * write): the subscribers of that session wait for it, no one else does. */
+void bus_remote_committed(struct bus *b, const char *tenant, const char *session_id,
+                          int64_t seq) {
     pthread_mutex_lock(&b->mapmu); /* then ch->mu, as bus_publish */
-    if (session_id) {
-        struct channel *ch = find(b, hash(tenant, session_id), tenant, session_id);
-        if (ch)
-            wake_all(ch);
-    } else {
+    if (!session_id) { /* notices may have been lost: every subscriber reads the store */
         for (size_t i = 0; i < BUS_BUCKETS; i++)
-            for (struct channel *ch = b->buckets[i]; ch; ch = ch->next)
-                wake_all(ch);
+            for (struct channel *ch = b->buckets[i]; ch; ch = ch->next) {
+                pthread_mutex_lock(&ch->mu);
+                wake_subs(ch);
+                pthread_mutex_unlock(&ch->mu);
+            }
+        pthread_mutex_unlock(&b->mapmu);
+        return;
     }
+    struct channel *ch = find(b, hash(tenant, session_id), tenant, session_id);
+    if (!ch) { /* nobody follows it here */
+        pthread_mutex_unlock(&b->mapmu);
+        return;
+    }
+    pthread_mutex_lock(&ch->mu);
     pthread_mutex_unlock(&b->mapmu);
+    /* From the ring's end, or (empty ring) from the subscriber furthest behind. */
+    int64_t from = INT64_MAX;
+    if (ch->ring_n)
+        from = ch->ring_first + (int64_t)ch->ring_n - 1;
+    else
+        for (struct bus_sub *s = ch->subs; s; s = s->next)
+            from = s->cursor < from ? s->cursor : from;
+    while (from < seq) {
+        char **texts = NULL;
+        int64_t *seqs = NULL;
+        size_t got = 0;
+        __atomic_add_fetch(&b->store_reads, 1, __ATOMIC_RELAXED);
+        if (store_event_range(b->store, ch->tenant, ch->session_id, from, BUS_BATCH_MAX, &texts,
+                              &seqs, &got) < 0)
+            break; /* the subscribers, woken below, read the store themselves */
+        for (size_t i = 0; i < got; i++)
+            ring_put(ch, seqs[i], texts[i], false, true);
+        if (got)
+            from = seqs[got - 1];
+        free(texts);
+        free(seqs);
+        if (!got)
+            break;
+    }
+    wake_subs(ch);
+    pthread_mutex_unlock(&ch->mu);
 }
 
 int bus_subscribe(struct bus *b, const char *tenant, const char *session_id, int64_t after,

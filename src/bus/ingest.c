@@ -164,7 +164,7 @@ int bus_submit_wait(struct bus *b, struct store_op *op) {
 
 /* Another process on the database (a replica, D46) committed events: wake their followers here. */
 static void on_notice(void *arg, const char *tenant, const char *session_id, int64_t seq) {
-    bus_wake_session(arg, tenant, session_id);
+    bus_remote_committed(arg, tenant, session_id, seq);
 }
 
 int bus_new(struct store *st, struct bus **ret) {

@@ -38,10 +38,12 @@ struct bus {
  * Takes ownership of json (malloc'd). */
 void bus_publish(struct bus *b, const char *tenant, const char *session_id, int64_t seq,
                  char *json, bool terminal);
-/* fanout.c: wakes the subscribers of a session whose events another process sharing the
- * database committed (store_watch), or of every session when session_id is NULL (notices may
- * have been lost); they read the new events from the store, as a subscriber behind the ring. */
-void bus_wake_session(struct bus *b, const char *tenant, const char *session_id);
+/* fanout.c: another process sharing the database committed events of a session up to seq
+ * (store_watch): when someone here follows it, reads them from the store into the session's
+ * ring and wakes its subscribers. session_id NULL (notices may have been lost) wakes every
+ * subscriber, who then reads the store as a subscriber behind the ring. */
+void bus_remote_committed(struct bus *b, const char *tenant, const char *session_id,
+                          int64_t seq);
 /* Builds an event from stored JSON text (takes ownership of json); NULL on OOM. */
 struct bus_event *bus_event_from(int64_t seq, char *json, bool terminal);
 
