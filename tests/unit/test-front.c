@@ -1,10 +1,11 @@
 /* test-front.c — the front door's framing verdicts (RFC 9112 §6.1, §6.3, §3.2), its Problem+JSON
  * answers with statuses outside the error table, and the UTF-8 check of paths. */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+/* cmocka.h needs the four above first */
+#include <cmocka.h>
 
 #include "../../src/http/front.h"
 
