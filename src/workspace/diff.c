@@ -214,7 +214,31 @@ static int build(struct ws_store *st, const char *from, const char *to, int cont
     fo.rename_threshold = 50;
     fo.rename_limit = 1000; /* git's diff.renameLimit default */
     fo.metric = &ws_git_metric;
-    if (git_diff_tree_to_tree(&d.diff, st->repo, a, b, &o) < 0) {
+    if (filter && filter->paths && filter->n_paths > 0) {
+        /* Named files: diff only those paths first. A file present on both sides stays
+         * `modified` whatever rename detection finds elsewhere (no -B, no -C), so when nothing
+         * was added or deleted this is the answer, without walking the whole trees. */
+        o.pathspec.strings = (char **)filter->paths;
+        o.pathspec.count = filter->n_paths;
+        o.flags |= GIT_DIFF_DISABLE_PATHSPEC_MATCH;
+        if (git_diff_tree_to_tree(&d.diff, st->repo, a, b, &o) < 0) {
+            rc = AH_E_IO;
+            goto out;
+        }
+        bool whole = false;
+        for (size_t i = 0; i < git_diff_num_deltas(d.diff) && !whole; i++) {
+            git_delta_t t = git_diff_get_delta(d.diff, i)->status;
+            whole = t != GIT_DELTA_MODIFIED;
+        }
+        if (whole) {
+            git_diff_free(d.diff);
+            d.diff = NULL;
+        }
+        o.pathspec.strings = NULL;
+        o.pathspec.count = 0;
+        o.flags &= ~(uint32_t)GIT_DIFF_DISABLE_PATHSPEC_MATCH;
+    }
+    if (!d.diff && git_diff_tree_to_tree(&d.diff, st->repo, a, b, &o) < 0) {
         rc = AH_E_IO;
         goto out;
     }
