@@ -100,6 +100,11 @@ async function main() {
         refusing = false;
         await page.selectOption('#f-repo', '__none__');
         passed.push('server validation shown at its field');
+        // Esc in a field leaves the field, not the form.
+        await page.focus('#f-prompt');
+        await page.keyboard.press('Escape');
+        if (!page.url().includes('/new')) fail('Esc in the prompt left the form');
+        if (await page.evaluate(() => document.activeElement?.id) === 'f-prompt') fail('Esc kept the focus in the prompt');
         await page.click('summary');
         const scenario = [
             { thought: 'Reading the repository to find the README.' },

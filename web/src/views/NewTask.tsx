@@ -252,7 +252,11 @@ export function NewTask(props: { query: URLSearchParams }): JSX.Element {
             e.preventDefault();
             void launch();
         } else if (e.key === 'Escape') {
-            navigate('/');
+            // In a field, Esc only leaves the field (it may be closing a picker); a second Esc,
+            // or one from elsewhere on the form, leaves the form (the draft is saved).
+            const t = e.target as HTMLElement;
+            if (['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName)) t.blur();
+            else navigate('/');
         }
     };
 
