@@ -4,6 +4,7 @@
  * can be posted as a task once complete; its members are checked for shape, not completeness.
  * PUT replaces the members it gives and keeps the others.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "routes.h"
@@ -27,6 +28,42 @@ static void agent_shorthand(json_t *body, struct ah_problem *p) {
     }
 }
 
+/* A draft's agent entries have the members and kinds of a task's (a typo is an error here too,
+ * not a setting silently lost when the draft becomes a task), at most AH_LIMIT_AGENTS. */
+static void check_agents(const json_t *agents, struct ah_problem *p) {
+    if (json_array_size(agents) > AH_LIMIT_AGENTS) {
+        problem_field(p, "agents", "must contain at most %d entries", AH_LIMIT_AGENTS);
+        return;
+    }
+    size_t i;
+    json_t *a;
+    json_array_foreach(agents, i, a) {
+        char path[64];
+        if (!json_is_object(a)) {
+            snprintf(path, sizeof(path), "agents[%zu]", i);
+            problem_field(p, path, "must be an object");
+            continue;
+        }
+        const char *key;
+        json_t *v;
+        json_object_foreach(a, key, v) {
+            snprintf(path, sizeof(path), "agents[%zu].%.32s", i, key);
+            bool ok = !strcmp(key, "type") || !strcmp(key, "version")
+                          ? json_is_string(v) && json_string_length(v) <= AH_LIMIT_NAME
+                      : !strcmp(key, "count")    ? json_is_integer(v)
+                      : !strcmp(key, "settings") ? json_is_object(v)
+                                                 : false;
+            if (!strcmp(key, "type") || !strcmp(key, "version") || !strcmp(key, "count") ||
+                !strcmp(key, "settings")) {
+                if (!ok)
+                    problem_field(p, path, "has the wrong type (see the create-task body)");
+            } else {
+                problem_field(p, path, "is not a known field");
+            }
+        }
+    }
+}
+
 /* Shape checks: known members, each of the right JSON kind. */
 static bool check(json_t *body, struct ah_problem *p) {
     agent_shorthand(body, p);
@@ -45,11 +82,11 @@ static bool check(json_t *body, struct ah_problem *p) {
         bool ok = !strcmp(key, "prompt") ? json_is_string(v) || json_is_array(v)
                   : !strcmp(key, "agents") ? json_is_array(v)
                                            : json_is_object(v);
-        if (ok && !strcmp(key, "agents")) {
-            size_t k;
-            json_t *a;
-            json_array_foreach(v, k, a) ok &= json_is_object(a);
-        }
+        if (ok && !strcmp(key, "agents"))
+            check_agents(v, p);
+        else if (ok && !strcmp(key, "prompt") && prompt_text_size(v) > AH_LIMIT_PROMPT)
+            problem_field(p, "prompt", "text is %zu bytes; the limit is %d bytes",
+                          prompt_text_size(v), AH_LIMIT_PROMPT);
         if (!ok)
             problem_field(p, key, "has the wrong type (see the create-task body)");
     }

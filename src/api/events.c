@@ -161,6 +161,13 @@ static void live(struct api_ctx *ctx, struct http_request *req, struct http_resp
         return;
     if (q_tail && !leid && !q_after) /* D11: only the last N, then live */
         after = row->last_seq > tail ? row->last_seq - tail : 0;
+    if (session_status_terminal(row->status) && after >= row->last_seq) {
+        /* D11: an ended session with nothing after the cursor. 204 is the SSE rule that tells
+         * a browser's EventSource to stop reconnecting (a 200 that closes at once makes it
+         * reconnect every few seconds forever). */
+        res->status = 204;
+        return;
+    }
     struct sse *s = calloc(1, sizeof(*s));
     if (!s) {
         http_error(req, res, AH_E_NOMEM, "out of memory");

@@ -10,6 +10,8 @@
 #define PROMPT_BODY_MAX (128 * 1024) /* room for 16 KiB of text escaped as JSON */
 #define LOGS_TAIL_DEFAULT 1000
 #define LOGS_TAIL_MAX 10000
+#define CONTROL_REASON_MAX 1024 /* characters of a pause/resume/stop reason */
+#define CONTROL_BODY_MAX (16 * 1024) /* room for such a reason escaped as JSON (\uXXXX pairs) */
 
 static void list_sessions(struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = api_ready(req, res);
@@ -59,6 +61,32 @@ static void get_session(struct http_request *req, struct http_response *res) {
         http_json(req, res, 200, api_session_json(ctx, row));
 }
 
+/* UTF-8 characters in s (the body parser has checked it is valid UTF-8). */
+static size_t utf8_chars(const char *s) {
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* The optional body of pause/resume/stop: {"reason": string of at most CONTROL_REASON_MAX
+ * characters} and nothing else, so a typo or a wrong type is a 400, not silently ignored. */
+static bool control_body_ok(const json_t *body, struct ah_problem *p) {
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)body, key, v) {
+        if (strcmp(key, "reason") != 0)
+            problem_field(p, key, "is not a known field (only reason)");
+        else if (!json_is_string(v) && !json_is_null(v))
+            problem_field(p, "reason", "must be a string");
+        else if (json_is_string(v) && strlen(json_string_value(v)) != json_string_length(v))
+            problem_field(p, "reason", "must not contain NUL characters");
+        else if (json_is_string(v) && utf8_chars(json_string_value(v)) > CONTROL_REASON_MAX)
+            problem_field(p, "reason", "must be at most %d characters", CONTROL_REASON_MAX);
+    }
+    return p->code == 0;
+}
+
 static void control(struct http_request *req, struct http_response *res, enum exec_action a) {
     struct api_ctx *ctx = api_ready(req, res);
     if (!ctx)
@@ -66,6 +94,10 @@ static void control(struct http_request *req, struct http_response *res, enum ex
     /* the body is optional (stop may carry {"reason"}); if present it must be a JSON object */
     AH_AUTO(json_decrefp) json_t *body = api_body(req, res, true);
     if (!body)
+        return;
+    struct ah_problem bp = {0};
+    control_body_ok(body, &bp);
+    if (http_fail(req, res, &bp))
         return;
     const char *id = api_session_id(req, res);
     const char *tenant = id ? api_tenant(req, res, NULL) : NULL;
@@ -232,9 +264,12 @@ int api_sessions_register(struct router *r, struct api_ctx *ctx) {
     rc |= router_add(r, "GET", "/api/v1/sessions", list_sessions, ctx, 0, 0);
     rc |= router_add(r, "GET", "/api/v1/sessions/{id}", get_session, ctx, 0, 0);
     rc |= router_add(r, "DELETE", "/api/v1/sessions/{id}", delete_session, ctx, 0, 0);
-    rc |= router_add(r, "POST", "/api/v1/sessions/{id}/pause", pause_i, ctx, 0, 4096);
-    rc |= router_add(r, "POST", "/api/v1/sessions/{id}/resume", resume_i, ctx, 0, 4096);
-    rc |= router_add(r, "POST", "/api/v1/sessions/{id}/stop", stop_i, ctx, 0, 4096);
+    rc |= router_add(r, "POST", "/api/v1/sessions/{id}/pause", pause_i, ctx, 0,
+                     CONTROL_BODY_MAX);
+    rc |= router_add(r, "POST", "/api/v1/sessions/{id}/resume", resume_i, ctx, 0,
+                     CONTROL_BODY_MAX);
+    rc |= router_add(r, "POST", "/api/v1/sessions/{id}/stop", stop_i, ctx, 0,
+                     CONTROL_BODY_MAX);
     rc |= router_add(r, "POST", "/api/v1/sessions/{id}/prompt", prompt_i, ctx, 0,
                      PROMPT_BODY_MAX);
     rc |= router_add(r, "GET", "/api/v1/sessions/{id}/logs", get_logs, ctx, 0, 0);

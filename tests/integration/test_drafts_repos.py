@@ -85,7 +85,7 @@ class Drafts(ServerTest):
 
     def test_validation(self):
         for body, field in (({"bogus": 1}, "bogus"), ({"prompt": 5}, "prompt"),
-                            ({"agents": "codex"}, "agents"), ({"agents": ["codex"]}, "agents"),
+                            ({"agents": "codex"}, "agents"), ({"agents": ["codex"]}, "agents[0]"),
                             ({"repo": []}, "repo")):
             r = self.server.post("/api/v1/drafts", body=body)
             self.assertIn(field, self.assertProblem(r, 400)["errors"])

@@ -52,7 +52,7 @@ class Pagination(ServerTest):
 
 class StreamNames(ServerTest):
     """D26: SSE event names the WebUI listens for; tool results say tool_status; a running
-    tool reports progress with last_line."""
+    tool reports progress with last_line. D11: an ended stream with nothing left is a 204."""
 
     NAMES = {"thought": "thinking", "tool_use": "tool_execution",
              "tool_result": "tool_execution"}
@@ -82,6 +82,92 @@ class StreamNames(ServerTest):
         # the history keeps the spec's types and the same payloads
         hist = [e for e in events(self.server, sid) if e["type"].startswith("tool_")]
         self.assertEqual(hist, tools)
+
+    def test_ended_stream_is_204(self):
+        sid = create(self.server, task([{"log": "one"}]))["id"]
+        wait_status(self.server, sid, "completed")
+        last = events(self.server, sid)[-1]["seq"]
+        for headers, query in (({"Last-Event-ID": str(last)}, ""), ({}, "?after=%d" % last),
+                               ({"Last-Event-ID": str(last + 5)}, "")):
+            s = SSE(self.server, "/api/v1/sessions/%s/events%s" % (sid, query), headers=headers)
+            self.assertEqual((s.status, s.raw), (204, b""), (headers, query))
+            self.assertIsNone(s.headers.get("content-type"))
+        # with events after the cursor: those, the final status, then the stream closes
+        s = SSE(self.server, "/api/v1/sessions/%s/events" % sid,
+                headers={"Last-Event-ID": str(last - 2)})
+        self.assertEqual(s.status, 200)
+        got = s.events()
+        self.assertTrue(s.closed)
+        self.assertEqual([int(f["id"]) for f in got], [last - 1, last])
+        self.assertEqual(got[-1]["json"]["status"], "completed")
+        # a live session's stream is not a 204 even when the cursor is at its end
+        live = create(self.server, task([{"sleep": 30000}]))["id"]
+        wait_status(self.server, live, "running")
+        at = events(self.server, live)[-1]["seq"]
+        s = SSE(self.server, "/api/v1/sessions/%s/events" % live,
+                headers={"Last-Event-ID": str(at)})
+        self.assertEqual(s.status, 200)
+        s.close()
+        self.assertEqual(self.server.post("/api/v1/sessions/%s/stop" % live).status, 202)
+        wait_status(self.server, live, "stopped")
+
+
+
+
+class Bodies(ServerTest):
+    """Every POST/PUT body is validated: unknown members, wrong types and over-long values are a
+    400 with `errors`, never silently accepted (issue 10, item 11)."""
+
+    BAD = [({"reason": {}}, "reason"), ({"reason": 5}, "reason"), ({"reason": []}, "reason"),
+           ({"reason": "x" * 2000}, "reason"), ({"why": "x"}, "why"),
+           ({"reason": "ok", "force": True}, "force")]
+
+    def errors(self, r):
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.header("content-type"), "application/problem+json")
+        return r.json()["errors"]
+
+    def test_control_bodies(self):
+        sid = create(self.server, task([{"sleep": 30000}]))["id"]
+        wait_status(self.server, sid, "running")
+        for action in ("pause", "resume", "stop"):
+            for body, field in self.BAD:
+                r = self.server.post("/api/v1/sessions/%s/%s" % (sid, action), body=body)
+                self.assertIn(field, self.errors(r), (action, body))
+        self.assertEqual(session(self.server, sid)["status"], "running")  # nothing happened
+        # the limit is in characters: 1,024 of them in two bytes each pass
+        r = self.server.post("/api/v1/sessions/%s/pause" % sid, body={"reason": "é" * 1024})
+        self.assertEqual(r.status, 202, r)
+        wait_status(self.server, sid, "paused")
+        r = self.server.post("/api/v1/sessions/%s/resume" % sid, body={"reason": None})
+        self.assertEqual(r.status, 202, r)
+        wait_status(self.server, sid, "running")
+        r = self.server.post("/api/v1/sessions/%s/stop" % sid, body={"reason": "done here"})
+        self.assertEqual(r.status, 202, r)
+        wait_status(self.server, sid, "stopped")
+
+    def test_prompt_and_draft_bodies(self):
+        sid = create(self.server, task([{"wait_prompt": True}]))["id"]
+        wait_status(self.server, sid, "running")
+        for body, field in self.BAD[:5] + [({"prompt": "x", "reason": "y"}, "reason"),
+                                          ({"prompt": 5}, "prompt"), ({"message": {}}, "message")]:
+            r = self.server.post("/api/v1/sessions/%s/prompt" % sid, body=body)
+            self.assertIn(field, self.errors(r), body)
+        self.assertEqual(self.server.post("/api/v1/sessions/%s/prompt" % sid,
+                                          body={"prompt": "go"}).status, 202)
+        wait_status(self.server, sid, "completed")
+        for body, field in (({"agents": [{"type": "codex", "modle": "x"}]}, "agents[0].modle"),
+                            ({"agents": [{"type": 5}]}, "agents[0].type"),
+                            ({"agents": [{"type": "codex", "count": "2"}]}, "agents[0].count"),
+                            ({"agents": [{"type": "x"}] * 17}, "agents"),
+                            ({"prompt": "x" * 20000}, "prompt"), ({"title": "t"}, "title"),
+                            ({"labels": []}, "labels")):
+            self.assertIn(field, self.errors(self.server.post("/api/v1/drafts", body=body)),
+                          body)
+        did = self.server.post("/api/v1/drafts", body={"prompt": "p"}).json()["id"]
+        r = self.server.request("PUT", "/api/v1/drafts/" + did,
+                                body={"agents": [{"type": "codex", "modle": "x"}]})
+        self.assertIn("agents[0].modle", self.errors(r))
 
 
 def write_exe(path, body):
