@@ -13,3 +13,7 @@ set_tests_properties(browser/webui PROPERTIES LABELS browser TIMEOUT 600
 # The terminal screen of the session page (web/src/terminal.ts), without a browser.
 add_test(NAME browser/terminal COMMAND ${AH_NODE_FOR_TESTS} --test ${CMAKE_CURRENT_SOURCE_DIR}/browser/terminal_test.mjs)
 set_tests_properties(browser/terminal PROPERTIES LABELS "browser;unit" TIMEOUT 120)
+
+# The event stream of the UI (web/src/sse.ts): SSE parsing, resume, de-duplication, end.
+add_test(NAME browser/sse COMMAND ${AH_NODE_FOR_TESTS} --test ${CMAKE_CURRENT_SOURCE_DIR}/browser/sse_test.mjs)
+set_tests_properties(browser/sse PROPERTIES LABELS "browser;unit" TIMEOUT 120)

@@ -30,18 +30,22 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 /** Incremental text/event-stream parser (WHATWG HTML §9.2.6): feed it chunks of text. */
 export class SseParser {
     private buf = '';
+    private skipLF = false;
     private data: string[] = [];
     private id: string | null = null;
     private event = '';
     constructor(private readonly dispatch: (data: string, id: string | null, event: string) => void) {}
 
     push(chunk: string): void {
+        if (!chunk) return;
+        // A chunk that ended in \r may have split a \r\n: its \n is not a second line end.
+        if (this.skipLF && chunk.startsWith('\n')) chunk = chunk.slice(1);
+        this.skipLF = false;
         this.buf += chunk;
         for (;;) {
             const m = /\r\n|\r|\n/.exec(this.buf);
             if (!m) break;
-            // A lone \r at the very end may be the first half of \r\n: wait for more.
-            if (m[0] === '\r' && m.index === this.buf.length - 1) break;
+            if (m[0] === '\r' && m.index === this.buf.length - 1) this.skipLF = true;
             const line = this.buf.slice(0, m.index);
             this.buf = this.buf.slice(m.index + m[0].length);
             this.line(line);
