@@ -141,9 +141,12 @@ class Lifecycle(ServerTest):
         deferred = None
         for _ in range(40):
             sid = create(self.server, task(steps))["id"]
-            deadline = time.monotonic() + 30
-            while session(self.server, sid)["status"] != "running":
-                self.assertLess(time.monotonic(), deadline, "session never ran")
+            # polled without a pause (the window is milliseconds wide), but with a deadline
+            # for a loaded machine, where provisioning can take many seconds
+            deadline = time.monotonic() + 90
+            while (st := session(self.server, sid)["status"]) != "running":
+                self.assertNotIn(st, ("completed", "failed", "stopped", "cancelled"), sid)
+                self.assertLess(time.monotonic(), deadline, "session never ran: " + st)
             r = self.server.post("/api/v1/sessions/%s/pause" % sid)
             self.assertEqual(r.status, 202, r)
             self.assertIn(r.json()["status"], ("pausing", "paused"))
