@@ -7,7 +7,7 @@ set -eu
 
 PACKAGES="gcc make cmake pkg-config git ca-certificates
 libmicrohttpd-dev libjansson-dev libsqlite3-dev libcmocka-dev libcurl4-openssl-dev libssl-dev
-libgit2-dev python3 python3-jsonschema sqlite3 curl procps asciinema
+libgit2-dev libpcre2-dev zlib1g-dev python3 python3-jsonschema sqlite3 curl procps asciinema
 postgresql libpq-dev
 nodejs npm chromium"
 

@@ -1,0 +1,33 @@
+/*
+ * snapview.h — private to api/: a request's view of a session's private object store (D30, D32),
+ * shared by files.c (changes, reads, diffs) and workspace_routes.c (tree, info, download).
+ */
+#ifndef AH_API_SNAPVIEW_H
+#define AH_API_SNAPVIEW_H
+
+#include "routes.h"
+
+struct view {
+    struct api_ctx *ctx;
+    struct session_row *row;
+    struct ws_store *st;
+    char base[WS_SNAP_ID_LEN + 1];
+    char from[WS_SNAP_ID_LEN + 1]; /* ?from=, default base */
+    char to[WS_SNAP_ID_LEN + 1];   /* ?to=, default current */
+    int64_t to_ms;                 /* when `to` was taken */
+};
+/* Loads the {id} session, opens its store and resolves ?from= and ?to=. false after answering
+ * (404 without a base snapshot yet, 400 for a malformed point). view_clear in every case. */
+bool view_open(struct view *v, struct http_request *req, struct http_response *res);
+void view_clear(struct view *v);
+/* The changes from v->from to v->to; false after answering 500. */
+bool changes_or_fail(struct view *v, struct http_request *req, struct http_response *res,
+                     struct ws_changes *ch);
+/* Query helpers: a bad value becomes a field error in p. */
+bool query_bool(struct http_request *req, const char *name, bool def, struct ah_problem *p);
+int64_t query_int(struct http_request *req, const char *name, int64_t def, int64_t min,
+                  int64_t max, struct ah_problem *p);
+/* GET /sessions/{id}/files/search with ?q= (files_search.c). */
+void files_search(struct http_request *req, struct http_response *res);
+
+#endif
