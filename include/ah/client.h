@@ -552,6 +552,36 @@ int ah_client_list_repos(ah_client *c, const char *tenant_id, const char *projec
 int ah_client_list_branches(ah_client *c, const char *repo_id, struct ah_branch_list **ret,
                             struct ah_api_error *reterr);
 
+/* ---- calls: files, diffs, the workspace (API.md §7.6, §7.9) -------------------------------- */
+
+/* Points (D32): from/to are "base", "current" or a snapshot id; NULL: the server's default
+ * (base → current). The answers are the server's text (caller frees). */
+struct ah_files_query {
+    const char *from, *to;
+    const char *status; /* added|modified|deleted|renamed */
+    const char *path;   /* glob: `*`, `**`, `?` */
+    int64_t page, per_page;
+};
+/* GET /sessions/{id}/files: {items:[FileChange], total, …} as JSON text. q may be NULL. */
+int ah_client_session_files(ah_client *c, const char *id, const struct ah_files_query *q,
+                            char **ret_json, struct ah_api_error *reterr);
+/* GET /sessions/{id}/files/content?path=…: {content, encoding (utf-8|base64), …}. */
+int ah_client_session_file_content(ah_client *c, const char *id, const char *path,
+                                   const char *to, char **ret_json, struct ah_api_error *reterr);
+struct ah_diff_query {
+    const char *path;   /* one file, or NULL: every changed file */
+    const char *from, *to;
+    const char *format; /* unified|split|html (JSON answers) or patch (the patch text) */
+    int context;        /* 0..10, -1: the default (3) */
+    bool full;
+};
+/* GET /sessions/{id}/diff[/{path}]. q may be NULL (every file, unified, as JSON). */
+int ah_client_session_diff(ah_client *c, const char *id, const struct ah_diff_query *q,
+                           char **ret_body, struct ah_api_error *reterr);
+/* GET /sessions/{id}/workspace/files (dir NULL: the root). */
+int ah_client_workspace_tree(ah_client *c, const char *id, const char *dir, bool recursive,
+                             bool modified_only, char **ret_json, struct ah_api_error *reterr);
+
 /* ---- escape hatch ---------------------------------------------------------------------------- */
 
 /* Any other endpoint: `method` "GET"/"POST"/"PUT"/"DELETE", `path` starting with "/" relative to

@@ -230,6 +230,9 @@ int cmd_session_list(int argc, char **argv);
 int cmd_session_show(int argc, char **argv);
 int cmd_session_events(int argc, char **argv);
 int cmd_session_logs(int argc, char **argv);
+/* cmd_files.c */
+int cmd_session_files(int argc, char **argv);
+int cmd_session_diff(int argc, char **argv);
 int cmd_session_pause(int argc, char **argv);
 int cmd_session_resume(int argc, char **argv);
 int cmd_session_stop(int argc, char **argv);

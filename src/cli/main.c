@@ -42,6 +42,8 @@ static const struct command commands[] = {
     {"session rm", cmd_session_rm, NULL, "cancel sessions (--purge: delete their records)"},
     {"session cancel", cmd_session_rm, NULL, NULL},
     {"session prompt", cmd_session_prompt, NULL, "send more input to a running session"},
+    {"session files", cmd_session_files, NULL, "list the files a session changed"},
+    {"session diff", cmd_session_diff, NULL, "print a session's diff (--format patch: git apply)"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

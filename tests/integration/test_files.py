@@ -347,6 +347,53 @@ class Files(unittest.TestCase):
         self.assertEqual(self.server.get("/api/v1/sessions/01ARZ3NDEKTSV4RRFFQ69G5FAV/files")
                          .status, 404)
 
+    def cli(self, *args):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AH_")}
+        env["HOME"] = self.root
+        return subprocess.run([ahtest.AH_BIN, *args, "--remote-server",
+                               "http://127.0.0.1:%d" % self.server.port],
+                              capture_output=True, timeout=60, env=env)
+
+    def test_cli_files_and_diff(self):
+        p = self.cli("session", "files", self.sid)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = p.stdout.decode().splitlines()
+        self.assertEqual(len(lines), 5, lines)
+        self.assertTrue(any(l.startswith("M") and l.endswith("src/edit.txt") and "+2" in l
+                            for l in lines), lines)
+        self.assertTrue(any(l.startswith("R") and "old_name.txt -> new_name.txt" in l
+                            for l in lines), lines)
+        self.assertNotIn(b"\033[", p.stdout)  # piped: no colour
+        p = self.cli("session", "files", self.sid, "--status", "deleted", "--json")
+        self.assertEqual([json.loads(l)["path"] for l in p.stdout.decode().splitlines()],
+                         ["gone.txt"])
+        # unified: the text git prints
+        expected, _ = self.git_diff("-M")
+        p = self.cli("session", "diff", self.sid)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, expected)
+        p = self.cli("session", "diff", self.sid, "src/edit.txt", "--context", "0")
+        self.assertTrue(p.stdout.startswith(b"diff --git a/src/edit.txt"), p.stdout)
+        self.assertIn(b"@@ -2 +2 @@ one\n-two\n+TWO\n@@ -3,0 +4 @@ three\n+four\n", p.stdout)
+        # ah session diff ID --format patch | git apply
+        d = tempfile.mkdtemp(prefix="ah-cli-apply-", dir=self.root)
+        w = os.path.join(d, "w")
+        shutil.copytree(self.template, w, symlinks=True)
+        git(w, "init", "-q")
+        sh = "%s session diff %s --format patch --remote-server http://127.0.0.1:%d | git apply" % (
+            ahtest.AH_BIN, self.sid, self.server.port)
+        p = subprocess.run(["sh", "-c", sh], cwd=w, capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(os.path.join(w, "new_name.txt")) as f:
+            self.assertEqual(f.read(), BIG + "one more\n")
+        self.assertFalse(os.path.exists(os.path.join(w, "gone.txt")))
+        # usage errors never reach the server
+        self.assertEqual(self.cli("session", "diff", self.sid, "--format", "x").returncode, 2)
+        self.assertEqual(self.cli("session", "files").returncode, 2)
+        p = self.cli("session", "diff", "01ARZ3NDEKTSV4RRFFQ69G5FAV")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(b"01ARZ3NDEKTSV4RRFFQ69G5FAV", p.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
