@@ -347,6 +347,27 @@ class Files(unittest.TestCase):
         self.assertEqual(self.server.get("/api/v1/sessions/01ARZ3NDEKTSV4RRFFQ69G5FAV/files")
                          .status, 404)
 
+    def test_large_diff_event_is_cut(self):
+        # D31: a diff event carries at most 64 KiB of unified text, cut at a line end, with
+        # truncated: true and the url of the whole diff
+        big = "".join("a longer line of generated text number %06d\n" % i for i in range(3000))
+        sid = create(self.server, task([{"edit": "big.txt", "content": big}]))["id"]
+        st = wait_status(self.server, sid, ("completed", "failed"), timeout=90)
+        self.assertEqual(st["status"], "completed")
+        diffs = [e for e in events(self.server, sid) if e["type"] == "diff"]
+        self.assertEqual(len(diffs), 1, diffs)
+        d = diffs[0]
+        self.assertTrue(d["truncated"])
+        self.assertLessEqual(len(d["diff"].encode()), 64 * 1024)
+        self.assertTrue(d["diff"].endswith("\n"))
+        self.assertEqual(d["lines_added"], 3000)
+        full = self.server.get(d["url"]).json()
+        text = "".join(f["diff"] for f in full["files"])
+        self.assertTrue(text.startswith(d["diff"]))
+        self.assertGreater(len(text), len(d["diff"]))
+        edits = [e for e in events(self.server, sid) if e["type"] == "file_edit"]
+        self.assertEqual([(e["file_path"], e["lines_added"]) for e in edits], [("big.txt", 3000)])
+
     def cli(self, *args):
         env = {k: v for k, v in os.environ.items() if not k.startswith("AH_")}
         env["HOME"] = self.root
