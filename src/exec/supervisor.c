@@ -51,6 +51,11 @@ struct rconn {
     struct live *live;
     bool dead;
     struct rconn *next;
+    /* Acks are cumulative (the recorder drops everything up to the acked rseq), so an event
+     * answered without the store (a watched file_edit, D31) is acked only once every event
+     * before it is stored: in_flight counts events handed to the bus and not acked yet,
+     * held_ack the highest rseq waiting for them. */
+    int64_t in_flight, held_ack;
 };
 
 static struct rconn *conns; /* supervisor thread only */
@@ -616,11 +621,10 @@ static void on_event_msg(struct executor *ex, struct rconn *c, json_t *msg) {
     if (l->workspace && (watched || strcmp(type, "tool_result") == 0))
         snapshots_request(ex, l->tenant, l->id, l->workspace, watched ? "files" : "tool_result");
     if (watched && l->workspace && ex->snaps) {
-        struct cmd *a = cmd_new(CMD_ACK, l->tenant, l->id);
-        if (a) {
-            a->rseq = rseq;
-            exec_post(ex, a);
-        }
+        if (c->in_flight > 0)
+            c->held_ack = rseq > c->held_ack ? rseq : c->held_ack;
+        else
+            conn_send(ex, c, json_pack("{s:s, s:I}", "type", "ack", "rseq", (json_int_t)rseq));
         return;
     }
     struct store_op op = {
@@ -633,6 +637,8 @@ static void on_event_msg(struct executor *ex, struct rconn *c, json_t *msg) {
     };
     if (bus_submit(ex->bus, &op, on_event_done, ex) < 0)
         conn_kill(ex, c); /* no ack is coming: make the recorder reconnect and resend */
+    else
+        c->in_flight++;
 }
 
 /* The agent's exit, once its final snapshot is in (c may be NULL: no connection now). */
@@ -872,9 +878,17 @@ static void run_commands(struct executor *ex) {
                 json_array_append(l->prompts, json_object_get(c->msg, "text"));
             }
             pthread_mutex_unlock(&ex->mu);
-            if (conn && c->kind == CMD_ACK)
+            if (conn && c->kind == CMD_ACK) {
+                int64_t upto = c->rseq;
+                if (conn->in_flight > 0)
+                    conn->in_flight--;
+                if (conn->in_flight == 0) { /* nothing stored is pending: release a held ack */
+                    upto = conn->held_ack > upto ? conn->held_ack : upto;
+                    conn->held_ack = 0;
+                }
                 conn_send(ex, conn,
-                          json_pack("{s:s, s:I}", "type", "ack", "rseq", (json_int_t)c->rseq));
+                          json_pack("{s:s, s:I}", "type", "ack", "rseq", (json_int_t)upto));
+            }
             else if (conn && c->kind == CMD_SEND)
                 conn_send(ex, conn, json_incref(c->msg));
             else if (conn)
