@@ -364,7 +364,11 @@ static void detail(struct view *v, struct http_request *req, struct http_respons
     bool binary = c->binary;
     if (!binary && c->status != WS_DELETED &&
         ws_read(v->st, v->to, c->path, CONTENT_MAX, &b) == 0)
-        binary = is_binary(b.data, b.size) || !json_stringn(b.data, b.size);
+        if (!(binary = is_binary(b.data, b.size))) { /* not UTF-8 counts as binary too */
+            json_t *t = json_stringn(b.data, b.size);
+            binary = !t;
+            json_decref(t);
+        }
     ws_blob_clear(&b);
     if (o) {
         json_object_set_new(o, "encoding", json_string(binary ? "binary" : "utf-8"));

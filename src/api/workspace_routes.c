@@ -161,8 +161,6 @@ struct archive {
     size_t next; /* the entry to add next */
     z_stream z;
     bool z_ready, finished;
-    unsigned char out[65536]; /* compressed bytes not yet sent: out[off..n) */
-    size_t off, n;
 };
 
 static void archive_free(struct archive *a) {
@@ -175,7 +173,7 @@ static void archive_free(struct archive *a) {
     free(a);
 }
 
-/* Compresses len bytes (flush: Z_NO_FLUSH or Z_FINISH) into a->out, which must be empty. */
+/* Compresses len bytes (flush: Z_NO_FLUSH or Z_FINISH), appending the output to spill. */
 static int squeeze(struct archive *a, const void *data, size_t len, int flush,
                    struct ah_buf *spill) {
     a->z.next_in = (Bytef *)data;
