@@ -35,6 +35,7 @@
 #define LINGER_MS 2000          /* a refused client gets this long to finish sending */
 #define LINGER_BYTES (1u << 20) /* and this much, read and dropped */
 #define ACCEPT_BATCH 64
+#define EMFILE_QUIET_MS 5000 /* an out-of-descriptors episode ends after this long without one */
 
 /* epoll data: pointers to struct pending are 8-aligned; the other tags use the low bits. */
 #define TAG_LISTEN 1u
@@ -60,6 +61,7 @@ struct gate {
     pthread_t thread;
     bool running;
     bool accept_paused, emfile;
+    int64_t emfile_last; /* monotonic ms of the last accept refused for want of descriptors */
     struct pending *head; /* gate thread only */
     pthread_mutex_t mu;   /* the watch table */
     void **watch;
@@ -545,6 +547,7 @@ static void on_accept(struct gate *g) {
             int err = errno;
             free(p);
             if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+                g->emfile_last = time_mono_ms();
                 if (!g->emfile) {
                     struct rlimit rl = {0};
                     getrlimit(RLIMIT_NOFILE, &rl);
@@ -561,7 +564,10 @@ static void on_accept(struct gate *g) {
             }
             return; /* EAGAIN, or a client that gave up (ECONNABORTED): next event */
         }
-        if (g->emfile) {
+        /* One accept that slips through (a descriptor freed elsewhere for a moment) does not end
+         * the episode: only a quiet spell does, or a busy server would log the same shortage
+         * again and again. */
+        if (g->emfile && time_mono_ms() - g->emfile_last >= EMFILE_QUIET_MS) {
             g->emfile = false;
             log_msg(LOG_INFO, "accepting connections again");
         }
