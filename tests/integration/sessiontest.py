@@ -45,8 +45,10 @@ def wait_status(server, sid, wanted, timeout=30):
             raise AssertionError("session ended as %s while waiting for %s: %s"
                                  % (s["status"], wanted, s))
         time.sleep(0.05)
-    raise AssertionError("session %s still %s after %ss (wanted %s)\n%s"
-                         % (sid, s and s["status"], timeout, wanted, server.stderr()[-3000:]))
+    raise AssertionError("session %s still %s after %ss (wanted %s): %s\n%s"
+                         % (sid, s and s["status"], timeout, wanted,
+                            json.dumps(s and {k: s.get(k) for k in ("error", "exitCode")}),
+                            server.stderr()[-3000:]))
 
 
 def events(server, sid, **query):
