@@ -300,6 +300,23 @@ class Files(unittest.TestCase):
                 if m.isfile():
                     self.assertNotIn(SECRET.encode(), tf.extractfile(m).read())
 
+    def test_fuzzy_path_search(self):
+        r = self.get("workspace/search/files?q=sedit")
+        self.assertEqual(r.status, 200, r)
+        body = r.json()
+        self.assertEqual(body["files"][0]["path"], "src/edit.txt")
+        self.assertEqual(body["files"][0]["preview"], "one\nTWO\nthree\nfour\n")
+        self.assertTrue(body["files"][0]["is_modified"])
+        r = self.get("workspace/search/files?q=deep&type=directory").json()
+        self.assertEqual([d["path"] for d in r["directories"]], ["added/deep/"])
+        self.assertEqual(r["files"], [])
+        r = self.get("workspace/search/files?q=txt&modified_only=true&include_preview=false")
+        self.assertEqual(sorted(f["path"] for f in r.json()["files"]),
+                         ["new_name.txt", "src/append.txt", "src/edit.txt"])
+        self.assertTrue(all(f["preview"] is None for f in r.json()["files"]))
+        self.assertEqual(self.get("workspace/search/files?q=zzzzqqq").json()["total"], 0)
+        self.assertEqual(self.get("workspace/search/files?type=x").status, 400)
+
     def test_hostile_paths(self):
         hostile = ["files/../../../../etc/passwd/content", "files/%2e%2e/%2e%2e/etc/passwd",
                    "files/leak/content", "files/escape/secret.txt/content",
