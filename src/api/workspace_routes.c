@@ -5,8 +5,8 @@
  * live file system: a symlink is listed as a symlink with its target text and never followed.
  *
  * The archive is a .tar.gz produced while it is sent (an http_stream: one file's blob and a
- * gzip buffer in memory at a time, never the whole archive). Files over ARCHIVE_FILE_MAX are
- * left out and named in the X-Ah-Skipped header count.
+ * gzip buffer in memory at a time, never the whole archive). Files over ARCHIVE_FILE_MAX, and
+ * symlinks whose target text does not fit a ustar header (100 bytes), are left out.
  */
 #include <ctype.h>
 #include <stdio.h>
