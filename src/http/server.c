@@ -617,6 +617,22 @@ static enum MHD_Result send_front_error(struct req_ctx *rc, int status, const ch
         json_object_set_new(res.json, "status", json_integer(status));
         res.status = status;
     }
+    /* The instance is the path as the client sent it: the decoded one may be cut at a %00 or
+     * not be UTF-8 (then jansson leaves it out, and the problem has no instance at all). Bytes
+     * that are not printable ASCII are percent-encoded again. */
+    if (res.json && rc->raw_uri) {
+        char inst[1024];
+        size_t o = 0;
+        for (const unsigned char *c = (const unsigned char *)rc->raw_uri;
+             *c && *c != '?' && o + 4 < sizeof(inst); c++) {
+            if (*c > 0x20 && *c < 0x7f)
+                inst[o++] = (char)*c;
+            else
+                o += (size_t)snprintf(inst + o, sizeof(inst) - o, "%%%02X", *c);
+        }
+        inst[o] = '\0';
+        json_object_set_new(res.json, "instance", json_string(inst));
+    }
     enum MHD_Result ok = send_response(rc, &res);
     http_response_clear(&res);
     return ok;

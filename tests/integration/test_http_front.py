@@ -103,7 +103,9 @@ class ErrorsAreProblems(ServerTest, FrontCase):
     def test_invalid_utf8_and_nul_in_path(self):
         out, closed = raw(self.server.port, b"GET /api/v1/drafts/%FF%FE HTTP/1.1\r\n"
                                             b"Host: localhost\r\n\r\n")
-        self.assertRawProblem(out, closed, 400)
+        doc = self.assertRawProblem(out, closed, 400)
+        # the instance is the path as sent (decoded, it is not UTF-8 and could not be shown)
+        self.assertEqual(doc.get("instance"), "/api/v1/drafts/%FF%FE")
         # the id would be cut at the NUL and the session found
         sid = create(self.server, task([{"log": "x"}]))["id"]
         wait_status(self.server, sid, "completed")
@@ -111,6 +113,7 @@ class ErrorsAreProblems(ServerTest, FrontCase):
                                             b"Host: localhost\r\n\r\n" % sid.encode())
         doc = self.assertRawProblem(out, closed, 400)
         self.assertIn("%00", doc["detail"])
+        self.assertEqual(doc.get("instance"), "/api/v1/sessions/%s%%00.json" % sid)
         self.assertEqual(self.server.get("/api/v1/sessions/" + sid).status, 200)
 
     def test_kept_alive_connection_gets_the_same_checks(self):
