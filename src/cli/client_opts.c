@@ -595,8 +595,12 @@ void client_render_event(FILE *out, const struct client_opts *o, const struct ah
                          ? json_dumps(json_object_get(j, "tool_args"),
                                       JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER)
                          : NULL;
+        const char *last = jstr(j, "last_line"); /* a running tool's progress (D26) */
         client_put_text(out, name ? name : "?", TOOL_TEXT_MAX, indent);
-        if (args) {
+        if (last) {
+            fputs(" … ", out);
+            client_put_text(out, last, TOOL_TEXT_MAX, indent);
+        } else if (args) {
             fputc(' ', out);
             client_put_text(out, args, TOOL_TEXT_MAX, indent);
         }

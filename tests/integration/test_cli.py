@@ -100,6 +100,8 @@ class TaskCreate(CliTest):
         self.assertLess(body.index("plan the change"), body.index("src/a.txt"))
         self.assertLess(body.index("all finished"), body.rindex("completed"))
         self.assertRegex(body, r"\d\d:\d\d:\d\d +status +running")
+        # a running tool's progress shows its last line, not an argument-less tool line (D26)
+        self.assertRegex(body, r"tool +grep … 1 hit")
         self.assertIn("1 file changed, +2 -0", body)
         self.assertNotIn("\033[", out)  # not a terminal: no colours
         self.assertEqual(err, "")

@@ -18,7 +18,7 @@ export function describe(ev: AgentEvent): { kind: string; text: string } {
     case 'tool_use': {
         // A running tool's progress repeats the tool_use with its `last_line` (D26), no args.
         const detail = str('last_line') || (e['tool_args'] ? JSON.stringify(e['tool_args']) : '');
-        return { kind: 'tool', text: `${ev.tool_name} ${detail}`.trim() };
+        return { kind: 'tool', text: `${str('tool_name')} ${detail}`.trim() };
     }
     case 'tool_result':
         return { kind: 'result', text: `${str('tool_name')}: ${str('tool_output')}`.trim() };
