@@ -7,6 +7,16 @@
 
 #include "store.h"
 
+/* The owner of a pending claim (owner.c): this process, as "<boot id>:<pid>:<start time>". */
+const char *store_owner_self(void);
+enum store_owner {
+    STORE_OWNER_SELF,      /* this process */
+    STORE_OWNER_ALIVE,     /* another live process of this machine */
+    STORE_OWNER_GONE,      /* a process of this machine (this boot) that has exited */
+    STORE_OWNER_ELSEWHERE, /* another machine's, before a reboot, or unreadable */
+};
+enum store_owner store_owner_check(const char *owner);
+
 struct store_ops {
     const char *name;
     void (*close)(void *impl);

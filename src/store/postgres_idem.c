@@ -10,62 +10,15 @@
  * the row as read, so two takers cannot both win). A claim made on another machine (another
  * replica) cannot be judged from here and is honoured until it expires.
  */
-#include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "postgres_internal.h"
 
-/* Start time of a process in clock ticks since boot (/proc/pid/stat field 22); 0 if gone. */
-static long long start_time(long pid) {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-    if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
-        return 0;
-    p += 2;
-    for (int field = 3; field < 22 && p; field++)
-        if ((p = strchr(p, ' ')))
-            p++;
-    return p ? strtoll(p, NULL, 10) : 0;
-}
-
-static char boot_id[40];
-static char self_owner[128];
-static pthread_once_t owner_once = PTHREAD_ONCE_INIT;
-
-static void owner_init(void) {
-    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, boot_id, sizeof(boot_id) - 1) : -1;
-    if (fd >= 0)
-        close(fd);
-    boot_id[n > 0 ? strcspn(boot_id, "\n") : 0] = '\0';
-    snprintf(self_owner, sizeof(self_owner), "%s:%ld:%lld", boot_id[0] ? boot_id : "-",
-             (long)getpid(), start_time((long)getpid()));
-}
-
-/* True when the process that claimed a pending key is known to be gone. */
+/* True when the process that claimed a pending key is known to be gone; another machine's
+ * claim (another replica) is not ours to judge. */
 static bool owner_gone(const char *owner) {
-    if (!owner || strcmp(owner, self_owner) == 0)
-        return false;
-    char boot[40];
-    long pid = 0;
-    long long start = 0;
-    if (sscanf(owner, "%39[^:]:%ld:%lld", boot, &pid, &start) != 3)
-        return false;
-    if (!boot_id[0] || strcmp(boot, boot_id) != 0)
-        return false; /* another machine's (or a rebooted one's): not ours to judge */
-    return pid <= 0 || start_time(pid) != start;
+    return owner && store_owner_check(owner) == STORE_OWNER_GONE;
 }
 
 static int read_existing(const PGresult *r, struct idem_row **ret) {
@@ -103,7 +56,6 @@ static int read_existing(const PGresult *r, struct idem_row **ret) {
 int store_pg_idem_begin(void *impl, const char *tenant, const char *key, const char *hash,
                         int64_t now, int64_t max_age_ms, struct idem_row **ret_existing) {
     struct pgs *s = impl;
-    pthread_once(&owner_once, owner_init);
     struct pgs_conn *c = store_pg_acquire(s);
     if (!c)
         return AH_E_UNAVAIL;
@@ -117,7 +69,7 @@ int store_pg_idem_begin(void *impl, const char *tenant, const char *key, const c
         store_pg_arg_text(&a, hash);
         store_pg_arg_int(&a, now);
         store_pg_arg_int(&a, now - max_age_ms);
-        store_pg_arg_text(&a, self_owner);
+        store_pg_arg_text(&a, store_owner_self());
         int64_t claimed = 0;
         rc = store_pg_do(c,
                          "INSERT INTO idempotency_keys AS k (tenant_id, key, request_hash, state,"
@@ -154,7 +106,7 @@ int store_pg_idem_begin(void *impl, const char *tenant, const char *key, const c
             store_pg_arg_text(&t, key);
             store_pg_arg_text(&t, hash);
             store_pg_arg_int(&t, now);
-            store_pg_arg_text(&t, self_owner);
+            store_pg_arg_text(&t, store_owner_self());
             store_pg_arg_text(&t, PQgetvalue(r, 0, 6));
             store_pg_arg_int(&t, store_pg_int(r, 0, 5));
             rc = store_pg_do(c,

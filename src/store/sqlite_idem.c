@@ -10,11 +10,8 @@
  * answering 409 until the key expires (issue 10 item 23). A claim of a live process, this one
  * included, is honoured as before.
  */
-#include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "sqlite_internal.h"
 
@@ -27,64 +24,18 @@ void idem_row_free(struct idem_row *r) {
     free(r);
 }
 
-/* Start time of a process in clock ticks since boot (/proc/pid/stat field 22); 0 if gone. */
-static long long start_time(long pid) {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-    if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
-        return 0;
-    p += 2;
-    for (int field = 3; field < 22 && p; field++) {
-        p = strchr(p, ' ');
-        if (p)
-            p++;
-    }
-    return p ? strtoll(p, NULL, 10) : 0;
-}
-
-static char boot_id[40];
-static char self_owner[128];
-static pthread_once_t owner_once = PTHREAD_ONCE_INIT;
-
-static void owner_init(void) {
-    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, boot_id, sizeof(boot_id) - 1) : -1;
-    if (fd >= 0)
-        close(fd);
-    boot_id[n > 0 ? strcspn(boot_id, "\n") : 0] = '\0';
-    snprintf(self_owner, sizeof(self_owner), "%s:%ld:%lld", boot_id[0] ? boot_id : "-",
-             (long)getpid(), start_time((long)getpid()));
-}
-
-/* True when the process that claimed a pending key is gone. */
+/* True when the process that claimed a pending key is gone. SQLite is one machine's database:
+ * a claim from before a reboot, or one we cannot read, is gone too. */
 static bool owner_gone(const char *owner) {
     if (!owner) /* claimed by a server older than owners: it was restarted since */
         return true;
-    if (strcmp(owner, self_owner) == 0)
-        return false;
-    char boot[40];
-    long pid = 0;
-    long long start = 0;
-    if (sscanf(owner, "%39[^:]:%ld:%lld", boot, &pid, &start) != 3)
-        return true;
-    if (strcmp(boot, boot_id[0] ? boot_id : "-") != 0)
-        return true; /* the machine rebooted since (SQLite is one machine's database) */
-    return pid <= 0 || start_time(pid) != start;
+    enum store_owner o = store_owner_check(owner);
+    return o != STORE_OWNER_SELF && o != STORE_OWNER_ALIVE;
 }
 
 int sq_idem_begin(void *impl, const char *tenant, const char *key, const char *hash, int64_t now,
                   int64_t max_age_ms, struct idem_row **ret_existing) {
     struct sq *s = impl;
-    pthread_once(&owner_once, owner_init);
     struct conn *c = sq_acquire(s);
     int rc = sq_exec(c, "BEGIN IMMEDIATE");
     sqlite3_stmt *st = NULL;
@@ -145,7 +96,7 @@ int sq_idem_begin(void *impl, const char *tenant, const char *key, const char *h
     sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, now);
-    sqlite3_bind_text(st, 5, self_owner, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, store_owner_self(), -1, SQLITE_STATIC);
     rc = sq_code(sqlite3_step(st));
     if (rc == 0) {
         sq_done(c, st);
