@@ -137,12 +137,18 @@ static void create_draft(struct http_request *req, struct http_response *res) {
         http_error(req, res, rc, "cannot save the draft");
         return;
     }
-    char ts[TIME_RFC3339_LEN + 1], self[96];
-    time_format(now, ts);
+    /* D38: the answer is the full draft as stored (the same representation as GET), so a UI
+     * can show what was saved without a second request. */
+    AH_AUTO(draft_row_freep) struct draft_row *r = NULL;
+    rc = store_draft_get(ctx->store, tenant, id, &r);
+    if (rc < 0) {
+        http_error(req, res, rc, "cannot read the saved draft %s", id);
+        return;
+    }
+    char self[96];
     snprintf(self, sizeof(self), "/api/v1/drafts/%s", id);
     http_header_add(req, res, "Location", self);
-    http_json(req, res, 201,
-              json_pack("{s:s, s:s, s:s}", "id", id, "createdAt", ts, "updatedAt", ts));
+    http_json(req, res, 201, draft_json(r));
 }
 
 static void post_drafts(struct http_request *req, struct http_response *res) {

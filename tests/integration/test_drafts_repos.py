@@ -24,6 +24,7 @@ class Drafts(ServerTest):
         got = self.server.get("/api/v1/drafts/" + did).json()
         self.assertEqual((got["prompt"], got["labels"]), ("half a thought", {"team": "x"}))
         self.assertEqual(got["createdAt"], created["createdAt"])
+        self.assertEqual(created, got)  # D38: POST answers the full draft, as GET shows it
         r = self.server.request("PUT", "/api/v1/drafts/" + did,
                                 body={"prompt": "a whole thought",
                                       "repo": {"mode": "none"}})
