@@ -148,18 +148,17 @@ static bool file_path(struct http_request *req, struct http_response *res, bool 
 
 /* ---- globs: `**` any characters, `*` any but '/', `?` one but '/' ----------------------------- */
 
-static bool glob_match(const char *g, const char *s, int depth) {
+bool files_glob(const char *g, const char *s, int depth) {
     if (depth > 64)
         return false;
     for (; *g; g++, s++) {
         if (g[0] == '*' && g[1] == '*') {
             g += 2;
-            if (*g == '/' && (!*s || true)) { /* "**\/" also matches no directory at all */
-                if (glob_match(g + 1, s, depth + 1))
-                    return true;
-            }
+            /* "**\/" also matches no directory at all */
+            if (*g == '/' && files_glob(g + 1, s, depth + 1))
+                return true;
             for (;; s++) {
-                if (glob_match(g, s, depth + 1))
+                if (files_glob(g, s, depth + 1))
                     return true;
                 if (!*s)
                     return false;
@@ -167,7 +166,7 @@ static bool glob_match(const char *g, const char *s, int depth) {
         }
         if (*g == '*') {
             for (;; s++) {
-                if (glob_match(g + 1, s, depth + 1))
+                if (files_glob(g + 1, s, depth + 1))
                     return true;
                 if (!*s || *s == '/')
                     return false;
@@ -265,8 +264,8 @@ static void list_files(struct http_request *req, struct http_response *res) {
             const struct ws_change *c = &ch.v[i];
             if (status && strcmp(ws_status_name(c->status), status) != 0)
                 continue;
-            if (glob && !glob_match(glob, c->path, 0) &&
-                !(c->old_path && glob_match(glob, c->old_path, 0)))
+            if (glob && !files_glob(glob, c->path, 0) &&
+                !(c->old_path && files_glob(glob, c->old_path, 0)))
                 continue;
             if (total >= off && total < off + pg.per_page &&
                 json_array_append_new(items, change_json(c, v.to_ms)) < 0) {

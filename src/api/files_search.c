@@ -19,36 +19,6 @@
 #define MATCH_LIMIT 100000 /* PCRE2 backtracking steps per line */
 #define DEPTH_LIMIT 10000
 
-/* The glob dialect of GET /files (files.c): `**`, `*`, `?`. */
-static bool glob(const char *g, const char *s, int depth) {
-    if (depth > 64)
-        return false;
-    for (; *g; g++, s++) {
-        if (g[0] == '*' && g[1] == '*') {
-            g += 2;
-            if (*g == '/' && glob(g + 1, s, depth + 1))
-                return true;
-            for (;; s++) {
-                if (glob(g, s, depth + 1))
-                    return true;
-                if (!*s)
-                    return false;
-            }
-        }
-        if (*g == '*') {
-            for (;; s++) {
-                if (glob(g + 1, s, depth + 1))
-                    return true;
-                if (!*s || *s == '/')
-                    return false;
-            }
-        }
-        if (!*s || (*g == '?' ? *s == '/' : *g != *s))
-            return false;
-    }
-    return !*s;
-}
-
 static void facet(json_t *obj, const char *key) {
     json_t *n = json_object_get(obj, key);
     json_object_set_new(obj, key, json_integer(n ? json_integer_value(n) + 1 : 1));
@@ -117,7 +87,7 @@ void files_search(struct http_request *req, struct http_response *res) {
                 const char *dot = strrchr(e->path, '.');
                 if (type && (!dot || strchr(dot, '/') || strcmp(dot + 1, type) != 0))
                     continue;
-                if ((inc && !glob(inc, e->path, 0)) || (exc && glob(exc, e->path, 0)))
+                if ((inc && !files_glob(inc, e->path, 0)) || (exc && files_glob(exc, e->path, 0)))
                     continue;
                 if (read + e->size > SEARCH_BYTES_MAX) {
                     incomplete = true;
