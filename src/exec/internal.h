@@ -63,6 +63,13 @@ int workspace_remove(const char *path);
 
 /* ---- processes ------------------------------------------------------------------------------- */
 
+#include <spawn.h>
+/* Initialises attr for a child of the server: its own process group (signals aimed at it reach
+ * its helpers too, a Ctrl-C to the server does not), an empty signal mask and default SIGPIPE,
+ * SIGTERM and SIGINT (the server blocks or ignores them, and a child would inherit that).
+ * The caller destroys attr. */
+void spawnattr_child(posix_spawnattr_t *attr);
+
 /* Runs argv (PATH lookup) in cwd with stdin /dev/null and output captured (at most 64 KiB kept),
  * waits, and returns the exit status (0 ok, >0 exit code, 128+n signal) or AH_E_*. */
 int run_command(const char *const *argv, const char *cwd, char **ret_output);

@@ -25,6 +25,21 @@ int pidfd_open_pid(pid_t pid) {
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+void spawnattr_child(posix_spawnattr_t *attr) {
+    posix_spawnattr_init(attr);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGINT);
+    posix_spawnattr_setpgroup(attr, 0);
+    posix_spawnattr_setsigmask(attr, &none);
+    posix_spawnattr_setsigdefault(attr, &defaults);
+    posix_spawnattr_setflags(attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                       POSIX_SPAWN_SETSIGDEF);
+}
+
 int64_t process_start_time(pid_t pid) {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -145,22 +160,9 @@ int run_command_ex(const char *const *argv, const char *cwd, const struct run_li
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
     if (cwd)
         posix_spawn_file_actions_addchdir_np(&fa, cwd);
-    /* Its own process group (a timeout kills git and its remote helper together), an empty
-     * signal mask and default SIGPIPE: the server blocks SIGTERM and ignores SIGPIPE, and a
-     * child would inherit both. */
+    /* Its own process group: a timeout kills git and its remote helper together. */
     posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    sigaddset(&defaults, SIGTERM);
-    sigaddset(&defaults, SIGINT);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
+    spawnattr_child(&attr);
     pid_t pid;
     int err = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&fa);

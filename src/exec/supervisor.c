@@ -377,21 +377,7 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawnattr_init(&attr);
-    /* Its own process group (signals target it, a Ctrl-C to the server does not), an empty
-     * signal mask and default dispositions: the server blocks SIGTERM/SIGINT and ignores
-     * SIGPIPE, and children would inherit both. */
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    sigaddset(&defaults, SIGTERM);
-    sigaddset(&defaults, SIGINT);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
+    spawnattr_child(&attr); /* its own process group: the session's signals target it */
     pid_t pid;
     int err = posix_spawn(&pid, ex->cfg.self_exe, &fa, &attr, (char *const *)argv, env);
     posix_spawn_file_actions_destroy(&fa);
