@@ -1,7 +1,7 @@
 /*
  * repos.c — the repositories the tenant's tasks have used (API.md §7.12): GET /repos and, per
  * repository, its branches and tracked files from the git cache the git workspace provider
- * keeps (exec/workspace.c). A repository's id is stable: repo-<16 hex of SHA-256(url)>.
+ * keeps (workspace/provider.c). A repository's id is stable: repo-<16 hex of SHA-256(url)>.
  */
 #include <string.h>
 
@@ -25,7 +25,7 @@ static char *find_url(struct api_ctx *ctx, struct http_request *req, struct http
     char *url = NULL;
     for (size_t i = 0; i < n && !url; i++) {
         char rid[22];
-        exec_repo_id(rows[i].url, rid);
+        workspace_repo_id(rows[i].url, rid);
         if (id && strcmp(rid, id) == 0)
             url = AH_TAKE(rows[i].url);
     }
@@ -37,7 +37,7 @@ static char *find_url(struct api_ctx *ctx, struct http_request *req, struct http
 
 static json_t *repo_json(struct api_ctx *ctx, const struct repo_row *r) {
     char id[22], ts[TIME_RFC3339_LEN + 1];
-    exec_repo_id(r->url, id);
+    workspace_repo_id(r->url, id);
     time_format(r->last_used_at, ts);
     const char *slash = strrchr(r->url, '/');
     const char *colon = strrchr(r->url, ':');

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../agent/agent.h"
 #include "../exec/catalog.h"
 #include "routes.h"
 
@@ -42,7 +43,7 @@ static void check_agents(struct api_ctx *ctx, const json_t *body, struct task_re
                 snprintf(path, sizeof(path), "agent.settings.scenario");
             else
                 snprintf(path, sizeof(path), "agents[%zu].settings.scenario", i);
-            exec_scenario_check(scenario, path, p);
+            agent_scenario_check(scenario, path, p);
         }
     }
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../agent/agent.h"
 #include "cli.h"
 
 #ifndef AH_VERSION
@@ -23,9 +24,9 @@ static const struct command commands[] = {
     {"agent access-point", cmd_access_point, cmd_access_point_help,
      "run the access point (REST/SSE API, scheduler, local executor)"},
     {"webui", cmd_webui, cmd_webui_help, "run the web UI with an in-process access point"},
-    {"agent record", exec_record_main, NULL,
+    {"agent record", agent_record_main, NULL,
      "run a command under a PTY, record it and stream its events (D16, D17)"},
-    {"agent start", exec_agent_start_main, NULL,
+    {"agent start", agent_start_main, NULL,
      "run an agent non-interactively (scripted, claude-code, codex, gemini, opencode)"},
     /* client commands: talk to an access point (--remote-server URL or AH_REMOTE_SERVER) */
     {"task create", cmd_task_create, NULL,

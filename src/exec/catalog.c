@@ -18,7 +18,6 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
-#include "adapter.h"
 #include "catalog.h"
 #include "executor.h"
 

@@ -15,7 +15,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "adapter.h"
 #include "executor.h"
 
 static const char *const builtin_agents[] = {"scripted", "claude-code", "claude", "codex",

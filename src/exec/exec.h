@@ -1,7 +1,7 @@
 /*
  * exec.h — running sessions: the scheduler, workspace provisioning, the supervisor of agent
- * processes and its end of the recorder link (D16, D17), and the two process-side commands that
- * live in the same binary (`ah agent record`, `ah agent start`).
+ * processes and its end of the recorder link (D16, D17). The process side (`ah agent record`,
+ * `ah agent start`) is the agent/ layer below (agent/agent.h).
  *
  * Threads: one supervisor thread owns every running session (epoll over the recorder socket,
  * recorder connections, pidfds and a timerfd — no thread per session, no sleep-polling) plus a
@@ -82,22 +82,11 @@ int exec_repo_branches(struct executor *ex, const char *url, json_t **ret);
 int exec_repo_files(struct executor *ex, const char *url, size_t max, json_t **ret);
 /* The default branch as our mirror knows it (caller frees); AH_E_NOTFOUND when not fetched. */
 int exec_repo_default_branch(struct executor *ex, const char *url, char **ret);
-/* "repo-<16 hex of SHA-256(url)>": the stable id of a repository (the git cache's key too). */
-void exec_repo_id(const char *url, char out[22]);
 /* The session's private object store (D30): <data>/sessions/<id>/snapshots; caller frees. */
 char *exec_snapshot_dir(struct executor *ex, const char *id);
 /* The base snapshot taken when provisioning ended; AH_E_NOTFOUND when there is none. */
 int exec_snapshot_base(struct executor *ex, const char *id, char out[WS_SNAP_ID_LEN + 1]);
 /* Deletes a session's workspace and files (DELETE, D14). */
 void exec_remove_files(struct executor *ex, const char *id);
-
-/* Validates a scripted agent's scenario (D20) so a bad one is a 400, not a failed session.
- * Field errors are named under `path`. */
-int exec_scenario_check(const json_t *scenario, const char *path, struct ah_problem *reterr);
-
-/* ---- process-side commands (run in the recorder and agent processes) ------------------------ */
-
-int exec_record_main(int argc, char **argv);
-int exec_agent_start_main(int argc, char **argv);
 
 #endif

@@ -202,4 +202,47 @@ void ws_diff_opts_init(struct ws_diff_opts *o);
 int ws_diff(struct ws_store *st, const char *from, const char *to, const struct ws_diff_opts *o,
             struct ah_buf *out);
 
+/* ---- providers: provisioning a session's workspace (provider.c) ------------------------------------------------------------------------------ */
+
+struct run_limits; /* os/os.h: a timeout and an abort descriptor */
+
+struct workspace_request {
+    const char *data_dir;
+    const char *session_id;
+    const json_t *request;   /* the task's canonical create request */
+    const char *const *default_preference; /* when the task has none */
+    const char *template_dir; /* repo.mode=none: copied when set */
+    int64_t clone_timeout_ms; /* each git/cp step is abandoned past it (0 = none) */
+    int abort_fd;             /* -1, or readable when the session no longer wants it (stop) */
+};
+/* Makes <data_dir>/workspaces/<session_id> with the first provider that works; writes the
+ * provider's name and the path (caller frees both). Errors name every provider tried. */
+int workspace_provision(const struct workspace_request *wr, char **ret_provider, char **ret_path,
+                        struct ah_problem *reterr);
+/* A repository's branches [{name, is_default, last_commit}]: with remote NULL from our mirror
+ * (local and quick; AH_E_NOTFOUND without one), else from a `git ls-remote` within those
+ * limits (it waits on the network: never on an HTTP thread). AH_E_NETWORK when git cannot
+ * reach it, AH_E_TIMEOUT / AH_E_CANCELED when the limits cut it short. */
+int workspace_repo_branches(const char *data_dir, const char *url, const struct run_limits *remote,
+                            json_t **ret);
+/* The default branch of our mirror of url (caller frees); AH_E_NOTFOUND without a mirror. */
+int workspace_repo_default(const char *data_dir, const char *url, char **ret);
+/* Up to max tracked files [{path, detail}] of the mirror's HEAD; AH_E_NOTFOUND without one. */
+int workspace_repo_files(const char *data_dir, const char *url, size_t max, json_t **ret);
+/* Removes a workspace directory tree (btrfs subvolumes included). */
+int workspace_remove(const char *path);
+
+/* "repo-<16 hex of SHA-256(url)>": the stable id of a repository (the git cache's key too). */
+void workspace_repo_id(const char *url, char out[22]);
+
+/* ---- line counts of one change (count.c, libgit2) ---------------------------------------- */
+
+struct diff_stat {
+    int64_t added, removed;
+    bool binary;
+};
+/* Line counts of the change from old to new (either may be NULL = absent file). */
+int diff_count(const char *old, size_t old_len, const char *new_text, size_t new_len,
+               struct diff_stat *ret);
+
 #endif

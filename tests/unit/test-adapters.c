@@ -1,4 +1,4 @@
-/* test-adapters.c — the agent adapters (exec/adapter*.c): every fixture of
+/* test-adapters.c — the agent adapters (agent/adapter*.c): every fixture of
  * tests/fixtures/agents mapped to the exact sequence of events with their key fields and the
  * run's outcome; truncated streams; argv; hostile input (never a crash, always a log event);
  * the custom text/jsonl adapters; and every jansson allocation failed in turn. Every event any
@@ -12,7 +12,7 @@
 
 #include <cmocka.h> /* after the headers it needs */
 
-#include "../../src/exec/adapter_int.h"
+#include "../../src/agent/adapter_int.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 

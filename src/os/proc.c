@@ -1,5 +1,5 @@
 /*
- * proc.c — small process and file helpers for exec/: running a helper command (git, cp, btrfs)
+ * proc.c — small process and file helpers below every layer: running a helper command (git, cp, btrfs)
  * to completion, pidfds, process start times, and whole-file reads and writes. Every fork is
  * posix_spawn, so nothing runs between fork and exec.
  */
@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "os.h"
 
 extern char **environ;
 

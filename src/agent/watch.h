@@ -1,5 +1,5 @@
 /*
- * watch.h — private to exec/: the recorder's workspace watcher (watch.c).
+ * watch.h — private to agent/: the recorder's workspace watcher (watch.c).
  */
 #ifndef AH_EXEC_WATCH_H
 #define AH_EXEC_WATCH_H

@@ -2,7 +2,7 @@
  * adapter_int.h — private to the adapter*.c files: the helpers every adapter shares (reading a
  * line under our limits, building event payloads with capped, valid UTF-8 strings, the table of
  * tool runs waiting for their result, the state of a run and its outcome, the argv). The rest of
- * exec/ uses adapter.h.
+ * the code uses agent.h.
  *
  * Strings that come out of a parsed line are valid UTF-8 without NUL bytes (jansson refuses
  * anything else with flags 0), so the short fields (ids, names, paths) are passed around as plain
@@ -12,7 +12,7 @@
 #ifndef AH_EXEC_ADAPTER_INT_H
 #define AH_EXEC_ADAPTER_INT_H
 
-#include "adapter.h"
+#include "agent.h"
 
 /* ---- limits: an agent's output is not trusted to be small --------------------------------- */
 

@@ -1,5 +1,5 @@
 /*
- * workspace.c — provisioning a session's workspace.
+ * provider.c — provisioning a session's workspace.
  *
  * Providers are tried in the task's workspace.snapshotPreference order (or the configured
  * default); the first that works wins and its name is recorded on the session:
@@ -27,6 +27,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "../os/os.h"
 #include "internal.h"
 
 #define BTRFS_MAGIC 0x9123683E
@@ -391,7 +392,7 @@ int workspace_provision(const struct workspace_request *wr, char **ret_provider,
     return AH_E_IO;
 }
 
-void exec_repo_id(const char *url, char out[22]) {
+void workspace_repo_id(const char *url, char out[22]) {
     char key[17];
     url_key(url, key);
     snprintf(out, 22, "repo-%s", key);

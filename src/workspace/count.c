@@ -1,5 +1,5 @@
 /*
- * diff.c — line statistics of a change, computed by libgit2's git_diff_buffers (the diff library
+ * count.c — line statistics of a change, computed by libgit2's git_diff_buffers (the diff library
  * we chose; it agrees with `git diff --numstat`).
  */
 #include <git2.h>

@@ -25,7 +25,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "adapter.h"
 #include "internal.h"
 
 extern char **environ;
@@ -154,7 +153,7 @@ static bool safe_path(const char *p) {
     return true;
 }
 
-int exec_scenario_check(const json_t *scenario, const char *path, struct ah_problem *p) {
+int agent_scenario_check(const json_t *scenario, const char *path, struct ah_problem *p) {
     if (!json_is_array(scenario)) {
         problem_field(p, path, "must be an array of steps");
         return AH_E_INVAL;
@@ -298,7 +297,7 @@ static int run_scripted(const json_t *scenario, const char *prompt) {
         scenario = fallback;
     }
     struct ah_problem p = {0};
-    if (exec_scenario_check(scenario, "scenario", &p) < 0) {
+    if (agent_scenario_check(scenario, "scenario", &p) < 0) {
         emit_log("error", "the scenario is invalid: %s", p.detail);
         problem_clear(&p);
         return 2;
@@ -502,7 +501,7 @@ static const char usage[] =
     "  --command CMD --format text|jsonl   a custom agent\n"
     "  --non-interactive     accepted; every run is non-interactive\n";
 
-int exec_agent_start_main(int argc, char **argv) {
+int agent_start_main(int argc, char **argv) {
     static const struct option opts[] = {
         {"agent", required_argument, 0, 'a'},       {"cwd", required_argument, 0, 'c'},
         {"prompt", required_argument, 0, 'p'},      {"prompt-file", required_argument, 0, 'P'},

@@ -548,7 +548,7 @@ static const char usage[] =
     "  --config PATH       accepted for symmetry with the other commands\n"
     "The token for --socket comes from the environment (AH_RECORDER_TOKEN).\n";
 
-int exec_record_main(int argc, char **argv) {
+int agent_record_main(int argc, char **argv) {
     struct rec r = {.cols = 120, .rows = 40, .linger_ms = 3600000, .next_rseq = 1, .master = -1,
                     .events_rd = -1, .sock = -1, .child_pidfd = -1, .sigfd = -1, .timerfd = -1,
                     .line = {.max = LINE_MAX_BYTES}, .out = {.max = 2 * LINK_MAX_FRAME + 64}};

@@ -1,5 +1,11 @@
 /*
- * adapter.h — private to exec/: agent adapters (D19). An adapter knows how to launch one agent
+ * agent.h — the agent/ layer's whole interface: what runs in the agent's processes (`ah agent
+ * record`: PTY, asciicast recording, workspace watcher, the link to the server; `ah agent
+ * start`: adapters and the scripted agent), and what the server shares with them (the recorder
+ * link's framing, D17; the adapters' table; the scenario check). The server side (exec/) sits
+ * above this layer and includes this header; nothing here includes exec/.
+ *
+ * Agent adapters (D19). An adapter knows how to launch one agent
  * CLI non-interactively and how to turn each line of its machine-readable output into our event
  * payloads (API.md §8.2). `ah agent start` runs the CLI, feeds its stdout lines through the
  * adapter and writes the resulting events to AH_EVENTS_FD for the recorder.
@@ -9,8 +15,8 @@
  * adapter reports the run's outcome instead (enum adapter_outcome), which becomes the exit code
  * of `ah agent start` and, through it, completed/failed.
  */
-#ifndef AH_EXEC_ADAPTER_H
-#define AH_EXEC_ADAPTER_H
+#ifndef AH_AGENT_H
+#define AH_AGENT_H
 
 #include "../core/core.h"
 
@@ -60,5 +66,37 @@ const struct agent_adapter *adapter_find(const char *type);
 extern const struct agent_adapter adapter_custom_text;
 extern const struct agent_adapter adapter_custom_jsonl;
 void adapter_argv_free(char **argv);
+
+/* ---- the recorder link (D17): 4-byte big-endian length + one JSON object ------------------- */
+
+#define LINK_MAX_FRAME (4u * 1024 * 1024)
+
+/* Appends one frame holding msg to out. */
+int link_frame(struct ah_buf *out, const json_t *msg);
+/* Incremental decoder: feed bytes with link_feed, take messages with link_take. */
+struct link_reader {
+    struct ah_buf in;
+    size_t off; /* consumed prefix of in */
+};
+int link_feed(struct link_reader *r, const void *data, size_t len);
+/* 1 and *ret (caller owns) when a whole frame is buffered, 0 when more bytes are needed,
+ * AH_E_PROTOCOL for an oversized frame or a frame that is not a JSON object. */
+int link_take(struct link_reader *r, json_t **ret);
+void link_reader_clear(struct link_reader *r);
+/* Reads what the (non-blocking) fd has into r: >0 bytes, 0 on EOF, AH_E_BUSY when it would
+ * block, another AH_E_* on error. */
+int link_read_fd(int fd, struct link_reader *r);
+/* Writes as much of buf as the non-blocking fd takes and drops it from buf; 0 or AH_E_*. */
+int write_pending(int fd, struct ah_buf *buf);
+
+/* ---- the process-side commands and the scripted agent ------------------------------------- */
+
+/* `ah agent record --session-id ID -- CMD…` (recorder.c) and `ah agent start --agent TYPE`
+ * (agent_start.c): the mains of the two processes the supervisor launches (D16). */
+int agent_record_main(int argc, char **argv);
+int agent_start_main(int argc, char **argv);
+/* Validates a scripted agent's scenario (D20) so a bad one is a 400, not a failed session.
+ * Field errors are named under `path`. */
+int agent_scenario_check(const json_t *scenario, const char *path, struct ah_problem *reterr);
 
 #endif
