@@ -20,6 +20,17 @@ export type Draft = Schemas['Draft'];
 export type DraftBody = Schemas['DraftBody'];
 export type DraftList = Schemas['DraftList'];
 export type ControlAccepted = Schemas['ControlAccepted'];
+export type FileChange = Schemas['FileChange'];
+export type FileChangeList = Schemas['FileChangeList'];
+export type FileDiff = Schemas['FileDiff'];
+export type FileContent = Schemas['FileContent'];
+export type WorkspaceNode = Schemas['WorkspaceNode'];
+
+/** One side of a row of `format=split` (the contract types `split` as a plain object). */
+export interface SplitSide { line: number; text: string }
+export interface SplitRow { kind: 'context' | 'change' | 'add' | 'del'; left: SplitSide | null; right: SplitSide | null }
+export interface SplitHunk { header: string; old_start: number; new_start: number; rows: SplitRow[] }
+export interface SplitFile { path: string; old_path: string | null; status: string; binary: boolean; hunks: SplitHunk[] }
 
 export const BASE = '/api/v1';
 
@@ -156,6 +167,23 @@ export const api = {
     recording: (id: string, signal?: AbortSignal) =>
         requestText(url<'/api/v1/sessions/{id}/recording'>('/sessions/{id}/recording', { id }),
                     'application/x-asciicast', signal),
+    /** The files changed since the session's base (default `to`: the live workspace). */
+    files: (id: string, signal?: AbortSignal) =>
+        request<FileChangeList>('GET', url<'/api/v1/sessions/{id}/files'>('/sessions/{id}/files', { id },
+                                                                         { perPage: 200 }), undefined, signal),
+    /** One file's diff since the base, with the side-by-side rows (`split`) and the git text. */
+    fileDiff: (id: string, path: string, signal?: AbortSignal) =>
+        request<FileDiff>('GET', url<'/api/v1/sessions/{id}/diff/{filePath}'>('/sessions/{id}/diff/{filePath}',
+                                                                             { id, filePath: path },
+                                                                             { format: 'split' }), undefined, signal),
+    /** A file's text; `?path=` so that files named search, preview or content work too. */
+    fileContent: (id: string, path: string, signal?: AbortSignal) =>
+        request<FileContent>('GET', url<'/api/v1/sessions/{id}/files/content'>('/sessions/{id}/files/content',
+                                                                              { id }, { path }), undefined, signal),
+    /** One directory of the workspace and its entries (`path` '' is the root). */
+    tree: (id: string, path: string, signal?: AbortSignal) =>
+        request<WorkspaceNode>('GET', url<'/api/v1/sessions/{id}/workspace/files'>('/sessions/{id}/workspace/files',
+                                                                                  { id }, { path }), undefined, signal),
     ptyUrl: (id: string) => url<'/api/v1/sessions/{id}/pty'>('/sessions/{id}/pty', { id }),
     eventsUrl: (id: string, query: Record<string, string | number | undefined> = {}) =>
         url<'/api/v1/sessions/{id}/events'>('/sessions/{id}/events', { id }, query),

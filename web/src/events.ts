@@ -40,6 +40,8 @@ export interface LiveLog {
     error: ApiError | undefined;
     /** The status from the newest status event, when one arrived. */
     status: SessionStatus | undefined;
+    /** The seq of the newest file_edit or diff event (0: none yet): the files view reloads on it. */
+    changeSeq: number;
 }
 
 /**
@@ -48,24 +50,25 @@ export interface LiveLog {
  */
 export function useLiveLog(sessionId: string, onStatus?: (s: SessionStatus) => void): LiveLog {
     const [log, setLog] = useState<LiveLog>(() => ({
-        events: [], version: 0, state: 'connecting', error: undefined, status: undefined }));
+        events: [], version: 0, state: 'connecting', error: undefined, status: undefined, changeSeq: 0 }));
     useEffect(() => {
         const events: AgentEvent[] = [];
         let status: SessionStatus | undefined;
         let state: StreamState = 'connecting';
         let error: ApiError | undefined;
-        let frame = 0, version = 0;
+        let frame = 0, version = 0, changeSeq = 0;
         const flush = () => {
             frame = 0;
-            setLog({ events, version: ++version, state, error, status });
+            setLog({ events, version: ++version, state, error, status, changeSeq });
         };
         const schedule = () => {
             if (!frame) frame = requestAnimationFrame(flush);
         };
-        setLog({ events, version: 0, state, error, status });
+        setLog({ events, version: 0, state, error, status, changeSeq });
         const stream = new EventStream(sessionId, {
             onEvent(ev) {
                 events.push(ev);
+                if (ev.type === 'file_edit' || ev.type === 'diff') changeSeq = ev.seq;
                 if (ev.type === 'status') {
                     status = ev.status;
                     onStatus?.(ev.status);

@@ -9,6 +9,7 @@ import { ACTIVE, ApiError, TERMINAL, api, type AgentEvent, type Session as Sessi
 import { describe, useLiveLog } from '../events';
 import { Link, StatusBadge, Time, navigate, toast, toastError, typing, useKeys } from '../ui';
 import { Controls, repoLabel } from './Feed';
+import { FilesView } from './Files';
 import { TerminalView } from './Terminal';
 
 const ROW = 28; /* px: every row has the same height, so a scroll offset maps to an index */
@@ -17,7 +18,7 @@ const OVERSCAN = 10;
 export function SessionPage(props: { id: string }): JSX.Element {
     const [session, setSession] = useState<SessionT | null>(null);
     const [missing, setMissing] = useState<string | null>(null);
-    const [tab, setTab] = useState<'events' | 'terminal'>('events');
+    const [tab, setTab] = useState<'events' | 'terminal' | 'files'>('events');
     const reload = () => {
         api.getSession(props.id).then(setSession, (e) => {
             if (e instanceof ApiError && e.status === 404) setMissing(e.message);
@@ -65,11 +66,13 @@ export function SessionPage(props: { id: string }): JSX.Element {
                         aria-controls="panel" onClick={() => setTab('events')}>Events</button>
                 <button type="button" role="tab" id="tab-terminal" aria-selected={tab === 'terminal'}
                         aria-controls="panel" onClick={() => setTab('terminal')}>Terminal</button>
+                <button type="button" role="tab" id="tab-files" aria-selected={tab === 'files'}
+                        aria-controls="panel" onClick={() => setTab('files')}>Files</button>
             </div>
             <div id="panel" role="tabpanel" aria-labelledby={`tab-${tab}`}>
-                {tab === 'events'
-                    ? <EventLog events={log.events} version={log.version} />
-                    : <TerminalView id={props.id} ended={!!status && TERMINAL.has(status)} />}
+                {tab === 'events' ? <EventLog events={log.events} version={log.version} />
+                    : tab === 'terminal' ? <TerminalView id={props.id} ended={!!status && TERMINAL.has(status)} />
+                    : <FilesView id={props.id} changeSeq={log.changeSeq} />}
             </div>
             {session && status && ACTIVE.has(status) && <PromptBox id={session.id} />}
             {session && status && TERMINAL.has(status) && (
