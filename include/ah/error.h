@@ -39,7 +39,8 @@ extern "C" {
     X(AH_E_PROTOCOL, -22, 502, "protocol", "Protocol Error")                                       \
     X(AH_E_EXISTS, -23, 409, "exists", "Already Exists")                                           \
     X(AH_E_BUSY, -24, 409, "in-progress", "Request In Progress")                                   \
-    X(AH_E_CANCELED, -25, 499, "canceled", "Canceled")
+    X(AH_E_CANCELED, -25, 499, "canceled", "Canceled")                                              \
+    X(AH_E_RUNTIME, -26, 422, "runtime-unavailable", "Runtime Unavailable")
 
 enum ah_error {
     AH_OK = 0,

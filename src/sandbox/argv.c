@@ -1,0 +1,234 @@
+/*
+ * argv.c — the command line that puts an agent into a profile: bubblewrap, then prlimit for the
+ * limits that are rlimits, then the agent.
+ *
+ * The mount order is the policy, later mounts winning over earlier ones:
+ *   1. the whole root read-only; a minimal /dev and a /proc of the new PID namespace; a private
+ *      /tmp and /var/tmp;
+ *   2. the profile's read-only and read-write paths;
+ *   3. what must stay invisible: the server's data directory (database, recordings, every other
+ *      session's workspace), its runtime directory (the recorder socket), the server user's home,
+ *      the host's password hashes and SSH keys, and the profile's hidden paths — an empty
+ *      read-only directory over a directory, /dev/null over a file;
+ *   4. the session's own workspace and $HOME read-write, and the few files the agent must read
+ *      (its prompt and settings) read-only — these may lie inside a hidden directory, so they
+ *      come last.
+ * Capabilities are dropped (in the sandbox's user namespace too), so the agent cannot unmount
+ * what hides a path; it may not create user namespaces of its own. The agent stays in the
+ * recorder's process group, so pause (SIGSTOP of the group) reaches everything inside.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+
+struct vec {
+    char **v;
+    size_t n, cap;
+    int err;
+};
+
+static void push(struct vec *a, const char *s) {
+    if (a->err)
+        return;
+    if (a->n + 2 > a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        char **v = realloc(a->v, cap * sizeof(char *));
+        if (!v) {
+            a->err = AH_E_NOMEM;
+            return;
+        }
+        a->v = v;
+        a->cap = cap;
+    }
+    if (!(a->v[a->n] = strdup(s))) {
+        a->err = AH_E_NOMEM;
+        return;
+    }
+    a->v[++a->n] = NULL;
+}
+
+static void push3(struct vec *a, const char *x, const char *y, const char *z) {
+    push(a, x);
+    push(a, y);
+    if (z)
+        push(a, z);
+}
+
+void sandbox_argv_free(char **argv) {
+    for (char **p = argv; p && *p; p++)
+        free(*p);
+    free(argv);
+}
+
+static bool under(const char *path, const char *dir) {
+    size_t n = strlen(dir);
+    return !strncmp(path, dir, n) && (path[n] == '/' || path[n] == '\0');
+}
+
+/* Hides one path: an empty directory over a directory (remounted read-only at the end, once
+ * what must show through has its mount point), /dev/null over anything else. Paths that do not
+ * exist, or that the private /tmp already hides, need nothing. */
+static void hide(struct vec *a, struct vec *remount, const char *path) {
+    struct stat st;
+    if (under(path, "/tmp") || under(path, "/var/tmp") || lstat(path, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode)) {
+        push3(a, "--tmpfs", path, NULL);
+        push(remount, path);
+    } else if (!S_ISLNK(st.st_mode)) {
+        push3(a, "--ro-bind", "/dev/null", path);
+    }
+}
+
+static bool all_absolute(const char *const *v) {
+    for (; v && *v; v++)
+        if ((*v)[0] != '/')
+            return false;
+    return true;
+}
+
+/* What the host has that no agent should read, whatever the profile says. */
+static const char *const host_secrets[] = {"/etc/shadow",  "/etc/shadow-", "/etc/gshadow",
+                                           "/etc/gshadow-", "/etc/ssh",    "/root",
+                                           NULL};
+
+int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
+                 const struct sandbox_limits *lim, bool cgroup_ok,
+                 const struct sandbox_paths *paths, const char *const *agent_argv,
+                 char ***ret_argv) {
+    if (!agent_argv || !agent_argv[0])
+        return AH_E_INVAL;
+    if ((paths->workspace && paths->workspace[0] != '/') || (paths->home && paths->home[0] != '/') ||
+        (paths->home_at && paths->home_at[0] != '/') || !all_absolute(paths->ro_files) ||
+        !all_absolute(paths->hide))
+        return AH_E_INVAL;
+    struct vec a = {0}, remount = {0};
+    char num[64];
+    if (!p->disabled) {
+        push(&a, s->bwrap);
+        push3(&a, "--unshare-user", "--unshare-pid", "--unshare-ipc");
+        push3(&a, "--unshare-uts", "--unshare-cgroup-try", NULL);
+        if (p->network == SANDBOX_NET_NONE)
+            push(&a, "--unshare-net");
+        push3(&a, "--die-with-parent", "--cap-drop", "ALL");
+        push(&a, "--disable-userns");
+        push3(&a, "--hostname", "ah-sandbox", NULL);
+        /* 1. the root read-only, minimal /dev and /proc, private temporary directories */
+        push3(&a, "--ro-bind", "/", "/");
+        push3(&a, "--dev", "/dev", NULL);
+        push3(&a, "--proc", "/proc", NULL);
+        push3(&a, "--tmpfs", "/tmp", NULL);
+        struct stat st;
+        if (stat("/var/tmp", &st) == 0 && S_ISDIR(st.st_mode))
+            push3(&a, "--tmpfs", "/var/tmp", NULL);
+        /* 2. the profile's own paths */
+        for (char **q = p->read_only; q && *q; q++)
+            push3(&a, "--ro-bind-try", *q, *q);
+        for (char **q = p->read_write; q && *q; q++)
+            push3(&a, "--bind-try", *q, *q);
+        /* 3. what must stay invisible */
+        for (const char *const *q = host_secrets; *q; q++)
+            hide(&a, &remount, *q);
+        for (const char *const *q = paths->hide; q && *q; q++)
+            hide(&a, &remount, *q);
+        for (char **q = p->hidden; q && *q; q++)
+            hide(&a, &remount, *q);
+        /* 4. the session's own trees and files */
+        const char *home_at = paths->home_at ? paths->home_at : paths->home;
+        if (paths->home)
+            push3(&a, "--bind", paths->home, home_at);
+        if (paths->workspace)
+            push3(&a, "--bind", paths->workspace, paths->workspace);
+        for (const char *const *q = paths->ro_files; q && *q; q++)
+            push3(&a, "--ro-bind", *q, *q);
+        for (size_t i = 0; i < remount.n; i++) {
+            /* a hidden directory that is also a mount point of ours ($HOME over the server
+             * user's home) is that mount now: it stays writable */
+            bool bound = (home_at && !strcmp(remount.v[i], home_at)) ||
+                         (paths->workspace && !strcmp(remount.v[i], paths->workspace));
+            for (const char *const *q = paths->ro_files; !bound && q && *q; q++)
+                bound = !strcmp(remount.v[i], *q);
+            if (!bound)
+                push3(&a, "--remount-ro", remount.v[i], NULL);
+        }
+        if (paths->workspace)
+            push3(&a, "--chdir", paths->workspace, NULL);
+        if (home_at) {
+            push3(&a, "--setenv", "HOME", home_at);
+        }
+        push3(&a, "--setenv", "TMPDIR", "/tmp");
+        push(&a, "--");
+    }
+    /* rlimits for what no cgroup enforces: prlimit sets them on itself, then runs the agent */
+    bool fsize = lim && lim->file_size_mib > 0;
+    bool as = lim && lim->memory_mib > 0 && !cgroup_ok;
+    bool nproc = lim && lim->pids > 0 && !cgroup_ok;
+    if (fsize || as || nproc) {
+        push(&a, "prlimit");
+        if (fsize) {
+            snprintf(num, sizeof(num), "--fsize=%lld", (long long)lim->file_size_mib << 20);
+            push(&a, num);
+        }
+        if (as) {
+            snprintf(num, sizeof(num), "--as=%lld", (long long)lim->memory_mib << 20);
+            push(&a, num);
+        }
+        if (nproc) {
+            snprintf(num, sizeof(num), "--nproc=%lld", (long long)lim->pids);
+            push(&a, num);
+        }
+        push(&a, "--");
+    }
+    for (const char *const *q = agent_argv; *q; q++)
+        push(&a, *q);
+    sandbox_argv_free(remount.v);
+    if (a.err) {
+        sandbox_argv_free(a.v);
+        return a.err;
+    }
+    *ret_argv = a.v;
+    return 0;
+}
+
+char *sandbox_describe(const struct sandbox_profile *p, const struct sandbox_limits *lim,
+                       bool cgroup_ok) {
+    char buf[768];
+    size_t k = 0;
+    const char *how = cgroup_ok ? "cgroup" : "rlimit";
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        int w_ = snprintf(buf + k, sizeof(buf) - k, __VA_ARGS__);                                  \
+        if (w_ > 0)                                                                                \
+            k = k + (size_t)w_ < sizeof(buf) ? k + (size_t)w_ : sizeof(buf) - 1;                  \
+    } while (0)
+    if (p->disabled)
+        ADD("sandbox disabled: the agent runs with the server's rights");
+    else
+        ADD("sandbox %s: bubblewrap, network %s", p->name,
+            p->network == SANDBOX_NET_NONE ? "none" : "allowed");
+    const char *sep = "; limits: ";
+    if (lim->memory_mib) {
+        ADD("%smemory %lld MiB (%s)", sep, (long long)lim->memory_mib, how);
+        sep = ", ";
+    }
+    if (lim->pids) {
+        ADD("%spids %lld (%s)", sep, (long long)lim->pids,
+            cgroup_ok ? "cgroup" : "rlimit, not enforced for root");
+        sep = ", ";
+    }
+    if (lim->cpu_milli) {
+        ADD("%scpu %lld.%03lld cores (%s)", sep, (long long)(lim->cpu_milli / 1000),
+            (long long)(lim->cpu_milli % 1000), cgroup_ok ? "cgroup" : "not enforced: no cgroup");
+        sep = ", ";
+    }
+    if (lim->file_size_mib) {
+        ADD("%sfile size %lld MiB (rlimit)", sep, (long long)lim->file_size_mib);
+        sep = ", ";
+    }
+    if (lim->wall_time_s)
+        ADD("%swall time %lld s", sep, (long long)lim->wall_time_s);
+#undef ADD
+    return strdup(buf);
+}

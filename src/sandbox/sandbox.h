@@ -1,0 +1,142 @@
+/*
+ * sandbox.h — running an agent in a sandbox (D51, D52): the profiles a server offers, the
+ * bubblewrap command line that puts an agent into one, the network policy, and the resource
+ * limits (cgroups where the server may create them, rlimits otherwise).
+ *
+ * Who uses what:
+ *   - the server (exec/) loads the profiles from configuration once (sandbox_set_new), probes
+ *     what this machine can provide (sandbox_set_probe), refuses tasks asking for a profile or
+ *     runtime it cannot provide (sandbox_check: 422, never a silent unsandboxed run), and at
+ *     launch builds the wrapper command (sandbox_wrap) and the session's cgroups
+ *     (sandbox_cgroup_create);
+ *   - the recorder (agent/) starts the agent inside those cgroups (sandbox_cgroup_enter/leave
+ *     around its spawn) and names an out-of-memory death (sandbox_cgroup_oom).
+ * A `struct sandbox_set` is immutable after sandbox_set_probe: any thread may read it.
+ */
+#ifndef AH_SANDBOX_H
+#define AH_SANDBOX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../core/core.h"
+
+#define SANDBOX_NAME_MAX 64
+#define SANDBOX_PATHS_MAX 64  /* read-only, read-write and hidden paths of one profile, each */
+#define SANDBOX_CGROUPS_MAX 4 /* cgroup v1 hierarchies we use (memory, pids, cpu, freezer) */
+
+/* Resource limits; 0 means "no limit". */
+struct sandbox_limits {
+    int64_t memory_mib;    /* cgroup memory limit, else RLIMIT_AS */
+    int64_t pids;          /* cgroup pids.max, else RLIMIT_NPROC (not enforced for root) */
+    int64_t cpu_milli;     /* thousandths of a core: cgroup CPU quota (no rlimit equivalent) */
+    int64_t file_size_mib; /* RLIMIT_FSIZE: the largest file the agent may write */
+    int64_t wall_time_s;   /* the recorder kills the agent after this long */
+};
+
+enum sandbox_network {
+    SANDBOX_NET_ALLOW, /* the host's network: agents call their model APIs */
+    SANDBOX_NET_NONE,  /* a network namespace of its own with only its own loopback */
+};
+
+struct sandbox_profile {
+    char *name;
+    bool disabled; /* the `disabled` profile: no sandbox at all */
+    enum sandbox_network network;
+    char **read_only, **read_write, **hidden; /* NULL-terminated absolute paths */
+    struct sandbox_limits limits;             /* defaults; a task's runtime.resources win */
+};
+
+struct sandbox_set;
+
+/* Builds the profiles: the built-in `default`, `offline` and `disabled`, then the custom ones
+ * and overrides from configuration. `cfg` is the configuration's `sandbox.*` keys without that
+ * prefix, as the config file parser gives them ({"allow-disabled": true, "default": "offline",
+ * "bwrap": "/usr/bin/bwrap", "NAME.network": "none", "NAME.read-only": [...], ...}; may be NULL).
+ * AH_E_INVAL with the offending key in reterr, AH_E_NOMEM. Free with sandbox_set_free. */
+int sandbox_set_new(const json_t *cfg, struct sandbox_set **ret, struct ah_problem *reterr);
+void sandbox_set_free(struct sandbox_set *s);
+AH_DEFINE_CLEANUP(struct sandbox_set, sandbox_set_free)
+
+/* Finds out what this machine provides: runs bubblewrap once (`--unshare-all ... true`), looks
+ * for cgroups it may create under its own, and for podman. Blocks for as long as that takes
+ * (a few ms); call once at start-up, before the set is shared. */
+void sandbox_set_probe(struct sandbox_set *s);
+/* For tests: declare what the probe would have found, without running anything. */
+void sandbox_set_fake_probe(struct sandbox_set *s, bool bwrap_works, const char *why_not);
+
+/* The profile of that name, or NULL. Lent until sandbox_set_free. */
+const struct sandbox_profile *sandbox_find(const struct sandbox_set *s, const char *name);
+/* The profile a task gets when it names none (`default` unless configured). */
+const char *sandbox_default_name(const struct sandbox_set *s);
+
+/* Whether a task may run with runtime `type` ("local", "devcontainer", "disabled") and sandbox
+ * profile `profile` (NULL: the default) on this machine. 0, or AH_E_RUNTIME (422) with a detail
+ * naming what is missing: an unknown profile (and the known ones), `disabled` when the
+ * configuration does not allow it, bubblewrap missing or not working, podman missing. */
+int sandbox_check(const struct sandbox_set *s, const char *type, const char *profile,
+                  struct ah_problem *reterr);
+
+/* GET /runtimes (API.md §7.11): {"items": [{"type":"local","sandboxProfiles":[...]}, ...],
+ * "unavailable": [{"type":..., "reason":...}]} — items lists only what works here. NULL on OOM. */
+json_t *sandbox_runtimes_json(const struct sandbox_set *s);
+
+/* What one launch needs to know. Every path absolute; NULL members are left out. */
+struct sandbox_paths {
+    const char *workspace;       /* read-write, the agent's working directory */
+    const char *home;            /* the session's private $HOME (read-write) */
+    const char *home_at;         /* where $HOME appears inside (NULL: at `home`) */
+    const char *const *ro_files; /* NULL-terminated: files the agent must read (prompt, ...) */
+    const char *const *hide;     /* NULL-terminated: server paths to make invisible (data dir,
+                                  * runtime dir, the server user's home) */
+};
+
+/* The effective limits: the profile's, each one overridden by the task's when that is set. */
+struct sandbox_limits sandbox_limits_merge(const struct sandbox_limits *profile,
+                                           const struct sandbox_limits *task);
+
+/* Builds the command that runs `agent_argv` inside the profile: bwrap and its options, then
+ * (when some limit must be an rlimit) prlimit, then agent_argv. `cgroup_ok` says whether the
+ * memory, pids and CPU limits are applied by cgroups (then only the file size is an rlimit).
+ * The result is a NULL-terminated array; its strings and the array belong to the caller (free
+ * with sandbox_argv_free). AH_E_NOMEM, AH_E_INVAL (a relative path). */
+int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
+                 const struct sandbox_limits *lim, bool cgroup_ok,
+                 const struct sandbox_paths *paths, const char *const *agent_argv,
+                 char ***ret_argv);
+void sandbox_argv_free(char **argv);
+
+/* One line for the session's log: what was applied and how ("sandbox default: bubblewrap,
+ * network allowed; memory 256 MiB (cgroup), pids 64 (cgroup), file size 10 MiB (rlimit)").
+ * Caller frees; NULL on OOM. */
+char *sandbox_describe(const struct sandbox_profile *p, const struct sandbox_limits *lim,
+                       bool cgroup_ok);
+
+/* ---- cgroups ---------------------------------------------------------------------------------- */
+
+/* The cgroups of one session: one directory per hierarchy (cgroup v1) or one (v2). */
+struct sandbox_cgroup {
+    int n;
+    char dir[SANDBOX_CGROUPS_MAX][512];
+};
+
+/* Whether the probe found cgroups this server may create (memory, pids and cpu controllers). */
+bool sandbox_cgroups_usable(const struct sandbox_set *s);
+/* Creates the session's cgroups below the server's own and writes the limits into them.
+ * 0 (ret filled), AH_E_NOTIMPL when this machine gives us none, AH_E_IO. */
+int sandbox_cgroup_create(const struct sandbox_set *s, const char *session_id,
+                          const struct sandbox_limits *lim, struct sandbox_cgroup *ret);
+/* Removes them (they must be empty; best effort). */
+void sandbox_cgroup_remove(const struct sandbox_cgroup *cg);
+
+/* The recorder's side: moves the calling process into the session's cgroups, so the agent it
+ * spawns next starts inside (no window in which a fork escapes), and back to where it was.
+ * `saved` holds the original cgroups between the two calls. 0 or AH_E_IO. */
+int sandbox_cgroup_enter(const struct sandbox_cgroup *cg, struct sandbox_cgroup *saved);
+void sandbox_cgroup_leave(const struct sandbox_cgroup *saved);
+/* How many processes the kernel killed for memory in these cgroups (0 if none, or unknown). */
+int64_t sandbox_cgroup_oom_kills(const struct sandbox_cgroup *cg);
+/* Whether the pids limit refused a fork at least once. */
+bool sandbox_cgroup_pids_hit(const struct sandbox_cgroup *cg);
+
+#endif

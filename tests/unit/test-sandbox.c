@@ -1,0 +1,287 @@
+/* test-sandbox.c — sandbox profiles from configuration, the checks that refuse what this machine
+ * cannot provide (422, D51), and the bubblewrap command line that is the policy (D52). The
+ * integration tests (tests/integration/test_sandbox.py) run the real bubblewrap. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "../../src/sandbox/sandbox.h"
+
+/* The `sandbox.*` keys of a config file, with the prefix taken off as config.c does. */
+static json_t *cfg_of(const char *toml) {
+    json_t *all = NULL, *out = json_object();
+    struct ah_problem p = {0};
+    if (toml_parse(toml, strlen(toml), &all, &p) != 0)
+        fail_msg("bad toml: %s", p.detail);
+    const char *key;
+    json_t *v;
+    json_object_foreach(all, key, v) {
+        if (!strncmp(key, "sandbox.", 8))
+            json_object_set(out, key + 8, v);
+    }
+    json_decref(all);
+    return out;
+}
+
+static struct sandbox_set *set_of(const char *toml) {
+    json_t *cfg = cfg_of(toml);
+    struct sandbox_set *s = NULL;
+    struct ah_problem p = {0};
+    if (sandbox_set_new(cfg, &s, &p) != 0)
+        fail_msg("refused: %s", p.detail);
+    json_decref(cfg);
+    sandbox_set_fake_probe(s, true, NULL);
+    return s;
+}
+
+static void refused(const char *toml, const char *want) {
+    json_t *cfg = cfg_of(toml);
+    struct sandbox_set *s = NULL;
+    struct ah_problem p = {0};
+    assert_int_equal(sandbox_set_new(cfg, &s, &p), AH_E_INVAL);
+    assert_null(s);
+    if (!strstr(p.detail, want))
+        fail_msg("expected '%s' in '%s'", want, p.detail);
+    json_decref(cfg);
+    problem_clear(&p);
+}
+
+static void test_builtin_profiles(void **state) {
+    (void)state;
+    struct sandbox_set *s = set_of("");
+    const struct sandbox_profile *d = sandbox_find(s, "default");
+    const struct sandbox_profile *o = sandbox_find(s, "offline");
+    const struct sandbox_profile *x = sandbox_find(s, "disabled");
+    assert_non_null(d);
+    assert_non_null(o);
+    assert_non_null(x);
+    assert_int_equal(d->network, SANDBOX_NET_ALLOW);
+    assert_int_equal(o->network, SANDBOX_NET_NONE);
+    assert_true(x->disabled);
+    assert_false(d->disabled);
+    assert_null(sandbox_find(s, "nope"));
+    assert_string_equal(sandbox_default_name(s), "default");
+    sandbox_set_free(s);
+}
+
+static void test_custom_profiles(void **state) {
+    (void)state;
+    struct sandbox_set *s = set_of("[sandbox]\ndefault = \"build\"\n"
+                                   "[sandbox.build]\nnetwork = \"none\"\n"
+                                   "read-only = [\"/opt/sdk\"]\nread-write = [\"/var/cache/x\"]\n"
+                                   "hidden = [\"/srv/secret\"]\nmemory-mib = 512\npids = 64\n"
+                                   "cpu = 2\nfile-size-mib = 10\nwall-time-s = 30\n"
+                                   "[sandbox.default]\nmemory-mib = 1024\n");
+    const struct sandbox_profile *b = sandbox_find(s, "build");
+    assert_non_null(b);
+    assert_int_equal(b->network, SANDBOX_NET_NONE);
+    assert_string_equal(b->read_only[0], "/opt/sdk");
+    assert_null(b->read_only[1]);
+    assert_string_equal(b->read_write[0], "/var/cache/x");
+    assert_string_equal(b->hidden[0], "/srv/secret");
+    assert_int_equal(b->limits.memory_mib, 512);
+    assert_int_equal(b->limits.pids, 64);
+    assert_int_equal(b->limits.cpu_milli, 2000);
+    assert_int_equal(b->limits.file_size_mib, 10);
+    assert_int_equal(b->limits.wall_time_s, 30);
+    assert_int_equal(sandbox_find(s, "default")->limits.memory_mib, 1024);
+    assert_string_equal(sandbox_default_name(s), "build");
+    sandbox_set_free(s);
+}
+
+static void test_bad_config(void **state) {
+    (void)state;
+    refused("[sandbox.x]\nnetwork = \"some\"\n", "allow");
+    refused("[sandbox.x]\nread-only = [\"relative/path\"]\n", "absolute");
+    refused("[sandbox.x]\nread-only = [\"/a/../etc\"]\n", "absolute");
+    refused("[sandbox.x]\nmemory-mib = -1\n", "memory-mib");
+    refused("[sandbox.x]\ncolour = \"red\"\n", "unknown setting");
+    refused("[sandbox]\nflavour = 1\n", "unknown setting");
+    refused("[sandbox]\ndefault = \"missing\"\n", "no profile named missing");
+    refused("[sandbox]\ndefault = \"disabled\"\n", "allow-disabled");
+    refused("[sandbox]\nallow-disabled = \"yes\"\n", "true or false");
+    refused("[sandbox.disabled]\nnetwork = \"none\"\n", "no settings");
+    refused("[sandbox.a.b]\nnetwork = \"none\"\n", "unknown setting");
+}
+
+static void test_check_refuses_with_422(void **state) {
+    (void)state;
+    struct sandbox_set *s = set_of("");
+    struct ah_problem p = {0};
+    assert_int_equal(sandbox_check(s, "local", NULL, &p), 0);
+    assert_int_equal(sandbox_check(s, "local", "offline", &p), 0);
+    assert_int_equal(sandbox_check(s, "local", "nope", &p), AH_E_RUNTIME);
+    assert_non_null(strstr(p.detail, "unknown sandbox profile nope"));
+    assert_non_null(strstr(p.detail, "default, offline"));
+    assert_null(strstr(p.detail, "disabled")); /* not offered: configuration forbids it */
+    problem_clear(&p);
+    assert_int_equal(sandbox_check(s, "local", "disabled", &p), AH_E_RUNTIME);
+    assert_non_null(strstr(p.detail, "allow-disabled"));
+    problem_clear(&p);
+    assert_int_equal(sandbox_check(s, "disabled", NULL, &p), AH_E_RUNTIME);
+    problem_clear(&p);
+    assert_int_equal(sandbox_check(s, "devcontainer", NULL, &p), AH_E_RUNTIME);
+    assert_non_null(strstr(p.detail, "podman"));
+    problem_clear(&p);
+    /* no working bubblewrap: a sandboxed task is refused, never run without one */
+    sandbox_set_fake_probe(s, false, "bubblewrap (bwrap) is not installed on this host");
+    assert_int_equal(sandbox_check(s, "local", NULL, &p), AH_E_RUNTIME);
+    assert_non_null(strstr(p.detail, "not installed"));
+    problem_clear(&p);
+    json_t *rt = sandbox_runtimes_json(s);
+    assert_int_equal(json_array_size(json_object_get(rt, "items")), 0);
+    assert_int_equal(json_array_size(json_object_get(rt, "unavailable")), 2);
+    json_decref(rt);
+    sandbox_set_free(s);
+
+    s = set_of("[sandbox]\nallow-disabled = true\n");
+    assert_int_equal(sandbox_check(s, "local", "disabled", &p), 0);
+    assert_int_equal(sandbox_check(s, "disabled", NULL, &p), 0);
+    rt = sandbox_runtimes_json(s);
+    json_t *local = json_array_get(json_object_get(rt, "items"), 0);
+    assert_string_equal(json_string_value(json_object_get(local, "type")), "local");
+    assert_int_equal(json_array_size(json_object_get(local, "sandboxProfiles")), 3);
+    json_decref(rt);
+    sandbox_set_free(s);
+}
+
+/* Index of the first `a` followed by `b` (and `c` when given) in argv, or -1. */
+static int find3(char **argv, const char *a, const char *b, const char *c) {
+    for (int i = 0; argv[i]; i++)
+        if (!strcmp(argv[i], a) && (!b || (argv[i + 1] && !strcmp(argv[i + 1], b))) &&
+            (!c || (argv[i + 1] && argv[i + 2] && !strcmp(argv[i + 2], c))))
+            return i;
+    return -1;
+}
+
+static void test_wrap_default(void **state) {
+    (void)state;
+    struct sandbox_set *s = set_of("");
+    /* outside /tmp and /var/tmp, which are private wholesale: the build directory */
+    char tmp[512];
+    assert_non_null(getcwd(tmp, sizeof(tmp) - 20));
+    strcat(tmp, "/ah-sbx-XXXXXX");
+    assert_non_null(mkdtemp(tmp));
+    char data[600], ws[700], home[700], prompt[700];
+    snprintf(data, sizeof(data), "%s/data", tmp);
+    snprintf(ws, sizeof(ws), "%s/workspaces/S1", data);
+    snprintf(home, sizeof(home), "%s/sessions/S1/home", data);
+    snprintf(prompt, sizeof(prompt), "%s/sessions/S1/prompt", data);
+    mkdir(data, 0700);
+    const char *ro[] = {prompt, NULL};
+    const char *hide[] = {data, NULL};
+    struct sandbox_paths paths = {.workspace = ws, .home = home, .home_at = "/home/agent",
+                                  .ro_files = ro, .hide = hide};
+    const char *agent[] = {"ah", "agent", "start", "--cwd", ws, NULL};
+    struct sandbox_limits lim = {0};
+    char **argv = NULL;
+    assert_int_equal(sandbox_wrap(s, sandbox_find(s, "default"), &lim, false, &paths, agent,
+                                  &argv),
+                     0);
+    assert_string_equal(argv[0], "bwrap");
+    int root = find3(argv, "--ro-bind", "/", "/");
+    int hid = find3(argv, "--tmpfs", data, NULL);
+    int wsb = find3(argv, "--bind", ws, ws);
+    int hb = find3(argv, "--bind", home, "/home/agent");
+    int pb = find3(argv, "--ro-bind", prompt, prompt);
+    int rem = find3(argv, "--remount-ro", data, NULL);
+    int dd = find3(argv, "--", NULL, NULL);
+    assert_true(root >= 0 && hid > root && wsb > hid && hb > hid && pb > hid && rem > wsb);
+    assert_true(find3(argv, "--unshare-user", NULL, NULL) >= 0);
+    assert_true(find3(argv, "--unshare-pid", NULL, NULL) >= 0);
+    assert_true(find3(argv, "--cap-drop", "ALL", NULL) >= 0);
+    assert_true(find3(argv, "--tmpfs", "/tmp", NULL) >= 0);
+    assert_true(find3(argv, "--ro-bind", "/dev/null", "/etc/shadow") >= 0 ||
+                access("/etc/shadow", F_OK) != 0);
+    assert_true(find3(argv, "--setenv", "HOME", "/home/agent") >= 0);
+    assert_true(find3(argv, "--chdir", ws, NULL) >= 0);
+    assert_int_equal(find3(argv, "--unshare-net", NULL, NULL), -1); /* default: network */
+    assert_int_equal(find3(argv, "prlimit", NULL, NULL), -1);       /* no limits */
+    assert_string_equal(argv[dd + 1], "ah");
+    assert_string_equal(argv[dd + 5], ws);
+    assert_null(argv[dd + 6]);
+    sandbox_argv_free(argv);
+
+    /* offline: its own network namespace; limits without cgroups become rlimits */
+    lim = (struct sandbox_limits){.memory_mib = 64, .pids = 20, .file_size_mib = 5};
+    assert_int_equal(sandbox_wrap(s, sandbox_find(s, "offline"), &lim, false, &paths, agent,
+                                  &argv),
+                     0);
+    assert_true(find3(argv, "--unshare-net", NULL, NULL) >= 0);
+    int pl = find3(argv, "prlimit", NULL, NULL);
+    assert_true(pl > find3(argv, "--", NULL, NULL));
+    assert_string_equal(argv[pl + 1], "--fsize=5242880");
+    assert_string_equal(argv[pl + 2], "--as=67108864");
+    assert_string_equal(argv[pl + 3], "--nproc=20");
+    assert_string_equal(argv[pl + 4], "--");
+    assert_string_equal(argv[pl + 5], "ah");
+    sandbox_argv_free(argv);
+    /* with cgroups only the file size is an rlimit */
+    assert_int_equal(sandbox_wrap(s, sandbox_find(s, "offline"), &lim, true, &paths, agent,
+                                  &argv),
+                     0);
+    pl = find3(argv, "prlimit", NULL, NULL);
+    assert_string_equal(argv[pl + 1], "--fsize=5242880");
+    assert_string_equal(argv[pl + 2], "--");
+    sandbox_argv_free(argv);
+
+    /* relative paths are refused: bubblewrap would resolve them somewhere else */
+    paths.workspace = "relative";
+    assert_int_equal(sandbox_wrap(s, sandbox_find(s, "default"), &lim, false, &paths, agent,
+                                  &argv),
+                     AH_E_INVAL);
+    rmdir(data);
+    rmdir(tmp);
+    sandbox_set_free(s);
+}
+
+static void test_wrap_disabled_and_describe(void **state) {
+    (void)state;
+    struct sandbox_set *s = set_of("[sandbox]\nallow-disabled = true\n");
+    const char *agent[] = {"agent", NULL};
+    struct sandbox_paths paths = {0};
+    struct sandbox_limits lim = {0};
+    char **argv = NULL;
+    assert_int_equal(sandbox_wrap(s, sandbox_find(s, "disabled"), &lim, false, &paths, agent,
+                                  &argv),
+                     0);
+    assert_string_equal(argv[0], "agent"); /* nothing around it */
+    assert_null(argv[1]);
+    sandbox_argv_free(argv);
+
+    struct sandbox_limits prof = {.memory_mib = 100, .pids = 10, .wall_time_s = 5};
+    struct sandbox_limits task = {.memory_mib = 64, .cpu_milli = 1500};
+    lim = sandbox_limits_merge(&prof, &task);
+    assert_int_equal(lim.memory_mib, 64);
+    assert_int_equal(lim.pids, 10);
+    assert_int_equal(lim.cpu_milli, 1500);
+    assert_int_equal(lim.wall_time_s, 5);
+    char *d = sandbox_describe(sandbox_find(s, "offline"), &lim, true);
+    assert_non_null(strstr(d, "sandbox offline: bubblewrap, network none"));
+    assert_non_null(strstr(d, "memory 64 MiB (cgroup)"));
+    assert_non_null(strstr(d, "cpu 1.500 cores (cgroup)"));
+    assert_non_null(strstr(d, "wall time 5 s"));
+    free(d);
+    d = sandbox_describe(sandbox_find(s, "default"), &lim, false);
+    assert_non_null(strstr(d, "memory 64 MiB (rlimit)"));
+    assert_non_null(strstr(d, "not enforced"));
+    free(d);
+    sandbox_set_free(s);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_builtin_profiles),
+        cmocka_unit_test(test_custom_profiles),
+        cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_check_refuses_with_422),
+        cmocka_unit_test(test_wrap_default),
+        cmocka_unit_test(test_wrap_disabled_and_describe),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
