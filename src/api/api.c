@@ -21,6 +21,7 @@ void api_set_services(struct api_ctx *ctx, struct store *st, struct bus *bus,
 int api_register(struct router *r, struct api_ctx *ctx) {
     int rc = 0;
     rc |= api_health_register(r, ctx);
+    rc |= api_metrics_register(r, ctx);
     rc |= api_tasks_register(r, ctx);
     rc |= api_sessions_register(r, ctx);
     rc |= api_events_register(r, ctx);

@@ -13,7 +13,15 @@
  */
 #include <string.h>
 
+#include "../obs/obs.h"
 #include "internal.h"
+
+static struct obs_family *m_subs;
+__attribute__((constructor)) static void fanout_metrics(void) {
+    m_subs = obs_register1("ah_bus_subscribers",
+                           "Live followers of session events (event streams, terminal streams)",
+                           OBS_GAUGE, NULL, 0);
+}
 
 struct channel {
     struct channel *next; /* bucket list */
@@ -268,6 +276,7 @@ int bus_subscribe(struct bus *b, const char *tenant, const char *session_id, int
     pthread_mutex_unlock(&ch->mu);
     pthread_mutex_unlock(&b->mapmu);
     __atomic_add_fetch(&b->subscribers, 1, __ATOMIC_RELAXED);
+    obs_add(m_subs, 0, 1);
     *ret = s;
     return 0;
 }
@@ -381,5 +390,6 @@ void bus_unsubscribe(struct bus_sub *s) {
         __atomic_sub_fetch(&b->channels, 1, __ATOMIC_RELAXED);
     }
     __atomic_sub_fetch(&b->subscribers, 1, __ATOMIC_RELAXED);
+    obs_add(m_subs, 0, -1);
     free(s);
 }

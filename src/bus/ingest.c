@@ -7,7 +7,26 @@
  */
 #include <string.h>
 
+#include "../obs/obs.h"
 #include "internal.h"
+
+static struct obs_family *m_events, *m_batch_size, *m_batch_secs, *m_batch_failed;
+__attribute__((constructor)) static void ingest_metrics(void) {
+    static const double sizes[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+    static const double secs[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                  0.5,    1,     2.5};
+    m_events = obs_register1("ah_events_ingested_total", "Session events durably stored",
+                             OBS_COUNTER, NULL, 0);
+    m_batch_size = obs_register1("ah_store_batch_ops", "Operations per write batch (one "
+                                 "transaction, one fsync)", OBS_HISTOGRAM, sizes,
+                                 sizeof(sizes) / sizeof(*sizes));
+    m_batch_secs = obs_register1("ah_store_batch_commit_seconds",
+                                 "Time to apply and commit one write batch", OBS_HISTOGRAM, secs,
+                                 sizeof(secs) / sizeof(*secs));
+    m_batch_failed = obs_register1("ah_store_batch_failures_total",
+                                   "Write batches the store refused as a whole", OBS_COUNTER,
+                                   NULL, 0);
+}
 
 struct waiter {
     pthread_mutex_t mu;
@@ -68,7 +87,15 @@ static void *writer_main(void *arg) {
         pthread_mutex_unlock(&b->qmu);
         for (size_t i = 0; i < n; i++)
             ops[i] = items[i]->op;
-        store_apply(b->store, ops, n);
+        double t0 = obs_now();
+        if (store_apply(b->store, ops, n) < 0)
+            obs_add(m_batch_failed, 0, 1);
+        obs_observe(m_batch_secs, 0, obs_now() - t0);
+        obs_observe(m_batch_size, 0, (double)n);
+        size_t stored = 0;
+        for (size_t i = 0; i < n; i++)
+            stored += ops[i].result == 0 && ops[i].stored; /* what gets published */
+        obs_add(m_events, 0, (int64_t)stored);
         __atomic_add_fetch(&b->batches, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&b->ops, n, __ATOMIC_RELAXED);
         for (size_t i = 0; i < n; i++) {

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../obs/obs.h"
 #include "../workspace/workspace.h"
 #include "executor.h"
 
@@ -99,6 +100,29 @@ static int write_id(const char *data_dir, const char *id, const char *name, cons
     return rc;
 }
 
+/* D49: how long workspace snapshots take (base at provisioning, incremental at tool
+ * boundaries); failures are counted apart. */
+static struct obs_family *m_snap_secs, *m_snap_failed;
+__attribute__((constructor)) static void snapshot_metrics(void) {
+    static const char *const kinds[] = {"kind=\"base\"", "kind=\"incremental\""};
+    static const double secs[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                  0.5,   1,     2.5,  5,     10,   30, 60};
+    m_snap_secs = obs_register("ah_snapshot_seconds", "Time to take a workspace snapshot",
+                               OBS_HISTOGRAM, kinds, 2, secs, sizeof(secs) / sizeof(*secs));
+    m_snap_failed = obs_register("ah_snapshot_failures_total", "Workspace snapshots that failed",
+                                 OBS_COUNTER, kinds, 2, NULL, 0);
+}
+
+static int timed_snapshot(size_t kind, struct ws_store *st, const char *workdir,
+                          const char *label, char *snap) {
+    double t0 = obs_now();
+    int rc = ws_snapshot(st, workdir, label, snap, NULL);
+    obs_observe(m_snap_secs, kind, obs_now() - t0);
+    if (rc < 0)
+        obs_add(m_snap_failed, kind, 1);
+    return rc;
+}
+
 int exec_snapshot_base(struct executor *ex, const char *id, char out[WS_SNAP_ID_LEN + 1]) {
     return read_id(ex->cfg.data_dir, id, "snapshot-base", out);
 }
@@ -112,7 +136,7 @@ int snapshot_take_base(const char *data_dir, const char *id, const char *workdir
     struct ws_store *st = NULL;
     int rc = ws_store_open(dir, &st);
     if (rc == 0)
-        rc = ws_snapshot(st, workdir, "base", snap, NULL);
+        rc = timed_snapshot(0, st, workdir, "base", snap);
     ws_store_free(st);
     if (rc == 0)
         rc = write_id(data_dir, id, "snapshot-base", snap);
@@ -147,7 +171,7 @@ static void run_one(struct executor *ex, struct snap_req *r, json_t **ret_change
     struct ws_store *st = NULL;
     int rc = ws_store_open(dir, &st);
     if (rc == 0)
-        rc = ws_snapshot(st, r->workdir, r->label, snap, NULL);
+        rc = timed_snapshot(1, st, r->workdir, r->label, snap);
     if (rc < 0) {
         log_msg(LOG_WARN, "session %s: snapshot failed: %s", r->id, ah_strerror(rc));
         ws_store_free(st);

@@ -60,6 +60,12 @@ char *front_problem_response(int status, const char *detail, const char *instanc
 const char *front_status_slug(int status);
 const char *front_status_title(int status);
 
+/* The routes in registration order, for per-route metrics: method and pattern are lent until
+ * router_free. */
+size_t router_count(const struct router *r);
+void router_route(const struct router *r, size_t i, const char **ret_method,
+                  const char **ret_pattern);
+
 /* The largest body cap a route sets (0 when all use the server default). */
 size_t router_max_body(const struct router *r);
 

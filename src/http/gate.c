@@ -29,7 +29,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../obs/obs.h"
 #include "front.h"
+
+/* Issue 10 item 25: how often the process ran out of descriptors (episodes, as logged), and the
+ * first requests the gate refused itself (they never reach the router's counts). */
+static struct obs_family *m_fd_episodes, *m_refused;
+__attribute__((constructor)) static void gate_metrics(void) {
+    m_fd_episodes = obs_register1("ah_http_fd_exhausted_episodes_total",
+                                  "Episodes of accept() failing for want of file descriptors",
+                                  OBS_COUNTER, NULL, 0);
+    m_refused = obs_register1("ah_http_gate_refused_total",
+                              "Connections whose first request the front gate refused (400, 408, "
+                              "413, 414, 431, 501, 505)",
+                              OBS_COUNTER, NULL, 0);
+}
 
 #define TICK_MS 200
 #define LINGER_MS 2000          /* a refused client gets this long to finish sending */
@@ -434,6 +448,7 @@ static void pend_refuse(struct gate *g, struct pending *p, const struct head *h,
     char *resp =
         front_problem_response(status, detail, h && h->path[0] ? h->path : NULL, rid, &len);
     log_refused(h, rid, status, detail);
+    obs_add(m_refused, 0, 1);
     if (resp) {
         ssize_t w = send(p->fd, resp, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)w; /* a fresh socket's buffer holds a small answer; if not, the client is gone */
@@ -559,6 +574,7 @@ static void on_accept(struct gate *g) {
                              f);
                     json_decref(f);
                     g->emfile = true;
+                    obs_add(m_fd_episodes, 0, 1);
                 }
                 listen_arm(g, false); /* back on the next tick: no spinning meanwhile */
             }

@@ -129,6 +129,7 @@ struct route_match {
     size_t max_body;
     struct http_kv params[HTTP_MAX_PARAMS];
     size_t n_params;
+    size_t index; /* the route's registration order (router_route) */
 };
 /* Matches method and path. 0 on a match (params copied into arena); AH_E_METHOD when the path
  * exists with other methods (allow receives "GET, POST" …); AH_E_NOTFOUND otherwise. */

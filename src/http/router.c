@@ -26,6 +26,7 @@ struct route {
     void *ctx;
     unsigned flags;
     size_t max_body;
+    char *pattern; /* as registered: the route template metrics are labelled with (D49) */
 };
 
 struct router {
@@ -40,9 +41,11 @@ struct router *router_new(void) {
 void router_free(struct router *r) {
     if (!r)
         return;
-    for (size_t i = 0; i < r->n; i++)
+    for (size_t i = 0; i < r->n; i++) {
         for (size_t k = 0; k < r->routes[i].n_seg; k++)
             free(r->routes[i].seg[k].text);
+        free(r->routes[i].pattern);
+    }
     free(r->routes);
     free(r);
 }
@@ -94,6 +97,11 @@ int router_add(struct router *r, const char *method, const char *pattern, http_h
         p += len;
         if (*p == '/')
             p++;
+    }
+    if (!(rt->pattern = strdup(pattern))) {
+        for (size_t k = 0; k < rt->n_seg; k++)
+            free(rt->seg[k].text);
+        return AH_E_NOMEM;
     }
     r->n++;
     return 0;
@@ -157,6 +165,16 @@ size_t router_max_body(const struct router *r) {
     return m;
 }
 
+size_t router_count(const struct router *r) {
+    return r->n;
+}
+
+void router_route(const struct router *r, size_t i, const char **ret_method,
+                  const char **ret_pattern) {
+    *ret_method = r->routes[i].method;
+    *ret_pattern = r->routes[i].pattern;
+}
+
 int router_match(const struct router *r, const char *method, const char *path, struct arena *a,
                  struct route_match *ret, char *allow, size_t allow_size) {
     const char *want = strcmp(method, "HEAD") == 0 ? "GET" : method;
@@ -172,6 +190,7 @@ int router_match(const struct router *r, const char *method, const char *path, s
                 m.ctx = rt->ctx;
                 m.flags = rt->flags;
                 m.max_body = rt->max_body;
+                m.index = i;
                 *ret = m;
                 return 0;
             }

@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../obs/obs.h"
 #include "front.h"
 
 #define STREAM_BLOCK 4096
@@ -98,6 +99,7 @@ struct req_ctx {
     struct route_match match;
     struct ah_buf body;
     int64_t start_mono;
+    double t0; /* obs_now() at the start, for the latency histogram */
     bool responded;
     bool deferred; /* no body: header checks run on the final call, keeping the connection */
     uint64_t discarded; /* bytes of an over-limit body read and dropped */
@@ -106,6 +108,66 @@ struct req_ctx {
     uint64_t bytes;
     struct http_stream *stream; /* our reference, for the byte count in the access log */
 };
+
+/* ---- metrics (D49) -------------------------------------------------------------------------- */
+
+/* Registered by the first server for its router's routes (one process serves one router); the
+ * last series of each family is for requests no route matched (404, 405, front-door errors). */
+static struct obs_family *m_requests;  /* route × status class */
+static struct obs_family *m_duration;  /* route */
+static struct obs_family *m_in_flight, *m_streams, *m_stream_bytes;
+static size_t m_routes;
+static pthread_once_t m_once = PTHREAD_ONCE_INIT;
+static const struct router *m_router;
+
+static void metrics_register(void) {
+    static const double secs[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                  0.05,   0.1,   0.25,   0.5,   1,    2.5};
+    const struct router *r = m_router;
+    size_t n = router_count(r) + 1;
+    char **lab = calloc(n * 5, sizeof(char *));
+    char **rl = calloc(n, sizeof(char *));
+    for (size_t i = 0; lab && rl && i < n; i++) {
+        const char *method = "any", *pattern = "unmatched";
+        if (i + 1 < n)
+            router_route(r, i, &method, &pattern);
+        char esc[600];
+        obs_label_escape(esc, sizeof(esc), pattern);
+        if (asprintf(&rl[i], "method=\"%s\",route=\"%s\"", method, esc) < 0)
+            rl[i] = NULL;
+        for (int c = 0; c < 5; c++)
+            if (rl[i] && asprintf(&lab[i * 5 + c], "%s,code=\"%dxx\"", rl[i], c + 1) < 0)
+                lab[i * 5 + c] = NULL;
+    }
+    bool ok = lab && rl;
+    for (size_t i = 0; ok && i < n * 5; i++)
+        ok = lab[i] != NULL;
+    if (ok) {
+        m_requests = obs_register("ah_http_requests_total",
+                                  "HTTP requests answered, by route template and status class",
+                                  OBS_COUNTER, (const char *const *)lab, n * 5, NULL, 0);
+        m_duration = obs_register("ah_http_request_duration_seconds",
+                                  "Time from the request line to the response being complete",
+                                  OBS_HISTOGRAM, (const char *const *)rl, n, secs,
+                                  sizeof(secs) / sizeof(*secs));
+        m_routes = n - 1;
+    }
+    for (size_t i = 0; lab && rl && i < n; i++) {
+        free(rl[i]);
+        for (int c = 0; c < 5; c++)
+            free(lab[i * 5 + c]);
+    }
+    free(lab);
+    free(rl);
+    m_in_flight = obs_register1("ah_http_requests_in_flight", "Requests being processed",
+                                OBS_GAUGE, NULL, 0);
+    m_streams = obs_register1("ah_http_streams_open",
+                              "Streaming responses (event streams, terminal) attached", OBS_GAUGE,
+                              NULL, 0);
+    m_stream_bytes = obs_register1("ah_http_stream_bytes_total",
+                                   "Bytes sent on streaming responses", OBS_COUNTER, NULL, 0);
+    obs_process_collector();
+}
 
 /* ---- streams --------------------------------------------------------------------------------- */
 
@@ -275,6 +337,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         ssize_t n = s->ops->read(s->ctx, buf, max);
         if (n > 0) {
             __atomic_add_fetch(&s->bytes, (uint64_t)n, __ATOMIC_RELAXED);
+            obs_add(m_stream_bytes, 0, n);
             return n;
         }
         if (n == HTTP_STREAM_END)
@@ -319,6 +382,7 @@ static void stream_free(void *cls) {
     if (s->next)
         s->next->prev = s->prev;
     pthread_mutex_unlock(&srv->mu);
+    obs_add(m_streams, 0, -1);
     s->ops->close(s->ctx);
     http_stream_unref(s);
 }
@@ -374,6 +438,7 @@ static struct req_ctx *req_ctx_alloc(struct http_server *srv, struct MHD_Connect
     rc->srv = srv;
     rc->conn = conn;
     rc->start_mono = time_mono_ms();
+    rc->t0 = obs_now();
     if (!(rc->req.arena = arena_new())) {
         free(rc);
         return NULL;
@@ -382,6 +447,7 @@ static struct req_ctx *req_ctx_alloc(struct http_server *srv, struct MHD_Connect
     pthread_mutex_lock(&srv->mu);
     srv->in_flight++;
     pthread_mutex_unlock(&srv->mu);
+    obs_add(m_in_flight, 0, 1);
     return rc;
 }
 
@@ -426,6 +492,7 @@ static void req_ctx_free(struct req_ctx *rc) {
     ah_buf_clear(&rc->body);
     arena_free(rc->req.arena);
     free(rc);
+    obs_add(m_in_flight, 0, -1);
     pthread_mutex_lock(&srv->mu);
     if (--srv->in_flight == 0)
         pthread_cond_broadcast(&srv->idle);
@@ -440,6 +507,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!rc)
         return;
     *con_cls = NULL;
+    if (rc->status) {
+        size_t route = rc->match.fn && rc->match.index < m_routes ? rc->match.index : m_routes;
+        obs_add(m_requests, route * 5 + (size_t)(obs_status_class(rc->status)[0] - '1'), 1);
+        obs_observe(m_duration, route, obs_now() - rc->t0);
+    }
     if (log_enabled(LOG_INFO)) {
         uint64_t bytes = rc->bytes;
         if (rc->stream)
@@ -499,6 +571,7 @@ static enum MHD_Result send_response(struct req_ctx *rc, struct http_response *r
             s->next->prev = s;
         srv->streams = s;
         pthread_mutex_unlock(&srv->mu);
+        obs_add(m_streams, 0, 1);
         r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_reader, s,
                                               stream_free);
         if (!r) {
@@ -1027,6 +1100,8 @@ int http_server_start(const struct http_config *cfg, const struct router *router
             srv->public_host[i] = (char)tolower((unsigned char)a[i]);
     }
     srv->router = router;
+    m_router = router;
+    pthread_once(&m_once, metrics_register);
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->idle, NULL);
     int r = listen_socket(cfg->bind, cfg->port, &srv->listen_fd, &srv->port, reterr);

@@ -3,7 +3,35 @@
  */
 #include <string.h>
 
+#include "../obs/obs.h"
 #include "backend.h"
+
+/* ---- metrics (D49): latency per operation, and failures that are the store's (5xx) -------- */
+
+enum { M_TASK_CREATE, M_SESSION_GET, M_SESSION_LIST, M_SESSION_LIVE, M_APPLY, M_EVENT_LIST,
+       M_EVENT_RANGE, M_OPS };
+static struct obs_family *m_secs, *m_errors;
+__attribute__((constructor)) static void store_metrics(void) {
+    static const char *const ops[M_OPS] = {
+        "op=\"task_create\"",  "op=\"session_get\"", "op=\"session_list\"",
+        "op=\"session_list_live\"", "op=\"apply\"", "op=\"event_list\"",
+        "op=\"event_range\""};
+    static const double secs[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                  0.025,  0.05,    0.1,    0.25,  0.5,    1};
+    m_secs = obs_register("ah_store_operation_seconds", "Time spent in a store operation",
+                          OBS_HISTOGRAM, ops, M_OPS, secs, sizeof(secs) / sizeof(*secs));
+    m_errors = obs_register("ah_store_errors_total",
+                            "Store operations that failed on the store's side (I/O, full disk, "
+                            "connection lost)", OBS_COUNTER, ops, M_OPS, NULL, 0);
+}
+
+static int timed(int op, double t0, int rc) {
+    obs_observe(m_secs, (size_t)op, obs_now() - t0);
+    if (rc < 0 && ah_error_status(rc) >= 500)
+        obs_add(m_errors, (size_t)op, 1);
+    return rc;
+}
+#define TIMED(op, call) timed(op, obs_now(), (call))
 
 int store_open(const char *url, struct store **ret, struct ah_problem *reterr) {
     if (!url || !*url)
@@ -48,22 +76,24 @@ int store_schema_version(struct store *st, int *ret_version, int *ret_applied_no
 int store_task_create(struct store *st, const char *tenant, const char *task_id,
                       const char *project_id, const json_t *request,
                       const struct session_new *sessions, size_t n, int64_t now) {
-    return st->ops->task_create(st->impl, tenant, task_id, project_id, request, sessions, n, now);
+    return TIMED(M_TASK_CREATE, st->ops->task_create(st->impl, tenant, task_id, project_id,
+                                                      request, sessions, n, now));
 }
 
 int store_session_get(struct store *st, const char *tenant, const char *id,
                       struct session_row **ret) {
-    return st->ops->session_get(st->impl, tenant, id, ret);
+    return TIMED(M_SESSION_GET, st->ops->session_get(st->impl, tenant, id, ret));
 }
 
 int store_session_list(struct store *st, const char *tenant, const struct session_filter *f,
                        const struct page *pg, struct session_row ***ret, size_t *ret_n,
                        int64_t *ret_total) {
-    return st->ops->session_list(st->impl, tenant, f, pg, ret, ret_n, ret_total);
+    return TIMED(M_SESSION_LIST, st->ops->session_list(st->impl, tenant, f, pg, ret, ret_n,
+                                                        ret_total));
 }
 
 int store_session_list_live(struct store *st, struct session_row ***ret, size_t *ret_n) {
-    return st->ops->session_list_live(st->impl, ret, ret_n);
+    return TIMED(M_SESSION_LIVE, st->ops->session_list_live(st->impl, ret, ret_n));
 }
 
 int store_session_purge(struct store *st, const char *tenant, const char *id) {
@@ -83,7 +113,7 @@ int store_apply(struct store *st, struct store_op *ops, size_t n) {
     for (size_t i = 0; i < n && !redact; i++)
         redact = text_has_userinfo(ops[i].error) || json_has_userinfo(ops[i].payload);
     if (!redact)
-        return st->ops->apply(st->impl, ops, n);
+        return TIMED(M_APPLY, st->ops->apply(st->impl, ops, n));
     struct shown {
         json_t *payload;   /* the caller's */
         const char *error; /* the caller's */
@@ -104,7 +134,7 @@ int store_apply(struct store *st, struct store_op *ops, size_t n) {
             rc = AH_E_NOMEM;
     }
     if (rc == 0)
-        rc = st->ops->apply(st->impl, ops, n);
+        rc = TIMED(M_APPLY, st->ops->apply(st->impl, ops, n));
     else
         for (size_t i = 0; i < n; i++)
             ops[i].result = rc;
@@ -121,14 +151,15 @@ int store_apply(struct store *st, struct store_op *ops, size_t n) {
 int store_event_list(struct store *st, const char *tenant, const char *session_id,
                      const struct event_filter *f, const struct page *pg, json_t **ret_items,
                      int64_t *ret_total) {
-    return st->ops->event_list(st->impl, tenant, session_id, f, pg, ret_items, ret_total);
+    return TIMED(M_EVENT_LIST,
+                 st->ops->event_list(st->impl, tenant, session_id, f, pg, ret_items, ret_total));
 }
 
 int store_event_range(struct store *st, const char *tenant, const char *session_id,
                       int64_t after, size_t limit, char ***ret_json, int64_t **ret_seq,
                       size_t *ret_n) {
-    return st->ops->event_range(st->impl, tenant, session_id, after, limit, ret_json, ret_seq,
-                                ret_n);
+    return TIMED(M_EVENT_RANGE, st->ops->event_range(st->impl, tenant, session_id, after, limit,
+                                                      ret_json, ret_seq, ret_n));
 }
 
 int store_idem_begin(struct store *st, const char *tenant, const char *key, const char *hash,

@@ -1,0 +1,98 @@
+/*
+ * obs.h — observability: the process's metrics (Prometheus text exposition, D49) and W3C trace
+ * context (D48). The lowest layer beside core/: http, bus, store and exec count into it; the
+ * /metrics route renders it.
+ *
+ * Metrics. A family (one metric name, one HELP/TYPE) has a fixed set of series (label sets)
+ * chosen when it is registered, so the hot path never allocates, looks up a name or takes a
+ * lock: a series is a slot index, and a count is one relaxed atomic add into the calling
+ * thread's shard of a slot array (threads are spread over OBS_SHARDS shards, so two threads
+ * rarely touch one cache line). Rendering sums the shards. Labels come from route templates,
+ * status classes and state names, never from ids (D49).
+ *
+ * Registration takes a mutex and may run at any time (families of a file register from a
+ * constructor, the HTTP server registers one series per route when it starts); once registered
+ * a family lives until the process exits. Every call accepts a NULL family (registration failed
+ * or the table is full): counting into it does nothing.
+ */
+#ifndef AH_OBS_H
+#define AH_OBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/core.h"
+
+enum obs_type { OBS_COUNTER, OBS_GAUGE, OBS_HISTOGRAM };
+
+#define OBS_MAX_FAMILIES 96
+#define OBS_MAX_SLOTS 8192 /* per shard; a histogram series takes buckets + 2 */
+#define OBS_MAX_BUCKETS 16
+
+struct obs_family;
+
+/* Registers `name` (must match [a-zA-Z_:][a-zA-Z0-9_:]*) with n series. labels[i] is the i-th
+ * series' label set in exposition syntax without braces (`route="/x",code="2xx"`, values
+ * already escaped), or NULL / "" for none; the strings are copied. A histogram takes its upper
+ * bounds (ascending, in the unit observed; +Inf is implied). Returns NULL when the table is
+ * full or on OOM. Thread-safe. */
+struct obs_family *obs_register(const char *name, const char *help, enum obs_type type,
+                                const char *const *labels, size_t n, const double *bounds,
+                                size_t n_bounds);
+/* The same for a family without labels. */
+struct obs_family *obs_register1(const char *name, const char *help, enum obs_type type,
+                                 const double *bounds, size_t n_bounds);
+
+/* Counter or gauge: adds v to series i (a gauge may go down: obs_add(f, i, -1)). Lock-free. */
+void obs_add(struct obs_family *f, size_t i, int64_t v);
+/* Histogram: records one observation v of series i. Values are kept in millionths of the
+ * unit (so seconds to the microsecond; sizes must be whole numbers). Lock-free. */
+void obs_observe(struct obs_family *f, size_t i, double v);
+/* Current value of a counter/gauge series (sum of the shards), or a histogram series' count. */
+int64_t obs_value(const struct obs_family *f, size_t i);
+
+/* A collector appends whole families computed at scrape time (sessions by state, process
+ * figures) with obs_write_header/obs_write_sample. It runs on the scraping thread. */
+typedef void (*obs_collect_fn)(struct ah_buf *out, void *ctx);
+int obs_collector_add(obs_collect_fn fn, void *ctx); /* 0, or AH_E_NOMEM when full */
+void obs_collector_remove(obs_collect_fn fn, void *ctx);
+void obs_write_header(struct ah_buf *out, const char *name, const char *help, enum obs_type t);
+void obs_write_sample(struct ah_buf *out, const char *name, const char *labels, double v);
+
+/* Appends the exposition (text format 0.0.4) of every family and collector. 0 or AH_E_NOMEM /
+ * AH_E_TOOLARGE from the buffer. */
+int obs_render(struct ah_buf *out);
+
+/* Escapes a label value (\\, \", \n) into dst of size dsz (truncating). */
+void obs_label_escape(char *dst, size_t dsz, const char *v);
+/* "1xx" … "5xx" for an HTTP status. */
+const char *obs_status_class(int status);
+
+/* The process figures every exporter shows (CPU seconds, resident memory, open and maximum
+ * descriptors, start time), as ah_process_*: registers their collector once. */
+void obs_process_collector(void);
+
+/* Seconds since an arbitrary point (CLOCK_MONOTONIC), for timing with obs_observe. */
+double obs_now(void);
+
+/* ---- W3C trace context (D48) ----------------------------------------------------------------- */
+
+struct obs_trace {
+    char trace_id[33]; /* 32 lower-case hex digits, not all zero */
+    char span_id[17];  /* this hop's span: 16 hex digits */
+    char parent_id[17]; /* the caller's span, "" when we started the trace */
+    uint8_t flags;      /* trace-flags (bit 0: sampled) */
+};
+
+/* Parses a `traceparent` header value (version 00 form; a higher version is read by its first
+ * four fields as the spec asks). 0, or AH_E_INVAL when it must be ignored. ret is written only
+ * on success; its span_id is left empty. */
+int obs_traceparent_parse(const char *value, struct obs_trace *ret);
+/* A trace for a request: the caller's traceparent continued (parent_id = its span) when valid,
+ * else a new root; either way a fresh span id. 0, or an error from the random source. */
+int obs_trace_start(const char *traceparent, struct obs_trace *ret);
+/* Formats `00-<trace>-<span>-<flags>` into out (at least 56 bytes). */
+void obs_traceparent_format(const struct obs_trace *t, char out[56]);
+
+#endif
