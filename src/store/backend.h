@@ -58,7 +58,30 @@ struct store_ops {
     int (*watch)(void *impl,
                  void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq),
                  void *arg);
+    const struct store_tl_ops *tl; /* the timeline (sqlite_timeline.c, postgres_timeline.c) */
 };
+
+/* The timeline's operations (store.h "the timeline"; dispatched by timeline.c). */
+struct store_tl_ops {
+    int (*snap_add)(void *impl, const char *tenant, const char *session_id,
+                    const struct fs_snapshot_row *r);
+    int (*snap_list)(void *impl, const char *tenant, const char *session_id, size_t limit,
+                     struct fs_snapshot_row **ret, size_t *ret_n);
+    int (*snap_find)(void *impl, const char *tenant, const char *id, struct fs_snapshot_row **ret);
+    int (*snap_delete)(void *impl, const char *tenant, const char *session_id, const char *id);
+    int (*moment_add)(void *impl, const char *tenant, const char *session_id,
+                      const struct moment_row *r);
+    int (*moment_list)(void *impl, const char *tenant, const char *session_id, size_t limit,
+                       struct moment_row **ret, size_t *ret_n);
+    int (*branch_create)(void *impl, const char *tenant, const char *task_id,
+                         const char *project_id, const json_t *request,
+                         const struct session_new *s, const struct branch_row *b, int64_t now);
+    int (*branch_list)(void *impl, const char *tenant, const char *parent_id,
+                       struct branch_row **ret, size_t *ret_n);
+    int (*branch_get)(void *impl, const char *tenant, const char *session_id,
+                      struct branch_row **ret);
+};
+extern const struct store_tl_ops store_sqlite_tl_ops, store_pg_tl_ops;
 
 struct store {
     const struct store_ops *ops;

@@ -466,4 +466,5 @@ const struct store_ops store_pg_ops = {
     .draft_list = store_pg_draft_list,
     .repo_list = store_pg_repo_list,
     .watch = store_pg_watch,
+    .tl = &store_pg_tl_ops,
 };

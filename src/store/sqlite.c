@@ -396,4 +396,5 @@ const struct store_ops store_sqlite_ops = {
     .draft_delete = sq_draft_delete,
     .draft_list = sq_draft_list,
     .repo_list = sq_repo_list,
+    .tl = &store_sqlite_tl_ops,
 };

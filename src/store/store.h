@@ -227,4 +227,66 @@ bool store_ready(struct store *st);
 /* The highest migration applied and how many migrations were applied by this open. */
 int store_schema_version(struct store *st, int *ret_version, int *ret_applied_now);
 
+/* ---- the timeline: snapshots, moments, branches (API.md §7.8; store/timeline.c) -------------- */
+
+/* A workspace snapshot as the timeline shows it (the object store has its content). */
+struct fs_snapshot_row {
+    char *session_id, *id;
+    char *kind; /* "base", "auto" or "manual" */
+    char *label;
+    char *description; /* NULL when none */
+    char *provider;
+    int64_t seq;        /* the last event stored before it (D33) */
+    int64_t ts;         /* ms */
+    int64_t size_bytes; /* what it added to the object store */
+};
+void fs_snapshot_rows_free(struct fs_snapshot_row *rows, size_t n);
+/* Records a snapshot; AH_E_EXISTS when the session already has one with that id, AH_E_NOTFOUND
+ * without the session. r->session_id is ignored (session_id is the one). */
+int store_fs_snapshot_add(struct store *st, const char *tenant, const char *session_id,
+                          const struct fs_snapshot_row *r);
+/* The session's snapshots, oldest first, at most limit. */
+int store_fs_snapshot_list(struct store *st, const char *tenant, const char *session_id,
+                           size_t limit, struct fs_snapshot_row **ret, size_t *ret_n);
+/* One snapshot by id in any session of the tenant (ids are ULIDs: unique). */
+int store_fs_snapshot_find(struct store *st, const char *tenant, const char *id,
+                           struct fs_snapshot_row **ret);
+int store_fs_snapshot_delete(struct store *st, const char *tenant, const char *session_id,
+                             const char *id);
+
+struct moment_row {
+    char *session_id, *id, *label;
+    char *description; /* NULL when none */
+    char *type;
+    int64_t seq, ts;
+};
+void moment_rows_free(struct moment_row *rows, size_t n);
+int store_moment_add(struct store *st, const char *tenant, const char *session_id,
+                     const struct moment_row *r);
+/* Oldest first, at most limit. */
+int store_moment_list(struct store *st, const char *tenant, const char *session_id, size_t limit,
+                      struct moment_row **ret, size_t *ret_n);
+
+struct branch_row {
+    char *session_id, *parent_session_id, *fs_snapshot_id;
+    char *name, *injected_message_id; /* NULL when none */
+    int64_t branch_seq, branch_ts, created_at;
+};
+void branch_rows_free(struct branch_row *rows, size_t n);
+/*
+ * Creates a branch session in one transaction: its task (request) and session (queued), copies
+ * of the parent's events 1..b->branch_seq with their original seq, sessionId set to the new
+ * session and `inherited: true`, the new session's `queued` status event as seq branch_seq + 1,
+ * and the branch row. AH_E_NOTFOUND when the parent is not the tenant's.
+ */
+int store_branch_create(struct store *st, const char *tenant, const char *task_id,
+                        const char *project_id, const json_t *request,
+                        const struct session_new *s, const struct branch_row *b, int64_t now);
+/* The branches made from parent_id, oldest first. */
+int store_branch_list(struct store *st, const char *tenant, const char *parent_id,
+                      struct branch_row **ret, size_t *ret_n);
+/* Where session_id came from; AH_E_NOTFOUND when it is not a branch. */
+int store_branch_get(struct store *st, const char *tenant, const char *session_id,
+                     struct branch_row **ret);
+
 #endif

@@ -1023,6 +1023,131 @@ static void test_watch(void **state) {
     store_close(a);
 }
 
+/* ---- the timeline (migration 004): snapshots, moments, branches -------------------------------- */
+
+static void test_timeline(void **state) {
+    struct store *st = open_store();
+    char ids[1][ULID_LEN + 1];
+    make_task(st, "t1", NULL, "scripted", 1, ids, 1000);
+    json_t *hold[3];
+    struct store_op ops[3] = {ev("t1", ids[0], "log", "a", &hold[0]),
+                              ev("t1", ids[0], "tool_result", "b", &hold[1]),
+                              ev("t1", ids[0], "log", "c", &hold[2])};
+    assert_int_equal(store_apply(st, ops, 3), 0);
+    ops_clear(ops, 3);
+    for (int i = 0; i < 3; i++)
+        json_decref(hold[i]);
+
+    struct fs_snapshot_row s1 = {.id = "snap-01J00000000000000000000001", .kind = "base",
+                                 .label = "base", .provider = "copy", .seq = 1, .ts = 1000,
+                                 .size_bytes = 10};
+    struct fs_snapshot_row s2 = {.id = "snap-01J00000000000000000000002", .kind = "auto",
+                                 .label = "grep", .description = "d", .provider = "copy",
+                                 .seq = 3, .ts = 2000, .size_bytes = 20};
+    assert_int_equal(store_fs_snapshot_add(st, "t1", ids[0], &s2), 0);
+    assert_int_equal(store_fs_snapshot_add(st, "t1", ids[0], &s1), 0);
+    assert_int_equal(store_fs_snapshot_add(st, "t1", ids[0], &s1), AH_E_EXISTS);
+    assert_int_equal(store_fs_snapshot_add(st, "t2", ids[0], &s1), AH_E_NOTFOUND);
+    struct fs_snapshot_row *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(store_fs_snapshot_list(st, "t1", ids[0], 50, &rows, &n), 0);
+    assert_int_equal(n, 2); /* oldest first */
+    assert_string_equal(rows[0].id, s1.id);
+    assert_null(rows[0].description);
+    assert_string_equal(rows[1].label, "grep");
+    assert_string_equal(rows[1].description, "d");
+    assert_int_equal(rows[1].seq, 3);
+    assert_int_equal(rows[1].size_bytes, 20);
+    fs_snapshot_rows_free(rows, n);
+    assert_int_equal(store_fs_snapshot_list(st, "t2", ids[0], 50, &rows, &n), 0);
+    assert_int_equal(n, 0); /* another tenant sees nothing */
+    fs_snapshot_rows_free(rows, n);
+    struct fs_snapshot_row *one = NULL;
+    assert_int_equal(store_fs_snapshot_find(st, "t1", s2.id, &one), 0);
+    assert_string_equal(one->session_id, ids[0]);
+    fs_snapshot_rows_free(one, 1);
+    assert_int_equal(store_fs_snapshot_find(st, "t2", s2.id, &one), AH_E_NOTFOUND);
+
+    struct moment_row m = {.id = "mom-1", .label = "look here", .type = "milestone", .seq = 2,
+                           .ts = 1500};
+    assert_int_equal(store_moment_add(st, "t1", ids[0], &m), 0);
+    assert_int_equal(store_moment_add(st, "t9", ids[0], &m), AH_E_NOTFOUND);
+    struct moment_row *mr = NULL;
+    assert_int_equal(store_moment_list(st, "t1", ids[0], 10, &mr, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(mr[0].label, "look here");
+    assert_null(mr[0].description);
+    moment_rows_free(mr, n);
+
+    /* a branch at seq 3: events 1..3 inherited, its own numbering goes on at 4 */
+    char task[ULID_LEN + 1];
+    ulid_new(task);
+    struct session_new sn = {.agent_type = "scripted", .agent_version = "1.0"};
+    ulid_new(sn.id);
+    struct branch_row b = {.parent_session_id = ids[0], .fs_snapshot_id = s2.id, .branch_seq = 3,
+                           .branch_ts = 1000, .name = "try-b"};
+    json_t *req = git_request("https://example.com/a.git");
+    struct branch_row bad = b;
+    bad.branch_seq = 99;
+    assert_int_equal(store_branch_create(st, "t1", task, NULL, req, &sn, &bad, 5000), AH_E_INVAL);
+    assert_int_equal(store_branch_create(st, "t2", task, NULL, req, &sn, &b, 5000), AH_E_NOTFOUND);
+    assert_int_equal(store_branch_create(st, "t1", task, NULL, req, &sn, &b, 5000), 0);
+    json_decref(req);
+    struct session_row *row = NULL;
+    assert_int_equal(store_session_get(st, "t1", sn.id, &row), 0);
+    assert_int_equal(row->last_seq, 4);
+    assert_int_equal(row->status, SESSION_QUEUED);
+    session_row_free(row);
+    json_t *items = NULL;
+    int64_t total = 0;
+    struct event_filter f = {.ascending = true};
+    struct page pg = {.page = 1, .per_page = 50};
+    assert_int_equal(store_event_list(st, "t1", sn.id, &f, &pg, &items, &total), 0);
+    assert_int_equal(total, 4);
+    for (size_t i = 0; i < 4; i++) {
+        json_t *e = json_array_get(items, i);
+        assert_int_equal(json_integer_value(json_object_get(e, "seq")), (json_int_t)i + 1);
+        assert_string_equal(json_string_value(json_object_get(e, "sessionId")), sn.id);
+        assert_true(json_is_true(json_object_get(e, "inherited")) == (i < 3));
+    }
+    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 2), "type")),
+                        "tool_result");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(items, 3), "status")),
+                        "queued");
+    json_decref(items);
+    /* the branch's next event is seq 5 */
+    json_t *h = NULL;
+    struct store_op next = ev("t1", sn.id, "log", "own", &h);
+    assert_int_equal(store_apply(st, &next, 1), 0);
+    assert_int_equal(next.seq, 5);
+    ops_clear(&next, 1);
+    json_decref(h);
+
+    struct branch_row *br = NULL;
+    assert_int_equal(store_branch_list(st, "t1", ids[0], &br, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(br[0].session_id, sn.id);
+    assert_string_equal(br[0].fs_snapshot_id, s2.id);
+    assert_string_equal(br[0].name, "try-b");
+    assert_null(br[0].injected_message_id);
+    assert_int_equal(br[0].branch_seq, 3);
+    branch_rows_free(br, n);
+    struct branch_row *bg = NULL;
+    assert_int_equal(store_branch_get(st, "t1", sn.id, &bg), 0);
+    assert_string_equal(bg->parent_session_id, ids[0]);
+    branch_rows_free(bg, 1);
+    assert_int_equal(store_branch_get(st, "t1", ids[0], &bg), AH_E_NOTFOUND);
+
+    assert_int_equal(store_fs_snapshot_delete(st, "t1", ids[0], s1.id), 0);
+    assert_int_equal(store_fs_snapshot_delete(st, "t1", ids[0], s1.id), AH_E_NOTFOUND);
+    /* purging a session takes its timeline with it */
+    assert_int_equal(store_session_purge(st, "t1", sn.id), 0);
+    assert_int_equal(store_branch_list(st, "t1", ids[0], &br, &n), 0);
+    assert_int_equal(n, 0);
+    branch_rows_free(br, n);
+    store_close(st);
+}
+
 int main(int argc, char **argv) {
     use_pg = argc > 1 && strcmp(argv[1], "pg") == 0;
     if (use_pg && !(pg_base = getenv("AH_TEST_PG_URL"))) {
@@ -1046,6 +1171,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_idempotency_abandoned_claim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeline, setup, teardown),
     };
     return cmocka_run_group_tests_name(use_pg ? "store (PostgreSQL)" : "store (SQLite)", tests, NULL,
                                        NULL);
