@@ -19,6 +19,9 @@ int api_repos_register(struct router *r, struct api_ctx *ctx);
 /* Changed files, file reads and diffs (API.md §7.6; files.c) and the workspace routes (§7.9). */
 int api_files_register(struct router *r, struct api_ctx *ctx);
 int api_workspace_register(struct router *r, struct api_ctx *ctx);
+/* The timeline, snapshots, moments, seek and branches (API.md §7.8; timeline.c, seek.c,
+ * branch.c). */
+int api_timeline_register(struct router *r, struct api_ctx *ctx);
 /* GET /agents, /runtimes, /executors (API.md §7.11; catalog.c). */
 int api_catalog_register(struct router *r, struct api_ctx *ctx);
 /* GET /api/v1/openapi.json and the Swagger UI under /api/docs (openapi.c). */

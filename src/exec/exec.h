@@ -86,6 +86,12 @@ int exec_repo_default_branch(struct executor *ex, const char *url, char **ret);
 char *exec_snapshot_dir(struct executor *ex, const char *id);
 /* The base snapshot taken when provisioning ended; AH_E_NOTFOUND when there is none. */
 int exec_snapshot_base(struct executor *ex, const char *id, char out[WS_SNAP_ID_LEN + 1]);
+/* A manual snapshot (POST fs-snapshots): takes workdir now (NULL: the session has ended, its
+ * newest snapshot is recorded) and records it on the timeline; *ret_row (nullable) gets the
+ * row as stored. Runs on the caller's thread: snapshots are incremental (a stat walk). */
+int snapshots_take_manual(struct executor *ex, const char *tenant, const char *id,
+                          const char *workdir, const char *label, const char *description,
+                          char ret_id[WS_SNAP_ID_LEN + 1], struct fs_snapshot_row **ret_row);
 /* Deletes a session's workspace and files (DELETE, D14). */
 void exec_remove_files(struct executor *ex, const char *id);
 

@@ -149,6 +149,15 @@ void snapshots_request(struct executor *ex, const char *tenant, const char *id,
                        const char *workdir, const char *label);
 /* Takes the final snapshot, then posts CMD_EXIT with exit_msg (its `changes` replaced by the
  * totals since the base). false when snapshots are not running: answer the exit now. */
+/* The timeline (D33): a tool boundary's snapshot, held until its tool_result is stored
+ * (snapshots_boundary_stored, from the bus's completion, gives the event's seq). */
+void snapshots_boundary(struct executor *ex, const char *tenant, const char *id,
+                        const char *workdir, const char *tool);
+void snapshots_boundary_stored(struct executor *ex, const char *tenant, const char *id,
+                               int64_t seq);
+/* Records the base snapshot (taken by snapshot_take_base) in the store's timeline. */
+int snapshots_record_base(struct executor *ex, const char *tenant, const char *id,
+                          const char *provider);
 bool snapshots_final(struct executor *ex, const char *tenant, const char *id, const char *workdir,
                      json_t *exit_msg);
 /* provision.c */

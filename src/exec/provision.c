@@ -109,6 +109,8 @@ static void *worker_main(void *arg) {
             rc = workspace_provision(&wr, &provider, &path, &p);
         if (rc == 0) /* D30: what the agent changes is measured against this */
             rc = snapshot_take_base(ex->cfg.data_dir, j->id, path, &p);
+        if (rc == 0 && snapshots_record_base(ex, j->tenant, j->id, provider) < 0)
+            log_msg(LOG_WARN, "session %s: the base snapshot is not on the timeline", j->id);
         tie(ex, j, -1);
         struct cmd *c = cmd_new(CMD_PROVISIONED, j->tenant, j->id);
         if (c) {

@@ -19,6 +19,13 @@
  * Each snapshot that changed something produces one `file_edit` per changed file, numbers from
  * the real diff against the previous snapshot, and one `diff` event with the unified text (cut
  * at 64 KiB with truncated: true and the URL of the full diff).
+ *
+ * The timeline (D33): every snapshot that changed something, and every one taken at a tool
+ * boundary, is recorded in the store (fs_snapshots) with the seq of the event it follows and the
+ * bytes it added. A tool boundary's request is held until the tool_result event is stored
+ * (snapshots_boundary_stored gives its seq), so the snapshot follows that event; then it is due
+ * at once, not coalesced: the tool has ended and its state is the boundary's. A held request
+ * not released within BOUNDARY_HOLD_MS (its event was a resend) runs anyway.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,6 +38,7 @@
 #include "executor.h"
 
 #define SNAP_COALESCE_MS_DEFAULT 250
+#define BOUNDARY_HOLD_MS 5000
 
 struct snap_req {
     struct snap_req *next;
@@ -40,6 +48,9 @@ struct snap_req {
     int64_t due;    /* monotonic ms */
     json_t *exit;   /* the recorder's exit message, answered once the snapshot is done */
     char label[32]; /* "tool_result", "files", "final" */
+    char tool[64];  /* a tool boundary: the tool's name (the timeline's label) */
+    int64_t seq;    /* the tool_result's seq once stored; 0 unknown */
+    bool held;      /* a tool boundary waiting for its event to be stored */
 };
 
 struct snapshots {
@@ -148,6 +159,93 @@ int snapshot_take_base(const char *data_dir, const char *id, const char *workdir
     return 0;
 }
 
+/* ---- the timeline's rows -------------------------------------------------------------------- */
+
+/* Records snapshot snap in the store (fs_snapshots). seq 0: the session's last event now. */
+static int record_row(struct store *store, struct ws_store *st, const char *tenant,
+                      const char *id, const char *snap, const char *kind, const char *label,
+                      const char *description, int64_t seq, const char *provider) {
+    uint64_t bytes = 0;
+    (void)ws_snapshot_added_bytes(st, snap, &bytes); /* 0 when it cannot be measured */
+    struct session_row *row = NULL;
+    if (seq <= 0 || !provider) {
+        int rc = store_session_get(store, tenant, id, &row);
+        if (rc < 0)
+            return rc;
+        if (seq <= 0)
+            seq = row->last_seq;
+        if (!provider)
+            provider = row->workspace_provider;
+    }
+    struct fs_snapshot_row fr = {
+        .id = (char *)snap,
+        .kind = (char *)kind,
+        .label = (char *)label,
+        .description = (char *)description,
+        .provider = (char *)(provider ? provider : "copy"),
+        .seq = seq,
+        .ts = time_now_ms(),
+        .size_bytes = (int64_t)bytes,
+    };
+    int rc = store_fs_snapshot_add(store, tenant, id, &fr);
+    session_row_free(row);
+    return rc;
+}
+
+/* An automatic snapshot joins the timeline when it is a tool boundary or changed something. */
+static void record(struct executor *ex, struct ws_store *st, const struct snap_req *r,
+                   const char *snap) {
+    struct ws_snapshot_info info = {0}, parent = {0};
+    bool changed = true;
+    if (!r->tool[0] && ws_snapshot_info(st, snap, &info) == 0) {
+        if (info.parent[0] && ws_snapshot_info(st, info.parent, &parent) == 0)
+            changed = strcmp(info.tree, parent.tree) != 0;
+        ws_snapshot_info_clear(&parent);
+        ws_snapshot_info_clear(&info);
+    }
+    if (!changed)
+        return;
+    int rc = record_row(ex->store, st, r->tenant, r->id, snap, "auto",
+                        r->tool[0] ? r->tool : r->label, NULL, r->seq, NULL);
+    if (rc < 0)
+        log_msg(LOG_WARN, "session %s: cannot record snapshot %s: %s", r->id, snap,
+                ah_strerror(rc));
+}
+
+int snapshots_record_base(struct executor *ex, const char *tenant, const char *id,
+                          const char *provider) {
+    char dir[4200], snap[WS_SNAP_ID_LEN + 1];
+    int rc = read_id(ex->cfg.data_dir, id, "snapshot-base", snap);
+    if (rc < 0)
+        return rc;
+    snprintf(dir, sizeof(dir), "%s/sessions/%s/snapshots", ex->cfg.data_dir, id);
+    struct ws_store *st = NULL;
+    if ((rc = ws_store_open(dir, &st)) < 0)
+        return rc;
+    rc = record_row(ex->store, st, tenant, id, snap, "base", "base", NULL, 0, provider);
+    ws_store_free(st);
+    return rc == AH_E_EXISTS ? 0 : rc; /* a retried provisioning keeps the first base */
+}
+
+int snapshots_take_manual(struct executor *ex, const char *tenant, const char *id,
+                          const char *workdir, const char *label, const char *description,
+                          char ret_id[WS_SNAP_ID_LEN + 1], struct fs_snapshot_row **ret_row) {
+    char dir[4200], snap[WS_SNAP_ID_LEN + 1];
+    snprintf(dir, sizeof(dir), "%s/sessions/%s/snapshots", ex->cfg.data_dir, id);
+    struct ws_store *st = NULL;
+    int rc = ws_store_open(dir, &st);
+    if (rc == 0)
+        rc = workdir ? ws_snapshot(st, workdir, label, snap, NULL) : ws_snapshot_latest(st, snap);
+    if (rc == 0)
+        rc = record_row(ex->store, st, tenant, id, snap, "manual", label, description, 0, NULL);
+    ws_store_free(st);
+    if (rc == 0 && ret_row)
+        rc = store_fs_snapshot_find(ex->store, tenant, snap, ret_row);
+    if (rc == 0)
+        memcpy(ret_id, snap, sizeof(snap));
+    return rc;
+}
+
 /* ---- events from one snapshot ------------------------------------------------------------------ */
 
 static void submit(struct executor *ex, const struct snap_req *r, json_t *ev) {
@@ -177,6 +275,7 @@ static void run_one(struct executor *ex, struct snap_req *r, json_t **ret_change
         ws_store_free(st);
         return;
     }
+    record(ex, st, r, snap);
     struct ws_changes ch = {0};
     if (ws_changes(st, prev, snap, &ch) == 0 && ch.n) {
         int64_t added = 0, removed = 0;
@@ -285,21 +384,30 @@ static void *snap_main(void *arg) {
     return NULL;
 }
 
-static void enqueue(struct snapshots *S, const char *tenant, const char *id, const char *workdir, const char *label,
-                    json_t *exit_msg) {
+static void enqueue(struct snapshots *S, const char *tenant, const char *id, const char *workdir,
+                    const char *label, const char *tool, json_t *exit_msg) {
     pthread_mutex_lock(&S->mu);
     if (!S->running || S->stopping) {
         pthread_mutex_unlock(&S->mu);
         json_decref(exit_msg);
         return;
     }
-    int64_t due = time_mono_ms() + (exit_msg ? 0 : S->coalesce_ms);
+    int64_t due = time_mono_ms() + (exit_msg ? 0 : tool ? BOUNDARY_HOLD_MS : S->coalesce_ms);
     for (struct snap_req *r = S->head; r; r = r->next)
         if (strcmp(r->id, id) == 0 && strcmp(r->tenant, tenant) == 0) {
+            if (tool) { /* the pending snapshot becomes this boundary's */
+                snprintf(r->tool, sizeof(r->tool), "%s", tool);
+                r->held = true;
+                r->seq = 0;
+                if (!r->exit)
+                    r->due = due;
+            }
             if (exit_msg) { /* the last word: run it now, as the final snapshot */
                 json_decref(r->exit);
                 r->exit = exit_msg;
-                r->due = due;
+                if (!r->held) /* a boundary still waits for its event's seq (soon: it was sent
+                               * before the exit) */
+                    r->due = due;
                 snprintf(r->label, sizeof(r->label), "%s", label);
                 pthread_cond_signal(&S->cv);
             }
@@ -316,6 +424,10 @@ static void enqueue(struct snapshots *S, const char *tenant, const char *id, con
     snprintf(r->tenant, sizeof(r->tenant), "%s", tenant);
     snprintf(r->id, sizeof(r->id), "%s", id);
     snprintf(r->label, sizeof(r->label), "%s", label);
+    if (tool) {
+        snprintf(r->tool, sizeof(r->tool), "%s", tool);
+        r->held = true;
+    }
     r->due = due;
     r->exit = exit_msg;
     r->next = S->head;
@@ -327,7 +439,31 @@ static void enqueue(struct snapshots *S, const char *tenant, const char *id, con
 void snapshots_request(struct executor *ex, const char *tenant, const char *id,
                        const char *workdir, const char *label) {
     if (workdir && ex->snaps)
-        enqueue(ex->snaps, tenant, id, workdir, label, NULL);
+        enqueue(ex->snaps, tenant, id, workdir, label, NULL, NULL);
+}
+
+void snapshots_boundary(struct executor *ex, const char *tenant, const char *id,
+                        const char *workdir, const char *tool) {
+    if (workdir && ex->snaps)
+        enqueue(ex->snaps, tenant, id, workdir, "tool_result", tool && *tool ? tool : "tool",
+                NULL);
+}
+
+void snapshots_boundary_stored(struct executor *ex, const char *tenant, const char *id,
+                               int64_t seq) {
+    struct snapshots *S = ex->snaps;
+    if (!S)
+        return;
+    pthread_mutex_lock(&S->mu);
+    for (struct snap_req *r = S->head; r; r = r->next)
+        if (r->held && strcmp(r->id, id) == 0 && strcmp(r->tenant, tenant) == 0) {
+            r->held = false;
+            r->seq = seq;
+            r->due = time_mono_ms();
+            pthread_cond_signal(&S->cv);
+            break;
+        }
+    pthread_mutex_unlock(&S->mu);
 }
 
 bool snapshots_final(struct executor *ex, const char *tenant, const char *id, const char *workdir,
@@ -340,7 +476,7 @@ bool snapshots_final(struct executor *ex, const char *tenant, const char *id, co
     pthread_mutex_unlock(&S->mu);
     if (!up || !workdir)
         return false;
-    enqueue(S, tenant, id, workdir, "final", json_incref(exit_msg));
+    enqueue(S, tenant, id, workdir, "final", NULL, json_incref(exit_msg));
     return true;
 }
 

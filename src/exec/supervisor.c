@@ -476,6 +476,9 @@ static void on_provisioned(struct executor *ex, struct cmd *c) {
 
 static void on_event_done(void *arg, const struct store_op *op) {
     struct executor *ex = arg;
+    if ((op->result == 0 || op->result == AH_E_EXISTS) && op->payload &&
+        strcmp(json_string_value(json_object_get(op->payload, "type")) ?: "", "tool_result") == 0)
+        snapshots_boundary_stored(ex, op->tenant, op->session_id, op->result == 0 ? op->seq : 0);
     bool db_error = op->result < 0 && op->result != AH_E_EXISTS && op->result != AH_E_GONE &&
                     op->result != AH_E_NOTFOUND && op->result != AH_E_CONFLICT;
     struct cmd *c = cmd_new(db_error ? CMD_DROP_CONN : CMD_ACK, op->tenant, op->session_id);
@@ -604,8 +607,11 @@ static void on_event_msg(struct executor *ex, struct rconn *c, json_t *msg) {
      * only asks for a snapshot, whose diff gives the file_edit events their numbers; counting
      * it twice would disagree with GET /files. A tool's end is a boundary too. */
     bool watched = strcmp(type, "file_edit") == 0 && !json_object_get(ev, "status");
-    if (l->workspace && (watched || strcmp(type, "tool_result") == 0))
-        snapshots_request(ex, l->tenant, l->id, l->workspace, watched ? "files" : "tool_result");
+    if (l->workspace && watched)
+        snapshots_request(ex, l->tenant, l->id, l->workspace, "files");
+    else if (l->workspace && strcmp(type, "tool_result") == 0) /* the timeline's moment (D33) */
+        snapshots_boundary(ex, l->tenant, l->id, l->workspace,
+                           json_string_value(json_object_get(ev, "tool_name")));
     if (watched && l->workspace && ex->snaps) {
         if (c->in_flight > 0)
             c->held_ack = rseq > c->held_ack ? rseq : c->held_ack;

@@ -245,4 +245,24 @@ struct diff_stat {
 int diff_count(const char *old, size_t old_len, const char *new_text, size_t new_len,
                struct diff_stat *ret);
 
+/* ---- the timeline (checkout.c) -------------------------------------------------------------- */
+
+/* The bytes snapshot `id` added to the store on disk: its new loose objects (changed files,
+ * the trees above them, the commit). Objects found elsewhere (packed, borrowed) count 0. */
+int ws_snapshot_added_bytes(struct ws_store *st, const char *id, uint64_t *ret_bytes);
+
+/* Writes snapshot `snap` out into dir (created 0700 when missing; it must hold none of the
+ * snapshot's paths): files, executable bits, symlinks as symlinks. readonly: files are 0444
+ * (0555 executable), directories stay writable by the owner so the view can be removed.
+ * ret_files (nullable) gets the count of files and links written. */
+int ws_checkout(struct ws_store *st, const char *snap, const char *dir, bool readonly,
+                uint64_t *ret_files);
+
+/* Lets st read every object of the store in other_dir (git alternates), now and later: a
+ * branch's store borrows its parent's, so it holds only what the branch adds. */
+int ws_store_borrow(struct ws_store *st, const char *other_dir);
+/* Makes snapshot `id` of `from` known to st by name (a ref to the same commit). AH_E_NOTFOUND
+ * when from has no such snapshot or st cannot read its objects (not borrowed). */
+int ws_snapshot_import(struct ws_store *st, struct ws_store *from, const char *id);
+
 #endif

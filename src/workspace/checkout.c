@@ -1,0 +1,271 @@
+/*
+ * checkout.c — the timeline's uses of the object store (D33, D34): what one snapshot added to
+ * the store on disk, writing a snapshot out as a directory (a seek's read-only view, a branch's
+ * workspace), and sharing one store's objects and snapshots with another (a branch's store
+ * borrows its parent's objects through git's alternates, so both read each other's snapshots
+ * without a copy).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* The size of a loose object file of st, 0 when it is not there (packed, in an alternate). */
+static uint64_t loose_size(struct ws_store *st, const git_oid *oid) {
+    char hex[GIT_OID_HEXSZ + 1], path[4400];
+    git_oid_tostr(hex, sizeof(hex), oid);
+    snprintf(path, sizeof(path), "%s/objects/%.2s/%s", st->dir, hex, hex + 2);
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+}
+
+struct added {
+    struct ws_store *st;
+    git_tree *tree;
+    uint64_t bytes;
+    char **dirs; /* directories already counted */
+    size_t ndirs, cap;
+};
+
+static bool seen_dir(struct added *a, const char *d, size_t n) {
+    for (size_t i = 0; i < a->ndirs; i++)
+        if (strlen(a->dirs[i]) == n && memcmp(a->dirs[i], d, n) == 0)
+            return true;
+    if (a->ndirs == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 16;
+        char **v = realloc(a->dirs, cap * sizeof(*v));
+        if (!v)
+            return true; /* under-count rather than fail */
+        a->dirs = v;
+        a->cap = cap;
+    }
+    char *c = strndup(d, n);
+    if (!c)
+        return true;
+    a->dirs[a->ndirs++] = c;
+    return false;
+}
+
+/* Counts the trees on the way to path (the root is counted by the caller). */
+static void count_dirs(struct added *a, const char *path) {
+    for (const char *s = strchr(path, '/'); s; s = strchr(s + 1, '/')) {
+        size_t n = (size_t)(s - path);
+        if (seen_dir(a, path, n))
+            continue;
+        char dir[WS_PATH_MAX + 1];
+        if (n > WS_PATH_MAX)
+            return;
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+        git_tree_entry *e = NULL;
+        if (git_tree_entry_bypath(&e, a->tree, dir) == 0) {
+            a->bytes += loose_size(a->st, git_tree_entry_id(e));
+            git_tree_entry_free(e);
+        }
+    }
+}
+
+int ws_snapshot_added_bytes(struct ws_store *st, const char *id, uint64_t *ret_bytes) {
+    git_tree *tree = NULL, *ptree = NULL;
+    struct ws_snapshot_info info = {0};
+    int rc = ws_snapshot_info(st, id, &info);
+    if (rc < 0)
+        return rc;
+    if ((rc = ws_resolve_tree(st, id, &tree)) < 0 ||
+        (info.parent[0] && (rc = ws_resolve_tree(st, info.parent, &ptree)) < 0)) {
+        ws_snapshot_info_clear(&info);
+        git_tree_free(tree);
+        return rc;
+    }
+    struct added a = {.st = st, .tree = tree};
+    git_diff *diff = NULL;
+    if (git_diff_tree_to_tree(&diff, st->repo, ptree, tree, NULL) < 0) {
+        rc = AH_E_IO;
+        goto out;
+    }
+    size_t n = git_diff_num_deltas(diff);
+    if (n) {
+        a.bytes += loose_size(st, git_tree_id(tree)); /* a change makes a new root tree */
+        for (size_t i = 0; i < n; i++) {
+            const git_diff_delta *d = git_diff_get_delta(diff, i);
+            if (d->status != GIT_DELTA_DELETED)
+                a.bytes += loose_size(st, &d->new_file.id);
+            count_dirs(&a, d->new_file.path ? d->new_file.path : d->old_file.path);
+        }
+    }
+    /* the commit itself */
+    git_oid oid;
+    char refname[64];
+    snprintf(refname, sizeof(refname), "refs/ah/snapshots/%s", id);
+    if (git_reference_name_to_id(&oid, st->repo, refname) == 0)
+        a.bytes += loose_size(st, &oid);
+    *ret_bytes = a.bytes;
+out:
+    for (size_t i = 0; i < a.ndirs; i++)
+        free(a.dirs[i]);
+    free(a.dirs);
+    git_diff_free(diff);
+    git_tree_free(ptree);
+    git_tree_free(tree);
+    ws_snapshot_info_clear(&info);
+    return rc;
+}
+
+/* ---- writing a snapshot out ------------------------------------------------------------------ */
+
+struct co {
+    struct ws_store *st;
+    int root;
+    bool readonly;
+    uint64_t files;
+    int rc;
+};
+
+static int write_all(int fd, const char *p, size_t n) {
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return ah_err_from_errno(w < 0 ? errno : EIO);
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int co_cb(const char *root, const git_tree_entry *te, void *payload) {
+    struct co *c = payload;
+    const char *name = git_tree_entry_name(te);
+    if (!*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..") ||
+        !strcmp(name, ".git")) {
+        c->rc = AH_E_INVAL; /* never in a store we wrote; refuse rather than escape */
+        return -1;
+    }
+    char path[WS_PATH_MAX * 2 + 2];
+    int len = snprintf(path, sizeof(path), "%s%s", root, name);
+    if (len < 0 || (size_t)len >= sizeof(path)) {
+        c->rc = AH_E_INVAL;
+        return -1;
+    }
+    git_filemode_t mode = git_tree_entry_filemode(te);
+    if (mode == GIT_FILEMODE_TREE) {
+        if (mkdirat(c->root, path, 0755) < 0 && errno != EEXIST) {
+            c->rc = ah_err_from_errno(errno);
+            return -1;
+        }
+        return 0;
+    }
+    if (mode == GIT_FILEMODE_COMMIT)
+        return 0; /* a submodule: nothing of it is in the store */
+    git_blob *b = NULL;
+    if (git_blob_lookup(&b, c->st->repo, git_tree_entry_id(te)) < 0) {
+        c->rc = AH_E_IO;
+        return -1;
+    }
+    const char *data = git_blob_rawcontent(b);
+    size_t size = (size_t)git_blob_rawsize(b);
+    int rc = 0;
+    if (mode == GIT_FILEMODE_LINK) {
+        char target[WS_PATH_MAX + 1];
+        if (size > WS_PATH_MAX)
+            rc = AH_E_INVAL;
+        else {
+            memcpy(target, data, size);
+            target[size] = '\0';
+            if (symlinkat(target, c->root, path) < 0)
+                rc = ah_err_from_errno(errno);
+        }
+    } else {
+        mode_t m = mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0755 : 0644;
+        int fd = openat(c->root, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, m);
+        if (fd < 0)
+            rc = ah_err_from_errno(errno);
+        else {
+            rc = write_all(fd, data, size);
+            if (rc == 0 && c->readonly && fchmod(fd, m & 0555) < 0)
+                rc = ah_err_from_errno(errno);
+            close(fd);
+        }
+    }
+    git_blob_free(b);
+    if (rc < 0) {
+        c->rc = rc;
+        return -1;
+    }
+    c->files++;
+    return 0;
+}
+
+int ws_checkout(struct ws_store *st, const char *snap, const char *dir, bool readonly,
+                uint64_t *ret_files) {
+    git_tree *tree = NULL;
+    int rc = ws_resolve_tree(st, snap, &tree);
+    if (rc < 0)
+        return rc;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        git_tree_free(tree);
+        return ah_err_from_errno(errno);
+    }
+    struct co c = {.st = st, .readonly = readonly};
+    c.root = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (c.root < 0) {
+        git_tree_free(tree);
+        return ah_err_from_errno(errno);
+    }
+    if (tree && git_tree_walk(tree, GIT_TREEWALK_PRE, co_cb, &c) < 0 && c.rc == 0)
+        c.rc = AH_E_IO;
+    close(c.root);
+    git_tree_free(tree);
+    if (c.rc < 0)
+        return c.rc;
+    if (ret_files)
+        *ret_files = c.files;
+    return 0;
+}
+
+/* ---- sharing between stores ------------------------------------------------------------------ */
+
+int ws_store_borrow(struct ws_store *st, const char *other_dir) {
+    char path[4400], line[4400];
+    snprintf(path, sizeof(path), "%s/objects/info", st->dir);
+    if (mkdir(path, 0700) < 0 && errno != EEXIST)
+        return ah_err_from_errno(errno);
+    snprintf(path, sizeof(path), "%s/objects/info/alternates", st->dir);
+    int n = snprintf(line, sizeof(line), "%s/objects\n", other_dir);
+    if (n < 0 || (size_t)n >= sizeof(line) || strchr(other_dir, '\n'))
+        return AH_E_INVAL;
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return ah_err_from_errno(errno);
+    int rc = write_all(fd, line, (size_t)n);
+    close(fd);
+    if (rc < 0)
+        return rc;
+    /* this handle's odb read the alternates when it was opened: tell it now */
+    snprintf(path, sizeof(path), "%s/objects", other_dir);
+    return git_odb_add_disk_alternate(st->odb, path) < 0 ? AH_E_IO : 0;
+}
+
+int ws_snapshot_import(struct ws_store *st, struct ws_store *from, const char *id) {
+    char refname[64];
+    if (!id || strncmp(id, WS_SNAP_PREFIX, 5) != 0 || strlen(id) != WS_SNAP_ID_LEN ||
+        !ulid_valid(id + 5))
+        return AH_E_INVAL;
+    snprintf(refname, sizeof(refname), "refs/ah/snapshots/%s", id);
+    git_oid oid;
+    int rc = git_reference_name_to_id(&oid, from->repo, refname);
+    if (rc < 0)
+        return rc == GIT_ENOTFOUND ? AH_E_NOTFOUND : AH_E_IO;
+    if (!git_odb_exists(st->odb, &oid))
+        return AH_E_NOTFOUND; /* not an ancestor's: its objects are not reachable from here */
+    git_reference *ref = NULL;
+    rc = git_reference_create(&ref, st->repo, refname, &oid, 1, "import");
+    git_reference_free(ref);
+    return rc < 0 ? AH_E_IO : 0;
+}
