@@ -311,6 +311,16 @@ int adapter_log_json(json_t *out, const char *level, const json_t *j) {
     return rc;
 }
 
+int adapter_say(json_t *out, const char *text, size_t len) {
+    return emit(out, json_pack("{s:s, s:s, s:o}", "type", "chat_message", "role", "assistant",
+                               "content", adapter_jstr(text, len, ADAPTER_TEXT_MAX)));
+}
+
+int adapter_say_cut(json_t *out, const char *text, size_t len, size_t total) {
+    return emit(out, json_pack("{s:s, s:s, s:o}", "type", "chat_message", "role", "assistant",
+                               "content", adapter_jstr_cut(text, len, ADAPTER_TEXT_MAX, total)));
+}
+
 int adapter_thought(json_t *out, const char *text) {
     json_t *t = adapter_jstr(text, strlen(text), ADAPTER_TEXT_MAX);
     return emit(out, json_pack("{s:s, s:o}", "type", "thought", "thought", t));

@@ -7,7 +7,7 @@
  *
  *   system/init            → log (session id and model)
  *   assistant thinking     → thought
- *   assistant text         → log
+ *   assistant text         → chat_message (assistant)
  *   assistant tool_use     → tool_use, plus file_edit "started" for Edit/Write/MultiEdit/
  *                            NotebookEdit
  *   user tool_result       → tool_result (failed when is_error), plus file_edit "completed"/
@@ -59,7 +59,7 @@ static int on_block(struct adapter_run *st, const json_t *b, json_t *out) {
     if (strcmp(type, "thinking") == 0 && json_is_string(text = json_object_get(b, "thinking")))
         return adapter_thought(out, json_string_value(text));
     if (strcmp(type, "text") == 0 && json_is_string(text = json_object_get(b, "text")))
-        return adapter_log(out, "info", json_string_value(text), json_string_length(text), NULL);
+        return adapter_say(out, json_string_value(text), json_string_length(text));
     const char *id = adapter_field(b, "id"), *name = adapter_field(b, "name");
     if (strcmp(type, "tool_use") != 0 || !id || !name)
         return adapter_log_json(out, "info", b); /* redacted_thinking, server_tool_use, … */

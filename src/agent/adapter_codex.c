@@ -4,7 +4,7 @@
  * complete; an item's type-specific fields sit beside its id.
  *
  *   thread.started            → log (thread id)          turn.started → log (debug)
- *   reasoning (completed)     → thought                   agent_message (completed) → log
+ *   reasoning (completed)     → thought                   agent_message (completed) → chat_message
  *   command_execution         → tool_use when it starts, tool_result when it completes (failed
  *                               unless status "completed" and exit_code 0)
  *   mcp_tool_call, web_search → tool_use / tool_result the same way
@@ -162,7 +162,7 @@ static int on_item(struct adapter_run *st, const char *event, const json_t *item
     if (strcmp(type, "reasoning") == 0 && json_is_string(text))
         return adapter_thought(out, json_string_value(text));
     if (strcmp(type, "agent_message") == 0 && json_is_string(text))
-        return adapter_log(out, "info", json_string_value(text), json_string_length(text), NULL);
+        return adapter_say(out, json_string_value(text), json_string_length(text));
     if (strcmp(type, "file_change") == 0)
         return file_change(item, id, out);
     const json_t *msg = json_object_get(item, "message");

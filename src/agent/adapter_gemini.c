@@ -6,7 +6,8 @@
  *
  *   init                     → log (session id and model)
  *   message, role user       → log "user: …" (the prompt echo)
- *   message, assistant delta → buffered; consecutive chunks become ONE log, emitted when the next
+ *   message, assistant delta → buffered; consecutive chunks become ONE chat_message (assistant),
+ *                              emitted when the next
  *                              line that is not a delta arrives, or at finish
  *   tool_use                 → tool_use, plus file_edit "started" for replace / write_file
  *   tool_result              → tool_result (failed when status "error"), plus file_edit
@@ -59,7 +60,7 @@ static int said_add(struct gemini *st, const json_t *content) {
 static int said_flush(struct gemini *st, json_t *out) {
     if (st->said_total == 0)
         return 0;
-    int rc = adapter_log_cut(out, "info", st->said.p ? st->said.p : "", st->said.n, st->said_total);
+    int rc = adapter_say_cut(out, st->said.p ? st->said.p : "", st->said.n, st->said_total);
     if (rc < 0) /* keep the text: the caller may retry the line */
         return rc;
     ah_buf_clear(&st->said);
@@ -84,8 +85,7 @@ static int on_message(const json_t *j, json_t *out) {
         return 1;
     const char *role = adapter_field(j, "role");
     if (role && strcmp(role, "assistant") == 0)
-        return adapter_log(out, "info", json_string_value(content), json_string_length(content),
-                           NULL);
+        return adapter_say(out, json_string_value(content), json_string_length(content));
     return adapter_logf(out, "info", "%s: %s", role ? role : "unknown", json_string_value(content));
 }
 

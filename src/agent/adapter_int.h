@@ -77,6 +77,10 @@ int adapter_log_raw(json_t *out, const char *line, size_t len);
 /* A JSON value the adapter cannot map (e.g. one bad content block): its compact text. */
 int adapter_log_json(json_t *out, const char *level, const json_t *j);
 int adapter_thought(json_t *out, const char *text);
+/* The agent's reply text: an assistant `chat_message` (issue 15), cut at ADAPTER_TEXT_MAX. */
+int adapter_say(json_t *out, const char *text, size_t len);
+/* The same for text of which only len of total bytes were kept (a cut note is added). */
+int adapter_say_cut(json_t *out, const char *text, size_t len, size_t total);
 /* tool_args from any JSON value: an object as is (cut down when its text passes
  * ADAPTER_ARGS_MAX), null/missing as {}, anything else as {"value": v}. NULL only on OOM. */
 json_t *adapter_args(const json_t *v);

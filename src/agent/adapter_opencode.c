@@ -6,7 +6,7 @@
  *
  *   step_start               → log (debug)
  *   reasoning                → thought (needs --thinking)
- *   text                     → log
+ *   text                     → chat_message (assistant)
  *   tool_use                 → tool_use + tool_result (failed for state.status "error"), plus
  *                              file_edit for edit/write/patch, counted from
  *                              metadata.filediff{additions,deletions} (else metadata.diff)
@@ -132,7 +132,7 @@ static int map(void *state, const json_t *j, const char *type, json_t *out,
     } else if (strcmp(type, "reasoning") == 0 && json_is_string(text)) {
         rc = adapter_thought(out, json_string_value(text));
     } else if (strcmp(type, "text") == 0 && json_is_string(text)) {
-        rc = adapter_log(out, "info", json_string_value(text), json_string_length(text), NULL);
+        rc = adapter_say(out, json_string_value(text), json_string_length(text));
     } else if (strcmp(type, "tool_use") == 0) {
         rc = on_tool(st, part, out);
     } else if (strcmp(type, "step_finish") == 0) {

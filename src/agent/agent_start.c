@@ -129,7 +129,8 @@ static bool tool_progress(const json_t *name, const char *id, const char *output
 /* ---- the scripted agent (D20) ---------------------------------------------------------------- */
 
 static const char *const step_keys[] = {"thought", "log",   "tool",        "edit", "append",
-                                        "delete",  "sleep", "wait_prompt", "exit", "fail", NULL};
+                                        "delete",  "sleep", "wait_prompt", "exit", "fail",
+                                        "say",     NULL};
 
 static const char *step_kind(const json_t *step) {
     for (const char *const *k = step_keys; *k; k++)
@@ -171,14 +172,14 @@ int agent_scenario_check(const json_t *scenario, const char *path, struct ah_pro
         const char *kind = json_is_object(step) ? step_kind(step) : NULL;
         if (!kind) {
             problem_field(p, sp, "must be an object with one of thought, log, tool, edit, append, "
-                                 "delete, sleep, wait_prompt, exit, fail");
+                                 "delete, sleep, wait_prompt, exit, fail, say");
             rc = AH_E_INVAL;
             continue;
         }
         json_t *v = json_object_get(step, kind);
         bool ok = true;
         if (!strcmp(kind, "thought") || !strcmp(kind, "log") || !strcmp(kind, "tool") ||
-            !strcmp(kind, "fail"))
+            !strcmp(kind, "fail") || !strcmp(kind, "say"))
             ok = json_is_string(v);
         else if (!strcmp(kind, "edit") || !strcmp(kind, "append") || !strcmp(kind, "delete"))
             ok = json_is_string(v) && safe_path(json_string_value(v)) &&
@@ -312,6 +313,10 @@ static int run_scripted(const json_t *scenario, const char *prompt) {
         if (!strcmp(kind, "thought")) {
             printf("thinking: %s\n", json_string_value(v));
             emit(json_pack("{s:s, s:O}", "type", "thought", "thought", v));
+        } else if (!strcmp(kind, "say")) { /* the agent's reply in the chat (issue 15) */
+            printf("%s\n", json_string_value(v));
+            emit(json_pack("{s:s, s:s, s:O}", "type", "chat_message", "role", "assistant",
+                           "content", v));
         } else if (!strcmp(kind, "log")) {
             const char *level = json_string_value(json_object_get(step, "level"));
             if (!level || log_level_parse(level, &(enum log_level){0}) < 0)
@@ -383,6 +388,8 @@ static void render(const json_t *ev) {
         printf("thinking: %.300s\n", json_string_value(json_object_get(ev, "thought")));
     else if (!strcmp(type, "log"))
         printf("%.500s\n", json_string_value(json_object_get(ev, "message")));
+    else if (!strcmp(type, "chat_message"))
+        printf("%.2000s\n", json_string_value(json_object_get(ev, "content")));
     else if (!strcmp(type, "tool_use"))
         printf("$ %s\n", json_string_value(json_object_get(ev, "tool_name")));
     else if (!strcmp(type, "tool_result"))

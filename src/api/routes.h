@@ -24,6 +24,8 @@ int api_workspace_register(struct router *r, struct api_ctx *ctx);
 int api_timeline_register(struct router *r, struct api_ctx *ctx);
 /* GET /agents, /runtimes, /executors (API.md §7.11; catalog.c). */
 int api_catalog_register(struct router *r, struct api_ctx *ctx);
+/* The chat of a session (API.md §7.7; chat.c). */
+int api_chat_register(struct router *r, struct api_ctx *ctx);
 /* GET /api/v1/openapi.json and the Swagger UI under /api/docs (openapi.c). */
 int api_openapi_register(struct router *r, struct api_ctx *ctx);
 /* A 501 Problem route for every operation of the embedded OpenAPI document that r does not

@@ -423,8 +423,10 @@ int exec_control(struct executor *ex, const char *tenant, const char *id, enum e
     return rc;
 }
 
-int exec_prompt(struct executor *ex, const char *tenant, const char *id, const char *text,
-                struct ah_problem *reterr) {
+/* The one path of user input to an agent (POST …/prompt and chat): `event` is recorded first,
+ * then `text` (when not NULL) is sent to the recorder. */
+static int deliver(struct executor *ex, const char *tenant, const char *id, const char *text,
+                   json_t *ev, int64_t *ret_seq, struct ah_problem *reterr) {
     AH_AUTO(session_row_freep) struct session_row *row = NULL;
     int rc = load(ex, tenant, id, &row, reterr);
     if (rc < 0)
@@ -432,7 +434,7 @@ int exec_prompt(struct executor *ex, const char *tenant, const char *id, const c
     if (session_status_terminal(row->status))
         return problem_set(reterr, AH_E_GONE, "the session has ended (%s)",
                            session_status_name(row->status));
-    if (row->status != SESSION_RUNNING) {
+    if (text && row->status != SESSION_RUNNING) {
         problem_set(reterr, AH_E_CONFLICT, "the session is %s; prompts are accepted while it runs",
                     session_status_name(row->status));
         problem_extra(reterr, "currentStatus", json_string(session_status_name(row->status)));
@@ -441,19 +443,17 @@ int exec_prompt(struct executor *ex, const char *tenant, const char *id, const c
     /* Record the prompt before the agent can see it: delivered first, the agent could answer,
      * finish and end the session before this event is stored, and a prompt it acted on would
      * get 410 (and read out of order in the log). */
-    AH_AUTOFREE char *message = NULL;
-    if (asprintf(&message, "user: %s", text) < 0)
-        return problem_set(reterr, AH_E_NOMEM, "out of memory");
-    json_t *ev = json_pack("{s:s, s:s, s:s, s:n}", "type", "log", "level", "info", "message",
-                           message, "tool_execution_id");
     struct store_op op = {.kind = STORE_OP_EVENT, .tenant = tenant, .session_id = id,
                           .payload = ev};
     rc = ev ? bus_submit_wait(ex->bus, &op) : AH_E_NOMEM;
-    json_decref(ev);
     if (rc == AH_E_GONE)
         return problem_set(reterr, AH_E_GONE, "the session has ended");
     if (rc < 0)
         return problem_set(reterr, rc, "cannot record the prompt");
+    if (ret_seq)
+        *ret_seq = op.seq;
+    if (!text)
+        return 0;
     struct cmd *c = cmd_new(CMD_SEND, tenant, id);
     if (!c || !(c->msg = json_pack("{s:s, s:s}", "type", "prompt", "text", text))) {
         cmd_free(c);
@@ -461,4 +461,19 @@ int exec_prompt(struct executor *ex, const char *tenant, const char *id, const c
     }
     exec_post(ex, c);
     return 0;
+}
+
+int exec_prompt(struct executor *ex, const char *tenant, const char *id, const char *text,
+                struct ah_problem *reterr) {
+    AH_AUTOFREE char *message = NULL;
+    if (asprintf(&message, "user: %s", text) < 0)
+        return problem_set(reterr, AH_E_NOMEM, "out of memory");
+    AH_AUTO(json_decrefp) json_t *ev = json_pack("{s:s, s:s, s:s, s:n}", "type", "log", "level",
+                                                 "info", "message", message, "tool_execution_id");
+    return deliver(ex, tenant, id, text, ev, NULL, reterr);
+}
+
+int exec_chat(struct executor *ex, const char *tenant, const char *id, json_t *event,
+              const char *text, int64_t *ret_seq, struct ah_problem *reterr) {
+    return deliver(ex, tenant, id, text, event, ret_seq, reterr);
 }

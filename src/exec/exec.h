@@ -71,6 +71,12 @@ int exec_control(struct executor *ex, const char *tenant, const char *id, enum e
  * the session has ended, AH_E_NOTFOUND. */
 int exec_prompt(struct executor *ex, const char *tenant, const char *id, const char *text,
                 struct ah_problem *reterr);
+/* The chat's path (api/chat.c): records `event` (borrowed; a `chat_message`) as the session's
+ * next event and, when text is not NULL, sends text to the agent as exec_prompt does (same
+ * AH_E_CONFLICT/AH_E_GONE rules). Without text only an ended session is refused. *ret_seq is
+ * the stored event's seq. */
+int exec_chat(struct executor *ex, const char *tenant, const char *id, json_t *event,
+              const char *text, int64_t *ret_seq, struct ah_problem *reterr);
 /* Where the session's asciicast recording is (may not exist yet); caller frees. */
 char *exec_recording_path(struct executor *ex, const char *id);
 /* What the repository at url has: its branches [{name, is_default, last_commit}] and tracked

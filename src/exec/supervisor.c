@@ -586,12 +586,31 @@ static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
     json_decref(prompts);
 }
 
+/* An agent speaks in the chat only as the assistant, with text (and tool calls): the user's
+ * messages, edits and deletions are recorded by the server alone (api/chat.c). */
+static bool agent_chat_ok(const json_t *ev) {
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)ev, key, v) {
+        if (!strcmp(key, "type") || !strcmp(key, "tool_calls"))
+            continue;
+        if (!strcmp(key, "role") && json_is_string(v) && !strcmp(json_string_value(v), "assistant"))
+            continue;
+        if (!strcmp(key, "content") && json_is_string(v))
+            continue;
+        return false;
+    }
+    return json_is_string(json_object_get(ev, "content")) && json_object_get(ev, "role");
+}
+
 static void on_event_msg(struct executor *ex, struct rconn *c, json_t *msg) {
     json_t *ev = json_object_get(msg, "event");
     json_int_t rseq = json_integer_value(json_object_get(msg, "rseq"));
     const char *type = json_string_value(json_object_get(ev, "type"));
-    if (!json_is_object(ev) || rseq <= 0 || !type || strcmp(type, "status") == 0) {
-        /* status is the server's alone (D13); a forged or malformed event is dropped, acked */
+    if (!json_is_object(ev) || rseq <= 0 || !type || strcmp(type, "status") == 0 ||
+        (strcmp(type, "chat_message") == 0 && !agent_chat_ok(ev))) {
+        /* status is the server's alone (D13), and so are the user's chat messages: a forged or
+         * malformed event is dropped, acked */
         log_msg(LOG_DEBUG, "session %s: dropping an invalid recorder event", c->live->id);
         if (rseq > 0) {
             struct cmd *a = cmd_new(CMD_ACK, c->live->tenant, c->live->id);

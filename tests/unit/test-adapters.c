@@ -38,7 +38,7 @@ static void need_str(const json_t *e, const char *key, bool nonempty) {
 /* The payload contract of API.md §8.2 (plus our file_edit status), and our caps. */
 static void check_event(const json_t *e) {
     static const char *const types[] = {"log",  "thought", "tool_use", "tool_result", "file_edit",
-                                        "diff", "note",    "moment",   NULL};
+                                        "diff", "note",    "moment",   "chat_message", NULL};
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
     static const char *const done[] = {"completed", "failed", NULL};
     static const char *const edit[] = {"started", "completed", "failed", NULL};
@@ -66,6 +66,11 @@ static void check_event(const json_t *e) {
         assert_true(json_string_length(json_object_get(e, "message")) <= ADAPTER_TEXT_MAX + 64);
         const json_t *tid = json_object_get(e, "tool_execution_id");
         assert_true(!tid || json_is_null(tid) || json_is_string(tid));
+    } else if (strcmp(type, "chat_message") == 0) { /* the agent's reply (issue 15) */
+        assert_string_equal(json_string_value(json_object_get(e, "role")), "assistant");
+        need_str(e, "content", false);
+        assert_true(json_string_length(json_object_get(e, "content")) <= ADAPTER_TEXT_MAX + 64);
+        assert_int_equal(json_object_size(e), 3);
     } else if (strcmp(type, "thought") == 0) {
         need_str(e, "thought", false);
         assert_true(json_string_length(json_object_get(e, "thought")) <= ADAPTER_TEXT_MAX + 64);
@@ -214,8 +219,14 @@ static void expect_types(const struct run *r, const char *const *types, size_t n
     for (size_t i = 0; i < n && i < got; i++) {
         const char *t = json_string_value(json_object_get(json_array_get(r->ev, i), "type"));
         if (strcmp(t, types[i]) != 0) {
-            char *d = dump(r->ev);
-            fail_msg("event %zu is %s, expected %s; events: %.2000s", i, t, types[i], d);
+            char all[4096] = "";
+            for (size_t j = 0; j < got; j++) {
+                const char *tj = json_string_value(json_object_get(json_array_get(r->ev, j), "type"));
+                strncat(all, "\"", sizeof(all) - strlen(all) - 1);
+                strncat(all, tj, sizeof(all) - strlen(all) - 1);
+                strncat(all, "\", ", sizeof(all) - strlen(all) - 1);
+            }
+            fail_msg("event %zu is %s, expected %s; types: %s", i, t, types[i], all);
         }
     }
     if (got != n) {
@@ -234,7 +245,15 @@ static const json_t *at(const struct run *r, size_t i) {
     return json_array_get(r->ev, i);
 }
 
+/* The agent's own text is an assistant chat_message (issue 15) whose `content` is what a log's
+ * `message` would have said: the checks below read either. */
+static const char *text_key(const json_t *e, const char *key) {
+    const char *t = json_string_value(json_object_get(e, "type"));
+    return t && !strcmp(t, "chat_message") && !strcmp(key, "message") ? "content" : key;
+}
+
 static const char *sget(const json_t *e, const char *key) {
+    key = text_key(e, key);
     const char *s = json_string_value(json_object_get(e, key));
     if (!s) {
         char *d = dump(e);
@@ -258,15 +277,28 @@ static bool ends(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+static bool is_say(const json_t *e) {
+    return !strcmp(sget(e, "type"), "chat_message");
+}
+
 static void expect_log(const json_t *e, const char *level, const char *msg) {
+    if (is_say(e)) { /* the agent's text: only ever at info */
+        assert_string_equal(level, "info");
+        assert_string_equal(sget(e, "content"), msg);
+        return;
+    }
     assert_string_equal(sget(e, "type"), "log");
     assert_string_equal(sget(e, "level"), level);
     assert_string_equal(sget(e, "message"), msg);
 }
 
 static void expect_log_has(const json_t *e, const char *level, const char *needle) {
-    assert_string_equal(sget(e, "type"), "log");
-    assert_string_equal(sget(e, "level"), level);
+    if (!is_say(e)) {
+        assert_string_equal(sget(e, "type"), "log");
+        assert_string_equal(sget(e, "level"), level);
+    } else {
+        assert_string_equal(level, "info");
+    }
     if (!strstr(sget(e, "message"), needle))
         fail_msg("'%s' not in log '%s'", needle, sget(e, "message"));
 }
@@ -390,9 +422,10 @@ static void test_argv(void **state) {
 
 static void test_claude_success(void **state) {
     struct run r = run_fixture("claude-code", "claude-success.jsonl", SIZE_MAX, 0);
-    EXPECT_TYPES(&r, "log", "thought", "log", "tool_use", "tool_result", "thought", "log",
-                 "tool_use", "file_edit", "tool_result", "file_edit", "log", "tool_use",
-                 "tool_result", "tool_use", "tool_result", "log", "log");
+    EXPECT_TYPES(&r, "log", "thought", "chat_message", "tool_use", "tool_result", "thought",
+                 "chat_message", "tool_use", "file_edit", "tool_result", "file_edit",
+                 "chat_message", "tool_use", "tool_result", "tool_use", "tool_result",
+                 "chat_message", "log");
     expect_log(at(&r, 0), "info",
                "claude-code session 4c2e9a71-8d3b-4f6e-a0c5-7b19e2d4f830 started "
                "(model claude-sonnet-4-5-20250929)");
@@ -424,7 +457,7 @@ static void test_claude_success(void **state) {
     assert_true(starts(sget(at(&r, 16), "message"), "Fixed `auth_check_token` in `src/auth.c`."));
     expect_log(at(&r, 17), "info", "finished: success (9 turns, 41873 ms)");
     assert_null(json_object_get(at(&r, 1), "reasoning"));
-    assert_true(json_is_null(json_object_get(at(&r, 2), "tool_execution_id")));
+    assert_null(json_object_get(at(&r, 2), "tool_execution_id")); /* a chat_message has none */
     assert_int_equal(r.settled_at, (long)fixture_count("claude-success.jsonl") - 1);
     assert_int_equal(r.oc, ADAPTER_SUCCEEDED);
     assert_int_equal(r.final, ADAPTER_SUCCEEDED);
@@ -434,7 +467,8 @@ static void test_claude_success(void **state) {
 
 static void test_claude_failure(void **state) {
     struct run r = run_fixture("claude", "claude-failure.jsonl", SIZE_MAX, 1);
-    EXPECT_TYPES(&r, "log", "log", "tool_use", "tool_result", "tool_use", "tool_result", "log");
+    EXPECT_TYPES(&r, "log", "chat_message", "tool_use", "tool_result", "tool_use", "tool_result",
+                 "log");
     expect_log(at(&r, 1), "info", "Let me open the auth module first.");
     expect_tool_use(at(&r, 2), "Read", "toolu_01Xa5Hb8Kc2Nd6Pe9Rf3Sg7T");
     assert_string_equal(arg(at(&r, 2), "file_path"), "/home/dev/authsvc/auth.c");
@@ -557,7 +591,7 @@ static void test_codex_success(void **state) {
     struct run r = run_fixture("codex", "codex-success.jsonl", SIZE_MAX, 0);
     EXPECT_TYPES(&r, "log", "log", "log", "thought", "tool_use", "tool_result", "thought", "log",
                  "file_edit", "log", "thought", "tool_use", "tool_result", "tool_use",
-                 "tool_result", "log", "log", "log");
+                 "tool_result", "chat_message", "log", "log");
     expect_log(at(&r, 0), "info", "codex thread 019a7c3e-5b2d-7f41-9c8e-3d6a2b1f0e47 started");
     expect_log(at(&r, 1), "debug", "turn started");
     expect_log(at(&r, 2), "info",
@@ -702,9 +736,9 @@ static void test_codex_items(void **state) {
 
 static void test_gemini_success(void **state) {
     struct run r = run_fixture("gemini-cli", "gemini-success.jsonl", SIZE_MAX, 0);
-    EXPECT_TYPES(&r, "log", "log", "log", "tool_use", "tool_use", "tool_result", "tool_result",
-                 "log", "tool_use", "file_edit", "tool_result", "file_edit", "tool_use",
-                 "tool_result", "log", "log");
+    EXPECT_TYPES(&r, "log", "log", "chat_message", "tool_use", "tool_use", "tool_result",
+                 "tool_result", "chat_message", "tool_use", "file_edit", "tool_result", "file_edit",
+                 "tool_use", "tool_result", "chat_message", "log");
     expect_log(
         at(&r, 0), "info",
         "gemini session 8f0c6d2e-3b7a-4e91-a5d4-1c9b7e2f6a30 started (model gemini-2.5-pro)");
@@ -746,8 +780,8 @@ static void test_gemini_success(void **state) {
 
 static void test_gemini_failure(void **state) {
     struct run r = run_fixture("gemini", "gemini-failure.jsonl", SIZE_MAX, 1);
-    EXPECT_TYPES(&r, "log", "log", "log", "tool_use", "file_edit", "tool_result", "file_edit",
-                 "log");
+    EXPECT_TYPES(&r, "log", "log", "chat_message", "tool_use", "file_edit", "tool_result",
+                 "file_edit", "log");
     expect_log(at(&r, 2), "info", "I'll tighten the comparison in `src/auth.c`.");
     expect_tool_use(at(&r, 3), "replace", "replace_1774350164626_0");
     expect_file_edit(at(&r, 4), AUTH_C, 0, 0, "started", "replace_1774350164626_0");
@@ -783,7 +817,7 @@ static void test_gemini_deltas(void **state) {
     for (size_t i = 0; i < 5; i++)
         len[i] = strlen(lines[i]);
     struct run r = run_lines(a, lines, len, 5, 0);
-    EXPECT_TYPES(&r, "log", "log", "log", "log", "log");
+    EXPECT_TYPES(&r, "chat_message", "log", "chat_message", "chat_message", "log");
     const char *m = sget(at(&r, 0), "message");
     assert_true(strlen(m) <= ADAPTER_TEXT_MAX + 64);
     assert_true(starts(m, "yyyy"));
@@ -809,9 +843,9 @@ static void test_gemini_deltas(void **state) {
 
 static void test_opencode_success(void **state) {
     struct run r = run_fixture("opencode", "opencode-success.jsonl", SIZE_MAX, 0);
-    EXPECT_TYPES(&r, "log", "thought", "log", "tool_use", "tool_result", "log", "log", "thought",
-                 "tool_use", "tool_result", "file_edit", "log", "log", "tool_use", "tool_result",
-                 "log", "log", "log", "log");
+    EXPECT_TYPES(&r, "log", "thought", "chat_message", "tool_use", "tool_result", "log", "log",
+                 "thought", "tool_use", "tool_result", "file_edit", "log", "log", "tool_use",
+                 "tool_result", "log", "log", "chat_message", "log");
     expect_log(at(&r, 0), "debug", "step started");
     assert_true(starts(sget(at(&r, 1), "thought"), "Prefix tokens are accepted"));
     expect_log(at(&r, 2), "info", "I'll check how the token comparison works in src/auth.c.");
@@ -841,7 +875,8 @@ static void test_opencode_success(void **state) {
 
 static void test_opencode_failure(void **state) {
     struct run r = run_fixture("opencode", "opencode-failure.jsonl", SIZE_MAX, 1);
-    EXPECT_TYPES(&r, "log", "log", "tool_use", "tool_result", "file_edit", "log", "log", "log");
+    EXPECT_TYPES(&r, "log", "chat_message", "tool_use", "tool_result", "file_edit", "log", "log",
+                 "log");
     expect_log(at(&r, 1), "info", "I'll make the comparison cover the whole token.");
     expect_tool_use(at(&r, 2), "edit", "toolu_01Vb5Nc8Md2Qe6Rf9Sg3Th7J");
     expect_tool_result(at(&r, 3), "edit", "toolu_01Vb5Nc8Md2Qe6Rf9Sg3Th7J", "failed");

@@ -15,6 +15,8 @@ export function describe(ev: AgentEvent): { kind: string; text: string } {
         return { kind: ev.level === 'error' ? 'error' : 'log', text: ev.message };
     case 'thought':
         return { kind: 'thought', text: ev.thought };
+    case 'chat_message': // the chat (user messages and the agent's replies)
+        return { kind: ev.role === 'user' ? 'you' : 'agent', text: str('content') };
     case 'tool_use': {
         // A running tool's progress repeats the tool_use with its `last_line` (D26), no args.
         const detail = str('last_line') || (e['tool_args'] ? JSON.stringify(e['tool_args']) : '');
