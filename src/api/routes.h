@@ -22,6 +22,9 @@ int api_workspace_register(struct router *r, struct api_ctx *ctx);
 /* The timeline, snapshots, moments, seek and branches (API.md §7.8; timeline.c, seek.c,
  * branch.c). */
 int api_timeline_register(struct router *r, struct api_ctx *ctx);
+/* The session's `delivery` field: the task's delivery and its recorded outcome (status
+ * pending|delivered|failed|none, url, branch, commit, error); NULL without one (delivery.c). */
+json_t *api_delivery_json(struct api_ctx *ctx, const struct session_row *row, const json_t *req);
 /* GET /agents, /runtimes, /executors (API.md §7.11; catalog.c). */
 int api_catalog_register(struct router *r, struct api_ctx *ctx);
 /* The chat of a session (API.md §7.7; chat.c). */

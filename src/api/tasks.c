@@ -59,6 +59,13 @@ static void create_task(struct http_request *req, struct http_response *res) {
     AH_AUTO(task_request_freep) struct task_request *tr = NULL;
     if (task_request_parse(body, &tr, &p) == 0)
         check_agents(ctx, body, tr, &p);
+    /* a pull request needs a forge's API, which this server does not speak yet: a well-formed
+     * request it cannot carry out (422), refused before any session exists */
+    if (!p.code && tr->has_delivery && tr->delivery_mode == DELIVERY_PR) {
+        problem_set(&p, AH_E_UNSUPPORTED, "delivery.mode pr is not supported by this server; "
+                                          "use branch (push a branch) or patch");
+        problem_field(&p, "delivery.mode", "pr is not supported; use branch or patch");
+    }
     if (http_fail(req, res, &p))
         return;
     const char *tenant = api_tenant(req, res, tr->tenant_id);

@@ -281,8 +281,9 @@ json_t *api_session_json(struct api_ctx *ctx, struct session_row *row) {
         json_object_set_new(ws, "mountPath", json_null());
     if (row->project_id)
         json_object_set_new(s, "projectId", json_string(row->project_id));
-    if (json_object_get(req, "delivery"))
-        json_object_set(s, "delivery", json_object_get(req, "delivery"));
+    json_t *delivery = api_delivery_json(ctx, row, req);
+    if (delivery)
+        json_object_set_new(s, "delivery", delivery);
     if (json_object_get(req, "labels"))
         json_object_set(s, "labels", json_object_get(req, "labels"));
     api_session_links(s, row->id);

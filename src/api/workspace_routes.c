@@ -502,6 +502,7 @@ int api_workspace_register(struct router *r, struct api_ctx *ctx) {
     int rc = 0;
     rc |= router_add(r, "GET", "/api/v1/sessions/{id}/workspace/files", get_tree, ctx, 0, 0);
     rc |= router_add(r, "GET", "/api/v1/sessions/{id}/workspace/info", get_info, ctx, 0, 0);
+    rc |= router_add(r, "GET", "/api/v1/sessions/{id}/delivery", delivery_get, ctx, 0, 0);
     rc |= router_add(r, "GET", "/api/v1/sessions/{id}/workspace/search/files", search_paths, ctx,
                      0, 0);
     rc |= router_add(r, "GET", "/api/v1/sessions/{id}/workspace/download", get_download, ctx, 0,

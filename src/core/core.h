@@ -245,6 +245,7 @@ struct task_request {
     bool has_delivery;
     enum delivery_mode delivery_mode;
     char *target_branch;
+    char *delivery_branch; /* delivery.branch: the branch a `branch` delivery pushes */
     json_t *labels; /* object string→string, or NULL */
     struct task_webhook *webhooks;
     size_t n_webhooks;

@@ -597,7 +597,8 @@ static void parse_agents(const json_t *v, bool single, struct task_request *r,
 }
 
 static void parse_delivery(const json_t *v, struct task_request *r, struct ah_problem *p) {
-    static const struct member known[] = {{"mode", NULL}, {"targetBranch", "target_branch"}};
+    static const struct member known[] = {
+        {"mode", NULL}, {"targetBranch", "target_branch"}, {"branch", NULL}};
     if (!v)
         return;
     if (!json_is_object(v)) {
@@ -612,6 +613,10 @@ static void parse_delivery(const json_t *v, struct task_request *r, struct ah_pr
         take_string(member(v, &known[1]), "delivery.targetBranch", AH_LIMIT_NAME, false, &ok, p);
     if (r->target_branch && !branch_ok(r->target_branch))
         problem_field(p, "delivery.targetBranch", "is not a valid git branch name");
+    r->delivery_branch =
+        take_string(member(v, &known[2]), "delivery.branch", AH_LIMIT_NAME, false, &ok, p);
+    if (r->delivery_branch && !branch_ok(r->delivery_branch))
+        problem_field(p, "delivery.branch", "is not a valid git branch name");
     if (m >= 0) {
         r->delivery_mode = (enum delivery_mode)m;
         r->has_delivery = true;
@@ -860,6 +865,8 @@ json_t *task_request_to_json(const struct task_request *r) {
         json_t *d = json_pack("{s:s}", "mode", delivery_mode_name(r->delivery_mode));
         if (d)
             rc |= set_str(d, "targetBranch", r->target_branch);
+        if (d)
+            rc |= set_str(d, "branch", r->delivery_branch);
         rc |= json_object_set_new(j, "delivery", d);
     }
     if (r->labels)
@@ -895,6 +902,7 @@ void task_request_free(struct task_request *r) {
     }
     free(r->agents);
     free(r->target_branch);
+    free(r->delivery_branch);
     json_decref(r->labels);
     for (size_t i = 0; i < r->n_webhooks; i++) {
         free(r->webhooks[i].event);

@@ -178,6 +178,8 @@ int exec_start(struct executor *ex, struct ah_problem *reterr) {
         return problem_set(reterr, rc, "cannot start the branch listing workers");
     if ((rc = snapshots_start(ex)) < 0)
         return problem_set(reterr, rc, "cannot start the snapshot worker");
+    if ((rc = delivery_start(ex)) < 0)
+        return problem_set(reterr, rc, "cannot start the delivery worker");
     return supervisor_start(ex, reterr);
 }
 
@@ -200,7 +202,8 @@ void exec_stop(struct executor *ex) {
     if (workers)
         provision_stop(ex);
     refs_stop(ex);
-    snapshots_stop(ex);
+    snapshots_stop(ex); /* first: it hands exits to the delivery worker */
+    delivery_stop(ex);
     if (ex->listen_fd >= 0) {
         close(ex->listen_fd);
         unlink(ex->sock_path);

@@ -98,6 +98,8 @@ int exec_snapshot_base(struct executor *ex, const char *id, char out[WS_SNAP_ID_
 int snapshots_take_manual(struct executor *ex, const char *tenant, const char *id,
                           const char *workdir, const char *label, const char *description,
                           char ret_id[WS_SNAP_ID_LEN + 1], struct fs_snapshot_row **ret_row);
+/* Where a patch delivery keeps its artifact (<data>/sessions/<id>/delivery.patch); caller frees. */
+char *exec_delivery_path(struct executor *ex, const char *id);
 /* Deletes a session's workspace and files (DELETE, D14). */
 void exec_remove_files(struct executor *ex, const char *id);
 

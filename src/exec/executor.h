@@ -113,6 +113,7 @@ struct executor {
     int refs_abort; /* eventfd: written once at stop, every running ls-remote gives up */
     bool refs_ready;
     struct snapshots *snaps; /* the automatic snapshots' worker (snapshots.c) */
+    struct deliveries *delivs; /* the delivery worker (delivery.c) */
 };
 
 /* Queues a command for the supervisor thread and wakes it (takes ownership of c). */
@@ -160,6 +161,12 @@ int snapshots_record_base(struct executor *ex, const char *tenant, const char *i
                           const char *provider);
 bool snapshots_final(struct executor *ex, const char *tenant, const char *id, const char *workdir,
                      json_t *exit_msg);
+/* delivery.c (issue 11: the task's `delivery`) */
+int delivery_start(struct executor *ex);
+void delivery_stop(struct executor *ex);
+/* Posts the CMD_EXIT c (takes it) once the session's delivery, if it wants one and the exit
+ * can complete it, is done and recorded as a `delivery` event, on the delivery worker. */
+void delivery_then_exit(struct executor *ex, struct cmd *c, const char *workdir);
 /* provision.c */
 int provision_start(struct executor *ex);
 void provision_stop(struct executor *ex);

@@ -372,7 +372,7 @@ static void *snap_main(void *arg) {
             struct cmd *c = cmd_new(CMD_EXIT, r->tenant, r->id);
             if (c) {
                 c->msg = AH_TAKE(r->exit);
-                exec_post(ex, c);
+                delivery_then_exit(ex, c, r->workdir); /* the push is not this thread's */
             }
         } else {
             json_decref(changes);
