@@ -94,8 +94,17 @@ bool view_open(struct view *v, struct http_request *req, struct http_response *r
         return false;
     }
     const char *from = http_query(req, "from"), *to = http_query(req, "to");
+    const char *at = http_query(req, "at");
+    if (at && to) { /* D32: `at` reads one point, the `to` end of the range */
+        struct ah_problem p = {0};
+        problem_field(&p, "at", "give at or to, not both");
+        http_fail(req, res, &p);
+        return false;
+    }
+    if (at)
+        to = at;
     if (!resolve(v, req, res, "from", from ? from : "base", v->from) ||
-        !resolve(v, req, res, "to", to ? to : "current", v->to))
+        !resolve(v, req, res, at ? "at" : "to", to ? to : "current", v->to))
         return false;
     struct ws_snapshot_info info = {0};
     if (ws_snapshot_info(v->st, v->to, &info) == 0) {

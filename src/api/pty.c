@@ -128,6 +128,84 @@ static void recording_json(struct http_request *req, struct http_response *res, 
                         "height", h.height, "events", events, "moments"));
 }
 
+/* ?startTime=&endTime= without Accept: application/json — the slice as an asciicast v2 file of
+ * its own (issue 12): the header line, then the events from startTime to endTime with their
+ * times shifted to start at 0, so `asciinema play` plays that part. */
+static void recording_slice(struct http_request *req, struct http_response *res, int fd,
+                            uint64_t size) {
+    struct ah_problem p = {0};
+    double from = 0, to = -1;
+    const char *s = http_query(req, "startTime"), *e = http_query(req, "endTime");
+    char *end;
+    if (s && ((from = strtod(s, &end)) < 0 || *end || !*s || from != from))
+        problem_field(&p, "startTime", "must be a number of seconds ≥ 0");
+    if (e && ((to = strtod(e, &end)) < 0 || *end || !*e || to != to))
+        problem_field(&p, "endTime", "must be a number of seconds ≥ 0");
+    if (!p.code && e && to < from)
+        problem_field(&p, "endTime", "must not be before startTime");
+    const char *format = http_query(req, "format");
+    if (format && strcmp(format, "cast"))
+        problem_field(&p, "format", "only cast is available");
+    if (!p.code && size > RECORDING_JSON_MAX)
+        problem_set(&p, AH_E_TOOLARGE,
+                    "the recording is %llu bytes; slices are cut from recordings of at most %u "
+                    "bytes — fetch it whole instead",
+                    (unsigned long long)size, RECORDING_JSON_MAX);
+    FILE *f = p.code ? NULL : fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        if (!p.code)
+            problem_set(&p, AH_E_IO, "cannot read the recording");
+        http_fail(req, res, &p);
+        return;
+    }
+    struct ah_buf out = {.max = RECORDING_JSON_MAX + 4096};
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    bool first = true;
+    int rc = 0;
+    while (rc == 0 && (n = getline(&line, &cap, f)) > 0) {
+        if (first) {
+            first = false;
+            struct cast_header h;
+            if (!parse_header(line, (size_t)n, &h)) {
+                rc = AH_E_IO;
+                break;
+            }
+            rc = ah_buf_append(&out, line, (size_t)n);
+            if (rc == 0 && line[n - 1] != '\n')
+                rc = ah_buf_append(&out, "\n", 1);
+            continue;
+        }
+        double t;
+        const char *kind, *text;
+        size_t len;
+        json_t *ev;
+        if (!parse_event(line, (size_t)n, &t, &kind, &text, &len, &ev))
+            continue;
+        if (t >= from && (to < 0 || t <= to)) {
+            json_t *o = json_pack("[f, s, s%]", t - from, kind, text, len);
+            char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+            rc = txt ? ah_buf_printf(&out, "%s\n", txt) : AH_E_NOMEM;
+            free(txt);
+            json_decref(o);
+        }
+        json_decref(ev);
+    }
+    free(line);
+    fclose(f);
+    if (rc < 0 || first) {
+        ah_buf_clear(&out);
+        http_error(req, res, rc < 0 ? rc : AH_E_NOTFOUND, "the recording has no header yet");
+        return;
+    }
+    res->status = 200;
+    res->body_len = out.n;
+    res->body = ah_buf_steal(&out);
+    res->content_type = "application/x-asciicast";
+}
+
 static void get_recording(struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = api_ready(req, res);
     if (!ctx)
@@ -148,6 +226,10 @@ static void get_recording(struct http_request *req, struct http_response *res) {
     }
     if (wants_json(req)) {
         recording_json(req, res, fd, (uint64_t)st.st_size);
+        return;
+    }
+    if (http_query(req, "startTime") || http_query(req, "endTime")) {
+        recording_slice(req, res, fd, (uint64_t)st.st_size);
         return;
     }
     res->status = 200;

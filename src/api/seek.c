@@ -1,20 +1,206 @@
 /*
  * seek.c — read-only views of a session's workspace at a point of its timeline (API.md §7.8,
- * D34): POST /sessions/{id}/seek.
+ * D34): POST /sessions/{id}/seek with `ts`, `seq` or `fsSnapshotId`.
+ *
+ * A view is the snapshot written out under the session's data directory
+ * (<data>/sessions/<id>/views/<snap>/, files 0444) by ws_checkout. It is made once and reused
+ * while it exists; it is written into a temporary directory and renamed into place, so two
+ * seeks to one point never see a half-written view. Views are reclaimed least recently used
+ * first beyond a cap for the whole server (AH_SEEK_VIEWS_MAX, default 16). Seek reads the
+ * object store only: the live workspace and the running agent are never touched.
+ *
+ * Bounds: a checkout runs on the HTTP thread (it is a read of the object store and writes under
+ * the data directory; it waits on no agent and no network), at most SEEK_PARALLEL at a time —
+ * a seek beyond that answers 503 with Retry-After rather than queueing threads.
  */
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "timeline.h"
 
+#define SEEK_PARALLEL 2
+#define VIEWS_MAX_DEFAULT 16
+#define VIEWS_MAX_LIMIT 1024
+
 char *tl_view_path(struct api_ctx *ctx, const char *session_id, const char *snap) {
-    (void)ctx;
-    (void)session_id;
-    (void)snap;
-    return NULL;
+    AH_AUTOFREE char *dir = exec_snapshot_dir(ctx->exec, session_id); /* …/<id>/snapshots */
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (!slash)
+        return NULL;
+    *slash = '\0';
+    char *p = NULL;
+    return asprintf(&p, "%s/views/%s", dir, snap) < 0 ? NULL : p;
+}
+
+/* ---- the views' LRU -------------------------------------------------------------------------- */
+
+static pthread_mutex_t lru_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char *path;
+    int64_t used; /* monotonic ms */
+} lru[VIEWS_MAX_LIMIT + 1];
+static size_t lru_n;
+static int busy; /* checkouts running */
+
+static size_t views_max(void) {
+    const char *e = getenv("AH_SEEK_VIEWS_MAX");
+    int64_t v;
+    if (e && parse_int64(e, 1, VIEWS_MAX_LIMIT, &v) == 0)
+        return (size_t)v;
+    return VIEWS_MAX_DEFAULT;
+}
+
+/* Marks path used now; removes the least recently used views beyond the cap (outside the lock:
+ * removal walks a tree). */
+static void lru_touch(const char *path) {
+    char *evict[VIEWS_MAX_LIMIT + 1];
+    size_t ne = 0, cap = views_max();
+    pthread_mutex_lock(&lru_mu);
+    size_t i = 0;
+    while (i < lru_n && strcmp(lru[i].path, path))
+        i++;
+    if (i == lru_n) {
+        char *c = strdup(path);
+        if (c) {
+            lru[lru_n].path = c;
+            lru_n++;
+        } else {
+            i = SIZE_MAX;
+        }
+    }
+    if (i != SIZE_MAX)
+        lru[i].used = time_mono_ms();
+    while (lru_n > cap) {
+        size_t old = 0;
+        for (size_t k = 1; k < lru_n; k++)
+            if (lru[k].used < lru[old].used)
+                old = k;
+        evict[ne++] = lru[old].path;
+        lru[old] = lru[--lru_n];
+    }
+    pthread_mutex_unlock(&lru_mu);
+    for (size_t k = 0; k < ne; k++) {
+        (void)workspace_remove(evict[k]);
+        free(evict[k]);
+    }
+}
+
+/* Makes the view of snap unless it exists. 0, AH_E_UNAVAIL when SEEK_PARALLEL checkouts run. */
+static int make_view(struct api_ctx *ctx, const struct session_row *row, const char *snap,
+                     const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) == 0)
+        return 0;
+    pthread_mutex_lock(&lru_mu);
+    bool ok = busy < SEEK_PARALLEL;
+    if (ok)
+        busy++;
+    pthread_mutex_unlock(&lru_mu);
+    if (!ok)
+        return AH_E_UNAVAIL;
+    char tmp[4400], ulid[ULID_LEN + 1];
+    ulid_new(ulid);
+    snprintf(tmp, sizeof(tmp), "%s.tmp-%s", path, ulid);
+    AH_AUTOFREE char *dir = exec_snapshot_dir(ctx->exec, row->id);
+    struct ws_store *st = NULL;
+    int rc = dir ? ws_store_open(dir, &st) : AH_E_NOMEM;
+    if (rc == 0) { /* …/views must exist for the checkout's mkdir */
+        char views[4400];
+        snprintf(views, sizeof(views), "%s", path);
+        char *slash = strrchr(views, '/');
+        if (slash)
+            *slash = '\0';
+        if (mkdir(views, 0700) < 0 && errno != EEXIST)
+            rc = ah_err_from_errno(errno);
+    }
+    if (rc == 0)
+        rc = ws_checkout(st, snap, tmp, true, NULL);
+    ws_store_free(st);
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = errno == EEXIST || errno == ENOTEMPTY ? 0 : ah_err_from_errno(errno);
+    (void)workspace_remove(tmp); /* gone after the rename; what a failure left otherwise */
+    pthread_mutex_lock(&lru_mu);
+    busy--;
+    pthread_mutex_unlock(&lru_mu);
+    return rc;
+}
+
+/* ---- POST …/seek ----------------------------------------------------------------------------- */
+
+static void post_seek(struct http_request *req, struct http_response *res) {
+    struct api_ctx *ctx = api_ready(req, res);
+    if (!ctx)
+        return;
+    AH_AUTO(json_decrefp) json_t *body = api_body(req, res, false);
+    if (!body)
+        return;
+    struct ah_problem p = {0};
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v) {
+        if (strcmp(key, "ts") && strcmp(key, "seq") && strcmp(key, "fsSnapshotId") &&
+            strcmp(key, "mountReadonly") && strcmp(key, "pausePlayer"))
+            problem_field(&p, key, "is not a known field");
+    }
+    json_t *jts = json_object_get(body, "ts"), *jseq = json_object_get(body, "seq");
+    json_t *jid = json_object_get(body, "fsSnapshotId");
+    json_t *ro = json_object_get(body, "mountReadonly"), *pause = json_object_get(body, "pausePlayer");
+    double ts = -1;
+    int64_t seq = 0;
+    if (jts)
+        tl_seconds(jts, "ts", &ts, &p);
+    if (jseq && (!json_is_integer(jseq) || json_integer_value(jseq) < 1))
+        problem_field(&p, "seq", "must be an event seq (an integer ≥ 1)");
+    else if (jseq)
+        seq = json_integer_value(jseq);
+    if (jid && (!json_is_string(jid) || json_string_length(jid) != WS_SNAP_ID_LEN))
+        problem_field(&p, "fsSnapshotId", "must be a snapshot id (snap-<ULID>)");
+    if (!jts && !jseq && !jid)
+        problem_field(&p, "ts", "give ts, seq or fsSnapshotId");
+    if ((!!jts + !!jseq + !!jid) > 1)
+        problem_field(&p, jid ? "fsSnapshotId" : "seq", "give only one of ts, seq and fsSnapshotId");
+    if (ro && !json_is_boolean(ro))
+        problem_field(&p, "mountReadonly", "must be a boolean");
+    else if (json_is_false(ro))
+        problem_field(&p, "mountReadonly", "views are read-only: a writable copy is a branch");
+    if (pause && !json_is_boolean(pause))
+        problem_field(&p, "pausePlayer", "must be a boolean");
+    if (http_fail(req, res, &p))
+        return;
+    AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, NULL);
+    if (!row)
+        return;
+    struct fs_snapshot_row *s = NULL;
+    if (!tl_pick(ctx, req, res, row, json_string_value(jid), seq, ts, &s))
+        return;
+    AH_AUTOFREE char *path = tl_view_path(ctx, row->id, s->id);
+    int rc = path ? make_view(ctx, row, s->id, path) : AH_E_NOMEM;
+    if (rc < 0) {
+        fs_snapshot_rows_free(s, 1);
+        if (rc == AH_E_UNAVAIL)
+            http_header_add(req, res, "Retry-After", "1");
+        http_error(req, res, rc, rc == AH_E_UNAVAIL ? "other views are being made; retry shortly"
+                                                    : "cannot make the view: %s",
+                   ah_strerror(rc));
+        return;
+    }
+    lru_touch(path);
+    double at = jts ? ts : tl_offset(row, s->ts);
+    json_t *o = json_pack("{s:f, s:s, s:I, s:s, s:b, s:s}", "seekTime", at, "fsSnapshotId", s->id,
+                          "seq", (json_int_t)s->seq, "mountPath", path, "playerPaused",
+                          pause ? json_is_true(pause) : true, "workspaceView", "readonly");
+    fs_snapshot_rows_free(s, 1);
+    http_json(req, res, 200, o);
+}
+
+static void post_seek_idem(struct http_request *req, struct http_response *res) {
+    api_idempotent(req, res, post_seek);
 }
 
 int api_timeline_seek_register(struct router *r, struct api_ctx *ctx) {
-    (void)r;
-    (void)ctx;
-    return 0;
+    return router_add(r, "POST", "/api/v1/sessions/{id}/seek", post_seek_idem, ctx, 0, 0);
 }

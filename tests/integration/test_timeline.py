@@ -54,7 +54,8 @@ class Timeline(unittest.TestCase):
         os.makedirs(t)
         with open(os.path.join(t, "README.md"), "w") as f:
             f.write("the template\n")
-        cls.server = Server(args=("--workspace-template", cls.template))
+        cls.server = Server(args=("--workspace-template", cls.template),
+                            env={"AH_SEEK_VIEWS_MAX": "3"})
         s = cls.server
         cls.sid = create(s, task(scenario()))["id"]
         wait_status(s, cls.sid, "running", timeout=60)
@@ -189,6 +190,118 @@ class Timeline(unittest.TestCase):
         # another tenant sees nothing of it
         r = s.get("/api/v1/sessions/%s/timeline" % self.sid, headers={"X-Tenant-ID": "other"})
         self.assertEqual(r.status, 404, r)
+
+    # ---- 2. seek, ?at=, recording slices -------------------------------------------------------
+
+    def snaps(self):
+        return [s for s in self.timeline()["fsSnapshots"] if s["kind"] != "manual"]
+
+    def test_seek_while_running_shows_the_third_boundary(self):
+        r = self.during["seek"]
+        self.assertEqual(r.status, 200, r)
+        view = r.json()
+        third = self.during["timeline"]["fsSnapshots"][3]
+        self.assertEqual(view["fsSnapshotId"], third["id"])
+        self.assertEqual(view["workspaceView"], "readonly")
+        self.assertEqual(view["seq"], third["seq"])
+        root = view["mountPath"]
+        if not os.path.isdir(root):  # reclaimed by a later test's seeks: make it again
+            root = self.post("seek", {"fsSnapshotId": third["id"]}).json()["mountPath"]
+        with open(os.path.join(root, "notes.txt")) as f:
+            self.assertEqual(f.read(), "round 1\nround 2\nround 3\n")
+        self.assertTrue(os.path.exists(os.path.join(root, "f3.txt")))
+        self.assertFalse(os.path.exists(os.path.join(root, "f4.txt")))
+        self.assertTrue(root.startswith(self.server.data_dir), root)
+        for name in ("notes.txt", "f1.txt", "README.md"):
+            mode = stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode)
+            self.assertEqual(mode, 0o444, name)
+        # the session went on unaffected: all five rounds, its workspace writable
+        self.assertEqual(self.final["status"], "completed")
+        r = self.get("files/notes.txt/content")
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b"round 5", r.body)
+
+    def test_seek_by_seq_and_ts(self):
+        snaps = self.snaps()
+        r = self.post("seek", {"seq": snaps[2]["seq"]})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["fsSnapshotId"], snaps[2]["id"])
+        r = self.post("seek", {"seq": snaps[2]["seq"] + 1, "pausePlayer": False})
+        self.assertEqual(r.json()["fsSnapshotId"], snaps[2]["id"])  # the newest at or before
+        self.assertFalse(r.json()["playerPaused"])
+        r = self.post("seek", {"ts": 1e6})
+        self.assertEqual(r.status, 200, r)
+        newest = max(self.timeline()["fsSnapshots"], key=lambda s: (s["ts"], s["id"]))
+        self.assertEqual(r.json()["fsSnapshotId"], newest["id"])
+        self.assertEqual(r.json()["seekTime"], 1e6)
+
+    def test_seek_bad_input(self):
+        for body, field in (({}, "ts"), ({"ts": -1}, "ts"), ({"ts": "x"}, "ts"),
+                            ({"seq": 0}, "seq"), ({"fsSnapshotId": 5}, "fsSnapshotId"),
+                            ({"ts": 1, "seq": 2}, "seq"), ({"ts": 1, "mountReadonly": False},
+                                                           "mountReadonly"),
+                            ({"ts": 1, "bogus": 1}, "bogus")):
+            r = self.post("seek", body)
+            self.assertEqual(r.status, 400, (body, r))
+            self.assertIn(field, r.body.decode())
+        r = self.post("seek", {"fsSnapshotId": "snap-01J0000000000000000000GH0S"})
+        self.assertEqual(r.status, 404, r)
+        r = self.server.post("/api/v1/sessions/01J0000000000000000000GH0S/seek", body={"ts": 1})
+        self.assertEqual(r.status, 404, r)
+
+    def test_views_are_reclaimed_lru(self):
+        snaps = self.snaps()
+        paths = []
+        for s in snaps[:5]:
+            r = self.post("seek", {"fsSnapshotId": s["id"]})
+            self.assertEqual(r.status, 200, r)
+            paths.append(r.json()["mountPath"])
+        # the cap is 3: the two least recently used are gone, the newest three remain
+        self.assertEqual([os.path.isdir(p) for p in paths], [False, False, True, True, True])
+        r = self.post("seek", {"fsSnapshotId": snaps[0]["id"]})
+        self.assertTrue(os.path.isdir(r.json()["mountPath"]))
+        listed = {s["id"]: s for s in self.get("fs-snapshots").json()["snapshots"]}
+        self.assertEqual(listed[snaps[0]["id"]]["snapshot"]["mount"], r.json()["mountPath"])
+        self.assertIsNone(listed[snaps[1]["id"]]["snapshot"]["mount"])
+
+    def test_files_and_diff_at_a_point(self):
+        snaps = self.snaps()
+        third, second = snaps[3]["id"], snaps[2]["id"]
+        r = self.get("files/notes.txt/content?at=" + third)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["content"], "round 1\nround 2\nround 3\n")
+        r = self.get("files?at=" + third)
+        self.assertEqual(sorted(f["path"] for f in r.json()["items"]),
+                         ["f1.txt", "f2.txt", "f3.txt", "notes.txt"])
+        r = self.get("diff?from=%s&to=%s" % (second, third))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(sorted(f["path"] for f in r.json()["files"]), ["f3.txt", "notes.txt"])
+        self.assertEqual(self.get("files?at=%s&to=%s" % (third, third)).status, 400)
+        self.assertEqual(self.get("files?at=nonsense").status, 400)
+        self.assertEqual(self.get("files?at=snap-01J0000000000000000000GH0S").status, 404)
+
+    def test_recording_slice(self):
+        whole = self.get("recording")
+        self.assertEqual(whole.status, 200, whole)
+        lines = whole.body.decode().splitlines()
+        times = [json.loads(l)[0] for l in lines[1:]]
+        self.assertGreater(len(times), 3)
+        mid = times[len(times) // 2]
+        r = self.get("recording?startTime=%s&endTime=%s" % (mid, times[-1]))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("Content-Type"), "application/x-asciicast")
+        part = r.body.decode().splitlines()
+        header = json.loads(part[0])
+        self.assertEqual(header["version"], 2)
+        evs = [json.loads(l) for l in part[1:]]
+        self.assertEqual(len(evs), len([t for t in times if mid <= t <= times[-1]]))
+        self.assertAlmostEqual(evs[0][0], 0.0, places=3)
+        self.assertEqual([e[0] for e in evs], sorted(e[0] for e in evs))
+        self.assertTrue(all(len(e) == 3 and e[1] in ("o", "i", "r", "m") for e in evs), evs)
+        r = self.get("recording?endTime=%s" % mid)  # the terminal up to that time
+        self.assertEqual(len(r.body.decode().splitlines()) - 1, len([t for t in times if t <= mid]))
+        for q in ("startTime=-1", "startTime=x", "startTime=5&endTime=1", "endTime=1&format=ttyrec"):
+            self.assertEqual(self.get("recording?" + q).status, 400, q)
 
 
 if __name__ == "__main__":
