@@ -94,6 +94,20 @@ struct sse_out {
 ssize_t sse_pump(struct sse_out *o, int (*fill)(void *ctx, struct sse_out *o), void *ctx,
                  char *out, size_t max);
 
+/* ---- rendered representations of hot reads (readcache.c) --------------------------------- */
+
+/* On a hit for (store, tenant, key) at `version`: a copy of the bytes in *ret_body (caller
+ * frees; NULL ret_body only checks) and the strong ETag, true. Thread-safe. */
+bool readcache_get(const void *store, const char *tenant, const char *key, uint64_t version,
+                   char **ret_body, size_t *ret_len, char ret_etag[24]);
+/* Keeps a copy of body as the representation at `version` (too large ones are not kept). */
+void readcache_put(const void *store, const char *tenant, const char *key, uint64_t version,
+                   const char *body, size_t len, const char *etag);
+/* The strong ETag of a body: a quoted 64-bit hash. */
+void readcache_etag(const char *body, size_t len, char out[24]);
+/* Does If-None-Match (NULL when absent) match etag? */
+bool readcache_not_modified(const char *if_none_match, const char *etag);
+
 /* The Session representation (API.md §5.3 with D1). recent_events: the last 3 events for an
  * active session, [] otherwise. NULL on OOM. */
 json_t *api_session_json(struct api_ctx *ctx, struct session_row *row);

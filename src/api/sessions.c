@@ -13,6 +13,75 @@
 #define CONTROL_REASON_MAX 1024 /* characters of a pause/resume/stop reason */
 #define CONTROL_BODY_MAX (16 * 1024) /* room for such a reason escaped as JSON (\uXXXX pairs) */
 
+/* ---- rendered reads (issue 18 item 3) --------------------------------------------------------- */
+
+/* Answers body (taken) with its ETag, or 304 when the client already has it. The answer may be
+ * stored by the client but must be revalidated (no-cache), which is what makes the 304 useful. */
+static void answer_rendered(struct http_request *req, struct http_response *res, char *body,
+                            size_t len, const char *etag) {
+    http_header_add(req, res, "ETag", etag);
+    http_header_add(req, res, "Cache-Control", "no-cache");
+    if (readcache_not_modified(http_header(req, "If-None-Match"), etag)) {
+        free(body);
+        res->status = 304;
+        return;
+    }
+    res->status = 200;
+    res->body = body;
+    res->body_len = len;
+}
+
+/* A hit answers and returns true. */
+static bool serve_cached(struct http_request *req, struct http_response *res, struct store *st,
+                         const char *tenant, const char *key, uint64_t version) {
+    char etag[24];
+    const char *inm = http_header(req, "If-None-Match");
+    if (inm && readcache_get(st, tenant, key, version, NULL, NULL, etag) &&
+        readcache_not_modified(inm, etag)) {
+        answer_rendered(req, res, NULL, 0, etag); /* no copy of the body for a 304 */
+        return true;
+    }
+    char *body;
+    size_t len;
+    if (!readcache_get(st, tenant, key, version, &body, &len, etag))
+        return false;
+    answer_rendered(req, res, body, len, etag);
+    return true;
+}
+
+/* Serialises j (taken), keeps it when `cacheable` and answers it. */
+static void serve_rendered(struct http_request *req, struct http_response *res, struct store *st,
+                           const char *tenant, const char *key, bool cacheable, uint64_t version,
+                           json_t *j) {
+    if (!j) {
+        http_error(req, res, AH_E_NOMEM, "out of memory");
+        return;
+    }
+    char *body = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!body) {
+        http_error(req, res, AH_E_NOMEM, "out of memory");
+        return;
+    }
+    size_t len = strlen(body);
+    char etag[24];
+    readcache_etag(body, len, etag);
+    if (cacheable)
+        readcache_put(st, tenant, key, version, body, len, etag);
+    answer_rendered(req, res, body, len, etag);
+}
+
+/* The list's cache key: its query as received (page, perPage, filters, sort), "" when that is
+ * too long to be worth keeping. */
+static void list_key(const struct http_request *req, char *key, size_t n) {
+    size_t o = (size_t)snprintf(key, n, "list?");
+    for (size_t i = 0; i < req->n_query && o < n; i++)
+        o += (size_t)snprintf(key + o, n - o, "%s=%s&", req->query[i].name,
+                              req->query[i].value ? req->query[i].value : "");
+    if (o >= n)
+        key[0] = '\0';
+}
+
 static void list_sessions(struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = api_ready(req, res);
     if (!ctx)
@@ -34,6 +103,12 @@ static void list_sessions(struct http_request *req, struct http_response *res) {
     f.ascending = api_sort_ascending(req, &p);
     if (http_fail(req, res, &p))
         return;
+    char key[400];
+    list_key(req, key, sizeof(key));
+    uint64_t version = 0;
+    bool cacheable = key[0] && store_sessions_version(ctx->store, &version) == 0;
+    if (cacheable && serve_cached(req, res, ctx->store, tenant, key, version))
+        return;
     struct session_row **rows = NULL;
     size_t n = 0;
     int64_t total = 0;
@@ -49,16 +124,28 @@ static void list_sessions(struct http_request *req, struct http_response *res) {
             items = NULL;
         }
     session_rows_free(rows, n);
-    http_json(req, res, 200, page_envelope(items, &pg, total));
+    serve_rendered(req, res, ctx->store, tenant, key, cacheable, version,
+                   page_envelope(items, &pg, total));
 }
 
 static void get_session(struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = api_ready(req, res);
     if (!ctx)
         return;
+    const char *id = api_session_id(req, res);
+    const char *tenant = id ? api_tenant(req, res, NULL) : NULL;
+    if (!tenant)
+        return;
+    /* the version is taken before the row is read: a write in between moves it, so what is
+     * kept below is never newer than its number says (store_session_version) */
+    uint64_t version = 0;
+    bool cacheable = store_session_version(ctx->store, id, &version) == 0;
+    if (cacheable && serve_cached(req, res, ctx->store, tenant, id, version))
+        return;
     AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, NULL);
     if (row)
-        http_json(req, res, 200, api_session_json(ctx, row));
+        serve_rendered(req, res, ctx->store, tenant, id, cacheable, version,
+                       api_session_json(ctx, row));
 }
 
 /* UTF-8 characters in s (the body parser has checked it is valid UTF-8). */

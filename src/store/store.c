@@ -33,6 +33,44 @@ static int timed(int op, double t0, int rc) {
 }
 #define TIMED(op, call) timed(op, obs_now(), (call))
 
+/* ---- versions of sessions as shown (store_session_version) --------------------------------- */
+
+#define VERSION_SLOTS 4096
+static uint64_t versions[VERSION_SLOTS];
+static uint64_t list_version;
+
+static size_t version_slot(const char *id) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; id && *id; id++)
+        h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+    return (size_t)(h % VERSION_SLOTS);
+}
+
+/* After a commit that touched session id (NULL: some session, lists only). */
+static void bump(const char *id) {
+    if (id)
+        __atomic_add_fetch(&versions[version_slot(id)], 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&list_version, 1, __ATOMIC_RELEASE);
+}
+
+static bool versioned(const struct store *st) {
+    return st && strcmp(st->ops->name, "sqlite") == 0; /* the one writer is this process */
+}
+
+int store_session_version(struct store *st, const char *id, uint64_t *ret) {
+    if (!versioned(st))
+        return AH_E_NOTIMPL;
+    *ret = __atomic_load_n(&versions[version_slot(id)], __ATOMIC_ACQUIRE);
+    return 0;
+}
+
+int store_sessions_version(struct store *st, uint64_t *ret) {
+    if (!versioned(st))
+        return AH_E_NOTIMPL;
+    *ret = __atomic_load_n(&list_version, __ATOMIC_ACQUIRE);
+    return 0;
+}
+
 int store_open(const char *url, struct store **ret, struct ah_problem *reterr) {
     if (!url || !*url)
         return problem_set(reterr, AH_E_INVAL, "no database given");
@@ -76,8 +114,11 @@ int store_schema_version(struct store *st, int *ret_version, int *ret_applied_no
 int store_task_create(struct store *st, const char *tenant, const char *task_id,
                       const char *project_id, const json_t *request,
                       const struct session_new *sessions, size_t n, int64_t now) {
-    return TIMED(M_TASK_CREATE, st->ops->task_create(st->impl, tenant, task_id, project_id,
-                                                      request, sessions, n, now));
+    int rc = TIMED(M_TASK_CREATE, st->ops->task_create(st->impl, tenant, task_id, project_id,
+                                                        request, sessions, n, now));
+    for (size_t i = 0; i < n; i++) /* a retried id that existed before must not stay cached */
+        bump(sessions[i].id);
+    return rc;
 }
 
 int store_session_get(struct store *st, const char *tenant, const char *id,
@@ -97,12 +138,16 @@ int store_session_list_live(struct store *st, struct session_row ***ret, size_t 
 }
 
 int store_session_purge(struct store *st, const char *tenant, const char *id) {
-    return st->ops->session_purge(st->impl, tenant, id);
+    int rc = st->ops->session_purge(st->impl, tenant, id);
+    bump(id);
+    return rc;
 }
 
 int store_session_set_runtime(struct store *st, const char *tenant, const char *id,
                               const struct session_runtime *rt) {
-    return st->ops->session_set_runtime(st->impl, tenant, id, rt);
+    int rc = st->ops->session_set_runtime(st->impl, tenant, id, rt);
+    bump(id);
+    return rc;
 }
 
 /* D29: what is stored is what is shown (events, a session's error), so the userinfo of any URL
@@ -112,8 +157,12 @@ int store_apply(struct store *st, struct store_op *ops, size_t n) {
     bool redact = false;
     for (size_t i = 0; i < n && !redact; i++)
         redact = text_has_userinfo(ops[i].error) || json_has_userinfo(ops[i].payload);
-    if (!redact)
-        return TIMED(M_APPLY, st->ops->apply(st->impl, ops, n));
+    if (!redact) {
+        int rc = TIMED(M_APPLY, st->ops->apply(st->impl, ops, n));
+        for (size_t i = 0; i < n; i++)
+            bump(ops[i].session_id);
+        return rc;
+    }
     struct shown {
         json_t *payload;   /* the caller's */
         const char *error; /* the caller's */
@@ -138,6 +187,8 @@ int store_apply(struct store *st, struct store_op *ops, size_t n) {
     else
         for (size_t i = 0; i < n; i++)
             ops[i].result = rc;
+    for (size_t i = 0; i < n; i++)
+        bump(ops[i].session_id);
     for (size_t i = 0; i < done; i++) {
         json_decref(ops[i].payload); /* a new reference: the copy, or the caller's again */
         ops[i].payload = keep[i].payload;

@@ -222,6 +222,17 @@ int store_watch(struct store *st,
                 void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq),
                 void *arg);
 
+/* Versions for readers that keep rendered representations (issue 18 item 3). The session
+ * version moves after every committed write that may change session `id` as it is shown
+ * (events, transitions, runtime facts, purge); the list version after every write to any
+ * session, new tasks included. Ids share counters by hash, so a version may also move for
+ * another session (a spurious miss, never a stale hit). A writer bumps after its commit, so a
+ * reader that takes the version before reading never caches newer data under an older number.
+ * 0 and *ret, or AH_E_NOTIMPL when other processes write the same database (PostgreSQL
+ * replicas): then nothing may be cached. Lock-free. */
+int store_session_version(struct store *st, const char *id, uint64_t *ret);
+int store_sessions_version(struct store *st, uint64_t *ret);
+
 /* True once the store is open and answers a trivial query. */
 bool store_ready(struct store *st);
 /* The highest migration applied and how many migrations were applied by this open. */
