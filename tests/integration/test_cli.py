@@ -225,7 +225,8 @@ class TaskCreate(CliTest):
         self.assertEqual(s["repo"]["branch"], "main")
         self.assertEqual(s["labels"], {"team": "core", "prio": "high", "x": "y"})
         self.assertEqual(s["projectId"], "proj-1")
-        self.assertEqual(s["delivery"], {"mode": "branch", "targetBranch": "release"})
+        self.assertEqual(s["delivery"], {"mode": "branch", "targetBranch": "release",
+                                         "status": "pending"})  # nothing delivered yet
         self.assertEqual(s["agent"]["type"], "scripted")
         self.ah("session", "rm", s["id"])
 
