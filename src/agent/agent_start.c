@@ -130,7 +130,7 @@ static bool tool_progress(const json_t *name, const char *id, const char *output
 
 static const char *const step_keys[] = {"thought", "log",   "tool",        "edit", "append",
                                         "delete",  "sleep", "wait_prompt", "exit", "fail",
-                                        "say",     NULL};
+                                        "say",     "rename",  NULL};
 
 static const char *step_kind(const json_t *step) {
     for (const char *const *k = step_keys; *k; k++)
@@ -172,7 +172,7 @@ int agent_scenario_check(const json_t *scenario, const char *path, struct ah_pro
         const char *kind = json_is_object(step) ? step_kind(step) : NULL;
         if (!kind) {
             problem_field(p, sp, "must be an object with one of thought, log, tool, edit, append, "
-                                 "delete, sleep, wait_prompt, exit, fail, say");
+                                 "delete, rename, sleep, wait_prompt, exit, fail, say");
             rc = AH_E_INVAL;
             continue;
         }
@@ -184,6 +184,10 @@ int agent_scenario_check(const json_t *scenario, const char *path, struct ah_pro
         else if (!strcmp(kind, "edit") || !strcmp(kind, "append") || !strcmp(kind, "delete"))
             ok = json_is_string(v) && safe_path(json_string_value(v)) &&
                  (!strcmp(kind, "delete") || json_is_string(json_object_get(step, "content")));
+        else if (!strcmp(kind, "rename")) /* {"rename": old, "to": new} */
+            ok = json_is_string(v) && safe_path(json_string_value(v)) &&
+                 json_is_string(json_object_get(step, "to")) &&
+                 safe_path(json_string_value(json_object_get(step, "to")));
         else if (!strcmp(kind, "sleep"))
             ok = json_is_integer(v) && json_integer_value(v) >= 0 &&
                  json_integer_value(v) <= 3600000;
@@ -282,6 +286,28 @@ static int write_step(const char *kind, const char *path, const char *content) {
     return w == (ssize_t)n ? 0 : ah_err_from_errno(w < 0 ? e : EIO);
 }
 
+/* rename of the scripted agent: both ends resolved beneath the workspace like write_step (the
+ * new name's directories are made); a link is renamed itself, never followed. */
+static int rename_step(const char *from, const char *to) {
+    int root = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return ah_err_from_errno(errno);
+    int pf = parent_beneath(root, from);
+    int pt = pf < 0 ? pf : parent_beneath(root, to);
+    close(root);
+    int rc = pf < 0 ? pf : pt;
+    if (rc >= 0) {
+        const char *nf = strrchr(from, '/') ? strrchr(from, '/') + 1 : from;
+        const char *nt = strrchr(to, '/') ? strrchr(to, '/') + 1 : to;
+        rc = renameat(pf, nf, pt, nt) < 0 ? path_error(errno) : 0;
+    }
+    if (pf >= 0)
+        close(pf);
+    if (pt >= 0)
+        close(pt);
+    return rc;
+}
+
 static int run_scripted(const json_t *scenario, const char *prompt) {
     AH_AUTO(json_decrefp) json_t *fallback = NULL;
     if (!scenario) {
@@ -347,6 +373,17 @@ static int run_scripted(const json_t *scenario, const char *prompt) {
                                 json_string_value(json_object_get(step, "content")));
             if (rc < 0) {
                 emit_log("error", "cannot %s %s: %s", kind, path,
+                         rc == AH_E_FORBIDDEN ? "the path leads outside the workspace"
+                                              : ah_strerror(rc));
+                return 1;
+            }
+        } else if (!strcmp(kind, "rename")) {
+            const char *from = json_string_value(v);
+            const char *to = json_string_value(json_object_get(step, "to"));
+            printf("renaming %s to %s\n", from, to);
+            int rc = rename_step(from, to);
+            if (rc < 0) {
+                emit_log("error", "cannot rename %s to %s: %s", from, to,
                          rc == AH_E_FORBIDDEN ? "the path leads outside the workspace"
                                               : ah_strerror(rc));
                 return 1;

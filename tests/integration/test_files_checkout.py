@@ -1,0 +1,194 @@
+"""Issue 11 acceptance on a real checkout: a scripted session on a git workspace (repo.mode git)
+edits, appends, deletes and renames files (a pure rename, a rename then an edit, a move into a
+new directory), with tool runs between them so that several automatic snapshots happen. Then
+GET /files, GET /diff (unified and patch), the file_edit and diff events, and the workspace tree
+agree with each other and with `git diff -M` of the base commit and the final workspace, both
+real git checkouts."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import ahtest
+from ahtest import Server
+from sessiontest import create, events, task, wait_status
+
+LONG = "".join("paragraph %d of a long enough file\n" % i for i in range(40))
+BASE = {
+    "README.md": "# Project\n\nSome words.\n",
+    "src/main.c": "int main(void) {\n    return 0;\n}\n",
+    "src/util.c": "int add(int a, int b) {\n    return a + b;\n}\n",
+    "notes/log.txt": "day 1\n",
+    "docs/old.md": LONG,
+    "docs/move_me.md": LONG.replace("paragraph", "section"),
+    "obsolete.txt": "remove me\n",
+    "pure.txt": LONG.replace("paragraph", "chapter"),
+}
+STEPS = [
+    {"thought": "editing"},
+    {"edit": "src/main.c", "content": "int main(void) {\n    return add(1, 2);\n}\n"},
+    {"append": "notes/log.txt", "content": "day 2\nday 3\n"},
+    {"tool": "make", "output": "ok"},
+    {"sleep": 600},  # past the snapshot coalescing window: the next changes are a new snapshot
+    {"delete": "obsolete.txt"},
+    {"rename": "pure.txt", "to": "renamed.txt"},
+    {"tool": "make", "output": "ok"},
+    {"sleep": 600},  # past the snapshot coalescing window: the next changes are a new snapshot
+    {"rename": "docs/old.md", "to": "docs/new.md"},
+    {"append": "docs/new.md", "content": "one more paragraph\n"},
+    {"rename": "docs/move_me.md", "to": "archive/2026/moved.md"},
+    {"tool": "make", "output": "ok"},
+    {"sleep": 600},  # past the snapshot coalescing window: the next changes are a new snapshot
+    {"edit": "src/new_file.h", "content": "#pragma once\nint add(int a, int b);\n"},
+    {"log": "done"},
+]
+
+
+def git(cwd, *args, **kw):
+    return subprocess.run(["git", "-c", "core.quotepath=off", *args], cwd=cwd, check=True,
+                          capture_output=True, **kw).stdout
+
+
+class Checkout(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="ah-checkout-")
+        src = cls.src = os.path.join(cls.root, "repo")
+        for p, c in BASE.items():
+            os.makedirs(os.path.dirname(os.path.join(src, p)), exist_ok=True)
+            with open(os.path.join(src, p), "w") as f:
+                f.write(c)
+        git(src, "init", "-q", "-b", "main")
+        git(src, "add", "-A")
+        git(src, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "base")
+        cls.server = Server()
+        sid = create(cls.server, task(STEPS, repo={"mode": "git", "url": src}))["id"]
+        cls.sid = sid
+        cls.final = wait_status(cls.server, sid, ("completed", "failed"), timeout=120)
+        # the final workspace as a commit on top of the base, in a copy of the real checkout
+        # (the session's own checkout is left as it is)
+        cls.check = os.path.join(cls.root, "check")
+        shutil.copytree(cls.final["workspace"]["mountPath"], cls.check, symlinks=True)
+        git(cls.check, "add", "-A")
+        git(cls.check, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "end")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.close()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def get(self, path):
+        r = self.server.get("/api/v1/sessions/%s/%s" % (self.sid, path))
+        self.assertEqual(r.status, 200, (path, r.body[:500]))
+        return r
+
+    def gitdiff(self, *extra):
+        return git(self.check, "diff", "--no-color", "-M", *extra, "HEAD~1", "HEAD")
+
+    def test_completed(self):
+        self.assertEqual(self.final["status"], "completed", self.server.stderr()[-3000:])
+
+    def test_files_agree_with_git(self):
+        items = self.get("files?perPage=200").json()["items"]
+        ours = {f["path"]: f for f in items}
+        status = {"A": "added", "M": "modified", "D": "deleted", "R": "renamed"}
+        theirs = {}
+        for line in self.gitdiff("--name-status").decode().splitlines():
+            parts = line.split("\t")
+            kind = status[parts[0][0]]
+            theirs[parts[-1]] = (kind, parts[1] if kind == "renamed" else None)
+        self.assertEqual({p: (f["status"], f.get("old_path")) for p, f in ours.items()}, theirs)
+        # what the session did, said plainly
+        self.assertEqual(theirs["renamed.txt"], ("renamed", "pure.txt"))
+        self.assertEqual(theirs["docs/new.md"], ("renamed", "docs/old.md"))
+        self.assertEqual(theirs["archive/2026/moved.md"], ("renamed", "docs/move_me.md"))
+        self.assertEqual(theirs["obsolete.txt"], ("deleted", None))
+        self.assertEqual(theirs["src/new_file.h"], ("added", None))
+        for line in self.gitdiff("--numstat").decode().splitlines():
+            a, d, p = line.split("\t")
+            if "=>" in p:  # "{old => new}" or "old => new"
+                pre, _, rest = p.partition("{")
+                if rest:
+                    mid, _, post = rest.partition("}")
+                    p = (pre + mid.split(" => ")[1] + post).replace("//", "/")
+                else:
+                    p = p.split(" => ")[1]
+            self.assertEqual((ours[p]["lines_added"], ours[p]["lines_removed"]), (int(a), int(d)),
+                             p)
+        changes = self.final["changes"]
+        self.assertEqual(changes["files_changed"], len(theirs))
+        self.assertEqual(changes["lines_added"], sum(f["lines_added"] for f in items))
+        self.assertEqual(changes["lines_removed"], sum(f["lines_removed"] for f in items))
+
+    def test_diff_agrees_with_git(self):
+        uni = self.get("diff").json()
+        self.assertEqual("".join(f["diff"] for f in uni["files"]).encode(), self.gitdiff())
+        for ctx in (0, 1, 10):
+            got = "".join(f["diff"] for f in self.get("diff?context=%d" % ctx).json()["files"])
+            self.assertEqual(got.encode(), self.gitdiff("-U%d" % ctx), ctx)
+        # the patch turns the base checkout into the final tree, exactly
+        patch = self.get("diff?format=patch").body
+        w = os.path.join(self.root, "apply")
+        git(self.root, "clone", "-q", self.src, w)
+        p = subprocess.run(["git", "apply", "--index", "--binary", "-"], cwd=w, input=patch,
+                           capture_output=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(git(w, "write-tree"), git(self.check, "rev-parse", "HEAD^{tree}"))
+
+    def test_events_agree(self):
+        evs = events(self.server, self.sid)
+        edits = [e for e in evs if e["type"] == "file_edit"]
+        diffs = [e for e in evs if e["type"] == "diff"]
+        self.assertGreaterEqual(len(diffs), 2, "several snapshots happened")
+        # every diff event is its snapshot pair's diff, and its file_edit events are that pair's
+        # changed files with the same numbers
+        for d in diffs:
+            r = self.server.get(d["url"])
+            self.assertEqual(r.status, 200, r)
+            files = r.json()["files"]
+            self.assertEqual("".join(f["diff"] for f in files), d["diff"])
+            mine = [e for e in edits if e["snapshot_id"] == d["snapshot_id"]]
+            self.assertEqual(len(mine), d["files"])
+            self.assertEqual(sorted((e["file_path"], e["lines_added"], e["lines_removed"])
+                                    for e in mine),
+                             sorted((f["path"], f["lines_added"], f["lines_removed"])
+                                    for f in files))
+            self.assertEqual(d["lines_added"], sum(e["lines_added"] for e in mine))
+        # each file was touched in one snapshot (or renamed in one and edited in a later one),
+        # so the events add up to the whole change
+        total = {}
+        for e in edits:
+            a, r = total.get(e["file_path"], (0, 0))
+            total[e["file_path"]] = (a + e["lines_added"], r + e["lines_removed"])
+        files = {f["path"]: f for f in self.get("files?perPage=200").json()["items"]}
+        for p, f in files.items():
+            self.assertEqual(total[p], (f["lines_added"], f["lines_removed"]), p)
+        renames = {e["file_path"]: e.get("old_path") for e in edits if e["change"] == "renamed"}
+        self.assertEqual(renames.get("renamed.txt"), "pure.txt")
+        self.assertEqual(renames.get("archive/2026/moved.md"), "docs/move_me.md")
+
+    def test_tree_agrees_with_checkout(self):
+        t = self.get("workspace/files?recursive=true").json()
+        ours = {}
+
+        def walk(n):
+            for c in n.get("children", []):
+                if c["type"] != "directory":
+                    ours[c["path"]] = c
+                walk(c)
+        walk(t)
+        tracked = git(self.check, "ls-tree", "-r", "-l", "HEAD").decode().splitlines()
+        theirs = {}
+        for line in tracked:
+            meta, path = line.split("\t")
+            theirs[path] = int(meta.split()[3])
+        self.assertEqual({p: n["size_bytes"] for p, n in ours.items()}, theirs)
+        changed = {f["path"] for f in self.get("files?perPage=200").json()["items"]
+                   if f["status"] != "deleted"}
+        self.assertEqual({p for p, n in ours.items() if n["is_modified"]}, changed)
+
+
+if __name__ == "__main__":
+    ahtest.main()
