@@ -32,6 +32,24 @@ int api_register(struct router *r, struct api_ctx *ctx);
  * after api_register, so every API route matches first. 0 or AH_E_NOMEM. */
 int api_webui_register(struct router *r, struct api_ctx *ctx);
 
+/* `ah webui --remote-server URL` (proxy.c): every /api/v1 request passed to a remote access
+ * point, responses streamed back (SSE included); /_ah/healthz answered locally. */
+struct proxy;
+struct proxy_config {
+    const char *url;          /* http:// or https:// base of the remote access point */
+    const char *ca_file;      /* PEM bundle to verify its TLS certificate; NULL: the system's */
+    long connect_timeout_ms;  /* 0: 10 s; past it the answer is 504 */
+    long header_timeout_ms;   /* 0: 60 s; no status line by then: 504 */
+};
+/* Checks the URL and starts the proxy's thread. 0, or AH_E_INVAL / AH_E_NOMEM with reterr. */
+int proxy_start(const struct proxy_config *cfg, struct proxy **ret, struct ah_problem *reterr);
+/* Registers /_ah/healthz and /api/v1/... for every method; before api_webui_register. */
+int proxy_register(struct router *r, struct proxy *px);
+/* Ends every transfer (handlers waiting for an answer return at once) and stops the thread;
+ * call before http_server_stop, then proxy_free after it. */
+void proxy_shutdown(struct proxy *px);
+void proxy_free(struct proxy *px); /* NULL-safe */
+
 /* The store once the services are up, else NULL (safe from any thread). */
 struct store *api_store(struct api_ctx *ctx);
 /* Publishes the services to the handlers (all three, or all NULL to withdraw them). */

@@ -215,6 +215,82 @@ out:
     return rc;
 }
 
+/* `ah webui --remote-server URL` (M17): the UI here, /api/v1 proxied to that access point; no
+ * store, scheduler or executor in this process. Same signals, logging and stop order. */
+static int run_proxy(const struct config *cfg, const struct proxy_config *pc, bool open) {
+    umask(077);
+    log_setup(2, cfg->log_level);
+    raise_fd_limit();
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct ah_problem p = {0};
+    struct proxy *px = NULL;
+    if (proxy_start(pc, &px, &p) < 0) {
+        fprintf(stderr, "ah webui: %s\n", p.detail);
+        int code = p.code;
+        problem_clear(&p);
+        return code == AH_E_INVAL ? EXIT_USAGE : EXIT_GENERAL;
+    }
+    struct api_ctx api = {.version = AH_VERSION};
+    struct router *router = router_new();
+    if (!router || proxy_register(router, px) < 0 || api_webui_register(router, &api) < 0) {
+        fprintf(stderr, "ah webui: out of memory\n");
+        router_free(router);
+        proxy_free(px);
+        return EXIT_GENERAL;
+    }
+    struct http_config hc = {
+        .bind = cfg->bind,
+        .port = (int)cfg->port,
+        .max_body = (size_t)cfg->max_body_bytes,
+        .threads = (unsigned)cfg->http_threads,
+        .cors_origins = (const char *const *)cfg->cors_origins,
+        .shutdown_grace_ms = (unsigned)cfg->shutdown_grace_ms,
+        .idle_timeout_ms = (unsigned)cfg->idle_timeout_ms,
+        .public_url = cfg->public_url,
+    };
+    struct http_server *http = NULL;
+    if (http_server_start(&hc, router, &http, &p) < 0) {
+        fprintf(stderr, "ah webui: %s\n", p.detail);
+        problem_clear(&p);
+        router_free(router);
+        proxy_free(px);
+        return EXIT_GENERAL;
+    }
+    int port = http_server_port(http);
+    bool v6 = strchr(cfg->bind, ':') != NULL;
+    char url[300];
+    snprintf(url, sizeof(url), "http://%s%s%s:%d", v6 ? "[" : "", cfg->bind, v6 ? "]" : "", port);
+    json_t *f = json_pack("{s:s, s:s, s:i, s:s}", "command", "webui", "url", url, "port", port,
+                          "remote", pc->url);
+    log_json(LOG_INFO, "listening", f);
+    json_decref(f);
+    if (open) {
+        bool any = strcmp(cfg->bind, "0.0.0.0") == 0 || strcmp(cfg->bind, "::") == 0;
+        char local[64];
+        snprintf(local, sizeof(local), "http://127.0.0.1:%d/", port);
+        open_browser(any ? local : url);
+    }
+    int sig = 0;
+    while (sigwait(&stop, &sig) != 0)
+        ;
+    log_msg(LOG_INFO, "received %s; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    proxy_shutdown(px); /* waiting handlers answer now; open streams end */
+    if (http_server_stop(http) == AH_E_TIMEOUT) {
+        log_msg(LOG_WARN, "stopped with stuck requests abandoned");
+        _exit(EXIT_OK);
+    }
+    proxy_free(px);
+    router_free(router);
+    log_msg(LOG_INFO, "stopped");
+    return EXIT_OK;
+}
+
 static const char access_point_usage[] =
     "usage: ah agent access-point [OPTIONS]\n\n"
     "Runs the access point: the REST/SSE API of /api/v1, the scheduler and the local executor.";
@@ -223,10 +299,14 @@ static const char webui_usage[] =
     "usage: ah webui [OPTIONS]\n\n"
     "Runs the web UI with an in-process access point on one port: the application at /, "
     "the REST/SSE API under /api/v1.\n\n"
-    "  --open   also open the UI in the default browser (xdg-open; skipped when not installed)";
+    "  --open   also open the UI in the default browser (xdg-open; skipped when not installed)\n"
+    "  --remote-server URL  start no access point: serve the UI and pass every /api/v1 request\n"
+    "                       to the access point at URL (http:// or https://)\n"
+    "  --remote-ca PATH     verify that access point's TLS certificate with this CA bundle (PEM)\n"
+    "  --remote-timeout MS  how long to wait for its answer to begin (default 60000; 504 after)";
 
 static int run_command(int argc, char **argv, const char *command, const char *usage,
-                       int64_t default_port, bool open) {
+                       int64_t default_port, bool open, const struct proxy_config *remote) {
     struct config_defaults defs = {.port = default_port};
     struct config cfg;
     int rc = config_load(argc, argv, command, &defs, &cfg);
@@ -236,26 +316,63 @@ static int run_command(int argc, char **argv, const char *command, const char *u
     }
     if (rc)
         return rc;
-    rc = run_daemon(command, &cfg, open);
+    rc = remote && remote->url ? run_proxy(&cfg, remote, open) : run_daemon(command, &cfg, open);
     config_clear(&cfg);
     return rc;
 }
 
 int cmd_access_point(int argc, char **argv) {
-    return run_command(argc, argv, "agent access-point", access_point_usage, 3001, false);
+    return run_command(argc, argv, "agent access-point", access_point_usage, 3001, false, NULL);
 }
 
 int cmd_webui(int argc, char **argv) {
     /* --open is webui's own flag: take it out before the shared option parser sees argv. */
+    /* So are the proxy mode's --remote-* options (M17). */
     bool open = false;
+    struct proxy_config remote = {0};
+    static const char *const valued[] = {"--remote-server", "--remote-ca", "--remote-timeout"};
+    const char *values[3] = {NULL, NULL, NULL};
     int n = 0;
     for (int i = 0; i < argc; i++) {
+        bool taken = false;
+        for (size_t k = 0; i > 0 && k < 3 && !taken; k++) {
+            size_t l = strlen(valued[k]);
+            if (strcmp(argv[i], valued[k]) == 0) {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "ah webui: %s needs a value (see ah help webui)\n", valued[k]);
+                    return EXIT_USAGE;
+                }
+                values[k] = argv[++i];
+                taken = true;
+            } else if (strncmp(argv[i], valued[k], l) == 0 && argv[i][l] == '=') {
+                values[k] = argv[i] + l + 1;
+                taken = true;
+            }
+        }
+        if (taken)
+            continue;
         if (i > 0 && strcmp(argv[i], "--open") == 0)
             open = true;
         else
             argv[n++] = argv[i];
     }
-    return run_command(n, argv, "webui", webui_usage, 8080, open);
+    remote.url = values[0];
+    remote.ca_file = values[1];
+    if (values[2]) {
+        char *end = NULL;
+        long ms = strtol(values[2], &end, 10);
+        if (!*values[2] || *end || ms < 1 || ms > 3600000) {
+            fprintf(stderr, "ah webui: --remote-timeout must be milliseconds from 1 to 3600000, "
+                            "not '%s'\n", values[2]);
+            return EXIT_USAGE;
+        }
+        remote.header_timeout_ms = ms;
+    }
+    if (!remote.url && (remote.ca_file || values[2])) {
+        fprintf(stderr, "ah webui: --remote-ca and --remote-timeout need --remote-server\n");
+        return EXIT_USAGE;
+    }
+    return run_command(n, argv, "webui", webui_usage, 8080, open, &remote);
 }
 
 void cmd_access_point_help(void) {

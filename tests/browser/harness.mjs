@@ -34,8 +34,9 @@ function env(tmp) {
 }
 
 // Starts `ah webui` and resolves with its port, read from the JSON "listening" log line.
-export function startServer(tmp, port = 0, extra = []) {
-    const child = spawn(ahBin, ['webui', '--port', String(port), '--db', path.join(tmp, 'state.db'),
+// command: ['webui'] (default) or ['agent', 'access-point'].
+export function startServer(tmp, port = 0, extra = [], command = ['webui']) {
+    const child = spawn(ahBin, [...command, '--port', String(port), '--db', path.join(tmp, 'state.db'),
                                 ...extra],
                         { env: env(tmp), stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderrText = '';

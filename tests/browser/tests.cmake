@@ -5,6 +5,10 @@ add_test(NAME browser/webui-http COMMAND ${PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/
 set_tests_properties(browser/webui-http PROPERTIES LABELS "browser;integration" TIMEOUT 300
   ENVIRONMENT "AH_BIN=$<TARGET_FILE:ah>;PYTHONDONTWRITEBYTECODE=1;PYTHONPATH=${CMAKE_CURRENT_SOURCE_DIR}/integration")
 
+add_test(NAME browser/webui-proxy COMMAND ${PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/browser/test_webui_proxy.py)
+set_tests_properties(browser/webui-proxy PROPERTIES LABELS "browser;integration" TIMEOUT 300
+  ENVIRONMENT "AH_BIN=$<TARGET_FILE:ah>;PYTHONDONTWRITEBYTECODE=1;PYTHONPATH=${CMAKE_CURRENT_SOURCE_DIR}/integration")
+
 find_program(AH_NODE_FOR_TESTS NAMES node nodejs REQUIRED)
 add_test(NAME browser/webui COMMAND ${AH_NODE_FOR_TESTS} ${CMAKE_CURRENT_SOURCE_DIR}/browser/webui.mjs)
 set_tests_properties(browser/webui PROPERTIES LABELS browser TIMEOUT 600
@@ -12,6 +16,10 @@ set_tests_properties(browser/webui PROPERTIES LABELS browser TIMEOUT 600
 
 add_test(NAME browser/webui-files COMMAND ${AH_NODE_FOR_TESTS} ${CMAKE_CURRENT_SOURCE_DIR}/browser/files.mjs)
 set_tests_properties(browser/webui-files PROPERTIES LABELS browser TIMEOUT 600
+  ENVIRONMENT "AH_BIN=$<TARGET_FILE:ah>;AH_ARTIFACTS=${CMAKE_BINARY_DIR}/browser-artifacts")
+
+add_test(NAME browser/webui-proxy-ui COMMAND ${AH_NODE_FOR_TESTS} ${CMAKE_CURRENT_SOURCE_DIR}/browser/proxy.mjs)
+set_tests_properties(browser/webui-proxy-ui PROPERTIES LABELS browser TIMEOUT 600
   ENVIRONMENT "AH_BIN=$<TARGET_FILE:ah>;AH_ARTIFACTS=${CMAKE_BINARY_DIR}/browser-artifacts")
 
 # The terminal screen of the session page (web/src/terminal.ts), without a browser.

@@ -1,0 +1,306 @@
+"""`ah webui --remote-server URL` (issue 14, M17): the UI served here, /api/v1 proxied to a remote
+access point. Against a real second `ah` (tasks, idempotency, SSE live and resumed with
+Last-Event-ID, 204 at the end, Problems passed through), and against small upstreams written
+here for what a real server cannot show: the headers that arrive (Authorization, traceparent,
+Idempotency-Key, X-Request-Id kept; hop-by-hop, Host, Origin, Cookie dropped), an upstream that
+never answers (504), one that is down (502), and TLS verified with --remote-ca (502 without)."""
+
+import http.server
+import json
+import os
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import ahtest
+
+ULID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+
+
+class Echo(http.server.BaseHTTPRequestHandler):
+    """Answers every request with the headers and body it received, plus headers the proxy must
+    drop (hop-by-hop, CORS) and one it must keep."""
+    protocol_version = "HTTP/1.1"
+    seen = []
+
+    def answer(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n).decode() if n else ""
+        Echo.seen.append({"method": self.command, "path": self.path,
+                          "headers": [(k.lower(), v) for k, v in self.headers.items()],
+                          "body": body})
+        out = json.dumps({"ok": True}).encode()
+        self.send_response(201 if self.command == "POST" else 200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.send_header("Keep-Alive", "timeout=5")
+        self.send_header("X-Upstream", "kept")
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("ETag", '"v1"')
+        self.end_headers()
+        self.wfile.write(out)
+
+    do_GET = do_POST = do_PUT = do_DELETE = answer
+
+    def log_message(self, *a):
+        pass
+
+
+def serve(handler, tls_context=None):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    if tls_context:
+        srv.socket = tls_context.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def proxy(url, *extra, wait_ready=True):
+    return ahtest.Server(command=("webui",), args=("--remote-server", url) + tuple(extra),
+                         wait_ready=wait_ready)
+
+
+def sse_events(server, sid, last_id=None, stop_after=None, timeout=60):
+    """Reads the event stream through the proxy; returns (status, [events])."""
+    c = server.connect(timeout)
+    headers = {"Accept": "text/event-stream"}
+    if last_id is not None:
+        headers["Last-Event-ID"] = str(last_id)
+    c.request("GET", "/api/v1/sessions/%s/events" % sid, headers=headers)
+    r = c.getresponse()
+    events = []
+    if r.status != 200:
+        r.read()
+        c.close()
+        return r.status, events
+    data = []
+    while True:
+        line = r.readline()
+        if not line:
+            break
+        line = line.decode().rstrip("\r\n")
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip())
+        elif line == "" and data:
+            events.append(json.loads("\n".join(data)))
+            data = []
+            if stop_after and stop_after(events):
+                break
+    c.close()
+    return r.status, events
+
+
+class AgainstRealServer(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.upstream = ahtest.Server()
+        cls.server = proxy("http://127.0.0.1:%d/" % cls.upstream.port)
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in (cls.server, cls.upstream):
+            code = s.close()
+            if code not in (0, None):
+                raise AssertionError("ah exited with %s:\n%s" % (code, s.stderr()[-4000:]))
+
+    def task(self, steps, key=None):
+        h = {"Idempotency-Key": key} if key else {}
+        return self.server.post("/api/v1/tasks", {
+            "prompt": "through the proxy", "repo": {"mode": "none"}, "runtime": {"type": "local"},
+            "agents": [{"type": "scripted", "settings": {"scenario": steps}}]}, headers=h)
+
+    def test_ui_and_own_health(self):
+        r = self.server.request("GET", "/", record_it=False)
+        self.assertEqual(r.status, 200)
+        self.assertIn(b"<title>Agent Harbor", r.body)
+        self.assertIn("script-src 'self'", r.header("content-security-policy"))
+        r = self.server.request("GET", "/_ah/healthz", record_it=False)
+        self.assertEqual((r.status, r.json()["mode"]), (200, "proxy"))
+        # the log line names the upstream
+        listening = [l for l in self.server.log_lines() if l.get("msg") == "listening"]
+        self.assertEqual(listening[0]["remote"], "http://127.0.0.1:%d/" % self.upstream.port)
+
+    def test_task_idempotent_and_problems_pass_through(self):
+        key = "7c1f6c0e-2f59-4d7e-9a37-0f7f2d0d6b11"
+        a = self.task([{"log": "x"}], key)
+        b = self.task([{"log": "x"}], key)
+        self.assertEqual((a.status, b.status), (201, 201), (a, b))
+        self.assertEqual(a.json()["id"], b.json()["id"])
+        # the upstream's own refusal, unchanged
+        r = self.server.post("/api/v1/tasks", {"prompt": ""})
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.header("content-type"), "application/problem+json")
+        self.assertIn("errors", r.json())
+        r = self.server.get("/api/v1/sessions/%s" % ULID)
+        self.assertEqual(r.status, 404, r)
+        self.assertEqual(r.json()["instance"], "/api/v1/sessions/%s" % ULID)
+        # the client's request id reaches the upstream's log and comes back
+        rid = "01M8Y0FM8YBMRCY3J90TATTCVZ"
+        r = self.server.get("/api/v1/sessions?perPage=1", headers={"X-Request-Id": rid})
+        self.assertEqual((r.status, r.header("x-request-id")), (200, rid))
+        ids = [l.get("id") for l in self.upstream.log_lines() if l.get("msg") == "request"]
+        self.assertIn(rid, ids)
+
+    def test_sse_live_resumed_and_ended(self):
+        r = self.task([{"log": "before the prompt"}, {"wait_prompt": True}, {"log": "after it"}])
+        self.assertEqual(r.status, 201, r)
+        sid = r.json()["id"]
+        # Live, not buffered: the first log arrives while the session still waits for a prompt.
+        status, first = sse_events(self.server, sid, stop_after=lambda evs: any(
+            e.get("message") == "before the prompt" for e in evs))
+        self.assertEqual(status, 200)
+        self.assertEqual(self.server.get("/api/v1/sessions/%s" % sid).json()["status"], "running")
+        last = first[-1]["seq"]
+        self.assertEqual([e["seq"] for e in first], list(range(1, last + 1)))
+        p = self.server.post("/api/v1/sessions/%s/prompt" % sid, {"prompt": "go on"})
+        self.assertEqual(p.status, 202, p)
+        # Resumed with Last-Event-ID: the rest, from the next seq, to the end.
+        status, rest = sse_events(self.server, sid, last_id=last)
+        self.assertEqual(status, 200)
+        self.assertEqual(rest[0]["seq"], last + 1)
+        seqs = [e["seq"] for e in first + rest]
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
+        self.assertTrue(any(e.get("message") == "after it" for e in rest))
+        self.assertEqual(rest[-1]["type"], "status")
+        total = self.server.get("/api/v1/sessions/%s/events?perPage=1" % sid).json()["total"]
+        self.assertEqual(len(seqs), total)
+        # Everything seen: the upstream's 204 passes through.
+        status, none = sse_events(self.server, sid, last_id=seqs[-1])
+        self.assertEqual((status, none), (204, []))
+
+
+class AgainstTestUpstreams(unittest.TestCase):
+    def test_headers_forwarded_and_dropped(self):
+        up = serve(Echo)
+        server = proxy("http://127.0.0.1:%d" % up.server_address[1])
+        try:
+            Echo.seen.clear()
+            c = server.connect()
+            c.putrequest("POST", "/api/v1/sessions?x=a%20b&y=%2F", skip_host=True,
+                         skip_accept_encoding=True)
+            for k, v in [("Host", "localhost:%d" % server.port),
+                         ("Authorization", "ApiKey secret-1"),
+                         ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                         ("Idempotency-Key", "6f1c2c36-0a54-4bd4-8f8e-0d6f3f6c0a11"),
+                         ("X-Request-Id", ULID), ("Last-Event-ID", "7"),
+                         ("Cookie", "ui=1"), ("Connection", "X-Hop"), ("X-Hop", "drop me"),
+                         ("Keep-Alive", "timeout=9"), ("Origin", "http://localhost:%d" % server.port),
+                         ("Content-Type", "application/json"), ("Content-Length", "9")]:
+                c.putheader(k, v)
+            c.endheaders(b'{"a": 1}\n')
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            self.assertEqual(r.status, 201, body)
+            self.assertEqual(r.getheader("X-Upstream"), "kept")
+            self.assertEqual(r.getheader("ETag"), '"v1"')
+            self.assertIsNone(r.getheader("Keep-Alive"))
+            self.assertIsNone(r.getheader("Access-Control-Allow-Origin"))
+            self.assertEqual(r.getheader("X-Request-Id"), ULID)
+            got = [s for s in Echo.seen if s["path"].startswith("/api/v1/sessions")][-1]
+            h = dict(got["headers"])
+            self.assertEqual(got["method"], "POST")
+            self.assertEqual(got["path"], "/api/v1/sessions?x=a%20b&y=%2F")
+            self.assertEqual(got["body"], '{"a": 1}\n')
+            for k, v in [("authorization", "ApiKey secret-1"),
+                         ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                         ("idempotency-key", "6f1c2c36-0a54-4bd4-8f8e-0d6f3f6c0a11"),
+                         ("x-request-id", ULID), ("last-event-id", "7"),
+                         ("content-type", "application/json")]:
+                self.assertEqual(h.get(k), v, (k, got["headers"]))
+            for k in ("cookie", "x-hop", "keep-alive", "origin"):
+                self.assertNotIn(k, h, got["headers"])
+            self.assertEqual(h["host"], "127.0.0.1:%d" % up.server_address[1])
+            self.assertEqual([v for k, v in got["headers"] if k == "x-request-id"], [ULID])
+        finally:
+            server.close()
+            up.shutdown()
+            up.server_close()
+
+    def test_upstream_down_is_502(self):
+        server = proxy("http://127.0.0.1:%d" % ahtest.free_port(), wait_ready=False)
+        try:
+            r = server.get("/api/v1/sessions", record_it=False)
+            self.assertEqual(r.status, 502, r)
+            body = r.json()
+            self.assertEqual((body["status"], body["title"]), (502, "Network Error"))
+            self.assertIn("cannot be reached", body["detail"])
+            self.assertEqual(r.header("x-request-id"), body["requestId"])
+            # the UI itself is still served
+            self.assertEqual(server.request("GET", "/", record_it=False).status, 200)
+        finally:
+            server.close()
+
+    def test_upstream_silent_is_504(self):
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        held = []
+        stop = threading.Event()
+
+        def accept():
+            silent.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    held.append(silent.accept()[0])  # reads nothing, answers nothing
+                except OSError:
+                    pass
+        t = threading.Thread(target=accept, daemon=True)
+        t.start()
+        server = proxy("http://127.0.0.1:%d" % silent.getsockname()[1], "--remote-timeout", "300",
+                       wait_ready=False)
+        try:
+            r = server.get("/api/v1/sessions", record_it=False)
+            self.assertEqual(r.status, 504, r)
+            self.assertEqual(r.json()["title"], "Timed Out")
+            self.assertIn("did not answer within 300 ms", r.json()["detail"])
+        finally:
+            server.close()
+            stop.set()
+            t.join()
+            for s in held:
+                s.close()
+            silent.close()
+
+    def test_tls_verified_with_remote_ca(self):
+        d = tempfile.mkdtemp(prefix="ah-proxy-tls-")
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        up = serve(Echo, ctx)
+        url = "https://127.0.0.1:%d" % up.server_address[1]
+        untrusted = proxy(url, wait_ready=False)
+        trusted = proxy(url, "--remote-ca", cert, wait_ready=False)
+        try:
+            r = untrusted.get("/api/v1/version", record_it=False)
+            self.assertEqual(r.status, 502, r)
+            self.assertIn("certificate", r.json()["detail"].lower())
+            r = trusted.get("/api/v1/version", record_it=False)
+            self.assertEqual((r.status, r.json()), (200, {"ok": True}), r)
+        finally:
+            untrusted.close()
+            trusted.close()
+            up.shutdown()
+            up.server_close()
+
+    def test_bad_options(self):
+        for args, want in [(["--remote-server", "ftp://x"], "http:// or https://"),
+                           (["--remote-server"], "needs a value"),
+                           (["--remote-ca", "/x.pem"], "need --remote-server"),
+                           (["--remote-server", "http://x", "--remote-timeout", "0"], "milliseconds")]:
+            p = subprocess.run([ahtest.AH_BIN, "webui", "--port", "0"] + args, capture_output=True,
+                               text=True, timeout=30, stdin=subprocess.DEVNULL)
+            self.assertEqual(p.returncode, 2, (args, p.stderr))
+            self.assertIn(want, p.stderr)
+            self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+
+
+if __name__ == "__main__":
+    ahtest.main()
