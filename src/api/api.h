@@ -11,6 +11,8 @@
 #include "../exec/exec.h"
 #include "../http/http.h"
 
+struct auth;
+
 struct api_ctx {
     /* Set together by api_set_services once the store is open; NULL before (readyz 503). */
     struct store *store;
@@ -23,7 +25,17 @@ struct api_ctx {
     /* What GET /agents lists and D25's aliases consult (API.md §7.11); set with the services
      * (api_services.catalog), NULL before. */
     struct agent_catalog *catalog;
+    /* Credentials, roles, rate limits (auth/); NULL: every request is the local admin. */
+    struct auth *auth;
 };
+
+/* The middleware of access.c (authentication, RBAC, tenant, rate limits, audit) as http hooks
+ * for ctx; give them to http_config.hooks. */
+void api_access_hooks(struct api_ctx *ctx, struct http_hooks *ret);
+/* The role a route needs (enum auth_role), or -1 for a public route. */
+int api_route_role(const char *method, const char *pattern);
+/* The api-keys and audit routes (auth_routes.c). */
+int api_auth_register(struct router *r, struct api_ctx *ctx);
 
 /* Registers every route on r with ctx as their context. 0 or AH_E_NOMEM. */
 int api_register(struct router *r, struct api_ctx *ctx);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../auth/auth.h"
 #include "routes.h"
 
 #define IDEMPOTENCY_TTL_MS (24LL * 3600 * 1000)
@@ -37,6 +38,9 @@ static bool tenant_ok(const char *s) {
  * the header quietly won over the query, so a filter could read as another tenant). */
 const char *api_tenant(struct http_request *req, struct http_response *res,
                        const char *body_tenant) {
+    const struct auth_principal *pr = req->principal;
+    if (pr && !pr->local)
+        return req->tenant; /* D35: the credential's tenant (access.c); hints are ignored */
     const char *named[] = {http_header(req, "X-Tenant-ID"), http_query(req, "tenantId"),
                            body_tenant};
     const char *where[] = {"X-Tenant-ID", "tenantId", "tenantId"};

@@ -51,6 +51,10 @@ struct config {
     char **agent_env;           /* environment variables passed to agents */
     struct agent_config *agents; /* [agents.NAME] sections: command + format */
     size_t n_agents;
+    bool insecure_no_auth;    /* D22: serve a non-loopback address without credentials */
+    int64_t rate_limit;       /* D23: requests/s per credential (0: default) */
+    int64_t rate_limit_burst; /* D23 (0: default) */
+    int64_t task_rate_limit;  /* D23: task creations/s per tenant (0: default) */
 };
 
 struct config_defaults {
@@ -67,6 +71,8 @@ struct config_defaults {
 int config_read(const char *command, const char *path, bool must_exist, json_t **ret_vals);
 /* $XDG_CONFIG_HOME/agent-harbor/config.toml or its $HOME fallback (caller frees; NULL: OOM). */
 char *config_user_path(void);
+/* The daemons' default database, $XDG_DATA_HOME/agent-harbor/state.db (caller frees). */
+char *config_default_db(void);
 int config_load(int argc, char **argv, const char *command, const struct config_defaults *defs,
                 struct config *ret);
 void config_clear(struct config *c);
@@ -238,5 +244,9 @@ int cmd_session_resume(int argc, char **argv);
 int cmd_session_stop(int argc, char **argv);
 int cmd_session_rm(int argc, char **argv);
 int cmd_session_prompt(int argc, char **argv);
+/* cmd_admin.c: ah admin api-key create|list|revoke, offline on the database (D22) */
+int cmd_admin_key_create(int argc, char **argv);
+int cmd_admin_key_list(int argc, char **argv);
+int cmd_admin_key_revoke(int argc, char **argv);
 
 #endif

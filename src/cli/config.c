@@ -13,7 +13,7 @@
 
 #include "cli.h"
 
-enum key_type { K_STR, K_INT, K_LIST, K_LEVEL };
+enum key_type { K_STR, K_INT, K_LIST, K_LEVEL, K_BOOL /* a flag without value is true */ };
 
 struct key {
     const char *name; /* flag --name, env AH_NAME, file key name */
@@ -65,6 +65,16 @@ static const struct key keys[] = {
      "directory copied as the workspace of repo.mode=none tasks (default: empty)"},
     {"agent-env", K_LIST, 0, 0, OFF(agent_env),
      "environment variables passed to agents, e.g. ANTHROPIC_API_KEY,OPENAI_API_KEY"},
+    /* authentication (docs/auth.md) */
+    {"insecure-no-auth", K_BOOL, 0, 0, OFF(insecure_no_auth),
+     "allow binding to a non-loopback address without any credentials configured (D22; "
+     "anyone who reaches the port is admin)"},
+    {"rate-limit", K_INT, 1, 1000000, OFF(rate_limit),
+     "requests per second per credential (default 20)"},
+    {"rate-limit-burst", K_INT, 1, 1000000, OFF(rate_limit_burst),
+     "burst of requests per credential (default 100)"},
+    {"task-rate-limit", K_INT, 1, 100000, OFF(task_rate_limit),
+     "task creations per second per tenant (default 2, burst 5 times that)"},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -141,6 +151,18 @@ static int set_text(struct config *c, const struct key *k, const char *value, co
         *(int64_t *)field = v;
         return 0;
     }
+    case K_BOOL:
+        if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0 || strcmp(value, "yes") == 0) {
+            *(bool *)field = true;
+        } else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0 ||
+                   strcmp(value, "no") == 0) {
+            *(bool *)field = false;
+        } else {
+            fprintf(stderr, "ah: %s: %s must be true or false, not '%s'\n", source, k->name,
+                    value);
+            return EXIT_CONFIG;
+        }
+        return 0;
     case K_LEVEL:
         if (log_level_parse(value, (enum log_level *)field) < 0) {
             fprintf(stderr, "ah: %s: %s must be debug, info, warn or error, not '%s'\n", source,
@@ -167,6 +189,14 @@ static int set_text(struct config *c, const struct key *k, const char *value, co
 static int set_json(struct config *c, const struct key *k, const json_t *v, const char *file) {
     char source[512];
     snprintf(source, sizeof(source), "%s", file);
+    if (k->type == K_BOOL) {
+        if (!json_is_boolean(v)) {
+            fprintf(stderr, "ah: %s: %s must be true or false\n", file, k->name);
+            return EXIT_CONFIG;
+        }
+        *(bool *)((char *)c + k->offset) = json_is_true(v);
+        return 0;
+    }
     if (k->type == K_INT) {
         if (!json_is_integer(v)) {
             fprintf(stderr, "ah: %s: %s must be an integer\n", file, k->name);
@@ -316,6 +346,10 @@ char *config_user_path(void) {
     return default_path("XDG_CONFIG_HOME", ".config", "config.toml");
 }
 
+char *config_default_db(void) {
+    return default_path("XDG_DATA_HOME", ".local/share", "state.db");
+}
+
 static char *default_path(const char *xdg_var, const char *fallback, const char *file) {
     const char *base = getenv(xdg_var);
     char path[4096];
@@ -437,7 +471,9 @@ int config_load(int argc, char **argv, const char *command, const struct config_
             rc = EXIT_USAGE;
             break;
         }
-        const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        const char *value = eq ? eq + 1
+                            : k->type == K_BOOL ? "true"
+                            : (i + 1 < argc ? argv[++i] : NULL);
         if (!value) {
             fprintf(stderr, "ah %s: --%s needs a value\n", command, k->name);
             rc = EXIT_USAGE;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "../api/api.h"
+#include "../auth/auth.h"
 #include "cli.h"
 
 #ifndef AH_VERSION
@@ -119,6 +120,12 @@ static void open_browser(const char *url) {
     log_msg(LOG_INFO, "opened %s in the browser", url);
 }
 
+/* D22: a bind address only this machine can reach. */
+static bool bind_is_loopback(const char *b) {
+    return strcmp(b, "localhost") == 0 || strncmp(b, "127.", 4) == 0 || strcmp(b, "::1") == 0 ||
+           strcmp(b, "[::1]") == 0;
+}
+
 static int run_daemon(const char *command, const struct config *cfg, bool open) {
     /* D28: everything the daemon and its sessions create (database, WAL/SHM, recordings,
      * prompts, workspaces) is readable by its owner only; children inherit the mask. */
@@ -140,12 +147,27 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         .build_date = *AH_BUILD_DATE ? AH_BUILD_DATE : NULL,
         .keepalive_ms = cfg->sse_keepalive_ms,
     };
+    struct auth_config ac = {
+        .rate = (double)cfg->rate_limit,
+        .burst = (double)cfg->rate_limit_burst,
+        .task_rate = (double)cfg->task_rate_limit,
+        .task_burst = (double)cfg->task_rate_limit * 5,
+    };
+    struct ah_problem ap = {0};
+    if (auth_new(&ac, &api.auth, &ap) < 0) {
+        fprintf(stderr, "ah %s: %s\n", command, ap.detail);
+        problem_clear(&ap);
+        return EXIT_CONFIG;
+    }
+    struct http_hooks hooks;
+    api_access_hooks(&api, &hooks);
     struct router *router = router_new();
     bool webui = strcmp(command, "webui") == 0; /* the UI's routes come after every API route */
     if (!router || api_register(router, &api) < 0 ||
         (webui && api_webui_register(router, &api) < 0) || api_streams_start(&api) < 0) {
         fprintf(stderr, "ah %s: out of memory\n", command);
         router_free(router);
+        auth_free(api.auth);
         return EXIT_GENERAL;
     }
     struct http_config hc = {
@@ -158,6 +180,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         .wake_coalesce_ms = (unsigned)cfg->sse_coalesce_ms,
         .idle_timeout_ms = (unsigned)cfg->idle_timeout_ms,
         .public_url = cfg->public_url,
+        .hooks = &hooks,
     };
     struct http_server *http = NULL;
     struct ah_problem p = {0};
@@ -166,6 +189,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         problem_clear(&p);
         api_streams_stop();
         router_free(router);
+        auth_free(api.auth);
         return EXIT_GENERAL;
     }
     int port = http_server_port(http);
@@ -190,6 +214,17 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         rc = EXIT_GENERAL;
         goto out;
     }
+    auth_set_store(api.auth, sv.store);
+    if (!bind_is_loopback(cfg->bind) && !cfg->insecure_no_auth && !auth_required(api.auth)) {
+        /* D22: anyone who reaches this address would be admin */
+        fprintf(stderr,
+                "ah %s: refusing to serve %s without credentials: create an API key first "
+                "(ah admin api-key create --role admin --tenant NAME --db ...), or bind to "
+                "127.0.0.1, or pass --insecure-no-auth\n",
+                command, cfg->bind);
+        rc = EXIT_CONFIG;
+        goto out;
+    }
     api.catalog = sv.catalog; /* before the store: api_set_services publishes it last */
     api_set_services(&api, sv.store, sv.bus, sv.exec);
 
@@ -208,8 +243,10 @@ out:
     }
     api_streams_stop();
     api_set_services(&api, NULL, NULL, NULL);
+    auth_set_store(api.auth, NULL);
     api_services_stop(&sv);
     router_free(router);
+    auth_free(api.auth);
     if (rc == EXIT_OK)
         log_msg(LOG_INFO, "stopped");
     return rc;

@@ -45,6 +45,11 @@ static const struct command commands[] = {
     {"session prompt", cmd_session_prompt, NULL, "send more input to a running session"},
     {"session files", cmd_session_files, NULL, "list the files a session changed"},
     {"session diff", cmd_session_diff, NULL, "print a session's diff (--format patch: git apply)"},
+    /* offline on the database: works before the first key exists (D22) */
+    {"admin api-key create", cmd_admin_key_create, NULL,
+     "make an API key (printed once) in the database: --role --tenant [--db]"},
+    {"admin api-key list", cmd_admin_key_list, NULL, "list the API keys in the database"},
+    {"admin api-key revoke", cmd_admin_key_revoke, NULL, "revoke an API key by its id"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

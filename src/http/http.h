@@ -46,6 +46,10 @@ struct http_request {
     struct arena *arena;
     const char *tenant; /* effective tenant; "default" until auth assigns one */
     void *route_ctx;    /* the ctx given to router_add */
+    const char *route_pattern; /* the matched route's pattern as registered */
+    const void *principal;     /* who is calling (auth.h's struct auth_principal), set by the
+                                  access hook; NULL when no hook runs */
+    const char *remote_addr;   /* the peer's address, "" when unknown */
 };
 
 /* Header (case-insensitive), query parameter and path parameter lookups; NULL when absent. */
@@ -127,6 +131,7 @@ struct route_match {
     void *ctx;
     unsigned flags;
     size_t max_body;
+    const char *pattern; /* lent by the router */
     struct http_kv params[HTTP_MAX_PARAMS];
     size_t n_params;
     size_t index; /* the route's registration order (router_route) */
@@ -170,6 +175,19 @@ struct http_config {
     const char *public_url;     /* D27: the URL users reach the server by, when not loopback */
     unsigned wake_coalesce_ms;  /* resumes of suspended streams are gathered this long (0: at
                                    once); trades that much latency for far fewer resumes */
+    const struct http_hooks *hooks; /* NULL: none (borrowed; must outlive the server) */
+};
+
+/* Middleware around every routed request (authentication, roles, rate limits, audit: api/access.c
+ * wires auth/ in). `before` runs once the body is complete, just before the handler: false
+ * means it answered in res and the handler is skipped. `after` sees the handler's answer (it
+ * may add headers). `closed` tells the D27 host/origin guard whether the API is open (no
+ * credentials configured): the guard applies only then. Each may be NULL. */
+struct http_hooks {
+    bool (*before)(void *arg, struct http_request *req, struct http_response *res);
+    void (*after)(void *arg, struct http_request *req, struct http_response *res);
+    bool (*closed)(void *arg);
+    void *arg;
 };
 
 struct http_server;

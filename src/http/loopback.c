@@ -89,6 +89,8 @@ int http_loopback(const struct router *r, const struct http_loopback_request *lr
     memcpy(req->params, m.params, sizeof(req->params));
     req->n_params = m.n_params;
     req->route_ctx = m.ctx;
+    req->route_pattern = m.pattern;
+    req->remote_addr = "";
     m.fn(req, res);
     if (res->json && !res->body) { /* callers read bytes, as a client would */
         res->body = json_dumps(res->json, JSON_COMPACT);

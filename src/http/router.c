@@ -191,6 +191,7 @@ int router_match(const struct router *r, const char *method, const char *path, s
                 m.flags = rt->flags;
                 m.max_body = rt->max_body;
                 m.index = i;
+                m.pattern = rt->pattern;
                 *ret = m;
                 return 0;
             }

@@ -471,6 +471,19 @@ static bool req_ctx_init(struct req_ctx *rc, const char *url, const char *method
     rc->req.n_headers = h.n;
     rc->req.query = q.items;
     rc->req.n_query = q.n;
+    rc->req.remote_addr = "";
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char addr[INET6_ADDRSTRLEN] = "";
+    if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, addr,
+                  sizeof(addr));
+    else if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, addr,
+                  sizeof(addr));
+    const char *peer = addr[0] ? arena_strdup(a, addr) : NULL;
+    if (peer)
+        rc->req.remote_addr = peer;
     const char *given = http_header(&rc->req, "X-Request-Id");
     if (request_id_ok(given)) {
         rc->req.request_id = given;
@@ -778,6 +791,9 @@ static int guard_check(const struct http_server *srv, const struct http_request 
                        size_t dn) {
     if (!__atomic_load_n(&srv->guard, __ATOMIC_RELAXED))
         return 0;
+    const struct http_hooks *hk = srv->cfg.hooks;
+    if (hk && hk->closed && hk->closed(hk->arg))
+        return 0; /* credentials are required: a rebinding page has none to send */
     const char *host = http_header(req, "Host");
     if (host) { /* an HTTP/1.0 request without Host cannot come from a browser */
         size_t hl = host_part(host, strlen(host));
@@ -879,6 +895,7 @@ static enum MHD_Result on_headers(struct req_ctx *rc) {
     memcpy(req->params, rc->match.params, sizeof(req->params));
     req->n_params = rc->match.n_params;
     req->route_ctx = rc->match.ctx;
+    req->route_pattern = rc->match.pattern;
 
     size_t cap = rc->match.max_body ? rc->match.max_body : rc->srv->cfg.max_body;
     rc->body.max = cap;
@@ -925,9 +942,13 @@ static enum MHD_Result on_body_complete(struct req_ctx *rc) {
         for (;;)
             sleep(3600);
     }
-    rc->match.fn(req, &res);
+    const struct http_hooks *hk = rc->srv->cfg.hooks;
+    if (!hk || !hk->before || hk->before(hk->arg, req, &res))
+        rc->match.fn(req, &res);
     if (!res.status && !res.json && !res.body && !res.stream)
         http_error(req, &res, AH_E_INTERNAL, "the handler produced no response");
+    if (hk && hk->after)
+        hk->after(hk->arg, req, &res);
     enum MHD_Result ok = send_response(rc, &res);
     http_response_clear(&res);
     return ok;

@@ -54,6 +54,19 @@ struct store_ops {
                       struct draft_row ***ret, size_t *ret_n, int64_t *ret_total);
     int (*repo_list)(void *impl, const char *tenant, const char *project_id,
                      struct repo_row **ret, size_t *ret_n);
+    /* API keys and the audit log (sqlite_auth.c, postgres_auth.c) */
+    int (*apikey_create)(void *impl, const struct apikey_row *k, const struct audit_entry *audit);
+    int (*apikey_get)(void *impl, const char *id, struct apikey_row **ret);
+    int (*apikey_list)(void *impl, const char *tenant, const struct page *pg,
+                       struct apikey_row ***ret, size_t *ret_n, int64_t *ret_total);
+    int (*apikey_revoke)(void *impl, const char *tenant, const char *id, int64_t now,
+                         const struct audit_entry *audit);
+    int (*apikey_touch)(void *impl, const char *id, int64_t now);
+    int (*apikey_count)(void *impl, int64_t now, int64_t *ret);
+    int (*audit_append)(void *impl, const struct audit_entry *e);
+    int (*audit_list)(void *impl, const char *tenant, const struct audit_filter *f,
+                      const struct page *pg, json_t **ret_items, int64_t *ret_total);
+    int (*audit_prune)(void *impl, int64_t before, int64_t *ret_deleted);
     /* NULL when the backend has no notices (store_watch answers AH_E_NOTIMPL) */
     int (*watch)(void *impl,
                  void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq),

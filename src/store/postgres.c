@@ -349,7 +349,19 @@ static int migrate(struct pgs *s, PGconn *db, struct ah_problem *reterr) {
     }
     for (const struct embedded_file *m = store_pg_migrations; m->name; m++) {
         int v = migration_number(m->name);
-        if (v <= current)
+        /* Each migration not yet recorded is applied, not only those above the highest: work
+         * lands out of order (005 before 004), and a database already at 005 must still get
+         * 004 when it arrives. */
+        char vtext[16];
+        snprintf(vtext, sizeof(vtext), "%d", v);
+        const char *vp[] = {vtext};
+        r = PQexecParams(db, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, NULL, vp,
+                         NULL, NULL, 0);
+        if (!result_ok(r))
+            return migrate_fail(db, reterr, "cannot read the schema version", r);
+        bool done = PQntuples(r) > 0;
+        PQclear(r);
+        if (done)
             continue;
         char what[160];
         snprintf(what, sizeof(what), "migration %s failed", m->name);
@@ -369,7 +381,8 @@ static int migrate(struct pgs *s, PGconn *db, struct ah_problem *reterr) {
             return migrate_fail(db, reterr, what, r);
         PQclear(r);
         applied++;
-        current = v;
+        if (v > current)
+            current = v;
     }
     r = PQexec(db, "COMMIT");
     if (!result_ok(r))
@@ -465,6 +478,15 @@ const struct store_ops store_pg_ops = {
     .draft_delete = store_pg_draft_delete,
     .draft_list = store_pg_draft_list,
     .repo_list = store_pg_repo_list,
+    .apikey_create = store_pg_apikey_create,
+    .apikey_get = store_pg_apikey_get,
+    .apikey_list = store_pg_apikey_list,
+    .apikey_revoke = store_pg_apikey_revoke,
+    .apikey_touch = store_pg_apikey_touch,
+    .apikey_count = store_pg_apikey_count,
+    .audit_append = store_pg_audit_append,
+    .audit_list = store_pg_audit_list,
+    .audit_prune = store_pg_audit_prune,
     .watch = store_pg_watch,
     .tl = &store_pg_tl_ops,
 };

@@ -138,4 +138,18 @@ int store_pg_watch(void *impl,
 /* Ends the listener of store_pg_watch, if any (store_close). */
 void store_pg_watch_stop(struct pgs *s);
 
+/* API keys and the audit log (postgres_auth.c) */
+int store_pg_apikey_create(void *impl, const struct apikey_row *k, const struct audit_entry *audit);
+int store_pg_apikey_get(void *impl, const char *id, struct apikey_row **ret);
+int store_pg_apikey_list(void *impl, const char *tenant, const struct page *pg,
+                   struct apikey_row ***ret, size_t *ret_n, int64_t *ret_total);
+int store_pg_apikey_revoke(void *impl, const char *tenant, const char *id, int64_t now,
+                     const struct audit_entry *audit);
+int store_pg_apikey_touch(void *impl, const char *id, int64_t now);
+int store_pg_apikey_count(void *impl, int64_t now, int64_t *ret);
+int store_pg_audit_append(void *impl, const struct audit_entry *e);
+int store_pg_audit_list(void *impl, const char *tenant, const struct audit_filter *f,
+                  const struct page *pg, json_t **ret_items, int64_t *ret_total);
+int store_pg_audit_prune(void *impl, int64_t before, int64_t *ret_deleted);
+
 #endif

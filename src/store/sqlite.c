@@ -139,9 +139,21 @@ static int migrate(struct sq *s, struct ah_problem *reterr) {
     }
     for (const struct embedded_file *m = store_migrations; m->name; m++) {
         int v = migration_number(m->name);
-        if (v <= current)
+        /* Each migration not yet recorded is applied, not only those above the highest: work
+         * lands out of order (005 before 004), and a database already at 005 must still get
+         * 004 when it arrives. */
+        bool done = false;
+        rc = sqlite3_prepare_v2(db, "SELECT 1 FROM schema_migrations WHERE version = ?1", -1, &q,
+                                NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_int(q, 1, v);
+            done = sqlite3_step(q) == SQLITE_ROW;
+        }
+        sqlite3_finalize(q);
+        if (done)
             continue;
-        rc = sqlite3_exec(db, m->data, NULL, NULL, &err);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db, m->data, NULL, NULL, &err);
         if (rc == SQLITE_OK) {
             rc = sqlite3_prepare_v2(db,
                                     "INSERT INTO schema_migrations (version, name, applied_at)"
@@ -163,7 +175,8 @@ static int migrate(struct sq *s, struct ah_problem *reterr) {
             return AH_E_DB;
         }
         applied++;
-        current = v;
+        if (v > current)
+            current = v;
     }
     rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &err);
     if (rc != SQLITE_OK) {
@@ -397,4 +410,13 @@ const struct store_ops store_sqlite_ops = {
     .draft_list = sq_draft_list,
     .repo_list = sq_repo_list,
     .tl = &store_sqlite_tl_ops,
+    .apikey_create = sq_apikey_create,
+    .apikey_get = sq_apikey_get,
+    .apikey_list = sq_apikey_list,
+    .apikey_revoke = sq_apikey_revoke,
+    .apikey_touch = sq_apikey_touch,
+    .apikey_count = sq_apikey_count,
+    .audit_append = sq_audit_append,
+    .audit_list = sq_audit_list,
+    .audit_prune = sq_audit_prune,
 };

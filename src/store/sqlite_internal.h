@@ -94,4 +94,18 @@ int sq_draft_list(void *impl, const char *tenant, const struct page *pg, struct 
 int sq_repo_list(void *impl, const char *tenant, const char *project_id, struct repo_row **ret,
                  size_t *ret_n);
 
+/* API keys and the audit log (sqlite_auth.c) */
+int sq_apikey_create(void *impl, const struct apikey_row *k, const struct audit_entry *audit);
+int sq_apikey_get(void *impl, const char *id, struct apikey_row **ret);
+int sq_apikey_list(void *impl, const char *tenant, const struct page *pg,
+                   struct apikey_row ***ret, size_t *ret_n, int64_t *ret_total);
+int sq_apikey_revoke(void *impl, const char *tenant, const char *id, int64_t now,
+                     const struct audit_entry *audit);
+int sq_apikey_touch(void *impl, const char *id, int64_t now);
+int sq_apikey_count(void *impl, int64_t now, int64_t *ret);
+int sq_audit_append(void *impl, const struct audit_entry *e);
+int sq_audit_list(void *impl, const char *tenant, const struct audit_filter *f,
+                  const struct page *pg, json_t **ret_items, int64_t *ret_total);
+int sq_audit_prune(void *impl, int64_t before, int64_t *ret_deleted);
+
 #endif

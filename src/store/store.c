@@ -255,3 +255,64 @@ int store_repo_list(struct store *st, const char *tenant, const char *project_id
                     struct repo_row **ret, size_t *ret_n) {
     return st->ops->repo_list(st->impl, tenant, project_id, ret, ret_n);
 }
+
+/* ---- API keys and the audit log ---- */
+
+void apikey_row_free(struct apikey_row *r) {
+    if (!r)
+        return;
+    free(r->id);
+    free(r->tenant_id);
+    free(r->project_id);
+    free(r->role);
+    free(r->name);
+    free(r->salt);
+    free(r->hash);
+    free(r);
+}
+
+void apikey_rows_free(struct apikey_row **rows, size_t n) {
+    for (size_t i = 0; rows && i < n; i++)
+        apikey_row_free(rows[i]);
+    free(rows);
+}
+
+int store_apikey_create(struct store *st, const struct apikey_row *k,
+                        const struct audit_entry *audit) {
+    return st->ops->apikey_create(st->impl, k, audit);
+}
+
+int store_apikey_get(struct store *st, const char *id, struct apikey_row **ret) {
+    return st->ops->apikey_get(st->impl, id, ret);
+}
+
+int store_apikey_list(struct store *st, const char *tenant, const struct page *pg,
+                      struct apikey_row ***ret, size_t *ret_n, int64_t *ret_total) {
+    return st->ops->apikey_list(st->impl, tenant, pg, ret, ret_n, ret_total);
+}
+
+int store_apikey_revoke(struct store *st, const char *tenant, const char *id, int64_t now,
+                        const struct audit_entry *audit) {
+    return st->ops->apikey_revoke(st->impl, tenant, id, now, audit);
+}
+
+int store_apikey_touch(struct store *st, const char *id, int64_t now) {
+    return st->ops->apikey_touch(st->impl, id, now);
+}
+
+int store_apikey_count(struct store *st, int64_t now, int64_t *ret) {
+    return st->ops->apikey_count(st->impl, now, ret);
+}
+
+int store_audit_append(struct store *st, const struct audit_entry *e) {
+    return st->ops->audit_append(st->impl, e);
+}
+
+int store_audit_list(struct store *st, const char *tenant, const struct audit_filter *f,
+                     const struct page *pg, json_t **ret_items, int64_t *ret_total) {
+    return st->ops->audit_list(st->impl, tenant, f, pg, ret_items, ret_total);
+}
+
+int store_audit_prune(struct store *st, int64_t before, int64_t *ret_deleted) {
+    return st->ops->audit_prune(st->impl, before, ret_deleted);
+}

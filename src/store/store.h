@@ -233,6 +233,67 @@ int store_watch(struct store *st,
 int store_session_version(struct store *st, const char *id, uint64_t *ret);
 int store_sessions_version(struct store *st, uint64_t *ret);
 
+/* ---- API keys and the audit log (auth/; D22, D37) -------------------------------------------- */
+
+/* An API key as stored: never the secret, only a salt and SHA-256(salt || secret) in hex.
+ * Authentication looks a key up by its id before any tenant is known, so store_apikey_get is
+ * the one call not scoped by tenant; listing and revoking are (NULL tenant: every tenant, for
+ * the offline `ah admin api-key` commands). */
+struct apikey_row {
+    char *id;
+    char *tenant_id;
+    char *project_id; /* NULL: every project of the tenant */
+    char *role;       /* "viewer", "operator" or "admin" */
+    char *name;       /* NULL or a label */
+    char *salt, *hash;
+    bool impersonate; /* an admin key that may act for another tenant (X-Tenant-ID, D35) */
+    int64_t created_at, expires_at, last_used_at, revoked_at; /* ms; 0 = none */
+};
+void apikey_row_free(struct apikey_row *r);
+AH_DEFINE_CLEANUP(struct apikey_row, apikey_row_free)
+void apikey_rows_free(struct apikey_row **rows, size_t n);
+
+/* One audit record (D37). Strings are borrowed; NULL ones are stored as NULL. */
+struct audit_entry {
+    int64_t ts;
+    const char *tenant, *actor, *credential_id, *action, *target, *request_id, *source;
+    const char *outcome; /* "success", "denied", "failure" */
+    int status;          /* the HTTP status answered, 0 when none */
+};
+
+/* Stores a new key; with `audit`, the audit record goes in the same transaction. AH_E_EXISTS
+ * when the id is taken. */
+int store_apikey_create(struct store *st, const struct apikey_row *k,
+                        const struct audit_entry *audit);
+/* The key with this id, whatever its tenant (authentication). AH_E_NOTFOUND when absent. */
+int store_apikey_get(struct store *st, const char *id, struct apikey_row **ret);
+/* The tenant's keys (tenant NULL: all), newest first. */
+int store_apikey_list(struct store *st, const char *tenant, const struct page *pg,
+                      struct apikey_row ***ret, size_t *ret_n, int64_t *ret_total);
+/* Marks a key revoked (kept for the audit trail); with `audit` in the same transaction.
+ * AH_E_NOTFOUND when the tenant (NULL: any) has no such key or it was already revoked. */
+int store_apikey_revoke(struct store *st, const char *tenant, const char *id, int64_t now,
+                        const struct audit_entry *audit);
+/* Records a use (last_used_at). */
+int store_apikey_touch(struct store *st, const char *id, int64_t now);
+/* How many keys can still authenticate (neither revoked nor expired at `now`). */
+int store_apikey_count(struct store *st, int64_t now, int64_t *ret);
+
+/* Appends one audit record. */
+int store_audit_append(struct store *st, const struct audit_entry *e);
+struct audit_filter {
+    const char *action;   /* exact, NULL = any */
+    const char *actor;    /* exact, NULL = any */
+    const char *outcome;  /* exact, NULL = any */
+    int64_t since, until; /* ms, 0 = unbounded */
+};
+/* A page of audit records of the tenant (NULL: every tenant), newest first, as JSON objects
+ * (id, ts, tenantId, actor, credentialId, action, target, requestId, source, outcome, status). */
+int store_audit_list(struct store *st, const char *tenant, const struct audit_filter *f,
+                     const struct page *pg, json_t **ret_items, int64_t *ret_total);
+/* Deletes records older than `before` (the configured retention; no API reaches this). */
+int store_audit_prune(struct store *st, int64_t before, int64_t *ret_deleted);
+
 /* True once the store is open and answers a trivial query. */
 bool store_ready(struct store *st);
 /* The highest migration applied and how many migrations were applied by this open. */

@@ -4,16 +4,16 @@ the document cannot go stale when routes land:
 - every operation marked `x-ah-implemented: false` answers 501 (`/problems/not-implemented`),
   and says so in its description; every other operation never answers 501. When you implement a
   route, drop its mark (and the line) in api/openapi.json; this test tells you if you forgot.
-- while the server does not check credentials (a made-up API key is accepted), the document does
-  not claim it does: no operation lists 401, no security requirement other than "none", and each
-  security scheme and the overview say that it is not enforced yet. No operation lists 429 (there
-  is no rate limiting yet).
+- once an API key exists, every operation not marked public (`security: []`) answers 401 without
+  credentials and documents 401, 429 and its role; public ones answer without credentials.
 """
 
 import json
 import os
 import re
+import subprocess
 import sys
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -25,7 +25,6 @@ DOC_PATH = os.path.join(HERE, "..", "..", "api", "openapi.json")
 METHODS = ("get", "put", "post", "delete", "patch")
 GHOST = "01ARZ3NDEKTSV4RRFFQ69G5FAV"  # a well-formed id that names nothing
 NOT_IMPLEMENTED_LINE = "Not implemented yet"
-NOT_ENFORCED = "Not enforced yet"
 
 
 def load_doc():
@@ -97,24 +96,36 @@ class Honest(unittest.TestCase):
                                  "the description says '%s' exactly when the operation is "
                                  "marked x-ah-implemented: false" % NOT_IMPLEMENTED_LINE)
 
-    def test_no_claims_of_auth_or_rate_limits_the_server_lacks(self):
-        r = self.server.request("GET", "/api/v1/sessions",
-                                headers={"Authorization": "ApiKey ahk_made_up"}, record_it=False)
-        if r.status == 401:
-            self.skipTest("the server checks credentials now: update this test and the document")
-        self.assertEqual(r.status, 200, r)
-        doc = self.doc
-        self.assertIn(NOT_ENFORCED, doc["info"]["description"])
-        for req in doc.get("security", []):
-            self.assertEqual(req, {}, "a security requirement the server does not enforce")
-        for name, scheme in doc["components"].get("securitySchemes", {}).items():
-            self.assertTrue(scheme.get("description", "").startswith(NOT_ENFORCED), name)
-        for method, path, op in operations(doc):
-            with self.subTest(op="%s %s" % (method, path)):
-                for req in op.get("security", []):
-                    self.assertEqual(req, {})
-                self.assertNotIn("401", op["responses"], "the server never answers 401 yet")
-                self.assertNotIn("429", op["responses"], "the server has no rate limits yet")
+    def test_auth_claims_are_true(self):
+        """Once an API key exists, every operation the document does not mark public
+        (`security: []`) answers 401 without credentials and lists 401 and 429; the public ones
+        answer without credentials (D22)."""
+        srv = ahtest.Server()
+        try:
+            subprocess.run([ahtest.AH_BIN, "admin", "api-key", "create", "--role", "viewer",
+                            "--tenant", "t1", "--db", srv.db], check=True, capture_output=True,
+                           env=srv.env())
+            deadline = time.monotonic() + 30
+            while srv.request("GET", "/api/v1/sessions", record_it=False).status != 401:
+                self.assertLess(time.monotonic(), deadline, "the key never took effect")
+                time.sleep(0.05)
+            for method, path, op in operations(self.doc):
+                public = op.get("security") == []
+                with self.subTest(op="%s %s" % (method, path)):
+                    body = "{}" if method in ("POST", "PUT", "PATCH") else None
+                    headers = {"Content-Type": "application/json"} if body else {}
+                    r = srv.request(method, sample(path), body=body, headers=headers,
+                                    record_it=False, timeout=20)
+                    if public:
+                        self.assertNotEqual(r.status, 401, r)
+                        self.assertNotIn("401", op["responses"])
+                    else:
+                        self.assertEqual(r.status, 401, r)
+                        self.assertIn("401", op["responses"])
+                        self.assertIn("429", op["responses"])
+                        self.assertRegex(op.get("description", ""), r"Role: `(viewer|operator|admin)`")
+        finally:
+            srv.close()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,37 @@
+/*
+ * internal.h — private to auth/: the shared state behind struct auth and the pieces kept in
+ * their own files (ratelimit.c, jwt.c).
+ */
+#ifndef AH_AUTH_INTERNAL_H
+#define AH_AUTH_INTERNAL_H
+
+#include <pthread.h>
+
+#include "auth.h"
+
+#define AUTH_TOKEN_MAX 8192 /* the longest Authorization value looked at (431 comes first) */
+
+struct bucket;
+struct auth_jwt;
+
+struct auth {
+    struct auth_config cfg;
+    struct store *store; /* atomic */
+    int64_t keys;        /* atomic: usable keys at the last count */
+    int64_t count_at;    /* atomic: monotonic ms of that count, 0 = stale */
+    double rate, burst, task_rate, task_burst;
+    size_t max_buckets;
+    pthread_mutex_t mu; /* the bucket table */
+    struct bucket **table;
+    size_t table_size, n_buckets;
+    struct bucket *lru_head, *lru_tail; /* most recently used first */
+    struct auth_jwt *jwt;               /* NULL: bearer tokens refused */
+};
+
+/* ratelimit.c */
+void auth_buckets_clear(struct auth *a);
+/* jwt.c: loads the key set and checks the settings when a JWKS is configured. */
+int auth_jwt_setup(struct auth *a, struct ah_problem *reterr);
+void auth_jwt_teardown(struct auth *a);
+
+#endif
