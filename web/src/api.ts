@@ -25,6 +25,11 @@ export type FileChangeList = Schemas['FileChangeList'];
 export type FileDiff = Schemas['FileDiff'];
 export type FileContent = Schemas['FileContent'];
 export type WorkspaceNode = Schemas['WorkspaceNode'];
+export type Timeline = Schemas['Timeline'];
+export type Moment = Schemas['Moment'];
+export type FsSnapshot = Schemas['FsSnapshot'];
+export type SeekRequest = Schemas['SeekRequest'];
+export type SeekResult = Schemas['SeekResult'];
 
 /** One side of a row of `format=split` (the contract types `split` as a plain object). */
 export interface SplitSide { line: number; text: string }
@@ -168,22 +173,35 @@ export const api = {
         requestText(url<'/api/v1/sessions/{id}/recording'>('/sessions/{id}/recording', { id }),
                     'application/x-asciicast', signal),
     /** The files changed since the session's base (default `to`: the live workspace). */
-    files: (id: string, signal?: AbortSignal) =>
+    files: (id: string, to: string | undefined, signal?: AbortSignal) =>
         request<FileChangeList>('GET', url<'/api/v1/sessions/{id}/files'>('/sessions/{id}/files', { id },
-                                                                         { perPage: 200 }), undefined, signal),
+                                                                         { perPage: 200, to }), undefined, signal),
     /** One file's diff since the base, with the side-by-side rows (`split`) and the git text. */
-    fileDiff: (id: string, path: string, signal?: AbortSignal) =>
+    fileDiff: (id: string, path: string, to: string | undefined, signal?: AbortSignal) =>
         request<FileDiff>('GET', url<'/api/v1/sessions/{id}/diff/{filePath}'>('/sessions/{id}/diff/{filePath}',
                                                                              { id, filePath: path },
-                                                                             { format: 'split' }), undefined, signal),
+                                                                             { format: 'split', to }), undefined, signal),
     /** A file's text; `?path=` so that files named search, preview or content work too. */
-    fileContent: (id: string, path: string, signal?: AbortSignal) =>
+    fileContent: (id: string, path: string, to: string | undefined, signal?: AbortSignal) =>
         request<FileContent>('GET', url<'/api/v1/sessions/{id}/files/content'>('/sessions/{id}/files/content',
-                                                                              { id }, { path }), undefined, signal),
+                                                                              { id }, { path, to }), undefined, signal),
     /** One directory of the workspace and its entries (`path` '' is the root). */
-    tree: (id: string, path: string, signal?: AbortSignal) =>
+    tree: (id: string, path: string, to: string | undefined, signal?: AbortSignal) =>
         request<WorkspaceNode>('GET', url<'/api/v1/sessions/{id}/workspace/files'>('/sessions/{id}/workspace/files',
-                                                                                  { id }, { path }), undefined, signal),
+                                                                                  { id }, { path, to }), undefined, signal),
+    /** Moments and snapshots of the session, with its duration. */
+    timeline: (id: string, signal?: AbortSignal) =>
+        request<Timeline>('GET', url<'/api/v1/sessions/{id}/timeline'>('/sessions/{id}/timeline', { id }),
+                          undefined, signal),
+    /** A read-only view of the workspace at one point (a time, an event or a snapshot). */
+    seek: (id: string, body: SeekRequest) =>
+        request<SeekResult>('POST', url<'/api/v1/sessions/{id}/seek'>('/sessions/{id}/seek', { id }), body),
+    addMoment: (id: string, label: string) =>
+        request<Schemas['MomentCreated']>('POST', url<'/api/v1/sessions/{id}/moments'>('/sessions/{id}/moments', { id }),
+                                          { label, type: 'milestone' } satisfies Schemas['MomentRequest']),
+    takeSnapshot: (id: string, label: string) =>
+        request<Schemas['FsSnapshotCreated']>('POST', url<'/api/v1/sessions/{id}/fs-snapshots'>('/sessions/{id}/fs-snapshots', { id }),
+                                              (label ? { label } : {}) satisfies Schemas['SnapshotRequest']),
     ptyUrl: (id: string) => url<'/api/v1/sessions/{id}/pty'>('/sessions/{id}/pty', { id }),
     eventsUrl: (id: string, query: Record<string, string | number | undefined> = {}) =>
         url<'/api/v1/sessions/{id}/events'>('/sessions/{id}/events', { id }, query),

@@ -34,6 +34,8 @@ export function describe(ev: AgentEvent): { kind: string; text: string } {
     }
 }
 
+const TIMELINE_TYPES: ReadonlySet<string> = new Set(['tool_result', 'file_edit', 'diff', 'moment', 'status']);
+
 export interface LiveLog {
     events: readonly AgentEvent[];
     /** Bumped when events were added (the array is appended to in place). */
@@ -44,6 +46,9 @@ export interface LiveLog {
     status: SessionStatus | undefined;
     /** The seq of the newest file_edit or diff event (0: none yet): the files view reloads on it. */
     changeSeq: number;
+    /** The seq of the newest event that may change the timeline (a tool's end, a snapshot's
+     *  changes, a moment, a status): the timeline view reloads on it. */
+    timelineSeq: number;
 }
 
 /**
@@ -52,25 +57,26 @@ export interface LiveLog {
  */
 export function useLiveLog(sessionId: string, onStatus?: (s: SessionStatus) => void): LiveLog {
     const [log, setLog] = useState<LiveLog>(() => ({
-        events: [], version: 0, state: 'connecting', error: undefined, status: undefined, changeSeq: 0 }));
+        events: [], version: 0, state: 'connecting', error: undefined, status: undefined, changeSeq: 0, timelineSeq: 0 }));
     useEffect(() => {
         const events: AgentEvent[] = [];
         let status: SessionStatus | undefined;
         let state: StreamState = 'connecting';
         let error: ApiError | undefined;
-        let frame = 0, version = 0, changeSeq = 0;
+        let frame = 0, version = 0, changeSeq = 0, timelineSeq = 0;
         const flush = () => {
             frame = 0;
-            setLog({ events, version: ++version, state, error, status, changeSeq });
+            setLog({ events, version: ++version, state, error, status, changeSeq, timelineSeq });
         };
         const schedule = () => {
             if (!frame) frame = requestAnimationFrame(flush);
         };
-        setLog({ events, version: 0, state, error, status, changeSeq });
+        setLog({ events, version: 0, state, error, status, changeSeq, timelineSeq });
         const stream = new EventStream(sessionId, {
             onEvent(ev) {
                 events.push(ev);
                 if (ev.type === 'file_edit' || ev.type === 'diff') changeSeq = ev.seq;
+                if (TIMELINE_TYPES.has(ev.type)) timelineSeq = ev.seq;
                 if (ev.type === 'status') {
                     status = ev.status;
                     onStatus?.(ev.status);

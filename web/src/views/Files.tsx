@@ -25,11 +25,11 @@ function aborted(e: unknown): boolean {
     return e instanceof DOMException && e.name === 'AbortError';
 }
 
-type Loaded<T> = { data: T; error: null } | { data: null; error: string } | null;
+export type Loaded<T> = { data: T; error: null } | { data: null; error: string } | null;
 
 /** Loads with `load` whenever one of `deps` changes; keeps the last answer while reloading (the
  *  panes are keyed by their file, so what is kept is always the same file's older answer). */
-function useLoad<T>(load: (signal: AbortSignal) => Promise<T>, deps: unknown[]): Loaded<T> {
+export function useLoad<T>(load: (signal: AbortSignal) => Promise<T>, deps: unknown[]): Loaded<T> {
     const [state, setState] = useState<Loaded<T>>(null);
     useEffect(() => {
         const ctrl = new AbortController();
@@ -43,12 +43,14 @@ function useLoad<T>(load: (signal: AbortSignal) => Promise<T>, deps: unknown[]):
 
 const STATUS_MARK: Record<string, string> = { added: 'A', modified: 'M', deleted: 'D', renamed: 'R' };
 
-export function FilesView(props: { id: string; changeSeq: number }): JSX.Element {
+/** `at`: a snapshot id to show the workspace as it was there (the timeline's seek); unset: now. */
+export function FilesView(props: { id: string; changeSeq: number; at?: string | undefined }): JSX.Element {
     const [mode, setMode] = useState<'changes' | 'tree'>('changes');
     const [layout, setLayout] = useState<'unified' | 'split'>('split');
     /** The file shown on the right: its diff (changed) or its text (from the tree). */
     const [open, setOpen] = useState<{ path: string; as: 'diff' | 'content' } | null>(null);
-    const list = useLoad<FileChangeList>((s) => api.files(props.id, s), [props.id, props.changeSeq]);
+    const at = props.at;
+    const list = useLoad<FileChangeList>((s) => api.files(props.id, at, s), [props.id, props.changeSeq, at]);
     const items = list?.data?.items ?? [];
 
     // The first changed file opens by itself, so the tab shows a diff at once.
@@ -100,7 +102,7 @@ export function FilesView(props: { id: string; changeSeq: number }): JSX.Element
                     </>
                 ) : (
                     <ul class="tree" role="tree" aria-label="Workspace files">
-                        <Dir id={props.id} path="" changeSeq={props.changeSeq} depth={0} open={open?.path}
+                        <Dir id={props.id} path="" at={at} changeSeq={props.changeSeq} depth={0} open={open?.path}
                              onOpen={(p) => setOpen({ path: p, as: changed.has(p) ? 'diff' : 'content' })} />
                     </ul>
                 )}
@@ -108,9 +110,9 @@ export function FilesView(props: { id: string; changeSeq: number }): JSX.Element
             <div class="files-main">
                 {open === null ? <p class="empty">{items.length ? '' : 'Nothing to show yet.'}</p>
                     : open.as === 'diff'
-                        ? <DiffPane key={open.path} id={props.id} path={open.path} changeSeq={props.changeSeq} layout={layout}
+                        ? <DiffPane key={open.path} id={props.id} at={at} path={open.path} changeSeq={props.changeSeq} layout={layout}
                                     setLayout={setLayout} onContent={() => setOpen({ path: open.path, as: 'content' })} />
-                        : <ContentPane key={open.path} id={props.id} path={open.path} changeSeq={props.changeSeq}
+                        : <ContentPane key={open.path} id={props.id} at={at} path={open.path} changeSeq={props.changeSeq}
                                        change={changed.get(open.path)}
                                        onDiff={() => setOpen({ path: open.path, as: 'diff' })} />}
             </div>
@@ -134,10 +136,10 @@ function FileRow(props: { f: FileChange; current: boolean; onOpen: () => void })
 }
 
 /** One directory of the tree, loaded when it is first opened (the root at once). */
-function Dir(props: { id: string; path: string; changeSeq: number; depth: number; open: string | undefined;
-                      onOpen: (path: string) => void }): JSX.Element {
-    const node = useLoad<WorkspaceNode>((s) => api.tree(props.id, props.path, s),
-                                        [props.id, props.path, props.changeSeq]);
+function Dir(props: { id: string; path: string; at: string | undefined; changeSeq: number; depth: number;
+                      open: string | undefined; onOpen: (path: string) => void }): JSX.Element {
+    const node = useLoad<WorkspaceNode>((s) => api.tree(props.id, props.path, props.at, s),
+                                        [props.id, props.path, props.changeSeq, props.at]);
     const [expanded, setExpanded] = useState<ReadonlySet<string>>(new Set());
     if (node?.error) return <li role="none" class="error">{node.error}</li>;
     if (!node?.data) return <li role="none" class="muted">Loading…</li>;
@@ -164,7 +166,7 @@ function Dir(props: { id: string; path: string; changeSeq: number; depth: number
                             </button>
                             {isOpen && (
                                 <ul role="group">
-                                    <Dir id={props.id} path={c.path} changeSeq={props.changeSeq} depth={props.depth + 1}
+                                    <Dir id={props.id} path={c.path} at={props.at} changeSeq={props.changeSeq} depth={props.depth + 1}
                                          open={props.open} onOpen={props.onOpen} />
                                 </ul>
                             )}
@@ -212,10 +214,11 @@ function unifiedLines(diff: string): Line[] {
     return out;
 }
 
-function DiffPane(props: { id: string; path: string; changeSeq: number; layout: 'unified' | 'split';
-                           setLayout: (l: 'unified' | 'split') => void; onContent: () => void }): JSX.Element {
-    const diff = useLoad<FileDiff>((s) => api.fileDiff(props.id, props.path, s),
-                                   [props.id, props.path, props.changeSeq]);
+function DiffPane(props: { id: string; path: string; at: string | undefined; changeSeq: number;
+                           layout: 'unified' | 'split'; setLayout: (l: 'unified' | 'split') => void;
+                           onContent: () => void }): JSX.Element {
+    const diff = useLoad<FileDiff>((s) => api.fileDiff(props.id, props.path, props.at, s),
+                                   [props.id, props.path, props.changeSeq, props.at]);
     const d = diff?.data;
     const split = (d?.split as { files?: SplitFile[] } | undefined)?.files?.[0];
     return (
@@ -296,10 +299,10 @@ function SplitTable(props: { file: SplitFile }): JSX.Element {
     );
 }
 
-function ContentPane(props: { id: string; path: string; changeSeq: number; change: FileChange | undefined;
-                              onDiff: () => void }): JSX.Element {
-    const file = useLoad<FileContent>((s) => api.fileContent(props.id, props.path, s),
-                                      [props.id, props.path, props.changeSeq]);
+function ContentPane(props: { id: string; path: string; at: string | undefined; changeSeq: number;
+                              change: FileChange | undefined; onDiff: () => void }): JSX.Element {
+    const file = useLoad<FileContent>((s) => api.fileContent(props.id, props.path, props.at, s),
+                                      [props.id, props.path, props.changeSeq, props.at]);
     const f = file?.data;
     return (
         <section class="diff-pane" aria-label={`Contents of ${props.path}`}>

@@ -11,6 +11,7 @@ import { Link, StatusBadge, Time, navigate, toast, toastError, typing, useKeys }
 import { Controls, repoLabel } from './Feed';
 import { FilesView } from './Files';
 import { TerminalView } from './Terminal';
+import { TimelineView } from './Timeline';
 
 const ROW = 28; /* px: every row has the same height, so a scroll offset maps to an index */
 const OVERSCAN = 10;
@@ -18,7 +19,7 @@ const OVERSCAN = 10;
 export function SessionPage(props: { id: string }): JSX.Element {
     const [session, setSession] = useState<SessionT | null>(null);
     const [missing, setMissing] = useState<string | null>(null);
-    const [tab, setTab] = useState<'events' | 'terminal' | 'files'>('events');
+    const [tab, setTab] = useState<'events' | 'terminal' | 'files' | 'timeline'>('events');
     const reload = () => {
         api.getSession(props.id).then(setSession, (e) => {
             if (e instanceof ApiError && e.status === 404) setMissing(e.message);
@@ -68,11 +69,14 @@ export function SessionPage(props: { id: string }): JSX.Element {
                         aria-controls="panel" onClick={() => setTab('terminal')}>Terminal</button>
                 <button type="button" role="tab" id="tab-files" aria-selected={tab === 'files'}
                         aria-controls="panel" onClick={() => setTab('files')}>Files</button>
+                <button type="button" role="tab" id="tab-timeline" aria-selected={tab === 'timeline'}
+                        aria-controls="panel" onClick={() => setTab('timeline')}>Timeline</button>
             </div>
             <div id="panel" role="tabpanel" aria-labelledby={`tab-${tab}`}>
                 {tab === 'events' ? <EventLog events={log.events} version={log.version} />
                     : tab === 'terminal' ? <TerminalView id={props.id} ended={!!status && TERMINAL.has(status)} />
-                    : <FilesView id={props.id} changeSeq={log.changeSeq} />}
+                    : tab === 'files' ? <FilesView id={props.id} changeSeq={log.changeSeq} />
+                    : <TimelineView id={props.id} timelineSeq={log.timelineSeq} active={!!status && ACTIVE.has(status)} />}
             </div>
             {session && status && ACTIVE.has(status) && <PromptBox id={session.id} />}
             {session && status && TERMINAL.has(status) && (
