@@ -59,6 +59,8 @@ static bool resolve(struct view *v, struct http_request *req, struct http_respon
     }
     struct ws_snapshot_info info = {0};
     rc = ws_snapshot_info(v->st, text, &info);
+    if (rc == AH_E_NOTFOUND && tl_import_snapshot(v->ctx, v->row, v->st, text) == 0)
+        rc = ws_snapshot_info(v->st, text, &info); /* a parent's or a branch's (issue 12) */
     if (rc < 0) {
         struct ah_problem p = {0};
         if (rc == AH_E_INVAL)

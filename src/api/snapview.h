@@ -20,6 +20,12 @@ struct view {
  * (404 without a base snapshot yet, 400 for a malformed point). view_clear in every case. */
 bool view_open(struct view *v, struct http_request *req, struct http_response *res);
 void view_clear(struct view *v);
+/* Makes snapshot `id` of another session of the same lineage (its parent, an ancestor, a
+ * branch of it, a branch of its parent…) readable in st, the store of row (timeline.c): the
+ * timeline of branches compares across sessions. 0, or AH_E_NOTFOUND when id is not a
+ * snapshot of that lineage. */
+int tl_import_snapshot(struct api_ctx *ctx, const struct session_row *row, struct ws_store *st,
+                       const char *id);
 /* The changes from v->from to v->to; false after answering 500. */
 bool changes_or_fail(struct view *v, struct http_request *req, struct http_response *res,
                      struct ws_changes *ch);

@@ -98,6 +98,61 @@ bool tl_pick(struct api_ctx *ctx, struct http_request *req, struct http_response
     return true;
 }
 
+/* ---- lineage ------------------------------------------------------------------------------- */
+
+#define LINEAGE_DEPTH 16 /* branches of branches followed upwards */
+
+/* The root session of id's lineage (the session it was branched from, and so on) into root. */
+static void root_of(struct api_ctx *ctx, const char *tenant, const char *id,
+                    char root[ULID_LEN + 1], char chain[LINEAGE_DEPTH][ULID_LEN + 1],
+                    size_t *ret_n) {
+    snprintf(root, ULID_LEN + 1, "%s", id);
+    size_t n = 0;
+    for (int i = 0; i < LINEAGE_DEPTH; i++) {
+        struct branch_row *b = NULL;
+        if (store_branch_get(ctx->store, tenant, root, &b) < 0)
+            break;
+        snprintf(root, ULID_LEN + 1, "%s", b->parent_session_id);
+        if (chain)
+            snprintf(chain[n++], ULID_LEN + 1, "%s", b->parent_session_id);
+        branch_rows_free(b, 1);
+    }
+    if (ret_n)
+        *ret_n = n;
+}
+
+int tl_import_snapshot(struct api_ctx *ctx, const struct session_row *row, struct ws_store *st,
+                       const char *id) {
+    struct fs_snapshot_row *s = NULL;
+    int rc = store_fs_snapshot_find(ctx->store, row->tenant_id, id, &s);
+    if (rc < 0)
+        return rc;
+    char other[ULID_LEN + 1], r1[ULID_LEN + 1], r2[ULID_LEN + 1];
+    char chain[LINEAGE_DEPTH][ULID_LEN + 1];
+    size_t n = 0;
+    snprintf(other, sizeof(other), "%s", s->session_id);
+    fs_snapshot_rows_free(s, 1);
+    if (strcmp(other, row->id) == 0)
+        return AH_E_NOTFOUND; /* ours, yet not in the store: pruned */
+    root_of(ctx, row->tenant_id, row->id, r1, chain, &n);
+    root_of(ctx, row->tenant_id, other, r2, NULL, NULL);
+    if (strcmp(r1, r2) != 0)
+        return AH_E_NOTFOUND; /* another lineage: no shared objects */
+    bool ancestor = false;
+    for (size_t i = 0; i < n; i++)
+        ancestor |= strcmp(chain[i], other) == 0;
+    AH_AUTOFREE char *dir = exec_snapshot_dir(ctx->exec, other);
+    struct ws_store *from = NULL;
+    rc = dir ? ws_store_open(dir, &from) : AH_E_NOMEM;
+    /* an ancestor's objects are borrowed already; a branch's are borrowed now */
+    if (rc == 0 && !ancestor)
+        rc = ws_store_borrow(st, dir);
+    if (rc == 0)
+        rc = ws_snapshot_import(st, from, id);
+    ws_store_free(from);
+    return rc;
+}
+
 /* ---- JSON ------------------------------------------------------------------------------------ */
 
 static json_t *snapshot_json(struct api_ctx *ctx, const struct session_row *row,

@@ -156,6 +156,12 @@ void snapshots_boundary(struct executor *ex, const char *tenant, const char *id,
                         const char *workdir, const char *tool);
 void snapshots_boundary_stored(struct executor *ex, const char *tenant, const char *id,
                                int64_t seq);
+/* branch.c: the workspace of a session branch (the request's `branch` member names the parent
+ * and the snapshot), its transcript file and, for agents other than scripted, the transcript
+ * in its prompt file. Same contract as workspace_provision. */
+int branch_provision(struct executor *ex, const char *tenant, const char *id,
+                     const char *agent_type, const json_t *request, char **ret_provider,
+                     char **ret_path, struct ah_problem *reterr);
 /* Records the base snapshot (taken by snapshot_take_base) in the store's timeline. */
 int snapshots_record_base(struct executor *ex, const char *tenant, const char *id,
                           const char *provider);

@@ -106,7 +106,10 @@ static void *worker_main(void *arg) {
         if (rc == 0)
             rc = write_inputs(ex, j, &p);
         if (rc == 0)
-            rc = workspace_provision(&wr, &provider, &path, &p);
+            rc = json_object_get(j->request, "branch") /* a session branch: its parent's files */
+                     ? branch_provision(ex, j->tenant, j->id, j->agent_type, j->request,
+                                        &provider, &path, &p)
+                     : workspace_provision(&wr, &provider, &path, &p);
         if (rc == 0) /* D30: what the agent changes is measured against this */
             rc = snapshot_take_base(ex->cfg.data_dir, j->id, path, &p);
         if (rc == 0 && snapshots_record_base(ex, j->tenant, j->id, provider) < 0)

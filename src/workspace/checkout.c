@@ -240,6 +240,16 @@ int ws_store_borrow(struct ws_store *st, const char *other_dir) {
     int n = snprintf(line, sizeof(line), "%s/objects\n", other_dir);
     if (n < 0 || (size_t)n >= sizeof(line) || strchr(other_dir, '\n'))
         return AH_E_INVAL;
+    char have[16384];
+    int rfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (rfd >= 0) { /* borrowed already: nothing to add */
+        ssize_t r = read(rfd, have, sizeof(have) - 1);
+        close(rfd);
+        have[r > 0 ? r : 0] = '\0';
+        for (char *l = have; r > 0 && l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+            if (strncmp(l, line, (size_t)n) == 0)
+                return 0;
+    }
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0)
         return ah_err_from_errno(errno);

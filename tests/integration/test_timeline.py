@@ -303,6 +303,137 @@ class Timeline(unittest.TestCase):
         for q in ("startTime=-1", "startTime=x", "startTime=5&endTime=1", "endTime=1&format=ttyrec"):
             self.assertEqual(self.get("recording?" + q).status, 400, q)
 
+    # ---- 3. branches --------------------------------------------------------------------------
+
+    BRANCH_SCENARIO = [{"thought": "trying another way"},
+                       {"edit": "branch.txt", "content": "from the branch\n"},
+                       {"tool": "btool", "args": {}, "output": "x"},
+                       {"log": "branch done"}]
+
+    def branch(self, sid, body):
+        r = self.post("session-branch", body, sid=sid)
+        self.assertEqual(r.status, 201, r)
+        b = r.json()
+        done = wait_status(self.server, b["id"], ("completed", "failed"), timeout=90)
+        self.assertEqual(done["status"], "completed", done)
+        return b
+
+    def files_of(self, sid, q=""):
+        r = self.server.get("/api/v1/sessions/%s/files%s" % (sid, q))
+        self.assertEqual(r.status, 200, r)
+        return {f["path"]: f["status"] for f in r.json()["items"]}
+
+    def content(self, sid, path, q=""):
+        r = self.server.get("/api/v1/sessions/%s/files/%s/content%s" % (sid, path, q))
+        return r.json()["content"] if r.status == 200 else r.status
+
+    def test_branch_from_the_third_snapshot(self):
+        snaps = self.snaps()
+        third = snaps[3]
+        k = third["seq"]
+        parent_events = events(self.server, self.sid)
+        parent_final = snaps[-1]["id"]
+        b = self.branch(self.sid, {"fsSnapshotId": third["id"], "name": "b1",
+                                   "injectedMessage": "try another way",
+                                   "agents": [{"settings": {"scenario": self.BRANCH_SCENARIO}}]})
+        self.assertEqual((b["parentSessionId"], b["fsSnapshotId"], b["name"], b["seq"]),
+                         (self.sid, third["id"], "b1", k))
+        self.assertTrue(b["injectedMessageId"].startswith("msg-"))
+        self.assertAlmostEqual(b["branchFromTs"], third["ts"], places=3)
+        # history: the parent's 1..k, inherited, then its own from k+1
+        evs = events(self.server, b["id"])
+        self.assertEqual([e["seq"] for e in evs], list(range(1, len(evs) + 1)))
+        inherited = evs[:k]
+        self.assertTrue(all(e.get("inherited") is True for e in inherited))
+        self.assertEqual([(e["seq"], e["type"]) for e in inherited],
+                         [(e["seq"], e["type"]) for e in parent_events[:k]])
+        self.assertTrue(all(e["sessionId"] == b["id"] for e in evs))
+        own = evs[k:]
+        self.assertFalse(any(e.get("inherited") for e in own))
+        self.assertEqual((own[0]["type"], own[0]["status"]), ("status", "queued"))
+        self.assertIn("btool", [e.get("tool_name") for e in own if e["type"] == "tool_result"])
+        # workspace: the third snapshot's files plus what the branch wrote
+        self.assertEqual(self.files_of(b["id"], "?from=" + third["id"]), {"branch.txt": "added"})
+        self.assertEqual(self.content(b["id"], "notes.txt"), "round 1\nround 2\nround 3\n")
+        self.assertEqual(self.content(b["id"], "f4.txt"), 404)
+        # compared with the parent's final snapshot
+        self.assertEqual(self.files_of(b["id"], "?from=" + parent_final),
+                         {"branch.txt": "added", "f4.txt": "deleted", "f5.txt": "deleted",
+                          "notes.txt": "modified"})
+        r = self.server.get("/api/v1/sessions/%s/diff?from=%s" % (b["id"], parent_final))
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("-round 5", r.json()["diff"] if "diff" in r.json() else r.body.decode())
+        # and the other way round, from the parent
+        bsnap = [x for x in self.server.get("/api/v1/sessions/%s/timeline" % b["id"]).json()
+                 ["fsSnapshots"]][-1]["id"]
+        self.assertEqual(self.files_of(self.sid, "?from=%s&to=%s" % (parent_final, bsnap)),
+                         {"branch.txt": "added", "f4.txt": "deleted", "f5.txt": "deleted",
+                          "notes.txt": "modified"})
+        # the parent's files never changed
+        self.assertNotIn("branch.txt", self.files_of(self.sid))
+        self.assertIn("round 5", self.content(self.sid, "notes.txt"))
+        # the agent got the transcript up to the branch point, and the message as its prompt
+        sdir = os.path.join(self.server.data_dir, "sessions", b["id"])
+        with open(os.path.join(sdir, "transcript.jsonl")) as f:
+            lines = [json.loads(l) for l in f]
+        self.assertEqual([e["seq"] for e in lines], list(range(1, k + 1)))
+        with open(os.path.join(sdir, "prompt.txt")) as f:
+            self.assertEqual(f.read(), "try another way")
+        # listed as the parent's branch, and as a use of the snapshot
+        r = self.get("branches")
+        self.assertEqual(r.status, 200, r)
+        mine = [x for x in r.json()["branches"] if x["id"] == b["id"]]
+        self.assertEqual(len(mine), 1)
+        self.assertEqual((mine[0]["fsSnapshotId"], mine[0]["status"]), (third["id"], "completed"))
+        used = {x["id"]: x for x in self.get("fs-snapshots").json()["snapshots"]}
+        self.assertIn(b["id"], used[third["id"]]["used_in_branches"])
+
+        # branch of a branch, from the branch's newest snapshot
+        c = self.branch(b["id"], {"fromTs": 1e6, "agents": [
+            {"settings": {"scenario": [{"edit": "c.txt", "content": "c\n"},
+                                       {"tool": "ctool", "output": "y"}]}}]})
+        self.assertEqual(c["parentSessionId"], b["id"])
+        self.assertEqual(self.content(c["id"], "branch.txt"), "from the branch\n")
+        self.assertEqual(self.content(c["id"], "notes.txt"), "round 1\nround 2\nround 3\n")
+        cev = events(self.server, c["id"])
+        self.assertTrue(all(e.get("inherited") for e in cev[:c["seq"]]))
+        self.assertEqual(cev[c["seq"]]["status"], "queued")
+        # compared with its grandparent's first boundary
+        self.assertEqual(self.files_of(c["id"], "?from=" + snaps[1]["id"]),
+                         {"branch.txt": "added", "c.txt": "added", "f2.txt": "added",
+                          "f3.txt": "added", "notes.txt": "modified"})
+        # the same point twice: two independent branches
+        b2 = self.branch(self.sid, {"seq": k, "injectedMessage": "again",
+                                    "agents": [{"settings": {"scenario": [{"log": "b2"}]}}]})
+        self.assertEqual(b2["fsSnapshotId"], third["id"])
+        ids = [x["id"] for x in self.get("branches").json()["branches"]]
+        self.assertIn(b["id"], ids)
+        self.assertIn(b2["id"], ids)
+        self.assertNotEqual(b["id"], b2["id"])
+
+    def test_branch_bad_input(self):
+        third = self.snaps()[3]["id"]
+        for body, field in (({}, "fsSnapshotId"), ({"fromTs": -1}, "fromTs"),
+                            ({"fromTs": "x"}, "fromTs"), ({"seq": 0}, "seq"),
+                            ({"fsSnapshotId": third, "fromTs": 1}, "fsSnapshotId"),
+                            ({"fsSnapshotId": third, "name": "n" * 200}, "name"),
+                            ({"fsSnapshotId": third, "injectedMessage": 5}, "injectedMessage"),
+                            ({"fsSnapshotId": third, "agents": [{"type": "codex"}]}, "agents"),
+                            ({"fsSnapshotId": third, "agents": [{}, {}]}, "agents"),
+                            ({"fsSnapshotId": third, "agents": [{"settings": {
+                                "scenario": [{"nope": 1}]}}]}, "scenario"),
+                            ({"fsSnapshotId": third, "extra": 1}, "extra")):
+            r = self.post("session-branch", body)
+            self.assertEqual(r.status, 400, (body, r))
+            self.assertIn(field, r.body.decode())
+        r = self.post("session-branch", {"fsSnapshotId": "snap-01J0000000000000000000GH0S"})
+        self.assertEqual(r.status, 404, r)
+        r = self.server.post("/api/v1/sessions/01J0000000000000000000GH0S/session-branch",
+                             body={"fromTs": 1})
+        self.assertEqual(r.status, 404, r)
+        self.assertEqual(self.server.get(
+            "/api/v1/sessions/01J0000000000000000000GH0S/branches").status, 404)
+
 
 if __name__ == "__main__":
     ahtest.main()

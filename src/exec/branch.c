@@ -1,0 +1,144 @@
+/*
+ * branch.c — provisioning a branch session (API.md §7.8): its workspace starts as a snapshot of
+ * its parent, and its agent starts with the parent's conversation up to that point.
+ *
+ * Workspace: the branch's object store borrows the parent's objects (git alternates), knows the
+ * branch point by name, and the snapshot is written out as <data>/workspaces/<id> (provider
+ * `snapshot`). Nothing is copied into the branch's store: its base snapshot finds every object
+ * already there, so the store holds only what the branch itself changes.
+ *
+ * Transcript: the branch's first events are the parent's 1..k (copied by the store when the
+ * branch was made); they are written to <data>/sessions/<id>/transcript.jsonl, and an agent
+ * other than the scripted one gets them as text before the new message in its prompt file (the
+ * scripted agent follows its scenario; the injected message is its prompt).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "../workspace/workspace.h"
+#include "executor.h"
+
+#define TRANSCRIPT_EVENTS 5000           /* events written to the transcript at most */
+#define TRANSCRIPT_TEXT (64u * 1024)     /* of which this much text goes into a prompt */
+
+/* One line of readable transcript for an event, or nothing for events an agent need not see. */
+static void line_of(struct ah_buf *b, const json_t *e) {
+    const char *type = json_string_value(json_object_get(e, "type"));
+    if (!type)
+        return;
+    const char *s;
+    if (!strcmp(type, "thought") && (s = json_string_value(json_object_get(e, "thought"))))
+        (void)ah_buf_printf(b, "assistant (thinking): %s\n", s);
+    else if (!strcmp(type, "log") && (s = json_string_value(json_object_get(e, "message"))))
+        (void)ah_buf_printf(b, "assistant: %s\n", s);
+    else if (!strcmp(type, "tool_use") &&
+             strcmp(json_string_value(json_object_get(e, "status")) ?: "", "running")) {
+        char *args = json_dumps(json_object_get(e, "tool_args"), JSON_COMPACT);
+        (void)ah_buf_printf(b, "tool call: %s %s\n",
+                            json_string_value(json_object_get(e, "tool_name")) ?: "?",
+                            args ? args : "{}");
+        free(args);
+    } else if (!strcmp(type, "tool_result"))
+        (void)ah_buf_printf(b, "tool result (%s): %s\n",
+                            json_string_value(json_object_get(e, "tool_name")) ?: "?",
+                            json_string_value(json_object_get(e, "tool_output")) ?: "");
+    else if (!strcmp(type, "file_edit"))
+        (void)ah_buf_printf(b, "file changed: %s\n",
+                            json_string_value(json_object_get(e, "file_path")) ?: "?");
+}
+
+/* transcript.jsonl (and, for agents that take it, the prompt with the transcript first). */
+static int write_transcript(struct executor *ex, const char *tenant, const char *id,
+                            const char *agent_type, int64_t upto) {
+    char **json = NULL;
+    int64_t *seqs = NULL;
+    size_t n = 0;
+    size_t limit = upto < TRANSCRIPT_EVENTS ? (size_t)upto : TRANSCRIPT_EVENTS;
+    int rc = limit ? store_event_range(ex->store, tenant, id, 0, limit, &json, &seqs, &n) : 0;
+    if (rc < 0)
+        return rc;
+    struct ah_buf lines = {.max = 64u * 1024 * 1024}, text = {.max = 64u * 1024 * 1024};
+    for (size_t i = 0; i < n; i++) {
+        if (seqs[i] <= upto) {
+            (void)ah_buf_printf(&lines, "%s\n", json[i]);
+            json_t *e = json_loads(json[i], 0, NULL);
+            line_of(&text, e);
+            json_decref(e);
+        }
+        free(json[i]);
+    }
+    free(json);
+    free(seqs);
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/sessions/%s/transcript.jsonl", ex->cfg.data_dir, id);
+    rc = write_file(path, lines.p ? lines.p : "", lines.n, 0600);
+    if (rc == 0 && strcmp(agent_type, "scripted") != 0) {
+        snprintf(path, sizeof(path), "%s/sessions/%s/prompt.txt", ex->cfg.data_dir, id);
+        char *prompt = NULL;
+        size_t plen = 0;
+        rc = read_file(path, 1024 * 1024, &prompt, &plen);
+        size_t skip = text.n > TRANSCRIPT_TEXT ? text.n - TRANSCRIPT_TEXT : 0; /* the latest */
+        struct ah_buf out = {.max = 4u * 1024 * 1024};
+        if (rc == 0)
+            rc = ah_buf_printf(&out,
+                               "You are continuing an earlier session. Its transcript up to "
+                               "this point%s:\n\n%.*s\nThe workspace is as it was then. New "
+                               "message:\n\n%.*s",
+                               skip ? " (its latest part)" : "", (int)(text.n - skip),
+                               text.p ? text.p + skip : "", (int)plen, prompt);
+        if (rc == 0)
+            rc = write_file(path, out.p, out.n, 0600);
+        ah_buf_clear(&out);
+        free(prompt);
+    }
+    ah_buf_clear(&lines);
+    ah_buf_clear(&text);
+    return rc;
+}
+
+int branch_provision(struct executor *ex, const char *tenant, const char *id,
+                     const char *agent_type, const json_t *request, char **ret_provider,
+                     char **ret_path, struct ah_problem *reterr) {
+    json_t *b = json_object_get(request, "branch");
+    const char *parent = json_string_value(json_object_get(b, "parentSessionId"));
+    const char *snap = json_string_value(json_object_get(b, "fsSnapshotId"));
+    json_int_t upto = json_integer_value(json_object_get(b, "seq"));
+    if (!parent || !snap)
+        return problem_set(reterr, AH_E_INVAL, "the branch names no parent snapshot");
+    char pdir[4200], dir[4200], ws[4200];
+    snprintf(pdir, sizeof(pdir), "%s/sessions/%s/snapshots", ex->cfg.data_dir, parent);
+    snprintf(dir, sizeof(dir), "%s/sessions/%s/snapshots", ex->cfg.data_dir, id);
+    snprintf(ws, sizeof(ws), "%s/workspaces/%s", ex->cfg.data_dir, id);
+    struct ws_store *from = NULL, *to = NULL;
+    int rc = ws_store_open(pdir, &from);
+    if (rc == 0)
+        rc = ws_store_open(dir, &to);
+    if (rc == 0)
+        rc = ws_store_borrow(to, pdir);
+    if (rc == 0)
+        rc = ws_snapshot_import(to, from, snap);
+    if (rc == 0) {
+        char wsroot[4200];
+        snprintf(wsroot, sizeof(wsroot), "%s/workspaces", ex->cfg.data_dir);
+        rc = make_dirs(wsroot, 0700);
+    }
+    if (rc == 0) {
+        (void)workspace_remove(ws); /* what a retried provisioning left */
+        rc = ws_checkout(to, snap, ws, false, NULL);
+    }
+    ws_store_free(to);
+    ws_store_free(from);
+    if (rc == 0)
+        rc = write_transcript(ex, tenant, id, agent_type, upto);
+    if (rc < 0)
+        return problem_set(reterr, rc, "cannot make the branch's workspace from %s of session %s: %s",
+                           snap, parent, ah_strerror(rc));
+    *ret_provider = strdup("snapshot");
+    *ret_path = strdup(ws);
+    if (!*ret_provider || !*ret_path) {
+        free(*ret_provider);
+        free(*ret_path);
+        return problem_set(reterr, AH_E_NOMEM, "out of memory");
+    }
+    return 0;
+}
