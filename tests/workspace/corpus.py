@@ -9,7 +9,9 @@ another directory) and `git add -A` + commit by the git CLI. Then, for the same 
     -U10 and whole-file context;
   - `git apply --cached` of our `patch` onto an index of tree A writes tree B exactly;
   - our change list agrees with `git diff --name-status` and `--numstat`;
-  - `split` is JSON with one entry per file, `html` parses and holds no script or handler.
+  - `split` is JSON with one entry per file, `html` parses and holds no script or handler;
+  - every case's `html`, inside a minimal HTML5 page, passes the html-validate validator (npm,
+    installed by scripts/deps.sh into node_modules) with its recommended rules.
 
     corpus.py WS_TOOL [CASE...]
 """
@@ -23,6 +25,14 @@ import sys
 import tempfile
 
 TOOL = sys.argv[1]
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+HTML_VALIDATE = os.environ.get("AH_HTML_VALIDATE") or os.path.join(ROOT, "node_modules", ".bin",
+                                                                   "html-validate")
+# The fragment is made to sit in a page under its h1/h2 (its file headings are h3).
+PAGE = ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<title>diff</title>\n</head>\n<body>\n<main>\n<h1>Session</h1>\n<h2>Changes</h2>\n'
+        '%s</main>\n</body>\n</html>\n')
+HTML_DIR = None  # set by main
 ONLY = set(sys.argv[2:])
 ENV = dict(os.environ, GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null",
            GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
@@ -112,6 +122,9 @@ CASES = [
     ("long-function-line", {"f.c": LONG_FUNC}, {"f.c": LONG_FUNC.replace(b"step(15)", b"walk(15)")}),
     ("nested-delete", {"d/e/f/g.txt": b"g\n", "d/h.txt": b"h\n", "k.txt": b"k\n"},
      {"k.txt": b"K\n"}),
+    ("html-hostile", {"page.html": b"<p>old & \"quoted\"</p>\n", "x.txt": b"a\n"},
+     {"page.html": b"<script>alert('x&y')</script>\n</td></tr></table>\n<!-- c -->\n",
+      "x.txt": b"a\x01b\x7fc\xc2\x85d\x1b[31m\n", "<b>&amp;.txt": b"]]>\n"}),
     ("dir-vs-file-order", {"a.b": b"1\n", "a/b": b"2\n", "a-c": b"3\n"},
      {"a.b": b"one\n", "a/b": b"two\n", "a-c": b"three\n", "a0": b"4\n"}),
 ]
@@ -263,10 +276,32 @@ def compare(name, work, store, a, b):
     hc.feed(page)
     hc.close()
     check(name, "html inert and balanced", not hc.bad and not hc.stack, repr(hc.bad + hc.stack))
+    with open(os.path.join(HTML_DIR, name + ".html"), "w", encoding="utf-8") as f:
+        f.write(PAGE % page)
+
+
+def validate_html():
+    """One html-validate run over every case's page; its report names the case and line."""
+    files = sorted(os.path.join(HTML_DIR, n) for n in os.listdir(HTML_DIR))
+    if not files:
+        return
+    if not os.access(HTML_VALIDATE, os.X_OK):
+        check("html", "html-validate installed", False,
+              "%s is missing: run scripts/deps.sh (npm ci)" % HTML_VALIDATE)
+        return
+    p = subprocess.run([HTML_VALIDATE, "--preset", "recommended", "--formatter", "text", *files],
+                       capture_output=True)
+    check("html", "html-validate accepts every page (%d)" % len(files), p.returncode == 0,
+          (p.stdout + p.stderr).decode(errors="replace")[-6000:])
+    if p.returncode == 0:
+        print("ok   html-validate: %d pages" % len(files))
 
 
 def main():
+    global HTML_DIR
     tmp = tempfile.mkdtemp(prefix="ws-corpus-")
+    HTML_DIR = os.path.join(tmp, "html")
+    os.makedirs(HTML_DIR)
     try:
         for name, ta, tb in CASES:
             if ONLY and name not in ONLY:
@@ -283,6 +318,7 @@ def main():
             compare(name, work, store, a, b)
             print("%s %s" % ("ok  " if len(failures) == before else "FAIL", name))
             shutil.rmtree(base)
+        validate_html()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if failures:
