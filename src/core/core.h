@@ -171,7 +171,8 @@ static inline int64_t page_offset(const struct page *pg) {
 /* {items, page, perPage, total, nextPage, pagination: {page, perPage, total, totalPages}}
  * (D6); steals items. NULL on OOM. */
 json_t *page_envelope(json_t *items, const struct page *pg, int64_t total);
-/* Parses a non-negative decimal integer within [min, max]; AH_E_INVAL otherwise. */
+/* Parses a decimal integer (an optional "-", then digits; no "+", no spaces) within [min, max];
+ * AH_E_INVAL otherwise. With min >= 0 only "-0" of the signed forms passes (as 0). */
 int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
 
 /* ---- session state machine (D13) ------------------------------------------------------------- */

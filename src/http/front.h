@@ -72,6 +72,11 @@ size_t router_max_body(const struct router *r);
 /* True when s[0..n) is valid UTF-8 without NUL. */
 bool front_utf8_ok(const char *s, size_t n);
 
+/* The gate's judgement of the first bytes b[0..n) of a connection (a peek, at most
+ * FRONT_MAX_HEAD of it is looked at): 0 when the header block is not complete yet, else non-zero
+ * with the verdict in *ret (status 0: the request goes on to libmicrohttpd). Pure (fuzzed). */
+int front_judge_peek(const char *b, size_t n, size_t max_chunk, struct front_verdict *ret);
+
 /* ---- the gate ------------------------------------------------------------------------------ */
 
 struct gate;

@@ -479,6 +479,60 @@ static void pend_linger_read(struct gate *g, struct pending *p) {
     pend_close(g, p);
 }
 
+/* The gate's decision on the first bytes of a connection, b[0..n) (at most FRONT_MAX_HEAD):
+ * 0 when the header block is not complete yet; 1 when the bytes are refused before the request
+ * line was read; 2 when the block was checked (h->v.status 0: hand it over). */
+static int judge_peek(const char *b, size_t n, size_t max_chunk, struct head *h) {
+    memset(h, 0, sizeof(*h));
+    if (!n)
+        return 0;
+    unsigned char c0 = (unsigned char)b[0];
+    if (c0 == 0x16) {
+        h->v.status = 400;
+        snprintf(h->v.detail, sizeof(h->v.detail), "this port speaks plain HTTP, not TLS");
+        return 1;
+    }
+    if (!is_tchar(c0) && c0 != '\r' && c0 != '\n') {
+        h->v.status = 400;
+        snprintf(h->v.detail, sizeof(h->v.detail), "this is not an HTTP request");
+        return 1;
+    }
+    /* the end of the header block: an empty line (CRLF or a bare LF, as libmicrohttpd takes) */
+    size_t endpos = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (b[i] != '\n')
+            continue;
+        if (b[i + 1] == '\n') {
+            endpos = i + 2;
+            break;
+        }
+        if (b[i + 1] == '\r' && i + 2 < n && b[i + 2] == '\n') {
+            endpos = i + 3;
+            break;
+        }
+    }
+    if (!endpos) {
+        if (n >= FRONT_MAX_HEAD) {
+            bool has_line = memchr(b, '\n', n) != NULL;
+            h->v.status = has_line ? 431 : 414;
+            snprintf(h->v.detail, sizeof(h->v.detail), "%s",
+                     has_line ? "the request headers are larger than 8 KiB"
+                              : "the request line is longer than 8 KiB");
+            return 1;
+        }
+        return 0; /* wait for more */
+    }
+    check_head(b, endpos, b + endpos, n - endpos, max_chunk, h);
+    return 2;
+}
+
+int front_judge_peek(const char *b, size_t n, size_t max_chunk, struct front_verdict *ret) {
+    struct head h;
+    int r = judge_peek(b, n > FRONT_MAX_HEAD ? FRONT_MAX_HEAD : n, max_chunk, &h);
+    *ret = h.v;
+    return r;
+}
+
 static void pend_head_read(struct gate *g, struct pending *p) {
     ssize_t n = recv(p->fd, g->buf, FRONT_MAX_HEAD, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
@@ -488,43 +542,12 @@ static void pend_head_read(struct gate *g, struct pending *p) {
     if (n < 0)
         return;
     p->seen = (size_t)n;
-    const char *b = g->buf;
-    unsigned char c0 = (unsigned char)b[0];
-    if (c0 == 0x16) {
-        pend_refuse(g, p, NULL, 400, "this port speaks plain HTTP, not TLS");
-        return;
-    }
-    if (!is_tchar(c0) && c0 != '\r' && c0 != '\n') {
-        pend_refuse(g, p, NULL, 400, "this is not an HTTP request");
-        return;
-    }
-    /* the end of the header block: an empty line (CRLF or a bare LF, as libmicrohttpd takes) */
-    size_t endpos = 0;
-    for (size_t i = 0; i + 1 < (size_t)n; i++) {
-        if (b[i] != '\n')
-            continue;
-        if (b[i + 1] == '\n') {
-            endpos = i + 2;
-            break;
-        }
-        if (b[i + 1] == '\r' && i + 2 < (size_t)n && b[i + 2] == '\n') {
-            endpos = i + 3;
-            break;
-        }
-    }
-    if (!endpos) {
-        if ((size_t)n >= FRONT_MAX_HEAD) {
-            bool has_line = memchr(b, '\n', (size_t)n) != NULL;
-            pend_refuse(g, p, NULL, has_line ? 431 : 414,
-                        has_line ? "the request headers are larger than 8 KiB"
-                                 : "the request line is longer than 8 KiB");
-        }
+    struct head h;
+    int r = judge_peek(g->buf, (size_t)n, g->cfg.max_chunk, &h);
+    if (!r)
         return; /* wait for more (edge-triggered: the next segment wakes us) */
-    }
-    struct head h = {0};
-    check_head(b, endpos, b + endpos, (size_t)n - endpos, g->cfg.max_chunk, &h);
     if (h.v.status) {
-        pend_refuse(g, p, &h, h.v.status, h.v.detail);
+        pend_refuse(g, p, r == 2 ? &h : NULL, h.v.status, h.v.detail);
         return;
     }
     epoll_ctl(g->epfd, EPOLL_CTL_DEL, p->fd, NULL);
