@@ -10,7 +10,8 @@ libmicrohttpd-dev libjansson-dev libsqlite3-dev libcmocka-dev libcurl4-openssl-d
 libgit2-dev libpcre2-dev zlib1g-dev python3 python3-jsonschema sqlite3 curl procps asciinema
 postgresql libpq-dev
 prometheus clang libclang-rt-14-dev
-nodejs npm chromium"
+nodejs npm chromium
+librhonabwy-dev glewlwyd python3-cryptography"
 
 missing=""
 for p in $PACKAGES; do

@@ -75,6 +75,18 @@ static const struct key keys[] = {
      "burst of requests per credential (default 100)"},
     {"task-rate-limit", K_INT, 1, 100000, OFF(task_rate_limit),
      "task creations per second per tenant (default 2, burst 5 times that)"},
+    {"jwks", K_STR, 0, 0, OFF(jwks),
+     "JSON Web Key Set (file or https URL) that signs accepted bearer tokens; turns JWT on"},
+    {"jwt-issuer", K_STR, 0, 0, OFF(jwt_issuer), "the iss every bearer token must carry"},
+    {"jwt-audience", K_STR, 0, 0, OFF(jwt_audience), "the aud every bearer token must carry"},
+    {"jwt-claim-tenant", K_STR, 0, 0, OFF(jwt_claim_tenant),
+     "claim naming the tenant (default tenant)"},
+    {"jwt-claim-project", K_STR, 0, 0, OFF(jwt_claim_project),
+     "claim naming the project (default project)"},
+    {"jwt-claim-roles", K_STR, 0, 0, OFF(jwt_claim_roles),
+     "claim listing the roles (default roles)"},
+    {"jwt-leeway-s", K_INT, 0, 600, OFF(jwt_leeway_s),
+     "clock skew allowed on exp and nbf, in seconds (default 60)"},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -370,6 +382,12 @@ void config_clear(struct config *c) {
     }
     free(c->agents);
     free(c->workspace_template);
+    free(c->jwks);
+    free(c->jwt_issuer);
+    free(c->jwt_audience);
+    free(c->jwt_claim_tenant);
+    free(c->jwt_claim_project);
+    free(c->jwt_claim_roles);
     free_list(c->snapshot_preference);
     free_list(c->agent_env);
     free(c->bind);

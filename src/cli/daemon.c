@@ -152,6 +152,13 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         .burst = (double)cfg->rate_limit_burst,
         .task_rate = (double)cfg->task_rate_limit,
         .task_burst = (double)cfg->task_rate_limit * 5,
+        .jwks = cfg->jwks,
+        .issuer = cfg->jwt_issuer,
+        .audience = cfg->jwt_audience,
+        .claim_tenant = cfg->jwt_claim_tenant,
+        .claim_project = cfg->jwt_claim_project,
+        .claim_roles = cfg->jwt_claim_roles,
+        .leeway_s = cfg->jwt_leeway_s,
     };
     struct ah_problem ap = {0};
     if (auth_new(&ac, &api.auth, &ap) < 0) {
