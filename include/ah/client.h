@@ -582,6 +582,47 @@ int ah_client_session_diff(ah_client *c, const char *id, const struct ah_diff_qu
 int ah_client_workspace_tree(ah_client *c, const char *id, const char *dir, bool recursive,
                              bool modified_only, char **ret_json, struct ah_api_error *reterr);
 
+/* ---- calls: the timeline (API.md §7.8) --------------------------------------------------------- */
+
+/* A point of a session's timeline: exactly one of a snapshot id, an offset in seconds since the
+ * session started (has_ts), or an event seq (> 0). */
+struct ah_timeline_point {
+    const char *fs_snapshot_id;
+    bool has_ts;
+    double ts;
+    int64_t seq;
+};
+/* GET /sessions/{id}/timeline: {durationSec, recording, moments[], fsSnapshots[]} as JSON text. */
+int ah_client_session_timeline(ah_client *c, const char *id, char **ret_json,
+                               struct ah_api_error *reterr);
+/* GET /sessions/{id}/fs-snapshots (limit 1..200, 0: the server's default). */
+int ah_client_session_snapshots(ah_client *c, const char *id, int limit, char **ret_json,
+                                struct ah_api_error *reterr);
+/* POST /sessions/{id}/fs-snapshots: a snapshot of the workspace now (label, description
+ * nullable). */
+int ah_client_session_snapshot(ah_client *c, const char *id, const char *label,
+                               const char *description, char **ret_json,
+                               struct ah_api_error *reterr);
+/* POST /sessions/{id}/moments (description, type nullable). */
+int ah_client_session_moment(ah_client *c, const char *id, const char *label,
+                             const char *description, const char *type, char **ret_json,
+                             struct ah_api_error *reterr);
+/* POST /sessions/{id}/seek: {mountPath, fsSnapshotId, seekTime, seq, …}, a read-only view. */
+int ah_client_session_seek(ah_client *c, const char *id, const struct ah_timeline_point *at,
+                           char **ret_json, struct ah_api_error *reterr);
+struct ah_branch_spec {
+    struct ah_timeline_point at;
+    const char *name;             /* nullable */
+    const char *injected_message; /* nullable: the branch agent's prompt */
+    const char *settings_json;    /* nullable: the agent's settings (a JSON object) */
+};
+/* POST /sessions/{id}/session-branch: {id, parentSessionId, fsSnapshotId, seq, …}. */
+int ah_client_session_branch(ah_client *c, const char *id, const struct ah_branch_spec *spec,
+                             char **ret_json, struct ah_api_error *reterr);
+/* GET /sessions/{id}/branches. */
+int ah_client_session_branches(ah_client *c, const char *id, char **ret_json,
+                               struct ah_api_error *reterr);
+
 /* ---- escape hatch ---------------------------------------------------------------------------- */
 
 /* Any other endpoint: `method` "GET"/"POST"/"PUT"/"DELETE", `path` starting with "/" relative to

@@ -239,6 +239,11 @@ int cmd_session_list(int argc, char **argv);
 int cmd_session_show(int argc, char **argv);
 int cmd_session_events(int argc, char **argv);
 int cmd_session_logs(int argc, char **argv);
+/* cmd_timeline.c */
+int cmd_session_timeline(int argc, char **argv);
+int cmd_session_snapshot(int argc, char **argv);
+int cmd_session_seek(int argc, char **argv);
+int cmd_session_branch(int argc, char **argv);
 /* cmd_files.c */
 int cmd_session_files(int argc, char **argv);
 int cmd_session_diff(int argc, char **argv);

@@ -45,6 +45,10 @@ static const struct command commands[] = {
     {"session prompt", cmd_session_prompt, NULL, "send more input to a running session"},
     {"session files", cmd_session_files, NULL, "list the files a session changed"},
     {"session diff", cmd_session_diff, NULL, "print a session's diff (--format patch: git apply)"},
+    {"session timeline", cmd_session_timeline, NULL, "show a session's moments and snapshots"},
+    {"session snapshot", cmd_session_snapshot, NULL, "snapshot a session's workspace now"},
+    {"session seek", cmd_session_seek, NULL, "a read-only view of a session's workspace at a point"},
+    {"session branch", cmd_session_branch, NULL, "start a new session from a point of this one"},
     /* offline on the database: works before the first key exists (D22) */
     {"admin api-key create", cmd_admin_key_create, NULL,
      "make an API key (printed once) in the database: --role --tenant [--db]"},

@@ -11,12 +11,13 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import tempfile
 import time
 import unittest
 
 import ahtest
-from ahtest import Server
+from ahtest import AH_BIN, Server
 from sessiontest import create, events, task, wait_status
 
 ROUNDS = 5
@@ -433,6 +434,63 @@ class Timeline(unittest.TestCase):
         self.assertEqual(r.status, 404, r)
         self.assertEqual(self.server.get(
             "/api/v1/sessions/01J0000000000000000000GH0S/branches").status, 404)
+
+    # ---- 4. the CLI (through libah-client) ------------------------------------------------------
+
+    def ah(self, *args):
+        home = os.path.join(self.root, "cli-home")
+        os.makedirs(home, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AH_")}
+        env.update(HOME=home, XDG_CONFIG_HOME=os.path.join(home, "config"), NO_COLOR="1")
+        p = subprocess.run([AH_BIN, *args, "--remote-server",
+                            "http://127.0.0.1:%d" % self.server.port],
+                           capture_output=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    def test_cli(self):
+        rc, out, err = self.ah("session", "timeline", self.sid)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out.splitlines()[0], r"^duration [0-9.]+s, \d+ moments, \d+ snapshots$")
+        for i in range(1, ROUNDS + 1):
+            self.assertIn("tool%d" % i, out)
+        rc, out, err = self.ah("session", "timeline", self.sid, "--json")
+        self.assertEqual(rc, 0, err)
+        tl = json.loads(out)
+        self.assertEqual(tl["sessionId"], self.sid)
+        rc, out, err = self.ah("session", "snapshot", self.sid, "--label", "from the cli")
+        self.assertEqual(rc, 0, err)
+        snap = out.strip()
+        self.assertTrue(snap.startswith("snap-"), out)
+        labels = {s["id"]: s["label"] for s in self.timeline()["fsSnapshots"]}
+        self.assertEqual(labels[snap], "from the cli")
+        third = self.snaps()[3]
+        rc, out, err = self.ah("session", "seek", self.sid, "--at", third["id"])
+        self.assertEqual(rc, 0, err)
+        with open(os.path.join(out.strip(), "notes.txt")) as f:
+            self.assertEqual(f.read(), "round 1\nround 2\nround 3\n")
+        rc, out, err = self.ah("session", "seek", self.sid, "--at", "seq:%d" % third["seq"],
+                               "--json")
+        self.assertEqual(json.loads(out)["fsSnapshotId"], third["id"])
+        for bad in ("seq:0", "-3", "yesterday"):
+            rc, out, err = self.ah("session", "seek", self.sid, "--at", bad)
+            self.assertEqual(rc, 2, (bad, out, err))
+        rc, out, err = self.ah("session", "seek", self.sid)
+        self.assertEqual(rc, 2, err)
+        rc, out, err = self.ah("session", "seek", self.sid, "--at",
+                               "snap-01J0000000000000000000GH0S")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("no snapshot", err)
+        rc, out, err = self.ah("session", "branch", self.sid, "--at", third["id"], "--prompt",
+                               "from the cli", "--settings",
+                               json.dumps({"scenario": [{"edit": "cli.txt", "content": "x\n"},
+                                                        {"log": "cli branch"}]}), "--follow")
+        self.assertEqual(rc, 0, (out, err))
+        bid = out.splitlines()[0].strip()
+        self.assertIn("cli branch", out)
+        self.assertNotIn("tool1", out)  # --follow shows the branch's own events only
+        self.assertEqual(self.content(bid, "cli.txt"), "x\n")
+        ids = [b["id"] for b in self.get("branches").json()["branches"]]
+        self.assertIn(bid, ids)
 
 
 if __name__ == "__main__":
