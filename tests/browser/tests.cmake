@@ -26,6 +26,10 @@ add_test(NAME browser/webui-timeline COMMAND ${AH_NODE_FOR_TESTS} ${CMAKE_CURREN
 set_tests_properties(browser/webui-timeline PROPERTIES LABELS browser TIMEOUT 600
   ENVIRONMENT "AH_BIN=$<TARGET_FILE:ah>;AH_ARTIFACTS=${CMAKE_BINARY_DIR}/browser-artifacts")
 
+add_test(NAME browser/webui-login COMMAND ${AH_NODE_FOR_TESTS} ${CMAKE_CURRENT_SOURCE_DIR}/browser/login.mjs)
+set_tests_properties(browser/webui-login PROPERTIES LABELS browser TIMEOUT 600
+  ENVIRONMENT "AH_BIN=$<TARGET_FILE:ah>;AH_ARTIFACTS=${CMAKE_BINARY_DIR}/browser-artifacts")
+
 # The terminal screen of the session page (web/src/terminal.ts), without a browser.
 add_test(NAME browser/terminal COMMAND ${AH_NODE_FOR_TESTS} --test ${CMAKE_CURRENT_SOURCE_DIR}/browser/terminal_test.mjs)
 set_tests_properties(browser/terminal PROPERTIES LABELS "browser;unit" TIMEOUT 120)

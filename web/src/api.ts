@@ -2,6 +2,7 @@
 // generated from api/openapi.json at build time (web/build.mjs → @api/openapi), so a change of
 // the contract that breaks the UI breaks the build. Views call these functions, never fetch.
 import type { components, paths } from '@api/openapi';
+import { authHeaders, noteStatus } from './auth';
 
 export type Schemas = components['schemas'];
 export type Session = Schemas['Session'];
@@ -77,7 +78,7 @@ export function url<P extends ApiPath>(path: Strip<P & string> | '', params: Rec
 
 async function request<T>(method: string, target: string, body?: unknown,
                           signal?: AbortSignal, extra: Record<string, string> = {}): Promise<T> {
-    const headers: Record<string, string> = { Accept: 'application/json', ...extra };
+    const headers: Record<string, string> = { Accept: 'application/json', ...authHeaders(), ...extra };
     const init: RequestInit = { method, headers, credentials: 'same-origin' };
     if (signal) init.signal = signal;
     if (body !== undefined) {
@@ -91,6 +92,7 @@ async function request<T>(method: string, target: string, body?: unknown,
         if (e instanceof DOMException && e.name === 'AbortError') throw e;
         throw new ApiError(0, null, 'The server cannot be reached. Is `ah webui` still running?');
     }
+    noteStatus(res.status);
     if (res.status === 204) return undefined as T;
     const text = await res.text();
     let json: unknown = null;
@@ -111,12 +113,13 @@ async function request<T>(method: string, target: string, body?: unknown,
 async function requestText(target: string, accept: string, signal?: AbortSignal): Promise<string> {
     let res: Response;
     try {
-        res = await fetch(target, { headers: { Accept: accept }, credentials: 'same-origin',
+        res = await fetch(target, { headers: { Accept: accept, ...authHeaders() }, credentials: 'same-origin',
                                     ...(signal ? { signal } : {}) });
     } catch (e) {
         if (e instanceof DOMException && e.name === 'AbortError') throw e;
         throw new ApiError(0, null, 'The server cannot be reached. Is `ah webui` still running?');
     }
+    noteStatus(res.status);
     const text = await res.text();
     if (!res.ok) {
         let problem: Problem | null = null;

@@ -1,9 +1,12 @@
 // main.tsx — the application shell: header, the view for the current path, toasts.
 import type { JSX } from 'preact';
 import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { authState, keyLabel, signOut, subscribeAuth } from './auth';
 import './styles.css';
 import { Feed } from './views/Feed';
 import { NewTask } from './views/NewTask';
+import { Login } from './views/Login';
 import { SessionPage } from './views/Session';
 import { Link, Toasts, location, useStore } from './ui';
 
@@ -23,8 +26,15 @@ function View(): JSX.Element {
     );
 }
 
+function useAuth() {
+    const [, force] = useState(0);
+    useEffect(() => subscribeAuth(() => force((n) => n + 1)), []);
+    return authState();
+}
+
 function App(): JSX.Element {
     const loc = useStore(location);
+    const auth = useAuth();
     return (
         <>
             <a class="skip" href="#main">Skip to content</a>
@@ -37,8 +47,14 @@ function App(): JSX.Element {
                     <Link href="/new" class={loc.startsWith('/new') ? 'active' : ''}>New task</Link>
                     <a href="/api/docs">API</a>
                 </nav>
+                {auth.key && (
+                    <div class="user-menu" role="group" aria-label="Account">
+                        <span class="muted" title="The API key this page uses">{keyLabel(auth.key)}</span>
+                        <button type="button" class="sign-out" onClick={signOut}>Sign out</button>
+                    </div>
+                )}
             </header>
-            <main id="main"><View /></main>
+            <main id="main">{auth.needed ? <Login /> : <View key={auth.version} />}</main>
             <Toasts />
         </>
     );

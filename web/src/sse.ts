@@ -8,6 +8,7 @@
 // The `event:` line is not used to classify events: servers name them `thinking`,
 // `tool_execution`, … (D26) or by type; the data always carries `type`, which is what we read.
 import { ApiError, TERMINAL, api, type AgentEvent, type Problem, type SessionStatus } from './api';
+import { authHeaders, noteStatus } from './auth';
 
 export type StreamState = 'connecting' | 'live' | 'reconnecting' | 'ended' | 'failed';
 
@@ -99,12 +100,13 @@ export class EventStream {
         this.state('connecting');
         while (!signal.aborted) {
             try {
-                const headers: Record<string, string> = { Accept: 'text/event-stream' };
+                const headers: Record<string, string> = { Accept: 'text/event-stream', ...authHeaders() };
                 const query: Record<string, number | undefined> = {};
                 if (this.lastSeq > 0) headers['Last-Event-ID'] = String(this.lastSeq);
                 else if (this.opts.tail) query['tail'] = this.opts.tail;
                 const res = await fetch(api.eventsUrl(this.sessionId, query),
                                         { headers, signal, cache: 'no-store', credentials: 'same-origin' });
+                noteStatus(res.status);
                 if (res.status === 204) { /* the session ended and we have everything */
                     this.state('ended');
                     return;

@@ -4,6 +4,7 @@
 import type { JSX } from 'preact';
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api';
+import { authHeaders, noteStatus } from '../auth';
 import { toastError } from '../ui';
 import { SseParser } from '../sse';
 import { Screen, runs } from '../terminal';
@@ -63,8 +64,10 @@ export function TerminalView(props: { id: string; ended: boolean }): JSX.Element
             let delay = 250;
             while (!ctrl.signal.aborted) {
                 try {
-                    const res = await fetch(api.ptyUrl(props.id), { headers: { Accept: 'text/event-stream' },
+                    const res = await fetch(api.ptyUrl(props.id), { headers: { Accept: 'text/event-stream', ...authHeaders() },
                                                                     signal: ctrl.signal, cache: 'no-store' });
+                    noteStatus(res.status);
+                    if (res.status === 401) return;
                     if (res.status === 204 || res.status === 404 || res.status === 410) {
                         setState('ended');
                         return;

@@ -1,0 +1,73 @@
+// auth.ts — the credential the UI sends, and whether the server wants one. A server with no API
+// key configured (local mode) needs none and the UI never asks. Once it answers 401 the
+// application shows the sign-in page; the key entered there is sent with every request as
+// `Authorization: ApiKey …` (fetch, so the event and terminal streams carry it too). It is kept
+// for this tab (sessionStorage), or on this device (localStorage) when the user asks to be
+// remembered; signing out forgets it in both.
+const STORAGE = 'ah.apiKey';
+
+function stored(): string | null {
+    try {
+        return sessionStorage.getItem(STORAGE) ?? localStorage.getItem(STORAGE);
+    } catch {
+        return null; /* storage disabled: the key lives in memory only */
+    }
+}
+
+export interface AuthState {
+    key: string | null;
+    /** The server refused a request for want of (valid) credentials. */
+    needed: boolean;
+    /** Bumped at each sign-in, so views re-open their streams with the new credential. */
+    version: number;
+}
+
+let state: AuthState = { key: stored(), needed: false, version: 0 };
+const listeners = new Set<() => void>();
+
+function set(next: AuthState): void {
+    state = next;
+    for (const l of [...listeners]) l();
+}
+
+export function authState(): AuthState {
+    return state;
+}
+
+export function subscribeAuth(l: () => void): () => void {
+    listeners.add(l);
+    return () => { listeners.delete(l); };
+}
+
+/** The headers that carry the credential (none in local mode). */
+export function authHeaders(): Record<string, string> {
+    return state.key ? { Authorization: `ApiKey ${state.key}` } : {};
+}
+
+/** Every answer's status passes here: a 401 means the sign-in page. */
+export function noteStatus(status: number): void {
+    if (status === 401 && !state.needed) set({ ...state, needed: true });
+}
+
+export function signIn(key: string, remember: boolean): void {
+    try {
+        sessionStorage.removeItem(STORAGE);
+        localStorage.removeItem(STORAGE);
+        (remember ? localStorage : sessionStorage).setItem(STORAGE, key);
+    } catch { /* storage disabled: memory only */ }
+    set({ key, needed: false, version: state.version + 1 });
+}
+
+export function signOut(): void {
+    try {
+        sessionStorage.removeItem(STORAGE);
+        localStorage.removeItem(STORAGE);
+    } catch { /* nothing stored */ }
+    set({ key: null, needed: true, version: state.version + 1 });
+}
+
+/** What the user menu shows of a key: its public id (ahk_<id>_<secret>), never the secret. */
+export function keyLabel(key: string): string {
+    const m = /^ahk_([0-9a-f]+)_/.exec(key);
+    return m ? `key ${m[1]}` : 'signed in';
+}

@@ -1,0 +1,59 @@
+// Login.tsx — the sign-in page, shown when the server answers 401: the user pastes an API key
+// (made with `ah admin api-key create`, or by an admin over the API). The key is tried with one
+// read before it is kept; a refusal shows the server's Problem.
+import type { JSX } from 'preact';
+import { useState } from 'preact/hooks';
+import { BASE, type Problem } from '../api';
+import { authState, signIn } from '../auth';
+
+export function Login(): JSX.Element {
+    const [key, setKey] = useState('');
+    const [remember, setRemember] = useState(false);
+    const [error, setError] = useState<string | null>(null);
+    const [busy, setBusy] = useState(false);
+    const hadKey = authState().key !== null;
+
+    const submit = async () => {
+        const k = key.trim();
+        if (!k || busy) return;
+        setBusy(true);
+        setError(null);
+        try {
+            const res = await fetch(`${BASE}/sessions?perPage=1`, {
+                headers: { Accept: 'application/json', Authorization: `ApiKey ${k}` }, cache: 'no-store' });
+            if (res.ok) {
+                signIn(k, remember);
+                return;
+            }
+            let p: Problem | null = null;
+            try { p = await res.json() as Problem; } catch { /* not a Problem */ }
+            setError(p ? `${p.title}: ${p.detail ?? ''}`.trim() : `The server answered ${res.status}.`);
+        } catch {
+            setError('The server cannot be reached.');
+        } finally {
+            setBusy(false);
+        }
+    };
+
+    return (
+        <section class="login" aria-labelledby="login-title">
+            <form class="login-form" onSubmit={(e) => { e.preventDefault(); void submit(); }}>
+                <h1 id="login-title">Sign in</h1>
+                <p class="muted">
+                    {hadKey ? 'The server refused the key this page was using. ' : 'This server requires credentials. '}
+                    Paste an API key (<code>ahk_…</code>); an administrator makes one
+                    with <code>ah admin api-key create</code>.
+                </p>
+                <label for="login-key">API key</label>
+                <input id="login-key" type="password" autoComplete="off" spellcheck={false} value={key}
+                       aria-invalid={error ? 'true' : undefined} aria-describedby={error ? 'login-error' : undefined}
+                       onInput={(e) => setKey((e.target as HTMLInputElement).value)} autoFocus />
+                {error && <p id="login-error" class="field-error" role="alert">{error}</p>}
+                <label class="check"><input type="checkbox" checked={remember}
+                                            onChange={(e) => setRemember((e.target as HTMLInputElement).checked)} />
+                    Remember on this device</label>
+                <div class="actions"><button type="submit" class="primary" disabled={busy || !key.trim()}>Sign in</button></div>
+            </form>
+        </section>
+    );
+}
