@@ -42,6 +42,8 @@ struct api_ctx *api_ready(struct http_request *req, struct http_response *res);
  * answering 400 for a malformed one. */
 const char *api_tenant(struct http_request *req, struct http_response *res,
                        const char *body_tenant);
+/* The one project the request's credential is limited to, or NULL (every project). */
+const char *api_project(const struct http_request *req);
 /* Parses the JSON body; NULL after answering 400. An absent body is an empty object when
  * `optional`. */
 json_t *api_body(struct http_request *req, struct http_response *res, bool optional);

@@ -100,6 +100,8 @@ static void list_sessions(struct http_request *req, struct http_response *res) {
     }
     f.agent = http_query(req, "agent");
     f.project_id = http_query(req, "projectId");
+    if (api_project(req))
+        f.project_id = api_project(req); /* a project-limited credential lists its project only */
     f.ascending = api_sort_ascending(req, &p);
     if (http_fail(req, res, &p))
         return;

@@ -71,6 +71,15 @@ static void create_task(struct http_request *req, struct http_response *res) {
     const char *tenant = api_tenant(req, res, tr->tenant_id);
     if (!tenant)
         return;
+    const char *project = api_project(req);
+    if (project && tr->project_id && strcmp(tr->project_id, project) != 0) {
+        http_error(req, res, AH_E_FORBIDDEN, "this credential is limited to project %s", project);
+        return;
+    }
+    if (project && !tr->project_id && !(tr->project_id = strdup(project))) {
+        http_error(req, res, AH_E_NOMEM, "out of memory");
+        return;
+    }
     AH_AUTO(json_decrefp) json_t *canonical = task_request_to_json(tr);
     size_t n = task_request_session_count(tr);
     struct session_new *sessions = arena_alloc(req->arena, n * sizeof(*sessions));

@@ -65,6 +65,11 @@ const char *api_tenant(struct http_request *req, struct http_response *res,
     return t;
 }
 
+const char *api_project(const struct http_request *req) {
+    const struct auth_principal *pr = req->principal;
+    return pr && !pr->local && pr->project[0] ? pr->project : NULL;
+}
+
 json_t *api_body(struct http_request *req, struct http_response *res, bool optional) {
     if (!req->body_len && optional)
         return json_object();
@@ -112,6 +117,13 @@ struct session_row *api_session_load(struct api_ctx *ctx, struct http_request *r
         return NULL;
     struct session_row *row = NULL;
     int rc = store_session_get(ctx->store, tenant, id, &row);
+    const char *project = api_project(req);
+    if (rc == 0 && project && (!row->project_id || strcmp(row->project_id, project) != 0)) {
+        /* a credential limited to one project sees no other, as a tenant sees no other */
+        session_row_free(row);
+        row = NULL;
+        rc = AH_E_NOTFOUND;
+    }
     if (rc < 0) {
         http_error(req, res, rc, rc == AH_E_NOTFOUND ? "no session %s" : "cannot read session %s",
                    id);

@@ -78,6 +78,7 @@ class Keys(ServerTest):
         cls.other_admin = make_key(s, "admin", "globex")
         cls.other_op = make_key(s, "operator", "globex")
         cls.root = make_key(s, "admin", "ops", "--impersonate")
+        cls.web = make_key(s, "operator", "acme", "--project", "web")
         wait_closed(s)
 
     def test_missing_and_bad_credentials_are_401_problems(self):
@@ -182,6 +183,30 @@ class Keys(ServerTest):
                   headers=dict(auth(self.root), **{"X-Tenant-ID": "acme"}))
         self.assertEqual(r.status, 200, r)
         self.assertTrue(any(i["target"] == "/api/v1/sessions/" + sid for i in r.json()["items"]))
+
+    def test_project_limited_key(self):
+        s = self.server
+        r = s.post("/api/v1/tasks", body=TASK, headers=auth(self.web))
+        self.assertEqual(r.status, 201, r)
+        mine = r.json()["id"]
+        got = s.get("/api/v1/sessions/" + mine, headers=auth(self.web)).json()
+        self.assertEqual(got["projectId"], "web")  # the key's project is the task's
+        r = s.post("/api/v1/tasks", body=dict(TASK, projectId="api"), headers=auth(self.web))
+        self.assertProblem(r, 403, "authz")
+        r = s.post("/api/v1/tasks", body=dict(TASK, projectId="api"), headers=auth(self.operator))
+        self.assertEqual(r.status, 201, r)
+        other = r.json()["id"]
+        self.assertProblem(s.get("/api/v1/sessions/" + other, headers=auth(self.web)), 404)
+        self.assertProblem(s.get("/api/v1/sessions/%s/events" % other, headers=auth(self.web)),
+                           404)
+        listed = s.get("/api/v1/sessions?perPage=200&projectId=api", headers=auth(self.web))
+        ids = [i["id"] for i in listed.json()["items"]]
+        self.assertIn(mine, ids)
+        self.assertNotIn(other, ids)
+        self.assertTrue(all(i.get("projectId") == "web" for i in listed.json()["items"]))
+        # the tenant-wide key sees both
+        self.assertEqual(s.get("/api/v1/sessions/" + mine, headers=auth(self.operator)).status,
+                         200)
 
     def test_create_list_revoke_through_the_api(self):
         s = self.server
