@@ -25,7 +25,7 @@
 #include <string.h>
 
 #include "../store/store.h"
-#include "routes.h"
+#include "chat_int.h"
 
 #define CHAT_BODY_MAX (256 * 1024)  /* a message of AH_LIMIT_PROMPT bytes escaped, and its lists */
 #define CHAT_LIMIT_DEFAULT 50
@@ -38,7 +38,7 @@
 
 /* ---- reading: the events folded into messages ------------------------------------------------ */
 
-static int64_t msg_seq(const char *id) {
+int64_t chat_msg_seq(const char *id) {
     int64_t seq = 0;
     if (!id || strncmp(id, "msg-", 4) != 0 || parse_int64(id + 4, 1, INT64_MAX, &seq) < 0)
         return 0;
@@ -51,7 +51,9 @@ static json_t *msg_id(int64_t seq) {
     return json_string(id);
 }
 
-static json_t *find(json_t *msgs, const char *id, size_t *ret_i) {
+json_t *chat_find(json_t *msgs, const char *id, size_t *ret_i) {
+    if (!id)
+        return NULL;
     size_t i;
     json_t *m;
     json_array_foreach(msgs, i, m) {
@@ -115,14 +117,34 @@ static int fold(json_t *msgs, const json_t *ev) {
     const char *edits = json_string_value(json_object_get(ev, "edits"));
     const char *deletes = json_string_value(json_object_get(ev, "deletes"));
     json_t *content = json_object_get(ev, "content");
+    const char *attaches = json_string_value(json_object_get(ev, "attaches"));
+    if (attaches) { /* attachments added to a message (chat_attach.c) */
+        json_t *m = chat_find(msgs, attaches, NULL);
+        json_t *att = json_object_get(ev, "attachments");
+        if (m && json_is_array(att))
+            json_array_extend(json_object_get(m, "attachments"), att);
+        return 0;
+    }
+    json_t *detaches = json_object_get(ev, "detaches");
+    if (json_is_object(detaches)) {
+        json_t *m = chat_find(msgs, json_string_value(json_object_get(detaches, "message")), NULL);
+        const char *aid = json_string_value(json_object_get(detaches, "attachment"));
+        json_t *list = json_object_get(m, "attachments");
+        for (size_t i = 0; aid && i < json_array_size(list); i++)
+            if (!strcmp(json_string_value(json_object_get(json_array_get(list, i), "id")), aid)) {
+                json_array_remove(list, i);
+                break;
+            }
+        return 0;
+    }
     if (deletes) {
         size_t i;
-        if (find(msgs, deletes, &i))
+        if (chat_find(msgs, deletes, &i))
             json_array_remove(msgs, i);
         return 0;
     }
     if (edits) {
-        json_t *m = find(msgs, edits, NULL);
+        json_t *m = chat_find(msgs, edits, NULL);
         if (m && json_is_string(content)) {
             json_object_set(m, "content", content);
             json_object_set(m, "edited_at", ts);
@@ -147,7 +169,7 @@ static int fold(json_t *msgs, const json_t *ev) {
                 json_object_set(m, *f, v);
         }
         const char *old = json_string_value(json_object_get(ev, "supersedes"));
-        json_t *o = old ? find(msgs, old, NULL) : NULL;
+        json_t *o = old ? chat_find(msgs, old, NULL) : NULL;
         if (o)
             json_object_set(o, "superseded_by", json_object_get(m, "id"));
     } else {
@@ -205,9 +227,9 @@ static void get_chat(struct http_request *req, struct http_response *res) {
                *a = http_query(req, "after");
     if (l && parse_int64(l, 1, CHAT_LIMIT_MAX, &limit) < 0)
         problem_field(&p, "limit", "must be an integer from 1 to %d", CHAT_LIMIT_MAX);
-    if (b && !(before = msg_seq(b)))
+    if (b && !(before = chat_msg_seq(b)))
         problem_field(&p, "before", "must be a message id (msg-<number>)");
-    if (a && !(after = msg_seq(a)))
+    if (a && !(after = chat_msg_seq(a)))
         problem_field(&p, "after", "must be a message id (msg-<number>)");
     if (http_fail(req, res, &p))
         return;
@@ -225,7 +247,7 @@ static void get_chat(struct http_request *req, struct http_response *res) {
      * last `limit` there, which is what a chat shows first and scrolls back from */
     size_t n = json_array_size(msgs), lo = 0, hi = n;
     for (size_t i = 0; i < n; i++) {
-        int64_t s = msg_seq(json_string_value(json_object_get(json_array_get(msgs, i), "id")));
+        int64_t s = chat_msg_seq(json_string_value(json_object_get(json_array_get(msgs, i), "id")));
         if (after && s <= after)
             lo = i + 1;
         if (before && s >= before && hi == n)
@@ -288,9 +310,8 @@ static void check_content(const json_t *c, struct ah_problem *p) {
 }
 
 /* Answers the failure of exec_chat (404/409/410/5xx) or nothing. */
-static int send_event(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
-                      const char *tenant, const char *id, json_t *ev, const char *text,
-                      int64_t *ret_seq) {
+int chat_send(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
+              const char *tenant, const char *id, json_t *ev, const char *text, int64_t *ret_seq) {
     struct ah_problem p = {0};
     if (!ev) {
         http_error(req, res, AH_E_NOMEM, "out of memory");
@@ -366,7 +387,7 @@ static void post_message(struct http_request *req, struct http_response *res) {
         if ((v = json_object_get(body, *f)))
             json_object_set(ev, *f, v);
     int64_t seq = 0;
-    if (send_event(ctx, req, res, tenant, id, ev, json_string_value(json_object_get(body, "content")),
+    if (chat_send(ctx, req, res, tenant, id, ev, json_string_value(json_object_get(body, "content")),
                    &seq) < 0)
         return;
     http_json(req, res, 201, message_json(ev, seq));
@@ -378,9 +399,9 @@ static void post_message_i(struct http_request *req, struct http_response *res) 
 
 /* The {messageId} message of the {id} session's chat, with the whole chat (for the rules that
  * look at what came after it); NULL after answering. */
-static json_t *load_message(struct api_ctx *ctx, struct http_request *req,
-                            struct http_response *res, const char **ret_tenant,
-                            json_t **ret_msgs) {
+json_t *chat_load_message(struct api_ctx *ctx, struct http_request *req,
+                          struct http_response *res, const char **ret_tenant, json_t **ret_msgs,
+                          struct session_row **ret_row) {
     const char *mid = http_param(req, "messageId");
     const char *tenant = NULL;
     AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, &tenant);
@@ -392,7 +413,7 @@ static json_t *load_message(struct api_ctx *ctx, struct http_request *req,
         http_error(req, res, rc, "cannot read the chat");
         return NULL;
     }
-    json_t *m = msg_seq(mid) ? find(msgs, mid, NULL) : NULL;
+    json_t *m = chat_msg_seq(mid) ? chat_find(msgs, mid, NULL) : NULL;
     if (!m) {
         json_decref(msgs);
         http_error(req, res, AH_E_NOTFOUND, "no message %s in the chat of session %s", mid,
@@ -401,6 +422,8 @@ static json_t *load_message(struct api_ctx *ctx, struct http_request *req,
     }
     *ret_tenant = tenant;
     *ret_msgs = msgs;
+    if (ret_row)
+        *ret_row = AH_TAKE(row);
     return m;
 }
 
@@ -433,18 +456,18 @@ static void put_message(struct http_request *req, struct http_response *res) {
         return;
     const char *tenant = NULL;
     AH_AUTO(json_decrefp) json_t *msgs = NULL;
-    json_t *m = load_message(ctx, req, res, &tenant, &msgs);
+    json_t *m = chat_load_message(ctx, req, res, &tenant, &msgs, NULL);
     if (!m || !is_user(req, res, m, "edited"))
         return;
     const char *mid = json_string_value(json_object_get(m, "id"));
-    int64_t mseq = msg_seq(mid);
+    int64_t mseq = chat_msg_seq(mid);
     /* answered: an assistant message after it — then the edit is a new message (see the top) */
     bool answered = false;
     size_t i;
     json_t *o;
     json_array_foreach(msgs, i, o) {
         if (!strcmp(json_string_value(json_object_get(o, "role")), "assistant") &&
-            msg_seq(json_string_value(json_object_get(o, "id"))) > mseq)
+            chat_msg_seq(json_string_value(json_object_get(o, "id"))) > mseq)
             answered = true;
     }
     json_t *att = json_object_get(m, "attachments");
@@ -455,7 +478,7 @@ static void put_message(struct http_request *req, struct http_response *res) {
     if (ev && json_array_size(att))
         json_object_set(ev, "attachments", att);
     int64_t seq = 0;
-    if (send_event(ctx, req, res, tenant, http_param(req, "id"), ev,
+    if (chat_send(ctx, req, res, tenant, http_param(req, "id"), ev,
                    json_string_value(json_object_get(body, "content")), &seq) < 0)
         return;
     char ts[TIME_RFC3339_LEN + 1];
@@ -475,13 +498,13 @@ static void delete_message(struct http_request *req, struct http_response *res) 
         return;
     const char *tenant = NULL;
     AH_AUTO(json_decrefp) json_t *msgs = NULL;
-    json_t *m = load_message(ctx, req, res, &tenant, &msgs);
+    json_t *m = chat_load_message(ctx, req, res, &tenant, &msgs, NULL);
     if (!m || !is_user(req, res, m, "deleted"))
         return;
     AH_AUTO(json_decrefp) json_t *ev = json_pack("{s:s, s:s, s:O}", "type", "chat_message",
                                                  "role", "user", "deletes",
                                                  json_object_get(m, "id"));
-    if (send_event(ctx, req, res, tenant, http_param(req, "id"), ev, NULL, NULL) < 0)
+    if (chat_send(ctx, req, res, tenant, http_param(req, "id"), ev, NULL, NULL) < 0)
         return;
     res->status = 204;
 }
@@ -503,7 +526,7 @@ static void post_retry(struct http_request *req, struct http_response *res) {
     }
     const char *tenant = NULL;
     AH_AUTO(json_decrefp) json_t *msgs = NULL;
-    json_t *m = load_message(ctx, req, res, &tenant, &msgs);
+    json_t *m = chat_load_message(ctx, req, res, &tenant, &msgs, NULL);
     if (!m || !is_user(req, res, m, "retried"))
         return;
     AH_AUTO(json_decrefp) json_t *ev = json_pack("{s:s, s:s, s:O, s:O}", "type", "chat_message",
@@ -514,7 +537,7 @@ static void post_retry(struct http_request *req, struct http_response *res) {
     if (ev && json_array_size(att))
         json_object_set(ev, "attachments", att);
     int64_t seq = 0;
-    if (send_event(ctx, req, res, tenant, http_param(req, "id"), ev,
+    if (chat_send(ctx, req, res, tenant, http_param(req, "id"), ev,
                    json_string_value(json_object_get(m, "content")), &seq) < 0)
         return;
     http_json(req, res, 200, message_json(ev, seq));
@@ -535,5 +558,6 @@ int api_chat_register(struct router *r, struct api_ctx *ctx) {
                      delete_message, ctx, 0, 0);
     rc |= router_add(r, "POST", "/api/v1/sessions/{id}/chat/messages/{messageId}/retry", retry_i,
                      ctx, 0, 4096);
+    rc |= chat_attach_register(r, ctx);
     return rc ? AH_E_NOMEM : 0;
 }

@@ -246,6 +246,10 @@ const char *exec_agent_names(struct executor *ex) {
     return ex->agent_names;
 }
 
+const char *exec_data_dir(struct executor *ex) {
+    return ex->cfg.data_dir;
+}
+
 char *exec_recording_path(struct executor *ex, const char *id) {
     char path[4200];
     snprintf(path, sizeof(path), "%s/sessions/%s/recording.cast", ex->cfg.data_dir, id);

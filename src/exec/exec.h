@@ -77,6 +77,8 @@ int exec_prompt(struct executor *ex, const char *tenant, const char *id, const c
  * the stored event's seq. */
 int exec_chat(struct executor *ex, const char *tenant, const char *id, json_t *event,
               const char *text, int64_t *ret_seq, struct ah_problem *reterr);
+/* The server's data directory (lent until exec_free). */
+const char *exec_data_dir(struct executor *ex);
 /* Where the session's asciicast recording is (may not exist yet); caller frees. */
 char *exec_recording_path(struct executor *ex, const char *id);
 /* What the repository at url has: its branches [{name, is_default, last_commit}] and tracked

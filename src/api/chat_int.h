@@ -1,0 +1,34 @@
+/*
+ * chat_int.h — private to chat*.c: what the chat's files share (chat.c folds the events into
+ * messages; chat_attach.c adds attachments to them).
+ */
+#ifndef AH_API_CHAT_INT_H
+#define AH_API_CHAT_INT_H
+
+#include "../store/store.h"
+#include "routes.h"
+
+/* The seq of a message id "msg-<seq>", 0 when id is not one. */
+int64_t chat_msg_seq(const char *id);
+/* The message with this id in msgs (borrowed), NULL when none; *ret_i its index. */
+json_t *chat_find(json_t *msgs, const char *id, size_t *ret_i);
+/* The {messageId} message of the {id} session (borrowed from *ret_msgs, the whole chat, which the
+ * caller frees); *ret_row (when not NULL) the session, caller frees. NULL after answering. */
+json_t *chat_load_message(struct api_ctx *ctx, struct http_request *req,
+                          struct http_response *res, const char **ret_tenant, json_t **ret_msgs,
+                          struct session_row **ret_row);
+/* Records ev (a chat_message) and sends text to the agent when not NULL (exec_chat); answers the
+ * failure and returns it, or 0. */
+int chat_send(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
+              const char *tenant, const char *id, json_t *ev, const char *text, int64_t *ret_seq);
+
+/* Tokens of a text in the o200k_base vocabulary (D39; tokens.c). Thread-safe; the first call
+ * loads the vocabulary. */
+int64_t tokens_count(const char *text, size_t len);
+/* Tokens of an image (PNG/GIF sizes read from the header; others as 1024×1024). */
+int64_t tokens_image(const char *data, size_t len);
+
+/* The attachment routes (chat_attach.c). */
+int chat_attach_register(struct router *r, struct api_ctx *ctx);
+
+#endif
