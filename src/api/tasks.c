@@ -103,6 +103,8 @@ static void create_task(struct http_request *req, struct http_response *res) {
         http_error(req, res, rc, "cannot store the task");
         return;
     }
+    for (size_t i = 0; i < n; i++) /* D48: the agents join this request's trace */
+        exec_trace_note(sessions[i].id, req->traceparent);
     exec_kick(ctx->exec);
 
     json_t *ids = json_array();

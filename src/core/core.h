@@ -336,6 +336,9 @@ bool log_enabled(enum log_level l);
 /* Writes {"time","level","msg", …fields} as one line with one write(2). `fields` may be NULL and
  * is not stolen. */
 void log_json(enum log_level l, const char *msg, const json_t *fields);
+/* D48: the trace this thread is working for (the request's trace_id and span_id, borrowed until
+ * cleared with NULLs): every line the thread logs meanwhile carries them. */
+void log_trace_set(const char *trace_id, const char *span_id);
 void log_msg(enum log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -13,6 +13,12 @@
 static int sink_fd = 2;
 static enum log_level sink_min = LOG_INFO;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static __thread const char *trace_id, *span_id; /* D48: set by the HTTP layer per request */
+
+void log_trace_set(const char *t, const char *s) {
+    trace_id = t;
+    span_id = s;
+}
 
 int log_level_parse(const char *s, enum log_level *ret) {
     for (int i = 0; s && i < 4; i++)
@@ -50,6 +56,10 @@ void log_json(enum log_level l, const char *msg, const json_t *fields) {
         return;
     if (fields)
         json_object_update_missing(line, (json_t *)fields);
+    if (trace_id && !json_object_get(line, "trace_id")) {
+        json_object_set_new(line, "trace_id", json_string(trace_id));
+        json_object_set_new(line, "span_id", json_string(span_id ? span_id : ""));
+    }
     char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(line);
     if (text && text_has_userinfo(text)) { /* D29: no log line shows a URL's credentials */

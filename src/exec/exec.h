@@ -54,6 +54,10 @@ void exec_free(struct executor *ex); /* stops first if needed; NULL-safe */
 
 /* New queued sessions exist: run the scheduler. */
 void exec_kick(struct executor *ex);
+/* D48 (trace.c): notes the traceparent of the request that created session_id; the scheduler
+ * takes it (once) and gives it to the session's processes as TRACEPARENT. Thread-safe. */
+void exec_trace_note(const char *session_id, const char *traceparent);
+bool exec_trace_take(const char *session_id, char out[56]);
 
 /* The agent types this server can run (built-in and configured), for D25's 400. */
 bool exec_agent_known(struct executor *ex, const char *type);

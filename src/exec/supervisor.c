@@ -287,7 +287,7 @@ static char **build_env(struct executor *ex, const char *id, const char *token) 
     size_t n = 0;
     for (char **e = environ; *e; e++)
         n++;
-    char **env = calloc(n + 5, sizeof(char *));
+    char **env = calloc(n + 6, sizeof(char *));
     if (!env)
         return NULL;
     size_t k = 0;
@@ -301,6 +301,11 @@ static char **build_env(struct executor *ex, const char *id, const char *token) 
     snprintf(buf, sizeof(buf), "AH_RECORDER_TOKEN=%s", token);
     env[k++] = strdup(buf);
     env[k++] = strdup("TERM=xterm-256color");
+    char tp[56];
+    if (exec_trace_take(id, tp)) { /* D48: the creating request's trace */
+        snprintf(buf, sizeof(buf), "TRACEPARENT=%s", tp);
+        env[k++] = strdup(buf);
+    }
     for (size_t i = 0; i < k; i++)
         ok &= env[i] != NULL;
     if (!ok) {

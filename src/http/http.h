@@ -45,6 +45,9 @@ struct http_request {
     size_t body_len;
     struct arena *arena;
     const char *tenant; /* effective tenant; "default" until auth assigns one */
+    /* D48: this request's span in the caller's trace (or a new trace): 32 and 16 hex digits, and
+     * the traceparent to hand to whatever the request starts (agents, outgoing calls). */
+    const char *trace_id, *span_id, *traceparent;
     void *route_ctx;    /* the ctx given to router_add */
     const char *route_pattern; /* the matched route's pattern as registered */
     const void *principal;     /* who is calling (auth.h's struct auth_principal), set by the

@@ -492,6 +492,14 @@ static bool req_ctx_init(struct req_ctx *rc, const char *url, const char *method
         if (id && ulid_new(id) == 0)
             rc->req.request_id = id;
     }
+    struct obs_trace tr; /* D48: continue the caller's trace, or start one */
+    if (obs_trace_start(http_header(&rc->req, "traceparent"), &tr) == 0) {
+        char tp[56];
+        obs_traceparent_format(&tr, tp);
+        rc->req.trace_id = arena_strdup(a, tr.trace_id);
+        rc->req.span_id = arena_strdup(a, tr.span_id);
+        rc->req.traceparent = arena_strdup(a, tp);
+    }
     if (!rc->req.method || !rc->req.path || !rc->req.request_id) {
         req_ctx_free(rc);
         return false;
@@ -529,10 +537,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         uint64_t bytes = rc->bytes;
         if (rc->stream)
             bytes = __atomic_load_n(&rc->stream->bytes, __ATOMIC_RELAXED);
-        json_t *f = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I}", "id", rc->req.request_id,
-                              "method", rc->req.method, "path", rc->req.path, "status",
-                              rc->status, "bytes", (json_int_t)bytes, "duration_ms",
-                              (json_int_t)(time_mono_ms() - rc->start_mono));
+        json_t *f = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:s?, s:s?}", "id",
+                              rc->req.request_id, "method", rc->req.method, "path", rc->req.path,
+                              "status", rc->status, "bytes", (json_int_t)bytes, "duration_ms",
+                              (json_int_t)(time_mono_ms() - rc->start_mono), "trace_id",
+                              rc->req.trace_id, "span_id", rc->req.span_id);
         if (f && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
             json_object_set_new(f, "aborted", json_true());
         log_json(LOG_INFO, "request", f);
@@ -632,6 +641,12 @@ static enum MHD_Result send_response(struct req_ctx *rc, struct http_response *r
                                     res->content_type ? res->content_type : "application/json");
     }
     MHD_add_response_header(r, "X-Request-Id", rc->req.request_id);
+    if (rc->req.traceparent) { /* D48: our span, so the caller can link to it */
+        MHD_add_response_header(r, "traceparent", rc->req.traceparent);
+        const char *ts = http_header(&rc->req, "tracestate");
+        if (ts && strlen(ts) <= 512 && front_utf8_ok(ts, strlen(ts)))
+            MHD_add_response_header(r, "tracestate", ts);
+    }
     /* Item 4: one Cache-Control. The handler's own (no-cache on event streams) wins over the
      * default; the request's Cache-Control has nothing to say about the response. */
     bool has_cc = false;
@@ -954,9 +969,25 @@ static enum MHD_Result on_body_complete(struct req_ctx *rc) {
     return ok;
 }
 
+static enum MHD_Result on_request_traced(void *cls, struct MHD_Connection *conn,
+                                         const char *url, const char *method,
+                                         const char *version, const char *upload_data,
+                                         size_t *upload_data_size, void **con_cls);
+
+/* Every log line a handler writes carries the request's trace (D48). */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
+    enum MHD_Result r = on_request_traced(cls, conn, url, method, version, upload_data,
+                                          upload_data_size, con_cls);
+    log_trace_set(NULL, NULL);
+    return r;
+}
+
+static enum MHD_Result on_request_traced(void *cls, struct MHD_Connection *conn,
+                                         const char *url, const char *method,
+                                         const char *version, const char *upload_data,
+                                         size_t *upload_data_size, void **con_cls) {
     struct http_server *srv = cls;
     struct req_ctx *rc = *con_cls;
     if (!rc || !rc->req.method) {
@@ -967,6 +998,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             *con_cls = NULL;
             return MHD_NO;
         }
+        log_trace_set(rc->req.trace_id, rc->req.span_id);
         /* Framing and path checks, for every request (the gate did the first one of the
          * connection from its raw bytes; a kept-alive connection's later requests come here
          * only). Answering now also closes the connection, which a framing error needs. */
@@ -984,6 +1016,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return on_headers(rc);
     }
+    log_trace_set(rc->req.trace_id, rc->req.span_id);
     if (rc->responded) { /* answered early: swallow whatever MHD still hands us */
         *upload_data_size = 0;
         return MHD_YES;

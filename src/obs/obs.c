@@ -451,16 +451,33 @@ int obs_traceparent_parse(const char *v, struct obs_trace *ret) {
     return 0;
 }
 
+/* Ids need to be unique, not secret: a per-thread splitmix64 seeded once from getrandom keeps a
+ * syscall off every request. */
+static __thread uint64_t prng_state;
+static __thread bool prng_seeded;
+
+static int prng_next(uint64_t *ret) {
+    if (!prng_seeded) {
+        if (getrandom(&prng_state, sizeof(prng_state), 0) != sizeof(prng_state))
+            return AH_E_IO;
+        prng_seeded = true;
+    }
+    uint64_t z = (prng_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    *ret = z ^ (z >> 31);
+    return 0;
+}
+
 static int random_hex(char *out, size_t nbytes) {
     unsigned char b[16];
     static const char hx[] = "0123456789abcdef";
     do {
-        size_t got = 0;
-        while (got < nbytes) {
-            ssize_t r = getrandom(b + got, nbytes - got, 0);
-            if (r < 0)
+        for (size_t got = 0; got < nbytes; got += 8) {
+            uint64_t r;
+            if (prng_next(&r) < 0)
                 return AH_E_IO;
-            got += (size_t)r;
+            memcpy(b + got, &r, nbytes - got < 8 ? nbytes - got : 8);
         }
         for (size_t i = 0; i < nbytes; i++) {
             out[2 * i] = hx[b[i] >> 4];
