@@ -227,6 +227,36 @@ int watcher_fd(const struct watcher *w) {
     return w->fd;
 }
 
+static void check(struct watcher *w, const char *rel, watch_fn cb, void *arg);
+
+/* rel is gone and was no file we knew: when it was a directory (moved away or removed whole,
+ * which inotify reports for the directory alone), every file we knew under it is checked, so
+ * each becomes a deletion. The server names exactly these paths in its next snapshot. */
+static void check_gone_dir(struct watcher *w, const char *rel, watch_fn cb, void *arg) {
+    size_t n = strlen(rel), cap = 0, k = 0;
+    char **under = NULL;
+    for (size_t b = 0; b < WATCH_BUCKETS; b++)
+        for (struct shadow *s = w->buckets[b]; s; s = s->next) {
+            if (!s->exists || strncmp(s->rel, rel, n) != 0 || s->rel[n] != '/')
+                continue;
+            if (k == cap) {
+                char **v = realloc(under, (cap = cap ? 2 * cap : 16) * sizeof(*v));
+                if (!v)
+                    goto out;
+                under = v;
+            }
+            if (!(under[k] = strdup(s->rel)))
+                goto out;
+            k++;
+        }
+out:
+    for (size_t i = 0; i < k; i++) {
+        check(w, under[i], cb, arg);
+        free(under[i]);
+    }
+    free(under);
+}
+
 /* Compares a file with its shadow and reports a change. */
 static void check(struct watcher *w, const char *rel, watch_fn cb, void *arg) {
     struct shadow *s = find(w, rel);
@@ -248,6 +278,7 @@ static void check(struct watcher *w, const char *rel, watch_fn cb, void *arg) {
     if (!s) {
         if (!exists) {
             free(content);
+            check_gone_dir(w, rel, cb, arg);
             return;
         }
         s = add(w, rel);

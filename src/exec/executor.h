@@ -146,8 +146,9 @@ int snapshot_take_base(const char *data_dir, const char *id, const char *workdir
 int snapshots_start(struct executor *ex);
 void snapshots_stop(struct executor *ex);
 /* Asks for an automatic snapshot of the session (coalesced; never waits). */
+/* path: what the watcher saw change (only it is looked at), NULL for anything else. */
 void snapshots_request(struct executor *ex, const char *tenant, const char *id,
-                       const char *workdir, const char *label);
+                       const char *workdir, const char *label, const char *path);
 /* Takes the final snapshot, then posts CMD_EXIT with exit_msg (its `changes` replaced by the
  * totals since the base). false when snapshots are not running: answer the exit now. */
 /* The timeline (D33): a tool boundary's snapshot, held until its tool_result is stored

@@ -51,7 +51,15 @@ struct snap_req {
     char tool[64];  /* a tool boundary: the tool's name (the timeline's label) */
     int64_t seq;    /* the tool_result's seq once stored; 0 unknown */
     bool held;      /* a tool boundary waiting for its event to be stored */
+    /* What the recorder's watcher saw change since the newest snapshot: only these paths are
+     * looked at (ws_snapshot_changed, a few ms on any workspace) unless `full`: a tool's end,
+     * the final snapshot or more than SNAP_PATHS_MAX paths walk the whole tree (stat cache). */
+    char **paths;
+    size_t npaths;
+    bool full;
 };
+
+#define SNAP_PATHS_MAX 1000 /* ws_snapshot_changed walks the whole tree past that anyway */
 
 struct snapshots {
     pthread_mutex_t mu;
@@ -59,13 +67,49 @@ struct snapshots {
     pthread_t thread;
     bool running, stopping;
     struct snap_req *head;
+    struct snap_req *busy; /* the request the worker is running (its paths are not in yet) */
     int64_t coalesce_ms;
     struct executor *ex;
 };
 
+static void paths_clear(struct snap_req *r) {
+    for (size_t i = 0; i < r->npaths; i++)
+        free(r->paths[i]);
+    free(r->paths);
+    r->paths = NULL;
+    r->npaths = 0;
+}
+
+/* Names one more changed path (NULL: a change that names none, the whole tree then). */
+static void add_path(struct snap_req *r, const char *path) {
+    if (r->full)
+        return;
+    char norm[WS_PATH_MAX + 1];
+    if (path && (ws_path_normalise(path, strlen(path), norm) < 0 || !norm[0]))
+        path = NULL; /* not a workspace path we can name (absolute, .git…): walk the tree */
+    else if (path)
+        path = norm;
+    for (size_t i = 0; path && i < r->npaths; i++)
+        if (strcmp(r->paths[i], path) == 0)
+            return;
+    char **v = path && r->npaths < SNAP_PATHS_MAX
+                   ? realloc(r->paths, (r->npaths + 1) * sizeof(*v))
+                   : NULL;
+    char *copy = v ? strdup(path) : NULL;
+    if (v)
+        r->paths = v;
+    if (!copy) { /* no path, too many, or out of memory: walk the tree */
+        paths_clear(r);
+        r->full = true;
+        return;
+    }
+    r->paths[r->npaths++] = copy;
+}
+
 static void req_free(struct snap_req *r) {
     if (!r)
         return;
+    paths_clear(r);
     free(r->workdir);
     json_decref(r->exit);
     free(r);
@@ -115,19 +159,24 @@ static int write_id(const char *data_dir, const char *id, const char *name, cons
  * boundaries); failures are counted apart. */
 static struct obs_family *m_snap_secs, *m_snap_failed;
 __attribute__((constructor)) static void snapshot_metrics(void) {
-    static const char *const kinds[] = {"kind=\"base\"", "kind=\"incremental\""};
+    static const char *const kinds[] = {"kind=\"base\"", "kind=\"incremental\"",
+                                        "kind=\"watched\""};
     static const double secs[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                   0.5,   1,     2.5,  5,     10,   30, 60};
     m_snap_secs = obs_register("ah_snapshot_seconds", "Time to take a workspace snapshot",
-                               OBS_HISTOGRAM, kinds, 2, secs, sizeof(secs) / sizeof(*secs));
+                               OBS_HISTOGRAM, kinds, 3, secs, sizeof(secs) / sizeof(*secs));
     m_snap_failed = obs_register("ah_snapshot_failures_total", "Workspace snapshots that failed",
-                                 OBS_COUNTER, kinds, 2, NULL, 0);
+                                 OBS_COUNTER, kinds, 3, NULL, 0);
 }
 
+/* kind 2 ("watched"): only the paths named (the watcher's), see struct snap_req. */
 static int timed_snapshot(size_t kind, struct ws_store *st, const char *workdir,
-                          const char *label, char *snap) {
+                          const char *label, char *snap, const char *const *paths, size_t npaths) {
     double t0 = obs_now();
-    int rc = ws_snapshot(st, workdir, label, snap, NULL);
+    int rc = kind == 2 ? ws_snapshot_changed(st, workdir, label, paths, npaths, snap, NULL)
+                       : ws_snapshot(st, workdir, label, snap, NULL);
+    if (rc < 0 && kind == 2) /* whatever went wrong with the named paths, the walk still works */
+        rc = ws_snapshot(st, workdir, label, snap, NULL);
     obs_observe(m_snap_secs, kind, obs_now() - t0);
     if (rc < 0)
         obs_add(m_snap_failed, kind, 1);
@@ -147,7 +196,7 @@ int snapshot_take_base(const char *data_dir, const char *id, const char *workdir
     struct ws_store *st = NULL;
     int rc = ws_store_open(dir, &st);
     if (rc == 0)
-        rc = timed_snapshot(0, st, workdir, "base", snap);
+        rc = timed_snapshot(0, st, workdir, "base", snap, NULL, 0);
     ws_store_free(st);
     if (rc == 0)
         rc = write_id(data_dir, id, "snapshot-base", snap);
@@ -269,7 +318,8 @@ static void run_one(struct executor *ex, struct snap_req *r, json_t **ret_change
     struct ws_store *st = NULL;
     int rc = ws_store_open(dir, &st);
     if (rc == 0)
-        rc = timed_snapshot(1, st, r->workdir, r->label, snap);
+        rc = timed_snapshot(r->full || !r->npaths ? 1 : 2, st, r->workdir, r->label, snap,
+                            (const char *const *)r->paths, r->npaths);
     if (rc < 0) {
         log_msg(LOG_WARN, "session %s: snapshot failed: %s", r->id, ah_strerror(rc));
         ws_store_free(st);
@@ -363,9 +413,13 @@ static void *snap_main(void *arg) {
             continue;
         }
         struct executor *ex = S->ex;
+        S->busy = r;
         pthread_mutex_unlock(&S->mu);
         json_t *changes = NULL;
         run_one(ex, r, &changes);
+        pthread_mutex_lock(&S->mu);
+        S->busy = NULL;
+        pthread_mutex_unlock(&S->mu);
         if (r->exit) {
             if (changes)
                 json_object_set_new(r->exit, "changes", changes);
@@ -385,7 +439,7 @@ static void *snap_main(void *arg) {
 }
 
 static void enqueue(struct snapshots *S, const char *tenant, const char *id, const char *workdir,
-                    const char *label, const char *tool, json_t *exit_msg) {
+                    const char *label, const char *tool, json_t *exit_msg, const char *path) {
     pthread_mutex_lock(&S->mu);
     if (!S->running || S->stopping) {
         pthread_mutex_unlock(&S->mu);
@@ -395,6 +449,7 @@ static void enqueue(struct snapshots *S, const char *tenant, const char *id, con
     int64_t due = time_mono_ms() + (exit_msg ? 0 : tool ? BOUNDARY_HOLD_MS : S->coalesce_ms);
     for (struct snap_req *r = S->head; r; r = r->next)
         if (strcmp(r->id, id) == 0 && strcmp(r->tenant, tenant) == 0) {
+            add_path(r, path);
             if (tool) { /* the pending snapshot becomes this boundary's */
                 snprintf(r->tool, sizeof(r->tool), "%s", tool);
                 r->held = true;
@@ -428,6 +483,7 @@ static void enqueue(struct snapshots *S, const char *tenant, const char *id, con
         snprintf(r->tool, sizeof(r->tool), "%s", tool);
         r->held = true;
     }
+    add_path(r, path);
     r->due = due;
     r->exit = exit_msg;
     r->next = S->head;
@@ -437,16 +493,16 @@ static void enqueue(struct snapshots *S, const char *tenant, const char *id, con
 }
 
 void snapshots_request(struct executor *ex, const char *tenant, const char *id,
-                       const char *workdir, const char *label) {
+                       const char *workdir, const char *label, const char *path) {
     if (workdir && ex->snaps)
-        enqueue(ex->snaps, tenant, id, workdir, label, NULL, NULL);
+        enqueue(ex->snaps, tenant, id, workdir, label, NULL, NULL, path);
 }
 
 void snapshots_boundary(struct executor *ex, const char *tenant, const char *id,
                         const char *workdir, const char *tool) {
     if (workdir && ex->snaps)
         enqueue(ex->snaps, tenant, id, workdir, "tool_result", tool && *tool ? tool : "tool",
-                NULL);
+                NULL, NULL);
 }
 
 void snapshots_boundary_stored(struct executor *ex, const char *tenant, const char *id,
@@ -476,7 +532,7 @@ bool snapshots_final(struct executor *ex, const char *tenant, const char *id, co
     pthread_mutex_unlock(&S->mu);
     if (!up || !workdir)
         return false;
-    enqueue(S, tenant, id, workdir, "final", NULL, json_incref(exit_msg));
+    enqueue(S, tenant, id, workdir, "final", NULL, json_incref(exit_msg), NULL);
     return true;
 }
 

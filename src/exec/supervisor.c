@@ -632,7 +632,8 @@ static void on_event_msg(struct executor *ex, struct rconn *c, json_t *msg) {
      * it twice would disagree with GET /files. A tool's end is a boundary too. */
     bool watched = strcmp(type, "file_edit") == 0 && !json_object_get(ev, "status");
     if (l->workspace && watched)
-        snapshots_request(ex, l->tenant, l->id, l->workspace, "files");
+        snapshots_request(ex, l->tenant, l->id, l->workspace, "files",
+                          json_string_value(json_object_get(ev, "file_path")));
     else if (l->workspace && strcmp(type, "tool_result") == 0) /* the timeline's moment (D33) */
         snapshots_boundary(ex, l->tenant, l->id, l->workspace,
                            json_string_value(json_object_get(ev, "tool_name")));

@@ -25,6 +25,8 @@ BASE = {
     "docs/move_me.md": LONG.replace("paragraph", "section"),
     "obsolete.txt": "remove me\n",
     "pure.txt": LONG.replace("paragraph", "chapter"),
+    "lib/a.txt": "library a\n",
+    "lib/sub/b.txt": "library b\nline 2\n",
 }
 STEPS = [
     {"thought": "editing"},
@@ -42,6 +44,11 @@ STEPS = [
     {"tool": "make", "output": "ok"},
     {"sleep": 600},  # past the snapshot coalescing window: the next changes are a new snapshot
     {"edit": "src/new_file.h", "content": "#pragma once\nint add(int a, int b);\n"},
+    {"sleep": 600},
+    # a whole directory moved: inotify tells of the directory alone, and the snapshot that
+    # names only the paths the watcher reported must still see every file of it leave
+    {"rename": "lib", "to": "vendor/lib"},
+    {"sleep": 600},
     {"log": "done"},
 ]
 
@@ -106,6 +113,7 @@ class Checkout(unittest.TestCase):
         self.assertEqual(theirs["archive/2026/moved.md"], ("renamed", "docs/move_me.md"))
         self.assertEqual(theirs["obsolete.txt"], ("deleted", None))
         self.assertEqual(theirs["src/new_file.h"], ("added", None))
+        self.assertEqual(theirs["vendor/lib/sub/b.txt"], ("renamed", "lib/sub/b.txt"))
         for line in self.gitdiff("--numstat").decode().splitlines():
             a, d, p = line.split("\t")
             if "=>" in p:  # "{old => new}" or "old => new"
@@ -168,6 +176,16 @@ class Checkout(unittest.TestCase):
         renames = {e["file_path"]: e.get("old_path") for e in edits if e["change"] == "renamed"}
         self.assertEqual(renames.get("renamed.txt"), "pure.txt")
         self.assertEqual(renames.get("archive/2026/moved.md"), "docs/move_me.md")
+
+    def test_watched_snapshots_name_paths(self):
+        """The snapshots after watched edits look at the reported paths only (the fast path);
+        the events above prove they saw everything."""
+        r = self.server.get("/metrics")
+        self.assertEqual(r.status, 200, r)
+        counts = [l for l in r.body.decode().splitlines()
+                  if l.startswith('ah_snapshot_seconds_count{kind="watched"}')]
+        self.assertEqual(len(counts), 1, r.body[-2000:])
+        self.assertGreaterEqual(float(counts[0].split()[-1]), 2)
 
     def test_tree_agrees_with_checkout(self):
         t = self.get("workspace/files?recursive=true").json()
