@@ -52,6 +52,8 @@ struct proxy_config {
     const char *ca_file;      /* PEM bundle to verify its TLS certificate; NULL: the system's */
     long connect_timeout_ms;  /* 0: 10 s; past it the answer is 504 */
     long header_timeout_ms;   /* 0: 60 s; no status line by then: 504 */
+    const char *api_key;      /* sent as Authorization: ApiKey … on requests without their own
+                                 credential; NULL: none (the browser signs in upstream) */
 };
 /* Checks the URL and starts the proxy's thread. 0, or AH_E_INVAL / AH_E_NOMEM with reterr. */
 int proxy_start(const struct proxy_config *cfg, struct proxy **ret, struct ah_problem *reterr);

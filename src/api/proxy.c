@@ -16,6 +16,7 @@
  * front door here already applied its own Host/Origin guard) and Content-Length (curl sets it).
  * X-Request-Id is this request's id (the client's when it sent a valid one, D8), so both servers
  * log the same id; Authorization, traceparent, Idempotency-Key and Last-Event-ID pass unchanged.
+ * A configured API key (--remote-api-key-file) is sent for requests that carry no credential.
  * The answer's headers come back except the hop-by-hop ones, the framing (Content-Length,
  * Transfer-Encoding: the body is re-framed here), X-Request-Id (ours is the same) and CORS
  * (this front door answers CORS for its own origin).
@@ -43,6 +44,7 @@
 struct proxy {
     char *base; /* scheme://host[:port][/prefix], no trailing slash */
     char *ca_file;
+    char *api_key; /* the configured credential, or NULL */
     long connect_timeout_ms, header_timeout_ms;
     CURLM *multi;
     pthread_t thread;
@@ -410,7 +412,8 @@ static int add_header(struct curl_slist **list, const char *name, const char *va
     return 0;
 }
 
-static int build_headers(const struct http_request *req, struct curl_slist **ret) {
+static int build_headers(const struct proxy *px, const struct http_request *req,
+                         struct curl_slist **ret) {
     const char *connection = http_header(req, "Connection");
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < req->n_headers; i++) {
@@ -421,6 +424,14 @@ static int build_headers(const struct http_request *req, struct curl_slist **ret
             strcasecmp(name, "expect") == 0 || strcasecmp(name, "x-request-id") == 0)
             continue;
         rc = add_header(ret, name, req->headers[i].value ? req->headers[i].value : "");
+    }
+    /* The configured key stands in for a browser that brings no credential of its own. */
+    if (rc == 0 && px->api_key && !http_header(req, "Authorization") &&
+        !http_header(req, "X-API-Key")) {
+        char auth[AH_LIMIT_HEADER];
+        snprintf(auth, sizeof(auth), "ApiKey %s", px->api_key);
+        rc = add_header(ret, "Authorization", auth);
+        explicit_bzero(auth, sizeof(auth));
     }
     if (rc == 0)
         rc = add_header(ret, "X-Request-Id", req->request_id);
@@ -487,7 +498,7 @@ static void proxy_handler(struct http_request *req, struct http_response *res) {
     pthread_cond_init(&r->cv, &ca);
     pthread_condattr_destroy(&ca);
     r->easy = curl_easy_init();
-    if (!r->easy || build_headers(req, &r->headers) < 0 || setup_easy(px, r, req, url) < 0) {
+    if (!r->easy || build_headers(px, req, &r->headers) < 0 || setup_easy(px, r, req, url) < 0) {
         free(url);
         pxreq_free(r);
         http_error(req, res, AH_E_NOMEM, "out of memory forwarding the request");
@@ -602,6 +613,7 @@ int proxy_start(const struct proxy_config *cfg, struct proxy **ret, struct ah_pr
     if (px)
         pthread_mutex_init(&px->mu, NULL);
     if (!px || !(px->base = strdup(u)) || (cfg->ca_file && !(px->ca_file = strdup(cfg->ca_file))) ||
+        (cfg->api_key && !(px->api_key = strdup(cfg->api_key))) ||
         !(px->multi = curl_multi_init())) {
         proxy_free(px);
         problem_set(reterr, AH_E_NOMEM, "out of memory");
@@ -673,5 +685,9 @@ void proxy_free(struct proxy *px) {
     pthread_mutex_destroy(&px->mu);
     free(px->base);
     free(px->ca_file);
+    if (px->api_key) {
+        explicit_bzero(px->api_key, strlen(px->api_key));
+        free(px->api_key);
+    }
     free(px);
 }

@@ -272,6 +272,13 @@ static int run_proxy(const struct config *cfg, const struct proxy_config *pc, bo
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (pc->api_key && !bind_is_loopback(cfg->bind)) {
+        /* whoever reaches this address would act with the configured key */
+        fprintf(stderr, "ah webui: refusing to serve %s with --remote-api-key-file: bind to "
+                        "127.0.0.1 (the key would be anyone's who reaches the address)\n",
+                cfg->bind);
+        return EXIT_CONFIG;
+    }
     struct ah_problem p = {0};
     struct proxy *px = NULL;
     if (proxy_start(pc, &px, &p) < 0) {
@@ -347,7 +354,9 @@ static const char webui_usage[] =
     "  --remote-server URL  start no access point: serve the UI and pass every /api/v1 request\n"
     "                       to the access point at URL (http:// or https://)\n"
     "  --remote-ca PATH     verify that access point's TLS certificate with this CA bundle (PEM)\n"
-    "  --remote-timeout MS  how long to wait for its answer to begin (default 60000; 504 after)";
+    "  --remote-timeout MS  how long to wait for its answer to begin (default 60000; 504 after)\n"
+    "  --remote-api-key-file PATH  send the API key in PATH to that access point for requests\n"
+    "                       without their own credential (loopback --bind only)";
 
 static int run_command(int argc, char **argv, const char *command, const char *usage,
                        int64_t default_port, bool open, const struct proxy_config *remote) {
@@ -369,17 +378,41 @@ int cmd_access_point(int argc, char **argv) {
     return run_command(argc, argv, "agent access-point", access_point_usage, 3001, false, NULL);
 }
 
+/* --remote-api-key-file: the key on its first line (never on the command line, where other
+ * users could read it). One clear line when it cannot be used. */
+static int read_key_file(const char *path, char *key, size_t n) {
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        fprintf(stderr, "ah webui: cannot read --remote-api-key-file %s: %s\n", path,
+                strerror(errno));
+        return -1;
+    }
+    bool ok = fgets(key, (int)n, f) != NULL;
+    fclose(f);
+    size_t l = ok ? strcspn(key, "\r\n") : 0;
+    if (ok)
+        key[l] = '\0';
+    if (!ok || l == 0 || l + 1 >= n || strpbrk(key, " \t")) {
+        explicit_bzero(key, n);
+        fprintf(stderr, "ah webui: --remote-api-key-file %s must hold one API key on its first "
+                        "line\n", path);
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_webui(int argc, char **argv) {
     /* --open is webui's own flag: take it out before the shared option parser sees argv. */
     /* So are the proxy mode's --remote-* options (M17). */
     bool open = false;
     struct proxy_config remote = {0};
-    static const char *const valued[] = {"--remote-server", "--remote-ca", "--remote-timeout"};
-    const char *values[3] = {NULL, NULL, NULL};
+    static const char *const valued[] = {"--remote-server", "--remote-ca", "--remote-timeout",
+                                         "--remote-api-key-file"};
+    const char *values[4] = {NULL, NULL, NULL, NULL};
     int n = 0;
     for (int i = 0; i < argc; i++) {
         bool taken = false;
-        for (size_t k = 0; i > 0 && k < 3 && !taken; k++) {
+        for (size_t k = 0; i > 0 && k < 4 && !taken; k++) {
             size_t l = strlen(valued[k]);
             if (strcmp(argv[i], valued[k]) == 0) {
                 if (i + 1 >= argc) {
@@ -412,11 +445,18 @@ int cmd_webui(int argc, char **argv) {
         }
         remote.header_timeout_ms = ms;
     }
-    if (!remote.url && (remote.ca_file || values[2])) {
-        fprintf(stderr, "ah webui: --remote-ca and --remote-timeout need --remote-server\n");
+    if (!remote.url && (remote.ca_file || values[2] || values[3])) {
+        fprintf(stderr, "ah webui: --remote-ca, --remote-timeout and --remote-api-key-file need "
+                        "--remote-server\n");
         return EXIT_USAGE;
     }
-    return run_command(n, argv, "webui", webui_usage, 8080, open, &remote);
+    char key[512] = "";
+    if (values[3] && read_key_file(values[3], key, sizeof(key)) < 0)
+        return EXIT_USAGE;
+    remote.api_key = key[0] ? key : NULL;
+    int rc = run_command(n, argv, "webui", webui_usage, 8080, open, &remote);
+    explicit_bzero(key, sizeof(key));
+    return rc;
 }
 
 void cmd_access_point_help(void) {

@@ -3,11 +3,13 @@ access point. Against a real second `ah` (tasks, idempotency, SSE live and resum
 Last-Event-ID, 204 at the end, Problems passed through), and against small upstreams written
 here for what a real server cannot show: the headers that arrive (Authorization, traceparent,
 Idempotency-Key, X-Request-Id kept; hop-by-hop, Host, Origin, Cookie dropped), an upstream that
-never answers (504), one that is down (502), and TLS verified with --remote-ca (502 without)."""
+never answers (504), one that is down (502), and TLS verified with --remote-ca (502 without);
+a configured API key (--remote-api-key-file) against an access point that requires one."""
 
 import http.server
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -171,6 +173,64 @@ class AgainstRealServer(unittest.TestCase):
         # Everything seen: the upstream's 204 passes through.
         status, none = sse_events(self.server, sid, last_id=seqs[-1])
         self.assertEqual((status, none), (204, []))
+
+
+class ConfiguredKey(unittest.TestCase):
+    """--remote-api-key-file: the proxy signs in to an access point that requires credentials,
+    for requests that bring none; a request with its own credential keeps it."""
+
+    def test_configured_key(self):
+        upstream = ahtest.Server()
+        tmp = tempfile.mkdtemp(prefix="ah-proxy-key-")
+        servers = [upstream]
+        try:
+            p = subprocess.run([ahtest.AH_BIN, "admin", "api-key", "create", "--role", "operator",
+                                "--tenant", "default", "--db", upstream.db, "--json"],
+                               capture_output=True, text=True, timeout=30, env=upstream.env())
+            self.assertEqual(p.returncode, 0, p.stderr)
+            key = json.loads(p.stdout)["key"]
+            keyfile = os.path.join(tmp, "key")
+            with open(keyfile, "w") as f:
+                f.write(key + "\n")
+            url = "http://127.0.0.1:%d" % upstream.port
+            deadline = time.monotonic() + 30  # the server notices an offline key within a second
+            while upstream.get("/api/v1/sessions", record_it=False).status != 401:
+                self.assertLess(time.monotonic(), deadline, "the access point never required a key")
+                time.sleep(0.05)
+            with_key = proxy(url, "--remote-api-key-file", keyfile)
+            without = proxy(url)
+            servers += [with_key, without]
+            r = with_key.get("/api/v1/sessions")
+            self.assertEqual(r.status, 200, r)
+            r = with_key.post("/api/v1/tasks", {
+                "prompt": "signed in by the proxy", "repo": {"mode": "none"},
+                "runtime": {"type": "local"},
+                "agents": [{"type": "scripted", "settings": {"scenario": [{"log": "x"}]}}]})
+            self.assertEqual(r.status, 201, r)
+            # the browser's own (wrong) key is not replaced by the configured one
+            r = with_key.get("/api/v1/sessions", headers={"Authorization": "ApiKey ahk_0_0"})
+            self.assertEqual(r.status, 401, r)
+            # without a configured key the access point's 401 reaches the browser (sign-in page)
+            r = without.get("/api/v1/sessions")
+            self.assertEqual(r.status, 401, r)
+            self.assertEqual(r.header("www-authenticate"), "ApiKey, Bearer")
+            # the key never appears in the proxy's log
+            self.assertNotIn(key.split("_")[2], with_key.stderr())
+            # refused: an address others can reach, and an unusable file
+            for args, code, want in [(["--bind", "0.0.0.0", "--remote-api-key-file", keyfile], 8,
+                                      "refusing to serve 0.0.0.0"),
+                                     (["--remote-api-key-file", os.path.join(tmp, "none")], 2,
+                                      "cannot read"),
+                                     (["--remote-api-key-file", "/dev/null"], 2, "one API key")]:
+                p = subprocess.run([ahtest.AH_BIN, "webui", "--port", "0", "--remote-server", url]
+                                   + args, capture_output=True, text=True, timeout=30,
+                                   stdin=subprocess.DEVNULL, env=upstream.env())
+                self.assertEqual(p.returncode, code, (args, p.stderr))
+                self.assertIn(want, p.stderr)
+        finally:
+            for s in reversed(servers):
+                s.close()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class AgainstTestUpstreams(unittest.TestCase):
