@@ -41,6 +41,7 @@ struct config {
     char *config_path;   /* the file that was loaded, or NULL */
     int64_t stop_grace_ms;
     int64_t clone_timeout_ms; /* git clone/fetch while provisioning */
+    int64_t replica_lease_ms; /* replicas on one PostgreSQL database (D46) */
     int64_t refs_timeout_ms;  /* git ls-remote for a repository's branches */
     int64_t sse_keepalive_ms;
     int64_t sse_coalesce_ms;

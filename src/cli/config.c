@@ -57,6 +57,9 @@ static const struct key keys[] = {
      "how long a stopped agent has between SIGTERM and SIGKILL (default 10000)"},
     {"clone-timeout-ms", K_INT, 100, 86400000, OFF(clone_timeout_ms),
      "a git clone or fetch while provisioning is abandoned after this (default 120000)"},
+    {"replica-lease-ms", K_INT, 300, 600000, OFF(replica_lease_ms),
+     "with several access points on one PostgreSQL database: how long one may stop renewing "
+     "its lease before another takes over its sessions (default 15000; renewed every third)"},
     {"refs-timeout-ms", K_INT, 100, 3600000, OFF(refs_timeout_ms),
      "asking a remote for its branches is abandoned after this (default 10000)"},
     {"snapshot-preference", K_LIST, 0, 0, OFF(snapshot_preference),
@@ -426,6 +429,7 @@ int config_load(int argc, char **argv, const char *command, const struct config_
         .stop_grace_ms = 10000,
         .clone_timeout_ms = 120000,
         .refs_timeout_ms = 10000,
+        .replica_lease_ms = 15000,
         .sse_keepalive_ms = 15000,
         .sse_coalesce_ms = 5,
         .idle_timeout_ms = 30000,

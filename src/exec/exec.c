@@ -180,7 +180,11 @@ int exec_start(struct executor *ex, struct ah_problem *reterr) {
         return problem_set(reterr, rc, "cannot start the snapshot worker");
     if ((rc = delivery_start(ex)) < 0)
         return problem_set(reterr, rc, "cannot start the delivery worker");
-    return supervisor_start(ex, reterr);
+    if ((rc = replicas_init(ex, reterr)) < 0 || (rc = supervisor_start(ex, reterr)) < 0)
+        return rc;
+    if ((rc = replicas_start(ex)) < 0)
+        return problem_set(reterr, rc, "cannot start the replica thread");
+    return 0;
 }
 
 void exec_stop(struct executor *ex) {
@@ -198,7 +202,8 @@ void exec_stop(struct executor *ex) {
         }
     }
     pthread_mutex_unlock(&ex->mu);
-    supervisor_stop(ex); /* first: it is the one that queues provisioning jobs */
+    replicas_stop(ex); /* it kicks the supervisor and changes sessions */
+    supervisor_stop(ex); /* first of the rest: it is the one that queues provisioning jobs */
     if (workers)
         provision_stop(ex);
     refs_stop(ex);
@@ -422,18 +427,94 @@ static int control(struct executor *ex, const char *tenant, const char *id, enum
     return AH_E_INVAL;
 }
 
+/* ---- control of another replica's session (D46) --------------------------------------------- */
+
+static const char *const action_names[] = {[EXEC_PAUSE] = "pause", [EXEC_RESUME] = "resume",
+                                           [EXEC_STOP] = "stop", [EXEC_CANCEL] = "cancel"};
+
+/* 1 when the session is run by another (live) replica sharing the database, its id in owner;
+ * 0 when it is ours to act on. Only a session's owner signals its agent and numbers its events
+ * (D45), so a request that reached the wrong replica travels to the right one (post_command).
+ * An owner that stopped renewing its lease is about to lose the session to another replica:
+ * 503, retry in a moment. */
+static int other_owner(struct executor *ex, const char *tenant, const char *id,
+                       char owner[STORE_REPLICA_MAX + 1], struct ah_problem *reterr) {
+    bool alive = false;
+    int rc = store_session_owner(ex->store, tenant, id, owner, &alive);
+    if (rc < 0)
+        return problem_set(reterr, rc, rc == AH_E_NOTFOUND ? "no session %s"
+                                                           : "cannot read the owner of session %s",
+                           id);
+    if (strcmp(owner, store_replica(ex->store)) == 0)
+        return 0;
+    if (!alive)
+        return problem_set(reterr, AH_E_UNAVAIL,
+                           "the access point running session %s stopped answering; another one "
+                           "takes the session over within seconds, try again then",
+                           id);
+    return 1;
+}
+
+static int post_command(struct executor *ex, const char *owner, const char *tenant,
+                        const char *id, const json_t *cmd, struct ah_problem *reterr) {
+    int rc = cmd ? store_command_post(ex->store, owner, tenant, id, cmd) : AH_E_NOMEM;
+    if (rc < 0)
+        return problem_set(reterr, rc,
+                           "cannot hand the request to the access point running session %s", id);
+    return 0;
+}
+
+/* The state a forwarded action will move the session to first, when it may apply at all. */
+static int forwarded_status(enum exec_action a, enum session_status cur,
+                            enum session_status *ret, struct ah_problem *reterr) {
+    bool ok = false;
+    switch (a) {
+    case EXEC_PAUSE:
+        ok = cur == SESSION_RUNNING;
+        *ret = SESSION_PAUSING;
+        break;
+    case EXEC_RESUME:
+        ok = cur == SESSION_PAUSED;
+        *ret = SESSION_RESUMING;
+        break;
+    case EXEC_STOP:
+        ok = cur == SESSION_QUEUED || cur == SESSION_PROVISIONING || cur == SESSION_RUNNING ||
+             cur == SESSION_PAUSED;
+        *ret = SESSION_STOPPING;
+        break;
+    case EXEC_CANCEL:
+        ok = !session_status_terminal(cur);
+        *ret = SESSION_CANCELLED;
+        break;
+    }
+    return ok ? 0 : conflict(reterr, action_names[a], cur);
+}
+
 int exec_control(struct executor *ex, const char *tenant, const char *id, enum exec_action a,
                  enum session_status *ret_status, struct ah_problem *reterr) {
-    int rc = control(ex, tenant, id, a, ret_status, reterr);
+    char owner[STORE_REPLICA_MAX + 1];
+    int rc = other_owner(ex, tenant, id, owner, reterr);
+    if (rc == 1) { /* answered here with the state the owner moves it to first */
+        AH_AUTO(session_row_freep) struct session_row *row = NULL;
+        AH_AUTO(json_decrefp) json_t *cmd = json_pack("{s:s}", "action", action_names[a]);
+        if ((rc = load(ex, tenant, id, &row, reterr)) < 0 ||
+            (rc = forwarded_status(a, row->status, ret_status, reterr)) < 0)
+            return rc;
+        return post_command(ex, owner, tenant, id, cmd, reterr);
+    }
+    if (rc < 0)
+        return rc;
+    rc = control(ex, tenant, id, a, ret_status, reterr);
     if (rc < 0) /* every failure reaches the caller with a detail, whatever its origin */
         problem_set(reterr, rc, "cannot change session %s: %s", id, ah_strerror(rc));
     return rc;
 }
 
 /* The one path of user input to an agent (POST …/prompt and chat): `event` is recorded first,
- * then `text` (when not NULL) is sent to the recorder. */
+ * then `text` (when not NULL) is sent to the recorder. With `owner` (a prompt that may travel,
+ * D46), a session another replica runs gets `cmd` posted to that replica instead. */
 static int deliver(struct executor *ex, const char *tenant, const char *id, const char *text,
-                   json_t *ev, int64_t *ret_seq, struct ah_problem *reterr) {
+                   json_t *ev, int64_t *ret_seq, const json_t *cmd, struct ah_problem *reterr) {
     AH_AUTO(session_row_freep) struct session_row *row = NULL;
     int rc = load(ex, tenant, id, &row, reterr);
     if (rc < 0)
@@ -446,6 +527,19 @@ static int deliver(struct executor *ex, const char *tenant, const char *id, cons
                     session_status_name(row->status));
         problem_extra(reterr, "currentStatus", json_string(session_status_name(row->status)));
         return AH_E_CONFLICT;
+    }
+    char owner[STORE_REPLICA_MAX + 1];
+    if ((rc = other_owner(ex, tenant, id, owner, reterr)) != 0) {
+        if (rc < 0)
+            return rc;
+        if (cmd) /* the owner records and delivers it */
+            return post_command(ex, owner, tenant, id, cmd, reterr);
+        /* a chat message answers with its stored seq (msg-<seq>), which only the owner
+         * assigns (D45): it cannot be answered from here */
+        return problem_set(reterr, AH_E_UNAVAIL,
+                           "session %s runs on another access point (%s); send this request "
+                           "to that one",
+                           id, owner);
     }
     /* Record the prompt before the agent can see it: delivered first, the agent could answer,
      * finish and end the session before this event is stored, and a prompt it acted on would
@@ -470,17 +564,57 @@ static int deliver(struct executor *ex, const char *tenant, const char *id, cons
     return 0;
 }
 
-int exec_prompt(struct executor *ex, const char *tenant, const char *id, const char *text,
-                struct ah_problem *reterr) {
+/* exec_prompt; `forwardable` false for a prompt another replica forwarded here (it must not
+ * travel again should the ownership have moved meanwhile). */
+static int prompt(struct executor *ex, const char *tenant, const char *id, const char *text,
+                  bool forwardable, struct ah_problem *reterr) {
     AH_AUTOFREE char *message = NULL;
     if (asprintf(&message, "user: %s", text) < 0)
         return problem_set(reterr, AH_E_NOMEM, "out of memory");
     AH_AUTO(json_decrefp) json_t *ev = json_pack("{s:s, s:s, s:s, s:n}", "type", "log", "level",
                                                  "info", "message", message, "tool_execution_id");
-    return deliver(ex, tenant, id, text, ev, NULL, reterr);
+    AH_AUTO(json_decrefp) json_t *cmd = json_pack("{s:s, s:s}", "action", "prompt", "text", text);
+    return deliver(ex, tenant, id, text, ev, NULL, forwardable ? cmd : NULL, reterr);
+}
+
+int exec_prompt(struct executor *ex, const char *tenant, const char *id, const char *text,
+                struct ah_problem *reterr) {
+    return prompt(ex, tenant, id, text, true, reterr);
 }
 
 int exec_chat(struct executor *ex, const char *tenant, const char *id, json_t *event,
               const char *text, int64_t *ret_seq, struct ah_problem *reterr) {
-    return deliver(ex, tenant, id, text, event, ret_seq, reterr);
+    return deliver(ex, tenant, id, text, event, ret_seq, NULL, reterr);
+}
+
+void exec_run_forwarded(struct executor *ex, const char *tenant, const char *id,
+                        const json_t *cmd) {
+    const char *action = json_string_value(json_object_get(cmd, "action"));
+    const char *text = json_string_value(json_object_get(cmd, "text"));
+    struct ah_problem p = {0};
+    int rc = AH_E_INVAL;
+    if (action && strcmp(action, "prompt") == 0 && text) {
+        rc = prompt(ex, tenant, id, text, false, &p);
+    } else {
+        for (size_t a = 0; action && a < sizeof(action_names) / sizeof(*action_names); a++) {
+            enum session_status st;
+            if (strcmp(action, action_names[a]) == 0)
+                rc = control(ex, tenant, id, (enum exec_action)a, &st, &p);
+        }
+    }
+    if (rc < 0) {
+        /* The client had its 202 from the other replica: the failure goes where it will be
+         * read, the session's own events (or the log when the session is gone). */
+        log_msg(LOG_WARN, "session %s: a %s from another access point failed: %s", id,
+                action ? action : "command", p.detail[0] ? p.detail : ah_strerror(rc));
+        json_t *ev = json_pack("{s:s, s:s, s:s++, s:n}", "type", "log", "level", "warn",
+                               "message", "a request from another access point failed: ",
+                               p.detail[0] ? p.detail : ah_strerror(rc), "tool_execution_id");
+        struct store_op op = {.kind = STORE_OP_EVENT, .tenant = tenant, .session_id = id,
+                              .payload = ev};
+        if (ev)
+            bus_submit_wait(ex->bus, &op);
+        json_decref(ev);
+    }
+    problem_clear(&p);
 }

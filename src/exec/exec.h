@@ -36,6 +36,7 @@ struct exec_config {
     const struct agent_config *agents; /* custom agents */
     size_t n_agents;
     const char *const *env_allow; /* extra environment variables passed to agents */
+    int64_t lease_ms; /* replicas sharing PostgreSQL: the lease, renewed every third (D46, 15 s) */
 };
 
 struct executor;

@@ -114,7 +114,18 @@ struct executor {
     bool refs_ready;
     struct snapshots *snaps; /* the automatic snapshots' worker (snapshots.c) */
     struct deliveries *delivs; /* the delivery worker (delivery.c) */
+    struct replicas *replicas; /* lease, adoption and forwarded commands (replicas.c) */
 };
+
+/* replicas.c (D46): replicas_init names this replica and renews its lease once, before the
+ * restart check; replicas_start starts its thread when the database is shared. */
+int replicas_init(struct executor *ex, struct ah_problem *reterr);
+int replicas_start(struct executor *ex);
+void replicas_stop(struct executor *ex); /* NULL-safe for an executor never started */
+/* Runs a command another replica forwarded for a session this one owns (exec.c): a failure
+ * becomes a warn `log` event of the session, since the client already had its 202. */
+void exec_run_forwarded(struct executor *ex, const char *tenant, const char *id,
+                        const json_t *cmd);
 
 /* Queues a command for the supervisor thread and wakes it (takes ownership of c). */
 void exec_post(struct executor *ex, struct cmd *c);

@@ -72,6 +72,16 @@ struct store_ops {
                  void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq),
                  void *arg);
     const struct store_tl_ops *tl; /* the timeline (sqlite_timeline.c, postgres_timeline.c) */
+    /* Replicas (D46); all NULL on a backend one process owns (store.c answers for it). */
+    void (*set_replica)(void *impl, const char *id);
+    int (*replica_beat)(void *impl, int64_t lease_ms);
+    int (*session_owner)(void *impl, const char *tenant, const char *id,
+                         char out[STORE_REPLICA_MAX + 1], bool *ret_alive);
+    int (*adopt_orphans)(void *impl, char ***ret, size_t *ret_n);
+    int (*command_post)(void *impl, const char *owner, const char *tenant,
+                        const char *session_id, const char *cmd);
+    int (*command_take)(void *impl, json_t **ret);
+    int (*on_commands)(void *impl, void (*fn)(void *arg), void *arg);
 };
 
 /* The timeline's operations (store.h "the timeline"; dispatched by timeline.c). */
@@ -99,6 +109,7 @@ extern const struct store_tl_ops store_sqlite_tl_ops, store_pg_tl_ops;
 struct store {
     const struct store_ops *ops;
     void *impl;
+    char replica[STORE_REPLICA_MAX + 1];
 };
 
 /* sqlite.c */

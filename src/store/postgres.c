@@ -489,4 +489,11 @@ const struct store_ops store_pg_ops = {
     .audit_prune = store_pg_audit_prune,
     .watch = store_pg_watch,
     .tl = &store_pg_tl_ops,
+    .set_replica = store_pg_set_replica,
+    .replica_beat = store_pg_replica_beat,
+    .session_owner = store_pg_session_owner,
+    .adopt_orphans = store_pg_adopt_orphans,
+    .command_post = store_pg_command_post,
+    .command_take = store_pg_command_take,
+    .on_commands = store_pg_on_commands,
 };

@@ -40,10 +40,17 @@ struct pgs {
         void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq);
         void *arg;
     } watch;
+    char replica[STORE_REPLICA_MAX + 1]; /* under mu: this process as an owner of sessions */
+    struct {                             /* store_on_commands, under mu */
+        void (*fn)(void *arg);
+        void *arg;
+    } commands;
 };
 
 /* The channel of the notices: one per database, payload "origin\ttenant\tsession\tseq". */
 #define PGS_CHANNEL "ah_events"
+/* Commands for a replica wait in the commands table; this channel says so, payload: its id. */
+#define PGS_COMMANDS "ah_commands"
 
 /* The parameters of one statement, all sent as text (or bytes), bound by position $1…$n. Values
  * are borrowed until the statement has run; integers are formatted into the struct itself. */
@@ -108,6 +115,18 @@ int store_pg_session_list(void *impl, const char *tenant, const struct session_f
                           const struct page *pg, struct session_row ***ret, size_t *ret_n,
                           int64_t *ret_total);
 int store_pg_session_list_live(void *impl, struct session_row ***ret, size_t *ret_n);
+/* postgres_replicas.c (D46) */
+void store_pg_set_replica(void *impl, const char *id);
+/* A copy of this replica's id, taken under s->mu (the listener thread reads it too). */
+void store_pg_replica_of(struct pgs *s, char out[STORE_REPLICA_MAX + 1]);
+int store_pg_replica_beat(void *impl, int64_t lease_ms);
+int store_pg_session_owner(void *impl, const char *tenant, const char *id,
+                           char out[STORE_REPLICA_MAX + 1], bool *ret_alive);
+int store_pg_adopt_orphans(void *impl, char ***ret, size_t *ret_n);
+int store_pg_command_post(void *impl, const char *owner, const char *tenant,
+                          const char *session_id, const char *cmd);
+int store_pg_command_take(void *impl, json_t **ret);
+int store_pg_on_commands(void *impl, void (*fn)(void *arg), void *arg);
 int store_pg_session_purge(void *impl, const char *tenant, const char *id);
 int store_pg_session_set_runtime(void *impl, const char *tenant, const char *id,
                                  const struct session_runtime *rt);

@@ -1,6 +1,7 @@
 /*
  * postgres_notify.c — store_watch on PostgreSQL: one listener thread per store, on a connection
- * of its own that LISTENs on PGS_CHANNEL, handing each notice of another process to the
+ * of its own that LISTENs on PGS_CHANNEL (and PGS_COMMANDS: commands for this replica, D46),
+ * handing each notice of another process to the
  * watcher. The writer's side is in postgres_events.c (a pg_notify per session in each batch's
  * transaction, so a notice means "committed").
  *
@@ -35,6 +36,24 @@ static void deliver(struct pgs *s, char *payload) {
     s->watch.fn(s->watch.arg, t1 + 1, t2 + 1, strtoll(t3 + 1, NULL, 10));
 }
 
+/* Tells the command watcher (store_on_commands) that commands may wait for this replica. */
+static void commands_waiting(struct pgs *s) {
+    pthread_mutex_lock(&s->mu);
+    void (*fn)(void *) = s->commands.fn;
+    void *arg = s->commands.arg;
+    if (fn) /* under the lock, so store_on_commands(NULL) means no call after it returns */
+        fn(arg);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* A notice on PGS_COMMANDS names the replica the command is for. */
+static void command_notice(struct pgs *s, const char *owner) {
+    char me[STORE_REPLICA_MAX + 1];
+    store_pg_replica_of(s, me);
+    if (strcmp(owner, me) == 0)
+        commands_waiting(s);
+}
+
 /* Waits up to ms for the stop signal; true when it came. */
 static bool wait_stop(int fd, int ms) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -51,7 +70,7 @@ static PGconn *listen_conn(struct pgs *s) {
         log_msg(LOG_DEBUG, "postgres listener: %s", p.detail);
     problem_clear(&p);
     if (db) {
-        PGresult *r = PQexec(db, "LISTEN " PGS_CHANNEL);
+        PGresult *r = PQexec(db, "LISTEN " PGS_CHANNEL "; LISTEN " PGS_COMMANDS);
         bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
         PQclear(r);
         if (!ok) {
@@ -77,8 +96,10 @@ static void *listen_main(void *arg) {
                 continue;
             }
             backoff = 100;
-            if (lost) /* we were deaf for a while: the watcher re-reads what it follows */
+            if (lost) { /* we were deaf for a while: the watchers re-read what they follow */
                 s->watch.fn(s->watch.arg, NULL, NULL, 0);
+                commands_waiting(s);
+            }
             lost = false;
         }
         struct pollfd p[2] = {{.fd = s->watch.stop_fd, .events = POLLIN},
@@ -98,7 +119,10 @@ static void *listen_main(void *arg) {
         }
         PGnotify *n;
         while ((n = PQnotifies(db))) {
-            deliver(s, n->extra);
+            if (strcmp(n->relname, PGS_COMMANDS) == 0)
+                command_notice(s, n->extra);
+            else
+                deliver(s, n->extra);
             PQfreemem(n);
         }
     }

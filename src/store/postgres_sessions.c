@@ -83,6 +83,8 @@ int store_pg_task_create(void *impl, const char *tenant, const char *task_id,
     AH_AUTOFREE char *req_text = json_dumps(request, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!req_text)
         return AH_E_NOMEM;
+    char me[STORE_REPLICA_MAX + 1];
+    store_pg_replica_of(s, me);
     struct pgs_conn *c = store_pg_acquire(s);
     if (!c)
         return AH_E_UNAVAIL;
@@ -110,11 +112,12 @@ int store_pg_task_create(void *impl, const char *tenant, const char *task_id,
         store_pg_arg_text(&a, sessions[i].agent_type);
         store_pg_arg_text(&a, sessions[i].agent_version);
         store_pg_arg_int(&a, now);
+        store_pg_arg_text(&a, me); /* D46: the replica that took the task runs it */
         rc = store_pg_do(c,
                          "INSERT INTO sessions (tenant_id, id, task_id, agent_index, instance,"
                          " project_id, agent_type, agent_version, status, last_seq, created_at,"
-                         " updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', 1, $9,"
-                         " $9)",
+                         " updated_at, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', 1,"
+                         " $9, $9, $10)",
                          &a, NULL);
         if (rc == 0)
             rc = insert_queued_event(c, tenant, sessions[i].id, now);
@@ -212,14 +215,18 @@ int store_pg_session_list_live(void *impl, struct session_row ***ret, size_t *re
     struct pgs_conn *c = store_pg_acquire(s);
     if (!c)
         return AH_E_UNAVAIL;
-    /* Server-wide on purpose: the scheduler and the restart check own every tenant's sessions.
-     * Handlers never call this. */
+    /* Every tenant's on purpose: the scheduler and the restart check run them all. Handlers
+     * never call this. Only this replica's (D46): another's are its to run. */
+    char me[STORE_REPLICA_MAX + 1];
+    store_pg_replica_of(s, me);
+    struct pgs_args a = {0};
+    store_pg_arg_text(&a, me);
     int rc = 0;
     PGresult *r = store_pg_run(c,
                                "SELECT " SESSION_COLS
                                " WHERE s.status NOT IN ('stopped', 'completed', 'failed',"
-                               " 'cancelled') ORDER BY s.id ASC",
-                               NULL, &rc);
+                               " 'cancelled') AND s.owner = $1 ORDER BY s.id ASC",
+                               &a, &rc);
     if (r) {
         rc = collect(r, ret, ret_n);
         PQclear(r);

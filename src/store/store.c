@@ -1,6 +1,7 @@
 /*
  * store.c — picks the backend from the URL and dispatches every call through its ops.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "../obs/obs.h"
@@ -86,6 +87,9 @@ int store_open(const char *url, struct store **ret, struct ah_problem *reterr) {
         return rc;
     }
     st->ops = pg ? &store_pg_ops : &store_sqlite_ops;
+    char made_up[ULID_LEN + 1];
+    ulid_new(made_up);
+    store_set_replica(st, made_up);
     *ret = st;
     return 0;
 }
@@ -101,6 +105,59 @@ int store_watch(struct store *st,
                 void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq),
                 void *arg) {
     return st->ops->watch ? st->ops->watch(st->impl, fn, arg) : AH_E_NOTIMPL;
+}
+
+/* ---- replicas (D46) ---------------------------------------------------------------------------- */
+
+void store_set_replica(struct store *st, const char *id) {
+    snprintf(st->replica, sizeof(st->replica), "%s", id);
+    if (st->ops->set_replica)
+        st->ops->set_replica(st->impl, st->replica);
+}
+
+const char *store_replica(const struct store *st) {
+    return st->replica;
+}
+
+int store_replica_beat(struct store *st, int64_t lease_ms) {
+    return st->ops->replica_beat ? st->ops->replica_beat(st->impl, lease_ms) : 0;
+}
+
+int store_session_owner(struct store *st, const char *tenant, const char *id,
+                        char out[STORE_REPLICA_MAX + 1], bool *ret_alive) {
+    if (st->ops->session_owner)
+        return st->ops->session_owner(st->impl, tenant, id, out, ret_alive);
+    snprintf(out, STORE_REPLICA_MAX + 1, "%s", st->replica);
+    *ret_alive = true;
+    return 0;
+}
+
+int store_session_adopt_orphans(struct store *st, char ***ret, size_t *ret_n) {
+    *ret = NULL;
+    *ret_n = 0;
+    return st->ops->adopt_orphans ? st->ops->adopt_orphans(st->impl, ret, ret_n) : 0;
+}
+
+int store_command_post(struct store *st, const char *owner, const char *tenant,
+                       const char *session_id, const json_t *cmd) {
+    if (!st->ops->command_post)
+        return AH_E_NOTIMPL;
+    char *text = json_dumps(cmd, JSON_COMPACT);
+    if (!text)
+        return AH_E_NOMEM;
+    int rc = st->ops->command_post(st->impl, owner, tenant, session_id, text);
+    free(text);
+    return rc;
+}
+
+int store_command_take(struct store *st, json_t **ret) {
+    if (st->ops->command_take)
+        return st->ops->command_take(st->impl, ret);
+    return (*ret = json_array()) ? 0 : AH_E_NOMEM;
+}
+
+int store_on_commands(struct store *st, void (*fn)(void *arg), void *arg) {
+    return st->ops->on_commands ? st->ops->on_commands(st->impl, fn, arg) : AH_E_NOTIMPL;
 }
 
 bool store_ready(struct store *st) {

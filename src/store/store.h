@@ -294,6 +294,39 @@ int store_audit_list(struct store *st, const char *tenant, const struct audit_fi
 /* Deletes records older than `before` (the configured retention; no API reaches this). */
 int store_audit_prune(struct store *st, int64_t before, int64_t *ret_deleted);
 
+/* ---- replicas sharing one database (PostgreSQL; D46) ---------------------------------------- */
+/* On SQLite one process owns the file: every session is this process's, commands never travel,
+ * and these calls answer accordingly (owner = self, nothing orphaned, nothing to take). */
+
+#define STORE_REPLICA_MAX 64
+/* Names this process as replica `id` (stable across its restarts: the caller keeps it), before
+ * anything else uses the store. Sessions created through this store are owned by it, and
+ * store_session_list_live lists only the sessions it owns. Until called, the replica is a name
+ * made up at open. */
+void store_set_replica(struct store *st, const char *id);
+const char *store_replica(const struct store *st);
+/* Renews this replica's lease until the database's now + lease_ms; live sessions without an
+ * owner (from before replicas) become this replica's. */
+int store_replica_beat(struct store *st, int64_t lease_ms);
+/* The owner of a session (copied to out) and whether its lease still runs (always true for this
+ * replica's own). AH_E_NOTFOUND for no such session. */
+int store_session_owner(struct store *st, const char *tenant, const char *id,
+                        char out[STORE_REPLICA_MAX + 1], bool *ret_alive);
+/* Takes for this replica every live session whose owner's lease ran out,
+ * each exactly once across replicas, and returns their (tenant, id) as "tenant\tid" strings
+ * (free each, then the array). Commands addressed to the lost owners are dropped. */
+int store_session_adopt_orphans(struct store *st, char ***ret, size_t *ret_n);
+/* Queues a command (a JSON object) for replica `owner` about a session and tells it (NOTIFY). */
+int store_command_post(struct store *st, const char *owner, const char *tenant,
+                       const char *session_id, const json_t *cmd);
+/* Takes (and removes) this replica's queued commands, oldest first: a JSON array of
+ * {"tenant", "session", "command"}. */
+int store_command_take(struct store *st, json_t **ret);
+/* Calls fn(arg) (from the store's listener thread; it must not block) when a command for this
+ * replica may be waiting: after a notice, and after the listener reconnected. The listener runs
+ * once store_watch started it. AH_E_NOTIMPL on SQLite. fn NULL stops the calls. */
+int store_on_commands(struct store *st, void (*fn)(void *arg), void *arg);
+
 /* True once the store is open and answers a trivial query. */
 bool store_ready(struct store *st);
 /* The highest migration applied and how many migrations were applied by this open. */

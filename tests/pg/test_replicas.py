@@ -1,0 +1,149 @@
+"""Several access points on one PostgreSQL database (D46), end to end (run under
+tests/pg/pgserver.py --env AH_TEST_DB_URL): control and prompts sent to a replica that does not
+run the session reach the one that does; a replica killed mid-stream loses its sessions to
+another within the lease (a running one is failed "access point lost", a queued one runs there,
+once), while an SSE client of the survivor reads every event exactly once."""
+
+import signal
+import time
+import unittest
+
+import ahtest
+from ahtest import Server
+from sessiontest import create, events, session, task, wait_for, wait_status
+from ssetest import SSE
+
+LEASE = ("--replica-lease-ms", "1500")
+
+
+def replica_id(server):
+    with open(server.tmp + "/data/agent-harbor/replica-id") as f:
+        return f.read().strip()
+
+
+def owner(db, sid):
+    return ahtest.db_row(db, "SELECT owner FROM sessions WHERE id = '%s'" % sid)[0]
+
+
+def recording(server, sid):
+    r = server.get("/api/v1/sessions/%s/recording" % sid)
+    return r.body if r.status == 200 else b""
+
+
+class Replicas(unittest.TestCase):
+    def setUp(self):
+        self.db = ahtest.new_test_db()
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.close()
+
+    def server(self, *args):
+        s = Server(db=self.db, args=LEASE + args)
+        self.servers.append(s)
+        return s
+
+    def test_control_from_either_replica_reaches_the_owner(self):
+        a, b = self.server(), self.server()
+        self.assertNotEqual(replica_id(a), replica_id(b))
+        sid = create(a, task([{"log": "one"}, {"wait_prompt": True}, {"log": "two"}]))["id"]
+        stream = SSE(b, "/api/v1/sessions/%s/events" % sid)
+        self.assertEqual(stream.status, 200)
+        wait_status(b, sid, "running")
+        self.assertEqual(owner(self.db, sid), replica_id(a))
+        wait_for(lambda: b"waiting for a prompt" in recording(a, sid), 30, "the agent's wait")
+
+        # pause on B: B answers with the state the owner moves it to first, A signals the agent
+        r = b.post("/api/v1/sessions/%s/pause" % sid, body={"reason": "from b"})
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(r.json()["status"], "pausing")
+        wait_status(b, sid, "paused")
+        # an illegal transition is refused by B itself, from the stored state
+        r = b.post("/api/v1/sessions/%s/pause" % sid)
+        self.assertEqual(r.status, 409, r)
+        self.assertEqual(r.json()["currentStatus"], "paused")
+        # resume on A (the owner: done at once), prompt on B (forwarded, delivered by A)
+        r = a.post("/api/v1/sessions/%s/resume" % sid)
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(r.json()["status"], "running")
+        r = b.post("/api/v1/sessions/%s/prompt" % sid,
+                   body={"prompt": [{"type": "text", "text": "go on from b"}]})
+        self.assertEqual(r.status, 202, r)
+        wait_status(a, sid, "completed")
+
+        seen = [f for f in stream.events(timeout=60)]
+        ids = [int(f["id"]) for f in seen]
+        self.assertEqual(ids, list(range(1, len(ids) + 1)))
+        stored = events(a, sid)
+        self.assertEqual([f["json"] for f in seen], stored)
+        statuses = [e["status"] for e in stored if e["type"] == "status"]
+        self.assertEqual(statuses, ["queued", "provisioning", "running", "pausing", "paused",
+                                    "resuming", "running", "completed"])
+        messages = [e.get("message") for e in stored]
+        self.assertIn("user: go on from b", messages)
+        self.assertIn("two", messages)
+        # the commands were taken: nothing waits in the table
+        self.assertEqual(ahtest.db_row(self.db, "SELECT count(*) FROM commands")[0], "0")
+
+    def test_a_killed_replica_loses_its_sessions_to_another(self):
+        a = self.server("--max-concurrent-tasks", "1")
+        b = self.server("--max-concurrent-tasks", "4")
+        running = create(a, task([{"log": "started"}, {"wait_prompt": True}]))["id"]
+        wait_status(a, running, "running")
+        # A runs one at a time: this one waits in A's queue, owned by A
+        queued = create(a, task([{"log": "ran"}]))["id"]
+        self.assertEqual(session(b, queued)["status"], "queued")
+        self.assertEqual(owner(self.db, queued), replica_id(a))
+        stream = SSE(b, "/api/v1/sessions/%s/events" % running)
+        frames = stream.frames(timeout=60)
+        seen = []
+        for kind, f in frames:
+            if kind == "event" and "json" in f:
+                seen.append(f)
+                if f["json"].get("message") == "started":
+                    break
+
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait()
+        # B's client keeps reading: the session ends as lost, every event once, in order
+        for kind, f in frames:
+            if kind == "event" and "json" in f:
+                seen.append(f)
+        stream.finish()
+        ids = [int(f["id"]) for f in seen]
+        self.assertEqual(ids, list(range(1, len(ids) + 1)))
+        self.assertEqual([f["json"] for f in seen], events(b, running))
+        final = seen[-1]["json"]
+        self.assertEqual((final["type"], final["status"]), ("status", "failed"))
+        self.assertEqual(session(b, running)["error"], "access point lost")
+        self.assertEqual(owner(self.db, running), replica_id(b))
+        # the queued one runs on B, once
+        wait_status(b, queued, "completed", timeout=60)
+        self.assertEqual(owner(self.db, queued), replica_id(b))
+        statuses = [e["status"] for e in events(b, queued) if e["type"] == "status"]
+        self.assertEqual(statuses, ["queued", "provisioning", "running", "completed"])
+        # control on a lost replica's session waits for the takeover instead of vanishing
+        self.assertEqual(b.post("/api/v1/sessions/%s/stop" % running).status, 409)
+
+    def test_a_restart_within_the_lease_keeps_the_sessions(self):
+        a, b = self.server(), self.server()
+        sid = create(a, task([{"log": "one"}, {"wait_prompt": True}, {"log": "two"}]))["id"]
+        wait_status(a, sid, "running")
+        wait_for(lambda: b"waiting for a prompt" in recording(a, sid), 30, "the agent's wait")
+        me = replica_id(a)
+        a.stop()
+        a.start()  # same data directory, same replica: it re-attaches the recorder (D15)
+        self.assertEqual(replica_id(a), me)
+        r = b.post("/api/v1/sessions/%s/prompt" % sid,
+                   body={"prompt": [{"type": "text", "text": "after the restart"}]})
+        self.assertEqual(r.status, 202, r)
+        wait_status(b, sid, "completed")
+        self.assertIn("two", [e.get("message") for e in events(b, sid)])
+        self.assertEqual(owner(self.db, sid), me)
+
+
+if __name__ == "__main__":
+    if not ahtest.TEST_DB_URL:
+        raise SystemExit("test_replicas.py: run it under tests/pg/pgserver.py --env AH_TEST_DB_URL")
+    ahtest.main()
