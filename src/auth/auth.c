@@ -24,6 +24,9 @@
 #define KEY_SALT_BYTES 16
 #define TOUCH_EVERY_MS 60000 /* last_used_at is written at most once a minute per key */
 #define COUNT_EVERY_MS 1000  /* auth_required re-reads the key count this often */
+/* A verified key is trusted this long without the store: a key revoked through the API is
+ * forgotten at once (auth_invalidate), one revoked offline within this. */
+#define KEY_CACHE_MS 1000
 
 static const char *const ROLE_NAMES[] = {"none", "viewer", "operator", "admin"};
 
@@ -97,6 +100,7 @@ int auth_new(const struct auth_config *cfg, struct auth **ret, struct ah_problem
     if (!a)
         return problem_set(reterr, AH_E_NOMEM, "out of memory");
     pthread_mutex_init(&a->mu, NULL);
+    pthread_mutex_init(&a->key_mu, NULL);
     a->cfg = *cfg;
     a->rate = cfg->rate > 0 ? cfg->rate : 20;
     a->burst = cfg->burst > 0 ? cfg->burst : 100;
@@ -118,6 +122,7 @@ void auth_free(struct auth *a) {
     auth_jwt_teardown(a);
     auth_buckets_clear(a);
     pthread_mutex_destroy(&a->mu);
+    pthread_mutex_destroy(&a->key_mu);
     free(a);
 }
 
@@ -128,6 +133,9 @@ void auth_set_store(struct auth *a, struct store *st) {
 
 void auth_invalidate(struct auth *a) {
     __atomic_store_n(&a->count_at, (int64_t)0, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&a->key_mu);
+    memset(a->key_cache, 0, sizeof(a->key_cache));
+    pthread_mutex_unlock(&a->key_mu);
 }
 
 bool auth_has_issuer(const struct auth *a) {
@@ -276,8 +284,43 @@ static void burn_hash(const char *secret) {
     key_hash("00000000000000000000000000000000", secret, hash);
 }
 
+static int check_key_store(struct auth *a, const char *key, struct auth_principal *ret,
+                           int64_t *ret_expires, char *detail, size_t dn);
+
+/* A key verified less than KEY_CACHE_MS ago costs one SHA-256 and no store lookup. */
 static int check_key(struct auth *a, const char *key, struct auth_principal *ret, char *detail,
                      size_t dn) {
+    unsigned char digest[32];
+    unsigned int dlen = 0;
+    size_t len = strnlen(key, AUTH_KEY_MAX + 1);
+    if (len > AUTH_KEY_MAX || !EVP_Digest(key, len, digest, &dlen, EVP_sha256(), NULL))
+        return check_key_store(a, key, ret, NULL, detail, dn);
+    struct key_cached *slot = &a->key_cache[(digest[0] | (digest[1] << 8)) % KEY_CACHE_SLOTS];
+    int64_t mono = time_mono_ms();
+    pthread_mutex_lock(&a->key_mu);
+    bool hit = slot->until_ms > mono && CRYPTO_memcmp(slot->digest, digest, 32) == 0 &&
+               (!slot->expires_at || slot->expires_at > time_now_ms());
+    if (hit)
+        *ret = slot->p;
+    pthread_mutex_unlock(&a->key_mu);
+    if (hit)
+        return 0;
+    int64_t expires = 0;
+    int rc = check_key_store(a, key, ret, &expires, detail, dn);
+    if (rc == 0) {
+        pthread_mutex_lock(&a->key_mu);
+        memcpy(slot->digest, digest, 32);
+        slot->until_ms = mono + KEY_CACHE_MS;
+        slot->expires_at = expires;
+        slot->p = *ret;
+        pthread_mutex_unlock(&a->key_mu);
+    }
+    OPENSSL_cleanse(digest, sizeof(digest));
+    return rc;
+}
+
+static int check_key_store(struct auth *a, const char *key, struct auth_principal *ret,
+                           int64_t *ret_expires, char *detail, size_t dn) {
     char id[AUTH_ID_MAX];
     const char *secret = NULL;
     if (auth_key_parse(key, id, &secret) < 0) {
@@ -336,6 +379,8 @@ static int check_key(struct auth *a, const char *key, struct auth_principal *ret
         snprintf(ret->project, sizeof(ret->project), "%s", k->project_id);
     if (now - k->last_used_at >= TOUCH_EVERY_MS)
         store_apikey_touch(st, k->id, now); /* best effort: a failure costs only the date */
+    if (ret_expires)
+        *ret_expires = k->expires_at;
     return 0;
 }
 

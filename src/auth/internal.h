@@ -14,6 +14,15 @@
 struct bucket;
 struct auth_jwt;
 
+/* A verified API key, remembered by SHA-256 of its text for KEY_CACHE_MS (auth.c). */
+#define KEY_CACHE_SLOTS 512
+struct key_cached {
+    unsigned char digest[32];
+    int64_t until_ms; /* monotonic; 0: empty */
+    int64_t expires_at; /* the key's own expiry (wall ms), 0 = none */
+    struct auth_principal p;
+};
+
 struct auth {
     struct auth_config cfg;
     struct store *store; /* atomic */
@@ -26,6 +35,8 @@ struct auth {
     size_t table_size, n_buckets;
     struct bucket *lru_head, *lru_tail; /* most recently used first */
     struct auth_jwt *jwt;               /* NULL: bearer tokens refused */
+    pthread_mutex_t key_mu;             /* key_cache */
+    struct key_cached key_cache[KEY_CACHE_SLOTS];
 };
 
 /* ratelimit.c */
