@@ -120,6 +120,8 @@ static bool before(void *arg, struct http_request *req, struct http_response *re
     memset(s, 0, sizeof(*s));
     int need = api_route_role(req->method, req->route_pattern);
     struct auth *a = ctx->auth;
+    if (a)
+        auth_audit_sweep(a);
     if (!a || !auth_required(a)) {
         /* D22 local mode: the single local admin; credentials, if any, are not looked at */
         s->p.role = AUTH_ROLE_ADMIN;

@@ -138,6 +138,22 @@ void auth_invalidate(struct auth *a) {
     pthread_mutex_unlock(&a->key_mu);
 }
 
+void auth_audit_sweep(struct auth *a) {
+    if (a->cfg.audit_retention_days <= 0)
+        return;
+    struct store *st = __atomic_load_n(&a->store, __ATOMIC_ACQUIRE);
+    int64_t now = time_mono_ms(), at = __atomic_load_n(&a->swept_at, __ATOMIC_ACQUIRE);
+    if (!st || (at && now - at < 3600000) ||
+        !__atomic_compare_exchange_n(&a->swept_at, &at, now ? now : 1, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE))
+        return; /* not due, or another thread is sweeping */
+    int64_t deleted = 0;
+    int64_t before = time_now_ms() - a->cfg.audit_retention_days * 86400000LL;
+    if (store_audit_prune(st, before, &deleted) == 0 && deleted)
+        log_msg(LOG_INFO, "audit retention: deleted %lld records older than %lld days",
+                (long long)deleted, (long long)a->cfg.audit_retention_days);
+}
+
 bool auth_has_issuer(const struct auth *a) {
     return a->jwt != NULL;
 }

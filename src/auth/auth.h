@@ -56,6 +56,7 @@ struct auth_config {
     const char *issuer, *audience;
     const char *claim_tenant, *claim_project, *claim_roles; /* NULL: tenant, project, roles */
     int64_t leeway_s;                                       /* exp/nbf leeway; 0: 60 */
+    int64_t audit_retention_days; /* audit records older than this are deleted; 0: kept */
 };
 
 struct auth;
@@ -70,8 +71,12 @@ void auth_set_store(struct auth *a, struct store *st);
 bool auth_required(struct auth *a);
 /* True when a JWT issuer is configured (a credential source independent of the store). */
 bool auth_has_issuer(const struct auth *a);
-/* Forget the cached key count (after a key was created or revoked here). */
+/* Forget the cached key count and verified keys (after a key was created or revoked here). */
 void auth_invalidate(struct auth *a);
+/* The retention sweep (D37: no API deletes audit records; configuration does): deletes records
+ * older than audit_retention_days, at most once an hour, the first time right away. Cheap when
+ * not due; called from the request path. */
+void auth_audit_sweep(struct auth *a);
 
 /* Checks the credentials a request carries (`authorization`: the Authorization header,
  * `api_key`: X-API-Key; either may be NULL). 0 with *ret filled; AH_E_AUTH with a sentence for

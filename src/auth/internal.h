@@ -35,6 +35,7 @@ struct auth {
     size_t table_size, n_buckets;
     struct bucket *lru_head, *lru_tail; /* most recently used first */
     struct auth_jwt *jwt;               /* NULL: bearer tokens refused */
+    int64_t swept_at;                   /* atomic: monotonic ms of the last audit sweep */
     pthread_mutex_t key_mu;             /* key_cache */
     struct key_cached key_cache[KEY_CACHE_SLOTS];
 };

@@ -59,6 +59,7 @@ struct config {
     char *jwks, *jwt_issuer, *jwt_audience; /* bearer tokens (docs/auth.md) */
     char *jwt_claim_tenant, *jwt_claim_project, *jwt_claim_roles;
     int64_t jwt_leeway_s;
+    int64_t audit_retention_days; /* D37: 0 keeps audit records */
 };
 
 struct config_defaults {

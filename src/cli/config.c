@@ -88,6 +88,8 @@ static const struct key keys[] = {
      "claim naming the project (default project)"},
     {"jwt-claim-roles", K_STR, 0, 0, OFF(jwt_claim_roles),
      "claim listing the roles (default roles)"},
+    {"audit-retention-days", K_INT, 1, 36500, OFF(audit_retention_days),
+     "audit records older than this many days are deleted (default: kept for ever)"},
     {"jwt-leeway-s", K_INT, 0, 600, OFF(jwt_leeway_s),
      "clock skew allowed on exp and nbf, in seconds (default 60)"},
 };

@@ -160,6 +160,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         .claim_project = cfg->jwt_claim_project,
         .claim_roles = cfg->jwt_claim_roles,
         .leeway_s = cfg->jwt_leeway_s,
+        .audit_retention_days = cfg->audit_retention_days,
     };
     struct ah_problem ap = {0};
     if (auth_new(&ac, &api.auth, &ap) < 0) {

@@ -347,6 +347,34 @@ class RateLimits(ServerTest):
             time.sleep(0.3)
 
 
+class AuditRetention(ServerTest):
+    """D37: no API deletes audit records; --audit-retention-days does, for old ones only."""
+    server_args = ("--audit-retention-days", "30")
+
+    def test_old_records_go_new_ones_stay(self):
+        s = self.server
+        key = make_key(s, "admin", "acme")
+        wait_closed(s)
+        old = int((time.time() - 40 * 86400) * 1000)
+        if "://" in s.db:
+            subprocess.run(["psql", "-X", "-q", "-d", s.db, "-c",
+                            "INSERT INTO audit_log (ts, tenant_id, action, outcome) VALUES "
+                            "(%d, 'acme', 'ancient', 'success')" % old], check=True)
+        else:
+            conn = sqlite3.connect(s.db)
+            conn.execute("INSERT INTO audit_log (ts, tenant_id, action, outcome) VALUES "
+                         "(?, 'acme', 'ancient', 'success')", (old,))
+            conn.commit()
+            conn.close()
+        s.stop()
+        s.start()  # the sweep runs with the first request, then hourly
+        r = s.get("/api/v1/audit?perPage=200", headers=auth(key))
+        self.assertEqual(r.status, 200, r)
+        actions = [i["action"] for i in r.json()["items"]]
+        self.assertNotIn("ancient", actions)
+        self.assertIn("api-key.create", actions)
+
+
 class Binding(ServerTest):
     """D22: a server bound to anything but loopback needs credentials or --insecure-no-auth."""
 
