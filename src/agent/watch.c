@@ -342,8 +342,13 @@ int watcher_poll(struct watcher *w, watch_fn cb, void *arg) {
             char rel[8192];
             snprintf(rel, sizeof(rel), "%s%s%s", dir, *dir ? "/" : "", ev->name);
             /* a file created empty and written later reports on close; a bare create of a
-             * regular file is not a change yet */
-            if ((ev->mask & IN_CREATE) && !(ev->mask & IN_ISDIR))
+             * regular file is not a change yet. A symlink has no close: its create is the
+             * change (the server names this path in its next snapshot) */
+            struct stat cst;
+            char cpath[8192];
+            path_of(w, rel, cpath, sizeof(cpath));
+            if ((ev->mask & IN_CREATE) && !(ev->mask & IN_ISDIR) &&
+                !(lstat(cpath, &cst) == 0 && S_ISLNK(cst.st_mode)))
                 continue;
             check(w, rel, cb, arg);
         }

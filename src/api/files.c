@@ -45,7 +45,8 @@ static bool resolve(struct view *v, struct http_request *req, struct http_respon
     if (strcmp(text, "current") == 0) {
         bool active = !session_status_terminal(v->row->status) && v->row->workspace_path;
         if (active)
-            rc = ws_snapshot(v->st, v->row->workspace_path, "current", out, NULL);
+            rc = exec_snapshot_current(v->ctx->exec, v->row->tenant_id, v->row->id,
+                                       v->row->workspace_path, v->st, out);
         else
             rc = ws_snapshot_latest(v->st, out);
         if (rc == AH_E_NOTFOUND && active) /* the workspace is gone: its last state */

@@ -105,6 +105,15 @@ int exec_snapshot_base(struct executor *ex, const char *id, char out[WS_SNAP_ID_
 int snapshots_take_manual(struct executor *ex, const char *tenant, const char *id,
                           const char *workdir, const char *label, const char *description,
                           char ret_id[WS_SNAP_ID_LEN + 1], struct fs_snapshot_row **ret_row);
+/* The live workspace of a running session as a snapshot in st (the session's store, opened by
+ * the caller), for GET …?to=current. Cheap: the newest snapshot when no change the workspace
+ * watcher reported is waiting for the snapshot worker, else a snapshot of those paths only (a few
+ * ms on any workspace); the whole-tree walk (stat cache) only when a pending change names no path
+ * or the newest snapshot predates this server. Runs on the caller's thread. A change is seen once
+ * the watcher has reported it (milliseconds after it happened). */
+int exec_snapshot_current(struct executor *ex, const char *tenant, const char *id,
+                          const char *workdir, struct ws_store *st,
+                          char ret_id[WS_SNAP_ID_LEN + 1]);
 /* Where a patch delivery keeps its artifact (<data>/sessions/<id>/delivery.patch); caller frees. */
 char *exec_delivery_path(struct executor *ex, const char *id);
 /* Deletes a session's workspace and files (DELETE, D14). */

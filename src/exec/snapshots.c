@@ -57,6 +57,8 @@ struct snap_req {
     char **paths;
     size_t npaths;
     bool full;
+    uint64_t gen;         /* changes named so far */
+    uint64_t covered_gen; /* … of which a reader's `current` snapshot (newer) holds all */
 };
 
 #define SNAP_PATHS_MAX 1000 /* ws_snapshot_changed walks the whole tree past that anyway */
@@ -69,6 +71,7 @@ struct snapshots {
     struct snap_req *head;
     struct snap_req *busy; /* the request the worker is running (its paths are not in yet) */
     int64_t coalesce_ms;
+    int64_t started_ms;    /* wall clock: named paths only cover changes seen since then */
     struct executor *ex;
 };
 
@@ -82,6 +85,7 @@ static void paths_clear(struct snap_req *r) {
 
 /* Names one more changed path (NULL: a change that names none, the whole tree then). */
 static void add_path(struct snap_req *r, const char *path) {
+    r->gen++;
     if (r->full)
         return;
     char norm[WS_PATH_MAX + 1];
@@ -167,6 +171,19 @@ __attribute__((constructor)) static void snapshot_metrics(void) {
                                OBS_HISTOGRAM, kinds, 3, secs, sizeof(secs) / sizeof(*secs));
     m_snap_failed = obs_register("ah_snapshot_failures_total", "Workspace snapshots that failed",
                                  OBS_COUNTER, kinds, 3, NULL, 0);
+}
+
+/* Do the watched changes this server has seen cover everything since the store's newest
+ * snapshot? Only when that snapshot was taken by this server: changes acknowledged by an
+ * earlier one whose snapshot never ran are named nowhere. */
+static bool newest_is_ours(struct snapshots *S, struct ws_store *st) {
+    char newest[WS_SNAP_ID_LEN + 1];
+    struct ws_snapshot_info info = {0};
+    if (!S || ws_snapshot_latest(st, newest) < 0 || ws_snapshot_info(st, newest, &info) < 0)
+        return false;
+    bool ours = info.created_ms >= S->started_ms;
+    ws_snapshot_info_clear(&info);
+    return ours;
 }
 
 /* kind 2 ("watched"): only the paths named (the watcher's), see struct snap_req. */
@@ -318,8 +335,9 @@ static void run_one(struct executor *ex, struct snap_req *r, json_t **ret_change
     struct ws_store *st = NULL;
     int rc = ws_store_open(dir, &st);
     if (rc == 0)
-        rc = timed_snapshot(r->full || !r->npaths ? 1 : 2, st, r->workdir, r->label, snap,
-                            (const char *const *)r->paths, r->npaths);
+        rc = timed_snapshot(r->full || !r->npaths || !newest_is_ours(ex->snaps, st) ? 1 : 2, st,
+                            r->workdir, r->label, snap, (const char *const *)r->paths,
+                            r->npaths);
     if (rc < 0) {
         log_msg(LOG_WARN, "session %s: snapshot failed: %s", r->id, ah_strerror(rc));
         ws_store_free(st);
@@ -536,12 +554,80 @@ bool snapshots_final(struct executor *ex, const char *tenant, const char *id, co
     return true;
 }
 
+/* Copies the paths of r into *v (grown), or sets *full. */
+static void gather(const struct snap_req *r, char ***v, size_t *n, bool *full) {
+    if (r->full || r->exit || r->tool[0] || !r->npaths) {
+        *full = true;
+        return;
+    }
+    for (size_t i = 0; !*full && i < r->npaths; i++) {
+        char **g = realloc(*v, (*n + 1) * sizeof(**v));
+        char *copy = g ? strdup(r->paths[i]) : NULL;
+        if (g)
+            *v = g;
+        if (!copy)
+            *full = true;
+        else
+            (*v)[(*n)++] = copy;
+    }
+}
+
+int exec_snapshot_current(struct executor *ex, const char *tenant, const char *id,
+                          const char *workdir, struct ws_store *st,
+                          char ret_id[WS_SNAP_ID_LEN + 1]) {
+    struct snapshots *S = ex->snaps;
+    char **paths = NULL;
+    size_t n = 0;
+    bool full = !S, pending = false;
+    uint64_t gen = 0; /* of the session's queued request, which covered_gen may mark */
+    if (S) {
+        pthread_mutex_lock(&S->mu);
+        for (struct snap_req *r = S->head; r && !full; r = r->next)
+            if (strcmp(r->id, id) == 0 && strcmp(r->tenant, tenant) == 0 &&
+                r->covered_gen != r->gen) {
+                pending = true;
+                gen = r->gen;
+                gather(r, &paths, &n, &full);
+            }
+        struct snap_req *b = S->busy;
+        if (b && !full && strcmp(b->id, id) == 0 && strcmp(b->tenant, tenant) == 0) {
+            pending = true;
+            gather(b, &paths, &n, &full);
+        }
+        pthread_mutex_unlock(&S->mu);
+    }
+    if (!full && !newest_is_ours(S, st))
+        full = true;
+    int rc;
+    if (full) /* the walk (stat cache): a change we cannot name, or from before this server */
+        rc = ws_snapshot(st, workdir, "current", ret_id, NULL);
+    else if (pending)
+        rc = ws_snapshot_changed(st, workdir, "current", (const char *const *)paths, n, ret_id,
+                                 NULL);
+    else /* nothing changed since the newest snapshot */
+        rc = ws_snapshot_latest(st, ret_id);
+    if (rc < 0 && !full && rc != AH_E_NOTFOUND)
+        rc = ws_snapshot(st, workdir, "current", ret_id, NULL);
+    if (rc == 0 && gen && S) { /* until another change, the newest snapshot is current */
+        pthread_mutex_lock(&S->mu);
+        for (struct snap_req *r = S->head; r; r = r->next)
+            if (strcmp(r->id, id) == 0 && strcmp(r->tenant, tenant) == 0 && r->gen == gen)
+                r->covered_gen = gen;
+        pthread_mutex_unlock(&S->mu);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
+    return rc;
+}
+
 int snapshots_start(struct executor *ex) {
     struct snapshots *S = calloc(1, sizeof(*S));
     if (!S)
         return AH_E_NOMEM;
     pthread_mutex_init(&S->mu, NULL);
     S->coalesce_ms = SNAP_COALESCE_MS_DEFAULT;
+    S->started_ms = time_now_ms();
     const char *env = getenv("AH_SNAPSHOT_COALESCE_MS");
     int64_t v;
     pthread_mutex_lock(&S->mu);

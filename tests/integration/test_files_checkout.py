@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 import ahtest
@@ -206,6 +207,65 @@ class Checkout(unittest.TestCase):
         changed = {f["path"] for f in self.get("files?perPage=200").json()["items"]
                    if f["status"] != "deleted"}
         self.assertEqual({p for p, n in ours.items() if n["is_modified"]}, changed)
+
+
+
+class Current(unittest.TestCase):
+    """`to=current` on a running session (item 6 of issue 11): the server knows which paths
+    the workspace watcher reported since the newest snapshot, so `current` is that snapshot when
+    nothing changed (no new snapshot at all) and a snapshot of the reported paths otherwise, never
+    a walk of the whole tree on the HTTP thread. What the agent (here: the test, writing into the
+    workspace) changes shows up once the watcher has reported it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="ah-current-")
+        cls.server = Server(env={"AH_SNAPSHOT_COALESCE_MS": "60000"})  # the worker stays away
+        steps = [{"edit": "a.txt", "content": "a\n"}, {"wait_prompt": True}, {"log": "done"}]
+        cls.sid = create(cls.server, task(steps))["id"]
+        cls.ws = wait_status(cls.server, cls.sid, "running", timeout=120)["workspace"]["mountPath"]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.post("/api/v1/sessions/%s/stop" % cls.sid)
+        cls.server.close()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def files(self):
+        r = self.server.get("/api/v1/sessions/%s/files?perPage=200" % self.sid)
+        self.assertEqual(r.status, 200, r)
+        return r.json()
+
+    def wait_for(self, path, status="added"):
+        """GET /files until path has that status (None: until it is not listed)."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            body = self.files()
+            st = {f["path"]: f["status"] for f in body["items"]}.get(path)
+            if st == status:
+                return body
+            time.sleep(0.05)
+        self.fail("%s never %s in GET /files: %s" % (path, status, body))
+
+    def test_current_follows_the_watcher(self):
+        first = self.wait_for("a.txt")
+        # nothing changed: `current` is the newest snapshot, not a new one per request
+        again = self.files()
+        self.assertEqual(again["to"], first["to"])
+        # a file the agent writes, and a symlink it makes (a create with no close: the watcher
+        # reports it at once), appear as soon as the watcher has told the server
+        with open(os.path.join(self.ws, "b.txt"), "w") as f:
+            f.write("one\ntwo\n")
+        body = self.wait_for("b.txt")
+        self.assertNotEqual(body["to"], first["to"])
+        b = [f for f in body["items"] if f["path"] == "b.txt"][0]
+        self.assertEqual((b["lines_added"], b["lines_removed"]), (2, 0))
+        os.symlink("b.txt", os.path.join(self.ws, "link"))
+        self.wait_for("link")
+        os.remove(os.path.join(self.ws, "a.txt"))
+        self.wait_for("a.txt", None)
+        self.assertEqual(self.files()["to"], self.files()["to"])
+
 
 
 if __name__ == "__main__":
