@@ -298,6 +298,13 @@ class Keys(ServerTest):
                            env=env, timeout=60)
         self.assertEqual(r.returncode, 4, r)  # authentication
         self.assertIn("401", r.stderr)
+        self.assertIn("AH_API_KEY", r.stderr)
+        env["AH_API_KEY"] = self.viewer  # a role too low: the message says which role is needed
+        r = subprocess.run([ahtest.AH_BIN, "task", "create", "--agent", "scripted", "--prompt",
+                            "hi"], capture_output=True, text=True, env=env, timeout=60)
+        self.assertEqual(r.returncode, 4, r)
+        self.assertIn("needs the operator role", r.stderr)
+        self.assertIn("403", r.stderr)
 
     def test_secrets_never_reach_the_log(self):
         s = self.server
