@@ -1,13 +1,15 @@
 /*
  * front.h — internals of the front door shared by server.c and gate.c; handlers never see them.
  *
- * The gate owns the listening socket. It accepts every connection itself, holds it until the
- * first request's header block has arrived, checks that block byte for byte (request smuggling,
- * TLS on the plain port, idle clients, sizes libmicrohttpd cannot hold) and only then hands the
- * socket to libmicrohttpd with MHD_add_connection. A refused connection gets a Problem+JSON
- * answer written by the gate and a lingering close, so libmicrohttpd's own HTML error pages are
- * never reached by a first request. The gate's epoll also watches the sockets of suspended
- * streams for a hang-up (a suspended connection is invisible to libmicrohttpd).
+ * The gate owns the listening socket and stays between each client and libmicrohttpd for the
+ * connection's whole life: it reads the client's bytes, checks every request's header block
+ * byte for byte (request smuggling, TLS on the plain port, idle clients, sizes libmicrohttpd
+ * cannot hold), follows each body's framing to the next request, and passes only checked bytes
+ * to libmicrohttpd through a socketpair (MHD_add_connection); the answers come back the same
+ * way. A refused request gets a Problem+JSON answer written by the gate after the answers to the
+ * requests before it, and a lingering close, so libmicrohttpd's own HTML error pages are never
+ * reached, on a first request or a later one. The gate also tells server.c when the client of a
+ * suspended stream leaves (a suspended connection is invisible to libmicrohttpd).
  */
 #ifndef AH_HTTP_FRONT_H
 #define AH_HTTP_FRONT_H
@@ -40,11 +42,12 @@ struct front_verdict {
 struct front_framing {
     bool http11;
     unsigned n_cl, n_te, n_host;
-    bool cl_bad;     /* a Content-Length that is not 1*DIGIT */
-    bool cl_huge;    /* more digits than any body we take */
-    bool te_bad;     /* chunked missing or not the final coding */
-    bool te_unknown; /* a coding other than chunked before it */
-    bool bad_name;   /* a header name that is not a token */
+    bool cl_bad;                 /* a Content-Length that is not 1*DIGIT */
+    bool cl_huge;                /* more digits than any body we take */
+    unsigned long long cl_value; /* the (last) Content-Length, when neither bad nor huge */
+    bool te_bad;                 /* chunked missing or not the final coding */
+    bool te_unknown;             /* a coding other than chunked before it */
+    bool bad_name;               /* a header name that is not a token */
 };
 /* Adds one header to the counts. */
 void front_framing_add(struct front_framing *f, const char *name, size_t name_len,
@@ -84,17 +87,24 @@ struct gate_config {
     int listen_fd;                /* borrowed; non-blocking */
     struct MHD_Daemon *daemon;    /* where accepted connections go */
     unsigned idle_ms;             /* header block must arrive within this (408 / close) */
-    size_t max_chunk;             /* a first chunk larger than this is 413 at once */
-    void (*on_hangup)(void *key); /* a watched socket's peer hung up (maybe: check it) */
+    size_t max_chunk;             /* a chunk larger than this is 413 at once */
+    void (*on_hangup)(void *key); /* a watched connection's client left (maybe: check it) */
 };
 int gate_start(const struct gate_config *cfg, struct gate **ret);
-/* Stops accepting and closes the connections still waiting for their headers; joins the
- * gate's thread. Watches stay valid (unwatch may still be called) until gate_free. */
+/* Stops accepting and closes the connections still waiting for their first request. The
+ * connections libmicrohttpd has keep going through the gate until gate_free. */
 void gate_stop(struct gate *g);
+/* After MHD_stop_daemon: lets what libmicrohttpd wrote last reach the clients (for up to 2 s),
+ * closes the rest and joins the gate's thread. */
 void gate_free(struct gate *g);
-/* Watch fd (a suspended connection) for the peer's hang-up; on_hangup(key) is called from the
- * gate's thread under the watch lock, so key stays valid until gate_unwatch returns. */
+/* Watch fd (libmicrohttpd's descriptor of a connection the gate handed over, e.g. a suspended
+ * stream) for the client's hang-up; on_hangup(key) is called under the watch lock (from the
+ * gate's thread, or at once from gate_watch when the client has left already), so key stays
+ * valid until gate_unwatch returns. AH_E_NOTFOUND for a descriptor the gate does not know. */
 int gate_watch(struct gate *g, int fd, void *key);
 void gate_unwatch(struct gate *g, int fd, void *key);
+/* libmicrohttpd began a request on fd (its URI callback): every answer to the requests before
+ * it has been written. The gate waits for that before it drops a request cut inside its body. */
+void gate_request_started(struct gate *g, int fd);
 
 #endif

@@ -1,16 +1,32 @@
 /*
- * gate.c — the front of the front door (see front.h): accept, check the first request's header
- * block from the raw bytes, hand the socket to libmicrohttpd; refuse with Problem+JSON and a
- * lingering close otherwise. One thread and one epoll for all of it; no thread per client.
+ * gate.c — the front of the front door (see front.h). One thread and one epoll for all of it; no
+ * thread per client.
  *
- * Why the raw bytes: libmicrohttpd 0.9.75 accepts `Content-Length : 2` (the header is then not a
- * Content-Length for it), obsolete line folding, two different Content-Length values (it uses
- * the first; the rest of the body became a second request), and hangs on Transfer-Encodings it
- * does not know, on a chunk size of 2^64-1 and on a query that overflows its memory pool. Its own
- * error answers are HTML. All of that is decided here, before libmicrohttpd reads a byte: the
- * gate only peeks (MSG_PEEK), so libmicrohttpd later reads the request from the start.
- * Later requests on a kept-alive connection are checked from libmicrohttpd's header list
- * (server.c), which sees everything above except what its parser already swallowed.
+ * The gate accepts every connection and stays in its path for the connection's whole life: it
+ * reads the client's bytes, checks every request's header block (the first one and each later
+ * one of a kept-alive or pipelined connection), follows the body's framing (Content-Length or
+ * chunked) to find where the next request starts, and passes the checked bytes to libmicrohttpd
+ * through a socketpair; libmicrohttpd's answers come back through the same socketpair and are
+ * copied to the client. A request it refuses gets a Problem+JSON answer written by the gate after
+ * the answers to the requests before it, and a lingering close.
+ *
+ * Why: libmicrohttpd 0.9.75 accepts `Content-Length : 2` (the header is then not a Content-Length
+ * for it), obsolete line folding, two different Content-Length values (it uses the first; the
+ * rest of the body became a second request), and hangs on Transfer-Encodings it does not know, on
+ * a chunk size of 2^64-1 and on a query that overflows its memory pool. Its own error answers are
+ * HTML and it has no hook for them. When only the first request was checked (peeking at the
+ * socket before handing it over), a later request on the same connection reached that parser
+ * unchecked; now no byte reaches libmicrohttpd that the gate did not read and check first.
+ *
+ * Flow control: a direction is read only while the gate holds nothing unsent for it; what the
+ * destination does not take at once is kept in a per-connection buffer allocated for the moment
+ * (at most one read) and freed when sent. So an idle connection — an SSE subscriber between
+ * events — holds no buffer, and a slow reader pushes back on libmicrohttpd through the
+ * socketpair, as it would through a direct socket.
+ *
+ * Hang-ups: a suspended stream is invisible to libmicrohttpd, so server.c asks the gate to watch
+ * its socket (gate_watch, by libmicrohttpd's descriptor). When the client leaves, the gate shuts
+ * the socketpair (libmicrohttpd then reads EOF) and calls on_hangup at once (item 24).
  *
  * Descriptors: when accept fails for want of descriptors (EMFILE/ENFILE) the gate logs it once
  * per episode, with the limit, and stops polling the listening socket for a tick, so waiting
@@ -18,6 +34,8 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -26,6 +44,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,15 +52,15 @@
 #include "front.h"
 
 /* Issue 10 item 25: how often the process ran out of descriptors (episodes, as logged), and the
- * first requests the gate refused itself (they never reach the router's counts). */
+ * requests the gate refused itself (they never reach the router's counts). */
 static struct obs_family *m_fd_episodes, *m_refused;
 __attribute__((constructor)) static void gate_metrics(void) {
     m_fd_episodes = obs_register1("ah_http_fd_exhausted_episodes_total",
                                   "Episodes of accept() failing for want of file descriptors",
                                   OBS_COUNTER, NULL, 0);
     m_refused = obs_register1("ah_http_gate_refused_total",
-                              "Connections whose first request the front gate refused (400, 408, "
-                              "413, 414, 431, 501, 505)",
+                              "Requests the front gate refused itself, first or later on a "
+                              "connection (400, 408, 413, 414, 431, 501, 503, 505)",
                               OBS_COUNTER, NULL, 0);
 }
 
@@ -50,23 +69,65 @@ __attribute__((constructor)) static void gate_metrics(void) {
 #define LINGER_BYTES (1u << 20) /* and this much, read and dropped */
 #define ACCEPT_BATCH 64
 #define EMFILE_QUIET_MS 5000 /* an out-of-descriptors episode ends after this long without one */
+#define IO_MAX (256u * 1024) /* one read, either direction */
+#define CHUNK_LINE_MAX 4096  /* a chunk-size line with its extensions */
+#define TRAILER_MAX 8192     /* the trailer section of a chunked body */
+#define DRAIN_MS 2000        /* gate_free: how long answers in flight get to reach clients */
 
-/* epoll data: pointers to struct pending are 8-aligned; the other tags use the low bits. */
+/* epoll data: struct conn pointers are 8-aligned, bit 0 tells the socketpair end from the
+ * client's socket; the other tags are small numbers. */
 #define TAG_LISTEN 1u
 #define TAG_TIMER 2u
 #define TAG_STOP 3u
-#define TAG_WATCH 4u /* (fd << 3) | TAG_WATCH */
+#define SIDE_UP 1u
 
-enum pend_state { P_HEAD, P_LINGER };
+/* Where the client's byte stream is: in a header block, or in the body that follows one. */
+enum rstate {
+    R_HEAD,      /* a header block (c->hb holds its start when it spans reads) */
+    R_LENGTH,    /* c->left bytes of a Content-Length body */
+    R_CSIZE,     /* chunked: the hex digits of a chunk size */
+    R_CEXT,      /* chunked: the rest of the chunk-size line (extensions) */
+    R_CDATA,     /* chunked: c->left bytes of chunk data */
+    R_CDATA_END, /* chunked: the CRLF after the data */
+    R_TRAILER,   /* chunked: trailer lines up to an empty one */
+    R_DISCARD,   /* nothing more is passed on (after a request that closes the connection) */
+};
 
-struct pending {
-    int fd;
-    enum pend_state state;
-    int64_t deadline;
-    size_t seen; /* P_HEAD: bytes seen by the last peek; P_LINGER: bytes drained */
+struct outbuf { /* bytes a destination did not take yet; p is NULL when empty */
+    char *p;
+    size_t off, n;
+};
+
+/* A refused request: answered once libmicrohttpd has answered the ones before it. */
+struct refusal {
+    int status;
+    char detail[200];
+    char method[16];
+    char path[256];
+};
+
+struct conn {
+    int fd;     /* the client's socket */
+    int up;     /* the gate's end of the socketpair; -1 before the first request was checked */
+    int mhd_fd; /* libmicrohttpd's end (its number, for gate_watch); -1 when unknown */
+    bool client_eof, up_eof, up_shut, wr_shut, gone, lingering, dead;
+    bool close_after; /* the request in progress ends the connection */
+    uint32_t heads;   /* request heads passed on to libmicrohttpd */
+    uint32_t started; /* requests libmicrohttpd began (atomic; gate_request_started) */
+    bool watched_hup; /* on_hangup was called or is due: the client left */
+    enum rstate rs;
+    uint32_t hn;      /* bytes in hb */
+    uint32_t line;    /* bytes of the current chunk-size or trailer line; trailer total */
+    uint64_t left;    /* R_LENGTH, R_CDATA: bytes still to come; R_CSIZE: the size so far */
+    unsigned digits;  /* R_CSIZE: hex digits so far */
+    int64_t deadline; /* 0, or when a header block that started must be complete / linger ends */
+    size_t dropped;   /* bytes read and dropped (refusing, lingering) */
+    char *hb;         /* a header block that spans reads (FRONT_MAX_HEAD bytes) */
+    struct refusal *ref;
+    struct outbuf to_up, to_client;
     socklen_t alen;
     struct sockaddr_storage addr;
-    struct pending *prev, *next;
+    struct conn *prev, *next; /* g->conns, or g->graveyard once dead */
 };
 
 struct gate {
@@ -74,13 +135,20 @@ struct gate {
     int epfd, tfd, efd;
     pthread_t thread;
     bool running;
+    bool stopping, exiting; /* atomics: gate_stop, gate_free asked */
+    bool accepting;
     bool accept_paused, emfile;
     int64_t emfile_last; /* monotonic ms of the last accept refused for want of descriptors */
-    struct pending *head; /* gate thread only */
-    pthread_mutex_t mu;   /* the watch table */
-    void **watch;
-    size_t n_watch;
-    char buf[FRONT_MAX_HEAD + 1];
+    size_t n_conns;
+    struct conn *conns;     /* gate thread only */
+    struct conn *graveyard; /* closed during this batch of events: freed after it */
+    pthread_mutex_t mu;     /* byfd, the watch table, stopped */
+    pthread_cond_t cv;      /* stopped was set */
+    bool stopped;           /* the gate no longer accepts */
+    struct conn **byfd;     /* libmicrohttpd's descriptor → its connection */
+    void **watch;           /* libmicrohttpd's descriptor → on_hangup key */
+    size_t n_fd;            /* entries in byfd and watch */
+    char buf[IO_MAX];
 };
 
 /* ---- shared checks --------------------------------------------------------------------------- */
@@ -116,6 +184,11 @@ void front_framing_add(struct front_framing *f, const char *name, size_t nl, con
                 f->cl_bad = true;
         if (vl > 18)
             f->cl_huge = true;
+        else if (!f->cl_bad) {
+            f->cl_value = 0; /* ≤ 18 digits: fits */
+            for (size_t i = 0; i < vl; i++)
+                f->cl_value = f->cl_value * 10 + (unsigned)(value[i] - '0');
+        }
     } else if (ieq(name, nl, "Transfer-Encoding")) {
         /* codings, comma separated; only a final `chunked` is understood (RFC 9112 §6.1) */
         f->n_te++;
@@ -219,6 +292,7 @@ const char *front_status_slug(int status) {
     case 421: return "misdirected-request";
     case 431: return "request-header-fields-too-large";
     case 501: return "not-implemented";
+    case 503: return "service-unavailable";
     case 505: return "http-version-not-supported";
     default: return "bad-request";
     }
@@ -233,6 +307,7 @@ const char *front_status_title(int status) {
     case 421: return "Misdirected Request";
     case 431: return "Request Header Fields Too Large";
     case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
     case 505: return "HTTP Version Not Supported";
     default: return "Bad Request";
     }
@@ -280,17 +355,40 @@ struct head {
     char method[16];
     char path[256]; /* for the problem's instance and the log; may be cut */
     struct front_verdict v;
+    /* the framing of what follows the head, when the verdict is 0 */
+    uint64_t content_length;
+    bool chunked;
+    bool close; /* the connection ends after this request (Connection: close, or HTTP/1.0
+                   without keep-alive): libmicrohttpd reads nothing after it */
 };
+
+/* Does the comma-separated list v[0..n) hold the token `tok` (case-insensitive)? */
+static bool has_token(const char *v, size_t n, const char *tok) {
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        while (j < n && v[j] != ',')
+            j++;
+        size_t a = i, b = j;
+        while (a < b && (v[a] == ' ' || v[a] == '\t'))
+            a++;
+        while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+            b--;
+        if (ieq(v + a, b - a, tok))
+            return true;
+        i = j + 1;
+    }
+    return false;
+}
 
 static size_t line_end(const char *p, const char *end) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     return nl ? (size_t)(nl - p) : (size_t)(end - p);
 }
 
-/* Checks the block b[0..n) that ends with its empty line; `more` is what follows it in the peek
- * (the start of a body). */
-static void check_head(const char *b, size_t n, const char *more, size_t more_n, size_t max_chunk,
-                       struct head *h) {
+/* Checks the block b[0..n) that ends with its empty line (chunk sizes are checked as they pass,
+ * chunk_scan). */
+static void check_head(const char *b, size_t n, struct head *h) {
     struct front_verdict *v = &h->v;
     const char *p = b, *end = b + n;
     while (p < end && (*p == '\r' || *p == '\n')) /* RFC 9112 §2.2: ignore leading empty lines */
@@ -354,6 +452,7 @@ static void check_head(const char *b, size_t n, const char *more, size_t more_n,
                FRONT_MAX_QUERY);
     /* header lines */
     unsigned n_headers = 0;
+    bool conn_close = false, keep_alive = false;
     p += ll + 1;
     while (p < end) {
         ll = line_end(p, end);
@@ -373,6 +472,10 @@ static void check_head(const char *b, size_t n, const char *more, size_t more_n,
             if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
                 REFUSE(400, "a header value holds a control character");
         front_framing_add(&f, p, (size_t)(colon - p), colon + 1, (size_t)(le - colon - 1));
+        if (ieq(p, (size_t)(colon - p), "Connection")) {
+            conn_close |= has_token(colon + 1, (size_t)(le - colon - 1), "close");
+            keep_alive |= has_token(colon + 1, (size_t)(le - colon - 1), "keep-alive");
+        }
         p += ll + 1;
     }
     front_framing_verdict(&f, v);
@@ -380,93 +483,603 @@ static void check_head(const char *b, size_t n, const char *more, size_t more_n,
         return;
     if (n + FRONT_POOL_ENTRY * (n_headers + n_query) > FRONT_POOL_BUDGET)
         REFUSE(431, "the request line and headers are too large");
-    /* A first chunk we can see already: its size must be a number we could ever take. */
-    if (f.n_te && more_n) {
-        size_t i = 0;
-        unsigned long long size = 0;
-        while (i < more_n && i < 17) {
-            char c = more[i];
-            int d = c >= '0' && c <= '9'                     ? c - '0'
-                    : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
-                                                             : -1;
-            if (d < 0)
-                break;
-            size = size * 16 + (unsigned)d;
-            i++;
-        }
-        if (i == 17 || (i == 16 && more[0] >= '8'))
-            REFUSE(400, "a chunk size does not fit in 63 bits");
-        if (i && size > max_chunk)
-            REFUSE(413, "a chunk of %llu bytes is larger than the body limit of %zu bytes", size,
-                   max_chunk);
-        if (!i && more_n)
-            REFUSE(400, "a chunk does not start with its size in hexadecimal");
-    }
+    h->content_length = f.n_cl ? f.cl_value : 0;
+    h->chunked = f.n_te > 0;
+    h->close = conn_close || (!f.http11 && !keep_alive);
 #undef REFUSE
 }
 
-/* ---- connections waiting for their headers ----------------------------------------------------
+/* ---- buffers -----------------------------------------------------------------------------------
  */
 
-static void pend_unlink(struct gate *g, struct pending *p) {
-    if (p->prev)
-        p->prev->next = p->next;
+static size_t out_pending(const struct outbuf *o) {
+    return o->p ? o->n - o->off : 0;
+}
+
+static void out_clear(struct outbuf *o) {
+    free(o->p);
+    *o = (struct outbuf){0};
+}
+
+static bool out_add(struct outbuf *o, const char *p, size_t n) {
+    if (!n)
+        return true;
+    size_t have = out_pending(o);
+    char *q = malloc(have + n);
+    if (!q)
+        return false;
+    if (have)
+        memcpy(q, o->p + o->off, have);
+    memcpy(q + have, p, n);
+    free(o->p);
+    *o = (struct outbuf){.p = q, .off = 0, .n = have + n};
+    return true;
+}
+
+/* Sends what o holds: 1 all of it, 0 the socket is full, -1 the peer is gone. */
+static int out_flush(struct outbuf *o, int fd) {
+    while (out_pending(o)) {
+        ssize_t w = send(fd, o->p + o->off, o->n - o->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+        }
+        o->off += (size_t)w;
+    }
+    out_clear(o);
+    return 1;
+}
+
+/* Sends p[0..n) after whatever o holds; what the socket does not take is kept in o. 0, or -1
+ * when the peer is gone (or out of memory). */
+static int out_send(struct outbuf *o, int fd, const char *p, size_t n) {
+    size_t off = 0;
+    while (!out_pending(o) && off < n) {
+        ssize_t w = send(fd, p + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    return out_add(o, p + off, n - off) ? 0 : -1;
+}
+
+/* ---- connections -------------------------------------------------------------------------------
+ */
+
+#define GONE ((struct conn *)(uintptr_t)8) /* byfd: that connection's client has left */
+
+static void list_add(struct conn **head, struct conn *c) {
+    c->prev = NULL;
+    c->next = *head;
+    if (*head)
+        (*head)->prev = c;
+    *head = c;
+}
+
+static void list_del(struct conn **head, struct conn *c) {
+    if (c->prev)
+        c->prev->next = c->next;
     else
-        g->head = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
+        *head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
 }
 
-static void pend_close(struct gate *g, struct pending *p) {
-    pend_unlink(g, p);
-    close(p->fd); /* also leaves the epoll set */
-    free(p);
+/* Makes byfd and watch hold index fd (under g->mu). */
+static bool fd_tables_fit(struct gate *g, int fd) {
+    if ((size_t)fd < g->n_fd)
+        return true;
+    size_t n = g->n_fd ? g->n_fd : 256;
+    while (n <= (size_t)fd)
+        n *= 2;
+    struct conn **b = realloc(g->byfd, n * sizeof(*b));
+    if (!b)
+        return false;
+    g->byfd = b;
+    void **w = realloc(g->watch, n * sizeof(*w));
+    if (!w)
+        return false;
+    g->watch = w;
+    memset(g->byfd + g->n_fd, 0, (n - g->n_fd) * sizeof(*b));
+    memset(g->watch + g->n_fd, 0, (n - g->n_fd) * sizeof(*w));
+    g->n_fd = n;
+    return true;
 }
 
-static void log_refused(const struct head *h, const char *rid, int status, const char *why) {
+/* The client left: a suspended stream on this connection is told at once (item 24). */
+static void mark_gone(struct gate *g, struct conn *c) {
+    pthread_mutex_lock(&g->mu);
+    if (c->mhd_fd >= 0 && g->byfd[c->mhd_fd] == c) {
+        c->gone = true;
+        if (g->watch[c->mhd_fd])
+            g->cfg.on_hangup(g->watch[c->mhd_fd]);
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* The connection no longer answers to libmicrohttpd's descriptor. */
+static void detach(struct gate *g, struct conn *c) {
+    if (c->mhd_fd < 0)
+        return;
+    pthread_mutex_lock(&g->mu);
+    if (g->byfd[c->mhd_fd] == c)
+        g->byfd[c->mhd_fd] = GONE;
+    pthread_mutex_unlock(&g->mu);
+    c->mhd_fd = -1;
+}
+
+/* Closes both sockets; the memory goes after the current batch of events (which may still name
+ * the connection). */
+static void conn_close(struct gate *g, struct conn *c) {
+    if (c->dead)
+        return;
+    c->dead = true;
+    list_del(&g->conns, c);
+    g->n_conns--;
+    list_add(&g->graveyard, c);
+    if (c->up >= 0) {
+        close(c->up); /* libmicrohttpd reads EOF, or its next write fails */
+        c->up = -1;
+    }
+    close(c->fd); /* also leaves the epoll set */
+    mark_gone(g, c);
+    detach(g, c);
+}
+
+static void conn_free(struct conn *c) {
+    out_clear(&c->to_up);
+    out_clear(&c->to_client);
+    free(c->hb);
+    free(c->ref);
+    free(c);
+}
+
+static void log_refused(const char *method, const char *path, const char *rid, int status,
+                        const char *why) {
     if (!log_enabled(LOG_INFO))
         return;
     json_t *f = json_pack("{s:s, s:i, s:s, s:s}", "id", rid, "status", status, "refused", why,
                           "component", "http");
-    if (f && h && h->method[0])
-        json_object_set_new(f, "method", json_string(h->method));
-    if (f && h && h->path[0] && front_utf8_ok(h->path, strlen(h->path)))
-        json_object_set_new(f, "path", json_string(h->path));
+    if (f && method && method[0])
+        json_object_set_new(f, "method", json_string(method));
+    if (f && path && path[0] && front_utf8_ok(path, strlen(path)))
+        json_object_set_new(f, "path", json_string(path));
     log_json(LOG_INFO, "request", f);
     json_decref(f);
 }
 
-static void pend_linger_read(struct gate *g, struct pending *p);
+static void linger(struct gate *g, struct conn *c);
 
-/* Answers a problem and lingers: the client may still be sending, and closing with unread bytes
- * would reset the connection and destroy the answer before the client reads it. */
-static void pend_refuse(struct gate *g, struct pending *p, const struct head *h, int status,
-                        const char *detail) {
+/* libmicrohttpd is done (or never had the connection): what is left for the client goes out,
+ * then the gate closes its side and reads and drops what the client still sends, for a while —
+ * closing with unread bytes would reset the connection and destroy the answer before the client
+ * reads it. */
+static void begin_linger(struct gate *g, struct conn *c) {
+    if (c->up >= 0) {
+        close(c->up);
+        c->up = -1;
+    }
+    detach(g, c);
+    c->lingering = true;
+    c->dropped = 0;
+    c->deadline = time_mono_ms() + LINGER_MS;
+    linger(g, c);
+}
+
+/* Writes the problem answer after everything the client was sent already, and lingers. */
+static void answer(struct gate *g, struct conn *c, const char *method, const char *path, int status,
+                   const char *detail) {
     char rid[ULID_LEN + 1] = "0";
     ulid_new(rid);
     size_t len = 0;
-    char *resp =
-        front_problem_response(status, detail, h && h->path[0] ? h->path : NULL, rid, &len);
-    log_refused(h, rid, status, detail);
+    char *resp = front_problem_response(status, detail, path && path[0] ? path : NULL, rid, &len);
+    log_refused(method, path, rid, status, detail);
     obs_add(m_refused, 0, 1);
-    if (resp) {
-        ssize_t w = send(p->fd, resp, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)w; /* a fresh socket's buffer holds a small answer; if not, the client is gone */
+    if (!resp || out_send(&c->to_client, c->fd, resp, len) < 0) {
         free(resp);
+        conn_close(g, c);
+        return;
     }
-    shutdown(p->fd, SHUT_WR);
-    p->state = P_LINGER;
-    p->seen = 0;
-    p->deadline = time_mono_ms() + LINGER_MS;
-    pend_linger_read(g, p);
+    free(resp);
+    begin_linger(g, c);
 }
 
-static void pend_linger_read(struct gate *g, struct pending *p) {
+/* A request is refused. Before libmicrohttpd had the connection the answer goes at once;
+ * afterwards it goes when libmicrohttpd has answered the requests before this one (the pump
+ * shuts the socketpair, so libmicrohttpd reads EOF after them and closes). */
+static void refuse(struct gate *g, struct conn *c, const struct head *h, int status,
+                   const char *detail) {
+    if (c->ref || c->lingering || c->dead)
+        return;
+    if (c->up < 0) {
+        answer(g, c, h ? h->method : NULL, h ? h->path : NULL, status, detail);
+        return;
+    }
+    if (!(c->ref = calloc(1, sizeof(*c->ref)))) {
+        conn_close(g, c);
+        return;
+    }
+    c->ref->status = status;
+    snprintf(c->ref->detail, sizeof(c->ref->detail), "%s", detail);
+    if (h) {
+        snprintf(c->ref->method, sizeof(c->ref->method), "%s", h->method);
+        snprintf(c->ref->path, sizeof(c->ref->path), "%s", h->path);
+    }
+    c->deadline = 0;
+}
+
+static void refusef(struct gate *g, struct conn *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void refusef(struct gate *g, struct conn *c, int status, const char *fmt, ...) {
+    char detail[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    refuse(g, c, NULL, status, detail);
+}
+
+/* Passes checked bytes on to libmicrohttpd. */
+static void forward(struct conn *c, const char *p, size_t n) {
+    if (c->up_shut || !n)
+        return; /* libmicrohttpd stopped reading: nothing it could use */
+    if (out_send(&c->to_up, c->up, p, n) < 0) {
+        out_clear(&c->to_up);
+        c->up_shut = true;
+    }
+}
+
+/* Gives a checked connection to libmicrohttpd, through a socketpair. false when it was refused
+ * instead (503). */
+static bool hand_over(struct gate *g, struct conn *c) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+        answer(g, c, NULL, NULL, 503, "the server is out of file descriptors; try again later");
+        return false;
+    }
+    pthread_mutex_lock(&g->mu);
+    bool ok = fd_tables_fit(g, sv[1]);
+    if (ok) {
+        struct conn *old = g->byfd[sv[1]];
+        if (old && old != GONE)
+            old->mhd_fd = -1; /* its descriptor was closed by libmicrohttpd: the number is reused */
+        g->byfd[sv[1]] = c;
+    }
+    pthread_mutex_unlock(&g->mu);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.u64 = (uint64_t)(uintptr_t)c | SIDE_UP};
+    if (!ok || epoll_ctl(g->epfd, EPOLL_CTL_ADD, sv[0], &ev) < 0) {
+        if (ok) {
+            pthread_mutex_lock(&g->mu);
+            g->byfd[sv[1]] = NULL;
+            pthread_mutex_unlock(&g->mu);
+        }
+        close(sv[0]);
+        close(sv[1]);
+        answer(g, c, NULL, NULL, 503, "the server is out of memory; try again later");
+        return false;
+    }
+    c->up = sv[0];
+    c->mhd_fd = sv[1];
+    /* libmicrohttpd closes sv[1] itself when it cannot take it */
+    /* libmicrohttpd talks to a socketpair: told so (AF_UNIX), it leaves TCP options alone; the
+     * client's address stays with the gate */
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    if (MHD_add_connection(g->cfg.daemon, sv[1], (const struct sockaddr *)&un,
+                           (socklen_t)sizeof(un)) != MHD_YES) {
+        detach(g, c);
+        close(c->up);
+        c->up = -1;
+        answer(g, c, NULL, NULL, 503, "the server has too many connections; try again later");
+        return false;
+    }
+    return true;
+}
+
+static void request_done(struct conn *c, bool close_after) {
+    c->rs = close_after ? R_DISCARD : R_HEAD;
+}
+
+/* The end of a header block in b[0..n) (an empty line, CRLF or a bare LF as libmicrohttpd
+ * takes), searching from `from`; 0 when it is not there yet. */
+static size_t head_end(const char *b, size_t n, size_t from) {
+    for (size_t i = from > 2 ? from - 2 : 0; i + 1 < n; i++) {
+        if (b[i] != '\n')
+            continue;
+        if (b[i + 1] == '\n')
+            return i + 2;
+        if (b[i + 1] == '\r' && i + 2 < n && b[i + 2] == '\n')
+            return i + 3;
+    }
+    return 0;
+}
+
+/* Consumes the bytes of a header block from p[0..n); a complete block is checked and passed on
+ * (or refused). Returns the bytes consumed. */
+static size_t head_feed(struct gate *g, struct conn *c, const char *p, size_t n) {
+    size_t skipped = 0;
+    if (!c->hn) { /* RFC 9112 §2.2: empty lines before a request are ignored */
+        while (skipped < n && (p[skipped] == '\r' || p[skipped] == '\n'))
+            skipped++;
+        p += skipped;
+        n -= skipped;
+        if (!n)
+            return skipped;
+        unsigned char c0 = (unsigned char)p[0];
+        if (c0 == 0x16) {
+            refusef(g, c, 400, "this port speaks plain HTTP, not TLS");
+            return skipped + n;
+        }
+        if (!is_tchar(c0)) {
+            refusef(g, c, 400, "this is not an HTTP request");
+            return skipped + n;
+        }
+    }
+    const char *b;
+    size_t bn, used;
+    size_t end = c->hn ? 0 : head_end(p, n < FRONT_MAX_HEAD ? n : FRONT_MAX_HEAD, 0);
+    if (end) { /* the whole block in this read: checked where it is */
+        b = p;
+        bn = used = end;
+    } else {
+        if (!c->hb && !(c->hb = malloc(FRONT_MAX_HEAD))) {
+            conn_close(g, c);
+            return skipped + n;
+        }
+        size_t old = c->hn, k = n < FRONT_MAX_HEAD - old ? n : FRONT_MAX_HEAD - old;
+        memcpy(c->hb + old, p, k);
+        end = head_end(c->hb, old + k, old);
+        if (!end) {
+            c->hn = (uint32_t)(old + k);
+            if (!old && c->up >= 0)
+                c->deadline = time_mono_ms() + g->cfg.idle_ms;
+            if (c->hn >= FRONT_MAX_HEAD) {
+                bool has_line = memchr(c->hb, '\n', c->hn) != NULL;
+                refusef(g, c, has_line ? 431 : 414, "%s",
+                        has_line ? "the request headers are larger than 8 KiB"
+                                 : "the request line is longer than 8 KiB");
+                return skipped + n;
+            }
+            return skipped + k;
+        }
+        b = c->hb;
+        bn = end;
+        used = end - old;
+    }
+    struct head h = {0};
+    check_head(b, bn, &h);
+    if (h.v.status) {
+        refuse(g, c, &h, h.v.status, h.v.detail);
+        return skipped + n;
+    }
+    if (c->up < 0 && !hand_over(g, c))
+        return skipped + n;
+    forward(c, b, bn);
+    c->heads++;
+    free(c->hb);
+    c->hb = NULL;
+    c->hn = 0;
+    c->deadline = 0;
+    if (h.chunked) {
+        c->rs = R_CSIZE;
+        c->left = 0;
+        c->digits = 0;
+        c->line = 0;
+    } else if (h.content_length) {
+        c->rs = R_LENGTH;
+        c->left = h.content_length;
+    } else {
+        request_done(c, h.close);
+    }
+    c->close_after = h.close;
+    return skipped + used;
+}
+
+static int hexval(char ch) {
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch = (char)(ch | 0x20);
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+#define VERDICT(st, ...) (v->status = (st), snprintf(v->detail, sizeof(v->detail), __VA_ARGS__))
+
+/* Follows a chunked body over p[0..n). Returns how many bytes may go on: all of them, or those
+ * before the end of the body or before a refusal (then in *v). Pure: no I/O. */
+static size_t chunk_scan(size_t max_chunk, struct conn *c, const char *p, size_t n,
+                         struct front_verdict *v) {
+    size_t i = 0;
+    while (i < n) {
+        switch (c->rs) {
+        case R_CDATA: {
+            size_t k = n - i < c->left ? n - i : (size_t)c->left;
+            i += k;
+            c->left -= k;
+            if (!c->left) {
+                c->rs = R_CDATA_END;
+                c->line = 0;
+            }
+            break;
+        }
+        case R_CDATA_END:
+            if (p[i] == '\r' && !c->line) {
+                c->line = 1;
+                i++;
+            } else if (p[i] == '\n') {
+                c->rs = R_CSIZE;
+                c->left = 0;
+                c->digits = 0;
+                c->line = 0;
+                i++;
+            } else {
+                VERDICT(400, "a chunk's data is not followed by CRLF");
+                return i;
+            }
+            break;
+        case R_CSIZE: {
+            int d = hexval(p[i]);
+            if (d >= 0) {
+                /* 15 hex digits hold any size we could take; more would overflow libmicrohttpd */
+                if (++c->digits > 15) {
+                    VERDICT(400, "a chunk size does not fit in 60 bits");
+                    return i;
+                }
+                c->left = c->left * 16 + (unsigned)d;
+                c->line++;
+                i++;
+                break;
+            }
+            if (!c->digits) {
+                VERDICT(400, "a chunk does not start with its size in hexadecimal");
+                return i;
+            }
+            if (p[i] != ';' && p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n') {
+                VERDICT(400, "a chunk size is not followed by CRLF or an extension");
+                return i;
+            }
+            if (c->left > max_chunk) {
+                VERDICT(413, "a chunk of %llu bytes is larger than the body limit of %zu bytes",
+                        (unsigned long long)c->left, max_chunk);
+                return i;
+            }
+            c->rs = R_CEXT;
+            break;
+        }
+        case R_CEXT:
+            if (++c->line > CHUNK_LINE_MAX) {
+                VERDICT(400, "a chunk-size line is longer than %d bytes", CHUNK_LINE_MAX);
+                return i;
+            }
+            if (p[i++] != '\n')
+                break;
+            if (c->left) {
+                c->rs = R_CDATA;
+            } else { /* the last chunk: trailers up to an empty line */
+                c->rs = R_TRAILER;
+                c->line = 0;
+                c->left = 0; /* the trailer section's size */
+            }
+            break;
+        case R_TRAILER: {
+            char ch = p[i++];
+            if (++c->left > TRAILER_MAX) {
+                VERDICT(431, "the trailer section is larger than %d bytes", TRAILER_MAX);
+                return i - 1;
+            }
+            if (ch == '\n') {
+                if (!c->line) {
+                    request_done(c, c->close_after);
+                    return i;
+                }
+                c->line = 0;
+            } else if (ch != '\r') {
+                c->line++;
+            }
+            break;
+        }
+        default: return i;
+        }
+    }
+    return i;
+}
+
+/* Passes the client's bytes p[0..n) on, request by request, checking each header block and
+ * following each body's framing to find the next one. */
+static void feed(struct gate *g, struct conn *c, const char *p, size_t n) {
+    while (n && !c->ref && !c->lingering && !c->dead) {
+        size_t k;
+        switch (c->rs) {
+        case R_DISCARD: /* after a request that closes the connection: nothing more is read */
+            c->dropped += n;
+            return;
+        case R_HEAD: k = head_feed(g, c, p, n); break;
+        case R_LENGTH:
+            k = n < c->left ? n : (size_t)c->left;
+            forward(c, p, k);
+            c->left -= k;
+            if (!c->left)
+                request_done(c, c->close_after);
+            break;
+        default: {
+            struct front_verdict v = {0};
+            k = chunk_scan(g->cfg.max_chunk, c, p, n, &v);
+            forward(c, p, k);
+            if (v.status)
+                refuse(g, c, NULL, v.status, v.detail);
+            break;
+        }
+        }
+        p += k;
+        n -= k;
+    }
+    c->dropped += n;
+}
+
+int front_judge_peek(const char *b, size_t n, size_t max_chunk, struct front_verdict *ret) {
+    struct front_verdict *v = ret;
+    memset(v, 0, sizeof(*v));
+    if (n > FRONT_MAX_HEAD)
+        n = FRONT_MAX_HEAD;
+    size_t skip = 0;
+    while (skip < n && (b[skip] == '\r' || b[skip] == '\n'))
+        skip++;
+    b += skip;
+    n -= skip;
+    if (!n)
+        return 0;
+    if ((unsigned char)b[0] == 0x16)
+        return VERDICT(400, "this port speaks plain HTTP, not TLS"), 1;
+    if (!is_tchar((unsigned char)b[0]))
+        return VERDICT(400, "this is not an HTTP request"), 1;
+    size_t end = head_end(b, n, 0);
+    if (!end) {
+        if (n + skip < FRONT_MAX_HEAD)
+            return 0;
+        bool has_line = memchr(b, '\n', n) != NULL;
+        if (has_line)
+            VERDICT(431, "the request headers are larger than 8 KiB");
+        else
+            VERDICT(414, "the request line is longer than 8 KiB");
+        return 1;
+    }
+    struct head h = {0};
+    check_head(b, end, &h);
+    *v = h.v;
+    if (!v->status && h.chunked) { /* what follows of the body, as the gate follows it */
+        struct conn c = {.rs = R_CSIZE};
+        chunk_scan(max_chunk, &c, b + end, n - end, v);
+    }
+    return 2;
+}
+
+static void linger(struct gate *g, struct conn *c) {
+    int r = out_flush(&c->to_client, c->fd);
+    if (r < 0) {
+        conn_close(g, c);
+        return;
+    }
+    if (r == 0)
+        return; /* the rest when the client reads */
+    if (c->client_eof || __atomic_load_n(&g->exiting, __ATOMIC_ACQUIRE)) {
+        conn_close(g, c);
+        return;
+    }
+    if (!c->wr_shut) {
+        shutdown(c->fd, SHUT_WR);
+        c->wr_shut = true;
+    }
     for (;;) {
-        ssize_t n = recv(p->fd, g->buf, sizeof(g->buf), MSG_DONTWAIT);
+        ssize_t n = recv(c->fd, g->buf, sizeof(g->buf), MSG_DONTWAIT);
         if (n > 0) {
-            p->seen += (size_t)n;
-            if (p->seen > LINGER_BYTES)
+            c->dropped += (size_t)n;
+            if (c->dropped > LINGER_BYTES)
                 break;
             continue;
         }
@@ -476,96 +1089,128 @@ static void pend_linger_read(struct gate *g, struct pending *p) {
             continue;
         break; /* EOF or error: done */
     }
-    pend_close(g, p);
+    conn_close(g, c);
 }
 
-/* The gate's decision on the first bytes of a connection, b[0..n) (at most FRONT_MAX_HEAD):
- * 0 when the header block is not complete yet; 1 when the bytes are refused before the request
- * line was read; 2 when the block was checked (h->v.status 0: hand it over). */
-static int judge_peek(const char *b, size_t n, size_t max_chunk, struct head *h) {
-    memset(h, 0, sizeof(*h));
-    if (!n)
-        return 0;
-    unsigned char c0 = (unsigned char)b[0];
-    if (c0 == 0x16) {
-        h->v.status = 400;
-        snprintf(h->v.detail, sizeof(h->v.detail), "this port speaks plain HTTP, not TLS");
-        return 1;
+/* Moves bytes both ways until neither side has more or a destination is full. Called on any event
+ * of either socket (edge-triggered: every path ends at EAGAIN or waits for the other side). */
+static void pump(struct gate *g, struct conn *c) {
+    if (c->dead)
+        return;
+    if (c->lingering) {
+        linger(g, c);
+        return;
     }
-    if (!is_tchar(c0) && c0 != '\r' && c0 != '\n') {
-        h->v.status = 400;
-        snprintf(h->v.detail, sizeof(h->v.detail), "this is not an HTTP request");
-        return 1;
+    /* client → libmicrohttpd */
+    for (;;) {
+        if (c->up >= 0 && out_pending(&c->to_up)) {
+            int r = out_flush(&c->to_up, c->up);
+            if (r < 0) { /* libmicrohttpd closed its end */
+                out_clear(&c->to_up);
+                c->up_shut = true;
+            } else if (r == 0) {
+                break;
+            }
+        }
+        if (c->client_eof)
+            break;
+        bool dropping = c->ref || c->rs == R_DISCARD || c->up_shut;
+        if (dropping && c->dropped > LINGER_BYTES)
+            break; /* enough: the client waits until the answer is out */
+        ssize_t n = recv(c->fd, g->buf, IO_MAX, MSG_DONTWAIT);
+        if (n == 0) {
+            c->client_eof = true;
+            break;
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            conn_close(g, c);
+            return;
+        }
+        if (dropping)
+            c->dropped += (size_t)n;
+        else
+            feed(g, c, g->buf, (size_t)n);
+        if (c->dead || c->lingering)
+            return;
     }
-    /* the end of the header block: an empty line (CRLF or a bare LF, as libmicrohttpd takes) */
-    size_t endpos = 0;
-    for (size_t i = 0; i + 1 < n; i++) {
-        if (b[i] != '\n')
+    if (c->up < 0) { /* still waiting for the first request */
+        if (c->client_eof)
+            conn_close(g, c);
+        return;
+    }
+    /* Nothing more will go to libmicrohttpd. Between requests it reads EOF after the ones it
+     * has, answers them and closes. Inside a body (cut) EOF would leave libmicrohttpd 0.9.75
+     * waiting for the rest until its timeout, so once it has begun that request — every answer
+     * before it is then written — the socketpair is closed outright, which it takes as an
+     * error and drops the request. */
+    bool cut = (c->client_eof || c->ref) && c->rs != R_HEAD && c->rs != R_DISCARD;
+    if ((c->client_eof || c->ref) && !cut && !c->up_shut && !out_pending(&c->to_up)) {
+        shutdown(c->up, SHUT_WR);
+        c->up_shut = true;
+    }
+    if (c->client_eof && !c->gone)
+        mark_gone(g, c);
+    /* read before draining: every answer before request `started` is in the socketpair then */
+    uint32_t started = __atomic_load_n(&c->started, __ATOMIC_ACQUIRE);
+    /* libmicrohttpd → client */
+    for (;;) {
+        if (out_pending(&c->to_client)) {
+            int r = out_flush(&c->to_client, c->fd);
+            if (r < 0) {
+                conn_close(g, c);
+                return;
+            }
+            if (r == 0)
+                break;
+        }
+        if (c->up_eof)
+            break;
+        ssize_t n = recv(c->up, g->buf, IO_MAX, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
             continue;
-        if (b[i + 1] == '\n') {
-            endpos = i + 2;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0) {
+            c->up_eof = true;
             break;
         }
-        if (b[i + 1] == '\r' && i + 2 < n && b[i + 2] == '\n') {
-            endpos = i + 3;
-            break;
+        if (out_send(&c->to_client, c->fd, g->buf, (size_t)n) < 0) {
+            conn_close(g, c);
+            return;
         }
     }
-    if (!endpos) {
-        if (n >= FRONT_MAX_HEAD) {
-            bool has_line = memchr(b, '\n', n) != NULL;
-            h->v.status = has_line ? 431 : 414;
-            snprintf(h->v.detail, sizeof(h->v.detail), "%s",
-                     has_line ? "the request headers are larger than 8 KiB"
-                              : "the request line is longer than 8 KiB");
-            return 1;
-        }
-        return 0; /* wait for more */
+    if (cut && !c->up_eof && started >= c->heads && !out_pending(&c->to_up)) {
+        close(c->up); /* libmicrohttpd sees a hang-up and drops the request */
+        c->up = -1;
+        c->up_eof = true;
     }
-    check_head(b, endpos, b + endpos, n - endpos, max_chunk, h);
-    return 2;
-}
-
-int front_judge_peek(const char *b, size_t n, size_t max_chunk, struct front_verdict *ret) {
-    struct head h;
-    int r = judge_peek(b, n > FRONT_MAX_HEAD ? FRONT_MAX_HEAD : n, max_chunk, &h);
-    *ret = h.v;
-    return r;
-}
-
-static void pend_head_read(struct gate *g, struct pending *p) {
-    ssize_t n = recv(p->fd, g->buf, FRONT_MAX_HEAD, MSG_PEEK | MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-        pend_close(g, p);
+    if (!c->up_eof || out_pending(&c->to_client))
+        return;
+    /* libmicrohttpd has closed the connection and everything it wrote is out */
+    if (!c->ref && c->rs == R_HEAD && c->hn) {
+        char detail[96];
+        snprintf(detail, sizeof(detail), "the request headers did not arrive within %u ms",
+                 g->cfg.idle_ms);
+        refuse(g, c, NULL, 408, detail);
+    }
+    if (c->ref) {
+        struct refusal *r = c->ref;
+        c->ref = NULL;
+        answer(g, c, r->method, r->path, r->status, r->detail);
+        free(r);
         return;
     }
-    if (n < 0)
-        return;
-    p->seen = (size_t)n;
-    struct head h;
-    int r = judge_peek(g->buf, (size_t)n, g->cfg.max_chunk, &h);
-    if (!r)
-        return; /* wait for more (edge-triggered: the next segment wakes us) */
-    if (h.v.status) {
-        pend_refuse(g, p, r == 2 ? &h : NULL, h.v.status, h.v.detail);
-        return;
-    }
-    epoll_ctl(g->epfd, EPOLL_CTL_DEL, p->fd, NULL);
-    pend_unlink(g, p);
-    /* MHD closes the socket itself when it cannot take it */
-    MHD_add_connection(g->cfg.daemon, p->fd, (const struct sockaddr *)&p->addr, p->alen);
-    free(p);
-}
-
-static void on_pending(struct gate *g, struct pending *p) {
-    if (p->state == P_HEAD)
-        pend_head_read(g, p);
+    if (c->client_eof)
+        conn_close(g, c);
     else
-        pend_linger_read(g, p);
+        begin_linger(g, c);
 }
 
-/* ---- accept -----------------------------------------------------------------------------------
- */
+/* ---- accept -------------------------------------------------------------------------------- */
 
 static void listen_arm(struct gate *g, bool on) {
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_LISTEN};
@@ -575,15 +1220,15 @@ static void listen_arm(struct gate *g, bool on) {
 
 static void on_accept(struct gate *g) {
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        struct pending *p = calloc(1, sizeof(*p));
-        if (!p)
+        struct conn *c = calloc(1, sizeof(*c));
+        if (!c)
             return;
-        p->alen = sizeof(p->addr);
-        p->fd = accept4(g->cfg.listen_fd, (struct sockaddr *)&p->addr, &p->alen,
+        c->alen = sizeof(c->addr);
+        c->fd = accept4(g->cfg.listen_fd, (struct sockaddr *)&c->addr, &c->alen,
                         SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (p->fd < 0) {
+        if (c->fd < 0) {
             int err = errno;
-            free(p);
+            free(c);
             if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
                 g->emfile_last = time_mono_ms();
                 if (!g->emfile) {
@@ -610,15 +1255,15 @@ static void on_accept(struct gate *g) {
             g->emfile = false;
             log_msg(LOG_INFO, "accepting connections again");
         }
-        p->state = P_HEAD;
-        p->deadline = time_mono_ms() + g->cfg.idle_ms;
-        p->next = g->head;
-        if (g->head)
-            g->head->prev = p;
-        g->head = p;
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = p};
-        if (epoll_ctl(g->epfd, EPOLL_CTL_ADD, p->fd, &ev) < 0)
-            pend_close(g, p);
+        c->up = c->mhd_fd = -1;
+        c->rs = R_HEAD;
+        c->deadline = time_mono_ms() + g->cfg.idle_ms;
+        list_add(&g->conns, c);
+        g->n_conns++;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                 .data.u64 = (uint64_t)(uintptr_t)c};
+        if (epoll_ctl(g->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+            conn_close(g, c);
     }
 }
 
@@ -626,113 +1271,139 @@ static void on_tick(struct gate *g) {
     uint64_t n;
     while (read(g->tfd, &n, sizeof(n)) > 0)
         ;
-    if (g->accept_paused)
+    if (g->accept_paused && g->accepting)
         listen_arm(g, true);
     int64_t now = time_mono_ms();
-    for (struct pending *p = g->head, *next; p; p = next) {
-        next = p->next;
-        if (now < p->deadline)
+    for (struct conn *c = g->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->up >= 0 && !c->lingering && (c->ref || c->client_eof) && c->rs != R_HEAD &&
+            c->rs != R_DISCARD) {
+            pump(g, c); /* a cut request: has libmicrohttpd begun it yet? */
             continue;
-        if (p->state == P_HEAD && p->seen) {
+        }
+        if (!c->deadline || now < c->deadline)
+            continue;
+        c->deadline = 0;
+        if (c->lingering) {
+            conn_close(g, c);
+        } else if (c->up < 0 && !c->hn) {
+            conn_close(g, c); /* nothing at all was sent: closed without a word */
+        } else if (c->rs == R_HEAD && c->hn) {
             char detail[96];
             snprintf(detail, sizeof(detail), "the request headers did not arrive within %u ms",
                      g->cfg.idle_ms);
-            pend_refuse(g, p, NULL, 408, detail);
-        } else {
-            pend_close(g, p);
+            refuse(g, c, NULL, 408, detail);
+            pump(g, c);
         }
     }
 }
 
-/* ---- watches of suspended connections ----------------------------------------------------------
- */
+/* ---- watches of suspended connections -------------------------------------------------------- */
 
 int gate_watch(struct gate *g, int fd, void *key) {
     if (fd < 0)
         return AH_E_INVAL;
     pthread_mutex_lock(&g->mu);
-    if ((size_t)fd >= g->n_watch) {
-        size_t n = g->n_watch ? g->n_watch : 256;
-        while (n <= (size_t)fd)
-            n *= 2;
-        void **w = realloc(g->watch, n * sizeof(*w));
-        if (!w) {
-            pthread_mutex_unlock(&g->mu);
-            return AH_E_NOMEM;
-        }
-        memset(w + g->n_watch, 0, (n - g->n_watch) * sizeof(*w));
-        g->watch = w;
-        g->n_watch = n;
+    struct conn *c = (size_t)fd < g->n_fd ? g->byfd[fd] : NULL;
+    if (!c) { /* not a descriptor the gate gave libmicrohttpd */
+        pthread_mutex_unlock(&g->mu);
+        return AH_E_NOTFOUND;
     }
     g->watch[fd] = key;
-    /* edge-triggered: one report per hang-up, none for data (no EPOLLIN) */
-    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLET,
-                             .data.u64 = ((uint64_t)fd << 3) | TAG_WATCH};
-    int rc = 0;
-    if (epoll_ctl(g->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 &&
-        (errno != EEXIST || epoll_ctl(g->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)) {
-        g->watch[fd] = NULL;
-        rc = ah_err_from_errno(errno);
-    }
+    if (c == GONE || c->gone) /* the client left before the stream asked */
+        g->cfg.on_hangup(key);
     pthread_mutex_unlock(&g->mu);
-    return rc;
+    return 0;
+}
+
+void gate_request_started(struct gate *g, int fd) {
+    if (!g || fd < 0)
+        return;
+    pthread_mutex_lock(&g->mu);
+    struct conn *c = (size_t)fd < g->n_fd ? g->byfd[fd] : NULL;
+    if (c && c != GONE)
+        __atomic_add_fetch(&c->started, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&g->mu);
 }
 
 void gate_unwatch(struct gate *g, int fd, void *key) {
     if (fd < 0)
         return;
     pthread_mutex_lock(&g->mu);
-    /* Only the table entry goes: the epoll registration leaves by itself when the socket is
-     * closed, and removing it here could hit a new connection that already reuses the number
-     * if libmicrohttpd closed the socket first. A stale registration on a kept-alive socket
-     * reports into an empty slot (ignored) or is re-armed by the next gate_watch. */
-    if ((size_t)fd < g->n_watch && g->watch[fd] == key)
+    if ((size_t)fd < g->n_fd && g->watch[fd] == key)
         g->watch[fd] = NULL;
     pthread_mutex_unlock(&g->mu);
 }
 
-static void on_watch(struct gate *g, int fd) {
-    pthread_mutex_lock(&g->mu);
-    void *key = (size_t)fd < g->n_watch ? g->watch[fd] : NULL;
-    if (key)
-        g->cfg.on_hangup(key);
-    pthread_mutex_unlock(&g->mu);
+/* ---- the thread --------------------------------------------------------------------------------
+ */
+
+static void on_stop(struct gate *g) {
+    uint64_t n;
+    while (read(g->efd, &n, sizeof(n)) > 0)
+        ;
+    if (g->accepting && __atomic_load_n(&g->stopping, __ATOMIC_ACQUIRE)) {
+        if (!g->accept_paused)
+            epoll_ctl(g->epfd, EPOLL_CTL_DEL, g->cfg.listen_fd, NULL);
+        g->accepting = false;
+        for (struct conn *c = g->conns, *next; c; c = next) {
+            next = c->next;
+            if (c->up < 0 && !c->lingering)
+                conn_close(g, c); /* still waiting for a first request */
+        }
+        pthread_mutex_lock(&g->mu);
+        g->stopped = true;
+        pthread_cond_broadcast(&g->cv);
+        pthread_mutex_unlock(&g->mu);
+    }
 }
 
-/* ---- the thread ------------------------------------------------------------------------------ */
+static void free_graveyard(struct gate *g) {
+    while (g->graveyard) {
+        struct conn *c = g->graveyard;
+        list_del(&g->graveyard, c);
+        conn_free(c);
+    }
+}
 
 static void *gate_main(void *arg) {
     struct gate *g = arg;
+    int64_t drain_until = 0;
     for (;;) {
         struct epoll_event evs[64];
-        int n = epoll_wait(g->epfd, evs, 64, -1);
+        int n = epoll_wait(g->epfd, evs, 64, drain_until ? 50 : -1);
         if (n < 0 && errno != EINTR)
-            return NULL;
+            break;
         for (int i = 0; i < n; i++) {
             uint64_t d = evs[i].data.u64;
             if (d == TAG_STOP)
-                return NULL;
-            if (d == TAG_LISTEN)
+                on_stop(g);
+            else if (d == TAG_LISTEN)
                 on_accept(g);
             else if (d == TAG_TIMER)
                 on_tick(g);
-            else if ((d & 7) == TAG_WATCH)
-                on_watch(g, (int)(d >> 3));
+            else
+                pump(g, (struct conn *)(uintptr_t)(d & ~(uint64_t)7));
         }
-        /* pending connections after the others: a hand-over never races a stale pointer, as
-         * nothing above frees a pending (on_tick may: its events are skipped by re-checking) */
-        for (int i = 0; i < n; i++) {
-            uint64_t d = evs[i].data.u64;
-            if (d == TAG_STOP || d == TAG_LISTEN || d == TAG_TIMER || (d & 7) == TAG_WATCH)
-                continue;
-            struct pending *p = evs[i].data.ptr;
-            bool live = false;
-            for (struct pending *q = g->head; q && !live; q = q->next)
-                live = q == p;
-            if (live)
-                on_pending(g, p);
+        free_graveyard(g);
+        if (__atomic_load_n(&g->exiting, __ATOMIC_ACQUIRE)) {
+            /* gate_free: libmicrohttpd has stopped; what it wrote last still reaches clients */
+            if (!drain_until) {
+                drain_until = time_mono_ms() + DRAIN_MS;
+                for (struct conn *c = g->conns, *next; c; c = next) {
+                    next = c->next;
+                    pump(g, c);
+                }
+                free_graveyard(g);
+            }
+            if (!g->conns || time_mono_ms() >= drain_until)
+                break;
         }
     }
+    while (g->conns)
+        conn_close(g, g->conns);
+    free_graveyard(g);
+    return NULL;
 }
 
 int gate_start(const struct gate_config *cfg, struct gate **ret) {
@@ -741,6 +1412,7 @@ int gate_start(const struct gate_config *cfg, struct gate **ret) {
         return AH_E_NOMEM;
     g->cfg = *cfg;
     pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
     g->epfd = epoll_create1(EPOLL_CLOEXEC);
     g->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     g->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -753,6 +1425,7 @@ int gate_start(const struct gate_config *cfg, struct gate **ret) {
     epoll_ctl(g->epfd, EPOLL_CTL_ADD, g->tfd, &ev);
     ev.data.u64 = TAG_STOP;
     epoll_ctl(g->epfd, EPOLL_CTL_ADD, g->efd, &ev);
+    g->accepting = true;
     listen_arm(g, true);
     if (pthread_create(&g->thread, NULL, gate_main, g) != 0)
         goto fail;
@@ -764,29 +1437,41 @@ fail:
     return AH_E_IO;
 }
 
-void gate_stop(struct gate *g) {
-    if (!g || !g->running)
-        return;
+static void poke(struct gate *g) {
     uint64_t one = 1;
     if (write(g->efd, &one, sizeof(one)) < 0) {
         /* cannot fail on our eventfd */
     }
-    pthread_join(g->thread, NULL);
-    g->running = false;
-    epoll_ctl(g->epfd, EPOLL_CTL_DEL, g->cfg.listen_fd, NULL);
-    while (g->head)
-        pend_close(g, g->head);
+}
+
+void gate_stop(struct gate *g) {
+    if (!g || !g->running)
+        return;
+    __atomic_store_n(&g->stopping, true, __ATOMIC_RELEASE);
+    poke(g);
+    pthread_mutex_lock(&g->mu);
+    while (!g->stopped)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
 }
 
 void gate_free(struct gate *g) {
     if (!g)
         return;
-    gate_stop(g);
+    if (g->running) {
+        gate_stop(g);
+        __atomic_store_n(&g->exiting, true, __ATOMIC_RELEASE);
+        poke(g);
+        pthread_join(g->thread, NULL);
+        g->running = false;
+    }
     int fds[] = {g->epfd, g->tfd, g->efd};
     for (size_t i = 0; i < 3; i++)
         if (fds[i] >= 0)
             close(fds[i]);
+    free(g->byfd);
     free(g->watch);
+    pthread_cond_destroy(&g->cv);
     pthread_mutex_destroy(&g->mu);
     free(g);
 }

@@ -1,7 +1,8 @@
 /*
  * server.c — libmicrohttpd glue: the listening socket, the request pipeline of http.h, sending
  * responses, streams with suspend/resume, the access log and a graceful stop. The gate (gate.c)
- * accepts connections and checks each one's first request before MHD sees it.
+ * accepts connections and stays between each client and MHD: it checks every request's bytes
+ * before MHD sees them, and MHD talks to it through a socketpair.
  *
  * Life of a request (one struct req_ctx, allocated when MHD has the request line — its URI log
  * hook, which keeps the raw target — and freed on completion):
@@ -20,8 +21,9 @@
  * the reader runs sets `pending`, so no wake is ever lost. MHD must never be stopped with a
  * suspended connection: http_server_stop first marks the server ending and wakes every stream,
  * whose reader then ends the response. A suspended connection is invisible to MHD, so its
- * socket sits in the gate's hang-up watch: a subscriber that leaves is resumed and released at
- * once instead of at its next keep-alive.
+ * connection sits in the gate's hang-up watch: a subscriber that leaves is resumed and released
+ * at once instead of at its next keep-alive (the gate closes its end of the socketpair, so
+ * peer_gone sees EOF).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -454,7 +456,12 @@ static struct req_ctx *req_ctx_alloc(struct http_server *srv, struct MHD_Connect
 static void req_ctx_free(struct req_ctx *rc);
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
-    return req_ctx_alloc(cls, conn, uri);
+    struct http_server *srv = cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci)
+        gate_request_started(srv->gate, ci->connect_fd);
+    return req_ctx_alloc(srv, conn, uri);
 }
 
 /* The rest, on the first call of the access handler. false on OOM (rc is then freed). */
@@ -999,9 +1006,9 @@ static enum MHD_Result on_request_traced(void *cls, struct MHD_Connection *conn,
             return MHD_NO;
         }
         log_trace_set(rc->req.trace_id, rc->req.span_id);
-        /* Framing and path checks, for every request (the gate did the first one of the
-         * connection from its raw bytes; a kept-alive connection's later requests come here
-         * only). Answering now also closes the connection, which a framing error needs. */
+        /* Framing and path checks, for every request (the gate checked the raw bytes already;
+         * this is the same rule on what MHD parsed, and the path checks only MHD's decoding
+         * allows). Answering now also closes the connection, which a framing error needs. */
         struct front_verdict v;
         request_verdict(rc, version, &v);
         if (v.status)

@@ -134,6 +134,281 @@ class ErrorsAreProblems(ServerTest, FrontCase):
             self.assertRawProblem(second, closed, status)
 
 
+def read_response(s, head_only=False):
+    """Reads exactly one response (Content-Length or chunked body) from socket s; returns
+    (status, headers, body). The bytes after it are left on the socket."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        b = s.recv(1)  # byte by byte: nothing after the head may be consumed
+        if not b:
+            raise AssertionError("closed before a full response head: %r" % buf)
+        buf += b
+    status, headers, _ = parse(buf)
+
+    def exactly(n):
+        out = b""
+        while len(out) < n:
+            b = s.recv(min(65536, n - len(out)))
+            if not b:
+                raise AssertionError("closed inside a body")
+            out += b
+        return out
+
+    def line():
+        out = b""
+        while not out.endswith(b"\r\n"):
+            b = s.recv(1)
+            if not b:
+                raise AssertionError("closed inside a chunked body")
+            out += b
+        return out[:-2]
+    if head_only or status in (204, 304) or 100 <= status < 200:
+        return status, headers, b""
+    if "chunked" in ",".join(headers.get("transfer-encoding", [])):
+        body = b""
+        while True:
+            size = int(line().split(b";")[0], 16)
+            if not size:
+                while line():
+                    pass
+                return status, headers, body
+            body += exactly(size)
+            line()
+    return status, headers, exactly(int(headers.get("content-length", ["0"])[0]))
+
+
+def read_to_close(s, timeout=15):
+    """Everything until the server closes; (bytes, closed)."""
+    s.settimeout(timeout)
+    out = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return out, True
+            out += b
+    except socket.timeout:
+        return out, False
+    except ConnectionResetError:
+        return out, True
+
+
+GOOD = b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+POST_HEAD = (b"POST /api/v1/drafts HTTP/1.1\r\nHost: localhost\r\n"
+             b"Content-Type: application/json\r\n")
+
+# Hostile framings libmicrohttpd would parse itself (and answer in HTML, hang on, or split into
+# two requests), each with the status and problem type the front door answers.
+HOSTILE = [
+    ("malformed Content-Length", POST_HEAD + b"Content-Length: 1x\r\n\r\n{}",
+     400, "bad-request"),
+    ("huge Content-Length", POST_HEAD + b"Content-Length: 99999999999999999999999\r\n\r\n{}",
+     413, "payload-too-large"),
+    ("two Content-Lengths", POST_HEAD + b"Content-Length: 2\r\nContent-Length: 40\r\n\r\n{}",
+     400, "bad-request"),
+    ("space before the colon", POST_HEAD + b"Content-Length : 2\r\n\r\n{}", 400, "bad-request"),
+    ("headers over 8 KiB", b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: " +
+     b"a" * 9000 + b"\r\n\r\n", 431, "request-header-fields-too-large"),
+    ("request line over 8 KiB", b"GET /api/v1/healthz?" + b"a" * 9000 +
+     b" HTTP/1.1\r\nHost: localhost\r\n\r\n", 414, "uri-too-long"),
+    ("bad request line", b"GET /api/v1/healthz\r\nHost: localhost\r\n\r\n", 400, "bad-request"),
+    ("unknown HTTP version", b"GET /api/v1/healthz HTTP/9.9\r\nHost: localhost\r\n\r\n",
+     505, "http-version-not-supported"),
+    ("too many query parameters", ("GET /api/v1/sessions?%s HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                                   % "&".join("p%d=1" % i for i in range(112))).encode(),
+     400, "bad-request"),
+    ("query over the memory pool", b"GET /api/v1/healthz?" + b"&".join(
+        b"a%d=%s" % (i, b"v" * 100) for i in range(60)) + b" HTTP/1.1\r\nHost: localhost\r\n\r\n",
+     431, "request-header-fields-too-large"),
+    ("Transfer-Encoding identity", POST_HEAD + b"Transfer-Encoding: identity\r\n\r\n{}",
+     400, "bad-request"),
+    ("Transfer-Encoding gzip, chunked", POST_HEAD + b"Transfer-Encoding: gzip, chunked\r\n\r\n"
+     b"0\r\n\r\n", 501, "not-implemented"),
+    ("Transfer-Encoding and Content-Length", POST_HEAD + b"Transfer-Encoding: chunked\r\n"
+     b"Content-Length: 5\r\n\r\n0\r\n\r\n", 400, "bad-request"),
+    ("obsolete line folding", b"GET /api/v1/healthz HTTP/1.1\r\nHost: localhost\r\nX-A: b\r\n"
+     b" c\r\n\r\n", 400, "bad-request"),
+    ("no Host", b"GET /api/v1/healthz HTTP/1.1\r\nAccept: */*\r\n\r\n", 400, "bad-request"),
+    ("chunk size 2^64-1", POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n"
+     b"{}\r\n0\r\n\r\n", 400, "bad-request"),
+    ("chunk over the body limit", POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n7fffffff\r\n"
+     b"{}", 413, "payload-too-large"),
+    ("a TLS ClientHello", bytes.fromhex("16030100f4010000f00303") + b"\x00" * 40,
+     400, "bad-request"),
+]
+
+
+class KeptAliveConnections(ServerTest, FrontCase):
+    """Item 10 on every request of a connection: a request sent after the previous answer
+    arrived (not pipelined) is checked like a first one, so libmicrohttpd's own HTML answers and
+    hangs are never reached on a kept-alive connection either."""
+
+    def connect(self):
+        return socket.create_connection(("127.0.0.1", self.server.port), timeout=15)
+
+    def assertProblemType(self, out, closed, status, slug, what):
+        doc = self.assertRawProblem(out, closed, status)
+        self.assertEqual(doc["type"], "/problems/" + slug, what)
+        self.assertTrue(doc["title"], what)
+        return doc
+
+    def test_later_requests_get_problems(self):
+        for what, bad, status, slug in HOSTILE:
+            with self.subTest(what):
+                s = self.connect()
+                try:
+                    for _ in range(2):  # the connection is kept alive and really used
+                        s.sendall(GOOD)
+                        st, headers, body = read_response(s)
+                        self.assertEqual(st, 200, what)
+                        self.assertEqual(json.loads(body)["status"], "ok")
+                    s.sendall(bad)
+                    out, closed = read_to_close(s)
+                    self.assertProblemType(out, closed, status, slug, what)
+                finally:
+                    s.close()
+        self.assertEqual(self.server.get("/api/v1/healthz").status, 200)
+
+    def test_later_requests_after_a_body_get_problems(self):
+        """The body of the request before (Content-Length or chunked) is followed to find where
+        the hostile one starts."""
+        body = json.dumps({"prompt": "p" * 3000}).encode()
+        chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 700]), body[i:i + 700])
+                           for i in range(0, len(body), 700)) + b"0\r\n\r\n"
+        for first in (POST_HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body,
+                      POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunked):
+            for what, bad, status, slug in HOSTILE[:4] + HOSTILE[-3:]:
+                with self.subTest(what):
+                    s = self.connect()
+                    try:
+                        s.sendall(first)
+                        st, _, got = read_response(s)
+                        self.assertEqual(st, 201, got)
+                        self.assertEqual(json.loads(got)["prompt"], "p" * 3000)
+                        s.sendall(bad)
+                        out, closed = read_to_close(s)
+                        self.assertProblemType(out, closed, status, slug, what)
+                    finally:
+                        s.close()
+
+    def test_pipelined_hostile_requests(self):
+        """Sent in one go behind good requests: the good ones are answered in order, then the
+        problem, then the close; what follows the hostile request is never served."""
+        for what, bad, status, slug in HOSTILE:
+            with self.subTest(what):
+                s = self.connect()
+                try:
+                    s.sendall(GOOD + GOOD + bad + GOOD)
+                    for _ in range(2):
+                        st, _, _ = read_response(s)
+                        self.assertEqual(st, 200, what)
+                    out, closed = read_to_close(s)
+                    self.assertProblemType(out, closed, status, slug, what)
+                finally:
+                    s.close()
+
+    def test_idle_in_a_later_request_head(self):
+        """A later request whose head stops coming gets the 408 problem too."""
+        srv = Server(args=("--idle-timeout-ms", "1000"))
+        try:
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
+            s.sendall(GOOD)
+            self.assertEqual(read_response(s)[0], 200)
+            s.sendall(b"GET /api/v1/healthz HTTP/1.1\r\nHost: loc")
+            out, closed = read_to_close(s, timeout=20)
+            s.close()
+            self.assertProblemType(out, closed, 408, "request-timeout", "idle head")
+        finally:
+            srv.close()
+
+    def test_many_requests_on_one_connection(self):
+        c = self.server.connect()
+        try:
+            for i in range(300):
+                r = self.server.get("/api/v1/healthz", conn=c, record_it=False)
+                self.assertEqual(r.status, 200)
+                if i == 0:
+                    sock = c.sock
+                self.assertIs(c.sock, sock, "the connection was not kept alive")
+            # bodies in both framings between them
+            body = json.dumps({"prompt": "kept"})
+            for i in range(50):
+                c.request("POST", "/api/v1/drafts", body=iter([body.encode()]) if i % 2 else body,
+                          headers={"Content-Type": "application/json"},
+                          encode_chunked=bool(i % 2))
+                r = c.getresponse()
+                self.assertEqual(r.status, 201)
+                self.assertEqual(json.loads(r.read())["prompt"], "kept")
+                self.assertIs(c.sock, sock)
+        finally:
+            c.close()
+
+    def test_pipelined_good_requests_are_answered_in_order(self):
+        s = self.connect()
+        try:
+            reqs = []
+            for i in range(40):
+                if i % 3 == 0:
+                    b = json.dumps({"prompt": "n%d" % i}).encode()
+                    reqs.append((POST_HEAD + b"Content-Length: %d\r\n\r\n" % len(b) + b, i))
+                elif i % 3 == 1:
+                    b = json.dumps({"prompt": "n%d" % i}).encode()
+                    reqs.append((POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n"
+                                 b"0\r\n\r\n" % (len(b), b), i))
+                else:
+                    reqs.append((GOOD, i))
+            s.sendall(b"".join(r for r, _ in reqs))
+            for _, i in reqs:
+                st, _, body = read_response(s)
+                if i % 3 == 2:
+                    self.assertEqual(st, 200)
+                else:
+                    self.assertEqual((st, json.loads(body)["prompt"]), (201, "n%d" % i))
+        finally:
+            s.close()
+
+
+class BigBodies(ServerTest, FrontCase):
+    """Large uploads and downloads cross the front door byte for byte, with Content-Length and
+    chunked framing, on one kept-alive connection."""
+    server_args = ("--max-body-bytes", "16777216")
+
+    def test_upload_and_download_are_byte_exact(self):
+        import random
+        rnd = random.Random(7)
+        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789 \n"
+        content = "".join(rnd.choice(alphabet) for _ in range(3 * 1024 * 1024 + 17))
+        c = self.server.connect(timeout=60)
+        try:
+            sids = []
+            for chunked in (False, True):
+                body = json.dumps(task([{"edit": "big.txt", "content": content}])).encode()
+                if chunked:
+                    parts = iter([body[i:i + 100003] for i in range(0, len(body), 100003)])
+                    c.request("POST", "/api/v1/tasks", body=parts, encode_chunked=True,
+                              headers={"Content-Type": "application/json"})
+                else:
+                    c.request("POST", "/api/v1/tasks", body=body,
+                              headers={"Content-Type": "application/json"})
+                r = c.getresponse()
+                got = r.read()
+                self.assertEqual(r.status, 201, got[:300])
+                sids.append(json.loads(got)["id"])
+                sock = c.sock
+            for sid in sids:
+                wait_status(self.server, sid, "completed")
+                for _ in range(2):
+                    c.request("GET", "/api/v1/sessions/%s/files/big.txt/content" % sid)
+                    r = c.getresponse()
+                    data = r.read()
+                    self.assertEqual(r.status, 200, data[:300])
+                    self.assertTrue(json.loads(data)["content"] == content,
+                                    "the download differs from the upload")
+                    self.assertIs(c.sock, sock)
+        finally:
+            c.close()
+
+
 class OneCacheControl(ServerTest, FrontCase):
     """Item 4: no header twice (Set-Cookie and Vary aside), on a sample of routes and streams."""
     server_args = ("--cors-origins", "http://ui.example")
