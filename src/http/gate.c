@@ -44,7 +44,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -769,11 +768,10 @@ static bool hand_over(struct gate *g, struct conn *c) {
     c->up = sv[0];
     c->mhd_fd = sv[1];
     /* libmicrohttpd closes sv[1] itself when it cannot take it */
-    /* libmicrohttpd talks to a socketpair: told so (AF_UNIX), it leaves TCP options alone; the
-     * client's address stays with the gate */
-    struct sockaddr_un un = {.sun_family = AF_UNIX};
-    if (MHD_add_connection(g->cfg.daemon, sv[1], (const struct sockaddr *)&un,
-                           (socklen_t)sizeof(un)) != MHD_YES) {
+    /* the client's address, so MHD_CONNECTION_INFO_CLIENT_ADDRESS stays true (libmicrohttpd
+     * then tries TCP options on the socketpair; they fail harmlessly) */
+    if (MHD_add_connection(g->cfg.daemon, sv[1], (const struct sockaddr *)&c->addr, c->alen) !=
+        MHD_YES) {
         detach(g, c);
         close(c->up);
         c->up = -1;
