@@ -321,6 +321,28 @@ int adapter_say_cut(json_t *out, const char *text, size_t len, size_t total) {
                                "content", adapter_jstr_cut(text, len, ADAPTER_TEXT_MAX, total)));
 }
 
+int adapter_usage(json_t *out, const json_t *usage, const char *const *input_keys,
+                  const char *output_key, const json_t *cost) {
+    json_int_t in = 0;
+    bool any = false;
+    for (const char *const *k = input_keys; *k; k++) {
+        const json_t *v = json_object_get(usage, *k);
+        if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < (1LL << 40)) {
+            in += json_integer_value(v);
+            any = true;
+        }
+    }
+    const json_t *o = json_object_get(usage, output_key);
+    if (!any || !json_is_integer(o) || json_integer_value(o) < 0 ||
+        json_integer_value(o) >= (1LL << 40))
+        return 0; /* no usable report: say nothing rather than a wrong number */
+    json_t *ev = json_pack("{s:s, s:I, s:I}", "type", "usage", "input_tokens", in,
+                           "output_tokens", json_integer_value(o));
+    if (ev && json_is_number(cost) && json_number_value(cost) >= 0)
+        json_object_set_new(ev, "cost_usd", json_real(json_number_value(cost)));
+    return emit(out, ev);
+}
+
 int adapter_thought(json_t *out, const char *text) {
     json_t *t = adapter_jstr(text, strlen(text), ADAPTER_TEXT_MAX);
     return emit(out, json_pack("{s:s, s:o}", "type", "thought", "thought", t));
@@ -763,6 +785,10 @@ static const struct shape shapes[] = {
       {"fullDiffUrl", K_STR, true}}},
     {"note", {{"message", K_STR, true}}},
     {"moment", {{"snapshotId", K_STR, true}, {"note", K_STR, true}}},
+    /* issue 15: the agent's reply in the chat (the supervisor keeps role assistant only) and its
+     * own token report */
+    {"chat_message", {{"role", K_STR, true}, {"content", K_STR, true}}},
+    {"usage", {{"input_tokens", K_COUNT, true}, {"output_tokens", K_COUNT, true}}},
 };
 
 static bool one_of(const char *s, const char *const *set) {

@@ -8,6 +8,7 @@
  *   system/init            → log (session id and model)
  *   assistant thinking     → thought
  *   assistant text         → chat_message (assistant)
+ *   result usage           → usage (input incl. cache reads/writes, output, cost)
  *   assistant tool_use     → tool_use, plus file_edit "started" for Edit/Write/MultiEdit/
  *                            NotebookEdit
  *   user tool_result       → tool_result (failed when is_error), plus file_edit "completed"/
@@ -181,6 +182,13 @@ static int on_result(struct adapter_run *st, const json_t *j, json_t *out,
     const char *sub = adapter_field(j, "subtype");
     bool ok = sub && strcmp(sub, "success") == 0 && !json_is_true(json_object_get(j, "is_error"));
     adapter_run_verdict(st, ok ? ADAPTER_SUCCEEDED : ADAPTER_FAILED, outcome);
+    /* the run's totals; cached input still fills the context window */
+    static const char *const in_keys[] = {"input_tokens", "cache_creation_input_tokens",
+                                          "cache_read_input_tokens", NULL};
+    int urc = adapter_usage(out, json_object_get(j, "usage"), in_keys, "output_tokens",
+                            json_object_get(j, "total_cost_usd"));
+    if (urc < 0)
+        return urc;
     const json_t *turns = json_object_get(j, "num_turns"), *ms = json_object_get(j, "duration_ms");
     if (ok && json_is_integer(turns) && json_is_integer(ms))
         return adapter_logf(out, "info", "finished: success (%lld turns, %lld ms)",

@@ -11,7 +11,7 @@
  *   file_change (completed)   → one file_edit per change (codex has no tool_use for it)
  *   todo_list                 → log (the plan, each time it changes)
  *   error item                → log (warn)                error event → log (error)
- *   turn.completed            → log; succeeded             turn.failed → log; failed
+ *   turn.completed            → usage, log; succeeded             turn.failed → log; failed
  *
  * Only turn.failed ends a run badly: top-level `error` events are retry notices or the cause of
  * the turn.failed that follows. A stream that stops before turn.completed/turn.failed was cut
@@ -188,6 +188,11 @@ static int map(void *state, const json_t *j, const char *type, json_t *out,
     }
     if (strcmp(type, "turn.completed") == 0) {
         adapter_run_verdict(st, ADAPTER_SUCCEEDED, outcome);
+        /* OpenAI counts cached input inside input_tokens */
+        static const char *const in_keys[] = {"input_tokens", NULL};
+        int urc = adapter_usage(out, json_object_get(j, "usage"), in_keys, "output_tokens", NULL);
+        if (urc < 0)
+            return urc;
         return adapter_logf(out, "info", "finished: turn completed");
     }
     if (strcmp(type, "turn.failed") == 0) {

@@ -79,6 +79,11 @@ int adapter_log_json(json_t *out, const char *level, const json_t *j);
 int adapter_thought(json_t *out, const char *text);
 /* The agent's reply text: an assistant `chat_message` (issue 15), cut at ADAPTER_TEXT_MAX. */
 int adapter_say(json_t *out, const char *text, size_t len);
+/* The agent's own token report (D39; issue 15): a `usage` event with input_tokens (the sum of
+ * the input_keys of `usage` that are there), output_tokens and cost_usd when given. Nothing when
+ * the report lacks them. */
+int adapter_usage(json_t *out, const json_t *usage, const char *const *input_keys,
+                  const char *output_key, const json_t *cost);
 /* The same for text of which only len of total bytes were kept (a cut note is added). */
 int adapter_say_cut(json_t *out, const char *text, size_t len, size_t total);
 /* tool_args from any JSON value: an object as is (cut down when its text passes

@@ -559,5 +559,6 @@ int api_chat_register(struct router *r, struct api_ctx *ctx) {
     rc |= router_add(r, "POST", "/api/v1/sessions/{id}/chat/messages/{messageId}/retry", retry_i,
                      ctx, 0, 4096);
     rc |= chat_attach_register(r, ctx);
+    rc |= chat_context_register(r, ctx);
     return rc ? AH_E_NOMEM : 0;
 }

@@ -28,6 +28,9 @@ int64_t tokens_count(const char *text, size_t len);
 /* Tokens of an image (PNG/GIF sizes read from the header; others as 1024×1024). */
 int64_t tokens_image(const char *data, size_t len);
 
+/* GET/PUT …/context and GET …/models (chat_context.c). */
+int chat_context_register(struct router *r, struct api_ctx *ctx);
+
 /* The attachment routes (chat_attach.c). */
 int chat_attach_register(struct router *r, struct api_ctx *ctx);
 

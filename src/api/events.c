@@ -22,7 +22,7 @@
 static const char *const event_types[] = {
     "status",   "log",        "thought",     "tool_use",    "tool_result", "file_edit",
     "diff",     "moment",     "delivery",    "note",        "followersCatalog", "fenceStarted",
-    "fenceResult", "hostStarted", "hostLog", "hostExited",  "summary",     "chat_message", NULL};
+    "fenceResult", "hostStarted", "hostLog", "hostExited",  "summary",     "chat_message", "usage", "context", NULL};
 
 /* ---- history --------------------------------------------------------------------------------- */
 

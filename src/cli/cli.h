@@ -52,6 +52,7 @@ struct config {
     char **agent_env;           /* environment variables passed to agents */
     struct agent_config *agents; /* [agents.NAME] sections: command + format */
     size_t n_agents;
+    json_t *models; /* [models."ID"] sections (D40): id → fields; NULL when none */
     bool insecure_no_auth;    /* D22: serve a non-loopback address without credentials */
     int64_t rate_limit;       /* D23: requests/s per credential (0: default) */
     int64_t rate_limit_burst; /* D23 (0: default) */

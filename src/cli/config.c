@@ -252,6 +252,43 @@ static int set_json(struct config *c, const struct key *k, const json_t *v, cons
     return set_text(c, k, json_string_value(v), source);
 }
 
+/* [models."ID"] (D40): overrides or adds a model of GET …/models: agent, name, provider,
+ * context_window, input_pricing, output_pricing (USD per million tokens), capabilities, status. */
+static int set_model(struct config *c, const char *rest, const json_t *v, const char *file) {
+    static const char *const fields[] = {"agent", "name", "provider", "context_window",
+                                         "input_pricing", "output_pricing", "capabilities",
+                                         "status", NULL};
+    const char *dot = strrchr(rest, '.');
+    const char *f = dot ? dot + 1 : "";
+    bool known = false;
+    for (const char *const *k = fields; *k; k++)
+        known |= !strcmp(*k, f);
+    bool ok = known && dot != rest && (size_t)(dot - rest) <= AH_LIMIT_NAME;
+    if (ok && (!strcmp(f, "context_window")))
+        ok = json_is_integer(v) && json_integer_value(v) > 0;
+    else if (ok && (!strcmp(f, "input_pricing") || !strcmp(f, "output_pricing")))
+        ok = json_is_number(v) && json_number_value(v) >= 0;
+    else if (ok && !strcmp(f, "capabilities"))
+        ok = json_is_array(v);
+    else if (ok)
+        ok = json_is_string(v);
+    if (!ok) {
+        fprintf(stderr, "ah: %s: models.%s: a model section takes agent, name, provider, status "
+                        "(strings), context_window (a positive integer), input_pricing and "
+                        "output_pricing (USD per million tokens) and capabilities (strings)\n",
+                file, rest);
+        return EXIT_CONFIG;
+    }
+    char id[AH_LIMIT_NAME + 1];
+    snprintf(id, sizeof(id), "%.*s", (int)(dot - rest), rest);
+    if (!c->models && !(c->models = json_object()))
+        return EXIT_GENERAL;
+    json_t *m = json_object_get(c->models, id);
+    if (!m && (json_object_set_new(c->models, id, m = json_object()) < 0 || !m))
+        return EXIT_GENERAL;
+    return json_object_set(m, f, (json_t *)v) < 0 ? EXIT_GENERAL : 0;
+}
+
 /* [agents.NAME] command = "…", format = "text" | "jsonl" (D19): a custom agent. */
 static int set_agent(struct config *c, const char *rest, const json_t *v, const char *file) {
     const char *dot = strrchr(rest, '.');
@@ -343,6 +380,8 @@ static int load_file(struct config *c, const char *path, bool must_exist) {
             continue; /* the client commands' settings (CLI §1) share the file */
         } else if (strncmp(key, "agents.", 7) == 0) {
             rc = set_agent(c, key + 7, v, path);
+        } else if (strncmp(key, "models.", 7) == 0) {
+            rc = set_model(c, key + 7, v, path);
         } else if (!k) {
             fprintf(stderr, "ah: %s: unknown setting '%s' (see ah help agent access-point)\n",
                     path, key);
@@ -380,6 +419,8 @@ static char *default_path(const char *xdg_var, const char *fallback, const char 
 }
 
 void config_clear(struct config *c) {
+    json_decref(c->models);
+    c->models = NULL;
     for (size_t i = 0; i < c->n_agents; i++) {
         free(c->agents[i].type);
         free(c->agents[i].command);

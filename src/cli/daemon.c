@@ -74,6 +74,7 @@ static int start_services(const char *command, const struct config *cfg,
         .workspace_template = cfg->workspace_template,
         .agents = cfg->agents,
         .n_agents = cfg->n_agents,
+        .models = cfg->models,
         .env_allow = (const char *const *)cfg->agent_env,
     };
     struct ah_problem p = {0};

@@ -9,8 +9,10 @@
  *   insecure = false
  *
  * Supported: [section] and [a.b] headers, [[name]] arrays of tables (the Nth becomes the
- * section "name[N]", so its keys are "name[N].key"), bare keys ([A-Za-z0-9_-]), basic strings with the
- * escapes \" \\ \n \t \r \uXXXX, literal 'strings', decimal integers (with _ separators), true/false,
+ * section "name[N]", so its keys are "name[N].key"), bare keys ([A-Za-z0-9_-]; a section name may
+ * quote a segment, [models."gpt-4.1"], whose dots are then part of it), basic strings with the
+ * escapes \" \\ \n \t \r \uXXXX, literal 'strings', decimal integers (with _ separators) and
+ * fractions (1.25), true/false,
  * and single-line arrays of strings. Everything else is an error with its line number; silently
  * ignoring a line of configuration is how servers end up misconfigured.
  */
@@ -55,7 +57,25 @@ static bool key_char(char c) {
 
 static int parse_key(struct parser *ps, char *out, size_t n, bool dotted) {
     size_t len = 0;
-    while (ps->p < ps->end && (key_char(*ps->p) || (dotted && *ps->p == '.'))) {
+    while (ps->p < ps->end && (key_char(*ps->p) || (dotted && (*ps->p == '.' || *ps->p == '"')))) {
+        if (*ps->p == '"') { /* a quoted segment of a section name: [models."gpt-4.1"] */
+            if (len && out[len - 1] != '.')
+                return fail(ps, "expected a key");
+            ps->p++;
+            size_t start = len;
+            while (ps->p < ps->end && *ps->p != '"' && *ps->p != '\n' && *ps->p != '\\' &&
+                   (unsigned char)*ps->p >= 0x20) {
+                if (len + 1 >= n)
+                    return fail(ps, "key too long");
+                out[len++] = *ps->p++;
+            }
+            if (ps->p >= ps->end || *ps->p != '"' || len == start)
+                return fail(ps, "expected a key");
+            ps->p++;
+            if (ps->p < ps->end && *ps->p != '.' && *ps->p != ']')
+                return fail(ps, "expected a key");
+            continue;
+        }
         if (len + 1 >= n)
             return fail(ps, "key too long");
         out[len++] = *ps->p++;
@@ -189,7 +209,7 @@ static json_t *parse_value(struct parser *ps) {
     }
     const char *start = ps->p;
     while (ps->p < ps->end && (isalnum((unsigned char)*ps->p) || *ps->p == '_' || *ps->p == '-' ||
-                               *ps->p == '+'))
+                               *ps->p == '+' || *ps->p == '.'))
         ps->p++;
     size_t n = (size_t)(ps->p - start);
     if (n == 4 && memcmp(start, "true", 4) == 0)
@@ -209,8 +229,22 @@ static json_t *parse_value(struct parser *ps) {
     digits[k] = '\0';
     int64_t v;
     const char *d = digits[0] == '+' ? digits + 1 : digits;
+    const char *dot = strchr(d, '.');
+    if (dot) { /* a decimal fraction: digits '.' digits (prices in [models."ID"]) */
+        const char *q = d + (*d == '-');
+        bool ok = q < dot && dot[1];
+        for (const char *ch = q; ok && *ch; ch++)
+            ok = isdigit((unsigned char)*ch) || ch == dot;
+        char *end = NULL;
+        double f = ok ? strtod(d, &end) : 0;
+        if (!ok || !end || *end) {
+            fail(ps, "expected a number like 1.25");
+            return NULL;
+        }
+        return json_real(f);
+    }
     if (n == 0 || parse_int64(d, INT64_MIN, INT64_MAX, &v) < 0) {
-        fail(ps, "expected a string, an integer, true, false or an array of strings");
+        fail(ps, "expected a string, a number, true, false or an array of strings");
         return NULL;
     }
     return json_integer(v);

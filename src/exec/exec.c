@@ -251,6 +251,10 @@ const char *exec_agent_names(struct executor *ex) {
     return ex->agent_names;
 }
 
+const json_t *exec_models(struct executor *ex) {
+    return ex->cfg.models;
+}
+
 const char *exec_data_dir(struct executor *ex) {
     return ex->cfg.data_dir;
 }

@@ -35,6 +35,7 @@ struct exec_config {
     const char *workspace_template; /* directory copied for repo.mode=none (may be NULL) */
     const struct agent_config *agents; /* custom agents */
     size_t n_agents;
+    const json_t *models; /* [models."ID"] overrides of the model table (D40); may be NULL */
     const char *const *env_allow; /* extra environment variables passed to agents */
     int64_t lease_ms; /* replicas sharing PostgreSQL: the lease, renewed every third (D46, 15 s) */
 };
@@ -82,6 +83,8 @@ int exec_prompt(struct executor *ex, const char *tenant, const char *id, const c
  * the stored event's seq. */
 int exec_chat(struct executor *ex, const char *tenant, const char *id, json_t *event,
               const char *text, int64_t *ret_seq, struct ah_problem *reterr);
+/* The configured model overrides (D40), NULL when none; lent until exec_free. */
+const json_t *exec_models(struct executor *ex);
 /* The server's data directory (lent until exec_free). */
 const char *exec_data_dir(struct executor *ex);
 /* Where the session's asciicast recording is (may not exist yet); caller frees. */

@@ -613,6 +613,7 @@ static void on_event_msg(struct executor *ex, struct rconn *c, json_t *msg) {
     json_int_t rseq = json_integer_value(json_object_get(msg, "rseq"));
     const char *type = json_string_value(json_object_get(ev, "type"));
     if (!json_is_object(ev) || rseq <= 0 || !type || strcmp(type, "status") == 0 ||
+        strcmp(type, "context") == 0 ||
         (strcmp(type, "chat_message") == 0 && !agent_chat_ok(ev))) {
         /* status is the server's alone (D13), and so are the user's chat messages: a forged or
          * malformed event is dropped, acked */

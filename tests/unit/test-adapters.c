@@ -38,7 +38,8 @@ static void need_str(const json_t *e, const char *key, bool nonempty) {
 /* The payload contract of API.md §8.2 (plus our file_edit status), and our caps. */
 static void check_event(const json_t *e) {
     static const char *const types[] = {"log",  "thought", "tool_use", "tool_result", "file_edit",
-                                        "diff", "note",    "moment",   "chat_message", NULL};
+                                        "diff", "note",    "moment",   "chat_message", "usage",
+                                        NULL};
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
     static const char *const done[] = {"completed", "failed", NULL};
     static const char *const edit[] = {"started", "completed", "failed", NULL};
@@ -425,7 +426,7 @@ static void test_claude_success(void **state) {
     EXPECT_TYPES(&r, "log", "thought", "chat_message", "tool_use", "tool_result", "thought",
                  "chat_message", "tool_use", "file_edit", "tool_result", "file_edit",
                  "chat_message", "tool_use", "tool_result", "tool_use", "tool_result",
-                 "chat_message", "log");
+                 "chat_message", "usage", "log");
     expect_log(at(&r, 0), "info",
                "claude-code session 4c2e9a71-8d3b-4f6e-a0c5-7b19e2d4f830 started "
                "(model claude-sonnet-4-5-20250929)");
@@ -455,7 +456,12 @@ static void test_claude_success(void **state) {
     assert_string_equal(sget(at(&r, 15), "tool_output"),
                         " src/auth.c | 5 ++++-\n 1 file changed, 4 insertions(+), 1 deletion(-)");
     assert_true(starts(sget(at(&r, 16), "message"), "Fixed `auth_check_token` in `src/auth.c`."));
-    expect_log(at(&r, 17), "info", "finished: success (9 turns, 41873 ms)");
+    expect_log(at(&r, 18), "info", "finished: success (9 turns, 41873 ms)");
+    /* the agent's own token report (issue 15 item 3) */
+    assert_string_equal(sget(at(&r, 17), "type"), "usage");
+    assert_int_equal(iget(at(&r, 17), "input_tokens"), 83287);
+    assert_int_equal(iget(at(&r, 17), "output_tokens"), 1312);
+    assert_true(json_real_value(json_object_get(at(&r, 17), "cost_usd")) > 0.087);
     assert_null(json_object_get(at(&r, 1), "reasoning"));
     assert_null(json_object_get(at(&r, 2), "tool_execution_id")); /* a chat_message has none */
     assert_int_equal(r.settled_at, (long)fixture_count("claude-success.jsonl") - 1);
@@ -468,7 +474,7 @@ static void test_claude_success(void **state) {
 static void test_claude_failure(void **state) {
     struct run r = run_fixture("claude", "claude-failure.jsonl", SIZE_MAX, 1);
     EXPECT_TYPES(&r, "log", "chat_message", "tool_use", "tool_result", "tool_use", "tool_result",
-                 "log");
+                 "usage", "log");
     expect_log(at(&r, 1), "info", "Let me open the auth module first.");
     expect_tool_use(at(&r, 2), "Read", "toolu_01Xa5Hb8Kc2Nd6Pe9Rf3Sg7T");
     assert_string_equal(arg(at(&r, 2), "file_path"), "/home/dev/authsvc/auth.c");
@@ -477,7 +483,7 @@ static void test_claude_failure(void **state) {
                         "<tool_use_error>File does not exist.</tool_use_error>");
     expect_tool_use(at(&r, 4), "Read", "toolu_01Jm4Qn7Vp1Wr5Ys8Zt2Bu6C");
     expect_tool_result(at(&r, 5), "Read", "toolu_01Jm4Qn7Vp1Wr5Ys8Zt2Bu6C", "completed");
-    expect_log(at(&r, 6), "error", "failed: error_max_turns: Reached maximum number of turns (2)");
+    expect_log(at(&r, 7), "error", "failed: error_max_turns: Reached maximum number of turns (2)");
     assert_int_equal(r.settled_at, 6);
     assert_int_equal(r.oc, ADAPTER_FAILED);
     assert_int_equal(r.final, ADAPTER_FAILED);
@@ -591,7 +597,7 @@ static void test_codex_success(void **state) {
     struct run r = run_fixture("codex", "codex-success.jsonl", SIZE_MAX, 0);
     EXPECT_TYPES(&r, "log", "log", "log", "thought", "tool_use", "tool_result", "thought", "log",
                  "file_edit", "log", "thought", "tool_use", "tool_result", "tool_use",
-                 "tool_result", "chat_message", "log", "log");
+                 "tool_result", "chat_message", "log", "usage", "log");
     expect_log(at(&r, 0), "info", "codex thread 019a7c3e-5b2d-7f41-9c8e-3d6a2b1f0e47 started");
     expect_log(at(&r, 1), "debug", "turn started");
     expect_log(at(&r, 2), "info",
@@ -618,7 +624,12 @@ static void test_codex_success(void **state) {
     expect_log(at(&r, 16), "info",
                "plan:\n[x] Inspect auth_check_token in src/auth.c\n[x] Fix the length check\n"
                "[x] Run make test");
-    expect_log(at(&r, 17), "info", "finished: turn completed");
+    expect_log(at(&r, 18), "info", "finished: turn completed");
+    /* the agent's own token report (issue 15 item 3) */
+    assert_string_equal(sget(at(&r, 17), "type"), "usage");
+    assert_int_equal(iget(at(&r, 17), "input_tokens"), 48211);
+    assert_int_equal(iget(at(&r, 17), "output_tokens"), 1893);
+
     assert_int_equal(r.settled_at, (long)fixture_count("codex-success.jsonl") - 1);
     assert_int_equal(r.oc, ADAPTER_SUCCEEDED);
     assert_int_equal(r.final, ADAPTER_SUCCEEDED);

@@ -73,6 +73,27 @@ static void test_values(void **state) {
     json_decref(j);
 }
 
+/* issue 15: [models."ID"] sections name ids with dots, and prices are fractions */
+static void test_quoted_sections_and_fractions(void **state) {
+    (void)state;
+    json_t *j = ok("[models.\"gemini-2.5-pro\"]\n"
+                   "input_pricing = 1.25\n"
+                   "output_pricing = -0.5\n"
+                   "context_window = 1048576\n");
+    assert_true(json_is_real(json_object_get(j, "models.gemini-2.5-pro.input_pricing")));
+    assert_true(json_real_value(json_object_get(j, "models.gemini-2.5-pro.input_pricing")) == 1.25);
+    assert_true(json_real_value(json_object_get(j, "models.gemini-2.5-pro.output_pricing")) == -0.5);
+    assert_int_equal(json_integer_value(json_object_get(j, "models.gemini-2.5-pro.context_window")),
+                     1048576);
+    json_decref(j);
+    bad("[models.\"\"]\n", 1);
+    bad("[models.\"a\nb\"]\n", 1);
+    bad("[models.\"x\"y]\n", 1);
+    bad("a = 1.\n", 1);
+    bad("a = .5\n", 1);
+    bad("a = 1.2.3\n", 1);
+}
+
 static void test_errors(void **state) {
     bad("port = ", 1);
     bad("a = 1\nport 3001\n", 2);
@@ -80,7 +101,7 @@ static void test_errors(void **state) {
     bad("a = 1\na = 2\n", 2);
     bad("[server\nport = 1\n", 1);
     bad("x = [1, 2]\n", 1);
-    bad("x = 1.5\n", 1);
+    bad("x = 1.5e3\n", 1); /* fractions are taken (prices), exponents not */
     bad("x = yes\n", 1);
     bad("x = \"a\" junk\n", 1);
     bad("x = \"\\q\"\n", 1);
@@ -96,6 +117,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_quoted_sections_and_fractions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
