@@ -71,10 +71,19 @@ static void serve_rendered(struct http_request *req, struct http_response *res, 
     answer_rendered(req, res, body, len, etag);
 }
 
+/* Cache keys carry the project a credential is limited to: what such a reader may see is not
+ * what the tenant sees (a session of another project is 404, lists are filtered). */
+static void session_key(const struct http_request *req, const char *id, char *key, size_t n) {
+    const char *project = api_project(req);
+    if ((size_t)snprintf(key, n, "%s\n%s", project ? project : "", id) >= n)
+        key[0] = '\0';
+}
+
 /* The list's cache key: its query as received (page, perPage, filters, sort), "" when that is
  * too long to be worth keeping. */
 static void list_key(const struct http_request *req, char *key, size_t n) {
-    size_t o = (size_t)snprintf(key, n, "list?");
+    const char *project = api_project(req);
+    size_t o = (size_t)snprintf(key, n, "%s\nlist?", project ? project : "");
     for (size_t i = 0; i < req->n_query && o < n; i++)
         o += (size_t)snprintf(key + o, n - o, "%s=%s&", req->query[i].name,
                               req->query[i].value ? req->query[i].value : "");
@@ -141,12 +150,14 @@ static void get_session(struct http_request *req, struct http_response *res) {
     /* the version is taken before the row is read: a write in between moves it, so what is
      * kept below is never newer than its number says (store_session_version) */
     uint64_t version = 0;
-    bool cacheable = store_session_version(ctx->store, id, &version) == 0;
-    if (cacheable && serve_cached(req, res, ctx->store, tenant, id, version))
+    char key[400];
+    session_key(req, id, key, sizeof(key));
+    bool cacheable = key[0] && store_session_version(ctx->store, id, &version) == 0;
+    if (cacheable && serve_cached(req, res, ctx->store, tenant, key, version))
         return;
     AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, NULL);
     if (row)
-        serve_rendered(req, res, ctx->store, tenant, id, cacheable, version,
+        serve_rendered(req, res, ctx->store, tenant, key, cacheable, version,
                        api_session_json(ctx, row));
 }
 

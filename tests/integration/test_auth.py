@@ -196,6 +196,10 @@ class Keys(ServerTest):
         r = s.post("/api/v1/tasks", body=dict(TASK, projectId="api"), headers=auth(self.operator))
         self.assertEqual(r.status, 201, r)
         other = r.json()["id"]
+        # read by a tenant-wide key first: its kept representation must not reach the web key
+        self.assertEqual(s.get("/api/v1/sessions/" + other, headers=auth(self.operator)).status,
+                         200)
+        s.get("/api/v1/sessions?perPage=200&projectId=api", headers=auth(self.operator))
         self.assertProblem(s.get("/api/v1/sessions/" + other, headers=auth(self.web)), 404)
         self.assertProblem(s.get("/api/v1/sessions/%s/events" % other, headers=auth(self.web)),
                            404)
