@@ -132,7 +132,13 @@ async function main() {
         await page.click('.file-row[data-path="gone.txt"]');
         await page.waitForSelector('.diff-pane[aria-label="Diff of gone.txt"] table.unified tr.d-del', { timeout: LONG });
         if (!(await page.textContent('table.unified tr.d-del')).includes('to be deleted')) fail('the deleted file\'s diff lacks its line');
-        passed.push('split and unified diffs with line numbers');
+        // j / k move through the changed files.
+        await page.keyboard.press('j');
+        await page.waitForSelector('.diff-pane[aria-label="Diff of notes/new.md"]', { timeout: LONG });
+        await page.waitForSelector('.file-row.current[data-path="notes/new.md"]', { timeout: LONG });
+        await page.keyboard.press('k');
+        await page.waitForSelector('.diff-pane[aria-label="Diff of gone.txt"]', { timeout: LONG });
+        passed.push('split and unified diffs with line numbers; j/k move through the files');
 
         // ---- 3. live: a prompt makes the agent edit again -------------------------------------
         await page.click('.file-row[data-path="src/app.c"]');
