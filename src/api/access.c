@@ -141,6 +141,17 @@ static bool before(void *arg, struct http_request *req, struct http_response *re
         return false;
     }
     if (rc < 0) {
+        struct auth_limit fl;
+        auth_fail_take(a, req->remote_addr, time_mono_ms(), &fl);
+        if (!fl.allowed) {
+            char ra[24];
+            snprintf(ra, sizeof(ra), "%lld", (long long)fl.retry_after);
+            http_error(req, res, AH_E_RATELIMIT,
+                       "too many failed authentications from this address; retry in %s s", ra);
+            http_header_add(req, res, "Retry-After", ra);
+            add_limit_headers(req, res, &fl);
+            return false;
+        }
         http_error(req, res, AH_E_AUTH, "%s", detail);
         http_header_add(req, res, "WWW-Authenticate", "ApiKey, Bearer");
         audit(ctx, req, NULL, "auth.failed", "denied", 401);

@@ -122,6 +122,11 @@ struct auth_limit {
 void auth_rate_take(struct auth *a, const struct auth_principal *p, bool task_create,
                     int64_t now_ms, struct auth_limit *ret);
 
+/* Takes one token from the bucket of failed authentications of a client address (30/s, burst
+ * 300): past it failures are answered 429 and not audited, so a flood of bad credentials cannot
+ * turn into a flood of audit writes. */
+void auth_fail_take(struct auth *a, const char *addr, int64_t now_ms, struct auth_limit *ret);
+
 /* ---- JWT (jwt.c) ----------------------------------------------------------------------------- */
 
 struct auth_jwt;

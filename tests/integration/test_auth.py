@@ -358,6 +358,33 @@ class RateLimits(ServerTest):
             time.sleep(0.3)
 
 
+class FailureFlood(ServerTest):
+    def test_bad_credentials_flood_is_throttled_and_not_audited_past_the_burst(self):
+        s = self.server
+        make_key(s, "viewer", "acme")
+        wait_closed(s)
+        before = int(db_rows(s.db, "SELECT count(*) FROM audit_log"
+                                   " WHERE action = 'auth.failed'")[0][0])
+        conn = s.connect()
+        statuses = []
+        try:
+            for _ in range(2000):
+                r = s.request("GET", "/api/v1/sessions", conn=conn,
+                              headers={"Authorization": "ApiKey ahk_dead_beef"})
+                statuses.append(r.status)
+                if r.status == 429:
+                    self.assertProblem(r, 429, "rate-limited")
+                    self.assertRegex(r.header("retry-after"), r"^[1-9]\d*$")
+                    break
+        finally:
+            conn.close()
+        self.assertEqual(statuses[-1], 429, "never throttled")
+        self.assertTrue(all(x == 401 for x in statuses[:-1]))
+        failed = int(db_rows(s.db, "SELECT count(*) FROM audit_log"
+                                   " WHERE action = 'auth.failed'")[0][0])
+        self.assertEqual(failed - before, len(statuses) - 1)  # the refused one left no record
+
+
 class AuditRetention(ServerTest):
     """D37: no API deletes audit records; --audit-retention-days does, for old ones only."""
     server_args = ("--audit-retention-days", "30")

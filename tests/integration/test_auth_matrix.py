@@ -141,6 +141,7 @@ class TwoTenants(ServerTest):
         while True:
             st = call(s, "GET", "/api/v1/sessions/" + cls.sid, cls.a).json()["status"]
             if st in ("completed", "failed", "stopped", "cancelled"):
+                assert st == "completed", call(s, "GET", "/api/v1/sessions/" + cls.sid, cls.a)
                 break
             assert time.monotonic() < deadline, st
             time.sleep(0.1)
