@@ -212,6 +212,25 @@ class Jwt(ServerTest):
             time.sleep(1)
         self.assertEqual(r.status, 200, r)
 
+    def test_tokens_never_reach_the_log_or_the_audit(self):
+        good = sign("RS256", KEYS.rsa, {"kid": "rsa1"}, claims(sub="quiet"))
+        bad = sign("RS256", KEYS.attacker, {"kid": "rsa1"}, claims(sub="quiet"))
+        self.assertEqual(self.get(good).status, 200)
+        self.assertEqual(self.get(bad).status, 401)
+        self.server.post("/api/v1/drafts", body={"prompt": "x"},
+                         headers={"Authorization": "Bearer " + good})
+        text = self.server.stderr()
+        for t in (good, bad):
+            self.assertNotIn(t.split(".")[2], text)
+            self.assertNotIn(t.split(".")[1], text)
+        rows = ahtest.db_row(self.server.db, "SELECT count(*) FROM audit_log WHERE "
+                             "coalesce(actor,'') || coalesce(target,'') || "
+                             "coalesce(credential_id,'') LIKE '%eyJ%'")
+        self.assertEqual(rows[0], "0")
+        row = ahtest.db_row(self.server.db, "SELECT actor FROM audit_log WHERE action = "
+                            "'POST /api/v1/drafts' ORDER BY id DESC LIMIT 1")
+        self.assertEqual(row[0], "jwt:quiet")
+
     def test_huge_token(self):
         r = self.get("x" * 7900, record_it=False)
         self.assertIn(r.status, (401, 431), r)
