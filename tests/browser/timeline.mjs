@@ -7,7 +7,9 @@
 //   3. the slider at 0 seeks to the base snapshot: nothing changed yet;
 //   4. a moment marked from the form appears (and the API has it);
 //   5. while the session runs, a new tool boundary appears without a reload;
-//   6. no console errors.
+//   6. "Branch from here" on a snapshot starts a session whose workspace is that snapshot and
+//      whose history is inherited; the parent lists it;
+//   7. no console errors.
 // Screenshot: timeline (AH_ARTIFACTS).
 //
 //   AH_BIN=build/ah AH_ARTIFACTS=build/browser-artifacts node tests/browser/timeline.mjs
@@ -125,6 +127,32 @@ async function main() {
             .some((e) => e.textContent === 'cat'), null, { timeout: LONG });
         await page.waitForSelector('.session-head .badge[data-status="completed"]', { timeout: LONG });
         passed.push('live: a new tool boundary appears without a reload');
+
+        // ---- 6. branch from the first edit's snapshot -----------------------------------------
+        await page.click(`.tl-item[data-id="${first.id}"] button.tl-branch`);
+        await page.fill('#br-name', 'another way');
+        await page.fill('#br-message', 'try it differently');
+        await page.click('.tl-branch-form summary');
+        await page.fill('#br-settings', JSON.stringify({ scenario: [{ log: 'on the branch' }] }));
+        await page.click('button:text-is("Start the branch")');
+        await page.waitForURL((u) => /\/sessions\/[0-9A-Z]{26}$/.test(u.pathname) && !u.pathname.endsWith(id),
+                              { timeout: LONG });
+        const branchId = page.url().split('/').pop();
+        await page.waitForSelector('.session-head .badge[data-status="completed"]', { timeout: LONG });
+        await page.waitForSelector('.event-log .log-row >> text=on the branch', { timeout: LONG });
+        // its history starts with the parent's events up to the snapshot
+        const inherited = await json(base, `/sessions/${branchId}/events?perPage=200&order=asc`);
+        if (!inherited.items.some((e) => e.inherited)) fail('the branch has no inherited events');
+        // its workspace is the snapshot: the first file, not the second
+        await page.click('#tab-files');
+        await page.click('button:text-is("All files")');
+        await page.waitForSelector('.tree-row.file[data-path="first.txt"]', { timeout: LONG });
+        if (await page.$('.tree-row.file[data-path="second.txt"]')) fail('the branch has a file made after its snapshot');
+        // the parent lists it
+        await page.goto(`${base}/sessions/${id}`, { waitUntil: 'load' });
+        await page.click('#tab-timeline');
+        await page.waitForSelector(`.tl-branches li[data-id="${branchId}"] >> text=another way`, { timeout: LONG });
+        passed.push('branch from a snapshot: a new session with that workspace, listed by its parent');
 
         if (errors.length) fail('errors on the page:\n' + errors.join('\n'));
         passed.push('no console errors');

@@ -32,6 +32,13 @@ export type FsSnapshot = Schemas['FsSnapshot'];
 export type SeekRequest = Schemas['SeekRequest'];
 export type SeekResult = Schemas['SeekResult'];
 
+/** The body of POST session-branch: the generated type is `unknown` (the schema's anyOf), and
+ *  agent settings are free-form objects. */
+export interface BranchBody {
+    fsSnapshotId?: string; fromTs?: number; seq?: number; name?: string; injectedMessage?: string;
+    agents?: { type?: string; settings?: Record<string, unknown> }[];
+}
+
 /** One side of a row of `format=split` (the contract types `split` as a plain object). */
 export interface SplitSide { line: number; text: string }
 export interface SplitRow { kind: 'context' | 'change' | 'add' | 'del'; left: SplitSide | null; right: SplitSide | null }
@@ -202,6 +209,12 @@ export const api = {
     addMoment: (id: string, label: string) =>
         request<Schemas['MomentCreated']>('POST', url<'/api/v1/sessions/{id}/moments'>('/sessions/{id}/moments', { id }),
                                           { label, type: 'milestone' } satisfies Schemas['MomentRequest']),
+    /** A new session from a snapshot of this one (its workspace and history up to there). */
+    branch: (id: string, body: BranchBody) =>
+        request<Schemas['BranchCreated']>('POST', url<'/api/v1/sessions/{id}/session-branch'>('/sessions/{id}/session-branch', { id }), body),
+    sessionBranches: (id: string, signal?: AbortSignal) =>
+        request<Schemas['BranchList']>('GET', url<'/api/v1/sessions/{id}/branches'>('/sessions/{id}/branches', { id }),
+                                       undefined, signal),
     takeSnapshot: (id: string, label: string) =>
         request<Schemas['FsSnapshotCreated']>('POST', url<'/api/v1/sessions/{id}/fs-snapshots'>('/sessions/{id}/fs-snapshots', { id }),
                                               (label ? { label } : {}) satisfies Schemas['SnapshotRequest']),

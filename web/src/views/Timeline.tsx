@@ -3,11 +3,13 @@
 // it arrives. Seeking (a marker, a row, or the slider) asks the server for a read-only view of
 // the workspace at that point (POST …/seek) and shows that point's files and diffs below it,
 // read with ?to=<snapshot> from the files-and-diffs endpoints. Marking a moment and taking a
-// snapshot are the POST routes of the same API. Branching from a point appears here once the
-// server offers it.
+// snapshot are the POST routes of the same API. "Branch from here" starts a new session from a
+// snapshot (POST …/session-branch) and opens it; the session's branches are listed below.
 import type { JSX } from 'preact';
 import { useState } from 'preact/hooks';
-import { api, type FsSnapshot, type Moment, type SeekRequest, type SeekResult, type Timeline } from '../api';
+import { api, type BranchBody, type FsSnapshot, type Moment, type Schemas, type SeekRequest, type SeekResult,
+         type Timeline } from '../api';
+import { Link, StatusBadge, Time, navigate } from '../ui';
 import { FilesView, problemText, useLoad } from './Files';
 
 type Item = { at: number; seq: number } & ({ what: 'moment'; m: Moment } | { what: 'snapshot'; s: FsSnapshot });
@@ -26,6 +28,9 @@ export function TimelineView(props: { id: string; timelineSeq: number; active: b
     const [busy, setBusy] = useState(false);
     const [label, setLabel] = useState('');
     const [slider, setSlider] = useState<number | null>(null);
+    const [branchFrom, setBranchFrom] = useState<FsSnapshot | null>(null);
+    const branches = useLoad<Schemas['BranchList']>((s) => api.sessionBranches(props.id, s),
+                                                   [props.id, props.timelineSeq, reload]);
 
     const doSeek = async (body: SeekRequest) => {
         setBusy(true);
@@ -116,11 +121,32 @@ export function TimelineView(props: { id: string; timelineSeq: number; active: b
                             <span class="tl-label">{text}{i.what === 'moment' && i.m.description ? ` — ${i.m.description}` : ''}</span>
                             {i.seq > 0 && <span class="muted tl-seq">after event {i.seq}</span>}
                             <button type="button" onClick={() => seekTo(i)} disabled={busy}>View files here</button>
+                            {i.what === 'snapshot' && i.s.branchable && (
+                                <button type="button" class="tl-branch" onClick={() => setBranchFrom(i.s)}
+                                        aria-expanded={branchFrom?.id === i.s.id}>Branch from here</button>
+                            )}
                         </li>
                     );
                 })}
                 {items.length === 0 && <li class="empty">No moment or snapshot yet.</li>}
             </ol>
+
+            {branchFrom && <BranchForm id={props.id} from={branchFrom} onCancel={() => setBranchFrom(null)} />}
+
+            {branches?.data && branches.data.total > 0 && (
+                <section class="tl-branches" aria-label="Branches of this session">
+                    <h2>Branches</h2>
+                    <ul>
+                        {branches.data.branches.map((b) => (
+                            <li key={b.id} data-id={b.id}>
+                                <Link href={`/sessions/${b.id}`}>{b.name}</Link> <StatusBadge status={b.status} />
+                                <span class="muted"> from {seconds(b.branchFromTs)}{b.seq ? `, after event ${b.seq}` : ''} · <Time iso={b.createdAt} /></span>
+                            </li>
+                        ))}
+                    </ul>
+                </section>
+            )}
+            {branches?.error && <p class="notice error" role="alert">{branches.error}</p>}
 
             {seek && (
                 <section class="tl-seek" aria-label="The workspace at the chosen point">
@@ -134,5 +160,61 @@ export function TimelineView(props: { id: string; timelineSeq: number; active: b
                 </section>
             )}
         </div>
+    );
+}
+
+/** Branch from a snapshot: a name, the new agent's prompt and, optionally, agent settings. */
+function BranchForm(props: { id: string; from: FsSnapshot; onCancel: () => void }): JSX.Element {
+    const [name, setName] = useState('');
+    const [message, setMessage] = useState('');
+    const [settings, setSettings] = useState('');
+    const [error, setError] = useState<string | null>(null);
+    const [busy, setBusy] = useState(false);
+    const submit = async () => {
+        setError(null);
+        const body: BranchBody = { fsSnapshotId: props.from.id };
+        if (name.trim()) body.name = name.trim();
+        if (message.trim()) body.injectedMessage = message;
+        if (settings.trim()) {
+            try {
+                body.agents = [{ settings: JSON.parse(settings) as Record<string, unknown> }];
+            } catch (e) {
+                setError(`The agent settings are not JSON: ${String(e)}`);
+                return;
+            }
+        }
+        setBusy(true);
+        try {
+            const b = await api.branch(props.id, body);
+            navigate(`/sessions/${b.id}`);
+        } catch (e) {
+            setError(problemText(e));
+        } finally {
+            setBusy(false);
+        }
+    };
+    return (
+        <form class="tl-branch-form" aria-label="Branch from a snapshot"
+              onSubmit={(e) => { e.preventDefault(); void submit(); }}>
+            <h2>Branch from {props.from.label ?? props.from.id} ({seconds(props.from.ts)})</h2>
+            <p class="muted">A new session starts from the workspace as it was at this snapshot, with this
+                session's events up to there; its agent gets the message below as its prompt.</p>
+            <label for="br-name">Name</label>
+            <input id="br-name" value={name} maxLength={128} placeholder="optional"
+                   onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+            <label for="br-message">Message to the agent</label>
+            <textarea id="br-message" rows={3} value={message} maxLength={16384}
+                      onInput={(e) => setMessage((e.target as HTMLTextAreaElement).value)} />
+            <details>
+                <summary>Agent settings (JSON, replaces this session's)</summary>
+                <textarea id="br-settings" rows={4} value={settings}
+                          onInput={(e) => setSettings((e.target as HTMLTextAreaElement).value)} />
+            </details>
+            {error && <p class="field-error" role="alert">{error}</p>}
+            <div class="actions">
+                <button type="submit" class="primary" disabled={busy}>Start the branch</button>
+                <button type="button" onClick={props.onCancel}>Cancel</button>
+            </div>
+        </form>
     );
 }
