@@ -32,6 +32,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "../sandbox/sandbox.h"
 #include "watch.h"
 
 #define QUEUE_MAX_BYTES (256u * 1024 * 1024)
@@ -58,6 +59,12 @@ struct rec {
     int cols, rows;
     int64_t linger_ms;
     int epfd, master, events_rd, sock, sigfd, timerfd;
+    /* the sandbox's limits (D52): cgroups the agent starts in, a wall-time deadline */
+    struct sandbox_cgroup cg;
+    int64_t wall_ms;
+    int wallfd;
+    bool wall_hit;
+    const char *note; /* what the server applied, logged once at the start */
     pid_t child;
     int child_pidfd;
     struct watcher *watch;
@@ -483,12 +490,27 @@ static int spawn_agent(struct rec *r, char **argv, int events_wr) {
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
                                         POSIX_SPAWN_SETSIGDEF);
-    int err = posix_spawnp(&r->child, argv[0], &fa, &attr, argv, env);
+    /* The agent is born inside the session's cgroups: we step in for the spawn and back out,
+     * so no fork of the agent's can happen outside its limits, and ours never apply to us. */
+    struct sandbox_cgroup saved;
+    int err = 0, rc = r->cg.n ? sandbox_cgroup_enter(&r->cg, &saved) : 0;
+    if (rc == 0) {
+        err = posix_spawnp(&r->child, argv[0], &fa, &attr, argv, env);
+        if (r->cg.n)
+            sandbox_cgroup_leave(&saved);
+    }
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     free(env);
+    if (rc < 0)
+        return rc; /* never without the limits the session was promised */
     if (err)
         return ah_err_from_errno(err);
+    if (r->wall_ms > 0 && r->wallfd >= 0) {
+        struct itimerspec its = {.it_value = {.tv_sec = r->wall_ms / 1000,
+                                              .tv_nsec = (r->wall_ms % 1000) * 1000000L}};
+        timerfd_settime(r->wallfd, 0, &its, NULL);
+    }
     r->child_pidfd = pidfd_open_pid(r->child);
     fcntl(r->master, F_SETFL, fcntl(r->master, F_GETFL) | O_NONBLOCK);
     return 0;
@@ -526,10 +548,35 @@ static void on_child_exit(struct rec *r) {
         json_object_set_new(exit, "changes", changes);
     else
         json_decref(changes);
+    /* a death the sandbox caused is named as such, not as a bare signal or exit code */
+    if (!ok && r->wall_hit)
+        snprintf(r->last_error, sizeof(r->last_error),
+                 "wall time limit reached: the agent ran for %lld s and was killed",
+                 (long long)(r->wall_ms / 1000));
+    else if (!ok && sandbox_cgroup_oom_kills(&r->cg) > 0)
+        snprintf(r->last_error, sizeof(r->last_error),
+                 "out of memory: the agent exceeded its memory limit and the kernel killed it "
+                 "(OOM)");
+    else if (!ok && sandbox_cgroup_pids_hit(&r->cg) && !r->last_error[0])
+        snprintf(r->last_error, sizeof(r->last_error),
+                 "the agent failed after reaching its process limit (pids)");
     if (exit && !ok && r->last_error[0])
         json_object_set_new(exit, "error", json_string(r->last_error));
     enqueue(r, exit);
     r->exit_queued = true;
+}
+
+/* The wall-time limit: the whole sandbox goes, and the exit says why. */
+static void on_wall_time(struct rec *r) {
+    uint64_t t;
+    while (read(r->wallfd, &t, sizeof(t)) > 0)
+        ;
+    if (r->child_exited)
+        return;
+    r->wall_hit = true;
+    log_event(r, "error", "wall time limit of %lld s reached: stopping the agent",
+              (long long)(r->wall_ms / 1000));
+    kill(-r->child, SIGKILL);
 }
 
 /* ---- main ------------------------------------------------------------------------------------ */
@@ -546,17 +593,23 @@ static const char usage[] =
     "  --linger-ms N       how long to wait for an absent server after the agent exits\n"
     "                      (default 3600000)\n"
     "  --config PATH       accepted for symmetry with the other commands\n"
+    "  --cgroup DIR        start the agent in this cgroup (repeatable: one per hierarchy)\n"
+    "  --wall-time-ms N    kill the agent after N ms\n"
+    "  --note TEXT         logged as the session's first event (what the sandbox applies)\n"
     "The token for --socket comes from the environment (AH_RECORDER_TOKEN).\n";
 
 int agent_record_main(int argc, char **argv) {
     struct rec r = {.cols = 120, .rows = 40, .linger_ms = 3600000, .next_rseq = 1, .master = -1,
                     .events_rd = -1, .sock = -1, .child_pidfd = -1, .sigfd = -1, .timerfd = -1,
+                    .wallfd = -1,
                     .line = {.max = LINE_MAX_BYTES}, .out = {.max = 2 * LINK_MAX_FRAME + 64}};
     static const struct option opts[] = {
         {"session-id", required_argument, 0, 's'}, {"socket", required_argument, 0, 'S'},
         {"out-file", required_argument, 0, 'o'},   {"workspace", required_argument, 0, 'w'},
         {"cols", required_argument, 0, 'c'},       {"rows", required_argument, 0, 'r'},
         {"linger-ms", required_argument, 0, 'l'},  {"config", required_argument, 0, 'C'},
+        {"cgroup", required_argument, 0, 'G'},     {"wall-time-ms", required_argument, 0, 'W'},
+        {"note", required_argument, 0, 'N'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     int64_t v;
     int c;
@@ -582,6 +635,20 @@ int agent_record_main(int argc, char **argv) {
             }
             break;
         case 'C': break;
+        case 'G':
+            if (r.cg.n == SANDBOX_CGROUPS_MAX || strlen(optarg) >= sizeof(r.cg.dir[0])) {
+                fputs("ah agent record: too many or too long --cgroup\n", stderr);
+                return 2;
+            }
+            snprintf(r.cg.dir[r.cg.n++], sizeof(r.cg.dir[0]), "%s", optarg);
+            break;
+        case 'W':
+            if (parse_int64(optarg, 0, INT64_MAX / 2, &r.wall_ms) < 0) {
+                fputs("ah agent record: --wall-time-ms must be a number of milliseconds\n", stderr);
+                return 2;
+            }
+            break;
+        case 'N': r.note = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
@@ -607,6 +674,8 @@ int agent_record_main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &sigs, NULL);
     r.sigfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     r.timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (r.wall_ms > 0)
+        r.wallfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     r.epfd = epoll_create1(EPOLL_CLOEXEC);
 
     int pipefd[2] = {-1, -1};
@@ -622,6 +691,8 @@ int agent_record_main(int argc, char **argv) {
     if (rc == 0 && r.workspace && watcher_open(r.workspace, &r.watch) < 0)
         fprintf(stderr, "ah agent record: cannot watch %s; file edits will not be reported\n",
                 r.workspace);
+    if (rc == 0 && r.note) /* for whoever reads recorder.log; the session shows it too */
+        fprintf(stderr, "ah agent record: %s\n", r.note);
     if (rc == 0 && (rc = spawn_agent(&r, argv + optind, pipefd[1])) < 0) {
         fprintf(stderr, "ah agent record: cannot start %s: %s\n", argv[optind], ah_strerror(rc));
         log_event(&r, "error", "cannot start the agent %s: %s", argv[optind], ah_strerror(rc));
@@ -643,6 +714,8 @@ int agent_record_main(int argc, char **argv) {
         ep_add(&r, watcher_fd(r.watch), EPOLLIN);
     ep_add(&r, r.sigfd, EPOLLIN);
     ep_add(&r, r.timerfd, EPOLLIN);
+    if (r.wallfd >= 0)
+        ep_add(&r, r.wallfd, EPOLLIN);
     try_connect(&r);
     if (rc < 0) { /* report the launch failure as an exit */
         r.child_exited = true;
@@ -678,6 +751,8 @@ int agent_record_main(int argc, char **argv) {
                 on_socket(&r, evs[i].events);
             } else if (fd == r.child_pidfd && r.child_pidfd >= 0) {
                 on_child_exit(&r);
+            } else if (fd == r.wallfd && r.wallfd >= 0) {
+                on_wall_time(&r);
             } else if (fd == r.timerfd) {
                 uint64_t t;
                 while (read(r.timerfd, &t, sizeof(t)) > 0)
@@ -712,6 +787,9 @@ int agent_record_main(int argc, char **argv) {
         close(r.child_pidfd);
     close(r.sigfd);
     close(r.timerfd);
+    if (r.wallfd >= 0)
+        close(r.wallfd);
+    sandbox_cgroup_remove(&r.cg); /* empty now: the agent's processes are gone */
     close(r.epfd);
     free(r.token);
     return code;

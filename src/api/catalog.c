@@ -5,6 +5,7 @@
  * own thread fills by running each CLI's `--version` (exec/catalog.c), never an HTTP thread.
  */
 #include "../exec/catalog.h"
+#include "../sandbox/sandbox.h"
 #include "routes.h"
 
 static void get_agents(struct http_request *req, struct http_response *res) {
@@ -19,15 +20,18 @@ static void get_agents(struct http_request *req, struct http_response *res) {
     http_json(req, res, 200, json_pack("{s:o}", "items", items));
 }
 
-/* What this server really runs: the agent on this machine, in the session's workspace, with
- * no sandbox around it (the `disabled` profile). Devcontainers and sandbox profiles appear here
- * once they exist. */
+/* What this server runs on this machine (D51, D52): `items` lists only the runtimes and
+ * sandbox profiles a task may ask for here; `unavailable` says why the others are missing. */
 static void get_runtimes(struct http_request *req, struct http_response *res) {
-    if (!api_ready(req, res))
+    struct api_ctx *ctx = api_ready(req, res);
+    if (!ctx)
         return;
-    http_json(req, res, 200,
-              json_pack("{s:[{s:s, s:[s]}]}", "items", "type", "local", "sandboxProfiles",
-                        "disabled"));
+    json_t *out = sandbox_runtimes_json(exec_sandbox(ctx->exec));
+    if (!out) {
+        http_error(req, res, AH_E_NOMEM, "out of memory");
+        return;
+    }
+    http_json(req, res, 200, out);
 }
 
 /* The local executor; enrolled executors join this list when they exist. */

@@ -8,6 +8,7 @@
 
 #include "../agent/agent.h"
 #include "../exec/catalog.h"
+#include "../sandbox/sandbox.h"
 #include "routes.h"
 
 /* D25: a display alias (`claude` + `3.5-sonnet`, `gpt-4o`) becomes the agent of its family with
@@ -48,6 +49,19 @@ static void check_agents(struct api_ctx *ctx, const json_t *body, struct task_re
     }
 }
 
+/* D51, D52: the runtime must be one this machine provides — an unknown profile, `disabled`
+ * without the configuration's consent, a sandbox without a working bubblewrap or a missing
+ * devcontainer runtime is a 422 now, never an unsandboxed run later. The profile a task gets
+ * by default is written into it, so its sessions show (and keep) what they run under. */
+static void check_runtime(struct api_ctx *ctx, struct task_request *tr, struct ah_problem *p) {
+    const struct sandbox_set *sb = exec_sandbox(ctx->exec);
+    if (!sb || sandbox_check(sb, runtime_type_name(tr->runtime.type), tr->runtime.sandbox, p) < 0)
+        return;
+    if (tr->runtime.type == RUNTIME_LOCAL && !tr->runtime.sandbox &&
+        !(tr->runtime.sandbox = strdup(sandbox_default_name(sb))))
+        problem_set(p, AH_E_NOMEM, "out of memory");
+}
+
 static void create_task(struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = api_ready(req, res);
     if (!ctx)
@@ -66,6 +80,8 @@ static void create_task(struct http_request *req, struct http_response *res) {
                                           "use branch (push a branch) or patch");
         problem_field(&p, "delivery.mode", "pr is not supported; use branch or patch");
     }
+    if (!p.code)
+        check_runtime(ctx, tr, &p);
     if (http_fail(req, res, &p))
         return;
     const char *tenant = api_tenant(req, res, tr->tenant_id);

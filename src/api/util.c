@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../auth/auth.h"
+#include "../sandbox/sandbox.h"
 #include "routes.h"
 
 #define IDEMPOTENCY_TTL_MS (24LL * 3600 * 1000)
@@ -302,6 +303,12 @@ json_t *api_session_json(struct api_ctx *ctx, struct session_row *row) {
         json_object_set_new(s, "delivery", delivery);
     if (json_object_get(req, "labels"))
         json_object_set(s, "labels", json_object_get(req, "labels"));
+    /* D52: the profile and limits this session runs under, and how they are enforced */
+    json_t *sb = ctx->exec ? sandbox_session_json(exec_sandbox(ctx->exec),
+                                                  json_object_get(req, "runtime"))
+                           : NULL;
+    if (sb)
+        json_object_set_new(s, "sandbox", sb);
     api_session_links(s, row->id);
     json_object_set_new(s, "recent_events", recent_events(ctx, row));
     if (row->status == SESSION_COMPLETED)

@@ -61,6 +61,7 @@ struct config {
     char *jwt_claim_tenant, *jwt_claim_project, *jwt_claim_roles;
     int64_t jwt_leeway_s;
     int64_t audit_retention_days; /* D37: 0 keeps audit records */
+    json_t *sandbox; /* [sandbox] and [sandbox.NAME] keys without "sandbox." (D52); or NULL */
 };
 
 struct config_defaults {

@@ -382,6 +382,12 @@ static int load_file(struct config *c, const char *path, bool must_exist) {
             rc = set_agent(c, key + 7, v, path);
         } else if (strncmp(key, "models.", 7) == 0) {
             rc = set_model(c, key + 7, v, path);
+        } else if (strncmp(key, "sandbox.", 8) == 0) {
+            /* checked by the sandbox layer when the server starts (sandbox_set_new) */
+            if (!c->sandbox && !(c->sandbox = json_object()))
+                rc = EXIT_GENERAL;
+            else if (json_object_set(c->sandbox, key + 8, v) < 0)
+                rc = EXIT_GENERAL;
         } else if (!k) {
             fprintf(stderr, "ah: %s: unknown setting '%s' (see ah help agent access-point)\n",
                     path, key);
@@ -427,6 +433,7 @@ void config_clear(struct config *c) {
         free(c->agents[i].format);
     }
     free(c->agents);
+    json_decref(c->sandbox);
     free(c->workspace_template);
     free(c->jwks);
     free(c->jwt_issuer);

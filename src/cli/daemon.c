@@ -76,6 +76,8 @@ static int start_services(const char *command, const struct config *cfg,
         .n_agents = cfg->n_agents,
         .models = cfg->models,
         .env_allow = (const char *const *)cfg->agent_env,
+        .sandbox = cfg->sandbox,
+        .db_path = cfg->db,
     };
     struct ah_problem p = {0};
     int rc = api_services_start(cfg->db, &ec, sv, &p);

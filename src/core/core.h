@@ -234,8 +234,11 @@ struct task_request {
     struct {
         enum runtime_type type;
         char *devcontainer_path;
+        char *sandbox; /* profile name (D52); NULL when absent */
         bool has_resources;
-        int64_t cpu, memory_mib;
+        double cpu; /* cores; fractions allowed (0.25: a quarter of one core) */
+        int64_t memory_mib;
+        int64_t pids, file_size_mib, wall_time_s; /* optional limits; 0 when absent */
     } runtime;
     bool has_workspace;
     char **snapshot_preference;

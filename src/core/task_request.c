@@ -418,8 +418,10 @@ static void parse_repo(const json_t *v, struct task_request *r, struct ah_proble
 }
 
 static void parse_runtime(const json_t *v, struct task_request *r, struct ah_problem *p) {
-    static const struct member known[] = {
-        {"type", NULL}, {"devcontainerPath", "devcontainer_path"}, {"resources", NULL}};
+    static const struct member known[] = {{"type", NULL},
+                                          {"devcontainerPath", "devcontainer_path"},
+                                          {"resources", NULL},
+                                          {"sandbox", NULL}};
     if (!v) {
         problem_field(p, "runtime", "is required");
         return;
@@ -436,6 +438,11 @@ static void parse_runtime(const json_t *v, struct task_request *r, struct ah_pro
     bool ok = true;
     r->runtime.devcontainer_path = take_string(member(v, &known[1]), "runtime.devcontainerPath",
                                                AH_LIMIT_URL, false, &ok, p);
+    /* D52: a profile name; whether this server has it is the server's call (422), not ours */
+    r->runtime.sandbox = take_string(json_object_get(v, "sandbox"), "runtime.sandbox", 64, false,
+                                     &ok, p);
+    if (r->runtime.sandbox && !r->runtime.sandbox[0])
+        problem_field(p, "runtime.sandbox", "must not be empty");
     json_t *res = json_object_get(v, "resources");
     if (!res)
         return;
@@ -443,7 +450,11 @@ static void parse_runtime(const json_t *v, struct task_request *r, struct ah_pro
         problem_field(p, "runtime.resources", "must be an object with cpu and memoryMiB");
         return;
     }
-    static const struct member rk[] = {{"cpu", NULL}, {"memoryMiB", "memory_mib"}};
+    static const struct member rk[] = {{"cpu", NULL},
+                                       {"memoryMiB", "memory_mib"},
+                                       {"pids", NULL},
+                                       {"fileSizeMiB", "file_size_mib"},
+                                       {"wallTimeSec", "wall_time_sec"}};
     check_members(res, "runtime.resources", rk, COUNT(rk), p);
     json_t *cpu = json_object_get(res, "cpu"), *mem = member(res, &rk[1]);
     bool good = true;
@@ -451,7 +462,14 @@ static void parse_runtime(const json_t *v, struct task_request *r, struct ah_pro
         problem_field(p, "runtime.resources.cpu", "is required");
         good = false;
     } else {
-        good &= take_int(cpu, "runtime.resources.cpu", 1, 1024, &r->runtime.cpu, p);
+        /* cores, fractions allowed: a cgroup CPU quota is as fine-grained as that (issue 19) */
+        double c = json_number_value(cpu);
+        if (!json_is_number(cpu) || c < 0.01 || c > 1024) {
+            problem_field(p, "runtime.resources.cpu", "must be a number of cores from 0.01 to 1024");
+            good = false;
+        } else {
+            r->runtime.cpu = c;
+        }
     }
     if (!mem) {
         problem_field(p, "runtime.resources.memoryMiB", "is required");
@@ -460,6 +478,17 @@ static void parse_runtime(const json_t *v, struct task_request *r, struct ah_pro
         good &= take_int(mem, "runtime.resources.memoryMiB", 16, 16 * 1024 * 1024,
                          &r->runtime.memory_mib, p);
     }
+    /* optional limits of the sandbox (issue 19): processes, largest file, wall time */
+    json_t *pids = json_object_get(res, "pids"), *fsz = member(res, &rk[3]),
+           *wall = member(res, &rk[4]);
+    if (pids)
+        good &= take_int(pids, "runtime.resources.pids", 1, 1 << 22, &r->runtime.pids, p);
+    if (fsz)
+        good &= take_int(fsz, "runtime.resources.fileSizeMiB", 1, 16 * 1024 * 1024,
+                         &r->runtime.file_size_mib, p);
+    if (wall)
+        good &= take_int(wall, "runtime.resources.wallTimeSec", 1, 30 * 24 * 3600,
+                         &r->runtime.wall_time_s, p);
     r->runtime.has_resources = good;
 }
 
@@ -831,10 +860,22 @@ json_t *task_request_to_json(const struct task_request *r) {
     rc |= json_object_set_new(j, "runtime", rt);
     if (rt) {
         rc |= set_str(rt, "devcontainerPath", r->runtime.devcontainer_path);
+        rc |= set_str(rt, "sandbox", r->runtime.sandbox);
+        json_t *res = r->runtime.has_resources
+                          ? json_pack("{s:o, s:I}", "cpu",
+                                      r->runtime.cpu == (double)(json_int_t)r->runtime.cpu
+                                          ? json_integer((json_int_t)r->runtime.cpu)
+                                          : json_real(r->runtime.cpu),
+                                      "memoryMiB", (json_int_t)r->runtime.memory_mib)
+                          : NULL;
+        if (res && r->runtime.pids)
+            rc |= json_object_set_new(res, "pids", json_integer(r->runtime.pids));
+        if (res && r->runtime.file_size_mib)
+            rc |= json_object_set_new(res, "fileSizeMiB", json_integer(r->runtime.file_size_mib));
+        if (res && r->runtime.wall_time_s)
+            rc |= json_object_set_new(res, "wallTimeSec", json_integer(r->runtime.wall_time_s));
         if (r->runtime.has_resources)
-            rc |= json_object_set_new(rt, "resources",
-                                      json_pack("{s:I, s:I}", "cpu", (json_int_t)r->runtime.cpu,
-                                                "memoryMiB", (json_int_t)r->runtime.memory_mib));
+            rc |= json_object_set_new(rt, "resources", res);
     }
 
     if (r->has_workspace) {
@@ -891,6 +932,7 @@ void task_request_free(struct task_request *r) {
     free(r->repo.branch);
     free(r->repo.commit);
     free(r->runtime.devcontainer_path);
+    free(r->runtime.sandbox);
     for (size_t i = 0; i < r->n_snapshot_preference; i++)
         free(r->snapshot_preference[i]);
     free(r->snapshot_preference);

@@ -134,6 +134,8 @@ int exec_new(const struct exec_config *cfg, struct store *st, struct bus *bus,
     ex->cfg.self_exe = own(ex, cfg->self_exe);
     ex->cfg.config_path = own(ex, cfg->config_path);
     ex->cfg.workspace_template = own(ex, cfg->workspace_template);
+    ex->cfg.db_path = own(ex, cfg->db_path);
+    ex->cfg.sandbox = NULL; /* read once, below */
     if (ex->cfg.max_concurrent < 1)
         ex->cfg.max_concurrent = 1;
     if (ex->cfg.stop_grace_ms <= 0)
@@ -152,8 +154,17 @@ int exec_new(const struct exec_config *cfg, struct store *st, struct bus *bus,
         exec_free(ex);
         return problem_set(reterr, AH_E_NOMEM, "out of memory");
     }
+    /* Bad sandbox configuration is a start-up error too; the probe runs bubblewrap once */
+    int rc = sandbox_set_new(cfg->sandbox, &ex->sandbox, reterr);
+    if (rc < 0) {
+        if (rc == AH_E_NOMEM)
+            problem_set(reterr, rc, "out of memory");
+        exec_free(ex);
+        return rc;
+    }
+    sandbox_set_probe(ex->sandbox);
     /* An unusable data directory is a start-up error, not a failure of every session later */
-    int rc = make_dirs(ex->cfg.data_dir, 0700);
+    rc = make_dirs(ex->cfg.data_dir, 0700);
     if (rc < 0)
         problem_set(reterr, rc, "data directory %s: cannot create it (%s)", ex->cfg.data_dir,
                     ah_strerror(rc));
@@ -229,8 +240,13 @@ void exec_free(struct executor *ex) {
         free(ex->owned[i]);
     free(ex->owned);
     free(ex->agent_names);
+    sandbox_set_free(ex->sandbox);
     pthread_mutex_destroy(&ex->mu);
     free(ex);
+}
+
+const struct sandbox_set *exec_sandbox(struct executor *ex) {
+    return ex->sandbox;
 }
 
 void exec_kick(struct executor *ex) {

@@ -38,9 +38,15 @@ struct exec_config {
     const json_t *models; /* [models."ID"] overrides of the model table (D40); may be NULL */
     const char *const *env_allow; /* extra environment variables passed to agents */
     int64_t lease_ms; /* replicas sharing PostgreSQL: the lease, renewed every third (D46, 15 s) */
+    const json_t *sandbox;        /* the configuration's sandbox keys (sandbox_set_new) */
+    const char *db_path;          /* the SQLite file, hidden from sandboxed agents (or NULL) */
 };
 
 struct executor;
+struct sandbox_set;
+
+/* The sandbox profiles and what this host provides (sandbox.h); lent until exec_free. */
+const struct sandbox_set *exec_sandbox(struct executor *ex);
 
 /* Creates the executor (socket bound, nothing running yet). */
 int exec_new(const struct exec_config *cfg, struct store *st, struct bus *bus,

@@ -11,12 +11,30 @@
 
 #include <pthread.h>
 
+#include "../sandbox/sandbox.h"
 #include "internal.h"
 
 #define PROVISION_WORKERS 2
 #define REFS_WORKERS 2
 
 struct rconn;
+
+/* The sandbox of one launch (sandboxed.c). */
+struct launch_sandbox {
+    char **argv;              /* the agent command, wrapped (sandbox_wrap) */
+    struct sandbox_cgroup cg; /* the session's cgroups (n == 0: none) */
+    int64_t wall_ms;          /* 0: no wall-time limit */
+    char *note;               /* what was applied, for the session's log */
+};
+/* Builds the sandbox for session sid from the task's `runtime` object: checks the profile is
+ * still available, creates the session's $HOME and cgroups, wraps agent_argv. ro_files are the
+ * files the agent reads from the server's data directory. 0, or an error with reterr saying
+ * why in words for the session's `error`. */
+int exec_sandbox_launch(struct executor *ex, const char *sid, const char *workspace,
+                        const json_t *runtime, const char *const *agent_argv,
+                        const char *const *ro_files, struct launch_sandbox *ret,
+                        struct ah_problem *reterr);
+void launch_sandbox_clear(struct launch_sandbox *ls);
 
 /* What an epoll registration points at. */
 enum handle_kind { H_LISTEN, H_EVENT, H_TIMER, H_CONN, H_PIDFD };
@@ -115,6 +133,7 @@ struct executor {
     struct snapshots *snaps; /* the automatic snapshots' worker (snapshots.c) */
     struct deliveries *delivs; /* the delivery worker (delivery.c) */
     struct replicas *replicas; /* lease, adoption and forwarded commands (replicas.c) */
+    struct sandbox_set *sandbox; /* profiles and what this host provides (D51, D52); immutable */
 };
 
 /* replicas.c (D46): replicas_init names this replica and renews its lease once, before the

@@ -334,7 +334,49 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
     snprintf(prompt, sizeof(prompt), "%s/prompt.txt", dir);
     snprintf(settings, sizeof(settings), "%s/settings.json", dir);
     snprintf(log_path, sizeof(log_path), "%s/recorder.log", dir);
-    const char *argv[40];
+    const char *agent[20];
+    size_t na = 0;
+    agent[na++] = ex->cfg.self_exe;
+    agent[na++] = "agent";
+    agent[na++] = "start";
+    agent[na++] = "--agent";
+    agent[na++] = row->agent_type;
+    agent[na++] = "--cwd";
+    agent[na++] = l->workspace;
+    agent[na++] = "--non-interactive";
+    agent[na++] = "--prompt-file";
+    agent[na++] = prompt;
+    agent[na++] = "--settings-file";
+    agent[na++] = settings;
+    const struct agent_config *custom = custom_agent(ex, row->agent_type);
+    if (custom) {
+        agent[na++] = "--command";
+        agent[na++] = custom->command;
+        agent[na++] = "--format";
+        agent[na++] = custom->format;
+    }
+    agent[na] = NULL;
+
+    /* D51, D52: the sandbox the task was accepted with, around the agent only — the recorder
+     * stays outside (it needs the server's socket); the PTY and AH_EVENTS_FD pass in */
+    const char *ro_files[] = {prompt, settings, ex->cfg.self_exe, NULL};
+    struct launch_sandbox sb;
+    json_t *request = session_row_request((struct session_row *)row);
+    int rc = exec_sandbox_launch(ex, l->id, l->workspace, json_object_get(request, "runtime"),
+                                 agent, ro_files, &sb, reterr);
+    if (rc < 0)
+        return rc;
+    size_t n_wrapped = 0;
+    while (sb.argv[n_wrapped])
+        n_wrapped++;
+    const char **argv = calloc(40 + 2 * SANDBOX_CGROUPS_MAX + n_wrapped, sizeof(char *));
+    if (!argv) {
+        sandbox_cgroup_remove(&sb.cg);
+        launch_sandbox_clear(&sb);
+        return problem_set(reterr, AH_E_NOMEM, "out of memory");
+    }
+    char wall[32];
+    snprintf(wall, sizeof(wall), "%lld", (long long)sb.wall_ms);
     size_t n = 0;
     argv[n++] = ex->cfg.self_exe;
     argv[n++] = "agent";
@@ -351,31 +393,28 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
         argv[n++] = "--config";
         argv[n++] = ex->cfg.config_path;
     }
-    argv[n++] = "--";
-    argv[n++] = ex->cfg.self_exe;
-    argv[n++] = "agent";
-    argv[n++] = "start";
-    argv[n++] = "--agent";
-    argv[n++] = row->agent_type;
-    argv[n++] = "--cwd";
-    argv[n++] = l->workspace;
-    argv[n++] = "--non-interactive";
-    argv[n++] = "--prompt-file";
-    argv[n++] = prompt;
-    argv[n++] = "--settings-file";
-    argv[n++] = settings;
-    const struct agent_config *custom = custom_agent(ex, row->agent_type);
-    if (custom) {
-        argv[n++] = "--command";
-        argv[n++] = custom->command;
-        argv[n++] = "--format";
-        argv[n++] = custom->format;
+    for (int i = 0; i < sb.cg.n; i++) {
+        argv[n++] = "--cgroup";
+        argv[n++] = sb.cg.dir[i];
     }
+    if (sb.wall_ms > 0) {
+        argv[n++] = "--wall-time-ms";
+        argv[n++] = wall;
+    }
+    argv[n++] = "--note";
+    argv[n++] = sb.note;
+    argv[n++] = "--";
+    for (size_t i = 0; i < n_wrapped; i++)
+        argv[n++] = sb.argv[i];
     argv[n] = NULL;
 
     char **env = build_env(ex, l->id, token);
-    if (!env)
+    if (!env) {
+        free(argv);
+        sandbox_cgroup_remove(&sb.cg);
+        launch_sandbox_clear(&sb);
         return problem_set(reterr, AH_E_NOMEM, "out of memory");
+    }
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&fa);
@@ -390,6 +429,10 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
     for (char **e = env; *e; e++)
         free(*e);
     free(env);
+    free(argv);
+    if (err)
+        sandbox_cgroup_remove(&sb.cg); /* the recorder removes them when it ends */
+    launch_sandbox_clear(&sb);
     if (err)
         return problem_set(reterr, ah_err_from_errno(err), "%s: %s", ex->cfg.self_exe,
                            strerror(err));

@@ -14,8 +14,13 @@
  *      (its prompt and settings) read-only — these may lie inside a hidden directory, so they
  *      come last.
  * Capabilities are dropped (in the sandbox's user namespace too), so the agent cannot unmount
- * what hides a path; it may not create user namespaces of its own. The agent stays in the
- * recorder's process group, so pause (SIGSTOP of the group) reaches everything inside.
+ * what hides a path; it may not create user namespaces of its own. Everything inside stays in
+ * the process group the recorder made for the agent, so pause (SIGSTOP of the group) reaches
+ * it all, and the kernel makes a fork racing the SIGSTOP stop too.
+ *
+ * A stop sends SIGTERM to that group and lets the agent wrap up (D14). bubblewrap itself would
+ * die of it at once and take the agent along, so it runs with SIGTERM ignored (`env
+ * --ignore-signal`) and the agent gets the default disposition back inside.
  */
 #include <stdio.h>
 #include <string.h>
@@ -107,7 +112,7 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
     struct vec a = {0}, remount = {0};
     char num[64];
     if (!p->disabled) {
-        push(&a, s->bwrap);
+        push3(&a, "env", "--ignore-signal=TERM", s->bwrap);
         push3(&a, "--unshare-user", "--unshare-pid", "--unshare-ipc");
         push3(&a, "--unshare-uts", "--unshare-cgroup-try", NULL);
         if (p->network == SANDBOX_NET_NONE)
@@ -159,7 +164,7 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
             push3(&a, "--setenv", "HOME", home_at);
         }
         push3(&a, "--setenv", "TMPDIR", "/tmp");
-        push(&a, "--");
+        push3(&a, "--", "env", "--default-signal=TERM");
     }
     /* rlimits for what no cgroup enforces: prlimit sets them on itself, then runs the agent */
     bool fsize = lim && lim->file_size_mib > 0;

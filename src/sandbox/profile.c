@@ -403,6 +403,59 @@ json_t *sandbox_runtimes_json(const struct sandbox_set *s) {
     return out;
 }
 
+void sandbox_limits_from_json(const json_t *res, struct sandbox_limits *lim) {
+    memset(lim, 0, sizeof(*lim));
+    if (!res)
+        return;
+    lim->memory_mib = json_integer_value(json_object_get(res, "memoryMiB"));
+    lim->cpu_milli = (int64_t)(json_number_value(json_object_get(res, "cpu")) * 1000 + 0.5);
+    lim->pids = json_integer_value(json_object_get(res, "pids"));
+    lim->file_size_mib = json_integer_value(json_object_get(res, "fileSizeMiB"));
+    lim->wall_time_s = json_integer_value(json_object_get(res, "wallTimeSec"));
+}
+
+json_t *sandbox_session_json(const struct sandbox_set *s, const json_t *runtime) {
+    const char *type = json_string_value(json_object_get(runtime, "type"));
+    const char *name = json_string_value(json_object_get(runtime, "sandbox"));
+    if (type && !strcmp(type, "disabled"))
+        name = "disabled";
+    else if (type && strcmp(type, "local"))
+        return NULL;
+    const struct sandbox_profile *p = sandbox_find(s, name ? name : s->default_name);
+    if (!p)
+        return NULL;
+    struct sandbox_limits task, lim;
+    sandbox_limits_from_json(json_object_get(runtime, "resources"), &task);
+    lim = sandbox_limits_merge(&p->limits, &task);
+    bool cg = s->cg_mode != CGROUP_NONE;
+    char *summary = sandbox_describe(p, &lim, cg);
+    json_t *limits = json_object();
+    json_t *out = json_pack("{s:s, s:s, s:o, s:s, s:s?}", "profile", p->name, "network",
+                            p->disabled ? "allow" : p->network == SANDBOX_NET_NONE ? "none"
+                                                                                 : "allow",
+                            "limits", limits, "enforcement", cg ? "cgroup" : "rlimit",
+                            "summary", summary);
+    free(summary);
+    if (!out)
+        return NULL;
+    int rc = 0;
+    if (lim.memory_mib)
+        rc |= json_object_set_new(limits, "memoryMiB", json_integer(lim.memory_mib));
+    if (lim.pids)
+        rc |= json_object_set_new(limits, "pids", json_integer(lim.pids));
+    if (lim.cpu_milli)
+        rc |= json_object_set_new(limits, "cpu", json_real((double)lim.cpu_milli / 1000.0));
+    if (lim.file_size_mib)
+        rc |= json_object_set_new(limits, "fileSizeMiB", json_integer(lim.file_size_mib));
+    if (lim.wall_time_s)
+        rc |= json_object_set_new(limits, "wallTimeSec", json_integer(lim.wall_time_s));
+    if (rc) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
 struct sandbox_limits sandbox_limits_merge(const struct sandbox_limits *profile,
                                            const struct sandbox_limits *task) {
     struct sandbox_limits l = profile ? *profile : (struct sandbox_limits){0};

@@ -91,6 +91,16 @@ struct sandbox_paths {
                                   * runtime dir, the server user's home) */
 };
 
+/* The limits a task asks for in runtime.resources (memoryMiB, cpu, pids, fileSizeMiB,
+ * wallTimeSec; absent ones 0). resources may be NULL. */
+void sandbox_limits_from_json(const json_t *resources, struct sandbox_limits *ret);
+
+/* What a session with this `runtime` object (as stored with its task) runs under on this
+ * server: {"profile", "network": "allow"|"none", "limits": {memoryMiB, pids, cpu, fileSizeMiB,
+ * wallTimeSec — only those set}, "enforcement": "cgroup"|"rlimit", "summary"}; {"profile":
+ * "disabled"} without a sandbox; NULL for other runtimes (or on OOM). */
+json_t *sandbox_session_json(const struct sandbox_set *s, const json_t *runtime);
+
 /* The effective limits: the profile's, each one overridden by the task's when that is set. */
 struct sandbox_limits sandbox_limits_merge(const struct sandbox_limits *profile,
                                            const struct sandbox_limits *task);

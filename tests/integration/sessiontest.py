@@ -98,10 +98,18 @@ def is_agent_start(cmd):
     return args[1:3] == ["agent", "start"]
 
 
-def agent_group(sid):
-    """The processes of the agent's process group (everything but the recorder)."""
+def is_sandbox(cmd):
+    """The sandbox around `ah agent start` before it has started it (env, then bwrap)."""
+    return cmd.split(" ")[0] in ("bwrap", "env")
+
+
+def agent_group(sid, started=True):
+    """The processes of the agent's process group (everything but the recorder); with
+    started=False also while the sandbox has not started `ah agent start` yet."""
     procs = processes(sid)
     leaders = [p for p, v in procs.items() if is_agent_start(v[3])]
+    if not leaders and not started:
+        leaders = [p for p, v in procs.items() if is_sandbox(v[3])]
     if not leaders:
         return {}
     pgrp = procs[leaders[0]][1]
@@ -140,4 +148,7 @@ def burner_config(tmp):
     cfg = os.path.join(tmp, "agents.toml")
     with open(cfg, "w") as f:
         f.write("[agents.burner]\ncommand = %s\nformat = \"text\"\n" % json.dumps(script))
+        # the script and its stop files live here: visible (read-only) inside the sandbox,
+        # whose /tmp is otherwise a private one (D52)
+        f.write("[sandbox.default]\nread-only = [%s]\n" % json.dumps(tmp))
     return cfg

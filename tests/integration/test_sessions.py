@@ -158,7 +158,8 @@ class Lifecycle(ServerTest):
         if deferred is None:
             self.skipTest("no pause landed before the recorder's hello in 40 tries")
         sid = deferred
-        wait_for(lambda: (lambda g: g and all(v[0] == "T" for v in g.values()))(agent_group(sid)),
+        wait_for(lambda: (lambda g: g and all(v[0] == "T" for v in g.values()))(
+            agent_group(sid, started=False)),  # paused maybe before the sandbox started it
                  20, "the agent's group stopped")
         time.sleep(1.0)  # the scenario would have logged "woke" after 300 ms had it run
         self.assertEqual(session(self.server, sid)["status"], "paused")

@@ -183,7 +183,9 @@ static void test_wrap_default(void **state) {
     assert_int_equal(sandbox_wrap(s, sandbox_find(s, "default"), &lim, false, &paths, agent,
                                   &argv),
                      0);
-    assert_string_equal(argv[0], "bwrap");
+    assert_string_equal(argv[0], "env"); /* bubblewrap ignores SIGTERM, the agent does not */
+    assert_string_equal(argv[1], "--ignore-signal=TERM");
+    assert_string_equal(argv[2], "bwrap");
     int root = find3(argv, "--ro-bind", "/", "/");
     int hid = find3(argv, "--tmpfs", data, NULL);
     int wsb = find3(argv, "--bind", ws, ws);
@@ -202,9 +204,11 @@ static void test_wrap_default(void **state) {
     assert_true(find3(argv, "--chdir", ws, NULL) >= 0);
     assert_int_equal(find3(argv, "--unshare-net", NULL, NULL), -1); /* default: network */
     assert_int_equal(find3(argv, "prlimit", NULL, NULL), -1);       /* no limits */
-    assert_string_equal(argv[dd + 1], "ah");
-    assert_string_equal(argv[dd + 5], ws);
-    assert_null(argv[dd + 6]);
+    assert_string_equal(argv[dd + 1], "env");
+    assert_string_equal(argv[dd + 2], "--default-signal=TERM");
+    assert_string_equal(argv[dd + 3], "ah");
+    assert_string_equal(argv[dd + 7], ws);
+    assert_null(argv[dd + 8]);
     sandbox_argv_free(argv);
 
     /* offline: its own network namespace; limits without cgroups become rlimits */

@@ -235,7 +235,9 @@ static void test_runtime(void **state) {
                  "runtime.resources.cpu");
     expect_field(WITH_RT("{\"type\":\"local\",\"resources\":{\"cpu\":0,\"memoryMiB\":64}}"),
                  "runtime.resources.cpu");
-    expect_field(WITH_RT("{\"type\":\"local\",\"resources\":{\"cpu\":1.5,\"memoryMiB\":64}}"),
+    /* fractions of a core are a CPU quota (issue 19) */
+    expect_ok(WITH_RT("{\"type\":\"local\",\"resources\":{\"cpu\":1.5,\"memoryMiB\":64}}"));
+    expect_field(WITH_RT("{\"type\":\"local\",\"resources\":{\"cpu\":0.001,\"memoryMiB\":64}}"),
                  "runtime.resources.cpu");
     expect_field(WITH_RT("{\"type\":\"local\",\"resources\":{\"cpu\":\"2\",\"memoryMiB\":64}}"),
                  "runtime.resources.cpu");
