@@ -422,6 +422,15 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
     posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     spawnattr_child(&attr); /* its own process group: the session's signals target it */
+    /* ... and born with the signals it reads from a signalfd blocked: a stop that comes before
+     * its hello signals the recorder's group, and must not kill it before it has blocked them
+     * itself (it forwards SIGTERM to the agent; the agent gets a clean mask) */
+    sigset_t blocked;
+    sigemptyset(&blocked);
+    sigaddset(&blocked, SIGTERM);
+    sigaddset(&blocked, SIGINT);
+    sigaddset(&blocked, SIGHUP);
+    posix_spawnattr_setsigmask(&attr, &blocked);
     pid_t pid;
     int err = posix_spawn(&pid, ex->cfg.self_exe, &fa, &attr, (char *const *)argv, env);
     posix_spawn_file_actions_destroy(&fa);
