@@ -192,6 +192,113 @@ static bool wanted(const git_diff_delta *d, const struct ws_diff_opts *o) {
     return false;
 }
 
+/* ---- the paths that differ, without reading identical subtrees ------------------------------ */
+
+/* libgit2's tree-to-tree diff reads every tree of both sides, even subtrees with the same id
+ * (a snapshot after one edit shares all but one path of trees with the one before it). This
+ * walk skips those: it collects every leaf path whose id or mode differs, every path under a
+ * tree on one side only, and both sides of a file/tree clash. The diff restricted to exactly
+ * these paths has the same deltas as the whole one: unchanged files are never deltas, and
+ * rename detection pairs only deleted with added paths, which are all here. */
+#define DIFFER_MAX 100000 /* past it, the whole diff (the walk saves nothing then) */
+
+struct differ {
+    struct ws_store *st;
+    char **v;
+    size_t n, cap;
+    bool over;
+};
+
+static int differ_add(struct differ *d, const char *dir, const char *name) {
+    if (d->n >= DIFFER_MAX) {
+        d->over = true;
+        return 0;
+    }
+    if (d->n == d->cap) {
+        char **v = realloc(d->v, (d->cap = d->cap ? 2 * d->cap : 64) * sizeof(*v));
+        if (!v)
+            return AH_E_NOMEM;
+        d->v = v;
+    }
+    char *p = NULL;
+    if (asprintf(&p, "%s%s%s", dir, *dir ? "/" : "", name) < 0)
+        return AH_E_NOMEM;
+    d->v[d->n++] = p;
+    return 0;
+}
+
+static int differ_walk(struct differ *d, const git_tree *a, const git_tree *b, const char *dir);
+
+/* One side's entry (the other has nothing there): itself, or every leaf under it. */
+static int differ_one(struct differ *d, const git_tree_entry *e, const char *dir) {
+    if (git_tree_entry_type(e) != GIT_OBJECT_TREE)
+        return differ_add(d, dir, git_tree_entry_name(e));
+    git_tree *t = NULL;
+    char *sub = NULL;
+    int rc = git_tree_lookup(&t, d->st->repo, git_tree_entry_id(e)) < 0 ? AH_E_IO : 0;
+    if (rc == 0 && asprintf(&sub, "%s%s%s", dir, *dir ? "/" : "", git_tree_entry_name(e)) < 0)
+        rc = AH_E_NOMEM;
+    if (rc == 0)
+        rc = differ_walk(d, NULL, t, sub);
+    free(sub);
+    git_tree_free(t);
+    return rc;
+}
+
+/* a or b may be NULL (absent); entries of both are in git's name order, compared by name. */
+static int differ_walk(struct differ *d, const git_tree *a, const git_tree *b, const char *dir) {
+    size_t na = a ? git_tree_entrycount(a) : 0, nb = b ? git_tree_entrycount(b) : 0, i = 0, j = 0;
+    int rc = 0;
+    while (rc == 0 && !d->over && (i < na || j < nb)) {
+        const git_tree_entry *x = i < na ? git_tree_entry_byindex(a, i) : NULL;
+        const git_tree_entry *y = j < nb ? git_tree_entry_byindex(b, j) : NULL;
+        int c = !x ? 1 : !y ? -1 : strcmp(git_tree_entry_name(x), git_tree_entry_name(y));
+        if (c < 0) {
+            rc = differ_one(d, x, dir);
+            i++;
+        } else if (c > 0) {
+            rc = differ_one(d, y, dir);
+            j++;
+        } else {
+            bool tx = git_tree_entry_type(x) == GIT_OBJECT_TREE;
+            bool ty = git_tree_entry_type(y) == GIT_OBJECT_TREE;
+            if (git_oid_equal(git_tree_entry_id(x), git_tree_entry_id(y)) &&
+                git_tree_entry_filemode(x) == git_tree_entry_filemode(y)) {
+                /* the same: nothing under it differs */
+            } else if (tx && ty) {
+                git_tree *sa = NULL, *sb = NULL;
+                char *sub = NULL;
+                rc = git_tree_lookup(&sa, d->st->repo, git_tree_entry_id(x)) < 0 ||
+                             git_tree_lookup(&sb, d->st->repo, git_tree_entry_id(y)) < 0
+                         ? AH_E_IO
+                         : 0;
+                if (rc == 0 &&
+                    asprintf(&sub, "%s%s%s", dir, *dir ? "/" : "", git_tree_entry_name(x)) < 0)
+                    rc = AH_E_NOMEM;
+                if (rc == 0)
+                    rc = differ_walk(d, sa, sb, sub);
+                free(sub);
+                git_tree_free(sa);
+                git_tree_free(sb);
+            } else { /* a leaf changed, or a file/tree clash: each side on its own */
+                rc = differ_one(d, x, dir);
+                if (rc == 0 && (tx || ty))
+                    rc = differ_one(d, y, dir);
+            }
+            i++;
+            j++;
+        }
+    }
+    return rc;
+}
+
+static void differ_clear(struct differ *d) {
+    for (size_t i = 0; i < d->n; i++)
+        free(d->v[i]);
+    free(d->v);
+    memset(d, 0, sizeof(*d));
+}
+
 static int build(struct ws_store *st, const char *from, const char *to, int context,
                  uint32_t extra_flags, const struct ws_diff_opts *filter, struct dset *ret) {
     git_tree *a = NULL, *b = NULL;
@@ -238,9 +345,27 @@ static int build(struct ws_store *st, const char *from, const char *to, int cont
         o.pathspec.count = 0;
         o.flags &= ~(uint32_t)GIT_DIFF_DISABLE_PATHSPEC_MATCH;
     }
-    if (!d.diff && git_diff_tree_to_tree(&d.diff, st->repo, a, b, &o) < 0) {
-        rc = AH_E_IO;
-        goto out;
+    if (!d.diff) {
+        struct differ df = {.st = st};
+        rc = differ_walk(&df, a, b, "");
+        if (rc < 0) {
+            differ_clear(&df);
+            goto out;
+        }
+        static char *const none[] = {".git/none"}; /* no workspace path: the empty diff */
+        if (!df.over) {
+            o.pathspec.strings = df.n ? df.v : (char **)none;
+            o.pathspec.count = df.n ? df.n : 1;
+            o.flags |= GIT_DIFF_DISABLE_PATHSPEC_MATCH;
+        }
+        int grc = git_diff_tree_to_tree(&d.diff, st->repo, a, b, &o);
+        o.pathspec.strings = NULL;
+        o.pathspec.count = 0;
+        differ_clear(&df);
+        if (grc < 0) {
+            rc = AH_E_IO;
+            goto out;
+        }
     }
     /* git skips inexact rename detection when sources x destinations passes renameLimit^2
      * (libgit2's limit is per file instead): then only identical contents pair up */
