@@ -8,11 +8,14 @@
 //   5. a reload keeps the tab signed in; sign out forgets the key (storage cleared) and shows
 //      the sign-in page again;
 //   6. a viewer key can read but the server's refusal of a control (403) shows as its detail;
-//   7. no console errors beyond the refusals asked for.
+//   7. a server that trusts a JWT issuer (--jwks): an expired token is refused with the Problem,
+//      a valid one signs in and the menu names its subject;
+//   8. no console errors beyond the refusals asked for.
 // Screenshot: login (AH_ARTIFACTS).
 //
 //   AH_BIN=build/ah AH_ARTIFACTS=build/browser-artifacts node tests/browser/login.mjs
 import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,7 +34,7 @@ function makeKey(tmp, role) {
 
 async function main() {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ah-webui-login-'));
-    let server = null, context = null;
+    let server = null, server2 = null, context = null;
     const passed = [];
     try {
         server = await startServer(tmp);
@@ -129,16 +132,49 @@ async function main() {
         const toast = await page.textContent('.toast-error');
         if (!/POST \/api\/v1\/tasks needs the operator role/.test(toast)) fail(`the refusal toast reads "${toast}"`);
         passed.push(`a viewer is refused a launch: "${toast.trim().replace(/×$/, '')}"`);
-        refusals = false;
+
+        // ---- 7. a JWT from a trusted issuer (RS256, signed here with node's crypto) ------------
+        const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+        const jwks = path.join(tmp, 'jwks.json');
+        fs.writeFileSync(jwks, JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'k1', use: 'sig' }] }));
+        const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+        const token = (over) => {
+            const now = Math.floor(Date.now() / 1000);
+            const body = `${b64({ alg: 'RS256', typ: 'JWT', kid: 'k1' })}.${b64({
+                iss: 'https://issuer.test', aud: 'agent-harbor', sub: 'alice', iat: now, exp: now + 600,
+                tenant: 'default', roles: ['operator'], ...over })}`;
+            return `${body}.${crypto.sign('sha256', Buffer.from(body), privateKey).toString('base64url')}`;
+        };
+        const jwtTmp = path.join(tmp, 'jwt');
+        fs.mkdirSync(jwtTmp);
+        server2 = await startServer(jwtTmp, 0, ['--jwks', jwks, '--jwt-issuer', 'https://issuer.test',
+                                                '--jwt-audience', 'agent-harbor']);
+        const base2 = `http://127.0.0.1:${server2.port}`;
+        await waitReady(base2);
+        await page.goto(base2 + '/', { waitUntil: 'load' });
+        await page.waitForSelector('#login-key', { timeout: LONG });
+        const expired = token({ exp: Math.floor(Date.now() / 1000) - 3600 });
+        const p2 = await (await fetch(base2 + '/api/v1/sessions?perPage=1', { headers: { Authorization: `Bearer ${expired}` } })).json();
+        await page.fill('#login-key', expired);
+        await page.click('button:text-is("Sign in")');
+        await page.waitForSelector('#login-error', { timeout: LONG });
+        const shown2 = (await page.textContent('#login-error')).trim();
+        if (shown2 !== `${p2.title}: ${p2.detail}`) fail(`the refusal reads "${shown2}"; the Problem is ${JSON.stringify(p2)}`);
+        await page.fill('#login-key', token({}));
+        await page.click('button:text-is("Sign in")');
+        await page.waitForSelector('text=No sessions yet', { timeout: LONG });
+        if ((await page.textContent('.user-menu')).trim() !== 'aliceSign out') fail(`the menu reads "${await page.textContent('.user-menu')}"`);
+        passed.push(`a JWT signs in (an expired one: "${shown2}")`);
 
         if (errors.length) fail('errors on the page:\n' + errors.join('\n'));
         passed.push('no console errors');
         for (const p of passed) console.log('ok - ' + p);
     } finally {
         if (context) await context.close();
-        if (server) {
-            const code = await stopServer(server.child);
-            checkServerLog(server, code);
+        for (const s of [server, server2]) {
+            if (!s) continue;
+            const code = await stopServer(s.child);
+            checkServerLog(s, code);
         }
         fs.rmSync(tmp, { recursive: true, force: true });
     }

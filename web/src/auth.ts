@@ -1,7 +1,8 @@
 // auth.ts — the credential the UI sends, and whether the server wants one. A server with no API
 // key configured (local mode) needs none and the UI never asks. Once it answers 401 the
-// application shows the sign-in page; the key entered there is sent with every request as
-// `Authorization: ApiKey …` (fetch, so the event and terminal streams carry it too). It is kept
+// application shows the sign-in page; the API key (or a JWT from the identity provider the server
+// trusts) entered there is sent with every request as `Authorization: ApiKey …` (or `Bearer …`;
+// fetch, so the event and terminal streams carry it too). It is kept
 // for this tab (sessionStorage), or on this device (localStorage) when the user asks to be
 // remembered; signing out forgets it in both.
 const STORAGE = 'ah.apiKey';
@@ -39,9 +40,19 @@ export function subscribeAuth(l: () => void): () => void {
     return () => { listeners.delete(l); };
 }
 
+/** A JWT (three base64url parts) is a bearer token; anything else is sent as an API key. */
+function isJwt(credential: string): boolean {
+    return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(credential);
+}
+
+/** The Authorization header value for a credential. */
+export function authorization(credential: string): string {
+    return isJwt(credential) ? `Bearer ${credential}` : `ApiKey ${credential}`;
+}
+
 /** The headers that carry the credential (none in local mode). */
 export function authHeaders(): Record<string, string> {
-    return state.key ? { Authorization: `ApiKey ${state.key}` } : {};
+    return state.key ? { Authorization: authorization(state.key) } : {};
 }
 
 /** Every answer's status passes here: a 401 means the sign-in page. */
@@ -66,8 +77,17 @@ export function signOut(): void {
     set({ key: null, needed: true, version: state.version + 1 });
 }
 
-/** What the user menu shows of a key: its public id (ahk_<id>_<secret>), never the secret. */
+/** What the user menu shows of a credential, never its secret: an API key's public id
+ *  (ahk_<id>_<secret>), a token's subject. */
 export function keyLabel(key: string): string {
     const m = /^ahk_([0-9a-f]+)_/.exec(key);
-    return m ? `key ${m[1]}` : 'signed in';
+    if (m) return `key ${m[1]}`;
+    if (isJwt(key)) {
+        try {
+            const part = key.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/');
+            const claims = JSON.parse(atob(part + '='.repeat((4 - part.length % 4) % 4))) as { sub?: unknown };
+            if (typeof claims.sub === 'string' && claims.sub) return claims.sub;
+        } catch { /* not readable: say no more */ }
+    }
+    return 'signed in';
 }

@@ -1,10 +1,10 @@
 // Login.tsx — the sign-in page, shown when the server answers 401: the user pastes an API key
-// (made with `ah admin api-key create`, or by an admin over the API). The key is tried with one
-// read before it is kept; a refusal shows the server's Problem.
+// (made with `ah admin api-key create`, or by an admin over the API) or a JWT. The credential is
+// tried with one read before it is kept; a refusal shows the server's Problem.
 import type { JSX } from 'preact';
 import { useState } from 'preact/hooks';
 import { BASE, type Problem } from '../api';
-import { authState, signIn } from '../auth';
+import { authState, authorization, signIn } from '../auth';
 
 export function Login(): JSX.Element {
     const [key, setKey] = useState('');
@@ -20,7 +20,7 @@ export function Login(): JSX.Element {
         setError(null);
         try {
             const res = await fetch(`${BASE}/sessions?perPage=1`, {
-                headers: { Accept: 'application/json', Authorization: `ApiKey ${k}` }, cache: 'no-store' });
+                headers: { Accept: 'application/json', Authorization: authorization(k) }, cache: 'no-store' });
             if (res.ok) {
                 signIn(k, remember);
                 return;
@@ -41,10 +41,11 @@ export function Login(): JSX.Element {
                 <h1 id="login-title">Sign in</h1>
                 <p class="muted">
                     {hadKey ? 'The server refused the key this page was using. ' : 'This server requires credentials. '}
-                    Paste an API key (<code>ahk_…</code>); an administrator makes one
-                    with <code>ah admin api-key create</code>.
+                    Paste an API key (<code>ahk_…</code>; an administrator makes one
+                    with <code>ah admin api-key create</code>) or a token (JWT) from the identity
+                    provider this server trusts.
                 </p>
-                <label for="login-key">API key</label>
+                <label for="login-key">API key or token</label>
                 <input id="login-key" type="password" autoComplete="off" spellcheck={false} value={key}
                        aria-invalid={error ? 'true' : undefined} aria-describedby={error ? 'login-error' : undefined}
                        onInput={(e) => setKey((e.target as HTMLInputElement).value)} autoFocus />
