@@ -33,6 +33,7 @@ int api_register(struct router *r, struct api_ctx *ctx) {
     rc |= api_timeline_register(r, ctx);
     rc |= api_catalog_register(r, ctx);
     rc |= api_chat_register(r, ctx);
+    rc |= api_projects_register(r, ctx);
     rc |= api_auth_register(r, ctx);
     rc |= api_openapi_register(r, ctx);
     rc |= api_register_unimplemented(r, ctx); /* last: it fills the gaps the routes above leave */

@@ -27,6 +27,13 @@ int api_timeline_register(struct router *r, struct api_ctx *ctx);
 json_t *api_delivery_json(struct api_ctx *ctx, const struct session_row *row, const json_t *req);
 /* GET /agents, /runtimes, /executors (API.md §7.11; catalog.c). */
 int api_catalog_register(struct router *r, struct api_ctx *ctx);
+/* GET /projects, /workspaces[/{id}], /sessions/{id}/info, /schemas/agents/{type}.json,
+ * /git/refs (projects.c). */
+int api_projects_register(struct router *r, struct api_ctx *ctx);
+/* agents[].settings against the type's schema (projects.c): a field error per unknown or
+ * mistyped setting; 0 or AH_E_INVAL. */
+int api_agent_settings_check(struct api_ctx *ctx, const char *type, const json_t *settings,
+                             const char *path, struct ah_problem *p);
 /* The chat of a session (API.md §7.7; chat.c). */
 int api_chat_register(struct router *r, struct api_ctx *ctx);
 /* GET /api/v1/openapi.json and the Swagger UI under /api/docs (openapi.c). */

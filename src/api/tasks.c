@@ -38,6 +38,9 @@ static void check_agents(struct api_ctx *ctx, const json_t *body, struct task_re
         if (!exec_agent_known(ctx->exec, tr->agents[i].type))
             problem_field(p, path, "unknown agent type %s; this server runs: %s",
                           tr->agents[i].type, exec_agent_names(ctx->exec));
+        char sp[64];
+        snprintf(sp, sizeof(sp), single ? "agent.settings" : "agents[%zu].settings", i);
+        api_agent_settings_check(ctx, tr->agents[i].type, tr->agents[i].settings, sp, p);
         json_t *scenario = json_object_get(tr->agents[i].settings, "scenario");
         if (scenario && strcmp(tr->agents[i].type, "scripted") == 0) {
             if (single)

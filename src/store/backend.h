@@ -54,6 +54,8 @@ struct store_ops {
                       struct draft_row ***ret, size_t *ret_n, int64_t *ret_total);
     int (*repo_list)(void *impl, const char *tenant, const char *project_id,
                      struct repo_row **ret, size_t *ret_n);
+    int (*project_list)(void *impl, const char *tenant, const struct page *pg,
+                        struct project_row **ret, size_t *ret_n, int64_t *ret_total);
     /* API keys and the audit log (sqlite_auth.c, postgres_auth.c) */
     int (*apikey_create)(void *impl, const struct apikey_row *k, const struct audit_entry *audit);
     int (*apikey_get)(void *impl, const char *id, struct apikey_row **ret);

@@ -478,6 +478,7 @@ const struct store_ops store_pg_ops = {
     .draft_delete = store_pg_draft_delete,
     .draft_list = store_pg_draft_list,
     .repo_list = store_pg_repo_list,
+    .project_list = store_pg_project_list,
     .apikey_create = store_pg_apikey_create,
     .apikey_get = store_pg_apikey_get,
     .apikey_list = store_pg_apikey_list,

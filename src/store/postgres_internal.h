@@ -149,6 +149,8 @@ int store_pg_draft_get(void *impl, const char *tenant, const char *id, struct dr
 int store_pg_draft_delete(void *impl, const char *tenant, const char *id);
 int store_pg_draft_list(void *impl, const char *tenant, const struct page *pg,
                         struct draft_row ***ret, size_t *ret_n, int64_t *ret_total);
+int store_pg_project_list(void *impl, const char *tenant, const struct page *pg,
+                          struct project_row **ret, size_t *ret_n, int64_t *ret_total);
 int store_pg_repo_list(void *impl, const char *tenant, const char *project_id,
                        struct repo_row **ret, size_t *ret_n);
 int store_pg_watch(void *impl,

@@ -409,6 +409,7 @@ const struct store_ops store_sqlite_ops = {
     .draft_delete = sq_draft_delete,
     .draft_list = sq_draft_list,
     .repo_list = sq_repo_list,
+    .project_list = sq_project_list,
     .tl = &store_sqlite_tl_ops,
     .apikey_create = sq_apikey_create,
     .apikey_get = sq_apikey_get,

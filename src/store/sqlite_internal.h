@@ -91,6 +91,8 @@ int sq_draft_get(void *impl, const char *tenant, const char *id, struct draft_ro
 int sq_draft_delete(void *impl, const char *tenant, const char *id);
 int sq_draft_list(void *impl, const char *tenant, const struct page *pg, struct draft_row ***ret,
                   size_t *ret_n, int64_t *ret_total);
+int sq_project_list(void *impl, const char *tenant, const struct page *pg,
+                    struct project_row **ret, size_t *ret_n, int64_t *ret_total);
 int sq_repo_list(void *impl, const char *tenant, const char *project_id, struct repo_row **ret,
                  size_t *ret_n);
 

@@ -308,6 +308,17 @@ int store_draft_list(struct store *st, const char *tenant, const struct page *pg
     return st->ops->draft_list(st->impl, tenant, pg, ret, ret_n, ret_total);
 }
 
+void project_rows_free(struct project_row *rows, size_t n) {
+    for (size_t i = 0; rows && i < n; i++)
+        free(rows[i].id);
+    free(rows);
+}
+
+int store_project_list(struct store *st, const char *tenant, const struct page *pg,
+                       struct project_row **ret, size_t *ret_n, int64_t *ret_total) {
+    return st->ops->project_list(st->impl, tenant, pg, ret, ret_n, ret_total);
+}
+
 int store_repo_list(struct store *st, const char *tenant, const char *project_id,
                     struct repo_row **ret, size_t *ret_n) {
     return st->ops->repo_list(st->impl, tenant, project_id, ret, ret_n);

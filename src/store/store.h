@@ -183,6 +183,19 @@ void repo_rows_free(struct repo_row *rows, size_t n);
 int store_repo_list(struct store *st, const char *tenant, const char *project_id,
                     struct repo_row **ret, size_t *ret_n);
 
+/* ---- projects: the ones the tenant's tasks used (issue 15) ------------------------------------ */
+
+/* A project exists from its first task on (a task without projectId is the "default" project's);
+ * last_used_at is its newest task's creation. */
+struct project_row {
+    char *id;
+    int64_t last_used_at;
+};
+void project_rows_free(struct project_row *rows, size_t n);
+/* The tenant's projects, most recently used first, a page of them and the total. */
+int store_project_list(struct store *st, const char *tenant, const struct page *pg,
+                       struct project_row **ret, size_t *ret_n, int64_t *ret_total);
+
 /* ---- idempotency keys (D7) ------------------------------------------------------------------- */
 
 struct idem_row {
