@@ -22,6 +22,12 @@ int api_workspace_register(struct router *r, struct api_ctx *ctx);
 /* The timeline, snapshots, moments, seek and branches (API.md §7.8; timeline.c, seek.c,
  * branch.c). */
 int api_timeline_register(struct router *r, struct api_ctx *ctx);
+/* Disk bytes of a session's object store and of its seek views (timeline.c). */
+void tl_disk_usage(struct api_ctx *ctx, const char *id, uint64_t *ret_snapshots,
+                   uint64_t *ret_views);
+/* After DELETE ?purge=true: removes the session's seek views and its object store, unless a
+ * branch still borrows the store's objects (timeline.c). */
+void tl_purge_files(struct api_ctx *ctx, const char *tenant, const char *id);
 /* The session's `delivery` field: the task's delivery and its recorded outcome (status
  * pending|delivered|failed|none, url, branch, commit, error); NULL without one (delivery.c). */
 json_t *api_delivery_json(struct api_ctx *ctx, const struct session_row *row, const json_t *req);

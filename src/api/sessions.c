@@ -266,6 +266,7 @@ static void delete_session(struct http_request *req, struct http_response *res) 
             http_error(req, res, rc, "cannot delete session %s", row->id);
             return;
         }
+        tl_purge_files(ctx, tenant, row->id); /* its snapshots and seek views */
     }
     res->status = 204;
 }

@@ -12,6 +12,7 @@
  * changed something. Every moment and snapshot carries the seq of the event it follows (D33)
  * and its offset in seconds since the session started running.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -151,6 +152,73 @@ int tl_import_snapshot(struct api_ctx *ctx, const struct session_row *row, struc
         rc = ws_snapshot_import(st, from, id);
     ws_store_free(from);
     return rc;
+}
+
+/* ---- disk usage and purge -------------------------------------------------------------------- */
+
+#define DU_MAX_ENTRIES 1000000 /* a walk's bound: beyond it the figure is a lower bound */
+
+/* Bytes of the files under dfd (which it closes), at most *budget entries looked at. */
+static uint64_t dir_bytes(int dfd, int depth, size_t *budget) {
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return 0;
+    }
+    uint64_t total = 0;
+    struct dirent *e;
+    while (*budget && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        (*budget)--;
+        struct stat sb;
+        if (fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (S_ISDIR(sb.st_mode) && depth < 64) {
+            int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0)
+                total += dir_bytes(sub, depth + 1, budget);
+        } else if (!S_ISDIR(sb.st_mode)) {
+            total += (uint64_t)sb.st_blocks * 512;
+        }
+    }
+    closedir(d);
+    return total;
+}
+
+static uint64_t path_bytes(const char *path) {
+    size_t budget = DU_MAX_ENTRIES;
+    int fd = path ? open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    return fd >= 0 ? dir_bytes(fd, 0, &budget) : 0;
+}
+
+void tl_disk_usage(struct api_ctx *ctx, const char *id, uint64_t *ret_snapshots,
+                   uint64_t *ret_views) {
+    AH_AUTOFREE char *snaps = exec_snapshot_dir(ctx->exec, id);
+    AH_AUTOFREE char *view = tl_view_path(ctx, id, "x");
+    char *slash = view ? strrchr(view, '/') : NULL;
+    if (slash)
+        *slash = '\0'; /* …/views */
+    *ret_snapshots = path_bytes(snaps);
+    *ret_views = path_bytes(view);
+}
+
+void tl_purge_files(struct api_ctx *ctx, const char *tenant, const char *id) {
+    AH_AUTOFREE char *view = tl_view_path(ctx, id, "x");
+    char *slash = view ? strrchr(view, '/') : NULL;
+    if (slash) {
+        *slash = '\0';
+        (void)workspace_remove(view);
+    }
+    /* a branch reads its parent's objects: the store stays while one exists */
+    struct branch_row *br = NULL;
+    size_t n = 0;
+    if (store_branch_list(ctx->store, tenant, id, &br, &n) == 0 && n == 0) {
+        AH_AUTOFREE char *snaps = exec_snapshot_dir(ctx->exec, id);
+        if (snaps)
+            (void)workspace_remove(snaps);
+    }
+    branch_rows_free(br, n);
 }
 
 /* ---- JSON ------------------------------------------------------------------------------------ */

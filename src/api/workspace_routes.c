@@ -141,13 +141,17 @@ static void get_info(struct http_request *req, struct http_response *res) {
             time_format(created, ts);
             snprintf(id, sizeof(id), "ws-%s", v.row->id);
             const char *root = v.row->workspace_path;
+            uint64_t snap_bytes = 0, view_bytes = 0; /* disk usage of the timeline */
+            tl_disk_usage(v.ctx, v.row->id, &snap_bytes, &view_bytes);
             http_json(req, res, 200,
-                      json_pack("{s:s, s:s, s:s, s:s?, s:I, s:I, s:s, s:s?, s:n, s:s, s:s}", "id",
-                                id, "session_id", v.row->id, "root_path", root ? root : "",
+                      json_pack("{s:s, s:s, s:s, s:s?, s:I, s:I, s:s, s:s?, s:n, s:s, s:s, s:I, "
+                                "s:I}",
+                                "id", id, "session_id", v.row->id, "root_path", root ? root : "",
                                 "snapshot_provider", v.row->workspace_provider, "size_bytes",
                                 (json_int_t)bytes, "file_count", (json_int_t)files, "created_at",
                                 ts, "mount_path", root, "executor_id", "base_snapshot_id",
-                                v.base, "snapshot_id", v.to));
+                                v.base, "snapshot_id", v.to, "snapshots_bytes",
+                                (json_int_t)snap_bytes, "views_bytes", (json_int_t)view_bytes));
         }
     }
     ws_entries_clear(&es);

@@ -258,6 +258,54 @@ static int record_row(struct store *store, struct ws_store *st, const char *tena
     return rc;
 }
 
+/* Retention: beyond AH_SNAPSHOTS_MAX automatic snapshots or AH_SNAPSHOTS_MAX_BYTES of them per
+ * session, the oldest automatic ones no branch was made from leave the timeline (and the store
+ * forgets their names). The base and manual snapshots are kept. */
+#define KEEP_COUNT_DEFAULT 1000
+#define KEEP_BYTES_DEFAULT (4LL << 30)
+
+static int64_t env_limit(const char *name, int64_t def) {
+    const char *e = getenv(name);
+    int64_t v;
+    return e && parse_int64(e, 1, INT64_MAX / 2, &v) == 0 ? v : def;
+}
+
+static void prune(struct executor *ex, struct ws_store *st, const char *tenant, const char *id) {
+    int64_t max_n = env_limit("AH_SNAPSHOTS_MAX", KEEP_COUNT_DEFAULT);
+    int64_t max_b = env_limit("AH_SNAPSHOTS_MAX_BYTES", KEEP_BYTES_DEFAULT);
+    struct fs_snapshot_row *rows = NULL;
+    size_t n = 0;
+    struct branch_row *br = NULL;
+    size_t nb = 0;
+    if (store_fs_snapshot_list(ex->store, tenant, id, (size_t)max_n + 1000, &rows, &n) < 0)
+        return;
+    int64_t count = 0, bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(rows[i].kind, "auto") == 0) {
+            count++;
+            bytes += rows[i].size_bytes;
+        }
+    if ((count > max_n || bytes > max_b) &&
+        store_branch_list(ex->store, tenant, id, &br, &nb) == 0) {
+        for (size_t i = 0; i < n && (count > max_n || bytes > max_b); i++) {
+            if (strcmp(rows[i].kind, "auto") != 0)
+                continue;
+            bool used = false;
+            for (size_t k = 0; k < nb; k++)
+                used |= strcmp(br[k].fs_snapshot_id, rows[i].id) == 0;
+            if (used || i + 1 == n) /* never the newest: the next one's diff starts there */
+                continue;
+            if (store_fs_snapshot_delete(ex->store, tenant, id, rows[i].id) == 0) {
+                (void)ws_snapshot_forget(st, rows[i].id);
+                count--;
+                bytes -= rows[i].size_bytes;
+            }
+        }
+        branch_rows_free(br, nb);
+    }
+    fs_snapshot_rows_free(rows, n);
+}
+
 /* An automatic snapshot joins the timeline when it is a tool boundary or changed something. */
 static void record(struct executor *ex, struct ws_store *st, const struct snap_req *r,
                    const char *snap) {
@@ -383,6 +431,7 @@ static void run_one(struct executor *ex, struct snap_req *r, json_t **ret_change
     }
     ws_changes_clear(&ch);
     write_id(ex->cfg.data_dir, r->id, "snapshot-events", snap);
+    prune(ex, st, r->tenant, r->id); /* after its diff: the previous one was still needed */
     if (r->exit && exec_snapshot_base(ex, r->id, base) == 0 &&
         ws_changes(st, base, snap, &ch) == 0) {
         int64_t added = 0, removed = 0;

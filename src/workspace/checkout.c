@@ -279,3 +279,18 @@ int ws_snapshot_import(struct ws_store *st, struct ws_store *from, const char *i
     git_reference_free(ref);
     return rc < 0 ? AH_E_IO : 0;
 }
+
+int ws_snapshot_forget(struct ws_store *st, const char *id) {
+    char refname[64];
+    if (!id || strncmp(id, WS_SNAP_PREFIX, 5) != 0 || strlen(id) != WS_SNAP_ID_LEN ||
+        !ulid_valid(id + 5))
+        return AH_E_INVAL;
+    snprintf(refname, sizeof(refname), "refs/ah/snapshots/%s", id);
+    git_reference *ref = NULL;
+    int rc = git_reference_lookup(&ref, st->repo, refname);
+    if (rc < 0)
+        return rc == GIT_ENOTFOUND ? AH_E_NOTFOUND : AH_E_IO;
+    rc = git_reference_delete(ref);
+    git_reference_free(ref);
+    return rc < 0 ? AH_E_IO : 0;
+}

@@ -264,5 +264,8 @@ int ws_store_borrow(struct ws_store *st, const char *other_dir);
 /* Makes snapshot `id` of `from` known to st by name (a ref to the same commit). AH_E_NOTFOUND
  * when from has no such snapshot or st cannot read its objects (not borrowed). */
 int ws_snapshot_import(struct ws_store *st, struct ws_store *from, const char *id);
+/* Forgets snapshot `id` by name (retention): it can no longer be read or compared. Its objects
+ * stay while a later snapshot (whose history includes it) or a branch still needs them. */
+int ws_snapshot_forget(struct ws_store *st, const char *id);
 
 #endif

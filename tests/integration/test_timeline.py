@@ -493,5 +493,74 @@ class Timeline(unittest.TestCase):
         self.assertIn(bid, ids)
 
 
+class Retention(unittest.TestCase):
+    """Beyond AH_SNAPSHOTS_MAX automatic snapshots a session's oldest ones that no branch was
+    made from leave its timeline; disk usage is reported by workspace/info; DELETE ?purge=true
+    removes a session's snapshots and views (the store stays while a branch borrows it)."""
+
+    def test_cap_purge_and_usage(self):
+        root = tempfile.mkdtemp(prefix="ah-retention-")
+        tpl = os.path.join(root, "t")
+        os.makedirs(tpl)
+        with open(os.path.join(tpl, "a.txt"), "w") as f:
+            f.write("a\n")
+        s = Server(args=("--workspace-template", tpl), env={"AH_SNAPSHOTS_MAX": "2"})
+        try:
+            steps = []
+            for i in range(1, 5):
+                steps += [{"edit": "r%d.txt" % i, "content": "%d\n" % i},
+                          {"tool": "tool%d" % i, "output": "ok"}]
+                if i < 4:
+                    steps.append({"wait_prompt": True})
+            sid = create(s, task(steps))["id"]
+            api = "/api/v1/sessions/" + sid
+
+            def diffs(n):
+                return len([e for e in events(s, sid, type="diff")]) >= n
+
+            first = None
+            for i in range(1, 5):
+                poll(lambda: diffs(i), "round %d's snapshot" % i)
+                if i == 1:
+                    tl = s.get(api + "/timeline").json()
+                    first = [x for x in tl["fsSnapshots"] if x["label"] == "tool1"][0]["id"]
+                    r = s.post(api + "/session-branch", body={
+                        "fsSnapshotId": first,
+                        "agents": [{"settings": {"scenario": [{"log": "b"}]}}]})
+                    self.assertEqual(r.status, 201, r)
+                    bid = r.json()["id"]
+                if i < 4:
+                    self.assertEqual(s.post(api + "/prompt", body={"prompt": "go"}).status, 202)
+            wait_status(s, sid, "completed", timeout=90)
+            wait_status(s, bid, "completed", timeout=90)
+            tl = s.get(api + "/timeline").json()
+            # tool1 is kept (a branch was made from it), tool2 and tool3 went, tool4 is newest
+            self.assertEqual([x["label"] for x in tl["fsSnapshots"]], ["base", "tool1", "tool4"])
+            gone = [m["fsSnapshotId"] for m in tl["moments"]
+                    if m["label"] == "tool2" and "fsSnapshotId" in m]
+            self.assertEqual(gone, [])
+            # disk usage
+            self.assertEqual(s.post(api + "/seek", body={"fsSnapshotId": first}).status, 200)
+            info = s.get(api + "/workspace/info").json()
+            self.assertGreater(info["snapshots_bytes"], 0)
+            self.assertGreater(info["views_bytes"], 0)
+            # purge: the branch's files go; the parent's store stays for the branch
+            bdir = os.path.join(s.data_dir, "sessions", bid)
+            pdir = os.path.join(s.data_dir, "sessions", sid)
+            self.assertTrue(os.path.isdir(os.path.join(bdir, "snapshots")))
+            r = s.request("DELETE", api + "?purge=true")
+            self.assertEqual(r.status, 204, r)
+            self.assertFalse(os.path.exists(os.path.join(pdir, "views")))
+            self.assertTrue(os.path.isdir(os.path.join(pdir, "snapshots")))
+            r = s.get("/api/v1/sessions/%s/files/a.txt/content" % bid)
+            self.assertEqual(r.status, 200, r)
+            r = s.request("DELETE", "/api/v1/sessions/%s?purge=true" % bid)
+            self.assertEqual(r.status, 204, r)
+            self.assertFalse(os.path.exists(os.path.join(bdir, "snapshots")))
+        finally:
+            s.close()
+            shutil.rmtree(root, ignore_errors=True)
+
+
 if __name__ == "__main__":
     ahtest.main()

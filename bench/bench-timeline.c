@@ -1,0 +1,182 @@
+/*
+ * bench-timeline — the workspace side of time travel (issue 12), on generated workspaces of
+ * 1,000, 10,000 and 100,000 files (about 10 MB, 100 MB and 100 MB):
+ *
+ *   bench-timeline [DIR]      (default: a temp directory)
+ *
+ * For each size, medians of 5 runs of:
+ *   branch   what provisioning a branch does (exec/branch.c): a new store borrowing the
+ *            parent's objects, the branch point imported, the snapshot written out as the
+ *            branch's workspace, and the branch's base snapshot of it (goal ≤ 100 ms, flat in
+ *            workspace size). The POST that creates the branch only writes database rows;
+ *            this is the work that follows it on a provisioning worker.
+ *   seek     a read-only view of a snapshot (first time; a second seek reuses it)
+ *   snapshot the bytes one automatic snapshot adds to the store when one 1 KiB file changed,
+ *            as the timeline reports them (size_bytes) and as the store directory grew on disk
+ *            (goal ≤ 8 KiB)
+ * Prints numbers; never fails on speed.
+ */
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../src/workspace/workspace.h"
+
+#define RUNS 5
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static int dcmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(*v), dcmp);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void put(const char *path, const char *data, size_t n) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || write(fd, data, n) != (ssize_t)n) {
+        perror(path);
+        exit(1);
+    }
+    close(fd);
+}
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(p) : unlink(p);
+}
+
+static void rm_rf(const char *p) {
+    nftw(p, rm_cb, 32, FTW_DEPTH | FTW_PHYS);
+}
+
+static uint64_t du_bytes;
+static int du_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)p;
+    (void)ftw;
+    if (flag == FTW_F)
+        du_bytes += (uint64_t)sb->st_blocks * 512;
+    return 0;
+}
+
+static uint64_t du(const char *p) {
+    du_bytes = 0;
+    nftw(p, du_cb, 32, FTW_PHYS);
+    return du_bytes;
+}
+
+static void check(int rc, const char *what) {
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s\n", what, ah_strerror(rc));
+        exit(1);
+    }
+}
+
+static void one_size(const char *root, int files, size_t file_bytes) {
+    char ws[600], store[600], path[700];
+    snprintf(ws, sizeof(ws), "%s/ws-%d", root, files);
+    snprintf(store, sizeof(store), "%s/store-%d", root, files);
+    mkdir(ws, 0700);
+    char *data = malloc(file_bytes);
+    for (size_t i = 0; i < file_bytes; i++)
+        data[i] = (char)('a' + (i * 7 + i / 61) % 26);
+    for (int i = 0; i < files; i++) {
+        if (i % 100 == 0) {
+            snprintf(path, sizeof(path), "%s/d%d", ws, i / 100);
+            mkdir(path, 0755);
+        }
+        snprintf(path, sizeof(path), "%s/d%d/f%d.txt", ws, i / 100, i);
+        memcpy(data, path + strlen(ws), 12); /* every file different */
+        put(path, data, file_bytes);
+    }
+    struct ws_store *st = NULL;
+    char snap[WS_SNAP_ID_LEN + 1];
+    check(ws_store_open(store, &st), "open");
+    check(ws_snapshot(st, ws, "base", snap, NULL), "base snapshot");
+
+    /* the bytes of one automatic snapshot after a 1 KiB file changed */
+    double added[RUNS], grew[RUNS];
+    for (int r = 0; r < RUNS; r++) {
+        snprintf(path, sizeof(path), "%s/d0/f0.txt", ws);
+        char kib[1024];
+        for (size_t i = 0; i < sizeof(kib); i++)
+            kib[i] = (char)('A' + (i + (size_t)r) % 26);
+        put(path, kib, sizeof(kib));
+        uint64_t before = du(store), bytes = 0;
+        check(ws_snapshot(st, ws, "tool", snap, NULL), "snapshot");
+        check(ws_snapshot_added_bytes(st, snap, &bytes), "added bytes");
+        added[r] = (double)bytes;
+        grew[r] = (double)(du(store) - before);
+    }
+
+    double branch[RUNS], seek[RUNS], reuse[RUNS];
+    for (int r = 0; r < RUNS; r++) {
+        char bstore[700], bws[700], view[700], bsnap[WS_SNAP_ID_LEN + 1];
+        snprintf(bstore, sizeof(bstore), "%s/bstore-%d-%d", root, files, r);
+        snprintf(bws, sizeof(bws), "%s/bws-%d-%d", root, files, r);
+        snprintf(view, sizeof(view), "%s/view-%d-%d", root, files, r);
+        double t0 = now_ms();
+        struct ws_store *b = NULL;
+        check(ws_store_open(bstore, &b), "branch store");
+        check(ws_store_borrow(b, store), "borrow");
+        check(ws_snapshot_import(b, st, snap), "import");
+        check(ws_checkout(b, snap, bws, false, NULL), "checkout");
+        check(ws_snapshot(b, bws, "base", bsnap, NULL), "branch base");
+        ws_store_free(b);
+        branch[r] = now_ms() - t0;
+        t0 = now_ms();
+        check(ws_checkout(st, snap, view, true, NULL), "view");
+        seek[r] = now_ms() - t0;
+        t0 = now_ms();
+        struct stat sb;
+        (void)stat(view, &sb); /* a second seek to the point finds the view */
+        reuse[r] = now_ms() - t0;
+        rm_rf(bstore);
+        rm_rf(bws);
+        rm_rf(view);
+    }
+    printf("%7d files %5.0f MB  branch %8.1f ms  seek %8.1f ms (again %.3f ms)  "
+           "snapshot of a 1 KiB change: size_bytes %5.0f B, store grew %5.0f B on disk\n",
+           files, (double)files * (double)file_bytes / 1e6, median(branch, RUNS),
+           median(seek, RUNS), median(reuse, RUNS), median(added, RUNS), median(grew, RUNS));
+    fflush(stdout);
+    ws_store_free(st);
+    free(data);
+    rm_rf(ws);
+    rm_rf(store);
+}
+
+int main(int argc, char **argv) {
+    char root[512];
+    if (argc > 1) {
+        snprintf(root, sizeof(root), "%s", argv[1]);
+        mkdir(root, 0700);
+    } else {
+        snprintf(root, sizeof(root), "/tmp/bench-timeline-XXXXXX");
+        if (!mkdtemp(root)) {
+            perror("mkdtemp");
+            return 1;
+        }
+    }
+    printf("bench-timeline in %s (medians of %d)\n", root, RUNS);
+    one_size(root, 1000, 10000);
+    one_size(root, 10000, 10000);
+    one_size(root, 100000, 1000);
+    if (argc <= 1)
+        rm_rf(root);
+    return 0;
+}
