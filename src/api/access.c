@@ -45,6 +45,8 @@ static const struct access_rule ACCESS_RULES[] = {
 /* clang-format on */
 
 int api_route_role(const char *method, const char *pattern) {
+    if (pattern && strcmp(pattern, "/metrics") == 0)
+        return AUTH_ROLE_ADMIN; /* issue 18: operational detail, admin-only once auth is on */
     if (!pattern || strncmp(pattern, "/api/", 5) != 0)
         return ROLE_PUBLIC; /* the web UI's files (and /_ah/healthz): nothing secret */
     const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;

@@ -150,6 +150,26 @@ class Metrics(ServerTest):
         self.assertEqual(after - before, 1)
 
 
+class AdminOnly(unittest.TestCase):
+    """With credentials configured, /metrics needs an admin; without, it is open (D22 local)."""
+
+    def test_admin_only_with_auth(self):
+        from test_auth import auth, make_key, wait_closed
+        s = Server()
+        try:
+            self.assertEqual(s.get("/metrics").status, 200)
+            admin = make_key(s, "admin", "acme")
+            viewer = make_key(s, "viewer", "acme")
+            wait_closed(s)
+            self.assertEqual(s.get("/metrics").status, 401)
+            self.assertEqual(s.get("/metrics", headers=auth(viewer)).status, 403)
+            r = s.get("/metrics", headers=auth(admin))
+            self.assertEqual(r.status, 200)
+            self.assertIn("ah_http_requests_total", r.body.decode())
+        finally:
+            s.close()
+
+
 class Descriptors(unittest.TestCase):
     """Issue 10 item 25: an out-of-descriptors episode is a metric as well as a log line."""
 
