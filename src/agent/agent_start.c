@@ -371,6 +371,14 @@ static int run_scripted(const json_t *scenario, const char *prompt) {
             printf("%s %s\n", !strcmp(kind, "delete") ? "deleting" : "editing", path);
             int rc = write_step(kind, path,
                                 json_string_value(json_object_get(step, "content")));
+            json_t *claim = json_object_get(step, "claim");
+            if (rc == 0 && json_is_object(claim)) /* the edit as an agent's tool reports it */
+                emit(json_pack("{s:s, s:s, s:I, s:I, s:s, s:s}", "type", "file_edit", "file_path",
+                               path, "lines_added",
+                               json_integer_value(json_object_get(claim, "lines_added")),
+                               "lines_removed",
+                               json_integer_value(json_object_get(claim, "lines_removed")),
+                               "status", "completed", "description", "claimed by the agent"));
             if (rc < 0) {
                 emit_log("error", "cannot %s %s: %s", kind, path,
                          rc == AH_E_FORBIDDEN ? "the path leads outside the workspace"

@@ -660,6 +660,31 @@ static bool agent_chat_ok(const json_t *ev) {
     return json_is_string(json_object_get(ev, "content")) && json_object_get(ev, "role");
 }
 
+/* An agent's own file_edit (its edit tool's start or end, with `status`): D31 takes the numbers
+ * from the snapshot's diff, never from the agent, so the claim stays as the tool's progress but
+ * its counts move to claimed_lines_added/_removed and read 0 (a sum over file_edit events is
+ * then the diff's, not twice the change). A completed claim names its path for the next
+ * snapshot (the recorder does not report a path the agent just claimed). */
+static void claim_file_edit(struct executor *ex, struct live *l, json_t *ev) {
+    static const char *const keys[][2] = {{"lines_added", "claimed_lines_added"},
+                                          {"lines_removed", "claimed_lines_removed"}};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *v = json_object_get(ev, keys[i][0]);
+        if (json_is_integer(v))
+            json_object_set(ev, keys[i][1], v);
+        json_object_set_new(ev, keys[i][0], json_integer(0));
+    }
+    json_object_set_new(ev, "claimed", json_true());
+    const char *st = json_string_value(json_object_get(ev, "status"));
+    const char *path = json_string_value(json_object_get(ev, "file_path"));
+    if (!l->workspace || !st || strcmp(st, "completed") != 0 || !path)
+        return;
+    size_t wl = strlen(l->workspace);
+    if (strncmp(path, l->workspace, wl) == 0 && path[wl] == '/')
+        path += wl + 1; /* an agent names files by absolute path */
+    snapshots_request(ex, l->tenant, l->id, l->workspace, "files", path);
+}
+
 static void on_event_msg(struct executor *ex, struct rconn *c, json_t *msg) {
     json_t *ev = json_object_get(msg, "event");
     json_int_t rseq = json_integer_value(json_object_get(msg, "rseq"));
@@ -684,6 +709,8 @@ static void on_event_msg(struct executor *ex, struct rconn *c, json_t *msg) {
      * only asks for a snapshot, whose diff gives the file_edit events their numbers; counting
      * it twice would disagree with GET /files. A tool's end is a boundary too. */
     bool watched = strcmp(type, "file_edit") == 0 && !json_object_get(ev, "status");
+    if (strcmp(type, "file_edit") == 0 && !watched)
+        claim_file_edit(ex, l, ev);
     if (l->workspace && watched)
         snapshots_request(ex, l->tenant, l->id, l->workspace, "files",
                           json_string_value(json_object_get(ev, "file_path")));

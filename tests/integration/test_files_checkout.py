@@ -268,5 +268,41 @@ class Current(unittest.TestCase):
 
 
 
+
+class Claims(unittest.TestCase):
+    """An agent's own file_edit (its edit tool's report, with `status`) does not double the
+    snapshot's (D31): its counts move to claimed_lines_added/_removed, lines_added/_removed
+    read 0, and the numbers that add up are the diff's."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+        steps = [{"edit": "c.txt", "content": "one\ntwo\n",
+                  "claim": {"lines_added": 99, "lines_removed": 7}},
+                 {"log": "done"}]
+        cls.sid = create(cls.server, task(steps))["id"]
+        cls.final = wait_status(cls.server, cls.sid, ("completed", "failed"), timeout=120)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.close()
+
+    def test_claim_does_not_count(self):
+        self.assertEqual(self.final["status"], "completed")
+        edits = [e for e in events(self.server, self.sid)
+                 if e["type"] == "file_edit" and e["file_path"] == "c.txt"]
+        claims = [e for e in edits if e.get("claimed")]
+        measured = [e for e in edits if "snapshot_id" in e]
+        self.assertEqual(len(claims), 1, edits)
+        self.assertEqual((claims[0]["lines_added"], claims[0]["lines_removed"]), (0, 0))
+        self.assertEqual((claims[0]["claimed_lines_added"], claims[0]["claimed_lines_removed"]),
+                         (99, 7))
+        self.assertEqual(claims[0]["status"], "completed")
+        self.assertEqual(len(measured), 1, edits)
+        self.assertEqual((measured[0]["lines_added"], measured[0]["lines_removed"]), (2, 0))
+        self.assertEqual(sum(e["lines_added"] for e in edits), 2)
+        self.assertEqual(self.final["changes"]["lines_added"], 2)
+
+
 if __name__ == "__main__":
     ahtest.main()
