@@ -623,6 +623,25 @@ int ah_client_session_branch(ah_client *c, const char *id, const struct ah_branc
 int ah_client_session_branches(ah_client *c, const char *id, char **ret_json,
                                struct ah_api_error *reterr);
 
+/* ---- the conversation and the catalog (issue 15) --------------------------------------------- */
+
+/* GET /sessions/{id}/chat: {messages[], total} as JSON text (caller frees). limit 1..200 (0: the
+ * server's default, the newest 50); before/after: message ids, nullable. */
+int ah_client_chat_history(ah_client *c, const char *id, int limit, const char *before,
+                           const char *after, char **ret_json, struct ah_api_error *reterr);
+/* POST /sessions/{id}/chat/messages {content}: the stored message (ret_json nullable). */
+int ah_client_chat_send(ah_client *c, const char *id, const char *content, char **ret_json,
+                        struct ah_api_error *reterr);
+/* GET /sessions/{id}/context and GET /sessions/{id}/models, as JSON text. */
+int ah_client_session_context(ah_client *c, const char *id, char **ret_json,
+                              struct ah_api_error *reterr);
+int ah_client_session_models(ah_client *c, const char *id, char **ret_json,
+                             struct ah_api_error *reterr);
+/* GET /<what> for what in projects, agents, repos, runtimes, executors, workspaces: the list as
+ * JSON text ({items, …}). */
+int ah_client_catalog(ah_client *c, const char *what, char **ret_json,
+                      struct ah_api_error *reterr);
+
 /* ---- escape hatch ---------------------------------------------------------------------------- */
 
 /* Any other endpoint: `method` "GET"/"POST"/"PUT"/"DELETE", `path` starting with "/" relative to

@@ -256,6 +256,12 @@ int cmd_session_resume(int argc, char **argv);
 int cmd_session_stop(int argc, char **argv);
 int cmd_session_rm(int argc, char **argv);
 int cmd_session_prompt(int argc, char **argv);
+/* cmd_chat.c (issue 15) */
+int cmd_session_chat(int argc, char **argv);
+int cmd_session_context(int argc, char **argv);
+int cmd_projects(int argc, char **argv);
+int cmd_agents(int argc, char **argv);
+int cmd_repos(int argc, char **argv);
 /* cmd_admin.c: ah admin api-key create|list|revoke, offline on the database (D22) */
 int cmd_admin_key_create(int argc, char **argv);
 int cmd_admin_key_list(int argc, char **argv);
