@@ -266,5 +266,9 @@ int cmd_repos(int argc, char **argv);
 int cmd_admin_key_create(int argc, char **argv);
 int cmd_admin_key_list(int argc, char **argv);
 int cmd_admin_key_revoke(int argc, char **argv);
+/* cmd_admin_db.c: ah admin migrate|export|import, offline on the database (D47) */
+int cmd_admin_migrate(int argc, char **argv);
+int cmd_admin_export(int argc, char **argv);
+int cmd_admin_import(int argc, char **argv);
 
 #endif

@@ -59,6 +59,10 @@ static const struct command commands[] = {
      "make an API key (printed once) in the database: --role --tenant [--db]"},
     {"admin api-key list", cmd_admin_key_list, NULL, "list the API keys in the database"},
     {"admin api-key revoke", cmd_admin_key_revoke, NULL, "revoke an API key by its id"},
+    {"admin migrate", cmd_admin_migrate, NULL, "apply the schema migrations to a database"},
+    {"admin export", cmd_admin_export, NULL, "write a whole database as JSON lines (--out)"},
+    {"admin import", cmd_admin_import, NULL,
+     "load an export into an empty database (SQLite or PostgreSQL), verified"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

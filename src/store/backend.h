@@ -84,6 +84,16 @@ struct store_ops {
                         const char *session_id, const char *cmd);
     int (*command_take)(void *impl, json_t **ret);
     int (*on_commands)(void *impl, void (*fn)(void *arg), void *arg);
+    /* Export and import (archive.c; D47): the tables that hold data, in creation order (so
+     * referenced tables come first); every row of one as a canonical object (archive.h's value
+     * rules) handed to fn; how many rows one has; and a batch of such rows inserted in one
+     * transaction. */
+    int (*archive_tables)(void *impl, char ***ret, size_t *ret_n);
+    int (*archive_read)(void *impl, const char *table, int (*fn)(void *arg, json_t *row),
+                        void *arg);
+    int (*archive_count)(void *impl, const char *table, int64_t *ret);
+    int (*archive_write)(void *impl, const char *table, json_t *rows,
+                         struct ah_problem *reterr);
 };
 
 /* The timeline's operations (store.h "the timeline"; dispatched by timeline.c). */
@@ -113,6 +123,15 @@ struct store {
     void *impl;
     char replica[STORE_REPLICA_MAX + 1];
 };
+
+/* archive.c: the value rules both backends follow. Tables and columns that describe running
+ * replicas rather than the installation are never exported. */
+bool store_archive_skip_table(const char *table);
+bool store_archive_skip_column(const char *table, const char *column);
+/* bytes → {"$bytes": base64}; NULL on OOM. A text value that is not UTF-8 is stored so too. */
+json_t *store_archive_bytes(const void *p, size_t n);
+/* The bytes of a {"$bytes": …} value (caller frees *ret); AH_E_INVAL when it is not one. */
+int store_archive_unbytes(const json_t *v, unsigned char **ret, size_t *ret_n);
 
 /* sqlite.c */
 int store_sqlite_open(const char *path, void **ret_impl, struct ah_problem *reterr);

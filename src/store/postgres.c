@@ -497,4 +497,8 @@ const struct store_ops store_pg_ops = {
     .command_post = store_pg_command_post,
     .command_take = store_pg_command_take,
     .on_commands = store_pg_on_commands,
+    .archive_tables = store_pg_archive_tables,
+    .archive_read = store_pg_archive_read,
+    .archive_count = store_pg_archive_count,
+    .archive_write = store_pg_archive_write,
 };

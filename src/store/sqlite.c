@@ -420,4 +420,8 @@ const struct store_ops store_sqlite_ops = {
     .audit_append = sq_audit_append,
     .audit_list = sq_audit_list,
     .audit_prune = sq_audit_prune,
+    .archive_tables = sq_archive_tables,
+    .archive_read = sq_archive_read,
+    .archive_count = sq_archive_count,
+    .archive_write = sq_archive_write,
 };

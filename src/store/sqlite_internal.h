@@ -110,4 +110,10 @@ int sq_audit_list(void *impl, const char *tenant, const struct audit_filter *f,
                   const struct page *pg, json_t **ret_items, int64_t *ret_total);
 int sq_audit_prune(void *impl, int64_t before, int64_t *ret_deleted);
 
+/* sqlite_archive.c (D47) */
+int sq_archive_tables(void *impl, char ***ret, size_t *ret_n);
+int sq_archive_read(void *impl, const char *table, int (*fn)(void *arg, json_t *row), void *arg);
+int sq_archive_count(void *impl, const char *table, int64_t *ret);
+int sq_archive_write(void *impl, const char *table, json_t *rows, struct ah_problem *reterr);
+
 #endif

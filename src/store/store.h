@@ -14,6 +14,8 @@
 #ifndef AH_STORE_H
 #define AH_STORE_H
 
+#include <stdio.h>
+
 #include "../core/core.h"
 
 struct store;
@@ -339,6 +341,20 @@ int store_command_take(struct store *st, json_t **ret);
  * replica may be waiting: after a notice, and after the listener reconnected. The listener runs
  * once store_watch started it. AH_E_NOTIMPL on SQLite. fn NULL stops the calls. */
 int store_on_commands(struct store *st, void (*fn)(void *arg), void *arg);
+
+/* ---- moving an installation between databases (`ah admin export|import`; D47) -------------- */
+
+/* Writes every row of every table to `out` as JSON lines: a header, one line per row
+ * ({"table", "row": {column: value}}), and a trailer with each table's row count and checksum.
+ * Values are backend-neutral (integers, strings, {"$bytes": base64} for bytes), so an export of
+ * one backend loads into the other. What only describes running replicas (their leases, their
+ * pending commands, who owns a session) is not part of an installation and is left out. */
+int store_export(struct store *st, FILE *out, struct ah_problem *reterr);
+/* Loads an export into this store, which must hold no rows: first checks the whole archive
+ * against its trailer (a cut or altered file loads nothing), then loads it table by table, then
+ * reads every table back and compares counts and checksums with the archive. On success
+ * *ret_summary (if given) is {table: rows}. */
+int store_import(struct store *st, FILE *in, json_t **ret_summary, struct ah_problem *reterr);
 
 /* True once the store is open and answers a trivial query. */
 bool store_ready(struct store *st);
