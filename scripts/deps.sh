@@ -9,7 +9,7 @@ PACKAGES="gcc make cmake pkg-config git ca-certificates
 libmicrohttpd-dev libjansson-dev libsqlite3-dev libcmocka-dev libcurl4-openssl-dev libssl-dev
 libgit2-dev libpcre2-dev zlib1g-dev python3 python3-jsonschema sqlite3 curl procps asciinema
 postgresql libpq-dev
-prometheus clang libclang-rt-14-dev
+prometheus clang libclang-rt-14-dev libsystemd-dev
 bubblewrap
 nodejs npm chromium
 librhonabwy-dev glewlwyd python3-cryptography"

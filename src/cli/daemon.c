@@ -19,6 +19,7 @@
 
 #include "../api/api.h"
 #include "../auth/auth.h"
+#include "../obs/obs.h"
 #include "cli.h"
 
 #ifndef AH_VERSION
@@ -130,6 +131,11 @@ static bool bind_is_loopback(const char *b) {
            strcmp(b, "[::1]") == 0;
 }
 
+/* The systemd watchdog is fed while the store answers (issue 18 item 7). */
+static bool daemon_healthy(void *ctx) {
+    return store_ready(api_store(ctx));
+}
+
 static int run_daemon(const char *command, const struct config *cfg, bool open) {
     /* D28: everything the daemon and its sessions create (database, WAL/SHM, recordings,
      * prompts, workspaces) is readable by its owner only; children inherit the mask. */
@@ -239,11 +245,16 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
     }
     api.catalog = sv.catalog; /* before the store: api_set_services publishes it last */
     api_set_services(&api, sv.store, sv.bus, sv.exec);
+    obs_notify_ready(); /* systemd Type=notify: serving from here */
+    if (obs_watchdog_start(daemon_healthy, &api) < 0)
+        log_msg(LOG_WARN, "cannot start the systemd watchdog thread");
 
     int sig = 0;
     while (sigwait(&stop, &sig) != 0)
         ;
     log_msg(LOG_INFO, "received %s; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    obs_watchdog_stop();
+    obs_notify_stopping();
 
 out:
     if (http_server_stop(http) == AH_E_TIMEOUT) {

@@ -76,6 +76,16 @@ void obs_process_collector(void);
 /* Seconds since an arbitrary point (CLOCK_MONOTONIC), for timing with obs_observe. */
 double obs_now(void);
 
+/* ---- systemd (notify.c) ---------------------------------------------------------------------- */
+
+/* Type=notify: READY=1 / STOPPING=1 (no-ops outside systemd). */
+void obs_notify_ready(void);
+void obs_notify_stopping(void);
+/* When systemd set a watchdog for this process, pings it every half period from a thread while
+ * healthy(ctx) is true. 0 (also when there is no watchdog) or AH_E_NOMEM. */
+int obs_watchdog_start(bool (*healthy)(void *ctx), void *ctx);
+void obs_watchdog_stop(void); /* joins the thread; safe when none was started */
+
 /* ---- W3C trace context (D48) ----------------------------------------------------------------- */
 
 struct obs_trace {
