@@ -89,6 +89,8 @@ struct gate_config {
     unsigned idle_ms;             /* header block must arrive within this (408 / close) */
     size_t max_chunk;             /* a chunk larger than this is 413 at once */
     void (*on_hangup)(void *key); /* a watched connection's client left (maybe: check it) */
+    bool direct; /* test hook for benchmarks: every connection goes to libmicrohttpd at once,
+                    unchecked and without the gate in its path (the baseline it is measured by) */
 };
 int gate_start(const struct gate_config *cfg, struct gate **ret);
 /* Stops accepting and closes the connections still waiting for their first request. The

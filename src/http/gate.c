@@ -33,6 +33,8 @@
  * clients stay in the backlog instead of the thread spinning.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -111,9 +113,14 @@ struct conn {
     int mhd_fd; /* libmicrohttpd's end (its number, for gate_watch); -1 when unknown */
     bool client_eof, up_eof, up_shut, wr_shut, gone, lingering, dead;
     bool close_after; /* the request in progress ends the connection */
-    uint32_t heads;   /* request heads passed on to libmicrohttpd */
-    uint32_t started; /* requests libmicrohttpd began (atomic; gate_request_started) */
-    bool watched_hup; /* on_hangup was called or is due: the client left */
+    /* edge-triggered readiness: the socket may have bytes to read (set by its events, cleared
+     * by a short read or EAGAIN), and whether EPOLLOUT is asked for (only while a buffer waits:
+     * a socketpair reports write space each time libmicrohttpd reads, a wake-up per request) */
+    bool client_rd, up_rd, client_out, up_out;
+    bool client_hup, up_hup; /* a hang-up was reported: read to EOF, a short read proves nothing */
+    uint32_t heads;          /* request heads passed on to libmicrohttpd */
+    uint32_t started;        /* requests libmicrohttpd began (atomic; gate_request_started) */
+    bool watched_hup;        /* on_hangup was called or is due: the client left */
     enum rstate rs;
     uint32_t hn;      /* bytes in hb */
     uint32_t line;    /* bytes of the current chunk-size or trailer line; trailer total */
@@ -752,7 +759,7 @@ static bool hand_over(struct gate *g, struct conn *c) {
         g->byfd[sv[1]] = c;
     }
     pthread_mutex_unlock(&g->mu);
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET,
                              .data.u64 = (uint64_t)(uintptr_t)c | SIDE_UP};
     if (!ok || epoll_ctl(g->epfd, EPOLL_CTL_ADD, sv[0], &ev) < 0) {
         if (ok) {
@@ -1092,7 +1099,29 @@ static void linger(struct gate *g, struct conn *c) {
 
 /* Moves bytes both ways until neither side has more or a destination is full. Called on any event
  * of either socket (edge-triggered: every path ends at EAGAIN or waits for the other side). */
+static void want_out(struct gate *g, struct conn *c, bool up, bool on) {
+    bool *state = up ? &c->up_out : &c->client_out;
+    int fd = up ? c->up : c->fd;
+    if (*state == on || fd < 0)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET | (on ? EPOLLOUT : 0),
+                             .data.u64 = (uint64_t)(uintptr_t)c | (up ? SIDE_UP : 0)};
+    if (epoll_ctl(g->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
+        *state = on;
+}
+
+static void pump_io(struct gate *g, struct conn *c);
+
+/* Moves what can be moved, then asks for EPOLLOUT where a buffer still waits. */
 static void pump(struct gate *g, struct conn *c) {
+    pump_io(g, c);
+    if (c->dead)
+        return;
+    want_out(g, c, false, out_pending(&c->to_client) > 0);
+    want_out(g, c, true, out_pending(&c->to_up) > 0);
+}
+
+static void pump_io(struct gate *g, struct conn *c) {
     if (c->dead)
         return;
     if (c->lingering) {
@@ -1110,7 +1139,7 @@ static void pump(struct gate *g, struct conn *c) {
                 break;
             }
         }
-        if (c->client_eof)
+        if (c->client_eof || !c->client_rd)
             break;
         bool dropping = c->ref || c->rs == R_DISCARD || c->up_shut;
         if (dropping && c->dropped > LINGER_BYTES)
@@ -1123,11 +1152,15 @@ static void pump(struct gate *g, struct conn *c) {
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                c->client_rd = false;
                 break;
+            }
             conn_close(g, c);
             return;
         }
+        if ((size_t)n < IO_MAX && !c->client_hup)
+            c->client_rd = false; /* a short read emptied the socket: the next bytes are an edge */
         if (dropping)
             c->dropped += (size_t)n;
         else
@@ -1165,17 +1198,21 @@ static void pump(struct gate *g, struct conn *c) {
             if (r == 0)
                 break;
         }
-        if (c->up_eof)
+        if (c->up_eof || !c->up_rd)
             break;
         ssize_t n = recv(c->up, g->buf, IO_MAX, MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->up_rd = false;
             break;
+        }
         if (n <= 0) {
             c->up_eof = true;
             break;
         }
+        if ((size_t)n < IO_MAX && !c->up_hup)
+            c->up_rd = false;
         if (out_send(&c->to_client, c->fd, g->buf, (size_t)n) < 0) {
             conn_close(g, c);
             return;
@@ -1253,12 +1290,21 @@ static void on_accept(struct gate *g) {
             g->emfile = false;
             log_msg(LOG_INFO, "accepting connections again");
         }
+        if (g->cfg.direct) { /* the benchmarks' baseline: libmicrohttpd alone */
+            MHD_add_connection(g->cfg.daemon, c->fd, (const struct sockaddr *)&c->addr, c->alen);
+            free(c);
+            continue;
+        }
+        /* the gate forwards answers as libmicrohttpd writes them (head and body may be two
+         * writes): Nagle would hold the second until the client's delayed ACK */
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         c->up = c->mhd_fd = -1;
         c->rs = R_HEAD;
         c->deadline = time_mono_ms() + g->cfg.idle_ms;
         list_add(&g->conns, c);
         g->n_conns++;
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET,
                                  .data.u64 = (uint64_t)(uintptr_t)c};
         if (epoll_ctl(g->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
             conn_close(g, c);
@@ -1380,8 +1426,15 @@ static void *gate_main(void *arg) {
                 on_accept(g);
             else if (d == TAG_TIMER)
                 on_tick(g);
-            else
-                pump(g, (struct conn *)(uintptr_t)(d & ~(uint64_t)7));
+            else {
+                struct conn *c = (struct conn *)(uintptr_t)(d & ~(uint64_t)7);
+                uint32_t e = evs[i].events;
+                if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                    *(d & SIDE_UP ? &c->up_rd : &c->client_rd) = true;
+                if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                    *(d & SIDE_UP ? &c->up_hup : &c->client_hup) = true;
+                pump(g, c);
+            }
         }
         free_graveyard(g);
         if (__atomic_load_n(&g->exiting, __ATOMIC_ACQUIRE)) {

@@ -58,6 +58,7 @@ struct http_server {
     bool guard;        /* D27 host/origin guard (atomic) */
     char public_host[256]; /* host of cfg.public_url, lower case; "" when none */
     const char *stall_path; /* test hook: a handler for this path never returns (item 27) */
+    bool gate_direct;       /* test hook: no gate in the connections' path (benchmarks) */
     int listen_fd;
     int port;
     const struct router *router;
@@ -1141,8 +1142,11 @@ int http_server_start(const struct http_config *cfg, const struct router *router
         srv->cfg.idle_timeout_ms = 30000;
     srv->guard = true;
     const char *hooks = getenv("AH_TEST_HOOKS");
-    if (hooks && strcmp(hooks, "1") == 0)
+    if (hooks && strcmp(hooks, "1") == 0) {
         srv->stall_path = getenv("AH_TEST_STALL_PATH");
+        const char *direct = getenv("AH_TEST_GATE_DIRECT"); /* bench/front.py's baseline */
+        srv->gate_direct = direct && strcmp(direct, "1") == 0;
+    }
     if (cfg->public_url) { /* scheme://host[:port][/…] → host */
         const char *a = strstr(cfg->public_url, "://");
         a = a ? a + 3 : cfg->public_url;
@@ -1196,7 +1200,8 @@ int http_server_start(const struct http_config *cfg, const struct router *router
                                  .idle_ms = srv->cfg.idle_timeout_ms,
                                  .max_chunk = max_body > srv->cfg.max_body ? max_body
                                                                            : srv->cfg.max_body,
-                                 .on_hangup = on_hangup};
+                                 .on_hangup = on_hangup,
+                                 .direct = srv->gate_direct};
         if (gate_start(&gc, &srv->gate) < 0) {
             MHD_stop_daemon(srv->daemon);
             srv->daemon = NULL;
