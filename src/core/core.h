@@ -325,6 +325,10 @@ json_t *json_redact_userinfo(json_t *v);
 
 /* Kills the process with SIGKILL when AH_TEST_HOOKS=1 and AH_TEST_CRASH_AT names `point`; a
  * no-op otherwise. Only the kill -9 tests set them. */
+/* With AH_TEST_HOOKS=1, AH_TEST_HOLD_AT=<point> and AH_TEST_HOLD_FILE=<path>: on reaching
+ * <point> the calling thread logs "test hook: holding at <point>" and waits while <path> exists,
+ * so a test can make something happen inside a window that is otherwise microseconds wide. */
+void test_hold_point(const char *point);
 void test_crash_point(const char *point);
 
 /* ---- logging: one JSON object per line ------------------------------------------------------- */

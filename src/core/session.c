@@ -48,6 +48,10 @@ static const bool legal[SESSION_STATUS_COUNT][SESSION_STATUS_COUNT] = {
     T(SESSION_QUEUED, SESSION_STOPPED),       /* nothing runs yet: stop ends it at once (D13) */
     T(SESSION_PROVISIONING, SESSION_STOPPED), /* provisioning abandoned, workspace removed */
     T(SESSION_RUNNING, SESSION_COMPLETED),
+    /* the agent finished its work as a pause or resume was under way: a SIGSTOP that came too
+     * late, or an exit right after the SIGCONT, before `running` was stored again */
+    T(SESSION_PAUSING, SESSION_COMPLETED),
+    T(SESSION_RESUMING, SESSION_COMPLETED),
     T(SESSION_PROVISIONING, SESSION_FAILED),
     T(SESSION_RUNNING, SESSION_FAILED),
     T(SESSION_PAUSING, SESSION_FAILED),

@@ -386,6 +386,7 @@ static int control(struct executor *ex, const char *tenant, const char *id, enum
             return rc == AH_E_CONFLICT ? conflict(reterr, "resume", before) : rc;
         if (pg)
             kill(-pg, SIGCONT);
+        test_hold_point("resume-continued"); /* the agent may end before `running` is stored */
         exec_transition(ex, tenant, id, SESSION_RUNNING, NULL, NULL, NULL);
         *ret_status = SESSION_RUNNING;
         return 0;

@@ -758,7 +758,8 @@ static void exit_now(struct executor *ex, struct live *l, struct rconn *c, json_
     char why[512] = "";
     if (cur == SESSION_STOPPING)
         to = SESSION_STOPPED;
-    else if (code == 0 && sig == 0 && cur == SESSION_RUNNING)
+    else if (code == 0 && sig == 0 &&
+             (cur == SESSION_RUNNING || cur == SESSION_PAUSING || cur == SESSION_RESUMING))
         to = SESSION_COMPLETED;
     else {
         to = SESSION_FAILED;

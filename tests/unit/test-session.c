@@ -26,6 +26,7 @@ static const int expected[][2] = {
     {SG, SD}, {R, C},   {PV, F},  {R, F},   {PG, F},  {PD, F},  {RS, F},  {SG, F},
     {Q, X},   {PV, X},  {R, X},   {PG, X},  {PD, X},  {RS, X},  {SG, X},
     {Q, SD},  {PV, SD}, /* stop before anything runs ends the session at once (D13) */
+    {PG, C},  {RS, C},  /* the agent finished as a pause or resume was under way */
 };
 
 static bool in_expected(int from, int to) {
