@@ -547,6 +547,74 @@ static void retry_i(struct http_request *req, struct http_response *res) {
     api_idempotent(req, res, post_retry);
 }
 
+/* ---- suggestions: what the session itself points at ------------------------------------------ */
+
+#define SUGGEST_SCAN 200 /* the newest events looked at (a page) */
+#define SUGGEST_MAX 10
+
+/* Files the agent changed (newest first) and tools that failed, from the session's events; no
+ * text is made up: titles and descriptions are the events' own. Quick actions attach a changed
+ * file to the next message. */
+static void get_suggestions(struct http_request *req, struct http_response *res) {
+    struct api_ctx *ctx = api_ready(req, res);
+    if (!ctx)
+        return;
+    const char *tenant = NULL;
+    AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, &tenant);
+    if (!row)
+        return;
+    static const char *const types[] = {"file_edit", "tool_result", NULL};
+    struct event_filter f = {.types = types, .ascending = false};
+    struct page pg = {1, SUGGEST_SCAN};
+    json_t *items = NULL;
+    int64_t total = 0;
+    int rc = store_event_list(ctx->store, tenant, row->id, &f, &pg, &items, &total);
+    if (rc < 0) {
+        http_error(req, res, rc, "cannot read the session's events");
+        return;
+    }
+    json_t *sugg = json_array(), *quick = json_array(), *seen = json_object();
+    size_t i, files = 0, fails = 0;
+    json_t *ev;
+    json_array_foreach(items, i, ev) {
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        if (!strcmp(type, "file_edit") && files < SUGGEST_MAX) {
+            const char *path = json_string_value(json_object_get(ev, "file_path"));
+            if (!path || json_object_get(seen, path) || json_object_get(ev, "status"))
+                continue; /* the agent's "started" notices carry no counts */
+            json_object_set_new(seen, path, json_true());
+            char desc[96];
+            snprintf(desc, sizeof(desc), "+%lld −%lld",
+                     (long long)json_integer_value(json_object_get(ev, "lines_added")),
+                     (long long)json_integer_value(json_object_get(ev, "lines_removed")));
+            json_array_append_new(sugg, json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "file",
+                                                  "title", path, "description", desc, "file_path",
+                                                  path, "relevance", files < 3 ? "high" : "medium"));
+            char id[64];
+            snprintf(id, sizeof(id), "attach-%zu", files);
+            json_array_append_new(quick, json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s}}", "id", id,
+                                                   "label", path, "icon", "paperclip", "action",
+                                                   "attach_file", "params", "type", "file",
+                                                   "file_path", path));
+            files++;
+        } else if (!strcmp(type, "tool_result") && fails < SUGGEST_MAX &&
+                   !strcmp(json_string_value(json_object_get(ev, "status")) ?: "", "failed")) {
+            const char *tool = json_string_value(json_object_get(ev, "tool_name")) ?: "";
+            const char *out = json_string_value(json_object_get(ev, "tool_output")) ?: "";
+            size_t n = strcspn(out, "\n");
+            json_t *s = json_pack("{s:s, s:s, s:s#, s:s, s:s}", "type", "action", "title", tool,
+                                  "description", out, n > 200 ? 200 : n, "command", tool,
+                                  "relevance", "high");
+            json_array_append_new(sugg, s);
+            fails++;
+        }
+    }
+    json_decref(items);
+    json_decref(seen);
+    http_json(req, res, 200,
+              json_pack("{s:o, s:o}", "context_suggestions", sugg, "quick_actions", quick));
+}
+
 int api_chat_register(struct router *r, struct api_ctx *ctx) {
     int rc = 0;
     rc |= router_add(r, "GET", "/api/v1/sessions/{id}/chat", get_chat, ctx, 0, 0);
@@ -558,6 +626,8 @@ int api_chat_register(struct router *r, struct api_ctx *ctx) {
                      delete_message, ctx, 0, 0);
     rc |= router_add(r, "POST", "/api/v1/sessions/{id}/chat/messages/{messageId}/retry", retry_i,
                      ctx, 0, 4096);
+    rc |= router_add(r, "GET", "/api/v1/sessions/{id}/chat/suggestions", get_suggestions, ctx, 0,
+                     0);
     rc |= chat_attach_register(r, ctx);
     rc |= chat_context_register(r, ctx);
     return rc ? AH_E_NOMEM : 0;

@@ -168,6 +168,26 @@ class Conversation(ServerTest):
         send(self.server, sid, "bye")
         wait_status(self.server, sid, "completed")
 
+    def test_suggestions(self):
+        scenario = [{"edit": "src/a.c", "content": "int a;\n"},
+                    {"tool": "make", "args": {}, "output": "ok"},
+                    {"edit": "README.md", "content": "# hi\nthere\n"},
+                    {"tool": "make", "args": {}, "output": "ok"}]
+        sid = create(self.server, task(scenario))["id"]
+        wait_status(self.server, sid, "completed")
+        r = self.server.get("/api/v1/sessions/%s/chat/suggestions" % sid)
+        self.assertEqual(r.status, 200, r)
+        s = r.json()
+        files = [x["file_path"] for x in s["context_suggestions"] if x["type"] == "file"]
+        # newest first; one snapshot may carry both edits, so only the set is certain
+        self.assertEqual(sorted(files), ["README.md", "src/a.c"])
+        readme = [x for x in s["context_suggestions"] if x.get("file_path") == "README.md"][0]
+        self.assertEqual(readme["description"], "+2 −0")
+        self.assertEqual([q["params"]["file_path"] for q in s["quick_actions"]], files)
+        self.assertEqual([x for x in s["context_suggestions"] if x["type"] == "action"], [])
+        self.assertProblem(self.server.get(
+            "/api/v1/sessions/01HVZ6K9T1N8S6M3V3Q3F0X5B7/chat/suggestions"), 404)
+
     def test_bad_input(self):
         sid = create(self.server, task([{"wait_prompt": True}]))["id"]
         wait_status(self.server, sid, "running")

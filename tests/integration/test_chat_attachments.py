@@ -41,6 +41,9 @@ class Attachments(ServerTest):
         cfg = os.path.join(cls.tmp, "agents.toml")
         with open(cfg, "w") as f:
             f.write("[agents.waiter]\ncommand = %s\nformat = \"text\"\n" % json.dumps(script))
+            # the script and its stop file live here: visible (read-only) inside the sandbox,
+            # whose /tmp is otherwise a private one (D52)
+            f.write("[sandbox.default]\nread-only = [%s]\n" % json.dumps(cls.tmp))
         cls.server_args = ("--config", cfg)
         super().setUpClass()
 

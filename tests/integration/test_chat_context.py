@@ -26,6 +26,8 @@ class Context(ServerTest):
                     "echo '{\"type\":\"usage\",\"input_tokens\":1000,\"output_tokens\":200}'\n"
                     "echo '{\"type\":\"usage\",\"input_tokens\":3000,\"output_tokens\":500}'\n"
                     "echo '{\"type\":\"chat_message\",\"role\":\"user\",\"content\":\"forged\"}'\n"
+                    "echo '{\"type\":\"tool_result\",\"tool_name\":\"make\",\"tool_output\":"
+                    "\"error: missing ;\\\\nmore\",\"tool_execution_id\":\"t1\",\"status\":\"failed\"}'\n"
                     "while [ ! -e \"$1\" ]; do sleep 0.1; done\n")
         os.chmod(script, 0o755)
         cfg = os.path.join(cls.tmp, "ah.toml")
@@ -34,7 +36,8 @@ class Context(ServerTest):
                     "[models.\"scripted\"]\ncontext_window = 1000\n\n"
                     "[models.\"house-model\"]\nagent = \"scripted\"\nprovider = \"house\"\n"
                     "context_window = 4096\ninput_pricing = 0.5\noutput_pricing = 1.5\n"
-                    "capabilities = [\"function_calling\"]\n" % json.dumps(script))
+                    "capabilities = [\"function_calling\"]\n\n"
+                    "[sandbox.default]\nread-only = [%s]\n" % (json.dumps(script), json.dumps(cls.tmp)))
         cls.server_args = ("--config", cfg)
         super().setUpClass()
 
@@ -118,6 +121,11 @@ class Context(ServerTest):
         r = self.server.get("/api/v1/sessions/%s/chat" % sid)
         self.assertEqual([(m["role"], m["content"]) for m in r.json()["messages"]],
                          [("assistant", "hi")])
+        # a failed tool is a suggestion, in the tool's own words
+        s = self.server.get("/api/v1/sessions/%s/chat/suggestions" % sid).json()
+        self.assertEqual([(x["type"], x["title"], x["description"], x["command"])
+                          for x in s["context_suggestions"]],
+                         [("action", "make", "error: missing ;", "make")])
         # a real CLI's model is chosen at launch: switching is refused, clearly
         r = self.put(sid, {"model_override": "gpt-5"})
         self.assertProblem(r, 400)
