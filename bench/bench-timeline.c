@@ -2,7 +2,7 @@
  * bench-timeline — the workspace side of time travel (issue 12), on generated workspaces of
  * 1,000, 10,000 and 100,000 files (about 10 MB, 100 MB and 100 MB):
  *
- *   bench-timeline [DIR]      (default: a temp directory)
+ *   bench-timeline [DIR [MAX_FILES]]   (default: a temp directory, every size)
  *
  * For each size, medians of 5 runs of:
  *   branch   what provisioning a branch does (exec/branch.c): a new store borrowing the
@@ -32,6 +32,12 @@
 static double now_ms(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static double cpu_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
     return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
@@ -123,13 +129,13 @@ static void one_size(const char *root, int files, size_t file_bytes) {
         grew[r] = (double)(du(store) - before);
     }
 
-    double branch[RUNS], seek[RUNS], reuse[RUNS];
+    double branch[RUNS], seek[RUNS], reuse[RUNS], branch_cpu[RUNS], seek_cpu[RUNS];
     for (int r = 0; r < RUNS; r++) {
         char bstore[700], bws[700], view[700], bsnap[WS_SNAP_ID_LEN + 1];
         snprintf(bstore, sizeof(bstore), "%s/bstore-%d-%d", root, files, r);
         snprintf(bws, sizeof(bws), "%s/bws-%d-%d", root, files, r);
         snprintf(view, sizeof(view), "%s/view-%d-%d", root, files, r);
-        double t0 = now_ms();
+        double t0 = now_ms(), c0 = cpu_ms();
         struct ws_store *b = NULL;
         check(ws_store_open(bstore, &b), "branch store");
         check(ws_store_borrow(b, store), "borrow");
@@ -138,9 +144,12 @@ static void one_size(const char *root, int files, size_t file_bytes) {
         check(ws_snapshot(b, bws, "base", bsnap, NULL), "branch base");
         ws_store_free(b);
         branch[r] = now_ms() - t0;
+        branch_cpu[r] = cpu_ms() - c0;
         t0 = now_ms();
+        c0 = cpu_ms();
         check(ws_checkout(st, snap, view, true, NULL), "view");
         seek[r] = now_ms() - t0;
+        seek_cpu[r] = cpu_ms() - c0;
         t0 = now_ms();
         struct stat sb;
         (void)stat(view, &sb); /* a second seek to the point finds the view */
@@ -149,10 +158,11 @@ static void one_size(const char *root, int files, size_t file_bytes) {
         rm_rf(bws);
         rm_rf(view);
     }
-    printf("%7d files %5.0f MB  branch %8.1f ms  seek %8.1f ms (again %.3f ms)  "
-           "snapshot of a 1 KiB change: size_bytes %5.0f B, store grew %5.0f B on disk\n",
+    printf("%7d files %5.0f MB  branch %8.1f ms (cpu %7.1f)  seek %8.1f ms (cpu %7.1f; again "
+           "%.3f ms)  one 1 KiB change: size_bytes %5.0f B, store grew %5.0f B on disk\n",
            files, (double)files * (double)file_bytes / 1e6, median(branch, RUNS),
-           median(seek, RUNS), median(reuse, RUNS), median(added, RUNS), median(grew, RUNS));
+           median(branch_cpu, RUNS), median(seek, RUNS), median(seek_cpu, RUNS),
+           median(reuse, RUNS), median(added, RUNS), median(grew, RUNS));
     fflush(stdout);
     ws_store_free(st);
     free(data);
@@ -173,9 +183,12 @@ int main(int argc, char **argv) {
         }
     }
     printf("bench-timeline in %s (medians of %d)\n", root, RUNS);
+    long max = argc > 2 ? strtol(argv[2], NULL, 10) : 100000;
     one_size(root, 1000, 10000);
-    one_size(root, 10000, 10000);
-    one_size(root, 100000, 1000);
+    if (max >= 10000)
+        one_size(root, 10000, 10000);
+    if (max >= 100000)
+        one_size(root, 100000, 1000);
     if (argc <= 1)
         rm_rf(root);
     return 0;
