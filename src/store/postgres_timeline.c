@@ -269,11 +269,14 @@ static int branch_create(void *impl, const char *tenant, const char *task_id,
         store_pg_arg_text(&a, sn->agent_version);
         store_pg_arg_int(&a, b->branch_seq + 1);
         store_pg_arg_int(&a, now);
+        char me[STORE_REPLICA_MAX + 1];
+        store_pg_replica_of(s, me);
+        store_pg_arg_text(&a, me); /* D46: the replica that took the branch runs it */
         rc = store_pg_do(c,
                          "INSERT INTO sessions (tenant_id, id, task_id, agent_index, instance,"
                          " project_id, agent_type, agent_version, status, last_seq, created_at,"
-                         " updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10,"
-                         " $10)",
+                         " updated_at, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued',"
+                         " $9, $10, $10, $11)",
                          &a, NULL);
     }
     if (rc == 0) { /* the parent's history up to the branch point, as the branch's own */

@@ -1212,6 +1212,15 @@ static void test_timeline(void **state) {
     assert_int_equal(row->last_seq, 4);
     assert_int_equal(row->status, SESSION_QUEUED);
     session_row_free(row);
+    /* the scheduler's view has it: this server runs it (on PostgreSQL: this replica, D46) */
+    struct session_row **live = NULL;
+    size_t nlive = 0;
+    bool found = false;
+    assert_int_equal(store_session_list_live(st, &live, &nlive), 0);
+    for (size_t i = 0; i < nlive; i++)
+        found |= strcmp(live[i]->id, sn.id) == 0;
+    session_rows_free(live, nlive);
+    assert_true(found);
     json_t *items = NULL;
     int64_t total = 0;
     struct event_filter f = {.ascending = true};
