@@ -5,7 +5,8 @@ report or broken invariant (the targets abort on those), printing the reproducer
 
     fuzz/run.py --build DIR [--seconds N] [--only TARGET] [--keep]
 
-N (default 12, or AH_FUZZ_SECONDS) is per target: 8 targets x 12 s stay under two minutes.
+N (default 8, or AH_FUZZ_SECONDS) is per target: 8 targets x 8 s leave room for the replay
+and the clang build within about two minutes.
 New inputs found go to a scratch copy of the corpus; --keep copies them back (then minimise
 with `-merge=1` before committing: bench/fuzz.sh does that)."""
 import argparse
@@ -36,7 +37,7 @@ def build(bdir):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", required=True)
-    ap.add_argument("--seconds", type=int, default=int(os.environ.get("AH_FUZZ_SECONDS", "12")))
+    ap.add_argument("--seconds", type=int, default=int(os.environ.get("AH_FUZZ_SECONDS", "8")))
     ap.add_argument("--only")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
