@@ -586,6 +586,7 @@ static int adopt(struct executor *ex, struct rconn *c, struct live *l) {
 }
 
 static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
+    test_hold_point("recorder-hello"); /* a session is running, its agent's group not known */
     const char *id = json_string_value(json_object_get(msg, "sessionId"));
     const char *token = json_string_value(json_object_get(msg, "token"));
     char hash[65] = "";
