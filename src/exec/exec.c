@@ -293,6 +293,7 @@ void exec_remove_files(struct executor *ex, const char *id) {
     char path[4200];
     snprintf(path, sizeof(path), "%s/workspaces/%s", ex->cfg.data_dir, id);
     workspace_remove(path);
+    (void)sandbox_cgroup_forget(ex->sandbox, id); /* a killed recorder left them */
 }
 
 /* ---- control --------------------------------------------------------------------------------- */
@@ -424,6 +425,18 @@ static int control(struct executor *ex, const char *tenant, const char *id, enum
         if (pg) {
             kill(-pg, SIGCONT); /* a stopped process cannot handle SIGTERM */
             kill(-pg, SIGTERM);
+        }
+        /* A sandbox still starting its agent ignores SIGTERM (the agent gets it only once it
+         * runs): look again shortly and tell the agent then, not after the whole grace */
+        pthread_mutex_lock(&ex->mu);
+        l = live_find(ex, tenant, id);
+        pid_t apg = l ? l->agent_pgid : 0;
+        pthread_mutex_unlock(&ex->mu);
+        if (apg <= 1 || !exec_agent_started(ex, apg)) {
+            pthread_mutex_lock(&ex->mu);
+            if ((l = live_find(ex, tenant, id)))
+                l->term_at = time_mono_ms() + 50;
+            pthread_mutex_unlock(&ex->mu);
         }
         exec_post(ex, cmd_new(CMD_WAKE, "", "")); /* re-arm the grace timer */
         *ret_status = SESSION_STOPPING;

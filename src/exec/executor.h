@@ -35,6 +35,9 @@ int exec_sandbox_launch(struct executor *ex, const char *sid, const char *worksp
                         const char *const *ro_files, struct launch_sandbox *ret,
                         struct ah_problem *reterr);
 void launch_sandbox_clear(struct launch_sandbox *ls);
+/* Whether process group pgid holds `ah agent start` yet (a sandbox starts it a few ms after
+ * its group exists, and ignores SIGTERM meanwhile). Scans /proc. */
+bool exec_agent_started(struct executor *ex, pid_t pgid);
 
 /* What an epoll registration points at. */
 enum handle_kind { H_LISTEN, H_EVENT, H_TIMER, H_CONN, H_PIDFD };
@@ -58,6 +61,8 @@ struct live {
     pid_t agent_pgid;           /* from the recorder's hello; 0 until then */
     struct rconn *conn;
     int64_t kill_at;            /* monotonic ms when SIGKILL is due; 0 = none */
+    int64_t term_at;            /* a stop came while the sandbox was still starting the agent:
+                                   SIGTERM again once it has (monotonic ms of the next look) */
     int64_t adopt_by;           /* recovery: a recorder whose pid we never learned must say
                                    hello by then (monotonic ms), else the session fails; 0 = none */
     bool exit_seen;             /* the recorder reported the agent's exit */
@@ -132,6 +137,13 @@ struct executor {
     bool refs_ready;
     struct snapshots *snaps; /* the automatic snapshots' worker (snapshots.c) */
     struct deliveries *delivs; /* the delivery worker (delivery.c) */
+    /* cgroups of ended sessions whose last processes were still exiting: retried on the
+     * timer until removed (supervisor thread only) */
+    struct {
+        char id[ULID_LEN + 1];
+        int64_t until; /* monotonic ms; gives up after */
+    } cg_pending[32];
+    size_t n_cg_pending;
     struct replicas *replicas; /* lease, adoption and forwarded commands (replicas.c) */
     struct sandbox_set *sandbox; /* profiles and what this host provides (D51, D52); immutable */
 };

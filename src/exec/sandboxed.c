@@ -7,7 +7,9 @@
  * task was accepted) or a bubblewrap that stopped working fails the session with the reason;
  * the agent does not run without the sandbox it was promised.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,22 +24,37 @@ void launch_sandbox_clear(struct launch_sandbox *ls) {
 }
 
 /* Agent CLIs keep their login and settings in the user's home: the session's private $HOME
- * gets a copy of those (never the rest of the server user's home, which stays hidden). */
+ * gets a copy of those files (never the rest of the server user's home, which stays hidden).
+ * Only these small files, each capped: the CLIs' histories can be large and this runs on the
+ * supervisor's thread. */
 static void copy_agent_config(const char *from, const char *to) {
-    static const char *const entries[] = {".claude",  ".claude.json", ".codex",
-                                          ".gemini",  ".config/opencode",
-                                          ".gitconfig", NULL};
-    for (const char *const *e = entries; *e; e++) {
-        char src[4096], dst_dir[4096];
-        snprintf(src, sizeof(src), "%s/%s", from, *e);
-        if (access(src, F_OK) != 0)
-            continue;
-        snprintf(dst_dir, sizeof(dst_dir), "%s/%s", to, *e);
-        char *slash = strrchr(dst_dir, '/');
+    static const char *const files[] = {".claude.json",
+                                        ".claude/.credentials.json",
+                                        ".claude/settings.json",
+                                        ".codex/auth.json",
+                                        ".codex/config.toml",
+                                        ".gemini/settings.json",
+                                        ".gemini/oauth_creds.json",
+                                        ".gemini/google_accounts.json",
+                                        ".config/opencode/opencode.json",
+                                        ".local/share/opencode/auth.json",
+                                        ".gitconfig",
+                                        NULL};
+    for (const char *const *f = files; *f; f++) {
+        char src[4096], dst[4096];
+        snprintf(src, sizeof(src), "%s/%s", from, *f);
+        char *data = NULL;
+        size_t len = 0;
+        if (read_file(src, 1024 * 1024, &data, &len) < 0)
+            continue; /* absent (the common case), unreadable or too large */
+        snprintf(dst, sizeof(dst), "%s/%s", to, *f);
+        char *slash = strrchr(dst, '/');
         *slash = '\0';
-        make_dirs(dst_dir, 0700);
-        const char *const argv[] = {"cp", "-a", "--", src, dst_dir, NULL};
-        run_command(argv, NULL, NULL);
+        if (make_dirs(dst, 0700) == 0) {
+            *slash = '/';
+            write_file(dst, data, len, 0600);
+        }
+        free(data);
     }
 }
 
@@ -96,35 +113,56 @@ int exec_sandbox_launch(struct executor *ex, const char *sid, const char *worksp
             copy_agent_config(user_home, home);
     }
     const char *home_at = home_usable && !under(workspace, user_home) ? user_home : NULL;
-    char db_dir[4096] = "";
-    if (ex->cfg.db_path && ex->cfg.db_path[0] == '/') {
-        snprintf(db_dir, sizeof(db_dir), "%s", ex->cfg.db_path);
-        char *slash = strrchr(db_dir, '/');
-        if (slash && slash != db_dir)
-            *slash = '\0';
-    }
     /* What stays invisible: the data directory (database, recordings, every other session),
-     * the database's directory, the recorder socket's directory, the configuration file and
-     * the server user's home. */
+     * the database file and its companions wherever it lives, the recorder socket's
+     * directory, the configuration file and the server user's home. */
+    char db_files[3][4200];
+    bool db = ex->cfg.db_path && ex->cfg.db_path[0] == '/';
+    static const char *const db_suffix[] = {"-wal", "-shm", "-journal"};
+    for (int i = 0; i < 3; i++)
+        snprintf(db_files[i], sizeof(db_files[i]), "%s%s", db ? ex->cfg.db_path : "",
+                 db_suffix[i]);
     const char *hide[] = {ex->cfg.data_dir,
                           ex->cfg.runtime_dir,
-                          db_dir[0] ? db_dir : NULL,
+                          db ? ex->cfg.db_path : NULL,
+                          db ? db_files[0] : NULL,
+                          db ? db_files[1] : NULL,
+                          db ? db_files[2] : NULL,
                           ex->cfg.config_path && ex->cfg.config_path[0] == '/'
                               ? ex->cfg.config_path
                               : NULL,
-                          home_usable ? user_home : NULL,
-                          NULL};
+                          home_usable ? user_home : NULL};
     /* NULL entries would end the list early: compact it */
-    const char *hide_list[6];
+    const char *hide_list[9];
     size_t k = 0;
-    for (size_t i = 0; i < 5; i++)
+    for (size_t i = 0; i < sizeof(hide) / sizeof(hide[0]); i++)
         if (hide[i])
             hide_list[k++] = hide[i];
     hide_list[k] = NULL;
+    /* The agent's own binaries must run inside: the files named, and the PATH directories
+     * that the private /tmp would otherwise hide (a tool installed under /tmp) */
+    const char *ro[24];
+    char pathbuf[4096];
+    size_t nro = 0;
+    for (const char *const *f = ro_files; f && *f && nro < 8; f++)
+        ro[nro++] = *f;
+    snprintf(pathbuf, sizeof(pathbuf), "%s", getenv("PATH") ? getenv("PATH") : "");
+    for (char *d = pathbuf; *d && nro < 23;) {
+        char *end = strchr(d, ':');
+        if (end)
+            *end = '\0';
+        if ((under(d, "/tmp") || under(d, "/var/tmp")) && !under(d, ex->cfg.data_dir) &&
+            stat(d, &st) == 0 && S_ISDIR(st.st_mode))
+            ro[nro++] = d;
+        if (!end)
+            break;
+        d = end + 1;
+    }
+    ro[nro] = NULL;
     struct sandbox_paths paths = {.workspace = workspace,
                                   .home = p->disabled ? NULL : home,
                                   .home_at = home_at,
-                                  .ro_files = ro_files,
+                                  .ro_files = ro,
                                   .hide = hide_list};
     rc = sandbox_wrap(ex->sandbox, p, &lim, cgroup_ok, &paths, agent_argv, &ret->argv);
     if (rc == 0 && !(ret->note = sandbox_describe(p, &lim, cgroup_ok)))
@@ -136,4 +174,43 @@ int exec_sandbox_launch(struct executor *ex, const char *sid, const char *worksp
     }
     ret->wall_ms = lim.wall_time_s * 1000;
     return 0;
+}
+
+bool exec_agent_started(struct executor *ex, pid_t pgid) {
+    DIR *d = opendir("/proc");
+    if (!d)
+        return true; /* cannot tell: behave as without a sandbox */
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[1024];
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        char *paren = strrchr(buf, ')'); /* state ppid pgrp follow the command's name */
+        long pgrp = 0;
+        if (!paren || sscanf(paren + 1, " %*c %*d %ld", &pgrp) != 1 || pgrp != (long)pgid)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+            continue;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        size_t l0 = strlen(buf);
+        found = !strcmp(buf, ex->cfg.self_exe) && (size_t)n > l0 + 12 &&
+                !memcmp(buf + l0 + 1, "agent\0start", 12);
+    }
+    closedir(d);
+    return found;
 }

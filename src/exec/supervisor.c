@@ -184,6 +184,11 @@ static void live_retire(struct executor *ex, struct live *l) {
     }
     if (l->conn)
         conn_kill(ex, l->conn);
+    /* if its recorder could not (killed, or its agent's last processes were still exiting) */
+    if (!sandbox_cgroup_forget(ex->sandbox, l->id) && ex->n_cg_pending < 32) {
+        snprintf(ex->cg_pending[ex->n_cg_pending].id, sizeof(ex->cg_pending[0].id), "%s", l->id);
+        ex->cg_pending[ex->n_cg_pending++].until = time_mono_ms() + 30000;
+    }
     pthread_mutex_lock(&ex->mu);
     l->dead = true;
     ex->n_live--;
@@ -359,7 +364,8 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
 
     /* D51, D52: the sandbox the task was accepted with, around the agent only — the recorder
      * stays outside (it needs the server's socket); the PTY and AH_EVENTS_FD pass in */
-    const char *ro_files[] = {prompt, settings, ex->cfg.self_exe, NULL};
+    const char *ro_files[] = {prompt, settings, ex->cfg.self_exe,
+                              custom && custom->command[0] == '/' ? custom->command : NULL, NULL};
     struct launch_sandbox sb;
     json_t *request = session_row_request((struct session_row *)row);
     int rc = exec_sandbox_launch(ex, l->id, l->workspace, json_object_get(request, "runtime"),
@@ -891,10 +897,15 @@ static void rearm_timer(struct executor *ex) {
     for (struct live *l = ex->lives; l; l = l->next) {
         if (!l->dead && l->kill_at && (!next || l->kill_at < next))
             next = l->kill_at;
+        if (!l->dead && l->kill_at && l->term_at && (!next || l->term_at < next))
+            next = l->term_at;
         if (!l->dead && l->adopt_by && (!next || l->adopt_by < next))
             next = l->adopt_by;
     }
     pthread_mutex_unlock(&ex->mu);
+    int64_t cg_next = time_mono_ms() + 100;
+    if (ex->n_cg_pending && (!next || cg_next < next))
+        next = cg_next;
     struct itimerspec its = {0};
     if (next) {
         int64_t left = next - time_mono_ms();
@@ -911,11 +922,26 @@ static void on_timer(struct executor *ex) {
     while (read(ex->timerfd, &ticks, sizeof(ticks)) > 0)
         ;
     int64_t now = time_mono_ms();
+    for (size_t i = 0; i < ex->n_cg_pending;) /* ended sessions' cgroups, once empty */
+        if (sandbox_cgroup_forget(ex->sandbox, ex->cg_pending[i].id) ||
+            ex->cg_pending[i].until < now)
+            ex->cg_pending[i] = ex->cg_pending[--ex->n_cg_pending];
+        else
+            i++;
     pthread_mutex_lock(&ex->mu);
     for (struct live *l = ex->lives; l; l = l->next) {
+        /* a stop that came while the sandbox was starting the agent: deliver it now */
+        if (!l->dead && l->kill_at && l->term_at && l->term_at <= now) {
+            l->term_at = 0;
+            if (l->agent_pgid > 1 && exec_agent_started(ex, l->agent_pgid))
+                kill(-l->agent_pgid, SIGTERM);
+            else
+                l->term_at = now + 50;
+        }
         if (l->dead || !l->kill_at || l->kill_at > now)
             continue;
         l->kill_at = 0;
+        l->term_at = 0;
         /* grace is over: the agent's group, or the whole recorder group if we never learned
          * the agent's */
         if (l->agent_pgid > 1)

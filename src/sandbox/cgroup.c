@@ -220,6 +220,21 @@ fail:
     return rc;
 }
 
+bool sandbox_cgroup_forget(const struct sandbox_set *s, const char *session_id) {
+    const char *bases[] = {s->cg_memory, s->cg_pids, s->cg_cpu};
+    bool gone = true;
+    for (int i = 0; i < 3; i++) {
+        if (!bases[i][0])
+            continue;
+        char dir[700];
+        snprintf(dir, sizeof(dir), "%s/ah-%s", bases[i], session_id);
+        /* v2: the same directory thrice, gone after the first */
+        if (rmdir(dir) < 0 && errno != ENOENT)
+            gone = false;
+    }
+    return gone;
+}
+
 void sandbox_cgroup_remove(const struct sandbox_cgroup *cg) {
     for (int i = 0; i < cg->n; i++)
         rmdir(cg->dir[i]);

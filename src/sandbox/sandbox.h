@@ -138,6 +138,10 @@ int sandbox_cgroup_create(const struct sandbox_set *s, const char *session_id,
                           const struct sandbox_limits *lim, struct sandbox_cgroup *ret);
 /* Removes them (they must be empty; best effort). */
 void sandbox_cgroup_remove(const struct sandbox_cgroup *cg);
+/* Removes whatever cgroups session_id still has (its recorder normally does it; this is for a
+ * recorder that was killed). A few rmdir calls; false while one is still there (busy: its last
+ * processes are still exiting), true once none is. */
+bool sandbox_cgroup_forget(const struct sandbox_set *s, const char *session_id);
 
 /* The recorder's side: moves the calling process into the session's cgroups, so the agent it
  * spawns next starts inside (no window in which a fork escapes), and back to where it was.

@@ -299,6 +299,19 @@ class Limits(SandboxTest):
         wait_for(lambda: not os.path.exists(cpu), 20, "the session's cgroup to be removed")
 
 
+    def test_cgroups_go_with_a_killed_session(self):
+        # DELETE kills the recorder too, so the server removes the session's cgroups itself
+        sid = create(self.server, hostile([{"do": "sleep", "seconds": 60}],
+                                          resources={"cpu": 1, "memoryMiB": 256,
+                                                     "pids": 64}))["id"]
+        wait_status(self.server, sid, "running")
+        dirs = wait_for(lambda: cgroup_dirs(sid), 20, "the session's cgroups")
+        self.assertTrue(all(os.path.isdir(d) for d in dirs), dirs)
+        self.assertEqual(self.server.request("DELETE", "/api/v1/sessions/" + sid).status, 204)
+        wait_for(lambda: not any(os.path.exists(d) for d in dirs), 30,
+                 "the killed session's cgroups to be removed")
+
+
 class Control(SandboxTest):
     def test_pause_resume_stop_recording_and_file_events(self):
         srv = self.server

@@ -163,9 +163,9 @@ static void test_wrap_default(void **state) {
     (void)state;
     struct sandbox_set *s = set_of("");
     /* outside /tmp and /var/tmp, which are private wholesale: the build directory */
-    char tmp[512];
-    assert_non_null(getcwd(tmp, sizeof(tmp) - 20));
-    strcat(tmp, "/ah-sbx-XXXXXX");
+    char cwd[400], tmp[512];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    snprintf(tmp, sizeof(tmp), "%s/ah-sbx-XXXXXX", cwd);
     assert_non_null(mkdtemp(tmp));
     char data[600], ws[700], home[700], prompt[700];
     snprintf(data, sizeof(data), "%s/data", tmp);
