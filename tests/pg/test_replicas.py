@@ -71,6 +71,15 @@ class Replicas(unittest.TestCase):
                    body={"prompt": [{"type": "text", "text": "go on from b"}]})
         self.assertEqual(r.status, 202, r)
         wait_status(a, sid, "completed")
+        # a chat message answers with the seq its owner stores it under: only the owner can
+        # (D45), so another replica says where to send it instead of guessing
+        sid2 = create(a, task([{"wait_prompt": True}]))["id"]
+        wait_status(b, sid2, "running")
+        r = b.post("/api/v1/sessions/%s/chat/messages" % sid2, body={"content": "hi"})
+        self.assertEqual(r.status, 503, r)
+        self.assertIn("runs on another access point (%s)" % replica_id(a), r.json()["detail"])
+        r = a.post("/api/v1/sessions/%s/chat/messages" % sid2, body={"content": "hi"})
+        self.assertEqual(r.status, 201, r)
 
         seen = [f for f in stream.events(timeout=60)]
         ids = [int(f["id"]) for f in seen]
