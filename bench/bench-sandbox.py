@@ -51,8 +51,8 @@ def main():
     env = dict(os.environ, HOME=tmp, XDG_RUNTIME_DIR=os.path.join(tmp, "run"))
     os.makedirs(env["XDG_RUNTIME_DIR"], mode=0o700)
     proc = subprocess.Popen([AH, "agent", "access-point", "--port", "0", "--db",
-                             os.path.join(tmp, "state.db"), "--config", cfg, "--log-level",
-                             "warn"], stdout=err, stderr=err, env=env)
+                             os.path.join(tmp, "state.db"), "--config", cfg],
+                            stdout=err, stderr=err, env=env)
     try:
         port = None
         deadline = time.monotonic() + 30
@@ -61,8 +61,12 @@ def main():
                 m = re.search(r'"msg":"listening".*?"port":(\d+)', f.read())
             port = int(m.group(1)) if m else None
             time.sleep(0.02)
-        while call(port, "GET", "/api/v1/runtimes") is None:
-            time.sleep(0.02)
+        while True:  # ready: the store is open
+            try:
+                call(port, "GET", "/api/v1/readyz")
+                break
+            except OSError:
+                time.sleep(0.05)
         runs = [("disabled", {}), ("default", {}), ("offline", {}),
                 ("default+limits", {"resources": {"cpu": 1, "memoryMiB": 512, "pids": 256}})]
         results = {}
