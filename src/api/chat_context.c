@@ -277,15 +277,15 @@ static json_t *context_json(struct api_ctx *ctx, struct session_row *row, const 
     int64_t used = last >= 0 ? last : file_tokens;
     double pct = window > 0 ? 100.0 * (double)used / (double)window : 0;
     json_t *res = json_pack(
-        "{s:{s:I, s:I, s:I, s:f, s:I, s:I}, s:o, s:o, s:{s:s, s:I, s:O, s:O}}", "context_window",
+        "{s:{s:I, s:I, s:I, s:f, s:I, s:I}, s:o, s:o, s:{s:s, s:I, s:f, s:f}}", "context_window",
         "total_tokens", (json_int_t)window, "used_tokens", (json_int_t)used, "remaining_tokens",
         (json_int_t)(window > used ? window - used : 0), "percentage_used", pct > 100 ? 100.0 : pct,
         "input_tokens", (json_int_t)in, "output_tokens", (json_int_t)out, "context_files",
         files ? json_deep_copy(files) : json_array(), "enabled_tools",
         tools ? json_incref(tools) : json_array(), "active_model", "type", model ? model : "",
         "context_window", (json_int_t)window, "input_pricing",
-        m ? json_object_get(m, "input_pricing") : json_real(0), "output_pricing",
-        m ? json_object_get(m, "output_pricing") : json_real(0));
+        json_number_value(json_object_get(m, "input_pricing")), "output_pricing",
+        json_number_value(json_object_get(m, "output_pricing")));
     if (!res)
         *ret_rc = AH_E_NOMEM;
     return res;
