@@ -57,14 +57,9 @@ static void post_branch(struct http_request *req, struct http_response *res) {
     if (!body)
         return;
     struct ah_problem p = {0};
-    const char *key;
-    json_t *v;
-    json_object_foreach(body, key, v) {
-        if (strcmp(key, "fromTs") && strcmp(key, "seq") && strcmp(key, "fsSnapshotId") &&
-            strcmp(key, "name") && strcmp(key, "injectedMessage") && strcmp(key, "autoSummarize") &&
-            strcmp(key, "agents"))
-            problem_field(&p, key, "is not a known field");
-    }
+    static const char *const known[] = {"fromTs",          "seq",           "fsSnapshotId", "name",
+                                        "injectedMessage", "autoSummarize", "agents",       NULL};
+    api_only_members(body, known, &p);
     json_t *jts = json_object_get(body, "fromTs"), *jseq = json_object_get(body, "seq");
     json_t *jid = json_object_get(body, "fsSnapshotId"), *jname = json_object_get(body, "name");
     json_t *jmsg = json_object_get(body, "injectedMessage");

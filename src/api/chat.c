@@ -352,13 +352,10 @@ static void post_message(struct http_request *req, struct http_response *res) {
     if (!body)
         return;
     struct ah_problem p = {0};
-    const char *key;
+    static const char *const known[] = {"content",       "attachments",    "context_files",
+                                        "tools_enabled", "model_override", NULL};
+    api_only_members(body, known, &p);
     json_t *v;
-    json_object_foreach(body, key, v) {
-        if (strcmp(key, "content") && strcmp(key, "attachments") && strcmp(key, "context_files") &&
-            strcmp(key, "tools_enabled") && strcmp(key, "model_override"))
-            problem_field(&p, key, "is not a known field");
-    }
     check_content(json_object_get(body, "content"), &p);
     if ((v = json_object_get(body, "context_files")))
         check_strings(v, "context_files", CHAT_PATH_MAX, &p);
@@ -443,12 +440,9 @@ static void put_message(struct http_request *req, struct http_response *res) {
     if (!body)
         return;
     struct ah_problem p = {0};
-    const char *key;
+    static const char *const known[] = {"content", "attachments", NULL};
+    api_only_members(body, known, &p);
     json_t *v;
-    json_object_foreach(body, key, v) {
-        if (strcmp(key, "content") && strcmp(key, "attachments"))
-            problem_field(&p, key, "is not a known field");
-    }
     check_content(json_object_get(body, "content"), &p);
     if ((v = json_object_get(body, "attachments")) && !json_is_array(v))
         problem_field(&p, "attachments", "must be an array");

@@ -368,12 +368,9 @@ static void post_attachments(struct http_request *req, struct http_response *res
     if (!body)
         return;
     struct ah_problem p = {0};
-    const char *key;
-    json_t *v, *list = json_object_get(body, "attachments");
-    json_object_foreach(body, key, v) {
-        if (strcmp(key, "attachments"))
-            problem_field(&p, key, "is not a known field");
-    }
+    json_t *list = json_object_get(body, "attachments");
+    static const char *const known[] = {"attachments", NULL};
+    api_only_members(body, known, &p);
     if (!json_is_array(list) || !json_array_size(list) || json_array_size(list) > ATT_PER_REQUEST)
         problem_field(&p, "attachments", "must be an array of 1 to %d attachments",
                       ATT_PER_REQUEST);
@@ -453,7 +450,7 @@ static void post_attachments(struct http_request *req, struct http_response *res
         json_decref(metas);
         return;
     }
-    json_t *out = json_array();
+    json_t *out = json_array(), *v;
     size_t i;
     json_array_foreach(metas, i, v) json_array_append_new(out, answer_json(ctx, row->id, mid, v));
     json_decref(metas);

@@ -379,13 +379,9 @@ static void put_context(struct http_request *req, struct http_response *res) {
     if (!body)
         return;
     struct ah_problem p = {0};
-    const char *key;
-    json_t *v;
-    json_object_foreach(body, key, v) {
-        if (strcmp(key, "add_files") && strcmp(key, "remove_files") && strcmp(key, "enable_tools") &&
-            strcmp(key, "disable_tools") && strcmp(key, "model_override"))
-            problem_field(&p, key, "is not a known field");
-    }
+    static const char *const known[] = {"add_files",     "remove_files",   "enable_tools",
+                                        "disable_tools", "model_override", NULL};
+    api_only_members(body, known, &p);
     json_t *add = json_object_get(body, "add_files"), *rm = json_object_get(body, "remove_files");
     json_t *en = json_object_get(body, "enable_tools"), *dis = json_object_get(body, "disable_tools");
     json_t *mo = json_object_get(body, "model_override");
@@ -423,6 +419,7 @@ static void put_context(struct http_request *req, struct http_response *res) {
     if (!model)
         model = launch_model(row, def);
     size_t i;
+    json_t *v;
     json_array_foreach(rm, i, v) {
         char norm[WS_PATH_MAX + 1];
         if (ws_path_normalise(json_string_value(v), json_string_length(v), norm) < 0)

@@ -60,6 +60,9 @@ const char *api_project(const struct http_request *req);
 /* Parses the JSON body; NULL after answering 400. An absent body is an empty object when
  * `optional`. */
 json_t *api_body(struct http_request *req, struct http_response *res, bool optional);
+/* Adds "is not a known field" to p for each member of body not in `allowed` (NULL-terminated),
+ * so a typo is a 400 rather than silently ignored. True when all are known. */
+bool api_only_members(const json_t *body, const char *const *allowed, struct ah_problem *p);
 /* ?page= and ?perPage= (D6); a bad value is a field error in p. */
 struct page api_page(struct http_request *req, int64_t default_per_page, struct ah_problem *p);
 /* ?sort=asc|desc (D6: newest first unless asc); a bad value is a field error in p. */

@@ -139,13 +139,9 @@ static void post_seek(struct http_request *req, struct http_response *res) {
     if (!body)
         return;
     struct ah_problem p = {0};
-    const char *key;
-    json_t *v;
-    json_object_foreach(body, key, v) {
-        if (strcmp(key, "ts") && strcmp(key, "seq") && strcmp(key, "fsSnapshotId") &&
-            strcmp(key, "mountReadonly") && strcmp(key, "pausePlayer"))
-            problem_field(&p, key, "is not a known field");
-    }
+    static const char *const known[] = {"ts",           "seq",         "fsSnapshotId",
+                                        "mountReadonly", "pausePlayer", NULL};
+    api_only_members(body, known, &p);
     json_t *jts = json_object_get(body, "ts"), *jseq = json_object_get(body, "seq");
     json_t *jid = json_object_get(body, "fsSnapshotId");
     json_t *ro = json_object_get(body, "mountReadonly"), *pause = json_object_get(body, "pausePlayer");

@@ -280,12 +280,8 @@ static void post_prompt(struct http_request *req, struct http_response *res) {
         return;
     struct ah_problem p = {0};
     json_t *prompt = json_object_get(body, "prompt"), *message = json_object_get(body, "message");
-    const char *key;
-    json_t *v;
-    json_object_foreach(body, key, v) {
-        if (strcmp(key, "prompt") && strcmp(key, "message"))
-            problem_field(&p, key, "is not a known field");
-    }
+    static const char *const known[] = {"prompt", "message", NULL};
+    api_only_members(body, known, &p);
     if (prompt && message)
         problem_field(&p, "prompt", "give prompt or message, not both");
     else if (!prompt && !message)

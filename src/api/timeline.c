@@ -452,19 +452,6 @@ static bool label_desc(json_t *body, bool label_required, const char **label,
     return !p->code;
 }
 
-static bool only_members(json_t *body, const char *const *allowed, struct ah_problem *p) {
-    const char *key;
-    json_t *v;
-    json_object_foreach(body, key, v) {
-        const char *const *a = allowed;
-        while (*a && strcmp(*a, key))
-            a++;
-        if (!*a)
-            problem_field(p, key, "is not a known field");
-    }
-    return !p->code;
-}
-
 static void post_snapshot(struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = api_ready(req, res);
     if (!ctx)
@@ -475,7 +462,7 @@ static void post_snapshot(struct http_request *req, struct http_response *res) {
     struct ah_problem p = {0};
     const char *label, *desc;
     static const char *const allowed[] = {"label", "description", NULL};
-    only_members(body, allowed, &p);
+    api_only_members(body, allowed, &p);
     label_desc(body, false, &label, &desc, &p);
     if (http_fail(req, res, &p))
         return;
@@ -523,7 +510,7 @@ static void post_moment(struct http_request *req, struct http_response *res) {
     struct ah_problem p = {0};
     const char *label, *desc;
     static const char *const allowed[] = {"label", "description", "type", NULL};
-    only_members(body, allowed, &p);
+    api_only_members(body, allowed, &p);
     label_desc(body, true, &label, &desc, &p);
     json_t *t = json_object_get(body, "type");
     const char *type = t ? json_string_value(t) : "milestone";

@@ -71,6 +71,19 @@ const char *api_project(const struct http_request *req) {
     return pr && !pr->local && pr->project[0] ? pr->project : NULL;
 }
 
+bool api_only_members(const json_t *body, const char *const *allowed, struct ah_problem *p) {
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)body, key, v) {
+        const char *const *a = allowed;
+        while (*a && strcmp(*a, key))
+            a++;
+        if (!*a)
+            problem_field(p, key, "is not a known field");
+    }
+    return !p->code;
+}
+
 json_t *api_body(struct http_request *req, struct http_response *res, bool optional) {
     if (!req->body_len && optional)
         return json_object();
