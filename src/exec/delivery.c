@@ -18,8 +18,10 @@
  * abandoned when the server stops (its exit message was not acknowledged: the recorder resends
  * it to the next server, which delivers again). Errors never vanish: they become the event.
  *
- * The workspace's own index, HEAD and refs are not touched (D30): the commit is built with a
- * private index file next to the session's snapshots and `git commit-tree`, and pushed by id.
+ * The workspace's own index, HEAD and refs are not touched (D30), and no git command runs on its
+ * .git at all (the agent writes it; git would run commands its config names): the commit is
+ * built in a repository of ours under the session's directory (delivery.git, borrowing the
+ * workspace's objects read-only) with a private index and `git commit-tree`, and pushed by id.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -113,6 +115,61 @@ static char *commit_message(const json_t *req, const char *id) {
     return msg;
 }
 
+/* The first line of a file (at most cap-1 bytes), "" when unreadable. */
+static void first_line(const char *path, char *out, size_t cap) {
+    out[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    if (!fgets(out, (int)cap, f))
+        out[0] = 0;
+    fclose(f);
+    out[strcspn(out, "\r\n")] = 0;
+}
+
+static bool is_object_id(const char *s) {
+    size_t n = strlen(s);
+    return (n == 40 || n == 64) && strspn(s, "0123456789abcdef") == n;
+}
+
+/* The commit the workspace's HEAD names, read from its files (no git runs in the agent's
+ * repository): HEAD itself, or the loose or packed ref it points to. "" for none (an empty
+ * repository, or files that make no sense: they are the agent's to write). */
+static void workspace_head(const char *gitdir, char *out, size_t cap) {
+    char path[4400], line[600];
+    out[0] = 0;
+    snprintf(path, sizeof(path), "%s/HEAD", gitdir);
+    first_line(path, line, sizeof(line));
+    if (is_object_id(line)) {
+        snprintf(out, cap, "%s", line);
+        return;
+    }
+    if (strncmp(line, "ref: refs/", 10) != 0 || strstr(line, ".."))
+        return;
+    char ref[600];
+    snprintf(ref, sizeof(ref), "%s", line + 5);
+    snprintf(path, sizeof(path), "%s/%s", gitdir, ref);
+    first_line(path, line, sizeof(line));
+    if (is_object_id(line)) {
+        snprintf(out, cap, "%s", line);
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/packed-refs", gitdir);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        char *sp = strchr(line, ' ');
+        if (sp && !strcmp(sp + 1, ref)) {
+            *sp = 0;
+            if (is_object_id(line))
+                snprintf(out, cap, "%s", line);
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+}
+
 static int deliver_branch(struct executor *ex, const struct session_row *row, const json_t *req,
                           const char *wd, json_t *ev, char *err, size_t err_cap) {
     const json_t *d = json_object_get(req, "delivery");
@@ -125,34 +182,60 @@ static int deliver_branch(struct executor *ex, const struct session_row *row, co
     char gitdir[4200];
     struct stat sb;
     snprintf(gitdir, sizeof(gitdir), "%s/.git", wd);
-    if (!url || (mode && strcmp(mode, "git") != 0) || stat(gitdir, &sb) < 0) {
+    if (!url || (mode && strcmp(mode, "git") != 0) || stat(gitdir, &sb) < 0 ||
+        !S_ISDIR(sb.st_mode)) {
         snprintf(err, err_cap, "branch delivery needs a git workspace of the task's repository "
                                "(repo.mode git)");
         return AH_E_INVAL;
     }
     struct run_limits lim = {.timeout_ms = ex->cfg.clone_timeout_ms,
                              .abort_fd = ex->delivs ? ex->delivs->abort_fd : -1};
-    char idx[4300], env_idx[4400], parent[128] = "", tree[128], commit[128];
-    snprintf(idx, sizeof(idx), "%s/sessions/%s/delivery.index", ex->cfg.data_dir, row->id);
-    snprintf(env_idx, sizeof(env_idx), "GIT_INDEX_FILE=%s", idx);
-    unlink(idx);
-    const char *rev[] = {"git", "rev-parse", "-q", "--verify", "HEAD^{commit}", NULL};
-    (void)step(&lim, wd, rev, "git rev-parse", parent, sizeof(parent), err, err_cap);
-    err[0] = 0; /* no HEAD (an empty repository): a root commit */
-    const char *read_tree[] = {"env", env_idx, "git", "read-tree", parent[0] ? parent : "--empty",
-                               NULL};
-    /* the agent could have written hooks or an fsmonitor command into the workspace's .git:
-     * none of them runs here (filter drivers from its .git/config still would: the agent's own
-     * repository configuration is trusted as far as `git add` goes) */
-    const char *add[] = {"env", env_idx, "git", "-c", "core.fsmonitor=false", "-c",
-                         "core.hooksPath=/dev/null", "add", "-A", "--", ".", NULL};
-    const char *write_tree[] = {"env", env_idx, "git", "write-tree", NULL};
-    int rc = step(&lim, wd, read_tree, "git read-tree", NULL, 0, err, err_cap);
+    /* Every git step runs on a repository of ours (GIT_DIR), never on the workspace's .git: its
+     * config, hooks and info/ are the agent's to write, and git runs commands named there (a
+     * filter driver during add, core.sshCommand or a credential helper during push, fsmonitor…)
+     * as this server, outside any sandbox. Ours borrows the workspace's objects read-only
+     * (alternates) for the parent commit; its index is private; the work tree is read as files,
+     * with the tree's own .gitattributes naming drivers that are not configured here (ignored). */
+    char gd[4300], alt[4400], env_gd[4400], env_wt[4300], env_idx[4400], parent[128] = "",
+        tree[128], commit[128];
+    snprintf(gd, sizeof(gd), "%s/sessions/%s/delivery.git", ex->cfg.data_dir, row->id);
+    snprintf(env_gd, sizeof(env_gd), "GIT_DIR=%s", gd);
+    snprintf(env_wt, sizeof(env_wt), "GIT_WORK_TREE=%s", wd);
+    snprintf(env_idx, sizeof(env_idx), "GIT_INDEX_FILE=%s/delivery.index", gd);
+    const char *rm[] = {"rm", "-rf", "--", gd, NULL};
+    const char *init[] = {"git", "init", "-q", "--bare", "--", gd, NULL};
+    int rc = step(&lim, NULL, rm, "rm", NULL, 0, err, err_cap);
+    if (rc == 0)
+        rc = step(&lim, NULL, init, "git init", NULL, 0, err, err_cap);
+    if (rc < 0)
+        return rc;
+    snprintf(alt, sizeof(alt), "%s/objects/info/alternates", gd);
+    FILE *f = fopen(alt, "w");
+    if (!f || fprintf(f, "%s/objects\n", gitdir) < 0 || fclose(f) != 0) {
+        if (f)
+            fclose(f);
+        snprintf(err, err_cap, "cannot prepare the delivery repository: %s", strerror(errno));
+        return AH_E_IO;
+    }
+    char head[128];
+    workspace_head(gitdir, head, sizeof(head));
+    if (head[0]) { /* a commit our repository reaches through the alternates */
+        char spec[160];
+        snprintf(spec, sizeof(spec), "%s^{commit}", head);
+        const char *rev[] = {"env", env_gd, "git", "rev-parse", "-q", "--verify", spec, NULL};
+        if ((rc = step(&lim, NULL, rev, "git rev-parse", parent, sizeof(parent), err, err_cap)) <
+            0)
+            return rc;
+    }
+    const char *read_tree[] = {"env", env_gd, env_idx, "git", "read-tree",
+                               parent[0] ? parent : "--empty", NULL};
+    const char *add[] = {"env", env_gd, env_wt, env_idx, "git", "add", "-A", "--", ".", NULL};
+    const char *write_tree[] = {"env", env_gd, env_idx, "git", "write-tree", NULL};
+    rc = step(&lim, NULL, read_tree, "git read-tree", NULL, 0, err, err_cap);
     if (rc == 0)
         rc = step(&lim, wd, add, "git add", NULL, 0, err, err_cap);
     if (rc == 0)
-        rc = step(&lim, wd, write_tree, "git write-tree", tree, sizeof(tree), err, err_cap);
-    unlink(idx);
+        rc = step(&lim, NULL, write_tree, "git write-tree", tree, sizeof(tree), err, err_cap);
     if (rc < 0)
         return rc;
     AH_AUTOFREE char *msg = commit_message(req, row->id);
@@ -161,10 +244,10 @@ static int deliver_branch(struct executor *ex, const struct session_row *row, co
     snprintf(ae, sizeof(ae), "GIT_AUTHOR_EMAIL=%s@agents.agent-harbor.invalid", row->agent_type);
     if (!msg)
         return AH_E_NOMEM;
-    const char *ct[] = {"env", an, ae, "GIT_COMMITTER_NAME=" COMMITTER_NAME,
+    const char *ct[] = {"env", env_gd, an, ae, "GIT_COMMITTER_NAME=" COMMITTER_NAME,
                         "GIT_COMMITTER_EMAIL=" COMMITTER_EMAIL, "git", "commit-tree", tree, "-m",
                         msg, parent[0] ? "-p" : NULL, parent, NULL};
-    if ((rc = step(&lim, wd, ct, "git commit-tree", commit, sizeof(commit), err, err_cap)) < 0)
+    if ((rc = step(&lim, NULL, ct, "git commit-tree", commit, sizeof(commit), err, err_cap)) < 0)
         return rc;
     json_object_set_new(ev, "commit", json_string(commit));
     /* ah/<id> is ours to overwrite (a delivery repeated after a restart makes a new commit); a
@@ -172,9 +255,9 @@ static int deliver_branch(struct executor *ex, const struct session_row *row, co
     char refspec[400];
     snprintf(refspec, sizeof(refspec), "%s%s:refs/heads/%s", named ? "" : "+", commit, branch);
     /* --no-verify: no pre-push hook of the workspace runs (the remote's own hooks do) */
-    const char *push[] = {"env", "GIT_TERMINAL_PROMPT=0", "git", "push", "--no-verify",
+    const char *push[] = {"env", env_gd, "GIT_TERMINAL_PROMPT=0", "git", "push", "--no-verify",
                           "--porcelain", "--", url, refspec, NULL};
-    if ((rc = step(&lim, wd, push, "git push", NULL, 0, err, err_cap)) < 0)
+    if ((rc = step(&lim, NULL, push, "git push", NULL, 0, err, err_cap)) < 0)
         return rc;
     return 0;
 }

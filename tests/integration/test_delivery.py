@@ -101,6 +101,52 @@ class Delivery(unittest.TestCase):
         r = self.server.get("/api/v1/sessions/%s/delivery" % sid)
         self.assertEqual(r.status, 404)
 
+    def test_the_agents_git_config_never_runs(self):
+        """The workspace's .git is the agent's to write, and git runs commands named in a
+        repository's config (a filter driver during add, core.sshCommand and credential helpers
+        during push, fsmonitor) as the server, outside the sandbox. Delivery never runs git on
+        it: the planted commands do not run, the URL is not rewritten, the content is not
+        filtered."""
+        steps = [{"wait_prompt": True}] + STEPS
+        body = task(steps, delivery={"mode": "branch"}, repo={"mode": "git", "url": self.remote})
+        sid = create(self.server, body)["id"]
+        s = wait_status(self.server, sid, "running", timeout=120)
+        ws = s["workspace"]["mountPath"]
+        marker = os.path.join(self.root, "pwned-%s" % sid)
+        evil = "touch %s" % marker
+        decoy = os.path.join(self.root, "decoy-%s.git" % sid)
+        git(self.root, "init", "-q", "--bare", decoy)
+        with open(os.path.join(ws, ".git", "config"), "a") as f:
+            f.write('[filter "evil"]\n\tclean = sh -c \'%s; cat\'\n\trequired = true\n' % evil)
+            f.write('[core]\n\tfsmonitor = sh -c \'%s\'\n' % evil)
+            f.write('\tsshCommand = sh -c \'%s\'\n' % evil)
+            f.write('[credential]\n\thelper = !sh -c \'%s\'\n' % evil)
+            f.write('[url "%s"]\n\tinsteadOf = %s\n' % (decoy, self.remote))
+        with open(os.path.join(ws, ".gitattributes"), "w") as f:
+            f.write("* filter=evil\n")
+        hooks = os.path.join(ws, ".git", "hooks")
+        for h in ("pre-commit", "pre-push", "post-commit", "reference-transaction"):
+            with open(os.path.join(hooks, h), "w") as f:
+                f.write("#!/bin/sh\n%s\n" % evil)
+            os.chmod(os.path.join(hooks, h), 0o755)
+        r = self.server.post("/api/v1/sessions/%s/prompt" % sid, body={"prompt": "go"})
+        self.assertIn(r.status, (200, 202), r)
+        s = wait_status(self.server, sid, ("completed", "failed"), timeout=120)
+        self.assertEqual(s["status"], "completed", s)
+        ev = [e for e in events(self.server, sid) if e["type"] == "delivery"][0]
+        self.assertEqual(ev["status"], "delivered", ev)
+        self.assertFalse(os.path.exists(marker), "a command from the agent's .git/config ran")
+        # pushed where the task said, not where the agent's insteadOf pointed
+        self.assertEqual(git(self.remote, "rev-parse", "refs/heads/ah/" + sid).strip(),
+                         ev["commit"])
+        self.assertEqual(git(decoy, "for-each-ref"), "")
+        self.assertEqual(git(self.remote, "rev-parse", ev["commit"] + "^").strip(),
+                         self.base_commit)
+        self.assertEqual(git(self.remote, "show", ev["commit"] + ":README"),
+                         "hello\nchanged by the agent\n")
+        self.assertEqual(git(self.remote, "show", ev["commit"] + ":.gitattributes"),
+                         "* filter=evil\n")
+
     def test_named_branch(self):
         sid, s, ev = self.run_session({"mode": "branch", "branch": "feature/agent-work"})
         self.assertEqual(ev["status"], "delivered", ev)
