@@ -1,8 +1,10 @@
 """Issue 3: tasks become supervised sessions that can be controlled with signals, on the real
 binary with the scripted agent (and a CPU-burning custom agent for pause and stop)."""
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -354,6 +356,23 @@ def threads(pid):
 
 class Adapters(ServerTest):
     server_env = {"PATH": os.path.join(FIXTURES, "bin") + ":" + os.environ["PATH"]}
+
+    @classmethod
+    def setUpClass(cls):
+        # the fake CLIs replay recordings from the checkout's fixtures: readable inside the
+        # sandbox even when the checkout lies under /tmp, which is private there (D52)
+        cls.cfg_dir = tempfile.mkdtemp(prefix="ah-adapters-")
+        cfg = os.path.join(cls.cfg_dir, "config.toml")
+        with open(cfg, "w") as f:
+            f.write("[sandbox.default]\nread-only = [%s]\n"
+                    % json.dumps(os.path.realpath(FIXTURES)))
+        cls.server_args = ("--config", cfg)
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        shutil.rmtree(cls.cfg_dir, ignore_errors=True)
 
     def test_claude_code_with_a_fake_cli(self):
         sid = create(self.server, task(agent="claude-code", prompt="fix the token check"))["id"]
