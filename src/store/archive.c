@@ -348,7 +348,7 @@ int store_import(struct store *st, FILE *in, json_t **ret_summary, struct ah_pro
         const char *t = json_string_value(json_object_get(line, "table"));
         bool flush = !line || !t || (table && strcmp(table, t) != 0) ||
                      json_array_size(batch) >= ARCHIVE_BATCH;
-        if (flush && table && json_array_size(batch)) {
+        if (rc == 0 && flush && table && json_array_size(batch)) {
             rc = st->ops->archive_write(st->impl, table, batch, reterr);
             json_array_clear(batch);
         }
