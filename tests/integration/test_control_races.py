@@ -91,8 +91,11 @@ class Races(unittest.TestCase):
                 r=s.post("/api/v1/sessions/%s/resume" % sid)))
             t.start()
             h.wait_held()
-            # the agent runs on (SIGCONT was sent), sleeps out its step and ends meanwhile
-            wait_for(lambda: session(s, sid)["status"] in TERMINAL, 60, "the agent's end")
+            # the agent runs on (SIGCONT was sent), sleeps out its step and ends meanwhile. Read
+            # from the database, not over HTTP: the held request occupies one of the server's
+            # worker threads, and a new connection may be given to that one
+            wait_for(lambda: ahtest.db_row(s.db, "SELECT status FROM sessions WHERE id = '%s'"
+                                           % sid)[0] in TERMINAL, 60, "the agent's end")
             h.release()
             t.join(60)
             self.assertEqual(answer["r"].status, 202, answer["r"])
