@@ -83,6 +83,10 @@ static int parse_key(struct parser *ps, char *out, size_t n, bool dotted) {
     out[len] = '\0';
     if (len == 0 || out[0] == '.' || out[len - 1] == '.' || strstr(out, ".."))
         return fail(ps, "expected a key");
+    json_t *utf8 = json_stringn(out, len); /* a quoted segment may hold any byte */
+    if (!utf8)
+        return fail(ps, "key is not valid UTF-8");
+    json_decref(utf8);
     return 0;
 }
 

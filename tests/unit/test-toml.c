@@ -89,6 +89,7 @@ static void test_quoted_sections_and_fractions(void **state) {
     bad("[models.\"\"]\n", 1);
     bad("[models.\"a\nb\"]\n", 1);
     bad("[models.\"x\"y]\n", 1);
+    bad("[\"\xfb\"]\nk = 1\n", 1); /* not UTF-8: refused with a located error (fuzz_toml) */
     bad("a = 1.\n", 1);
     bad("a = .5\n", 1);
     bad("a = 1.2.3\n", 1);
