@@ -80,6 +80,9 @@ int config_read(const char *command, const char *path, bool must_exist, json_t *
 char *config_user_path(void);
 /* The daemons' default database, $XDG_DATA_HOME/agent-harbor/state.db (caller frees). */
 char *config_default_db(void);
+/* Opens --db (or AH_DB's value, or the default) for an offline command named `what`
+ * ("admin export"); 0, or an exit code after a one-line error on stderr. */
+int config_open_store(const char *what, const char *db, struct store **ret);
 int config_load(int argc, char **argv, const char *command, const struct config_defaults *defs,
                 struct config *ret);
 void config_clear(struct config *c);

@@ -72,19 +72,9 @@ static int parse(int argc, char **argv, const char *which, struct admin_opts *o)
 }
 
 static int open_store(const char *which, const struct admin_opts *o, struct store **ret) {
-    AH_AUTOFREE char *def = o->db && *o->db ? NULL : config_default_db();
-    const char *db = o->db && *o->db ? o->db : def;
-    if (!db) {
-        fprintf(stderr, "ah admin api-key %s: out of memory\n", which);
-        return EXIT_GENERAL;
-    }
-    struct ah_problem p = {0};
-    if (store_open(db, ret, &p) < 0) {
-        fprintf(stderr, "ah admin api-key %s: cannot open %s: %s\n", which, db, p.detail);
-        problem_clear(&p);
-        return EXIT_CONFIG;
-    }
-    return 0;
+    char what[48];
+    snprintf(what, sizeof(what), "admin api-key %s", which);
+    return config_open_store(what, o->db, ret);
 }
 
 static const char *user_name(void) {

@@ -51,19 +51,9 @@ static int parse(int argc, char **argv, const char *cmd, const char *usage, stru
 }
 
 static int open_db(const char *cmd, const struct db_opts *o, struct store **ret) {
-    AH_AUTOFREE char *def = o->db && *o->db ? NULL : config_default_db();
-    const char *db = o->db && *o->db ? o->db : def;
-    if (!db) {
-        fprintf(stderr, "ah admin %s: out of memory\n", cmd);
-        return EXIT_GENERAL;
-    }
-    struct ah_problem p = {0};
-    if (store_open(db, ret, &p) < 0) {
-        fprintf(stderr, "ah admin %s: cannot open the database: %s\n", cmd, p.detail);
-        problem_clear(&p);
-        return EXIT_CONFIG;
-    }
-    return 0;
+    char what[32];
+    snprintf(what, sizeof(what), "admin %s", cmd);
+    return config_open_store(what, o->db, ret);
 }
 
 #define DB_HELP                                                                                   \

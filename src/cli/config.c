@@ -412,6 +412,21 @@ char *config_default_db(void) {
     return default_path("XDG_DATA_HOME", ".local/share", "state.db");
 }
 
+int config_open_store(const char *what, const char *db, struct store **ret) {
+    AH_AUTOFREE char *def = db && *db ? NULL : config_default_db();
+    if (!(db && *db) && !(db = def)) {
+        fprintf(stderr, "ah %s: out of memory\n", what);
+        return EXIT_GENERAL;
+    }
+    struct ah_problem p = {0};
+    if (store_open(db, ret, &p) < 0) { /* the detail keeps a URL's password to itself */
+        fprintf(stderr, "ah %s: cannot open the database: %s\n", what, p.detail);
+        problem_clear(&p);
+        return EXIT_CONFIG;
+    }
+    return 0;
+}
+
 static char *default_path(const char *xdg_var, const char *fallback, const char *file) {
     const char *base = getenv(xdg_var);
     char path[4096];
