@@ -4,6 +4,7 @@
 #include "ahserver.h"
 
 #include <ah/client.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
@@ -118,6 +119,43 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path) < 0 ? 0 : 0; /* best effort */
 }
 
+/* Agents outlive their server by design (they re-attach to the next one), but a test run must not
+ * leave them behind: kill the process group of every process whose command line names our temp
+ * directory, as the Python harness's kill_sessions() does. */
+static void kill_sessions(void) {
+    DIR *d = opendir("/proc");
+    if (!d || !tmp[0]) {
+        if (d)
+            closedir(d);
+        return;
+    }
+    pid_t own = getpgid(0);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 1)
+            continue;
+        char path[64], cmd[4096];
+        snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            continue;
+        size_t n = fread(cmd, 1, sizeof(cmd) - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < n; i++)
+            if (cmd[i] == '\0')
+                cmd[i] = ' ';
+        cmd[n] = '\0';
+        if (!strstr(cmd, tmp))
+            continue;
+        pid_t g = getpgid((pid_t)pid);
+        if (g > 1 && g != own)
+            kill(-g, SIGKILL);
+    }
+    closedir(d);
+}
+
 static int stop_server(void) {
     int bad = 0;
     if (server_pid > 0) {
@@ -129,6 +167,7 @@ static int stop_server(void) {
             bad = 1;
         }
     }
+    kill_sessions();
     char *log = read_file(log_path);
     const char *markers[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"};
     for (size_t i = 0; log && i < 3; i++) {
