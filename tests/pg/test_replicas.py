@@ -4,6 +4,7 @@ run the session reach the one that does; a replica killed mid-stream loses its s
 another within the lease (a running one is failed "access point lost", a queued one runs there,
 once), while an SSE client of the survivor reads every event exactly once."""
 
+import os
 import signal
 import time
 import unittest
@@ -134,6 +135,16 @@ class Replicas(unittest.TestCase):
         self.assertEqual(statuses, ["queued", "provisioning", "running", "completed"])
         # control on a lost replica's session waits for the takeover instead of vanishing
         self.assertEqual(b.post("/api/v1/sessions/%s/stop" % running).status, 409)
+        # A's agent outlived A (by design, to be re-attached within the lease); when A comes back
+        # too late, its recorder reconnects, is refused (the session is B's and failed) and kills
+        # the agent: no orphan keeps working on a session nobody owns
+        pid = int(ahtest.db_row(self.db, "SELECT recorder_pid FROM sessions WHERE id = '%s'"
+                                % running)[0])
+        self.assertTrue(os.path.exists("/proc/%d" % pid), "the agent outlived its replica")
+        a.start()
+        wait_for(lambda: not os.path.exists("/proc/%d" % pid), 60, "the orphan's end")
+        self.assertEqual(session(a, running)["status"], "failed")
+        self.assertEqual(owner(self.db, running), replica_id(b))
 
     def test_a_restart_within_the_lease_keeps_the_sessions(self):
         a, b = self.server(), self.server()
