@@ -3,6 +3,7 @@
  * ceiling of the same libmicrohttpd serving a fixed body, in one interleaved run.
  *
  *   bench-read AH_BIN [SECONDS_PER_RUN=3] [ROUNDS=5] [CONNECTIONS=32]
+ *   tests/pg/pgserver.py --env AH_TEST_PG_URL -- bench-read AH_BIN …   (PostgreSQL side by side)
  *
  * Starts `ah agent access-point` on a temp directory, runs one scripted session to completion,
  * takes the bytes of its GET /api/v1/sessions/{id} answer and serves them from a bare
@@ -193,60 +194,72 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-int main(int argc, char **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "usage: bench-read AH_BIN [SECONDS=3] [ROUNDS=5] [CONNECTIONS=32]\n");
-        return 2;
+/* One `ah agent access-point` under test: its process, port, temp directory, and the session
+ * whose representation is read. */
+struct target {
+    const char *name;
+    pid_t pid;
+    int port;
+    char tmp[64], path[128], etag_hdr[256];
+};
+
+static void target_stop(struct target *t) {
+    if (t->pid > 0) {
+        kill(t->pid, SIGTERM);
+        waitpid(t->pid, NULL, 0);
     }
-    double secs = argc > 2 ? atof(argv[2]) : 3;
-    int rounds = argc > 3 ? atoi(argv[3]) : 5;
-    int nconn = argc > 4 ? atoi(argv[4]) : 32;
-    signal(SIGPIPE, SIG_IGN);
-    char tmp[] = "/tmp/bench-read-XXXXXX";
-    if (!mkdtemp(tmp))
-        return 1;
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->tmp);
+    if (t->tmp[0] && system(cmd) != 0)
+        fprintf(stderr, "bench-read: could not remove %s\n", t->tmp);
+}
+
+/* Starts the server on `db_url` (NULL: an SQLite file in its temp directory), runs one scripted
+ * session to completion and keeps its GET answer in *body (the caller frees it). 0 or -1. */
+static int target_start(struct target *t, const char *ah, const char *db_url, char **body) {
+    snprintf(t->tmp, sizeof(t->tmp), "/tmp/bench-read-XXXXXX");
+    if (!mkdtemp(t->tmp))
+        return -1;
     char log[600], db[600], run[600], env_data[700], env_run[700], env_home[700];
-    snprintf(log, sizeof(log), "%s/server.log", tmp);
-    snprintf(db, sizeof(db), "%s/state.db", tmp);
-    snprintf(run, sizeof(run), "%s/run", tmp);
+    snprintf(log, sizeof(log), "%s/server.log", t->tmp);
+    snprintf(db, sizeof(db), "%s", db_url ? db_url : "");
+    if (!db_url)
+        snprintf(db, sizeof(db), "%s/state.db", t->tmp);
+    snprintf(run, sizeof(run), "%s/run", t->tmp);
     mkdir(run, 0700);
-    pid_t pid = fork();
-    if (pid == 0) {
+    t->pid = fork();
+    if (t->pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(fd, 2);
         dup2(fd, 1);
-        snprintf(env_data, sizeof(env_data), "XDG_DATA_HOME=%s", tmp);
+        snprintf(env_data, sizeof(env_data), "XDG_DATA_HOME=%s", t->tmp);
         snprintf(env_run, sizeof(env_run), "XDG_RUNTIME_DIR=%s", run);
-        snprintf(env_home, sizeof(env_home), "HOME=%s", tmp);
+        snprintf(env_home, sizeof(env_home), "HOME=%s", t->tmp);
         putenv(env_data), putenv(env_run), putenv(env_home);
-        /* warn: the access log is a line per request; the bench measures serving, not logging */
-        execl(argv[1], argv[1], "agent", "access-point", "--port", "0", "--db", db,
-              (char *)NULL);
+        execl(ah, ah, "agent", "access-point", "--port", "0", "--db", db, (char *)NULL);
         _exit(127);
     }
-    int port = 0;
-    for (int i = 0; i < 300 && !port; i++) {
+    for (int i = 0; i < 300 && !t->port; i++) {
         usleep(50000);
         FILE *f = fopen(log, "r");
         char line[4096];
         while (f && fgets(line, sizeof(line), f)) {
             char *p = strstr(line, "\"port\":");
             if (p)
-                port = atoi(p + 7);
+                t->port = atoi(p + 7);
         }
         if (f)
             fclose(f);
     }
-    if (!port) {
-        fprintf(stderr, "bench-read: the server did not start (see %s)\n", log);
-        kill(pid, SIGTERM);
-        return 1;
+    if (!t->port) {
+        fprintf(stderr, "bench-read: the %s server did not start (see %s)\n", t->name, log);
+        return -1;
     }
     char *resp = NULL;
     for (int i = 0; i < 200; i++) { /* ready */
         free(resp);
         resp = NULL;
-        if (http_once(port, "GET", "/api/v1/readyz", NULL, &resp) == 200)
+        if (http_once(t->port, "GET", "/api/v1/readyz", NULL, &resp) == 200)
             break;
         usleep(50000);
     }
@@ -254,10 +267,10 @@ int main(int argc, char **argv) {
     const char *task = "{\"prompt\":\"bench\",\"repo\":{\"mode\":\"none\"},\"runtime\":{\"type\":"
                        "\"local\"},\"agents\":[{\"type\":\"scripted\",\"settings\":{\"scenario\":"
                        "[{\"thought\":\"reading\"},{\"log\":\"done\"}]}}]}";
-    if (http_once(port, "POST", "/api/v1/tasks", task, &resp) != 201) {
+    if (http_once(t->port, "POST", "/api/v1/tasks", task, &resp) != 201) {
         fprintf(stderr, "bench-read: cannot create a task: %s\n", resp ? resp : "");
-        kill(pid, SIGTERM);
-        return 1;
+        free(resp);
+        return -1;
     }
     char sid[64] = "";
     char *p = strstr(resp, "{\"id\":\"");
@@ -266,27 +279,24 @@ int main(int argc, char **argv) {
     free(resp);
     if (!sid[0]) {
         fprintf(stderr, "bench-read: no session id in the answer\n");
-        kill(pid, SIGTERM);
-        return 1;
+        return -1;
     }
-    char path[128], etag_hdr[256] = "";
-    snprintf(path, sizeof(path), "/api/v1/sessions/%s", sid);
+    snprintf(t->path, sizeof(t->path), "/api/v1/sessions/%s", sid);
     for (int i = 0; i < 600; i++) { /* until it ended: the steady state of most reads */
         resp = NULL;
-        http_once(port, "GET", path, NULL, &resp);
+        http_once(t->port, "GET", t->path, NULL, &resp);
         bool ended = resp && strstr(resp, "\"status\":\"completed\"");
         if (ended || i == 599)
             break;
         free(resp);
         usleep(50000);
     }
-    fixed_body = resp;
-    fixed_len = strlen(resp);
+    *body = resp;
     { /* the ETag of the representation, if the server sends one */
-        int fd = connect_port(port);
+        int fd = connect_port(t->port);
         char req[512], buf[8192];
-        int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-                         path);
+        int n = snprintf(req, sizeof(req),
+                         "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", t->path);
         ssize_t got = 0, r;
         if (write(fd, req, (size_t)n) == n)
             while ((r = read(fd, buf + got, sizeof(buf) - 1 - (size_t)got)) > 0)
@@ -297,9 +307,35 @@ int main(int argc, char **argv) {
         if (e) {
             char v[128] = "";
             sscanf(e + 8, "%127[^\r]", v);
-            snprintf(etag_hdr, sizeof(etag_hdr), "If-None-Match: %s\r\n", v);
+            snprintf(t->etag_hdr, sizeof(t->etag_hdr), "If-None-Match: %s\r\n", v);
         }
     }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: [tests/pg/pgserver.py --env AH_TEST_PG_URL --] bench-read AH_BIN "
+                        "[SECONDS=3] [ROUNDS=5] [CONNECTIONS=32]\n");
+        return 2;
+    }
+    double secs = argc > 2 ? atof(argv[2]) : 3;
+    int rounds = argc > 3 ? atoi(argv[3]) : 5;
+    int nconn = argc > 4 ? atoi(argv[4]) : 32;
+    signal(SIGPIPE, SIG_IGN);
+    /* SQLite always; PostgreSQL side by side when AH_TEST_PG_URL names a database */
+    const char *pg = getenv("AH_TEST_PG_URL");
+    struct target tg[2] = {{.name = "sqlite"}, {.name = "postgres"}};
+    int ntg = pg && *pg ? 2 : 1;
+    char *pg_body = NULL;
+    if (target_start(&tg[0], argv[1], NULL, &fixed_body) < 0 ||
+        (ntg == 2 && target_start(&tg[1], argv[1], pg, &pg_body) < 0)) {
+        target_stop(&tg[0]);
+        target_stop(&tg[1]);
+        return 1;
+    }
+    free(pg_body);
+    fixed_len = strlen(fixed_body);
     long threads = sysconf(_SC_NPROCESSORS_ONLN);
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, raw_handler, NULL,
@@ -308,54 +344,63 @@ int main(int argc, char **argv) {
     const union MHD_DaemonInfo *di = d ? MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT) : NULL;
     if (!di) {
         fprintf(stderr, "bench-read: cannot start the raw libmicrohttpd server\n");
-        kill(pid, SIGTERM);
+        for (int t = 0; t < ntg; t++)
+            target_stop(&tg[t]);
         return 1;
     }
     int raw_port = di->port;
-    printf("session %s: %zu-byte body; %d connections, %.1f s per run, %d rounds%s\n", sid,
-           fixed_len, nconn, secs, rounds, etag_hdr[0] ? "" : " (no ETag: 304 run skipped)");
-    enum { RAW, ONE, LIST, NM, KINDS };
-    const char *names[KINDS] = {"raw libmicrohttpd", "GET /sessions/{id}", "GET /sessions",
-                                "GET /sessions/{id} 304"};
+    printf("%zu-byte session body; %d connections, %.1f s per run, %d rounds%s\n", fixed_len,
+           nconn, secs, rounds, ntg == 2 ? "; SQLite and PostgreSQL side by side" : "");
+    /* kinds: the ceiling, then per target: one session, the list, the conditional GET */
+    enum { PER = 3, KINDS = 1 + 2 * PER };
+    static const char *what[PER] = {"GET /sessions/{id}", "GET /sessions", "GET /sessions/{id} 304"};
+    char names[KINDS][64];
+    snprintf(names[0], sizeof(names[0]), "raw libmicrohttpd");
+    for (int t = 0; t < 2; t++)
+        for (int w = 0; w < PER; w++)
+            snprintf(names[1 + t * PER + w], sizeof(names[0]), "%-8s %s", tg[t].name, what[w]);
     double *v[KINDS];
     for (int k = 0; k < KINDS; k++)
         v[k] = calloc((size_t)rounds, sizeof(double));
     for (int r = 0; r < rounds; r++) {
-        for (int k = 0; k < KINDS; k++) {
+        for (int k = 0; k < 1 + ntg * PER; k++) {
             long bad = 0;
-            if (k == NM && !etag_hdr[0])
+            struct target *t = k ? &tg[(k - 1) / PER] : NULL;
+            int w = k ? (k - 1) % PER : -1;
+            if (w == 2 && !t->etag_hdr[0])
                 continue;
-            if (k == RAW)
+            if (k == 0)
                 v[k][r] = load(raw_port, "/", NULL, secs, nconn, 200, &bad);
-            else if (k == ONE)
-                v[k][r] = load(port, path, NULL, secs, nconn, 200, &bad);
-            else if (k == LIST)
-                v[k][r] = load(port, "/api/v1/sessions", NULL, secs, nconn, 200, &bad);
+            else if (w == 0)
+                v[k][r] = load(t->port, t->path, NULL, secs, nconn, 200, &bad);
+            else if (w == 1)
+                v[k][r] = load(t->port, "/api/v1/sessions", NULL, secs, nconn, 200, &bad);
             else
-                v[k][r] = load(port, path, etag_hdr, secs, nconn, 304, &bad);
-            printf("round %d  %-24s %9.0f req/s%s\n", r + 1, names[k], v[k][r],
+                v[k][r] = load(t->port, t->path, t->etag_hdr, secs, nconn, 304, &bad);
+            printf("round %d  %-34s %9.0f req/s%s\n", r + 1, names[k], v[k][r],
                    bad ? "  (unexpected statuses!)" : "");
             fflush(stdout);
         }
     }
-    double m[KINDS];
-    for (int k = 0; k < KINDS; k++)
-        m[k] = median(v[k], rounds);
     printf("\nmedians over %d interleaved rounds:\n", rounds);
-    for (int k = 0; k < KINDS; k++) {
-        if (k == NM && !etag_hdr[0])
+    double ceiling = median(v[0], rounds);
+    for (int k = 0; k < 1 + ntg * PER; k++) {
+        struct target *t = k ? &tg[(k - 1) / PER] : NULL;
+        if (k && (k - 1) % PER == 2 && !t->etag_hdr[0]) {
+            printf("  %-34s (no ETag sent)\n", names[k]);
             continue;
-        printf("  %-24s %9.0f req/s", names[k], m[k]);
-        if (k != RAW)
-            printf("   ratio to the ceiling %.2f", m[k] / m[RAW]);
+        }
+        double m = median(v[k], rounds);
+        printf("  %-34s %9.0f req/s", names[k], m);
+        if (k)
+            printf("   ratio to the ceiling %.2f", m / ceiling);
         printf("\n");
     }
+    for (int k = 0; k < KINDS; k++)
+        free(v[k]);
     MHD_stop_daemon(d);
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
-    char cmd[700];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "bench-read: could not remove %s\n", tmp);
+    for (int t = 0; t < ntg; t++)
+        target_stop(&tg[t]);
+    free(fixed_body);
     return 0;
 }
