@@ -5,7 +5,7 @@ report or broken invariant (the targets abort on those), printing the reproducer
 
     fuzz/run.py --build DIR [--seconds N] [--only TARGET] [--keep]
 
-N (default 8, or AH_FUZZ_SECONDS) is per target: 8 targets x 8 s leave room for the replay
+N (default 8, or AH_FUZZ_SECONDS) is per target: 9 targets x 8 s leave room for the replay
 and the clang build within about two minutes.
 New inputs found go to a scratch copy of the corpus; --keep copies them back (then minimise
 with `-merge=1` before committing: bench/fuzz.sh does that)."""
@@ -21,7 +21,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = ["fuzz_head", "fuzz_task_request", "fuzz_toml", "fuzz_last_event_id", "fuzz_path",
-           "fuzz_sse", "fuzz_link", "fuzz_adapters"]
+           "fuzz_sse", "fuzz_link", "fuzz_adapters", "fuzz_frame"]
 
 
 def build(bdir):

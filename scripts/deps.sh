@@ -12,7 +12,8 @@ postgresql libpq-dev
 prometheus clang libclang-rt-14-dev libsystemd-dev
 bubblewrap
 nodejs npm chromium
-librhonabwy-dev glewlwyd python3-cryptography"
+librhonabwy-dev glewlwyd python3-cryptography
+libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev gnutls-bin"
 
 missing=""
 for p in $PACKAGES; do
