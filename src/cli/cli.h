@@ -273,5 +273,7 @@ int cmd_admin_key_revoke(int argc, char **argv);
 int cmd_admin_migrate(int argc, char **argv);
 int cmd_admin_export(int argc, char **argv);
 int cmd_admin_import(int argc, char **argv);
+/* cmd_admin_backup.c: ah admin backup, online (SQLite backup API + the data directory) */
+int cmd_admin_backup(int argc, char **argv);
 
 #endif

@@ -63,6 +63,8 @@ static const struct command commands[] = {
     {"admin export", cmd_admin_export, NULL, "write a whole database as JSON lines (--out)"},
     {"admin import", cmd_admin_import, NULL,
      "load an export into an empty database (SQLite or PostgreSQL), verified"},
+    {"admin backup", cmd_admin_backup, NULL,
+     "back up the database and data directory while the server runs (--out DIR)"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -136,6 +136,9 @@ int store_archive_unbytes(const json_t *v, unsigned char **ret, size_t *ret_n);
 /* sqlite.c */
 int store_sqlite_open(const char *path, void **ret_impl, struct ah_problem *reterr);
 extern const struct store_ops store_sqlite_ops;
+/* sqlite_backup.c: store_backup for a database file */
+int store_sqlite_backup(const char *path, const char *dest, json_t **ret_summary,
+                        struct ah_problem *reterr);
 
 /* postgres.c: `url` is a libpq connection URI (postgres:// or postgresql://). */
 int store_pg_open(const char *url, void **ret_impl, struct ah_problem *reterr);

@@ -94,6 +94,18 @@ int store_open(const char *url, struct store **ret, struct ah_problem *reterr) {
     return 0;
 }
 
+int store_backup(const char *url, const char *dest, json_t **ret_summary,
+                 struct ah_problem *reterr) {
+    if (!url || !*url || !dest || !*dest)
+        return problem_set(reterr, AH_E_INVAL, "no database or no destination given");
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        return problem_set(reterr, AH_E_NOTIMPL,
+                           "the database is PostgreSQL: back it up with PostgreSQL's own tools "
+                           "(pg_dump, or continuous archiving for point-in-time recovery)");
+    const char *path = strncmp(url, "sqlite:", 7) == 0 ? url + 7 : url;
+    return store_sqlite_backup(path, dest, ret_summary, reterr);
+}
+
 void store_close(struct store *st) {
     if (!st)
         return;

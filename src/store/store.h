@@ -356,6 +356,15 @@ int store_export(struct store *st, FILE *out, struct ah_problem *reterr);
  * *ret_summary (if given) is {table: rows}. */
 int store_import(struct store *st, FILE *in, json_t **ret_summary, struct ah_problem *reterr);
 
+/* `ah admin backup`: copies the database at `url` to the new file `dest` while a server may be
+ * using it, as one consistent snapshot (SQLite's online backup), without opening it as a store
+ * (no migrations: the source is never changed). The copy is checked (integrity_check) before it
+ * appears at `dest`; a failure leaves no `dest`. On success *ret_summary is {schemaVersion,
+ * tasks, sessions, events, bytes}. A PostgreSQL URL is AH_E_NOTIMPL with a detail naming
+ * pg_dump; AH_E_EXISTS when dest exists. */
+int store_backup(const char *url, const char *dest, json_t **ret_summary,
+                 struct ah_problem *reterr);
+
 /* True once the store is open and answers a trivial query. */
 bool store_ready(struct store *st);
 /* The highest migration applied and how many migrations were applied by this open. */
