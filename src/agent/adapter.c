@@ -75,10 +75,17 @@ static char *prompt_arg(const char *prompt) {
     return p;
 }
 
-const char adapter_arg_prompt[] = "PROMPT", adapter_arg_model[] = "MODEL";
+const char adapter_arg_prompt[] = "PROMPT", adapter_arg_model[] = "MODEL",
+           adapter_arg_resume[] = "RESUME";
 
 int adapter_argv_build(const struct adapter_launch *l, const char *binary, const char *model_opt,
                        const char *const *tmpl, size_t n, char ***ret_argv) {
+    return adapter_argv_build_resume(l, binary, model_opt, NULL, tmpl, n, ret_argv);
+}
+
+int adapter_argv_build_resume(const struct adapter_launch *l, const char *binary,
+                              const char *model_opt, const char *resume_opt,
+                              const char *const *tmpl, size_t n, char ***ret_argv) {
     if (!l || !l->prompt)
         return AH_E_INVAL;
     if (l->binary && l->binary[0])
@@ -89,13 +96,19 @@ int adapter_argv_build(const struct adapter_launch *l, const char *binary, const
     if (!prompt)
         return AH_E_NOMEM;
     const char *model = l->model && l->model[0] ? l->model : NULL;
-    const char *v[16];
+    const char *resume = resume_opt && l->resume_id && l->resume_id[0] ? l->resume_id : NULL;
+    const char *v[18];
     size_t k = 0;
     v[k++] = binary;
     for (size_t i = 0; i < n; i++) {
         assert(k + 2 <= ADAPTER_COUNT(v)); /* room for this entry, which may take two */
         if (tmpl[i] == ADAPTER_PROMPT) {
             v[k++] = prompt;
+        } else if (tmpl[i] == ADAPTER_RESUME) {
+            if (resume) {
+                v[k++] = resume_opt;
+                v[k++] = resume;
+            }
         } else if (tmpl[i] != ADAPTER_MODEL) {
             v[k++] = tmpl[i];
         } else if (model) {
@@ -664,6 +677,86 @@ enum adapter_outcome adapter_run_finish(struct adapter_run *run, int exit_code, 
         return ADAPTER_FAILED;
     }
     return verdict;
+}
+
+/* ---- resuming a conversation --------------------------------------------------------------- */
+
+struct pending_call {
+    const char *id, *name;
+};
+
+int adapter_turns(const json_t *transcript,
+                  int (*fn)(void *ctx, const struct adapter_turn *t), void *ctx) {
+    const char *prompt = json_string_value(json_object_get(transcript, "prompt"));
+    int rc = 0;
+    if (prompt && *prompt)
+        rc = fn(ctx, &(struct adapter_turn){.kind = ADAPTER_TURN_USER, .text = prompt});
+    /* calls announced and not yet answered, answered in order when the transcript ends */
+    struct pending_call pending[ADAPTER_TOOLS_MAX];
+    size_t np = 0, i;
+    const json_t *e;
+    json_array_foreach(json_object_get(transcript, "events"), i, e) {
+        if (rc < 0)
+            return rc;
+        const char *type = adapter_str(e, "type"), *id = adapter_field(e, "tool_execution_id");
+        const char *name = adapter_field(e, "tool_name");
+        if (!type)
+            continue;
+        if (!strcmp(type, "chat_message") && adapter_str(e, "content")) {
+            bool user = adapter_is(e, "role", "user");
+            rc = fn(ctx, &(struct adapter_turn){.kind = user ? ADAPTER_TURN_USER
+                                                             : ADAPTER_TURN_ASSISTANT,
+                                                .text = adapter_str(e, "content")});
+        } else if (!strcmp(type, "tool_use") && id && name && !adapter_is(e, "status", "running")) {
+            bool known = false;
+            for (size_t k = 0; k < np && !known; k++)
+                known = !strcmp(pending[k].id, id);
+            if (known)
+                continue; /* announced twice (a codex item's updates) */
+            if (np == ADAPTER_TOOLS_MAX) /* as the adapters do: the oldest is forgotten */
+                memmove(pending, pending + 1, --np * sizeof(pending[0]));
+            pending[np++] = (struct pending_call){id, name};
+            rc = fn(ctx, &(struct adapter_turn){.kind = ADAPTER_TURN_TOOL_CALL, .id = id,
+                                                .name = name, .args = json_object_get(e, "tool_args")});
+        } else if (!strcmp(type, "tool_result") && id) {
+            size_t k = 0;
+            while (k < np && strcmp(pending[k].id, id))
+                k++;
+            if (k == np)
+                continue; /* a result without its call: a CLI would refuse it */
+            memmove(pending + k, pending + k + 1, (np - k - 1) * sizeof(pending[0]));
+            np--;
+            const char *out = adapter_str(e, "tool_output");
+            rc = fn(ctx, &(struct adapter_turn){.kind = ADAPTER_TURN_TOOL_DONE, .id = id,
+                                                .name = name ? name : "unknown",
+                                                .text = out ? out : "",
+                                                .ok = !adapter_is(e, "status", "failed")});
+        }
+    }
+    for (size_t k = 0; rc >= 0 && k < np; k++)
+        rc = fn(ctx, &(struct adapter_turn){.kind = ADAPTER_TURN_TOOL_DONE, .id = pending[k].id,
+                                            .name = pending[k].name,
+                                            .text = "interrupted: the session was branched here",
+                                            .ok = false});
+    return rc < 0 ? rc : 0;
+}
+
+void adapter_line_uuid(const char *id, size_t i, char out[37]) {
+    snprintf(out, 37, "%.24s%012zx", id, i & 0xffffffffffffu);
+}
+
+int adapter_jsonl(struct ah_buf *b, json_t *j) {
+    if (!j)
+        return AH_E_NOMEM;
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!s)
+        return AH_E_NOMEM;
+    int rc = ah_buf_puts(b, s);
+    if (rc == 0)
+        rc = ah_buf_puts(b, "\n");
+    free(s);
+    return rc;
 }
 
 /* ---- custom agents (D19) ------------------------------------------------------------------- */

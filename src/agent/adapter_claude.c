@@ -19,6 +19,10 @@
  *
  * A tool_result names only the tool_use id, so the tool's name (and the file of an edit) is
  * remembered from the tool_use until its result comes.
+ *
+ * A session branch resumes (`--resume ID`) a conversation we write where the CLI keeps its
+ * own: ~/.claude/projects/<the cwd, every character but [A-Za-z0-9] as '-'>/<ID>.jsonl, one
+ * line per message chained by parentUuid, holding the parent's turns up to the branch point.
  */
 #include <string.h>
 
@@ -28,9 +32,90 @@ static int build_argv(const struct adapter_launch *l, char ***ret_argv) {
     static const char *const args[] = {
         "-p",        ADAPTER_PROMPT,      "--output-format", "stream-json",
         "--verbose", "--permission-mode", "acceptEdits",     ADAPTER_MODEL,
+        ADAPTER_RESUME,
     };
-    return adapter_argv_build(l, adapter_claude.binary, "--model", args, ADAPTER_COUNT(args),
-                              ret_argv);
+    return adapter_argv_build_resume(l, adapter_claude.binary, "--model", "--resume", args,
+                                     ADAPTER_COUNT(args), ret_argv);
+}
+
+/* ---- the saved conversation of a branch ---------------------------------------------------- */
+
+struct saved {
+    struct ah_buf *out;
+    const char *cwd, *id;
+    char ts[TIME_RFC3339_LEN + 1];
+    char prev[37]; /* the previous line's uuid, "" before the first */
+    size_t n;
+};
+
+/* One message line: `message` (taken) as the next link of the chain. */
+static int saved_line(struct saved *sv, const char *type, json_t *message) {
+    char uuid[37];
+    adapter_line_uuid(sv->id, ++sv->n, uuid);
+    json_t *line = message ? json_pack("{s:o, s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s}",
+                                       "parentUuid", sv->prev[0] ? json_string(sv->prev) : json_null(),
+                                       "isSidechain", 0, "userType", "external", "cwd", sv->cwd,
+                                       "sessionId", sv->id, "version", "2.0.76", "gitBranch", "",
+                                       "type", type, "message", message, "uuid", uuid,
+                                       "timestamp", sv->ts)
+                           : NULL;
+    memcpy(sv->prev, uuid, sizeof(uuid));
+    return adapter_jsonl(sv->out, line);
+}
+
+static int saved_turn(void *ctx, const struct adapter_turn *t) {
+    struct saved *sv = ctx;
+    char msg_id[40];
+    snprintf(msg_id, sizeof(msg_id), "msg_ah_%zu", sv->n + 1);
+    json_t *block;
+    switch (t->kind) {
+    case ADAPTER_TURN_USER:
+        return saved_line(sv, "user", json_pack("{s:s, s:s}", "role", "user", "content", t->text));
+    case ADAPTER_TURN_TOOL_DONE:
+        return saved_line(sv, "user",
+                          json_pack("{s:s, s:[{s:s, s:s, s:s, s:b}]}", "role", "user", "content",
+                                    "tool_use_id", t->id, "type", "tool_result", "content",
+                                    t->text, "is_error", !t->ok));
+    case ADAPTER_TURN_ASSISTANT:
+        block = json_pack("{s:s, s:s}", "type", "text", "text", t->text);
+        break;
+    case ADAPTER_TURN_TOOL_CALL:
+    default:
+        block = json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", t->id, "name",
+                          t->name, "input",
+                          json_is_object(t->args) ? json_incref((json_t *)t->args) : json_object());
+        break;
+    }
+    return saved_line(sv, "assistant",
+                      block ? json_pack("{s:s, s:s, s:s, s:s, s:[o], s:n, s:n, s:{s:i, s:i}}",
+                                        "id", msg_id, "type", "message", "role", "assistant",
+                                        "model", "<synthetic>", "content", block, "stop_reason",
+                                        "stop_sequence", "usage", "input_tokens", 0,
+                                        "output_tokens", 0)
+                            : NULL);
+}
+
+static int resume_file(const json_t *transcript, const char *cwd, const char *id, int64_t now_ms,
+                       struct ah_buf *file, char **ret_path) {
+    struct saved sv = {.out = file, .cwd = cwd, .id = id};
+    time_format(now_ms, sv.ts);
+    int rc = adapter_turns(transcript, saved_turn, &sv);
+    if (rc < 0)
+        return rc;
+    struct ah_buf path = {.max = 8192};
+    rc = ah_buf_puts(&path, ".claude/projects/");
+    for (const char *c = cwd; rc == 0 && *c; c++) {
+        bool keep = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9');
+        rc = ah_buf_append(&path, keep ? c : "-", 1);
+    }
+    if (rc == 0)
+        rc = ah_buf_printf(&path, "/%s.jsonl", id);
+    if (rc < 0) {
+        ah_buf_clear(&path);
+        return rc;
+    }
+    *ret_path = path.p;
+    return 0;
 }
 
 /* The file an edit tool works on, or NULL for other tools. */
@@ -256,4 +341,5 @@ const struct agent_adapter adapter_claude = {
     .state_free = adapter_run_free,
     .line = line,
     .finish = finish,
+    .resume_file = resume_file,
 };

@@ -16,15 +16,86 @@
  * Only turn.failed ends a run badly: top-level `error` events are retry notices or the cause of
  * the turn.failed that follows. A stream that stops before turn.completed/turn.failed was cut
  * short, so finish() fails it.
+ *
+ * A session branch runs `codex exec … resume ID PROMPT` on a rollout we write where the CLI
+ * keeps its own: ~/.codex/sessions/YYYY/MM/DD/rollout-YYYY-MM-DDThh-mm-ss-ID.jsonl, a
+ * session_meta line then one response_item per message, function call and call output.
  */
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "adapter_int.h"
 
 static int build_argv(const struct adapter_launch *l, char ***ret_argv) {
+    /* exec's options before its `resume` subcommand, which every version takes */
     static const char *const args[] = {"exec", "--json", "--full-auto", ADAPTER_MODEL,
-                                       ADAPTER_PROMPT};
-    return adapter_argv_build(l, adapter_codex.binary, "-m", args, ADAPTER_COUNT(args), ret_argv);
+                                       ADAPTER_RESUME, ADAPTER_PROMPT};
+    return adapter_argv_build_resume(l, adapter_codex.binary, "-m", "resume", args,
+                                     ADAPTER_COUNT(args), ret_argv);
+}
+
+/* ---- the rollout of a branch ------------------------------------------------------------ */
+
+struct rollout {
+    struct ah_buf *out;
+    char ts[TIME_RFC3339_LEN + 1];
+};
+
+static int rollout_item(struct rollout *r, json_t *payload) {
+    return adapter_jsonl(r->out, payload ? json_pack("{s:s, s:s, s:o}", "timestamp", r->ts, "type",
+                                                     "response_item", "payload", payload)
+                                         : NULL);
+}
+
+static int rollout_turn(void *ctx, const struct adapter_turn *t) {
+    struct rollout *r = ctx;
+    switch (t->kind) {
+    case ADAPTER_TURN_USER:
+    case ADAPTER_TURN_ASSISTANT: {
+        bool user = t->kind == ADAPTER_TURN_USER;
+        return rollout_item(r, json_pack("{s:s, s:s, s:[{s:s, s:s}]}", "type", "message", "role",
+                                         user ? "user" : "assistant", "content", "type",
+                                         user ? "input_text" : "output_text", "text", t->text));
+    }
+    case ADAPTER_TURN_TOOL_CALL: {
+        char *args = json_is_object(t->args) ? json_dumps(t->args, JSON_COMPACT) : strdup("{}");
+        if (!args)
+            return AH_E_NOMEM;
+        int rc = rollout_item(r, json_pack("{s:s, s:s, s:s, s:s}", "type", "function_call", "name",
+                                           t->name, "arguments", args, "call_id", t->id));
+        free(args);
+        return rc;
+    }
+    case ADAPTER_TURN_TOOL_DONE:
+    default:
+        return rollout_item(r, json_pack("{s:s, s:s, s:s}", "type", "function_call_output",
+                                         "call_id", t->id, "output", t->text));
+    }
+}
+
+static int resume_file(const json_t *transcript, const char *cwd, const char *id, int64_t now_ms,
+                       struct ah_buf *file, char **ret_path) {
+    struct rollout r = {.out = file};
+    time_format(now_ms, r.ts);
+    int rc = adapter_jsonl(file, json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:s, s:s, s:n, s:s, s:s}}",
+                                           "timestamp", r.ts, "type", "session_meta", "payload",
+                                           "id", id, "timestamp", r.ts, "cwd", cwd, "originator",
+                                           "codex_exec", "cli_version", "0.44.0", "instructions",
+                                           "source", "exec", "model_provider", "openai"));
+    if (rc == 0)
+        rc = adapter_turns(transcript, rollout_turn, &r);
+    if (rc < 0)
+        return rc;
+    time_t secs = (time_t)(now_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char path[200];
+    snprintf(path, sizeof(path),
+             ".codex/sessions/%04d/%02d/%02d/rollout-%04d-%02d-%02dT%02d-%02d-%02d-%.36s.jsonl",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, id);
+    return (*ret_path = strdup(path)) ? 0 : AH_E_NOMEM;
 }
 
 /* A tool-like item: tool_use the first time it is seen, tool_result when it completes (with a
@@ -227,4 +298,5 @@ const struct agent_adapter adapter_codex = {
     .state_free = adapter_run_free,
     .line = line,
     .finish = finish,
+    .resume_file = resume_file,
 };

@@ -174,9 +174,10 @@ enum adapter_outcome adapter_run_finish(struct adapter_run *run, int exit_code, 
 /* ---- argv --------------------------------------------------------------------------------- */
 
 /* Placeholders in an argv template (adapter_argv_build), compared by address. */
-extern const char adapter_arg_prompt[], adapter_arg_model[];
+extern const char adapter_arg_prompt[], adapter_arg_model[], adapter_arg_resume[];
 #define ADAPTER_PROMPT adapter_arg_prompt /* the prompt */
 #define ADAPTER_MODEL adapter_arg_model   /* `model_opt MODEL`, or nothing without a model */
+#define ADAPTER_RESUME adapter_arg_resume /* `resume_opt ID` when resuming, else nothing */
 
 /* build_argv from a template: the binary (l->binary when set and not empty, else `binary`),
  * then tmpl[0..n) with its placeholders filled in. The prompt is prefixed with a space when it
@@ -185,5 +186,39 @@ extern const char adapter_arg_prompt[], adapter_arg_model[];
  * NULL: l must name one); else 0 or AH_E_NOMEM. */
 int adapter_argv_build(const struct adapter_launch *l, const char *binary, const char *model_opt,
                        const char *const *tmpl, size_t n, char ***ret_argv);
+/* The same for a CLI that can resume a saved conversation: ADAPTER_RESUME becomes `resume_opt
+ * l->resume_id` when l->resume_id is set. */
+int adapter_argv_build_resume(const struct adapter_launch *l, const char *binary,
+                              const char *model_opt, const char *resume_opt,
+                              const char *const *tmpl, size_t n, char ***ret_argv);
+
+/* ---- resuming a conversation (session branches) ------------------------------------------- */
+
+/* One turn of a parent's transcript, as a CLI's saved conversation needs it. */
+enum adapter_turn_kind {
+    ADAPTER_TURN_USER,      /* text: what the user said (the first prompt, chat messages) */
+    ADAPTER_TURN_ASSISTANT, /* text: the agent's reply */
+    ADAPTER_TURN_TOOL_CALL, /* id, name, args: a tool the agent called */
+    ADAPTER_TURN_TOOL_DONE, /* id, name, text (output), ok: that tool's result */
+};
+struct adapter_turn {
+    enum adapter_turn_kind kind;
+    const char *id, *name, *text; /* lent from the transcript */
+    const json_t *args;
+    bool ok;
+};
+/* Calls fn for each turn of a transcript ({prompt, events[]}, see agent_adapter.resume_file),
+ * in order: the prompt, then the events that a conversation holds (replies, user messages,
+ * finished tool calls and their results; thoughts, logs and progress are left out: a CLI cannot
+ * replay a thought it did not sign). A call still waiting for its result at the branch point
+ * gets a failed one ("interrupted"), as the CLIs refuse a call without a result. Stops at the
+ * first negative return of fn and returns it; else 0. */
+int adapter_turns(const json_t *transcript,
+                  int (*fn)(void *ctx, const struct adapter_turn *t), void *ctx);
+/* The id of line `i` of a saved conversation `id` (a UUID): the same UUID with its last 12 hex
+ * digits replaced by i, so the lines' ids are unique, stable and well formed. */
+void adapter_line_uuid(const char *id, size_t i, char out[37]);
+/* Appends j as one compact JSON line; 0, AH_E_NOMEM or AH_E_TOOLARGE. Takes j. */
+int adapter_jsonl(struct ah_buf *b, json_t *j);
 
 #endif

@@ -32,6 +32,7 @@ struct adapter_launch {
     const char *cwd;         /* the workspace */
     const char *model;       /* NULL = the CLI's default */
     const json_t *settings;  /* agents[].settings (may be NULL) */
+    const char *resume_id;   /* a conversation the CLI resumes (a session branch), or NULL */
 };
 
 struct agent_adapter {
@@ -54,6 +55,16 @@ struct agent_adapter {
      * any final events and settles the outcome (e.g. codex without turn.completed → failed,
      * non-zero exit → failed). Returns the final outcome (never ADAPTER_RUNNING). */
     enum adapter_outcome (*finish)(void *state, int exit_code, json_t *out);
+    /* Session branches, for a CLI that resumes its own saved conversations (claude-code
+     * `--resume`, codex `exec resume`); NULL for the others, whose prompt then carries the
+     * transcript as text. Writes into `file` the CLI's saved conversation `id` (a UUID) holding
+     * `transcript` — {"prompt": the parent's first prompt, "events": [the parent's events up to
+     * the branch point]} — as the CLI would have saved it for a run in `cwd` at `now_ms`, and
+     * puts in ret_path where the CLI looks for it, relative to $HOME (malloc'd). Pure (no I/O).
+     * 0, AH_E_NOMEM, or AH_E_TOOLARGE past the buffer's cap. build_argv resumes `id` when
+     * adapter_launch.resume_id is set. */
+    int (*resume_file)(const json_t *transcript, const char *cwd, const char *id, int64_t now_ms,
+                       struct ah_buf *file, char **ret_path);
 };
 
 /* The adapter for a type or alias ("claude", "claude-code", "codex", "gemini", "opencode"), or

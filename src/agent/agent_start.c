@@ -20,6 +20,7 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -538,6 +539,66 @@ static int run_adapter(const struct agent_adapter *ad, const struct adapter_laun
     return 0;
 }
 
+/* ---- resuming (session branches) -------------------------------------------------------------- */
+
+#define RESUME_FILE_MAX (64u * 1024 * 1024) /* the transcript the server wrote, and what we write */
+
+/* A session branch: the CLI's saved conversation holding the parent's transcript (the server's
+ * `from` file) goes where the CLI looks for it under $HOME — the session's private home in the
+ * sandbox — and its new id into ret_id (a random UUID: the CLI resumes by that id). Written
+ * here, inside the sandbox, because only here are the home and the workspace's path the CLI's. */
+static int resume_prepare(const struct agent_adapter *ad, const char *from, const char *cwd,
+                          char ret_id[37]) {
+    if (!ad->resume_file) {
+        emit_log("error", "the %s agent cannot resume a conversation", ad->type);
+        return AH_E_NOTIMPL;
+    }
+    const char *home = getenv("HOME");
+    if (!home || home[0] != '/') {
+        emit_log("error", "cannot resume the conversation: HOME is not set");
+        return AH_E_INVAL;
+    }
+    AH_AUTOFREE char *text = NULL;
+    size_t len = 0;
+    int rc = read_file(from, RESUME_FILE_MAX, &text, &len);
+    json_error_t e;
+    AH_AUTO(json_decrefp) json_t *t = rc == 0 ? json_loadb(text, len, 0, &e) : NULL;
+    if (!json_is_object(t)) {
+        emit_log("error", "cannot read the branch's transcript %s: %s", from,
+                 rc < 0 ? ah_strerror(rc) : e.text);
+        return rc < 0 ? rc : AH_E_INVAL;
+    }
+    unsigned char r[16];
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+        emit_log("error", "getrandom: %s", strerror(errno));
+        return AH_E_IO;
+    }
+    r[6] = (unsigned char)((r[6] & 0x0f) | 0x40); /* version 4 */
+    r[8] = (unsigned char)((r[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    snprintf(ret_id, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+             r[13], r[14], r[15]);
+    struct ah_buf file = {.max = RESUME_FILE_MAX};
+    AH_AUTOFREE char *rel = NULL;
+    rc = ad->resume_file(t, cwd, ret_id, time_now_ms(), &file, &rel);
+    char path[8400];
+    if (rc == 0 && (size_t)snprintf(path, sizeof(path), "%s/%s", home, rel) >= sizeof(path))
+        rc = AH_E_TOOLARGE;
+    if (rc == 0) {
+        char *slash = strrchr(path, '/');
+        *slash = '\0';
+        rc = make_dirs(path, 0700);
+        *slash = '/';
+    }
+    if (rc == 0)
+        rc = write_file(path, file.p ? file.p : "", file.n, 0600);
+    ah_buf_clear(&file);
+    if (rc < 0)
+        emit_log("error", "cannot write the conversation the %s agent resumes: %s", ad->type,
+                 ah_strerror(rc));
+    return rc;
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 
 static const char usage[] =
@@ -551,6 +612,8 @@ static const char usage[] =
     "  --scenario FILE       scripted: a JSON array of steps (D20)\n"
     "  --model MODEL         the model for adapters that take one\n"
     "  --command CMD --format text|jsonl   a custom agent\n"
+    "  --resume-from FILE    a session branch: the CLI resumes the conversation in FILE\n"
+    "                        ({prompt, events[]}: the parent's, up to the branch point)\n"
     "  --non-interactive     accepted; every run is non-interactive\n";
 
 int agent_start_main(int argc, char **argv) {
@@ -561,9 +624,11 @@ int agent_start_main(int argc, char **argv) {
         {"model", required_argument, 0, 'm'},       {"command", required_argument, 0, 'x'},
         {"format", required_argument, 0, 'f'},      {"non-interactive", no_argument, 0, 'n'},
         {"from-snapshot", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
+        {"resume-from", required_argument, 0, 'R'},
         {0, 0, 0, 0}};
     const char *agent = NULL, *cwd = NULL, *prompt = NULL, *prompt_file = NULL, *settings_file = NULL,
-               *scenario_file = NULL, *model = NULL, *command = NULL, *format = NULL;
+               *scenario_file = NULL, *model = NULL, *command = NULL, *format = NULL,
+               *resume_from = NULL;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -577,6 +642,7 @@ int agent_start_main(int argc, char **argv) {
         case 'm': model = optarg; break;
         case 'x': command = optarg; break;
         case 'f': format = optarg; break;
+        case 'R': resume_from = optarg; break;
         case 'n': case 'F': break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
@@ -643,5 +709,11 @@ int agent_start_main(int argc, char **argv) {
         .model = model ? model : json_string_value(json_object_get(settings, "model")),
         .settings = settings,
     };
+    char resume_id[37];
+    if (resume_from && !command) {
+        if (resume_prepare(ad, resume_from, l.cwd, resume_id) < 0)
+            return 2;
+        l.resume_id = resume_id;
+    }
     return run_adapter(ad, &l);
 }

@@ -8,9 +8,13 @@
  * already there, so the store holds only what the branch itself changes.
  *
  * Transcript: the branch's first events are the parent's 1..k (copied by the store when the
- * branch was made); they are written to <data>/sessions/<id>/transcript.jsonl, and an agent
- * other than the scripted one gets them as text before the new message in its prompt file (the
- * scripted agent follows its scenario; the injected message is its prompt).
+ * branch was made); they are written to <data>/sessions/<id>/transcript.jsonl. How the agent
+ * receives them depends on the agent:
+ *   - scripted: follows its scenario; the injected message is its prompt;
+ *   - a CLI that resumes its own saved conversations (claude-code, codex): resume.json holds the
+ *     parent's first prompt and events 1..k, from which `ah agent start --resume-from` writes
+ *     the CLI's saved conversation and resumes it with the injected message as the new turn;
+ *   - any other: the transcript as text before the new message in its prompt file.
  */
 #include <stdio.h>
 #include <string.h>
@@ -31,6 +35,10 @@ static void line_of(struct ah_buf *b, const json_t *e) {
         (void)ah_buf_printf(b, "assistant (thinking): %s\n", s);
     else if (!strcmp(type, "log") && (s = json_string_value(json_object_get(e, "message"))))
         (void)ah_buf_printf(b, "assistant: %s\n", s);
+    else if (!strcmp(type, "chat_message") &&
+             (s = json_string_value(json_object_get(e, "content"))))
+        (void)ah_buf_printf(b, "%s: %s\n",
+                            json_string_value(json_object_get(e, "role")) ?: "assistant", s);
     else if (!strcmp(type, "tool_use") &&
              strcmp(json_string_value(json_object_get(e, "status")) ?: "", "running")) {
         char *args = json_dumps(json_object_get(e, "tool_args"), JSON_COMPACT);
@@ -47,9 +55,50 @@ static void line_of(struct ah_buf *b, const json_t *e) {
                             json_string_value(json_object_get(e, "file_path")) ?: "?");
 }
 
-/* transcript.jsonl (and, for agents that take it, the prompt with the transcript first). */
+/* Does the branch's agent resume a saved conversation of its CLI (not a custom agent)? */
+static bool resumes(struct executor *ex, const char *agent_type) {
+    for (size_t i = 0; i < ex->cfg.n_agents; i++)
+        if (!strcmp(ex->cfg.agents[i].type, agent_type))
+            return false;
+    const struct agent_adapter *ad = adapter_find(agent_type);
+    return ad && ad->resume_file;
+}
+
+/* resume.json: {"prompt": the parent's first prompt, "events": [its events 1..k]}. */
+static int write_resume(struct executor *ex, const char *tenant, const char *parent,
+                        const char *path, const struct ah_buf *lines) {
+    struct session_row *row = NULL;
+    int rc = store_session_get(ex->store, tenant, parent, &row);
+    if (rc < 0)
+        return rc;
+    AH_AUTOFREE char *prompt = prompt_text(json_object_get(session_row_request(row), "prompt"));
+    session_row_free(row);
+    json_t *js = prompt ? json_string(prompt) : NULL;
+    AH_AUTOFREE char *jp = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+    json_decref(js);
+    struct ah_buf out = {.max = 80u * 1024 * 1024};
+    rc = jp ? ah_buf_printf(&out, "{\"prompt\":%s,\"events\":[", jp) : AH_E_NOMEM;
+    /* the events are already JSON, one per line: joined, not parsed again */
+    for (size_t i = 0, first = 1; rc == 0 && lines->p && i < lines->n; first = 0) {
+        const char *nl = memchr(lines->p + i, '\n', lines->n - i);
+        size_t len = nl ? (size_t)(nl - (lines->p + i)) : lines->n - i;
+        if (!first)
+            rc = ah_buf_puts(&out, ",");
+        if (rc == 0)
+            rc = ah_buf_append(&out, lines->p + i, len);
+        i += len + 1;
+    }
+    if (rc == 0)
+        rc = ah_buf_puts(&out, "]}");
+    if (rc == 0)
+        rc = write_file(path, out.p, out.n, 0600);
+    ah_buf_clear(&out);
+    return rc;
+}
+
+/* transcript.jsonl, and what the agent is given of it (see the top of the file). */
 static int write_transcript(struct executor *ex, const char *tenant, const char *id,
-                            const char *agent_type, int64_t upto) {
+                            const char *parent, const char *agent_type, int64_t upto) {
     char **json = NULL;
     int64_t *seqs = NULL;
     size_t n = 0;
@@ -60,7 +109,8 @@ static int write_transcript(struct executor *ex, const char *tenant, const char 
     struct ah_buf lines = {.max = 64u * 1024 * 1024}, text = {.max = 64u * 1024 * 1024};
     for (size_t i = 0; i < n; i++) {
         if (seqs[i] <= upto) {
-            (void)ah_buf_printf(&lines, "%s\n", json[i]);
+            if (rc == 0)
+                rc = ah_buf_printf(&lines, "%s\n", json[i]);
             json_t *e = json_loads(json[i], 0, NULL);
             line_of(&text, e);
             json_decref(e);
@@ -71,8 +121,12 @@ static int write_transcript(struct executor *ex, const char *tenant, const char 
     free(seqs);
     char path[4200];
     snprintf(path, sizeof(path), "%s/sessions/%s/transcript.jsonl", ex->cfg.data_dir, id);
-    rc = write_file(path, lines.p ? lines.p : "", lines.n, 0600);
-    if (rc == 0 && strcmp(agent_type, "scripted") != 0) {
+    if (rc == 0)
+        rc = write_file(path, lines.p ? lines.p : "", lines.n, 0600);
+    if (rc == 0 && strcmp(agent_type, "scripted") != 0 && resumes(ex, agent_type)) {
+        snprintf(path, sizeof(path), "%s/sessions/%s/resume.json", ex->cfg.data_dir, id);
+        rc = write_resume(ex, tenant, parent, path, &lines);
+    } else if (rc == 0 && strcmp(agent_type, "scripted") != 0) {
         snprintf(path, sizeof(path), "%s/sessions/%s/prompt.txt", ex->cfg.data_dir, id);
         char *prompt = NULL;
         size_t plen = 0;
@@ -129,7 +183,7 @@ int branch_provision(struct executor *ex, const char *tenant, const char *id,
     ws_store_free(to);
     ws_store_free(from);
     if (rc == 0)
-        rc = write_transcript(ex, tenant, id, agent_type, upto);
+        rc = write_transcript(ex, tenant, id, parent, agent_type, upto);
     if (rc < 0)
         return problem_set(reterr, rc, "cannot make the branch's workspace from %s of session %s: %s",
                            snap, parent, ah_strerror(rc));

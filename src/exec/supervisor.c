@@ -333,8 +333,9 @@ static const struct agent_config *custom_agent(struct executor *ex, const char *
  * words a user can act on (the errno text, not just its AH_E_* class). */
 static int spawn_recorder(struct executor *ex, struct live *l, const struct session_row *row,
                           const char *token, pid_t *ret_pid, struct ah_problem *reterr) {
-    char dir[4096], cast[4200], prompt[4200], settings[4200], log_path[4200];
+    char dir[4096], cast[4200], prompt[4200], settings[4200], log_path[4200], resume[4200];
     snprintf(dir, sizeof(dir), "%s/sessions/%s", ex->cfg.data_dir, l->id);
+    snprintf(resume, sizeof(resume), "%s/resume.json", dir);
     snprintf(cast, sizeof(cast), "%s/recording.cast", dir);
     snprintf(prompt, sizeof(prompt), "%s/prompt.txt", dir);
     snprintf(settings, sizeof(settings), "%s/settings.json", dir);
@@ -360,14 +361,23 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
         agent[na++] = "--format";
         agent[na++] = custom->format;
     }
+    /* a session branch of a CLI that resumes conversations (exec/branch.c wrote the file) */
+    json_t *request = session_row_request((struct session_row *)row);
+    bool resuming = !custom && json_object_get(request, "branch") && access(resume, R_OK) == 0;
+    if (resuming) {
+        agent[na++] = "--resume-from";
+        agent[na++] = resume;
+    }
     agent[na] = NULL;
 
     /* D51, D52: the sandbox the task was accepted with, around the agent only — the recorder
      * stays outside (it needs the server's socket); the PTY and AH_EVENTS_FD pass in */
     const char *ro_files[] = {prompt, settings, ex->cfg.self_exe,
-                              custom && custom->command[0] == '/' ? custom->command : NULL, NULL};
+                              custom && custom->command[0] == '/' ? custom->command
+                              : resuming                          ? resume
+                                                                  : NULL,
+                              NULL};
     struct launch_sandbox sb;
-    json_t *request = session_row_request((struct session_row *)row);
     int rc = exec_sandbox_launch(ex, l->id, l->workspace, json_object_get(request, "runtime"),
                                  agent, ro_files, &sb, reterr);
     if (rc < 0)

@@ -493,6 +493,112 @@ class Timeline(unittest.TestCase):
         self.assertIn(bid, ids)
 
 
+class Resume(unittest.TestCase):
+    """Branching a real agent resumes its CLI's own conversation (claude-code `--resume`, codex
+    `exec resume`): the branch's agent is given the id of a saved conversation, written where
+    the CLI keeps them, that holds the parent's first prompt and its turns up to the branch
+    point and nothing after; the injected message is the new turn. The fake CLIs under
+    tests/fixtures/bin record the argv and the conversation they were given."""
+
+    FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="ah-resume-")
+        tpl = os.path.join(cls.root, "template")
+        os.makedirs(tpl)
+        with open(os.path.join(tpl, "README.md"), "w") as f:
+            f.write("the template\n")
+        # the fake CLIs replay recordings from the checkout: readable inside the sandbox
+        cfg = os.path.join(cls.root, "config.toml")
+        with open(cfg, "w") as f:
+            f.write("[sandbox.default]\nread-only = [%s]\n"
+                    % json.dumps(os.path.realpath(cls.FIXTURES)))
+        path = os.path.join(cls.FIXTURES, "bin") + ":" + os.environ["PATH"]
+        cls.server = Server(args=("--config", cfg, "--workspace-template", tpl),
+                            env={"PATH": path})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.close()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def branch_of(self, agent, label, record):
+        s = self.server
+        sid = create(s, task(agent=agent, prompt="fix the token check"))["id"]
+        done = wait_status(s, sid, ("completed", "failed"), timeout=90)
+        self.assertEqual(done["status"], "completed", s.stderr()[-2000:])
+        api = "/api/v1/sessions/" + sid
+        # the snapshot at the boundary of tool `label`, or the label-th boundary
+        tl = poll(lambda: [x for i, x in enumerate(s.get(api + "/timeline").json()["fsSnapshots"])
+                           if x["label"] == label or i == label], "the %s snapshot" % label)
+        point = tl[0]
+        r = s.post(api + "/session-branch",
+                   body={"fsSnapshotId": point["id"], "injectedMessage": "now try memcmp"})
+        self.assertEqual(r.status, 201, r)
+        bid = r.json()["id"]
+        b = wait_status(s, bid, ("completed", "failed"), timeout=90)
+        self.assertEqual(b["status"], "completed", (b, s.stderr()[-2000:]))
+        ws = b["workspace"]["mountPath"]
+        with open(os.path.join(ws, record, "argv")) as f:
+            argv = f.read().split("\n")
+        conv = os.path.join(ws, record, "conversation.jsonl" if agent == "claude-code"
+                            else "rollout.jsonl")
+        with open(conv) as f:
+            lines = [json.loads(x) for x in f if x.strip()]
+        # the branch's history: the parent's events up to the point, inherited
+        evs = events(s, bid)
+        inherited = [e for e in evs if e.get("inherited")]
+        self.assertEqual(inherited[-1]["seq"], point["seq"])
+        return argv, lines, events(s, sid), point["seq"]
+
+    def test_claude_code_resumes_its_conversation(self):
+        argv, lines, parent, k = self.branch_of("claude-code", "Edit", ".fake-claude")
+        i = argv.index("--resume")
+        sid = argv[i + 1]
+        self.assertRegex(sid, r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+        self.assertEqual(argv[argv.index("-p") + 1], "now try memcmp")  # the new turn only
+        self.assertTrue(all(x["sessionId"] == sid for x in lines))
+        # a chain: each line's parent is the line before
+        self.assertIsNone(lines[0]["parentUuid"])
+        for a, b in zip(lines, lines[1:]):
+            self.assertEqual(b["parentUuid"], a["uuid"])
+        self.assertEqual(lines[0]["message"], {"role": "user", "content": "fix the token check"})
+        calls = [c for x in lines if x["type"] == "assistant"
+                 for c in x["message"]["content"] if c["type"] == "tool_use"]
+        results = [c for x in lines if x["type"] == "user" and isinstance(x["message"]["content"], list)
+                   for c in x["message"]["content"] if c["type"] == "tool_result"]
+        # up to the Edit's result: Read and Edit with their results, not the Bash run after it
+        self.assertEqual([c["name"] for c in calls], ["Read", "Edit"])
+        self.assertEqual([r["tool_use_id"] for r in results], [c["id"] for c in calls])
+        before = [e for e in parent if e["seq"] <= k and e["type"] == "chat_message"]
+        texts = [c["text"] for x in lines if x["type"] == "assistant"
+                 for c in x["message"]["content"] if c["type"] == "text"]
+        self.assertEqual(texts, [e["content"] for e in before])
+        after = [e["tool_name"] for e in parent if e["seq"] > k and e["type"] == "tool_use"]
+        self.assertIn("Bash", after)
+
+    def test_codex_resumes_its_rollout(self):
+        argv, lines, parent, k = self.branch_of("codex", 2, ".fake-codex")
+        self.assertEqual(argv[:3], ["exec", "--json", "--full-auto"])
+        i = argv.index("resume")
+        self.assertEqual(argv[i + 2], "now try memcmp")
+        meta = lines[0]
+        self.assertEqual(meta["type"], "session_meta")
+        self.assertEqual(meta["payload"]["id"], argv[i + 1])
+        items = [x["payload"] for x in lines[1:]]
+        self.assertEqual(items[0]["role"], "user")
+        self.assertEqual(items[0]["content"][0]["text"], "fix the token check")
+        calls = [x["call_id"] for x in items if x["type"] == "function_call"]
+        outs = [x["call_id"] for x in items if x["type"] == "function_call_output"]
+        want = [e["tool_execution_id"] for e in parent
+                if e["type"] == "tool_result" and e["seq"] <= k]
+        self.assertEqual(calls, want)
+        self.assertEqual(outs, want)
+        later = [e for e in parent if e["type"] == "tool_result" and e["seq"] > k]
+        self.assertTrue(later, "the branch point should leave later tool calls out")
+
+
 class Retention(unittest.TestCase):
     """Beyond AH_SNAPSHOTS_MAX automatic snapshots a session's oldest ones that no branch was
     made from leave its timeline; disk usage is reported by workspace/info; DELETE ?purge=true

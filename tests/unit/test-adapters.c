@@ -418,6 +418,68 @@ static void test_argv(void **state) {
     adapter_argv_free(NULL);
 }
 
+/* Session branches: the resume argv, and the saved conversation from a transcript that ends
+ * between a tool call and its result (the call gets a failed result: the CLIs refuse a call
+ * without one), with thoughts and progress left out. */
+static void test_resume(void **state) {
+    (void)state;
+#define ID "0123abcd-0000-4000-8000-000000000000"
+    const char *id = ID;
+    struct adapter_launch r = {.prompt = "again", .resume_id = id};
+    const struct agent_adapter *c = adapter_find("claude"), *x = adapter_find("codex");
+    EXPECT_ARGV(c, &r, "claude", "-p", "again", "--output-format", "stream-json", "--verbose",
+                "--permission-mode", "acceptEdits", "--resume", ID);
+    EXPECT_ARGV(x, &r, "codex", "exec", "--json", "--full-auto", "resume", ID, "again");
+    assert_null(adapter_find("gemini")->resume_file);
+    assert_null(adapter_find("opencode")->resume_file);
+    json_t *t = json_pack(
+        "{s:s, s:[{s:s, s:s}, {s:s, s:s, s:s}, {s:s, s:s, s:s, s:{s:s}, s:s},"
+        " {s:s, s:s, s:s, s:s}, {s:s, s:s, s:s, s:s, s:s},"
+        " {s:s, s:s, s:s, s:{}, s:s}]}",
+        "prompt", "fix it", "events", "type", "thought", "thought", "hmm", "type",
+        "chat_message", "role", "assistant", "content", "reading", "type", "tool_use",
+        "tool_name", "Read", "tool_execution_id", "t1", "tool_args", "file_path", "a.c", "status",
+        "started", "type", "tool_use", "tool_name", "Read", "tool_execution_id", "t1", "status",
+        "running", "type", "tool_result", "tool_name", "Read", "tool_execution_id", "t1",
+        "tool_output", "int x;", "status", "completed", "type", "tool_use", "tool_name", "Bash",
+        "tool_execution_id", "t2", "tool_args", "status", "started");
+    assert_non_null(t);
+    struct ah_buf f = {0};
+    char *path = NULL;
+    assert_int_equal(c->resume_file(t, "/w/my.ws", id, 0, &f, &path), 0);
+    assert_string_equal(path, ".claude/projects/-w-my-ws/0123abcd-0000-4000-8000-000000000000.jsonl");
+    free(path);
+    /* prompt, reply, Read call, its result, Bash call, its made-up failed result */
+    const char *want[] = {"\"content\":\"fix it\"", "\"text\":\"reading\"", "\"name\":\"Read\"",
+                          "\"content\":\"int x;\"", "\"name\":\"Bash\"", "\"is_error\":true"};
+    char *line = f.p;
+    for (size_t i = 0; i < 6; i++) {
+        char *nl = strchr(line, '\n');
+        assert_non_null(nl);
+        *nl = '\0';
+        if (!strstr(line, want[i]))
+            fail_msg("line %zu lacks %s: %s", i, want[i], line);
+        assert_non_null(strstr(line, i ? "\"parentUuid\":\"0123abcd-0000-4000-8000-" : "\"parentUuid\":null"));
+        line = nl + 1;
+    }
+    assert_string_equal(line, "");
+    ah_buf_clear(&f);
+    assert_int_equal(x->resume_file(t, "/w", id, 86400000, &f, &path), 0);
+    assert_string_equal(path, ".codex/sessions/1970/01/02/"
+                              "rollout-1970-01-02T00-00-00-0123abcd-0000-4000-8000-000000000000.jsonl");
+    free(path);
+    assert_non_null(strstr(f.p, "\"type\":\"session_meta\""));
+    assert_non_null(strstr(f.p, "\"arguments\":\"{\\\"file_path\\\":\\\"a.c\\\"}\""));
+    assert_null(strstr(f.p, "hmm")); /* no thought */
+    ah_buf_clear(&f);
+    /* the buffer's cap is an error, not a cut conversation */
+    struct ah_buf small = {.max = 64};
+    assert_int_equal(c->resume_file(t, "/w", id, 0, &small, &path), AH_E_TOOLARGE);
+    ah_buf_clear(&small);
+    json_decref(t);
+#undef ID
+}
+
 /* ---- claude ------------------------------------------------------------------------------------
  */
 
@@ -1677,6 +1739,7 @@ int main(void) {
         cmocka_unit_test(test_tools_table),
         cmocka_unit_test(test_tool_progress),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
