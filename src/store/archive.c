@@ -28,8 +28,10 @@
 
 bool store_archive_skip_table(const char *table) {
     /* schema_migrations belongs to the target's own migrations; replicas and commands describe
-     * access points at work, not the installation (D46); sqlite_* are SQLite's own. */
+     * access points at work, not the installation (D46), as executors describe machines that
+     * enroll again by themselves (issue 16); sqlite_* are SQLite's own. */
     return strcmp(table, "schema_migrations") == 0 || strcmp(table, "replicas") == 0 ||
+           strcmp(table, "executors") == 0 ||
            strcmp(table, "commands") == 0 || strncmp(table, "sqlite_", 7) == 0;
 }
 

@@ -66,6 +66,13 @@ struct store_ops {
     int (*apikey_touch)(void *impl, const char *id, int64_t now);
     int (*apikey_count)(void *impl, int64_t now, int64_t *ret);
     int (*audit_append)(void *impl, const struct audit_entry *e);
+    /* the fleet (sqlite_fleet.c, postgres_fleet.c) */
+    int (*executor_put)(void *impl, const char *id, const char *name, const char *facts,
+                        int64_t now);
+    int (*executor_seen)(void *impl, const char *id, int64_t when);
+    int (*executor_drain)(void *impl, const char *id, bool drained);
+    int (*executor_delete)(void *impl, const char *id);
+    int (*executor_list)(void *impl, struct executor_row **ret, size_t *ret_n);
     int (*audit_list)(void *impl, const char *tenant, const struct audit_filter *f,
                       const struct page *pg, json_t **ret_items, int64_t *ret_total);
     int (*audit_prune)(void *impl, int64_t before, int64_t *ret_deleted);

@@ -149,6 +149,13 @@ int store_pg_draft_get(void *impl, const char *tenant, const char *id, struct dr
 int store_pg_draft_delete(void *impl, const char *tenant, const char *id);
 int store_pg_draft_list(void *impl, const char *tenant, const struct page *pg,
                         struct draft_row ***ret, size_t *ret_n, int64_t *ret_total);
+/* postgres_fleet.c */
+int store_pg_executor_put(void *impl, const char *id, const char *name, const char *facts,
+                          int64_t now);
+int store_pg_executor_seen(void *impl, const char *id, int64_t when);
+int store_pg_executor_drain(void *impl, const char *id, bool drained);
+int store_pg_executor_delete(void *impl, const char *id);
+int store_pg_executor_list(void *impl, struct executor_row **ret, size_t *ret_n);
 int store_pg_project_list(void *impl, const char *tenant, const struct page *pg,
                           struct project_row **ret, size_t *ret_n, int64_t *ret_total);
 int store_pg_repo_list(void *impl, const char *tenant, const char *project_id,

@@ -91,6 +91,12 @@ int sq_draft_get(void *impl, const char *tenant, const char *id, struct draft_ro
 int sq_draft_delete(void *impl, const char *tenant, const char *id);
 int sq_draft_list(void *impl, const char *tenant, const struct page *pg, struct draft_row ***ret,
                   size_t *ret_n, int64_t *ret_total);
+/* sqlite_fleet.c */
+int sq_executor_put(void *impl, const char *id, const char *name, const char *facts, int64_t now);
+int sq_executor_seen(void *impl, const char *id, int64_t when);
+int sq_executor_drain(void *impl, const char *id, bool drained);
+int sq_executor_delete(void *impl, const char *id);
+int sq_executor_list(void *impl, struct executor_row **ret, size_t *ret_n);
 int sq_project_list(void *impl, const char *tenant, const struct page *pg,
                     struct project_row **ret, size_t *ret_n, int64_t *ret_total);
 int sq_repo_list(void *impl, const char *tenant, const char *project_id, struct repo_row **ret,

@@ -384,6 +384,36 @@ int store_apikey_count(struct store *st, int64_t now, int64_t *ret) {
     return st->ops->apikey_count(st->impl, now, ret);
 }
 
+void executor_rows_free(struct executor_row *rows, size_t n) {
+    for (size_t i = 0; rows && i < n; i++) {
+        free(rows[i].id);
+        free(rows[i].name);
+        free(rows[i].facts);
+    }
+    free(rows);
+}
+
+int store_executor_put(struct store *st, const char *id, const char *name, const char *facts,
+                       int64_t now) {
+    return st->ops->executor_put(st->impl, id, name, facts, now);
+}
+
+int store_executor_seen(struct store *st, const char *id, int64_t when) {
+    return st->ops->executor_seen(st->impl, id, when);
+}
+
+int store_executor_drain(struct store *st, const char *id, bool drained) {
+    return st->ops->executor_drain(st->impl, id, drained);
+}
+
+int store_executor_delete(struct store *st, const char *id) {
+    return st->ops->executor_delete(st->impl, id);
+}
+
+int store_executor_list(struct store *st, struct executor_row **ret, size_t *ret_n) {
+    return st->ops->executor_list(st->impl, ret, ret_n);
+}
+
 int store_audit_append(struct store *st, const struct audit_entry *e) {
     return st->ops->audit_append(st->impl, e);
 }

@@ -294,6 +294,29 @@ int store_apikey_touch(struct store *st, const char *id, int64_t now);
 /* How many keys can still authenticate (neither revoked nor expired at `now`). */
 int store_apikey_count(struct store *st, int64_t now, int64_t *ret);
 
+/* ---- the fleet of enrolled executors (issue 16; sqlite_fleet.c, postgres_fleet.c) ---------- */
+
+#define STORE_EXECUTORS_MAX 10000 /* a list reads at most this many rows */
+struct executor_row {
+    char *id;    /* the SPIFFE id */
+    char *name;
+    char *facts; /* the last Hello, JSON text */
+    bool drained;
+    int64_t first_seen, last_seen; /* ms */
+};
+void executor_rows_free(struct executor_row *rows, size_t n);
+/* Records an executor's Hello: inserts it, or replaces name and facts (drained is kept). */
+int store_executor_put(struct store *st, const char *id, const char *name, const char *facts,
+                       int64_t now);
+/* Moves last_seen forward to `when`. AH_E_NOTFOUND when the executor is not recorded. */
+int store_executor_seen(struct store *st, const char *id, int64_t when);
+/* Sets or clears the drained flag. AH_E_NOTFOUND when the executor is not recorded. */
+int store_executor_drain(struct store *st, const char *id, bool drained);
+/* Forgets an executor. AH_E_NOTFOUND when it is not recorded. */
+int store_executor_delete(struct store *st, const char *id);
+/* Every recorded executor (at most STORE_EXECUTORS_MAX), by id; free with executor_rows_free. */
+int store_executor_list(struct store *st, struct executor_row **ret, size_t *ret_n);
+
 /* Appends one audit record. */
 int store_audit_append(struct store *st, const struct audit_entry *e);
 struct audit_filter {
