@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../agent/agent.h"
+#include "../sandbox/sandbox.h"
 #include "cli.h"
 
 #ifndef AH_VERSION
@@ -28,6 +29,9 @@ static const struct command commands[] = {
      "run a command under a PTY, record it and stream its events (D16, D17)"},
     {"agent start", agent_start_main, NULL,
      "run an agent non-interactively (scripted, claude-code, codex, gemini, opencode)"},
+    /* the two ends of an allow-list sandbox's network relay, run by the sandbox (D52) */
+    {"agent net-relay", sandbox_net_relay_main, NULL, NULL},
+    {"agent net-forward", sandbox_net_forward_main, NULL, NULL},
     /* client commands: talk to an access point (--remote-server URL or AH_REMOTE_SERVER) */
     {"task create", cmd_task_create, NULL,
      "create a task (one session per agent); --follow shows its progress"},

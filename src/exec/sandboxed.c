@@ -159,7 +159,18 @@ int exec_sandbox_launch(struct executor *ex, const char *sid, const char *worksp
         d = end + 1;
     }
     ro[nro] = NULL;
+    /* an allow-list profile: the relay's directory (its sockets, the sandbox's /etc/hosts) */
+    char net_dir[4200];
+    snprintf(net_dir, sizeof(net_dir), "%s/sessions/%s/net", ex->cfg.data_dir, sid);
+    bool relay = !p->disabled && p->network == SANDBOX_NET_ALLOW_LIST;
+    if (relay && (rc = sandbox_net_prepare(p, net_dir)) < 0) {
+        sandbox_cgroup_remove(&ret->cg);
+        return problem_set(reterr, rc, "cannot prepare the sandbox's network relay in %s: %s",
+                           net_dir, ah_strerror(rc));
+    }
     struct sandbox_paths paths = {.workspace = workspace,
+                                  .net_dir = relay ? net_dir : NULL,
+                                  .self_exe = ex->cfg.self_exe,
                                   .home = p->disabled ? NULL : home,
                                   .home_at = home_at,
                                   .ro_files = ro,

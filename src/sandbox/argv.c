@@ -109,13 +109,25 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
         (paths->home_at && paths->home_at[0] != '/') || !all_absolute(paths->ro_files) ||
         !all_absolute(paths->hide))
         return AH_E_INVAL;
+    bool relay = !p->disabled && p->network == SANDBOX_NET_ALLOW_LIST;
+    if (relay && (!paths->net_dir || paths->net_dir[0] != '/' || !paths->self_exe ||
+                  !p->allow_hosts))
+        return AH_E_INVAL;
     struct vec a = {0}, remount = {0};
     char num[64];
+    if (relay) {
+        /* the relay's outside end, in the host's network; it runs bubblewrap */
+        push3(&a, paths->self_exe, "agent", "net-relay");
+        push3(&a, "--dir", paths->net_dir, NULL);
+        for (char **h = p->allow_hosts; *h; h++)
+            push3(&a, "--to", *h, NULL);
+        push(&a, "--");
+    }
     if (!p->disabled) {
         push3(&a, "env", "--ignore-signal=TERM", s->bwrap);
         push3(&a, "--unshare-user", "--unshare-pid", "--unshare-ipc");
         push3(&a, "--unshare-uts", "--unshare-cgroup-try", NULL);
-        if (p->network == SANDBOX_NET_NONE)
+        if (p->network != SANDBOX_NET_ALLOW)
             push(&a, "--unshare-net");
         push3(&a, "--die-with-parent", "--cap-drop", "ALL");
         push(&a, "--disable-userns");
@@ -148,6 +160,15 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
             push3(&a, "--bind", paths->workspace, paths->workspace);
         for (const char *const *q = paths->ro_files; q && *q; q++)
             push3(&a, "--ro-bind", *q, *q);
+        if (relay) {
+            /* the relay's sockets (connecting needs no write access to the mount) and the
+             * names of the allowed hosts; both under the private /tmp, where a mount point can
+             * be made */
+            char hosts[4200];
+            snprintf(hosts, sizeof(hosts), "%s/hosts", paths->net_dir);
+            push3(&a, "--ro-bind", paths->net_dir, SANDBOX_NET_INSIDE_DIR);
+            push3(&a, "--ro-bind", hosts, "/etc/hosts");
+        }
         for (size_t i = 0; i < remount.n; i++) {
             /* a hidden directory that is also a mount point of ours ($HOME over the server
              * user's home) is that mount now: it stays writable */
@@ -164,7 +185,24 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
             push3(&a, "--setenv", "HOME", home_at);
         }
         push3(&a, "--setenv", "TMPDIR", "/tmp");
-        push3(&a, "--", "env", "--default-signal=TERM");
+        push(&a, "--");
+        if (relay) {
+            /* the inside end: listens in the sandbox's own network namespace */
+            push3(&a, paths->self_exe, "agent", "net-forward");
+            push3(&a, "--dir", SANDBOX_NET_INSIDE_DIR, NULL);
+            for (size_t i = 0; p->allow_hosts[i]; i++) {
+                char ip[32], listen[64];
+                const char *colon = strrchr(p->allow_hosts[i], ':');
+                if (!sandbox_net_inside(p, i, ip, sizeof(ip))) {
+                    a.err = AH_E_INVAL;
+                    break;
+                }
+                snprintf(listen, sizeof(listen), "%s%s", ip, colon);
+                push3(&a, "--listen", listen, NULL);
+            }
+            push(&a, "--");
+        }
+        push3(&a, "env", "--default-signal=TERM", NULL);
     }
     /* rlimits for what no cgroup enforces: prlimit sets them on itself, then runs the agent */
     bool fsize = lim && lim->file_size_mib > 0;
@@ -212,7 +250,12 @@ char *sandbox_describe(const struct sandbox_profile *p, const struct sandbox_lim
         ADD("sandbox disabled: the agent runs with the server's rights");
     else
         ADD("sandbox %s: bubblewrap, network %s", p->name,
-            p->network == SANDBOX_NET_NONE ? "none" : "allowed");
+            p->network == SANDBOX_NET_NONE    ? "none"
+            : p->network == SANDBOX_NET_ALLOW ? "allowed"
+                                              : "only to the allow-list (");
+    for (char **h = p->disabled || p->network != SANDBOX_NET_ALLOW_LIST ? NULL : p->allow_hosts;
+         h && *h; h++)
+        ADD("%s%s", *h, h[1] ? ", " : ")");
     const char *sep = "; limits: ";
     if (lim->memory_mib) {
         ADD("%smemory %lld MiB (%s)", sep, (long long)lim->memory_mib, how);

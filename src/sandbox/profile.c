@@ -11,7 +11,8 @@
  *   allow-disabled = true
  *   bwrap = "/usr/bin/bwrap"
  *   [sandbox.build]
- *   network = "none"               # or "allow"
+ *   network = "none"               # or "allow", or "allow-list" with allow-hosts
+ *   allow-hosts = ["api.example.com:443", "127.0.0.1:8080"]  # allow-list: TCP to these only
  *   read-only = ["/opt/sdk"]       # made visible read-only (the root already is, unless hidden)
  *   read-write = ["/var/cache/build"]
  *   hidden = ["/srv/secrets"]      # made invisible (an empty directory, or /dev/null for a file)
@@ -49,6 +50,7 @@ static void profile_clear(struct sandbox_profile *p) {
     strv_free(p->read_only);
     strv_free(p->read_write);
     strv_free(p->hidden);
+    strv_free(p->allow_hosts);
     memset(p, 0, sizeof(*p));
 }
 
@@ -122,6 +124,73 @@ static int take_paths(const json_t *v, const char *key, char ***field, struct ah
     return 0;
 }
 
+/* One allow-list destination: "host:port", host a DNS name or an IPv4 loopback address (any
+ * other address has no route inside the sandbox's namespace: the relay's inside end can only
+ * listen on loopback addresses, which a name is mapped to by the sandbox's /etc/hosts). */
+static bool good_destination(const char *d, char *norm, size_t n) {
+    const char *colon = strrchr(d, ':');
+    if (!colon || colon == d || (size_t)(colon - d) > 253 || strlen(d) >= n)
+        return false;
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno || *end || end == colon + 1 || port < 1 || port > 65535 || colon[1] == '0')
+        return false;
+    size_t len = (size_t)(colon - d);
+    bool numeric = true;
+    for (size_t i = 0; i < len; i++) {
+        char c = d[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.'))
+            return false;
+        if (!((c >= '0' && c <= '9') || c == '.'))
+            numeric = false;
+        norm[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    }
+    if (d[0] == '.' || d[0] == '-' || d[len - 1] == '.')
+        return false;
+    snprintf(norm + len, n - len, ":%ld", port);
+    if (numeric) {
+        unsigned a, b, c4, e;
+        char extra;
+        if (sscanf(d, "%u.%u.%u.%u%c", &a, &b, &c4, &e, &extra) != 5 || extra != ':' ||
+            a != 127 || b > 255 || c4 > 255 || e > 255)
+            return false;
+    }
+    return true;
+}
+
+static int take_destinations(const json_t *v, const char *key, char ***field,
+                             struct ah_problem *err) {
+    if (!json_is_array(v) || json_array_size(v) > SANDBOX_ALLOW_MAX)
+        return problem_set(err, AH_E_INVAL, "sandbox.%s must be a list of at most %d "
+                                            "\"host:port\" destinations", key, SANDBOX_ALLOW_MAX);
+    char **out = calloc(json_array_size(v) + 1, sizeof(char *));
+    if (!out)
+        return AH_E_NOMEM;
+    size_t i;
+    json_t *item;
+    json_array_foreach(v, i, item) {
+        char norm[300];
+        const char *d = json_string_value(item);
+        if (!d || !good_destination(d, norm, sizeof(norm))) {
+            strv_free(out);
+            return problem_set(err, AH_E_INVAL,
+                               "sandbox.%s: %s is not \"host:port\" with a DNS name or a "
+                               "127.x.x.x address (other addresses cannot be reached from "
+                               "inside the sandbox: name the host)",
+                               key, d ? d : "a non-string");
+        }
+        if (!(out[i] = strdup(norm))) {
+            strv_free(out);
+            return AH_E_NOMEM;
+        }
+    }
+    strv_free(*field);
+    *field = out;
+    return 0;
+}
+
 static int take_limit(const json_t *v, const char *key, int64_t max, int64_t scale,
                       int64_t *field, struct ah_problem *err) {
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max)
@@ -158,10 +227,15 @@ static int set_profile_key(struct sandbox_set *s, const char *key, const json_t 
             p->network = SANDBOX_NET_ALLOW;
         else if (n && !strcmp(n, "none"))
             p->network = SANDBOX_NET_NONE;
+        else if (n && !strcmp(n, "allow-list"))
+            p->network = SANDBOX_NET_ALLOW_LIST;
         else
-            return problem_set(err, AH_E_INVAL, "sandbox.%s must be \"allow\" or \"none\"", key);
+            return problem_set(err, AH_E_INVAL,
+                               "sandbox.%s must be \"allow\", \"none\" or \"allow-list\"", key);
         return 0;
     }
+    if (!strcmp(k, "allow-hosts"))
+        return take_destinations(v, key, &p->allow_hosts, err);
     if (!strcmp(k, "read-only"))
         return take_paths(v, key, &p->read_only, err);
     if (!strcmp(k, "read-write"))
@@ -179,8 +253,8 @@ static int set_profile_key(struct sandbox_set *s, const char *key, const json_t 
     if (!strcmp(k, "wall-time-s"))
         return take_limit(v, key, 30LL * 24 * 3600, 1, &p->limits.wall_time_s, err);
     return problem_set(err, AH_E_INVAL,
-                       "sandbox.%s: unknown setting (network, read-only, read-write, hidden, "
-                       "memory-mib, pids, cpu, file-size-mib, wall-time-s)",
+                       "sandbox.%s: unknown setting (network, allow-hosts, read-only, "
+                       "read-write, hidden, memory-mib, pids, cpu, file-size-mib, wall-time-s)",
                        key);
 }
 
@@ -226,6 +300,18 @@ int sandbox_set_new(const json_t *cfg, struct sandbox_set **ret, struct ah_probl
         }
         if (rc < 0)
             return rc;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        const struct sandbox_profile *p = &s->profiles[i];
+        if (p->network == SANDBOX_NET_ALLOW_LIST && !(p->allow_hosts && p->allow_hosts[0]))
+            return problem_set(reterr, AH_E_INVAL,
+                               "sandbox.%s.network is allow-list but sandbox.%s.allow-hosts "
+                               "lists no destination (use network = \"none\" for none)",
+                               p->name, p->name);
+        if (p->network != SANDBOX_NET_ALLOW_LIST && p->allow_hosts && p->allow_hosts[0])
+            return problem_set(reterr, AH_E_INVAL,
+                               "sandbox.%s.allow-hosts needs sandbox.%s.network = \"allow-list\"",
+                               p->name, p->name);
     }
     const struct sandbox_profile *def = sandbox_find(s, s->default_name);
     if (!def)
@@ -430,15 +516,21 @@ json_t *sandbox_session_json(const struct sandbox_set *s, const json_t *runtime)
     bool cg = s->cg_mode != CGROUP_NONE;
     char *summary = sandbox_describe(p, &lim, cg);
     json_t *limits = json_object();
+    static const char *const net_names[] = {"allow", "none", "allow-list"};
     json_t *out = json_pack("{s:s, s:s, s:o, s:s, s:s?}", "profile", p->name, "network",
-                            p->disabled ? "allow" : p->network == SANDBOX_NET_NONE ? "none"
-                                                                                 : "allow",
+                            p->disabled ? "allow" : net_names[p->network],
                             "limits", limits, "enforcement", cg ? "cgroup" : "rlimit",
                             "summary", summary);
     free(summary);
     if (!out)
         return NULL;
     int rc = 0;
+    if (!p->disabled && p->network == SANDBOX_NET_ALLOW_LIST) {
+        json_t *hosts = json_array();
+        rc |= json_object_set_new(out, "allowHosts", hosts);
+        for (char **h = p->allow_hosts; hosts && h && *h; h++)
+            rc |= json_array_append_new(hosts, json_string(*h));
+    }
     if (lim.memory_mib)
         rc |= json_object_set_new(limits, "memoryMiB", json_integer(lim.memory_mib));
     if (lim.pids)

@@ -37,13 +37,17 @@ struct sandbox_limits {
 enum sandbox_network {
     SANDBOX_NET_ALLOW, /* the host's network: agents call their model APIs */
     SANDBOX_NET_NONE,  /* a network namespace of its own with only its own loopback */
+    SANDBOX_NET_ALLOW_LIST, /* that namespace, plus relays to the profile's allow_hosts only */
 };
+
+#define SANDBOX_ALLOW_MAX 32 /* destinations of one allow-list profile */
 
 struct sandbox_profile {
     char *name;
     bool disabled; /* the `disabled` profile: no sandbox at all */
     enum sandbox_network network;
     char **read_only, **read_write, **hidden; /* NULL-terminated absolute paths */
+    char **allow_hosts; /* allow-list: NULL-terminated "host:port", host lower-case */
     struct sandbox_limits limits;             /* defaults; a task's runtime.resources win */
 };
 
@@ -89,6 +93,10 @@ struct sandbox_paths {
     const char *const *ro_files; /* NULL-terminated: files the agent must read (prompt, ...) */
     const char *const *hide;     /* NULL-terminated: server paths to make invisible (data dir,
                                   * runtime dir, the server user's home) */
+    /* allow-list profiles only: the session's relay directory (its sockets and the hosts file
+     * sandbox_net_prepare wrote) and the `ah` binary that runs both ends of the relay */
+    const char *net_dir;
+    const char *self_exe;
 };
 
 /* The limits a task asks for in runtime.resources (memoryMiB, cpu, pids, fileSizeMiB,
@@ -152,5 +160,28 @@ void sandbox_cgroup_leave(const struct sandbox_cgroup *saved);
 int64_t sandbox_cgroup_oom_kills(const struct sandbox_cgroup *cg);
 /* Whether the pids limit refused a fork at least once. */
 bool sandbox_cgroup_pids_hit(const struct sandbox_cgroup *cg);
+
+/* ---- the allow-list network (relay.c) ----------------------------------------------------------
+ * An allow-list profile runs the agent in a network namespace of its own (only a loopback) and
+ * makes each listed destination reachable by a pair of relays, both `ah` itself:
+ *   - outside, `ah agent net-relay` (in the host's network) listens on one Unix socket per
+ *     destination in the session's relay directory and connects each connection it accepts to
+ *     that destination — the only destinations it ever dials are the configured ones;
+ *   - inside, `ah agent net-forward` listens on a loopback address per destination (the IPv4
+ *     address itself for 127.x.x.x, else 127.0.1.N which the sandbox's /etc/hosts gives the
+ *     name) and carries each connection to the matching socket.
+ * Everything else has no route: no DNS server, no other address. TCP only. */
+
+/* Where the relay directory appears inside the sandbox (in its private /tmp). */
+#define SANDBOX_NET_INSIDE_DIR "/tmp/.ah-net"
+/* Where entry `i` of the profile's allow_hosts listens inside ("127.0.1.1"); false if none. */
+bool sandbox_net_inside(const struct sandbox_profile *p, size_t i, char *ip, size_t n);
+/* Creates `dir` (0700) and writes dir/hosts: the sandbox's /etc/hosts. 0 or AH_E_IO. */
+int sandbox_net_prepare(const struct sandbox_profile *p, const char *dir);
+/* `ah agent net-relay --dir D --to HOST:PORT... -- COMMAND...` and
+ * `ah agent net-forward --dir D --listen IP:PORT... -- COMMAND...`: serve until COMMAND ends,
+ * then exit as it did. */
+int sandbox_net_relay_main(int argc, char **argv);
+int sandbox_net_forward_main(int argc, char **argv);
 
 #endif

@@ -77,6 +77,20 @@ def act(a):
             say("connect", a.get("unix", a.get("port")), "denied", err_name(e))
         finally:
             s.close()
+    elif kind == "echo":  # connect, send a line, report the answer (a relayed connection)
+        target = "%s:%d" % (a["host"], a["port"])
+        try:
+            with socket.create_connection((a["host"], a["port"]), timeout=10) as s:
+                s.sendall(b"ping\n")
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = s.recv(100)
+                    if not chunk:
+                        break
+                    data += chunk
+            say("echo", target, "ok" if data else "closed", data.decode().strip() or "-")
+        except OSError as e:
+            say("echo", target, "denied", err_name(e))
     elif kind == "env":
         say("env", "all", "ok", json.dumps({k: os.environ.get(k) for k in a["names"]}))
     elif kind == "hog":  # touch memory until something stops us

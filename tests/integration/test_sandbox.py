@@ -226,6 +226,93 @@ class Network(SandboxTest):
                 c.close()
 
 
+class EchoListener:
+    """A loopback TCP listener outside the sandbox that answers each line with its name."""
+
+    def __init__(self, name):
+        self.name, self.seen = name, []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop)
+        self.thread.start()
+
+    def loop(self):
+        while not self.stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            with c:
+                c.settimeout(10)
+                try:
+                    line = c.makefile("rb").readline()
+                    self.seen.append(line)
+                    c.sendall(b"pong-" + self.name.encode() + b"\n")
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+class AllowList(SandboxTest):
+    """network = "allow-list": TCP only to the listed destinations, through the relay (D52)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.listed = EchoListener("listed")
+        cls.unlisted = EchoListener("unlisted")
+        cls.extra_config = (
+            "[sandbox.egress]\nnetwork = \"allow-list\"\nread-only = [%s]\n"
+            "allow-hosts = [\"127.0.0.1:%d\", \"localhost:%d\"]\n"
+            % (json.dumps(HERE), cls.listed.port, cls.listed.port))
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.listed.close()
+            cls.unlisted.close()
+
+    def test_only_listed_destinations_are_reachable(self):
+        lp, up = self.listed.port, self.unlisted.port
+        act = [{"do": "echo", "host": "127.0.0.1", "port": lp},
+               {"do": "echo", "host": "localhost", "port": lp},   # by name: the sandbox's hosts
+               {"do": "echo", "host": "127.0.0.1", "port": up},   # listening, but not listed
+               {"do": "echo", "host": "127.0.0.2", "port": lp},   # the listed port elsewhere
+               {"do": "connect", "host": "example.com", "port": 443},  # no DNS, no route
+               {"do": "read", "path": "/etc/hosts"}]
+        sid, s = self.run_agent(act, sandbox="egress")
+        self.assertEqual(s["sandbox"]["network"], "allow-list")
+        self.assertEqual(s["sandbox"]["allowHosts"], ["127.0.0.1:%d" % lp, "localhost:%d" % lp])
+        ok = result(self.server, sid, "echo", "127.0.0.1:%d" % lp)
+        self.assertEqual(ok[2:4], ["ok", "pong-listed"], ok)
+        by_name = result(self.server, sid, "echo", "localhost:%d" % lp)
+        self.assertEqual(by_name[2:4], ["ok", "pong-listed"], by_name)
+        self.assertEqual(len(self.listed.seen), 2)
+        self.assertEqual(self.listed.seen, [b"ping\n", b"ping\n"])
+        for target in ("127.0.0.1:%d" % up, "127.0.0.2:%d" % lp):
+            r = result(self.server, sid, "echo", target)
+            self.assertEqual(r[2], "denied", r)
+        self.assertEqual(self.unlisted.seen, [])
+        self.assertEqual(result(self.server, sid, "connect", 443)[2], "denied")
+        # without the sandbox's network the same agent reaches the unlisted port: the relay,
+        # not the listener, is what refused it
+        sid2, _ = self.run_agent([{"do": "echo", "host": "127.0.0.1", "port": up}])
+        self.assertEqual(result(self.server, sid2, "echo", "127.0.0.1:%d" % up)[2:4],
+                         ["ok", "pong-unlisted"])
+        # the relay's processes ended with the session
+        wait_for(lambda: not processes(sid), 20, "the relay's processes to be gone")
+
+
 def cgroup_dirs(sid):
     """The --cgroup directories of the session's recorder (empty without cgroups)."""
     for _, v in processes(sid).items():

@@ -51,6 +51,15 @@ static void refused(const char *toml, const char *want) {
     problem_clear(&p);
 }
 
+/* Index of the first `a` followed by `b` (and `c` when given) in argv, or -1. */
+static int find3(char **argv, const char *a, const char *b, const char *c) {
+    for (int i = 0; argv[i]; i++)
+        if (!strcmp(argv[i], a) && (!b || (argv[i + 1] && !strcmp(argv[i + 1], b))) &&
+            (!c || (argv[i + 1] && argv[i + 2] && !strcmp(argv[i + 2], c))))
+            return i;
+    return -1;
+}
+
 static void test_builtin_profiles(void **state) {
     (void)state;
     struct sandbox_set *s = set_of("");
@@ -107,6 +116,101 @@ static void test_bad_config(void **state) {
     refused("[sandbox]\nallow-disabled = \"yes\"\n", "true or false");
     refused("[sandbox.disabled]\nnetwork = \"none\"\n", "no settings");
     refused("[sandbox.a.b]\nnetwork = \"none\"\n", "unknown setting");
+    /* allow-list destinations: host:port, names or loopback addresses, the two keys together */
+    refused("[sandbox.x]\nnetwork = \"allow-list\"\n", "lists no destination");
+    refused("[sandbox.x]\nallow-hosts = [\"a.example:443\"]\n", "needs sandbox.x.network");
+    static const char *const bad[] = {"a.example",      "a.example:0",    "a.example:65536",
+                                      "a.example:44x",  ":443",           "a b:443",
+                                      "10.0.0.1:443",   "[::1]:443",      "-a.example:443",
+                                      "127.0.0.300:80", "a.example.:443", "a.example:-1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char toml[200];
+        snprintf(toml, sizeof(toml), "[sandbox.x]\nnetwork = \"allow-list\"\n"
+                                     "allow-hosts = [\"%s\"]\n", bad[i]);
+        refused(toml, "is not \"host:port\"");
+    }
+}
+
+/* network = "allow-list": the relay's two ends around bubblewrap, its own network namespace,
+ * the hosts file, and the inside addresses (a loopback address as is, names 127.0.1.N). */
+static void test_allow_list(void **state) {
+    (void)state;
+    struct sandbox_set *s = set_of("[sandbox.egress]\nnetwork = \"allow-list\"\n"
+                                   "allow-hosts = [\"API.Example.com:443\", \"127.0.0.1:8080\","
+                                   " \"git.example:22\", \"api.example.com:80\"]\n");
+    const struct sandbox_profile *p = sandbox_find(s, "egress");
+    assert_int_equal(p->network, SANDBOX_NET_ALLOW_LIST);
+    assert_string_equal(p->allow_hosts[0], "api.example.com:443"); /* names in lower case */
+    char ip[32];
+    assert_true(sandbox_net_inside(p, 0, ip, sizeof(ip)));
+    assert_string_equal(ip, "127.0.1.1");
+    assert_true(sandbox_net_inside(p, 1, ip, sizeof(ip)));
+    assert_string_equal(ip, "127.0.0.1");
+    assert_true(sandbox_net_inside(p, 2, ip, sizeof(ip)));
+    assert_string_equal(ip, "127.0.1.2");
+    assert_true(sandbox_net_inside(p, 3, ip, sizeof(ip))); /* the same name, the same address */
+    assert_string_equal(ip, "127.0.1.1");
+    assert_false(sandbox_net_inside(p, 4, ip, sizeof(ip)));
+
+    char dir[] = "/tmp/ah-net-XXXXXX", net[64], hosts[80];
+    assert_non_null(mkdtemp(dir));
+    snprintf(net, sizeof(net), "%s/net", dir);
+    assert_int_equal(sandbox_net_prepare(p, net), 0);
+    snprintf(hosts, sizeof(hosts), "%s/hosts", net);
+    FILE *f = fopen(hosts, "r");
+    assert_non_null(f);
+    char text[1024] = {0};
+    assert_true(fread(text, 1, sizeof(text) - 1, f) > 0);
+    fclose(f);
+    assert_non_null(strstr(text, "127.0.1.1\tapi.example.com\n"));
+    assert_non_null(strstr(text, "127.0.1.2\tgit.example\n"));
+    assert_null(strstr(text, "127.0.0.1\t127.0.0.1")); /* an address needs no name */
+    unlink(hosts);
+    rmdir(net);
+    rmdir(dir);
+
+    struct sandbox_paths paths = {.workspace = "/w", .net_dir = "/d/net", .self_exe = "/bin/ah"};
+    const char *agent[] = {"agent", NULL};
+    struct sandbox_limits lim = {0};
+    char **argv = NULL;
+    assert_int_equal(sandbox_wrap(s, p, &lim, false, &paths, agent, &argv), 0);
+    assert_int_equal(find3(argv, "/bin/ah", "agent", "net-relay"), 0); /* outside, first */
+    int dir_o = find3(argv, "--dir", "/d/net", NULL);
+    int to0 = find3(argv, "--to", "api.example.com:443", NULL);
+    int to3 = find3(argv, "--to", "api.example.com:80", NULL);
+    int bw = find3(argv, "bwrap", NULL, NULL);
+    int unet = find3(argv, "--unshare-net", NULL, NULL);
+    int mnt = find3(argv, "--ro-bind", "/d/net", SANDBOX_NET_INSIDE_DIR);
+    int eh = find3(argv, "--ro-bind", "/d/net/hosts", "/etc/hosts");
+    int tmp = find3(argv, "--tmpfs", "/tmp", NULL);
+    int fw = find3(argv, "/bin/ah", "agent", "net-forward");
+    int l0 = find3(argv, "--listen", "127.0.1.1:443", NULL);
+    int l1 = find3(argv, "--listen", "127.0.0.1:8080", NULL);
+    int l3 = find3(argv, "--listen", "127.0.1.1:80", NULL);
+    int ag = 0;
+    while (argv[ag + 1])
+        ag++;
+    assert_true(dir_o > 0 && to0 > dir_o && to3 > to0 && bw > to3 && unet > bw);
+    assert_true(tmp > bw && mnt > tmp && eh > bw && fw > mnt && fw > eh);
+    assert_true(l0 > fw && l1 > l0 && l3 > l1);
+    assert_true(find3(argv, "--default-signal=TERM", NULL, NULL) > l3);
+    assert_string_equal(argv[ag], "agent"); /* last, after env --default-signal=TERM */
+    assert_string_equal(argv[ag - 1], "--default-signal=TERM");
+    sandbox_argv_free(argv);
+    char *d = sandbox_describe(p, &lim, false);
+    assert_non_null(strstr(d, "network only to the allow-list (api.example.com:443, "
+                              "127.0.0.1:8080, git.example:22, api.example.com:80)"));
+    free(d);
+    /* without the relay's directory and binary there is no command line */
+    struct sandbox_paths bare = {.workspace = "/w"};
+    assert_int_equal(sandbox_wrap(s, p, &lim, false, &bare, agent, &argv), AH_E_INVAL);
+    json_t *rt = json_pack("{s:s, s:s}", "type", "local", "sandbox", "egress");
+    json_t *sj = sandbox_session_json(s, rt);
+    assert_string_equal(json_string_value(json_object_get(sj, "network")), "allow-list");
+    assert_int_equal(json_array_size(json_object_get(sj, "allowHosts")), 4);
+    json_decref(sj);
+    json_decref(rt);
+    sandbox_set_free(s);
 }
 
 static void test_check_refuses_with_422(void **state) {
@@ -148,15 +252,6 @@ static void test_check_refuses_with_422(void **state) {
     assert_int_equal(json_array_size(json_object_get(local, "sandboxProfiles")), 3);
     json_decref(rt);
     sandbox_set_free(s);
-}
-
-/* Index of the first `a` followed by `b` (and `c` when given) in argv, or -1. */
-static int find3(char **argv, const char *a, const char *b, const char *c) {
-    for (int i = 0; argv[i]; i++)
-        if (!strcmp(argv[i], a) && (!b || (argv[i + 1] && !strcmp(argv[i + 1], b))) &&
-            (!c || (argv[i + 1] && argv[i + 2] && !strcmp(argv[i + 2], c))))
-            return i;
-    return -1;
 }
 
 static void test_wrap_default(void **state) {
@@ -285,6 +380,7 @@ int main(void) {
         cmocka_unit_test(test_builtin_profiles),
         cmocka_unit_test(test_custom_profiles),
         cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_allow_list),
         cmocka_unit_test(test_check_refuses_with_422),
         cmocka_unit_test(test_wrap_default),
         cmocka_unit_test(test_wrap_disabled_and_describe),
