@@ -259,6 +259,7 @@ struct ah_session {
     const char *prompt;      /* the text (content blocks are joined) */
     const char *repo_mode, *repo_url, *repo_branch, *repo_commit;
     const char *runtime_type;
+    const char *runtime_sandbox; /* the sandbox profile it runs under (local runtime) */
     const char *agent_type, *agent_version;
     const char *delivery_mode, *target_branch;
     const char *snapshot_provider, *mount_path;
@@ -325,6 +326,8 @@ struct ah_task_spec {
     const char *repo_url, *repo_branch, *repo_commit;
     const char *runtime_type; /* NULL: "local" */
     const char *devcontainer_path;
+    const char *sandbox; /* runtime.sandbox: a sandbox profile of the server's local runtime
+                          * (default, offline, disabled or one it defines); NULL: its default */
     int64_t cpu, memory_mib; /* both 0: no resources member */
     const char *const *snapshot_preference;
     size_t n_snapshot_preference;

@@ -49,6 +49,12 @@ static const char usage_text[] =
     "  --delivery MODE           pr, branch or patch\n"
     "  --target-branch NAME      branch the delivery targets\n"
     "  --snapshot-preference A,B workspace providers in order of preference\n"
+    "  --sandbox PROFILE         the sandbox the agents run in: a profile of the server's\n"
+    "                            local runtime (default, offline, disabled when the server\n"
+    "                            allows it, or one its configuration defines; `local`: the\n"
+    "                            server's default), or `devcontainer`; `ah remote runtimes`\n"
+    "                            lists what the server offers\n"
+    "  --devcontainer PATH       run in the devcontainer at PATH (runtime devcontainer)\n"
     "  -f, --follow              follow the sessions until they end; the exit code is the\n"
     "                            outcome: 0 completed, 1 failed, 3 the agent could not be\n"
     "                            launched (binary not found), 130 stopped or cancelled, or\n"
@@ -66,6 +72,7 @@ struct task_opts {
     const char *prompt, *prompt_file;
     bool prompt_stdin;
     const char *repo, *branch, *commit, *project, *delivery, *target_branch, *snapshot_pref;
+    const char *sandbox, *devcontainer;
     bool follow;
     struct agent_opt agents[MAX_AGENTS];
     size_t n_agents;
@@ -276,6 +283,8 @@ int cmd_task_create(int argc, char **argv) {
         O_DELIVERY,
         O_TARGET,
         O_SNAPSHOT,
+        O_SANDBOX,
+        O_DEVCONTAINER,
     };
     static const struct option longopts[] = {
         CLIENT_LONG_OPTIONS,
@@ -294,6 +303,8 @@ int cmd_task_create(int argc, char **argv) {
         {"delivery", required_argument, NULL, O_DELIVERY},
         {"target-branch", required_argument, NULL, O_TARGET},
         {"snapshot-preference", required_argument, NULL, O_SNAPSHOT},
+        {"sandbox", required_argument, NULL, O_SANDBOX},
+        {"devcontainer", required_argument, NULL, O_DEVCONTAINER},
         {"follow", no_argument, NULL, 'f'},
         {NULL, 0, NULL, 0},
     };
@@ -334,6 +345,8 @@ int cmd_task_create(int argc, char **argv) {
         case O_DELIVERY: t->delivery = optarg; break;
         case O_TARGET: t->target_branch = optarg; break;
         case O_SNAPSHOT: t->snapshot_pref = optarg; break;
+        case O_SANDBOX: t->sandbox = optarg; break;
+        case O_DEVCONTAINER: t->devcontainer = optarg; break;
         case 'f': t->follow = true; break;
         default: code = client_opts_handle(&o, opt, argc, argv); break;
         }
@@ -350,6 +363,19 @@ int cmd_task_create(int argc, char **argv) {
         strcmp(t->delivery, "patch")) {
         code =
             client_usage_error(&o, "--delivery must be pr, branch or patch, not '%s'", t->delivery);
+        goto out;
+    }
+    /* --sandbox names a profile of the local runtime, or the devcontainer runtime; `local` is
+     * the server's default profile (CLI.md's value) */
+    bool devcontainer = t->devcontainer || (t->sandbox && !strcmp(t->sandbox, "devcontainer"));
+    if (t->sandbox && !*t->sandbox) {
+        code = client_usage_error(&o, "--sandbox wants a profile name");
+        goto out;
+    }
+    if (devcontainer && t->sandbox && strcmp(t->sandbox, "devcontainer")) {
+        code = client_usage_error(&o, "--devcontainer runs in a container, not in the local "
+                                      "sandbox profile '%s': give one of them",
+                                  t->sandbox);
         goto out;
     }
     if ((t->branch || t->commit) && !t->repo) {
@@ -382,6 +408,9 @@ int cmd_task_create(int argc, char **argv) {
         .n_agents = t->n_agents,
         .delivery_mode = t->delivery,
         .target_branch = t->target_branch,
+        .runtime_type = devcontainer ? "devcontainer" : NULL,
+        .devcontainer_path = t->devcontainer,
+        .sandbox = devcontainer || !t->sandbox || !strcmp(t->sandbox, "local") ? NULL : t->sandbox,
         .labels = t->labels,
         .n_labels = t->n_labels,
     };

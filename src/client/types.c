@@ -396,6 +396,7 @@ int session_from_json_t(json_t *j, struct ah_session **ret) {
     if (!s->repo_commit)
         s->repo_commit = str(vcs, "commit");
     s->runtime_type = str(json_object_get(j, "runtime"), "type");
+    s->runtime_sandbox = str(json_object_get(j, "runtime"), "sandbox");
     const json_t *agent = json_object_get(j, "agent");
     s->agent_type = str2(agent, "type", "software");
     s->agent_version = str(agent, "version");
@@ -727,7 +728,8 @@ json_t *task_spec_json(const struct ah_task_spec *spec, bool partial, struct ah_
         rc |= set_str(repo, "commit", spec->repo_commit);
     }
     bool has_runtime =
-        spec->runtime_type || spec->devcontainer_path || spec->cpu || spec->memory_mib;
+        spec->runtime_type || spec->devcontainer_path || spec->sandbox || spec->cpu ||
+        spec->memory_mib;
     if (!partial || has_runtime) {
         json_t *rt = json_object();
         if (!rt || json_object_set_new(b, "runtime", rt) < 0) {
@@ -736,6 +738,7 @@ json_t *task_spec_json(const struct ah_task_spec *spec, bool partial, struct ah_
         }
         rc |= set_str(rt, "type", spec->runtime_type ? spec->runtime_type : "local");
         rc |= set_str(rt, "devcontainerPath", spec->devcontainer_path);
+        rc |= set_str(rt, "sandbox", spec->sandbox);
         if (spec->cpu || spec->memory_mib) {
             json_t *res = json_pack("{s:I, s:I}", "cpu", (json_int_t)spec->cpu, "memoryMiB",
                                     (json_int_t)spec->memory_mib);

@@ -32,9 +32,10 @@ static void test_session(void **state) {
         "{\"id\":\"01J9Q0Z4YB6N8W2F3K5M7P9R1T\",\"taskId\":\"01J9Q0Z4YB6N8W2F3K5M7P9R1S\","
         "\"tenantId\":\"acme\",\"projectId\":\"storefront\",\"status\":\"running\","
         "\"prompt\":\"Make the tests deterministic.\",\"repo\":{\"mode\":\"git\",\"url\":"
-        "\"https://git.example.com/a.git\",\"branch\":\"main\"},\"runtime\":{\"type\":\"local\"},"
-        "\"agent\":{\"type\":\"claude-code\",\"version\":\"latest\"},\"delivery\":{\"mode\":"
-        "\"branch\",\"targetBranch\":\"main\"},\"workspace\":{\"snapshotProvider\":\"git\","
+        "\"https://git.example.com/a.git\",\"branch\":\"main\"},\"runtime\":{\"type\":\"local\","
+        "\"sandbox\":\"offline\"},\"agent\":{\"type\":\"claude-code\",\"version\":\"latest\"},"
+        "\"delivery\":{\"mode\":\"branch\",\"targetBranch\":\"main\"},"
+        "\"workspace\":{\"snapshotProvider\":\"git\","
         "\"mountPath\":\"/w/1\"},\"error\":null,\"exitCode\":null,\"createdAt\":"
         "\"2025-03-02T09:00:00.000Z\",\"updatedAt\":\"2025-03-02T09:03:10.000Z\",\"startedAt\":"
         "\"2025-03-02T09:00:04.000Z\",\"endedAt\":null,\"links\":{\"self\":\"/s\",\"events\":"
@@ -56,6 +57,7 @@ static void test_session(void **state) {
     assert_string_equal(s->repo_branch, "main");
     assert_null(s->repo_commit);
     assert_string_equal(s->runtime_type, "local");
+    assert_string_equal(s->runtime_sandbox, "offline");
     assert_string_equal(s->agent_type, "claude-code");
     assert_string_equal(s->agent_version, "latest");
     assert_string_equal(s->delivery_mode, "branch");
@@ -261,6 +263,17 @@ static void test_spec_to_json_validates_like_the_server(void **state) {
     assert_string_equal(body, "{\"prompt\":\"p\",\"repo\":{\"mode\":\"none\"},\"runtime\":"
                               "{\"type\":\"local\"},\"agents\":[{\"type\":\"codex\","
                               "\"version\":\"1.2\"}]}");
+    free(body);
+
+    /* A sandbox profile: runtime.sandbox, as the server reads it (D52) */
+    struct ah_task_spec sbx = {.prompt = "p", .sandbox = "offline"};
+    assert_int_equal(ah_task_spec_to_json(&sbx, false, &body, NULL), 0);
+    assert_string_equal(body, "{\"prompt\":\"p\",\"repo\":{\"mode\":\"none\"},\"runtime\":"
+                              "{\"type\":\"local\",\"sandbox\":\"offline\"}}");
+    free(body);
+    assert_int_equal(ah_task_spec_to_json(&sbx, true, &body, NULL), 0); /* a draft keeps it */
+    assert_string_equal(body, "{\"prompt\":\"p\",\"runtime\":{\"type\":\"local\","
+                              "\"sandbox\":\"offline\"}}");
     free(body);
 
     /* Partial (drafts): absent stays absent. */

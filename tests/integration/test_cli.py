@@ -230,6 +230,29 @@ class TaskCreate(CliTest):
         self.assertEqual(s["agent"]["type"], "scripted")
         self.ah("session", "rm", s["id"])
 
+    def test_sandbox_profile_reaches_the_server(self):
+        # --sandbox PROFILE is runtime.sandbox (D52); `local` is the server's default profile
+        steps = self.scenario_file([{"log": "inside"}])
+        rc, out, err = self.ah("task", "--prompt", "sandboxed", "--sandbox", "offline",
+                               "--scenario", steps)
+        self.assertEqual(rc, 0, err)
+        s = wait_status(self.server, out.strip(), TERMINAL, 60)
+        self.assertEqual(s["runtime"]["sandbox"], "offline")
+        self.assertEqual(s["sandbox"]["network"], "none")
+        self.assertEqual(s["status"], "completed", s)
+        rc, out, err = self.ah("task", "--prompt", "default one", "--sandbox", "local",
+                               "--scenario", steps)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(session(self.server, out.strip())["runtime"]["sandbox"], "default")
+        # what the server cannot provide is refused with its reason, before any session exists
+        for args, reason in ((("--sandbox", "nope"), "unknown sandbox profile nope"),
+                             (("--sandbox", "disabled"), "allow-disabled"),
+                             (("--devcontainer", ".devcontainer"), "devcontainer")):
+            rc, out, err = self.ah("task", "--prompt", "x", *args)
+            self.assertEqual(rc, 7, err)
+            self.assertEqual(out, "")
+            self.assertIn(reason, err)
+
     def test_validation_error_exits_7_naming_the_field(self):
         rc, out, err = self.ah("task", "create", "--prompt", "x", "--agent", "no-such-agent")
         self.assertEqual(rc, 7, err)
@@ -317,6 +340,8 @@ class TaskCreate(CliTest):
             ("task", "create", "--prompt", "x", "--agent", "codex", "--scenario", scenario),
             ("task", "create", "--prompt", "x", "--scenario", "/nonexistent/steps.json"),
             ("task", "create", "--prompt"),
+            ("task", "create", "--prompt", "x", "--sandbox", "offline", "--devcontainer", "dc"),
+            ("task", "create", "--prompt", "x", "--sandbox", ""),
             ("session", "show"),
             ("session", "show", "a", "b"),
             ("session", "list", "--limit", "0"),
