@@ -66,13 +66,15 @@ static int finish(struct frame_decoder *d, frame_cb cb, void *ctx) {
     json_decref(msg);
     if (rc < 0)
         d->error = rc;
-    return rc < 0 ? rc : 0;
+    return rc;
 }
 
 int frame_decode(struct frame_decoder *d, const void *data, size_t len, frame_cb cb, void *ctx) {
     if (d->error)
         return d->error;
     const unsigned char *p = data;
+    size_t total = len;
+    d->used = 0;
     while (len) {
         if (d->hdr_n < FRAME_HEADER) {
             size_t k = FRAME_HEADER - d->hdr_n < len ? FRAME_HEADER - d->hdr_n : len;
@@ -103,8 +105,11 @@ int frame_decode(struct frame_decoder *d, const void *data, size_t len, frame_cb
             int rc = finish(d, cb, ctx);
             if (rc < 0)
                 return rc;
+            if (rc > 0)
+                break;
         }
     }
+    d->used = total - len;
     return 0;
 }
 

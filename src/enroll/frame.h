@@ -24,7 +24,9 @@
 int frame_encode(struct ah_buf *out, const json_t *msg, size_t max);
 
 /* Called for each whole frame, in order. msg is lent for the call (json_incref to keep it).
- * A negative return stops decoding and is returned by frame_decode. */
+ * A negative return stops decoding and is returned by frame_decode; a positive one stops it
+ * after this frame (d->used tells how many bytes were taken: the rest is not framed, e.g. the
+ * raw bytes of a tunnel after its opening frame). */
 typedef int (*frame_cb)(void *ctx, json_t *msg);
 
 struct frame_decoder {
@@ -33,6 +35,7 @@ struct frame_decoder {
     size_t hdr_n;        /* header bytes gathered */
     unsigned char *body; /* the frame being gathered (len bytes allocated) */
     size_t len, got;
+    size_t used;         /* bytes the last frame_decode call took */
     int error;           /* sticky: once a stream broke framing, nothing after it is trusted */
     char why[160];       /* what was wrong, for the log line */
 };
