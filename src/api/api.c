@@ -32,6 +32,7 @@ int api_register(struct router *r, struct api_ctx *ctx) {
     rc |= api_workspace_register(r, ctx);
     rc |= api_timeline_register(r, ctx);
     rc |= api_catalog_register(r, ctx);
+    rc |= api_executors_register(r, ctx);
     rc |= api_chat_register(r, ctx);
     rc |= api_projects_register(r, ctx);
     rc |= api_auth_register(r, ctx);

@@ -27,6 +27,9 @@ struct api_ctx {
     struct agent_catalog *catalog;
     /* Credentials, roles, rate limits (auth/); NULL: every request is the local admin. */
     struct auth *auth;
+    /* The enrolled executors (enroll/fleet.h, issue 16); set with the services like catalog,
+     * NULL before (and in processes without a fleet). */
+    struct fleet *fleet;
 };
 
 /* The middleware of access.c (authentication, RBAC, tenant, rate limits, audit) as http hooks
@@ -72,11 +75,21 @@ void api_set_services(struct api_ctx *ctx, struct store *st, struct bus *bus,
 
 /* ---- the services behind the handlers (services.c) ------------------------------------------- */
 
+/* Placement (D43; placement.c): what the scheduler asks before it starts a queued session
+ * locally (exec_config.place_local with a struct api_placer as its argument). */
+struct api_placer {
+    struct fleet *fleet;
+    struct executor *exec; /* set before exec_start */
+};
+bool api_place_local(void *arg, struct session_row *row);
+
 struct api_services {
     struct store *store;
     struct bus *bus;
     struct executor *exec;
     struct agent_catalog *catalog; /* agent versions, detected off the HTTP threads */
+    struct fleet *fleet;           /* enrolled executors (issue 16), loaded from the store */
+    struct api_placer *placer;     /* the scheduler's placement hook (owned) */
 };
 /* Opens the store (migrating it), starts the event writer and the executor (which recovers the
  * sessions of a previous run, D15), and the agent catalog (its version checks run in the

@@ -4,6 +4,7 @@
  * Every answer is read from memory: agent versions come from the catalog's cache, which its
  * own thread fills by running each CLI's `--version` (exec/catalog.c), never an HTTP thread.
  */
+#include "../enroll/fleet.h"
 #include "../exec/catalog.h"
 #include "../sandbox/sandbox.h"
 #include "routes.h"
@@ -34,17 +35,21 @@ static void get_runtimes(struct http_request *req, struct http_response *res) {
     http_json(req, res, 200, out);
 }
 
-/* The local executor; enrolled executors join this list when they exist. */
+/* The local runner (unless this access point is a pure control plane), then the enrolled
+ * executors (issue 16). */
 static void get_executors(struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = api_ready(req, res);
     if (!ctx)
         return;
-    json_t *local = exec_local_executor(ctx->exec);
-    if (!local) {
+    json_t *items = ctx->fleet ? fleet_list_json(ctx->fleet) : json_array();
+    bool runs = exec_runs_local(ctx->exec);
+    json_t *local = runs ? exec_local_executor(ctx->exec) : NULL;
+    if (!items || (runs && !local) || (local && json_array_insert_new(items, 0, local) < 0)) {
+        json_decref(items);
         http_error(req, res, AH_E_NOMEM, "out of memory");
         return;
     }
-    http_json(req, res, 200, json_pack("{s:[o]}", "items", local));
+    http_json(req, res, 200, json_pack("{s:o}", "items", items));
 }
 
 int api_catalog_register(struct router *r, struct api_ctx *ctx) {

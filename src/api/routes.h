@@ -33,6 +33,8 @@ void tl_purge_files(struct api_ctx *ctx, const char *tenant, const char *id);
 json_t *api_delivery_json(struct api_ctx *ctx, const struct session_row *row, const json_t *req);
 /* GET /agents, /runtimes, /executors (API.md §7.11; catalog.c). */
 int api_catalog_register(struct router *r, struct api_ctx *ctx);
+/* GET /executors/{id}, POST /executors/{id}/drain, DELETE /executors/{id} (executors.c). */
+int api_executors_register(struct router *r, struct api_ctx *ctx);
 /* GET /projects, /workspaces[/{id}], /sessions/{id}/info, /schemas/agents/{type}.json,
  * /git/refs (projects.c). */
 int api_projects_register(struct router *r, struct api_ctx *ctx);
@@ -125,6 +127,10 @@ void readcache_put(const void *store, const char *tenant, const char *key, uint6
 void readcache_etag(const char *body, size_t len, char out[24]);
 /* Does If-None-Match (NULL when absent) match etag? */
 bool readcache_not_modified(const char *if_none_match, const char *etag);
+
+/* Why a queued session waits (D43; placement.c): a free slot, an executor, or nothing fits.
+ * NULL when it is about to start (or on OOM); caller frees. */
+char *api_queued_reason(struct api_ctx *ctx, struct session_row *row);
 
 /* The Session representation (API.md §5.3 with D1). recent_events: the last 3 events for an
  * active session, [] otherwise. NULL on OOM. */

@@ -5,6 +5,7 @@
  */
 #include <string.h>
 
+#include "../enroll/fleet.h"
 #include "../exec/catalog.h"
 #include "api.h"
 
@@ -24,13 +25,27 @@ int api_services_start(const char *db, const struct exec_config *ec, struct api_
     json_t *f = json_pack("{s:i, s:i}", "schema_version", version, "migrations_applied", applied);
     log_json(LOG_INFO, "store open", f);
     json_decref(f);
+    /* the fleet before the executor: placement (D43) consults it from the first schedule on */
+    if ((rc = fleet_new(&(struct fleet_config){.store = sv.store}, &sv.fleet, reterr)) < 0) {
+        api_services_stop(&sv);
+        return rc;
+    }
     if ((rc = bus_new(sv.store, &sv.bus)) < 0) {
         problem_set(reterr, rc, "cannot start the event writer");
         api_services_stop(&sv);
         return rc;
     }
-    if ((rc = exec_new(ec, sv.store, sv.bus, &sv.exec, reterr)) < 0 ||
-        (rc = exec_start(sv.exec, reterr)) < 0) {
+    struct exec_config ec_placed = *ec;
+    if (!(sv.placer = calloc(1, sizeof(*sv.placer)))) {
+        problem_set(reterr, AH_E_NOMEM, "out of memory");
+        api_services_stop(&sv);
+        return AH_E_NOMEM;
+    }
+    sv.placer->fleet = sv.fleet;
+    ec_placed.place_local = api_place_local;
+    ec_placed.place_arg = sv.placer;
+    if ((rc = exec_new(&ec_placed, sv.store, sv.bus, &sv.exec, reterr)) < 0 ||
+        ((sv.placer->exec = sv.exec), (rc = exec_start(sv.exec, reterr)) < 0)) {
         api_services_stop(&sv);
         return rc;
     }
@@ -49,6 +64,10 @@ void api_services_stop(struct api_services *sv) {
     exec_stop(sv->exec);
     bus_free(sv->bus);
     exec_free(sv->exec);
+    fleet_free(sv->fleet);
+    sv->fleet = NULL;
+    free(sv->placer);
+    sv->placer = NULL;
     store_close(sv->store);
     sv->store = NULL;
     sv->bus = NULL;

@@ -316,6 +316,12 @@ json_t *api_session_json(struct api_ctx *ctx, struct session_row *row) {
         json_object_set_new(s, "delivery", delivery);
     if (json_object_get(req, "labels"))
         json_object_set(s, "labels", json_object_get(req, "labels"));
+    if (row->status == SESSION_QUEUED) { /* D43: why it waits, while it does */
+        char *why = api_queued_reason(ctx, row);
+        if (why)
+            json_object_set_new(s, "queuedReason", json_string(why));
+        free(why);
+    }
     /* D52: the profile and limits this session runs under, and how they are enforced */
     json_t *sb = ctx->exec ? sandbox_session_json(exec_sandbox(ctx->exec),
                                                   json_object_get(req, "runtime"))

@@ -32,8 +32,9 @@ static const struct key keys[] = {
     {"data-dir", K_STR, 0, 0, OFF(data_dir),
      "where workspaces and recordings live (default: next to the database)"},
     {"log-level", K_LEVEL, 0, 0, OFF(log_level), "debug, info, warn or error (default info)"},
-    {"max-concurrent-tasks", K_INT, 1, 100000, OFF(max_concurrent_tasks),
-     "sessions running at once; the rest wait queued (default: number of cores)"},
+    {"max-concurrent-tasks", K_INT, 0, 100000, OFF(max_concurrent_tasks),
+     "sessions running at once; the rest wait queued (default: number of cores); 0: none run "
+     "here (a pure control plane for enrolled executors)"},
     {"max-body-bytes", K_INT, 1024, 1LL << 30, OFF(max_body_bytes),
      "largest request body accepted (default 1048576)"},
     {"http-threads", K_INT, 1, 256, OFF(http_threads), "HTTP worker threads (default: cores)"},

@@ -67,6 +67,7 @@ static int start_services(const char *command, const struct config *cfg,
         .self_exe = self,
         .config_path = cfg->config_path,
         .max_concurrent = cfg->max_concurrent_tasks,
+        .no_local = cfg->max_concurrent_tasks == 0,
         .stop_grace_ms = cfg->stop_grace_ms,
         .clone_timeout_ms = cfg->clone_timeout_ms,
         .refs_timeout_ms = cfg->refs_timeout_ms,
@@ -244,6 +245,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         goto out;
     }
     api.catalog = sv.catalog; /* before the store: api_set_services publishes it last */
+    api.fleet = sv.fleet;
     api_set_services(&api, sv.store, sv.bus, sv.exec);
     obs_notify_ready(); /* systemd Type=notify: serving from here */
     if (obs_watchdog_start(daemon_healthy, &api) < 0)

@@ -297,6 +297,6 @@ json_t *exec_local_executor(struct executor *ex) {
     pthread_mutex_unlock(&ex->mu);
     return json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:I, s:I, s:s}", "id", "local", "name",
                      host, "os", "linux", "arch", arch, "snapshotCapabilities", caps, "health",
-                     "ok", "status", "online", "capacity", (json_int_t)ex->cfg.max_concurrent,
+                     "online", "status", "online", "capacity", (json_int_t)ex->cfg.max_concurrent,
                      "running", (json_int_t)running, "controller", "server");
 }

@@ -249,6 +249,17 @@ const struct sandbox_set *exec_sandbox(struct executor *ex) {
     return ex->sandbox;
 }
 
+bool exec_runs_local(const struct executor *ex) {
+    return !ex->cfg.no_local;
+}
+
+void exec_local_load(struct executor *ex, int64_t *ret_capacity, int64_t *ret_running) {
+    pthread_mutex_lock(&ex->mu);
+    *ret_running = (int64_t)ex->n_live;
+    pthread_mutex_unlock(&ex->mu);
+    *ret_capacity = ex->cfg.no_local ? 0 : ex->cfg.max_concurrent;
+}
+
 void exec_kick(struct executor *ex) {
     exec_post(ex, cmd_new(CMD_KICK, "", ""));
 }

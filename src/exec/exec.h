@@ -40,6 +40,12 @@ struct exec_config {
     int64_t lease_ms; /* replicas sharing PostgreSQL: the lease, renewed every third (D46, 15 s) */
     const json_t *sandbox;        /* the configuration's sandbox keys (sandbox_set_new) */
     const char *db_path;          /* the SQLite file, hidden from sandboxed agents (or NULL) */
+    /* `--max-concurrent-tasks 0`: a pure control plane, no session runs here (D43) */
+    bool no_local;
+    /* Placement (D43): may the local runner start this queued session? NULL: yes. false leaves
+     * it queued (it fits only an executor, or nothing). Called on the scheduler's thread. */
+    bool (*place_local)(void *arg, struct session_row *row);
+    void *place_arg;
 };
 
 struct executor;
@@ -59,6 +65,11 @@ int exec_start(struct executor *ex, struct ah_problem *reterr);
  * the bus, then exec_free. NULL-safe. */
 void exec_stop(struct executor *ex);
 void exec_free(struct executor *ex); /* stops first if needed; NULL-safe */
+
+/* Whether sessions run on this machine (false: `--max-concurrent-tasks 0`). */
+bool exec_runs_local(const struct executor *ex);
+/* The local runner's capacity and how many sessions it runs now. */
+void exec_local_load(struct executor *ex, int64_t *ret_capacity, int64_t *ret_running);
 
 /* New queued sessions exist: run the scheduler. */
 void exec_kick(struct executor *ex);

@@ -232,7 +232,7 @@ static void fail_session(struct executor *ex, const char *tenant, const char *id
 
 static void schedule(struct executor *ex) {
     pthread_mutex_lock(&ex->mu);
-    bool full = (int64_t)ex->n_live >= ex->cfg.max_concurrent || ex->stopping;
+    bool full = (int64_t)ex->n_live >= ex->cfg.max_concurrent || ex->stopping || ex->cfg.no_local;
     pthread_mutex_unlock(&ex->mu);
     if (full)
         return;
@@ -252,6 +252,8 @@ static void schedule(struct executor *ex) {
             break;
         if (known)
             continue;
+        if (ex->cfg.place_local && !ex->cfg.place_local(ex->cfg.place_arg, r))
+            continue; /* D43: it belongs elsewhere, or waits for a runner that fits */
         if (exec_transition(ex, r->tenant_id, r->id, SESSION_PROVISIONING, NULL, NULL, NULL) < 0)
             continue; /* cancelled meanwhile */
         struct live *l = live_add(ex, r->tenant_id, r->id, SESSION_PROVISIONING);

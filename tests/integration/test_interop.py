@@ -258,7 +258,7 @@ class Catalog(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
         (ex,) = r.json()["items"]
         self.assertEqual((ex["id"], ex["status"], ex["health"], ex["capacity"], ex["os"]),
-                         ("local", "online", "ok", 3, "linux"))
+                         ("local", "online", "online", 3, "linux"))
         self.assertEqual(ex["arch"], os.uname().machine)
         self.assertIn("git", ex["snapshotCapabilities"])
         before = ex["running"]

@@ -1,0 +1,103 @@
+/*
+ * placement.c — D43 applied to this server's sessions: the local runner and the enrolled
+ * executors as placement_choose (enroll/fleet.h) sees them, for the scheduler (may the local
+ * runner start this queued session?) and for the session's `queuedReason`.
+ *
+ * Launching a session on an executor over the control plane does not exist yet, so the rule is
+ * kept truthful: a session the local runner may run (it fits the pin, the labels and has
+ * capacity) runs locally, even when an executor has more free slots; one that only an executor
+ * could run stays queued and says so; one nothing fits stays queued with placement's reason.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "../enroll/fleet.h"
+#include "routes.h"
+
+struct placement {
+    bool local;         /* the local runner may start it */
+    bool waiting;       /* not now */
+    char reason[400];   /* "" when it is about to start */
+};
+
+static void decide(struct fleet *f, struct executor *ex, struct session_row *row,
+                   struct placement *out) {
+    memset(out, 0, sizeof(*out));
+    json_t *req = session_row_request(row);
+    struct place_runner *fr = NULL;
+    size_t n = 0;
+    if (!req || (f && fleet_runners(f, &fr, &n) < 0)) {
+        out->local = true; /* out of memory: the scheduler as it always was */
+        return;
+    }
+    struct place_runner *rs = calloc(n + 1, sizeof(*rs));
+    if (!rs) {
+        place_runners_free(fr, n);
+        out->local = true;
+        return;
+    }
+    int64_t cap = 0, running = 0;
+    exec_local_load(ex, &cap, &running);
+    json_t *no_labels = json_object();
+    rs[0] = (struct place_runner){.id = "local", .name = "local", .local = true, .online = true,
+                                  .capacity = cap, .running = running, .labels = no_labels};
+    for (size_t i = 0; i < n; i++)
+        rs[i + 1] = fr[i];
+    struct place_request rq = {
+        .tenant = row->tenant_id,
+        .pin = json_string_value(json_object_get(json_object_get(req, "workspace"),
+                                                 "executionHostId")),
+        .labels = json_object_get(req, "labels"),
+        .runtime = json_string_value(json_object_get(json_object_get(req, "runtime"), "type")),
+        .agent = row->agent_type,
+    };
+    struct place_result res;
+    placement_choose(&rq, rs, n + 1, &res);
+    if (res.index == 0) {
+        out->local = true;
+    } else if (cap > 0) {
+        /* the local runner alone (executors present for their labels, but taking nothing) */
+        for (size_t i = 1; i <= n; i++)
+            rs[i].capacity = 0;
+        struct place_result loc;
+        placement_choose(&rq, rs, n + 1, &loc);
+        if (loc.index == 0) {
+            out->local = true;
+            res = loc;
+        }
+    }
+    out->waiting = res.waiting || res.index < 0 || !out->local;
+    if (out->local && res.waiting)
+        snprintf(out->reason, sizeof(out->reason),
+                 "waiting for a free slot on the local runner (%lld of %lld busy)",
+                 (long long)running, (long long)cap);
+    else if (!out->local && res.index > 0)
+        snprintf(out->reason, sizeof(out->reason),
+                 "placed on executor %s, but this version cannot launch sessions on executors "
+                 "yet: it stays queued",
+                 rs[res.index].name);
+    else if (!out->local)
+        snprintf(out->reason, sizeof(out->reason), "%s", res.reason);
+    for (size_t i = 1; i <= n; i++)
+        rs[i] = (struct place_runner){0};
+    free(rs);
+    json_decref(no_labels);
+    place_runners_free(fr, n);
+}
+
+bool api_place_local(void *arg, struct session_row *row) {
+    struct api_placer *p = arg;
+    if (!p->exec)
+        return true;
+    struct placement pl;
+    decide(p->fleet, p->exec, row, &pl);
+    return pl.local;
+}
+
+char *api_queued_reason(struct api_ctx *ctx, struct session_row *row) {
+    if (!ctx->exec)
+        return NULL;
+    struct placement pl;
+    decide(ctx->fleet, ctx->exec, row, &pl);
+    return pl.reason[0] ? strdup(pl.reason) : NULL;
+}
