@@ -41,7 +41,8 @@ extern "C" {
     X(AH_E_BUSY, -24, 409, "in-progress", "Request In Progress")                                   \
     X(AH_E_CANCELED, -25, 499, "canceled", "Canceled")                                              \
     X(AH_E_RUNTIME, -26, 422, "runtime-unavailable", "Runtime Unavailable")                        \
-    X(AH_E_UNSUPPORTED, -27, 422, "unsupported", "Unsupported Request")
+    X(AH_E_UNSUPPORTED, -27, 422, "unsupported", "Unsupported Request")                            \
+    X(AH_E_STORAGE, -28, 503, "storage-unavailable", "Storage Unavailable")
 
 enum ah_error {
     AH_OK = 0,

@@ -16,10 +16,13 @@ static void get_healthz(struct http_request *req, struct http_response *res) {
 
 static void get_readyz(struct http_request *req, struct http_response *res) {
     struct store *st = api_store(req->route_ctx);
-    bool ready = store_ready(st);
+    bool open = store_ready(st), ready = open && store_writable(st);
     json_t *body = status_body(ready ? "ready" : "not_ready");
-    if (body && !ready)
-        json_object_set_new(body, "detail", json_string("the store is not open yet"));
+    if (body && !ready) /* D50: a store that refuses writes is not ready either */
+        json_object_set_new(body, "detail",
+                            json_string(!open ? "the store is not open yet"
+                                              : "the database cannot store writes (disk full "
+                                                "or I/O error); retrying by itself"));
     http_json(req, res, ready ? 200 : 503, body);
 }
 

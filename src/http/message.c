@@ -49,6 +49,17 @@ void http_json(struct http_request *req, struct http_response *res, int status, 
 }
 
 void http_problem(struct http_request *req, struct http_response *res, const struct ah_problem *p) {
+    struct ah_problem storage;
+    if (p->code == AH_E_STORAGE) {
+        /* D50: whichever handler met it, a write the database refused (full or failing disk)
+         * says so and when to retry; nothing of the request was stored */
+        storage = *p;
+        snprintf(storage.detail, sizeof(storage.detail),
+                 "%s: the database cannot store anything now (disk full or I/O error); nothing "
+                 "was stored, retry later", p->detail[0] ? p->detail : "refused");
+        p = &storage;
+        http_header_add(req, res, "Retry-After", "5");
+    }
     json_t *body = problem_to_json(p, req->path, req->request_id);
     json_decref(res->json);
     res->json = body; /* NULL on OOM: the server then sends a bare 503 */

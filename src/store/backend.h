@@ -21,6 +21,8 @@ struct store_ops {
     const char *name;
     void (*close)(void *impl);
     bool (*ready)(void *impl);
+    /* optional: one small durable write, 0 when the database takes writes (D50) */
+    int (*probe_write)(void *impl);
     int (*schema_version)(void *impl, int *ret_version, int *ret_applied_now);
     int (*task_create)(void *impl, const char *tenant, const char *task_id,
                        const char *project_id, const json_t *request,
@@ -129,6 +131,8 @@ struct store {
     const struct store_ops *ops;
     void *impl;
     char replica[STORE_REPLICA_MAX + 1];
+    int write_fault;       /* D50: the last write failed for want of space or disk (atomic) */
+    int64_t next_probe_ms; /* when store_writable may try a probe write again (atomic) */
 };
 
 /* archive.c: the value rules both backends follow. Tables and columns that describe running

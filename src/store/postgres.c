@@ -71,6 +71,8 @@ int store_pg_code(const PGresult *r) {
         return AH_E_EXISTS;
     if (!strncmp(state, "22", 2)) /* data exception: a value the column cannot hold */
         return AH_E_INVAL;
+    if (!strcmp(state, "53100") || !strcmp(state, "58030")) /* disk full, I/O error (D50) */
+        return AH_E_STORAGE;
     if (!strcmp(state, "57014")) /* statement timeout */
         return AH_E_TIMEOUT;
     /* serialization failure, deadlock, lock not available, resources, shutdown, connection */

@@ -73,7 +73,7 @@ static int open_conn(const char *path, sqlite3 **ret, struct ah_problem *reterr)
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(path, &db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+                             sq_fault_vfs());
     if (rc != SQLITE_OK) {
         int r = sq_error(db, rc, reterr, "cannot open the database");
         sqlite3_close_v2(db);
@@ -362,6 +362,9 @@ int sq_code(int rc) {
         return AH_E_UNAVAIL;
     case SQLITE_CONSTRAINT:
         return AH_E_EXISTS;
+    case SQLITE_FULL: /* D50: the disk is full or failing; nothing was stored, retry later */
+    case SQLITE_IOERR:
+        return AH_E_STORAGE;
     default:
         return AH_E_DB;
     }
@@ -379,6 +382,23 @@ static bool sq_ready(void *impl) {
     return ok;
 }
 
+/* D50: a real write (the header's user_version bit flips, nothing else uses it) to learn whether
+ * the database takes writes again after a full disk or an I/O error. */
+static int sq_probe_write(void *impl) {
+    struct sq *s = impl;
+    struct conn *c = sq_acquire(s);
+    int rc = sq_exec(c, "BEGIN IMMEDIATE");
+    sqlite3_stmt *st = rc == 0 ? sq_prepare(c, "PRAGMA user_version") : NULL;
+    int v = st && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+    sq_done(c, st);
+    if (rc == 0)
+        rc = sq_exec(c, (v & 1) ? "PRAGMA user_version = 0" : "PRAGMA user_version = 1");
+    if (rc == 0)
+        rc = sq_exec(c, "COMMIT");
+    sq_release(s, c); /* rolls back what a failure left open */
+    return rc;
+}
+
 static int sq_schema_version(void *impl, int *ret_version, int *ret_applied_now) {
     struct sq *s = impl;
     *ret_version = s->version;
@@ -390,6 +410,7 @@ const struct store_ops store_sqlite_ops = {
     .name = "sqlite",
     .close = sq_close,
     .ready = sq_ready,
+    .probe_write = sq_probe_write,
     .schema_version = sq_schema_version,
     .task_create = sq_task_create,
     .session_get = sq_session_get,

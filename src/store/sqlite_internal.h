@@ -60,6 +60,10 @@ int sq_row_by_id(struct sq *s, const char *sql, const char *tenant, const char *
 int sq_row_by_id_on(struct conn *c, const char *sql, const char *tenant, const char *id,
                     int (*read)(sqlite3_stmt *st, void *ret), void *ret);
 
+/* sqlite_fault.c: the name of the test-only VFS that fails writes on demand (AH_TEST_HOOKS=1
+ * and AH_TEST_FAULT_FILE set), or NULL (the default VFS) otherwise. */
+const char *sq_fault_vfs(void);
+
 /* The ops, one file per table group (sqlite_sessions.c, sqlite_events.c, sqlite_idem.c). */
 int sq_task_create(void *impl, const char *tenant, const char *task_id, const char *project_id,
                    const json_t *request, const struct session_new *sessions, size_t n,

@@ -3,6 +3,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "../obs/obs.h"
 #include "backend.h"
@@ -33,6 +34,37 @@ static int timed(int op, double t0, int rc) {
     return rc;
 }
 #define TIMED(op, call) timed(op, obs_now(), (call))
+
+/* ---- D50: a store that cannot write (full disk, failing disk) -------------------------------- */
+
+/* Every write passes its result through here: AH_E_STORAGE marks the store unwritable (readyz
+ * answers 503), and any write that succeeds afterwards clears the mark. */
+static int noted(struct store *st, int rc) {
+    if (rc == AH_E_STORAGE)
+        __atomic_store_n(&st->write_fault, 1, __ATOMIC_RELAXED);
+    else if (rc >= 0 && __atomic_load_n(&st->write_fault, __ATOMIC_RELAXED))
+        __atomic_store_n(&st->write_fault, 0, __ATOMIC_RELAXED);
+    return rc;
+}
+
+#define PROBE_EVERY_MS 1000
+
+bool store_writable(struct store *st) {
+    if (!st || !__atomic_load_n(&st->write_fault, __ATOMIC_RELAXED))
+        return true;
+    if (!st->ops->probe_write)
+        return false;
+    /* the server recovers by itself: while marked, a probe write (at most one a second, from
+     * whoever asks: readyz, the watchdog) finds out when space or the disk is back */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* a wall-clock jump must not stop the probes */
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, next = __atomic_load_n(&st->next_probe_ms, __ATOMIC_RELAXED);
+    if (now < next || !__atomic_compare_exchange_n(&st->next_probe_ms, &next,
+                                                   now + PROBE_EVERY_MS, false,
+                                                   __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        return false;
+    return noted(st, st->ops->probe_write(st->impl)) >= 0;
+}
 
 /* ---- versions of sessions as shown (store_session_version) --------------------------------- */
 
@@ -183,8 +215,9 @@ int store_schema_version(struct store *st, int *ret_version, int *ret_applied_no
 int store_task_create(struct store *st, const char *tenant, const char *task_id,
                       const char *project_id, const json_t *request,
                       const struct session_new *sessions, size_t n, int64_t now) {
-    int rc = TIMED(M_TASK_CREATE, st->ops->task_create(st->impl, tenant, task_id, project_id,
-                                                        request, sessions, n, now));
+    int rc = noted(st, TIMED(M_TASK_CREATE, st->ops->task_create(st->impl, tenant, task_id,
+                                                                  project_id, request, sessions,
+                                                                  n, now)));
     for (size_t i = 0; i < n; i++) /* a retried id that existed before must not stay cached */
         bump(sessions[i].id);
     return rc;
@@ -207,14 +240,14 @@ int store_session_list_live(struct store *st, struct session_row ***ret, size_t 
 }
 
 int store_session_purge(struct store *st, const char *tenant, const char *id) {
-    int rc = st->ops->session_purge(st->impl, tenant, id);
+    int rc = noted(st, st->ops->session_purge(st->impl, tenant, id));
     bump(id);
     return rc;
 }
 
 int store_session_set_runtime(struct store *st, const char *tenant, const char *id,
                               const struct session_runtime *rt) {
-    int rc = st->ops->session_set_runtime(st->impl, tenant, id, rt);
+    int rc = noted(st, st->ops->session_set_runtime(st->impl, tenant, id, rt));
     bump(id);
     return rc;
 }
@@ -227,7 +260,7 @@ int store_apply(struct store *st, struct store_op *ops, size_t n) {
     for (size_t i = 0; i < n && !redact; i++)
         redact = text_has_userinfo(ops[i].error) || json_has_userinfo(ops[i].payload);
     if (!redact) {
-        int rc = TIMED(M_APPLY, st->ops->apply(st->impl, ops, n));
+        int rc = noted(st, TIMED(M_APPLY, st->ops->apply(st->impl, ops, n)));
         for (size_t i = 0; i < n; i++)
             bump(ops[i].session_id);
         return rc;
@@ -252,7 +285,7 @@ int store_apply(struct store *st, struct store_op *ops, size_t n) {
             rc = AH_E_NOMEM;
     }
     if (rc == 0)
-        rc = TIMED(M_APPLY, st->ops->apply(st->impl, ops, n));
+        rc = noted(st, TIMED(M_APPLY, st->ops->apply(st->impl, ops, n)));
     else
         for (size_t i = 0; i < n; i++)
             ops[i].result = rc;
@@ -284,26 +317,28 @@ int store_event_range(struct store *st, const char *tenant, const char *session_
 
 int store_idem_begin(struct store *st, const char *tenant, const char *key, const char *hash,
                      int64_t now, int64_t max_age_ms, struct idem_row **ret_existing) {
-    return st->ops->idem_begin(st->impl, tenant, key, hash, now, max_age_ms, ret_existing);
+    return noted(st, st->ops->idem_begin(st->impl, tenant, key, hash, now, max_age_ms,
+                                         ret_existing));
 }
 
 int store_idem_finish(struct store *st, const char *tenant, const char *key, int status,
                       const char *content_type, const char *body, size_t len) {
-    return st->ops->idem_finish(st->impl, tenant, key, status, content_type, body, len);
+    return noted(st, st->ops->idem_finish(st->impl, tenant, key, status, content_type, body,
+                                          len));
 }
 
 int store_idem_release(struct store *st, const char *tenant, const char *key) {
-    return st->ops->idem_release(st->impl, tenant, key);
+    return noted(st, st->ops->idem_release(st->impl, tenant, key));
 }
 
 int store_draft_create(struct store *st, const char *tenant, const char *id, const json_t *body,
                        int64_t now) {
-    return st->ops->draft_create(st->impl, tenant, id, body, now);
+    return noted(st, st->ops->draft_create(st->impl, tenant, id, body, now));
 }
 
 int store_draft_update(struct store *st, const char *tenant, const char *id,
                        json_t *members, int64_t now, struct draft_row **ret) {
-    return st->ops->draft_update(st->impl, tenant, id, members, now, ret);
+    return noted(st, st->ops->draft_update(st->impl, tenant, id, members, now, ret));
 }
 
 int store_draft_get(struct store *st, const char *tenant, const char *id,
@@ -312,7 +347,7 @@ int store_draft_get(struct store *st, const char *tenant, const char *id,
 }
 
 int store_draft_delete(struct store *st, const char *tenant, const char *id) {
-    return st->ops->draft_delete(st->impl, tenant, id);
+    return noted(st, st->ops->draft_delete(st->impl, tenant, id));
 }
 
 int store_draft_list(struct store *st, const char *tenant, const struct page *pg,

@@ -390,6 +390,10 @@ int store_backup(const char *url, const char *dest, json_t **ret_summary,
 
 /* True once the store is open and answers a trivial query. */
 bool store_ready(struct store *st);
+/* D50: false while the store cannot write (the last write failed for a full or failing disk);
+ * then it tries one small write at most once a second, so it turns true by itself when space
+ * returns. Thread-safe. */
+bool store_writable(struct store *st);
 /* The highest migration applied and how many migrations were applied by this open. */
 int store_schema_version(struct store *st, int *ret_version, int *ret_applied_now);
 
