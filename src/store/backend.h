@@ -17,6 +17,11 @@ enum store_owner {
 };
 enum store_owner store_owner_check(const char *owner);
 
+/* A backend whose rows other processes change (PostgreSQL replicas) reports each change it hears
+ * of to the versions of sessions as shown (store_session_version; NULL: any session may have
+ * changed, e.g. after it could not hear for a while). */
+void store_versions_changed(const char *session_id);
+
 struct store_ops {
     const char *name;
     void (*close)(void *impl);
@@ -78,6 +83,9 @@ struct store_ops {
     int (*audit_list)(void *impl, const char *tenant, const struct audit_filter *f,
                       const struct page *pg, json_t **ret_items, int64_t *ret_total);
     int (*audit_prune)(void *impl, int64_t before, int64_t *ret_deleted);
+    /* True while every change of another process reaches store_versions_changed, so versions
+     * (and the read cache built on them) can be trusted; NULL: this process is the one writer. */
+    bool (*hears_changes)(void *impl);
     /* NULL when the backend has no notices (store_watch answers AH_E_NOTIMPL) */
     int (*watch)(void *impl,
                  void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq),

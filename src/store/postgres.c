@@ -496,6 +496,7 @@ const struct store_ops store_pg_ops = {
     .audit_list = store_pg_audit_list,
     .audit_prune = store_pg_audit_prune,
     .watch = store_pg_watch,
+    .hears_changes = store_pg_hears_changes,
     .tl = &store_pg_tl_ops,
     .set_replica = store_pg_set_replica,
     .replica_beat = store_pg_replica_beat,

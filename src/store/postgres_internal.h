@@ -39,6 +39,7 @@ struct pgs {
         PGconn *first; /* the listening connection, until the thread takes it */
         void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq);
         void *arg;
+        bool hearing; /* atomic: listening now, every change reaches store_versions_changed */
     } watch;
     char replica[STORE_REPLICA_MAX + 1]; /* under mu: this process as an owner of sessions */
     struct {                             /* store_on_commands, under mu */
@@ -51,6 +52,9 @@ struct pgs {
 #define PGS_CHANNEL "ah_events"
 /* Commands for a replica wait in the commands table; this channel says so, payload: its id. */
 #define PGS_COMMANDS "ah_commands"
+/* Every change of a session row, by any process (a trigger, migration 020), payload
+ * "tenant\tsession": what invalidates the versions behind the read cache. */
+#define PGS_ROWS "ah_session_rows"
 
 /* The parameters of one statement, all sent as text (or bytes), bound by position $1…$n. Values
  * are borrowed until the statement has run; integers are formatted into the struct itself. */
@@ -165,6 +169,7 @@ int store_pg_watch(void *impl,
                    void *arg);
 /* Ends the listener of store_pg_watch, if any (store_close). */
 void store_pg_watch_stop(struct pgs *s);
+bool store_pg_hears_changes(void *impl);
 
 /* API keys and the audit log (postgres_auth.c) */
 int store_pg_apikey_create(void *impl, const struct apikey_row *k, const struct audit_entry *audit);

@@ -5,6 +5,11 @@
  * watcher. The writer's side is in postgres_events.c (a pg_notify per session in each batch's
  * transaction, so a notice means "committed").
  *
+ * It also hears PGS_ROWS, which a trigger sends for every change of a session row by any
+ * process, and reports them to the versions behind the read cache (store_versions_changed): those
+ * versions are trusted only while the listener hears (store_pg_hears_changes), and all of them
+ * move when it starts hearing again after a gap.
+ *
  * The thread sleeps in poll() on the connection's socket and an eventfd that store_close
  * signals: no polling loop, no timer while connected. A lost connection is re-opened with a
  * capped backoff (waiting on the eventfd, so a close never waits for it), and the watcher is then
@@ -34,6 +39,26 @@ static void deliver(struct pgs *s, char *payload) {
     if (strcmp(payload, s->origin) == 0) /* our own: the bus has seen it already */
         return;
     s->watch.fn(s->watch.arg, t1 + 1, t2 + 1, strtoll(t3 + 1, NULL, 10));
+}
+
+/* Payload "tenant\tsession" of PGS_ROWS. */
+static void row_changed(const char *payload) {
+    const char *tab = strrchr(payload, '\t');
+    if (tab && tab[1])
+        store_versions_changed(tab + 1);
+}
+
+static void set_hearing(struct pgs *s, bool on) {
+    if (on) /* whatever changed while we could not hear is stale: move every version first */
+        store_versions_changed(NULL);
+    __atomic_store_n(&s->watch.hearing, on, __ATOMIC_RELEASE);
+    if (!on)
+        store_versions_changed(NULL);
+}
+
+bool store_pg_hears_changes(void *impl) {
+    struct pgs *s = impl;
+    return __atomic_load_n(&s->watch.hearing, __ATOMIC_ACQUIRE);
 }
 
 /* Tells the command watcher (store_on_commands) that commands may wait for this replica. */
@@ -70,7 +95,8 @@ static PGconn *listen_conn(struct pgs *s) {
         log_msg(LOG_DEBUG, "postgres listener: %s", p.detail);
     problem_clear(&p);
     if (db) {
-        PGresult *r = PQexec(db, "LISTEN " PGS_CHANNEL "; LISTEN " PGS_COMMANDS);
+        PGresult *r =
+            PQexec(db, "LISTEN " PGS_CHANNEL "; LISTEN " PGS_COMMANDS "; LISTEN " PGS_ROWS);
         bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
         PQclear(r);
         if (!ok) {
@@ -96,6 +122,7 @@ static void *listen_main(void *arg) {
                 continue;
             }
             backoff = 100;
+            set_hearing(s, true);
             if (lost) { /* we were deaf for a while: the watchers re-read what they follow */
                 s->watch.fn(s->watch.arg, NULL, NULL, 0);
                 commands_waiting(s);
@@ -112,6 +139,7 @@ static void *listen_main(void *arg) {
         if (p[0].revents)
             break;
         if (!PQconsumeInput(db) || PQstatus(db) != CONNECTION_OK) {
+            set_hearing(s, false);
             PQfinish(db);
             db = NULL;
             lost = true;
@@ -121,11 +149,14 @@ static void *listen_main(void *arg) {
         while ((n = PQnotifies(db))) {
             if (strcmp(n->relname, PGS_COMMANDS) == 0)
                 command_notice(s, n->extra);
+            else if (strcmp(n->relname, PGS_ROWS) == 0)
+                row_changed(n->extra);
             else
                 deliver(s, n->extra);
             PQfreemem(n);
         }
     }
+    set_hearing(s, false);
     PQfinish(db);
     return NULL;
 }
@@ -150,8 +181,10 @@ int store_pg_watch(void *impl,
         s->watch.stop_fd = -1;
         return AH_E_UNAVAIL;
     }
+    set_hearing(s, true); /* before the thread, which may lose the connection at once */
     int rc = pthread_create(&s->watch.thread, NULL, listen_main, s);
     if (rc != 0) {
+        set_hearing(s, false);
         PQfinish(s->watch.first);
         s->watch.first = NULL;
         close(s->watch.stop_fd);

@@ -71,6 +71,7 @@ bool store_writable(struct store *st) {
 #define VERSION_SLOTS 4096
 static uint64_t versions[VERSION_SLOTS];
 static uint64_t list_version;
+static uint64_t epoch; /* added to every session's version: moved when any may have changed */
 
 static size_t version_slot(const char *id) {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
@@ -86,14 +87,24 @@ static void bump(const char *id) {
     __atomic_add_fetch(&list_version, 1, __ATOMIC_RELEASE);
 }
 
+void store_versions_changed(const char *session_id) {
+    if (!session_id)
+        __atomic_add_fetch(&epoch, 1, __ATOMIC_RELEASE);
+    bump(session_id);
+}
+
+/* Versions hold when this process is the one writer (SQLite), or while the backend hears every
+ * other writer's changes (PostgreSQL's notices). */
 static bool versioned(const struct store *st) {
-    return st && strcmp(st->ops->name, "sqlite") == 0; /* the one writer is this process */
+    return st && (st->ops->hears_changes ? st->ops->hears_changes(st->impl)
+                                         : strcmp(st->ops->name, "sqlite") == 0);
 }
 
 int store_session_version(struct store *st, const char *id, uint64_t *ret) {
     if (!versioned(st))
         return AH_E_NOTIMPL;
-    *ret = __atomic_load_n(&versions[version_slot(id)], __ATOMIC_ACQUIRE);
+    *ret = __atomic_load_n(&versions[version_slot(id)], __ATOMIC_ACQUIRE) +
+           __atomic_load_n(&epoch, __ATOMIC_ACQUIRE);
     return 0;
 }
 

@@ -14,7 +14,7 @@ from ahtest import Server
 from sessiontest import create, events, session, task, wait_for, wait_status
 from ssetest import SSE
 
-LEASE = ("--replica-lease-ms", "1500")
+LEASE_MS = 1500
 
 
 def replica_id(server):
@@ -24,6 +24,14 @@ def replica_id(server):
 
 def owner(db, sid):
     return ahtest.db_row(db, "SELECT owner FROM sessions WHERE id = '%s'" % sid)[0]
+
+
+def session_gets(server):
+    """How many times the server read a session from the database (its store metrics)."""
+    for line in server.get("/metrics").body.decode().splitlines():
+        if line.startswith('ah_store_operation_seconds_count{op="session_get"}'):
+            return int(float(line.split()[-1]))
+    raise AssertionError("no session_get count in /metrics")
 
 
 def recording(server, sid):
@@ -40,8 +48,8 @@ class Replicas(unittest.TestCase):
         for s in self.servers:
             s.close()
 
-    def server(self, *args):
-        s = Server(db=self.db, args=LEASE + args)
+    def server(self, *args, lease_ms=LEASE_MS):
+        s = Server(db=self.db, args=("--replica-lease-ms", str(lease_ms)) + args)
         self.servers.append(s)
         return s
 
@@ -146,8 +154,37 @@ class Replicas(unittest.TestCase):
         self.assertEqual(session(a, running)["status"], "failed")
         self.assertEqual(owner(self.db, running), replica_id(b))
 
-    def test_a_restart_within_the_lease_keeps_the_sessions(self):
+    def test_the_read_cache_of_one_replica_drops_what_another_changed(self):
+        """GET /sessions/{id} and /sessions are kept rendered on PostgreSQL too (issue 17, 18
+        item 3): each replica hears every change of a session row (a trigger's notice), so B's
+        kept answers never outlive a change made through A."""
         a, b = self.server(), self.server()
+        sid = create(a, task([{"log": "x"}]))["id"]
+        wait_status(a, sid, "completed")
+        path = "/api/v1/sessions/" + sid
+        first = b.get(path)
+        self.assertEqual(first.status, 200)
+        etag = first.header("etag")
+        gets = session_gets(b)
+        for _ in range(5):
+            r = b.get(path)
+            self.assertEqual((r.status, r.header("etag"), r.body), (200, etag, first.body))
+        self.assertEqual(session_gets(b), gets, "B answered from its kept representation")
+        self.assertEqual(b.get(path, headers={"If-None-Match": etag}).status, 304)
+        listed = [s["id"] for s in b.get("/api/v1/sessions").json()["items"]]
+        self.assertIn(sid, listed)
+        # a new task through A shows in B's list; a purge through A is gone from B at once after
+        other = create(a, task([{"log": "y"}]))["id"]
+        wait_for(lambda: other in [s["id"] for s in b.get("/api/v1/sessions").json()["items"]],
+                 30, "A's new task in B's list")
+        wait_status(a, other, "completed")
+        self.assertEqual(a.request("DELETE", path + "?purge=true").status, 204)
+        wait_for(lambda: b.get(path).status == 404, 30, "the purge seen by B")
+        self.assertEqual(b.get(path, headers={"If-None-Match": etag}).status, 404)
+
+    def test_a_restart_within_the_lease_keeps_the_sessions(self):
+        # a lease far longer than a restart takes on a busy machine: "within the lease" must hold
+        a, b = self.server(lease_ms=60000), self.server(lease_ms=60000)
         sid = create(a, task([{"log": "one"}, {"wait_prompt": True}, {"log": "two"}]))["id"]
         wait_status(a, sid, "running")
         wait_for(lambda: b"waiting for a prompt" in recording(a, sid), 30, "the agent's wait")
