@@ -178,7 +178,7 @@ int branch_provision(struct executor *ex, const char *tenant, const char *id,
     }
     if (rc == 0) {
         (void)workspace_remove(ws); /* what a retried provisioning left */
-        rc = ws_checkout(to, snap, ws, false, NULL);
+        rc = ws_checkout_seeded(to, snap, ws, NULL);
     }
     ws_store_free(to);
     ws_store_free(from);

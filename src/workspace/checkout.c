@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -124,7 +125,22 @@ struct co {
     bool readonly;
     uint64_t files;
     int rc;
+    struct ah_buf *cache;  /* ws_checkout_seeded: the stat cache being written, else NULL */
+    struct timespec mtime; /* the seeded files' mtime */
 };
+
+/* A seeded checkout's cache entry for the file just written at path: its mtime set in the past
+ * (an entry whose mtime cannot be set is racy: hashed again by the next snapshot). */
+static int seed(struct co *c, const char *path, int fd, const git_oid *oid) {
+    const struct timespec times[2] = {{.tv_nsec = UTIME_OMIT}, c->mtime};
+    bool racy = (fd >= 0 ? futimens(fd, times)
+                         : utimensat(c->root, path, times, AT_SYMLINK_NOFOLLOW)) < 0;
+    struct stat sb;
+    int rc = fd >= 0 ? fstat(fd, &sb) : fstatat(c->root, path, &sb, AT_SYMLINK_NOFOLLOW);
+    if (rc < 0)
+        return ah_err_from_errno(errno);
+    return ws_cache_add(c->cache, path, &sb, oid, racy);
+}
 
 static int write_all(int fd, const char *p, size_t n) {
     while (n) {
@@ -180,6 +196,8 @@ static int co_cb(const char *root, const git_tree_entry *te, void *payload) {
             target[size] = '\0';
             if (symlinkat(target, c->root, path) < 0)
                 rc = ah_err_from_errno(errno);
+            else if (c->cache)
+                rc = seed(c, path, -1, git_tree_entry_id(te));
         }
     } else {
         mode_t m = mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0755 : 0644;
@@ -190,6 +208,8 @@ static int co_cb(const char *root, const git_tree_entry *te, void *payload) {
             rc = write_all(fd, data, size);
             if (rc == 0 && c->readonly && fchmod(fd, m & 0555) < 0)
                 rc = ah_err_from_errno(errno);
+            if (rc == 0 && c->cache)
+                rc = seed(c, path, fd, git_tree_entry_id(te));
             close(fd);
         }
     }
@@ -202,8 +222,8 @@ static int co_cb(const char *root, const git_tree_entry *te, void *payload) {
     return 0;
 }
 
-int ws_checkout(struct ws_store *st, const char *snap, const char *dir, bool readonly,
-                uint64_t *ret_files) {
+static int checkout(struct ws_store *st, const char *snap, const char *dir, bool readonly,
+                    struct ah_buf *cache, uint64_t *ret_files) {
     git_tree *tree = NULL;
     int rc = ws_resolve_tree(st, snap, &tree);
     if (rc < 0)
@@ -212,7 +232,9 @@ int ws_checkout(struct ws_store *st, const char *snap, const char *dir, bool rea
         git_tree_free(tree);
         return ah_err_from_errno(errno);
     }
-    struct co c = {.st = st, .readonly = readonly};
+    struct co c = {.st = st, .readonly = readonly, .cache = cache};
+    clock_gettime(CLOCK_REALTIME, &c.mtime);
+    c.mtime.tv_sec -= 2; /* well before the next snapshot's racy margin */
     c.root = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (c.root < 0) {
         git_tree_free(tree);
@@ -227,6 +249,23 @@ int ws_checkout(struct ws_store *st, const char *snap, const char *dir, bool rea
     if (ret_files)
         *ret_files = c.files;
     return 0;
+}
+
+int ws_checkout(struct ws_store *st, const char *snap, const char *dir, bool readonly,
+                uint64_t *ret_files) {
+    return checkout(st, snap, dir, readonly, NULL, ret_files);
+}
+
+int ws_checkout_seeded(struct ws_store *st, const char *snap, const char *dir,
+                       uint64_t *ret_files) {
+    struct ah_buf cache = {.max = (size_t)1 << 32};
+    int rc = ws_cache_begin(&cache, dir);
+    if (rc == 0)
+        rc = checkout(st, snap, dir, false, &cache, ret_files);
+    if (rc == 0) /* an optimisation: without it the next snapshot hashes everything */
+        (void)ws_cache_save(st, &cache);
+    ah_buf_clear(&cache);
+    return rc;
 }
 
 /* ---- sharing between stores ------------------------------------------------------------------ */

@@ -424,6 +424,41 @@ static int walk_dir(struct walk *w, int dfd, size_t plen, int depth, git_oid *re
     return rc;
 }
 
+static int write_file_atomic(const char *path, const void *data, size_t n);
+
+int ws_cache_begin(struct ah_buf *b, const char *workdir) {
+    uint32_t wl = (uint32_t)strlen(workdir);
+    int rc = ah_buf_append(b, CACHE_MAGIC, sizeof(CACHE_MAGIC) - 1);
+    if (rc == 0)
+        rc = ah_buf_append(b, &wl, 4);
+    return rc < 0 ? rc : ah_buf_append(b, workdir, wl);
+}
+
+int ws_cache_add(struct ah_buf *b, const char *path, const struct stat *sb, const git_oid *oid,
+                 bool racy) {
+    size_t plen = strlen(path);
+    if (plen == 0 || plen > WS_PATH_MAX)
+        return AH_E_INVAL;
+    struct rec r = {
+        .size = (uint64_t)sb->st_size,
+        .ino = (uint64_t)sb->st_ino,
+        .mtime_ns = ts_ns(&sb->st_mtim),
+        .ctime_ns = ts_ns(&sb->st_ctim),
+        .mode = sb->st_mode,
+        .racy = racy,
+        .path_len = (uint16_t)plen,
+    };
+    memcpy(r.oid, oid->id, GIT_OID_RAWSZ);
+    int rc = ah_buf_append(b, &r, sizeof(r));
+    return rc < 0 ? rc : ah_buf_append(b, path, plen);
+}
+
+int ws_cache_save(struct ws_store *st, const struct ah_buf *b) {
+    char cachepath[4200];
+    snprintf(cachepath, sizeof(cachepath), "%s/ah-statcache", st->dir);
+    return write_file_atomic(cachepath, b->p, b->n);
+}
+
 static int write_file_atomic(const char *path, const void *data, size_t n) {
     char tmp[4200];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);

@@ -257,6 +257,12 @@ int ws_snapshot_added_bytes(struct ws_store *st, const char *id, uint64_t *ret_b
  * ret_files (nullable) gets the count of files and links written. */
 int ws_checkout(struct ws_store *st, const char *snap, const char *dir, bool readonly,
                 uint64_t *ret_files);
+/* A branch's workspace: ws_checkout (writable), and st's stat cache seeded for dir with every
+ * file written, so the next snapshot of dir (the branch's base) hashes nothing: it finds what
+ * it needs in the cache and the trees in the store. The files' mtimes are set a little in the
+ * past, so the cache entries are not "racy" and any later write is seen. */
+int ws_checkout_seeded(struct ws_store *st, const char *snap, const char *dir,
+                       uint64_t *ret_files);
 
 /* Lets st read every object of the store in other_dir (git alternates), now and later: a
  * branch's store borrows its parent's, so it holds only what the branch adds. */

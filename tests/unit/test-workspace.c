@@ -254,6 +254,48 @@ static void test_incremental(void **state) {
     assert_int_equal(s.hashed, 51);
 }
 
+/* A branch's checkout seeds its store's stat cache: the branch's base snapshot hashes nothing
+ * and has the snapshot's tree; a later edit of the same size is still seen. */
+static void test_checkout_seeded(void **state) {
+    struct fx *f = *state;
+    char id[WS_SNAP_ID_LEN + 1], base[WS_SNAP_ID_LEN + 1], p[300], bstore[200], bwork[200];
+    assert_int_equal(mkdir(strcat(strcpy(p, f->work), "/d"), 0755), 0);
+    put(f, "a.txt", "alpha\n");
+    put(f, "d/b.txt", "beta\n");
+    snprintf(p, sizeof(p), "%s/link", f->work);
+    assert_int_equal(symlink("a.txt", p), 0);
+    snap(f, id, NULL);
+    snprintf(bstore, sizeof(bstore), "%s/bstore", f->root);
+    snprintf(bwork, sizeof(bwork), "%s/bwork", f->root);
+    struct ws_store *b = NULL;
+    assert_int_equal(ws_store_open(bstore, &b), 0);
+    assert_int_equal(ws_store_borrow(b, f->store), 0);
+    assert_int_equal(ws_snapshot_import(b, f->st, id), 0);
+    uint64_t n = 0;
+    assert_int_equal(ws_checkout_seeded(b, id, bwork, &n), 0);
+    assert_int_equal(n, 3);
+    struct ws_snapshot_stats s;
+    assert_int_equal(ws_snapshot(b, bwork, "base", base, &s), 0);
+    assert_int_equal(s.files, 3);
+    assert_int_equal(s.hashed, 0);
+    struct ws_blob bl;
+    assert_int_equal(ws_read(b, base, "d/b.txt", 100, &bl), 0);
+    assert_string_equal(bl.data, "beta\n");
+    ws_blob_clear(&bl);
+    /* the agent rewrites a file at once, same size: seen */
+    snprintf(p, sizeof(p), "%s/d/b.txt", bwork);
+    FILE *fp = fopen(p, "wb");
+    assert_non_null(fp);
+    fputs("BETA\n", fp);
+    fclose(fp);
+    assert_int_equal(ws_snapshot(b, bwork, "edit", base, &s), 0);
+    assert_int_equal(s.hashed, 1);
+    assert_int_equal(ws_read(b, base, "d/b.txt", 100, &bl), 0);
+    assert_string_equal(bl.data, "BETA\n");
+    ws_blob_clear(&bl);
+    ws_store_free(b);
+}
+
 static void test_symlinks_and_modes(void **state) {
     struct fx *f = *state;
     char p[300], id[WS_SNAP_ID_LEN + 1];
@@ -616,6 +658,7 @@ int main(void) {
         cmocka_unit_test(test_truncate),
         cmocka_unit_test_setup_teardown(test_incremental, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symlinks_and_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkout_seeded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_caps_and_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_info_and_parents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_single_writer, setup, teardown),
