@@ -62,6 +62,12 @@ struct config {
     int64_t jwt_leeway_s;
     int64_t audit_retention_days; /* D37: 0 keeps audit records */
     json_t *sandbox; /* [sandbox] and [sandbox.NAME] keys without "sandbox." (D52); or NULL */
+    /* executor control plane (QUIC, D24/D42); quic_port -1: no listener */
+    int64_t quic_port, quic_cert_ttl_ms, quic_idle_timeout_ms;
+    char *quic_bind, *quic_identity, *quic_cert, *quic_key, *quic_ca, *quic_cert_cmd;
+    char *executor_trust_domain;
+    char **executor_id_patterns; /* NULL-terminated */
+    bool allow_insecure;
 };
 
 struct config_defaults {
@@ -92,6 +98,8 @@ void config_print_help(const char *usage, const struct config_defaults *defs);
 /* Commands. Each returns a process exit code; argv[0] is the command's last word (getopt
  * style), its options follow. */
 int cmd_access_point(int argc, char **argv);
+int cmd_enroll(int argc, char **argv); /* `ah agent enroll` (cmd_enroll.c) */
+void cmd_enroll_help(void);
 int cmd_webui(int argc, char **argv);
 void cmd_access_point_help(void);
 void cmd_webui_help(void);

@@ -93,6 +93,31 @@ static const struct key keys[] = {
      "audit records older than this many days are deleted (default: kept for ever)"},
     {"jwt-leeway-s", K_INT, 0, 600, OFF(jwt_leeway_s),
      "clock skew allowed on exp and nbf, in seconds (default 60)"},
+    /* the executor control plane (QUIC + mutual TLS, docs/executors.md) */
+    {"quic-port", K_INT, 0, 65535, OFF(quic_port),
+     "UDP port of the executor control plane (QUIC); unset: no listener; 0 picks a free one"},
+    {"quic-bind", K_STR, 0, 0, OFF(quic_bind), "address the QUIC listener binds (default: --bind)"},
+    {"quic-identity", K_STR, 0, 0, OFF(quic_identity),
+     "where the access point's certificate comes from: files (default), exec or insecure"},
+    {"quic-cert", K_STR, 0, 0, OFF(quic_cert),
+     "PEM certificate of the access point (URI SAN spiffe://<trust-domain>/ah/serve)"},
+    {"quic-key", K_STR, 0, 0, OFF(quic_key), "PEM private key of --quic-cert"},
+    {"quic-ca", K_STR, 0, 0, OFF(quic_ca), "PEM CA bundle executors' certificates must chain to"},
+    {"quic-cert-cmd", K_STR, 0, 0, OFF(quic_cert_cmd),
+     "with --quic-identity exec: a command printing the PEM certificate and key"},
+    {"quic-cert-ttl-ms", K_INT, 1000, 86400000LL * 365, OFF(quic_cert_ttl_ms),
+     "with --quic-identity exec: how often the command is run again (default 3600000)"},
+    {"allow-insecure", K_BOOL, 0, 0, OFF(allow_insecure),
+     "accept --quic-identity insecure (executors' certificate chains are not verified; "
+     "development only)"},
+    {"executor-trust-domain", K_STR, 0, 0, OFF(executor_trust_domain),
+     "trust domain of accepted executors, spiffe://<this>/ah/agent/<name> (default: the one of "
+     "--quic-cert)"},
+    {"executor-id-patterns", K_LIST, 0, 0, OFF(executor_id_patterns),
+     "only executors whose SPIFFE id matches one of these shell patterns (comma list), e.g. "
+     "spiffe://example.org/ah/agent/build-*"},
+    {"quic-idle-timeout-ms", K_INT, 1000, 3600000, OFF(quic_idle_timeout_ms),
+     "an executor connection silent this long is closed (default 30000)"},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -465,6 +490,14 @@ void config_clear(struct config *c) {
     free(c->data_dir);
     free(c->config_path);
     free_list(c->cors_origins);
+    free(c->quic_bind);
+    free(c->quic_identity);
+    free(c->quic_cert);
+    free(c->quic_key);
+    free(c->quic_ca);
+    free(c->quic_cert_cmd);
+    free(c->executor_trust_domain);
+    free_list(c->executor_id_patterns);
     memset(c, 0, sizeof(*c));
 }
 
@@ -499,6 +532,7 @@ int config_load(int argc, char **argv, const char *command, const struct config_
         .sse_keepalive_ms = 15000,
         .sse_coalesce_ms = 5,
         .idle_timeout_ms = 30000,
+        .quic_port = -1, /* no executor listener unless asked */
     };
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     c.max_concurrent_tasks = cores > 0 ? cores : 1;

@@ -19,6 +19,7 @@
 
 #include "../api/api.h"
 #include "../auth/auth.h"
+#include "../enroll/link.h"
 #include "../obs/obs.h"
 #include "cli.h"
 
@@ -137,6 +138,32 @@ static bool daemon_healthy(void *ctx) {
     return store_ready(api_store(ctx));
 }
 
+/* The executor control plane (QUIC, D24/D42), when --quic-port is given. */
+static int start_link(const char *command, const struct config *cfg, struct fleet *fleet,
+                      struct link_server **ret) {
+    struct link_server_config lc = {
+        .bind = cfg->quic_bind ? cfg->quic_bind : cfg->bind,
+        .port = (int)cfg->quic_port,
+        .id = {.provider = cfg->quic_identity,
+               .cert_file = cfg->quic_cert,
+               .key_file = cfg->quic_key,
+               .ca_file = cfg->quic_ca,
+               .cert_cmd = cfg->quic_cert_cmd,
+               .cert_ttl_ms = cfg->quic_cert_ttl_ms,
+               .allow_insecure = cfg->allow_insecure},
+        .trust_domain = cfg->executor_trust_domain,
+        .id_patterns = (const char *const *)cfg->executor_id_patterns,
+        .idle_timeout_ms = cfg->quic_idle_timeout_ms,
+    };
+    link_fleet_hooks(fleet, &lc.control);
+    char err[512];
+    if (link_server_start(&lc, ret, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ah %s: executor control plane: %s\n", command, err);
+        return EXIT_CONFIG;
+    }
+    return 0;
+}
+
 static int run_daemon(const char *command, const struct config *cfg, bool open) {
     /* D28: everything the daemon and its sessions create (database, WAL/SHM, recordings,
      * prompts, workspaces) is readable by its owner only; children inherit the mask. */
@@ -228,6 +255,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
     }
 
     struct api_services sv = {0};
+    struct link_server *link = NULL; /* executors' QUIC listener, when configured */
     int rc = EXIT_OK;
     if (start_services(command, cfg, &sv) < 0) {
         rc = EXIT_GENERAL;
@@ -247,6 +275,9 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
     api.catalog = sv.catalog; /* before the store: api_set_services publishes it last */
     api.fleet = sv.fleet;
     api_set_services(&api, sv.store, sv.bus, sv.exec);
+    if (cfg->quic_port >= 0 &&
+        (rc = start_link(command, cfg, sv.fleet, &link)) != 0)
+        goto out;
     obs_notify_ready(); /* systemd Type=notify: serving from here */
     if (obs_watchdog_start(daemon_healthy, &api) < 0)
         log_msg(LOG_WARN, "cannot start the systemd watchdog thread");
@@ -266,6 +297,7 @@ out:
         log_msg(LOG_WARN, "stopped with stuck requests abandoned");
         _exit(rc);
     }
+    link_server_stop(link); /* executors see a clean close; before the fleet goes */
     api_streams_stop();
     api_set_services(&api, NULL, NULL, NULL);
     auth_set_store(api.auth, NULL);

@@ -25,6 +25,8 @@ static const struct command commands[] = {
     {"agent access-point", cmd_access_point, cmd_access_point_help,
      "run the access point (REST/SSE API, scheduler, local executor)"},
     {"webui", cmd_webui, cmd_webui_help, "run the web UI with an in-process access point"},
+    {"agent enroll", cmd_enroll, cmd_enroll_help,
+     "run an executor: dial the access point over QUIC + mutual TLS and take its work"},
     {"agent record", agent_record_main, NULL,
      "run a command under a PTY, record it and stream its events (D16, D17)"},
     {"agent start", agent_start_main, NULL,

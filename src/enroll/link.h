@@ -24,6 +24,7 @@
 #ifndef AH_ENROLL_LINK_H
 #define AH_ENROLL_LINK_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -109,7 +110,8 @@ struct link_control_hooks {
 /* The control stream, executor side: builders for the messages (owned by the caller of the
  * hook: return a new reference; NULL: a minimal message is sent). */
 struct link_executor_hooks {
-    json_t *(*hello)(void *ctx);     /* "type" and "executor_id" are filled in if absent */
+    json_t *(*hello)(void *ctx, const char *executor_id); /* our SPIFFE id; "type" and
+                                                              "executor_id" filled in if absent */
     json_t *(*heartbeat)(void *ctx); /* "type" is filled in if absent */
     void (*ack)(void *ctx, const json_t *ack);
     void *ctx;
@@ -164,6 +166,10 @@ struct link_client_config {
 
 struct link_client;
 
+/* "quic://host:port", "host:port", "[v6]:port" or "host" (port default_port) → host, port.
+ * 0 or AH_E_INVAL. */
+int link_parse_address(const char *s, int default_port, char *host, size_t hostn, int *port);
+
 /* Checks the configuration, loads the identity and starts the loop thread, which connects and
  * keeps reconnecting (with back-off) until link_client_stop. 0 or AH_E_* with err. */
 int link_client_start(const struct link_client_config *cfg, struct link_client **ret, char *err,
@@ -173,6 +179,19 @@ struct link_loop *link_client_loop(struct link_client *c);
 bool link_client_enrolled(struct link_client *c);
 /* Sends Goodbye (reason), closes the connection, stops and joins the thread, frees. */
 void link_client_stop(struct link_client *c, const char *reason);
+
+/* Blocking form for `ah agent enroll`: starts the client, waits (sigwait) for one of the
+ * signals in *stop (the caller has blocked them in every thread), then stops it with Goodbye
+ * "executor stopping (SIG…)". 0 on such a stop; AH_E_* with err when it cannot start. */
+int link_client_run(const struct link_client_config *cfg, const sigset_t *stop, char *err,
+                    size_t errn);
+
+/* ---- access point: the fleet behind the control stream (quic_fleet.c) -------------------- */
+
+struct fleet;
+/* Control hooks that hand Hello/Heartbeat/gone to the fleet registry (enroll/fleet.h). With a
+ * NULL fleet every Hello is accepted and nothing is recorded. */
+void link_fleet_hooks(struct fleet *f, struct link_control_hooks *out);
 
 /* ---- loop thread services ---------------------------------------------------------------- */
 

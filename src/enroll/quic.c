@@ -522,7 +522,9 @@ static int client_control_frame(void *sctx, struct link_stream *s, json_t *msg) 
 static const struct link_stream_handlers client_control = {.on_frame = client_control_frame};
 
 static void client_send_hello(struct link_client *cl, struct link_conn *c) {
-    json_t *m = cl->cfg.control.hello ? cl->cfg.control.hello(cl->cfg.control.ctx) : NULL;
+    json_t *m = cl->cfg.control.hello ? cl->cfg.control.hello(cl->cfg.control.ctx,
+                                                              c->ident->self_id)
+                                      : NULL;
     if (!m)
         m = json_object();
     if (!json_object_get(m, "type"))
@@ -1619,4 +1621,61 @@ void link_client_stop(struct link_client *cl, const char *reason) {
     ident_free(cl->ident);
     loop_clear(&cl->loop);
     free(cl);
+}
+
+int link_parse_address(const char *s, int default_port, char *host, size_t hostn, int *port) {
+    if (!s || !*s)
+        return AH_E_INVAL;
+    if (strncmp(s, "quic://", 7) == 0)
+        s += 7;
+    const char *end = s + strcspn(s, "/"); /* a trailing path is ignored */
+    const char *colon = NULL;
+    size_t hlen;
+    if (*s == '[') {
+        const char *close = memchr(s, ']', (size_t)(end - s));
+        if (!close)
+            return AH_E_INVAL;
+        hlen = (size_t)(close - s - 1);
+        if (close + 1 < end) {
+            if (close[1] != ':')
+                return AH_E_INVAL;
+            colon = close + 1;
+        }
+        s++;
+    } else {
+        colon = memchr(s, ':', (size_t)(end - s));
+        hlen = colon ? (size_t)(colon - s) : (size_t)(end - s);
+    }
+    if (hlen == 0 || hlen >= hostn)
+        return AH_E_INVAL;
+    long p = default_port;
+    if (colon) {
+        char *e = NULL;
+        errno = 0;
+        p = strtol(colon + 1, &e, 10);
+        if (errno || e != end || p <= 0 || p > 65535)
+            return AH_E_INVAL;
+    }
+    if (p <= 0 || p > 65535)
+        return AH_E_INVAL;
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+int link_client_run(const struct link_client_config *cfg, const sigset_t *stop, char *err,
+                    size_t errn) {
+    struct link_client *c = NULL;
+    int rc = link_client_start(cfg, &c, err, errn);
+    if (rc < 0)
+        return rc;
+    int sig = 0;
+    while (sigwait(stop, &sig) != 0)
+        ;
+    char reason[64];
+    snprintf(reason, sizeof(reason), "executor stopping (%s)", sigabbrev_np(sig) ? sigabbrev_np(sig) : "signal");
+    log_msg(LOG_INFO, "link: received SIG%s; saying goodbye", sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+    link_client_stop(c, reason);
+    return 0;
 }

@@ -167,7 +167,8 @@ struct exec {
     atomic_bool eof;
 };
 
-static json_t *mk_hello(void *ctx) {
+static json_t *mk_hello(void *ctx, const char *id) {
+    assert_non_null(strstr(id, "spiffe://"));
     return json_pack("{s:s, s:{s:s}}", "version", "test", "labels", "zone", "z1");
 }
 static json_t *mk_heartbeat(void *ctx) {
@@ -510,6 +511,20 @@ static void test_config_refusals(void **state) {
     cfg.id.key_file = "/nonexistent.key";
     assert_int_equal(link_client_start(&cfg, &c, err, sizeof(err)), AH_E_INVAL);
     assert_non_null(strstr(err, "/nonexistent.key"));
+    char host[64];
+    int port = 0;
+    assert_int_equal(link_parse_address("quic://ap.example.org:7443", 443, host, sizeof(host),
+                                        &port), 0);
+    assert_string_equal(host, "ap.example.org");
+    assert_int_equal(port, 7443);
+    assert_int_equal(link_parse_address("ap", 443, host, sizeof(host), &port), 0);
+    assert_int_equal(port, 443);
+    assert_int_equal(link_parse_address("[::1]:9", 443, host, sizeof(host), &port), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 9);
+    assert_int_equal(link_parse_address("ap:0", 443, host, sizeof(host), &port), AH_E_INVAL);
+    assert_int_equal(link_parse_address("ap:x", 443, host, sizeof(host), &port), AH_E_INVAL);
+    assert_int_equal(link_parse_address("", 443, host, sizeof(host), &port), AH_E_INVAL);
     char td[64], name[64];
     assert_true(link_spiffe_agent_id("spiffe://example.org/ah/agent/w-1", td, sizeof(td), name,
                                      sizeof(name)));

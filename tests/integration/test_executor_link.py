@@ -1,0 +1,178 @@
+"""The executor control plane between two real processes (D24, D41, D42): `ah agent
+access-point --quic-port` and `ah agent enroll` on loopback, each with its own directory.
+Certificates are made by tests/enroll/mkcerts.sh (certtool). Each identity refusal must be one
+clear line in the logs of both processes, naming what was expected and what was presented."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+import ahtest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MKCERTS = os.path.join(HERE, "..", "enroll", "mkcerts.sh")
+SERVE_ID = "spiffe://example.org/ah/serve"
+
+
+def wait_for(what, cond, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class Executor:
+    """One `ah agent enroll` process; stderr in its own file."""
+
+    def __init__(self, tmp, args):
+        self.dir = tempfile.mkdtemp(prefix="ah-exec-", dir=tmp)
+        self.log = os.path.join(self.dir, "stderr.log")
+        err = open(self.log, "wb")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AH_")}
+        env["HOME"] = self.dir
+        self.proc = subprocess.Popen([ahtest.AH_BIN, "agent", "enroll"] + args,
+                                     stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env)
+        err.close()
+
+    def text(self):
+        with open(self.log, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("ah agent enroll did not stop:\n" + self.text())
+
+
+class ExecutorLinkTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="ah-link-")
+        cls.certs = os.path.join(cls.tmp, "certs")
+        subprocess.run(["sh", MKCERTS, cls.certs], check=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def c(self, name):
+        return os.path.join(self.certs, name)
+
+    def access_point(self, cert="serve", extra=()):
+        s = ahtest.Server(args=["--quic-port", "0", "--quic-cert", self.c(cert + ".pem"),
+                                "--quic-key", self.c(cert + ".key"), "--quic-ca",
+                                self.c("ca.pem"), "--executor-trust-domain", "example.org"]
+                          + list(extra))
+        self.addCleanup(s.close)
+        m = wait_for("the QUIC listener", lambda: re.search(
+            r"QUIC listening on 127\.0\.0\.1:(\d+)", s.stderr()))
+        s.quic_port = int(m.group(1))
+        return s
+
+    def executor(self, ap, cert="a", ca="ca", extra=None):
+        args = ["--remote-server", "quic://127.0.0.1:%d" % ap.quic_port,
+                "--cert-file", self.c(cert + ".pem"), "--key-file", self.c(cert + ".key"),
+                "--ca-file", self.c(ca + ".pem"), "--heartbeat-interval", "0.2"]
+        args += extra if extra is not None else ["--expected-server-id", SERVE_ID]
+        e = Executor(self.tmp, args)
+        self.addCleanup(e.stop, signal.SIGKILL)
+        return e
+
+    def test_enroll_heartbeat_goodbye(self):
+        ap = self.access_point()
+        ex = self.executor(ap, extra=["--expected-server-id", SERVE_ID, "--labels", "zone=z1"])
+        wait_for("enrolled (access point)", lambda: "executor spiffe://example.org/ah/agent/a "
+                 "enrolled from 127.0.0.1:" in ap.stderr())
+        wait_for("enrolled (executor)", lambda: "enrolled at the access point" in ex.text())
+        self.assertEqual(ex.stop(), 0, ex.text())
+        wait_for("goodbye", lambda: "executor spiffe://example.org/ah/agent/a says goodbye "
+                 "(executor stopping (TERM))" in ap.stderr())
+
+    def refused(self, ap, ex, needle, server_refuses=True):
+        if server_refuses:
+            wait_for("the access point's line", lambda: re.search(
+                r"link: access point refused executor at 127\.0\.0\.1:\d+: " + re.escape(needle),
+                ap.stderr()))
+            wait_for("the executor's line", lambda: re.search(
+                r"link: the access point at 127\.0\.0\.1:\d+ refused this executor \(.*\): "
+                + re.escape(needle), ex.text()))
+        else:
+            wait_for("the executor's line", lambda: re.search(
+                r"link: executor refused the access point at 127\.0\.0\.1:\d+: "
+                + re.escape(needle), ex.text()))
+            wait_for("the access point's line", lambda: re.search(
+                r"link: executor at 127\.0\.0\.1:\d+ \(.*\) refused this access point: "
+                + re.escape(needle), ap.stderr()))
+        self.assertNotIn("enrolled", ex.text())
+
+    def test_wrong_trust_domain(self):
+        ap = self.access_point()
+        ex = self.executor(ap, cert="othertd")
+        self.refused(ap, ex, "executor presented 'spiffe://other.org/ah/agent/a': trust domain "
+                     "'other.org' is not the allowed 'example.org'")
+
+    def test_wrong_spiffe_id(self):
+        ap = self.access_point(extra=["--executor-id-patterns",
+                                      "spiffe://example.org/ah/agent/build-*"])
+        ex = self.executor(ap, cert="a")
+        self.refused(ap, ex, "executor presented 'spiffe://example.org/ah/agent/a', which "
+                     "matches none of the allowed ids (spiffe://example.org/ah/agent/build-*)")
+
+    def test_expired_certificate(self):
+        ap = self.access_point()
+        ex = self.executor(ap, cert="expired")
+        self.refused(ap, ex, "certificate of 'spiffe://example.org/ah/agent/old' expired at "
+                     "2020-01-01T00:00:00Z")
+
+    def test_unexpected_access_point_id(self):
+        ap = self.access_point(cert="evil")
+        ex = self.executor(ap, cert="a")
+        self.refused(ap, ex, "access point presented 'spiffe://example.org/ah/agent/evil', "
+                     "expected 'spiffe://example.org/ah/serve' (--expected-server-id)",
+                     server_refuses=False)
+
+    def test_cli_refusals(self):
+        def run(args):
+            p = subprocess.run([ahtest.AH_BIN, "agent", "enroll"] + args,
+                               capture_output=True, text=True, timeout=30)
+            return p.returncode, p.stderr
+        base = ["--remote-server", "quic://127.0.0.1:9", "--cert-file", self.c("a.pem"),
+                "--key-file", self.c("a.key"), "--ca-file", self.c("ca.pem")]
+        code, err = run(base + ["--identity", "vault"])
+        self.assertEqual(code, 2, err)
+        self.assertIn("identity provider 'vault' is not built in", err)
+        code, err = run(base + ["--identity", "spiffe"])
+        self.assertIn("not built in", err)
+        code, err = run(base + ["--identity", "insecure"])
+        self.assertEqual(code, 2, err)
+        self.assertIn("refused unless --allow-insecure", err)
+        code, err = run(base)
+        self.assertEqual(code, 8, err)
+        self.assertIn("--expected-server-id", err)
+        code, err = run(["--cert-file", "x"])
+        self.assertEqual(code, 2, err)
+        self.assertIn("--remote-server", err)
+        # an access point asked for a listener without its certificate: one line, exit 8
+        p = subprocess.run([ahtest.AH_BIN, "agent", "access-point", "--port", "0", "--db",
+                            ":memory:", "--quic-port", "0"], capture_output=True, text=True,
+                           timeout=60, env={k: v for k, v in os.environ.items()
+                                            if not k.startswith("AH_")} | {"HOME": self.tmp})
+        self.assertEqual(p.returncode, 8, p.stderr)
+        self.assertIn("executor control plane: identity 'files' needs a certificate", p.stderr)
+
+
+if __name__ == "__main__":
+    ahtest.main()
