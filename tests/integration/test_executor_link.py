@@ -101,6 +101,29 @@ class ExecutorLinkTest(unittest.TestCase):
         wait_for("goodbye", lambda: "executor spiffe://example.org/ah/agent/a says goodbye "
                  "(executor stopping (TERM))" in ap.stderr())
 
+    def test_online_then_offline(self):
+        """Enrolled over QUIC → online in GET /executors; kill -9 → offline after 3 missed
+        heartbeats (0.2 s each), long before the QUIC idle timeout (60 s) could close the link."""
+        ap = self.access_point(extra=["--quic-idle-timeout-ms", "60000"])
+        ex = self.executor(ap, extra=["--expected-server-id", SERVE_ID, "--labels", "zone=z1"])
+        aid = "spiffe://example.org/ah/agent/a"
+
+        def mine():
+            r = ap.get("/api/v1/executors")
+            self.assertEqual(r.status, 200, r)
+            return next((x for x in r.json()["items"] if x["id"] == aid), None)
+        e = wait_for("online", lambda: (lambda x: x if x and x["health"] == "online" else None)(
+            mine()))
+        self.assertEqual(e["name"], "a")
+        self.assertEqual(e["labels"], {"zone": "z1"})
+        self.assertTrue(e["lastSeen"])
+        ex.proc.kill()
+        ex.proc.wait()
+        t0 = time.monotonic()
+        wait_for("offline", lambda: mine()["health"] == "offline", timeout=20)
+        self.assertLess(time.monotonic() - t0, 20)
+        self.assertNotIn("timed out", ap.stderr())  # the link itself is still open: heartbeats tell
+
     def refused(self, ap, ex, needle, server_refuses=True):
         if server_refuses:
             wait_for("the access point's line", lambda: re.search(
