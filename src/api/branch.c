@@ -158,6 +158,9 @@ static void post_branch(struct http_request *req, struct http_response *res) {
         http_error(req, res, rc, "cannot create the branch: %s", ah_strerror(rc));
         return;
     }
+    if (json_array_size(json_object_get(request, "webhooks")) && /* the task's, inherited */
+        (rc = exec_webhooks_add(ctx->exec, parent->tenant_id, sn.id)) < 0)
+        log_msg(LOG_ERROR, "webhooks of session %s: %s", sn.id, ah_strerror(rc));
     exec_kick(ctx->exec);
     json_t *out = json_pack("{s:s, s:s, s:s, s:f, s:s, s:s?, s:n, s:s, s:s}", "id", sn.id, "name",
                             name, "parentSessionId", parent->id, "branchFromTs", from_ts,

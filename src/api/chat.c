@@ -624,5 +624,6 @@ int api_chat_register(struct router *r, struct api_ctx *ctx) {
                      0);
     rc |= chat_attach_register(r, ctx);
     rc |= chat_context_register(r, ctx);
+    rc |= api_webhooks_register(r, ctx);
     return rc ? AH_E_NOMEM : 0;
 }

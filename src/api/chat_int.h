@@ -34,4 +34,7 @@ int chat_context_register(struct router *r, struct api_ctx *ctx);
 /* The attachment routes (chat_attach.c). */
 int chat_attach_register(struct router *r, struct api_ctx *ctx);
 
+/* GET …/webhooks: the delivery state of the session's webhooks (webhooks.c). */
+int api_webhooks_register(struct router *r, struct api_ctx *ctx);
+
 #endif

@@ -52,6 +52,17 @@ static void check_agents(struct api_ctx *ctx, const json_t *body, struct task_re
     }
 }
 
+/* Issue 15 item 8: webhook targets this server may call (https; loopback http for tests). */
+static void check_webhooks(struct api_ctx *ctx, struct task_request *tr, struct ah_problem *p) {
+    for (size_t i = 0; i < tr->n_webhooks; i++) {
+        char why[160], path[48];
+        if (exec_webhook_url_check(ctx->exec, tr->webhooks[i].url, why, sizeof(why)) == 0)
+            continue;
+        snprintf(path, sizeof(path), "webhooks[%zu].url", i);
+        problem_field(p, path, "%s", why);
+    }
+}
+
 /* D51, D52: the runtime must be one this machine provides — an unknown profile, `disabled`
  * without the configuration's consent, a sandbox without a working bubblewrap or a missing
  * devcontainer runtime is a 422 now, never an unsandboxed run later. The profile a task gets
@@ -83,6 +94,8 @@ static void create_task(struct http_request *req, struct http_response *res) {
                                           "use branch (push a branch) or patch");
         problem_field(&p, "delivery.mode", "pr is not supported; use branch or patch");
     }
+    if (!p.code)
+        check_webhooks(ctx, tr, &p);
     if (!p.code)
         check_runtime(ctx, tr, &p);
     if (http_fail(req, res, &p))
@@ -124,6 +137,9 @@ static void create_task(struct http_request *req, struct http_response *res) {
     }
     for (size_t i = 0; i < n; i++) /* D48: the agents join this request's trace */
         exec_trace_note(sessions[i].id, req->traceparent);
+    for (size_t i = 0; tr->n_webhooks && i < n; i++) /* a failure here is caught at next start */
+        if ((rc = exec_webhooks_add(ctx->exec, tenant, sessions[i].id)) < 0)
+            log_msg(LOG_ERROR, "webhooks of session %s: %s", sessions[i].id, ah_strerror(rc));
     exec_kick(ctx->exec);
 
     json_t *ids = json_array();

@@ -50,6 +50,8 @@ struct config {
     char *workspace_template;
     char **snapshot_preference; /* NULL-terminated */
     char **agent_env;           /* environment variables passed to agents */
+    bool webhook_allow_loopback, webhook_allow_private; /* webhook targets (exec/webhooks.c) */
+    int64_t webhook_timeout_ms, webhook_retry_base_ms, webhook_retry_for_ms;
     struct agent_config *agents; /* [agents.NAME] sections: command + format */
     size_t n_agents;
     json_t *models; /* [models."ID"] sections (D40): id → fields; NULL when none */

@@ -67,6 +67,20 @@ static const struct key keys[] = {
      "workspace providers in order (default git,reflink,btrfs,copy)"},
     {"workspace-template", K_STR, 0, 0, OFF(workspace_template),
      "directory copied as the workspace of repo.mode=none tasks (default: empty)"},
+    {"webhook-allow-loopback", K_BOOL, 0, 0, OFF(webhook_allow_loopback),
+     "tasks' webhooks may target loopback addresses, over http:// too (for tests and local "
+     "receivers)"},
+    {"webhook-allow-private", K_BOOL, 0, 0, OFF(webhook_allow_private),
+     "tasks' webhooks may target private-network addresses (10/8, 172.16/12, 192.168/16, "
+     "fc00::/7)"},
+    {"webhook-timeout-ms", K_INT, 100, 600000, OFF(webhook_timeout_ms),
+     "one webhook delivery attempt is abandoned after this (default 10000)"},
+    {"webhook-retry-base-ms", K_INT, 10, 3600000, OFF(webhook_retry_base_ms),
+     "the delay before a failed webhook delivery is retried, doubled at each further failure "
+     "(default 1000)"},
+    {"webhook-retry-for-ms", K_INT, 1000, 30LL * 86400000, OFF(webhook_retry_for_ms),
+     "how long a failing webhook delivery is retried before the event is counted as failed "
+     "(default 86400000: 24 h)"},
     {"agent-env", K_LIST, 0, 0, OFF(agent_env),
      "environment variables passed to agents, e.g. ANTHROPIC_API_KEY,OPENAI_API_KEY"},
     /* authentication (docs/auth.md) */

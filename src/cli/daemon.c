@@ -81,6 +81,11 @@ static int start_services(const char *command, const struct config *cfg,
         .env_allow = (const char *const *)cfg->agent_env,
         .sandbox = cfg->sandbox,
         .db_path = cfg->db,
+        .webhook_allow_loopback = cfg->webhook_allow_loopback,
+        .webhook_allow_private = cfg->webhook_allow_private,
+        .webhook_timeout_ms = cfg->webhook_timeout_ms,
+        .webhook_retry_base_ms = cfg->webhook_retry_base_ms,
+        .webhook_retry_for_ms = cfg->webhook_retry_for_ms,
     };
     struct ah_problem p = {0};
     int rc = api_services_start(cfg->db, &ec, sv, &p);

@@ -42,6 +42,8 @@ const char *ah_error_title(int code);
 #define AH_LIMIT_LABEL_KEY 63
 #define AH_LIMIT_LABEL_VALUE 256
 #define AH_LIMIT_WEBHOOKS 16
+#define AH_LIMIT_WEBHOOK_EVENTS 32 /* names in one webhook's events[] */
+#define AH_LIMIT_WEBHOOK_SECRET 256
 #define AH_LIMIT_URL 2048
 #define AH_LIMIT_NAME 128   /* ids, tenant/project ids, agent types, branch names */
 #define AH_LIMIT_HEADER 8192 /* any single header value we look at */
@@ -220,8 +222,10 @@ struct task_agent {
     json_t *settings; /* object or NULL */
 };
 struct task_webhook {
-    char *event;
+    char *event;   /* one event name (the original form), or NULL */
+    char **events; /* several (NULL-terminated), or NULL; one of the two is set */
     char *url;
+    char *secret;  /* HMAC-SHA256 key of X-AH-Signature; NULL: deliveries are not signed */
 };
 struct task_request {
     char *tenant_id;  /* NULL when absent */

@@ -683,17 +683,49 @@ static void parse_labels(const json_t *v, struct task_request *r, struct ah_prob
 }
 
 static bool webhook_event_ok(const char *s) {
-    /* session.<verb>: the catalogue is open (API.md §8.4), the shape is not */
+    /* session.<verb>: the catalogue is open (API.md §8.4), the shape is not; session.* is every
+     * event of the session */
     if (strncmp(s, "session.", 8) != 0 || !s[8])
         return false;
+    if (!strcmp(s + 8, "*"))
+        return true;
     for (const char *c = s + 8; *c; c++)
         if (!islower((unsigned char)*c) && *c != '_')
             return false;
     return true;
 }
 
+static void parse_webhook_events(const json_t *v, const char *wp, struct task_webhook *wh,
+                                 struct ah_problem *p) {
+    char fp[64];
+    snprintf(fp, sizeof(fp), "%s.events", wp);
+    if (!json_is_array(v) || json_array_size(v) == 0 ||
+        json_array_size(v) > AH_LIMIT_WEBHOOK_EVENTS) {
+        problem_field(p, fp, "must be an array of 1 to %d event names", AH_LIMIT_WEBHOOK_EVENTS);
+        return;
+    }
+    if (!(wh->events = calloc(json_array_size(v) + 1, sizeof(*wh->events)))) {
+        problem_set(p, AH_E_NOMEM, "out of memory");
+        return;
+    }
+    size_t i, n = 0;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+        bool ok = true;
+        char ep[80];
+        snprintf(ep, sizeof(ep), "%s[%zu]", fp, i);
+        char *name = take_string(e, ep, AH_LIMIT_NAME, true, &ok, p);
+        if (!name)
+            continue;
+        wh->events[n++] = name;
+        if (!webhook_event_ok(name))
+            problem_field(p, ep, "must look like session.completed (or session.* for all)");
+    }
+}
+
 static void parse_webhooks(const json_t *v, struct task_request *r, struct ah_problem *p) {
-    static const struct member known[] = {{"event", NULL}, {"url", NULL}};
+    static const struct member known[] = {
+        {"event", NULL}, {"events", NULL}, {"url", NULL}, {"secret", NULL}};
     if (!v)
         return;
     if (!json_is_array(v) || json_array_size(v) > AH_LIMIT_WEBHOOKS) {
@@ -712,19 +744,29 @@ static void parse_webhooks(const json_t *v, struct task_request *r, struct ah_pr
         snprintf(wp, sizeof(wp), "webhooks[%zu]", i);
         struct task_webhook *wh = &r->webhooks[r->n_webhooks++];
         if (!json_is_object(w)) {
-            problem_field(p, wp, "must be an object with event and url");
+            problem_field(p, wp, "must be an object with event (or events) and url");
             continue;
         }
         check_members(w, wp, known, COUNT(known), p);
         bool ok = true;
         snprintf(fp, sizeof(fp), "%s.event", wp);
-        wh->event = take_string(json_object_get(w, "event"), fp, AH_LIMIT_NAME, true, &ok, p);
-        if (wh->event && !webhook_event_ok(wh->event))
-            problem_field(p, fp, "must look like session.completed");
+        const json_t *events = json_object_get(w, "events");
+        if (events && json_object_get(w, "event"))
+            problem_field(p, fp, "give either event or events, not both");
+        else if (events)
+            parse_webhook_events(events, wp, wh, p);
+        else {
+            wh->event = take_string(json_object_get(w, "event"), fp, AH_LIMIT_NAME, true, &ok, p);
+            if (wh->event && !webhook_event_ok(wh->event))
+                problem_field(p, fp, "must look like session.completed (or session.* for all)");
+        }
         snprintf(fp, sizeof(fp), "%s.url", wp);
         wh->url = take_string(json_object_get(w, "url"), fp, AH_LIMIT_URL, true, &ok, p);
         if (wh->url && !url_ok(wh->url, false, true))
             problem_field(p, fp, "must be an http:// or https:// URL");
+        snprintf(fp, sizeof(fp), "%s.secret", wp);
+        wh->secret =
+            take_string(json_object_get(w, "secret"), fp, AH_LIMIT_WEBHOOK_SECRET, false, &ok, p);
     }
 }
 
@@ -915,8 +957,20 @@ json_t *task_request_to_json(const struct task_request *r) {
     if (r->webhooks) {
         json_t *wh = json_array();
         for (size_t i = 0; wh && i < r->n_webhooks; i++)
-            rc |= json_array_append_new(wh, json_pack("{s:s, s:s}", "event", r->webhooks[i].event,
-                                                      "url", r->webhooks[i].url));
+        {
+            const struct task_webhook *w = &r->webhooks[i];
+            json_t *o = json_pack("{s:s}", "url", w->url);
+            if (o)
+                rc |= set_str(o, "event", w->event);
+            json_t *ev = w->events ? json_array() : NULL;
+            for (char **e = w->events; ev && *e; e++)
+                rc |= json_array_append_new(ev, json_string(*e));
+            if (o && ev)
+                rc |= json_object_set_new(o, "events", ev);
+            if (o)
+                rc |= set_str(o, "secret", w->secret);
+            rc |= json_array_append_new(wh, o);
+        }
         rc |= json_object_set_new(j, "webhooks", wh);
     }
     return rc ? NULL : AH_TAKE(j);
@@ -948,7 +1002,11 @@ void task_request_free(struct task_request *r) {
     json_decref(r->labels);
     for (size_t i = 0; i < r->n_webhooks; i++) {
         free(r->webhooks[i].event);
+        for (char **e = r->webhooks[i].events; e && *e; e++)
+            free(*e);
+        free(r->webhooks[i].events);
         free(r->webhooks[i].url);
+        free(r->webhooks[i].secret);
     }
     free(r->webhooks);
     free(r);

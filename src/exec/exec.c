@@ -191,6 +191,8 @@ int exec_start(struct executor *ex, struct ah_problem *reterr) {
         return problem_set(reterr, rc, "cannot start the snapshot worker");
     if ((rc = delivery_start(ex)) < 0)
         return problem_set(reterr, rc, "cannot start the delivery worker");
+    if ((rc = webhooks_start(ex)) < 0)
+        return problem_set(reterr, rc, "cannot start the webhook worker");
     if ((rc = replicas_init(ex, reterr)) < 0 || (rc = supervisor_start(ex, reterr)) < 0)
         return rc;
     if ((rc = replicas_start(ex)) < 0)
@@ -220,6 +222,7 @@ void exec_stop(struct executor *ex) {
     refs_stop(ex);
     snapshots_stop(ex); /* first: it hands exits to the delivery worker */
     delivery_stop(ex);
+    webhooks_stop(ex); /* before the bus goes: its subscriptions are the bus's */
     if (ex->listen_fd >= 0) {
         close(ex->listen_fd);
         unlink(ex->sock_path);

@@ -46,6 +46,13 @@ struct exec_config {
      * it queued (it fits only an executor, or nothing). Called on the scheduler's thread. */
     bool (*place_local)(void *arg, struct session_row *row);
     void *place_arg;
+    /* webhooks (webhooks.c): targets allowed beyond public https, and the delivery timings */
+    bool webhook_allow_loopback;   /* http:// and https:// to loopback addresses (tests) */
+    bool webhook_allow_private;    /* private-network addresses (10/8, 192.168/16, fc00::/7, …) */
+    int64_t webhook_timeout_ms;    /* one attempt, connection included (default 10 s) */
+    int64_t webhook_retry_base_ms; /* the first retry's delay, doubled each time (default 1 s) */
+    int64_t webhook_retry_for_ms;  /* an event is retried this long after its first failure
+                                      (default 24 h), then counted as failed */
 };
 
 struct executor;
@@ -100,6 +107,16 @@ int exec_prompt(struct executor *ex, const char *tenant, const char *id, const c
  * the stored event's seq. */
 int exec_chat(struct executor *ex, const char *tenant, const char *id, json_t *event,
               const char *text, int64_t *ret_seq, struct ah_problem *reterr);
+/* Webhooks (webhooks.c, issue 15 item 8). Whether url may be a webhook's target under this
+ * server's configuration: 0, or AH_E_INVAL with why ("must be an https:// URL"). */
+int exec_webhook_url_check(struct executor *ex, const char *url, char *why, size_t n);
+/* Starts delivering the events of a new session whose task has webhooks (durably noted before it
+ * returns, so a restart resumes it). 0 or an AH_E_*. Thread-safe. */
+int exec_webhooks_add(struct executor *ex, const char *tenant, const char *id);
+/* The saved delivery state of the session's webhooks ({hooks:[{cursor, delivered, failed,
+ * attempts, firstFailureAt, nextAttemptAt, lastAttemptAt, lastSuccessAt (ms or null),
+ * lastStatus, lastError, done, pendingSeq}], done}), or NULL when nothing was saved yet. */
+json_t *exec_webhooks_state(struct executor *ex, const char *id);
 /* The configured model overrides (D40), NULL when none; lent until exec_free. */
 const json_t *exec_models(struct executor *ex);
 /* The server's data directory (lent until exec_free). */

@@ -137,6 +137,7 @@ struct executor {
     bool refs_ready;
     struct snapshots *snaps; /* the automatic snapshots' worker (snapshots.c) */
     struct deliveries *delivs; /* the delivery worker (delivery.c) */
+    struct webhooks *hooks;    /* the webhook worker (webhooks.c) */
     /* cgroups of ended sessions whose last processes were still exiting: retried on the
      * timer until removed (supervisor thread only) */
     struct {
@@ -210,6 +211,14 @@ int snapshots_record_base(struct executor *ex, const char *tenant, const char *i
                           const char *provider);
 bool snapshots_final(struct executor *ex, const char *tenant, const char *id, const char *workdir,
                      json_t *exit_msg);
+struct sockaddr;
+/* webhooks.c (issue 15 item 8): the worker that POSTs sessions' events to their webhooks */
+int webhooks_start(struct executor *ex);
+void webhooks_stop(struct executor *ex); /* NULL-safe for an executor never started */
+/* Whether a webhook may connect to sa under c (SSRF: loopback and private only when configured;
+ * link-local, multicast and unspecified never). */
+bool webhook_addr_allowed(const struct exec_config *c, const struct sockaddr *sa);
+
 /* delivery.c (issue 11: the task's `delivery`) */
 int delivery_start(struct executor *ex);
 void delivery_stop(struct executor *ex);

@@ -389,6 +389,18 @@ static void test_delivery_labels_webhooks(void **state) {
     expect_field(WITH("\"labels\":[]"), "labels");
     expect_ok(WITH("\"webhooks\":[{\"event\":\"session.completed\",\"url\":\"https://h/x\"}]"));
     expect_ok(WITH("\"webhooks\":[]"));
+    expect_ok(WITH("\"webhooks\":[{\"events\":[\"session.*\",\"session.failed\"],"
+                   "\"url\":\"https://h/x\",\"secret\":\"k\"}]"));
+    expect_field(WITH("\"webhooks\":[{\"events\":[],\"url\":\"https://h\"}]"),
+                 "webhooks[0].events");
+    expect_field(WITH("\"webhooks\":[{\"events\":[\"session.a\",\"x\"],\"url\":\"https://h\"}]"),
+                 "webhooks[0].events[1]");
+    expect_field(WITH("\"webhooks\":[{\"event\":\"session.a\",\"events\":[\"session.b\"],"
+                      "\"url\":\"https://h\"}]"),
+                 "webhooks[0].event");
+    expect_field(WITH("\"webhooks\":[{\"event\":\"session.a\",\"url\":\"https://h\","
+                      "\"secret\":\"\"}]"),
+                 "webhooks[0].secret");
     expect_field(WITH("\"webhooks\":[{\"event\":\"session.completed\"}]"), "webhooks[0].url");
     expect_field(WITH("\"webhooks\":[{\"event\":\"session.completed\",\"url\":\"ftp://h\"}]"),
                  "webhooks[0].url");
@@ -540,8 +552,10 @@ static json_t *random_request(void) {
     }
     if (rnd(3) == 0)
         json_object_set_new(j, "webhooks",
-                            json_pack("[{s:s, s:s}]", "event", "session.completed", "url",
-                                      "https://hooks.example/x"));
+                            json_pack("[{s:s, s:s}, {s:[s, s], s:s, s:s}]", "event",
+                                      "session.completed", "url", "https://hooks.example/x",
+                                      "events", "session.*", "session.failed", "url",
+                                      "https://hooks.example/y", "secret", "k"));
     return j;
 }
 
