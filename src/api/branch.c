@@ -84,8 +84,14 @@ static void post_branch(struct http_request *req, struct http_response *res) {
     if (jmsg && (!json_is_string(jmsg) || json_string_length(jmsg) > AH_LIMIT_PROMPT ||
                  !json_string_length(jmsg)))
         problem_field(&p, "injectedMessage", "must be a string of 1 to %d bytes", AH_LIMIT_PROMPT);
+    /* No summarizer stands behind a branch: the agent gets the whole conversation (its CLI's
+     * resumed conversation, or the transcript in its prompt). Saying so beats ignoring it. */
     if (jsum && !json_is_boolean(jsum))
         problem_field(&p, "autoSummarize", "must be a boolean");
+    else if (json_is_true(jsum))
+        problem_field(&p, "autoSummarize",
+                      "is not supported: the branch's agent is given the whole conversation up to "
+                      "the branch point; leave it out or false");
     json_t *settings = NULL;
     if (agents) {
         json_t *a0 = json_array_get(agents, 0);

@@ -423,6 +423,8 @@ class Timeline(unittest.TestCase):
                             ({"fsSnapshotId": third, "agents": [{}, {}]}, "agents"),
                             ({"fsSnapshotId": third, "agents": [{"settings": {
                                 "scenario": [{"nope": 1}]}}]}, "scenario"),
+                            ({"fsSnapshotId": third, "autoSummarize": 1}, "autoSummarize"),
+                            ({"fsSnapshotId": third, "autoSummarize": True}, "not supported"),
                             ({"fsSnapshotId": third, "extra": 1}, "extra")):
             r = self.post("session-branch", body)
             self.assertEqual(r.status, 400, (body, r))
