@@ -1067,12 +1067,8 @@ static void conn_after(struct link_conn *c) {
         conn_finish(c, c->close_reason);
         return;
     }
-    int rv = conn_write(c);
-    if (rv < 0) {
-        conn_fail(c, rv);
-        return;
-    }
-    /* room came back: tell the writers that were refused; then sweep closed streams */
+    /* room came back (acknowledgements were just read): tell the writers that were refused,
+     * so what they queue goes out in this same write */
     for (struct link_stream *s = c->streams, *n; s; s = n) {
         n = s->next;
         if (s->want_writable && !s->closed && link_stream_room(s) >= LINK_STREAM_BUF / 2) {
@@ -1080,6 +1076,15 @@ static void conn_after(struct link_conn *c) {
             if (s->h && s->h->on_writable)
                 s->h->on_writable(s->sctx, s);
         }
+    }
+    if (c->close_pending) {
+        conn_after(c);
+        return;
+    }
+    int rv = conn_write(c);
+    if (rv < 0) {
+        conn_fail(c, rv);
+        return;
     }
     for (struct link_stream *s = c->streams, *n; s; s = n) {
         n = s->next;
@@ -1370,6 +1375,8 @@ static void *loop_main(void *arg) {
     struct link_loop *l = arg;
     bool draining = false;
     int64_t drain_until = 0;
+    if (l->cli)
+        client_tick(l->cli); /* dial at once, not at the first tick */
     for (;;) {
         if (atomic_load(&l->stop) && !draining) {
             draining = true;
