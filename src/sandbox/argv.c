@@ -130,7 +130,15 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
         if (p->network != SANDBOX_NET_ALLOW)
             push(&a, "--unshare-net");
         push3(&a, "--die-with-parent", "--cap-drop", "ALL");
-        push(&a, "--disable-userns");
+        /* the relay's inside end listens on the destinations' own ports, 443 too: binding
+         * one below 1024 in the sandbox's own network namespace harms nobody */
+        if (relay)
+            push3(&a, "--cap-add", "CAP_NET_BIND_SERVICE", NULL);
+        /* no nested user namespaces (in which the agent would hold capabilities). With a
+         * relay its inside end does it, once it listens: bubblewrap's way puts the command in
+         * a nested namespace that has no say over the sandbox's network */
+        if (!relay)
+            push(&a, "--disable-userns");
         push3(&a, "--hostname", "ah-sandbox", NULL);
         /* 1. the root read-only, minimal /dev and /proc, private temporary directories */
         push3(&a, "--ro-bind", "/", "/");

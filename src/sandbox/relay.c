@@ -28,6 +28,13 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/audit.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -366,6 +373,48 @@ fail:
     return -1;
 }
 
+/* What bubblewrap's --disable-userns does, for the agent the inside end starts: a seccomp
+ * filter that refuses new user namespaces (unshare or clone with CLONE_NEWUSER; clone3, whose
+ * flags a filter cannot read, answers ENOSYS and C libraries fall back to clone), and every
+ * system call of another ABI (i386, x32), through which the same calls would pass unchecked.
+ * The sandbox already set no_new_privs, so no privilege is needed. */
+static int deny_new_userns(void) {
+#if defined(__x86_64__)
+#define RELAY_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define RELAY_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+#ifdef RELAY_AUDIT_ARCH
+    struct sock_filter prog[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, RELAY_AUDIT_ARCH, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+#ifdef __x86_64__
+        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1), /* x32 */
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+#endif
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_unshare, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 3),
+        /* the flags: the first argument of both, its low 32 bits (little-endian) */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_NEWUSER, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog fprog = {.len = sizeof(prog) / sizeof(prog[0]), .filter = prog};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog, 0, 0) < 0)
+        return -1;
+    return 0;
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
 static int relay_main(bool outside, int argc, char **argv) {
     const char *name = outside ? "net-relay" : "net-forward";
     struct relay r = {.outside = outside, .pidfd = -1};
@@ -406,6 +455,20 @@ static int relay_main(bool outside, int argc, char **argv) {
     for (int i = 0; i < r.n; i++)
         if (listen_on(&r, i, r.to[i]) < 0)
             return 1;
+    if (!outside) {
+        /* listening done: the capability that allowed ports below 1024 is not the agent's
+         * (best effort; an agent running as root inside its namespace may get it back, and
+         * it only lets it listen there) */
+        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+        struct __user_cap_data_struct none[2] = {{0}};
+        syscall(SYS_capset, &hdr, none);
+        if (deny_new_userns() < 0) {
+            fprintf(stderr, "ah agent net-forward: cannot forbid new user namespaces: %s\n",
+                    strerror(errno));
+            return 1;
+        }
+    }
     if (outside && chdir(cwd) < 0) {
         fprintf(stderr, "ah agent %s: %s: %s\n", name, cwd, strerror(errno));
         return 1;

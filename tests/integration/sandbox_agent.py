@@ -91,6 +91,17 @@ def act(a):
             say("echo", target, "ok" if data else "closed", data.decode().strip() or "-")
         except OSError as e:
             say("echo", target, "denied", err_name(e))
+    elif kind == "unshare-user":  # a user namespace of its own would give it capabilities
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        pid = os.fork()  # in a child: the namespace would change the agent itself
+        if pid == 0:
+            rc = libc.unshare(0x10000000)  # CLONE_NEWUSER
+            os._exit(0 if rc == 0 else min(ctypes.get_errno(), 255) or 255)
+        _, st = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(st)
+        say("unshare-user", "self", "ok" if code == 0 else "denied",
+            errno.errorcode.get(code, str(code)))
     elif kind == "env":
         say("env", "all", "ok", json.dumps({k: os.environ.get(k) for k in a["names"]}))
     elif kind == "hog":  # touch memory until something stops us

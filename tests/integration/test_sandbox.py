@@ -121,6 +121,7 @@ class Isolation(SandboxTest):
             {"do": "kill", "pid": srv.proc.pid},
             {"do": "kill", "pid": victim_recorder},
             {"do": "write", "path": "own.txt", "content": "mine"},
+            {"do": "unshare-user"},
             {"do": "env", "names": ["HOME", "AH_SESSION_ID", "AH_EVENTS_FD", "AH_RECORDER_TOKEN"]},
         ]
         if db:
@@ -148,6 +149,7 @@ class Isolation(SandboxTest):
         denied("read", os.path.join(self.tmp, "sandbox.toml"))
         denied("connect", sock)
         denied("write", "/etc/ah-sandbox-pwned", "EROFS")
+        denied("unshare-user", "self")  # no user namespace of its own (capabilities there)
         # writes to the data directory's path (or through links) may succeed inside, into the
         # sandbox's own throw-away /tmp when the data directory is under /tmp; what matters is
         # that nothing reached the server's files
@@ -270,7 +272,7 @@ class AllowList(SandboxTest):
         cls.unlisted = EchoListener("unlisted")
         cls.extra_config = (
             "[sandbox.egress]\nnetwork = \"allow-list\"\nread-only = [%s]\n"
-            "allow-hosts = [\"127.0.0.1:%d\", \"localhost:%d\"]\n"
+            "allow-hosts = [\"127.0.0.1:%d\", \"localhost:%d\", \"localhost:443\"]\n"
             % (json.dumps(HERE), cls.listed.port, cls.listed.port))
         super().setUpClass()
 
@@ -288,11 +290,13 @@ class AllowList(SandboxTest):
                {"do": "echo", "host": "localhost", "port": lp},   # by name: the sandbox's hosts
                {"do": "echo", "host": "127.0.0.1", "port": up},   # listening, but not listed
                {"do": "echo", "host": "127.0.0.2", "port": lp},   # the listed port elsewhere
+               {"do": "echo", "host": "localhost", "port": 443},  # listed: a port below 1024
                {"do": "connect", "host": "example.com", "port": 443},  # no DNS, no route
-               {"do": "read", "path": "/etc/hosts"}]
+               {"do": "unshare-user"}]
         sid, s = self.run_agent(act, sandbox="egress")
         self.assertEqual(s["sandbox"]["network"], "allow-list")
-        self.assertEqual(s["sandbox"]["allowHosts"], ["127.0.0.1:%d" % lp, "localhost:%d" % lp])
+        self.assertEqual(s["sandbox"]["allowHosts"], ["127.0.0.1:%d" % lp, "localhost:%d" % lp,
+                                                      "localhost:443"])
         ok = result(self.server, sid, "echo", "127.0.0.1:%d" % lp)
         self.assertEqual(ok[2:4], ["ok", "pong-listed"], ok)
         by_name = result(self.server, sid, "echo", "localhost:%d" % lp)
@@ -304,6 +308,12 @@ class AllowList(SandboxTest):
             self.assertEqual(r[2], "denied", r)
         self.assertEqual(self.unlisted.seen, [])
         self.assertEqual(result(self.server, sid, "connect", 443)[2], "denied")
+        # the relay listens on a listed port below 1024 too: the connection is accepted inside
+        # (and closed, or answered, by whatever the host has on that port)
+        low = result(self.server, sid, "echo", "localhost:443")
+        self.assertIn(low[2], ("ok", "closed"), low)
+        # no nested user namespace, as in the other profiles
+        self.assertEqual(result(self.server, sid, "unshare-user")[2:4], ["denied", "EPERM"])
         # without the sandbox's network the same agent reaches the unlisted port: the relay,
         # not the listener, is what refused it
         sid2, _ = self.run_agent([{"do": "echo", "host": "127.0.0.1", "port": up}])

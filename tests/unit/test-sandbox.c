@@ -190,6 +190,12 @@ static void test_allow_list(void **state) {
     int ag = 0;
     while (argv[ag + 1])
         ag++;
+    int capd = find3(argv, "--cap-drop", "ALL", NULL);
+    int capa = find3(argv, "--cap-add", "CAP_NET_BIND_SERVICE", NULL); /* to listen on 443 */
+    assert_true(capd > bw && capa > capd);
+    /* the inside end forbids nested user namespaces itself (bubblewrap's way would take the
+     * netns out of its reach) */
+    assert_int_equal(find3(argv, "--disable-userns", NULL, NULL), -1);
     assert_true(dir_o > 0 && to0 > dir_o && to3 > to0 && bw > to3 && unet > bw);
     assert_true(tmp > bw && mnt > tmp && eh > bw && fw > mnt && fw > eh);
     assert_true(l0 > fw && l1 > l0 && l3 > l1);
@@ -292,6 +298,7 @@ static void test_wrap_default(void **state) {
     int dd = find3(argv, "--", NULL, NULL);
     assert_true(root >= 0 && hid > root && wsb > hid && hb > hid && pb > hid && rem > wsb);
     assert_true(find3(argv, "--unshare-user", NULL, NULL) >= 0);
+    assert_int_equal(find3(argv, "--cap-add", NULL, NULL), -1); /* only the relay needs one */
     assert_true(find3(argv, "--unshare-pid", NULL, NULL) >= 0);
     assert_true(find3(argv, "--cap-drop", "ALL", NULL) >= 0);
     assert_true(find3(argv, "--tmpfs", "/tmp", NULL) >= 0);
