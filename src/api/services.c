@@ -44,6 +44,7 @@ int api_services_start(const char *db, const struct exec_config *ec, struct api_
     sv.placer->fleet = sv.fleet;
     ec_placed.place_local = api_place_local;
     ec_placed.place_arg = sv.placer;
+    ec_placed.fair_next = placement_fair_next;
     if ((rc = exec_new(&ec_placed, sv.store, sv.bus, &sv.exec, reterr)) < 0 ||
         ((sv.placer->exec = sv.exec), (rc = exec_start(sv.exec, reterr)) < 0)) {
         api_services_stop(&sv);

@@ -53,6 +53,10 @@ struct exec_config {
     int64_t webhook_retry_base_ms; /* the first retry's delay, doubled each time (default 1 s) */
     int64_t webhook_retry_for_ms;  /* an event is retried this long after its first failure
                                       (default 24 h), then counted as failed */
+    /* Fairness between tenants (D43): which of the queued sessions (their tenants, oldest
+     * first) is admitted next, given each tenant's running count. NULL: the oldest. */
+    int (*fair_next)(const char *const *tenants, size_t n,
+                     int64_t (*running)(void *arg, const char *tenant), void *arg);
 };
 
 struct executor;

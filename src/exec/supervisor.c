@@ -230,6 +230,21 @@ static void fail_session(struct executor *ex, const char *tenant, const char *id
 
 /* ---- scheduling ------------------------------------------------------------------------------ */
 
+/* Sessions of `tenant` this server runs now (fairness between tenants, D43). */
+static int64_t tenant_running(void *arg, const char *tenant) {
+    struct executor *ex = arg;
+    int64_t n = 0;
+    pthread_mutex_lock(&ex->mu);
+    for (struct live *l = ex->lives; l; l = l->next)
+        n += !l->dead && strcmp(l->tenant, tenant) == 0;
+    pthread_mutex_unlock(&ex->mu);
+    return n;
+}
+
+/* Fairness looks at this many of the oldest queued sessions at a time: enough for every tenant
+ * that waits to be seen, and a bound on the work of one pass. */
+#define FAIR_WINDOW 256
+
 static void schedule(struct executor *ex) {
     pthread_mutex_lock(&ex->mu);
     bool full = (int64_t)ex->n_live >= ex->cfg.max_concurrent || ex->stopping || ex->cfg.no_local;
@@ -240,10 +255,26 @@ static void schedule(struct executor *ex) {
     size_t n = 0;
     if (store_session_list_live(ex->store, &rows, &n) < 0)
         return;
-    for (size_t i = 0; i < n; i++) {
-        struct session_row *r = rows[i];
-        if (r->status != SESSION_QUEUED)
-            continue;
+    /* the queued ones, oldest first; each admission takes the one fairness picks (D43) */
+    size_t *cand = calloc(n ? n : 1, sizeof(*cand));
+    const char **tenants = calloc(FAIR_WINDOW, sizeof(*tenants));
+    size_t nc = 0;
+    for (size_t i = 0; cand && i < n; i++)
+        if (rows[i]->status == SESSION_QUEUED)
+            cand[nc++] = i;
+    if (!cand || !tenants)
+        nc = 0; /* out of memory: try again at the next kick */
+    while (nc > 0) {
+        size_t window = nc < FAIR_WINDOW ? nc : FAIR_WINDOW, pick = 0;
+        for (size_t k = 0; k < window; k++)
+            tenants[k] = rows[cand[k]]->tenant_id;
+        if (ex->cfg.fair_next) {
+            int f = ex->cfg.fair_next(tenants, window, tenant_running, ex);
+            pick = f >= 0 && (size_t)f < window ? (size_t)f : 0;
+        }
+        struct session_row *r = rows[cand[pick]];
+        memmove(&cand[pick], &cand[pick + 1], (nc - pick - 1) * sizeof(*cand));
+        nc--;
         pthread_mutex_lock(&ex->mu);
         full = (int64_t)ex->n_live >= ex->cfg.max_concurrent;
         bool known = live_find(ex, r->tenant_id, r->id) != NULL;
@@ -267,6 +298,8 @@ static void schedule(struct executor *ex) {
             live_retire(ex, l);
         }
     }
+    free(cand);
+    free(tenants);
     session_rows_free(rows, n);
 }
 

@@ -191,5 +191,44 @@ class ControlPlane(ServerTest):
         self.assertEqual(self.server.request("DELETE", "/api/v1/sessions/" + sid).status, 204)
 
 
+class Fairness(ServerTest):
+    """Per-tenant fairness (D43): a freed slot goes to the tenant running the fewest sessions,
+    not to the oldest queued session of a tenant that already runs more."""
+
+    server_args = ("--max-concurrent-tasks", "2")
+
+    def test_freed_slot_goes_to_the_other_tenant(self):
+        s = self.server
+        a = {"X-Tenant-ID": "acme"}
+        b = {"X-Tenant-ID": "bravo"}
+        long = task([{"sleep": 60000}])
+        a1, a2 = (create(s, long, headers=a)["session_ids"][0] for _ in range(2))
+        for sid in (a1, a2):
+            wait_status_h(s, sid, "running", a)
+        a3 = create(s, task([{"thought": "a3"}]), headers=a)["session_ids"][0]
+        b1 = create(s, task([{"thought": "b1"}]), headers=b)["session_ids"][0]
+        q = s.get("/api/v1/sessions/" + a3, headers=a).json()
+        self.assertIn("waiting for a free slot on the local runner (2 of 2 busy)",
+                      q["queuedReason"])
+        self.assertEqual(s.post("/api/v1/sessions/%s/stop" % a1, headers=a).status, 202)
+        # bravo (0 running) gets the slot before acme's older a3 (acme still runs a2)
+        st = wait_status_h(s, b1, {"provisioning", "running", "completed"}, b)
+        self.assertEqual(s.get("/api/v1/sessions/" + a3, headers=a).json()["status"], "queued",
+                         st)
+        self.assertEqual(s.post("/api/v1/sessions/%s/stop" % a2, headers=a).status, 202)
+        wait_status_h(s, a3, "completed", a)
+
+
+def wait_status_h(server, sid, wanted, headers, timeout=60):
+    wanted = {wanted} if isinstance(wanted, str) else set(wanted)
+    deadline = time.monotonic() + timeout
+    while True:
+        st = server.get("/api/v1/sessions/" + sid, headers=headers).json()
+        if st["status"] in wanted:
+            return st
+        assert time.monotonic() < deadline, st
+        time.sleep(0.05)
+
+
 if __name__ == "__main__":
     ahtest.main()
