@@ -30,7 +30,8 @@ static const char enroll_usage[] =
     "heartbeats, and reconnects until stopped (SIGTERM/SIGINT: Goodbye, then exit 0).\n\n"
     "  --remote-server ADDR      the access point's QUIC address (quic://host:port; env\n"
     "                            AH_REMOTE_SERVER)\n"
-    "  --identity MODE           files (default), exec, insecure; spiffe and vault are not built in\n"
+    "  --identity MODE           files, exec, insecure; spiffe (the default) and vault are not\n"
+    "                            built in to this version\n"
     "  --cert-file, --key-file, --ca-file PATH   [files] PEM certificate, key and CA bundle\n"
     "                            (the certificate's URI SAN: spiffe://<td>/ah/agent/<name>)\n"
     "  --dynamic-cert-cmd CMD    [exec] a command printing the PEM certificate and key\n"
@@ -92,7 +93,7 @@ static json_t *heartbeat_cb(void *ctx) {
 }
 
 int cmd_enroll(int argc, char **argv) {
-    const char *remote = getenv("AH_REMOTE_SERVER"), *identity = "files";
+    const char *remote = getenv("AH_REMOTE_SERVER"), *identity = "spiffe"; /* §4 */
     const char *level = "info", *name = NULL, *resources = NULL, *resources_file = NULL;
     const char *data_dir = NULL;
     char *labels_s = NULL, *tags_s = NULL;
@@ -188,9 +189,10 @@ int cmd_enroll(int argc, char **argv) {
     cfg.port = port;
     cfg.id.provider = identity;
     char err[512];
-    if (link_identity_check(&cfg.id, err, sizeof(err)) < 0) {
+    int rc = link_identity_check(&cfg.id, err, sizeof(err));
+    if (rc < 0) {
         fprintf(stderr, "ah agent enroll: %s\n", err);
-        return EXIT_USAGE;
+        return rc == AH_E_NOTIMPL ? EXIT_CONFIG : EXIT_USAGE;
     }
     const char *labels[MAX_LIST + 1] = {NULL}, *tags[MAX_LIST + 1] = {NULL};
     AH_AUTOFREE char *lcopy = labels_s ? strdup(labels_s) : NULL;
@@ -227,7 +229,7 @@ int cmd_enroll(int argc, char **argv) {
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
-    int rc = link_client_run(&cfg, &stop, err, sizeof(err));
+    rc = link_client_run(&cfg, &stop, err, sizeof(err));
     host_facts_free(hf);
     if (rc < 0) {
         fprintf(stderr, "ah agent enroll: %s\n", err);

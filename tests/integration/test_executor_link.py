@@ -83,7 +83,7 @@ class ExecutorLinkTest(unittest.TestCase):
         return s
 
     def executor(self, ap, cert="a", ca="ca", extra=None):
-        args = ["--remote-server", "quic://127.0.0.1:%d" % ap.quic_port,
+        args = ["--remote-server", "quic://127.0.0.1:%d" % ap.quic_port, "--identity", "files",
                 "--cert-file", self.c(cert + ".pem"), "--key-file", self.c(cert + ".key"),
                 "--ca-file", self.c(ca + ".pem"), "--heartbeat-interval", "0.2"]
         args += extra if extra is not None else ["--expected-server-id", SERVE_ID]
@@ -172,13 +172,16 @@ class ExecutorLinkTest(unittest.TestCase):
             p = subprocess.run([ahtest.AH_BIN, "agent", "enroll"] + args,
                                capture_output=True, text=True, timeout=30)
             return p.returncode, p.stderr
-        base = ["--remote-server", "quic://127.0.0.1:9", "--cert-file", self.c("a.pem"),
+        base = ["--remote-server", "quic://127.0.0.1:9", "--identity", "files",
+                "--cert-file", self.c("a.pem"),
                 "--key-file", self.c("a.key"), "--ca-file", self.c("ca.pem")]
         code, err = run(base + ["--identity", "vault"])
-        self.assertEqual(code, 2, err)
+        self.assertEqual(code, 8, err)
         self.assertIn("identity provider 'vault' is not built in", err)
-        code, err = run(base + ["--identity", "spiffe"])
-        self.assertIn("not built in", err)
+        code, err = run(base[:2] + base[4:])  # the default identity, spiffe
+        self.assertEqual(code, 8, err)
+        self.assertIn("identity provider 'spiffe' (SPIFFE Workload API socket) is not built in",
+                      err)
         code, err = run(base + ["--identity", "insecure"])
         self.assertEqual(code, 2, err)
         self.assertIn("refused unless --allow-insecure", err)
