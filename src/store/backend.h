@@ -86,6 +86,17 @@ struct store_ops {
     /* True while every change of another process reaches store_versions_changed, so versions
      * (and the read cache built on them) can be trusted; NULL: this process is the one writer. */
     bool (*hears_changes)(void *impl);
+    /* web sessions (sqlite_auth.c, postgres_auth.c) */
+    int (*websession_put)(void *impl, const struct websession_row *r,
+                          const struct audit_entry *audit);
+    int (*websession_get)(void *impl, const char *token_hash, struct websession_row **ret);
+    int (*websession_take_login)(void *impl, const char *token_hash, int64_t now,
+                                 struct websession_row **ret);
+    int (*websession_finish)(void *impl, const struct websession_row *r,
+                             const struct audit_entry *audit);
+    int (*websession_touch)(void *impl, const char *id, int64_t now);
+    int (*websession_revoke)(void *impl, const char *id, int64_t now,
+                             const struct audit_entry *audit);
     /* NULL when the backend has no notices (store_watch answers AH_E_NOTIMPL) */
     int (*watch)(void *impl,
                  void (*fn)(void *arg, const char *tenant, const char *session_id, int64_t seq),

@@ -338,3 +338,184 @@ int store_pg_audit_prune(void *impl, int64_t before, int64_t *ret_deleted) {
     store_pg_release(s, c);
     return rc;
 }
+
+/* ---- web sessions (OIDC sign-in, D36) ---------------------------------------------------------- */
+
+#define WS_COLUMNS                                                                                 \
+    "id, token_hash, status, nonce, verifier, return_to, subject, user_name, tenant_id, role,"    \
+    " id_token, error, created_at, last_seen_at, expires_at, revoked_at"
+
+static int read_websession(const PGresult *r, int i, struct websession_row **ret) {
+    struct websession_row *w = calloc(1, sizeof(*w));
+    if (!w)
+        return AH_E_NOMEM;
+    char **texts[] = {&w->id,        &w->token_hash, &w->status,    &w->nonce,
+                      &w->verifier,  &w->return_to,  &w->subject,   &w->user_name,
+                      &w->tenant_id, &w->role,       &w->id_token,  &w->error};
+    for (int k = 0; k < 12; k++) {
+        *texts[k] = store_pg_text(r, i, k);
+        if (!*texts[k] && !PQgetisnull(r, i, k)) {
+            websession_row_free(w);
+            return AH_E_NOMEM;
+        }
+    }
+    w->created_at = store_pg_int(r, i, 12);
+    w->last_seen_at = store_pg_int(r, i, 13);
+    w->expires_at = store_pg_int(r, i, 14);
+    w->revoked_at = store_pg_int(r, i, 15);
+    *ret = w;
+    return 0;
+}
+
+static int read_one_websession(const PGresult *r, int i, void *ret) {
+    return read_websession(r, i, ret);
+}
+
+int store_pg_websession_put(void *impl, const struct websession_row *r,
+                            const struct audit_entry *audit) {
+    struct pgs *s = impl;
+    struct pgs_conn *c = store_pg_acquire(s);
+    if (!c)
+        return AH_E_UNAVAIL;
+    int rc = store_pg_exec(c, "BEGIN");
+    if (rc == 0) {
+        struct pgs_args a = {0};
+        const char *texts[] = {r->id,        r->token_hash, r->status,    r->nonce,
+                               r->verifier,  r->return_to,  r->subject,   r->user_name,
+                               r->tenant_id, r->role,       r->id_token,  r->error};
+        for (int i = 0; i < 12; i++)
+            store_pg_arg_text(&a, texts[i]);
+        store_pg_arg_int(&a, r->created_at);
+        store_pg_arg_int(&a, r->last_seen_at);
+        store_pg_arg_int(&a, r->expires_at);
+        rc = store_pg_do(c,
+                         "INSERT INTO web_sessions (" WS_COLUMNS ") VALUES ($1, $2, $3, $4, $5,"
+                         " $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL)",
+                         &a, NULL);
+    }
+    if (rc == 0 && audit)
+        rc = audit_insert(c, audit);
+    if (rc == 0)
+        rc = store_pg_exec(c, "COMMIT");
+    store_pg_release(s, c);
+    return rc;
+}
+
+int store_pg_websession_get(void *impl, const char *token_hash, struct websession_row **ret) {
+    /* the helper binds $1 and $2: the hash goes in both and the query uses $2 only */
+    return store_pg_row_by_id(impl,
+                              "SELECT " WS_COLUMNS " FROM web_sessions"
+                              " WHERE $1::text IS NOT NULL AND token_hash = $2",
+                              token_hash, token_hash, read_one_websession, ret);
+}
+
+int store_pg_websession_take_login(void *impl, const char *token_hash, int64_t now,
+                                   struct websession_row **ret) {
+    struct pgs *s = impl;
+    struct pgs_conn *c = store_pg_acquire(s);
+    if (!c)
+        return AH_E_UNAVAIL;
+    struct websession_row *w = NULL;
+    int rc = store_pg_exec(c, "BEGIN");
+    if (rc == 0) {
+        struct pgs_args a = {0};
+        store_pg_arg_int(&a, now);
+        rc = store_pg_do(c, "DELETE FROM web_sessions WHERE expires_at <= $1", &a, NULL);
+    }
+    if (rc == 0) {
+        struct pgs_args a = {0};
+        store_pg_arg_text(&a, token_hash);
+        PGresult *r = store_pg_run(c,
+                                   "DELETE FROM web_sessions WHERE token_hash = $1"
+                                   " AND status = 'login' RETURNING " WS_COLUMNS,
+                                   &a, &rc);
+        if (r) {
+            rc = PQntuples(r) > 0 ? read_websession(r, 0, &w) : AH_E_NOTFOUND;
+            PQclear(r);
+        }
+    }
+    if (rc == 0)
+        rc = store_pg_exec(c, "COMMIT");
+    store_pg_release(s, c);
+    if (rc < 0) {
+        websession_row_free(w);
+        return rc;
+    }
+    *ret = w;
+    return 0;
+}
+
+int store_pg_websession_finish(void *impl, const struct websession_row *r,
+                               const struct audit_entry *audit) {
+    struct pgs *s = impl;
+    struct pgs_conn *c = store_pg_acquire(s);
+    if (!c)
+        return AH_E_UNAVAIL;
+    int rc = store_pg_exec(c, "BEGIN");
+    if (rc == 0) {
+        struct pgs_args a = {0};
+        const char *texts[] = {r->id,        r->status, r->subject,  r->user_name,
+                               r->tenant_id, r->role,   r->id_token, r->error};
+        for (int i = 0; i < 8; i++)
+            store_pg_arg_text(&a, texts[i]);
+        store_pg_arg_int(&a, r->expires_at);
+        int64_t rows = 0;
+        rc = store_pg_do(c,
+                         "UPDATE web_sessions SET status = $2, subject = $3, user_name = $4,"
+                         " tenant_id = $5, role = $6, id_token = $7, error = $8, expires_at = $9,"
+                         " nonce = NULL, verifier = NULL"
+                         " WHERE id = $1 AND status = 'pending' AND revoked_at IS NULL",
+                         &a, &rows);
+        if (rc == 0 && rows == 0)
+            rc = AH_E_NOTFOUND;
+    }
+    if (rc == 0 && audit)
+        rc = audit_insert(c, audit);
+    if (rc == 0)
+        rc = store_pg_exec(c, "COMMIT");
+    store_pg_release(s, c);
+    return rc;
+}
+
+int store_pg_websession_touch(void *impl, const char *id, int64_t now) {
+    struct pgs *s = impl;
+    struct pgs_conn *c = store_pg_acquire(s);
+    if (!c)
+        return AH_E_UNAVAIL;
+    struct pgs_args a = {0};
+    store_pg_arg_text(&a, id);
+    store_pg_arg_int(&a, now);
+    int rc = store_pg_do(c,
+                         "UPDATE web_sessions SET last_seen_at = $2"
+                         " WHERE id = $1 AND revoked_at IS NULL",
+                         &a, NULL);
+    store_pg_release(s, c);
+    return rc;
+}
+
+int store_pg_websession_revoke(void *impl, const char *id, int64_t now,
+                               const struct audit_entry *audit) {
+    struct pgs *s = impl;
+    struct pgs_conn *c = store_pg_acquire(s);
+    if (!c)
+        return AH_E_UNAVAIL;
+    int rc = store_pg_exec(c, "BEGIN");
+    if (rc == 0) {
+        struct pgs_args a = {0};
+        store_pg_arg_text(&a, id);
+        store_pg_arg_int(&a, now);
+        int64_t rows = 0;
+        rc = store_pg_do(c,
+                         "UPDATE web_sessions SET revoked_at = $2, id_token = NULL"
+                         " WHERE id = $1 AND revoked_at IS NULL",
+                         &a, &rows);
+        if (rc == 0 && rows == 0)
+            rc = AH_E_NOTFOUND;
+    }
+    if (rc == 0 && audit)
+        rc = audit_insert(c, audit);
+    if (rc == 0)
+        rc = store_pg_exec(c, "COMMIT");
+    store_pg_release(s, c);
+    return rc;
+}

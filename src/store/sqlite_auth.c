@@ -352,3 +352,191 @@ int sq_audit_prune(void *impl, int64_t before, int64_t *ret_deleted) {
     sq_release(s, c);
     return rc;
 }
+
+/* ---- web sessions (OIDC sign-in, D36) ---------------------------------------------------------- */
+
+#define WS_COLUMNS                                                                                 \
+    "id, token_hash, status, nonce, verifier, return_to, subject, user_name, tenant_id, role,"    \
+    " id_token, error, created_at, last_seen_at, expires_at, revoked_at"
+
+static int read_websession(sqlite3_stmt *st, struct websession_row **ret) {
+    struct websession_row *w = calloc(1, sizeof(*w));
+    if (!w)
+        return AH_E_NOMEM;
+    char **texts[] = {&w->id,        &w->token_hash, &w->status,    &w->nonce,
+                      &w->verifier,  &w->return_to,  &w->subject,   &w->user_name,
+                      &w->tenant_id, &w->role,       &w->id_token,  &w->error};
+    for (int i = 0; i < 12; i++) {
+        *texts[i] = col_text(st, i);
+        if (!*texts[i] && sqlite3_column_type(st, i) != SQLITE_NULL) {
+            websession_row_free(w);
+            return AH_E_NOMEM;
+        }
+    }
+    w->created_at = sqlite3_column_int64(st, 12);
+    w->last_seen_at = sqlite3_column_int64(st, 13);
+    w->expires_at = sqlite3_column_int64(st, 14);
+    w->revoked_at = sqlite3_column_int64(st, 15);
+    *ret = w;
+    return 0;
+}
+
+static int read_one_websession(sqlite3_stmt *st, void *ret) {
+    return read_websession(st, ret);
+}
+
+int sq_websession_put(void *impl, const struct websession_row *r,
+                      const struct audit_entry *audit) {
+    struct sq *s = impl;
+    struct conn *c = sq_acquire(s);
+    int rc = sq_exec(c, "BEGIN IMMEDIATE");
+    sqlite3_stmt *st = rc == 0 ? sq_prepare(c, "INSERT INTO web_sessions (" WS_COLUMNS ") VALUES"
+                                               " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
+                                               " ?12, ?13, ?14, ?15, NULL)")
+                               : NULL;
+    if (rc == 0 && !st)
+        rc = AH_E_DB;
+    if (rc == 0) {
+        const char *texts[] = {r->id,        r->token_hash, r->status,    r->nonce,
+                               r->verifier,  r->return_to,  r->subject,   r->user_name,
+                               r->tenant_id, r->role,       r->id_token,  r->error};
+        for (int i = 0; i < 12; i++)
+            bind_text_or_null(st, i + 1, texts[i]);
+        sqlite3_bind_int64(st, 13, r->created_at);
+        sqlite3_bind_int64(st, 14, r->last_seen_at);
+        sqlite3_bind_int64(st, 15, r->expires_at);
+        rc = sq_code(sqlite3_step(st));
+    }
+    sq_done(c, st);
+    if (rc == 0 && audit)
+        rc = audit_insert(c, audit);
+    if (rc == 0)
+        rc = sq_exec(c, "COMMIT");
+    sq_release(s, c);
+    return rc;
+}
+
+int sq_websession_get(void *impl, const char *token_hash, struct websession_row **ret) {
+    /* sq_row_by_id binds ?1 and ?2: the hash goes in both and the query uses ?2 only */
+    return sq_row_by_id(impl,
+                        "SELECT " WS_COLUMNS " FROM web_sessions"
+                        " WHERE ?1 IS NOT NULL AND token_hash = ?2",
+                        token_hash, token_hash, read_one_websession, ret);
+}
+
+int sq_websession_take_login(void *impl, const char *token_hash, int64_t now,
+                             struct websession_row **ret) {
+    struct sq *s = impl;
+    struct conn *c = sq_acquire(s);
+    int rc = sq_exec(c, "BEGIN IMMEDIATE");
+    sqlite3_stmt *st = rc == 0 ? sq_prepare(c, "DELETE FROM web_sessions WHERE expires_at <= ?1")
+                               : NULL;
+    if (rc == 0 && !st)
+        rc = AH_E_DB;
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, now);
+        rc = sq_code(sqlite3_step(st));
+    }
+    sq_done(c, st);
+    st = rc == 0 ? sq_prepare(c, "DELETE FROM web_sessions WHERE token_hash = ?1"
+                                 " AND status = 'login' RETURNING " WS_COLUMNS)
+                 : NULL;
+    if (rc == 0 && !st)
+        rc = AH_E_DB;
+    struct websession_row *w = NULL;
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, token_hash, -1, SQLITE_STATIC);
+        int step = sqlite3_step(st);
+        rc = step == SQLITE_ROW ? read_websession(st, &w)
+             : step == SQLITE_DONE ? AH_E_NOTFOUND
+                                   : sq_code(step);
+        if (rc == 0) /* let the statement finish its deletion before the commit */
+            while ((step = sqlite3_step(st)) == SQLITE_ROW)
+                ;
+    }
+    sq_done(c, st);
+    if (rc == 0)
+        rc = sq_exec(c, "COMMIT");
+    sq_release(s, c);
+    if (rc < 0) {
+        websession_row_free(w);
+        return rc;
+    }
+    *ret = w;
+    return 0;
+}
+
+int sq_websession_finish(void *impl, const struct websession_row *r,
+                         const struct audit_entry *audit) {
+    struct sq *s = impl;
+    struct conn *c = sq_acquire(s);
+    int rc = sq_exec(c, "BEGIN IMMEDIATE");
+    sqlite3_stmt *st =
+        rc == 0 ? sq_prepare(c, "UPDATE web_sessions SET status = ?2, subject = ?3, user_name = ?4,"
+                                " tenant_id = ?5, role = ?6, id_token = ?7, error = ?8,"
+                                " expires_at = ?9, nonce = NULL, verifier = NULL"
+                                " WHERE id = ?1 AND status = 'pending' AND revoked_at IS NULL")
+                : NULL;
+    if (rc == 0 && !st)
+        rc = AH_E_DB;
+    if (rc == 0) {
+        const char *texts[] = {r->id,        r->status, r->subject,  r->user_name,
+                               r->tenant_id, r->role,   r->id_token, r->error};
+        for (int i = 0; i < 8; i++)
+            bind_text_or_null(st, i + 1, texts[i]);
+        sqlite3_bind_int64(st, 9, r->expires_at);
+        rc = sq_code(sqlite3_step(st));
+        if (rc == 0 && sqlite3_changes(c->db) == 0)
+            rc = AH_E_NOTFOUND;
+    }
+    sq_done(c, st);
+    if (rc == 0 && audit)
+        rc = audit_insert(c, audit);
+    if (rc == 0)
+        rc = sq_exec(c, "COMMIT");
+    sq_release(s, c);
+    return rc;
+}
+
+int sq_websession_touch(void *impl, const char *id, int64_t now) {
+    struct sq *s = impl;
+    struct conn *c = sq_acquire(s);
+    sqlite3_stmt *st = sq_prepare(c, "UPDATE web_sessions SET last_seen_at = ?2"
+                                     " WHERE id = ?1 AND revoked_at IS NULL");
+    int rc = AH_E_DB;
+    if (st) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, now);
+        rc = sq_code(sqlite3_step(st));
+    }
+    sq_done(c, st);
+    sq_release(s, c);
+    return rc;
+}
+
+int sq_websession_revoke(void *impl, const char *id, int64_t now,
+                         const struct audit_entry *audit) {
+    struct sq *s = impl;
+    struct conn *c = sq_acquire(s);
+    int rc = sq_exec(c, "BEGIN IMMEDIATE");
+    sqlite3_stmt *st = rc == 0 ? sq_prepare(c, "UPDATE web_sessions SET revoked_at = ?2,"
+                                               " id_token = NULL"
+                                               " WHERE id = ?1 AND revoked_at IS NULL")
+                               : NULL;
+    if (rc == 0 && !st)
+        rc = AH_E_DB;
+    if (rc == 0) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, now);
+        rc = sq_code(sqlite3_step(st));
+        if (rc == 0 && sqlite3_changes(c->db) == 0)
+            rc = AH_E_NOTFOUND;
+    }
+    sq_done(c, st);
+    if (rc == 0 && audit)
+        rc = audit_insert(c, audit);
+    if (rc == 0)
+        rc = sq_exec(c, "COMMIT");
+    sq_release(s, c);
+    return rc;
+}

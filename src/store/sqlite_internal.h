@@ -119,6 +119,16 @@ int sq_audit_append(void *impl, const struct audit_entry *e);
 int sq_audit_list(void *impl, const char *tenant, const struct audit_filter *f,
                   const struct page *pg, json_t **ret_items, int64_t *ret_total);
 int sq_audit_prune(void *impl, int64_t before, int64_t *ret_deleted);
+int sq_websession_put(void *impl, const struct websession_row *r,
+                        const struct audit_entry *audit);
+int sq_websession_get(void *impl, const char *token_hash, struct websession_row **ret);
+int sq_websession_take_login(void *impl, const char *token_hash, int64_t now,
+                                struct websession_row **ret);
+int sq_websession_finish(void *impl, const struct websession_row *r,
+                            const struct audit_entry *audit);
+int sq_websession_touch(void *impl, const char *id, int64_t now);
+int sq_websession_revoke(void *impl, const char *id, int64_t now,
+                            const struct audit_entry *audit);
 
 /* sqlite_archive.c (D47) */
 int sq_archive_tables(void *impl, char ***ret, size_t *ret_n);

@@ -472,3 +472,51 @@ int store_audit_list(struct store *st, const char *tenant, const struct audit_fi
 int store_audit_prune(struct store *st, int64_t before, int64_t *ret_deleted) {
     return st->ops->audit_prune(st->impl, before, ret_deleted);
 }
+
+/* ---- web sessions ---- */
+
+void websession_row_free(struct websession_row *r) {
+    if (!r)
+        return;
+    free(r->id);
+    free(r->token_hash);
+    free(r->status);
+    free(r->nonce);
+    free(r->verifier);
+    free(r->return_to);
+    free(r->subject);
+    free(r->user_name);
+    free(r->tenant_id);
+    free(r->role);
+    free(r->id_token);
+    free(r->error);
+    free(r);
+}
+
+int store_websession_put(struct store *st, const struct websession_row *r,
+                         const struct audit_entry *audit) {
+    return st->ops->websession_put(st->impl, r, audit);
+}
+
+int store_websession_get(struct store *st, const char *token_hash, struct websession_row **ret) {
+    return st->ops->websession_get(st->impl, token_hash, ret);
+}
+
+int store_websession_take_login(struct store *st, const char *token_hash, int64_t now,
+                                struct websession_row **ret) {
+    return st->ops->websession_take_login(st->impl, token_hash, now, ret);
+}
+
+int store_websession_finish(struct store *st, const struct websession_row *r,
+                            const struct audit_entry *audit) {
+    return st->ops->websession_finish(st->impl, r, audit);
+}
+
+int store_websession_touch(struct store *st, const char *id, int64_t now) {
+    return st->ops->websession_touch(st->impl, id, now);
+}
+
+int store_websession_revoke(struct store *st, const char *id, int64_t now,
+                            const struct audit_entry *audit) {
+    return st->ops->websession_revoke(st->impl, id, now, audit);
+}

@@ -332,6 +332,43 @@ int store_audit_list(struct store *st, const char *tenant, const struct audit_fi
 /* Deletes records older than `before` (the configured retention; no API reaches this). */
 int store_audit_prune(struct store *st, int64_t before, int64_t *ret_deleted);
 
+/* ---- web sessions: people signed in through OpenID Connect (auth/oidc.c; D36) --------------- */
+
+/* One row of web_sessions (migration 011): a sign-in under way at the identity provider
+ * ("login": nonce, verifier and return_to set), then a session ("pending" while its code is
+ * exchanged, "active", or "failed" with `error`). token_hash is hex SHA-256 of the state (login)
+ * or of the cookie (session): the store never holds either. Times in ms; 0 = none. */
+struct websession_row {
+    char *id, *token_hash, *status;
+    char *nonce, *verifier, *return_to;
+    char *subject, *user_name, *tenant_id, *role, *id_token, *error;
+    int64_t created_at, last_seen_at, expires_at, revoked_at;
+};
+void websession_row_free(struct websession_row *r);
+AH_DEFINE_CLEANUP(struct websession_row, websession_row_free)
+/* Inserts a row (with `audit` in the same transaction when given). AH_E_EXISTS on a taken id or
+ * token hash. */
+int store_websession_put(struct store *st, const struct websession_row *r,
+                         const struct audit_entry *audit);
+/* The row of this token hash, whatever its state. AH_E_NOTFOUND when absent. */
+int store_websession_get(struct store *st, const char *token_hash, struct websession_row **ret);
+/* Takes (deletes and returns) the "login" row of this state hash if it has not expired at
+ * `now`: a state is used once. Expired rows of every kind are deleted on the way.
+ * AH_E_NOTFOUND when there is none. */
+int store_websession_take_login(struct store *st, const char *token_hash, int64_t now,
+                                struct websession_row **ret);
+/* Completes a "pending" session: r->status ("active" or "failed"), subject, user_name,
+ * tenant_id, role, id_token, error and expires_at are written; with `audit` in the same
+ * transaction. AH_E_NOTFOUND when the session is not pending (revoked, or gone). */
+int store_websession_finish(struct store *st, const struct websession_row *r,
+                            const struct audit_entry *audit);
+/* Records activity (last_seen_at) of a session not revoked. */
+int store_websession_touch(struct store *st, const char *id, int64_t now);
+/* Revokes a session (logout); with `audit` in the same transaction. AH_E_NOTFOUND when it is
+ * absent or already revoked. */
+int store_websession_revoke(struct store *st, const char *id, int64_t now,
+                            const struct audit_entry *audit);
+
 /* ---- replicas sharing one database (PostgreSQL; D46) ---------------------------------------- */
 /* On SQLite one process owns the file: every session is this process's, commands never travel,
  * and these calls answer accordingly (owner = self, nothing orphaned, nothing to take). */
