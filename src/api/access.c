@@ -112,6 +112,19 @@ static void add_limit_headers(struct http_request *req, struct http_response *re
     http_header_add(req, res, "RateLimit-Reset", v);
 }
 
+/* D36: the CSRF token of the cookie's session, and no cross-site request (Sec-Fetch-Site, sent
+ * by every current browser; an Origin that is present must be this server's, which the front
+ * door's CORS already limits). */
+static bool csrf_ok(const struct http_request *req, const char *cookie) {
+    const char *site = http_header(req, "Sec-Fetch-Site");
+    if (site && strcmp(site, "same-origin") != 0)
+        return false;
+    const char *sent = http_header(req, "X-CSRF-Token");
+    char want[65];
+    auth_session_csrf(cookie, want);
+    return sent && auth_str_equal(sent, want);
+}
+
 static bool before(void *arg, struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = arg;
     struct access_state *s = arena_alloc(req->arena, sizeof(*s));
@@ -135,8 +148,24 @@ static bool before(void *arg, struct http_request *req, struct http_response *re
     if (need == ROLE_PUBLIC)
         return true; /* no principal: public routes read no tenant data */
     char detail[256];
-    int rc = auth_authenticate(a, http_header(req, "Authorization"), http_header(req, "X-API-Key"),
-                               &s->p, detail, sizeof(detail));
+    const char *authorization = http_header(req, "Authorization");
+    const char *api_key = http_header(req, "X-API-Key");
+    /* D36: a browser signed in through OIDC carries its session in a cookie; a credential in a
+     * header wins over it (a script in a signed-in browser still uses its key) */
+    const char *cookie = !authorization && !api_key && auth_oidc_enabled(a)
+                             ? api_cookie(req, AUTH_SESSION_COOKIE)
+                             : NULL;
+    int rc = cookie ? auth_session_check(a, cookie, &s->p, detail, sizeof(detail))
+                    : auth_authenticate(a, authorization, api_key, &s->p, detail,
+                                        sizeof(detail));
+    if (rc == 0 && cookie && unsafe_method(req->method) && !csrf_ok(req, cookie)) {
+        /* a cookie rides along on any request the browser makes, whoever asked for it */
+        http_error(req, res, AH_E_FORBIDDEN,
+                   "a change made with the session cookie needs the session's CSRF token in "
+                   "X-CSRF-Token (GET /api/v1/auth/session) and must come from this site");
+        audit(ctx, req, &s->p, "csrf.denied", "denied", 403);
+        return false;
+    }
     if (rc == AH_E_UNAVAIL) {
         http_error(req, res, AH_E_UNAVAIL, "%s", detail);
         http_header_add(req, res, "Retry-After", "1");

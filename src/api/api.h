@@ -39,6 +39,10 @@ void api_access_hooks(struct api_ctx *ctx, struct http_hooks *ret);
 int api_route_role(const char *method, const char *pattern);
 /* The api-keys and audit routes (auth_routes.c). */
 int api_auth_register(struct router *r, struct api_ctx *ctx);
+/* The OIDC sign-in and browser-session routes (auth_session.c), registered by the above. */
+int api_auth_session_register(struct router *r, struct api_ctx *ctx);
+/* The value of cookie `name` in the request (in its arena), or NULL. */
+const char *api_cookie(const struct http_request *req, const char *name);
 
 /* Registers every route on r with ctx as their context. 0 or AH_E_NOMEM. */
 int api_register(struct router *r, struct api_ctx *ctx);

@@ -192,5 +192,6 @@ int api_auth_register(struct router *r, struct api_ctx *ctx) {
     rc |= router_add(r, "GET", "/api/v1/api-keys", list_keys, ctx, 0, 0);
     rc |= router_add(r, "DELETE", "/api/v1/api-keys/{id}", delete_key, ctx, 0, 0);
     rc |= router_add(r, "GET", "/api/v1/audit", list_audit, ctx, 0, 0);
+    rc |= api_auth_session_register(r, ctx);
     return rc;
 }

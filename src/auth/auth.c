@@ -108,6 +108,8 @@ int auth_new(const struct auth_config *cfg, struct auth **ret, struct ah_problem
     a->task_burst = cfg->task_burst > 0 ? cfg->task_burst : 10;
     a->max_buckets = cfg->max_buckets ? cfg->max_buckets : 10000;
     int rc = auth_jwt_setup(a, reterr);
+    if (rc == 0)
+        rc = auth_oidc_setup(a, reterr);
     if (rc < 0) {
         auth_free(a);
         return rc;
@@ -119,6 +121,7 @@ int auth_new(const struct auth_config *cfg, struct auth **ret, struct ah_problem
 void auth_free(struct auth *a) {
     if (!a)
         return;
+    auth_oidc_teardown(a);
     auth_jwt_teardown(a);
     auth_buckets_clear(a);
     pthread_mutex_destroy(&a->mu);
@@ -159,7 +162,7 @@ bool auth_has_issuer(const struct auth *a) {
 }
 
 bool auth_required(struct auth *a) {
-    if (auth_has_issuer(a))
+    if (auth_has_issuer(a) || a->oidc)
         return true;
     struct store *st = __atomic_load_n(&a->store, __ATOMIC_ACQUIRE);
     if (!st)

@@ -57,6 +57,22 @@ struct auth_config {
     const char *claim_tenant, *claim_project, *claim_roles; /* NULL: tenant, project, roles */
     int64_t leeway_s;                                       /* exp/nbf leeway; 0: 60 */
     int64_t audit_retention_days; /* audit records older than this are deleted; 0: kept */
+    /* OIDC sign-in for people (oidc.c, D36): on when issuer is set. */
+    struct auth_oidc_config {
+        const char *issuer;        /* discovery at issuer + /.well-known/openid-configuration */
+        const char *client_id;     /* required with issuer */
+        const char *client_secret; /* NULL: a public client (PKCE alone) */
+        const char *redirect_uri;  /* required: this server's .../api/v1/auth/oidc/callback */
+        const char *scopes;        /* asked besides openid, space separated; NULL: none */
+        const char *provider_name; /* shown on the sign-in button; NULL: "your identity provider" */
+        const char *claim_user;    /* the user's name in audit records; NULL: sub */
+        const char *claim_tenant;  /* NULL: tenant */
+        const char *claim_roles;   /* NULL: roles */
+        const char *default_tenant; /* when the token has no tenant claim; NULL: refused */
+        const char *default_role;   /* when it names no known role; NULL: refused */
+        int64_t idle_s, max_s;      /* session expiry: idle (0: 3600) and absolute (0: 43200) */
+        const char *post_logout_uri; /* with it, logout also ends the provider's session */
+    } oidc;
 };
 
 struct auth;
@@ -134,6 +150,63 @@ struct auth_jwt;
  * AH_E_AUTH with a reason in detail. */
 int auth_jwt_verify(struct auth *a, const char *token, struct auth_principal *ret, char *detail,
                     size_t detail_size);
+
+/* ---- OIDC sign-in and browser sessions (oidc.c; D36) ----------------------------------------- */
+
+#define AUTH_SESSION_COOKIE "ah_session"  /* the session, Path=/ */
+#define AUTH_STATE_COOKIE "ah_oidc_state" /* binds a sign-in to the browser that started it */
+#define AUTH_COOKIE_MAX 64                /* hex of 32 random bytes */
+
+/* True when OIDC sign-in is configured. */
+bool auth_oidc_enabled(const struct auth *a);
+/* The name on the sign-in button. */
+const char *auth_oidc_provider(const struct auth *a);
+/* True once discovery succeeded (the provider's endpoints and keys are known). */
+bool auth_oidc_ready(struct auth *a);
+/* Seconds a session lives at most (the cookie's Max-Age). */
+int64_t auth_session_max_s(const struct auth *a);
+/* Cookies get Secure when the redirect URI is https: the browser reaches us over TLS. */
+bool auth_cookie_secure(const struct auth *a);
+
+/* Starts a sign-in: a random state, nonce and PKCE verifier (S256), kept in the store for ten
+ * minutes. *ret_url (caller frees) is the provider's authorization URL; ret_state (hex) goes in
+ * the AUTH_STATE_COOKIE. return_to must be a local path ("/…", not "//…"); NULL: "/".
+ * AH_E_UNAVAIL before discovery succeeded; AH_E_INVAL for a bad return_to. */
+int auth_oidc_begin(struct auth *a, const char *return_to, char **ret_url,
+                    char ret_state[AUTH_COOKIE_MAX + 1], char *detail, size_t dn);
+
+/* Who and where, for the audit records a sign-in writes. Borrowed strings. */
+struct auth_origin {
+    const char *request_id, *source;
+};
+/* The provider's redirect back: checks that `state` is the one this browser started
+ * (state_cookie) and not used before, then makes a pending session and queues the code's
+ * exchange on the sign-in thread (no HTTP thread waits on the provider). ret_cookie (hex) is
+ * the new session's AUTH_SESSION_COOKIE; *ret_return_to (caller frees) where to send the
+ * browser. The session turns active (or failed) once the thread verified the ID token.
+ * AH_E_AUTH (400-worthy: unknown, expired or foreign state, provider error), AH_E_UNAVAIL. */
+int auth_oidc_finish(struct auth *a, const char *state, const char *state_cookie,
+                     const char *code, const struct auth_origin *o,
+                     char ret_cookie[AUTH_COOKIE_MAX + 1], char **ret_return_to, char *detail,
+                     size_t dn);
+
+/* The caller of a request that carries a session cookie: 0 with *ret filled (kind "session")
+ * while the session is active and within its idle and absolute expiry; AH_E_AUTH otherwise
+ * (detail says why: pending, failed, expired, signed out, unknown); AH_E_UNAVAIL when the
+ * store cannot answer. */
+int auth_session_check(struct auth *a, const char *cookie, struct auth_principal *ret,
+                       char *detail, size_t dn);
+/* The CSRF token of a session (hex SHA-256 of a label and the cookie): unsafe requests
+ * authenticated by the cookie must carry it in X-CSRF-Token. */
+void auth_session_csrf(const char *cookie, char out[65]);
+/* What GET /api/v1/auth/session answers for this cookie (NULL: none): the session's state,
+ * user, tenant, role, expiry and CSRF token, and the provider. NULL on OOM. */
+json_t *auth_session_json(struct auth *a, const char *cookie);
+/* Signs out: the session is revoked in the store (audited in the same transaction) and
+ * forgotten here. *ret_end_url (caller frees; may be NULL) is the provider's end-session URL
+ * when post_logout_uri is configured. AH_E_AUTH when the cookie names no live session. */
+int auth_session_logout(struct auth *a, const char *cookie, const struct auth_origin *o,
+                        char **ret_end_url, char *detail, size_t dn);
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 

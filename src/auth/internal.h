@@ -13,6 +13,7 @@
 
 struct bucket;
 struct auth_jwt;
+struct auth_oidc;
 
 /* A verified API key, remembered by SHA-256 of its text for KEY_CACHE_MS (auth.c). */
 #define KEY_CACHE_SLOTS 512
@@ -38,6 +39,7 @@ struct auth {
     int64_t swept_at;                   /* atomic: monotonic ms of the last audit sweep */
     pthread_mutex_t key_mu;             /* key_cache */
     struct key_cached key_cache[KEY_CACHE_SLOTS];
+    struct auth_oidc *oidc; /* NULL: OIDC sign-in off */
 };
 
 /* ratelimit.c */
@@ -45,5 +47,13 @@ void auth_buckets_clear(struct auth *a);
 /* jwt.c: loads the key set and checks the settings when a JWKS is configured. */
 int auth_jwt_setup(struct auth *a, struct ah_problem *reterr);
 void auth_jwt_teardown(struct auth *a);
+/* jwt.c: the algorithm rules shared with ID tokens (jwa_alg values of rhonabwy). */
+bool auth_jwt_alg_allowed(int alg);
+bool auth_jwt_key_fits(void *jwk, int alg); /* jwk: a rhonabwy jwk_t */
+/* oidc.c: checks the settings and starts the sign-in thread when an issuer is configured. */
+int auth_oidc_setup(struct auth *a, struct ah_problem *reterr);
+void auth_oidc_teardown(struct auth *a);
+/* auth.c: the role a claim names (a string, or the best of an array of strings). */
+enum auth_role auth_claim_role(json_t *v);
 
 #endif

@@ -167,13 +167,14 @@ void auth_jwt_teardown(struct auth *a) {
 
 /* ---- verifying -------------------------------------------------------------------------------- */
 
-static bool alg_allowed(jwa_alg alg) {
+bool auth_jwt_alg_allowed(int alg) {
     return alg == R_JWA_ALG_RS256 || alg == R_JWA_ALG_PS256 || alg == R_JWA_ALG_ES256 ||
            alg == R_JWA_ALG_EDDSA;
 }
 
 /* Does the key's type (and its own "alg", when it names one) fit the token's alg? */
-static bool key_fits(jwk_t *k, jwa_alg alg) {
+bool auth_jwt_key_fits(void *jwk, int alg) {
+    jwk_t *k = jwk;
     unsigned int bits = 0;
     int type = r_jwk_key_type(k, &bits, R_FLAG_IGNORE_REMOTE);
     if (!(type & R_KEY_TYPE_PUBLIC))
@@ -183,7 +184,7 @@ static bool key_fits(jwk_t *k, jwa_alg alg) {
               : alg == R_JWA_ALG_EDDSA                          ? (type & R_KEY_TYPE_EDDSA) != 0
                                                                 : false;
     const char *kalg = r_jwk_get_property_str(k, "alg");
-    if (ok && kalg && r_str_to_jwa_alg(kalg) != alg)
+    if (ok && kalg && (int)r_str_to_jwa_alg(kalg) != alg)
         ok = false;
     return ok;
 }
@@ -237,7 +238,7 @@ static bool claim_has(json_t *v, const char *want) {
     return false;
 }
 
-static enum auth_role best_role(json_t *v) {
+enum auth_role auth_claim_role(json_t *v) {
     enum auth_role best = AUTH_ROLE_NONE, r;
     if (json_is_string(v))
         return auth_role_parse(json_string_value(v), &r) == 0 ? r : AUTH_ROLE_NONE;
@@ -297,7 +298,7 @@ static int check_claims(struct auth *a, json_t *claims, struct auth_principal *r
         return AH_E_AUTH;
     }
     memset(ret, 0, sizeof(*ret));
-    ret->role = best_role(json_object_get(claims, rc));
+    ret->role = auth_claim_role(json_object_get(claims, rc));
     snprintf(ret->kind, sizeof(ret->kind), "jwt");
     json_t *jti = json_object_get(claims, "jti");
     snprintf(ret->credential_id, sizeof(ret->credential_id), "%s",
@@ -351,7 +352,7 @@ int auth_jwt_verify(struct auth *a, const char *token, struct auth_principal *re
         goto out;
     }
     jwa_alg alg = r_jwt_get_sign_alg(jwt);
-    if (!alg_allowed(alg)) {
+    if (!auth_jwt_alg_allowed(alg)) {
         snprintf(detail, dn, "the token's algorithm is not accepted (RS256, PS256, ES256 or "
                              "EdDSA only)");
         goto out;
@@ -359,7 +360,7 @@ int auth_jwt_verify(struct auth *a, const char *token, struct auth_principal *re
     const char *kid = r_jwt_get_header_str_value(jwt, "kid");
     if (!(key = find_key(a, kid, detail, dn)))
         goto out;
-    if (!key_fits(key, alg)) {
+    if (!auth_jwt_key_fits(key, alg)) {
         snprintf(detail, dn, "the token's algorithm does not fit its key");
         goto out;
     }

@@ -63,6 +63,11 @@ struct config {
     char *jwt_claim_tenant, *jwt_claim_project, *jwt_claim_roles;
     int64_t jwt_leeway_s;
     int64_t audit_retention_days; /* D37: 0 keeps audit records */
+    /* OIDC sign-in for people (D36; docs/auth.md) */
+    char *oidc_issuer, *oidc_client_id, *oidc_client_secret_file, *oidc_redirect_uri;
+    char *oidc_scopes, *oidc_provider_name, *oidc_claim_user, *oidc_claim_tenant;
+    char *oidc_claim_roles, *oidc_default_tenant, *oidc_default_role, *oidc_post_logout_uri;
+    int64_t oidc_session_idle_s, oidc_session_max_s;
     json_t *sandbox; /* [sandbox] and [sandbox.NAME] keys without "sandbox." (D52); or NULL */
     /* executor control plane (QUIC, D24/D42); quic_port -1: no listener */
     int64_t quic_port, quic_cert_ttl_ms, quic_idle_timeout_ms;

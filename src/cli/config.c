@@ -132,6 +132,38 @@ static const struct key keys[] = {
      "spiffe://example.org/ah/agent/build-*"},
     {"quic-idle-timeout-ms", K_INT, 1000, 3600000, OFF(quic_idle_timeout_ms),
      "an executor connection silent this long is closed (default 30000)"},
+    /* OIDC sign-in for people (D36, docs/auth.md) */
+    {"oidc-issuer", K_STR, 0, 0, OFF(oidc_issuer),
+     "OpenID Provider whose users may sign in to the web UI (its issuer URL; discovery at "
+     "/.well-known/openid-configuration); turns OIDC sign-in on"},
+    {"oidc-client-id", K_STR, 0, 0, OFF(oidc_client_id), "this server's client id there"},
+    {"oidc-client-secret-file", K_STR, 0, 0, OFF(oidc_client_secret_file),
+     "file holding the client secret (confidential client, HTTP Basic); without it a public "
+     "client (PKCE alone)"},
+    {"oidc-redirect-uri", K_STR, 0, 0, OFF(oidc_redirect_uri),
+     "the callback registered at the provider (default: public-url + "
+     "/api/v1/auth/oidc/callback); https makes the cookies Secure"},
+    {"oidc-scopes", K_STR, 0, 0, OFF(oidc_scopes),
+     "scopes asked besides openid, space separated (e.g. \"profile email\")"},
+    {"oidc-provider-name", K_STR, 0, 0, OFF(oidc_provider_name),
+     "name on the web UI's sign-in button (default: your identity provider)"},
+    {"oidc-claim-user", K_STR, 0, 0, OFF(oidc_claim_user),
+     "ID token claim naming the user in audit records (default sub)"},
+    {"oidc-claim-tenant", K_STR, 0, 0, OFF(oidc_claim_tenant),
+     "ID token claim naming the tenant (default tenant)"},
+    {"oidc-claim-roles", K_STR, 0, 0, OFF(oidc_claim_roles),
+     "ID token claim with the role(s): viewer, operator, admin (default roles)"},
+    {"oidc-default-tenant", K_STR, 0, 0, OFF(oidc_default_tenant),
+     "tenant of users whose token names none (default: such sign-ins are refused)"},
+    {"oidc-default-role", K_STR, 0, 0, OFF(oidc_default_role),
+     "role of users whose token grants none (default: such sign-ins are refused)"},
+    {"oidc-session-idle-s", K_INT, 1, 31536000, OFF(oidc_session_idle_s),
+     "a browser session unused this long ends (default 3600)"},
+    {"oidc-session-max-s", K_INT, 1, 31536000, OFF(oidc_session_max_s),
+     "a browser session ends this long after sign-in whatever its use (default 43200)"},
+    {"oidc-post-logout-uri", K_STR, 0, 0, OFF(oidc_post_logout_uri),
+     "where the provider sends the browser after signing out there too (RP-initiated logout; "
+     "default: sign out of this server only)"},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -496,6 +528,12 @@ void config_clear(struct config *c) {
     free(c->jwt_claim_tenant);
     free(c->jwt_claim_project);
     free(c->jwt_claim_roles);
+    char **oidc[] = {&c->oidc_issuer,        &c->oidc_client_id,      &c->oidc_client_secret_file,
+                     &c->oidc_redirect_uri,  &c->oidc_scopes,         &c->oidc_provider_name,
+                     &c->oidc_claim_user,    &c->oidc_claim_tenant,   &c->oidc_claim_roles,
+                     &c->oidc_default_tenant, &c->oidc_default_role, &c->oidc_post_logout_uri};
+    for (size_t i = 0; i < sizeof(oidc) / sizeof(oidc[0]); i++)
+        free(*oidc[i]);
     free_list(c->snapshot_preference);
     free_list(c->agent_env);
     free(c->bind);

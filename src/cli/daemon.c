@@ -169,6 +169,53 @@ static int start_link(const char *command, const struct config *cfg, struct flee
     return 0;
 }
 
+static void free_secret(char *s) {
+    if (s)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+/* The OIDC settings that need more than a copy (D36): the client secret read from its file
+ * (trailing white space dropped), the redirect URI defaulting to public-url's callback. */
+static int oidc_settings(const char *command, const struct config *cfg, char **ret_secret,
+                         char *redirect, size_t rn, struct auth_oidc_config *oc) {
+    if (cfg->oidc_client_secret_file) {
+        FILE *f = fopen(cfg->oidc_client_secret_file, "rb");
+        char buf[1024];
+        size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+        bool big = f && n == sizeof(buf) - 1;
+        if (f)
+            fclose(f);
+        while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+            n--;
+        buf[n] = '\0';
+        if (!f || big || !n || strlen(buf) != n) {
+            explicit_bzero(buf, sizeof(buf));
+            fprintf(stderr, "ah %s: oidc-client-secret-file %s is unreadable, empty or larger "
+                            "than 1 KiB\n",
+                    command, cfg->oidc_client_secret_file);
+            return -1;
+        }
+        *ret_secret = strdup(buf);
+        explicit_bzero(buf, sizeof(buf));
+        if (!*ret_secret) {
+            fprintf(stderr, "ah %s: out of memory\n", command);
+            return -1;
+        }
+        oc->client_secret = *ret_secret;
+    }
+    if (cfg->oidc_redirect_uri) {
+        oc->redirect_uri = cfg->oidc_redirect_uri;
+    } else if (cfg->public_url) {
+        size_t n = strlen(cfg->public_url);
+        while (n && cfg->public_url[n - 1] == '/')
+            n--;
+        snprintf(redirect, rn, "%.*s/api/v1/auth/oidc/callback", (int)n, cfg->public_url);
+        oc->redirect_uri = redirect;
+    }
+    return 0;
+}
+
 static int run_daemon(const char *command, const struct config *cfg, bool open) {
     /* D28: everything the daemon and its sessions create (database, WAL/SHM, recordings,
      * prompts, workspaces) is readable by its owner only; children inherit the mask. */
@@ -203,11 +250,32 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         .claim_roles = cfg->jwt_claim_roles,
         .leeway_s = cfg->jwt_leeway_s,
         .audit_retention_days = cfg->audit_retention_days,
+        .oidc = {
+            .issuer = cfg->oidc_issuer,
+            .client_id = cfg->oidc_client_id,
+            .scopes = cfg->oidc_scopes,
+            .provider_name = cfg->oidc_provider_name,
+            .claim_user = cfg->oidc_claim_user,
+            .claim_tenant = cfg->oidc_claim_tenant,
+            .claim_roles = cfg->oidc_claim_roles,
+            .default_tenant = cfg->oidc_default_tenant,
+            .default_role = cfg->oidc_default_role,
+            .idle_s = cfg->oidc_session_idle_s,
+            .max_s = cfg->oidc_session_max_s,
+            .post_logout_uri = cfg->oidc_post_logout_uri,
+        },
     };
+    char *oidc_secret = NULL, oidc_redirect[600];
+    if (cfg->oidc_issuer && oidc_settings(command, cfg, &oidc_secret, oidc_redirect,
+                                          sizeof(oidc_redirect), &ac.oidc) < 0)
+        return EXIT_CONFIG;
     struct ah_problem ap = {0};
-    if (auth_new(&ac, &api.auth, &ap) < 0) {
+    /* auth borrows the secret until auth_free: freed after each auth_free below */
+    int arc = auth_new(&ac, &api.auth, &ap);
+    if (arc < 0) {
         fprintf(stderr, "ah %s: %s\n", command, ap.detail);
         problem_clear(&ap);
+        free_secret(oidc_secret);
         return EXIT_CONFIG;
     }
     struct http_hooks hooks;
@@ -219,6 +287,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         fprintf(stderr, "ah %s: out of memory\n", command);
         router_free(router);
         auth_free(api.auth);
+        free_secret(oidc_secret);
         return EXIT_GENERAL;
     }
     struct http_config hc = {
@@ -241,6 +310,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         api_streams_stop();
         router_free(router);
         auth_free(api.auth);
+        free_secret(oidc_secret);
         return EXIT_GENERAL;
     }
     int port = http_server_port(http);
@@ -309,6 +379,7 @@ out:
     api_services_stop(&sv);
     router_free(router);
     auth_free(api.auth);
+    free_secret(oidc_secret);
     if (rc == EXIT_OK)
         log_msg(LOG_INFO, "stopped");
     return rc;

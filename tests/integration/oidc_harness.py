@@ -2,7 +2,7 @@
 port, with its SQLite database, configuration, signing key, OIDC plugin, one client and users made
 here in a temporary directory.
 
-    idp = Glewlwyd(redirect_uri="http://127.0.0.1:PORT/api/v1/auth/oidc/callback")
+    idp = Glewlwyd(["http://127.0.0.1:PORT/api/v1/auth/oidc/callback"])
     idp.add_user("alice", "secret-pw", tenant="acme", roles="operator")
     ...  idp.issuer, idp.client_id, idp.client_secret_file
     idp.close()
@@ -86,7 +86,7 @@ class Client:
 
 
 class Glewlwyd:
-    def __init__(self, redirect_uri, client_id="agent-harbor", confidential=True,
+    def __init__(self, redirect_uris, client_id="agent-harbor", confidential=True,
                  post_logout_redirect_uri=None, code_duration=600):
         if not available():
             raise RuntimeError("glewlwyd is not installed (Debian package glewlwyd)")
@@ -106,7 +106,7 @@ class Glewlwyd:
             self.admin = Client("127.0.0.1", self.port)
             self.admin.ok("POST", "/api/auth/", {"username": "admin", "password": ADMIN_PASSWORD})
             self._plugin(code_duration)
-            self._client(redirect_uri, post_logout_redirect_uri)
+            self._client(redirect_uris, post_logout_redirect_uri)
         except BaseException:
             self.close()
             raise
@@ -240,10 +240,12 @@ database =
                                                    "display_name": "OpenID Connect",
                                                    "parameters": params})
 
-    def _client(self, redirect_uri, post_logout):
+    def _client(self, redirect_uris, post_logout):
+        if isinstance(redirect_uris, str):
+            redirect_uris = [redirect_uris]
         body = {"client_id": self.client_id, "name": "Agent Harbor", "enabled": True,
                 "confidential": self.client_secret is not None,
-                "redirect_uri": [redirect_uri], "authorization_type": ["code"],
+                "redirect_uri": list(redirect_uris), "authorization_type": ["code"],
                 "scope": ["openid"]}
         if post_logout:
             body["post_logout_redirect_uri"] = post_logout
