@@ -54,6 +54,13 @@ static void set_cookie(struct http_request *req, struct http_response *res, stru
     http_header_add(req, res, "Set-Cookie", v);
 }
 
+/* A client that asks for JSON first (not a browser following links) gets the next URL in a
+ * 200 answer instead of a redirect. */
+static bool wants_json(const struct http_request *req) {
+    const char *a = http_header(req, "Accept");
+    return a && strncmp(a, "application/json", 16) == 0;
+}
+
 static struct auth *oidc_auth(struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = req->route_ctx;
     if (!ctx->auth || !auth_oidc_enabled(ctx->auth)) {
@@ -97,10 +104,14 @@ static void login(struct http_request *req, struct http_response *res) {
     }
     set_cookie(req, res, a, AUTH_STATE_COOKIE, state, "/api/v1/auth/oidc", 600);
     memset(state, 0, sizeof(state));
-    http_header_add(req, res, "Location", url);
     http_header_add(req, res, "Cache-Control", "no-store");
+    if (wants_json(req)) {
+        http_json(req, res, 200, json_pack("{s:s}", "authorizationUrl", url));
+    } else {
+        http_header_add(req, res, "Location", url);
+        res->status = 302;
+    }
     free(url);
-    res->status = 302;
 }
 
 static void callback(struct http_request *req, struct http_response *res) {
@@ -133,41 +144,46 @@ static void callback(struct http_request *req, struct http_response *res) {
     set_cookie(req, res, a, AUTH_SESSION_COOKIE, cookie, "/", auth_session_max_s(a));
     set_cookie(req, res, a, AUTH_STATE_COOKIE, "", "/api/v1/auth/oidc", -1);
     memset(cookie, 0, sizeof(cookie));
-    http_header_add(req, res, "Location", back);
     http_header_add(req, res, "Cache-Control", "no-store");
+    if (wants_json(req)) {
+        http_json(req, res, 200, json_pack("{s:s, s:s}", "status", "pending", "returnTo", back));
+    } else {
+        http_header_add(req, res, "Location", back);
+        res->status = 303;
+    }
     free(back);
-    res->status = 303;
 }
 
+/* Signing out is idempotent: without a live session there is nothing to revoke and the answer
+ * is the same. A cookie that is sent must come with its CSRF token (a cross-site form must not
+ * sign anybody out). */
 static void logout(struct http_request *req, struct http_response *res) {
     struct auth *a = oidc_auth(req, res);
     if (!a)
         return;
     const char *cookie = api_cookie(req, AUTH_SESSION_COOKIE);
-    char csrf[65], detail[256];
-    const char *sent = http_header(req, "X-CSRF-Token");
-    if (!cookie || !*cookie) {
-        http_error(req, res, AH_E_AUTH, "no session to sign out of");
-        return;
-    }
-    auth_session_csrf(cookie, csrf);
-    if (!sent || !auth_str_equal(sent, csrf)) {
-        http_error(req, res, AH_E_FORBIDDEN,
-                   "signing out needs the session's CSRF token in X-CSRF-Token (from GET "
-                   "/api/v1/auth/session)");
-        return;
-    }
     char *end = NULL;
-    struct auth_origin o = {.request_id = req->request_id, .source = req->remote_addr};
-    int rc = auth_session_logout(a, cookie, &o, &end, detail, sizeof(detail));
-    set_cookie(req, res, a, AUTH_SESSION_COOKIE, "", "/", -1);
-    if (rc < 0) {
-        http_error(req, res, rc, "%s", detail);
-        return;
+    if (cookie && *cookie) {
+        char csrf[65], detail[256];
+        const char *sent = http_header(req, "X-CSRF-Token");
+        auth_session_csrf(cookie, csrf);
+        if (!sent || !auth_str_equal(sent, csrf)) {
+            http_error(req, res, AH_E_FORBIDDEN,
+                       "signing out needs the session's CSRF token in X-CSRF-Token (from GET "
+                       "/api/v1/auth/session)");
+            return;
+        }
+        struct auth_origin o = {.request_id = req->request_id, .source = req->remote_addr};
+        int rc = auth_session_logout(a, cookie, &o, &end, detail, sizeof(detail));
+        if (rc < 0 && rc != AH_E_AUTH) {
+            http_error(req, res, rc, "%s", detail);
+            return;
+        }
     }
+    set_cookie(req, res, a, AUTH_SESSION_COOKIE, "", "/", -1);
     http_header_add(req, res, "Cache-Control", "no-store");
     http_json(req, res, 200,
-              json_pack("{s:s, s:s?}", "status", "signedOut", "endSessionUrl", end));
+              json_pack("{s:s, s:s*}", "status", "signedOut", "endSessionUrl", end));
     free(end);
 }
 

@@ -244,8 +244,14 @@ class Oidc(ServerTest):
         self.assertProblem(r, 401, "auth")
         self.assertIn("signed out", r.json()["detail"])
         self.assertEqual(b.session_info()["status"], "signedOut")
-        self.assertEqual(b.request("POST", "/api/v1/auth/logout",
-                                   headers={"X-CSRF-Token": csrf}).status, 401)
+        # signing out again is harmless (idempotent), and names no provider page
+        r = b.request("POST", "/api/v1/auth/logout", headers={"X-CSRF-Token": csrf})
+        self.assertEqual(r.status, 200, r)
+        self.assertNotIn("endSessionUrl", r.json())
+        # a client asking for JSON gets the provider's URL instead of a redirect
+        r = b.request("GET", "/api/v1/auth/oidc/login", headers={"Accept": "application/json"})
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.json()["authorizationUrl"].startswith(self.idp.base + "/api/oidc/auth?"))
 
         # the trail: login and logout of this session, by the user, in the tenant
         root, rinfo = self.signed_in("root")
