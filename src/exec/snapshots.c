@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -260,23 +261,81 @@ static int record_row(struct store *store, struct ws_store *st, const char *tena
 
 /* Retention: beyond AH_SNAPSHOTS_MAX automatic snapshots or AH_SNAPSHOTS_MAX_BYTES of them per
  * session, the oldest automatic ones no branch was made from leave the timeline (and the store
- * forgets their names). The base and manual snapshots are kept. */
+ * forgets their names). The base and manual snapshots are kept. Then the objects no remaining
+ * snapshot of the session or of its branches needs are deleted from disk, once older than
+ * AH_SNAPSHOTS_GC_GRACE_MS (a branch's snapshot being taken may be about to name one). */
 #define KEEP_COUNT_DEFAULT 1000
 #define KEEP_BYTES_DEFAULT (4LL << 30)
 
-static int64_t env_limit(const char *name, int64_t def) {
+static int64_t env_limit(const char *name, int64_t min, int64_t def) {
     const char *e = getenv(name);
     int64_t v;
-    return e && parse_int64(e, 1, INT64_MAX / 2, &v) == 0 ? v : def;
+    return e && parse_int64(e, min, INT64_MAX / 2, &v) == 0 ? v : def;
+}
+
+#define GC_GRACE_MS_DEFAULT (60 * 1000)
+#define BORROWERS_MAX 256 /* branches (and theirs) whose stores are looked at; more: no GC */
+
+/* The stores borrowing id's objects: its branches', their branches', … (ret: malloc'd paths,
+ * *n counts them). false when there are more than BORROWERS_MAX or a lookup failed: then
+ * nothing may be deleted. */
+static bool borrowers(struct executor *ex, const char *tenant, const char *id, char **ret,
+                      size_t *n, int depth) {
+    struct branch_row *br = NULL;
+    size_t nb = 0;
+    if (depth > 64 || store_branch_list(ex->store, tenant, id, &br, &nb) < 0)
+        return false;
+    bool ok = true;
+    for (size_t i = 0; ok && i < nb; i++) {
+        char dir[4200];
+        snprintf(dir, sizeof(dir), "%s/sessions/%s/snapshots", ex->cfg.data_dir,
+                 br[i].session_id);
+        if (*n == BORROWERS_MAX || !(ret[*n] = strdup(dir))) {
+            ok = false;
+            break;
+        }
+        (*n)++;
+        ok = borrowers(ex, tenant, br[i].session_id, ret, n, depth + 1);
+    }
+    branch_rows_free(br, nb);
+    return ok;
+}
+
+/* The disk of the snapshots retention just forgot (ws_store_gc). */
+static void collect(struct executor *ex, struct ws_store *st, const char *tenant, const char *id) {
+    char **dirs = calloc(BORROWERS_MAX, sizeof(char *));
+    size_t n = 0;
+    uint64_t freed = 0;
+    if (dirs && borrowers(ex, tenant, id, dirs, &n, 0)) {
+        /* a purged branch's store is gone: nothing of it to keep */
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            struct stat sb;
+            if (stat(dirs[i], &sb) == 0)
+                dirs[k++] = dirs[i];
+            else
+                free(dirs[i]);
+        }
+        n = k;
+        int rc = ws_store_gc(st, (const char *const *)dirs, n,
+                             env_limit("AH_SNAPSHOTS_GC_GRACE_MS", 0, GC_GRACE_MS_DEFAULT), &freed);
+        if (rc < 0)
+            log_msg(LOG_WARN, "session %s: cannot free the forgotten snapshots: %s", id,
+                    ah_strerror(rc));
+    }
+    for (size_t i = 0; i < n; i++)
+        free(dirs[i]);
+    free(dirs);
 }
 
 static void prune(struct executor *ex, struct ws_store *st, const char *tenant, const char *id) {
-    int64_t max_n = env_limit("AH_SNAPSHOTS_MAX", KEEP_COUNT_DEFAULT);
-    int64_t max_b = env_limit("AH_SNAPSHOTS_MAX_BYTES", KEEP_BYTES_DEFAULT);
+    int64_t max_n = env_limit("AH_SNAPSHOTS_MAX", 1, KEEP_COUNT_DEFAULT);
+    int64_t max_b = env_limit("AH_SNAPSHOTS_MAX_BYTES", 1, KEEP_BYTES_DEFAULT);
     struct fs_snapshot_row *rows = NULL;
     size_t n = 0;
     struct branch_row *br = NULL;
     size_t nb = 0;
+    bool forgot = false;
     if (store_fs_snapshot_list(ex->store, tenant, id, (size_t)max_n + 1000, &rows, &n) < 0)
         return;
     int64_t count = 0, bytes = 0;
@@ -299,11 +358,14 @@ static void prune(struct executor *ex, struct ws_store *st, const char *tenant, 
                 (void)ws_snapshot_forget(st, rows[i].id);
                 count--;
                 bytes -= rows[i].size_bytes;
+                forgot = true;
             }
         }
         branch_rows_free(br, nb);
     }
     fs_snapshot_rows_free(rows, n);
+    if (forgot)
+        collect(ex, st, tenant, id);
 }
 
 /* An automatic snapshot joins the timeline when it is a tool boundary or changed something. */

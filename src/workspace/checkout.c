@@ -5,11 +5,13 @@
  * borrows its parent's objects through git's alternates, so both read each other's snapshots
  * without a copy).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -332,4 +334,155 @@ int ws_snapshot_forget(struct ws_store *st, const char *id) {
     rc = git_reference_delete(ref);
     git_reference_free(ref);
     return rc < 0 ? AH_E_IO : 0;
+}
+
+/* ---- freeing forgotten snapshots ------------------------------------------------------------- */
+
+/* The objects still needed: an open-addressing set of oids (the first 8 bytes as the hash). */
+struct oidset {
+    git_oid *v;
+    size_t cap, n; /* cap a power of two; an all-zero oid marks an empty slot */
+};
+
+static size_t oid_slot(const struct oidset *s, const git_oid *o) {
+    uint64_t h;
+    memcpy(&h, o->id, sizeof(h));
+    size_t i = (size_t)h & (s->cap - 1);
+    while (!git_oid_is_zero(&s->v[i]) && git_oid_cmp(&s->v[i], o) != 0)
+        i = (i + 1) & (s->cap - 1);
+    return i;
+}
+
+static bool oidset_has(const struct oidset *s, const git_oid *o) {
+    return s->cap && !git_oid_is_zero(&s->v[oid_slot(s, o)]);
+}
+
+/* 1 added, 0 already there, AH_E_NOMEM. */
+static int oidset_add(struct oidset *s, const git_oid *o) {
+    if ((s->n + 1) * 2 > s->cap) {
+        struct oidset g = {.cap = s->cap ? s->cap * 2 : 1024};
+        if (!(g.v = calloc(g.cap, sizeof(*g.v))))
+            return AH_E_NOMEM;
+        for (size_t i = 0; i < s->cap; i++)
+            if (!git_oid_is_zero(&s->v[i]))
+                g.v[oid_slot(&g, &s->v[i])] = s->v[i];
+        g.n = s->n;
+        free(s->v);
+        *s = g;
+    }
+    size_t i = oid_slot(s, o);
+    if (!git_oid_is_zero(&s->v[i]))
+        return 0;
+    s->v[i] = *o;
+    s->n++;
+    return 1;
+}
+
+/* Marks a tree and everything under it (a subtree seen before is not walked again). */
+static int mark_tree(struct oidset *keep, git_repository *repo, const git_oid *oid, int depth) {
+    int rc = oidset_add(keep, oid);
+    if (rc <= 0)
+        return rc;
+    if (depth > 300)
+        return AH_E_INVAL;
+    git_tree *t = NULL;
+    if (git_tree_lookup(&t, repo, oid) < 0)
+        return AH_E_IO; /* a snapshot we cannot read whole: keep everything */
+    size_t n = git_tree_entrycount(t);
+    for (size_t i = 0; rc >= 0 && i < n; i++) {
+        const git_tree_entry *e = git_tree_entry_byindex(t, i);
+        git_filemode_t m = git_tree_entry_filemode(e);
+        if (m == GIT_FILEMODE_TREE)
+            rc = mark_tree(keep, repo, git_tree_entry_id(e), depth + 1);
+        else if (m != GIT_FILEMODE_COMMIT)
+            rc = oidset_add(keep, git_tree_entry_id(e));
+    }
+    git_tree_free(t);
+    return rc < 0 ? rc : 0;
+}
+
+/* Marks the commit and tree of every snapshot named in repo. */
+static int mark_refs(struct oidset *keep, git_repository *repo) {
+    git_reference_iterator *it = NULL;
+    if (git_reference_iterator_glob_new(&it, repo, "refs/ah/*") < 0)
+        return AH_E_IO;
+    git_reference *ref = NULL;
+    int rc = 0, grc;
+    while (rc == 0 && (grc = git_reference_next(&ref, it)) == 0) {
+        git_commit *c = NULL;
+        const git_oid *id = git_reference_target(ref);
+        if (!id || git_commit_lookup(&c, repo, id) < 0)
+            rc = AH_E_IO;
+        else if ((rc = oidset_add(keep, id)) >= 0)
+            rc = mark_tree(keep, repo, git_commit_tree_id(c), 0);
+        git_commit_free(c);
+        git_reference_free(ref);
+    }
+    if (rc == 0 && grc != GIT_ITEROVER)
+        rc = AH_E_IO;
+    git_reference_iterator_free(it);
+    return rc;
+}
+
+int ws_store_gc(struct ws_store *st, const char *const *borrowers, size_t nborrowers,
+                int64_t grace_ms, uint64_t *ret_freed) {
+    char path[4400];
+    snprintf(path, sizeof(path), "%s/ah-snapshot.lock", st->dir);
+    int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock < 0)
+        return ah_err_from_errno(errno);
+    while (flock(lock, LOCK_EX) < 0 && errno == EINTR)
+        ;
+    struct oidset keep = {0};
+    int rc = mark_refs(&keep, st->repo);
+    for (size_t i = 0; rc == 0 && i < nborrowers; i++) {
+        struct ws_store *b = NULL;
+        rc = ws_store_open(borrowers[i], &b);
+        if (rc == 0)
+            rc = mark_refs(&keep, b->repo);
+        ws_store_free(b);
+    }
+    uint64_t freed = 0;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t cutoff_s = now.tv_sec - (grace_ms + 999) / 1000;
+    for (int fan = 0; rc == 0 && fan < 256; fan++) {
+        snprintf(path, sizeof(path), "%s/objects/%02x", st->dir, fan);
+        int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+        if (!d) {
+            if (dfd >= 0)
+                close(dfd);
+            continue;
+        }
+        struct dirent *de;
+        size_t left = 0;
+        while ((de = readdir(d))) {
+            char hex[GIT_OID_HEXSZ + 1];
+            git_oid oid;
+            if (de->d_name[0] == '.')
+                continue;
+            left++;
+            if (strlen(de->d_name) != GIT_OID_HEXSZ - 2)
+                continue; /* a temporary file of a writer: not ours to judge */
+            snprintf(hex, sizeof(hex), "%02x%s", fan, de->d_name);
+            struct stat sb;
+            if (git_oid_fromstr(&oid, hex) < 0 || oidset_has(&keep, &oid) ||
+                fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+                sb.st_mtim.tv_sec > cutoff_s)
+                continue;
+            if (unlinkat(dirfd(d), de->d_name, 0) == 0) {
+                freed += (uint64_t)sb.st_blocks * 512;
+                left--;
+            }
+        }
+        closedir(d);
+        if (left == 0)
+            (void)rmdir(path); /* the fan-out directory's block too */
+    }
+    free(keep.v);
+    close(lock);
+    if (rc == 0 && ret_freed)
+        *ret_freed = freed;
+    return rc;
 }

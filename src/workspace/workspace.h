@@ -273,5 +273,13 @@ int ws_snapshot_import(struct ws_store *st, struct ws_store *from, const char *i
 /* Forgets snapshot `id` by name (retention): it can no longer be read or compared. Its objects
  * stay while a later snapshot (whose history includes it) or a branch still needs them. */
 int ws_snapshot_forget(struct ws_store *st, const char *id);
+/* Frees the disk of forgotten snapshots: deletes st's loose objects that no snapshot of st (by
+ * name; a snapshot's history is not followed) nor of the stores borrowing from it
+ * (`borrowers`, their directories: a branch's store can name the parent's objects) needs, and
+ * that are older than grace_ms (a borrower's snapshot being taken right now freshens the
+ * objects it finds here, so they are spared). Excludes st's own snapshots meanwhile. The
+ * bytes freed on disk go to ret_freed (nullable). 0 or AH_E_*; nothing is deleted on error. */
+int ws_store_gc(struct ws_store *st, const char *const *borrowers, size_t nborrowers,
+                int64_t grace_ms, uint64_t *ret_freed);
 
 #endif

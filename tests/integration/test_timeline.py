@@ -7,6 +7,7 @@ recording is served in slices; a branch starts from a snapshot with the parent's
 events 1..k (inherited), and continues its own numbering. The test waits for the condition it
 needs (polling with a deadline), never for a fixed time."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -612,11 +613,14 @@ class Retention(unittest.TestCase):
         os.makedirs(tpl)
         with open(os.path.join(tpl, "a.txt"), "w") as f:
             f.write("a\n")
-        s = Server(args=("--workspace-template", tpl), env={"AH_SNAPSHOTS_MAX": "2"})
+        s = Server(args=("--workspace-template", tpl),
+                   env={"AH_SNAPSHOTS_MAX": "2", "AH_SNAPSHOTS_GC_GRACE_MS": "0"})
         try:
             steps = []
+            big = {i: "round %d\n" % i * 2000 for i in range(1, 5)}  # each round rewrites it
             for i in range(1, 5):
                 steps += [{"edit": "r%d.txt" % i, "content": "%d\n" % i},
+                          {"edit": "big.txt", "content": big[i]},
                           {"tool": "tool%d" % i, "output": "ok"}]
                 if i < 4:
                     steps.append({"wait_prompt": True})
@@ -647,6 +651,16 @@ class Retention(unittest.TestCase):
             gone = [m["fsSnapshotId"] for m in tl["moments"]
                     if m["label"] == "tool2" and "fsSnapshotId" in m]
             self.assertEqual(gone, [])
+            # the forgotten snapshots' disk is freed: big.txt of rounds 2 and 3 only they held
+            def blob(i):
+                data = big[i].encode()
+                h = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+                return os.path.join(s.data_dir, "sessions", sid, "snapshots", "objects",
+                                    h[:2], h[2:])
+            poll(lambda: not os.path.exists(blob(2)) and not os.path.exists(blob(3)),
+                 "the forgotten snapshots' objects to be deleted")
+            self.assertTrue(os.path.exists(blob(1)))  # a branch was made there
+            self.assertTrue(os.path.exists(blob(4)))
             # disk usage
             self.assertEqual(s.post(api + "/seek", body={"fsSnapshotId": first}).status, 200)
             info = s.get(api + "/workspace/info").json()

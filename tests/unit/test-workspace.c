@@ -296,6 +296,72 @@ static void test_checkout_seeded(void **state) {
     ws_store_free(b);
 }
 
+/* Retention frees disk: after a snapshot is forgotten, ws_store_gc deletes the objects only it
+ * needed, and keeps those a borrowing store's snapshot names (a branch wrote a file back to an
+ * old content: the blob stayed in the parent's store only). */
+static void test_gc(void **state) {
+    struct fx *f = *state;
+    char a[WS_SNAP_ID_LEN + 1], b[WS_SNAP_ID_LEN + 1], c[WS_SNAP_ID_LEN + 1];
+    char bs[WS_SNAP_ID_LEN + 1], bstore[200], bwork[200], p[300];
+    char big[5001];
+    memset(big, 'A', 5000);
+    big[5000] = '\0';
+    put(f, "big.txt", big);
+    snap(f, a, NULL);
+    memset(big, 'B', 5000);
+    put(f, "big.txt", big);
+    snap(f, b, NULL);
+    put(f, "c.txt", "c\n");
+    snap(f, c, NULL);
+    snprintf(bstore, sizeof(bstore), "%s/bstore", f->root);
+    snprintf(bwork, sizeof(bwork), "%s/bwork", f->root);
+    struct ws_store *br = NULL;
+    assert_int_equal(ws_store_open(bstore, &br), 0);
+    assert_int_equal(ws_store_borrow(br, f->store), 0);
+    assert_int_equal(ws_snapshot_import(br, f->st, c), 0);
+    assert_int_equal(ws_checkout_seeded(br, c, bwork, NULL), 0);
+    memset(big, 'A', 5000); /* back to snapshot a's content, found in the parent's store */
+    snprintf(p, sizeof(p), "%s/big.txt", bwork);
+    FILE *fp = fopen(p, "wb");
+    assert_non_null(fp);
+    fputs(big, fp);
+    fclose(fp);
+    assert_int_equal(ws_snapshot(br, bwork, "branch", bs, NULL), 0);
+
+    assert_int_equal(ws_snapshot_forget(f->st, a), 0);
+    uint64_t freed = 0;
+    const char *borrowers[] = {bstore};
+    assert_int_equal(ws_store_gc(f->st, borrowers, 1, 0, &freed), 0);
+    assert_true(freed > 0); /* a's commit at least */
+    struct ws_blob bl;
+    assert_int_equal(ws_read(br, bs, "big.txt", 10000, &bl), 0); /* kept for the branch */
+    ws_blob_clear(&bl);
+    assert_int_equal(ws_read(f->st, c, "big.txt", 10000, &bl), 0);
+    assert_int_equal(bl.data[0], 'B');
+    ws_blob_clear(&bl);
+    /* b forgotten too, and no borrower named: both old contents go */
+    assert_int_equal(ws_snapshot_forget(f->st, b), 0);
+    freed = 0;
+    assert_int_equal(ws_store_gc(f->st, NULL, 0, 0, &freed), 0);
+    assert_true(freed >= 2 * 4096);
+    assert_true(ws_read(br, bs, "big.txt", 10000, &bl) < 0);
+    /* the kept snapshot is whole; a grace period spares what is new */
+    assert_int_equal(ws_read(f->st, c, "c.txt", 100, &bl), 0);
+    ws_blob_clear(&bl);
+    put(f, "d.txt", "d only in a\n");
+    snap(f, a, NULL);
+    snprintf(p, sizeof(p), "%s/d.txt", f->work);
+    assert_int_equal(unlink(p), 0);
+    snap(f, b, NULL);
+    assert_int_equal(ws_snapshot_forget(f->st, a), 0);
+    freed = 1;
+    assert_int_equal(ws_store_gc(f->st, NULL, 0, 60000, &freed), 0);
+    assert_int_equal(freed, 0);
+    assert_int_equal(ws_store_gc(f->st, NULL, 0, 0, &freed), 0);
+    assert_true(freed > 0);
+    ws_store_free(br);
+}
+
 static void test_symlinks_and_modes(void **state) {
     struct fx *f = *state;
     char p[300], id[WS_SNAP_ID_LEN + 1];
@@ -659,6 +725,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_incremental, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symlinks_and_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkout_seeded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_caps_and_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_info_and_parents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_single_writer, setup, teardown),
