@@ -73,6 +73,7 @@ static void log_reset(void) {
 
 struct fleet {
     atomic_int hellos, heartbeats, gones, pongs;
+    atomic_int forget; /* > 0: the next heartbeats answer AH_E_NOTFOUND (an admin removed it) */
     atomic_long raw_bytes;
     char hello_id[256], gone_reason[256];
     struct link_conn *conn; /* loop thread only */
@@ -89,6 +90,10 @@ static int on_hello(void *ctx, const char *id, const json_t *hello, json_t **ret
 }
 static int on_heartbeat(void *ctx, const char *id, const json_t *hb, json_t **ret_ack) {
     struct fleet *f = ctx;
+    if (atomic_load(&f->forget) > 0) {
+        atomic_fetch_sub(&f->forget, 1);
+        return AH_E_NOTFOUND;
+    }
     if (json_integer_value(json_object_get(hb, "free_slots")) == 3)
         atomic_fetch_add(&f->heartbeats, 1);
     *ret_ack = json_pack("{s:s, s:i}", "now", "x", "heartbeat_interval_ms", 100);
@@ -167,8 +172,11 @@ struct exec {
     atomic_bool eof;
 };
 
+static const char *claim; /* test_hello_claims: the executor_id a Hello claims */
 static json_t *mk_hello(void *ctx, const char *id) {
     assert_non_null(strstr(id, "spiffe://"));
+    if (claim)
+        return json_pack("{s:s, s:s}", "executor_id", claim, "version", "test");
     return json_pack("{s:s, s:{s:s}}", "version", "test", "labels", "zone", "z1");
 }
 static json_t *mk_heartbeat(void *ctx) {
@@ -297,6 +305,32 @@ static void test_enroll_rpc_goodbye(void **state) {
     assert_string_equal(f.gone_reason, "maintenance");
     link_server_stop(s);
     assert_int_equal(atomic_load(&f.gones), 1);
+}
+
+/* A Hello claiming another executor than the certificate proves is refused; a heartbeat the
+ * fleet does not know (an admin removed the executor) closes the link, and the executor comes
+ * back with a Hello. */
+static void test_hello_claims_and_forgotten(void **state) {
+    log_reset();
+    struct fleet f = {0};
+    struct exec e = {0};
+    struct files sf, cf;
+    struct link_server *s = server(&f, "serve", NULL, &sf);
+    claim = "spiffe://example.org/ah/agent/zzz";
+    struct link_client *c = client(&e, link_server_port(s), "a", "ca", serve_id, &cf);
+    WAIT_FOR(log_has("link: access point refused executor at",
+                     "Hello claims executor_id 'spiffe://example.org/ah/agent/zzz' but the "
+                     "certificate proves 'spiffe://example.org/ah/agent/a'"));
+    WAIT_FOR(log_has("closed the connection: Hello claims executor_id", NULL));
+    assert_int_equal(atomic_load(&f.hellos), 0);
+    claim = NULL; /* its next attempt (after the back-off) is honest */
+    WAIT_FOR(link_client_enrolled(c));
+    WAIT_FOR(atomic_load(&f.hellos) == 1);
+    atomic_store(&f.forget, 1);
+    WAIT_FOR(atomic_load(&f.hellos) == 2); /* closed, reconnected, said Hello again */
+    assert_true(log_has("executor unknown to the access point (removed)", NULL));
+    link_client_stop(c, NULL);
+    link_server_stop(s);
 }
 
 /* The access point stops: the executor sees the close and keeps trying; a new access point on
@@ -606,7 +640,7 @@ int main(void) {
         cmocka_unit_test(test_expired),           cmocka_unit_test(test_foreign_ca),
         cmocka_unit_test(test_unexpected_server), cmocka_unit_test(test_server_san),
         cmocka_unit_test(test_exec_and_insecure), cmocka_unit_test(test_reconnect),
-        cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_rotation),          cmocka_unit_test(test_hello_claims_and_forgotten),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
