@@ -6,6 +6,7 @@
 #   a.*, b.*             spiffe://example.org/ah/agent/a, .../b             — executors
 #   othertd.*            spiffe://other.org/ah/agent/a                      — wrong trust domain
 #   expired.*            spiffe://example.org/ah/agent/old, expired in 2020
+#   notyet.*             spiffe://example.org/ah/agent/new, valid from 2099
 #   foreign.*            spiffe://example.org/ah/agent/f, signed by ca2
 #   a2.*                 spiffe://example.org/ah/agent/a again, a new key (rotation)
 set -eu
@@ -37,4 +38,7 @@ leaf othertd spiffe://other.org/ah/agent/a ca
 leaf expired spiffe://example.org/ah/agent/old ca \
     'activation_date = "2019-01-01 00:00:00"
 expiration_date = "2020-01-01 00:00:00"'
+leaf notyet spiffe://example.org/ah/agent/new ca \
+    'activation_date = "2099-01-01 00:00:00"
+expiration_date = "2099-06-01 00:00:00"'
 leaf foreign spiffe://example.org/ah/agent/f ca2

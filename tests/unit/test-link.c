@@ -452,6 +452,13 @@ static void test_expired(void **state) {
             true);
 }
 
+static void test_not_yet_valid(void **state) {
+    refused("serve", NULL, "notyet", "ca", serve_id,
+            "certificate of 'spiffe://example.org/ah/agent/new' is not valid before "
+            "2099-01-01T00:00:00Z",
+            true);
+}
+
 static void test_foreign_ca(void **state) {
     refused("serve", NULL, "foreign", "ca", serve_id,
             "certificate of 'spiffe://example.org/ah/agent/f' is not signed by the trusted CA",
@@ -637,7 +644,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_refusals),   cmocka_unit_test(test_enroll_rpc_goodbye),
         cmocka_unit_test(test_wrong_trust_domain), cmocka_unit_test(test_wrong_spiffe_id),
-        cmocka_unit_test(test_expired),           cmocka_unit_test(test_foreign_ca),
+        cmocka_unit_test(test_expired),           cmocka_unit_test(test_not_yet_valid),           cmocka_unit_test(test_foreign_ca),
         cmocka_unit_test(test_unexpected_server), cmocka_unit_test(test_server_san),
         cmocka_unit_test(test_exec_and_insecure), cmocka_unit_test(test_reconnect),
         cmocka_unit_test(test_rotation),          cmocka_unit_test(test_hello_claims_and_forgotten),
