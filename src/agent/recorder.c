@@ -32,6 +32,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "../obs/obs.h"
 #include "../sandbox/sandbox.h"
 #include "watch.h"
 
@@ -447,6 +448,40 @@ static void on_change(void *arg, const char *rel, const struct diff_stat *st, co
                              (json_int_t)st->removed, "description", what));
 }
 
+/* ---- D48: the recorder's span ------------------------------------------------------------------ */
+
+/* With TRACEPARENT (the request that created the session) and AH_OTLP_ENDPOINT (the server
+ * exports spans there), the recorder's run is a span of that trace, and the agent gets
+ * TRACEPARENT naming it as parent: client → server → recorder → agent, one trace. Without an
+ * endpoint the agent keeps the server's TRACEPARENT as it came. */
+static bool trace_begin(struct obs_trace *ret) {
+    const char *tp = getenv("TRACEPARENT"), *endpoint = getenv("AH_OTLP_ENDPOINT");
+    if (!tp || !endpoint || !*endpoint || obs_trace_start(tp, ret) < 0 || !ret->parent_id[0] ||
+        obs_otlp_start(endpoint, "agent-harbor-recorder") < 0)
+        return false;
+    char mine[56];
+    obs_traceparent_format(ret, mine);
+    setenv("TRACEPARENT", mine, 1);
+    unsetenv("AH_OTLP_ENDPOINT"); /* the agent's business is TRACEPARENT alone */
+    return true;
+}
+
+static void trace_end(const struct rec *r, const struct obs_trace *span, int64_t start, int code) {
+    char exit_code[16];
+    snprintf(exit_code, sizeof(exit_code), "%d", code);
+    struct obs_span s = {
+        .name = "agent session",
+        .kind = 1,
+        .trace = *span,
+        .start_ns = start,
+        .end_ns = obs_wall_ns(),
+        .error = code != 0,
+        .attrs = {{"ah.session_id", r->session_id}, {"ah.exit_code", exit_code}},
+    };
+    obs_span_export(&s);
+    obs_otlp_stop(); /* delivers it before the process ends */
+}
+
 /* ---- the agent process ----------------------------------------------------------------------- */
 
 static int spawn_agent(struct rec *r, char **argv, int events_wr) {
@@ -693,6 +728,9 @@ int agent_record_main(int argc, char **argv) {
                 r.workspace);
     if (rc == 0 && r.note) /* for whoever reads recorder.log; the session shows it too */
         fprintf(stderr, "ah agent record: %s\n", r.note);
+    struct obs_trace span;
+    int64_t span_start = obs_wall_ns();
+    bool traced = rc == 0 && trace_begin(&span);
     if (rc == 0 && (rc = spawn_agent(&r, argv + optind, pipefd[1])) < 0) {
         fprintf(stderr, "ah agent record: cannot start %s: %s\n", argv[optind], ah_strerror(rc));
         log_event(&r, "error", "cannot start the agent %s: %s", argv[optind], ah_strerror(rc));
@@ -770,6 +808,8 @@ int agent_record_main(int argc, char **argv) {
         kill(-r.child, SIGKILL);
 
     int code = r.refused ? 1 : r.exit_signal ? 128 + r.exit_signal : r.exit_code;
+    if (traced)
+        trace_end(&r, &span, span_start, code);
     cast_close(r.cast);
     watcher_close(r.watch);
     disconnect(&r);

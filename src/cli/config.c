@@ -54,6 +54,9 @@ static const struct key keys[] = {
      "the URL users reach the server by when it is not localhost (e.g. "
      "http://build-box:3001): requests for other host names are refused while the API has no "
      "credentials"},
+    {"otlp-endpoint", K_STR, 0, 0, OFF(otlp_endpoint),
+     "export trace spans over OTLP/HTTP JSON to this collector URL (e.g. "
+     "http://127.0.0.1:4318; /v1/traces is added to a URL without a path)"},
     {"stop-grace-ms", K_INT, 0, 3600000, OFF(stop_grace_ms),
      "how long a stopped agent has between SIGTERM and SIGKILL (default 10000)"},
     {"clone-timeout-ms", K_INT, 100, 86400000, OFF(clone_timeout_ms),
@@ -538,6 +541,7 @@ void config_clear(struct config *c) {
     free_list(c->agent_env);
     free(c->bind);
     free(c->public_url);
+    free(c->otlp_endpoint);
     free(c->db);
     free(c->data_dir);
     free(c->config_path);

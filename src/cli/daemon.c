@@ -265,6 +265,11 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
             .post_logout_uri = cfg->oidc_post_logout_uri,
         },
     };
+    /* D48: spans leave by their own thread, off the request path; off without an endpoint */
+    if (obs_otlp_start(cfg->otlp_endpoint, "agent-harbor") < 0) {
+        fprintf(stderr, "ah %s: --otlp-endpoint must be an http:// or https:// URL\n", command);
+        return EXIT_CONFIG;
+    }
     char *oidc_secret = NULL, oidc_redirect[600];
     if (cfg->oidc_issuer && oidc_settings(command, cfg, &oidc_secret, oidc_redirect,
                                           sizeof(oidc_redirect), &ac.oidc) < 0)
@@ -380,6 +385,7 @@ out:
     router_free(router);
     auth_free(api.auth);
     free_secret(oidc_secret);
+    obs_otlp_stop(); /* flushes the spans still queued */
     if (rc == EXIT_OK)
         log_msg(LOG_INFO, "stopped");
     return rc;

@@ -35,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../obs/obs.h"
 #include "executor.h"
 
 #define CONN_OUT_MAX (16u * 1024 * 1024)
@@ -327,7 +328,7 @@ static char **build_env(struct executor *ex, const char *id, const char *token) 
     size_t n = 0;
     for (char **e = environ; *e; e++)
         n++;
-    char **env = calloc(n + 6, sizeof(char *));
+    char **env = calloc(n + 7, sizeof(char *));
     if (!env)
         return NULL;
     size_t k = 0;
@@ -345,6 +346,9 @@ static char **build_env(struct executor *ex, const char *id, const char *token) 
     if (exec_trace_take(id, tp)) { /* D48: the creating request's trace */
         snprintf(buf, sizeof(buf), "TRACEPARENT=%s", tp);
         env[k++] = strdup(buf);
+        const char *otlp = obs_otlp_url(); /* the recorder exports its span there too */
+        if (otlp && snprintf(buf, sizeof(buf), "AH_OTLP_ENDPOINT=%s", otlp) < (int)sizeof(buf))
+            env[k++] = strdup(buf);
     }
     for (size_t i = 0; i < k; i++)
         ok &= env[i] != NULL;

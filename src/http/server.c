@@ -103,6 +103,8 @@ struct req_ctx {
     struct ah_buf body;
     int64_t start_mono;
     double t0; /* obs_now() at the start, for the latency histogram */
+    int64_t start_ns;      /* wall clock at the start, for the request's span (D48) */
+    char parent_span[17];  /* the caller's span, "" when the trace starts here */
     bool responded;
     bool deferred; /* no body: header checks run on the final call, keeping the connection */
     uint64_t discarded; /* bytes of an over-limit body read and dropped */
@@ -507,6 +509,8 @@ static bool req_ctx_init(struct req_ctx *rc, const char *url, const char *method
         rc->req.trace_id = arena_strdup(a, tr.trace_id);
         rc->req.span_id = arena_strdup(a, tr.span_id);
         rc->req.traceparent = arena_strdup(a, tp);
+        memcpy(rc->parent_span, tr.parent_id, sizeof(rc->parent_span));
+        rc->start_ns = obs_wall_ns();
     }
     if (!rc->req.method || !rc->req.path || !rc->req.request_id) {
         req_ctx_free(rc);
@@ -528,6 +532,29 @@ static void req_ctx_free(struct req_ctx *rc) {
     pthread_mutex_unlock(&srv->mu);
 }
 
+/* D48: the request's server span; named by the route template (never an id), as the metrics */
+static void export_span(struct req_ctx *rc, enum MHD_RequestTerminationCode toe) {
+    const char *route = rc->match.fn && rc->match.pattern ? rc->match.pattern : "unmatched";
+    char name[96], status[8];
+    snprintf(name, sizeof(name), "%s %s", rc->req.method, route);
+    snprintf(status, sizeof(status), "%d", rc->status);
+    struct obs_span s = {
+        .name = name,
+        .kind = 2,
+        .start_ns = rc->start_ns,
+        .end_ns = obs_wall_ns(),
+        .error = rc->status >= 500 || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK,
+        .attrs = {{"http.request.method", rc->req.method},
+                  {"http.route", route},
+                  {"http.response.status_code", status},
+                  {"ah.request_id", rc->req.request_id}},
+    };
+    snprintf(s.trace.trace_id, sizeof(s.trace.trace_id), "%s", rc->req.trace_id);
+    snprintf(s.trace.span_id, sizeof(s.trace.span_id), "%s", rc->req.span_id);
+    memcpy(s.trace.parent_id, rc->parent_span, sizeof(s.trace.parent_id));
+    obs_span_export(&s);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
     (void)cls;
@@ -540,6 +567,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         size_t route = rc->match.fn && rc->match.index < m_routes ? rc->match.index : m_routes;
         obs_add(m_requests, route * 5 + (size_t)(obs_status_class(rc->status)[0] - '1'), 1);
         obs_observe(m_duration, route, obs_now() - rc->t0);
+        if (obs_otlp_enabled() && rc->req.trace_id && rc->req.span_id)
+            export_span(rc, toe);
     }
     if (log_enabled(LOG_INFO)) {
         uint64_t bytes = rc->bytes;

@@ -105,4 +105,36 @@ int obs_trace_start(const char *traceparent, struct obs_trace *ret);
 /* Formats `00-<trace>-<span>-<flags>` into out (at least 56 bytes). */
 void obs_traceparent_format(const struct obs_trace *t, char out[56]);
 
+/* ---- span export: OTLP/HTTP JSON (otlp.c) --------------------------------------------------- */
+
+#define OBS_SPAN_ATTRS 6
+
+/* One finished span. Borrowed by obs_span_export, which copies what it keeps. */
+struct obs_span {
+    const char *name;       /* "GET /api/v1/sessions/{id}", "provisioning"… (cut at 63 bytes) */
+    int kind;               /* OTLP SpanKind: 1 internal, 2 server, 3 client */
+    struct obs_trace trace; /* trace_id, span_id (this span), parent_id ("" for a root) */
+    int64_t start_ns, end_ns; /* wall clock (obs_wall_ns) */
+    bool error;
+    struct {
+        const char *key;   /* a string literal; NULL ends the list */
+        const char *value; /* copied (cut at 127 bytes); NULL skips the attribute */
+    } attrs[OBS_SPAN_ATTRS];
+};
+
+/* Starts the exporter thread posting spans to endpoint (http:// or https://; a URL without a
+ * path gets the collector's /v1/traces) as service `service`. 0 (also for a NULL or empty
+ * endpoint: export stays off), AH_E_INVAL for another scheme, AH_E_NOMEM. Call once at start. */
+int obs_otlp_start(const char *endpoint, const char *service);
+/* Flushes what is queued (each batch bounded by a 5 s timeout), stops and joins the thread. */
+void obs_otlp_stop(void);
+bool obs_otlp_enabled(void);
+/* The traces URL spans go to while export runs, else NULL (lent until obs_otlp_stop). */
+const char *obs_otlp_url(void);
+/* Queues a copy of s for export; a no-op while export is off; dropped and counted
+ * (ah_otlp_spans_dropped_total) when the bounded queue is full. Never blocks on I/O. */
+void obs_span_export(const struct obs_span *s);
+/* Wall-clock nanoseconds since the Unix epoch, for span times. */
+int64_t obs_wall_ns(void);
+
 #endif
