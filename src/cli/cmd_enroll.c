@@ -1,240 +1,519 @@
 /*
- * cmd_enroll.c — `ah agent enroll` (CLI-and-enrollment.md §4): the executor dials the access
- * point over QUIC with mutual TLS (D24, D42), says Hello with its host facts, heartbeats, and
- * reconnects until SIGTERM/SIGINT, when it says Goodbye.
+ * cmd_enroll.c — `ah agent enroll` (CLI-and-enrollment §4): this machine becomes an executor of
+ * an access point. It dials out over QUIC with mutual TLS (enroll/link.h), says Hello with what
+ * it is and can do (enroll/host_facts.h), heartbeats, and stays connected until SIGINT/SIGTERM,
+ * when it says Goodbye.
  *
- * The flags of the transport and the identity are here; the host facts (labels, tags,
- * resources, name, max concurrent tasks) come from enroll/host_facts.h.
+ * Every flag of §4 is parsed and checked here before anything starts, so a mistake is one clear
+ * line and exit 2 (a usage error), never a half-started executor. The identity rules (D42):
+ *   spiffe   the default; forbids the file-based flags (--cert-file, --key-file, --ca-file,
+ *            the --dynamic-cert-* and --vault-* ones); the Workload API is not built in (exit 8)
+ *   files    --cert-file, --key-file, --ca-file and --server-san
+ *   exec     --dynamic-cert-cmd and --server-san (the way a SPIRE agent plugs in)
+ *   vault    --vault-addr, --vault-role and --server-san; not built in (exit 8)
+ * §4 requires --server-san for files/exec/vault; --expected-server-id (the access point's SPIFFE
+ * id, §5.2's SpiffeId policy) is accepted in its place: either one pins the peer.
+ *   insecure no verification of the access point: refused unless --allow-insecure, loud warning;
+ *            its own certificate still comes from --cert-file/--key-file (mutual TLS)
  */
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../enroll/host_facts.h"
 #include "../enroll/link.h"
+#include "../exec/catalog.h"
 #include "cli.h"
 
 #ifndef AH_VERSION
 #define AH_VERSION "0.0.0"
 #endif
 
-#define MAX_LIST 64
+#define MAX_LIST 64 /* --labels / --tags values */
 
-static const char enroll_usage[] =
-    "usage: ah agent enroll --remote-server quic://HOST:PORT [OPTIONS]\n\n"
-    "Runs an executor: dials the access point over QUIC with mutual TLS, reports this host,\n"
-    "heartbeats, and reconnects until stopped (SIGTERM/SIGINT: Goodbye, then exit 0).\n\n"
-    "  --remote-server ADDR      the access point's QUIC address (quic://host:port; env\n"
-    "                            AH_REMOTE_SERVER)\n"
-    "  --identity MODE           files, exec, insecure; spiffe (the default) and vault are not\n"
-    "                            built in to this version\n"
-    "  --cert-file, --key-file, --ca-file PATH   [files] PEM certificate, key and CA bundle\n"
-    "                            (the certificate's URI SAN: spiffe://<td>/ah/agent/<name>)\n"
-    "  --dynamic-cert-cmd CMD    [exec] a command printing the PEM certificate and key\n"
-    "  --dynamic-cert-ttl DUR    [exec] rerun it this often (e.g. 30m; default 1h)\n"
-    "  --allow-insecure          accept --identity insecure (peer chain not verified; dev only)\n"
-    "  --expected-server-id ID   the access point's SPIFFE id (spiffe://<td>/ah/serve)\n"
-    "  --server-san LIST         or/and: comma list of dns=NAME, uri=URI, pin=SHA256 (SPKI)\n"
-    "  --heartbeat-interval SEC  seconds between heartbeats (default 5; fractions allowed)\n"
-    "  --name NAME, --labels K=V,..., --tags T,..., --resources JSON, --resources-file PATH,\n"
-    "  --max-concurrent-tasks N, --data-dir DIR   what this executor reports\n"
-    "  --log-level LEVEL         debug, info, warn or error";
+struct enroll {
+    const char *remote_server, *rest_api, *bind, *db, *name, *resources, *resources_file;
+    const char *ssh, *ssh_dst, *identity, *spiffe_socket, *expected_server_id, *spiffe_mode;
+    const char *cert_file, *key_file, *ca_file, *server_san, *vault_addr, *vault_role;
+    const char *vault_path, *dynamic_cert_cmd, *dynamic_cert_ttl, *data_dir, *log_level;
+    int64_t port, max_concurrent, heartbeat_ms, cert_ttl_ms;
+    bool allow_insecure;
+    const char *labels[MAX_LIST + 1], *tags[MAX_LIST + 1];
+    size_t n_labels, n_tags;
+    char *owned[2 * MAX_LIST]; /* copies made when splitting comma lists */
+    size_t n_owned;
+};
+
+static const char usage_text[] =
+    "usage: ah agent enroll --remote-server ADDRESS [OPTIONS]\n"
+    "\n"
+    "Enroll this machine as an executor of an access point: it dials out over QUIC with mutual\n"
+    "TLS (the access point never connects to it), reports what it is and can do, heartbeats,\n"
+    "and stays connected until SIGINT or SIGTERM.\n"
+    "\n"
+    "Access point:\n"
+    "  --remote-server ADDRESS     quic://HOST:PORT or HOST:PORT of the access point's QUIC\n"
+    "                              listener (default: $AH_REMOTE_SERVER)\n"
+    "  --rest-api yes|no           also serve the REST API here (default no; yes is not\n"
+    "                              available in this version)\n"
+    "  --bind ADDRESS, --port P, --db URL|PATH   with --rest-api yes\n"
+    "What this executor reports:\n"
+    "  --name NAME                 friendly name (default: the last part of its SPIFFE id)\n"
+    "  --labels KEY=VALUE[,...]    repeatable; tasks whose labels use the same keys are placed\n"
+    "                              only on executors with the same values\n"
+    "  --tags TAG[,...]            repeatable grouping tags\n"
+    "  --resources JSON            a JSON object merged over the detected resources\n"
+    "  --resources-file PATH       the same from a file (JSON)\n"
+    "  --max-concurrent-tasks N    sessions at once (default: the number of cores)\n"
+    "  --heartbeat-interval SEC    heartbeat period, fractions allowed (default 5)\n"
+    "  --data-dir DIR              where workspaces live; its disk is reported (default .)\n"
+    "SSH through the access point:\n"
+    "  --ssh enabled|disabled      allow tunnels to --ssh-dst (default enabled)\n"
+    "  --ssh-dst HOST:PORT         the only tunnel destination (default 127.0.0.1:22)\n"
+    "Identity (exactly one mode; mutual TLS, SPIFFE ids):\n"
+    "  --identity spiffe|files|vault|exec|insecure   (default spiffe)\n"
+    "  --spiffe-socket PATH, --spiffe-mode x509|jwt  [spiffe] Workload API (not built in)\n"
+    "  --expected-server-id ID     the access point's SPIFFE id, e.g. spiffe://example.org/ah/serve\n"
+    "  --cert-file, --key-file, --ca-file PATH       [files] PEM certificate, key, CA bundle\n"
+    "  --server-san LIST           [files|vault|exec] required (or --expected-server-id):\n"
+    "                              comma list of dns=NAME, uri=URI, pin=SHA256 of the access\n"
+    "                              point's public key\n"
+    "  --vault-addr URL, --vault-role ROLE, --vault-path PATH   [vault] (not built in)\n"
+    "  --dynamic-cert-cmd CMD      [exec] prints PEM certificate and key on stdout\n"
+    "  --dynamic-cert-ttl DURATION [exec] rerun it this often (e.g. 30m; default 1h)\n"
+    "  --allow-insecure            [insecure] required: no verification of the access point\n"
+    "Other:\n"
+    "  --log-level LEVEL           debug, info, warn or error (default info)\n"
+    "  -h, --help                  this help\n"
+    "\n"
+    "Exit status: 0 stopped by a signal; 2 a flag is wrong or missing; 8 the identity mode is\n"
+    "not built in or its material cannot be loaded.\n";
 
 void cmd_enroll_help(void) {
-    puts(enroll_usage);
+    fputs(usage_text, stdout);
 }
 
-/* "30m", "45s", "500ms", "2h", "1d" or plain seconds → ms; -1 when malformed */
-static int64_t parse_duration(const char *s) {
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ah agent enroll: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n(ah agent enroll --help lists every flag)\n", stderr);
+    return EXIT_USAGE;
+}
+
+/* "a,b,c" → list entries (split copies kept in e->owned). */
+static int add_list(struct enroll *e, const char **list, size_t *n, const char *flag,
+                    const char *value) {
+    char *copy = strdup(value);
+    if (!copy || e->n_owned >= sizeof(e->owned) / sizeof(e->owned[0])) {
+        free(copy);
+        return usage_error("%s: too many values", flag);
+    }
+    e->owned[e->n_owned++] = copy;
+    char *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (*n >= MAX_LIST)
+            return usage_error("%s: at most 64 values", flag);
+        list[(*n)++] = t;
+    }
+    list[*n] = NULL;
+    return 0;
+}
+
+static bool parse_int(const char *s, int64_t lo, int64_t hi, int64_t *ret) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || !*s || *end || v < lo || v > hi)
+        return false;
+    *ret = v;
+    return true;
+}
+
+/* "30m", "1h", "45s", "500ms", "2d" or plain seconds → ms. */
+static bool parse_duration(const char *s, int64_t *ret) {
     char *end = NULL;
     errno = 0;
     double v = strtod(s, &end);
     if (errno || end == s || !(v > 0) || !isfinite(v))
-        return -1;
-    double mult = 1000;
-    if (strcmp(end, "ms") == 0)
-        mult = 1;
-    else if (strcmp(end, "s") == 0 || !*end)
-        mult = 1000;
-    else if (strcmp(end, "m") == 0)
-        mult = 60000;
-    else if (strcmp(end, "h") == 0)
-        mult = 3600000;
-    else if (strcmp(end, "d") == 0)
-        mult = 86400000;
-    else
-        return -1;
-    double ms = v * mult;
-    return ms >= 1 && ms < 1e12 ? (int64_t)ms : -1;
+        return false;
+    double mult = !*end || !strcmp(end, "s") ? 1000 : !strcmp(end, "ms") ? 1 : !strcmp(end, "m") ? 60000
+                : !strcmp(end, "h") ? 3600000 : !strcmp(end, "d") ? 86400000 : -1;
+    if (mult < 0 || v * mult > 365.0 * 86400000 || v * mult < 1)
+        return false;
+    *ret = (int64_t)(v * mult);
+    return true;
 }
 
-/* "a,b,c" → list (pointers into a copy); NULL-terminated */
-static int split(char *s, const char **list, size_t max) {
-    size_t n = 0;
-    for (char *p = s, *save = NULL; (p = strtok_r(p, ",", &save)); p = NULL) {
-        if (n + 1 >= max)
-            return -1;
-        list[n++] = p;
+/* --server-san: dns=NAME, uri=URI, pin=SHA256 (64 hex digits or 44 base64 characters). */
+static int check_san(const char *list) {
+    char buf[2048];
+    if (strlen(list) >= sizeof(buf))
+        return usage_error("--server-san: longer than 2047 characters");
+    snprintf(buf, sizeof(buf), "%s", list);
+    char *save = NULL;
+    int n = 0;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save), n++) {
+        while (*t == ' ')
+            t++;
+        const char *v = strchr(t, '=');
+        if (!v || !v[1])
+            return usage_error("--server-san: '%s' is not dns=NAME, uri=URI or pin=SHA256", t);
+        v++;
+        if (!strncmp(t, "dns=", 4) || !strncmp(t, "uri=", 4))
+            continue;
+        if (strncmp(t, "pin=", 4) != 0)
+            return usage_error("--server-san: '%s' is not dns=NAME, uri=URI or pin=SHA256", t);
+        size_t len = strlen(v), hex = strspn(v, "0123456789abcdefABCDEF");
+        bool b64 = len == 44 && v[43] == '=' &&
+                   strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") ==
+                       43;
+        if (!(len == 64 && hex == 64) && !b64)
+            return usage_error("--server-san: pin=%s is not a SHA-256 (64 hex digits or base64)",
+                               v);
     }
-    list[n] = NULL;
+    if (n == 0)
+        return usage_error("--server-san: empty list");
     return 0;
 }
 
-static json_t *hello_cb(void *ctx, const char *executor_id) {
+static int check_identity(const struct enroll *e) {
+    const char *mode = e->identity;
+    bool files = e->cert_file || e->key_file || e->ca_file;
+    bool exec = e->dynamic_cert_cmd || e->dynamic_cert_ttl;
+    bool vault = e->vault_addr || e->vault_role || e->vault_path;
+    bool spiffe_flags = e->spiffe_socket || e->spiffe_mode;
+    if (e->expected_server_id && strncmp(e->expected_server_id, "spiffe://", 9) != 0)
+        return usage_error("--expected-server-id: '%s' is not a SPIFFE id (spiffe://...)",
+                           e->expected_server_id);
+    if (e->spiffe_mode && strcmp(e->spiffe_mode, "x509") && strcmp(e->spiffe_mode, "jwt"))
+        return usage_error("--spiffe-mode: '%s' is not x509 or jwt", e->spiffe_mode);
+    if (!strcmp(mode, "spiffe")) {
+        if (files || exec || vault)
+            return usage_error("--identity spiffe takes its certificate from the SPIFFE "
+                               "Workload API: --cert-file, --key-file, --ca-file, "
+                               "--dynamic-cert-* and --vault-* are not allowed with it (and the "
+                               "Workload API is not built in to this version: use --identity "
+                               "files or exec)");
+        return 0;
+    }
+    if (spiffe_flags)
+        return usage_error("--spiffe-socket and --spiffe-mode belong to --identity spiffe, "
+                           "not %s",
+                           mode);
+    if (!strcmp(mode, "insecure")) {
+        if (!e->allow_insecure)
+            return usage_error("--identity insecure does not verify the access point (anyone "
+                               "can pose as it): refused unless --allow-insecure is given too");
+        if (exec || vault || e->server_san)
+            return usage_error("--identity insecure takes its certificate from --cert-file and "
+                               "--key-file only: no --server-san, --dynamic-cert-* or --vault-*");
+        return 0;
+    }
+    if (strcmp(mode, "files") && strcmp(mode, "exec") && strcmp(mode, "vault"))
+        return usage_error("--identity: '%s' is not spiffe, files, vault, exec or insecure", mode);
+    if (e->allow_insecure)
+        return usage_error("--allow-insecure only goes with --identity insecure");
+    bool own_cert = e->cert_file || e->key_file; /* exec prints its own; --ca-file is shared */
+    if ((!strcmp(mode, "files") && (exec || vault)) ||
+        (!strcmp(mode, "exec") && (vault || own_cert)) ||
+        (!strcmp(mode, "vault") && (exec || files)))
+        return usage_error("--identity %s: flags of another identity mode were given (exactly "
+                           "one mode is active)",
+                           mode);
+    if (!e->server_san && !e->expected_server_id)
+        return usage_error("--identity %s needs --server-san (dns=, uri= or pin= of the access "
+                           "point's certificate) or --expected-server-id (its SPIFFE id)",
+                           mode);
+    int rc = e->server_san ? check_san(e->server_san) : 0;
+    if (rc)
+        return rc;
+    if (!strcmp(mode, "files") && (!e->cert_file || !e->key_file || !e->ca_file))
+        return usage_error("--identity files needs --cert-file, --key-file and --ca-file");
+    if (!strcmp(mode, "exec") && !e->dynamic_cert_cmd)
+        return usage_error("--identity exec needs --dynamic-cert-cmd (a command printing the PEM "
+                           "certificate and key)");
+    if (!strcmp(mode, "vault") && (!e->vault_addr || !e->vault_role))
+        return usage_error("--identity vault needs --vault-addr and --vault-role");
+    return 0;
+}
+
+enum {
+    O_REMOTE = 256, O_REST, O_BIND, O_PORT, O_DB, O_LABELS, O_RES, O_RESFILE, O_TAGS, O_NAME,
+    O_HB, O_MAXC, O_SSH, O_SSHDST, O_ID, O_SOCK, O_EXPECT, O_SMODE, O_CERT, O_KEY, O_CA, O_SAN,
+    O_VADDR, O_VROLE, O_VPATH, O_DCMD, O_DTTL, O_INSEC, O_DATA, O_LOG,
+};
+static const struct option options[] = {
+    {"remote-server", required_argument, 0, O_REMOTE},
+    {"rest-api", required_argument, 0, O_REST},
+    {"bind", required_argument, 0, O_BIND},
+    {"port", required_argument, 0, O_PORT},
+    {"db", required_argument, 0, O_DB},
+    {"labels", required_argument, 0, O_LABELS},
+    {"resources", required_argument, 0, O_RES},
+    {"resources-file", required_argument, 0, O_RESFILE},
+    {"tags", required_argument, 0, O_TAGS},
+    {"name", required_argument, 0, O_NAME},
+    {"heartbeat-interval", required_argument, 0, O_HB},
+    {"max-concurrent-tasks", required_argument, 0, O_MAXC},
+    {"ssh", required_argument, 0, O_SSH},
+    {"ssh-dst", required_argument, 0, O_SSHDST},
+    {"identity", required_argument, 0, O_ID},
+    {"spiffe-socket", required_argument, 0, O_SOCK},
+    {"expected-server-id", required_argument, 0, O_EXPECT},
+    {"spiffe-mode", required_argument, 0, O_SMODE},
+    {"cert-file", required_argument, 0, O_CERT},
+    {"key-file", required_argument, 0, O_KEY},
+    {"ca-file", required_argument, 0, O_CA},
+    {"server-san", required_argument, 0, O_SAN},
+    {"vault-addr", required_argument, 0, O_VADDR},
+    {"vault-role", required_argument, 0, O_VROLE},
+    {"vault-path", required_argument, 0, O_VPATH},
+    {"dynamic-cert-cmd", required_argument, 0, O_DCMD},
+    {"dynamic-cert-ttl", required_argument, 0, O_DTTL},
+    {"allow-insecure", no_argument, 0, O_INSEC},
+    {"data-dir", required_argument, 0, O_DATA},
+    {"log-level", required_argument, 0, O_LOG},
+    {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0},
+};
+
+/* Parses argv into e. 0, -1 after --help, or an exit code. */
+static int parse(int argc, char **argv, struct enroll *e) {
+    e->identity = "spiffe";
+    e->ssh = "enabled";
+    e->ssh_dst = "127.0.0.1:22";
+    e->rest_api = "no";
+    e->heartbeat_ms = 5000; /* D24 (§4's table says 30 s; the protocol section and D24 win) */
+    e->max_concurrent = -1;
+    e->port = -1;
+    optind = 1;
+    opterr = 0;
+    int c, rc = 0;
+    while (rc == 0 && (c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+        const char *v = optarg;
+        switch (c) {
+        case 'h':
+            cmd_enroll_help();
+            return -1;
+        case O_REMOTE: e->remote_server = v; break;
+        case O_REST: e->rest_api = v; break;
+        case O_BIND: e->bind = v; break;
+        case O_PORT:
+            if (!parse_int(v, 0, 65535, &e->port))
+                rc = usage_error("--port: '%s' is not a port (0 to 65535)", v);
+            break;
+        case O_DB: e->db = v; break;
+        case O_LABELS: rc = add_list(e, e->labels, &e->n_labels, "--labels", v); break;
+        case O_RES: e->resources = v; break;
+        case O_RESFILE: e->resources_file = v; break;
+        case O_TAGS: rc = add_list(e, e->tags, &e->n_tags, "--tags", v); break;
+        case O_NAME: e->name = v; break;
+        case O_HB: {
+            char *end = NULL;
+            double s = strtod(v, &end);
+            if (end == v || *end || !(s >= 0.01 && s <= 600))
+                rc = usage_error("--heartbeat-interval: '%s' is not a number of seconds from "
+                                 "0.01 to 600",
+                                 v);
+            else
+                e->heartbeat_ms = (int64_t)(s * 1000 + 0.5);
+            break;
+        }
+        case O_MAXC:
+            if (!parse_int(v, 0, 100000, &e->max_concurrent))
+                rc = usage_error("--max-concurrent-tasks: '%s' is not a number from 0 to 100000",
+                                 v);
+            break;
+        case O_SSH: e->ssh = v; break;
+        case O_SSHDST: e->ssh_dst = v; break;
+        case O_ID: e->identity = v; break;
+        case O_SOCK: e->spiffe_socket = v; break;
+        case O_EXPECT: e->expected_server_id = v; break;
+        case O_SMODE: e->spiffe_mode = v; break;
+        case O_CERT: e->cert_file = v; break;
+        case O_KEY: e->key_file = v; break;
+        case O_CA: e->ca_file = v; break;
+        case O_SAN: e->server_san = v; break;
+        case O_VADDR: e->vault_addr = v; break;
+        case O_VROLE: e->vault_role = v; break;
+        case O_VPATH: e->vault_path = v; break;
+        case O_DCMD: e->dynamic_cert_cmd = v; break;
+        case O_DTTL:
+            e->dynamic_cert_ttl = v;
+            if (!parse_duration(v, &e->cert_ttl_ms))
+                rc = usage_error("--dynamic-cert-ttl: '%s' is not a duration (e.g. 90s, 30m, 1h)",
+                                 v);
+            break;
+        case O_INSEC: e->allow_insecure = true; break;
+        case O_DATA: e->data_dir = v; break;
+        case O_LOG: e->log_level = v; break;
+        case ':':
+            rc = usage_error("%s needs a value", argv[optind - 1]);
+            break;
+        default:
+            rc = usage_error("unknown option '%s'", argv[optind - 1]);
+            break;
+        }
+    }
+    if (rc)
+        return rc;
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!e->remote_server)
+        e->remote_server = getenv("AH_REMOTE_SERVER");
+    if (!e->remote_server || !e->remote_server[0])
+        return usage_error("--remote-server is required (the access point's QUIC address, e.g. "
+                           "quic://ap.example.com:443)");
+    if (strcmp(e->rest_api, "yes") && strcmp(e->rest_api, "no"))
+        return usage_error("--rest-api: '%s' is not yes or no", e->rest_api);
+    if (!strcmp(e->rest_api, "no") && (e->bind || e->port >= 0 || e->db))
+        return usage_error("--bind, --port and --db configure the REST API: they need "
+                           "--rest-api yes");
+    if (strcmp(e->ssh, "enabled") && strcmp(e->ssh, "disabled"))
+        return usage_error("--ssh: '%s' is not enabled or disabled", e->ssh);
+    const char *colon = strrchr(e->ssh_dst, ':');
+    int64_t port;
+    if (!colon || colon == e->ssh_dst || !parse_int(colon + 1, 1, 65535, &port))
+        return usage_error("--ssh-dst: '%s' is not HOST:PORT", e->ssh_dst);
+    if (e->log_level && strcmp(e->log_level, "debug") && strcmp(e->log_level, "info") &&
+        strcmp(e->log_level, "warn") && strcmp(e->log_level, "error"))
+        return usage_error("--log-level: '%s' is not debug, info, warn or error", e->log_level);
+    return check_identity(e);
+}
+
+/* ---- running ------------------------------------------------------------------------------ */
+
+static json_t *hello_hook(void *ctx, const char *executor_id) {
     return host_facts_hello(ctx, executor_id);
 }
 
-static json_t *heartbeat_cb(void *ctx) {
+static json_t *heartbeat_hook(void *ctx) {
     return host_facts_heartbeat(ctx);
 }
 
 int cmd_enroll(int argc, char **argv) {
-    const char *remote = getenv("AH_REMOTE_SERVER"), *identity = "spiffe"; /* §4 */
-    const char *level = "info", *name = NULL, *resources = NULL, *resources_file = NULL;
-    const char *data_dir = NULL;
-    char *labels_s = NULL, *tags_s = NULL;
-    struct link_client_config cfg = {.heartbeat_ms = 5000};
-    int64_t max_concurrent = -1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            cmd_enroll_help();
-            return EXIT_OK;
-        }
-        if (strcmp(a, "--allow-insecure") == 0) {
-            cfg.id.allow_insecure = true;
-            continue;
-        }
-        if (strncmp(a, "--", 2) != 0 || i + 1 >= argc) {
-            fprintf(stderr, "ah agent enroll: %s '%s' (see ah help agent enroll)\n",
-                    strncmp(a, "--", 2) ? "unexpected argument" : "missing value for", a);
-            return EXIT_USAGE;
-        }
-        const char *v = argv[++i];
-        if (strcmp(a, "--remote-server") == 0)
-            remote = v;
-        else if (strcmp(a, "--identity") == 0)
-            identity = v;
-        else if (strcmp(a, "--cert-file") == 0)
-            cfg.id.cert_file = v;
-        else if (strcmp(a, "--key-file") == 0)
-            cfg.id.key_file = v;
-        else if (strcmp(a, "--ca-file") == 0)
-            cfg.id.ca_file = v;
-        else if (strcmp(a, "--dynamic-cert-cmd") == 0)
-            cfg.id.cert_cmd = v;
-        else if (strcmp(a, "--dynamic-cert-ttl") == 0) {
-            if ((cfg.id.cert_ttl_ms = parse_duration(v)) < 0) {
-                fprintf(stderr, "ah agent enroll: --dynamic-cert-ttl '%s' is not a duration "
-                        "(e.g. 30m, 45s)\n", v);
-                return EXIT_USAGE;
-            }
-        } else if (strcmp(a, "--expected-server-id") == 0)
-            cfg.expected_server_id = v;
-        else if (strcmp(a, "--server-san") == 0)
-            cfg.server_san = v;
-        else if (strcmp(a, "--heartbeat-interval") == 0) {
-            if ((cfg.heartbeat_ms = parse_duration(v)) < 0) {
-                fprintf(stderr, "ah agent enroll: --heartbeat-interval '%s' is not a number of "
-                        "seconds\n", v);
-                return EXIT_USAGE;
-            }
-        } else if (strcmp(a, "--log-level") == 0)
-            level = v;
-        else if (strcmp(a, "--name") == 0)
-            name = v;
-        else if (strcmp(a, "--labels") == 0)
-            labels_s = (char *)v;
-        else if (strcmp(a, "--tags") == 0)
-            tags_s = (char *)v;
-        else if (strcmp(a, "--resources") == 0)
-            resources = v;
-        else if (strcmp(a, "--resources-file") == 0)
-            resources_file = v;
-        else if (strcmp(a, "--data-dir") == 0)
-            data_dir = v;
-        else if (strcmp(a, "--max-concurrent-tasks") == 0) {
-            char *end = NULL;
-            max_concurrent = strtoll(v, &end, 10);
-            if (*end || max_concurrent < 0 || max_concurrent > 100000) {
-                fprintf(stderr, "ah agent enroll: --max-concurrent-tasks '%s' is not 0..100000\n",
-                        v);
-                return EXIT_USAGE;
-            }
-        } else {
-            fprintf(stderr, "ah agent enroll: unknown option '%s' (see ah help agent enroll)\n",
-                    a);
-            return EXIT_USAGE;
-        }
+    struct enroll e = {0};
+    int rc = parse(argc, argv, &e);
+    if (rc) {
+        for (size_t i = 0; i < e.n_owned; i++)
+            free(e.owned[i]);
+        return rc < 0 ? EXIT_OK : rc;
     }
-    enum log_level ll;
-    if (log_level_parse(level, &ll) < 0) {
-        fprintf(stderr, "ah agent enroll: --log-level '%s' is not debug, info, warn or error\n",
-                level);
-        return EXIT_USAGE;
-    }
-    log_setup(2, ll);
-    char host[256];
-    int port = 0;
-    if (!remote || link_parse_address(remote, 443, host, sizeof(host), &port) < 0) {
-        fprintf(stderr, "ah agent enroll: --remote-server %s%s%s is needed as quic://HOST:PORT\n",
-                remote ? "'" : "", remote ? remote : "", remote ? "'" : "");
-        return EXIT_USAGE;
-    }
-    cfg.host = host;
-    cfg.port = port;
-    cfg.id.provider = identity;
-    char err[512];
-    int rc = link_identity_check(&cfg.id, err, sizeof(err));
-    if (rc < 0) {
-        fprintf(stderr, "ah agent enroll: %s\n", err);
-        return rc == AH_E_NOTIMPL ? EXIT_CONFIG : EXIT_USAGE;
-    }
-    const char *labels[MAX_LIST + 1] = {NULL}, *tags[MAX_LIST + 1] = {NULL};
-    AH_AUTOFREE char *lcopy = labels_s ? strdup(labels_s) : NULL;
-    AH_AUTOFREE char *tcopy = tags_s ? strdup(tags_s) : NULL;
-    if ((lcopy && split(lcopy, labels, MAX_LIST + 1) < 0) ||
-        (tcopy && split(tcopy, tags, MAX_LIST + 1) < 0)) {
-        fprintf(stderr, "ah agent enroll: at most %d labels and %d tags\n", MAX_LIST, MAX_LIST);
-        return EXIT_USAGE;
-    }
-    struct host_facts_config hc = {
-        .name = name,
-        .version = AH_VERSION,
-        .labels = lcopy ? labels : NULL,
-        .tags = tcopy ? tags : NULL,
-        .resources_json = resources,
-        .resources_file = resources_file,
-        .max_concurrent = max_concurrent,
-        .data_dir = data_dir,
-        .heartbeat_ms = cfg.heartbeat_ms,
-    };
+    int exit_code = EXIT_OK;
     struct host_facts *hf = NULL;
+    struct agent_catalog *cat = NULL;
+    char host[256];
+    int qport = 0;
+    char err[512] = "";
+    enum log_level ll = LOG_INFO;
+    if (e.log_level)
+        (void)log_level_parse(e.log_level, &ll); /* checked by parse() */
+    log_setup(2, ll);
+    if (!strcmp(e.rest_api, "yes")) {
+        fprintf(stderr, "ah agent enroll: --rest-api yes is not available in this version: the "
+                        "executor's sessions are served by its access point\n");
+        exit_code = EXIT_CONFIG;
+        goto out;
+    }
+    if (!strcmp(e.identity, "spiffe") || !strcmp(e.identity, "vault")) {
+        fprintf(stderr,
+                "ah agent enroll: --identity %s is not built in to this version; use --identity "
+                "exec --dynamic-cert-cmd '...' (a SPIRE agent: 'spire-agent api fetch x509 "
+                "-write DIR' then print the files) or --identity files\n",
+                e.identity);
+        exit_code = EXIT_CONFIG;
+        goto out;
+    }
+    if (link_parse_address(e.remote_server, 443, host, sizeof(host), &qport) < 0) {
+        fprintf(stderr, "ah agent enroll: --remote-server: '%s' is not quic://HOST:PORT or "
+                        "HOST:PORT\n",
+                e.remote_server);
+        exit_code = EXIT_USAGE;
+        goto out;
+    }
+    /* the agents this machine has: the same detection GET /agents uses, waited for once */
+    struct exec_config ec = {0};
+    if (agent_catalog_new(&ec, &cat) < 0)
+        cat = NULL; /* then no agents are reported; the executor still enrolls */
+    struct host_facts_config hc = {
+        .name = e.name,
+        .version = AH_VERSION,
+        .labels = e.n_labels ? e.labels : NULL,
+        .tags = e.n_tags ? e.tags : NULL,
+        .resources_json = e.resources,
+        .resources_file = e.resources_file,
+        .max_concurrent = e.max_concurrent,
+        .data_dir = e.data_dir,
+        .heartbeat_ms = e.heartbeat_ms,
+        .catalog = cat,
+    };
     struct ah_problem p = {0};
     if (host_facts_new(&hc, &hf, &p) < 0) {
         fprintf(stderr, "ah agent enroll: %s\n", p.detail);
         problem_clear(&p);
-        return EXIT_USAGE;
+        exit_code = EXIT_USAGE;
+        goto out;
     }
-    cfg.control = (struct link_executor_hooks){.hello = hello_cb, .heartbeat = heartbeat_cb,
-                                               .ctx = hf};
-    /* stop signals: blocked in every thread (the link's inherits the mask), taken by sigwait */
+    struct link_identity id = {
+        .provider = e.identity,
+        .cert_file = e.cert_file,
+        .key_file = e.key_file,
+        .ca_file = e.ca_file,
+        .cert_cmd = e.dynamic_cert_cmd,
+        .cert_ttl_ms = e.cert_ttl_ms,
+        .allow_insecure = e.allow_insecure,
+    };
+    if (link_identity_check(&id, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ah agent enroll: %s\n", err);
+        exit_code = EXIT_CONFIG;
+        goto out;
+    }
+    if (!strcmp(e.identity, "insecure"))
+        log_msg(LOG_WARN, "INSECURE: --identity insecure does not verify the access point; "
+                          "anyone on the path can pose as it. Development only.");
+    if (cat) /* the Hello lists what the detection found by then */
+        (void)agent_catalog_wait(cat, 10000);
+    struct link_client_config cc = {
+        .host = host,
+        .port = qport,
+        .id = id,
+        .expected_server_id = e.expected_server_id,
+        .server_san = e.server_san,
+        .heartbeat_ms = e.heartbeat_ms,
+        .control = {.hello = hello_hook, .heartbeat = heartbeat_hook, .ctx = hf},
+    };
     sigset_t stop;
     sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
-    rc = link_client_run(&cfg, &stop, err, sizeof(err));
-    host_facts_free(hf);
+    json_t *f = json_pack("{s:s, s:i, s:s, s:I}", "access_point", host, "port", qport,
+                          "identity", e.identity, "capacity",
+                          (json_int_t)host_facts_capacity(hf));
+    log_json(LOG_INFO, "enrolling", f);
+    json_decref(f);
+    rc = link_client_run(&cc, &stop, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "ah agent enroll: %s\n", err);
-        return rc == AH_E_INVAL || rc == AH_E_NOTIMPL ? EXIT_CONFIG : EXIT_GENERAL;
+        exit_code = rc == AH_E_INVAL || rc == AH_E_NOTIMPL ? EXIT_CONFIG : EXIT_GENERAL;
+    } else {
+        log_msg(LOG_INFO, "stopped");
     }
-    log_msg(LOG_INFO, "stopped");
-    return EXIT_OK;
+out:
+    host_facts_free(hf);
+    agent_catalog_free(cat);
+    for (size_t i = 0; i < e.n_owned; i++)
+        free(e.owned[i]);
+    return exit_code;
 }

@@ -176,12 +176,16 @@ class ExecutorLinkTest(unittest.TestCase):
                 "--cert-file", self.c("a.pem"),
                 "--key-file", self.c("a.key"), "--ca-file", self.c("ca.pem")]
         code, err = run(base + ["--identity", "vault"])
+        self.assertEqual(code, 2, err)  # certificate files belong to the files mode
+        self.assertIn("flags of another identity mode", err)
+        code, err = run(base[:2] + base[4:])  # the default identity, spiffe, forbids them
+        self.assertEqual(code, 2, err)
+        self.assertIn("not allowed with it", err)
+        self.assertIn("not built in", err)
+        code, err = run(base[:2] + ["--identity", "vault", "--vault-addr", "https://v",
+                                    "--vault-role", "r", "--server-san", "dns=ap"])
         self.assertEqual(code, 8, err)
-        self.assertIn("identity provider 'vault' is not built in", err)
-        code, err = run(base[:2] + base[4:])  # the default identity, spiffe
-        self.assertEqual(code, 8, err)
-        self.assertIn("identity provider 'spiffe' (SPIFFE Workload API socket) is not built in",
-                      err)
+        self.assertIn("--identity vault is not built in", err)
         code, err = run(base + ["--identity", "insecure"])
         self.assertEqual(code, 2, err)
         self.assertIn("refused unless --allow-insecure", err)
