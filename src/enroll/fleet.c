@@ -441,6 +441,41 @@ static json_t *agent_types(const json_t *facts) {
     return out;
 }
 
+/* What an executor sent, reduced to the shapes the API promises (an executor is a peer, not
+ * us: a field of the wrong type is left out rather than passed on). */
+static json_t *clean_checks(const json_t *in) {
+    json_t *out = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(in, i, c) {
+        const char *name = json_string_value(json_object_get(c, "name"));
+        const char *st = json_string_value(json_object_get(c, "status"));
+        if (!name || i >= 32)
+            continue;
+        json_t *o = json_pack("{s:s, s:s}", "name", name, "status",
+                              st && !strcmp(st, "ok") ? "ok" : "failing");
+        json_t *lat = json_object_get(c, "latency_ms"), *det = json_object_get(c, "details");
+        if (o && json_is_integer(lat))
+            json_object_set(o, "latency_ms", lat);
+        if (o && json_is_string(det))
+            json_object_set(o, "details", det);
+        json_array_append_new(out, o);
+    }
+    return out;
+}
+
+static json_t *clean_agents(const json_t *in) {
+    json_t *out = json_array();
+    size_t i;
+    json_t *a;
+    json_array_foreach(in, i, a) {
+        json_t *ver = json_object_get(a, "version");
+        json_array_append_new(out, json_pack("{s:O, s:O}", "type", json_object_get(a, "type"),
+                                             "version", json_is_string(ver) ? ver : json_null()));
+    }
+    return out;
+}
+
 /* Under mu: the Executor representation (API.md §7.11). */
 static json_t *exec_json(struct fleet *f, const struct fleet_exec *e, int64_t mono) {
     const json_t *h = e->facts;
@@ -469,13 +504,11 @@ static json_t *exec_json(struct fleet *f, const struct fleet_exec *e, int64_t mo
         "resources", or_null(json_object_get(h, "resources")), "runtimes",
         json_object_get(h, "runtimes") ? json_incref(json_object_get(h, "runtimes"))
                                         : json_array(),
-        "agents", json_object_get(h, "agents") ? json_incref(json_object_get(h, "agents"))
-                                               : json_array(),
+        "agents", clean_agents(json_object_get(h, "agents")),
         "host", or_null(host), "firstSeen", first, "lastSeen",
         e->last_seen ? seen : NULL, "heartbeatIntervalMs", (json_int_t)e->interval_ms,
-        "load", or_null(per_core), "healthChecks",
-        json_object_get(e->hb, "health_checks") ? json_incref(json_object_get(e->hb, "health_checks"))
-                                                : json_array(),
+        "load", json_is_number(per_core) ? json_incref(per_core) : json_null(), "healthChecks",
+        clean_checks(json_object_get(e->hb, "health_checks")),
         "version", or_null(json_object_get(h, "version")), "disconnectReason",
         e->connected ? json_null() : json_string(e->gone));
     if (o && json_is_null(json_object_get(o, "labels")))

@@ -381,7 +381,7 @@ json_t *host_facts_hello(struct host_facts *hf, const char *executor_id) {
 
 /* One health check: its name, ok or failing, how long it took, and why when failing. */
 static json_t *check(const char *name, bool ok, int64_t started, const char *details) {
-    return json_pack("{s:s, s:s, s:I, s:s?}", "name", name, "status", ok ? "ok" : "failing",
+    return json_pack("{s:s, s:s, s:I, s:s*}", "name", name, "status", ok ? "ok" : "failing",
                      "latency_ms", (json_int_t)(time_mono_ms() - started), "details",
                      ok ? NULL : details);
 }
