@@ -131,7 +131,7 @@ static bool tool_progress(const json_t *name, const char *id, const char *output
 
 static const char *const step_keys[] = {"thought", "log",   "tool",        "edit", "append",
                                         "delete",  "sleep", "wait_prompt", "exit", "fail",
-                                        "say",     "rename",  NULL};
+                                        "say",     "rename",  "usage",       NULL};
 
 static const char *step_kind(const json_t *step) {
     for (const char *const *k = step_keys; *k; k++)
@@ -173,7 +173,7 @@ int agent_scenario_check(const json_t *scenario, const char *path, struct ah_pro
         const char *kind = json_is_object(step) ? step_kind(step) : NULL;
         if (!kind) {
             problem_field(p, sp, "must be an object with one of thought, log, tool, edit, append, "
-                                 "delete, rename, sleep, wait_prompt, exit, fail, say");
+                                 "delete, rename, sleep, wait_prompt, exit, fail, say, usage");
             rc = AH_E_INVAL;
             continue;
         }
@@ -196,6 +196,12 @@ int agent_scenario_check(const json_t *scenario, const char *path, struct ah_pro
             ok = json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < 256;
         else if (!strcmp(kind, "wait_prompt"))
             ok = json_is_true(v);
+        else if (!strcmp(kind, "usage")) { /* the end-of-turn token report a real agent makes */
+            json_t *in = json_object_get(v, "input_tokens"), *out = json_object_get(v, "output_tokens");
+            ok = json_is_object(v) && json_is_integer(in) && json_integer_value(in) >= 0 &&
+                 json_integer_value(in) < (1LL << 40) && json_is_integer(out) &&
+                 json_integer_value(out) >= 0 && json_integer_value(out) < (1LL << 40);
+        }
         json_t *ms = json_object_get(step, "ms");
         if (ms && (!json_is_integer(ms) || json_integer_value(ms) < 0 ||
                    json_integer_value(ms) > 3600000))
@@ -344,6 +350,13 @@ static int run_scripted(const json_t *scenario, const char *prompt) {
             printf("%s\n", json_string_value(v));
             emit(json_pack("{s:s, s:s, s:O}", "type", "chat_message", "role", "assistant",
                            "content", v));
+        } else if (!strcmp(kind, "usage")) { /* as claude-code's result, codex's turn.completed */
+            printf("usage: %lld in, %lld out\n",
+                   (long long)json_integer_value(json_object_get(v, "input_tokens")),
+                   (long long)json_integer_value(json_object_get(v, "output_tokens")));
+            emit(json_pack("{s:s, s:O, s:O}", "type", "usage", "input_tokens",
+                           json_object_get(v, "input_tokens"), "output_tokens",
+                           json_object_get(v, "output_tokens")));
         } else if (!strcmp(kind, "log")) {
             const char *level = json_string_value(json_object_get(step, "level"));
             if (!level || log_level_parse(level, &(enum log_level){0}) < 0)

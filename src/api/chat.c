@@ -344,16 +344,18 @@ static json_t *message_json(const json_t *ev, int64_t seq) {
     return m;
 }
 
-static void post_message(struct http_request *req, struct http_response *res) {
-    struct api_ctx *ctx = api_ready(req, res);
-    if (!ctx)
-        return;
-    AH_AUTO(json_decrefp) json_t *body = api_body(req, res, false);
-    if (!body)
-        return;
+json_t *chat_post_user(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
+                       const json_t *body, const char *const *extra, int64_t *ret_seq) {
     struct ah_problem p = {0};
-    static const char *const known[] = {"content",       "attachments",    "context_files",
-                                        "tools_enabled", "model_override", NULL};
+    static const char *const fields[] = {"content",       "attachments",    "context_files",
+                                         "tools_enabled", "model_override"};
+    const char *known[16];
+    size_t k = 0;
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        known[k++] = fields[i];
+    for (const char *const *e = extra; e && *e && k + 1 < sizeof(known) / sizeof(known[0]); e++)
+        known[k++] = *e;
+    known[k] = NULL;
     api_only_members(body, known, &p);
     json_t *v;
     check_content(json_object_get(body, "content"), &p);
@@ -370,24 +372,37 @@ static void post_message(struct http_request *req, struct http_response *res) {
         problem_field(&p, "attachments",
                       "add attachments with POST …/chat/messages/{messageId}/attachments");
     if (http_fail(req, res, &p))
-        return;
+        return NULL;
     const char *id = api_session_id(req, res);
     const char *tenant = id ? api_tenant(req, res, NULL) : NULL;
     if (!tenant)
-        return;
-    AH_AUTO(json_decrefp) json_t *ev = json_pack("{s:s, s:s, s:O}", "type", "chat_message",
-                                                 "role", "user", "content",
-                                                 json_object_get(body, "content"));
+        return NULL;
+    json_t *ev = json_pack("{s:s, s:s, s:O}", "type", "chat_message", "role", "user", "content",
+                           json_object_get(body, "content"));
     static const char *const copied[] = {"context_files", "tools_enabled", "model_override",
                                          NULL};
     for (const char *const *f = copied; ev && *f; f++)
         if ((v = json_object_get(body, *f)))
             json_object_set(ev, *f, v);
-    int64_t seq = 0;
     if (chat_send(ctx, req, res, tenant, id, ev, json_string_value(json_object_get(body, "content")),
-                   &seq) < 0)
+                  ret_seq) < 0) {
+        json_decref(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+static void post_message(struct http_request *req, struct http_response *res) {
+    struct api_ctx *ctx = api_ready(req, res);
+    if (!ctx)
         return;
-    http_json(req, res, 201, message_json(ev, seq));
+    AH_AUTO(json_decrefp) json_t *body = api_body(req, res, false);
+    if (!body)
+        return;
+    int64_t seq = 0;
+    AH_AUTO(json_decrefp) json_t *ev = chat_post_user(ctx, req, res, body, NULL, &seq);
+    if (ev)
+        http_json(req, res, 201, message_json(ev, seq));
 }
 
 static void post_message_i(struct http_request *req, struct http_response *res) {
@@ -625,5 +640,6 @@ int api_chat_register(struct router *r, struct api_ctx *ctx) {
     rc |= chat_attach_register(r, ctx);
     rc |= chat_context_register(r, ctx);
     rc |= api_webhooks_register(r, ctx);
+    rc |= chat_stream_register(r, ctx);
     return rc ? AH_E_NOMEM : 0;
 }

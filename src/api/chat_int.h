@@ -37,4 +37,13 @@ int chat_attach_register(struct router *r, struct api_ctx *ctx);
 /* GET …/webhooks: the delivery state of the session's webhooks (webhooks.c). */
 int api_webhooks_register(struct router *r, struct api_ctx *ctx);
 
+/* Validates a user message body (content, context_files, tools_enabled, model_override; extra:
+ * more members allowed, NULL-terminated or NULL), records it and sends it to the agent. The
+ * stored event (caller frees) and *ret_seq its seq, or NULL after answering the failure. */
+json_t *chat_post_user(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
+                       const json_t *body, const char *const *extra, int64_t *ret_seq);
+
+/* POST …/chat/stream (chat_stream.c). */
+int chat_stream_register(struct router *r, struct api_ctx *ctx);
+
 #endif

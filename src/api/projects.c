@@ -255,7 +255,8 @@ static json_t *settings_schema(struct api_ctx *ctx, const char *type) {
                             json_pack("{s:s, s:i, s:{s:s}, s:s}", "type", "array", "maxItems",
                                       SCENARIO_STEPS_MAX, "items", "type", "object", "description",
                                       "The steps the scripted agent follows (thought, log, tool, "
-                                      "edit, append, delete, sleep, wait_prompt, say, exit, "
+                                      "edit, append, delete, rename, sleep, wait_prompt, say, "
+                                      "usage, exit, "
                                       "fail)."));
     else if (ctx->catalog && agent_catalog_is_custom(ctx->catalog, type)) {
         /* a custom agent's command decides what it reads: anything goes */
