@@ -434,8 +434,10 @@ int store_pg_websession_take_login(void *impl, const char *token_hash, int64_t n
             PQclear(r);
         }
     }
-    if (rc == 0)
-        rc = store_pg_exec(c, "COMMIT");
+    if (rc == 0 || rc == AH_E_NOTFOUND) { /* the sweep stands either way */
+        int crc = store_pg_exec(c, "COMMIT");
+        rc = crc < 0 ? crc : rc;
+    }
     store_pg_release(s, c);
     if (rc < 0) {
         websession_row_free(w);

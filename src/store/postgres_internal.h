@@ -13,7 +13,7 @@
 
 #define PGS_POOL_SIZE 8
 #define PGS_STMT_CACHE 96
-#define PGS_MAX_ARGS 12
+#define PGS_MAX_ARGS 16 /* web_sessions rows bind 15 */
 
 struct pgs_conn {
     PGconn *db; /* NULL until first used (or after a failed reconnect) */

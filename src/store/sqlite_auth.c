@@ -455,8 +455,10 @@ int sq_websession_take_login(void *impl, const char *token_hash, int64_t now,
                 ;
     }
     sq_done(c, st);
-    if (rc == 0)
-        rc = sq_exec(c, "COMMIT");
+    if (rc == 0 || rc == AH_E_NOTFOUND) { /* the sweep stands either way */
+        int crc = sq_exec(c, "COMMIT");
+        rc = crc < 0 ? crc : rc;
+    }
     sq_release(s, c);
     if (rc < 0) {
         websession_row_free(w);

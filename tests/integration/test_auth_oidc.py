@@ -402,15 +402,15 @@ class Oidc(ServerTest):
         # runs last (zz): everything the other tests handled
         self.signed_in("alice")
         text = self.server.stderr()
-        rows = ahtest.db_row(self.server.db,
-                             "SELECT coalesce(group_concat(coalesce(actor,'') || ' ' ||"
-                             " coalesce(credential_id,'') || ' ' || coalesce(target,'') || ' ' ||"
-                             " coalesce(action,''), '|'), '') FROM audit_log")[0]
         secrets = [s for s in self.secrets if s]
         self.assertGreater(len(secrets), 5)
         for sec in secrets:
             self.assertNotIn(sec, text)
-            self.assertNotIn(sec, rows)
+            n = ahtest.db_row(self.server.db,
+                              "SELECT count(*) FROM audit_log WHERE coalesce(actor,'') ||"
+                              " coalesce(credential_id,'') || coalesce(target,'') ||"
+                              " coalesce(action,'') LIKE '%%%s%%'" % sec)
+            self.assertEqual(n[0], "0", sec)
         # the store keeps hashes of cookies and states, never them
         for sec in secrets:
             n = ahtest.db_row(self.server.db, "SELECT count(*) FROM web_sessions WHERE"

@@ -798,6 +798,80 @@ static void test_drafts(void **state) {
     store_close(st);
 }
 
+/* Web sessions (OIDC sign-in, D36): a login row is taken once and only while fresh (expired
+ * rows of every kind go on the way); a pending session is finished once, with its audit
+ * record; touch and revoke; a revoked session cannot be finished or revoked again. */
+static void test_web_sessions(void **state) {
+    (void)state;
+    struct store *st = open_store();
+    int64_t now = 1700000000000LL;
+    struct websession_row login = {.id = "l1", .token_hash = "hs1", .status = "login",
+                                   .nonce = "n1", .verifier = "v1", .return_to = "/x",
+                                   .created_at = now, .last_seen_at = now,
+                                   .expires_at = now + 600000};
+    assert_int_equal(store_websession_put(st, &login, NULL), 0);
+    assert_int_equal(store_websession_put(st, &login, NULL), AH_E_EXISTS);
+    struct websession_row old = login;
+    old.id = "l0";
+    old.token_hash = "hs0";
+    old.expires_at = now - 1;
+    assert_int_equal(store_websession_put(st, &old, NULL), 0);
+    struct websession_row *got = NULL;
+    assert_int_equal(store_websession_take_login(st, "hs0", now, &got), AH_E_NOTFOUND);
+    assert_int_equal(store_websession_get(st, "hs0", &got), AH_E_NOTFOUND); /* swept */
+    assert_int_equal(store_websession_take_login(st, "hs1", now, &got), 0);
+    assert_string_equal(got->nonce, "n1");
+    assert_string_equal(got->verifier, "v1");
+    assert_string_equal(got->return_to, "/x");
+    websession_row_free(got);
+    got = NULL;
+    assert_int_equal(store_websession_take_login(st, "hs1", now, &got), AH_E_NOTFOUND);
+
+    struct websession_row s = {.id = "s1", .token_hash = "hc1", .status = "pending",
+                               .created_at = now, .last_seen_at = now,
+                               .expires_at = now + 3600000};
+    assert_int_equal(store_websession_put(st, &s, NULL), 0);
+    assert_int_equal(store_websession_take_login(st, "hc1", now, &got), AH_E_NOTFOUND);
+    s.status = "active";
+    s.subject = "alice";
+    s.user_name = "Alice";
+    s.tenant_id = "acme";
+    s.role = "operator";
+    s.id_token = "t.o.k";
+    struct audit_entry e = {.ts = now, .tenant = "acme", .actor = "oidc:alice",
+                            .credential_id = "s1", .action = "auth.login", .outcome = "success"};
+    assert_int_equal(store_websession_finish(st, &s, &e), 0);
+    assert_int_equal(store_websession_finish(st, &s, NULL), AH_E_NOTFOUND); /* not pending */
+    assert_int_equal(store_websession_get(st, "hc1", &got), 0);
+    assert_string_equal(got->status, "active");
+    assert_string_equal(got->tenant_id, "acme");
+    assert_string_equal(got->role, "operator");
+    assert_string_equal(got->id_token, "t.o.k");
+    assert_null(got->nonce);
+    assert_int_equal(got->revoked_at, 0);
+    websession_row_free(got);
+    got = NULL;
+    assert_int_equal(store_websession_touch(st, "s1", now + 5), 0);
+    struct audit_entry out = {.ts = now + 9, .tenant = "acme", .credential_id = "s1",
+                              .action = "auth.logout", .outcome = "success"};
+    assert_int_equal(store_websession_revoke(st, "s1", now + 9, &out), 0);
+    assert_int_equal(store_websession_revoke(st, "s1", now + 10, NULL), AH_E_NOTFOUND);
+    assert_int_equal(store_websession_touch(st, "s1", now + 20), 0); /* a no-op once revoked */
+    assert_int_equal(store_websession_get(st, "hc1", &got), 0);
+    assert_int_equal(got->revoked_at, now + 9);
+    assert_int_equal(got->last_seen_at, now + 5);
+    assert_null(got->id_token);
+    websession_row_free(got);
+    json_t *items = NULL;
+    int64_t total = 0;
+    struct audit_filter f = {.actor = "oidc:alice"};
+    struct page pg = {.page = 1, .per_page = 10};
+    assert_int_equal(store_audit_list(st, "acme", &f, &pg, &items, &total), 0);
+    assert_int_equal(total, 1);
+    json_decref(items);
+    store_close(st);
+}
+
 /* API keys and the audit log (auth/): found by id across tenants, listed and revoked per tenant,
  * counted when usable; audit records filtered and paged per tenant; a key and its audit record
  * commit together. */
@@ -1291,6 +1365,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_drafts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repo_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_keys_and_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_web_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_abandoned_claim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnects, setup, teardown),
