@@ -670,6 +670,17 @@ int agent_start_main(int argc, char **argv) {
     if (fd_env && parse_int64(fd_env, 0, 65535, &fdv) == 0)
         events_fd = (int)fdv;
     signal(SIGPIPE, SIG_IGN);
+    /* A sandbox starts us with SIGTERM blocked (or ignored), for bubblewrap's sake: it must
+     * outlive a stop's SIGTERM so that we can wrap up (D14, D52). From here on the signal is
+     * ours, as without a sandbox: no `env --default-signal` process between us and it. */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigaddset(&term, SIGINT);
+    sigaddset(&term, SIGHUP);
+    sigprocmask(SIG_UNBLOCK, &term, NULL);
 
     AH_AUTOFREE char *prompt_buf = NULL;
     size_t len;

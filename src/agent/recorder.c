@@ -66,6 +66,7 @@ struct rec {
     int wallfd;
     bool wall_hit;
     const char *note; /* what the server applied, logged once at the start */
+    bool hold_term;   /* start the command with SIGTERM blocked (a sandbox, see the usage) */
     pid_t child;
     int child_pidfd;
     struct watcher *watch;
@@ -521,6 +522,8 @@ static int spawn_agent(struct rec *r, char **argv, int events_wr) {
     sigset_t none, all;
     sigemptyset(&none);
     sigfillset(&all);
+    if (r->hold_term)
+        sigaddset(&none, SIGTERM);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
@@ -631,6 +634,9 @@ static const char usage[] =
     "  --cgroup DIR        start the agent in this cgroup (repeatable: one per hierarchy)\n"
     "  --wall-time-ms N    kill the agent after N ms\n"
     "  --note TEXT         logged as the session's first event (what the sandbox applies)\n"
+    "  --hold-term         start COMMAND with SIGTERM blocked: it is a sandbox (bubblewrap)\n"
+    "                      that must outlive a stop's SIGTERM so the agent inside can wrap\n"
+    "                      up; the agent (ah agent start) unblocks it for itself\n"
     "The token for --socket comes from the environment (AH_RECORDER_TOKEN).\n";
 
 int agent_record_main(int argc, char **argv) {
@@ -644,7 +650,7 @@ int agent_record_main(int argc, char **argv) {
         {"cols", required_argument, 0, 'c'},       {"rows", required_argument, 0, 'r'},
         {"linger-ms", required_argument, 0, 'l'},  {"config", required_argument, 0, 'C'},
         {"cgroup", required_argument, 0, 'G'},     {"wall-time-ms", required_argument, 0, 'W'},
-        {"note", required_argument, 0, 'N'},
+        {"note", required_argument, 0, 'N'},       {"hold-term", no_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     int64_t v;
     int c;
@@ -684,6 +690,7 @@ int agent_record_main(int argc, char **argv) {
             }
             break;
         case 'N': r.note = optarg; break;
+        case 'T': r.hold_term = true; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }

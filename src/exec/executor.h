@@ -25,6 +25,7 @@ struct launch_sandbox {
     struct sandbox_cgroup cg; /* the session's cgroups (n == 0: none) */
     int64_t wall_ms;          /* 0: no wall-time limit */
     char *note;               /* what was applied, for the session's log */
+    bool hold_term;           /* argv starts a sandbox: the recorder holds SIGTERM for it */
 };
 /* Builds the sandbox for session sid from the task's `runtime` object: checks the profile is
  * still available, creates the session's $HOME and cgroups, wraps agent_argv. ro_files are the

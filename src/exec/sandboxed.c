@@ -184,6 +184,7 @@ int exec_sandbox_launch(struct executor *ex, const char *sid, const char *worksp
         return problem_set(reterr, rc, "cannot build the sandbox: %s", ah_strerror(rc));
     }
     ret->wall_ms = lim.wall_time_s * 1000;
+    ret->hold_term = !p->disabled;
     return 0;
 }
 

@@ -458,6 +458,8 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
     }
     argv[n++] = "--note";
     argv[n++] = sb.note;
+    if (sb.hold_term)
+        argv[n++] = "--hold-term";
     argv[n++] = "--";
     for (size_t i = 0; i < n_wrapped; i++)
         argv[n++] = sb.argv[i];

@@ -19,8 +19,10 @@
  * it all, and the kernel makes a fork racing the SIGSTOP stop too.
  *
  * A stop sends SIGTERM to that group and lets the agent wrap up (D14). bubblewrap itself would
- * die of it at once and take the agent along, so it runs with SIGTERM ignored (`env
- * --ignore-signal`) and the agent gets the default disposition back inside.
+ * die of it at once and take the agent along, so the recorder starts it with SIGTERM blocked
+ * (`ah agent record --hold-term`), which every process inside inherits, and the agent (`ah
+ * agent start`, always the command here) unblocks it. No `env` process for either: each
+ * process a start takes costs a wait for a CPU on a busy machine (bench/bench-sandbox.py).
  */
 #include <stdio.h>
 #include <string.h>
@@ -124,7 +126,7 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
         push(&a, "--");
     }
     if (!p->disabled) {
-        push3(&a, "env", "--ignore-signal=TERM", s->bwrap);
+        push(&a, s->bwrap);
         push3(&a, "--unshare-user", "--unshare-pid", "--unshare-ipc");
         push3(&a, "--unshare-uts", "--unshare-cgroup-try", NULL);
         if (p->network != SANDBOX_NET_ALLOW)
@@ -210,7 +212,6 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
             }
             push(&a, "--");
         }
-        push3(&a, "env", "--default-signal=TERM", NULL);
     }
     /* rlimits for what no cgroup enforces: prlimit sets them on itself, then runs the agent */
     bool fsize = lim && lim->file_size_mib > 0;
