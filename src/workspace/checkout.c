@@ -404,11 +404,15 @@ static int mark_tree(struct oidset *keep, git_repository *repo, const git_oid *o
 /* Marks the commit and tree of every snapshot named in repo. */
 static int mark_refs(struct oidset *keep, git_repository *repo) {
     git_reference_iterator *it = NULL;
-    if (git_reference_iterator_glob_new(&it, repo, "refs/ah/*") < 0)
+    if (git_reference_iterator_new(&it, repo) < 0)
         return AH_E_IO;
     git_reference *ref = NULL;
     int rc = 0, grc;
     while (rc == 0 && (grc = git_reference_next(&ref, it)) == 0) {
+        if (strncmp(git_reference_name(ref), "refs/ah/", 8) != 0) {
+            git_reference_free(ref); /* not a snapshot (a store holds no other refs) */
+            continue;
+        }
         git_commit *c = NULL;
         const git_oid *id = git_reference_target(ref);
         if (!id || git_commit_lookup(&c, repo, id) < 0)

@@ -339,6 +339,14 @@ static void test_gc(void **state) {
     assert_int_equal(ws_read(f->st, c, "big.txt", 10000, &bl), 0);
     assert_int_equal(bl.data[0], 'B');
     ws_blob_clear(&bl);
+    assert_int_equal(ws_read(f->st, b, "big.txt", 10000, &bl), 0); /* not the newest: kept */
+    ws_blob_clear(&bl);
+    put(f, "big.txt", "small now\n"); /* c is no longer the newest either */
+    snap(f, c, NULL);
+    assert_int_equal(ws_store_gc(f->st, borrowers, 1, 0, &freed), 0);
+    assert_int_equal(ws_read(f->st, b, "big.txt", 10000, &bl), 0);
+    assert_int_equal(bl.data[0], 'B');
+    ws_blob_clear(&bl);
     /* b forgotten too, and no borrower named: both old contents go */
     assert_int_equal(ws_snapshot_forget(f->st, b), 0);
     freed = 0;
