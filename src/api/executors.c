@@ -121,6 +121,8 @@ static void delete_executor(struct http_request *req, struct http_response *res)
     }
     log_msg(LOG_INFO, "executor %s removed from the fleet", id);
     free(id);
+    /* its labels no longer pin anything (D43): a session waiting for them may run here now */
+    exec_kick(ctx->exec);
     res->status = 204;
 }
 
