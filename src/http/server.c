@@ -325,6 +325,22 @@ static void on_hangup(void *key) {
     pthread_mutex_unlock(&s->mu);
 }
 
+/* The reader ends a response with an error (the client left, or the stream failed). Item 24
+ * regression: libmicrohttpd 0.9.75 then marks the connection closed, but releases it (closes its
+ * socket, frees its memory) only on its next pass over that connection — and a connection that
+ * was suspended is in no epoll set and on no ready list, so that pass came with whatever woke its
+ * worker thread next: another connection's traffic, a keep-alive, or the 60 s timeout. The last
+ * subscribers of a crowd that left at once kept their descriptors until then. Waking the worker
+ * now makes that pass immediate: in 0.9.75 a resume request for a connection that is not
+ * suspended only sets flags (cleared when the connection is cleaned up) and signals the worker's
+ * inter-thread channel. The one-second timeout bounds the wait should another libmicrohttpd
+ * ignore that request (its timeout pass also cleans closed connections up). */
+static ssize_t stream_failed(struct http_stream *s) {
+    MHD_set_connection_option(s->conn, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
+    MHD_resume_connection(s->conn);
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     struct http_stream *s = cls;
@@ -348,7 +364,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         if (n == HTTP_STREAM_END)
             return MHD_CONTENT_READER_END_OF_STREAM;
         if (n < 0)
-            return MHD_CONTENT_READER_END_WITH_ERROR;
+            return stream_failed(s);
+        test_hold_point("stream-idle"); /* a client may leave before this stream suspends */
         pthread_mutex_lock(&s->mu);
         if (s->pending) {
             s->pending = false;
@@ -359,7 +376,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
             s->hup = false;
             pthread_mutex_unlock(&s->mu);
             if (peer_gone(s->fd))
-                return MHD_CONTENT_READER_END_WITH_ERROR;
+                return stream_failed(s);
             continue;
         }
         s->suspended = true;

@@ -8,8 +8,11 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
+import struct
+import tempfile
 import time
 import unittest
 
@@ -60,6 +63,26 @@ def parse(out):
 
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def socket_inodes(pid):
+    """The sockets process pid holds open ("socket:[inode]"), but for Unix sockets with a path
+    (an agent's recorder connecting to the server's socket is no HTTP client)."""
+    named = set()
+    with open("/proc/%d/net/unix" % pid) as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if len(cols) >= 8:
+                named.add("socket:[%s]" % cols[6])
+    out = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:") and target not in named:
+            out.add(target)
+    return out
 
 
 class FrontCase(unittest.TestCase):
@@ -456,26 +479,41 @@ class LiveStreams(ServerTest, FrontCase):
         return s
 
     def test_departed_subscribers_are_released_at_once(self):
+        """Item 24: every socket a subscriber cost the server (the client's, and both ends of the
+        gate's socketpair to libmicrohttpd) is closed soon after it hangs up, long before the
+        15 s keep-alive or the 60 s stream timeout would notice — counted exactly, by socket
+        inode, so a single straggler fails. Nothing else touches the server while it is
+        watched: the regression was the last subscribers of a crowd that left at once, closed by
+        libmicrohttpd but released only when something else woke its worker thread. A lone
+        subscriber on a quiet server is that last one every time: it failed deterministically
+        before the fix; the crowds are the scenario the issue saw."""
         pid = self.server.proc.pid
-        baseline = fd_count(pid)
-        socks = []
-        for _ in range(200):
-            socks.append(self.open_stream())
-        for s in socks:  # every stream is open (headers and the retry hint arrived)
-            got = b""
-            while b"retry:" not in got:
-                chunk = s.recv(4096)
-                self.assertTrue(chunk, "stream closed early")
-                got += chunk
-        self.assertGreaterEqual(fd_count(pid), baseline + 200)
-        for s in socks:
-            s.close()
-        # well before the 15 s keep-alive would have noticed
-        deadline = time.monotonic() + 8
-        while time.monotonic() < deadline and fd_count(pid) > baseline + 5:
-            time.sleep(0.05)
-        self.assertLessEqual(fd_count(pid), baseline + 5,
-                             "departed subscribers still hold their descriptors")
+        for rnd, n in enumerate((1, 1, 150, 150)):
+            before = socket_inodes(pid)
+            socks = [self.open_stream() for _ in range(n)]
+            for s in socks:  # every stream is open (headers and the retry hint arrived)
+                got = b""
+                while b"retry:" not in got:
+                    chunk = s.recv(4096)
+                    self.assertTrue(chunk, "stream closed early")
+                    got += chunk
+            held = socket_inodes(pid) - before
+            self.assertGreaterEqual(len(held), 3 * len(socks))
+            for i, s in enumerate(socks):  # all at once: half with a FIN, half with a reset
+                if (i + rnd) % 2:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline and held & socket_inodes(pid):
+                time.sleep(0.05)
+            left = held & socket_inodes(pid)
+            self.assertFalse(left, "round %d: %d of the departed subscribers' %d sockets are "
+                             "still open" % (rnd, len(left), len(held)))
+        # their memory went with them: no stream is attached any more
+        m = re.search(r"^ah_http_streams_open (\d+)", self.server.get("/metrics").body.decode(),
+                      re.M)
+        self.assertIsNotNone(m)
+        self.assertEqual(int(m.group(1)), 0)
         self.assertEqual(self.server.get("/api/v1/healthz").status, 200)
 
     def test_head_on_streams_sends_headers_only(self):
@@ -490,6 +528,71 @@ class LiveStreams(ServerTest, FrontCase):
             self.assertEqual(sep, b"\r\n\r\n")
             self.assertEqual(rest, b"", "HEAD sent body bytes: %r" % rest)
             self.assertIn(b"text/event-stream", head)
+        self.assertEqual(self.server.get("/api/v1/healthz").status, 200)
+
+
+class DepartedBeforeSuspending(ServerTest, FrontCase):
+    """Item 24 regression, made deterministic with a hold point: the client leaves while its
+    stream, woken for a keep-alive, is between that write and suspending again (a worker thread
+    preempted there, as under load). The stream then ends on libmicrohttpd's ready list, not in
+    its timeout pass, and a connection once suspended is in no epoll set: its socket stayed open
+    until something else woke that worker thread (here: the 60 s stream timeout)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="ah-hold-")
+        cls.hold = os.path.join(cls.tmp, "hold")
+        cls.server_args = ("--sse-keepalive-ms", "1000", "--http-threads", "1")
+        cls.server_env = {"AH_TEST_HOOKS": "1", "AH_TEST_HOLD_AT": "stream-idle",
+                          "AH_TEST_HOLD_FILE": cls.hold}
+        super().setUpClass()
+        cls.sid = create(cls.server, task([{"log": "started"}, {"sleep": 600000}]))["id"]
+        wait_status(cls.server, cls.sid, "running")
+
+    @classmethod
+    def tearDownClass(cls):
+        if os.path.exists(cls.hold):
+            os.unlink(cls.hold)
+        super().tearDownClass()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def wait_for(self, cond, what, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return
+            time.sleep(0.02)
+        self.fail("timed out waiting for " + what)
+
+    def test_left_before_the_stream_suspended(self):
+        pid = self.server.proc.pid
+        for _ in range(2):
+            before = socket_inodes(pid)
+            s = socket.create_connection(("127.0.0.1", self.server.port), timeout=30)
+            s.sendall(("GET /api/v1/sessions/%s/events HTTP/1.1\r\nHost: localhost\r\n"
+                       "Accept: text/event-stream\r\n\r\n" % self.sid).encode())
+            got = b""
+            while b": keep-alive" not in got:  # it was suspended, and woken once
+                chunk = s.recv(4096)
+                self.assertTrue(chunk, "stream closed early")
+                got += chunk
+            holds = self.server.stderr().count("holding at stream-idle")
+            open(self.hold, "w").close()  # the next keep-alive stops before suspending again
+            self.wait_for(lambda: self.server.stderr().count("holding at stream-idle") > holds,
+                          "the stream to reach its hold point")
+            held = socket_inodes(pid) - before
+            self.assertEqual(len(held), 3, held)  # the client's, and the socketpair's two ends
+            # a reset: the gate closes the client's socket and its end of the socketpair at
+            # once, which shows from outside (a FIN leaves nothing to observe)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+            self.wait_for(lambda: len(held & socket_inodes(pid)) == 1, "the gate to close")
+            os.unlink(self.hold)  # the stream goes on, finds its client gone and ends
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline and held & socket_inodes(pid):
+                time.sleep(0.05)
+            self.assertFalse(held & socket_inodes(pid),
+                             "the departed subscriber's connection is still open")
         self.assertEqual(self.server.get("/api/v1/healthz").status, 200)
 
 
