@@ -55,7 +55,30 @@ struct ah_client {
     CURL *pool[POOL_MAX];
     size_t n_pool;
     uint64_t rng;
+    /* D48: the trace this client's requests belong to. From TRACEPARENT in the environment
+     * (the process runs inside a traced session, e.g. `ah` called by an agent): sent as it came,
+     * so the server's span is the child of the caller's. Otherwise a new trace per client, with
+     * a fresh span id per request. */
+    char trace_id[33];
+    char inherited[56]; /* the environment's traceparent, "" when none */
 };
+
+static bool hex_ok(const char *s, size_t n) {
+    bool nonzero = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+        nonzero |= s[i] != '0';
+    }
+    return nonzero;
+}
+
+/* A version-00 traceparent as W3C writes it (other versions are not ours to forward). */
+static bool traceparent_ok(const char *v) {
+    return v && strlen(v) == 55 && v[0] == '0' && v[1] == '0' && v[2] == '-' && v[35] == '-' &&
+           v[52] == '-' && hex_ok(v + 3, 32) && hex_ok(v + 36, 16) &&
+           (hex_ok(v + 53, 2) || (v[53] == '0' && v[54] == '0'));
+}
 
 /* ---- process-wide libcurl initialisation ------------------------------------------------------
  */
@@ -246,6 +269,19 @@ int ah_client_new(const char *base_url, ah_client **ret) {
     if (getrandom(&c->rng, sizeof(c->rng), GRND_NONBLOCK) != sizeof(c->rng))
         c->rng = (uint64_t)time_mono_ms() * 0x9E3779B97F4A7C15ULL;
     c->rng |= 1;
+    const char *tp = getenv("TRACEPARENT");
+    if (traceparent_ok(tp)) {
+        memcpy(c->inherited, tp, 56);
+        memcpy(c->trace_id, tp + 3, 32);
+    } else {
+        unsigned char b[16] = {0};
+        if (getrandom(b, sizeof(b), GRND_NONBLOCK) != sizeof(b))
+            for (size_t i = 0; i < sizeof(b); i++)
+                b[i] = (unsigned char)client_random(c);
+        b[0] |= 1; /* never the all-zero id W3C forbids */
+        for (size_t i = 0; i < sizeof(b); i++)
+            snprintf(c->trace_id + 2 * i, 3, "%02x", b[i]);
+    }
     *ret = c;
     return 0;
 }
@@ -543,6 +579,15 @@ int client_prepare(ah_client *c, const struct ccfg *g, CURL *h, const char *path
         if (g->key)
             curl_easy_setopt(h, CURLOPT_SSLKEY, g->key);
     }
+    char tp[56];
+    if (c->inherited[0])
+        memcpy(tp, c->inherited, sizeof(tp));
+    else
+        snprintf(tp, sizeof(tp), "00-%s-%08x%08x-01", c->trace_id, client_random(c),
+                 client_random(c) | 1u);
+    int trc = client_add_header(headers, "traceparent: %s", tp);
+    if (trc < 0)
+        return trc;
     if (g->auth) {
         struct curl_slist *n = curl_slist_append(*headers, g->auth);
         if (!n)

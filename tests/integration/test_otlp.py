@@ -132,6 +132,38 @@ class Otlp(unittest.TestCase):
         self.assertGreater(metric(s, "ah_otlp_spans_exported_total"), 0)
         self.assertEqual(metric(s, "ah_otlp_spans_dropped_total"), 0)
 
+    def test_the_cli_sends_traceparent(self):
+        """libah-client (and so `ah`) sends traceparent: a new trace per client, or the one in
+        TRACEPARENT (an `ah` an agent runs joins the agent's trace)."""
+        rx = Receiver()
+        self.addCleanup(rx.close)
+        s = Server(args=("--otlp-endpoint", "http://127.0.0.1:%d" % rx.port))
+        self.addCleanup(s.close)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AH_")}
+        env.pop("TRACEPARENT", None)
+        url = "http://127.0.0.1:%d" % s.port
+
+        def ah(extra):
+            p = subprocess.run([AH_BIN, "session", "list", "--remote-server", url],
+                               capture_output=True, text=True, env=dict(env, **extra),
+                               timeout=60, stdin=subprocess.DEVNULL)
+            self.assertEqual(p.returncode, 0, p.stderr)
+
+        ah({"TRACEPARENT": CALLER})
+        joined = wait_for(lambda: rx.find(traceId=TRACE, name="GET /api/v1/sessions"),
+                          timeout=30, what="the CLI's request span")
+        self.assertEqual(joined["parentSpanId"], "00f067aa0ba902b7")
+        ah({})
+        own = wait_for(lambda: [x for x in rx.spans if x["name"] == "GET /api/v1/sessions"
+                                and x["traceId"] != TRACE], timeout=30, what="a second span")
+        self.assertRegex(own[0].get("parentSpanId", ""), "^[0-9a-f]{16}$",
+                         "the CLI sent no traceparent of its own")
+        s.get("/api/v1/sessions")  # a client without traceparent: the trace starts here
+        bare = wait_for(lambda: [x for x in rx.spans if x["name"] == "GET /api/v1/sessions"
+                                 and x["traceId"] not in (TRACE, own[0]["traceId"])],
+                        timeout=30, what="the bare request's span")
+        self.assertNotIn("parentSpanId", bare[0])
+
     def test_a_dead_collector_drops_and_counts(self):
         with socket.socket() as probe:  # a port nobody listens on
             probe.bind(("127.0.0.1", 0))
