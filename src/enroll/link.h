@@ -35,6 +35,7 @@
 #define LINK_STREAM_BUF (256 * 1024)          /* bytes a stream may hold unacknowledged */
 #define LINK_STREAM_WINDOW (256 * 1024)       /* receive window per stream */
 #define LINK_CONN_WINDOW (4 * 1024 * 1024)    /* receive window per connection */
+#define LINK_MAX_CONNS 10000                  /* connections (and handshakes) per access point */
 
 /* ---- identity (D42) ---------------------------------------------------------------------- */
 

@@ -122,6 +122,7 @@ struct link_server {
     socklen_t locallen;
     struct ident *ident;
     struct link_conn *conns;
+    size_t n_conns;
     int64_t next_reload;
 };
 
@@ -965,6 +966,7 @@ static void conn_finish(struct link_conn *c, const char *why) {
             sv->conns = c->next;
         if (c->next)
             c->next->prev = c->prev;
+        sv->n_conns--;
     } else {
         client_conn_gone(c->l->cli, why);
     }
@@ -1136,6 +1138,10 @@ static void server_accept(struct link_server *sv, const uint8_t *pkt, size_t n,
     ngtcp2_pkt_hd hd;
     if (ngtcp2_accept(&hd, pkt, n) != 0)
         return; /* not an Initial we can serve: drop */
+    if (sv->n_conns >= LINK_MAX_CONNS) { /* handshakes and executors together are bounded */
+        log_msg(LOG_WARN, "link: %zu connections already: dropping a new one", sv->n_conns);
+        return;
+    }
     struct link_conn *c = conn_alloc(&sv->loop, sv->ident);
     if (!c)
         return;
@@ -1171,6 +1177,7 @@ static void server_accept(struct link_server *sv, const uint8_t *pkt, size_t n,
     if (sv->conns)
         sv->conns->prev = c;
     sv->conns = c;
+    sv->n_conns++;
     conn_read(c, pkt, n);
 }
 
