@@ -68,6 +68,7 @@ struct link_loop {
     pthread_mutex_t mu;
     struct post *head, *tail;
     struct watch w_event, w_tick;
+    struct link_conn *dead;  /* freed after the current batch of events (which may name them) */
     struct link_server *srv; /* exactly one of the two */
     struct link_client *cli;
     const char *side; /* "access point" or "executor", for the logs */
@@ -90,7 +91,7 @@ struct link_stream {
 
 struct link_conn {
     struct link_loop *l;
-    struct link_conn *prev, *next;
+    struct link_conn *prev, *next, *dead_next;
     ngtcp2_conn *conn;
     gnutls_session_t tls;
     ngtcp2_crypto_conn_ref ref;
@@ -853,7 +854,18 @@ static void conn_destroy(struct link_conn *c) {
         close(c->fd);
     }
     ident_free(c->ident);
-    free(c);
+    c->ident = NULL;
+    /* an event for it may still wait in this epoll batch: free it after the batch */
+    c->dead_next = c->l->dead;
+    c->l->dead = c;
+}
+
+static void free_dead(struct link_loop *l) {
+    while (l->dead) {
+        struct link_conn *c = l->dead;
+        l->dead = c->dead_next;
+        free(c);
+    }
 }
 
 static void conn_send(struct link_conn *c, const uint8_t *p, size_t n) {
@@ -1441,7 +1453,9 @@ static void *loop_main(void *arg) {
                 break;
             }
         }
+        free_dead(l);
     }
+    free_dead(l);
     return NULL;
 }
 
