@@ -50,6 +50,8 @@ static void decide(struct fleet *f, struct executor *ex, struct session_row *row
         .labels = json_object_get(req, "labels"),
         .runtime = json_string_value(json_object_get(json_object_get(req, "runtime"), "type")),
         .agent = row->agent_type,
+        .tenant_running = exec_tenant_running(ex, row->tenant_id),
+        .tenant_max = exec_tenant_max(ex),
     };
     struct place_result res;
     placement_choose(&rq, rs, n + 1, &res);

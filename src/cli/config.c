@@ -94,6 +94,9 @@ static const struct key keys[] = {
      "requests per second per credential (default 20)"},
     {"rate-limit-burst", K_INT, 1, 1000000, OFF(rate_limit_burst),
      "burst of requests per credential (default 100)"},
+    {"max-sessions-per-tenant", K_INT, 0, 100000, OFF(max_sessions_per_tenant),
+     "admission (D43): sessions one tenant runs at once; the rest wait queued (default 0: no "
+     "limit)"},
     {"task-rate-limit", K_INT, 1, 100000, OFF(task_rate_limit),
      "task creations per second per tenant (default 2, burst 5 times that)"},
     {"jwks", K_STR, 0, 0, OFF(jwks),

@@ -256,6 +256,19 @@ bool exec_runs_local(const struct executor *ex) {
     return !ex->cfg.no_local;
 }
 
+int64_t exec_tenant_running(struct executor *ex, const char *tenant) {
+    int64_t n = 0;
+    pthread_mutex_lock(&ex->mu);
+    for (struct live *l = ex->lives; l; l = l->next)
+        n += !l->dead && strcmp(l->tenant, tenant) == 0;
+    pthread_mutex_unlock(&ex->mu);
+    return n;
+}
+
+int64_t exec_tenant_max(const struct executor *ex) {
+    return ex->cfg.tenant_max;
+}
+
 void exec_local_load(struct executor *ex, int64_t *ret_capacity, int64_t *ret_running) {
     pthread_mutex_lock(&ex->mu);
     *ret_running = (int64_t)ex->n_live;

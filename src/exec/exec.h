@@ -42,6 +42,7 @@ struct exec_config {
     const char *db_path;          /* the SQLite file, hidden from sandboxed agents (or NULL) */
     /* `--max-concurrent-tasks 0`: a pure control plane, no session runs here (D43) */
     bool no_local;
+    int64_t tenant_max; /* admission (D43): sessions one tenant runs at once; 0: no limit */
     /* Placement (D43): may the local runner start this queued session? NULL: yes. false leaves
      * it queued (it fits only an executor, or nothing). Called on the scheduler's thread. */
     bool (*place_local)(void *arg, struct session_row *row);
@@ -79,6 +80,9 @@ void exec_free(struct executor *ex); /* stops first if needed; NULL-safe */
 
 /* Whether sessions run on this machine (false: `--max-concurrent-tasks 0`). */
 bool exec_runs_local(const struct executor *ex);
+/* Sessions of `tenant` this server runs now, and the per-tenant limit (0: none). */
+int64_t exec_tenant_running(struct executor *ex, const char *tenant);
+int64_t exec_tenant_max(const struct executor *ex);
 /* The local runner's capacity and how many sessions it runs now. */
 void exec_local_load(struct executor *ex, int64_t *ret_capacity, int64_t *ret_running);
 

@@ -233,13 +233,7 @@ static void fail_session(struct executor *ex, const char *tenant, const char *id
 
 /* Sessions of `tenant` this server runs now (fairness between tenants, D43). */
 static int64_t tenant_running(void *arg, const char *tenant) {
-    struct executor *ex = arg;
-    int64_t n = 0;
-    pthread_mutex_lock(&ex->mu);
-    for (struct live *l = ex->lives; l; l = l->next)
-        n += !l->dead && strcmp(l->tenant, tenant) == 0;
-    pthread_mutex_unlock(&ex->mu);
-    return n;
+    return exec_tenant_running(arg, tenant);
 }
 
 /* Fairness looks at this many of the oldest queued sessions at a time: enough for every tenant

@@ -222,6 +222,27 @@ class Fairness(ServerTest):
         wait_status_h(s, a3, "completed", a)
 
 
+class Admission(ServerTest):
+    """--max-sessions-per-tenant (D43 admission): a tenant at its limit waits, others run."""
+
+    server_args = ("--max-concurrent-tasks", "3", "--max-sessions-per-tenant", "1")
+
+    def test_tenant_limit(self):
+        s = self.server
+        a = {"X-Tenant-ID": "acme"}
+        b = {"X-Tenant-ID": "bravo"}
+        a1 = create(s, task([{"sleep": 60000}]), headers=a)["session_ids"][0]
+        wait_status_h(s, a1, "running", a)
+        a2 = create(s, task([{"thought": "a2"}]), headers=a)["session_ids"][0]
+        b1 = create(s, task([{"thought": "b1"}]), headers=b)["session_ids"][0]
+        wait_status_h(s, b1, "completed", b)  # bravo is not held back by acme's limit
+        q = s.get("/api/v1/sessions/" + a2, headers=a).json()
+        self.assertEqual(q["status"], "queued")
+        self.assertIn("tenant acme already runs 1 sessions, its limit", q["queuedReason"])
+        self.assertEqual(s.post("/api/v1/sessions/%s/stop" % a1, headers=a).status, 202)
+        wait_status_h(s, a2, "completed", a)
+
+
 def wait_status_h(server, sid, wanted, headers, timeout=60):
     wanted = {wanted} if isinstance(wanted, str) else set(wanted)
     deadline = time.monotonic() + timeout
