@@ -67,7 +67,34 @@ json_t *chat_find(json_t *msgs, const char *id, size_t *ret_i) {
 }
 
 static const char *const user_fields[] = {"attachments", "context_files", "tools_enabled",
-                                          "model_override", "supersedes", "retry_of", NULL};
+                                          "model_override", "supersedes", "retry_of",
+                                          "thread_id", NULL};
+
+/* The thread of a user message event: the one it opened (`thread_title`: "thread-<seq>") or
+ * the one it was sent to (`thread_id`); NULL for the main conversation. New reference. */
+static json_t *thread_of(const json_t *ev, int64_t seq) {
+    if (json_is_string(json_object_get(ev, "thread_title"))) {
+        char id[40];
+        snprintf(id, sizeof(id), "thread-%lld", (long long)seq);
+        return json_string(id);
+    }
+    json_t *t = json_object_get(ev, "thread_id");
+    return json_is_string(t) ? json_incref(t) : NULL;
+}
+
+/* The agent answers what it was sent last: a reply belongs to the thread of the latest user
+ * message before it (m is not in msgs yet). */
+static void reply_thread(json_t *msgs, json_t *m) {
+    for (size_t i = json_array_size(msgs); m && i > 0; i--) {
+        json_t *prev = json_array_get(msgs, i - 1);
+        if (strcmp(json_string_value(json_object_get(prev, "role")), "user"))
+            continue;
+        json_t *t = json_object_get(prev, "thread_id");
+        if (t)
+            json_object_set(m, "thread_id", t);
+        return;
+    }
+}
 
 /* Folds one event (a chat_message or a tool_use) into msgs. Pure: a function of the events. */
 static int fold(json_t *msgs, const json_t *ev) {
@@ -96,6 +123,7 @@ static int fold(json_t *msgs, const json_t *ev) {
             last = json_pack("{s:o, s:s, s:s, s:O, s:[], s:[]}", "id", msg_id(seq), "role",
                              "assistant", "content", "", "timestamp", ts, "attachments",
                              "tool_calls");
+            reply_thread(msgs, last);
             if (!last || json_array_append_new(msgs, last) < 0) {
                 json_decref(call);
                 return AH_E_NOMEM;
@@ -155,7 +183,7 @@ static int fold(json_t *msgs, const json_t *ev) {
         return 0;
     }
     if (!role || (strcmp(role, "user") && strcmp(role, "assistant")) || !json_is_string(content))
-        return 0;
+        return 0; /* (a thread opened without a first message is no message) */
     json_t *att = json_object_get(ev, "attachments");
     json_t *m = json_pack("{s:o, s:s, s:O, s:O, s:o}", "id", msg_id(seq), "role", role,
                           "content", content, "timestamp", ts, "attachments",
@@ -168,6 +196,9 @@ static int fold(json_t *msgs, const json_t *ev) {
             if (v && strcmp(*f, "attachments"))
                 json_object_set(m, *f, v);
         }
+        json_t *thread = thread_of(ev, seq);
+        if (thread)
+            json_object_set_new(m, "thread_id", thread);
         const char *old = json_string_value(json_object_get(ev, "supersedes"));
         json_t *o = old ? chat_find(msgs, old, NULL) : NULL;
         if (o)
@@ -176,6 +207,7 @@ static int fold(json_t *msgs, const json_t *ev) {
         json_t *calls = json_object_get(ev, "tool_calls");
         if (json_is_array(calls))
             json_object_set(m, "tool_calls", calls);
+        reply_thread(msgs, m);
     }
     return json_array_append_new(msgs, m) < 0 ? AH_E_NOMEM : 0;
 }
@@ -217,6 +249,210 @@ static int chat_load(struct api_ctx *ctx, const char *tenant, const char *id, js
     return 0;
 }
 
+static void check_strings(const json_t *v, const char *name, size_t max, struct ah_problem *p);
+static void check_content(const json_t *c, struct ah_problem *p);
+
+/* ---- threads: conversations within the session's chat --------------------------------------- */
+
+/* A thread is opened by a user chat_message event with `thread_title` (its id "thread-<seq>";
+ * the event is also its first message when it has content); messages sent to it carry
+ * `thread_id`, and the agent's replies belong to the thread of the message they answer. The
+ * session's threads, oldest first: [{id, title, created_at, initial_message_id}]. */
+static int threads_load(struct api_ctx *ctx, const char *tenant, const char *id, json_t **ret) {
+    static const char *const types[] = {"chat_message", NULL};
+    json_t *out = json_array();
+    int64_t after = 0, scanned = 0;
+    int rc = out ? 0 : AH_E_NOMEM;
+    while (rc == 0) {
+        struct event_filter f = {.types = types, .after = after, .ascending = true};
+        struct page pg = {1, CHAT_SCAN_PAGE};
+        json_t *items = NULL;
+        int64_t total = 0;
+        if ((rc = store_event_list(ctx->store, tenant, id, &f, &pg, &items, &total)) < 0)
+            break;
+        size_t i, n = json_array_size(items);
+        json_t *ev;
+        json_array_foreach(items, i, ev) {
+            int64_t seq = json_integer_value(json_object_get(ev, "seq"));
+            json_t *title = json_object_get(ev, "thread_title");
+            after = seq;
+            if (!json_is_string(title))
+                continue;
+            char tid[40], mid[40];
+            snprintf(tid, sizeof(tid), "thread-%lld", (long long)seq);
+            snprintf(mid, sizeof(mid), "msg-%lld", (long long)seq);
+            json_t *t = json_pack("{s:s, s:O, s:O, s:o}", "id", tid, "title", title, "created_at",
+                                  json_object_get(ev, "ts"), "initial_message_id",
+                                  json_is_string(json_object_get(ev, "content")) ? json_string(mid)
+                                                                                  : json_null());
+            if (!t || json_array_append_new(out, t) < 0) {
+                rc = AH_E_NOMEM;
+                break;
+            }
+        }
+        json_decref(items);
+        scanned += (int64_t)n;
+        if (n < CHAT_SCAN_PAGE || scanned >= CHAT_SCAN_MAX)
+            break;
+    }
+    if (rc < 0) {
+        json_decref(out);
+        return rc;
+    }
+    *ret = out;
+    return 0;
+}
+
+int chat_thread_check(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
+                      const char *tenant, const char *id, const char *thread) {
+    json_t *threads = NULL;
+    int rc = threads_load(ctx, tenant, id, &threads);
+    if (rc < 0) {
+        http_error(req, res, rc, rc == AH_E_NOTFOUND ? "no session %s" : "cannot read the chat", id);
+        return rc;
+    }
+    bool found = chat_find(threads, thread, NULL) != NULL;
+    json_decref(threads);
+    if (!found) {
+        struct ah_problem p = {0};
+        problem_field(&p, "thread_id", "%.64s is not a thread of this session", thread);
+        http_fail(req, res, &p);
+        return AH_E_INVAL;
+    }
+    return 0;
+}
+
+static void get_threads(struct http_request *req, struct http_response *res) {
+    struct api_ctx *ctx = api_ready(req, res);
+    if (!ctx)
+        return;
+    const char *tenant = NULL;
+    AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, &tenant);
+    if (!row)
+        return;
+    json_t *threads = NULL, *msgs = NULL;
+    int rc = threads_load(ctx, tenant, row->id, &threads);
+    if (rc == 0 && (rc = chat_load(ctx, tenant, row->id, &msgs)) < 0)
+        json_decref(threads);
+    if (rc < 0) {
+        http_error(req, res, rc, "cannot read the chat");
+        return;
+    }
+    json_t *out = json_array();
+    size_t i, j;
+    json_t *t, *m;
+    json_array_foreach(threads, i, t) {
+        const char *tid = json_string_value(json_object_get(t, "id"));
+        json_int_t count = 0;
+        json_t *last = json_object_get(t, "created_at");
+        bool user = false, assistant = false;
+        json_array_foreach(msgs, j, m) {
+            const char *mt = json_string_value(json_object_get(m, "thread_id"));
+            if (!mt || strcmp(mt, tid))
+                continue;
+            count++;
+            last = json_object_get(m, "timestamp");
+            const char *role = json_string_value(json_object_get(m, "role"));
+            user |= role && !strcmp(role, "user");
+            assistant |= role && !strcmp(role, "assistant");
+        }
+        json_t *who = json_array();
+        if (who && user)
+            json_array_append_new(who, json_string("user"));
+        if (who && assistant)
+            json_array_append_new(who, json_string("agent"));
+        /* a thread of an ended session takes no more messages */
+        json_t *o = json_pack("{s:O, s:O, s:I, s:O, s:o, s:s}", "id", json_object_get(t, "id"),
+                              "title", json_object_get(t, "title"), "message_count", count,
+                              "last_activity", last, "participants", who, "status",
+                              session_status_terminal(row->status) ? "closed" : "active");
+        if (!o || json_array_append_new(out, o) < 0) {
+            json_decref(out);
+            out = NULL;
+            break;
+        }
+    }
+    json_decref(threads);
+    json_decref(msgs);
+    if (!out) {
+        http_error(req, res, AH_E_NOMEM, "out of memory");
+        return;
+    }
+    http_json(req, res, 200, json_pack("{s:o, s:I}", "threads", out,
+                                       "total", (json_int_t)json_array_size(out)));
+}
+
+#define THREAD_TITLE_MAX 256
+
+static void post_thread(struct http_request *req, struct http_response *res) {
+    struct api_ctx *ctx = api_ready(req, res);
+    if (!ctx)
+        return;
+    AH_AUTO(json_decrefp) json_t *body = api_body(req, res, false);
+    if (!body)
+        return;
+    struct ah_problem p = {0};
+    static const char *const known[] = {"title", "initial_message", NULL};
+    static const char *const known_msg[] = {"content", "context_files", NULL};
+    api_only_members(body, known, &p);
+    json_t *title = json_object_get(body, "title"), *init = json_object_get(body, "initial_message");
+    if (!json_is_string(title) || !json_string_length(title) ||
+        json_string_length(title) > THREAD_TITLE_MAX ||
+        strlen(json_string_value(title)) != json_string_length(title))
+        problem_field(&p, "title", "is required: a string of 1 to %d bytes", THREAD_TITLE_MAX);
+    json_t *content = json_object_get(init, "content"), *files = json_object_get(init, "context_files");
+    if (init && !json_is_object(init))
+        problem_field(&p, "initial_message", "must be an object with content");
+    else if (init) {
+        struct ah_problem q = {0};
+        api_only_members(init, known_msg, &q);
+        check_content(content, &q);
+        if (files)
+            check_strings(files, "context_files", CHAT_PATH_MAX, &q);
+        /* name the fields as they are in the body */
+        const char *key;
+        json_t *v;
+        json_object_foreach(q.errors, key, v) {
+            size_t k;
+            json_t *msg;
+            json_array_foreach(v, k, msg) {
+                char path[128];
+                snprintf(path, sizeof(path), "initial_message.%s", key);
+                problem_field(&p, path, "%s", json_string_value(msg));
+            }
+        }
+        if (q.code && !p.code)
+            problem_set(&p, q.code, "%s", q.detail);
+        problem_clear(&q);
+    }
+    if (http_fail(req, res, &p))
+        return;
+    const char *id = api_session_id(req, res);
+    const char *tenant = id ? api_tenant(req, res, NULL) : NULL;
+    if (!tenant)
+        return;
+    AH_AUTO(json_decrefp) json_t *ev = json_pack("{s:s, s:s, s:O}", "type", "chat_message",
+                                                 "role", "user", "thread_title", title);
+    if (ev && content)
+        json_object_set(ev, "content", content);
+    if (ev && files)
+        json_object_set(ev, "context_files", files);
+    int64_t seq = 0;
+    if (chat_send(ctx, req, res, tenant, id, ev, json_string_value(content), &seq) < 0)
+        return;
+    char tid[40], mid[40], ts[TIME_RFC3339_LEN + 1];
+    snprintf(tid, sizeof(tid), "thread-%lld", (long long)seq);
+    snprintf(mid, sizeof(mid), "msg-%lld", (long long)seq);
+    time_format(time_now_ms(), ts);
+    http_json(req, res, 201,
+              json_pack("{s:s, s:O, s:s, s:s?}", "id", tid, "title", title, "created_at", ts,
+                        "initial_message_id", content ? mid : NULL));
+}
+
+static void post_thread_i(struct http_request *req, struct http_response *res) {
+    api_idempotent(req, res, post_thread);
+}
+
 static void get_chat(struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = api_ready(req, res);
     if (!ctx)
@@ -224,7 +460,7 @@ static void get_chat(struct http_request *req, struct http_response *res) {
     struct ah_problem p = {0};
     int64_t limit = CHAT_LIMIT_DEFAULT, before = 0, after = 0;
     const char *l = http_query(req, "limit"), *b = http_query(req, "before"),
-               *a = http_query(req, "after");
+               *a = http_query(req, "after"), *th = http_query(req, "thread_id");
     if (l && parse_int64(l, 1, CHAT_LIMIT_MAX, &limit) < 0)
         problem_field(&p, "limit", "must be an integer from 1 to %d", CHAT_LIMIT_MAX);
     if (b && !(before = chat_msg_seq(b)))
@@ -242,6 +478,11 @@ static void get_chat(struct http_request *req, struct http_response *res) {
     if (rc < 0) {
         http_error(req, res, rc, "cannot read the chat");
         return;
+    }
+    for (size_t i = json_array_size(msgs); th && i > 0; i--) { /* one thread's messages */
+        const char *t = json_string_value(json_object_get(json_array_get(msgs, i - 1), "thread_id"));
+        if (!t || strcmp(t, th))
+            json_array_remove(msgs, i - 1);
     }
     /* the window: after `after` (its first `limit`), else before `before` (or the end) — the
      * last `limit` there, which is what a chat shows first and scrolls back from */
@@ -347,8 +588,8 @@ static json_t *message_json(const json_t *ev, int64_t seq) {
 json_t *chat_post_user(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
                        const json_t *body, const char *const *extra, int64_t *ret_seq) {
     struct ah_problem p = {0};
-    static const char *const fields[] = {"content",       "attachments",    "context_files",
-                                         "tools_enabled", "model_override"};
+    static const char *const fields[] = {"content",        "attachments", "context_files",
+                                         "tools_enabled",  "model_override", "thread_id"};
     const char *known[16];
     size_t k = 0;
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
@@ -371,16 +612,21 @@ json_t *chat_post_user(struct api_ctx *ctx, struct http_request *req, struct htt
         (!json_is_array(v) || json_array_size(v) > 0))
         problem_field(&p, "attachments",
                       "add attachments with POST …/chat/messages/{messageId}/attachments");
+    json_t *thread = json_object_get(body, "thread_id");
+    if (thread && !json_is_string(thread))
+        problem_field(&p, "thread_id", "must be a thread id (thread-<number>)");
     if (http_fail(req, res, &p))
         return NULL;
     const char *id = api_session_id(req, res);
     const char *tenant = id ? api_tenant(req, res, NULL) : NULL;
     if (!tenant)
         return NULL;
+    if (thread && chat_thread_check(ctx, req, res, tenant, id, json_string_value(thread)) < 0)
+        return NULL;
     json_t *ev = json_pack("{s:s, s:s, s:O}", "type", "chat_message", "role", "user", "content",
                            json_object_get(body, "content"));
     static const char *const copied[] = {"context_files", "tools_enabled", "model_override",
-                                         NULL};
+                                         "thread_id", NULL};
     for (const char *const *f = copied; ev && *f; f++)
         if ((v = json_object_get(body, *f)))
             json_object_set(ev, *f, v);
@@ -545,6 +791,8 @@ static void post_retry(struct http_request *req, struct http_response *res) {
     json_t *att = json_object_get(m, "attachments");
     if (ev && json_array_size(att))
         json_object_set(ev, "attachments", att);
+    if (ev && json_object_get(m, "thread_id")) /* the retry stays in its thread */
+        json_object_set(ev, "thread_id", json_object_get(m, "thread_id"));
     int64_t seq = 0;
     if (chat_send(ctx, req, res, tenant, http_param(req, "id"), ev,
                    json_string_value(json_object_get(m, "content")), &seq) < 0)
@@ -637,6 +885,9 @@ int api_chat_register(struct router *r, struct api_ctx *ctx) {
                      ctx, 0, 4096);
     rc |= router_add(r, "GET", "/api/v1/sessions/{id}/chat/suggestions", get_suggestions, ctx, 0,
                      0);
+    rc |= router_add(r, "GET", "/api/v1/sessions/{id}/chat/threads", get_threads, ctx, 0, 0);
+    rc |= router_add(r, "POST", "/api/v1/sessions/{id}/chat/threads", post_thread_i, ctx, 0,
+                     CHAT_BODY_MAX);
     rc |= chat_attach_register(r, ctx);
     rc |= chat_context_register(r, ctx);
     rc |= api_webhooks_register(r, ctx);

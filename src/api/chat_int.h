@@ -43,6 +43,10 @@ int api_webhooks_register(struct router *r, struct api_ctx *ctx);
 json_t *chat_post_user(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
                        const json_t *body, const char *const *extra, int64_t *ret_seq);
 
+/* Answers 400 (thread_id) unless `thread` is a thread of the session; 0 when it is. */
+int chat_thread_check(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
+                      const char *tenant, const char *id, const char *thread);
+
 /* POST …/chat/stream (chat_stream.c). */
 int chat_stream_register(struct router *r, struct api_ctx *ctx);
 
