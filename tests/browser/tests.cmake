@@ -30,6 +30,11 @@ add_test(NAME browser/webui-login COMMAND ${AH_NODE_FOR_TESTS} ${CMAKE_CURRENT_S
 set_tests_properties(browser/webui-login PROPERTIES LABELS browser TIMEOUT 600
   ENVIRONMENT "AH_BIN=$<TARGET_FILE:ah>;AH_ARTIFACTS=${CMAKE_BINARY_DIR}/browser-artifacts")
 
+# Signing in through a real glewlwyd (tests/integration/oidc_harness.py) and signing out.
+add_test(NAME browser/webui-oidc COMMAND ${AH_NODE_FOR_TESTS} ${CMAKE_CURRENT_SOURCE_DIR}/browser/oidc.mjs)
+set_tests_properties(browser/webui-oidc PROPERTIES LABELS browser TIMEOUT 600
+  ENVIRONMENT "AH_BIN=$<TARGET_FILE:ah>;AH_ARTIFACTS=${CMAKE_BINARY_DIR}/browser-artifacts;PYTHONDONTWRITEBYTECODE=1")
+
 # The terminal screen of the session page (web/src/terminal.ts), without a browser.
 add_test(NAME browser/terminal COMMAND ${AH_NODE_FOR_TESTS} --test ${CMAKE_CURRENT_SOURCE_DIR}/browser/terminal_test.mjs)
 set_tests_properties(browser/terminal PROPERTIES LABELS "browser;unit" TIMEOUT 120)

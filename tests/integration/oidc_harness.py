@@ -30,6 +30,7 @@ import time
 import urllib.parse
 
 GLEWLWYD = shutil.which("glewlwyd") or "/usr/bin/glewlwyd"
+WEBAPP = "/usr/share/glewlwyd/webapp"  # its login page, for the tests in a real browser
 INIT_SQL = "/usr/share/dbconfig-common/data/glewlwyd/install/sqlite3"
 MODULES = "/usr/lib/glewlwyd"
 ADMIN_PASSWORD = "password"  # the init script's built-in admin
@@ -101,6 +102,7 @@ class Glewlwyd:
         self.log_path = os.path.join(self.tmp, "glewlwyd.log")
         try:
             self._database()
+            self._webapp()
             self._config()
             self._start()
             self.admin = Client("127.0.0.1", self.port)
@@ -139,6 +141,31 @@ class Glewlwyd:
         finally:
             conn.close()
 
+    def _webapp(self):
+        """glewlwyd's own pages (login.html …) served at its root, as a person meets them: a copy
+        (it serves no symbolic links; about 3 MB). The package's config.json is a link to a
+        directory; ours names this instance's API."""
+        self.webapp = os.path.join(self.tmp, "webapp")
+        os.mkdir(self.webapp)
+        conf = None
+        for name in os.listdir(WEBAPP) if os.path.isdir(WEBAPP) else ():
+            src = os.path.join(WEBAPP, name)
+            if name == "config.json":
+                real = os.path.realpath(src)
+                conf = os.path.join(real, "config.json") if os.path.isdir(real) else real
+                continue
+            if os.path.isdir(src):
+                shutil.copytree(src, os.path.join(self.webapp, name))
+            else:
+                shutil.copy(src, os.path.join(self.webapp, name))
+        cfg = {}
+        if conf and os.path.exists(conf):
+            with open(conf, encoding="utf-8") as f:
+                cfg = json.load(f)
+        cfg.update({"GlewlwydUrl": "./", "LoginUrl": "login.html", "defaultScheme": ""})
+        with open(os.path.join(self.webapp, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(cfg, f)
+
     def _config(self):
         self.conf = os.path.join(self.tmp, "glewlwyd.conf")
         with open(self.conf, "w", encoding="utf-8") as f:
@@ -169,13 +196,27 @@ client_module_path="%(mod)s/client"
 user_auth_scheme_module_path="%(mod)s/scheme"
 plugin_module_path="%(mod)s/plugin"
 hash_algorithm = "SHA512"
+static_files_path="%(webapp)s/"
+static_files_mime_types =
+(
+  { extension = ".html" mime_type = "text/html" },
+  { extension = ".css" mime_type = "text/css" },
+  { extension = ".js" mime_type = "application/javascript" },
+  { extension = ".json" mime_type = "application/json" },
+  { extension = ".png" mime_type = "image/png" },
+  { extension = ".ico" mime_type = "image/x-icon" },
+  { extension = ".svg" mime_type = "image/svg+xml" },
+  { extension = ".woff" mime_type = "font/woff" },
+  { extension = ".woff2" mime_type = "font/woff2" },
+  { extension = ".ttf" mime_type = "font/ttf" }
+)
 database =
 {
   type = "sqlite3"
   path = "%(db)s"
 };
 """ % {"port": self.port, "base": self.base, "log": self.log_path, "mod": MODULES,
-       "db": self.db})
+       "db": self.db, "webapp": self.webapp})
 
     def _start(self):
         out = open(os.path.join(self.tmp, "stdout.log"), "wb")
@@ -327,3 +368,33 @@ database =
                 self.proc.kill()
                 self.proc.wait()
         if not os.environ.get("KEEP_IDP"): shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def serve(argv):
+    """`python3 oidc_harness.py REDIRECT_URI... [--post-logout URI]`: a provider for tests in
+    other languages (the browser tests). Adds the users of USERS_JSON (env, a JSON object
+    name -> [password, tenant, roles]), prints one JSON line (base, issuer, clientId,
+    clientSecretFile) and runs until its standard input closes."""
+    import sys
+    post = None
+    uris = []
+    it = iter(argv)
+    for a in it:
+        if a == "--post-logout":
+            post = next(it)
+        else:
+            uris.append(a)
+    idp = Glewlwyd(uris, post_logout_redirect_uri=post)
+    try:
+        for name, (pw, tenant, roles) in json.loads(os.environ.get("USERS_JSON", "{}")).items():
+            idp.add_user(name, pw, tenant=tenant, roles=roles)
+        print(json.dumps({"base": idp.base, "issuer": idp.issuer, "clientId": idp.client_id,
+                          "clientSecretFile": idp.client_secret_file}), flush=True)
+        sys.stdin.read()
+    finally:
+        idp.close()
+
+
+if __name__ == "__main__":
+    import sys
+    serve(sys.argv[1:])

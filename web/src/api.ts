@@ -18,6 +18,7 @@ export type Branch = Schemas['RepositoryBranches']['branches'][number];
 export type AgentCatalog = Schemas['AgentCatalog'];
 export type RuntimeCatalog = Schemas['RuntimeCatalog'];
 export type Draft = Schemas['Draft'];
+export type AuthSession = Schemas['AuthSession'];
 export type DraftBody = Schemas['DraftBody'];
 export type DraftList = Schemas['DraftList'];
 export type ControlAccepted = Schemas['ControlAccepted'];
@@ -222,3 +223,15 @@ export const api = {
     eventsUrl: (id: string, query: Record<string, string | number | undefined> = {}) =>
         url<'/api/v1/sessions/{id}/events'>('/sessions/{id}/events', { id }, query),
 };
+
+/** What this browser's session cookie stands for, and which identity provider the sign-in page
+ *  offers (public: answers without credentials). */
+export function getAuthSession(): Promise<AuthSession> {
+    return request<AuthSession>('GET', url('/auth/session'));
+}
+
+/** Signs the cookie session out (the CSRF token goes with it); names the provider's
+ *  end-session page when the server does RP-initiated logout. */
+export function logoutSession(): Promise<{ status: 'signedOut'; endSessionUrl?: string }> {
+    return request('POST', url('/auth/logout'));
+}

@@ -5,6 +5,11 @@
 // fetch, so the event and terminal streams carry it too). It is kept
 // for this tab (sessionStorage), or on this device (localStorage) when the user asks to be
 // remembered; signing out forgets it in both.
+//
+// A person may also sign in through the identity provider the server trusts (OIDC): the server
+// then keeps the session behind an HttpOnly cookie the page never sees; what the page knows of it
+// (user, role, and the CSRF token every change must carry) comes from GET /api/v1/auth/session,
+// loaded by session.ts into `session` here. A pasted key wins over the cookie.
 const STORAGE = 'ah.apiKey';
 
 function stored(): string | null {
@@ -15,15 +20,26 @@ function stored(): string | null {
     }
 }
 
+/** What GET /api/v1/auth/session said (the shape of the AuthSession schema). */
+export interface BrowserSession {
+    status: 'none' | 'pending' | 'active' | 'failed' | 'expired' | 'signedOut';
+    oidc?: { provider: string; loginUrl: string; ready: boolean };
+    user?: { id: string; name: string; tenantId: string; role: 'viewer' | 'operator' | 'admin' };
+    csrfToken?: string;
+    error?: string;
+}
+
 export interface AuthState {
     key: string | null;
+    /** The cookie session, once known (null before the first answer). */
+    session: BrowserSession | null;
     /** The server refused a request for want of (valid) credentials. */
     needed: boolean;
     /** Bumped at each sign-in, so views re-open their streams with the new credential. */
     version: number;
 }
 
-let state: AuthState = { key: stored(), needed: false, version: 0 };
+let state: AuthState = { key: stored(), session: null, needed: false, version: 0 };
 const listeners = new Set<() => void>();
 
 function set(next: AuthState): void {
@@ -50,9 +66,21 @@ export function authorization(credential: string): string {
     return isJwt(credential) ? `Bearer ${credential}` : `ApiKey ${credential}`;
 }
 
-/** The headers that carry the credential (none in local mode). */
+/** The headers that carry the credential (none in local mode): the key, or for a cookie session
+ *  its CSRF token (the cookie itself goes along by the browser). */
 export function authHeaders(): Record<string, string> {
-    return state.key ? { Authorization: authorization(state.key) } : {};
+    if (state.key) return { Authorization: authorization(state.key) };
+    const csrf = state.session?.status === 'active' ? state.session.csrfToken : undefined;
+    return csrf ? { 'X-CSRF-Token': csrf } : {};
+}
+
+/** The cookie session changed (session.ts): an active one signs the page in. */
+export function setSession(session: BrowserSession): void {
+    const wasActive = state.session?.status === 'active';
+    const active = session.status === 'active' && !state.key;
+    set({ ...state, session,
+          needed: active ? false : state.needed,
+          version: active && !wasActive ? state.version + 1 : state.version });
 }
 
 /** Every answer's status passes here: a 401 means the sign-in page. */
@@ -66,7 +94,7 @@ export function signIn(key: string, remember: boolean): void {
         localStorage.removeItem(STORAGE);
         (remember ? localStorage : sessionStorage).setItem(STORAGE, key);
     } catch { /* storage disabled: memory only */ }
-    set({ key, needed: false, version: state.version + 1 });
+    set({ ...state, key, needed: false, version: state.version + 1 });
 }
 
 export function signOut(): void {
@@ -74,7 +102,9 @@ export function signOut(): void {
         sessionStorage.removeItem(STORAGE);
         localStorage.removeItem(STORAGE);
     } catch { /* nothing stored */ }
-    set({ key: null, needed: true, version: state.version + 1 });
+    set({ key: null, session: state.session && state.session.status === 'active'
+            ? { ...state.session, status: 'signedOut', user: undefined, csrfToken: undefined } : state.session,
+          needed: true, version: state.version + 1 });
 }
 
 /** What the user menu shows of a credential, never its secret: an API key's public id

@@ -2,7 +2,8 @@
 import type { JSX } from 'preact';
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { authState, keyLabel, signOut, subscribeAuth } from './auth';
+import { authState, keyLabel, subscribeAuth } from './auth';
+import { signOutAll, watchSession } from './session';
 import './styles.css';
 import { Feed } from './views/Feed';
 import { NewTask } from './views/NewTask';
@@ -47,10 +48,16 @@ function App(): JSX.Element {
                     <Link href="/new" class={loc.startsWith('/new') ? 'active' : ''}>New task</Link>
                     <a href="/api/docs">API</a>
                 </nav>
-                {auth.key && (
+                {auth.key ? (
                     <div class="user-menu" role="group" aria-label="Account">
                         <span class="muted" title="The API key this page uses">{keyLabel(auth.key)}</span>
-                        <button type="button" class="sign-out" onClick={signOut}>Sign out</button>
+                        <button type="button" class="sign-out" onClick={() => void signOutAll()}>Sign out</button>
+                    </div>
+                ) : auth.session?.status === 'active' && auth.session.user && (
+                    <div class="user-menu" role="group" aria-label="Account">
+                        <span class="muted" title={`Signed in through ${auth.session.oidc?.provider ?? 'the identity provider'}, tenant ${auth.session.user.tenantId}`}>
+                            {auth.session.user.name} · {auth.session.user.role}</span>
+                        <button type="button" class="sign-out" onClick={() => void signOutAll()}>Sign out</button>
                     </div>
                 )}
             </header>
@@ -60,4 +67,5 @@ function App(): JSX.Element {
     );
 }
 
+watchSession();
 render(<App />, document.getElementById('app')!);
