@@ -153,6 +153,10 @@ class EnrollEndToEnd(unittest.TestCase):
         # a clean stop says goodbye: offline at once, with the reason
         ex.send_signal(signal.SIGTERM)
         self.assertEqual(ex.wait(30), 0)
+        with open(ex.log, encoding="utf-8", errors="replace") as f:
+            log = f.read()
+        for m in ahtest.SANITIZER_MARKERS:
+            self.assertNotIn(m, log)
         e = wait_for("offline after goodbye", lambda: self.executor(ap, "offline"), timeout=10)
         self.assertIn("stopping", e["disconnectReason"])
         r = ap.request("DELETE", "/api/v1/executors/a")
