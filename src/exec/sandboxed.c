@@ -168,8 +168,22 @@ int exec_sandbox_launch(struct executor *ex, const char *sid, const char *worksp
         return problem_set(reterr, rc, "cannot prepare the sandbox's network relay in %s: %s",
                            net_dir, ah_strerror(rc));
     }
+    /* the relay's ends: `ah-net` beside our own binary when it was installed with it */
+    char net_exe[4200];
+    snprintf(net_exe, sizeof(net_exe), "%s", ex->cfg.self_exe);
+    char *slash = strrchr(net_exe, '/');
+    bool have_net_exe = false;
+    if (relay && slash && (size_t)(slash - net_exe) + 8 < sizeof(net_exe)) {
+        strcpy(slash + 1, "ah-net");
+        have_net_exe = access(net_exe, X_OK) == 0 && nro < 23;
+        if (have_net_exe) { /* the inside end runs it too */
+            ro[nro++] = net_exe;
+            ro[nro] = NULL;
+        }
+    }
     struct sandbox_paths paths = {.workspace = workspace,
                                   .net_dir = relay ? net_dir : NULL,
+                                  .net_exe = have_net_exe ? net_exe : NULL,
                                   .self_exe = ex->cfg.self_exe,
                                   .home = p->disabled ? NULL : home,
                                   .home_at = home_at,

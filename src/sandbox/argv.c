@@ -119,7 +119,10 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
     char num[64];
     if (relay) {
         /* the relay's outside end, in the host's network; it runs bubblewrap */
-        push3(&a, paths->self_exe, "agent", "net-relay");
+        if (paths->net_exe)
+            push3(&a, paths->net_exe, "relay", NULL);
+        else
+            push3(&a, paths->self_exe, "agent", "net-relay");
         push3(&a, "--dir", paths->net_dir, NULL);
         for (char **h = p->allow_hosts; *h; h++)
             push3(&a, "--to", *h, NULL);
@@ -198,7 +201,10 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
         push(&a, "--");
         if (relay) {
             /* the inside end: listens in the sandbox's own network namespace */
-            push3(&a, paths->self_exe, "agent", "net-forward");
+            if (paths->net_exe)
+                push3(&a, paths->net_exe, "forward", NULL);
+            else
+                push3(&a, paths->self_exe, "agent", "net-forward");
             push3(&a, "--dir", SANDBOX_NET_INSIDE_DIR, NULL);
             for (size_t i = 0; p->allow_hosts[i]; i++) {
                 char ip[32], listen[64];

@@ -97,6 +97,8 @@ struct sandbox_paths {
      * sandbox_net_prepare wrote) and the `ah` binary that runs both ends of the relay */
     const char *net_dir;
     const char *self_exe;
+    const char *net_exe; /* `ah-net` (the same ends, C library only: faster to start); NULL:
+                          * `self_exe agent net-relay|net-forward` */
 };
 
 /* The limits a task asks for in runtime.resources (memoryMiB, cpu, pids, fileSizeMiB,

@@ -292,7 +292,8 @@ class AllowList(SandboxTest):
                {"do": "echo", "host": "127.0.0.2", "port": lp},   # the listed port elsewhere
                {"do": "echo", "host": "localhost", "port": 443},  # listed: a port below 1024
                {"do": "connect", "host": "example.com", "port": 443},  # no DNS, no route
-               {"do": "unshare-user"}]
+               {"do": "unshare-user"},
+               {"do": "processes"}]
         sid, s = self.run_agent(act, sandbox="egress")
         self.assertEqual(s["sandbox"]["network"], "allow-list")
         self.assertEqual(s["sandbox"]["allowHosts"], ["127.0.0.1:%d" % lp, "localhost:%d" % lp,
@@ -314,6 +315,10 @@ class AllowList(SandboxTest):
         self.assertIn(low[2], ("ok", "closed"), low)
         # no nested user namespace, as in the other profiles
         self.assertEqual(result(self.server, sid, "unshare-user")[2:4], ["denied", "EPERM"])
+        # the inside end is ah-net, the small program built beside ah (faster to start)
+        cmds = json.loads(result(self.server, sid, "processes")[3])
+        self.assertTrue(any(c.split(" ")[0].endswith("/ah-net") and " forward --dir " in c
+                            for c in cmds), cmds)
         # without the sandbox's network the same agent reaches the unlisted port: the relay,
         # not the listener, is what refused it
         sid2, _ = self.run_agent([{"do": "echo", "host": "127.0.0.1", "port": up}])

@@ -207,6 +207,14 @@ static void test_allow_list(void **state) {
     assert_non_null(strstr(d, "network only to the allow-list (api.example.com:443, "
                               "127.0.0.1:8080, git.example:22, api.example.com:80)"));
     free(d);
+    /* with ah-net, the same ends in a program of their own */
+    paths.net_exe = "/bin/ah-net";
+    assert_int_equal(sandbox_wrap(s, p, &lim, false, &paths, agent, &argv), 0);
+    assert_string_equal(argv[0], "/bin/ah-net");
+    assert_string_equal(argv[1], "relay");
+    assert_true(find3(argv, "/bin/ah-net", "forward", "--dir") > find3(argv, "bwrap", NULL, NULL));
+    assert_int_equal(find3(argv, "net-relay", NULL, NULL), -1);
+    sandbox_argv_free(argv);
     /* without the relay's directory and binary there is no command line */
     struct sandbox_paths bare = {.workspace = "/w"};
     assert_int_equal(sandbox_wrap(s, p, &lim, false, &bare, agent, &argv), AH_E_INVAL);
