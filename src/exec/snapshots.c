@@ -328,6 +328,22 @@ static void collect(struct executor *ex, struct ws_store *st, const char *tenant
     free(dirs);
 }
 
+/* Is id one of the session's timeline rows? (ctx: the rows, as fetched by prune) */
+struct rows {
+    const struct fs_snapshot_row *v;
+    size_t n;
+    const char *branch_point; /* a branch's: the parent's snapshot its store knows by name */
+};
+static bool on_timeline(void *ctx, const char *id) {
+    const struct rows *r = ctx;
+    if (r->branch_point && !strcmp(r->branch_point, id))
+        return true;
+    for (size_t i = 0; i < r->n; i++)
+        if (!strcmp(r->v[i].id, id))
+            return true;
+    return false;
+}
+
 static void prune(struct executor *ex, struct ws_store *st, const char *tenant, const char *id) {
     int64_t max_n = env_limit("AH_SNAPSHOTS_MAX", 1, KEEP_COUNT_DEFAULT);
     int64_t max_b = env_limit("AH_SNAPSHOTS_MAX_BYTES", 1, KEEP_BYTES_DEFAULT);
@@ -336,7 +352,9 @@ static void prune(struct executor *ex, struct ws_store *st, const char *tenant, 
     struct branch_row *br = NULL;
     size_t nb = 0;
     bool forgot = false;
-    if (store_fs_snapshot_list(ex->store, tenant, id, (size_t)max_n + 1000, &rows, &n) < 0)
+    char newest_gone[WS_SNAP_ID_LEN + 1] = "";
+    size_t limit = (size_t)max_n + 1000;
+    if (store_fs_snapshot_list(ex->store, tenant, id, limit, &rows, &n) < 0)
         return;
     int64_t count = 0, bytes = 0;
     for (size_t i = 0; i < n; i++)
@@ -359,9 +377,20 @@ static void prune(struct executor *ex, struct ws_store *st, const char *tenant, 
                 count--;
                 bytes -= rows[i].size_bytes;
                 forgot = true;
+                if (strcmp(rows[i].id, newest_gone) > 0)
+                    snprintf(newest_gone, sizeof(newest_gone), "%s", rows[i].id);
             }
         }
         branch_rows_free(br, nb);
+    }
+    /* the snapshots older than those that never joined the timeline go too (when the list
+     * holds every row: else one it left out could be taken for such a snapshot) */
+    struct session_row *row = NULL;
+    if (forgot && n < limit && store_session_get(ex->store, tenant, id, &row) == 0) {
+        json_t *b = json_object_get(session_row_request(row), "branch");
+        struct rows keep = {rows, n, json_string_value(json_object_get(b, "fsSnapshotId"))};
+        (void)ws_snapshots_forget_before(st, newest_gone, on_timeline, &keep);
+        session_row_free(row);
     }
     fs_snapshot_rows_free(rows, n);
     if (forgot)

@@ -338,6 +338,43 @@ int ws_snapshot_forget(struct ws_store *st, const char *id) {
 
 /* ---- freeing forgotten snapshots ------------------------------------------------------------- */
 
+int ws_snapshots_forget_before(struct ws_store *st, const char *before,
+                               bool (*keep)(void *ctx, const char *id), void *ctx) {
+    static const char prefix[] = "refs/ah/snapshots/";
+    git_reference_iterator *it = NULL;
+    if (git_reference_iterator_new(&it, st->repo) < 0)
+        return AH_E_IO;
+    /* names first, deletions after: the iterator must not see the refs change under it */
+    char (*gone)[WS_SNAP_ID_LEN + 1] = NULL;
+    size_t n = 0, cap = 0;
+    git_reference *ref = NULL;
+    int rc = 0, grc;
+    while (rc == 0 && (grc = git_reference_next(&ref, it)) == 0) {
+        const char *name = git_reference_name(ref);
+        const char *id = strncmp(name, prefix, sizeof(prefix) - 1) ? NULL : name + sizeof(prefix) - 1;
+        if (id && strlen(id) == WS_SNAP_ID_LEN && strcmp(id, before) < 0 && !keep(ctx, id)) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                void *v = realloc(gone, cap * sizeof(*gone));
+                if (!v)
+                    rc = AH_E_NOMEM;
+                else
+                    gone = v;
+            }
+            if (rc == 0)
+                memcpy(gone[n++], id, WS_SNAP_ID_LEN + 1);
+        }
+        git_reference_free(ref);
+    }
+    git_reference_iterator_free(it);
+    int forgot = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (ws_snapshot_forget(st, gone[i]) == 0)
+            forgot++;
+    free(gone);
+    return rc < 0 ? rc : forgot;
+}
+
 /* The objects still needed: an open-addressing set of oids (the first 8 bytes as the hash). */
 struct oidset {
     git_oid *v;

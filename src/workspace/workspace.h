@@ -279,6 +279,12 @@ int ws_snapshot_forget(struct ws_store *st, const char *id);
  * that are older than grace_ms (a borrower's snapshot being taken right now freshens the
  * objects it finds here, so they are spared). Excludes st's own snapshots meanwhile. The
  * bytes freed on disk go to ret_freed (nullable). 0 or AH_E_*; nothing is deleted on error. */
+/* Forgets every snapshot of st whose id sorts before `before` (ids grow with time) that
+ * keep(ctx, id) does not claim: retention's companion for the snapshots that never joined the
+ * timeline (a read's "current" snapshot, a burst that changed nothing), which would otherwise
+ * hold their objects for ever. Returns how many were forgotten, or AH_E_*. */
+int ws_snapshots_forget_before(struct ws_store *st, const char *before,
+                               bool (*keep)(void *ctx, const char *id), void *ctx);
 int ws_store_gc(struct ws_store *st, const char *const *borrowers, size_t nborrowers,
                 int64_t grace_ms, uint64_t *ret_freed);
 

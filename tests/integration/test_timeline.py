@@ -658,7 +658,7 @@ class Retention(unittest.TestCase):
                 return os.path.join(s.data_dir, "sessions", sid, "snapshots", "objects",
                                     h[:2], h[2:])
             poll(lambda: not os.path.exists(blob(2)) and not os.path.exists(blob(3)),
-                 "the forgotten snapshots' objects to be deleted")
+                 "the forgotten snapshots' objects to be deleted (%s)" % s.stderr()[-3000:])
             self.assertTrue(os.path.exists(blob(1)))  # a branch was made there
             self.assertTrue(os.path.exists(blob(4)))
             # disk usage

@@ -370,6 +370,32 @@ static void test_gc(void **state) {
     ws_store_free(br);
 }
 
+static bool keep_one(void *ctx, const char *id) {
+    return strcmp(ctx, id) == 0;
+}
+
+/* Snapshots that never joined the timeline and are older than what retention forgot go too. */
+static void test_forget_before(void **state) {
+    struct fx *f = *state;
+    char a[WS_SNAP_ID_LEN + 1], b[WS_SNAP_ID_LEN + 1], c[WS_SNAP_ID_LEN + 1];
+    char d[WS_SNAP_ID_LEN + 1];
+    put(f, "x", "1");
+    snap(f, a, NULL);
+    put(f, "x", "22");
+    snap(f, b, NULL);
+    put(f, "x", "333");
+    snap(f, c, NULL);
+    snap(f, d, NULL);
+    assert_int_equal(ws_snapshots_forget_before(f->st, c, keep_one, a), 1); /* b only */
+    struct ws_snapshot_info info;
+    assert_int_equal(ws_snapshot_info(f->st, a, &info), 0);
+    ws_snapshot_info_clear(&info);
+    assert_int_equal(ws_snapshot_info(f->st, b, &info), AH_E_NOTFOUND);
+    assert_int_equal(ws_snapshot_info(f->st, c, &info), 0);
+    ws_snapshot_info_clear(&info);
+    assert_int_equal(ws_snapshots_forget_before(f->st, c, keep_one, a), 0);
+}
+
 static void test_symlinks_and_modes(void **state) {
     struct fx *f = *state;
     char p[300], id[WS_SNAP_ID_LEN + 1];
@@ -734,6 +760,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_symlinks_and_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkout_seeded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forget_before, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_caps_and_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_info_and_parents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_single_writer, setup, teardown),
