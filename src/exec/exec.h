@@ -92,6 +92,8 @@ void exec_kick(struct executor *ex);
  * takes it (once) and gives it to the session's processes as TRACEPARENT. Thread-safe. */
 void exec_trace_note(const char *session_id, const char *traceparent);
 bool exec_trace_take(const char *session_id, char out[56]);
+/* The same without taking it (the provisioning span's parent). */
+bool exec_trace_peek(const char *session_id, char out[56]);
 
 /* The agent types this server can run (built-in and configured), for D25's 400. */
 bool exec_agent_known(struct executor *ex, const char *type);

@@ -9,6 +9,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "../obs/obs.h"
 #include "executor.h"
 
 static void job_free(struct provision_job *j) {
@@ -100,6 +101,12 @@ static void *worker_main(void *arg) {
             .clone_timeout_ms = ex->cfg.clone_timeout_ms,
             .abort_fd = abort_fd,
         };
+        /* D48: provisioning is a span of the trace of the request that created the session */
+        char tp[56];
+        struct obs_trace tr;
+        int64_t span_start = obs_wall_ns();
+        bool traced = obs_otlp_enabled() && exec_trace_peek(j->id, tp) &&
+                      obs_trace_start(tp, &tr) == 0;
         int rc = 0;
         if (!tie(ex, j, abort_fd) || !still_wanted(ex, j))
             rc = problem_set(&p, AH_E_CANCELED, "provisioning abandoned: the session ended");
@@ -115,6 +122,18 @@ static void *worker_main(void *arg) {
         if (rc == 0 && snapshots_record_base(ex, j->tenant, j->id, provider) < 0)
             log_msg(LOG_WARN, "session %s: the base snapshot is not on the timeline", j->id);
         tie(ex, j, -1);
+        if (traced) {
+            struct obs_span s = {
+                .name = "provisioning",
+                .kind = 1,
+                .trace = tr,
+                .start_ns = span_start,
+                .end_ns = obs_wall_ns(),
+                .error = rc < 0,
+                .attrs = {{"ah.session_id", j->id}, {"ah.snapshot_provider", provider}},
+            };
+            obs_span_export(&s);
+        }
         struct cmd *c = cmd_new(CMD_PROVISIONED, j->tenant, j->id);
         if (c) {
             c->result = rc;

@@ -38,6 +38,18 @@ void exec_trace_note(const char *session_id, const char *traceparent) {
     pthread_mutex_unlock(&mu);
 }
 
+bool exec_trace_peek(const char *session_id, char out[56]) {
+    bool found = false;
+    pthread_mutex_lock(&mu);
+    size_t s = slot(session_id);
+    if (strcmp(table[s].id, session_id) == 0) {
+        memcpy(out, table[s].tp, 56);
+        found = true;
+    }
+    pthread_mutex_unlock(&mu);
+    return found;
+}
+
 bool exec_trace_take(const char *session_id, char out[56]) {
     bool found = false;
     pthread_mutex_lock(&mu);

@@ -2,7 +2,8 @@
 test on loopback:
 
 - one trace connects client → server → recorder → agent environment: the server's span of
-  `POST /api/v1/tasks` continues the client's traceparent; the recorder's span ("agent session",
+  `POST /api/v1/tasks` continues the client's traceparent; provisioning is its child; the
+  recorder's span ("agent session",
   its own service) is the child of that request span; the agent runs with TRACEPARENT naming the
   recorder's span;
 - request spans are named by route template and method, never by ids, and carry the status;
@@ -123,6 +124,11 @@ class Otlp(unittest.TestCase):
         self.assertEqual(rec["service"], "agent-harbor-recorder")
         self.assertEqual(rec["attrs"]["ah.session_id"], sid)
         self.assertEqual(rec["attrs"]["ah.exit_code"], "0")
+        prov = wait_for(lambda: rx.find(traceId=TRACE, name="provisioning"), timeout=30,
+                        what="the provisioning span")
+        self.assertEqual(prov["parentSpanId"], server_span)
+        self.assertEqual(prov["attrs"]["ah.session_id"], sid)
+        self.assertEqual(prov["attrs"]["ah.snapshot_provider"], "empty")
         # request spans carry route templates, never ids
         get = wait_for(lambda: rx.find(name="GET /api/v1/sessions/{id}"), timeout=30,
                        what="a GET span")
