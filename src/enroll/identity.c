@@ -283,6 +283,7 @@ int ident_load(const struct link_identity *id, struct ident **ret, char *err, si
     gnutls_x509_crt_t crt = NULL;
     if (gnutls_certificate_get_crt_raw(it->cred, 0, 0, &der) == 0 &&
         gnutls_x509_crt_init(&crt) == 0) {
+        gnutls_hash_fast(GNUTLS_DIG_SHA256, der.data, der.size, it->leaf_sha256);
         if (gnutls_x509_crt_import(crt, &der, GNUTLS_X509_FMT_DER) == 0) {
             crt_spiffe_id(crt, it->self_id, sizeof(it->self_id));
             time_t na = gnutls_x509_crt_get_expiration_time(crt);

@@ -18,6 +18,8 @@ struct ident {
     char self_id[IDENT_ID_MAX];  /* our SPIFFE id ("" when our certificate has none) */
     struct timespec mtimes[3];   /* files: cert, key, CA when loaded */
     int64_t loaded_ms;           /* monotonic ms when loaded (exec: refresh after ttl) */
+    unsigned char leaf_sha256[32]; /* our certificate: a reload that brings the same one is a
+                                      no-op, not a reconnect */
 };
 
 /* Loads the material named by id (files read, command run). 0 or AH_E_* with err. */

@@ -1335,6 +1335,9 @@ static void client_tick(struct link_client *cl) {
                 log_msg(LOG_WARN, "link: keeping the current certificate: reload failed: %s",
                         err);
                 ident_restamp(cl->ident, &cl->cfg.id, now); /* retry after a change or a ttl */
+            } else if (memcmp(it->leaf_sha256, cl->ident->leaf_sha256, 32) == 0) {
+                ident_free(it); /* the same certificate again (exec ttl, touched files) */
+                ident_restamp(cl->ident, &cl->cfg.id, now);
             } else {
                 gnutls_certificate_set_verify_function(it->cred, verify_peer);
                 ident_free(cl->ident);

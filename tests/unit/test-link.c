@@ -599,6 +599,30 @@ static void test_exec_and_insecure(void **state) {
     WAIT_FOR(link_client_enrolled(c));
     assert_string_equal(f.hello_id, "spiffe://example.org/ah/agent/b");
     link_client_stop(c, NULL);
+    /* --dynamic-cert-ttl: rerun; the same certificate again changes nothing, a new one is a
+     * graceful reconnect (Goodbye "certificate rotated", then Hello) */
+    char flip[400], cmd2[1500];
+    snprintf(flip, sizeof(flip), "%s/flip", dir);
+    unlink(flip);
+    snprintf(cmd2, sizeof(cmd2),
+             "n=$(cat %s 2>/dev/null || echo 0); echo $((n+1)) > %s; "
+             "if [ $n -lt 3 ]; then cat %s/b.pem %s/b.key; else cat %s/a.pem %s/a.key; fi",
+             flip, flip, dir, dir, dir, dir);
+    int hellos0 = atomic_load(&f.hellos);
+    cfg.id.cert_cmd = cmd2;
+    cfg.id.cert_ttl_ms = 150;
+    cfg.reload_check_ms = 50;
+    if (link_client_start(&cfg, &c, err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    WAIT_FOR(atomic_load(&f.hellos) == hellos0 + 2);
+    assert_string_equal(f.hello_id, "spiffe://example.org/ah/agent/a");
+    assert_string_equal(f.gone_reason, "certificate rotated");
+    assert_true(log_has("certificate reloaded (spiffe://example.org/ah/agent/a)", NULL));
+    usleep(500000); /* more reruns, all bringing a again: no more reconnects */
+    assert_int_equal(atomic_load(&f.hellos), hellos0 + 2);
+    link_client_stop(c, NULL);
+    cfg.reload_check_ms = 0;
+    cfg.id.cert_ttl_ms = 60000;
     cfg.id.cert_cmd = "false";
     assert_int_equal(link_client_start(&cfg, &c, err, sizeof(err)), AH_E_IO);
     assert_non_null(strstr(err, "failed (exit status 1)"));
