@@ -50,11 +50,15 @@ class Executor:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            return self.proc.wait(30)
+            code = self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError("ah agent enroll did not stop:\n" + self.text())
+        for marker in ahtest.SANITIZER_MARKERS:  # under the sanitizer build
+            if marker in self.text():
+                raise AssertionError("sanitizer report from ah agent enroll:\n" + self.text())
+        return code
 
 
 class ExecutorLinkTest(unittest.TestCase):
