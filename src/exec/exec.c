@@ -191,12 +191,13 @@ int exec_start(struct executor *ex, struct ah_problem *reterr) {
         return problem_set(reterr, rc, "cannot start the snapshot worker");
     if ((rc = delivery_start(ex)) < 0)
         return problem_set(reterr, rc, "cannot start the delivery worker");
-    if ((rc = webhooks_start(ex)) < 0)
-        return problem_set(reterr, rc, "cannot start the webhook worker");
     if ((rc = replicas_init(ex, reterr)) < 0 || (rc = supervisor_start(ex, reterr)) < 0)
         return rc;
     if ((rc = replicas_start(ex)) < 0)
         return problem_set(reterr, rc, "cannot start the replica thread");
+    /* after replicas_init: the sessions it resumes at start are this replica's (D46) */
+    if ((rc = webhooks_start(ex)) < 0)
+        return problem_set(reterr, rc, "cannot start the webhook worker");
     return 0;
 }
 
