@@ -149,6 +149,7 @@ static void delete_key(struct http_request *req, struct http_response *res) {
     }
     if (ctx->auth)
         auth_invalidate(ctx->auth);
+    api_streams_revoke("apikey", id); /* what the key was watching ends too */
     res->status = 204;
 }
 

@@ -174,11 +174,14 @@ static void logout(struct http_request *req, struct http_response *res) {
             return;
         }
         struct auth_origin o = {.request_id = req->request_id, .source = req->remote_addr};
-        int rc = auth_session_logout(a, cookie, &o, &end, detail, sizeof(detail));
+        char id[AUTH_ID_MAX];
+        int rc = auth_session_logout(a, cookie, &o, &end, id, detail, sizeof(detail));
         if (rc < 0 && rc != AH_E_AUTH) {
             http_error(req, res, rc, "%s", detail);
             return;
         }
+        if (rc == 0)
+            api_streams_revoke("session", id); /* its event streams end with it */
     }
     set_cookie(req, res, a, AUTH_SESSION_COOKIE, "", "/", -1);
     http_header_add(req, res, "Cache-Control", "no-store");

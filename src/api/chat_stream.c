@@ -182,6 +182,7 @@ static void post_stream(struct http_request *req, struct http_response *res) {
         http_error(req, res, AH_E_NOMEM, "out of memory");
         return;
     }
+    streams_owner(&s->out.entry, req);
     streams_add(&s->out.entry, s->stream);
     res->status = 200;
     res->stream = s->stream;

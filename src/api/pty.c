@@ -397,6 +397,7 @@ static void get_pty(struct http_request *req, struct http_response *res) {
         http_error(req, res, AH_E_NOMEM, "out of memory");
         return;
     }
+    streams_owner(&p->out.entry, req);
     streams_add(&p->out.entry, p->stream);
     res->status = 200;
     res->stream = p->stream;

@@ -88,12 +88,20 @@ void api_idempotent(struct http_request *req, struct http_response *res,
 struct stream_entry {
     struct http_stream *stream;
     int64_t last_write; /* monotonic ms; atomic */
+    char owner_kind[8], owner_id[128]; /* the credential it was opened with ("" in local mode) */
+    bool revoked;                      /* atomic: that credential was revoked; the stream ends */
     int wd;             /* inotify watch of the followed file, -1 when none */
     struct stream_entry *prev, *next;   /* every stream (keep-alives) */
     struct stream_entry *wprev, *wnext; /* streams that follow a file (wd >= 0) */
 };
 void streams_add(struct stream_entry *e, struct http_stream *s);
 void streams_remove(struct stream_entry *e); /* after this the thread no longer wakes it */
+/* Names the credential a stream is opened with (before streams_add), so api_streams_revoke can
+ * end it. */
+void streams_owner(struct stream_entry *e, const struct http_request *req);
+/* Ends every stream opened with this credential (kind "apikey" or "session", as in
+ * auth_principal): revoking a key or signing out also closes what it was watching. */
+void api_streams_revoke(const char *kind, const char *credential_id);
 /* Wakes the stream whenever the file at path grows. */
 int streams_watch(struct stream_entry *e, const char *path);
 /* Records that bytes went out (resets the keep-alive clock). */

@@ -18,6 +18,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "../auth/auth.h"
 #include "routes.h"
 
 #define TICK_MS 1000
@@ -45,6 +46,24 @@ void streams_add(struct stream_entry *e, struct http_stream *s) {
     if (entries)
         entries->prev = e;
     entries = e;
+    pthread_mutex_unlock(&mu);
+}
+
+void streams_owner(struct stream_entry *e, const struct http_request *req) {
+    const struct auth_principal *p = req->principal;
+    if (!p || p->local)
+        return;
+    snprintf(e->owner_kind, sizeof(e->owner_kind), "%s", p->kind);
+    snprintf(e->owner_id, sizeof(e->owner_id), "%s", p->credential_id);
+}
+
+void api_streams_revoke(const char *kind, const char *credential_id) {
+    pthread_mutex_lock(&mu);
+    for (struct stream_entry *e = entries; e; e = e->next)
+        if (strcmp(e->owner_kind, kind) == 0 && strcmp(e->owner_id, credential_id) == 0) {
+            __atomic_store_n(&e->revoked, true, __ATOMIC_RELEASE);
+            http_stream_wake(e->stream);
+        }
     pthread_mutex_unlock(&mu);
 }
 
@@ -98,6 +117,13 @@ void streams_wrote(struct stream_entry *e) {
 
 ssize_t sse_pump(struct sse_out *o, int (*fill)(void *ctx, struct sse_out *o), void *ctx,
                  char *out, size_t max) {
+    if (__atomic_load_n(&o->entry.revoked, __ATOMIC_ACQUIRE)) {
+        /* the credential is gone: nothing more goes out, not even what was buffered */
+        ah_buf_clear(&o->buf);
+        o->off = 0;
+        o->done = true;
+        return HTTP_STREAM_END;
+    }
     if (o->off >= o->buf.n) {
         o->buf.n = o->off = 0;
         if (!o->started) { /* a reconnect hint, and the headers go out at once */

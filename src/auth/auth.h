@@ -204,9 +204,10 @@ void auth_session_csrf(const char *cookie, char out[65]);
 json_t *auth_session_json(struct auth *a, const char *cookie);
 /* Signs out: the session is revoked in the store (audited in the same transaction) and
  * forgotten here. *ret_end_url (caller frees; may be NULL) is the provider's end-session URL
- * when post_logout_uri is configured. AH_E_AUTH when the cookie names no live session. */
+ * when post_logout_uri is configured; ret_id the session's public id (its credential_id).
+ * AH_E_AUTH when the cookie names no live session. */
 int auth_session_logout(struct auth *a, const char *cookie, const struct auth_origin *o,
-                        char **ret_end_url, char *detail, size_t dn);
+                        char **ret_end_url, char ret_id[AUTH_ID_MAX], char *detail, size_t dn);
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 

@@ -1121,7 +1121,7 @@ json_t *auth_session_json(struct auth *a, const char *cookie) {
 }
 
 int auth_session_logout(struct auth *a, const char *cookie, const struct auth_origin *org,
-                        char **ret_end_url, char *detail, size_t dn) {
+                        char **ret_end_url, char ret_id[AUTH_ID_MAX], char *detail, size_t dn) {
     struct auth_oidc *o = a->oidc;
     struct store *st = __atomic_load_n(&a->store, __ATOMIC_ACQUIRE);
     *ret_end_url = NULL;
@@ -1176,5 +1176,6 @@ int auth_session_logout(struct auth *a, const char *cookie, const struct auth_or
         return AH_E_UNAVAIL;
     }
     *ret_end_url = end;
+    snprintf(ret_id, AUTH_ID_MAX, "%s", w->id);
     return 0;
 }

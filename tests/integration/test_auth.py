@@ -322,6 +322,57 @@ class Keys(ServerTest):
         self.assertEqual(row[0], "0")
 
 
+class RevokedStreams(ServerTest):
+    """Revoking a key also ends the event streams opened with it (issue 13): a watcher that lost
+    its credential must not keep receiving a session's events."""
+    server_args = ("--sse-keepalive-ms", "500")
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.admin = make_key(cls.server, "admin", "acme")
+        cls.watcher = make_key(cls.server, "viewer", "acme")
+        cls.other = make_key(cls.server, "viewer", "acme")
+        wait_closed(cls.server)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.kill_sessions()
+        super().tearDownClass()
+
+    def test_revoking_a_key_closes_its_streams_only(self):
+        from ssetest import SSE
+        s = self.server
+        body = dict(TASK, agents=[{"type": "scripted", "settings": {"scenario": [{"sleep": 60000}]}}])
+        r = s.post("/api/v1/tasks", body, headers=auth(self.admin))
+        self.assertEqual(r.status, 201, r)
+        sid = r.json()["id"]
+        path = "/api/v1/sessions/%s/events?tail=0" % sid
+        mine = SSE(s, path, headers=auth(self.watcher))
+        theirs = SSE(s, path, headers=auth(self.other))
+        self.assertEqual((mine.status, theirs.status), (200, 200))
+        for stream in (mine, theirs):  # both are live: a keep-alive each
+            for kind, f in stream.frames(timeout=30):
+                if kind == "comment" and f == "keep-alive":
+                    break
+        key_id = self.watcher.split("_")[1]
+        self.assertEqual(s.request("DELETE", "/api/v1/api-keys/" + key_id,
+                                   headers=auth(self.admin)).status, 204)
+        t0 = time.monotonic()
+        for kind, f in mine.frames(timeout=30):  # ends (frames returns), keep-alives stop
+            self.assertLess(time.monotonic() - t0, 10, "the revoked key's stream goes on")
+        self.assertTrue(mine.closed)
+        self.assertLess(time.monotonic() - t0, 10)
+        # the other key's stream goes on
+        for kind, f in theirs.frames(timeout=30):
+            if kind == "comment" and f == "keep-alive":
+                break
+        self.assertFalse(theirs.closed)
+        theirs.finish()
+        # and the revoked key opens nothing new
+        self.assertEqual(SSE(s, path, headers=auth(self.watcher)).status, 401)
+
+
 class RateLimits(ServerTest):
     server_args = ("--rate-limit", "1", "--rate-limit-burst", "3", "--task-rate-limit", "1")
 

@@ -126,6 +126,7 @@ class Oidc(ServerTest):
     @classmethod
     def tearDownClass(cls):
         try:
+            cls.server.kill_sessions()
             super().tearDownClass()
         finally:
             cls.idp.close()
@@ -286,6 +287,23 @@ class Oidc(ServerTest):
         r = b.request("GET", "/api/v1/sessions")
         self.assertProblem(r, 401, "auth")
         self.assertIn("failed", r.json()["detail"])
+
+    def test_logout_closes_the_sessions_streams(self):
+        from ssetest import SSE
+        b, info = self.signed_in("alice")
+        task = {"prompt": "hi", "repo": {"mode": "none"}, "runtime": {"type": "local"},
+                "agents": [{"type": "scripted", "settings": {"scenario": [{"sleep": 60000}]}}]}
+        r = b.request("POST", "/api/v1/tasks", task, headers={"X-CSRF-Token": info["csrfToken"]})
+        self.assertEqual(r.status, 201, r)
+        stream = SSE(self.server, "/api/v1/sessions/%s/events?tail=0" % r.json()["id"],
+                     headers={"Cookie": "ah_session=" + b.cookies["ah_session"]})
+        self.assertEqual(stream.status, 200)
+        self.assertEqual(b.request("POST", "/api/v1/auth/logout",
+                                   headers={"X-CSRF-Token": info["csrfToken"]}).status, 200)
+        t0 = time.monotonic()
+        for kind, f in stream.frames(timeout=30):  # ends instead of sending keep-alives
+            self.assertLess(time.monotonic() - t0, 20, "the signed-out session's stream goes on")
+        self.assertTrue(stream.closed)
 
     # ---- refusals ---------------------------------------------------------------------------------
 
