@@ -56,6 +56,7 @@ struct config {
     struct agent_config *agents; /* [agents.NAME] sections: command + format */
     size_t n_agents;
     json_t *models; /* [models."ID"] sections (D40): id → fields; NULL when none */
+    char *tls_cert, *tls_key;  /* HTTPS (issue 13 item 8): PEM files, both or neither */
     bool insecure_no_auth;    /* D22: serve a non-loopback address without credentials */
     int64_t rate_limit;       /* D23: requests/s per credential (0: default) */
     int64_t rate_limit_burst; /* D23 (0: default) */

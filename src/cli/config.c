@@ -86,6 +86,9 @@ static const struct key keys[] = {
      "(default 86400000: 24 h)"},
     {"agent-env", K_LIST, 0, 0, OFF(agent_env),
      "environment variables passed to agents, e.g. ANTHROPIC_API_KEY,OPENAI_API_KEY"},
+    {"tls-cert", K_STR, 0, 0, OFF(tls_cert),
+     "serve HTTPS with this certificate chain (PEM; needs --tls-key); answers carry HSTS"},
+    {"tls-key", K_STR, 0, 0, OFF(tls_key), "the private key of --tls-cert (PEM, unencrypted)"},
     /* authentication (docs/auth.md) */
     {"insecure-no-auth", K_BOOL, 0, 0, OFF(insecure_no_auth),
      "allow binding to a non-loopback address without any credentials configured (D22; "
@@ -544,6 +547,8 @@ void config_clear(struct config *c) {
     free_list(c->agent_env);
     free(c->bind);
     free(c->public_url);
+    free(c->tls_cert);
+    free(c->tls_key);
     free(c->otlp_endpoint);
     free(c->db);
     free(c->data_dir);

@@ -307,6 +307,8 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         .idle_timeout_ms = (unsigned)cfg->idle_timeout_ms,
         .public_url = cfg->public_url,
         .hooks = &hooks,
+        .tls_cert = cfg->tls_cert,
+        .tls_key = cfg->tls_key,
     };
     struct http_server *http = NULL;
     struct ah_problem p = {0};
@@ -322,7 +324,8 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
     int port = http_server_port(http);
     bool v6 = strchr(cfg->bind, ':') != NULL;
     char url[300];
-    snprintf(url, sizeof(url), "http://%s%s%s:%d", v6 ? "[" : "", cfg->bind, v6 ? "]" : "", port);
+    snprintf(url, sizeof(url), "%s://%s%s%s:%d", cfg->tls_cert ? "https" : "http", v6 ? "[" : "",
+             cfg->bind, v6 ? "]" : "", port);
     json_t *f = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s?}", "command", command, "url", url,
                           "port", port, "db", cfg->db, "data_dir", cfg->data_dir, "config",
                           cfg->config_path);
@@ -331,7 +334,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
     if (open) { /* a wildcard bind is reached on loopback */
         bool any = strcmp(cfg->bind, "0.0.0.0") == 0 || strcmp(cfg->bind, "::") == 0;
         char local[64];
-        snprintf(local, sizeof(local), "http://127.0.0.1:%d/", port);
+        snprintf(local, sizeof(local), "%s://127.0.0.1:%d/", cfg->tls_cert ? "https" : "http", port);
         open_browser(any ? local : url);
     }
 
@@ -437,6 +440,8 @@ static int run_proxy(const struct config *cfg, const struct proxy_config *pc, bo
         .shutdown_grace_ms = (unsigned)cfg->shutdown_grace_ms,
         .idle_timeout_ms = (unsigned)cfg->idle_timeout_ms,
         .public_url = cfg->public_url,
+        .tls_cert = cfg->tls_cert,
+        .tls_key = cfg->tls_key,
     };
     struct http_server *http = NULL;
     if (http_server_start(&hc, router, &http, &p) < 0) {
@@ -449,7 +454,8 @@ static int run_proxy(const struct config *cfg, const struct proxy_config *pc, bo
     int port = http_server_port(http);
     bool v6 = strchr(cfg->bind, ':') != NULL;
     char url[300];
-    snprintf(url, sizeof(url), "http://%s%s%s:%d", v6 ? "[" : "", cfg->bind, v6 ? "]" : "", port);
+    snprintf(url, sizeof(url), "%s://%s%s%s:%d", cfg->tls_cert ? "https" : "http", v6 ? "[" : "",
+             cfg->bind, v6 ? "]" : "", port);
     json_t *f = json_pack("{s:s, s:s, s:i, s:s}", "command", "webui", "url", url, "port", port,
                           "remote", pc->url);
     log_json(LOG_INFO, "listening", f);
@@ -457,7 +463,7 @@ static int run_proxy(const struct config *cfg, const struct proxy_config *pc, bo
     if (open) {
         bool any = strcmp(cfg->bind, "0.0.0.0") == 0 || strcmp(cfg->bind, "::") == 0;
         char local[64];
-        snprintf(local, sizeof(local), "http://127.0.0.1:%d/", port);
+        snprintf(local, sizeof(local), "%s://127.0.0.1:%d/", cfg->tls_cert ? "https" : "http", port);
         open_browser(any ? local : url);
     }
     int sig = 0;

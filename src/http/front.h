@@ -59,6 +59,9 @@ void front_framing_verdict(const struct front_framing *f, struct front_verdict *
  * `Connection: close`, written into a malloc'd buffer. NULL on OOM. */
 char *front_problem_response(int status, const char *detail, const char *instance,
                              const char *request_id, size_t *ret_len);
+/* The Strict-Transport-Security value sent on every answer while TLS is on (one year). */
+#define FRONT_HSTS "max-age=31536000"
+
 /* Slug and title of the statuses the front door answers itself. */
 const char *front_status_slug(int status);
 const char *front_status_title(int status);
@@ -83,12 +86,21 @@ int front_judge_peek(const char *b, size_t n, size_t max_chunk, struct front_ver
 /* ---- the gate ------------------------------------------------------------------------------ */
 
 struct gate;
+/* HTTPS (issue 13 item 8): the certificate chain and key the gate terminates TLS with (GnuTLS).
+ * Loaded once at start (no reload). */
+struct gate_tls;
+/* Loads PEM files; a clear sentence in err (for the operator) when they cannot be used. */
+int gate_tls_load(const char *cert_path, const char *key_path, struct gate_tls **ret, char *err,
+                  size_t err_len);
+void gate_tls_free(struct gate_tls *t);
+
 struct gate_config {
     int listen_fd;                /* borrowed; non-blocking */
     struct MHD_Daemon *daemon;    /* where accepted connections go */
     unsigned idle_ms;             /* header block must arrive within this (408 / close) */
     size_t max_chunk;             /* a chunk larger than this is 413 at once */
     void (*on_hangup)(void *key); /* a watched connection's client left (maybe: check it) */
+    const struct gate_tls *tls;   /* borrowed; NULL: plain HTTP */
     bool direct; /* test hook for benchmarks: every connection goes to libmicrohttpd at once,
                     unchecked and without the gate in its path (the baseline it is measured by) */
 };

@@ -28,13 +28,21 @@
  * its socket (gate_watch, by libmicrohttpd's descriptor). When the client leaves, the gate shuts
  * the socketpair (libmicrohttpd then reads EOF) and calls on_hangup at once (item 24).
  *
+ * HTTPS (issue 13 item 8): with a certificate the gate terminates TLS. Each client socket gets
+ * a non-blocking GnuTLS session whose handshake is moved on by the same events as any read, with
+ * a deadline and a byte cap; then its records are read and written where the plain socket was
+ * (client_recv, xsend), so everything above — the checks, the socketpair, libmicrohttpd — sees
+ * the same plain HTTP either way. Plain HTTP sent to the TLS port gets a readable 400.
+ *
  * Descriptors: when accept fails for want of descriptors (EMFILE/ENFILE) the gate logs it once
  * per episode, with the limit, and stops polling the listening socket for a tick, so waiting
  * clients stay in the backlog instead of the thread spinning.
  */
 #include <errno.h>
+#include <gnutls/gnutls.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -74,6 +82,9 @@ __attribute__((constructor)) static void gate_metrics(void) {
 #define CHUNK_LINE_MAX 4096  /* a chunk-size line with its extensions */
 #define TRAILER_MAX 8192     /* the trailer section of a chunked body */
 #define DRAIN_MS 2000        /* gate_free: how long answers in flight get to reach clients */
+#define TLS_HS_MS 10000      /* a TLS handshake must be done within this (or the idle timeout) */
+#define TLS_HS_MAX (64u * 1024) /* and within this many bytes from the client */
+#define TLS_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 /* epoll data: struct conn pointers are 8-aligned, bit 0 tells the socketpair end from the
  * client's socket; the other tags are small numbers. */
@@ -109,6 +120,14 @@ struct refusal {
 
 struct conn {
     int fd;     /* the client's socket */
+    /* HTTPS: the client's bytes pass through this TLS session (NULL: plain HTTP). The handshake
+     * runs in the gate's loop like any other read (hs until it is done), bounded in time (the
+     * connection's deadline) and size (hs_bytes). */
+    gnutls_session_t tls;
+    bool hs, hs_started;
+    bool tls_wantw; /* the handshake waits for room to write */
+    bool tls_wpend; /* a record send returned AGAIN: the next send repeats it (NULL, 0) */
+    size_t hs_bytes;
     int up;     /* the gate's end of the socketpair; -1 before the first request was checked */
     int mhd_fd; /* libmicrohttpd's end (its number, for gate_watch); -1 when unknown */
     bool client_eof, up_eof, up_shut, wr_shut, gone, lingering, dead;
@@ -134,6 +153,11 @@ struct conn {
     socklen_t alen;
     struct sockaddr_storage addr;
     struct conn *prev, *next; /* g->conns, or g->graveyard once dead */
+};
+
+struct gate_tls {
+    gnutls_certificate_credentials_t creds;
+    gnutls_priority_t prio;
 };
 
 struct gate {
@@ -319,8 +343,16 @@ const char *front_status_title(int status) {
     }
 }
 
+static char *problem_response(int status, const char *detail, const char *instance,
+                              const char *request_id, bool hsts, size_t *ret_len);
+
 char *front_problem_response(int status, const char *detail, const char *instance,
                              const char *request_id, size_t *ret_len) {
+    return problem_response(status, detail, instance, request_id, false, ret_len);
+}
+
+static char *problem_response(int status, const char *detail, const char *instance,
+                              const char *request_id, bool hsts, size_t *ret_len) {
     char type[96];
     snprintf(type, sizeof(type), "/problems/%s", front_status_slug(status));
     json_t *j = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", front_status_title(status),
@@ -344,8 +376,10 @@ char *front_problem_response(int status, const char *detail, const char *instanc
         ah_buf_printf(&b,
                       "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/problem+json\r\n"
                       "Content-Length: %zu\r\nX-Request-Id: %s\r\nCache-Control: no-store\r\n"
-                      "Connection: close\r\n\r\n%s",
-                      status, front_status_title(status), date, strlen(body), request_id, body);
+                      "%s%s%sConnection: close\r\n\r\n%s",
+                      status, front_status_title(status), date, strlen(body), request_id,
+                      hsts ? "Strict-Transport-Security: " : "", hsts ? FRONT_HSTS : "",
+                      hsts ? "\r\n" : "", body);
     free(body);
     if (rc < 0) {
         ah_buf_clear(&b);
@@ -522,10 +556,31 @@ static bool out_add(struct outbuf *o, const char *p, size_t n) {
     return true;
 }
 
+/* One send to fd, or through t's TLS session when t has one (the client's side): the bytes
+ * taken, or -1 with errno (EAGAIN: full). After a TLS send that returned AGAIN, GnuTLS holds the
+ * encrypted record: the next call repeats it (NULL, 0) and answers how many of the same leading
+ * bytes it took — the caller passes the same bytes again (its buffer starts with them). */
+static ssize_t xsend(struct conn *t, int fd, const char *p, size_t n) {
+    if (!t || !t->tls)
+        return send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t r = t->tls_wpend ? gnutls_record_send(t->tls, NULL, 0) : gnutls_record_send(t->tls, p, n);
+    if (r >= 0) {
+        t->tls_wpend = false;
+        return r;
+    }
+    if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+        t->tls_wpend = true;
+        errno = r == GNUTLS_E_AGAIN ? EAGAIN : EINTR;
+        return -1;
+    }
+    errno = EPIPE;
+    return -1;
+}
+
 /* Sends what o holds: 1 all of it, 0 the socket is full, -1 the peer is gone. */
-static int out_flush(struct outbuf *o, int fd) {
+static int out_flush(struct outbuf *o, struct conn *t, int fd) {
     while (out_pending(o)) {
-        ssize_t w = send(fd, o->p + o->off, o->n - o->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = xsend(t, fd, o->p + o->off, o->n - o->off);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -539,10 +594,10 @@ static int out_flush(struct outbuf *o, int fd) {
 
 /* Sends p[0..n) after whatever o holds; what the socket does not take is kept in o. 0, or -1
  * when the peer is gone (or out of memory). */
-static int out_send(struct outbuf *o, int fd, const char *p, size_t n) {
+static int out_send(struct outbuf *o, struct conn *t, int fd, const char *p, size_t n) {
     size_t off = 0;
     while (!out_pending(o) && off < n) {
-        ssize_t w = send(fd, p + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = xsend(t, fd, p + off, n - off);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -640,6 +695,8 @@ static void conn_close(struct gate *g, struct conn *c) {
 }
 
 static void conn_free(struct conn *c) {
+    if (c->tls)
+        gnutls_deinit(c->tls);
     out_clear(&c->to_up);
     out_clear(&c->to_client);
     free(c->hb);
@@ -685,10 +742,11 @@ static void answer(struct gate *g, struct conn *c, const char *method, const cha
     char rid[ULID_LEN + 1] = "0";
     ulid_new(rid);
     size_t len = 0;
-    char *resp = front_problem_response(status, detail, path && path[0] ? path : NULL, rid, &len);
+    char *resp = problem_response(status, detail, path && path[0] ? path : NULL, rid,
+                                  c->tls != NULL, &len);
     log_refused(method, path, rid, status, detail);
     obs_add(m_refused, 0, 1);
-    if (!resp || out_send(&c->to_client, c->fd, resp, len) < 0) {
+    if (!resp || out_send(&c->to_client, c, c->fd, resp, len) < 0) {
         free(resp);
         conn_close(g, c);
         return;
@@ -736,7 +794,7 @@ static void refusef(struct gate *g, struct conn *c, int status, const char *fmt,
 static void forward(struct conn *c, const char *p, size_t n) {
     if (c->up_shut || !n)
         return; /* libmicrohttpd stopped reading: nothing it could use */
-    if (out_send(&c->to_up, c->up, p, n) < 0) {
+    if (out_send(&c->to_up, NULL, c->up, p, n) < 0) {
         out_clear(&c->to_up);
         c->up_shut = true;
     }
@@ -1065,7 +1123,7 @@ int front_judge_peek(const char *b, size_t n, size_t max_chunk, struct front_ver
 }
 
 static void linger(struct gate *g, struct conn *c) {
-    int r = out_flush(&c->to_client, c->fd);
+    int r = out_flush(&c->to_client, c, c->fd);
     if (r < 0) {
         conn_close(g, c);
         return;
@@ -1077,6 +1135,8 @@ static void linger(struct gate *g, struct conn *c) {
         return;
     }
     if (!c->wr_shut) {
+        if (c->tls) /* close_notify, best effort: what follows is read raw and dropped */
+            gnutls_bye(c->tls, GNUTLS_SHUT_WR);
         shutdown(c->fd, SHUT_WR);
         c->wr_shut = true;
     }
@@ -1110,6 +1170,178 @@ static void want_out(struct gate *g, struct conn *c, bool up, bool on) {
         *state = on;
 }
 
+/* ---- TLS --------------------------------------------------------------------------------------
+ */
+
+int gate_tls_load(const char *cert_path, const char *key_path, struct gate_tls **ret, char *err,
+                  size_t err_len) {
+    const char *paths[] = {cert_path, key_path};
+    for (size_t i = 0; i < 2; i++) {
+        FILE *f = fopen(paths[i], "re");
+        if (!f) {
+            snprintf(err, err_len, "cannot read the TLS %s %s: %s", i ? "key" : "certificate",
+                     paths[i], strerror(errno));
+            return AH_E_INVAL;
+        }
+        fclose(f);
+    }
+    struct gate_tls *t = calloc(1, sizeof(*t));
+    if (!t || gnutls_certificate_allocate_credentials(&t->creds) < 0) {
+        free(t);
+        snprintf(err, err_len, "out of memory");
+        return AH_E_NOMEM;
+    }
+    int r = gnutls_certificate_set_x509_key_file2(t->creds, cert_path, key_path,
+                                                  GNUTLS_X509_FMT_PEM, NULL, 0);
+    if (r < 0) {
+        snprintf(err, err_len,
+                 "cannot use the TLS certificate %s with the key %s (PEM, an unencrypted key "
+                 "that matches the certificate): %s",
+                 cert_path, key_path, gnutls_strerror(r));
+        gnutls_certificate_free_credentials(t->creds);
+        free(t);
+        return AH_E_INVAL;
+    }
+    if ((r = gnutls_priority_init(&t->prio, TLS_PRIORITY, NULL)) < 0) {
+        snprintf(err, err_len, "cannot set up TLS: %s", gnutls_strerror(r));
+        gnutls_certificate_free_credentials(t->creds);
+        free(t);
+        return AH_E_IO;
+    }
+    *ret = t;
+    return 0;
+}
+
+void gate_tls_free(struct gate_tls *t) {
+    if (!t)
+        return;
+    gnutls_priority_deinit(t->prio);
+    gnutls_certificate_free_credentials(t->creds);
+    free(t);
+}
+
+/* The session's transport is the connection's socket, read and written without blocking (and
+ * without SIGPIPE); the handshake's bytes are counted for its cap. */
+static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t n) {
+    struct conn *c = ptr;
+    ssize_t r = recv(c->fd, buf, n, MSG_DONTWAIT);
+    if (r < 0)
+        gnutls_transport_set_errno(c->tls, errno);
+    else if (c->hs)
+        c->hs_bytes += (size_t)r;
+    return r;
+}
+
+static ssize_t tls_push(gnutls_transport_ptr_t ptr, const void *buf, size_t n) {
+    struct conn *c = ptr;
+    ssize_t r = send(c->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (r < 0)
+        gnutls_transport_set_errno(c->tls, errno);
+    return r;
+}
+
+/* Not called for a non-blocking TLS session; GnuTLS asks for it beside a custom pull. */
+static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms) {
+    struct conn *c = ptr;
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+    (void)ms;
+    return poll(&pfd, 1, 0);
+}
+
+static bool tls_begin(struct gate *g, struct conn *c) {
+    static const gnutls_datum_t alpn = {(unsigned char *)"http/1.1", 8};
+    if (gnutls_init(&c->tls, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0) {
+        c->tls = NULL;
+        return false;
+    }
+    if (gnutls_priority_set(c->tls, g->cfg.tls->prio) < 0 ||
+        gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, g->cfg.tls->creds) < 0)
+        return false;
+    gnutls_alpn_set_protocols(c->tls, &alpn, 1, 0); /* no h2: this server speaks HTTP/1.1 */
+    gnutls_transport_set_ptr(c->tls, c);
+    gnutls_transport_set_pull_function(c->tls, tls_pull);
+    gnutls_transport_set_push_function(c->tls, tls_push);
+    gnutls_transport_set_pull_timeout_function(c->tls, tls_pull_timeout);
+    c->hs = true;
+    int64_t hs_ms = g->cfg.idle_ms < TLS_HS_MS ? g->cfg.idle_ms : TLS_HS_MS;
+    c->deadline = time_mono_ms() + hs_ms; /* on_tick closes it without a word after that */
+    return true;
+}
+
+/* Moves the handshake on: 1 done (the client's request may follow), 0 waiting for the client,
+ * -1 the connection was closed or answered. Plain HTTP sent to the TLS port gets a plain 400
+ * saying so (as nginx does) instead of a handshake failure the client cannot read. */
+static int tls_step(struct gate *g, struct conn *c) {
+    if (!c->hs_started) {
+        unsigned char b;
+        ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return 0;
+        if (n <= 0) {
+            conn_close(g, c);
+            return -1;
+        }
+        if (b != 0x16) { /* not a TLS handshake record */
+            gnutls_deinit(c->tls);
+            c->tls = NULL;
+            c->hs = false;
+            if (is_tchar(b))
+                answer(g, c, NULL, NULL, 400,
+                       "this port speaks HTTPS: use an https:// URL");
+            else
+                conn_close(g, c);
+            return -1;
+        }
+        c->hs_started = true;
+    }
+    int r = gnutls_handshake(c->tls);
+    if (c->hs_bytes > TLS_HS_MAX) {
+        conn_close(g, c);
+        return -1;
+    }
+    if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+        c->tls_wantw = gnutls_record_get_direction(c->tls) == 1;
+        return 0;
+    }
+    c->tls_wantw = false;
+    if (r < 0) { /* a failed handshake: GnuTLS sent its alert; nothing for HTTP to say */
+        if (log_enabled(LOG_DEBUG)) {
+            json_t *f = json_pack("{s:s, s:s}", "error", gnutls_strerror(r), "component", "http");
+            log_json(LOG_DEBUG, "TLS handshake failed", f);
+            json_decref(f);
+        }
+        conn_close(g, c);
+        return -1;
+    }
+    c->hs = false;
+    c->client_rd = true; /* the request may have come with the handshake's last flight */
+    c->deadline = time_mono_ms() + g->cfg.idle_ms;
+    return 1;
+}
+
+/* Reads from the client: bytes, 0 at its end (with or without close_notify), -1 with errno
+ * (EAGAIN: nothing now). */
+static ssize_t client_recv(struct conn *c, char *buf, size_t n) {
+    if (!c->tls)
+        return recv(c->fd, buf, n, MSG_DONTWAIT);
+    for (int i = 0; i < 16; i++) {
+        ssize_t r = gnutls_record_recv(c->tls, buf, n);
+        if (r >= 0)
+            return r;
+        if (r == GNUTLS_E_AGAIN) {
+            errno = EAGAIN;
+            return -1;
+        }
+        if (r == GNUTLS_E_PREMATURE_TERMINATION)
+            return 0;
+        if (r == GNUTLS_E_INTERRUPTED || r == GNUTLS_E_WARNING_ALERT_RECEIVED)
+            continue;
+        break; /* a fatal alert, a renegotiation (refused) or garbage */
+    }
+    errno = ECONNRESET;
+    return -1;
+}
+
 static void pump_io(struct gate *g, struct conn *c);
 
 /* Moves what can be moved, then asks for EPOLLOUT where a buffer still waits. */
@@ -1117,7 +1349,7 @@ static void pump(struct gate *g, struct conn *c) {
     pump_io(g, c);
     if (c->dead)
         return;
-    want_out(g, c, false, out_pending(&c->to_client) > 0);
+    want_out(g, c, false, out_pending(&c->to_client) > 0 || c->tls_wantw);
     want_out(g, c, true, out_pending(&c->to_up) > 0);
 }
 
@@ -1128,10 +1360,12 @@ static void pump_io(struct gate *g, struct conn *c) {
         linger(g, c);
         return;
     }
+    if (c->hs && tls_step(g, c) <= 0)
+        return;
     /* client → libmicrohttpd */
     for (;;) {
         if (c->up >= 0 && out_pending(&c->to_up)) {
-            int r = out_flush(&c->to_up, c->up);
+            int r = out_flush(&c->to_up, NULL, c->up);
             if (r < 0) { /* libmicrohttpd closed its end */
                 out_clear(&c->to_up);
                 c->up_shut = true;
@@ -1144,7 +1378,7 @@ static void pump_io(struct gate *g, struct conn *c) {
         bool dropping = c->ref || c->rs == R_DISCARD || c->up_shut;
         if (dropping && c->dropped > LINGER_BYTES)
             break; /* enough: the client waits until the answer is out */
-        ssize_t n = recv(c->fd, g->buf, IO_MAX, MSG_DONTWAIT);
+        ssize_t n = client_recv(c, g->buf, IO_MAX);
         if (n == 0) {
             c->client_eof = true;
             break;
@@ -1159,8 +1393,9 @@ static void pump_io(struct gate *g, struct conn *c) {
             conn_close(g, c);
             return;
         }
-        if ((size_t)n < IO_MAX && !c->client_hup)
-            c->client_rd = false; /* a short read emptied the socket: the next bytes are an edge */
+        if ((size_t)n < IO_MAX && !c->client_hup && !c->tls)
+            c->client_rd = false; /* a short read emptied the socket: the next bytes are an edge
+                                     (not so under TLS: a read ends with a record) */
         if (dropping)
             c->dropped += (size_t)n;
         else
@@ -1190,7 +1425,7 @@ static void pump_io(struct gate *g, struct conn *c) {
     /* libmicrohttpd → client */
     for (;;) {
         if (out_pending(&c->to_client)) {
-            int r = out_flush(&c->to_client, c->fd);
+            int r = out_flush(&c->to_client, c, c->fd);
             if (r < 0) {
                 conn_close(g, c);
                 return;
@@ -1213,7 +1448,7 @@ static void pump_io(struct gate *g, struct conn *c) {
         }
         if ((size_t)n < IO_MAX && !c->up_hup)
             c->up_rd = false;
-        if (out_send(&c->to_client, c->fd, g->buf, (size_t)n) < 0) {
+        if (out_send(&c->to_client, c, c->fd, g->buf, (size_t)n) < 0) {
             conn_close(g, c);
             return;
         }
@@ -1304,6 +1539,10 @@ static void on_accept(struct gate *g) {
         c->deadline = time_mono_ms() + g->cfg.idle_ms;
         list_add(&g->conns, c);
         g->n_conns++;
+        if (g->cfg.tls && !tls_begin(g, c)) {
+            conn_close(g, c);
+            continue;
+        }
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET,
                                  .data.u64 = (uint64_t)(uintptr_t)c};
         if (epoll_ctl(g->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)

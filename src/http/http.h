@@ -179,6 +179,8 @@ struct http_config {
     unsigned wake_coalesce_ms;  /* resumes of suspended streams are gathered this long (0: at
                                    once); trades that much latency for far fewer resumes */
     const struct http_hooks *hooks; /* NULL: none (borrowed; must outlive the server) */
+    const char *tls_cert, *tls_key; /* HTTPS: PEM certificate chain and key (both or neither);
+                                       the gate terminates TLS, every answer carries HSTS */
 };
 
 /* Middleware around every routed request (authentication, roles, rate limits, audit: api/access.c

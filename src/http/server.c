@@ -55,6 +55,7 @@
 struct http_server {
     struct MHD_Daemon *daemon;
     struct gate *gate; /* accepts and checks first requests (gate.c) */
+    struct gate_tls *tls; /* HTTPS: the gate's certificate and key; NULL: plain HTTP */
     bool guard;        /* D27 host/origin guard (atomic) */
     char public_host[256]; /* host of cfg.public_url, lower case; "" when none */
     const char *stall_path; /* test hook: a handler for this path never returns (item 27) */
@@ -716,6 +717,8 @@ static enum MHD_Result send_response(struct req_ctx *rc, struct http_response *r
     }
     for (size_t i = 0; i < res->n_headers; i++)
         MHD_add_response_header(r, res->headers[i].name, res->headers[i].value);
+    if (srv->tls) /* issue 13 item 8: browsers keep to https for this host from now on */
+        MHD_add_response_header(r, "Strict-Transport-Security", FRONT_HSTS);
     if (__atomic_load_n(&srv->ending, __ATOMIC_ACQUIRE))
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     rc->status = res->status ? res->status : 200;
@@ -1210,6 +1213,19 @@ int http_server_start(const struct http_config *cfg, const struct router *router
         for (size_t i = 0; i < hl; i++)
             srv->public_host[i] = (char)tolower((unsigned char)a[i]);
     }
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        free(srv);
+        return problem_set(reterr, AH_E_INVAL,
+                           "HTTPS needs both a certificate and its key (--tls-cert, --tls-key)");
+    }
+    if (cfg->tls_cert) {
+        char err[sizeof(reterr->detail)];
+        int tr = gate_tls_load(cfg->tls_cert, cfg->tls_key, &srv->tls, err, sizeof(err));
+        if (tr < 0) {
+            free(srv);
+            return problem_set(reterr, tr, "%s", err);
+        }
+    }
     srv->router = router;
     m_router = router;
     pthread_once(&m_once, metrics_register);
@@ -1219,6 +1235,7 @@ int http_server_start(const struct http_config *cfg, const struct router *router
     if (r < 0) {
         pthread_mutex_destroy(&srv->mu);
         pthread_cond_destroy(&srv->idle);
+        gate_tls_free(srv->tls);
         free(srv);
         return r;
     }
@@ -1247,6 +1264,7 @@ int http_server_start(const struct http_config *cfg, const struct router *router
                                  .max_chunk = max_body > srv->cfg.max_body ? max_body
                                                                            : srv->cfg.max_body,
                                  .on_hangup = on_hangup,
+                                 .tls = srv->tls,
                                  .direct = srv->gate_direct};
         if (gate_start(&gc, &srv->gate) < 0) {
             MHD_stop_daemon(srv->daemon);
@@ -1265,6 +1283,7 @@ int http_server_start(const struct http_config *cfg, const struct router *router
         close(srv->listen_fd);
         pthread_mutex_destroy(&srv->mu);
         pthread_cond_destroy(&srv->idle);
+        gate_tls_free(srv->tls);
         free(srv);
         return problem_set(reterr, AH_E_IO, "cannot start the HTTP server (libmicrohttpd)");
     }
@@ -1359,6 +1378,7 @@ int http_server_stop(struct http_server *srv) {
         MHD_stop_daemon(srv->daemon);
     }
     gate_free(srv->gate);
+    gate_tls_free(srv->tls);
     close(srv->listen_fd);
     if (srv->cfg.wake_coalesce_ms)
         pthread_mutex_destroy(&srv->wake_mu); /* every stream is closed: no wake can come */
