@@ -130,6 +130,8 @@ void auth_free(struct auth *a) {
 }
 
 void auth_set_store(struct auth *a, struct store *st) {
+    if (!st) /* the sign-in thread may be writing to the store that is about to close */
+        auth_oidc_teardown(a);
     __atomic_store_n(&a->store, st, __ATOMIC_RELEASE);
     auth_invalidate(a);
 }

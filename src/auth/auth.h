@@ -79,7 +79,8 @@ struct auth;
 /* NULL-safe free. auth_new fails only on bad configuration (reterr says why) or OOM. */
 int auth_new(const struct auth_config *cfg, struct auth **ret, struct ah_problem *reterr);
 void auth_free(struct auth *a);
-/* The store keys live in (borrowed; NULL withdraws it before the store closes). */
+/* The store keys live in (borrowed; NULL withdraws it before the store closes, and stops the
+ * OIDC sign-in thread, which writes to it: call it after the HTTP server stopped). */
 void auth_set_store(struct auth *a, struct store *st);
 /* True when some credential source exists, so every request needs credentials. Reads the key
  * count from the store at most once a second (a key made offline by `ah admin api-key create`
