@@ -5,6 +5,7 @@
  * form the next batch: under load, batches grow by themselves and the fsync cost per event
  * falls, without any timer adding latency when the load is light.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "../obs/obs.h"
@@ -65,10 +66,75 @@ static void complete(struct ingest_item *it) {
     }
 }
 
+/* ---- D50: no frame stored past one that failed ----------------------------------------------
+ *
+ * A recorder's frames carry increasing rseq, and both the store (which keeps the highest rseq
+ * stored as the recorder's acknowledged point and takes any frame at or below it for a repeat)
+ * and the recorder (an ack of N drops everything up to N) count on them being stored in order.
+ * When a batch fails (a full or failing disk) its frames are not stored, but frames of the same
+ * recorder already queued behind it would be, as soon as the disk works again: the earlier ones
+ * would then be dropped as repeats, or by the recorder on the later ack. So once a frame of a
+ * session fails, every later frame of that session is refused unstored (and so unacknowledged,
+ * which makes the supervisor drop the connection) until the recorder resends from the failed
+ * frame on: a frame at or below the mark clears it. */
+
+struct ingest_mark {
+    char session_id[ULID_LEN + 1];
+    int64_t rseq;
+};
+
+static bool db_error(int r) { /* what on_event_done (exec) answers by dropping the connection */
+    return r < 0 && r != AH_E_EXISTS && r != AH_E_GONE && r != AH_E_NOTFOUND &&
+           r != AH_E_CONFLICT;
+}
+
+static struct ingest_mark *mark_find(struct bus *b, const char *sid) {
+    for (size_t i = 0; i < b->n_marks; i++)
+        if (strcmp(b->marks[i].session_id, sid) == 0)
+            return &b->marks[i];
+    return NULL;
+}
+
+static void mark_set(struct bus *b, const char *sid, int64_t rseq) {
+    struct ingest_mark *m = mark_find(b, sid);
+    if (m) {
+        if (rseq < m->rseq)
+            m->rseq = rseq;
+        return;
+    }
+    if (strlen(sid) > ULID_LEN)
+        return;
+    if (b->n_marks == b->cap_marks) {
+        size_t cap = b->cap_marks ? b->cap_marks * 2 : 16;
+        struct ingest_mark *n = realloc(b->marks, cap * sizeof(*n));
+        if (!n)
+            return; /* out of memory: the store's own repeat check is all that is left */
+        b->marks = n;
+        b->cap_marks = cap;
+    }
+    m = &b->marks[b->n_marks++];
+    snprintf(m->session_id, sizeof(m->session_id), "%s", sid);
+    m->rseq = rseq;
+}
+
+/* False when op must be refused: a later frame of a session whose earlier frame failed. */
+static bool mark_admits(struct bus *b, const struct store_op *op) {
+    if (op->rseq <= 0 || !op->session_id || b->n_marks == 0)
+        return true;
+    struct ingest_mark *m = mark_find(b, op->session_id);
+    if (!m)
+        return true;
+    if (op->rseq > m->rseq)
+        return false;
+    *m = b->marks[--b->n_marks]; /* the resend has begun */
+    return true;
+}
+
 static void *writer_main(void *arg) {
     struct bus *b = arg;
     struct store_op *ops = b->batch_ops;
     struct ingest_item **items = b->batch_items;
+    static __thread size_t idx[BUS_BATCH_MAX]; /* ops[k] is items[idx[k]]'s */
     for (;;) {
         pthread_mutex_lock(&b->qmu);
         while (!b->head && !b->stopping)
@@ -85,29 +151,42 @@ static void *writer_main(void *arg) {
         if (!b->head)
             b->tail = NULL;
         pthread_mutex_unlock(&b->qmu);
-        for (size_t i = 0; i < n; i++)
-            ops[i] = items[i]->op;
-        double t0 = obs_now();
-        if (store_apply(b->store, ops, n) < 0)
-            obs_add(m_batch_failed, 0, 1);
-        obs_observe(m_batch_secs, 0, obs_now() - t0);
-        obs_observe(m_batch_size, 0, (double)n);
-        size_t stored = 0;
-        for (size_t i = 0; i < n; i++)
-            stored += ops[i].result == 0 && ops[i].stored; /* what gets published */
-        obs_add(m_events, 0, (int64_t)stored);
-        __atomic_add_fetch(&b->batches, 1, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&b->ops, n, __ATOMIC_RELAXED);
+        size_t m = 0;
         for (size_t i = 0; i < n; i++) {
-            struct store_op *op = &ops[i];
+            if (!mark_admits(b, &items[i]->op)) {
+                items[i]->op.result = AH_E_UNAVAIL; /* not stored, not acknowledged */
+                items[i]->op.stored = NULL;
+                continue;
+            }
+            ops[m] = items[i]->op;
+            idx[m++] = i;
+        }
+        if (m > 0) {
+            double t0 = obs_now();
+            if (store_apply(b->store, ops, m) < 0)
+                obs_add(m_batch_failed, 0, 1);
+            obs_observe(m_batch_secs, 0, obs_now() - t0);
+            obs_observe(m_batch_size, 0, (double)m);
+            __atomic_add_fetch(&b->batches, 1, __ATOMIC_RELAXED);
+        }
+        size_t stored = 0;
+        for (size_t k = 0; k < m; k++)
+            stored += ops[k].result == 0 && ops[k].stored; /* what gets published */
+        obs_add(m_events, 0, (int64_t)stored);
+        __atomic_add_fetch(&b->ops, n, __ATOMIC_RELAXED);
+        for (size_t k = 0; k < m; k++) {
+            struct store_op *op = &ops[k];
+            struct ingest_item *it = items[idx[k]];
             if (op->result == 0 && op->stored)
                 bus_publish(b, op->tenant, op->session_id, op->seq, AH_TAKE(op->stored),
                             op->terminal);
-            items[i]->op.result = op->result;
-            items[i]->op.seq = op->seq;
-            items[i]->op.status_before = op->status_before;
-            items[i]->op.terminal = op->terminal;
-            items[i]->op.stored = NULL;
+            if (db_error(op->result) && op->rseq > 0 && op->session_id)
+                mark_set(b, op->session_id, op->rseq);
+            it->op.result = op->result;
+            it->op.seq = op->seq;
+            it->op.status_before = op->status_before;
+            it->op.terminal = op->terminal;
+            it->op.stored = NULL;
             free(op->stored);
         }
         for (size_t i = 0; i < n; i++) {
@@ -244,6 +323,7 @@ void bus_free(struct bus *b) {
     pthread_mutex_destroy(&b->mapmu);
     free(b->batch_ops);
     free(b->batch_items);
+    free(b->marks);
     free(b);
 }
 

@@ -26,6 +26,10 @@ struct bus {
     bool stopping;
     struct store_op *batch_ops;         /* BUS_BATCH_MAX, owned by the writer thread */
     struct ingest_item **batch_items;
+    /* D50: sessions whose recorder frame failed to store, with the lowest rseq that failed;
+     * the writer's alone (ingest.c) */
+    struct ingest_mark *marks;
+    size_t n_marks, cap_marks;
     /* fan-out */
     pthread_mutex_t mapmu;
     struct channel *buckets[BUS_BUCKETS];
