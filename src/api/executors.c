@@ -56,7 +56,7 @@ static void get_executor(struct http_request *req, struct http_response *res) {
         http_json(req, res, 200, j);
 }
 
-static void drain_executor(struct http_request *req, struct http_response *res) {
+static void drain_run(struct http_request *req, struct http_response *res) {
     const char *key = http_param(req, "id");
     struct api_ctx *ctx = api_ready(req, res);
     if (!ctx)
@@ -88,6 +88,11 @@ static void drain_executor(struct http_request *req, struct http_response *res) 
         http_error(req, res, rc, "cannot read the executor");
     else
         http_json(req, res, 200, j);
+}
+
+/* D7: a retried drain with the same Idempotency-Key gets the first answer. */
+static void drain_executor(struct http_request *req, struct http_response *res) {
+    api_idempotent(req, res, drain_run);
 }
 
 static void delete_executor(struct http_request *req, struct http_response *res) {
