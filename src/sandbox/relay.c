@@ -229,6 +229,10 @@ static bool pump(struct conn *c, const short *revents) {
             return dial_next(c); /* refused there: the next address, if any */
         c->connecting = false;
     }
+    /* an error on either side ends the connection (poll would report it at once forever,
+     * a busy loop while the other side cannot take more) */
+    if ((revents[0] | revents[1]) & (POLLERR | POLLNVAL))
+        return false;
     for (int d = 0; d < 2; d++) {
         struct flow *f = &c->dir[d];
         int from = c->fd[d], to = c->fd[1 - d];
