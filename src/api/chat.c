@@ -623,6 +623,16 @@ json_t *chat_post_user(struct api_ctx *ctx, struct http_request *req, struct htt
         return NULL;
     if (thread && chat_thread_check(ctx, req, res, tenant, id, json_string_value(thread)) < 0)
         return NULL;
+    const char *model = json_string_value(json_object_get(body, "model_override"));
+    if (model) { /* never stored as if it had been applied */
+        AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, NULL);
+        if (!row)
+            return NULL;
+        if (chat_model_check(row, model, &p) < 0) {
+            http_fail(req, res, &p);
+            return NULL;
+        }
+    }
     json_t *ev = json_pack("{s:s, s:s, s:O}", "type", "chat_message", "role", "user", "content",
                            json_object_get(body, "content"));
     static const char *const copied[] = {"context_files", "tools_enabled", "model_override",

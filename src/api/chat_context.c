@@ -193,6 +193,18 @@ static bool has_string(const json_t *list, const char *s) {
 
 /* The session's model: the last context event's, else agents[].settings.model, else the
  * table's default. */
+static const char *launch_model(struct session_row *row, const char *def);
+
+int chat_model_check(struct session_row *row, const char *model, struct ah_problem *p) {
+    const char *at_launch = launch_model(row, NULL);
+    if (switches_model(row->agent_type) || (at_launch && !strcmp(at_launch, model)))
+        return 0;
+    return problem_set(p, AH_E_UNSUPPORTED,
+                       "the %s CLI takes its model when it starts; start a session with "
+                       "agents[].settings.model = \"%s\"",
+                       row->agent_type, model);
+}
+
 static const char *launch_model(struct session_row *row, const char *def) {
     json_t *agents = json_object_get(session_row_request(row), "agents");
     json_t *a = json_array_get(agents, (size_t)row->agent_index);

@@ -47,6 +47,11 @@ json_t *chat_post_user(struct api_ctx *ctx, struct http_request *req, struct htt
 int chat_thread_check(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
                       const char *tenant, const char *id, const char *thread);
 
+/* A message's model_override is applied only where the agent can switch models while it runs
+ * (chat_context.c): else 0 only when it is the model the session started with, AH_E_UNSUPPORTED
+ * (422) with p set otherwise. */
+int chat_model_check(struct session_row *row, const char *model, struct ah_problem *p);
+
 /* POST …/chat/stream (chat_stream.c). */
 int chat_stream_register(struct router *r, struct api_ctx *ctx);
 

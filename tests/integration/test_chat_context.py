@@ -129,6 +129,13 @@ class Context(ServerTest):
         # a real CLI's model is chosen at launch: switching is refused, clearly
         r = self.put(sid, {"model_override": "gpt-5"})
         self.assertProblem(r, 400)
+        # nor is a message's model_override stored as if it had been applied (422, not sent)
+        before = self.server.get("/api/v1/sessions/%s/chat" % sid).json()["total"]
+        r = self.server.post("/api/v1/sessions/%s/chat/messages" % sid,
+                             body={"content": "x", "model_override": "gpt-5"})
+        self.assertProblem(r, 422, "unsupported")
+        self.assertEqual(self.server.get("/api/v1/sessions/%s/chat" % sid).json()["total"],
+                         before)
         open(stop, "w").close()
         wait_status(self.server, sid, "completed")
 
