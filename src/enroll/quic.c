@@ -1000,7 +1000,9 @@ static void conn_fail(struct link_conn *c, int rv) {
                      (unsigned long long)pc.error_code);
         bool refusal = pc.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_TRANSPORT &&
                        (pc.error_code & ~0xffULL) == NGTCP2_CRYPTO_ERROR;
-        if (refusal || !c->handshake_done) {
+        /* closed before our Hello was acknowledged: the access point refused us */
+        bool before_enrolled = c->l->cli && !atomic_load(&c->l->cli->enrolled);
+        if (refusal || !c->handshake_done || before_enrolled) {
             if (c->l->srv)
                 log_msg(LOG_WARN, "link: executor at %s (%s) refused this access point: %s",
                         c->addr, c->peer_id[0] ? c->peer_id : "no id yet", why);

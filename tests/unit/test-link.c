@@ -321,7 +321,8 @@ static void test_hello_claims_and_forgotten(void **state) {
     WAIT_FOR(log_has("link: access point refused executor at",
                      "Hello claims executor_id 'spiffe://example.org/ah/agent/zzz' but the "
                      "certificate proves 'spiffe://example.org/ah/agent/a'"));
-    WAIT_FOR(log_has("closed the connection: Hello claims executor_id", NULL));
+    WAIT_FOR(log_has("link: the access point at", "refused this executor "
+                     "(spiffe://example.org/ah/agent/a): Hello claims executor_id"));
     assert_int_equal(atomic_load(&f.hellos), 0);
     claim = NULL; /* its next attempt (after the back-off) is honest */
     WAIT_FOR(link_client_enrolled(c));
