@@ -416,6 +416,19 @@ class Oidc(ServerTest):
         finally:
             s.close()
 
+    def test_without_a_provider_the_routes_say_so(self):
+        s = ahtest.Server()
+        try:
+            self.assertEqual(s.get("/api/v1/auth/session").json(), {"status": "none"})
+            for path in ("/api/v1/auth/oidc/login", "/api/v1/auth/oidc/callback?code=x&state=y"):
+                self.assertProblem(s.get(path), 501, "not-implemented")
+            self.assertProblem(s.post("/api/v1/auth/logout"), 501, "not-implemented")
+            # a cookie is no credential there: the local mode goes on
+            self.assertEqual(s.get("/api/v1/sessions",
+                                   headers={"Cookie": "ah_session=" + "ab" * 32}).status, 200)
+        finally:
+            s.close()
+
     def test_zz_secrets_never_reach_the_log_or_audit(self):
         # runs last (zz): everything the other tests handled
         self.signed_in("alice")
