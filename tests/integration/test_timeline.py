@@ -571,15 +571,25 @@ class Resume(unittest.TestCase):
                  for c in x["message"]["content"] if c["type"] == "tool_use"]
         results = [c for x in lines if x["type"] == "user" and isinstance(x["message"]["content"], list)
                    for c in x["message"]["content"] if c["type"] == "tool_result"]
-        # up to the Edit's result: Read and Edit with their results, not the Bash run after it
-        self.assertEqual([c["name"] for c in calls], ["Read", "Edit"])
+        # exactly the parent's tool calls up to the point, each with its result (a call still
+        # running there gets a failed one), and nothing after it
+        want = [e for e in parent if e["type"] == "tool_use" and e["seq"] <= k
+                and e.get("status") != "running"]
+        self.assertEqual([(c["id"], c["name"]) for c in calls],
+                         [(e["tool_execution_id"], e["tool_name"]) for e in want])
+        self.assertEqual([c["name"] for c in calls][:2], ["Read", "Edit"])
         self.assertEqual([r["tool_use_id"] for r in results], [c["id"] for c in calls])
+        done = {e["tool_execution_id"] for e in parent if e["type"] == "tool_result" and e["seq"] <= k}
+        for r in results:
+            self.assertEqual(r["is_error"] and r["tool_use_id"] not in done,
+                             r["tool_use_id"] not in done, r)
         before = [e for e in parent if e["seq"] <= k and e["type"] == "chat_message"]
         texts = [c["text"] for x in lines if x["type"] == "assistant"
                  for c in x["message"]["content"] if c["type"] == "text"]
         self.assertEqual(texts, [e["content"] for e in before])
-        after = [e["tool_name"] for e in parent if e["seq"] > k and e["type"] == "tool_use"]
-        self.assertIn("Bash", after)
+        later = {e["tool_execution_id"] for e in parent if e["seq"] > k and e["type"] == "tool_use"}
+        self.assertTrue(later, "the branch point should leave later tool calls out")
+        self.assertFalse(later & {c["id"] for c in calls} - {e["tool_execution_id"] for e in want})
 
     def test_codex_resumes_its_rollout(self):
         argv, lines, parent, k = self.branch_of("codex", 2, ".fake-codex")
@@ -594,10 +604,14 @@ class Resume(unittest.TestCase):
         self.assertEqual(items[0]["content"][0]["text"], "fix the token check")
         calls = [x["call_id"] for x in items if x["type"] == "function_call"]
         outs = [x["call_id"] for x in items if x["type"] == "function_call_output"]
-        want = [e["tool_execution_id"] for e in parent
-                if e["type"] == "tool_result" and e["seq"] <= k]
+        want = []  # the calls announced up to the point, once each (codex reports them again)
+        for e in parent:
+            if (e["type"] == "tool_use" and e["seq"] <= k and e.get("status") != "running"
+                    and e["tool_execution_id"] not in want):
+                want.append(e["tool_execution_id"])
+        self.assertTrue(want)
         self.assertEqual(calls, want)
-        self.assertEqual(outs, want)
+        self.assertEqual(sorted(outs), sorted(want))  # every call has its output
         later = [e for e in parent if e["type"] == "tool_result" and e["seq"] > k]
         self.assertTrue(later, "the branch point should leave later tool calls out")
 
