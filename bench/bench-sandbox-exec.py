@@ -135,11 +135,17 @@ def main():
                   "median %+6.1f" % (k, min(t), statistics.median(t), min(t) - base_min,
                                      statistics.median(t) - base_med))
         print("load average: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
+        # the sleeping sessions end before their server does (else their recorders linger)
         for sid in sids:
             try:
                 call(port, "POST", "/api/v1/sessions/%s/stop" % sid)
             except OSError:
                 pass  # already ended (its relay's sockets were replaced by the runs above)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(
+                call(port, "GET", "/api/v1/sessions/" + sid)["status"] not in
+                ("completed", "failed", "stopped", "cancelled") for sid in sids):
+            time.sleep(0.1)
     finally:
         proc.terminate()
         proc.wait(30)
