@@ -64,9 +64,9 @@ static bool wants_json(const struct http_request *req) {
 static struct auth *oidc_auth(struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = req->route_ctx;
     if (!ctx->auth || !auth_oidc_enabled(ctx->auth)) {
-        /* a documented operation this server does not offer as configured (not a 404: the
-         * route exists) */
-        http_error(req, res, AH_E_NOTIMPL,
+        /* the route exists (not 404) and is built (not 501): this server, as configured, cannot
+         * do what is asked, like a runtime it does not offer (422 unsupported) */
+        http_error(req, res, AH_E_UNSUPPORTED,
                    "sign-in through an identity provider is not configured on this server "
                    "(oidc-issuer)");
         return NULL;

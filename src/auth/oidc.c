@@ -784,7 +784,7 @@ int auth_oidc_begin(struct auth *a, const char *return_to, char **ret_url,
     struct store *st = __atomic_load_n(&a->store, __ATOMIC_ACQUIRE);
     if (!o) {
         snprintf(detail, dn, "sign-in through an identity provider is not configured here");
-        return AH_E_NOTIMPL;
+        return AH_E_UNSUPPORTED;
     }
     if (!auth_oidc_ready(a) || !st) {
         snprintf(detail, dn, "the identity provider has not answered yet; try again shortly");
@@ -861,7 +861,7 @@ int auth_oidc_finish(struct auth *a, const char *state, const char *state_cookie
     struct store *st = __atomic_load_n(&a->store, __ATOMIC_ACQUIRE);
     if (!o) {
         snprintf(detail, dn, "sign-in through an identity provider is not configured here");
-        return AH_E_NOTIMPL;
+        return AH_E_UNSUPPORTED;
     }
     if (!st) {
         snprintf(detail, dn, "the server is starting; try again shortly");

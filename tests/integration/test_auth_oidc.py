@@ -421,8 +421,8 @@ class Oidc(ServerTest):
         try:
             self.assertEqual(s.get("/api/v1/auth/session").json(), {"status": "none"})
             for path in ("/api/v1/auth/oidc/login", "/api/v1/auth/oidc/callback?code=x&state=y"):
-                self.assertProblem(s.get(path), 501, "not-implemented")
-            self.assertProblem(s.post("/api/v1/auth/logout"), 501, "not-implemented")
+                self.assertProblem(s.get(path), 422, "unsupported")
+            self.assertProblem(s.post("/api/v1/auth/logout"), 422, "unsupported")
             # a cookie is no credential there: the local mode goes on
             self.assertEqual(s.get("/api/v1/sessions",
                                    headers={"Cookie": "ah_session=" + "ab" * 32}).status, 200)
