@@ -1422,6 +1422,10 @@ static void pump_io(struct gate *g, struct conn *c) {
         mark_gone(g, c);
     /* read before draining: every answer before request `started` is in the socketpair then */
     uint32_t started = __atomic_load_n(&c->started, __ATOMIC_ACQUIRE);
+    /* Before a cut closes the socketpair, every answer already in it must be read, whether or not
+     * its readiness event has come yet: closing first would drop them, and the client would get
+     * the refusal in place of an answer to a good request before it. */
+    bool closing = cut && started >= c->heads, drained = false;
     /* libmicrohttpd → client */
     for (;;) {
         if (out_pending(&c->to_client)) {
@@ -1433,13 +1437,14 @@ static void pump_io(struct gate *g, struct conn *c) {
             if (r == 0)
                 break;
         }
-        if (c->up_eof || !c->up_rd)
+        if (c->up_eof || (!c->up_rd && !closing))
             break;
         ssize_t n = recv(c->up, g->buf, IO_MAX, MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             c->up_rd = false;
+            drained = true;
             break;
         }
         if (n <= 0) {
@@ -1453,7 +1458,7 @@ static void pump_io(struct gate *g, struct conn *c) {
             return;
         }
     }
-    if (cut && !c->up_eof && started >= c->heads && !out_pending(&c->to_up)) {
+    if (closing && drained && !c->up_eof && !out_pending(&c->to_up)) {
         close(c->up); /* libmicrohttpd sees a hang-up and drops the request */
         c->up = -1;
         c->up_eof = true;
