@@ -3,7 +3,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "../obs/obs.h"
 #include "backend.h"
@@ -56,9 +55,8 @@ bool store_writable(struct store *st) {
         return false;
     /* the server recovers by itself: while marked, a probe write (at most one a second, from
      * whoever asks: readyz, the watchdog) finds out when space or the disk is back */
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts); /* a wall-clock jump must not stop the probes */
-    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, next = __atomic_load_n(&st->next_probe_ms, __ATOMIC_RELAXED);
+    int64_t now = time_mono_ms(), /* a wall-clock jump must not stop the probes */
+        next = __atomic_load_n(&st->next_probe_ms, __ATOMIC_RELAXED);
     if (now < next || !__atomic_compare_exchange_n(&st->next_probe_ms, &next,
                                                    now + PROBE_EVERY_MS, false,
                                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
