@@ -46,6 +46,9 @@ const char *api_cookie(const struct http_request *req, const char *name);
 
 /* Registers every route on r with ctx as their context. 0 or AH_E_NOMEM. */
 int api_register(struct router *r, struct api_ctx *ctx);
+/* GET /metrics alone (D49; metrics.c): api_register includes it; a daemon adds it to a second
+ * router for its separate metrics address. 0 or AH_E_NOMEM. */
+int api_metrics_register(struct router *r, struct api_ctx *ctx);
 
 /* The embedded web UI (webui.c): GET / and every non-API path. `ah webui` only; register it
  * after api_register, so every API route matches first. 0 or AH_E_NOMEM. */

@@ -9,8 +9,6 @@
 
 int api_health_register(struct router *r, struct api_ctx *ctx);
 int api_tasks_register(struct router *r, struct api_ctx *ctx);
-/* GET /metrics: Prometheus text exposition (D49; metrics.c). */
-int api_metrics_register(struct router *r, struct api_ctx *ctx);
 int api_sessions_register(struct router *r, struct api_ctx *ctx);
 int api_events_register(struct router *r, struct api_ctx *ctx);
 int api_pty_register(struct router *r, struct api_ctx *ctx);

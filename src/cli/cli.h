@@ -47,6 +47,7 @@ struct config {
     int64_t sse_coalesce_ms;
     int64_t idle_timeout_ms; /* HTTP connections idle in headers/body/between requests */
     char *otlp_endpoint;     /* D48: OTLP/HTTP collector for spans, or NULL */
+    char *metrics_bind;      /* D49: a second listener for /metrics only ("ADDR:PORT"), or NULL */
     char *public_url;        /* D27: the address users reach the server by, if not loopback */
     char *workspace_template;
     char **snapshot_preference; /* NULL-terminated */

@@ -54,6 +54,9 @@ static const struct key keys[] = {
      "the URL users reach the server by when it is not localhost (e.g. "
      "http://build-box:3001): requests for other host names are refused while the API has no "
      "credentials"},
+    {"metrics-bind", K_STR, 0, 0, OFF(metrics_bind),
+     "also serve GET /metrics, and nothing else, on this ADDRESS:PORT without credentials "
+     "(e.g. 127.0.0.1:9464; port 0 picks one); /metrics stays on the API port too"},
     {"otlp-endpoint", K_STR, 0, 0, OFF(otlp_endpoint),
      "export trace spans over OTLP/HTTP JSON to this collector URL (e.g. "
      "http://127.0.0.1:4318; /v1/traces is added to a URL without a path)"},
@@ -550,6 +553,7 @@ void config_clear(struct config *c) {
     free(c->tls_cert);
     free(c->tls_key);
     free(c->otlp_endpoint);
+    free(c->metrics_bind);
     free(c->db);
     free(c->data_dir);
     free(c->config_path);

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -217,6 +218,53 @@ static int oidc_settings(const char *command, const struct config *cfg, char **r
     return 0;
 }
 
+/* D49's optional separate address: a second, one-thread listener whose router has /metrics and
+ * nothing else, so a scraper can reach it without credentials while the API port keeps /metrics
+ * admin-only. No middleware and no host guard: it serves no secret and changes nothing. */
+static int start_metrics_listener(const char *command, const struct config *cfg,
+                                  struct api_ctx *api, struct router **ret_router,
+                                  struct http_server **ret_http) {
+    char host[256];
+    const char *spec = cfg->metrics_bind, *colon = strrchr(spec, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    size_t hn = colon ? (size_t)(colon - spec) : 0;
+    if (hn >= 2 && spec[0] == '[' && spec[hn - 1] == ']') { /* [::1]:9464 */
+        spec++;
+        hn -= 2;
+    }
+    if (!colon || hn == 0 || hn >= sizeof(host) || end == colon + 1 || *end || port < 0 ||
+        port > 65535) {
+        fprintf(stderr, "ah %s: --metrics-bind must be ADDRESS:PORT (e.g. 127.0.0.1:9464), not "
+                        "'%s'\n", command, cfg->metrics_bind);
+        return EXIT_CONFIG;
+    }
+    memcpy(host, spec, hn);
+    host[hn] = 0;
+    struct router *r = router_new();
+    if (!r || api_metrics_register(r, api) < 0) {
+        router_free(r);
+        fprintf(stderr, "ah %s: out of memory\n", command);
+        return EXIT_GENERAL;
+    }
+    struct http_config hc = {.bind = host, .port = (int)port, .max_body = 1024, .threads = 1,
+                             .shutdown_grace_ms = (unsigned)cfg->shutdown_grace_ms,
+                             .idle_timeout_ms = (unsigned)cfg->idle_timeout_ms};
+    struct ah_problem p = {0};
+    if (http_server_start(&hc, r, ret_http, &p) < 0) {
+        fprintf(stderr, "ah %s: --metrics-bind: %s\n", command, p.detail);
+        problem_clear(&p);
+        router_free(r);
+        return EXIT_GENERAL;
+    }
+    http_server_set_open_guard(*ret_http, false);
+    *ret_router = r;
+    json_t *f = json_pack("{s:s, s:i}", "bind", host, "port", http_server_port(*ret_http));
+    log_json(LOG_INFO, "metrics listening", f);
+    json_decref(f);
+    return EXIT_OK;
+}
+
 static int run_daemon(const char *command, const struct config *cfg, bool open) {
     /* D28: everything the daemon and its sessions create (database, WAL/SHM, recordings,
      * prompts, workspaces) is readable by its owner only; children inherit the mask. */
@@ -340,7 +388,12 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
 
     struct api_services sv = {0};
     struct link_server *link = NULL; /* executors' QUIC listener, when configured */
+    struct router *metrics_router = NULL; /* --metrics-bind */
+    struct http_server *metrics_http = NULL;
     int rc = EXIT_OK;
+    if (cfg->metrics_bind &&
+        (rc = start_metrics_listener(command, cfg, &api, &metrics_router, &metrics_http)) != 0)
+        goto out;
     if (start_services(command, cfg, &sv) < 0) {
         rc = EXIT_GENERAL;
         goto out;
@@ -374,7 +427,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
     obs_notify_stopping();
 
 out:
-    if (http_server_stop(http) == AH_E_TIMEOUT) {
+    if (http_server_stop(metrics_http) == AH_E_TIMEOUT || http_server_stop(http) == AH_E_TIMEOUT) {
         /* A handler still stuck after the shutdown grace (item 27): its thread may be using the
          * store, so nothing it shares is torn down. The database is crash-safe and sessions run
          * in their own processes (re-attached at the next start, D15). */
@@ -387,6 +440,7 @@ out:
     auth_set_store(api.auth, NULL);
     api_services_stop(&sv);
     router_free(router);
+    router_free(metrics_router);
     auth_free(api.auth);
     free_secret(oidc_secret);
     obs_otlp_stop(); /* flushes the spans still queued */

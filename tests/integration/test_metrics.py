@@ -4,6 +4,7 @@ route template and status class, open streams and event followers, events stored
 batches, store latency, sessions by state, snapshot durations, descriptor-exhaustion episodes
 (issue 10 item 25) and first requests refused by the front gate."""
 
+import http.client
 import os
 import re
 import resource
@@ -168,6 +169,51 @@ class AdminOnly(unittest.TestCase):
             self.assertIn("ah_http_requests_total", r.body.decode())
         finally:
             s.close()
+
+
+class SeparateBind(unittest.TestCase):
+    """D49: --metrics-bind serves /metrics, and nothing else, on its own address without
+    credentials, while the API port keeps it admin-only."""
+
+    def test_metrics_port_open_api_port_closed(self):
+        from test_auth import make_key, wait_closed
+        s = Server(args=("--metrics-bind", "127.0.0.1:0"))
+        try:
+            port = int(wait_for(lambda: next((l["port"] for l in s.log_lines()
+                                              if l.get("msg") == "metrics listening"), None),
+                                timeout=30, what="the metrics listener's log line"))
+            self.assertNotEqual(port, s.port)
+            make_key(s, "admin", "acme")
+            wait_closed(s)
+            self.assertEqual(s.get("/metrics").status, 401)
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            c.request("GET", "/metrics")
+            r = c.getresponse()
+            text = r.read().decode()
+            self.assertEqual(r.status, 200)
+            self.assertTrue(r.getheader("content-type").startswith("text/plain; version=0.0.4"))
+            self.assertIn("ah_http_requests_total", text)
+            self.assertIsNotNone(value(parse(text), "ah_sessions", state="queued"))
+            p = subprocess.run([promtool(), "check", "metrics"], input=text.encode(),
+                               capture_output=True, timeout=60)
+            self.assertEqual((p.returncode, p.stdout + p.stderr), (0, b""))
+            for path in ("/api/v1/sessions", "/api/v1/api-keys", "/"):  # nothing but /metrics
+                c.request("GET", path)
+                r = c.getresponse()
+                r.read()
+                self.assertEqual(r.status, 404, path)
+            c.close()
+        finally:
+            s.close()
+
+    def test_bad_address_is_a_config_error(self):
+        for bad in ("9464", "127.0.0.1:", "127.0.0.1:70000", ":9464", "127.0.0.1:x"):
+            r = subprocess.run([ahtest.AH_BIN, "agent", "access-point", "--port", "0",
+                                "--metrics-bind", bad], capture_output=True, text=True,
+                               timeout=60, env={"PATH": os.environ.get("PATH", ""),
+                                                "HOME": "/nonexistent"})
+            self.assertEqual(r.returncode, 8, (bad, r.stderr))
+            self.assertIn("--metrics-bind must be ADDRESS:PORT", r.stderr)
 
 
 class Descriptors(unittest.TestCase):
