@@ -610,7 +610,9 @@ int ah_client_session_snapshot(ah_client *c, const char *id, const char *label,
 int ah_client_session_moment(ah_client *c, const char *id, const char *label,
                              const char *description, const char *type, char **ret_json,
                              struct ah_api_error *reterr);
-/* POST /sessions/{id}/seek: {mountPath, fsSnapshotId, seekTime, seq, …}, a read-only view. */
+/* POST /sessions/{id}/seek: {mountPath, fsSnapshotId, seekTime, seq, …}, a read-only view.
+ * Waits while the server answers 202 `preparing` (it writes the view in the background), asking
+ * again with a growing delay (up to 1 s) for at most 10 minutes (then AH_E_TIMEOUT). */
 int ah_client_session_seek(ah_client *c, const char *id, const struct ah_timeline_point *at,
                            char **ret_json, struct ah_api_error *reterr);
 struct ah_branch_spec {

@@ -9,9 +9,13 @@
  * first beyond a cap for the whole server (AH_SEEK_VIEWS_MAX, default 16). Seek reads the
  * object store only: the live workspace and the running agent are never touched.
  *
- * Bounds: a checkout runs on the HTTP thread (it is a read of the object store and writes under
- * the data directory; it waits on no agent and no network), at most SEEK_PARALLEL at a time —
- * a seek beyond that answers 503 with Retry-After rather than queueing threads.
+ * Off the HTTP threads: writing a view is a checkout of the whole snapshot (seconds on a large
+ * workspace), so the handler never does it. It answers from state: 200 with `status: "ready"`
+ * when the view exists; otherwise it queues the checkout on the executor's background workers
+ * (exec_background) and answers 202 with `status: "preparing"`, the same fields (mountPath is
+ * where the view will appear) and Retry-After; the client asks again (the same POST) until 200.
+ * A checkout that failed is answered once, to the next ask, as its error; the ask after that
+ * tries again. At most PENDING_MAX views are being made at once; beyond that 503 + Retry-After.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,7 +26,6 @@
 
 #include "timeline.h"
 
-#define SEEK_PARALLEL 2
 #define VIEWS_MAX_DEFAULT 16
 #define VIEWS_MAX_LIMIT 1024
 
@@ -44,7 +47,6 @@ static struct {
     int64_t used; /* monotonic ms */
 } lru[VIEWS_MAX_LIMIT + 1];
 static size_t lru_n;
-static int busy; /* checkouts running */
 
 static size_t views_max(void) {
     const char *e = getenv("AH_SEEK_VIEWS_MAX");
@@ -89,42 +91,134 @@ static void lru_touch(const char *path) {
     }
 }
 
-/* Makes the view of snap unless it exists. 0, AH_E_UNAVAIL when SEEK_PARALLEL checkouts run. */
-static int make_view(struct api_ctx *ctx, const struct session_row *row, const char *snap,
-                     const char *path) {
+/* Views being made (or whose making failed and was not told yet), under lru_mu. */
+#define PENDING_MAX 32
+static struct pending {
+    char *path;
+    bool failed;
+    int rc;
+} pending[PENDING_MAX];
+static size_t pending_n;
+
+static struct pending *pending_find(const char *path) { /* under lru_mu */
+    for (size_t i = 0; i < pending_n; i++)
+        if (!strcmp(pending[i].path, path))
+            return &pending[i];
+    return NULL;
+}
+
+static void pending_drop(struct pending *p) { /* under lru_mu */
+    free(p->path);
+    *p = pending[--pending_n];
+}
+
+struct view_job {
+    char *store; /* the session's object store */
+    char *snap;
+    char *path;
+};
+
+static void view_job_free(struct view_job *j) {
+    free(j->store);
+    free(j->snap);
+    free(j->path);
+    free(j);
+}
+
+/* Writes the view of snap to path, through a temporary directory renamed into place. */
+static int make_view(const struct view_job *j) {
     struct stat sb;
-    if (stat(path, &sb) == 0)
+    if (stat(j->path, &sb) == 0)
         return 0;
-    pthread_mutex_lock(&lru_mu);
-    bool ok = busy < SEEK_PARALLEL;
-    if (ok)
-        busy++;
-    pthread_mutex_unlock(&lru_mu);
-    if (!ok)
-        return AH_E_UNAVAIL;
     char tmp[4400], ulid[ULID_LEN + 1];
     ulid_new(ulid);
-    snprintf(tmp, sizeof(tmp), "%s.tmp-%s", path, ulid);
-    AH_AUTOFREE char *dir = exec_snapshot_dir(ctx->exec, row->id);
+    snprintf(tmp, sizeof(tmp), "%s.tmp-%s", j->path, ulid);
     struct ws_store *st = NULL;
-    int rc = dir ? ws_store_open(dir, &st) : AH_E_NOMEM;
+    int rc = ws_store_open(j->store, &st);
     if (rc == 0) { /* …/views must exist for the checkout's mkdir */
         char views[4400];
-        snprintf(views, sizeof(views), "%s", path);
+        snprintf(views, sizeof(views), "%s", j->path);
         char *slash = strrchr(views, '/');
         if (slash)
             *slash = '\0';
         if (mkdir(views, 0700) < 0 && errno != EEXIST)
             rc = ah_err_from_errno(errno);
     }
+    test_hold_point("seek_checkout");
     if (rc == 0)
-        rc = ws_checkout(st, snap, tmp, true, NULL);
+        rc = ws_checkout(st, j->snap, tmp, true, NULL);
     ws_store_free(st);
-    if (rc == 0 && rename(tmp, path) < 0)
+    if (rc == 0 && rename(tmp, j->path) < 0)
         rc = errno == EEXIST || errno == ENOTEMPTY ? 0 : ah_err_from_errno(errno);
     (void)workspace_remove(tmp); /* gone after the rename; what a failure left otherwise */
+    return rc;
+}
+
+/* On a background worker: makes the view, then records the outcome for the next ask. */
+static void view_job_run(void *arg, bool cancelled) {
+    struct view_job *j = arg;
+    int rc = cancelled ? AH_E_UNAVAIL : make_view(j);
+    if (rc < 0 && !cancelled)
+        log_msg(LOG_WARN, "cannot make the seek view of %s: %s", j->snap, ah_strerror(rc));
     pthread_mutex_lock(&lru_mu);
-    busy--;
+    struct pending *p = pending_find(j->path);
+    if (p && (rc == 0 || cancelled))
+        pending_drop(p);
+    else if (p) {
+        p->failed = true;
+        p->rc = rc;
+    }
+    pthread_mutex_unlock(&lru_mu);
+    if (rc == 0)
+        lru_touch(j->path);
+    view_job_free(j);
+}
+
+/* 1 when the view exists, 0 when it is being made (now or already), or the error of a failed
+ * making (told once) / AH_E_UNAVAIL when too many are being made. */
+static int want_view(struct api_ctx *ctx, const char *session_id, const char *snap,
+                     const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) == 0)
+        return 1;
+    pthread_mutex_lock(&lru_mu);
+    struct pending *p = pending_find(path);
+    if (p) {
+        int rc = p->failed ? p->rc : 0;
+        if (p->failed)
+            pending_drop(p);
+        pthread_mutex_unlock(&lru_mu);
+        return rc;
+    }
+    for (size_t i = 0; pending_n == PENDING_MAX && i < pending_n; i++)
+        if (pending[i].failed) /* a failure nobody came back for makes room */
+            pending_drop(&pending[i]);
+    if (pending_n == PENDING_MAX) {
+        pthread_mutex_unlock(&lru_mu);
+        return AH_E_UNAVAIL;
+    }
+    struct view_job *j = calloc(1, sizeof(*j));
+    char *key = strdup(path);
+    if (j) {
+        j->store = exec_snapshot_dir(ctx->exec, session_id);
+        j->snap = strdup(snap);
+        j->path = strdup(path);
+    }
+    if (!j || !key || !j->store || !j->snap || !j->path) {
+        pthread_mutex_unlock(&lru_mu);
+        free(key);
+        if (j)
+            view_job_free(j);
+        return AH_E_NOMEM;
+    }
+    pending[pending_n++] = (struct pending){.path = key};
+    /* under lru_mu: a job that finishes at once finds its entry (the job takes the lock only
+     * after the checkout, and exec_background never runs it on this thread) */
+    int rc = exec_background(ctx->exec, view_job_run, j);
+    if (rc < 0) {
+        pending_drop(&pending[pending_n - 1]);
+        view_job_free(j);
+    }
     pthread_mutex_unlock(&lru_mu);
     return rc;
 }
@@ -174,7 +268,7 @@ static void post_seek(struct http_request *req, struct http_response *res) {
     if (!tl_pick(ctx, req, res, row, json_string_value(jid), seq, ts, &s))
         return;
     AH_AUTOFREE char *path = tl_view_path(ctx, row->id, s->id);
-    int rc = path ? make_view(ctx, row, s->id, path) : AH_E_NOMEM;
+    int rc = path ? want_view(ctx, row->id, s->id, path) : AH_E_NOMEM;
     if (rc < 0) {
         fs_snapshot_rows_free(s, 1);
         if (rc == AH_E_UNAVAIL)
@@ -184,13 +278,17 @@ static void post_seek(struct http_request *req, struct http_response *res) {
                    ah_strerror(rc));
         return;
     }
-    lru_touch(path);
+    if (rc == 1)
+        lru_touch(path);
+    else
+        http_header_add(req, res, "Retry-After", "1");
     double at = jts ? ts : tl_offset(row, s->ts);
-    json_t *o = json_pack("{s:f, s:s, s:I, s:s, s:b, s:s}", "seekTime", at, "fsSnapshotId", s->id,
+    json_t *o = json_pack("{s:s, s:f, s:s, s:I, s:s, s:b, s:s}", "status",
+                          rc == 1 ? "ready" : "preparing", "seekTime", at, "fsSnapshotId", s->id,
                           "seq", (json_int_t)s->seq, "mountPath", path, "playerPaused",
                           pause ? json_is_true(pause) : true, "workspaceView", "readonly");
     fs_snapshot_rows_free(s, 1);
-    http_json(req, res, 200, o);
+    http_json(req, res, rc == 1 ? 200 : 202, o);
 }
 
 static void post_seek_idem(struct http_request *req, struct http_response *res) {

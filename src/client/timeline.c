@@ -8,6 +8,8 @@
 
 #include "client_internal.h"
 
+#define SEEK_WAIT_MS (10 * 60 * 1000) /* a view of a very large workspace takes a while */
+
 static int bad(struct ah_api_error *reterr, const char *what) {
     problem_local(reterr, AH_E_INVAL, "%s", what);
     return AH_E_INVAL;
@@ -115,7 +117,39 @@ int ah_client_session_seek(ah_client *c, const char *id, const struct ah_timelin
         json_decref(b);
         return bad(reterr, "give exactly one of fs_snapshot_id, ts and seq");
     }
-    return call(c, "POST", id, "seek", b, ret_json, reterr);
+    /* 202 `preparing`: the server writes the view in the background; ask again (each ask a
+     * new request, so a new idempotency key) until it is ready, within SEEK_WAIT_MS */
+    char *body = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    if (!body) {
+        problem_local(reterr, AH_E_NOMEM, "out of memory");
+        return AH_E_NOMEM;
+    }
+    int rc;
+    int64_t waited = 0, delay = 50;
+    for (;;) {
+        char *answer = NULL;
+        rc = call(c, "POST", id, "seek", json_loads(body, 0, NULL), &answer, reterr);
+        json_t *j = rc == 0 ? json_loads(answer, 0, NULL) : NULL;
+        bool preparing = j && !strcmp(json_string_value(json_object_get(j, "status")) ?: "",
+                                      "preparing");
+        json_decref(j);
+        if (!preparing || waited >= SEEK_WAIT_MS) {
+            if (rc == 0 && preparing) {
+                free(answer);
+                problem_local(reterr, AH_E_TIMEOUT, "the view is still being made; seek again");
+                rc = AH_E_TIMEOUT;
+            } else if (rc == 0)
+                *ret_json = answer;
+            break;
+        }
+        free(answer);
+        cancel_sleep_ms(NULL, delay);
+        waited += delay;
+        delay = delay * 2 > 1000 ? 1000 : delay * 2;
+    }
+    free(body);
+    return rc;
 }
 
 int ah_client_session_branch(ah_client *c, const char *id, const struct ah_branch_spec *spec,

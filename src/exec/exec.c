@@ -187,6 +187,8 @@ int exec_start(struct executor *ex, struct ah_problem *reterr) {
         return problem_set(reterr, rc, "cannot start the provisioning workers");
     if ((rc = refs_start(ex)) < 0)
         return problem_set(reterr, rc, "cannot start the branch listing workers");
+    if ((rc = background_start(ex)) < 0)
+        return problem_set(reterr, rc, "cannot start the background workers");
     if ((rc = snapshots_start(ex)) < 0)
         return problem_set(reterr, rc, "cannot start the snapshot worker");
     if ((rc = delivery_start(ex)) < 0)
@@ -221,6 +223,7 @@ void exec_stop(struct executor *ex) {
     if (workers)
         provision_stop(ex);
     refs_stop(ex);
+    background_stop(ex);
     snapshots_stop(ex); /* first: it hands exits to the delivery worker */
     delivery_stop(ex);
     webhooks_stop(ex); /* before the bus goes: its subscriptions are the bus's */

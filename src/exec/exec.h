@@ -142,6 +142,11 @@ int exec_repo_branches(struct executor *ex, const char *url, json_t **ret);
 int exec_repo_files(struct executor *ex, const char *url, size_t max, json_t **ret);
 /* The default branch as our mirror knows it (caller frees); AH_E_NOTFOUND when not fetched. */
 int exec_repo_default_branch(struct executor *ex, const char *url, char **ret);
+/* Runs fn(arg, false) on one of a few background threads: disk-heavy work an HTTP handler must
+ * not wait for (a seek's checkout). AH_E_UNAVAIL when the executor is not running or too many
+ * jobs wait (answer 503 + Retry-After). Once queued, fn runs exactly once: with cancelled =
+ * true when the executor stopped before it could run (it then only frees arg). */
+int exec_background(struct executor *ex, void (*fn)(void *arg, bool cancelled), void *arg);
 /* The session's private object store (D30): <data>/sessions/<id>/snapshots; caller frees. */
 char *exec_snapshot_dir(struct executor *ex, const char *id);
 /* The base snapshot taken when provisioning ended; AH_E_NOTFOUND when there is none. */

@@ -16,6 +16,7 @@
 
 #define PROVISION_WORKERS 2
 #define REFS_WORKERS 2
+#define BG_WORKERS 2 /* background.c: seek views */
 
 struct rconn;
 
@@ -136,6 +137,12 @@ struct executor {
     pthread_t refs_threads[REFS_WORKERS];
     int refs_abort; /* eventfd: written once at stop, every running ls-remote gives up */
     bool refs_ready;
+    /* disk-heavy jobs off the HTTP threads (background.c), under mu */
+    struct bg_job *bg_head, *bg_tail;
+    size_t bg_n;
+    pthread_cond_t bg_cv;
+    pthread_t bg_threads[BG_WORKERS];
+    bool bg_ready;
     struct snapshots *snaps; /* the automatic snapshots' worker (snapshots.c) */
     struct deliveries *delivs; /* the delivery worker (delivery.c) */
     struct webhooks *hooks;    /* the webhook worker (webhooks.c) */
@@ -181,6 +188,10 @@ int exec_transition(struct executor *ex, const char *tenant, const char *id,
 /* refs.c */
 int refs_start(struct executor *ex);
 void refs_stop(struct executor *ex);
+
+/* background.c */
+int background_start(struct executor *ex);
+void background_stop(struct executor *ex);
 
 /* snapshots.c (D30, D31) */
 /* Takes the base snapshot of workdir into <data>/sessions/<id>/snapshots and records its id

@@ -35,6 +35,18 @@ def poll(fn, what, timeout=60):
     raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
+def seek(server, sid, body):
+    """POST …/seek until the view is ready: the server writes it in the background and answers
+    202 `preparing` meanwhile (any other answer is returned as it is)."""
+    def ask():
+        r = server.post("/api/v1/sessions/%s/seek" % sid, body=body)
+        if r.status == 202:
+            assert r.json()["status"] == "preparing", r
+            return None
+        return r
+    return poll(ask, "the seek view of %r" % (body,))
+
+
 def scenario():
     steps = []
     for i in range(1, ROUNDS + 1):
@@ -56,8 +68,11 @@ class Timeline(unittest.TestCase):
         os.makedirs(t)
         with open(os.path.join(t, "README.md"), "w") as f:
             f.write("the template\n")
+        cls.hold = os.path.join(cls.root, "hold")  # exists only inside the hold test
         cls.server = Server(args=("--workspace-template", cls.template),
-                            env={"AH_SEEK_VIEWS_MAX": "3"})
+                            env={"AH_SEEK_VIEWS_MAX": "3", "AH_TEST_HOOKS": "1",
+                                 "AH_TEST_HOLD_AT": "seek_checkout",
+                                 "AH_TEST_HOLD_FILE": cls.hold})
         s = cls.server
         cls.sid = create(s, task(scenario()))["id"]
         wait_status(s, cls.sid, "running", timeout=60)
@@ -67,8 +82,7 @@ class Timeline(unittest.TestCase):
             tl = poll(lambda: cls._timeline_with(i + 1), "snapshot %d" % i)
             if i == 3:
                 cls.during["timeline"] = tl
-                cls.during["seek"] = s.post("/api/v1/sessions/%s/seek" % cls.sid,
-                                            body={"fsSnapshotId": tl["fsSnapshots"][3]["id"]})
+                cls.during["seek"] = seek(s, cls.sid, {"fsSnapshotId": tl["fsSnapshots"][3]["id"]})
                 cls.during["manual"] = s.post("/api/v1/sessions/%s/fs-snapshots" % cls.sid,
                                               body={"label": "while running"})
             if i < ROUNDS:
@@ -96,6 +110,11 @@ class Timeline(unittest.TestCase):
 
     def post(self, path, body=None, sid=None, **kw):
         r = self.server.post("/api/v1/sessions/%s/%s" % (sid or self.sid, path), body=body, **kw)
+        self.assertLess(r.status, 500, r)
+        return r
+
+    def seek(self, body):
+        r = seek(self.server, self.sid, body)
         self.assertLess(r.status, 500, r)
         return r
 
@@ -208,7 +227,7 @@ class Timeline(unittest.TestCase):
         self.assertEqual(view["seq"], third["seq"])
         root = view["mountPath"]
         if not os.path.isdir(root):  # reclaimed by a later test's seeks: make it again
-            root = self.post("seek", {"fsSnapshotId": third["id"]}).json()["mountPath"]
+            root = self.seek({"fsSnapshotId": third["id"]}).json()["mountPath"]
         with open(os.path.join(root, "notes.txt")) as f:
             self.assertEqual(f.read(), "round 1\nround 2\nround 3\n")
         self.assertTrue(os.path.exists(os.path.join(root, "f3.txt")))
@@ -225,17 +244,49 @@ class Timeline(unittest.TestCase):
 
     def test_seek_by_seq_and_ts(self):
         snaps = self.snaps()
-        r = self.post("seek", {"seq": snaps[2]["seq"]})
+        r = self.seek({"seq": snaps[2]["seq"]})
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["fsSnapshotId"], snaps[2]["id"])
-        r = self.post("seek", {"seq": snaps[2]["seq"] + 1, "pausePlayer": False})
+        r = self.seek({"seq": snaps[2]["seq"] + 1, "pausePlayer": False})
         self.assertEqual(r.json()["fsSnapshotId"], snaps[2]["id"])  # the newest at or before
         self.assertFalse(r.json()["playerPaused"])
-        r = self.post("seek", {"ts": 1e6})
+        r = self.seek({"ts": 1e6})
         self.assertEqual(r.status, 200, r)
         newest = max(self.timeline()["fsSnapshots"], key=lambda s: (s["ts"], s["id"]))
         self.assertEqual(r.json()["fsSnapshotId"], newest["id"])
         self.assertEqual(r.json()["seekTime"], 1e6)
+
+    def test_seek_never_waits_for_the_checkout(self):
+        # the view is written on a background worker: held there (the hold point), the POST
+        # still answers at once (202 preparing), as do more seeks and other requests; once
+        # released, the same POST answers 200 with the view in place
+        snaps = self.snaps()
+        target = snaps[1]["id"]
+        view = os.path.join(self.server.data_dir, "sessions", self.sid, "views", target)
+        shutil.rmtree(view, ignore_errors=True)  # made by another test: make it again
+        open(self.hold, "w").close()
+        try:
+            r = self.post("seek", {"fsSnapshotId": target})
+            self.assertEqual(r.status, 202, r)
+            self.assertEqual(r.json()["status"], "preparing")
+            self.assertEqual(r.json()["mountPath"], view)
+            self.assertIsNotNone(r.header("Retry-After"))
+            poll(lambda: "holding at seek_checkout" in self.server.stderr(), "the hold")
+            for s in snaps[2:5]:  # more views than HTTP threads, all held: answered anyway
+                r = self.post("seek", {"fsSnapshotId": s["id"]})
+                self.assertIn(r.status, (200, 202), r)
+            r = self.post("seek", {"fsSnapshotId": target})
+            self.assertEqual(r.status, 202, r)
+            self.assertEqual(self.get("timeline").status, 200)
+            self.assertFalse(os.path.exists(view))
+        finally:
+            os.unlink(self.hold)
+        r = self.seek({"fsSnapshotId": target})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["status"], "ready")
+        self.assertTrue(os.path.isfile(os.path.join(view, "f1.txt")))
+        for s in snaps[2:5]:  # settled before the next test counts the views
+            self.assertEqual(self.seek({"fsSnapshotId": s["id"]}).status, 200)
 
     def test_seek_bad_input(self):
         for body, field in (({}, "ts"), ({"ts": -1}, "ts"), ({"ts": "x"}, "ts"),
@@ -255,12 +306,12 @@ class Timeline(unittest.TestCase):
         snaps = self.snaps()
         paths = []
         for s in snaps[:5]:
-            r = self.post("seek", {"fsSnapshotId": s["id"]})
+            r = self.seek({"fsSnapshotId": s["id"]})
             self.assertEqual(r.status, 200, r)
             paths.append(r.json()["mountPath"])
         # the cap is 3: the two least recently used are gone, the newest three remain
         self.assertEqual([os.path.isdir(p) for p in paths], [False, False, True, True, True])
-        r = self.post("seek", {"fsSnapshotId": snaps[0]["id"]})
+        r = self.seek({"fsSnapshotId": snaps[0]["id"]})
         self.assertTrue(os.path.isdir(r.json()["mountPath"]))
         listed = {s["id"]: s for s in self.get("fs-snapshots").json()["snapshots"]}
         self.assertEqual(listed[snaps[0]["id"]]["snapshot"]["mount"], r.json()["mountPath"])
@@ -676,7 +727,7 @@ class Retention(unittest.TestCase):
             self.assertTrue(os.path.exists(blob(1)))  # a branch was made there
             self.assertTrue(os.path.exists(blob(4)))
             # disk usage
-            self.assertEqual(s.post(api + "/seek", body={"fsSnapshotId": first}).status, 200)
+            self.assertEqual(seek(s, sid, {"fsSnapshotId": first}).status, 200)
             info = s.get(api + "/workspace/info").json()
             self.assertGreater(info["snapshots_bytes"], 0)
             self.assertGreater(info["views_bytes"], 0)
