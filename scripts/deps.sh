@@ -13,7 +13,8 @@ prometheus clang libclang-rt-14-dev libsystemd-dev
 bubblewrap
 nodejs npm chromium
 librhonabwy-dev glewlwyd python3-cryptography
-libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev gnutls-bin"
+libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev gnutls-bin
+openssh-server openssh-client socat"
 
 missing=""
 for p in $PACKAGES; do

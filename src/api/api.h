@@ -74,6 +74,16 @@ int proxy_register(struct router *r, struct proxy *px);
 void proxy_shutdown(struct proxy *px);
 void proxy_free(struct proxy *px); /* NULL-safe */
 
+/* HTTP CONNECT through the access point to an executor's sshd (connect.c; issue 16 item 7):
+ * give api_tunnels_hook to http_config.connect; set the executor link once it runs (NULL
+ * before stopping it, after the HTTP server stopped). */
+struct api_tunnels;
+struct link_server;
+int api_tunnels_new(struct api_ctx *ctx, struct api_tunnels **ret);
+const struct http_connect_hook *api_tunnels_hook(struct api_tunnels *t);
+void api_tunnels_set_link(struct api_tunnels *t, struct link_server *sv);
+void api_tunnels_free(struct api_tunnels *t); /* NULL-safe */
+
 /* The store once the services are up, else NULL (safe from any thread). */
 struct store *api_store(struct api_ctx *ctx);
 /* Publishes the services to the handlers (all three, or all NULL to withdraw them). */

@@ -28,6 +28,7 @@
 
 #include "../enroll/host_facts.h"
 #include "../enroll/link.h"
+#include "../enroll/tunnel.h"
 #include "../exec/catalog.h"
 #include "cli.h"
 
@@ -483,6 +484,14 @@ int cmd_enroll(int argc, char **argv) {
                           "anyone on the path can pose as it. Development only.");
     if (cat) /* the Hello lists what the detection found by then */
         (void)agent_catalog_wait(cat, 10000);
+    /* tunnels (§5.7): only to --ssh-dst, resolved now (the loop thread must not wait on DNS) */
+    static struct tunnel_exec_config tc; /* borrowed by the link's loop until exit */
+    if (tunnel_exec_config_init(&tc, strcmp(e.ssh, "enabled") == 0, e.ssh_dst, err,
+                                sizeof(err)) < 0) {
+        fprintf(stderr, "ah agent enroll: %s\n", err);
+        exit_code = EXIT_USAGE;
+        goto out;
+    }
     struct link_client_config cc = {
         .host = host,
         .port = qport,
@@ -491,6 +500,8 @@ int cmd_enroll(int argc, char **argv) {
         .server_san = e.server_san,
         .heartbeat_ms = e.heartbeat_ms,
         .control = {.hello = hello_hook, .heartbeat = heartbeat_hook, .ctx = hf},
+        .handlers = &tunnel_exec_handlers, /* streams the access point opens: OpenTcp */
+        .ctx = &tc,
     };
     sigset_t stop;
     sigemptyset(&stop);

@@ -334,12 +334,20 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
     }
     struct http_hooks hooks;
     api_access_hooks(&api, &hooks);
+    struct api_tunnels *tunnels = NULL; /* HTTP CONNECT to executors' sshd (issue 16 item 7) */
+    if (cfg->quic_port >= 0 && api_tunnels_new(&api, &tunnels) < 0) {
+        fprintf(stderr, "ah %s: out of memory\n", command);
+        auth_free(api.auth);
+        free_secret(oidc_secret);
+        return EXIT_GENERAL;
+    }
     struct router *router = router_new();
     bool webui = strcmp(command, "webui") == 0; /* the UI's routes come after every API route */
     if (!router || api_register(router, &api) < 0 ||
         (webui && api_webui_register(router, &api) < 0) || api_streams_start(&api) < 0) {
         fprintf(stderr, "ah %s: out of memory\n", command);
         router_free(router);
+        api_tunnels_free(tunnels);
         auth_free(api.auth);
         free_secret(oidc_secret);
         return EXIT_GENERAL;
@@ -357,6 +365,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         .hooks = &hooks,
         .tls_cert = cfg->tls_cert,
         .tls_key = cfg->tls_key,
+        .connect = api_tunnels_hook(tunnels),
     };
     struct http_server *http = NULL;
     struct ah_problem p = {0};
@@ -365,6 +374,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         problem_clear(&p);
         api_streams_stop();
         router_free(router);
+        api_tunnels_free(tunnels);
         auth_free(api.auth);
         free_secret(oidc_secret);
         return EXIT_GENERAL;
@@ -415,6 +425,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
     if (cfg->quic_port >= 0 &&
         (rc = start_link(command, cfg, sv.fleet, &link)) != 0)
         goto out;
+    api_tunnels_set_link(tunnels, link);
     obs_notify_ready(); /* systemd Type=notify: serving from here */
     if (obs_watchdog_start(daemon_healthy, &api) < 0)
         log_msg(LOG_WARN, "cannot start the systemd watchdog thread");
@@ -434,7 +445,9 @@ out:
         log_msg(LOG_WARN, "stopped with stuck requests abandoned");
         _exit(rc);
     }
+    api_tunnels_set_link(tunnels, NULL); /* the gate is stopped: no CONNECT comes any more */
     link_server_stop(link); /* executors see a clean close; before the fleet goes */
+    api_tunnels_free(tunnels);
     api_streams_stop();
     api_set_services(&api, NULL, NULL, NULL);
     auth_set_store(api.auth, NULL);

@@ -201,7 +201,25 @@ int link_post(struct link_loop *l, void (*fn)(void *arg), void *arg);
 
 /* ---- on the loop thread ------------------------------------------------------------------- */
 
+/* Descriptors watched by the loop (tunnels: a TCP socket or a socketpair end, a timerfd), so
+ * their bytes move on the loop thread without a thread of their own. events are epoll bits
+ * (level-triggered); cb runs on the loop thread, and what it queued on streams is sent right
+ * after the batch of events it belongs to. The descriptor stays the caller's (never closed
+ * here). */
+struct link_watch;
+int link_watch_add(struct link_loop *l, int fd, uint32_t events,
+                   void (*cb)(void *arg, uint32_t events), void *arg, struct link_watch **ret);
+int link_watch_set(struct link_watch *w, uint32_t events);
+/* Stops watching: cb is not called again (w is freed after the current batch). NULL-safe. */
+void link_watch_del(struct link_watch *w);
+
+/* Access point: the live, enrolled connection of the executor with this SPIFFE id (the newest
+ * when a reconnect overlaps the old one), or NULL. */
+struct link_conn *link_server_conn(struct link_server *s, const char *peer_id);
+
 const char *link_conn_peer_id(const struct link_conn *c);
+/* The loop the connection belongs to (for link_watch_add). */
+struct link_loop *link_conn_loop(struct link_conn *c);
 /* Closes the connection with an application close carrying reason; on_close follows. */
 void link_conn_close(struct link_conn *c, const char *reason);
 

@@ -48,7 +48,7 @@
 #define WHY_MAX 512
 #define GOODBYE_WAIT_MS 1000
 
-enum watch_kind { W_EVENT, W_TICK, W_SSOCK, W_CSOCK, W_TIMER };
+enum watch_kind { W_EVENT, W_TICK, W_SSOCK, W_CSOCK, W_TIMER, W_FD };
 struct watch {
     enum watch_kind kind;
     void *p;
@@ -69,6 +69,7 @@ struct link_loop {
     struct post *head, *tail;
     struct watch w_event, w_tick;
     struct link_conn *dead;  /* freed after the current batch of events (which may name them) */
+    struct link_watch *dead_watches; /* likewise, descriptors no longer watched */
     struct link_server *srv; /* exactly one of the two */
     struct link_client *cli;
     const char *side; /* "access point" or "executor", for the logs */
@@ -397,6 +398,10 @@ int link_stream_open(struct link_conn *c, const struct link_stream_handlers *h, 
 
 const char *link_conn_peer_id(const struct link_conn *c) {
     return c->peer_id;
+}
+
+struct link_loop *link_conn_loop(struct link_conn *c) {
+    return c->l;
 }
 
 void link_conn_close(struct link_conn *c, const char *reason) {
@@ -860,12 +865,74 @@ static void conn_destroy(struct link_conn *c) {
     c->l->dead = c;
 }
 
+struct link_watch {
+    struct watch w; /* first: epoll's data.ptr names it */
+    struct link_loop *l;
+    int fd;
+    uint32_t events;
+    void (*cb)(void *arg, uint32_t events);
+    void *arg;
+    bool dead;
+    struct link_watch *dead_next;
+};
+
 static void free_dead(struct link_loop *l) {
     while (l->dead) {
         struct link_conn *c = l->dead;
         l->dead = c->dead_next;
         free(c);
     }
+    while (l->dead_watches) {
+        struct link_watch *w = l->dead_watches;
+        l->dead_watches = w->dead_next;
+        free(w);
+    }
+}
+
+int link_watch_add(struct link_loop *l, int fd, uint32_t events,
+                   void (*cb)(void *arg, uint32_t events), void *arg, struct link_watch **ret) {
+    struct link_watch *w = calloc(1, sizeof(*w));
+    if (!w)
+        return AH_E_NOMEM;
+    *w = (struct link_watch){.w = {W_FD, w}, .l = l, .fd = fd, .events = events, .cb = cb,
+                             .arg = arg};
+    struct epoll_event ev = {.events = events, .data.ptr = &w->w};
+    if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        int rc = ah_err_from_errno(errno);
+        free(w);
+        return rc;
+    }
+    *ret = w;
+    return 0;
+}
+
+int link_watch_set(struct link_watch *w, uint32_t events) {
+    if (w->dead || w->events == events)
+        return 0;
+    struct epoll_event ev = {.events = events, .data.ptr = &w->w};
+    if (epoll_ctl(w->l->ep, EPOLL_CTL_MOD, w->fd, &ev) < 0)
+        return ah_err_from_errno(errno);
+    w->events = events;
+    return 0;
+}
+
+void link_watch_del(struct link_watch *w) {
+    if (!w || w->dead)
+        return;
+    w->dead = true;
+    epoll_ctl(w->l->ep, EPOLL_CTL_DEL, w->fd, NULL);
+    /* an event for it may still wait in this epoll batch: free it after the batch */
+    w->dead_next = w->l->dead_watches;
+    w->l->dead_watches = w;
+}
+
+struct link_conn *link_server_conn(struct link_server *sv, const char *peer_id) {
+    struct link_conn *best = NULL;
+    for (struct link_conn *c = sv->conns; c; c = c->next)
+        if (c->connected_reported && c->hello_seen && !c->close_pending && !c->dead &&
+            strcmp(c->peer_id, peer_id) == 0 && !best)
+            best = c; /* the list is newest first: a reconnect's new connection wins */
+    return best;
 }
 
 static void conn_send(struct link_conn *c, const uint8_t *p, size_t n) {
@@ -1419,6 +1486,7 @@ static void *loop_main(void *arg) {
         }
         struct epoll_event evs[64];
         int n = epoll_wait(l->ep, evs, 64, 1000);
+        bool fd_events = false;
         for (int i = 0; i < n; i++) {
             struct watch *w = evs[i].data.ptr;
             switch (w->kind) {
@@ -1439,6 +1507,13 @@ static void *loop_main(void *arg) {
             case W_SSOCK:
                 server_readable(l->srv);
                 break;
+            case W_FD: {
+                struct link_watch *lw = w->p;
+                if (!lw->dead)
+                    lw->cb(lw->arg, evs[i].events);
+                fd_events = true;
+                break;
+            }
             case W_CSOCK:
                 if (l->cli->conn == w->p) /* not a connection freed earlier in this batch */
                     client_readable(w->p);
@@ -1458,6 +1533,8 @@ static void *loop_main(void *arg) {
                 break;
             }
         }
+        if (fd_events)
+            flush_all(l); /* what watched descriptors' callbacks queued goes out now */
         free_dead(l);
     }
     free_dead(l);

@@ -101,6 +101,7 @@ struct gate_config {
     size_t max_chunk;             /* a chunk larger than this is 413 at once */
     void (*on_hangup)(void *key); /* a watched connection's client left (maybe: check it) */
     const struct gate_tls *tls;   /* borrowed; NULL: plain HTTP */
+    const struct http_connect_hook *connect; /* CONNECT tunnels (borrowed); NULL: none */
     bool direct; /* test hook for benchmarks: every connection goes to libmicrohttpd at once,
                     unchecked and without the gate in its path (the baseline it is measured by) */
 };

@@ -40,6 +40,7 @@
  */
 #include <errno.h>
 #include <gnutls/gnutls.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -103,6 +104,7 @@ enum rstate {
     R_CDATA_END, /* chunked: the CRLF after the data */
     R_TRAILER,   /* chunked: trailer lines up to an empty one */
     R_DISCARD,   /* nothing more is passed on (after a request that closes the connection) */
+    R_TUNNEL,    /* after a CONNECT: every byte goes to the tunnel's socketpair, unchecked */
 };
 
 struct outbuf { /* bytes a destination did not take yet; p is NULL when empty */
@@ -864,6 +866,93 @@ static size_t head_end(const char *b, size_t n, size_t from) {
     return 0;
 }
 
+/* The value of header `name` in the checked block b[0..n) (first occurrence, trimmed), copied
+ * into out; false when absent or longer than out. */
+static bool head_value(const char *b, size_t n, const char *name, char *out, size_t outn) {
+    const char *p = b, *end = b + n;
+    p += line_end(p, end) + 1; /* the request line */
+    size_t nl = strlen(name);
+    while (p < end) {
+        size_t ll = line_end(p, end);
+        const char *le = p + ll;
+        if (ll && le[-1] == '\r')
+            le--;
+        if (le == p)
+            break;
+        const char *colon = memchr(p, ':', (size_t)(le - p));
+        if (colon && ieq(p, (size_t)(colon - p), name) && nl == (size_t)(colon - p)) {
+            const char *v = colon + 1;
+            while (v < le && (*v == ' ' || *v == '\t'))
+                v++;
+            while (le > v && (le[-1] == ' ' || le[-1] == '\t'))
+                le--;
+            if ((size_t)(le - v) >= outn)
+                return false;
+            memcpy(out, v, (size_t)(le - v));
+            out[le - v] = '\0';
+            return true;
+        }
+        p += ll + 1;
+    }
+    return false;
+}
+
+/* A CONNECT (issue 16 item 7): the connection becomes a tunnel. Its other end is a socketpair
+ * given to the connect hook, which answers on it and then carries the tunnelled bytes; the gate
+ * copies both ways as it does for libmicrohttpd, with the same bounded buffers (a slow side
+ * pushes back on the other), and nothing on this connection is parsed as HTTP again. false
+ * when it was refused instead (answered). */
+static bool tunnel_over(struct gate *g, struct conn *c, const struct head *h, const char *b,
+                        size_t bn) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+        answer(g, c, h->method, h->path, 503, "the server is out of file descriptors");
+        return false;
+    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET,
+                             .data.u64 = (uint64_t)(uintptr_t)c | SIDE_UP};
+    if (epoll_ctl(g->epfd, EPOLL_CTL_ADD, sv[0], &ev) < 0) {
+        close(sv[0]);
+        close(sv[1]);
+        answer(g, c, h->method, h->path, 503, "the server is out of memory");
+        return false;
+    }
+    c->up = sv[0];
+    c->mhd_fd = -1;
+    c->rs = R_TUNNEL;
+    /* the target as sent (h->path stops at '?', which an authority never holds) */
+    const char *t = memchr(b, ' ', bn);
+    const char *te = t ? memchr(t + 1, ' ', bn - (size_t)(t + 1 - b)) : NULL;
+    char authority[256] = "";
+    if (t && te && (size_t)(te - t - 1) < sizeof(authority)) {
+        memcpy(authority, t + 1, (size_t)(te - t - 1));
+        authority[te - t - 1] = '\0';
+    }
+    char auth[4096];
+    bool has_auth = head_value(b, bn, "Proxy-Authorization", auth, sizeof(auth));
+    char peer[80] = "";
+    char host[INET6_ADDRSTRLEN] = "";
+    if (c->addr.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)&c->addr;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        snprintf(peer, sizeof(peer), "%s:%d", host, ntohs(a->sin_port));
+    } else if (c->addr.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)&c->addr;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        snprintf(peer, sizeof(peer), "[%s]:%d", host, ntohs(a->sin6_port));
+    }
+    char rid[ULID_LEN + 1] = "0";
+    ulid_new(rid);
+    struct http_connect_request rq = {.authority = authority,
+                                      .proxy_auth = has_auth ? auth : NULL,
+                                      .peer = peer,
+                                      .request_id = rid,
+                                      .tls = c->tls != NULL};
+    g->cfg.connect->open(g->cfg.connect->arg, &rq, sv[1]);
+    explicit_bzero(auth, sizeof(auth));
+    return true;
+}
+
 /* Consumes the bytes of a header block from p[0..n); a complete block is checked and passed on
  * (or refused). Returns the bytes consumed. */
 static size_t head_feed(struct gate *g, struct conn *c, const char *p, size_t n) {
@@ -921,6 +1010,18 @@ static size_t head_feed(struct gate *g, struct conn *c, const char *p, size_t n)
     if (h.v.status) {
         refuse(g, c, &h, h.v.status, h.v.detail);
         return skipped + n;
+    }
+    if (g->cfg.connect && strcmp(h.method, "CONNECT") == 0) {
+        if (c->up >= 0) {
+            refuse(g, c, &h, 400, "CONNECT must be the first request on a connection");
+            return skipped + n;
+        }
+        bool ok = tunnel_over(g, c, &h, b, bn);
+        free(c->hb);
+        c->hb = NULL;
+        c->hn = 0;
+        c->deadline = 0; /* a tunnel may stay quiet as long as its ends like */
+        return ok ? skipped + used : skipped + n;
     }
     if (c->up < 0 && !hand_over(g, c))
         return skipped + n;
@@ -1063,6 +1164,10 @@ static void feed(struct gate *g, struct conn *c, const char *p, size_t n) {
             c->dropped += n;
             return;
         case R_HEAD: k = head_feed(g, c, p, n); break;
+        case R_TUNNEL: /* a CONNECT's bytes: not HTTP, passed on as they are */
+            forward(c, p, n);
+            k = n;
+            break;
         case R_LENGTH:
             k = n < c->left ? n : (size_t)c->left;
             forward(c, p, k);
@@ -1413,7 +1518,8 @@ static void pump_io(struct gate *g, struct conn *c) {
      * waiting for the rest until its timeout, so once it has begun that request — every answer
      * before it is then written — the socketpair is closed outright, which it takes as an
      * error and drops the request. */
-    bool cut = (c->client_eof || c->ref) && c->rs != R_HEAD && c->rs != R_DISCARD;
+    bool cut = (c->client_eof || c->ref) && c->rs != R_HEAD && c->rs != R_DISCARD &&
+               c->rs != R_TUNNEL;
     if ((c->client_eof || c->ref) && !cut && !c->up_shut && !out_pending(&c->to_up)) {
         shutdown(c->up, SHUT_WR);
         c->up_shut = true;
@@ -1565,7 +1671,7 @@ static void on_tick(struct gate *g) {
     for (struct conn *c = g->conns, *next; c; c = next) {
         next = c->next;
         if (c->up >= 0 && !c->lingering && (c->ref || c->client_eof) && c->rs != R_HEAD &&
-            c->rs != R_DISCARD) {
+            c->rs != R_DISCARD && c->rs != R_TUNNEL) {
             pump(g, c); /* a cut request: has libmicrohttpd begun it yet? */
             continue;
         }

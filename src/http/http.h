@@ -181,6 +181,26 @@ struct http_config {
     const struct http_hooks *hooks; /* NULL: none (borrowed; must outlive the server) */
     const char *tls_cert, *tls_key; /* HTTPS: PEM certificate chain and key (both or neither);
                                        the gate terminates TLS, every answer carries HSTS */
+    const struct http_connect_hook *connect; /* HTTP CONNECT tunnels; NULL: none (borrowed) */
+};
+
+/* HTTP CONNECT (issue 16 item 7, SSH through the access point). libmicrohttpd cannot tunnel,
+ * so the front gate takes a CONNECT itself when it is the first request of a connection: it
+ * gives `open` one end of a socketpair (fd, owned by the hook from then on) and copies bytes
+ * between the client and the socketpair's other end blindly, both ways, until either side
+ * ends. The hook answers through fd: a complete HTTP/1.1 response (a refusal, then it closes
+ * fd) or `HTTP/1.1 200 Connection Established` followed by the tunnelled bytes. It runs on the
+ * gate's thread and must not wait on the network. Strings are lent for the call. */
+struct http_connect_request {
+    const char *authority;  /* the request target, "host:port" */
+    const char *proxy_auth; /* the Proxy-Authorization value, NULL when absent */
+    const char *peer;       /* the client's address, "ip:port" */
+    const char *request_id; /* for the answer's X-Request-Id and the logs */
+    bool tls;               /* the client came over HTTPS */
+};
+struct http_connect_hook {
+    void (*open)(void *arg, const struct http_connect_request *rq, int fd);
+    void *arg;
 };
 
 /* Middleware around every routed request (authentication, roles, rate limits, audit: api/access.c

@@ -1265,6 +1265,7 @@ int http_server_start(const struct http_config *cfg, const struct router *router
                                                                            : srv->cfg.max_body,
                                  .on_hangup = on_hangup,
                                  .tls = srv->tls,
+                                 .connect = srv->cfg.connect,
                                  .direct = srv->gate_direct};
         if (gate_start(&gc, &srv->gate) < 0) {
             MHD_stop_daemon(srv->daemon);

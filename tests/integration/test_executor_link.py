@@ -5,96 +5,16 @@ clear line in the logs of both processes, naming what was expected and what was 
 
 import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import unittest
 
 import ahtest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-MKCERTS = os.path.join(HERE, "..", "enroll", "mkcerts.sh")
-SERVE_ID = "spiffe://example.org/ah/serve"
+from fleettest import SERVE_ID, FleetTestCase, wait_for
 
 
-def wait_for(what, cond, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
-
-
-class Executor:
-    """One `ah agent enroll` process; stderr in its own file."""
-
-    def __init__(self, tmp, args):
-        self.dir = tempfile.mkdtemp(prefix="ah-exec-", dir=tmp)
-        self.log = os.path.join(self.dir, "stderr.log")
-        err = open(self.log, "wb")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AH_")}
-        env["HOME"] = self.dir
-        self.proc = subprocess.Popen([ahtest.AH_BIN, "agent", "enroll"] + args,
-                                     stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env)
-        err.close()
-
-    def text(self):
-        with open(self.log, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError("ah agent enroll did not stop:\n" + self.text())
-        for marker in ahtest.SANITIZER_MARKERS:  # under the sanitizer build
-            if marker in self.text():
-                raise AssertionError("sanitizer report from ah agent enroll:\n" + self.text())
-        return code
-
-
-class ExecutorLinkTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="ah-link-")
-        cls.certs = os.path.join(cls.tmp, "certs")
-        subprocess.run(["sh", MKCERTS, cls.certs], check=True)
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-
-    def c(self, name):
-        return os.path.join(self.certs, name)
-
-    def access_point(self, cert="serve", extra=()):
-        s = ahtest.Server(args=["--quic-port", "0", "--quic-cert", self.c(cert + ".pem"),
-                                "--quic-key", self.c(cert + ".key"), "--quic-ca",
-                                self.c("ca.pem"), "--executor-trust-domain", "example.org"]
-                          + list(extra))
-        self.addCleanup(s.close)
-        m = wait_for("the QUIC listener", lambda: re.search(
-            r"QUIC listening on 127\.0\.0\.1:(\d+)", s.stderr()))
-        s.quic_port = int(m.group(1))
-        return s
-
-    def executor(self, ap, cert="a", ca="ca", extra=None):
-        args = ["--remote-server", "quic://127.0.0.1:%d" % ap.quic_port, "--identity", "files",
-                "--cert-file", self.c(cert + ".pem"), "--key-file", self.c(cert + ".key"),
-                "--ca-file", self.c(ca + ".pem"), "--heartbeat-interval", "0.2"]
-        args += extra if extra is not None else ["--expected-server-id", SERVE_ID]
-        e = Executor(self.tmp, args)
-        self.addCleanup(e.stop, signal.SIGKILL)
-        return e
-
+class ExecutorLinkTest(FleetTestCase):
     def test_enroll_heartbeat_goodbye(self):
         ap = self.access_point()
         ex = self.executor(ap, extra=["--expected-server-id", SERVE_ID, "--labels", "zone=z1"])
