@@ -62,29 +62,35 @@ int api_route_role(const char *method, const char *pattern) {
     return strcmp(m, "GET") == 0 ? AUTH_ROLE_VIEWER : AUTH_ROLE_OPERATOR;
 }
 
+static bool unsafe_method(const char *m) {
+    return strcmp(m, "GET") && strcmp(m, "HEAD") && strcmp(m, "OPTIONS");
+}
+
 /* What before() leaves for after(), in the request arena. */
 struct access_state {
     struct auth_principal p;
     struct auth_limit limit;
     bool limited; /* limit holds a bucket's answer */
+    bool audited; /* a state change: `record` is bound to the thread (store_audit_bind) */
+    struct audit_entry record;
+    char action[160];
 };
 
-static bool unsafe_method(const char *m) {
-    return strcmp(m, "GET") && strcmp(m, "HEAD") && strcmp(m, "OPTIONS");
+/* D37: the state changes audited by after() (api-keys write their own records). */
+static bool audited_change(const struct http_request *req) {
+    return unsafe_method(req->method) && req->route_pattern &&
+           strncmp(req->route_pattern, "/api/v1/api-keys", 16) != 0;
 }
 
-static void audit(struct api_ctx *ctx, struct http_request *req, const struct auth_principal *p,
-                  const char *action, const char *outcome, int status) {
-    struct store *st = api_store(ctx);
-    if (!st)
-        return;
-    char act[160];
+/* The record of this request; `act` (160 bytes) holds "<METHOD> <route>" when action is NULL. */
+static struct audit_entry audit_record(const struct http_request *req,
+                                       const struct auth_principal *p, const char *action,
+                                       const char *outcome, int status, char *act) {
     if (!action) {
-        snprintf(act, sizeof(act), "%s %s", req->method,
-                 req->route_pattern ? req->route_pattern : "?");
+        snprintf(act, 160, "%s %s", req->method, req->route_pattern ? req->route_pattern : "?");
         action = act;
     }
-    struct audit_entry e = {
+    return (struct audit_entry){
         .ts = time_now_ms(),
         .tenant = p && p->tenant[0] ? p->tenant : NULL,
         .actor = p && p->subject[0] ? p->subject : NULL,
@@ -96,6 +102,16 @@ static void audit(struct api_ctx *ctx, struct http_request *req, const struct au
         .outcome = outcome,
         .status = status,
     };
+}
+
+static void audit(struct api_ctx *ctx, struct http_request *req, const struct auth_principal *p,
+                  const char *action, const char *outcome, int status) {
+    struct store *st = api_store(ctx);
+    if (!st)
+        return;
+    char act[160];
+    struct audit_entry e = audit_record(req, p, action, outcome, status, act);
+    action = e.action;
     if (store_audit_append(st, &e) < 0)
         log_msg(LOG_WARN, "cannot write the audit record of %s (request %s)", action,
                 req->request_id);
@@ -226,12 +242,20 @@ static bool before(void *arg, struct http_request *req, struct http_response *re
         http_header_add(req, res, "Retry-After", ra);
         return false;
     }
+    if (audited_change(req)) {
+        /* D37: the store appends this record in the transaction of the change (its outcome is
+         * success: the change committed; the answer's status is not known yet, so none) */
+        s->record = audit_record(req, &s->p, NULL, "success", 0, s->action);
+        s->audited = true;
+        store_audit_bind(&s->record);
+    }
     return true;
 }
 
 static void after(void *arg, struct http_request *req, struct http_response *res) {
     struct api_ctx *ctx = arg;
     const struct auth_principal *p = req->principal;
+    store_audit_bind(NULL);
     if (!p || p->local)
         return;
     /* the principal sits at the start of the state before() allocated */
@@ -239,10 +263,10 @@ static void after(void *arg, struct http_request *req, struct http_response *res
     if (s->limited)
         add_limit_headers(req, res, &s->limit);
     int status = res->status ? res->status : 200;
-    /* D37: every state-changing operation, whatever its outcome (api-keys write their own
-     * record in the same transaction as the change) */
-    if (unsafe_method(req->method) && req->route_pattern &&
-        strncmp(req->route_pattern, "/api/v1/api-keys", 16) != 0)
+    /* D37: every state-changing operation, whatever its outcome, once: a change the store
+     * committed carries its record already (same transaction); what changed nothing in the
+     * store, or failed, is recorded here */
+    if (audited_change(req) && !s->record.written)
         audit(ctx, req, p, NULL, status < 400 ? "success" : status == 403 ? "denied" : "failure",
               status);
 }

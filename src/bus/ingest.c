@@ -250,6 +250,8 @@ int bus_submit_wait(struct bus *b, struct store_op *op) {
     struct waiter w = {.done = false};
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
+    if (!op->audit) /* D37: the caller's change carries its audit record (it waits here) */
+        op->audit = store_audit_bound();
     int rc = enqueue(b, op, NULL, NULL, &w);
     if (rc == 0) {
         pthread_mutex_lock(&w.mu);

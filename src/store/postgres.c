@@ -237,9 +237,12 @@ int store_pg_change_by_id(struct pgs *s, const char *sql, const char *tenant, co
     store_pg_arg_text(&a, tenant);
     store_pg_arg_text(&a, id);
     int64_t rows = 0;
-    int rc = store_pg_do(c, sql, &a, &rows);
+    int rc = store_pg_change_begin(c);
+    if (rc == 0 && (rc = store_pg_do(c, sql, &a, &rows)) == 0 && rows == 0)
+        rc = AH_E_NOTFOUND;
+    rc = store_pg_change_end(c, rc);
     store_pg_release(s, c);
-    return rc == 0 && rows == 0 ? AH_E_NOTFOUND : rc;
+    return rc;
 }
 
 int store_pg_row_by_id_on(struct pgs_conn *c, const char *sql, const char *tenant,

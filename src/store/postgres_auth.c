@@ -64,6 +64,40 @@ static int audit_insert(struct pgs_conn *c, const struct audit_entry *e) {
                        &a, NULL);
 }
 
+/* ---- D37: the bound audit record commits with the change (store_audit_bind) ---------------- */
+
+int store_pg_commit_change(struct pgs_conn *c) {
+    struct audit_entry *a = store_audit_bound();
+    int rc = a ? audit_insert(c, a) : 0;
+    if (rc == 0)
+        rc = store_pg_exec(c, "COMMIT");
+    if (rc == 0 && a)
+        a->written = true;
+    return rc;
+}
+
+int store_pg_change_begin(struct pgs_conn *c) {
+    return store_audit_bound() ? store_pg_exec(c, "BEGIN") : 0;
+}
+
+int store_pg_change_end(struct pgs_conn *c, int rc) {
+    if (!c->db || PQtransactionStatus(c->db) == PQTRANS_IDLE)
+        return rc; /* no record was bound: the statement committed by itself */
+    if (rc == 0)
+        rc = store_pg_commit_change(c);
+    if (rc < 0)
+        store_pg_exec(c, "ROLLBACK");
+    return rc;
+}
+
+int store_pg_audit_ops(struct pgs_conn *c, const struct store_op *ops, size_t n) {
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (ops[i].result == 0 && ops[i].audit && !ops[i].audit->written)
+            rc = audit_insert(c, ops[i].audit);
+    return rc;
+}
+
 int store_pg_apikey_create(void *impl, const struct apikey_row *k,
                            const struct audit_entry *audit) {
     struct pgs *s = impl;

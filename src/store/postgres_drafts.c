@@ -49,10 +49,13 @@ int store_pg_draft_create(void *impl, const char *tenant, const char *id, const 
     struct pgs_conn *c = store_pg_acquire(s);
     if (!c)
         return AH_E_UNAVAIL;
-    int rc = write_body(c,
+    int rc = store_pg_change_begin(c);
+    if (rc == 0)
+        rc = write_body(c,
                         "INSERT INTO drafts (tenant_id, id, body, created_at, updated_at)"
                         " VALUES ($1, $2, $3::json, $4, $4)",
                         tenant, id, body, now);
+    rc = store_pg_change_end(c, rc);
     store_pg_release(s, c);
     return rc;
 }
@@ -82,7 +85,7 @@ int store_pg_draft_update(void *impl, const char *tenant, const char *id, json_t
                         " WHERE tenant_id = $1 AND id = $2",
                         tenant, id, r->body, now);
     if (rc == 0)
-        rc = store_pg_exec(c, "COMMIT");
+        rc = store_pg_commit_change(c);
     store_pg_release(s, c); /* rolls back when the transaction is still open */
     if (rc < 0) {
         draft_row_free(r);

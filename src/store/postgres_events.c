@@ -378,6 +378,8 @@ int store_pg_apply(void *impl, struct store_op *ops, size_t n) {
         rc = insert_rows(c, &rows);
     if (rc == 0)
         rc = flush_sessions(c, s->origin, bs, n_bs);
+    if (rc == 0) /* D37: the audit records of the stored ops commit with them */
+        rc = store_pg_audit_ops(c, ops, n);
     if (rc == 0)
         rc = store_pg_exec(c, "COMMIT");
     if (rc == AH_E_EXISTS) /* D45: a duplicate (session, seq) is a bug of ours: say so */

@@ -12,9 +12,12 @@ static int change_one(struct pgs *s, const char *sql, struct pgs_args *a) {
     if (!c)
         return AH_E_UNAVAIL;
     int64_t rows = 0;
-    int rc = store_pg_do(c, sql, a, &rows);
+    int rc = store_pg_change_begin(c);
+    if (rc == 0 && (rc = store_pg_do(c, sql, a, &rows)) == 0 && rows == 0)
+        rc = AH_E_NOTFOUND;
+    rc = store_pg_change_end(c, rc);
     store_pg_release(s, c);
-    return rc < 0 ? rc : rows == 0 ? AH_E_NOTFOUND : 0;
+    return rc;
 }
 
 int store_pg_executor_put(void *impl, const char *id, const char *name, const char *facts,

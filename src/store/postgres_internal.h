@@ -110,6 +110,15 @@ int store_pg_array_add(struct ah_buf *b, const char *s);
 int store_pg_array_add_int(struct ah_buf *b, int64_t v);
 
 /* The ops, one file per table group. */
+/* D37 (postgres_auth.c), as on SQLite (sqlite_internal.h): commit a change with
+ * store_pg_commit_change so the thread's bound audit record goes in its transaction; bracket a
+ * one-statement change with store_pg_change_begin / store_pg_change_end(c, rc); the batch of
+ * store_apply appends its stored ops' records with store_pg_audit_ops before COMMIT. */
+int store_pg_commit_change(struct pgs_conn *c);
+int store_pg_change_begin(struct pgs_conn *c);
+int store_pg_change_end(struct pgs_conn *c, int rc);
+int store_pg_audit_ops(struct pgs_conn *c, const struct store_op *ops, size_t n);
+
 int store_pg_task_create(void *impl, const char *tenant, const char *task_id,
                          const char *project_id, const json_t *request,
                          const struct session_new *sessions, size_t n, int64_t now);

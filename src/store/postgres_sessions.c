@@ -123,7 +123,7 @@ int store_pg_task_create(void *impl, const char *tenant, const char *task_id,
             rc = insert_queued_event(c, tenant, sessions[i].id, now);
     }
     if (rc == 0)
-        rc = store_pg_exec(c, "COMMIT");
+        rc = store_pg_commit_change(c);
     store_pg_release(s, c); /* rolls back when the transaction is still open */
     return rc;
 }

@@ -64,9 +64,12 @@ static int insert_for_session(struct pgs *s, const char *sql, const struct pgs_a
     if (!c)
         return AH_E_UNAVAIL;
     int64_t rows = 0;
-    int rc = store_pg_do(c, sql, a, &rows);
+    int rc = store_pg_change_begin(c);
+    if (rc == 0 && (rc = store_pg_do(c, sql, a, &rows)) == 0 && rows == 0)
+        rc = AH_E_NOTFOUND;
+    rc = store_pg_change_end(c, rc);
     store_pg_release(s, c);
-    return rc == 0 && rows == 0 ? AH_E_NOTFOUND : rc;
+    return rc;
 }
 
 static int snap_add(void *impl, const char *tenant, const char *session_id,
@@ -132,12 +135,17 @@ static int snap_delete(void *impl, const char *tenant, const char *session_id, c
     store_pg_arg_text(&a, session_id);
     store_pg_arg_text(&a, id);
     int64_t rows = 0;
-    int rc = store_pg_do(c,
-                         "DELETE FROM fs_snapshots WHERE tenant_id = $1 AND session_id = $2"
-                         " AND id = $3",
-                         &a, &rows);
+    int rc = store_pg_change_begin(c);
+    if (rc == 0 &&
+        (rc = store_pg_do(c,
+                          "DELETE FROM fs_snapshots WHERE tenant_id = $1 AND session_id = $2"
+                          " AND id = $3",
+                          &a, &rows)) == 0 &&
+        rows == 0)
+        rc = AH_E_NOTFOUND;
+    rc = store_pg_change_end(c, rc);
     store_pg_release(s, c);
-    return rc == 0 && rows == 0 ? AH_E_NOTFOUND : rc;
+    return rc;
 }
 
 /* ---- moments -------------------------------------------------------------------------------- */
@@ -322,7 +330,7 @@ static int branch_create(void *impl, const char *tenant, const char *task_id,
                          &a, NULL);
     }
     if (rc == 0)
-        rc = store_pg_exec(c, "COMMIT");
+        rc = store_pg_commit_change(c);
     store_pg_release(s, c); /* rolls back when the transaction is still open */
     return rc;
 }

@@ -307,13 +307,14 @@ int sq_change_one(struct conn *c, sqlite3_stmt *st) {
 int sq_change_by_id(struct sq *s, const char *sql, const char *tenant, const char *id) {
     struct conn *c = sq_acquire(s);
     sqlite3_stmt *st = sq_prepare(c, sql);
-    int rc = AH_E_DB;
-    if (st) {
+    int rc = st ? sq_change_begin(c) : AH_E_DB;
+    if (rc == 0) {
         sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
         rc = sq_change_one(c, st);
     }
     sq_done(c, st);
+    rc = sq_change_end(c, rc);
     sq_release(s, c);
     return rc;
 }

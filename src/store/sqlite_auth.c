@@ -84,6 +84,40 @@ static int audit_insert(struct conn *c, const struct audit_entry *e) {
     return rc;
 }
 
+/* ---- D37: the bound audit record commits with the change (store_audit_bind) ---------------- */
+
+int sq_commit_change(struct conn *c) {
+    struct audit_entry *a = store_audit_bound();
+    int rc = a ? audit_insert(c, a) : 0;
+    if (rc == 0)
+        rc = sq_exec(c, "COMMIT");
+    if (rc == 0 && a)
+        a->written = true;
+    return rc;
+}
+
+int sq_change_begin(struct conn *c) {
+    return store_audit_bound() ? sq_exec(c, "BEGIN IMMEDIATE") : 0;
+}
+
+int sq_change_end(struct conn *c, int rc) {
+    if (sqlite3_get_autocommit(c->db))
+        return rc; /* no record was bound: the statement committed by itself */
+    if (rc == 0)
+        rc = sq_commit_change(c);
+    if (rc < 0)
+        sq_exec(c, "ROLLBACK");
+    return rc;
+}
+
+int sq_audit_ops(struct conn *c, const struct store_op *ops, size_t n) {
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (ops[i].result == 0 && ops[i].audit && !ops[i].audit->written)
+            rc = audit_insert(c, ops[i].audit);
+    return rc;
+}
+
 int sq_apikey_create(void *impl, const struct apikey_row *k, const struct audit_entry *audit) {
     struct sq *s = impl;
     struct conn *c = sq_acquire(s);

@@ -64,10 +64,13 @@ int sq_draft_create(void *impl, const char *tenant, const char *id, const json_t
                     int64_t now) {
     struct sq *s = impl;
     struct conn *c = sq_acquire(s);
-    int rc = write_body(c,
+    int rc = sq_change_begin(c);
+    if (rc == 0)
+        rc = write_body(c,
                         "INSERT INTO drafts (tenant_id, id, body, created_at, updated_at)"
                         " VALUES (?1, ?2, ?3, ?4, ?4)",
                         tenant, id, body, now);
+    rc = sq_change_end(c, rc);
     sq_release(s, c);
     return rc;
 }
@@ -96,7 +99,7 @@ int sq_draft_update(void *impl, const char *tenant, const char *id, json_t *memb
                            " WHERE tenant_id = ?1 AND id = ?2",
                         tenant, id, r->body, now);
     if (rc == 0)
-        rc = sq_exec(c, "COMMIT");
+        rc = sq_commit_change(c);
     sq_release(s, c); /* rolls back when the transaction is still open */
     if (rc < 0) {
         draft_row_free(r);

@@ -240,6 +240,8 @@ int sq_apply(void *impl, struct store_op *ops, size_t n) {
         rc = apply_one(c, &b, &ops[i]);
     if (rc == 0)
         rc = batch_flush(c, &b);
+    if (rc == 0) /* D37: the audit records of the stored ops commit with them */
+        rc = sq_audit_ops(c, ops, n);
     if (rc == 0)
         rc = sq_exec(c, "COMMIT");
     sq_release(s, c);

@@ -48,13 +48,14 @@ int sq_executor_drain(void *impl, const char *id, bool drained) {
     struct sq *s = impl;
     struct conn *c = sq_acquire(s);
     sqlite3_stmt *st = sq_prepare(c, "UPDATE executors SET drained = ?2 WHERE id = ?1");
-    int rc = AH_E_DB;
-    if (st) {
+    int rc = st ? sq_change_begin(c) : AH_E_DB;
+    if (rc == 0) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, drained ? 1 : 0);
         rc = sq_change_one(c, st);
     }
     sq_done(c, st);
+    rc = sq_change_end(c, rc);
     sq_release(s, c);
     return rc;
 }
@@ -63,12 +64,13 @@ int sq_executor_delete(void *impl, const char *id) {
     struct sq *s = impl;
     struct conn *c = sq_acquire(s);
     sqlite3_stmt *st = sq_prepare(c, "DELETE FROM executors WHERE id = ?1");
-    int rc = AH_E_DB;
-    if (st) {
+    int rc = st ? sq_change_begin(c) : AH_E_DB;
+    if (rc == 0) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         rc = sq_change_one(c, st);
     }
     sq_done(c, st);
+    rc = sq_change_end(c, rc);
     sq_release(s, c);
     return rc;
 }

@@ -60,6 +60,17 @@ int sq_row_by_id(struct sq *s, const char *sql, const char *tenant, const char *
 int sq_row_by_id_on(struct conn *c, const char *sql, const char *tenant, const char *id,
                     int (*read)(sqlite3_stmt *st, void *ret), void *ret);
 
+/* D37 (sqlite_auth.c): a change function commits with sq_commit_change in place of COMMIT, so
+ * the audit record bound to the thread (store_audit_bind) goes in its transaction, once. A
+ * change made by one statement brackets it with sq_change_begin (opens a transaction only when
+ * a record is bound) and sq_change_end(c, rc) (commits with the record, or rolls back on rc < 0;
+ * returns the outcome). sq_audit_ops appends the records of a batch's stored ops (store_apply);
+ * store_audit_ops_committed marks them written once the batch committed. */
+int sq_commit_change(struct conn *c);
+int sq_change_begin(struct conn *c);
+int sq_change_end(struct conn *c, int rc);
+int sq_audit_ops(struct conn *c, const struct store_op *ops, size_t n);
+
 /* sqlite_fault.c: the name of the test-only VFS that fails writes on demand (AH_TEST_HOOKS=1
  * and AH_TEST_FAULT_FILE set), or NULL (the default VFS) otherwise. */
 const char *sq_fault_vfs(void);

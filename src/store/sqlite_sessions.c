@@ -172,7 +172,7 @@ int sq_task_create(void *impl, const char *tenant, const char *task_id, const ch
             rc = insert_queued_event(c, tenant, sessions[i].id, now);
     }
     if (rc == 0)
-        rc = sq_exec(c, "COMMIT");
+        rc = sq_commit_change(c);
 out:
     sq_release(s, c); /* rolls back when the transaction is still open */
     return rc;

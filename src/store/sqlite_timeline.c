@@ -82,8 +82,8 @@ static int snap_add(void *impl, const char *tenant, const char *session_id,
     sqlite3_stmt *st = sq_prepare(c, "INSERT INTO fs_snapshots (tenant_id, session_id, id, kind,"
                                      " label, description, provider, seq, ts, size_bytes)"
                                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
-    int rc = AH_E_DB;
-    if (st) {
+    int rc = st ? sq_change_begin(c) : AH_E_DB;
+    if (rc == 0) {
         sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, session_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, r->id, -1, SQLITE_STATIC);
@@ -100,6 +100,7 @@ static int snap_add(void *impl, const char *tenant, const char *session_id,
                                                                               : sq_code(step);
     }
     sq_done(c, st);
+    rc = sq_change_end(c, rc);
     sq_release(s, c);
     return rc;
 }
@@ -147,14 +148,15 @@ static int snap_delete(void *impl, const char *tenant, const char *session_id, c
     struct conn *c = sq_acquire(s);
     sqlite3_stmt *st = sq_prepare(c, "DELETE FROM fs_snapshots WHERE tenant_id = ?1"
                                      " AND session_id = ?2 AND id = ?3");
-    int rc = AH_E_DB;
-    if (st) {
+    int rc = st ? sq_change_begin(c) : AH_E_DB;
+    if (rc == 0) {
         sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, session_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
         rc = sq_change_one(c, st);
     }
     sq_done(c, st);
+    rc = sq_change_end(c, rc);
     sq_release(s, c);
     return rc;
 }
@@ -184,8 +186,8 @@ static int moment_add(void *impl, const char *tenant, const char *session_id,
     sqlite3_stmt *st = sq_prepare(c, "INSERT INTO moments (tenant_id, session_id, id, label,"
                                      " description, type, seq, ts)"
                                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-    int rc = AH_E_DB;
-    if (st) {
+    int rc = st ? sq_change_begin(c) : AH_E_DB;
+    if (rc == 0) {
         sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, session_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, r->id, -1, SQLITE_STATIC);
@@ -199,6 +201,7 @@ static int moment_add(void *impl, const char *tenant, const char *session_id,
                                                                               : sq_code(step);
     }
     sq_done(c, st);
+    rc = sq_change_end(c, rc);
     sq_release(s, c);
     return rc;
 }
@@ -362,7 +365,7 @@ static int branch_create(void *impl, const char *tenant, const char *task_id,
         rc = step_done(c, st);
     }
     if (rc == 0)
-        rc = sq_exec(c, "COMMIT");
+        rc = sq_commit_change(c);
     sq_release(s, c); /* rolls back when the transaction is still open */
     return rc;
 }

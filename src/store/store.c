@@ -261,6 +261,15 @@ int store_session_set_runtime(struct store *st, const char *tenant, const char *
     return rc;
 }
 
+/* D37: the records the backend appended with the batch's stored ops are written once it
+ * committed (a failed batch stored nothing: every op's result is then the error). */
+static int audit_committed(struct store_op *ops, size_t n, int rc) {
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (ops[i].result == 0 && ops[i].audit)
+            ops[i].audit->written = true;
+    return rc;
+}
+
 /* D29: what is stored is what is shown (events, a session's error), so the userinfo of any URL
  * in an event or an error is redacted here, once, for every backend. The caller's payload and
  * error are borrowed: redacted copies stand in for them during the call only. */
@@ -272,7 +281,7 @@ int store_apply(struct store *st, struct store_op *ops, size_t n) {
         int rc = noted(st, TIMED(M_APPLY, st->ops->apply(st->impl, ops, n)));
         for (size_t i = 0; i < n; i++)
             bump(ops[i].session_id);
-        return rc;
+        return audit_committed(ops, n, rc);
     }
     struct shown {
         json_t *payload;   /* the caller's */
@@ -307,7 +316,7 @@ int store_apply(struct store *st, struct store_op *ops, size_t n) {
         free(keep[i].error_copy);
     }
     free(keep);
-    return rc;
+    return audit_committed(ops, n, rc);
 }
 
 int store_event_list(struct store *st, const char *tenant, const char *session_id,
@@ -456,6 +465,17 @@ int store_executor_delete(struct store *st, const char *id) {
 
 int store_executor_list(struct store *st, struct executor_row **ret, size_t *ret_n) {
     return st->ops->executor_list(st->impl, ret, ret_n);
+}
+
+/* D37: one record per thread; the http middleware serves one request at a time per thread. */
+static _Thread_local struct audit_entry *audit_bound;
+
+void store_audit_bind(struct audit_entry *e) {
+    audit_bound = e;
+}
+
+struct audit_entry *store_audit_bound(void) {
+    return audit_bound && !audit_bound->written ? audit_bound : NULL;
 }
 
 int store_audit_append(struct store *st, const struct audit_entry *e) {

@@ -128,6 +128,10 @@ struct store_op {
     int64_t seq;                       /* the seq given to the stored event */
     char *stored;                      /* the stored event as JSON text (caller frees) */
     bool terminal;                     /* the stored event is a terminal status */
+    /* D37: when set and not yet written, appended in the batch's transaction if this op is
+     * stored (its `written` is set after the commit); bus_submit_wait sets it to the caller's
+     * bound record (store_audit_bind). Borrowed: the submitter waits for the result. */
+    struct audit_entry *audit;
 };
 /* Applies the ops in order in one transaction (one fsync). A failing op does not fail the
  * batch; only a database error does (then nothing is stored and every result is that error). */
@@ -274,7 +278,20 @@ struct audit_entry {
     const char *tenant, *actor, *credential_id, *action, *target, *request_id, *source;
     const char *outcome; /* "success", "denied", "failure" */
     int status;          /* the HTTP status answered, 0 when none */
+    bool written;        /* set by the store once the record committed with a change */
 };
+
+/* D37: binds `e` (borrowed until unbound) as the audit record of the change this thread is
+ * about to make (NULL unbinds). While it is bound and not yet written, the first change the
+ * store commits for this thread appends it in the same transaction and sets e->written: a task
+ * creation, a session purge, a draft or executor change, a snapshot, moment or branch, and the
+ * store_ops this thread hands to the event writer through bus_submit_wait (transitions, prompts,
+ * chat messages, context changes). A change that does not commit leaves no record; neither do
+ * reads, idempotency bookkeeping or the calls that take an explicit `audit`. Thread-local: the
+ * http middleware binds the request's record before its handler and unbinds it after. */
+void store_audit_bind(struct audit_entry *e);
+/* The record bound to this thread and not yet written, or NULL. */
+struct audit_entry *store_audit_bound(void);
 
 /* Stores a new key; with `audit`, the audit record goes in the same transaction. AH_E_EXISTS
  * when the id is taken. */

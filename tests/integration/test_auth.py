@@ -7,8 +7,10 @@ offline `ah admin api-key create` (as an operator bootstrapping a server would) 
 import json
 import os
 import socket
+import shutil
 import sqlite3
 import subprocess
+import tempfile
 import time
 
 import ahtest
@@ -272,7 +274,7 @@ class Keys(ServerTest):
         draft = [i for i in items if i["action"] == "POST /api/v1/drafts"][0]
         self.assertEqual(draft["actor"], "apikey:" + self.operator.split("_")[1])
         self.assertEqual(draft["source"], "127.0.0.1")
-        self.assertEqual(draft["status"], 201)
+        self.assertIsNone(draft["status"])  # recorded with the change, before the answer
         self.assertTrue(all(i["tenantId"] == "acme" for i in items))
         r = s.get("/api/v1/audit?outcome=denied", headers=auth(self.admin))
         self.assertTrue(all(i["outcome"] == "denied" for i in r.json()["items"]))
@@ -371,6 +373,156 @@ class RevokedStreams(ServerTest):
         theirs.finish()
         # and the revoked key opens nothing new
         self.assertEqual(SSE(s, path, headers=auth(self.watcher)).status, 401)
+
+
+class AuditEveryChange(ServerTest):
+    """D37: every state-changing route leaves exactly one audit record, with its action, target
+    and outcome; a change the store commits carries its record in the same transaction (no
+    status then: the answer was not made yet), what failed or changed no row is recorded after
+    the answer, with its status."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.op = make_key(cls.server, "operator", "acme")
+        wait_closed(cls.server)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.kill_sessions()
+        super().tearDownClass()
+
+    def change(self, method, path, route, body=None, outcome="success", status=None):
+        """Sends one change with its own request id; checks its one audit record."""
+        rid = "audit-%d" % (time.monotonic_ns())
+        r = self.server.request(method, path, body=body,
+                                headers=dict(auth(self.op), **{"X-Request-Id": rid}))
+        rows = db_rows(self.server.db, "SELECT action, target, outcome, status, tenant_id, actor"
+                       " FROM audit_log WHERE request_id = '%s'" % rid)
+        self.assertEqual(len(rows), 1, (method, path, r, rows))
+        action, target, out, st, tenant, actor = rows[0]
+        self.assertEqual(action, "%s %s" % (method, route))
+        self.assertEqual(target, path.split("?")[0])
+        self.assertEqual(out, outcome, (r, rows))
+        self.assertEqual((tenant, actor), ("acme", "apikey:" + self.op.split("_")[1]))
+        if status is not None:  # recorded after the answer: its status
+            self.assertEqual(int(st), status)
+        elif outcome == "success":  # recorded with the change: no status
+            self.assertIn(st, (None, ""), (method, path))
+        return r
+
+    def wait_status(self, sid, want):
+        deadline = time.monotonic() + 60
+        while True:
+            st = self.server.get("/api/v1/sessions/" + sid, headers=auth(self.op)).json()["status"]
+            if st == want:
+                return
+            self.assertLess(time.monotonic(), deadline, "session %s stays %s" % (sid, st))
+            time.sleep(0.1)
+
+    def test_each_change_has_one_record(self):
+        body = dict(TASK, agents=[{"type": "scripted", "settings": {"scenario": [
+            {"wait_prompt": True}, {"sleep": 120000}]}}])
+        r = self.change("POST", "/api/v1/tasks", "/api/v1/tasks", body)
+        self.assertEqual(r.status, 201, r)
+        sid = r.json()["id"]
+        s = "/api/v1/sessions/" + sid
+        r = self.change("POST", "/api/v1/drafts", "/api/v1/drafts", {"prompt": "d"})
+        self.assertEqual(r.status, 201, r)
+        d = "/api/v1/drafts/" + r.json()["id"]
+        self.assertEqual(self.change("PUT", d, "/api/v1/drafts/{id}", {"prompt": "e"}).status, 200)
+        self.assertEqual(self.change("DELETE", d, "/api/v1/drafts/{id}").status, 204)
+        # a change of nothing (404), and a refused one (validation): recorded after the answer
+        self.change("DELETE", d, "/api/v1/drafts/{id}", outcome="failure", status=404)
+        self.change("POST", "/api/v1/drafts", "/api/v1/drafts", {"nope": 1},
+                    outcome="failure", status=400)
+        self.wait_status(sid, "running")
+        r = self.change("POST", s + "/prompt", "/api/v1/sessions/{id}/prompt", {"prompt": "go"})
+        self.assertLess(r.status, 300, r)
+        r = self.change("POST", s + "/moments", "/api/v1/sessions/{id}/moments", {"label": "m"})
+        self.assertLess(r.status, 300, r)
+        r = self.change("PUT", s + "/context", "/api/v1/sessions/{id}/context",
+                        {"enable_tools": []})
+        self.assertLess(r.status, 300, r)
+        r = self.change("POST", s + "/chat/messages", "/api/v1/sessions/{id}/chat/messages",
+                        {"content": "hello"})
+        self.assertLess(r.status, 300, r)
+        r = self.change("POST", s + "/pause", "/api/v1/sessions/{id}/pause")
+        self.assertLess(r.status, 300, r)
+        self.wait_status(sid, "paused")
+        self.change("POST", s + "/pause", "/api/v1/sessions/{id}/pause", outcome="failure",
+                    status=409)
+        self.assertLess(self.change("POST", s + "/resume", "/api/v1/sessions/{id}/resume").status,
+                        300)
+        self.wait_status(sid, "running")
+        self.assertLess(self.change("POST", s + "/stop", "/api/v1/sessions/{id}/stop").status, 300)
+        deadline = time.monotonic() + 60
+        while self.server.get(s, headers=auth(self.op)).json()["status"] not in (
+                "stopped", "completed", "failed", "cancelled"):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.1)
+        r = self.change("DELETE", s + "?purge=true", "/api/v1/sessions/{id}")
+        self.assertLess(r.status, 300, r)
+        self.assertEqual(self.server.get(s, headers=auth(self.op)).status, 404)
+
+
+class AuditAtomic(ServerTest):
+    """D37: a change and its audit record commit together: a write fault that fails the commit
+    (the test-only VFS shim) leaves neither the change nor a record of it as a success."""
+    fault = os.path.join(tempfile.mkdtemp(prefix="ah-audit-fault-"), "fault")
+    server_env = {"AH_TEST_HOOKS": "1", "AH_TEST_FAULT_FILE": fault}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.op = make_key(cls.server, "operator", "acme")
+        wait_closed(cls.server)
+
+    @classmethod
+    def tearDownClass(cls):
+        if os.path.exists(cls.fault):
+            os.unlink(cls.fault)
+        shutil.rmtree(os.path.dirname(cls.fault), True)
+        super().tearDownClass()
+
+    def test_a_failed_commit_leaves_neither(self):
+        s = self.server
+        pg = "://" in s.db
+        # SQLite: every write fails (the VFS shim); PostgreSQL (no shim): the audit insert fails,
+        # the table gone for a moment, which must take the change down with it
+        if pg:
+            db_rows(s.db, "ALTER TABLE audit_log RENAME TO audit_log_away")
+        else:
+            with open(self.fault, "w") as f:
+                f.write("EIO")
+        try:
+            rids = []
+            for path, body in (("/api/v1/drafts", {"prompt": "lost"}), ("/api/v1/tasks", TASK)):
+                rid = "fault-%d" % time.monotonic_ns()
+                rids.append(rid)
+                r = s.post(path, body=body, headers=dict(auth(self.op), **{"X-Request-Id": rid}))
+                self.assertGreaterEqual(r.status, 500, r)
+        finally:
+            if pg:
+                db_rows(s.db, "ALTER TABLE audit_log_away RENAME TO audit_log")
+            else:
+                os.unlink(self.fault)
+        deadline = time.monotonic() + 30  # D50: writable again within a second or so
+        while s.get("/api/v1/readyz").status != 200:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.1)
+        self.assertEqual(s.get("/api/v1/drafts", headers=auth(self.op)).json()["total"], 0)
+        self.assertEqual(s.get("/api/v1/sessions", headers=auth(self.op)).json()["total"], 0)
+        rows = db_rows(s.db, "SELECT request_id, outcome FROM audit_log WHERE request_id IN"
+                       " ('%s', '%s') AND outcome = 'success'" % tuple(rids))
+        self.assertEqual(rows, [])
+        # and once the disk is back, the same change commits with its record
+        rid = "fault-after-%d" % time.monotonic_ns()
+        r = s.post("/api/v1/drafts", body={"prompt": "kept"},
+                   headers=dict(auth(self.op), **{"X-Request-Id": rid}))
+        self.assertEqual(r.status, 201, r)
+        rows = db_rows(s.db, "SELECT outcome FROM audit_log WHERE request_id = '%s'" % rid)
+        self.assertEqual(rows, [("success",)])
 
 
 class RateLimits(ServerTest):

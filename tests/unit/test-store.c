@@ -882,6 +882,93 @@ static void key_row(struct apikey_row *k, const char *id, const char *tenant, co
                              .expires_at = expires};
 }
 
+/* D37: a record bound to the thread commits with the first change, once, and only with it:
+ * when the record cannot be written, the change is not made either (the audit table renamed
+ * away makes its insert fail), on every kind of change function. */
+static long long audit_rows(const char *action) {
+    char sql[200];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit_log WHERE action = '%s'", action);
+    return raw_int(sql);
+}
+
+static void test_audit_commits_with_the_change(void **state) {
+    struct store *st = open_store();
+    json_t *body = json_pack("{s:s}", "prompt", "p");
+    struct audit_entry e = {.ts = 5, .tenant = "t1", .action = "POST /api/v1/drafts",
+                            .outcome = "success"};
+    /* nothing bound: nothing recorded */
+    assert_int_equal(store_draft_create(st, "t1", "d0", body, 1), 0);
+    assert_int_equal(raw_int("SELECT count(*) FROM audit_log"), 0);
+    /* one statement (draft_create): the record goes with it, once */
+    store_audit_bind(&e);
+    assert_ptr_equal(store_audit_bound(), &e);
+    assert_int_equal(store_draft_create(st, "t1", "d1", body, 1), 0);
+    assert_true(e.written);
+    assert_null(store_audit_bound());
+    assert_int_equal(store_draft_delete(st, "t1", "d0"), 0); /* a second change: no second row */
+    assert_int_equal(audit_rows("POST /api/v1/drafts"), 1);
+    /* a change that changes nothing records nothing */
+    struct audit_entry miss = {.action = "DELETE /api/v1/drafts/{id}", .outcome = "success"};
+    store_audit_bind(&miss);
+    assert_int_equal(store_draft_delete(st, "t1", "nope"), AH_E_NOTFOUND);
+    assert_false(miss.written);
+    assert_int_equal(audit_rows("DELETE /api/v1/drafts/{id}"), 0);
+    store_audit_bind(NULL);
+
+    /* the record cannot be written: no change either, whichever path the change takes */
+    char sid[1][ULID_LEN + 1];
+    make_task(st, "t1", NULL, "scripted", 1, sid, 10);
+    raw_exec("ALTER TABLE audit_log RENAME TO audit_log_away");
+    struct audit_entry bad = {.action = "x", .outcome = "success"};
+    store_audit_bind(&bad);
+    assert_true(store_draft_create(st, "t1", "d2", body, 1) < 0); /* one statement */
+    json_t *m = json_pack("{s:s}", "prompt", "changed");
+    struct draft_row *r = NULL;
+    assert_true(store_draft_update(st, "t1", "d1", m, 2, &r) < 0); /* a transaction */
+    assert_true(store_session_purge(st, "t1", sid[0]) < 0);
+    char task[ULID_LEN + 1];
+    ulid_new(task);
+    struct session_new sn = {.agent_type = "scripted", .agent_version = "1"};
+    ulid_new(sn.id);
+    json_t *req = git_request("https://example.com/a.git");
+    assert_true(store_task_create(st, "t1", task, NULL, req, &sn, 1, 20) < 0);
+    json_t *hold = NULL;
+    struct store_op op = ev("t1", sid[0], "log", "audited", &hold);
+    op.audit = &bad;
+    assert_true(store_apply(st, &op, 1) < 0); /* the event writer's batch */
+    ops_clear(&op, 1);
+    json_decref(hold);
+    assert_false(bad.written);
+    store_audit_bind(NULL);
+    raw_exec("ALTER TABLE audit_log_away RENAME TO audit_log");
+    assert_int_equal(store_draft_get(st, "t1", "d2", &r), AH_E_NOTFOUND);
+    assert_int_equal(store_draft_get(st, "t1", "d1", &r), 0);
+    assert_string_equal(json_string_value(json_object_get(r->body, "prompt")), "p");
+    draft_row_free(r);
+    struct session_row *row = NULL;
+    assert_int_equal(store_session_get(st, "t1", sn.id, &row), AH_E_NOTFOUND);
+    assert_int_equal(store_session_get(st, "t1", sid[0], &row), 0);
+    assert_int_equal(row->last_seq, 1); /* only its queued event */
+    session_row_free(row);
+
+    /* the batch path writes the op's record when the op is stored, with it */
+    struct audit_entry pe = {.tenant = "t1", .action = "POST /api/v1/sessions/{id}/prompt",
+                             .outcome = "success"};
+    op = ev("t1", sid[0], "log", "audited", &hold);
+    op.audit = &pe;
+    assert_int_equal(store_apply(st, &op, 1), 0);
+    ops_clear(&op, 1);
+    json_decref(hold);
+    assert_true(pe.written);
+    assert_int_equal(audit_rows("POST /api/v1/sessions/{id}/prompt"), 1);
+    assert_int_equal(audit_rows("x"), 0);
+    json_decref(req);
+    json_decref(m);
+    json_decref(body);
+    store_close(st);
+    (void)state;
+}
+
 static void test_api_keys_and_audit(void **state) {
     struct store *st = open_store();
     int64_t now = 1700000000000LL, n = -1;
@@ -1365,6 +1452,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_drafts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repo_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_keys_and_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_commits_with_the_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_web_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_abandoned_claim, setup, teardown),
