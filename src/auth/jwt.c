@@ -7,8 +7,13 @@
  * (a public key must never serve as an HMAC secret: alg confusion), algorithms outside
  * RS256/PS256/ES256/EdDSA, a key whose type or own `alg` does not fit the token's `alg`, a token
  * without `kid` when the set has several keys, keys embedded in the token's header (jwk, jku,
- * x5c, x5u: never parsed). An unknown `kid` re-reads the set, at most once per
+ * x5c, x5u: never parsed). An unknown `kid` asks for the set to be re-read, at most once per
  * JWKS_REFRESH_MS, so a rotated key is picked up and a flood of made-up kids costs nothing.
+ *
+ * The re-read runs on a thread of its own (as oidc.c's sign-in exchange does): a request
+ * thread never waits on the network nor on a lock held across it. A token whose kid is unknown
+ * gets its 401 at once (saying the set is being re-read); once the new set is in, the same
+ * token passes. A key set server that hangs costs that thread JWKS_FETCH_TIMEOUT_S, nothing else.
  *
  * Verified tokens are cached by SHA-256 of their text until they expire (a bounded, direct-mapped
  * table), so a client reusing its token pays for the signature once.
@@ -36,9 +41,14 @@ struct cached {
 };
 
 struct auth_jwt {
-    pthread_mutex_t mu; /* jwks, refreshed_at, cache */
+    pthread_mutex_t mu; /* jwks, refreshed_at, want, stopping, cache */
+    pthread_cond_t cv;  /* the fetcher waits here for `want` or `stopping` */
+    pthread_t fetcher;
+    const char *where; /* a->cfg.jwks */
     jwks_t *jwks;
-    int64_t refreshed_at; /* monotonic ms */
+    int64_t refreshed_at; /* monotonic ms of the last re-read asked for */
+    bool want;            /* a re-read is asked for */
+    bool stopping;        /* atomic too: the transfer's progress callback reads it */
     struct cached cache[CACHE_SLOTS];
 };
 
@@ -67,8 +77,16 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *arg) {
     return len;
 }
 
-/* The text of the key set at `where` (a file path or an http(s) URL); caller frees. */
-static char *read_jwks(const char *where, char *err, size_t en) {
+/* Ends a transfer at once when the server is shutting down. */
+static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
+    (void)dt, (void)dn, (void)ut, (void)un;
+    const bool *stopping = arg;
+    return stopping && __atomic_load_n(stopping, __ATOMIC_RELAXED);
+}
+
+/* The text of the key set at `where` (a file path or an http(s) URL); caller frees. `stopping`
+ * (may be NULL) aborts a transfer under way. */
+static char *read_jwks(const char *where, const bool *stopping, char *err, size_t en) {
     if (strncmp(where, "https://", 8) == 0 || strncmp(where, "http://", 7) == 0) {
         CURL *c = curl_easy_init();
         struct fetch_buf b = {0};
@@ -83,6 +101,9 @@ static char *read_jwks(const char *where, char *err, size_t en) {
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)stopping);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         CURLcode rc = curl_easy_perform(c);
         long status = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -115,8 +136,8 @@ static char *read_jwks(const char *where, char *err, size_t en) {
 }
 
 /* A new key set from `where`, with public keys only; NULL with err set. */
-static jwks_t *load_jwks(const char *where, char *err, size_t en) {
-    char *text = read_jwks(where, err, en);
+static jwks_t *load_jwks(const char *where, const bool *stopping, char *err, size_t en) {
+    char *text = read_jwks(where, stopping, err, en);
     if (!text)
         return NULL;
     jwks_t *set = NULL;
@@ -131,6 +152,33 @@ static jwks_t *load_jwks(const char *where, char *err, size_t en) {
     return set;
 }
 
+/* The re-reading thread: waits for a request (an unknown kid), reads the set without holding
+ * the lock, swaps it in. */
+static void *fetcher_main(void *arg) {
+    struct auth_jwt *j = arg;
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        while (!j->want && !j->stopping)
+            pthread_cond_wait(&j->cv, &j->mu);
+        if (j->stopping)
+            break;
+        j->want = false;
+        pthread_mutex_unlock(&j->mu);
+        char err[300];
+        jwks_t *fresh = load_jwks(j->where, &j->stopping, err, sizeof(err));
+        pthread_mutex_lock(&j->mu);
+        if (fresh) {
+            r_jwks_free(j->jwks);
+            j->jwks = fresh;
+            log_msg(LOG_INFO, "re-read the JWKS for an unknown key id");
+        } else if (!j->stopping) {
+            log_msg(LOG_WARN, "%s", err);
+        }
+    }
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
 int auth_jwt_setup(struct auth *a, struct ah_problem *reterr) {
     if (!a->cfg.jwks)
         return 0;
@@ -143,14 +191,25 @@ int auth_jwt_setup(struct auth *a, struct ah_problem *reterr) {
     if (!j)
         return problem_set(reterr, AH_E_NOMEM, "out of memory");
     pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    j->where = a->cfg.jwks;
     char err[300];
-    if (!(j->jwks = load_jwks(a->cfg.jwks, err, sizeof(err)))) {
+    /* at start, before any request: the server does not run without its key set */
+    if (!(j->jwks = load_jwks(a->cfg.jwks, NULL, err, sizeof(err)))) {
+        pthread_cond_destroy(&j->cv);
         pthread_mutex_destroy(&j->mu);
         free(j);
         return problem_set(reterr, AH_E_INVAL, "%s", err);
     }
     /* the first unknown kid may re-read at once (a key rotated just before start) */
     j->refreshed_at = time_mono_ms() - JWKS_REFRESH_MS;
+    if (pthread_create(&j->fetcher, NULL, fetcher_main, j) != 0) {
+        r_jwks_free(j->jwks);
+        pthread_cond_destroy(&j->cv);
+        pthread_mutex_destroy(&j->mu);
+        free(j);
+        return problem_set(reterr, AH_E_NOMEM, "cannot start the key set thread");
+    }
     a->jwt = j;
     return 0;
 }
@@ -159,7 +218,13 @@ void auth_jwt_teardown(struct auth *a) {
     struct auth_jwt *j = a->jwt;
     if (!j)
         return;
+    pthread_mutex_lock(&j->mu);
+    __atomic_store_n(&j->stopping, true, __ATOMIC_RELAXED);
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    pthread_join(j->fetcher, NULL); /* a transfer under way ends at its next progress call */
     r_jwks_free(j->jwks);
+    pthread_cond_destroy(&j->cv);
     pthread_mutex_destroy(&j->mu);
     free(j);
     a->jwt = NULL;
@@ -190,40 +255,34 @@ bool auth_jwt_key_fits(void *jwk, int alg) {
 }
 
 /* The key for kid (or the only key when kid is NULL), as a copy (r_jwk_free it); NULL when none.
- * An unknown kid re-reads the set once per JWKS_REFRESH_MS. */
+ * An unknown kid asks the fetcher to re-read the set, at most once per JWKS_REFRESH_MS, and is
+ * refused now: the caller never waits for the network. */
 static jwk_t *find_key(struct auth *a, const char *kid, char *detail, size_t dn) {
     struct auth_jwt *j = a->jwt;
     pthread_mutex_lock(&j->mu);
     jwk_t *k = NULL;
-    for (int attempt = 0; attempt < 2 && !k; attempt++) {
-        size_t n = r_jwks_size(j->jwks);
-        if (!kid) {
-            if (n == 1)
-                k = r_jwks_get_at(j->jwks, 0);
-            else
-                snprintf(detail, dn, "the token has no kid and the key set has %zu keys", n);
-            break;
-        }
-        k = r_jwks_get_by_kid(j->jwks, kid);
-        if (k || attempt)
-            break;
-        int64_t now = time_mono_ms();
-        if (now - j->refreshed_at < JWKS_REFRESH_MS)
-            break;
+    size_t n = r_jwks_size(j->jwks);
+    if (!kid) {
+        if (n == 1)
+            k = r_jwks_get_at(j->jwks, 0);
+        else
+            snprintf(detail, dn, "the token has no kid and the key set has %zu keys", n);
+        pthread_mutex_unlock(&j->mu);
+        return k;
+    }
+    k = r_jwks_get_by_kid(j->jwks, kid);
+    bool asked = false;
+    int64_t now = time_mono_ms();
+    if (!k && now - j->refreshed_at >= JWKS_REFRESH_MS) {
         j->refreshed_at = now;
-        char err[300];
-        jwks_t *fresh = load_jwks(a->cfg.jwks, err, sizeof(err));
-        if (fresh) {
-            r_jwks_free(j->jwks);
-            j->jwks = fresh;
-            log_msg(LOG_INFO, "re-read the JWKS for an unknown key id");
-        } else {
-            log_msg(LOG_WARN, "%s", err);
-        }
+        j->want = true;
+        asked = true;
+        pthread_cond_signal(&j->cv);
     }
     pthread_mutex_unlock(&j->mu);
-    if (!k && kid)
-        snprintf(detail, dn, "the token's key id is not in the key set");
+    if (!k)
+        snprintf(detail, dn, "the token's key id is not in the key set%s",
+                 asked ? " (it is being re-read: retry in a few seconds)" : "");
     return k;
 }
 

@@ -236,6 +236,73 @@ class Jwt(ServerTest):
         self.assertIn(r.status, (401, 431), r)
 
 
+class HangingKeySet(ServerTest):
+    """The key set is re-read off the request threads: while its server hangs (accepts, never
+    answers), a token with an unknown kid is refused at once, the same again while that re-read
+    is in flight, every other request is answered, and the server still stops promptly."""
+
+    @classmethod
+    def setUpClass(cls):
+        import http.server
+        import threading
+        cls.hang = threading.Event()
+        cls.release = threading.Event()
+        body = json.dumps(KEYS.jwks()).encode()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if cls.hang.is_set():
+                    cls.release.wait(120)  # the key set server hangs
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        cls.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        cls.httpd.daemon_threads = True
+        threading.Thread(target=cls.httpd.serve_forever, daemon=True).start()
+        url = "http://127.0.0.1:%d/jwks.json" % cls.httpd.server_address[1]
+        cls.server_args = ("--jwks", url, "--jwt-issuer", ISS, "--jwt-audience", AUD)
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.release.set()
+        cls.httpd.shutdown()
+        cls.httpd.server_close()
+        super().tearDownClass()
+
+    def get(self, token):
+        return self.server.get("/api/v1/sessions", headers={"Authorization": "Bearer " + token})
+
+    def test_a_hanging_key_set_server_holds_up_nothing(self):
+        good = sign("RS256", KEYS.rsa, {"kid": "rsa1"}, claims())
+        self.assertEqual(self.get(good).status, 200)
+        self.hang.set()
+        unknown = sign("RS256", KEYS.rsa2, {"kid": "rsa2"}, claims(sub="new"))
+        t0 = time.monotonic()
+        r = self.get(unknown)  # asks for a re-read, which now hangs
+        self.assertProblem(r, 401)
+        self.assertIn("re-read", r.json()["detail"])
+        self.assertLess(time.monotonic() - t0, 3)
+        # while that re-read hangs (up to 10 s): every request is answered at once
+        t1 = time.monotonic()
+        for _ in range(20):
+            self.assertEqual(self.get(good).status, 200)
+            self.assertProblem(self.get(unknown), 401)
+            self.assertEqual(self.server.get("/api/v1/healthz").status, 200)
+        self.assertLess(time.monotonic() - t1, 6, "requests waited on the key set's server")
+        # and the server stops at once, the transfer under way or not
+        t2 = time.monotonic()
+        self.assertEqual(self.server.stop(timeout=30), 0)
+        self.assertLess(time.monotonic() - t2, 8)
+
+
 class BadConfig(ServerTest):
     def test_jwks_needs_issuer_and_audience(self):
         import subprocess
