@@ -228,8 +228,12 @@ static void relay_pump(struct relay *r) {
     static __thread unsigned char buf[IO_CHUNK]; /* the loop thread's; one relay at a time */
     while (r->rd && !r->fd_eof && r->s) {
         size_t room = link_stream_room(r->s);
-        if (!room)
-            break; /* on_writable brings us back */
+        if (!room) {
+            /* a write that does not fit is what asks the link for on_writable: offer one
+             * byte, which it refuses (takes 0) and remembers */
+            (void)link_stream_send(r->s, "", 1);
+            break;
+        }
         ssize_t n = recv(r->fd, buf, room < sizeof(buf) ? room : sizeof(buf), MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR)
