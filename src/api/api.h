@@ -64,6 +64,11 @@ struct proxy_config {
     long header_timeout_ms;   /* 0: 60 s; no status line by then: 504 */
     const char *api_key;      /* sent as Authorization: ApiKey … on requests without their own
                                  credential; NULL: none (the browser signs in upstream) */
+    struct auth_signer *signer; /* with its own sign-in (the access hooks run first): each
+                                   request goes up as the signed-in caller, in a JWT signed by
+                                   this (borrowed; auth/signer.h); NULL: off */
+    const char *jwt_issuer, *jwt_audience; /* the tokens' iss and aud (`ah webui` options; the
+                                              signer is made from them) */
 };
 /* Checks the URL and starts the proxy's thread. 0, or AH_E_INVAL / AH_E_NOMEM with reterr. */
 int proxy_start(const struct proxy_config *cfg, struct proxy **ret, struct ah_problem *reterr);

@@ -17,6 +17,10 @@
  * X-Request-Id is this request's id (the client's when it sent a valid one, D8), so both servers
  * log the same id; Authorization, traceparent, Idempotency-Key and Last-Event-ID pass unchanged.
  * A configured API key (--remote-api-key-file) is sent for requests that carry no credential.
+ * With a signer (the proxy's own sign-in), the client's credentials stop here: the access hooks
+ * in front of the handler authenticated the caller (session cookie, CSRF), and the request goes
+ * up with `Authorization: Bearer` and a short-lived JWT naming that caller (auth/signer.h);
+ * the public routes (health, version, the OpenAPI document) go up without one.
  * The answer's headers come back except the hop-by-hop ones, the framing (Content-Length,
  * Transfer-Encoding: the body is re-framed here), X-Request-Id (ours is the same) and CORS
  * (this front door answers CORS for its own origin).
@@ -36,6 +40,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "../auth/signer.h"
 #include "api.h"
 
 #define PROXY_BUF_MAX (256 * 1024) /* bytes buffered per response before the upstream is paused */
@@ -45,6 +50,7 @@ struct proxy {
     char *base; /* scheme://host[:port][/prefix], no trailing slash */
     char *ca_file;
     char *api_key; /* the configured credential, or NULL */
+    struct auth_signer *signer; /* borrowed; NULL: no identity tokens */
     long connect_timeout_ms, header_timeout_ms;
     CURLM *multi;
     pthread_t thread;
@@ -421,9 +427,31 @@ static int build_headers(const struct proxy *px, const struct http_request *req,
         if (hop_by_hop(name) || named_by_connection(connection, name) ||
             strcasecmp(name, "host") == 0 || strcasecmp(name, "origin") == 0 ||
             strcasecmp(name, "cookie") == 0 || strcasecmp(name, "content-length") == 0 ||
-            strcasecmp(name, "expect") == 0 || strcasecmp(name, "x-request-id") == 0)
+            strcasecmp(name, "expect") == 0 || strcasecmp(name, "x-request-id") == 0 ||
+            (px->signer && (strcasecmp(name, "authorization") == 0 ||
+                            strcasecmp(name, "x-api-key") == 0 ||
+                            strcasecmp(name, "x-csrf-token") == 0)))
             continue;
         rc = add_header(ret, name, req->headers[i].value ? req->headers[i].value : "");
+    }
+    const struct auth_principal *who = req->principal;
+    if (rc == 0 && px->signer && who && !who->local) {
+        char *jwt = auth_signer_mint(px->signer, who);
+        if (!jwt)
+            return AH_E_NOMEM;
+        size_t n = strlen(jwt) + 32; /* a JWT may be longer than add_header's line */
+        char *auth = malloc(n);
+        if (auth) {
+            snprintf(auth, n, "Authorization: Bearer %s", jwt);
+            struct curl_slist *l = curl_slist_append(*ret, auth);
+            rc = l ? 0 : AH_E_NOMEM;
+            if (l)
+                *ret = l;
+            free(auth);
+        } else {
+            rc = AH_E_NOMEM;
+        }
+        free(jwt);
     }
     /* The configured key stands in for a browser that brings no credential of its own. */
     if (rc == 0 && px->api_key && !http_header(req, "Authorization") &&
@@ -587,9 +615,12 @@ static void proxy_handler(struct http_request *req, struct http_response *res) {
         res->content_type = "application/octet-stream";
 }
 
-/* The proxy's own liveness, answered here without asking the upstream. */
+/* The proxy's own readiness, answered here without asking the upstream (the same document as
+ * the local web UI's /_ah/healthz: ready as soon as it serves). */
 static void healthz(struct http_request *req, struct http_response *res) {
-    http_json(req, res, 200, json_pack("{s:s, s:s}", "status", "ok", "mode", "proxy"));
+    char ts[TIME_RFC3339_LEN + 1];
+    time_format(time_now_ms(), ts);
+    http_json(req, res, 200, json_pack("{s:s, s:s}", "status", "ready", "timestamp", ts));
 }
 
 /* ---- life cycle ------------------------------------------------------------------------------ */
@@ -622,6 +653,7 @@ int proxy_start(const struct proxy_config *cfg, struct proxy **ret, struct ah_pr
     size_t n = strlen(px->base);
     while (n > 0 && px->base[n - 1] == '/') /* "http://h:1/" and "http://h:1" are one server */
         px->base[--n] = '\0';
+    px->signer = cfg->signer;
     px->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 10000;
     px->header_timeout_ms = cfg->header_timeout_ms > 0 ? cfg->header_timeout_ms : 60000;
     if (pthread_create(&px->thread, NULL, proxy_main, px) != 0) {
@@ -634,9 +666,27 @@ int proxy_start(const struct proxy_config *cfg, struct proxy **ret, struct ah_pr
     return 0;
 }
 
+/* The public key set remote access points verify our identity tokens with (their jwks). */
+static void jwks(struct http_request *req, struct http_response *res) {
+    struct proxy *px = req->route_ctx;
+    json_t *j = json_loads(auth_signer_jwks(px->signer), 0, NULL);
+    http_header_add(req, res, "Cache-Control", "max-age=60");
+    http_json(req, res, 200, j);
+    res->content_type = "application/jwk-set+json";
+}
+
 int proxy_register(struct router *r, struct proxy *px) {
     static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
+    /* The access point's public routes, by their own patterns, so that the access hooks of a
+     * proxy with its own sign-in let them through as they are upstream (D22); every other path
+     * needs the sign-in. */
+    static const char *const public_gets[] = {"/api/v1/healthz", "/api/v1/readyz",
+                                              "/api/v1/version", "/api/v1/openapi.json", NULL};
     int rc = router_add(r, "GET", "/_ah/healthz", healthz, px, 0, 0);
+    if (px->signer)
+        rc |= router_add(r, "GET", "/_ah/jwks.json", jwks, px, 0, 0);
+    for (size_t i = 0; public_gets[i]; i++)
+        rc |= router_add(r, "GET", public_gets[i], proxy_handler, px, ROUTE_ANY_BODY, 0);
     for (size_t i = 0; methods[i]; i++)
         rc |= router_add(r, methods[i], "/api/v1/{rest...}", proxy_handler, px, ROUTE_ANY_BODY, 0);
     return rc ? AH_E_NOMEM : 0;

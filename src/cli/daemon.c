@@ -20,6 +20,7 @@
 
 #include "../api/api.h"
 #include "../auth/auth.h"
+#include "../auth/signer.h"
 #include "../enroll/link.h"
 #include "../obs/obs.h"
 #include "cli.h"
@@ -462,9 +463,119 @@ out:
     return rc;
 }
 
+/* The proxy's own sign-in (issue 14 item 5, D36): with oidc-issuer set, `ah webui
+ * --remote-server` signs people in itself, keeps their sessions in a database of its own, runs
+ * the access hooks (cookie, CSRF, roles) in front of the proxied routes and names the caller to
+ * the remote access point in a JWT it signs (auth/signer.h). Everything it starts is in here. */
+struct proxy_auth {
+    struct api_ctx api;
+    struct http_hooks hooks;
+    struct store *store;
+    struct auth_signer *signer;
+    char *secret;
+};
+
+static void proxy_auth_stop(struct proxy_auth *pa) {
+    api_set_services(&pa->api, NULL, NULL, NULL);
+    if (pa->api.auth)
+        auth_set_store(pa->api.auth, NULL);
+    store_close(pa->store);
+    auth_free(pa->api.auth);
+    auth_signer_free(pa->signer);
+    free_secret(pa->secret);
+    memset(pa, 0, sizeof(*pa));
+}
+
+/* Its sign-in sessions live in --db; the default database is a local server's, so the proxy's
+ * default is a file of its own next to it. */
+static char *proxy_db(const struct config *cfg) {
+    AH_AUTOFREE char *def = config_default_db();
+    if (!def || strcmp(cfg->db, def) != 0)
+        return strdup(cfg->db);
+    char *slash = strrchr(def, '/');
+    size_t n = slash ? (size_t)(slash - def) + 1 : 0;
+    char *out = malloc(n + sizeof("webui-proxy.db"));
+    if (out)
+        snprintf(out, n + sizeof("webui-proxy.db"), "%.*swebui-proxy.db", (int)n, def);
+    return out;
+}
+
+static int proxy_auth_start(const struct config *cfg, struct proxy_config *pc,
+                            struct proxy_auth *pa) {
+    memset(pa, 0, sizeof(*pa));
+    pa->api.version = AH_VERSION;
+    struct auth_config ac = {
+        .rate = (double)cfg->rate_limit,
+        .burst = (double)cfg->rate_limit_burst,
+        .audit_retention_days = cfg->audit_retention_days,
+        .oidc = {
+            .issuer = cfg->oidc_issuer,
+            .client_id = cfg->oidc_client_id,
+            .scopes = cfg->oidc_scopes,
+            .provider_name = cfg->oidc_provider_name,
+            .claim_user = cfg->oidc_claim_user,
+            .claim_tenant = cfg->oidc_claim_tenant,
+            .claim_roles = cfg->oidc_claim_roles,
+            .default_tenant = cfg->oidc_default_tenant,
+            .default_role = cfg->oidc_default_role,
+            .idle_s = cfg->oidc_session_idle_s,
+            .max_s = cfg->oidc_session_max_s,
+            .post_logout_uri = cfg->oidc_post_logout_uri,
+        },
+    };
+    char redirect[600];
+    if (oidc_settings("webui", cfg, &pa->secret, redirect, sizeof(redirect), &ac.oidc) < 0)
+        return EXIT_CONFIG;
+    struct ah_problem p = {0};
+    int rc = EXIT_CONFIG;
+    AH_AUTOFREE char *db = proxy_db(cfg);
+    char key[4200], jwks_file[4200];
+    snprintf(key, sizeof(key), "%s/webui-proxy-signing-key.jwk", cfg->data_dir);
+    snprintf(jwks_file, sizeof(jwks_file), "%s/webui-proxy-jwks.json", cfg->data_dir);
+    const char *iss = pc->jwt_issuer ? pc->jwt_issuer : "ah-webui";
+    char aud[2100];
+    snprintf(aud, sizeof(aud), "%s", pc->jwt_audience ? pc->jwt_audience : pc->url);
+    for (size_t n = strlen(aud); !pc->jwt_audience && n > 0 && aud[n - 1] == '/';)
+        aud[--n] = '\0'; /* the remote's URL as its base, like the proxy reads it */
+    if (!db) {
+        fprintf(stderr, "ah webui: out of memory\n");
+        rc = EXIT_GENERAL;
+    } else if (auth_new(&ac, &pa->api.auth, &p) < 0) {
+        fprintf(stderr, "ah webui: %s\n", p.detail);
+    } else if (store_open(db, &pa->store, &p) < 0) {
+        fprintf(stderr, "ah webui: cannot open the database for sign-in sessions: %s\n",
+                p.detail);
+    } else if ((mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) ||
+               auth_signer_open(key, iss, aud, &pa->signer, &p) < 0) {
+        fprintf(stderr, "ah webui: %s\n", p.code ? p.detail : "cannot create the data directory");
+    } else {
+        /* the public key set as a file too, for an access point started with jwks = that path */
+        FILE *f = fopen(jwks_file, "we");
+        bool ok = f && fputs(auth_signer_jwks(pa->signer), f) >= 0;
+        if (f && fclose(f) != 0)
+            ok = false;
+        if (!ok)
+            log_msg(LOG_WARN, "cannot write %s; the key set is served at /_ah/jwks.json",
+                    jwks_file);
+        auth_set_store(pa->api.auth, pa->store);
+        api_set_services(&pa->api, pa->store, NULL, NULL); /* the audit records' store */
+        api_access_hooks(&pa->api, &pa->hooks);
+        pc->signer = pa->signer;
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "db", db, "iss", iss, "aud", aud,
+                              "kid", auth_signer_kid(pa->signer), "jwks", jwks_file);
+        log_json(LOG_INFO, "proxy sign-in on: callers go upstream as signed JWTs", j);
+        json_decref(j);
+        return 0;
+    }
+    problem_clear(&p);
+    proxy_auth_stop(pa);
+    return rc;
+}
+
 /* `ah webui --remote-server URL` (M17): the UI here, /api/v1 proxied to that access point; no
- * store, scheduler or executor in this process. Same signals, logging and stop order. */
-static int run_proxy(const struct config *cfg, const struct proxy_config *pc, bool open) {
+ * scheduler or executor in this process (and a store only for its own sign-in). Same signals,
+ * logging and stop order. */
+static int run_proxy(const struct config *cfg, const struct proxy_config *remote, bool open) {
     umask(077);
     log_setup(2, cfg->log_level);
     raise_fd_limit();
@@ -475,6 +586,13 @@ static int run_proxy(const struct config *cfg, const struct proxy_config *pc, bo
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    struct proxy_config conf = *remote, *pc = &conf;
+    struct proxy_auth pa = {0};
+    if (cfg->oidc_issuer && pc->api_key) {
+        fprintf(stderr, "ah webui: oidc-issuer (the proxy's own sign-in) and "
+                        "--remote-api-key-file exclude each other: choose one\n");
+        return EXIT_USAGE;
+    }
     if (pc->api_key && !bind_is_loopback(cfg->bind)) {
         /* whoever reaches this address would act with the configured key */
         fprintf(stderr, "ah webui: refusing to serve %s with --remote-api-key-file: bind to "
@@ -482,20 +600,27 @@ static int run_proxy(const struct config *cfg, const struct proxy_config *pc, bo
                 cfg->bind);
         return EXIT_CONFIG;
     }
+    int arc = cfg->oidc_issuer ? proxy_auth_start(cfg, pc, &pa) : 0;
+    if (arc)
+        return arc;
     struct ah_problem p = {0};
     struct proxy *px = NULL;
     if (proxy_start(pc, &px, &p) < 0) {
         fprintf(stderr, "ah webui: %s\n", p.detail);
         int code = p.code;
         problem_clear(&p);
+        proxy_auth_stop(&pa);
         return code == AH_E_INVAL ? EXIT_USAGE : EXIT_GENERAL;
     }
     struct api_ctx api = {.version = AH_VERSION};
     struct router *router = router_new();
-    if (!router || proxy_register(router, px) < 0 || api_webui_register(router, &api) < 0) {
+    /* the sign-in routes, answered here, before the proxied /api/v1/... */
+    if (!router || (pa.signer && api_auth_session_register(router, &pa.api) < 0) ||
+        proxy_register(router, px) < 0 || api_webui_register(router, &api) < 0) {
         fprintf(stderr, "ah webui: out of memory\n");
         router_free(router);
         proxy_free(px);
+        proxy_auth_stop(&pa);
         return EXIT_GENERAL;
     }
     struct http_config hc = {
@@ -509,6 +634,7 @@ static int run_proxy(const struct config *cfg, const struct proxy_config *pc, bo
         .public_url = cfg->public_url,
         .tls_cert = cfg->tls_cert,
         .tls_key = cfg->tls_key,
+        .hooks = pa.signer ? &pa.hooks : NULL,
     };
     struct http_server *http = NULL;
     if (http_server_start(&hc, router, &http, &p) < 0) {
@@ -516,6 +642,7 @@ static int run_proxy(const struct config *cfg, const struct proxy_config *pc, bo
         problem_clear(&p);
         router_free(router);
         proxy_free(px);
+        proxy_auth_stop(&pa);
         return EXIT_GENERAL;
     }
     int port = http_server_port(http);
@@ -544,6 +671,7 @@ static int run_proxy(const struct config *cfg, const struct proxy_config *pc, bo
     }
     proxy_free(px);
     router_free(router);
+    proxy_auth_stop(&pa);
     log_msg(LOG_INFO, "stopped");
     return EXIT_OK;
 }
@@ -562,7 +690,11 @@ static const char webui_usage[] =
     "  --remote-ca PATH     verify that access point's TLS certificate with this CA bundle (PEM)\n"
     "  --remote-timeout MS  how long to wait for its answer to begin (default 60000; 504 after)\n"
     "  --remote-api-key-file PATH  send the API key in PATH to that access point for requests\n"
-    "                       without their own credential (loopback --bind only)";
+    "                       without their own credential (loopback --bind only)\n"
+    "  With oidc-issuer set, the proxy signs people in itself and names each caller to that\n"
+    "  access point in a 60 s ES256 JWT it signs (public keys at /_ah/jwks.json):\n"
+    "  --remote-jwt-issuer ISS    the tokens' iss (default ah-webui)\n"
+    "  --remote-jwt-audience AUD  the tokens' aud (default the --remote-server URL)";
 
 static int run_command(int argc, char **argv, const char *command, const char *usage,
                        int64_t default_port, bool open, const struct proxy_config *remote) {
@@ -612,13 +744,15 @@ int cmd_webui(int argc, char **argv) {
     /* So are the proxy mode's --remote-* options (M17). */
     bool open = false;
     struct proxy_config remote = {0};
-    static const char *const valued[] = {"--remote-server", "--remote-ca", "--remote-timeout",
-                                         "--remote-api-key-file"};
-    const char *values[4] = {NULL, NULL, NULL, NULL};
+    static const char *const valued[] = {"--remote-server",       "--remote-ca",
+                                         "--remote-timeout",      "--remote-api-key-file",
+                                         "--remote-jwt-issuer",   "--remote-jwt-audience"};
+    enum { N_VALUED = sizeof(valued) / sizeof(valued[0]) };
+    const char *values[N_VALUED] = {NULL};
     int n = 0;
     for (int i = 0; i < argc; i++) {
         bool taken = false;
-        for (size_t k = 0; i > 0 && k < 4 && !taken; k++) {
+        for (size_t k = 0; i > 0 && k < N_VALUED && !taken; k++) {
             size_t l = strlen(valued[k]);
             if (strcmp(argv[i], valued[k]) == 0) {
                 if (i + 1 >= argc) {
@@ -651,11 +785,13 @@ int cmd_webui(int argc, char **argv) {
         }
         remote.header_timeout_ms = ms;
     }
-    if (!remote.url && (remote.ca_file || values[2] || values[3])) {
-        fprintf(stderr, "ah webui: --remote-ca, --remote-timeout and --remote-api-key-file need "
-                        "--remote-server\n");
+    if (!remote.url && (remote.ca_file || values[2] || values[3] || values[4] || values[5])) {
+        fprintf(stderr, "ah webui: --remote-ca, --remote-timeout, --remote-api-key-file and "
+                        "--remote-jwt-* need --remote-server\n");
         return EXIT_USAGE;
     }
+    remote.jwt_issuer = values[4];
+    remote.jwt_audience = values[5];
     char key[512] = "";
     if (values[3] && read_key_file(values[3], key, sizeof(key)) < 0)
         return EXIT_USAGE;

@@ -4,7 +4,8 @@ Last-Event-ID, 204 at the end, Problems passed through), and against small upstr
 here for what a real server cannot show: the headers that arrive (Authorization, traceparent,
 Idempotency-Key, X-Request-Id kept; hop-by-hop, Host, Origin, Cookie dropped), an upstream that
 never answers (504), one that is down (502), and TLS verified with --remote-ca (502 without);
-a configured API key (--remote-api-key-file) against an access point that requires one."""
+a configured API key (--remote-api-key-file) against an access point that requires one; and
+the proxy's own sign-in through a real glewlwyd, forwarding each person as a JWT it signs."""
 
 import http.server
 import json
@@ -19,6 +20,8 @@ import time
 import unittest
 
 import ahtest
+import oidc_harness
+import test_auth_oidc
 
 ULID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 
@@ -66,10 +69,10 @@ def proxy(url, *extra, wait_ready=True):
                          wait_ready=wait_ready)
 
 
-def sse_events(server, sid, last_id=None, stop_after=None, timeout=60):
+def sse_events(server, sid, last_id=None, stop_after=None, timeout=60, headers=None):
     """Reads the event stream through the proxy; returns (status, [events])."""
     c = server.connect(timeout)
-    headers = {"Accept": "text/event-stream"}
+    headers = dict(headers or {}, Accept="text/event-stream")
     if last_id is not None:
         headers["Last-Event-ID"] = str(last_id)
     c.request("GET", "/api/v1/sessions/%s/events" % sid, headers=headers)
@@ -120,8 +123,8 @@ class AgainstRealServer(unittest.TestCase):
         self.assertEqual(r.status, 200)
         self.assertIn(b"<title>Agent Harbor", r.body)
         self.assertIn("script-src 'self'", r.header("content-security-policy"))
-        r = self.server.request("GET", "/_ah/healthz", record_it=False)
-        self.assertEqual((r.status, r.json()["mode"]), (200, "proxy"))
+        r = self.server.get("/_ah/healthz")
+        self.assertEqual((r.status, r.json()["status"]), (200, "ready"))
         # the log line names the upstream
         listening = [l for l in self.server.log_lines() if l.get("msg") == "listening"]
         self.assertEqual(listening[0]["remote"], "http://127.0.0.1:%d/" % self.upstream.port)
@@ -144,8 +147,12 @@ class AgainstRealServer(unittest.TestCase):
         rid = "01M8Y0FM8YBMRCY3J90TATTCVZ"
         r = self.server.get("/api/v1/sessions?perPage=1", headers={"X-Request-Id": rid})
         self.assertEqual((r.status, r.header("x-request-id")), (200, rid))
-        ids = [l.get("id") for l in self.upstream.log_lines() if l.get("msg") == "request"]
-        self.assertIn(rid, ids)
+        # (the access log line is written once the answer went out: wait for it)
+        deadline = time.monotonic() + 30
+        while rid not in [l.get("id") for l in self.upstream.log_lines()
+                          if l.get("msg") == "request"]:
+            self.assertLess(time.monotonic(), deadline, "the upstream never logged " + rid)
+            time.sleep(0.05)
 
     def test_sse_live_resumed_and_ended(self):
         r = self.task([{"log": "before the prompt"}, {"wait_prompt": True}, {"log": "after it"}])
@@ -233,6 +240,159 @@ class ConfiguredKey(unittest.TestCase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class FixedPort(ahtest.Server):
+    """An `ah` on a port chosen beforehand (the provider and the access point must know it)."""
+
+    def __init__(self, port, **kw):
+        self.fixed_port = port
+        super().__init__(**kw)
+
+    def start(self, wait_ready=True, port=0):
+        return super().start(wait_ready=wait_ready, port=port or self.fixed_port)
+
+
+@unittest.skipUnless(oidc_harness.available(), "glewlwyd is not installed (scripts/deps.sh)")
+class ProxySignIn(unittest.TestCase):
+    """The proxy's own sign-in (issue 14 item 5): people sign in at the proxy through a real
+    glewlwyd; the remote access point, which requires credentials and trusts the proxy's key
+    set (fetched from the proxy's /_ah/jwks.json), sees each request as that person, with
+    their tenant and role, in a 60 s JWT the proxy signed. Without a sign-in: 401."""
+
+    USERS = {"alice": ("pw-alice-1", "acme", "operator"),
+             "vic": ("pw-vic-1", "acme", "viewer"),
+             "root": ("pw-root-1", "acme", "admin")}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.port, up_port = ahtest.free_port(), ahtest.free_port()
+        base, cls.remote = "http://127.0.0.1:%d" % cls.port, "http://127.0.0.1:%d" % up_port
+        cls.idp = oidc_harness.Glewlwyd([base + "/api/v1/auth/oidc/callback"])
+        cls.servers = []
+        try:
+            for name, (pw, tenant, roles) in cls.USERS.items():
+                cls.idp.add_user(name, pw, tenant=tenant, roles=roles)
+            # the proxy first: the access point reads its key set when it starts
+            cls.server = FixedPort(cls.port, command=("webui",), args=(
+                "--remote-server", cls.remote + "/", "--remote-jwt-issuer", "harbor-ui",
+                "--oidc-issuer", cls.idp.issuer, "--oidc-client-id", cls.idp.client_id,
+                "--oidc-client-secret-file", cls.idp.client_secret_file,
+                "--oidc-redirect-uri", base + "/api/v1/auth/oidc/callback",
+                "--oidc-claim-user", "name"), wait_ready=False)
+            cls.servers.append(cls.server)
+            cls.upstream = FixedPort(up_port, args=(
+                "--jwks", base + "/_ah/jwks.json", "--jwt-issuer", "harbor-ui",
+                "--jwt-audience", cls.remote))
+            cls.servers.append(cls.upstream)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            for s in reversed(cls.servers):
+                s.close()
+        finally:
+            cls.idp.close()
+
+    def sign_in(self, user):
+        b = test_auth_oidc.Browser(self.server)
+        deadline = time.monotonic() + 60
+        while True:  # 503 until the proxy has read the provider's discovery document
+            r = b.request("GET", "/api/v1/auth/oidc/login?returnTo=%2F")
+            if r.status != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(r.status, 302, r)
+        back = self.idp.authorize(self.idp.sign_in(user, self.USERS[user][0]), r.header("location"))
+        r = b.request("GET", test_auth_oidc.path_of(back))
+        self.assertEqual(r.status, 303, r)
+        info = b.wait_session()
+        self.assertEqual(info["status"], "active", info)
+        b.csrf = info["csrfToken"]
+        return b
+
+    def task(self, b, csrf=True):
+        body = {"prompt": "via the proxy's sign-in", "repo": {"mode": "none"},
+                "runtime": {"type": "local"},
+                "agents": [{"type": "scripted", "settings": {"scenario": [{"log": "hi"}]}}]}
+        return b.request("POST", "/api/v1/tasks", body,
+                         headers={"X-CSRF-Token": b.csrf} if csrf else {})
+
+    def test_without_sign_in_401(self):
+        # the access point itself requires credentials
+        self.assertEqual(self.upstream.get("/api/v1/sessions", record_it=False).status, 401)
+        r = self.server.get("/api/v1/sessions", record_it=False)
+        self.assertEqual(r.status, 401, r)
+        self.assertEqual(r.header("content-type"), "application/problem+json")
+        # a credential meant for the access point does not pass the proxy's door either
+        r = self.server.get("/api/v1/sessions", headers={"Authorization": "ApiKey ahk_0_0"},
+                            record_it=False)
+        self.assertEqual(r.status, 401, r)
+        # the public routes pass, as they are upstream; the key set is served
+        r = self.server.get("/api/v1/version", record_it=False)
+        self.assertEqual(r.status, 200, r)
+        r = self.server.get("/_ah/jwks.json", record_it=False)  # the proxy's own, not the API's
+        self.assertEqual(r.status, 200, r)
+        keys = r.json()["keys"]
+        self.assertEqual([(k["kty"], k["crv"], k["alg"]) for k in keys], [("EC", "P-256", "ES256")])
+        self.assertNotIn("d", keys[0])
+        info = self.server.get("/api/v1/auth/session", record_it=False).json()
+        self.assertEqual(info["status"], "none", info)
+
+    def test_signed_in_acts_as_that_person(self):
+        alice = self.sign_in("alice")
+        r = alice.request("GET", "/api/v1/sessions")
+        self.assertEqual(r.status, 200, r)
+        r = self.task(alice, csrf=False)  # the proxy's own CSRF rule (D36)
+        self.assertEqual(r.status, 403, r)
+        r = self.task(alice)
+        self.assertEqual(r.status, 201, r)
+        sid = r.json()["id"]
+        # an operator cannot read the audit trail upstream (admin only there, D22)
+        r = alice.request("GET", "/api/v1/audit")
+        self.assertEqual(r.status, 403, r)
+        self.assertIn("operator", r.json()["detail"])
+        # an admin can: the access point recorded the task as made by Alice of acme, through a
+        # token (the proxy's sign-in named her)
+        root = self.sign_in("root")
+        r = root.request("GET", "/api/v1/audit?actor=jwt:Alice&perPage=100")
+        self.assertEqual(r.status, 200, r)
+        made = [e for e in r.json()["items"] if e["status"] == 201]
+        self.assertEqual(len(made), 1, r.json())
+        self.assertEqual((made[0]["tenantId"], made[0]["credentialId"]), ("acme", "Alice"))
+        # the session's events stream through the proxy as Alice
+        status, events = sse_events(self.server, sid, headers={
+            "Cookie": "ah_session=" + alice.cookies["ah_session"]})
+        self.assertEqual(status, 200)
+        self.assertEqual(events[-1]["type"], "status")
+        # a viewer reads but does not launch
+        vic = self.sign_in("vic")
+        self.assertEqual(vic.request("GET", "/api/v1/sessions/%s" % sid).status, 200)
+        r = self.task(vic)
+        self.assertEqual(r.status, 403, r)
+        # signed out: 401 again
+        r = alice.request("POST", "/api/v1/auth/logout", headers={"X-CSRF-Token": alice.csrf})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(alice.request("GET", "/api/v1/sessions").status, 401)
+
+    def test_key_and_sign_in_exclude_each_other(self):
+        d = tempfile.mkdtemp(prefix="ah-proxy-both-")
+        try:
+            keyfile = os.path.join(d, "key")
+            with open(keyfile, "w") as f:
+                f.write("ahk_a_b\n")
+            p = subprocess.run([ahtest.AH_BIN, "webui", "--port", "0", "--remote-server",
+                                self.remote, "--remote-api-key-file", keyfile, "--oidc-issuer",
+                                self.idp.issuer, "--oidc-client-id", "x"],
+                               capture_output=True, text=True, timeout=30,
+                               stdin=subprocess.DEVNULL, env=self.server.env())
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn("exclude each other", p.stderr)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 class AgainstTestUpstreams(unittest.TestCase):
     def test_headers_forwarded_and_dropped(self):
         up = serve(Echo)
@@ -290,8 +450,9 @@ class AgainstTestUpstreams(unittest.TestCase):
             self.assertEqual((body["status"], body["title"]), (502, "Network Error"))
             self.assertIn("cannot be reached", body["detail"])
             self.assertEqual(r.header("x-request-id"), body["requestId"])
-            # the UI itself is still served
+            # the UI itself is still served, and the proxy's own health answered here
             self.assertEqual(server.request("GET", "/", record_it=False).status, 200)
+            self.assertEqual(server.get("/_ah/healthz").json()["status"], "ready")
         finally:
             server.close()
 
