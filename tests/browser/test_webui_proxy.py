@@ -358,7 +358,7 @@ class ProxySignIn(unittest.TestCase):
         root = self.sign_in("root")
         r = root.request("GET", "/api/v1/audit?actor=jwt:Alice&perPage=100")
         self.assertEqual(r.status, 200, r)
-        made = [e for e in r.json()["items"] if e["status"] == 201]
+        made = [e for e in r.json()["items"] if e["action"] == "POST /api/v1/tasks"]
         self.assertEqual(len(made), 1, r.json())
         self.assertEqual((made[0]["tenantId"], made[0]["credentialId"]), ("acme", "Alice"))
         # the session's events stream through the proxy as Alice
