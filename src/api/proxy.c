@@ -41,7 +41,7 @@
 #include <time.h>
 
 #include "../auth/signer.h"
-#include "api.h"
+#include "routes.h"
 
 #define PROXY_BUF_MAX (256 * 1024) /* bytes buffered per response before the upstream is paused */
 #define PROXY_MAX_RES_HEADERS 12   /* of the answer's headers passed on (http.h allows 16) */
@@ -80,6 +80,8 @@ struct pxreq {
     struct ah_buf buf; /* bytes received, not yet sent; off: how many of them were sent */
     size_t off;
     struct http_stream *stream; /* a reference, to wake the client's connection */
+    struct stream_entry se;     /* with the proxy's sign-in: signing out ends the stream */
+    bool se_added;
     struct pxreq *next_in, *next_poke, *next_active;
 };
 
@@ -334,6 +336,8 @@ static void *proxy_main(void *arg) {
 
 static ssize_t stream_read(void *ctx, char *out, size_t max) {
     struct pxreq *r = ctx;
+    if (r->se_added && __atomic_load_n(&r->se.revoked, __ATOMIC_ACQUIRE))
+        return HTTP_STREAM_END; /* its caller signed out (the transfer is dropped at close) */
     pthread_mutex_lock(&r->mu);
     size_t have = r->buf.n - r->off;
     if (have) {
@@ -359,6 +363,8 @@ static ssize_t stream_read(void *ctx, char *out, size_t max) {
 
 static void stream_close(void *ctx) {
     struct pxreq *r = ctx;
+    if (r->se_added) /* set before the stream was handed over: no lock needed to read it */
+        streams_remove(&r->se);
     pthread_mutex_lock(&r->mu);
     bool running = !r->done;
     r->cancelled = true;
@@ -609,6 +615,12 @@ static void proxy_handler(struct http_request *req, struct http_response *res) {
     }
     http_stream_ref(s);
     r->stream = s; /* our reference is now the stream's (released in stream_close) */
+    const struct auth_principal *who = req->principal;
+    if (px->signer && who && !who->local) { /* api_streams_revoke at sign-out ends it */
+        streams_owner(&r->se, req);
+        streams_add(&r->se, s);
+        r->se_added = true;
+    }
     pthread_mutex_unlock(&r->mu);
     res->stream = s;
     if (!res->content_type)

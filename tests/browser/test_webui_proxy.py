@@ -291,6 +291,8 @@ class ProxySignIn(unittest.TestCase):
     def tearDownClass(cls):
         try:
             for s in reversed(cls.servers):
+                if s is getattr(cls, "upstream", None):
+                    s.kill_sessions()  # the one left waiting for a prompt
                 s.close()
         finally:
             cls.idp.close()
@@ -371,10 +373,28 @@ class ProxySignIn(unittest.TestCase):
         self.assertEqual(vic.request("GET", "/api/v1/sessions/%s" % sid).status, 200)
         r = self.task(vic)
         self.assertEqual(r.status, 403, r)
-        # signed out: 401 again
+        # a live stream of a session that waits for a prompt, open while Alice signs out
+        body = {"prompt": "wait", "repo": {"mode": "none"}, "runtime": {"type": "local"},
+                "agents": [{"type": "scripted", "settings": {"scenario": [
+                    {"log": "waiting"}, {"wait_prompt": True}]}}]}
+        r = alice.request("POST", "/api/v1/tasks", body, headers={"X-CSRF-Token": alice.csrf})
+        self.assertEqual(r.status, 201, r)
+        waiting = r.json()["id"]
+        c = self.server.connect(60)
+        c.request("GET", "/api/v1/sessions/%s/events" % waiting, headers={
+            "Accept": "text/event-stream", "Cookie": "ah_session=" + alice.cookies["ah_session"]})
+        live = c.getresponse()
+        self.assertEqual(live.status, 200)
+        while b"waiting" not in live.readline():
+            pass
+        # signed out: 401 again, and the open stream ends (not only at the token's expiry)
         r = alice.request("POST", "/api/v1/auth/logout", headers={"X-CSRF-Token": alice.csrf})
         self.assertEqual(r.status, 200, r)
         self.assertEqual(alice.request("GET", "/api/v1/sessions").status, 401)
+        started = time.monotonic()
+        while live.readline():  # keep-alives at most, then the end
+            self.assertLess(time.monotonic() - started, 30, "the stream outlived the sign-out")
+        c.close()
 
     def test_key_and_sign_in_exclude_each_other(self):
         d = tempfile.mkdtemp(prefix="ah-proxy-both-")
