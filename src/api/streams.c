@@ -31,6 +31,7 @@ static pthread_t thread;
 static bool running;
 static int epfd = -1, tfd = -1, ifd = -1, efd = -1;
 static int64_t keepalive_ms = 15000;
+static struct api_ctx *sctx; /* for the credentials check of on_tick */
 
 int64_t streams_keepalive_ms(void) {
     return keepalive_ms;
@@ -156,16 +157,29 @@ ssize_t sse_pump(struct sse_out *o, int (*fill)(void *ctx, struct sse_out *o), v
     return (ssize_t)n;
 }
 
+static void key_ended(void *arg, const char *id) {
+    (void)arg;
+    api_streams_revoke("apikey", id);
+}
+
 static void on_tick(void) {
     uint64_t n;
     while (read(tfd, &n, sizeof(n)) > 0)
         ;
     int64_t now = time_mono_ms();
+    bool keyed = false;
     pthread_mutex_lock(&mu);
-    for (struct stream_entry *e = entries; e; e = e->next)
+    for (struct stream_entry *e = entries; e; e = e->next) {
         if (now - __atomic_load_n(&e->last_write, __ATOMIC_RELAXED) >= keepalive_ms)
             http_stream_wake(e->stream);
+        keyed = keyed || strcmp(e->owner_kind, "apikey") == 0;
+    }
     pthread_mutex_unlock(&mu);
+    /* A key revoked where the API did not see it (`ah admin api-key revoke` on the database, or
+     * another replica) or expired ends its streams here, within a tick or so; a server without
+     * such streams asks nothing. */
+    if (keyed && sctx && sctx->auth)
+        auth_keys_ended(sctx->auth, key_ended, NULL);
 }
 
 static void on_inotify(void) {
@@ -212,6 +226,7 @@ static void close_fds(void) {
 int api_streams_start(struct api_ctx *ctx) {
     if (ctx->keepalive_ms > 0)
         keepalive_ms = ctx->keepalive_ms;
+    sctx = ctx;
     epfd = epoll_create1(EPOLL_CLOEXEC);
     tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);

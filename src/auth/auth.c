@@ -159,6 +159,36 @@ void auth_audit_sweep(struct auth *a) {
                 (long long)deleted, (long long)a->cfg.audit_retention_days);
 }
 
+#define KEYS_ENDED_OVERLAP_MS 60000
+
+int auth_keys_ended(struct auth *a, void (*fn)(void *arg, const char *id), void *arg) {
+    struct store *st = __atomic_load_n(&a->store, __ATOMIC_ACQUIRE);
+    if (!st)
+        return 0;
+    int64_t now = time_now_ms();
+    int64_t since = (a->ended_at ? a->ended_at : now) - KEYS_ENDED_OVERLAP_MS;
+    char **ids = NULL;
+    size_t n = 0;
+    int rc = store_apikey_ended(st, since, now, &ids, &n);
+    if (rc < 0)
+        return rc;
+    a->ended_at = now;
+    if (n) {
+        pthread_mutex_lock(&a->key_mu);
+        for (size_t k = 0; k < KEY_CACHE_SLOTS; k++)
+            for (size_t i = 0; i < n && a->key_cache[k].until_ms; i++)
+                if (strcmp(a->key_cache[k].p.credential_id, ids[i]) == 0)
+                    a->key_cache[k].until_ms = 0;
+        pthread_mutex_unlock(&a->key_mu);
+    }
+    for (size_t i = 0; i < n; i++) {
+        fn(arg, ids[i]);
+        free(ids[i]);
+    }
+    free(ids);
+    return 0;
+}
+
 bool auth_has_issuer(const struct auth *a) {
     return a->jwt != NULL;
 }

@@ -90,6 +90,14 @@ bool auth_required(struct auth *a);
 bool auth_has_issuer(const struct auth *a);
 /* Forget the cached key count and verified keys (after a key was created or revoked here). */
 void auth_invalidate(struct auth *a);
+/* Calls fn(arg, id) for every API key that stopped authenticating lately: revoked by any
+ * process sharing the database (`ah admin api-key revoke` run offline included) or expired.
+ * Each is forgotten from the verified-key cache too, so its next request is refused. Looks back
+ * a minute before the previous call (a revoker's clock a little behind ours is still seen): an
+ * id may be reported more than once. One store query: call it from one background thread,
+ * about once a second. 0, or the store's error. */
+int auth_keys_ended(struct auth *a, void (*fn)(void *arg, const char *id), void *arg);
+
 /* The retention sweep (D37: no API deletes audit records; configuration does): deletes records
  * older than audit_retention_days, at most once an hour, the first time right away. Cheap when
  * not due; called from the request path. */

@@ -40,6 +40,7 @@ struct auth {
     pthread_mutex_t key_mu;             /* key_cache */
     struct key_cached key_cache[KEY_CACHE_SLOTS];
     struct auth_oidc *oidc; /* NULL: OIDC sign-in off */
+    int64_t ended_at; /* wall ms of the last auth_keys_ended poll; its caller's thread only */
 };
 
 /* ratelimit.c */

@@ -72,6 +72,7 @@ struct store_ops {
                          const struct audit_entry *audit);
     int (*apikey_touch)(void *impl, const char *id, int64_t now);
     int (*apikey_count)(void *impl, int64_t now, int64_t *ret);
+    int (*apikey_ended)(void *impl, int64_t since, int64_t now, char ***ret, size_t *ret_n);
     int (*audit_append)(void *impl, const struct audit_entry *e);
     /* the fleet (sqlite_fleet.c, postgres_fleet.c) */
     int (*executor_put)(void *impl, const char *id, const char *name, const char *facts,

@@ -490,6 +490,7 @@ const struct store_ops store_pg_ops = {
     .apikey_revoke = store_pg_apikey_revoke,
     .apikey_touch = store_pg_apikey_touch,
     .apikey_count = store_pg_apikey_count,
+    .apikey_ended = store_pg_apikey_ended,
     .audit_append = store_pg_audit_append,
     .executor_put = store_pg_executor_put,
     .executor_seen = store_pg_executor_seen,

@@ -256,6 +256,41 @@ int store_pg_apikey_count(void *impl, int64_t now, int64_t *ret) {
     return rc;
 }
 
+int store_pg_apikey_ended(void *impl, int64_t since, int64_t now, char ***ret,
+                          size_t *ret_n) {
+    struct pgs *s = impl;
+    struct pgs_conn *c = store_pg_acquire(s);
+    if (!c)
+        return AH_E_UNAVAIL;
+    struct pgs_args a = {0};
+    store_pg_arg_int(&a, since);
+    store_pg_arg_int(&a, now);
+    store_pg_arg_int(&a, STORE_KEYS_ENDED_MAX);
+    int rc = 0;
+    PGresult *r = store_pg_run(c,
+                               "SELECT id FROM api_keys WHERE revoked_at >= $1"
+                               " OR (expires_at >= $1 AND expires_at <= $2) LIMIT $3",
+                               &a, &rc);
+    size_t n = r ? (size_t)PQntuples(r) : 0;
+    char **ids = n ? calloc(n, sizeof(*ids)) : NULL;
+    if (r && n && !ids)
+        rc = AH_E_NOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (!(ids[i] = store_pg_text(r, (int)i, 0)))
+            rc = AH_E_NOMEM;
+    PQclear(r);
+    store_pg_release(s, c);
+    if (rc < 0) {
+        for (size_t i = 0; ids && i < n; i++)
+            free(ids[i]);
+        free(ids);
+        return rc;
+    }
+    *ret = ids;
+    *ret_n = n;
+    return 0;
+}
+
 int store_pg_audit_append(void *impl, const struct audit_entry *e) {
     struct pgs *s = impl;
     struct pgs_conn *c = store_pg_acquire(s);

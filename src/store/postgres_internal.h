@@ -189,6 +189,8 @@ int store_pg_apikey_revoke(void *impl, const char *tenant, const char *id, int64
                      const struct audit_entry *audit);
 int store_pg_apikey_touch(void *impl, const char *id, int64_t now);
 int store_pg_apikey_count(void *impl, int64_t now, int64_t *ret);
+int store_pg_apikey_ended(void *impl, int64_t since, int64_t now, char ***ret,
+                          size_t *ret_n);
 int store_pg_audit_append(void *impl, const struct audit_entry *e);
 int store_pg_audit_list(void *impl, const char *tenant, const struct audit_filter *f,
                   const struct page *pg, json_t **ret_items, int64_t *ret_total);

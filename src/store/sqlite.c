@@ -439,6 +439,7 @@ const struct store_ops store_sqlite_ops = {
     .apikey_revoke = sq_apikey_revoke,
     .apikey_touch = sq_apikey_touch,
     .apikey_count = sq_apikey_count,
+    .apikey_ended = sq_apikey_ended,
     .audit_append = sq_audit_append,
     .executor_put = sq_executor_put,
     .executor_seen = sq_executor_seen,

@@ -268,6 +268,46 @@ int sq_apikey_count(void *impl, int64_t now, int64_t *ret) {
     return rc;
 }
 
+int sq_apikey_ended(void *impl, int64_t since, int64_t now, char ***ret, size_t *ret_n) {
+    struct sq *s = impl;
+    struct conn *c = sq_acquire(s);
+    sqlite3_stmt *st = sq_prepare(c, "SELECT id FROM api_keys WHERE revoked_at >= ?1"
+                                     " OR (expires_at >= ?1 AND expires_at <= ?2) LIMIT ?3");
+    char **ids = NULL;
+    size_t n = 0;
+    int rc = AH_E_DB;
+    if (st) {
+        sqlite3_bind_int64(st, 1, since);
+        sqlite3_bind_int64(st, 2, now);
+        sqlite3_bind_int(st, 3, STORE_KEYS_ENDED_MAX);
+        rc = 0;
+        int step;
+        while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+            char **grown = realloc(ids, (n + 1) * sizeof(*ids));
+            char *id = grown ? strdup((const char *)sqlite3_column_text(st, 0)) : NULL;
+            if (grown)
+                ids = grown;
+            if (!id)
+                rc = AH_E_NOMEM;
+            else
+                ids[n++] = id;
+        }
+        if (rc == 0 && step != SQLITE_DONE)
+            rc = sq_code(step);
+    }
+    sq_done(c, st);
+    sq_release(s, c);
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++)
+            free(ids[i]);
+        free(ids);
+        return rc;
+    }
+    *ret = ids;
+    *ret_n = n;
+    return 0;
+}
+
 int sq_audit_append(void *impl, const struct audit_entry *e) {
     struct sq *s = impl;
     struct conn *c = sq_acquire(s);

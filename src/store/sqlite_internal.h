@@ -126,6 +126,7 @@ int sq_apikey_revoke(void *impl, const char *tenant, const char *id, int64_t now
                      const struct audit_entry *audit);
 int sq_apikey_touch(void *impl, const char *id, int64_t now);
 int sq_apikey_count(void *impl, int64_t now, int64_t *ret);
+int sq_apikey_ended(void *impl, int64_t since, int64_t now, char ***ret, size_t *ret_n);
 int sq_audit_append(void *impl, const struct audit_entry *e);
 int sq_audit_list(void *impl, const char *tenant, const struct audit_filter *f,
                   const struct page *pg, json_t **ret_items, int64_t *ret_total);

@@ -433,6 +433,10 @@ int store_apikey_touch(struct store *st, const char *id, int64_t now) {
     return st->ops->apikey_touch(st->impl, id, now);
 }
 
+int store_apikey_ended(struct store *st, int64_t since, int64_t now, char ***ret, size_t *ret_n) {
+    return st->ops->apikey_ended(st->impl, since, now, ret, ret_n);
+}
+
 int store_apikey_count(struct store *st, int64_t now, int64_t *ret) {
     return st->ops->apikey_count(st->impl, now, ret);
 }

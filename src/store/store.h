@@ -308,6 +308,12 @@ int store_apikey_revoke(struct store *st, const char *tenant, const char *id, in
                         const struct audit_entry *audit);
 /* Records a use (last_used_at). */
 int store_apikey_touch(struct store *st, const char *id, int64_t now);
+/* The ids of the keys that stopped authenticating in [since, now] (wall ms): revoked then, by
+ * any process sharing the database, or expired then; at most STORE_KEYS_ENDED_MAX of them.
+ * Free each id, then the array. A running server polls this to end what a key revoked
+ * offline (`ah admin api-key revoke`) still holds open. */
+#define STORE_KEYS_ENDED_MAX 1000
+int store_apikey_ended(struct store *st, int64_t since, int64_t now, char ***ret, size_t *ret_n);
 /* How many keys can still authenticate (neither revoked nor expired at `now`). */
 int store_apikey_count(struct store *st, int64_t now, int64_t *ret);
 

@@ -335,6 +335,7 @@ class RevokedStreams(ServerTest):
         cls.admin = make_key(cls.server, "admin", "acme")
         cls.watcher = make_key(cls.server, "viewer", "acme")
         cls.other = make_key(cls.server, "viewer", "acme")
+        cls.offline = make_key(cls.server, "viewer", "acme")
         wait_closed(cls.server)
 
     @classmethod
@@ -373,6 +374,39 @@ class RevokedStreams(ServerTest):
         theirs.finish()
         # and the revoked key opens nothing new
         self.assertEqual(SSE(s, path, headers=auth(self.watcher)).status, 401)
+
+    def test_an_offline_revoke_ends_streams_and_requests_too(self):
+        # `ah admin api-key revoke` works on the database, the server never hears of it: it
+        # notices within a second or two all the same (D22)
+        from ssetest import SSE
+        s = self.server
+        body = dict(TASK, agents=[{"type": "scripted", "settings": {"scenario": [{"sleep": 60000}]}}])
+        r = s.post("/api/v1/tasks", body, headers=auth(self.admin))
+        self.assertEqual(r.status, 201, r)
+        path = "/api/v1/sessions/%s/events?tail=0" % r.json()["id"]
+        mine = SSE(s, path, headers=auth(self.offline))
+        theirs = SSE(s, path, headers=auth(self.other))
+        self.assertEqual((mine.status, theirs.status), (200, 200))
+        for stream in (mine, theirs):
+            for kind, f in stream.frames(timeout=30):
+                if kind == "comment" and f == "keep-alive":
+                    break
+        self.assertEqual(s.get("/api/v1/sessions", headers=auth(self.offline)).status, 200)
+        key_id = self.offline.split("_")[1]
+        out = subprocess.run([ahtest.AH_BIN, "admin", "api-key", "revoke", key_id, "--db", s.db],
+                             capture_output=True, text=True, env=s.env(), timeout=60)
+        self.assertEqual(out.returncode, 0, out)
+        t0 = time.monotonic()
+        for kind, f in mine.frames(timeout=30):
+            self.assertLess(time.monotonic() - t0, 10, "the revoked key's stream goes on")
+        self.assertTrue(mine.closed)
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertEqual(s.get("/api/v1/sessions", headers=auth(self.offline)).status, 401)
+        for kind, f in theirs.frames(timeout=30):
+            if kind == "comment" and f == "keep-alive":
+                break
+        self.assertFalse(theirs.closed)
+        theirs.finish()
 
 
 class AuditEveryChange(ServerTest):

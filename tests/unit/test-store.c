@@ -1033,6 +1033,19 @@ static void test_api_keys_and_audit(void **state) {
     assert_int_equal(store_apikey_get(st, "k3", &got), 0);
     assert_int_equal(got->revoked_at, now);
     apikey_row_free(got);
+    /* what stopped authenticating since a moment: k3 revoked, k2 expired; not k1 */
+    char **ended = NULL;
+    size_t n_ended = 0;
+    assert_int_equal(store_apikey_ended(st, now - 1, now, &ended, &n_ended), 0);
+    assert_int_equal(n_ended, 2);
+    assert_true((!strcmp(ended[0], "k2") && !strcmp(ended[1], "k3")) ||
+                (!strcmp(ended[0], "k3") && !strcmp(ended[1], "k2")));
+    for (size_t i = 0; i < n_ended; i++)
+        free(ended[i]);
+    free(ended);
+    assert_int_equal(store_apikey_ended(st, now + 1, now + 2, &ended, &n_ended), 0);
+    assert_int_equal(n_ended, 0);
+    free(ended);
 
     struct audit_entry plain = {.ts = now + 2, .action = "auth.failed", .outcome = "denied",
                                 .status = 401};
