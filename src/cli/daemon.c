@@ -336,7 +336,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
     struct http_hooks hooks;
     api_access_hooks(&api, &hooks);
     struct api_tunnels *tunnels = NULL; /* HTTP CONNECT to executors' sshd (issue 16 item 7) */
-    if (cfg->quic_port >= 0 && api_tunnels_new(&api, &tunnels) < 0) {
+    if (api_tunnels_new(&api, &tunnels) < 0) { /* without --quic-port: a clear 503 */
         fprintf(stderr, "ah %s: out of memory\n", command);
         auth_free(api.auth);
         free_secret(oidc_secret);

@@ -246,6 +246,24 @@ class SshTunnelTest(FleetTestCase):
     def test_bad_target_400(self):
         self.assertRefused(connect(self.ap.port, "a:notaport", "ApiKey " + self.operator), 400)
 
+    def test_connect_only_as_first_request(self):
+        """A CONNECT after another request on the same connection is refused (400): the
+        connection is already libmicrohttpd's."""
+        s = socket.create_connection(("127.0.0.1", self.ap.port), timeout=30)
+        s.sendall(b"GET /api/v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"CONNECT a:22 HTTP/1.1\r\nHost: a:22\r\nProxy-Authorization: ApiKey "
+                  + self.operator.encode() + b"\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data)
+        self.assertIn(b"HTTP/1.1 400", data)
+        self.assertIn(b"CONNECT must be the first request", data)
+
     def test_ssh_disabled_refused(self):
         self.assertRefused(connect(self.ap.port, "b:22", "ApiKey " + self.operator), 403,
                            "ssh_disabled")
@@ -272,6 +290,17 @@ class SshTunnelTest(FleetTestCase):
                                "offline")
         finally:
             ev.stop(signal.SIGKILL)
+
+
+class NoLinkTest(unittest.TestCase):
+    def test_connect_without_executor_link_503(self):
+        s = ahtest.Server()
+        try:
+            st, _, body, _ = connect(s.port, "a:22")
+            self.assertEqual(st, 503)
+            self.assertIn("--quic-port", body["detail"])
+        finally:
+            s.close()
 
 
 if __name__ == "__main__":
