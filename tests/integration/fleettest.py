@@ -79,11 +79,11 @@ class FleetTestCase(unittest.TestCase):
         return os.path.join(cls.certs, name)
 
     @classmethod
-    def start_access_point(cls, cert="serve", extra=()):
-        s = ahtest.Server(args=["--quic-port", "0", "--quic-cert", cls.c(cert + ".pem"),
+    def start_access_point(cls, cert="serve", extra=(), server_cls=ahtest.Server, **kw):
+        s = server_cls(args=["--quic-port", "0", "--quic-cert", cls.c(cert + ".pem"),
                                 "--quic-key", cls.c(cert + ".key"), "--quic-ca",
                                 cls.c("ca.pem"), "--executor-trust-domain", "example.org"]
-                          + list(extra))
+                          + list(extra), **kw)
         try:
             m = wait_for("the QUIC listener", lambda: re.search(
                 r"QUIC listening on 127\.0\.0\.1:(\d+)", s.stderr()))

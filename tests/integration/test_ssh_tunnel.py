@@ -9,11 +9,13 @@ Refusals: 407 without or with bad credentials, 403 for a viewer, 404 for an unkn
 other than its --ssh-dst. Every attempt is in the audit log."""
 
 import base64
+import http.client
 import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -263,6 +265,35 @@ class SshTunnelTest(FleetTestCase):
         self.assertTrue(data.startswith(b"HTTP/1.1 200"), data)
         self.assertIn(b"HTTP/1.1 400", data)
         self.assertIn(b"CONNECT must be the first request", data)
+
+    def test_over_https(self):
+        """With --tls-cert the gate terminates TLS: CONNECT inside TLS reaches the sshd too."""
+        class HttpsServer(ahtest.Server):
+            def __init__(self, ca, *a, **kw):
+                self.ctx = ssl.create_default_context(cafile=ca)
+                super().__init__(*a, **kw)
+
+            def connect(self, timeout=30):
+                return http.client.HTTPSConnection("localhost", self.port, timeout=timeout,
+                                                   context=self.ctx)
+        ap = self.start_access_point(
+            extra=["--tls-cert", self.c("serve.pem"), "--tls-key", self.c("serve.key")],
+            server_cls=lambda **kw: HttpsServer(self.c("ca.pem"), **kw))
+        self.addCleanup(ap.close)
+        ex = self.executor(ap, "a", extra=["--expected-server-id", "spiffe://example.org/ah/serve",
+                                           "--ssh-dst", "127.0.0.1:%d" % self.sshd_port])
+        wait_for("enrolled", lambda: "enrolled at the access point" in ex.text())
+        raw = socket.create_connection(("127.0.0.1", ap.port), timeout=30)
+        s = ap.ctx.wrap_socket(raw, server_hostname="localhost")
+        s.sendall(b"CONNECT a:22 HTTP/1.1\r\nHost: a:22\r\n\r\n")  # local mode: no key
+        buf = b""
+        while b"SSH-2.0-" not in buf or not buf.endswith(b"\n"):
+            chunk = s.recv(4096)
+            self.assertTrue(chunk, buf)
+            buf += chunk
+        self.assertTrue(buf.startswith(b"HTTP/1.1 200 Connection Established\r\n\r\nSSH-2.0-"),
+                        buf)
+        s.close()
 
     def test_ssh_disabled_refused(self):
         self.assertRefused(connect(self.ap.port, "b:22", "ApiKey " + self.operator), 403,
