@@ -295,6 +295,46 @@ class SshTunnelTest(FleetTestCase):
                         buf)
         s.close()
 
+    def test_bearer_jwt(self):
+        """Proxy-Authorization: Bearer <JWT> (an access point with a JWT issuer): an operator
+        token tunnels, also as Basic's password; a viewer token is 403."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+        def b64(b):
+            return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+        key = ec.generate_private_key(ec.SECP256R1())
+        pn = key.public_key().public_numbers()
+        jwks = os.path.join(self.tmp, "jwks.json")
+        with open(jwks, "w") as f:
+            json.dump({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig",
+                                 "x": b64(pn.x.to_bytes(32, "big")),
+                                 "y": b64(pn.y.to_bytes(32, "big"))}]}, f)
+
+        def token(role):
+            now = int(time.time())
+            h = b64(json.dumps({"alg": "ES256", "typ": "JWT", "kid": "k1"}).encode())
+            p = b64(json.dumps({"iss": "https://issuer.test", "aud": "ah", "sub": "alice",
+                                "exp": now + 600, "iat": now, "tenant": "acme",
+                                "roles": [role]}).encode())
+            r, s_ = utils.decode_dss_signature(key.sign((h + "." + p).encode(),
+                                                        ec.ECDSA(hashes.SHA256())))
+            return h + "." + p + "." + b64(r.to_bytes(32, "big") + s_.to_bytes(32, "big"))
+        ap = self.start_access_point(extra=["--jwks", jwks, "--jwt-issuer", "https://issuer.test",
+                                            "--jwt-audience", "ah"])
+        self.addCleanup(ap.close)
+        ex = self.executor(ap, "a", extra=["--expected-server-id", "spiffe://example.org/ah/serve",
+                                           "--ssh-dst", "127.0.0.1:%d" % self.sshd_port])
+        wait_for("enrolled", lambda: "enrolled at the access point" in ex.text())
+        op = token("operator")
+        for auth in ("Bearer " + op, "Basic " + base64.b64encode(b"me:" + op.encode()).decode()):
+            st, _, _, sock = wait_for("a online", lambda: (lambda g: g if g[0] != 502 else None)(
+                connect(ap.port, "a:22", auth)))
+            self.assertEqual(st, 200)
+            sock.close()
+        self.assertRefused(connect(ap.port, "a:22", "Bearer " + token("viewer")), 403)
+        self.assertRefused(connect(ap.port, "a:22", "Bearer " + op[:-4] + "AAAA"), 407)
+
     def test_ssh_disabled_refused(self):
         self.assertRefused(connect(self.ap.port, "b:22", "ApiKey " + self.operator), 403,
                            "ssh_disabled")
