@@ -655,6 +655,16 @@ void adapter_run_free(void *state) {
     free(run);
 }
 
+void adapter_run_conversation(struct adapter_run *run, const char *id) {
+    if (id && *id && strlen(id) < sizeof(run->conversation))
+        memcpy(run->conversation, id, strlen(id) + 1);
+}
+
+const char *adapter_run_conversation_id(void *state) {
+    struct adapter_run *run = state;
+    return run && run->conversation[0] ? run->conversation : NULL;
+}
+
 void adapter_run_verdict(struct adapter_run *run, enum adapter_outcome v,
                          enum adapter_outcome *outcome) {
     run->verdict = v;

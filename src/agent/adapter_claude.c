@@ -23,6 +23,8 @@
  * A session branch resumes (`--resume ID`) a conversation we write where the CLI keeps its
  * own: ~/.claude/projects/<the cwd, every character but [A-Za-z0-9] as '-'>/<ID>.jsonl, one
  * line per message chained by parentUuid, holding the parent's turns up to the branch point.
+ * A further turn of a session runs `claude -p MESSAGE … [--model MODEL] --resume SESSION` on
+ * the session id the previous run's init and result named (agent_start.c).
  */
 #include <string.h>
 
@@ -130,8 +132,9 @@ static const char *edit_path(const char *tool, const json_t *input) {
     return NULL;
 }
 
-static int on_init(const json_t *j, json_t *out) {
+static int on_init(struct adapter_run *st, const json_t *j, json_t *out) {
     const char *sid = adapter_field(j, "session_id");
+    adapter_run_conversation(st, sid); /* what `--resume` takes for the next turn */
     const char *model = adapter_field(j, "model");
     return adapter_logf(out, "info", "claude-code session %s started (model %s)",
                         sid ? sid : "(unknown)", model ? model : "(default)");
@@ -267,6 +270,7 @@ static int on_result(struct adapter_run *st, const json_t *j, json_t *out,
     const char *sub = adapter_field(j, "subtype");
     bool ok = sub && strcmp(sub, "success") == 0 && !json_is_true(json_object_get(j, "is_error"));
     adapter_run_verdict(st, ok ? ADAPTER_SUCCEEDED : ADAPTER_FAILED, outcome);
+    adapter_run_conversation(st, adapter_field(j, "session_id")); /* the last word on it */
     /* the run's totals; cached input still fills the context window */
     static const char *const in_keys[] = {"input_tokens", "cache_creation_input_tokens",
                                           "cache_read_input_tokens", NULL};
@@ -311,7 +315,7 @@ static int map(void *state, const json_t *j, const char *type, json_t *out,
     if (!type)
         return 1;
     if (strcmp(type, "system") == 0 && adapter_is(j, "subtype", "init"))
-        return on_init(j, out);
+        return on_init(st, j, out);
     if (strcmp(type, "assistant") == 0)
         return on_assistant(st, j, out);
     if (strcmp(type, "user") == 0)
@@ -342,4 +346,5 @@ const struct agent_adapter adapter_claude = {
     .line = line,
     .finish = finish,
     .resume_file = resume_file,
+    .conversation = adapter_run_conversation_id,
 };

@@ -20,6 +20,8 @@
  * A session branch runs `codex exec … resume ID PROMPT` on a rollout we write where the CLI
  * keeps its own: ~/.codex/sessions/YYYY/MM/DD/rollout-YYYY-MM-DDThh-mm-ss-ID.jsonl, a
  * session_meta line then one response_item per message, function call and call output.
+ * A further turn of a session runs `codex exec … [-m MODEL] resume THREAD PROMPT` on the thread
+ * the previous run's thread.started named (agent_start.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -251,6 +253,7 @@ static int map(void *state, const json_t *j, const char *type, json_t *out,
         return 1;
     if (strcmp(type, "thread.started") == 0) {
         const char *tid = adapter_field(j, "thread_id");
+        adapter_run_conversation(st, tid); /* what `exec resume` takes for the next turn */
         return adapter_logf(out, "info", "codex thread %s started", tid ? tid : "(unknown)");
     }
     if (strcmp(type, "turn.started") == 0) {
@@ -299,4 +302,5 @@ const struct agent_adapter adapter_codex = {
     .line = line,
     .finish = finish,
     .resume_file = resume_file,
+    .conversation = adapter_run_conversation_id,
 };

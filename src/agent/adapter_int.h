@@ -158,7 +158,12 @@ int adapter_tool_done(struct adapter_tools *t, json_t *out, const char *name, co
 struct adapter_run {
     struct adapter_tools tools;
     enum adapter_outcome verdict; /* what the stream said so far */
+    char conversation[128];       /* the CLI's conversation id ("" until named; see agent.h) */
 };
+/* Remembers the CLI's conversation id (a too long or empty one is ignored); conversation()
+ * of agent.h for those states. */
+void adapter_run_conversation(struct adapter_run *run, const char *id);
+const char *adapter_run_conversation_id(void *state);
 /* state_new and state_free (NULL-safe) for those states. */
 void *adapter_run_new(void);
 void adapter_run_free(void *state);

@@ -65,6 +65,11 @@ struct agent_adapter {
      * adapter_launch.resume_id is set. */
     int (*resume_file)(const json_t *transcript, const char *cwd, const char *id, int64_t now_ms,
                        struct ah_buf *file, char **ret_path);
+    /* Further turns (issue 15): the id of the CLI's own conversation as this run's output named
+     * it (claude-code's session_id, codex's thread_id), which the next turn resumes with a
+     * model of its own; NULL when the run named none. NULL for the adapters whose CLI cannot
+     * take a further turn that way: their sessions run one turn. Lent until state_free. */
+    const char *(*conversation)(void *state);
 };
 
 /* The adapter for a type or alias ("claude", "claude-code", "codex", "gemini", "opencode"), or

@@ -9,6 +9,14 @@
  *   gemini, opencode    adapters (adapter.h) run the real CLI and map its JSON output
  *   --command/--format  a custom agent from configuration (D19)
  *
+ * Further turns (issue 15): claude-code and codex run their CLI once per turn. Started with an
+ * input pipe (AH_INPUT_FD, from `ah agent record --input-pipe`), the process stays after a
+ * successful turn: each message that comes on the pipe ({"text", "model"?} lines; {"model"}
+ * alone switches the model of the turns to come) runs the next turn, which resumes the CLI's own
+ * conversation (the id the previous run named) with the chosen model. Messages already waiting
+ * run at once; with none, it waits agents[].settings.chat_idle_seconds (default 0) for one, and
+ * then ends with the last turn's outcome. A failed turn ends it at once.
+ *
  * Exit status: 0 when the agent succeeded, 1 when it failed, 127 when its binary is missing,
  * 2 for usage errors. A failure is also reported as a `log` event of level error, whose message
  * becomes the session's `error`.
@@ -16,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -33,6 +42,16 @@ extern char **environ;
 #define SCENARIO_MAX_STEPS 100000 /* the request body limit bounds it too */
 
 static int events_fd = -1;
+/* The model of the turn running now (NULL: the CLI's default), stamped on its replies and usage
+ * so that each reads with the model that produced it. */
+static const char *turn_model;
+/* A stop (SIGTERM/SIGINT) came: the CLI wraps up as it decides, and no further turn starts. */
+static volatile sig_atomic_t stop_requested;
+
+static void note_stop(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
 
 /* Writes one event line to the recorder (or nowhere when run without one). */
 static void emit(json_t *event) {
@@ -462,13 +481,19 @@ static void emit_all(json_t *events) {
     size_t i;
     json_t *ev;
     json_array_foreach(events, i, ev) {
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        if (turn_model && type && (!strcmp(type, "usage") || !strcmp(type, "chat_message")))
+            json_object_set_new(ev, "model", json_string(turn_model));
         render(ev);
         emit(json_incref(ev));
     }
     json_array_clear(events);
 }
 
-static int run_adapter(const struct agent_adapter *ad, const struct adapter_launch *l) {
+/* One run of the CLI. ret_conversation (128 bytes, may be NULL) gets the conversation id the
+ * run named, when it named one. 0 when the run succeeded, else 1 (or 127: no binary). */
+static int run_adapter(const struct agent_adapter *ad, const struct adapter_launch *l,
+                       char *ret_conversation) {
     char **argv = NULL;
     int rc = ad->build_argv(l, &argv);
     if (rc < 0) {
@@ -482,9 +507,12 @@ static int run_adapter(const struct agent_adapter *ad, const struct adapter_laun
         return 1;
     }
     /* A stop sends SIGTERM to the whole process group (D14). The agent CLI decides how to wrap
-     * up; we stay to report what it does until it exits (or the grace period's SIGKILL). */
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGINT, SIG_IGN);
+     * up; we stay to report what it does until it exits (or the grace period's SIGKILL), and
+     * note the stop so that no further turn starts. */
+    struct sigaction sa = {.sa_handler = note_stop, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&fa);
@@ -541,6 +569,9 @@ static int run_adapter(const struct agent_adapter *ad, const struct adapter_laun
         outcome = ad->finish(state, code, events);
         emit_all(events);
     }
+    const char *conv = state && ad->conversation ? ad->conversation(state) : NULL;
+    if (conv && ret_conversation)
+        snprintf(ret_conversation, 128, "%s", conv);
     if (state)
         ad->state_free(state);
     json_decref(events);
@@ -550,6 +581,163 @@ static int run_adapter(const struct agent_adapter *ad, const struct adapter_laun
         return 1;
     }
     return 0;
+}
+
+/* ---- further turns (issue 15) ----------------------------------------------------------------- */
+
+#define TURN_WAIT_MAX_S 86400
+#define INPUT_LINE_MAX (256 * 1024) /* a message of AH_LIMIT_PROMPT bytes, escaped, and a model */
+
+struct input {
+    int fd;
+    struct ah_buf buf;
+    bool eof, skip;
+};
+
+/* The next line of the input pipe as a JSON object: 1 and *ret (caller frees), 0 when none came
+ * before deadline (monotonic ms; 0: only what is there now), -1 at its end or on a stop. */
+static int input_next(struct input *in, int64_t deadline, json_t **ret) {
+    for (;;) {
+        char *nl = in->buf.p ? memchr(in->buf.p, '\n', in->buf.n) : NULL;
+        if (nl) {
+            size_t len = (size_t)(nl - in->buf.p);
+            json_error_t e;
+            json_t *j = json_loadb(in->buf.p, len, 0, &e);
+            memmove(in->buf.p, nl + 1, in->buf.n - len - 1);
+            in->buf.n -= len + 1;
+            in->buf.p[in->buf.n] = '\0';
+            if (json_is_object(j)) {
+                *ret = j;
+                return 1;
+            }
+            json_decref(j);
+            emit_log("warn", "ignored an input line that is not a JSON object");
+            continue;
+        }
+        if (in->eof)
+            return -1;
+        /* a stop between the check and the wait is not lost: ppoll unblocks it atomically */
+        sigset_t term, old;
+        sigemptyset(&term);
+        sigaddset(&term, SIGTERM);
+        sigaddset(&term, SIGINT);
+        sigprocmask(SIG_BLOCK, &term, &old);
+        if (stop_requested) {
+            sigprocmask(SIG_SETMASK, &old, NULL);
+            return -1;
+        }
+        int64_t left = deadline - time_mono_ms();
+        struct timespec ts = {.tv_sec = left > 0 ? left / 1000 : 0,
+                              .tv_nsec = left > 0 ? (left % 1000) * 1000000L : 0};
+        struct pollfd pfd = {.fd = in->fd, .events = POLLIN};
+        int ready = ppoll(&pfd, 1, &ts, &old);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0)
+            return 0;
+        char chunk[65536];
+        ssize_t r = read(in->fd, chunk, sizeof(chunk));
+        if (r < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (r <= 0) {
+            in->eof = true;
+            continue;
+        }
+        const char *p = chunk;
+        size_t n = (size_t)r;
+        if (in->skip) { /* the rest of an oversized line goes, up to its newline */
+            const char *end = memchr(p, '\n', n);
+            if (!end)
+                continue;
+            in->skip = false;
+            n -= (size_t)(end + 1 - p);
+            p = end + 1;
+        }
+        if (ah_buf_append(&in->buf, p, n) < 0) {
+            emit_log("error", "out of memory reading the input");
+            return -1;
+        }
+        if (in->buf.n > INPUT_LINE_MAX && !memchr(in->buf.p, '\n', in->buf.n)) {
+            emit_log("warn", "dropped an input line of over %d bytes", INPUT_LINE_MAX);
+            in->buf.n = 0;
+            in->buf.p[0] = '\0';
+            in->skip = true;
+        }
+    }
+}
+
+/* After the first turn: each message of the input pipe is a turn that resumes the CLI's
+ * conversation `conv` (see the top). rc is the first turn's result, and the result. */
+static int run_turns(const struct agent_adapter *ad, const struct adapter_launch *l, int fd,
+                     int64_t wait_s, char conv[128], int rc) {
+    struct input in = {.fd = fd, .buf = {.max = INPUT_LINE_MAX + 2 * 65536}};
+    char model[AH_LIMIT_NAME + 1] = "";
+    if (l->model && *l->model)
+        snprintf(model, sizeof(model), "%s", l->model);
+    for (int turn = 2; rc == 0 && !stop_requested; turn++) {
+        json_t *msg = NULL;
+        int got = input_next(&in, 0, &msg);
+        if (got == 0 && wait_s > 0) {
+            emit_log("info", "turn %d done; waiting up to %lld s for the next message", turn - 1,
+                     (long long)wait_s);
+            int64_t deadline = time_mono_ms() + wait_s * 1000;
+            got = input_next(&in, deadline, &msg);
+            /* a model switch alone is taken and the wait goes on */
+            while (got == 1 && !json_is_string(json_object_get(msg, "text"))) {
+                const char *m = json_string_value(json_object_get(msg, "model"));
+                if (m && *m && strlen(m) < sizeof(model)) {
+                    snprintf(model, sizeof(model), "%s", m);
+                    emit_log("info", "the next turn runs with model %s", model);
+                }
+                json_decref(msg);
+                msg = NULL;
+                got = input_next(&in, deadline, &msg);
+            }
+            if (got == 0)
+                emit_log("info", "no message in %lld s: the session ends", (long long)wait_s);
+        }
+        if (got == 1 && !json_is_string(json_object_get(msg, "text"))) { /* switch, no turn yet */
+            const char *m = json_string_value(json_object_get(msg, "model"));
+            if (m && *m && strlen(m) < sizeof(model))
+                snprintf(model, sizeof(model), "%s", m);
+            json_decref(msg);
+            turn--;
+            continue;
+        }
+        if (got != 1)
+            break;
+        const char *m = json_string_value(json_object_get(msg, "model"));
+        if (m && *m && strlen(m) < sizeof(model))
+            snprintf(model, sizeof(model), "%s", m);
+        if (!conv[0]) {
+            emit_log("error", "cannot run turn %d: the %s CLI named no conversation to resume",
+                     turn, ad->type);
+            json_decref(msg);
+            rc = 1;
+            break;
+        }
+        char resume[128];
+        snprintf(resume, sizeof(resume), "%s", conv);
+        struct adapter_launch next = *l;
+        next.prompt = json_string_value(json_object_get(msg, "text"));
+        next.model = model[0] ? model : NULL;
+        next.resume_id = resume;
+        emit_log("info", "turn %d: resuming %s conversation %s with model %s", turn, ad->type,
+                 resume, model[0] ? model : "(the CLI's default)");
+        printf("--- turn %d ---\n", turn);
+        turn_model = next.model;
+        rc = run_adapter(ad, &next, conv);
+        json_decref(msg);
+    }
+    ah_buf_clear(&in.buf);
+    return rc;
+}
+
+/* agents[].settings.chat_idle_seconds, within 0..TURN_WAIT_MAX_S (0 when not given). */
+static int64_t idle_seconds(const json_t *settings) {
+    json_int_t v = json_integer_value(json_object_get(settings, "chat_idle_seconds"));
+    return v < 0 ? 0 : v > TURN_WAIT_MAX_S ? TURN_WAIT_MAX_S : v;
 }
 
 /* ---- resuming (session branches) -------------------------------------------------------------- */
@@ -739,5 +927,15 @@ int agent_start_main(int argc, char **argv) {
             return 2;
         l.resume_id = resume_id;
     }
-    return run_adapter(ad, &l);
+    /* further turns: an adapter that resumes its conversation, given an input pipe */
+    const char *input_env = getenv("AH_INPUT_FD");
+    int64_t input_fd = -1;
+    if (command || !ad->conversation || !input_env ||
+        parse_int64(input_env, 0, 65535, &input_fd) < 0)
+        return run_adapter(ad, &l, NULL);
+    fcntl((int)input_fd, F_SETFD, FD_CLOEXEC); /* the CLI has no business with it */
+    turn_model = l.model && *l.model ? l.model : NULL;
+    char conv[128] = "";
+    int rc = run_adapter(ad, &l, conv);
+    return run_turns(ad, &l, (int)input_fd, idle_seconds(settings), conv, rc);
 }

@@ -11,6 +11,13 @@
  * exit is the last message; the recorder leaves only when everything is acknowledged (or after
  * --linger-ms without a server), so a session that ends while the server is down is not lost.
  *
+ * Input from the server (`prompt` frames) is typed into the PTY, where an agent that reads its
+ * terminal (the scripted agent, custom agents) finds it. With --input-pipe (an agent that runs
+ * its CLI once per turn: claude-code, codex) it goes instead as one JSON line per frame,
+ * {"text", "model"?} or {"model"} (a `model` frame), on a pipe the agent reads as AH_INPUT_FD:
+ * a message may hold newlines and carries the model its turn runs with (issue 15); it is still
+ * recorded as the terminal's input.
+ *
  * One thread, one epoll loop: PTY master, events pipe, inotify, the socket, the agent's pidfd,
  * a signalfd and a timerfd for reconnects. The queue is capped; past the cap the recorder stops
  * reading the agent's events (the agent then blocks), it never drops them.
@@ -40,6 +47,8 @@
 #define LINE_MAX_BYTES (1024 * 1024)
 #define RECENT_EDITS 64
 #define EVENTS_FD 3
+#define INPUT_FD 4
+#define INPUT_MAX_BYTES (4u * 1024 * 1024) /* input the agent has not read yet; more is refused */
 
 extern char **environ;
 
@@ -67,6 +76,9 @@ struct rec {
     bool wall_hit;
     const char *note; /* what the server applied, logged once at the start */
     bool hold_term;   /* start the command with SIGTERM blocked (a sandbox, see the usage) */
+    bool input_pipe;  /* --input-pipe: input goes to the agent as JSON lines on INPUT_FD */
+    int input_wr;     /* our end of that pipe, -1 without one (or once the agent closed it) */
+    struct ah_buf input; /* lines the pipe did not take yet */
     pid_t child;
     int child_pidfd;
     struct watcher *watch;
@@ -263,6 +275,52 @@ static void try_connect(struct rec *r) {
     flush_socket(r);
 }
 
+/* Writes what the input pipe takes now; the rest waits for EPOLLOUT. */
+static void flush_input(struct rec *r) {
+    if (r->input_wr < 0)
+        return;
+    if (write_pending(r->input_wr, &r->input) < 0) { /* EPIPE: the agent is done reading */
+        epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->input_wr, NULL);
+        close(r->input_wr);
+        r->input_wr = -1;
+        ah_buf_clear(&r->input);
+        return;
+    }
+    /* watched only while something waits: epoll reports a closed reader even unasked */
+    if (r->input.n)
+        ep_mod(r, r->input_wr, EPOLLOUT);
+    else
+        epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->input_wr, NULL);
+}
+
+/* A prompt (text, model?) or a model switch as one JSON line on the input pipe. */
+static void send_input(struct rec *r, const json_t *msg) {
+    const char *text = json_string_value(json_object_get(msg, "text"));
+    const char *model = json_string_value(json_object_get(msg, "model"));
+    if (!text && !model)
+        return;
+    json_t *line = json_object();
+    if (line && text)
+        json_object_set_new(line, "text", json_string(text));
+    if (line && model)
+        json_object_set_new(line, "model", json_string(model));
+    char *s = line ? json_dumps(line, JSON_COMPACT) : NULL;
+    json_decref(line);
+    size_t n = s ? strlen(s) : 0;
+    if (!s || r->input_wr < 0 || r->input.n + n + 1 > INPUT_MAX_BYTES ||
+        ah_buf_append(&r->input, s, n) < 0 || ah_buf_append(&r->input, "\n", 1) < 0) {
+        log_event(r, "warn", "could not deliver %s to the agent: %s",
+                  text ? "a prompt" : "a model switch",
+                  r->input_wr < 0 ? "it no longer reads its input" : "too much input is waiting");
+        free(s);
+        return;
+    }
+    free(s);
+    if (text && r->cast)
+        cast_input(r->cast, text, strlen(text));
+    flush_input(r);
+}
+
 static void on_server_msg(struct rec *r, json_t *msg) {
     const char *type = json_string_value(json_object_get(msg, "type"));
     if (!type)
@@ -276,6 +334,8 @@ static void on_server_msg(struct rec *r, json_t *msg) {
         send_queued(r);
     } else if (strcmp(type, "ack") == 0) {
         drop_acked(r, json_integer_value(json_object_get(msg, "rseq")));
+    } else if (r->input_pipe && (strcmp(type, "prompt") == 0 || strcmp(type, "model") == 0)) {
+        send_input(r, msg);
     } else if (strcmp(type, "prompt") == 0) {
         const char *text = json_string_value(json_object_get(msg, "text"));
         if (text && r->master >= 0) {
@@ -485,7 +545,7 @@ static void trace_end(const struct rec *r, const struct obs_trace *span, int64_t
 
 /* ---- the agent process ----------------------------------------------------------------------- */
 
-static int spawn_agent(struct rec *r, char **argv, int events_wr) {
+static int spawn_agent(struct rec *r, char **argv, int events_wr, int input_rd) {
     r->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (r->master < 0 || grantpt(r->master) < 0 || unlockpt(r->master) < 0)
         return ah_err_from_errno(errno);
@@ -498,16 +558,20 @@ static int spawn_agent(struct rec *r, char **argv, int events_wr) {
     size_t n = 0;
     for (char **e = environ; *e; e++)
         n++;
-    char **env = calloc(n + 2, sizeof(char *));
+    char **env = calloc(n + 3, sizeof(char *));
     if (!env)
         return AH_E_NOMEM;
     size_t k = 0;
     for (char **e = environ; *e; e++)
-        if (strncmp(*e, "AH_RECORDER_TOKEN=", 18) != 0 && strncmp(*e, "AH_EVENTS_FD=", 13) != 0)
+        if (strncmp(*e, "AH_RECORDER_TOKEN=", 18) != 0 && strncmp(*e, "AH_EVENTS_FD=", 13) != 0 &&
+            strncmp(*e, "AH_INPUT_FD=", 12) != 0)
             env[k++] = *e;
-    char events_var[32];
+    char events_var[32], input_var[32];
     snprintf(events_var, sizeof(events_var), "AH_EVENTS_FD=%d", EVENTS_FD);
     env[k++] = events_var;
+    snprintf(input_var, sizeof(input_var), "AH_INPUT_FD=%d", INPUT_FD);
+    if (input_rd >= 0)
+        env[k++] = input_var;
 
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -518,6 +582,8 @@ static int spawn_agent(struct rec *r, char **argv, int events_wr) {
     posix_spawn_file_actions_adddup2(&fa, 0, 1);
     posix_spawn_file_actions_adddup2(&fa, 0, 2);
     posix_spawn_file_actions_adddup2(&fa, events_wr, EVENTS_FD);
+    if (input_rd >= 0) /* both ends were moved past 10: neither dup2 clobbers the other */
+        posix_spawn_file_actions_adddup2(&fa, input_rd, INPUT_FD);
     posix_spawnattr_init(&attr);
     sigset_t none, all;
     sigemptyset(&none);
@@ -634,6 +700,7 @@ static const char usage[] =
     "  --cgroup DIR        start the agent in this cgroup (repeatable: one per hierarchy)\n"
     "  --wall-time-ms N    kill the agent after N ms\n"
     "  --note TEXT         logged as the session's first event (what the sandbox applies)\n"
+    "  --input-pipe        give input to COMMAND as JSON lines on AH_INPUT_FD, not its terminal\n"
     "  --hold-term         start COMMAND with SIGTERM blocked: it is a sandbox (bubblewrap)\n"
     "                      that must outlive a stop's SIGTERM so the agent inside can wrap\n"
     "                      up; the agent (ah agent start) unblocks it for itself\n"
@@ -642,7 +709,7 @@ static const char usage[] =
 int agent_record_main(int argc, char **argv) {
     struct rec r = {.cols = 120, .rows = 40, .linger_ms = 3600000, .next_rseq = 1, .master = -1,
                     .events_rd = -1, .sock = -1, .child_pidfd = -1, .sigfd = -1, .timerfd = -1,
-                    .wallfd = -1,
+                    .wallfd = -1, .input_wr = -1, .input = {.max = INPUT_MAX_BYTES},
                     .line = {.max = LINE_MAX_BYTES}, .out = {.max = 2 * LINK_MAX_FRAME + 64}};
     static const struct option opts[] = {
         {"session-id", required_argument, 0, 's'}, {"socket", required_argument, 0, 'S'},
@@ -651,6 +718,7 @@ int agent_record_main(int argc, char **argv) {
         {"linger-ms", required_argument, 0, 'l'},  {"config", required_argument, 0, 'C'},
         {"cgroup", required_argument, 0, 'G'},     {"wall-time-ms", required_argument, 0, 'W'},
         {"note", required_argument, 0, 'N'},       {"hold-term", no_argument, 0, 'T'},
+        {"input-pipe", no_argument, 0, 'I'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     int64_t v;
     int c;
@@ -691,6 +759,7 @@ int agent_record_main(int argc, char **argv) {
             break;
         case 'N': r.note = optarg; break;
         case 'T': r.hold_term = true; break;
+        case 'I': r.input_pipe = true; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
@@ -722,7 +791,18 @@ int agent_record_main(int argc, char **argv) {
 
     int pipefd[2] = {-1, -1};
     int rc = pipe2(pipefd, O_CLOEXEC) < 0 ? ah_err_from_errno(errno) : 0;
-    if (rc == 0 && pipefd[1] == EVENTS_FD) { /* dup2 onto itself would keep CLOEXEC */
+    int inputfd[2] = {-1, -1};
+    if (rc == 0 && r.input_pipe) {
+        rc = pipe2(inputfd, O_CLOEXEC) < 0 ? ah_err_from_errno(errno) : 0;
+        int moved = rc == 0 ? fcntl(inputfd[0], F_DUPFD_CLOEXEC, 10) : -1;
+        if (rc == 0 && moved < 0)
+            rc = ah_err_from_errno(errno);
+        if (inputfd[0] >= 0)
+            close(inputfd[0]);
+        inputfd[0] = moved;
+    }
+    if (rc == 0 && pipefd[1] < 10) { /* clear of EVENTS_FD and INPUT_FD for the dup2s (and
+                                       * never dup2 onto itself, which would keep CLOEXEC) */
         int moved = fcntl(pipefd[1], F_DUPFD_CLOEXEC, 10);
         close(pipefd[1]);
         pipefd[1] = moved;
@@ -738,7 +818,7 @@ int agent_record_main(int argc, char **argv) {
     struct obs_trace span;
     int64_t span_start = obs_wall_ns();
     bool traced = rc == 0 && trace_begin(&span);
-    if (rc == 0 && (rc = spawn_agent(&r, argv + optind, pipefd[1])) < 0) {
+    if (rc == 0 && (rc = spawn_agent(&r, argv + optind, pipefd[1], inputfd[0])) < 0) {
         fprintf(stderr, "ah agent record: cannot start %s: %s\n", argv[optind], ah_strerror(rc));
         log_event(&r, "error", "cannot start the agent %s: %s", argv[optind], ah_strerror(rc));
         snprintf(r.last_error, sizeof(r.last_error), "cannot start the agent %s: %s",
@@ -746,6 +826,12 @@ int agent_record_main(int argc, char **argv) {
     }
     if (pipefd[1] >= 0)
         close(pipefd[1]);
+    if (inputfd[0] >= 0)
+        close(inputfd[0]);
+    r.input_wr = inputfd[1];
+    if (r.input_wr >= 0) {
+        fcntl(r.input_wr, F_SETFL, fcntl(r.input_wr, F_GETFL) | O_NONBLOCK);
+    }
     r.events_rd = pipefd[0];
     if (r.events_rd >= 0) {
         fcntl(r.events_rd, F_SETFL, fcntl(r.events_rd, F_GETFL) | O_NONBLOCK);
@@ -790,6 +876,8 @@ int agent_record_main(int argc, char **argv) {
                 on_master(&r);
             } else if (fd == r.events_rd && r.events_rd >= 0) {
                 on_events(&r);
+            } else if (fd == r.input_wr && r.input_wr >= 0) {
+                flush_input(&r);
             } else if (r.watch && fd == watcher_fd(r.watch)) {
                 watcher_poll(r.watch, on_change, &r);
             } else if (fd == r.sock && r.sock >= 0) {
@@ -825,6 +913,9 @@ int agent_record_main(int argc, char **argv) {
     free(r.q);
     ah_buf_clear(&r.out);
     ah_buf_clear(&r.line);
+    ah_buf_clear(&r.input);
+    if (r.input_wr >= 0)
+        close(r.input_wr);
     link_reader_clear(&r.rd);
     if (r.master >= 0)
         close(r.master);

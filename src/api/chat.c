@@ -9,7 +9,7 @@
  *
  *   user message      {type:chat_message, role:user, content, attachments?, context_files?,
  *                      tools_enabled?, model_override?, supersedes?, retry_of?}  (this file)
- *   assistant message {type:chat_message, role:assistant, content}  (the agent: adapters' text,
+ *   assistant message {type:chat_message, role:assistant, content, model?}  (the agent: adapters' text,
  *                      the scripted agent's `say`; the supervisor refuses anything else from it)
  *   edit in place     {type:chat_message, role:user, edits:<id>, content}
  *   deletion          {type:chat_message, role:user, deletes:<id>}
@@ -207,6 +207,9 @@ static int fold(json_t *msgs, const json_t *ev) {
         json_t *calls = json_object_get(ev, "tool_calls");
         if (json_is_array(calls))
             json_object_set(m, "tool_calls", calls);
+        json_t *model = json_object_get(ev, "model"); /* the turn's model, when it was chosen */
+        if (json_is_string(model))
+            json_object_set(m, "model", model);
         reply_thread(msgs, m);
     }
     return json_array_append_new(msgs, m) < 0 ? AH_E_NOMEM : 0;
@@ -553,12 +556,18 @@ static void check_content(const json_t *c, struct ah_problem *p) {
 /* Answers the failure of exec_chat (404/409/410/5xx) or nothing. */
 int chat_send(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
               const char *tenant, const char *id, json_t *ev, const char *text, int64_t *ret_seq) {
+    return chat_send_model(ctx, req, res, tenant, id, ev, text, NULL, ret_seq);
+}
+
+int chat_send_model(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
+                    const char *tenant, const char *id, json_t *ev, const char *text,
+                    const char *model, int64_t *ret_seq) {
     struct ah_problem p = {0};
     if (!ev) {
         http_error(req, res, AH_E_NOMEM, "out of memory");
         return AH_E_NOMEM;
     }
-    int rc = exec_chat(ctx->exec, tenant, id, ev, text, ret_seq, &p);
+    int rc = exec_chat(ctx->exec, tenant, id, ev, text, model, ret_seq, &p);
     if (rc < 0)
         http_fail(req, res, &p);
     problem_clear(&p);
@@ -624,14 +633,17 @@ json_t *chat_post_user(struct api_ctx *ctx, struct http_request *req, struct htt
     if (thread && chat_thread_check(ctx, req, res, tenant, id, json_string_value(thread)) < 0)
         return NULL;
     const char *model = json_string_value(json_object_get(body, "model_override"));
+    AH_AUTO(session_row_freep) struct session_row *row = NULL;
+    bool switching = false; /* the agent's next turn runs with `model` (issue 15) */
     if (model) { /* never stored as if it had been applied */
-        AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, NULL);
-        if (!row)
+        if (!(row = api_session_load(ctx, req, res, NULL)))
             return NULL;
-        if (chat_model_check(row, model, &p) < 0) {
+        int rc = chat_model_check(ctx, row, model, &p);
+        if (rc < 0) {
             http_fail(req, res, &p);
             return NULL;
         }
+        switching = rc == 1;
     }
     json_t *ev = json_pack("{s:s, s:s, s:O}", "type", "chat_message", "role", "user", "content",
                            json_object_get(body, "content"));
@@ -640,11 +652,14 @@ json_t *chat_post_user(struct api_ctx *ctx, struct http_request *req, struct htt
     for (const char *const *f = copied; ev && *f; f++)
         if ((v = json_object_get(body, *f)))
             json_object_set(ev, *f, v);
-    if (chat_send(ctx, req, res, tenant, id, ev, json_string_value(json_object_get(body, "content")),
-                  ret_seq) < 0) {
+    if (chat_send_model(ctx, req, res, tenant, id, ev,
+                        json_string_value(json_object_get(body, "content")),
+                        switching ? model : NULL, ret_seq) < 0) {
         json_decref(ev);
         return NULL;
     }
+    if (switching) /* the model goes with the message; the context shows it from now on */
+        chat_model_record(ctx, tenant, row, model);
     return ev;
 }
 

@@ -73,10 +73,12 @@ static const char models_json[] =
     " \"tools\": null}"
     "}";
 
-/* The agents whose model can change while they run: only the scripted agent, which has none
- * to change. The real CLIs take theirs at launch (agents[].settings.model). */
+/* The agents whose model changes between turns: claude-code and codex run their CLI once per
+ * turn, resuming its own conversation with the model asked for (`--resume ID --model M`, `exec
+ * -m M resume ID`; agent_start.c), so a model_override applies from the next turn on. Gemini and
+ * opencode take theirs at launch (agents[].settings.model); the scripted agent has no model. */
 static bool switches_model(const char *agent) {
-    return !strcmp(agent, "scripted");
+    return !strcmp(agent, "claude-code") || !strcmp(agent, "codex");
 }
 
 /* The models of an agent type as GET …/models lists them (new reference), with config overrides. */
@@ -195,9 +197,18 @@ static bool has_string(const json_t *list, const char *s) {
  * table's default. */
 static const char *launch_model(struct session_row *row, const char *def);
 
-int chat_model_check(struct session_row *row, const char *model, struct ah_problem *p) {
+int chat_model_check(struct api_ctx *ctx, struct session_row *row, const char *model,
+                     struct ah_problem *p) {
+    if (switches_model(row->agent_type)) {
+        AH_AUTO(json_decrefp) json_t *models = models_for(ctx, row->agent_type, NULL);
+        if (model_find(models, model))
+            return 1;
+        problem_field(p, "model_override", "%s is not a model of the %s agent (GET …/models)",
+                      model, row->agent_type);
+        return AH_E_INVAL;
+    }
     const char *at_launch = launch_model(row, NULL);
-    if (switches_model(row->agent_type) || (at_launch && !strcmp(at_launch, model)))
+    if (!strcmp(row->agent_type, "scripted") || (at_launch && !strcmp(at_launch, model)))
         return 0;
     return problem_set(p, AH_E_UNSUPPORTED,
                        "the %s CLI takes its model when it starts; start a session with "
@@ -229,9 +240,24 @@ static int last_context(struct api_ctx *ctx, const char *tenant, const char *id,
     return 0;
 }
 
-/* Totals of the agent's usage reports, and the last one's input + output. */
+/* Adds a report to by_model ({model: {input_tokens, output_tokens}}). */
+static void usage_add(json_t *by_model, const char *model, int64_t in, int64_t out) {
+    json_t *m = json_object_get(by_model, model);
+    if (!m && (!(m = json_pack("{s:I, s:I}", "input_tokens", (json_int_t)0, "output_tokens",
+                               (json_int_t)0)) ||
+               json_object_set_new(by_model, model, m) < 0))
+        return;
+    json_object_set_new(m, "input_tokens",
+                        json_integer(json_integer_value(json_object_get(m, "input_tokens")) + in));
+    json_object_set_new(m, "output_tokens",
+                        json_integer(json_integer_value(json_object_get(m, "output_tokens")) + out));
+}
+
+/* Totals of the agent's usage reports, and the last one's input + output; by_model (may be
+ * NULL) gets them per model: the model the report names (the agent stamps the model a turn ran
+ * with), else `launch`, the model the session started with. */
 static int usage_sum(struct api_ctx *ctx, const char *tenant, const char *id, int64_t *ret_in,
-                     int64_t *ret_out, int64_t *ret_last) {
+                     int64_t *ret_out, int64_t *ret_last, json_t *by_model, const char *launch) {
     static const char *const types[] = {"usage", NULL};
     int64_t in = 0, out = 0, last = -1, after = 0, seen = 0;
     for (;;) {
@@ -250,6 +276,9 @@ static int usage_sum(struct api_ctx *ctx, const char *tenant, const char *id, in
             in += a;
             out += b;
             last = a + b;
+            const char *m = json_string_value(json_object_get(ev, "model"));
+            if (by_model && (m || launch))
+                usage_add(by_model, m ? m : launch, a, b);
             after = json_integer_value(json_object_get(ev, "seq"));
         }
         json_decref(items);
@@ -275,7 +304,10 @@ static json_t *context_json(struct api_ctx *ctx, struct session_row *row, const 
     AH_AUTO(json_decrefp) json_t *tools = state ? json_incref(json_object_get(state, "enabled_tools"))
                                                 : tools_for(row);
     int64_t in = 0, out = 0, last = -1;
-    int rc = usage_sum(ctx, tenant, row->id, &in, &out, &last);
+    AH_AUTO(json_decrefp) json_t *by_model = json_object();
+    int rc = by_model ? usage_sum(ctx, tenant, row->id, &in, &out, &last, by_model,
+                                  launch_model(row, def))
+                      : AH_E_NOMEM;
     if (rc < 0) {
         *ret_rc = rc;
         return NULL;
@@ -298,9 +330,47 @@ static json_t *context_json(struct api_ctx *ctx, struct session_row *row, const 
         "context_window", (json_int_t)window, "input_pricing",
         json_number_value(json_object_get(m, "input_pricing")), "output_pricing",
         json_number_value(json_object_get(m, "output_pricing")));
+    /* usage per model, as an array in the order the models were first used */
+    json_t *per = json_array();
+    const char *mid;
+    json_t *mv;
+    json_object_foreach(by_model, mid, mv) {
+        json_array_append_new(per, json_pack("{s:s, s:O, s:O}", "model", mid, "input_tokens",
+                                             json_object_get(mv, "input_tokens"), "output_tokens",
+                                             json_object_get(mv, "output_tokens")));
+    }
+    if (res && (!per || json_object_set_new(res, "usage_by_model", per) < 0)) {
+        json_decref(res);
+        res = NULL;
+    }
     if (!res)
         *ret_rc = AH_E_NOMEM;
     return res;
+}
+
+void chat_model_record(struct api_ctx *ctx, const char *tenant, struct session_row *row,
+                       const char *model) {
+    AH_AUTO(json_decrefp) json_t *state = NULL;
+    if (last_context(ctx, tenant, row->id, &state) < 0)
+        return;
+    const char *def = NULL;
+    AH_AUTO(json_decrefp) json_t *models = models_for(ctx, row->agent_type, &def);
+    const char *now = state ? json_string_value(json_object_get(state, "model")) : NULL;
+    if (!now)
+        now = launch_model(row, def);
+    if (now && !strcmp(now, model))
+        return;
+    AH_AUTO(json_decrefp) json_t *tools = state ? json_incref(json_object_get(state, "enabled_tools"))
+                                                : tools_for(row);
+    json_t *files = state ? json_object_get(state, "files") : NULL;
+    AH_AUTO(json_decrefp) json_t *ev = json_pack(
+        "{s:s, s:o, s:o, s:s}", "type", "context", "files",
+        files ? json_deep_copy(files) : json_array(), "enabled_tools",
+        tools ? json_deep_copy(tools) : json_array(), "model", model);
+    struct ah_problem p = {0};
+    if (ev)
+        exec_chat(ctx->exec, tenant, row->id, ev, NULL, NULL, NULL, &p);
+    problem_clear(&p);
 }
 
 static void get_context(struct http_request *req, struct http_response *res) {
@@ -477,7 +547,7 @@ static void put_context(struct http_request *req, struct http_response *res) {
             problem_field(&p, "model_override", "%s is not a model of the %s agent (GET …/models)",
                           json_string_value(mo), row->agent_type);
         else if (strcmp(json_string_value(mo), model ? model : "") &&
-                 !switches_model(row->agent_type))
+                 !switches_model(row->agent_type) && strcmp(row->agent_type, "scripted"))
             problem_set(&p, AH_E_UNSUPPORTED,
                         "the %s CLI takes its model when it starts; start a session with "
                         "agents[].settings.model = \"%s\"", row->agent_type,
@@ -490,7 +560,9 @@ static void put_context(struct http_request *req, struct http_response *res) {
     AH_AUTO(json_decrefp) json_t *ev = json_pack("{s:s, s:O, s:O, s:s}", "type", "context",
                                                  "files", files, "enabled_tools", tools, "model",
                                                  model ? model : "");
-    if (chat_send(ctx, req, res, tenant, row->id, ev, NULL, NULL) < 0)
+    /* an agent that switches models takes it for its next turn */
+    if (chat_send_model(ctx, req, res, tenant, row->id, ev, NULL,
+                        mo && switches_model(row->agent_type) ? model : NULL, NULL) < 0)
         return;
     json_t *out = context_json(ctx, row, tenant, ev, &rc);
     if (!out) {
@@ -513,8 +585,9 @@ static void get_models(struct http_request *req, struct http_response *res) {
         return;
     }
     http_json(req, res, 200,
-              json_pack("{s:o, s:s, s:s}", "models", models, "agent_type", row->agent_type,
-                        "table_date", MODELS_DATE));
+              json_pack("{s:o, s:s, s:s, s:b}", "models", models, "agent_type", row->agent_type,
+                        "table_date", MODELS_DATE, "switches_model",
+                        switches_model(row->agent_type)));
 }
 
 int chat_context_register(struct router *r, struct api_ctx *ctx) {

@@ -47,10 +47,23 @@ json_t *chat_post_user(struct api_ctx *ctx, struct http_request *req, struct htt
 int chat_thread_check(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
                       const char *tenant, const char *id, const char *thread);
 
-/* A message's model_override is applied only where the agent can switch models while it runs
- * (chat_context.c): else 0 only when it is the model the session started with, AH_E_UNSUPPORTED
- * (422) with p set otherwise. */
-int chat_model_check(struct session_row *row, const char *model, struct ah_problem *p);
+/* chat_send with `model`, the model of the agent's next turns, sent along with text (or alone
+ * without it) to an agent that runs a turn per message (exec_chat). */
+int chat_send_model(struct api_ctx *ctx, struct http_request *req, struct http_response *res,
+                    const char *tenant, const char *id, json_t *ev, const char *text,
+                    const char *model, int64_t *ret_seq);
+
+/* A message's model_override (chat_context.c). 1 when the agent switches to it for its next
+ * turn (claude-code, codex: it must be one of GET …/models, else AH_E_INVAL with p set); 0 when
+ * it is only recorded (the scripted agent, which has no model to switch; or the model the
+ * session already runs); AH_E_UNSUPPORTED (422) with p set for an agent whose CLI takes its
+ * model once, when it starts. */
+int chat_model_check(struct api_ctx *ctx, struct session_row *row, const char *model,
+                     struct ah_problem *p);
+/* Records that the session's model is now `model` (a `context` event, as PUT …/context does),
+ * when it is not already; best effort: the message that carried it is sent. */
+void chat_model_record(struct api_ctx *ctx, const char *tenant, struct session_row *row,
+                       const char *model);
 
 /* POST …/chat/stream (chat_stream.c). */
 int chat_stream_register(struct router *r, struct api_ctx *ctx);

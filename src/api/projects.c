@@ -258,6 +258,13 @@ static json_t *settings_schema(struct api_ctx *ctx, const char *type) {
                                       "edit, append, delete, rename, sleep, wait_prompt, say, "
                                       "usage, exit, "
                                       "fail)."));
+    else if (!strcmp(type, "claude-code") || !strcmp(type, "codex")) /* issue 15 */
+        json_object_set_new(json_object_get(s, "properties"), "chat_idle_seconds",
+                            json_pack("{s:s, s:i, s:i, s:s}", "type", "integer", "minimum", 0,
+                                      "maximum", 86400, "description",
+                                      "After each turn, how long the session waits for the next "
+                                      "chat message before it completes (default 0: it runs the "
+                                      "messages sent during the turn, then completes)."));
     else if (ctx->catalog && agent_catalog_is_custom(ctx->catalog, type)) {
         /* a custom agent's command decides what it reads: anything goes */
         json_object_set_new(s, "additionalProperties", json_true());
@@ -292,6 +299,14 @@ int api_agent_settings_check(struct api_ctx *ctx, const char *type, const json_t
             rc = AH_E_INVAL;
         } else if (!strcmp(want, "array") && !json_is_array(v)) {
             problem_field(p, f, "must be an array");
+            rc = AH_E_INVAL;
+        } else if (!strcmp(want, "integer") &&
+                   (!json_is_integer(v) ||
+                    json_integer_value(v) < json_integer_value(json_object_get(ps, "minimum")) ||
+                    json_integer_value(v) > json_integer_value(json_object_get(ps, "maximum")))) {
+            problem_field(p, f, "must be an integer from %lld to %lld",
+                          (long long)json_integer_value(json_object_get(ps, "minimum")),
+                          (long long)json_integer_value(json_object_get(ps, "maximum")));
             rc = AH_E_INVAL;
         }
     }

@@ -579,7 +579,8 @@ int exec_control(struct executor *ex, const char *tenant, const char *id, enum e
  * then `text` (when not NULL) is sent to the recorder. With `owner` (a prompt that may travel,
  * D46), a session another replica runs gets `cmd` posted to that replica instead. */
 static int deliver(struct executor *ex, const char *tenant, const char *id, const char *text,
-                   json_t *ev, int64_t *ret_seq, const json_t *cmd, struct ah_problem *reterr) {
+                   const char *model, json_t *ev, int64_t *ret_seq, const json_t *cmd,
+                   struct ah_problem *reterr) {
     AH_AUTO(session_row_freep) struct session_row *row = NULL;
     int rc = load(ex, tenant, id, &row, reterr);
     if (rc < 0)
@@ -618,10 +619,18 @@ static int deliver(struct executor *ex, const char *tenant, const char *id, cons
         return problem_set(reterr, rc, "cannot record the prompt");
     if (ret_seq)
         *ret_seq = op.seq;
-    if (!text)
+    if (!text && !model)
         return 0;
     struct cmd *c = cmd_new(CMD_SEND, tenant, id);
-    if (!c || !(c->msg = json_pack("{s:s, s:s}", "type", "prompt", "text", text))) {
+    if (c)
+        c->msg = text ? json_pack("{s:s, s:s}", "type", "prompt", "text", text)
+                      : json_pack("{s:s, s:s}", "type", "model", "model", model);
+    if (c && c->msg && text && model &&
+        json_object_set_new(c->msg, "model", json_string(model)) < 0) {
+        json_decref(c->msg);
+        c->msg = NULL;
+    }
+    if (!c || !c->msg) {
         cmd_free(c);
         return problem_set(reterr, AH_E_NOMEM, "out of memory");
     }
@@ -639,7 +648,7 @@ static int prompt(struct executor *ex, const char *tenant, const char *id, const
     AH_AUTO(json_decrefp) json_t *ev = json_pack("{s:s, s:s, s:s, s:n}", "type", "log", "level",
                                                  "info", "message", message, "tool_execution_id");
     AH_AUTO(json_decrefp) json_t *cmd = json_pack("{s:s, s:s}", "action", "prompt", "text", text);
-    return deliver(ex, tenant, id, text, ev, NULL, forwardable ? cmd : NULL, reterr);
+    return deliver(ex, tenant, id, text, NULL, ev, NULL, forwardable ? cmd : NULL, reterr);
 }
 
 int exec_prompt(struct executor *ex, const char *tenant, const char *id, const char *text,
@@ -648,8 +657,8 @@ int exec_prompt(struct executor *ex, const char *tenant, const char *id, const c
 }
 
 int exec_chat(struct executor *ex, const char *tenant, const char *id, json_t *event,
-              const char *text, int64_t *ret_seq, struct ah_problem *reterr) {
-    return deliver(ex, tenant, id, text, event, ret_seq, NULL, reterr);
+              const char *text, const char *model, int64_t *ret_seq, struct ah_problem *reterr) {
+    return deliver(ex, tenant, id, text, model, event, ret_seq, NULL, reterr);
 }
 
 void exec_run_forwarded(struct executor *ex, const char *tenant, const char *id,

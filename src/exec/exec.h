@@ -113,10 +113,11 @@ int exec_prompt(struct executor *ex, const char *tenant, const char *id, const c
                 struct ah_problem *reterr);
 /* The chat's path (api/chat.c): records `event` (borrowed; a `chat_message`) as the session's
  * next event and, when text is not NULL, sends text to the agent as exec_prompt does (same
- * AH_E_CONFLICT/AH_E_GONE rules). Without text only an ended session is refused. *ret_seq is
- * the stored event's seq. */
+ * AH_E_CONFLICT/AH_E_GONE rules). Without text only an ended session is refused. `model` (may
+ * be NULL) goes with the text, or alone without it: the model of the agent's next turns, for
+ * an agent that runs a turn per message (issue 15). *ret_seq is the stored event's seq. */
 int exec_chat(struct executor *ex, const char *tenant, const char *id, json_t *event,
-              const char *text, int64_t *ret_seq, struct ah_problem *reterr);
+              const char *text, const char *model, int64_t *ret_seq, struct ah_problem *reterr);
 /* Webhooks (webhooks.c, issue 15 item 8). Whether url may be a webhook's target under this
  * server's configuration: 0, or AH_E_INVAL with why ("must be an https:// URL"). */
 int exec_webhook_url_check(struct executor *ex, const char *url, char *why, size_t n);

@@ -454,6 +454,11 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
     argv[n++] = sb.note;
     if (sb.hold_term)
         argv[n++] = "--hold-term";
+    /* a CLI run once per turn (claude-code, codex) takes each further message, and the model
+     * it runs with, from a pipe: the session's next turn (issue 15; agent_start.c) */
+    const struct agent_adapter *ad = custom ? NULL : adapter_find(row->agent_type);
+    if (ad && ad->conversation)
+        argv[n++] = "--input-pipe";
     argv[n++] = "--";
     for (size_t i = 0; i < n_wrapped; i++)
         argv[n++] = sb.argv[i];
@@ -706,6 +711,8 @@ static bool agent_chat_ok(const json_t *ev) {
         if (!strcmp(key, "role") && json_is_string(v) && !strcmp(json_string_value(v), "assistant"))
             continue;
         if (!strcmp(key, "content") && json_is_string(v))
+            continue;
+        if (!strcmp(key, "model") && json_is_string(v)) /* the turn's model (issue 15) */
             continue;
         return false;
     }

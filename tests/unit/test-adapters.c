@@ -480,6 +480,48 @@ static void test_resume(void **state) {
 #undef ID
 }
 
+/* Further turns of a session (issue 15): the run's conversation id as the CLI named it, and
+ * the argv of a turn that resumes it with another model. */
+static const char *conversation_after(const char *adapter, const char *name) {
+    static char out[128];
+    const struct agent_adapter *a = adapter_find(adapter);
+    struct lines l = fixture(name);
+    json_t *ev = json_array();
+    void *st = a->state_new();
+    assert_null(a->conversation(st)); /* nothing named yet */
+    enum adapter_outcome oc = ADAPTER_RUNNING;
+    for (size_t i = 0; i < l.n; i++)
+        assert_int_equal(a->line(st, l.v[i], l.len[i], ev, &oc), 0);
+    const char *id = a->conversation(st);
+    snprintf(out, sizeof(out), "%s", id ? id : "(none)");
+    a->state_free(st);
+    json_decref(ev);
+    lines_free(&l);
+    return out;
+}
+
+static void test_further_turns(void **state) {
+    (void)state;
+    assert_string_equal(conversation_after("claude-code", "claude-success.jsonl"),
+                        "4c2e9a71-8d3b-4f6e-a0c5-7b19e2d4f830");
+    assert_string_equal(conversation_after("codex", "codex-success.jsonl"),
+                        "019a7c3e-5b2d-7f41-9c8e-3d6a2b1f0e47");
+    /* the CLIs that cannot resume their own conversation with another model */
+    assert_null(adapter_find("gemini")->conversation);
+    assert_null(adapter_find("opencode")->conversation);
+    assert_null(adapter_custom_text.conversation);
+    assert_null(adapter_custom_jsonl.conversation);
+    struct adapter_launch t = {.prompt = "use memcmp", .model = "claude-opus-4-1",
+                               .resume_id = "4c2e9a71-8d3b-4f6e-a0c5-7b19e2d4f830"};
+    EXPECT_ARGV(adapter_find("claude"), &t, "claude", "-p", "use memcmp", "--output-format",
+                "stream-json", "--verbose", "--permission-mode", "acceptEdits", "--model",
+                "claude-opus-4-1", "--resume", "4c2e9a71-8d3b-4f6e-a0c5-7b19e2d4f830");
+    t.model = "gpt-5";
+    t.resume_id = "019a7c3e-5b2d-7f41-9c8e-3d6a2b1f0e47";
+    EXPECT_ARGV(adapter_find("codex"), &t, "codex", "exec", "--json", "--full-auto", "-m",
+                "gpt-5", "resume", "019a7c3e-5b2d-7f41-9c8e-3d6a2b1f0e47", "use memcmp");
+}
+
 /* ---- claude ------------------------------------------------------------------------------------
  */
 
@@ -1740,6 +1782,7 @@ int main(void) {
         cmocka_unit_test(test_tool_progress),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_further_turns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
