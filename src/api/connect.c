@@ -10,7 +10,8 @@
  *   503 no executor control plane on this server (no --quic-port), or not started yet
  *   407 no credentials or bad ones (with Proxy-Authenticate), when credentials are configured
  *       (D22: without any, every caller is the local admin, as on every other route)
- *   429 too many failed authentications from this address
+ *   429 too many failed authentications from this address, or too many requests with this
+ *       credential (its rate limit, as on every route)
  *   403 a role below operator
  *   404 no executor by that name (or SPIFFE id); the name is the last segment of the id
  *       spiffe://<td>/ah/agent/<name>; a dotted host (w-1.internal) is also tried by its first
@@ -299,6 +300,16 @@ static void on_connect(void *arg, const struct http_connect_request *rq, int fd)
         snprintf(q->tenant, sizeof(q->tenant), "%s", p.tenant);
         snprintf(q->actor, sizeof(q->actor), "%s", p.subject);
         snprintf(q->cred, sizeof(q->cred), "%s", p.credential_id);
+        /* D23: the credential's own bucket, as on every route (it also bounds the audit writes
+         * a stream of refused CONNECTs could cause) */
+        struct auth_limit lim;
+        auth_rate_take(au, &p, false, time_mono_ms(), &lim);
+        if (!lim.allowed) {
+            char ra[48];
+            snprintf(ra, sizeof(ra), "Retry-After: %lld\r\n", (long long)lim.retry_after);
+            refuse(q, 429, "too many requests with this credential", ra, false);
+            return;
+        }
         if (p.role < AUTH_ROLE_OPERATOR) {
             char d[200];
             snprintf(d, sizeof(d), "SSH through the access point needs the operator role; this "

@@ -335,6 +335,16 @@ class SshTunnelTest(FleetTestCase):
         self.assertRefused(connect(ap.port, "a:22", "Bearer " + token("viewer")), 403)
         self.assertRefused(connect(ap.port, "a:22", "Bearer " + op[:-4] + "AAAA"), 407)
 
+    def test_rate_limited_429(self):
+        """A CONNECT takes a token from the credential's bucket, as any request does."""
+        ap = self.start_access_point(extra=["--rate-limit", "1", "--rate-limit-burst", "2"])
+        self.addCleanup(ap.close)
+        key = make_key(ap, "viewer")
+        wait_for("auth on", lambda: ap.get("/api/v1/executors").status == 401)
+        got = [connect(ap.port, "nobody:22", "ApiKey " + key)[0] for _ in range(6)]
+        self.assertIn(429, got, got)
+        self.assertIn(403, got[:2], got)
+
     def test_ssh_disabled_refused(self):
         self.assertRefused(connect(self.ap.port, "b:22", "ApiKey " + self.operator), 403,
                            "ssh_disabled")
