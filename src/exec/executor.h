@@ -69,7 +69,7 @@ struct live {
                                    hello by then (monotonic ms), else the session fails; 0 = none */
     bool exit_seen;             /* the recorder reported the agent's exit */
     bool pause_pending;         /* paused before the agent's group was known: stop it on hello */
-    json_t *prompts;            /* texts waiting for a connection */
+    json_t *prompts;            /* input frames (prompt, model) waiting for a connection */
     char token_hash[65];
     char *workspace;            /* path, once provisioned */
     int abort_fd;               /* the provisioning worker's abort eventfd while it works on

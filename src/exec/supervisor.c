@@ -695,7 +695,7 @@ static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
     size_t i;
     json_t *p;
     json_array_foreach(prompts, i, p) {
-        conn_send(ex, c, json_pack("{s:s, s:O}", "type", "prompt", "text", p));
+        conn_send(ex, c, json_incref(p));
     }
     json_decref(prompts);
 }
@@ -1052,7 +1052,7 @@ static void run_commands(struct executor *ex) {
             if (l && !conn && c->kind == CMD_SEND) { /* keep prompts until it reconnects */
                 if (!l->prompts)
                     l->prompts = json_array();
-                json_array_append(l->prompts, json_object_get(c->msg, "text"));
+                json_array_append(l->prompts, c->msg); /* whole: a turn's model goes with it */
             }
             pthread_mutex_unlock(&ex->mu);
             if (conn && c->kind == CMD_ACK) {

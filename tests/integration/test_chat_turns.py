@@ -41,8 +41,8 @@ class Turns(unittest.TestCase):
     def api(self, sid, path=""):
         return "/api/v1/sessions/%s%s" % (sid, path)
 
-    def start(self, agent, **settings):
-        body = task(agent=agent, prompt="fix the token check")
+    def start(self, agent, prompt="fix the token check", **settings):
+        body = task(agent=agent, prompt=prompt)
         if settings:
             body["agents"][0]["settings"] = settings
         sid = create(self.server, body)["id"]
@@ -59,16 +59,22 @@ class Turns(unittest.TestCase):
         wait_for(lambda: any(m.startswith(want) for m in self.logs(sid)), 60,
                  "turn %d of %s to end" % (n, sid))
 
-    def runs(self, sid, cli):
-        """The fake CLI's record of its runs: (resume id, model, prompt) each. The session's home
-        is private under the sandbox (data dir), else the server's own HOME."""
+    def record(self, sid, cli):
+        """Where the fake CLI records its runs. The session's home is private under the sandbox
+        (in the data dir), else the server's own HOME."""
         name = os.path.join(".fake-" + cli, sid + ".runs")
         for home in (os.path.join(self.server.data_dir, "sessions", sid, "home"), self.server.tmp):
-            p = os.path.join(home, name)
-            if os.path.exists(p):
-                with open(p) as f:
-                    return [tuple(line.rstrip("\n").split("\t", 2)) for line in f]
-        return []
+            if os.path.exists(os.path.join(home, name)):
+                return os.path.join(home, name)
+        return None
+
+    def runs(self, sid, cli):
+        """The fake CLI's runs: (resume id, model, prompt) each."""
+        p = self.record(sid, cli)
+        if not p:
+            return []
+        with open(p) as f:
+            return [tuple(line.rstrip("\n").split("\t", 2)) for line in f]
 
     def send(self, sid, content, **extra):
         r = self.server.post(self.api(sid, "/chat/messages"), body=dict(extra, content=content))
@@ -170,6 +176,9 @@ class Turns(unittest.TestCase):
         started = [m for m in self.logs(sid) if m.startswith("codex thread ")]
         tid = started[0].split()[2]
         self.assertEqual(self.runs(sid, "codex"), [("", "gpt-5-codex", "fix the token check")])
+        # a server restart between turns: the agent waits on, re-attached (D15)
+        self.server.stop()
+        self.server.start()
         self.send(sid, "run the tests again", model_override="gpt-5-mini")
         self.turn_done(sid, 2)
         self.assertEqual(self.runs(sid, "codex")[1], (tid, "gpt-5-mini", "run the tests again"))
@@ -186,6 +195,21 @@ class Turns(unittest.TestCase):
         self.assertEqual(per, ["gpt-5-codex", "gpt-5-mini", "gpt-5"])
         self.assertIs(self.server.get(self.api(sid, "/models")).json()["switches_model"], True)
         self.stop(sid)
+
+    def test_messages_sent_during_a_turn_run_after_it(self):
+        # no wait after a turn (the default): a message sent while the first turn runs is still
+        # the next turn, with its model, and the session completes after it
+        sid = self.start("claude-code", prompt="fix WAIT")
+        wait_for(lambda: self.record(sid, "claude"), 60, "the first turn to start")
+        self.send(sid, "queued message", model_override="claude-opus-4-1")
+        open(os.path.join(os.path.dirname(self.record(sid, "claude")), "go"), "w").close()
+        done = wait_status(self.server, sid, ("completed", "failed"), timeout=60)
+        self.assertEqual(done["status"], "completed", done)
+        runs = self.runs(sid, "claude")
+        self.assertEqual([r[1:] for r in runs], [("", "fix WAIT"), ("claude-opus-4-1", "queued message")])
+        self.assertRegex(runs[1][0], r"^[0-9a-f-]{36}$")
+        self.assertFalse([m for m in self.logs(sid) if "waiting up to" in m])
+        self.one_session(sid)
 
     def test_idle_session_completes(self):
         # with a short wait and no message the session completes on its own (D13 running →
