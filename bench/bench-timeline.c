@@ -14,6 +14,9 @@
  *            O(files)) and the base snapshot (stats only: the checkout seeded the stat cache,
  *            so no file is read or hashed again).
  *   seek     a read-only view of a snapshot (first time; a second seek reuses it)
+ *   cp -a    the baseline, measured in the same run on the same files: a plain recursive copy
+ *            of the workspace (what making a branch's or a view's files costs without a store;
+ *            both write every file, so the ratio shows what the store adds on top)
  *   snapshot the bytes one automatic snapshot adds to the store when one 1 KiB file changed,
  *            as the timeline reports them (size_bytes) and as the store directory grew on disk
  *            (goal ≤ 8 KiB)
@@ -133,7 +136,7 @@ static void one_size(const char *root, int files, size_t file_bytes) {
     }
 
     double branch[RUNS], seek[RUNS], reuse[RUNS], branch_cpu[RUNS], seek_cpu[RUNS];
-    double co[RUNS], base[RUNS];
+    double co[RUNS], base[RUNS], copy[RUNS];
     uint64_t rehashed = 0;
     for (int r = 0; r < RUNS; r++) {
         char bstore[700], bws[700], view[700], bsnap[WS_SNAP_ID_LEN + 1];
@@ -168,6 +171,15 @@ static void one_size(const char *root, int files, size_t file_bytes) {
         rm_rf(bstore);
         rm_rf(bws);
         rm_rf(view);
+        char cmd[2000];
+        snprintf(cmd, sizeof(cmd), "cp -a '%s' '%s'", ws, view);
+        t0 = now_ms();
+        if (system(cmd) != 0) {
+            fprintf(stderr, "baseline failed: %s\n", cmd);
+            exit(1);
+        }
+        copy[r] = now_ms() - t0;
+        rm_rf(view);
     }
     printf("%7d files %5.0f MB  branch %8.1f ms (cpu %7.1f)  seek %8.1f ms (cpu %7.1f; again "
            "%.3f ms)  one 1 KiB change: size_bytes %5.0f B, store grew %5.0f B on disk\n",
@@ -176,6 +188,9 @@ static void one_size(const char *root, int files, size_t file_bytes) {
            median(reuse, RUNS), median(added, RUNS), median(grew, RUNS));
     printf("%7s branch = checkout %.1f ms + base snapshot %.1f ms (files hashed again: %llu)\n",
            "", median(co, RUNS), median(base, RUNS), (unsigned long long)rehashed);
+    double cp = median(copy, RUNS);
+    printf("%7s baseline cp -a %.1f ms: branch %.2fx, seek %.2fx of it\n", "", cp,
+           median(branch, RUNS) / cp, median(seek, RUNS) / cp);
     fflush(stdout);
     ws_store_free(st);
     free(data);

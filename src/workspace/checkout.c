@@ -18,13 +18,14 @@
 
 #include "internal.h"
 
-/* The size of a loose object file of st, 0 when it is not there (packed, in an alternate). */
+/* The size of an object of st: its loose file, or its record in st's pack; 0 when it is in
+ * neither (an alternate's). */
 static uint64_t loose_size(struct ws_store *st, const git_oid *oid) {
     char hex[GIT_OID_HEXSZ + 1], path[4400];
     git_oid_tostr(hex, sizeof(hex), oid);
     snprintf(path, sizeof(path), "%s/objects/%.2s/%s", st->dir, hex, hex + 2);
     struct stat sb;
-    return stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+    return stat(path, &sb) == 0 ? (uint64_t)sb.st_size : ws_pack_added_bytes(st, oid);
 }
 
 struct added {
@@ -300,7 +301,9 @@ int ws_store_borrow(struct ws_store *st, const char *other_dir) {
         return rc;
     /* this handle's odb read the alternates when it was opened: tell it now */
     snprintf(path, sizeof(path), "%s/objects", other_dir);
-    return git_odb_add_disk_alternate(st->odb, path) < 0 ? AH_E_IO : 0;
+    if (git_odb_add_disk_alternate(st->odb, path) < 0)
+        return AH_E_IO;
+    return ws_pack_attach_alternate(st, path);
 }
 
 int ws_snapshot_import(struct ws_store *st, struct ws_store *from, const char *id) {
@@ -392,6 +395,10 @@ static size_t oid_slot(const struct oidset *s, const git_oid *o) {
 
 static bool oidset_has(const struct oidset *s, const git_oid *o) {
     return s->cap && !git_oid_is_zero(&s->v[oid_slot(s, o)]);
+}
+
+static bool keep_cb(void *ctx, const git_oid *o) {
+    return oidset_has(ctx, o);
 }
 
 /* 1 added, 0 already there, AH_E_NOMEM. */
@@ -521,6 +528,9 @@ int ws_store_gc(struct ws_store *st, const char *const *borrowers, size_t nborro
         if (left == 0)
             (void)rmdir(path); /* the fan-out directory's block too */
     }
+    uint64_t packed = 0;
+    if (rc == 0 && (rc = ws_pack_gc(st, keep_cb, &keep, cutoff_s, &packed)) == 0)
+        freed += packed;
     free(keep.v);
     close(lock);
     if (rc == 0 && ret_freed)

@@ -9,10 +9,13 @@
 
 #include "workspace.h"
 
+struct ahpack;
+
 struct ws_store {
     git_repository *repo;
     git_odb *odb;
     char *dir;
+    struct ahpack *pack; /* this store's pack backend (pack.c), owned by odb */
 };
 
 /* git_libgit2_init once per process. */
@@ -31,6 +34,17 @@ int ws_cache_begin(struct ah_buf *b, const char *workdir);
 int ws_cache_add(struct ah_buf *b, const char *path, const struct stat *sb, const git_oid *oid,
                  bool racy);
 int ws_cache_save(struct ws_store *st, const struct ah_buf *b);
+
+/* The pack of small objects (pack.c). ws_pack_attach adds it to a freshly opened store (and a
+ * read-only one for each alternate it borrows from); ws_pack_attach_alternate for an alternate
+ * added later. ws_pack_added_bytes: the bytes an object takes in this store's own pack, 0 when
+ * it is not there. ws_pack_gc rewrites the pack without the objects keep() does not claim
+ * whose time is at or before cutoff_s; the bytes that left the pack go to ret_freed. */
+int ws_pack_attach(struct ws_store *st);
+int ws_pack_attach_alternate(struct ws_store *st, const char *objects_dir);
+uint64_t ws_pack_added_bytes(struct ws_store *st, const git_oid *oid);
+int ws_pack_gc(struct ws_store *st, bool (*keep)(void *ctx, const git_oid *oid), void *ctx,
+               int64_t cutoff_s, uint64_t *ret_freed);
 
 /* git's quote_c_style with core.quotePath=true: appends s, quoted when it needs it, with
  * `prefix` (e.g. "a/") inside the quotes. */

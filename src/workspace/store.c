@@ -83,6 +83,8 @@ int ws_store_open(const char *dir, struct ws_store **ret_store) {
         rc = git_repository_init(&st->repo, dir, 1);
     if (rc == 0)
         rc = git_repository_odb(&st->odb, st->repo);
+    if (rc == 0)
+        rc = ws_pack_attach(st) < 0 ? -1 : 0;
     if (rc < 0) {
         ws_store_free(st);
         return AH_E_IO;
@@ -818,6 +820,12 @@ have_tree:
         rc = AH_E_IO;
         goto out;
     }
+    /* the snapshot's ref into packed-refs: a loose ref is a file, a 4 KiB block on disk, for
+     * 41 bytes (an optimisation: a failure leaves it loose, as readable) */
+    git_refdb *refdb = NULL;
+    if (git_repository_refdb(&refdb, st->repo) == 0)
+        (void)git_refdb_compress(refdb);
+    git_refdb_free(refdb);
     /* the cache is an optimisation: failing to write it costs the next snapshot time only */
     (void)write_file_atomic(cachepath, w.out.p, w.out.n);
     memcpy(ret_id, id, sizeof(id));

@@ -682,7 +682,8 @@ class Retention(unittest.TestCase):
                    env={"AH_SNAPSHOTS_MAX": "2", "AH_SNAPSHOTS_GC_GRACE_MS": "0"})
         try:
             steps = []
-            big = {i: "round %d\n" % i * 2000 for i in range(1, 5)}  # each round rewrites it
+            # each round rewrites it; larger than the pack takes, so each is a loose file
+            big = {i: "round %d\n" % i * 5000 for i in range(1, 5)}
             for i in range(1, 5):
                 steps += [{"edit": "r%d.txt" % i, "content": "%d\n" % i},
                           {"edit": "big.txt", "content": big[i]},

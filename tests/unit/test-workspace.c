@@ -2,6 +2,7 @@
  * line-boundary cut of `diff` events, incremental snapshots (hash counts from the stats
  * out-param), symlinks never followed, read caps, trees, snapshot metadata, and the split/html
  * formats. The byte-for-byte comparison with `git diff` is tests/workspace/corpus.py. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -17,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "../../src/os/os.h"
 #include "../../src/workspace/workspace.h"
 
 /* ---- paths ------------------------------------------------------------------------------------
@@ -303,12 +305,13 @@ static void test_gc(void **state) {
     struct fx *f = *state;
     char a[WS_SNAP_ID_LEN + 1], b[WS_SNAP_ID_LEN + 1], c[WS_SNAP_ID_LEN + 1];
     char bs[WS_SNAP_ID_LEN + 1], bstore[200], bwork[200], p[300];
-    char big[5001];
-    memset(big, 'A', 5000);
-    big[5000] = '\0';
+    /* larger than the pack's objects: these blobs are loose files, freed one by one */
+    static char big[50001];
+    memset(big, 'A', 50000);
+    big[50000] = '\0';
     put(f, "big.txt", big);
     snap(f, a, NULL);
-    memset(big, 'B', 5000);
+    memset(big, 'B', 50000);
     put(f, "big.txt", big);
     snap(f, b, NULL);
     put(f, "c.txt", "c\n");
@@ -320,7 +323,7 @@ static void test_gc(void **state) {
     assert_int_equal(ws_store_borrow(br, f->store), 0);
     assert_int_equal(ws_snapshot_import(br, f->st, c), 0);
     assert_int_equal(ws_checkout_seeded(br, c, bwork, NULL), 0);
-    memset(big, 'A', 5000); /* back to snapshot a's content, found in the parent's store */
+    memset(big, 'A', 50000); /* back to snapshot a's content, found in the parent's store */
     snprintf(p, sizeof(p), "%s/big.txt", bwork);
     FILE *fp = fopen(p, "wb");
     assert_non_null(fp);
@@ -334,25 +337,25 @@ static void test_gc(void **state) {
     assert_int_equal(ws_store_gc(f->st, borrowers, 1, 0, &freed), 0);
     assert_true(freed > 0); /* a's commit at least */
     struct ws_blob bl;
-    assert_int_equal(ws_read(br, bs, "big.txt", 10000, &bl), 0); /* kept for the branch */
+    assert_int_equal(ws_read(br, bs, "big.txt", 100000, &bl), 0); /* kept for the branch */
     ws_blob_clear(&bl);
-    assert_int_equal(ws_read(f->st, c, "big.txt", 10000, &bl), 0);
+    assert_int_equal(ws_read(f->st, c, "big.txt", 100000, &bl), 0);
     assert_int_equal(bl.data[0], 'B');
     ws_blob_clear(&bl);
-    assert_int_equal(ws_read(f->st, b, "big.txt", 10000, &bl), 0); /* not the newest: kept */
+    assert_int_equal(ws_read(f->st, b, "big.txt", 100000, &bl), 0); /* not the newest: kept */
     ws_blob_clear(&bl);
     put(f, "big.txt", "small now\n"); /* c is no longer the newest either */
     snap(f, c, NULL);
     assert_int_equal(ws_store_gc(f->st, borrowers, 1, 0, &freed), 0);
-    assert_int_equal(ws_read(f->st, b, "big.txt", 10000, &bl), 0);
+    assert_int_equal(ws_read(f->st, b, "big.txt", 100000, &bl), 0);
     assert_int_equal(bl.data[0], 'B');
     ws_blob_clear(&bl);
     /* b forgotten too, and no borrower named: both old contents go */
     assert_int_equal(ws_snapshot_forget(f->st, b), 0);
     freed = 0;
     assert_int_equal(ws_store_gc(f->st, NULL, 0, 0, &freed), 0);
-    assert_true(freed >= 2 * 4096);
-    assert_true(ws_read(br, bs, "big.txt", 10000, &bl) < 0);
+    assert_true(freed > 4096); /* a's big.txt (a loose file) and b's commit and trees (packed) */
+    assert_true(ws_read(br, bs, "big.txt", 100000, &bl) < 0);
     /* the kept snapshot is whole; a grace period spares what is new */
     assert_int_equal(ws_read(f->st, c, "c.txt", 100, &bl), 0);
     ws_blob_clear(&bl);
@@ -368,6 +371,126 @@ static void test_gc(void **state) {
     assert_int_equal(ws_store_gc(f->st, NULL, 0, 0, &freed), 0);
     assert_true(freed > 0);
     ws_store_free(br);
+}
+
+static uint64_t du_total;
+static int du_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)p;
+    (void)ftw;
+    if (flag == FTW_F)
+        du_total += (uint64_t)sb->st_blocks * 512;
+    return 0;
+}
+
+/* The disk a directory's files take (blocks), and how many loose objects it holds. */
+static uint64_t du(const char *dir) {
+    du_total = 0;
+    nftw(dir, du_cb, 16, FTW_PHYS);
+    return du_total;
+}
+
+static int loose_objects(const char *store) {
+    int n = 0;
+    for (int fan = 0; fan < 256; fan++) {
+        char p[300];
+        snprintf(p, sizeof(p), "%s/objects/%02x", store, fan);
+        DIR *d = opendir(p);
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+            n += de->d_name[0] != '.';
+        if (d)
+            closedir(d);
+    }
+    return n;
+}
+
+/* Small objects go to the store's pack, not one file each: a snapshot after one 1 KiB file
+ * changed adds at most 8 KiB on disk (four loose objects and a loose ref took 20 KiB), other
+ * handles read what was packed after they opened, a store written by git alone (loose objects
+ * only) stays readable, and GC rewrites the pack without what retention forgot (after the
+ * grace period). */
+static void test_pack(void **state) {
+    struct fx *f = *state;
+    char a[WS_SNAP_ID_LEN + 1], b[WS_SNAP_ID_LEN + 1], c[WS_SNAP_ID_LEN + 1], p[400];
+    snprintf(p, sizeof(p), "%s/d", f->work);
+    assert_int_equal(mkdir(p, 0755), 0);
+    char data[1024];
+    for (int i = 0; i < 100; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "d/f%d.txt", i);
+        memset(data, 'a' + i % 26, sizeof(data));
+        snprintf(data, 16, "file %d", i);
+        put_n(f, name, data, sizeof(data));
+        age(f, name);
+    }
+    struct ws_store *other = NULL; /* opened before anything was packed */
+    assert_int_equal(ws_store_open(f->store, &other), 0);
+    snap(f, a, NULL);
+    assert_int_equal(loose_objects(f->store), 0);
+    struct ws_blob bl;
+    assert_int_equal(ws_read(other, a, "d/f7.txt", 2000, &bl), 0);
+    assert_int_equal(bl.size, 1024);
+    assert_memory_equal(bl.data, "file 7", 6);
+    ws_blob_clear(&bl);
+
+    memset(data, 'Z', sizeof(data));
+    put_n(f, "d/f3.txt", data, sizeof(data));
+    uint64_t before = du(f->store), added = 0;
+    snap(f, b, NULL);
+    uint64_t grew = du(f->store) - before;
+    assert_int_equal(ws_snapshot_added_bytes(f->st, b, &added), 0);
+    assert_true(added > 0 && added <= 8192);
+    assert_true(grew <= 8192);
+    assert_int_equal(ws_read(other, b, "d/f3.txt", 2000, &bl), 0);
+    assert_int_equal(bl.data[100], 'Z');
+    ws_blob_clear(&bl);
+
+    /* GC: snapshot a forgotten, f3's first content goes with it; the grace period first */
+    assert_int_equal(ws_snapshot_forget(f->st, a), 0);
+    uint64_t freed = 1;
+    assert_int_equal(ws_store_gc(f->st, NULL, 0, 60000, &freed), 0);
+    assert_int_equal(freed, 0);
+    assert_int_equal(ws_store_gc(f->st, NULL, 0, 0, &freed), 0);
+    assert_true(freed > 0);
+    assert_int_equal(ws_read(other, b, "d/f3.txt", 2000, &bl), 0); /* the old handle too */
+    assert_int_equal(bl.data[0], 'Z');
+    ws_blob_clear(&bl);
+    assert_int_equal(ws_read(f->st, b, "d/f7.txt", 2000, &bl), 0);
+    ws_blob_clear(&bl);
+    /* and later writes go to the new generation, seen by both handles */
+    put(f, "new.txt", "new\n");
+    snap(f, c, NULL);
+    assert_int_equal(ws_read(other, c, "new.txt", 100, &bl), 0);
+    assert_string_equal(bl.data, "new\n");
+    ws_blob_clear(&bl);
+    ws_store_free(other);
+
+    /* a store with loose objects only (as stores were before the pack), written by git */
+    char old[300], cmd[2000];
+    snprintf(old, sizeof(old), "%s/old", f->root);
+    snprintf(cmd, sizeof(cmd),
+             "git init -q --bare %s && export GIT_DIR=%s GIT_WORK_TREE=%s GIT_INDEX_FILE=%s/index && "
+             "git add -A && t=$(git write-tree) && "
+             "c=$(GIT_AUTHOR_NAME=a GIT_AUTHOR_EMAIL=a@b GIT_COMMITTER_NAME=a "
+             "GIT_COMMITTER_EMAIL=a@b git commit-tree -m 'old\n\nSnapshot: %s' $t) && "
+             "git update-ref refs/ah/snapshots/%s $c && git update-ref refs/ah/head $c",
+             old, old, f->work, old, b, b);
+    assert_int_equal(system(cmd), 0);
+    assert_true(loose_objects(old) > 100);
+    struct ws_store *os = NULL;
+    assert_int_equal(ws_store_open(old, &os), 0);
+    assert_int_equal(ws_read(os, b, "d/f7.txt", 2000, &bl), 0);
+    assert_memory_equal(bl.data, "file 7", 6);
+    ws_blob_clear(&bl);
+    put(f, "newer.txt", "newer\n");
+    int n = loose_objects(old);
+    assert_int_equal(ws_snapshot(os, f->work, "t", c, NULL), 0);
+    assert_int_equal(loose_objects(old), n); /* the new objects went to the pack */
+    assert_int_equal(ws_read(os, c, "newer.txt", 100, &bl), 0);
+    ws_blob_clear(&bl);
+    assert_int_equal(ws_read(os, c, "d/f7.txt", 2000, &bl), 0);
+    ws_blob_clear(&bl);
+    ws_store_free(os);
 }
 
 static bool keep_one(void *ctx, const char *id) {
@@ -522,7 +645,13 @@ static void test_info_and_parents(void **state) {
     /* the store never touches a repository in the workdir */
     char p[300];
     snprintf(p, sizeof(p), "%s/refs/ah/snapshots/%s", f->store, b);
-    assert_int_equal(access(p, F_OK), 0);
+    char *refs = NULL;
+    size_t n = 0;
+    char packed[300];
+    snprintf(packed, sizeof(packed), "%s/packed-refs", f->store);
+    assert_true(access(p, F_OK) == 0 ||
+                (read_file(packed, 1 << 20, &refs, &n) == 0 && strstr(refs, b) != NULL));
+    free(refs);
 }
 
 /* Two handles on one store, in two threads: the writer lock serialises the snapshots, so the
@@ -760,6 +889,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_symlinks_and_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkout_seeded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_before, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_caps_and_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_info_and_parents, setup, teardown),
