@@ -3,6 +3,11 @@
 with no credentials (local mode), with an API key and with a JWT (RS256), in one interleaved
 run. Prints every run, the medians and the ratios to the unauthenticated rate. Never fails.
 
+On a busy machine req/s swings with everyone else's load; the server's own CPU time per request
+(utime + stime of its process over the run, /proc) does not, so each run prints it too, and the
+ratios are given both ways: rate / rate, and CPU per request (no auth) / CPU per request (mode),
+which is the rate ratio a machine of its own would show while the server is CPU-bound.
+
     bench/auth.py [BUILD_DIR] [--seconds N] [--rounds N] [--connections N]
 
 Two servers (one per mode: a JWT issuer or an API key ends local mode) on temp directories, each
@@ -111,17 +116,28 @@ class Server:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def wrk(port, path, header=None):
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+
+
+def wrk(port, path, header=None, pid=None):
+    """(req/s, server CPU µs per request)."""
     cmd = ["wrk", "-t", "1", "-c", str(CONNS), "-d", "%ds" % SECONDS, "--latency"]
     if header:
         cmd += ["-H", header]
+    t0 = cpu_ticks(pid) if pid else 0
     out = subprocess.run(cmd + ["http://127.0.0.1:%d%s" % (port, path)], capture_output=True,
                          text=True).stdout
+    cpu = (cpu_ticks(pid) - t0) / os.sysconf("SC_CLK_TCK") if pid else 0
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         print("  (warning: %s non-2xx answers)" % non2xx.group(1))
-    return float(m.group(1)) if m else 0.0
+    n = int(total.group(1)) if total else 0
+    return (float(m.group(1)) if m else 0.0), (cpu * 1e6 / n if n else 0.0)
 
 
 def main():
@@ -154,22 +170,27 @@ def main():
         sid_open = open_srv.session()
         auth_srv.headers = {"Authorization": "ApiKey " + api_key["key"]}
         sid_auth = auth_srv.session()
-        modes = [("no auth", open_srv.port, sid_open, None),
-                 ("API key", auth_srv.port, sid_auth, "Authorization: ApiKey " + api_key["key"]),
-                 ("JWT RS256", auth_srv.port, sid_auth, "Authorization: Bearer " + token)]
+        modes = [("no auth", open_srv, sid_open, None),
+                 ("API key", auth_srv, sid_auth, "Authorization: ApiKey " + api_key["key"]),
+                 ("JWT RS256", auth_srv, sid_auth, "Authorization: Bearer " + token)]
         results = {m[0]: [] for m in modes}
+        cpu = {m[0]: [] for m in modes}
         print("GET /api/v1/sessions/{id}, %d connections, %d s per run, %d rounds" %
               (CONNS, SECONDS, ROUNDS))
         for rnd in range(ROUNDS):
-            for name, port, sid, header in modes:
-                rate = wrk(port, "/api/v1/sessions/" + sid, header)
+            for name, srv, sid, header in modes:
+                rate, us = wrk(srv.port, "/api/v1/sessions/" + sid, header, srv.proc.pid)
                 results[name].append(rate)
-                print("  round %d  %-10s %10.0f req/s" % (rnd + 1, name, rate))
+                cpu[name].append(us)
+                print("  round %d  %-10s %10.0f req/s  %6.1f µs server CPU/req" %
+                      (rnd + 1, name, rate, us))
         base = statistics.median(results["no auth"]) or 1
+        base_cpu = statistics.median(cpu["no auth"])
         print("medians:")
         for name, _, _, _ in modes:
-            med = statistics.median(results[name])
-            print("  %-10s %10.0f req/s   %.2f of no auth" % (name, med, med / base))
+            med, us = statistics.median(results[name]), statistics.median(cpu[name])
+            print("  %-10s %10.0f req/s   %.2f of no auth   %6.1f µs CPU/req   %.2f of no auth "
+                  "by CPU" % (name, med, med / base, us, base_cpu / us if us else 0))
     finally:
         open_srv.close()
         auth_srv.close()

@@ -43,6 +43,12 @@ struct auth {
     int64_t ended_at; /* wall ms of the last auth_keys_ended poll; its caller's thread only */
 };
 
+/* auth.c: SHA-256 of n bytes at p into out; false on failure. The per-request digest (the
+ * verified-credential caches): OpenSSL 3's EVP_sha256() looks the algorithm up again on every
+ * call and a fresh context is allocated each time, which cost more than the hash itself here;
+ * this fetches it once and keeps one context per thread. */
+bool auth_sha256(const void *p, size_t n, unsigned char out[32]);
+
 /* ratelimit.c */
 void auth_buckets_clear(struct auth *a);
 /* jwt.c: loads the key set and checks the settings when a JWKS is configured. */

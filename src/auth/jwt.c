@@ -381,8 +381,7 @@ int auth_jwt_verify(struct auth *a, const char *token, struct auth_principal *re
         return AH_E_AUTH;
     }
     unsigned char digest[32];
-    unsigned int dlen = 0;
-    if (!EVP_Digest(token, len, digest, &dlen, EVP_sha256(), NULL)) {
+    if (!auth_sha256(token, len, digest)) {
         snprintf(detail, dn, "cannot check the token now");
         return AH_E_AUTH;
     }
