@@ -29,8 +29,12 @@
  * no status line within the header timeout → 504. A body the upstream cuts off mid-way ends the
  * client's response the same way (the client sees a truncated stream, as it would directly).
  *
- * Request bodies are read whole by the front door first (within its body limit) and then sent;
- * the API's bodies are small JSON documents.
+ * Request bodies pass the same way the other direction (the front door's router_set_body): the
+ * upstream request starts once the headers are in and passed the access hooks; curl's read
+ * callback takes what the client sent from a bounded buffer (PROXY_UP_MAX) and pauses when it is
+ * empty, and the client's connection is suspended while it is full, so a slow upstream slows the
+ * client instead of growing memory. The front door's body limit still applies (413); a body cut
+ * off or over the limit aborts the upstream transfer, which never sees half a body as complete.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -45,6 +49,7 @@
 
 #define PROXY_BUF_MAX (256 * 1024) /* bytes buffered per response before the upstream is paused */
 #define PROXY_MAX_RES_HEADERS 12   /* of the answer's headers passed on (http.h allows 16) */
+#define PROXY_UP_MAX (256 * 1024)  /* bytes of a request body held before its client waits */
 
 struct proxy {
     char *base; /* scheme://host[:port][/prefix], no trailing slash */
@@ -82,6 +87,13 @@ struct pxreq {
     struct http_stream *stream; /* a reference, to wake the client's connection */
     struct stream_entry se;     /* with the proxy's sign-in: signing out ends the stream */
     bool se_added;
+    /* a request body passed on as it arrives (under mu): up holds what the client sent and
+     * curl has not read yet (from up_off); the client waits while it is full, curl while it is
+     * empty (up_paused) */
+    struct http_body_flow *flow; /* NULL: the body (if any) was read whole */
+    struct ah_buf up;
+    size_t up_off;
+    bool up_eof, up_paused, up_unpause;
     struct pxreq *next_in, *next_poke, *next_active;
 };
 
@@ -95,6 +107,8 @@ static void pxreq_free(struct pxreq *r) {
     }
     free(r->content_type);
     ah_buf_clear(&r->buf);
+    ah_buf_clear(&r->up);
+    http_body_flow_unref(r->flow);
     http_stream_unref(r->stream);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
@@ -259,6 +273,7 @@ static void finish(struct pxreq *r, CURLcode result) {
     if (s)
         http_stream_ref(s);
     pthread_mutex_unlock(&r->mu);
+    http_body_flow_wake(r->flow); /* a client still sending: the rest is dropped, not waited on */
     if (s) {
         http_stream_wake(s);
         http_stream_unref(s);
@@ -303,13 +318,16 @@ static void *proxy_main(void *arg) {
             pokes = r->next_poke;
             pthread_mutex_lock(&r->mu);
             bool cancel = r->cancelled || stopping, unpause = r->paused && r->off == r->buf.n;
+            bool send = r->up_unpause;
             if (unpause)
                 r->paused = false;
+            r->up_unpause = false;
+            bool recv_paused = r->paused;
             pthread_mutex_unlock(&r->mu);
             if (cancel)
                 drop_active(px, r, CURLE_ABORTED_BY_CALLBACK);
-            else if (unpause)
-                curl_easy_pause(r->easy, CURLPAUSE_CONT);
+            else if (unpause || send) /* the side still waiting for the client stays paused */
+                curl_easy_pause(r->easy, recv_paused ? CURLPAUSE_RECV : CURLPAUSE_CONT);
             pxreq_unref(r); /* the poke queue's */
         }
         if (stopping) {
@@ -377,6 +395,99 @@ static void stream_close(void *ctx) {
 }
 
 static const struct http_stream_ops stream_ops = {.read = stream_read, .close = stream_close};
+
+/* ---- the request body, passed on as it arrives ------------------------------------------------ */
+
+/* curl wants body bytes: what the client sent so far; paused while there is none yet. */
+static size_t on_read(char *out, size_t size, size_t n, void *ctx) {
+    struct pxreq *r = ctx;
+    size_t max = size * n;
+    pthread_mutex_lock(&r->mu);
+    if (r->cancelled) {
+        pthread_mutex_unlock(&r->mu);
+        return CURL_READFUNC_ABORT;
+    }
+    size_t have = r->up.n - r->up_off;
+    if (!have) {
+        bool eof = r->up_eof;
+        r->up_paused = !eof;
+        pthread_mutex_unlock(&r->mu);
+        return eof ? 0 : CURL_READFUNC_PAUSE;
+    }
+    size_t k = have < max ? have : max;
+    memcpy(out, r->up.p + r->up_off, k);
+    r->up_off += k;
+    if (r->up_off == r->up.n)
+        r->up.n = r->up_off = 0;
+    pthread_mutex_unlock(&r->mu);
+    http_body_flow_wake(r->flow); /* room again: a waiting client goes on */
+    return k;
+}
+
+/* The client's bytes, as many as the buffer holds. */
+static size_t body_write(void *ctx, const char *data, size_t n) {
+    struct pxreq *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    if (r->done || r->cancelled) { /* the upstream answered or went away: nobody reads it */
+        pthread_mutex_unlock(&r->mu);
+        return n;
+    }
+    if (r->up_off) { /* what curl read is gone: keep the rest at the front */
+        memmove(r->up.p, r->up.p + r->up_off, r->up.n - r->up_off);
+        r->up.n -= r->up_off;
+        r->up_off = 0;
+    }
+    size_t k = PROXY_UP_MAX - r->up.n;
+    if (k > n)
+        k = n;
+    if (k && ah_buf_append(&r->up, data, k) < 0) {
+        r->cancelled = true; /* out of memory: the transfer is dropped, the handler says so */
+        k = n;
+    }
+    bool unpause = k && r->up_paused;
+    if (unpause) {
+        r->up_paused = false;
+        r->up_unpause = true;
+    }
+    bool cancel = r->cancelled;
+    pthread_mutex_unlock(&r->mu);
+    if (unpause || cancel)
+        poke(r);
+    return k;
+}
+
+static void body_end(void *ctx, bool complete) {
+    struct pxreq *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    r->up_eof = true;
+    if (!complete)
+        r->cancelled = true; /* cut off or too large: the upstream must not take half a body */
+    if (r->up_paused) {
+        r->up_paused = false;
+        r->up_unpause = true;
+    }
+    bool running = !r->done;
+    pthread_mutex_unlock(&r->mu);
+    if (running)
+        poke(r);
+    if (!complete)
+        pxreq_unref(r); /* the handler will not run: the sink's reference goes */
+}
+
+static int pxreq_start(struct proxy *px, struct http_request *req, struct http_body_flow *flow,
+                       struct pxreq **ret, char *detail, size_t dn);
+
+static int body_begin(struct http_request *req, struct http_body_flow *flow, void **ret_ctx,
+                      char *detail, size_t dn) {
+    struct pxreq *r = NULL;
+    int rc = pxreq_start(req->route_ctx, req, flow, &r, detail, dn);
+    if (rc == 0)
+        *ret_ctx = r;
+    return rc;
+}
+
+static const struct http_body_ops body_ops = {
+    .begin = body_begin, .write = body_write, .end = body_end};
 
 /* ---- the handler ----------------------------------------------------------------------------- */
 
@@ -501,6 +612,13 @@ static int setup_easy(struct proxy *px, struct pxreq *r, const struct http_reque
         SET(CURLOPT_CAINFO, px->ca_file);
     if (strcmp(req->method, "HEAD") == 0) {
         SET(CURLOPT_NOBODY, 1L);
+    } else if (r->flow) { /* the body follows as it arrives: Content-Length, or chunked */
+        const char *cl = http_header(req, "Content-Length");
+        SET(CURLOPT_CUSTOMREQUEST, req->method);
+        SET(CURLOPT_POST, 1L);
+        SET(CURLOPT_READFUNCTION, on_read);
+        SET(CURLOPT_READDATA, r);
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, cl ? (curl_off_t)strtoll(cl, NULL, 10) : (curl_off_t)-1);
     } else if (strcmp(req->method, "GET") != 0) {
         SET(CURLOPT_CUSTOMREQUEST, req->method);
         if (req->body || strcmp(req->method, "DELETE") != 0) {
@@ -512,21 +630,25 @@ static int setup_easy(struct proxy *px, struct pxreq *r, const struct http_reque
     return c == CURLE_OK ? 0 : AH_E_NOMEM;
 }
 
-static void proxy_handler(struct http_request *req, struct http_response *res) {
-    struct proxy *px = req->route_ctx;
+/* Makes the upstream request and hands it to the multi thread: *ret holds two references, the
+ * caller's and the multi side's. With a flow, its body is read from the client as it comes. */
+static int pxreq_start(struct proxy *px, struct http_request *req, struct http_body_flow *flow,
+                       struct pxreq **ret, char *detail, size_t dn) {
     struct pxreq *r = calloc(1, sizeof(*r));
     char *url = upstream_url(px, req);
-    if (!r || !url) {
+    if (!r || !url) { /* on failure the flow stays the caller's */
         free(r);
         free(url);
-        http_error(req, res, url ? AH_E_NOMEM : AH_E_TOOLARGE, "cannot forward this request");
-        return;
+        snprintf(detail, dn, "cannot forward this request");
+        return url ? AH_E_NOMEM : AH_E_TOOLARGE;
     }
     r->px = px;
     r->refs = 2; /* this side (then the stream's), and the multi side */
     r->buf.max = PROXY_BUF_MAX * 2;
+    r->up.max = PROXY_UP_MAX;
+    r->flow = flow;
     pthread_mutex_init(&r->mu, NULL);
-    pthread_condattr_t ca; /* the deadline below is on the monotonic clock */
+    pthread_condattr_t ca; /* the handler's deadline is on the monotonic clock */
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r->cv, &ca);
@@ -534,9 +656,10 @@ static void proxy_handler(struct http_request *req, struct http_response *res) {
     r->easy = curl_easy_init();
     if (!r->easy || build_headers(px, req, &r->headers) < 0 || setup_easy(px, r, req, url) < 0) {
         free(url);
+        r->flow = NULL;
         pxreq_free(r);
-        http_error(req, res, AH_E_NOMEM, "out of memory forwarding the request");
-        return;
+        snprintf(detail, dn, "out of memory forwarding the request");
+        return AH_E_NOMEM;
     }
     free(url);
 
@@ -548,11 +671,27 @@ static void proxy_handler(struct http_request *req, struct http_response *res) {
     }
     pthread_mutex_unlock(&px->mu);
     if (stopping) {
+        r->flow = NULL;
         pxreq_free(r);
-        http_error(req, res, AH_E_UNAVAIL, "the web UI is stopping");
-        return;
+        snprintf(detail, dn, "the web UI is stopping");
+        return AH_E_UNAVAIL;
     }
     curl_multi_wakeup(px->multi);
+    *ret = r;
+    return 0;
+}
+
+static void proxy_handler(struct http_request *req, struct http_response *res) {
+    struct proxy *px = req->route_ctx;
+    struct pxreq *r = req->body_ctx; /* a body streamed up already (body_ops) */
+    if (!r) {
+        char detail[128];
+        int rc = pxreq_start(px, req, NULL, &r, detail, sizeof(detail));
+        if (rc < 0) {
+            http_error(req, res, rc, "%s", detail);
+            return;
+        }
+    }
 
     /* Wait for the status line and headers, or the end, or the deadline. */
     struct timespec deadline;
@@ -699,8 +838,11 @@ int proxy_register(struct router *r, struct proxy *px) {
         rc |= router_add(r, "GET", "/_ah/jwks.json", jwks, px, 0, 0);
     for (size_t i = 0; public_gets[i]; i++)
         rc |= router_add(r, "GET", public_gets[i], proxy_handler, px, ROUTE_ANY_BODY, 0);
-    for (size_t i = 0; methods[i]; i++)
+    for (size_t i = 0; methods[i]; i++) {
         rc |= router_add(r, methods[i], "/api/v1/{rest...}", proxy_handler, px, ROUTE_ANY_BODY, 0);
+        if (strcmp(methods[i], "GET") != 0) /* bodies go up as they arrive (still capped) */
+            rc |= router_set_body(r, &body_ops);
+    }
     return rc ? AH_E_NOMEM : 0;
 }
 

@@ -43,6 +43,7 @@ struct http_request {
     size_t n_params;
     const char *body; /* NUL-terminated; NULL when there was none */
     size_t body_len;
+    void *body_ctx; /* a streamed body's sink (struct http_body_ops), else NULL */
     struct arena *arena;
     const char *tenant; /* effective tenant; "default" until auth assigns one */
     /* D48: this request's span in the caller's trace (or a new trace): 32 and 16 hex digits, and
@@ -129,11 +130,37 @@ void router_free(struct router *r);
 int router_add(struct router *r, const char *method, const char *pattern, http_handler_fn fn,
                void *ctx, unsigned flags, size_t max_body);
 
+/* A request body taken as it arrives, not held whole (a proxy passing it on). The route's
+ * checks (size cap, content type) and the `before` hook run once the headers are in; then:
+ *   begin  — 0 with *ret_ctx: the body goes to write; < 0: refused with that code and the
+ *            sentence in detail (answered once the body was read and dropped);
+ *   write  — takes up to n bytes and says how many it took: fewer, even 0, when its buffer is
+ *            full, and the connection then waits (suspended, no thread held) until
+ *            http_body_flow_wake; called on an MHD thread, never concurrently;
+ *   end    — once: complete (every byte was taken; the handler runs next with req->body_ctx
+ *            = ctx and owns it) or not (over the cap, the client gone, the server stopping:
+ *            the handler never sees ctx).
+ * The flow is the sink's handle on the connection (a reference: http_body_flow_unref it). */
+struct http_body_flow;
+struct http_body_ops {
+    int (*begin)(struct http_request *req, struct http_body_flow *flow, void **ret_ctx,
+                 char *detail, size_t dn);
+    size_t (*write)(void *ctx, const char *data, size_t n);
+    void (*end)(void *ctx, bool complete);
+};
+/* Thread-safe: the sink has room again. A no-op once the request ended. */
+void http_body_flow_wake(struct http_body_flow *f);
+void http_body_flow_unref(struct http_body_flow *f); /* NULL-safe */
+/* Streams the body of the route registered last to ops (ops must outlive the router).
+ * AH_E_INVAL without a route or with incomplete ops. */
+int router_set_body(struct router *r, const struct http_body_ops *ops);
+
 struct route_match {
     http_handler_fn fn;
     void *ctx;
     unsigned flags;
     size_t max_body;
+    const struct http_body_ops *body_ops; /* NULL: the body is read whole first */
     const char *pattern; /* lent by the router */
     struct http_kv params[HTTP_MAX_PARAMS];
     size_t n_params;

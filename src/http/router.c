@@ -26,6 +26,7 @@ struct route {
     void *ctx;
     unsigned flags;
     size_t max_body;
+    const struct http_body_ops *body_ops; /* router_set_body: the body is streamed to these */
     char *pattern; /* as registered: the route template metrics are labelled with (D49) */
 };
 
@@ -189,6 +190,7 @@ int router_match(const struct router *r, const char *method, const char *path, s
                 m.fn = rt->fn;
                 m.ctx = rt->ctx;
                 m.flags = rt->flags;
+                m.body_ops = rt->body_ops;
                 m.max_body = rt->max_body;
                 m.index = i;
                 m.pattern = rt->pattern;
@@ -208,4 +210,11 @@ int router_match(const struct router *r, const char *method, const char *path, s
         }
     }
     return path_known ? AH_E_METHOD : AH_E_NOTFOUND;
+}
+
+int router_set_body(struct router *r, const struct http_body_ops *ops) {
+    if (!r->n || !ops || !ops->begin || !ops->write || !ops->end)
+        return AH_E_INVAL;
+    r->routes[r->n - 1].body_ops = ops;
+    return 0;
 }

@@ -113,6 +113,20 @@ struct req_ctx {
     int status;
     uint64_t bytes;
     struct http_stream *stream; /* our reference, for the byte count in the access log */
+    /* a streamed body (router_set_body) */
+    struct http_body_flow *flow;    /* our reference; NULL when the body is read whole */
+    void *sink;                     /* the ops' ctx until their end() */
+    uint64_t streamed;              /* bytes the sink took */
+    bool before_done;               /* the `before` hook ran at the headers */
+    struct http_response *refused;  /* the hook's or begin's answer, sent after the body */
+    uint64_t dropped;               /* bytes of a refused streamed body read and dropped */
+};
+
+struct http_body_flow {
+    pthread_mutex_t mu;
+    unsigned refs;
+    struct MHD_Connection *conn;
+    bool suspended, pending, closed;
 };
 
 /* ---- metrics (D49) -------------------------------------------------------------------------- */
@@ -537,8 +551,15 @@ static bool req_ctx_init(struct req_ctx *rc, const char *url, const char *method
     return true;
 }
 
+static void flow_close(struct req_ctx *rc);
+
 static void req_ctx_free(struct req_ctx *rc) {
     struct http_server *srv = rc->srv;
+    flow_close(rc);
+    if (rc->refused) {
+        http_response_clear(rc->refused);
+        free(rc->refused);
+    }
     http_stream_unref(rc->stream);
     ah_buf_clear(&rc->body);
     arena_free(rc->req.arena);
@@ -942,6 +963,131 @@ static enum MHD_Result handle_options(struct req_ctx *rc) {
     return ok;
 }
 
+/* ---- streamed request bodies (router_set_body) ------------------------------------------------ */
+
+void http_body_flow_wake(struct http_body_flow *f) {
+    if (!f)
+        return;
+    pthread_mutex_lock(&f->mu);
+    if (!f->closed) {
+        if (f->suspended) {
+            f->suspended = false;
+            MHD_resume_connection(f->conn);
+        } else {
+            f->pending = true; /* the writer is busy: it looks again before suspending */
+        }
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+void http_body_flow_unref(struct http_body_flow *f) {
+    if (!f)
+        return;
+    pthread_mutex_lock(&f->mu);
+    bool last = --f->refs == 0;
+    pthread_mutex_unlock(&f->mu);
+    if (last) {
+        pthread_mutex_destroy(&f->mu);
+        free(f);
+    }
+}
+
+/* The sink's end, once (complete: the handler gets it). */
+static void sink_end(struct req_ctx *rc, bool complete) {
+    void *ctx = AH_TAKE(rc->sink);
+    if (!ctx)
+        return;
+    rc->match.body_ops->end(ctx, complete);
+    if (complete)
+        rc->req.body_ctx = ctx;
+}
+
+/* The request is over: no more wakes reach its connection. */
+static void flow_close(struct req_ctx *rc) {
+    sink_end(rc, false); /* the client left (or the server stops) before the body ended */
+    struct http_body_flow *f = AH_TAKE(rc->flow);
+    if (!f)
+        return;
+    pthread_mutex_lock(&f->mu);
+    f->closed = true;
+    pthread_mutex_unlock(&f->mu);
+    http_body_flow_unref(f);
+}
+
+/* Keeps an answer for the end of a body being dropped (libmicrohttpd 0.9.75 cannot queue one
+ * while the body arrives). */
+static enum MHD_Result refuse_later(struct req_ctx *rc, struct http_response *res) {
+    rc->refused = malloc(sizeof(*res));
+    if (!rc->refused) {
+        http_response_clear(res);
+        return MHD_NO;
+    }
+    *rc->refused = *res;
+    return MHD_YES;
+}
+
+/* A body for a sink: the `before` hook now (who is asking decides whether the body goes
+ * anywhere), then the sink's begin. */
+static enum MHD_Result begin_streamed(struct req_ctx *rc) {
+    struct http_request *req = &rc->req;
+    const struct http_hooks *hk = rc->srv->cfg.hooks;
+    struct http_response res = {0};
+    rc->before_done = true;
+    if (hk && hk->before && !hk->before(hk->arg, req, &res))
+        return refuse_later(rc, &res);
+    struct http_body_flow *f = calloc(1, sizeof(*f));
+    if (!f)
+        return MHD_NO;
+    pthread_mutex_init(&f->mu, NULL);
+    f->refs = 2; /* ours and the sink's */
+    f->conn = rc->conn;
+    char detail[300] = "";
+    void *ctx = NULL;
+    int r = rc->match.body_ops->begin(req, f, &ctx, detail, sizeof(detail));
+    if (r < 0) {
+        http_body_flow_unref(f);
+        http_body_flow_unref(f);
+        http_error(req, &res, r, "%s", detail[0] ? detail : "cannot take the request body");
+        return refuse_later(rc, &res);
+    }
+    rc->flow = f;
+    rc->sink = ctx;
+    return MHD_YES;
+}
+
+/* A piece of a streamed body: as much as the sink takes; the rest waits with the connection
+ * suspended until the sink wakes it (its buffer has room again). */
+static enum MHD_Result stream_body(struct req_ctx *rc, const char *data, size_t *size) {
+    size_t n = *size, off = 0;
+    if (rc->streamed + n > rc->body.max) {
+        /* over the cap: the sink is told, the rest dropped, 413 at the end (as when read) */
+        sink_end(rc, false);
+        rc->discarded = rc->streamed + n;
+        *size = 0;
+        return MHD_YES;
+    }
+    struct http_body_flow *f = rc->flow;
+    for (;;) {
+        size_t took = rc->match.body_ops->write(rc->sink, data + off, n - off);
+        off += took < n - off ? took : n - off;
+        if (off == n)
+            break;
+        pthread_mutex_lock(&f->mu);
+        if (f->pending) { /* room came meanwhile */
+            f->pending = false;
+            pthread_mutex_unlock(&f->mu);
+            continue;
+        }
+        f->suspended = true;
+        MHD_suspend_connection(rc->conn);
+        pthread_mutex_unlock(&f->mu);
+        break;
+    }
+    rc->streamed += off;
+    *size = n - off; /* libmicrohttpd hands the rest again once resumed */
+    return MHD_YES;
+}
+
 /* First call: everything that can be decided from the request line and headers. */
 static enum MHD_Result on_headers(struct req_ctx *rc) {
     struct http_request *req = &rc->req;
@@ -997,6 +1143,8 @@ static enum MHD_Result on_headers(struct req_ctx *rc) {
                           "the request body must be application/json, not %s",
                           http_header(req, "Content-Type") ? http_header(req, "Content-Type")
                                                            : "unlabelled");
+    if (has_body && rc->match.body_ops)
+        return begin_streamed(rc);
     return MHD_YES;
 }
 
@@ -1015,7 +1163,7 @@ static enum MHD_Result on_body_complete(struct req_ctx *rc) {
             sleep(3600);
     }
     const struct http_hooks *hk = rc->srv->cfg.hooks;
-    if (!hk || !hk->before || hk->before(hk->arg, req, &res))
+    if (rc->before_done || !hk || !hk->before || hk->before(hk->arg, req, &res))
         rc->match.fn(req, &res);
     if (!res.status && !res.json && !res.body && !res.stream)
         http_error(req, &res, AH_E_INTERNAL, "the handler produced no response");
@@ -1078,6 +1226,13 @@ static enum MHD_Result on_request_traced(void *cls, struct MHD_Connection *conn,
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (*upload_data_size && rc->refused) { /* refused at the headers: read and dropped */
+        rc->dropped += *upload_data_size;
+        *upload_data_size = 0;
+        return rc->dropped > DISCARD_MAX ? MHD_NO : MHD_YES;
+    }
+    if (*upload_data_size && rc->sink)
+        return stream_body(rc, upload_data, upload_data_size);
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
@@ -1106,6 +1261,16 @@ static enum MHD_Result on_request_traced(void *cls, struct MHD_Connection *conn,
     if (rc->discarded)
         return send_error(rc, AH_E_TOOLARGE, NULL,
                           "the request body is larger than the limit of %zu bytes", rc->body.max);
+    if (rc->refused) {
+        const struct http_hooks *hk = rc->srv->cfg.hooks;
+        if (hk && hk->after)
+            hk->after(hk->arg, &rc->req, rc->refused);
+        enum MHD_Result ok = send_response(rc, rc->refused);
+        http_response_clear(rc->refused);
+        free(AH_TAKE(rc->refused));
+        return ok;
+    }
+    sink_end(rc, true); /* every byte went to the sink: the handler takes it over */
     if (rc->deferred) {
         rc->deferred = false;
         enum MHD_Result r = on_headers(rc);

@@ -7,6 +7,7 @@ never answers (504), one that is down (502), and TLS verified with --remote-ca (
 a configured API key (--remote-api-key-file) against an access point that requires one; and
 the proxy's own sign-in through a real glewlwyd, forwarding each person as a JWT it signs."""
 
+import hashlib
 import http.server
 import json
 import os
@@ -411,6 +412,147 @@ class ProxySignIn(unittest.TestCase):
             self.assertIn("exclude each other", p.stderr)
         finally:
             shutil.rmtree(d, ignore_errors=True)
+
+
+class Sink(http.server.BaseHTTPRequestHandler):
+    """Reads a request body piece by piece (Content-Length or chunked), `delay` seconds after each
+    64 KiB, and answers its size and SHA-256 and when its first byte arrived."""
+    protocol_version = "HTTP/1.1"
+    delay = 0.0
+    seen = []
+
+    def pieces(self):
+        if "chunked" in (self.headers.get("Transfer-Encoding") or ""):
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return
+                left = size
+                while left:
+                    b = self.rfile.read(min(left, 65536))
+                    if not b:
+                        raise ConnectionError("cut off")
+                    left -= len(b)
+                    yield b
+                self.rfile.readline()
+        left = int(self.headers.get("Content-Length") or 0)
+        while left:
+            b = self.rfile.read(min(left, 65536))
+            if not b:
+                raise ConnectionError("cut off")
+            left -= len(b)
+            yield b
+
+    def do_POST(self):
+        h, n, first = hashlib.sha256(), 0, None
+        try:
+            for b in self.pieces():
+                first = first or time.monotonic()
+                h.update(b)
+                n += len(b)
+                if self.delay:
+                    time.sleep(self.delay)
+        except (ConnectionError, ValueError):
+            Sink.seen.append({"path": self.path, "complete": False, "n": n})
+            self.close_connection = True
+            return
+        Sink.seen.append({"path": self.path, "complete": True, "n": n,
+                          "chunked": "Content-Length" not in self.headers})
+        out = json.dumps({"n": n, "sha256": h.hexdigest(), "first": first}).encode()
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    do_PUT = do_POST
+
+    def log_message(self, *a):
+        pass
+
+
+class StreamedBodies(unittest.TestCase):
+    """Request bodies go up as they arrive (issue 14 item 5), through a 256 KiB buffer, still
+    under --max-body-bytes: a body several times the buffer, sent slowly, reaches the upstream
+    before the client has finished; a slow upstream gets it whole; a chunked body goes up
+    chunked; one over the limit is 413 and never reaches the upstream complete."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.up = serve(Sink)
+        cls.server = proxy("http://127.0.0.1:%d" % cls.up.server_address[1],
+                           "--max-body-bytes", str(4 << 20), wait_ready=False)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.close()
+        cls.up.shutdown()
+        cls.up.server_close()
+
+    def send(self, path, body, piece=65536, pause=0.0, chunked=False):
+        """POSTs body in pieces; returns (status, answer, when the last piece went)."""
+        c = self.server.connect(120)
+        c.putrequest("POST", path)
+        c.putheader("Content-Type", "application/octet-stream")
+        if chunked:
+            c.putheader("Transfer-Encoding", "chunked")
+        else:
+            c.putheader("Content-Length", str(len(body)))
+        c.endheaders()
+        for i in range(0, len(body), piece):
+            b = body[i:i + piece]
+            c.send(b"%x\r\n%s\r\n" % (len(b), b) if chunked else b)
+            if pause:
+                time.sleep(pause)
+        if chunked:
+            c.send(b"0\r\n\r\n")
+        last = time.monotonic()
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, data, last
+
+    def test_slow_client_streamed_through(self):
+        body = os.urandom(3 << 19)  # 1.5 MiB: six times the proxy's buffer
+        status, data, last = self.send("/api/v1/slow-client", body, pause=0.05)
+        self.assertEqual(status, 201, data)
+        got = json.loads(data)
+        self.assertEqual((got["n"], got["sha256"]), (len(body), hashlib.sha256(body).hexdigest()))
+        # the upstream had its first bytes while the client was still sending (24 pieces, 50 ms
+        # apart): the proxy did not wait for the whole body
+        self.assertLess(got["first"], last - 0.5, got)
+
+    def test_slow_upstream_and_chunked(self):
+        Sink.delay = 0.01
+        try:
+            body = os.urandom(2 << 20)
+            status, data, _ = self.send("/api/v1/slow-upstream", body, piece=1 << 20)
+            self.assertEqual(status, 201, data)
+            self.assertEqual(json.loads(data)["sha256"], hashlib.sha256(body).hexdigest())
+        finally:
+            Sink.delay = 0.0
+        body = os.urandom(700000)
+        status, data, _ = self.send("/api/v1/chunked", body, piece=50000, chunked=True)
+        self.assertEqual(status, 201, data)
+        self.assertEqual(json.loads(data)["sha256"], hashlib.sha256(body).hexdigest())
+        seen = [x for x in Sink.seen if x["path"] == "/api/v1/chunked"]
+        self.assertEqual([(x["complete"], x["chunked"]) for x in seen], [(True, True)])
+
+    def test_over_the_limit_is_413(self):
+        body = os.urandom(5 << 20)
+        status, data, _ = self.send("/api/v1/too-big", body, piece=1 << 20, chunked=True)
+        self.assertEqual(status, 413, data)
+        self.assertIn("limit", json.loads(data)["detail"])
+        deadline = time.monotonic() + 30  # the upstream sees the transfer end, cut off
+        while not [x for x in Sink.seen if x["path"] == "/api/v1/too-big"]:
+            self.assertLess(time.monotonic(), deadline, "the upstream never saw the end")
+            time.sleep(0.05)
+        self.assertEqual([x["complete"] for x in Sink.seen if x["path"] == "/api/v1/too-big"],
+                         [False])
+        # and the proxy goes on serving
+        status, data, _ = self.send("/api/v1/after", b"{}")
+        self.assertEqual(status, 201, data)
 
 
 class AgainstTestUpstreams(unittest.TestCase):
