@@ -11,6 +11,7 @@ libgit2-dev libpcre2-dev zlib1g-dev python3 python3-jsonschema sqlite3 curl proc
 postgresql libpq-dev
 prometheus clang libclang-rt-14-dev libsystemd-dev
 bubblewrap
+podman runc catatonit slirp4netns busybox-static
 nodejs npm chromium
 librhonabwy-dev glewlwyd python3-cryptography
 libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev gnutls-bin

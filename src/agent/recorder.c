@@ -79,6 +79,9 @@ struct rec {
     bool input_pipe;  /* --input-pipe: input goes to the agent as JSON lines on INPUT_FD */
     int input_wr;     /* our end of that pipe, -1 without one (or once the agent closed it) */
     struct ah_buf input; /* lines the pipe did not take yet */
+    /* a devcontainer: COMMAND is `podman run`, whose container is not in the agent's process
+     * group (conmon's child): pause freezes its cgroup, and it is removed when COMMAND ends */
+    const char *container, *podman, *podman_runtime;
     pid_t child;
     int child_pidfd;
     struct watcher *watch;
@@ -584,6 +587,8 @@ static int spawn_agent(struct rec *r, char **argv, int events_wr, int input_rd) 
     posix_spawn_file_actions_adddup2(&fa, events_wr, EVENTS_FD);
     if (input_rd >= 0) /* both ends were moved past 10: neither dup2 clobbers the other */
         posix_spawn_file_actions_adddup2(&fa, input_rd, INPUT_FD);
+    else if (r->container) /* `podman run --preserve-fds 2` passes fds 3 and 4: both must exist */
+        posix_spawn_file_actions_addopen(&fa, INPUT_FD, "/dev/null", O_RDONLY, 0);
     posix_spawnattr_init(&attr);
     sigset_t none, all;
     sigemptyset(&none);
@@ -620,6 +625,34 @@ static int spawn_agent(struct rec *r, char **argv, int events_wr, int input_rd) 
     return 0;
 }
 
+/* A devcontainer after its podman client ended: a client that was killed (stop's grace over,
+ * wall time) could not remove the container, which may still run: it goes now, before the exit
+ * is reported, so nothing of the agent's outlives its session. Thawed first: a frozen process
+ * cannot die. */
+static void end_container(struct rec *r, bool force) {
+    sandbox_container_freeze(r->container, false);
+    if (force)
+        sandbox_container_remove(r->podman, r->podman_runtime, r->container, true);
+}
+
+/* SIGCHLD: pause stops the agent's process group, which holds only the podman client; the
+ * container follows it into the freezer, and out of it on resume. */
+static void on_child_state(struct rec *r) {
+    for (;;) {
+        siginfo_t info = {0};
+        if (r->child <= 0 || waitid(P_PID, (id_t)r->child, &info,
+                                    WSTOPPED | WCONTINUED | WNOHANG) < 0 || !info.si_pid)
+            return;
+        bool frozen = info.si_code == CLD_STOPPED;
+        if (!frozen && info.si_code != CLD_CONTINUED)
+            return;
+        int rc = sandbox_container_freeze(r->container, frozen);
+        if (rc < 0)
+            fprintf(stderr, "ah agent record: cannot %s container %s: %s\n",
+                    frozen ? "freeze" : "thaw", r->container, ah_strerror(rc));
+    }
+}
+
 static void on_child_exit(struct rec *r) {
     siginfo_t info = {0};
     if (waitid(P_PIDFD, (id_t)r->child_pidfd, &info, WEXITED | WNOHANG) < 0 || !info.si_pid)
@@ -634,6 +667,8 @@ static void on_child_exit(struct rec *r) {
     r->child_pidfd = -1;
     /* the agent is done: whatever it left running in its process group goes with it */
     kill(-r->child, SIGKILL);
+    if (r->container)
+        end_container(r, r->exit_signal != 0);
     /* everything the agent said before it died comes before its exit */
     if (r->master >= 0)
         on_master(r);
@@ -704,6 +739,9 @@ static const char usage[] =
     "  --hold-term         start COMMAND with SIGTERM blocked: it is a sandbox (bubblewrap)\n"
     "                      that must outlive a stop's SIGTERM so the agent inside can wrap\n"
     "                      up; the agent (ah agent start) unblocks it for itself\n"
+    "  --container NAME    COMMAND runs podman container NAME: freeze it while COMMAND is\n"
+    "                      stopped (pause), remove it when COMMAND ends; with --podman PATH\n"
+    "                      and --podman-runtime RUNTIME (what COMMAND runs it with)\n"
     "The token for --socket comes from the environment (AH_RECORDER_TOKEN).\n";
 
 int agent_record_main(int argc, char **argv) {
@@ -719,6 +757,8 @@ int agent_record_main(int argc, char **argv) {
         {"cgroup", required_argument, 0, 'G'},     {"wall-time-ms", required_argument, 0, 'W'},
         {"note", required_argument, 0, 'N'},       {"hold-term", no_argument, 0, 'T'},
         {"input-pipe", no_argument, 0, 'I'},
+        {"container", required_argument, 0, 'K'},  {"podman", required_argument, 0, 'P'},
+        {"podman-runtime", required_argument, 0, 'R'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     int64_t v;
     int c;
@@ -760,12 +800,19 @@ int agent_record_main(int argc, char **argv) {
         case 'N': r.note = optarg; break;
         case 'T': r.hold_term = true; break;
         case 'I': r.input_pipe = true; break;
+        case 'K': r.container = optarg; break;
+        case 'P': r.podman = optarg; break;
+        case 'R': r.podman_runtime = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
     if (optind >= argc) {
         fputs("ah agent record: no command given (put it after --)\n", stderr);
+        return 2;
+    }
+    if (r.container && (!r.podman || !r.podman_runtime)) {
+        fputs("ah agent record: --container needs --podman and --podman-runtime\n", stderr);
         return 2;
     }
     if (r.socket_path && !r.session_id) {
@@ -782,6 +829,8 @@ int agent_record_main(int argc, char **argv) {
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
     sigaddset(&sigs, SIGPIPE);
+    if (r.container)
+        sigaddset(&sigs, SIGCHLD);
     sigprocmask(SIG_BLOCK, &sigs, NULL);
     r.sigfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     r.timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -896,11 +945,16 @@ int agent_record_main(int argc, char **argv) {
                 while (read(r.sigfd, &si, sizeof(si)) == sizeof(si))
                     if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !r.child_exited)
                         kill(-r.child, SIGTERM); /* the agent decides how to wrap up */
+                    else if (si.ssi_signo == SIGCHLD && r.container && !r.child_exited)
+                        on_child_state(&r);
             }
         }
     }
-    if (r.refused && !r.child_exited)
+    if (r.refused && !r.child_exited) {
         kill(-r.child, SIGKILL);
+        if (r.container)
+            end_container(&r, true);
+    }
 
     int code = r.refused ? 1 : r.exit_signal ? 128 + r.exit_signal : r.exit_code;
     if (traced)
@@ -928,6 +982,8 @@ int agent_record_main(int argc, char **argv) {
     if (r.wallfd >= 0)
         close(r.wallfd);
     sandbox_cgroup_remove(&r.cg); /* empty now: the agent's processes are gone */
+    if (r.container) /* its cgroups, once conmon has left them (after the exit is reported) */
+        sandbox_container_remove(r.podman, r.podman_runtime, r.container, false);
     close(r.epfd);
     free(r.token);
     return code;

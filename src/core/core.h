@@ -238,6 +238,7 @@ struct task_request {
     struct {
         enum runtime_type type;
         char *devcontainer_path;
+        char *image;   /* devcontainer: the container image; NULL when absent */
         char *sandbox; /* profile name (D52); NULL when absent */
         bool has_resources;
         double cpu; /* cores; fractions allowed (0.25: a quarter of one core) */

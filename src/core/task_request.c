@@ -421,7 +421,8 @@ static void parse_runtime(const json_t *v, struct task_request *r, struct ah_pro
     static const struct member known[] = {{"type", NULL},
                                           {"devcontainerPath", "devcontainer_path"},
                                           {"resources", NULL},
-                                          {"sandbox", NULL}};
+                                          {"sandbox", NULL},
+                                          {"image", NULL}};
     if (!v) {
         problem_field(p, "runtime", "is required");
         return;
@@ -443,6 +444,27 @@ static void parse_runtime(const json_t *v, struct task_request *r, struct ah_pro
                                      &ok, p);
     if (r->runtime.sandbox && !r->runtime.sandbox[0])
         problem_field(p, "runtime.sandbox", "must not be empty");
+    /* a devcontainer.json inside the workspace, read when the session starts */
+    const char *dcp = r->runtime.devcontainer_path;
+    if (dcp && (!dcp[0] || dcp[0] == '/' || strstr(dcp, "..")))
+        problem_field(p, "runtime.devcontainerPath",
+                      "must be a relative path inside the workspace, without ..");
+    /* the devcontainer's image: a reference podman takes as such, never one of its options */
+    r->runtime.image = take_string(json_object_get(v, "image"), "runtime.image", 255, false, &ok, p);
+    const char *img = r->runtime.image;
+    if (img && (!img[0] || img[0] == '-' ||
+                strspn(img, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/:@-") !=
+                    strlen(img)))
+        problem_field(p, "runtime.image",
+                      "must be an image reference (letters, digits and ._/:@-, not starting "
+                      "with -)");
+    if (img && t >= 0 && r->runtime.type != RUNTIME_DEVCONTAINER)
+        problem_field(p, "runtime.image", "is only for runtime.type devcontainer");
+    if (t == RUNTIME_DEVCONTAINER && !json_object_get(v, "image") &&
+        !member(v, &known[1]))
+        problem_field(p, "runtime.image",
+                      "is required when runtime.type is devcontainer (or give "
+                      "runtime.devcontainerPath, a devcontainer.json naming one)");
     json_t *res = json_object_get(v, "resources");
     if (!res)
         return;
@@ -902,6 +924,7 @@ json_t *task_request_to_json(const struct task_request *r) {
     rc |= json_object_set_new(j, "runtime", rt);
     if (rt) {
         rc |= set_str(rt, "devcontainerPath", r->runtime.devcontainer_path);
+        rc |= set_str(rt, "image", r->runtime.image);
         rc |= set_str(rt, "sandbox", r->runtime.sandbox);
         json_t *res = r->runtime.has_resources
                           ? json_pack("{s:o, s:I}", "cpu",
@@ -986,6 +1009,7 @@ void task_request_free(struct task_request *r) {
     free(r->repo.branch);
     free(r->repo.commit);
     free(r->runtime.devcontainer_path);
+    free(r->runtime.image);
     free(r->runtime.sandbox);
     for (size_t i = 0; i < r->n_snapshot_preference; i++)
         free(r->snapshot_preference[i]);

@@ -27,6 +27,10 @@ struct launch_sandbox {
     int64_t wall_ms;          /* 0: no wall-time limit */
     char *note;               /* what was applied, for the session's log */
     bool hold_term;           /* argv starts a sandbox: the recorder holds SIGTERM for it */
+    /* the devcontainer runtime: the container's name ("" for the local runtime), and the
+     * podman and OCI runtime the recorder removes it with (lent from the sandbox set) */
+    char container[64];
+    const char *podman, *podman_runtime;
 };
 /* Builds the sandbox for session sid from the task's `runtime` object: checks the profile is
  * still available, creates the session's $HOME and cgroups, wraps agent_argv. ro_files are the

@@ -63,6 +63,65 @@ static bool under(const char *path, const char *dir) {
     return n > 1 && !strncmp(path, dir, n) && (path[n] == '/' || path[n] == '\0');
 }
 
+/* The devcontainer runtime: the image (runtime.image, else the devcontainer.json's "image"),
+ * the file's containerEnv, the session's $HOME, and `podman run` around the agent. The
+ * container has nothing of the host's but what is mounted, so nothing needs hiding; the
+ * recorder freezes it on pause and removes it when the agent ends. */
+static int launch_devcontainer(struct executor *ex, const char *sid, const char *workspace,
+                               const json_t *runtime, const char *const *agent_argv,
+                               const char *const *ro_files, const char *home,
+                               const char *home_at, struct launch_sandbox *ret,
+                               struct ah_problem *reterr) {
+    const char *image = json_string_value(json_object_get(runtime, "image"));
+    const char *dc_path = json_string_value(json_object_get(runtime, "devcontainerPath"));
+    AH_AUTOFREE char *dc_image = NULL;
+    AH_AUTO(json_decrefp) json_t *env = NULL;
+    if (dc_path) {
+        int rc = sandbox_devcontainer_read(workspace, dc_path, &dc_image, &env, reterr);
+        if (rc < 0)
+            return rc;
+    }
+    if (!image)
+        image = dc_image;
+    if (!image)
+        return problem_set(reterr, AH_E_INVAL,
+                           "runtime devcontainer needs an image: runtime.image, or \"image\" in "
+                           "the devcontainer.json at runtime.devcontainerPath");
+    struct sandbox_limits task;
+    sandbox_limits_from_json(json_object_get(runtime, "resources"), &task);
+    snprintf(ret->container, sizeof(ret->container), "ah-%s", sid);
+    struct sandbox_paths paths = {
+        .workspace = workspace, .home = home, .home_at = home_at, .ro_files = ro_files};
+    struct sandbox_container c = {.name = ret->container, .image = image, .env = env};
+    int rc = sandbox_container_wrap(ex->sandbox, &c, &task, &paths, agent_argv, &ret->argv);
+    if (rc < 0) {
+        launch_sandbox_clear(ret);
+        return problem_set(reterr, rc, "cannot build the devcontainer's command: %s",
+                           ah_strerror(rc));
+    }
+    ret->podman = sandbox_podman(ex->sandbox);
+    ret->podman_runtime = sandbox_podman_runtime(ex->sandbox);
+    ret->wall_ms = task.wall_time_s * 1000;
+    char lim[256] = "";
+    size_t k = 0;
+    if (task.memory_mib)
+        k += (size_t)snprintf(lim + k, sizeof(lim) - k, ", memory %lld MiB",
+                              (long long)task.memory_mib);
+    if (task.pids && k < sizeof(lim))
+        k += (size_t)snprintf(lim + k, sizeof(lim) - k, ", pids %lld", (long long)task.pids);
+    if (task.cpu_milli && k < sizeof(lim))
+        snprintf(lim + k, sizeof(lim) - k, ", cpu %lld.%03lld", (long long)(task.cpu_milli / 1000),
+                 (long long)(task.cpu_milli % 1000));
+    if (asprintf(&ret->note, "devcontainer: podman container %s of image %s%s%s%s%s",
+                 ret->container, image, dc_path ? " (from " : "", dc_path ? dc_path : "",
+                 dc_path ? ")" : "", lim) < 0) {
+        ret->note = NULL;
+        launch_sandbox_clear(ret);
+        return problem_set(reterr, AH_E_NOMEM, "out of memory");
+    }
+    return 0;
+}
+
 int exec_sandbox_launch(struct executor *ex, const char *sid, const char *workspace,
                         const json_t *runtime, const char *const *agent_argv,
                         const char *const *ro_files, struct launch_sandbox *ret,
@@ -76,16 +135,18 @@ int exec_sandbox_launch(struct executor *ex, const char *sid, const char *worksp
     int rc = sandbox_check(ex->sandbox, type, name, reterr);
     if (rc < 0)
         return rc;
+    bool container = !strcmp(type, "devcontainer");
     if (!strcmp(type, "disabled"))
         name = "disabled";
-    const struct sandbox_profile *p =
-        sandbox_find(ex->sandbox, name ? name : sandbox_default_name(ex->sandbox));
+    /* a devcontainer has no profile; its home is made as the default profile's */
+    const struct sandbox_profile *p = sandbox_find(
+        ex->sandbox, container ? "default" : name ? name : sandbox_default_name(ex->sandbox));
     struct sandbox_limits task, lim;
     sandbox_limits_from_json(json_object_get(runtime, "resources"), &task);
     lim = sandbox_limits_merge(&p->limits, &task);
 
     bool cgroup_ok = false;
-    if (lim.memory_mib || lim.pids || lim.cpu_milli) {
+    if (!container && (lim.memory_mib || lim.pids || lim.cpu_milli)) {
         if (sandbox_cgroups_usable(ex->sandbox)) {
             rc = sandbox_cgroup_create(ex->sandbox, sid, &lim, &ret->cg);
             if (rc < 0)
@@ -113,6 +174,9 @@ int exec_sandbox_launch(struct executor *ex, const char *sid, const char *worksp
             copy_agent_config(user_home, home);
     }
     const char *home_at = home_usable && !under(workspace, user_home) ? user_home : NULL;
+    if (container)
+        return launch_devcontainer(ex, sid, workspace, runtime, agent_argv, ro_files, home,
+                                   home_at, ret, reterr);
     /* What stays invisible: the data directory (database, recordings, every other session),
      * the database file and its companions wherever it lives, the recorder socket's
      * directory, the configuration file and the server user's home. */

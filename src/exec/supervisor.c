@@ -459,6 +459,14 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
     const struct agent_adapter *ad = custom ? NULL : adapter_find(row->agent_type);
     if (ad && ad->conversation)
         argv[n++] = "--input-pipe";
+    if (sb.container[0]) { /* the devcontainer the recorder freezes on pause and removes */
+        argv[n++] = "--container";
+        argv[n++] = sb.container;
+        argv[n++] = "--podman";
+        argv[n++] = sb.podman;
+        argv[n++] = "--podman-runtime";
+        argv[n++] = sb.podman_runtime;
+    }
     argv[n++] = "--";
     for (size_t i = 0; i < n_wrapped; i++)
         argv[n++] = sb.argv[i];

@@ -30,13 +30,7 @@
 
 #include "internal.h"
 
-struct vec {
-    char **v;
-    size_t n, cap;
-    int err;
-};
-
-static void push(struct vec *a, const char *s) {
+void vec_push(struct vec *a, const char *s) {
     if (a->err)
         return;
     if (a->n + 2 > a->cap) {
@@ -56,11 +50,11 @@ static void push(struct vec *a, const char *s) {
     a->v[++a->n] = NULL;
 }
 
-static void push3(struct vec *a, const char *x, const char *y, const char *z) {
-    push(a, x);
-    push(a, y);
+void vec_push3(struct vec *a, const char *x, const char *y, const char *z) {
+    vec_push(a, x);
+    vec_push(a, y);
     if (z)
-        push(a, z);
+        vec_push(a, z);
 }
 
 void sandbox_argv_free(char **argv) {
@@ -82,10 +76,10 @@ static void hide(struct vec *a, struct vec *remount, const char *path) {
     if (under(path, "/tmp") || under(path, "/var/tmp") || lstat(path, &st) != 0)
         return;
     if (S_ISDIR(st.st_mode)) {
-        push3(a, "--tmpfs", path, NULL);
-        push(remount, path);
+        vec_push3(a, "--tmpfs", path, NULL);
+        vec_push(remount, path);
     } else if (!S_ISLNK(st.st_mode)) {
-        push3(a, "--ro-bind", "/dev/null", path);
+        vec_push3(a, "--ro-bind", "/dev/null", path);
     }
 }
 
@@ -120,44 +114,44 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
     if (relay) {
         /* the relay's outside end, in the host's network; it runs bubblewrap */
         if (paths->net_exe)
-            push3(&a, paths->net_exe, "relay", NULL);
+            vec_push3(&a, paths->net_exe, "relay", NULL);
         else
-            push3(&a, paths->self_exe, "agent", "net-relay");
-        push3(&a, "--dir", paths->net_dir, NULL);
+            vec_push3(&a, paths->self_exe, "agent", "net-relay");
+        vec_push3(&a, "--dir", paths->net_dir, NULL);
         for (char **h = p->allow_hosts; *h; h++)
-            push3(&a, "--to", *h, NULL);
-        push(&a, "--");
+            vec_push3(&a, "--to", *h, NULL);
+        vec_push(&a, "--");
     }
     if (!p->disabled) {
-        push(&a, s->bwrap);
-        push3(&a, "--unshare-user", "--unshare-pid", "--unshare-ipc");
-        push3(&a, "--unshare-uts", "--unshare-cgroup-try", NULL);
+        vec_push(&a, s->bwrap);
+        vec_push3(&a, "--unshare-user", "--unshare-pid", "--unshare-ipc");
+        vec_push3(&a, "--unshare-uts", "--unshare-cgroup-try", NULL);
         if (p->network != SANDBOX_NET_ALLOW)
-            push(&a, "--unshare-net");
-        push3(&a, "--die-with-parent", "--cap-drop", "ALL");
+            vec_push(&a, "--unshare-net");
+        vec_push3(&a, "--die-with-parent", "--cap-drop", "ALL");
         /* the relay's inside end listens on the destinations' own ports, 443 too: binding
          * one below 1024 in the sandbox's own network namespace harms nobody */
         if (relay)
-            push3(&a, "--cap-add", "CAP_NET_BIND_SERVICE", NULL);
+            vec_push3(&a, "--cap-add", "CAP_NET_BIND_SERVICE", NULL);
         /* no nested user namespaces (in which the agent would hold capabilities). With a
          * relay its inside end does it, once it listens: bubblewrap's way puts the command in
          * a nested namespace that has no say over the sandbox's network */
         if (!relay)
-            push(&a, "--disable-userns");
-        push3(&a, "--hostname", "ah-sandbox", NULL);
+            vec_push(&a, "--disable-userns");
+        vec_push3(&a, "--hostname", "ah-sandbox", NULL);
         /* 1. the root read-only, minimal /dev and /proc, private temporary directories */
-        push3(&a, "--ro-bind", "/", "/");
-        push3(&a, "--dev", "/dev", NULL);
-        push3(&a, "--proc", "/proc", NULL);
-        push3(&a, "--tmpfs", "/tmp", NULL);
+        vec_push3(&a, "--ro-bind", "/", "/");
+        vec_push3(&a, "--dev", "/dev", NULL);
+        vec_push3(&a, "--proc", "/proc", NULL);
+        vec_push3(&a, "--tmpfs", "/tmp", NULL);
         struct stat st;
         if (stat("/var/tmp", &st) == 0 && S_ISDIR(st.st_mode))
-            push3(&a, "--tmpfs", "/var/tmp", NULL);
+            vec_push3(&a, "--tmpfs", "/var/tmp", NULL);
         /* 2. the profile's own paths */
         for (char **q = p->read_only; q && *q; q++)
-            push3(&a, "--ro-bind-try", *q, *q);
+            vec_push3(&a, "--ro-bind-try", *q, *q);
         for (char **q = p->read_write; q && *q; q++)
-            push3(&a, "--bind-try", *q, *q);
+            vec_push3(&a, "--bind-try", *q, *q);
         /* 3. what must stay invisible */
         for (const char *const *q = host_secrets; *q; q++)
             hide(&a, &remount, *q);
@@ -168,19 +162,19 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
         /* 4. the session's own trees and files */
         const char *home_at = paths->home_at ? paths->home_at : paths->home;
         if (paths->home)
-            push3(&a, "--bind", paths->home, home_at);
+            vec_push3(&a, "--bind", paths->home, home_at);
         if (paths->workspace)
-            push3(&a, "--bind", paths->workspace, paths->workspace);
+            vec_push3(&a, "--bind", paths->workspace, paths->workspace);
         for (const char *const *q = paths->ro_files; q && *q; q++)
-            push3(&a, "--ro-bind", *q, *q);
+            vec_push3(&a, "--ro-bind", *q, *q);
         if (relay) {
             /* the relay's sockets (connecting needs no write access to the mount) and the
              * names of the allowed hosts; both under the private /tmp, where a mount point can
              * be made */
             char hosts[4200];
             snprintf(hosts, sizeof(hosts), "%s/hosts", paths->net_dir);
-            push3(&a, "--ro-bind", paths->net_dir, SANDBOX_NET_INSIDE_DIR);
-            push3(&a, "--ro-bind", hosts, "/etc/hosts");
+            vec_push3(&a, "--ro-bind", paths->net_dir, SANDBOX_NET_INSIDE_DIR);
+            vec_push3(&a, "--ro-bind", hosts, "/etc/hosts");
         }
         for (size_t i = 0; i < remount.n; i++) {
             /* a hidden directory that is also a mount point of ours ($HOME over the server
@@ -190,22 +184,22 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
             for (const char *const *q = paths->ro_files; !bound && q && *q; q++)
                 bound = !strcmp(remount.v[i], *q);
             if (!bound)
-                push3(&a, "--remount-ro", remount.v[i], NULL);
+                vec_push3(&a, "--remount-ro", remount.v[i], NULL);
         }
         if (paths->workspace)
-            push3(&a, "--chdir", paths->workspace, NULL);
+            vec_push3(&a, "--chdir", paths->workspace, NULL);
         if (home_at) {
-            push3(&a, "--setenv", "HOME", home_at);
+            vec_push3(&a, "--setenv", "HOME", home_at);
         }
-        push3(&a, "--setenv", "TMPDIR", "/tmp");
-        push(&a, "--");
+        vec_push3(&a, "--setenv", "TMPDIR", "/tmp");
+        vec_push(&a, "--");
         if (relay) {
             /* the inside end: listens in the sandbox's own network namespace */
             if (paths->net_exe)
-                push3(&a, paths->net_exe, "forward", NULL);
+                vec_push3(&a, paths->net_exe, "forward", NULL);
             else
-                push3(&a, paths->self_exe, "agent", "net-forward");
-            push3(&a, "--dir", SANDBOX_NET_INSIDE_DIR, NULL);
+                vec_push3(&a, paths->self_exe, "agent", "net-forward");
+            vec_push3(&a, "--dir", SANDBOX_NET_INSIDE_DIR, NULL);
             for (size_t i = 0; p->allow_hosts[i]; i++) {
                 char ip[32], listen[64];
                 const char *colon = strrchr(p->allow_hosts[i], ':');
@@ -214,9 +208,9 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
                     break;
                 }
                 snprintf(listen, sizeof(listen), "%s%s", ip, colon);
-                push3(&a, "--listen", listen, NULL);
+                vec_push3(&a, "--listen", listen, NULL);
             }
-            push(&a, "--");
+            vec_push(&a, "--");
         }
     }
     /* rlimits for what no cgroup enforces: prlimit sets them on itself, then runs the agent */
@@ -224,23 +218,23 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
     bool as = lim && lim->memory_mib > 0 && !cgroup_ok;
     bool nproc = lim && lim->pids > 0 && !cgroup_ok;
     if (fsize || as || nproc) {
-        push(&a, "prlimit");
+        vec_push(&a, "prlimit");
         if (fsize) {
             snprintf(num, sizeof(num), "--fsize=%lld", (long long)lim->file_size_mib << 20);
-            push(&a, num);
+            vec_push(&a, num);
         }
         if (as) {
             snprintf(num, sizeof(num), "--as=%lld", (long long)lim->memory_mib << 20);
-            push(&a, num);
+            vec_push(&a, num);
         }
         if (nproc) {
             snprintf(num, sizeof(num), "--nproc=%lld", (long long)lim->pids);
-            push(&a, num);
+            vec_push(&a, num);
         }
-        push(&a, "--");
+        vec_push(&a, "--");
     }
     for (const char *const *q = agent_argv; *q; q++)
-        push(&a, *q);
+        vec_push(&a, *q);
     sandbox_argv_free(remount.v);
     if (a.err) {
         sandbox_argv_free(a.v);

@@ -61,6 +61,9 @@ void sandbox_set_free(struct sandbox_set *s) {
         profile_clear(&s->profiles[i]);
     free(s->default_name);
     free(s->bwrap);
+    free(s->podman);
+    free(s->podman_runtime);
+    free(s->podman_network);
     free(s);
 }
 
@@ -271,7 +274,9 @@ int sandbox_set_new(const json_t *cfg, struct sandbox_set **ret, struct ah_probl
         p->network = i == 1 ? SANDBOX_NET_NONE : SANDBOX_NET_ALLOW;
         p->disabled = i == 2;
     }
-    if (!(s->default_name = strdup("default")) || !(s->bwrap = strdup("bwrap")))
+    if (!(s->default_name = strdup("default")) || !(s->bwrap = strdup("bwrap")) ||
+        !(s->podman = strdup("podman")) || !(s->podman_runtime = strdup("runc")) ||
+        !(s->podman_network = strdup("slirp4netns")))
         return AH_E_NOMEM;
     const char *key;
     json_t *v;
@@ -282,11 +287,16 @@ int sandbox_set_new(const json_t *cfg, struct sandbox_set **ret, struct ah_probl
                 return problem_set(reterr, AH_E_INVAL, "sandbox.allow-disabled must be true "
                                                        "or false");
             s->allow_disabled = json_is_true(v);
-        } else if (!strcmp(key, "default") || !strcmp(key, "bwrap")) {
+        } else if (!strcmp(key, "default") || !strcmp(key, "bwrap") || !strcmp(key, "podman") ||
+                   !strcmp(key, "podman-runtime") || !strcmp(key, "podman-network")) {
             const char *str = json_string_value(v);
             if (!str || !*str)
                 return problem_set(reterr, AH_E_INVAL, "sandbox.%s must be a string", key);
-            char **field = !strcmp(key, "default") ? &s->default_name : &s->bwrap;
+            char **field = !strcmp(key, "default")          ? &s->default_name
+                           : !strcmp(key, "bwrap")          ? &s->bwrap
+                           : !strcmp(key, "podman")         ? &s->podman
+                           : !strcmp(key, "podman-runtime") ? &s->podman_runtime
+                                                            : &s->podman_network;
             free(*field);
             if (!(*field = strdup(str)))
                 return AH_E_NOMEM;
@@ -294,8 +304,8 @@ int sandbox_set_new(const json_t *cfg, struct sandbox_set **ret, struct ah_probl
             rc = set_profile_key(s, key, v, reterr);
         } else {
             rc = problem_set(reterr, AH_E_INVAL,
-                             "sandbox.%s: unknown setting (default, allow-disabled, bwrap, or "
-                             "[sandbox.NAME] sections)",
+                             "sandbox.%s: unknown setting (default, allow-disabled, bwrap, podman, "
+                             "podman-runtime, podman-network, or [sandbox.NAME] sections)",
                              key);
         }
         if (rc < 0)
@@ -355,7 +365,7 @@ static int run_quiet(const char *const *argv) {
 }
 
 /* Whether an executable of that name is on PATH (or is that path). */
-static bool on_path(const char *name) {
+bool on_path(const char *name) {
     if (strchr(name, '/'))
         return access(name, X_OK) == 0;
     const char *path = getenv("PATH");
@@ -394,19 +404,13 @@ void sandbox_set_probe(struct sandbox_set *s) {
             s->bwrap_why[0] = '\0';
     }
     cgroup_probe(s);
-    /* A devcontainer needs podman and an image; podman missing is the common case. Nothing
-     * of podman's is run here: `podman info` takes seconds on some hosts, and this runs at
-     * every start-up, while the server would refuse a devcontainer task either way. */
-    if (!on_path("podman"))
-        snprintf(s->podman_why, sizeof(s->podman_why), "podman is not installed on this host");
-    else
-        snprintf(s->podman_why, sizeof(s->podman_why),
-                 "this server does not run devcontainers yet (podman is installed)");
+    podman_probe(s);
 }
 
 void sandbox_set_fake_probe(struct sandbox_set *s, bool bwrap_works, const char *why_not) {
     s->bwrap_ok = bwrap_works;
     snprintf(s->bwrap_why, sizeof(s->bwrap_why), "%s", bwrap_works ? "" : why_not);
+    s->podman_ok = false;
     snprintf(s->podman_why, sizeof(s->podman_why), "podman is not installed on this host");
 }
 
@@ -427,9 +431,10 @@ static void usable_names(const struct sandbox_set *s, char *buf, size_t n) {
 int sandbox_check(const struct sandbox_set *s, const char *type, const char *profile,
                   struct ah_problem *reterr) {
     if (!strcmp(type, "devcontainer"))
-        return problem_set(reterr, AH_E_RUNTIME,
-                           "runtime devcontainer is not available on this host: %s",
-                           s->podman_why);
+        return s->podman_ok ? 0
+                            : problem_set(reterr, AH_E_RUNTIME,
+                                          "runtime devcontainer is not available on this host: %s",
+                                          s->podman_why);
     if (!strcmp(type, "disabled"))
         profile = "disabled"; /* runtime.type disabled (API.md §3) is the disabled profile */
     const char *name = profile ? profile : s->default_name;
@@ -477,8 +482,11 @@ json_t *sandbox_runtimes_json(const struct sandbox_set *s) {
     if (json_array_size(profiles))
         rc |= json_array_append_new(items, json_pack("{s:s, s:O}", "type", "local",
                                                      "sandboxProfiles", profiles));
-    rc |= json_array_append_new(unavailable, json_pack("{s:s, s:s}", "type", "devcontainer",
-                                                       "reason", s->podman_why));
+    if (s->podman_ok)
+        rc |= json_array_append_new(items, json_pack("{s:s}", "type", "devcontainer"));
+    else
+        rc |= json_array_append_new(unavailable, json_pack("{s:s, s:s}", "type", "devcontainer",
+                                                           "reason", s->podman_why));
     json_decref(profiles);
     if (rc) {
         json_decref(out);

@@ -163,6 +163,52 @@ int64_t sandbox_cgroup_oom_kills(const struct sandbox_cgroup *cg);
 /* Whether the pids limit refused a fork at least once. */
 bool sandbox_cgroup_pids_hit(const struct sandbox_cgroup *cg);
 
+/* ---- the devcontainer runtime (podman.c) -------------------------------------------------------
+ * The agent runs in a podman container of the task's image; the recorder stays outside. */
+
+/* The cgroup below which every container's goes (its own at SANDBOX_CONTAINER_CGROUP/NAME). */
+#define SANDBOX_CONTAINER_CGROUP "/ah-devcontainer"
+
+struct sandbox_container {
+    const char *name;  /* the container's name ("ah-" and the session id) */
+    const char *image; /* a local image (nothing is pulled by us; podman may) */
+    const json_t *env; /* variables for inside ({NAME: "value"}), or NULL */
+};
+
+/* The podman binary and the OCI runtime it is told to use (sandbox.podman, .podman-runtime).
+ * Lent until sandbox_set_free. */
+const char *sandbox_podman(const struct sandbox_set *s);
+const char *sandbox_podman_runtime(const struct sandbox_set *s);
+/* Whether `image` may be given to podman as an image reference (no option, no blanks). */
+bool sandbox_image_ok(const char *image);
+
+/* Builds `podman run … IMAGE …agent_argv` (agent_argv[0] is the host's `ah`, run inside through
+ * the host's loader): the workspace and $HOME bind-mounted read-write at their paths (home at
+ * home_at when set), ro_files read-only, the limits as podman's. `paths->hide` and the profile
+ * do not apply: the container shows nothing of the host but these. Caller frees with
+ * sandbox_argv_free. AH_E_INVAL (a path podman cannot mount, a bad image or variable name),
+ * AH_E_NOTFOUND (agent_argv[0] has no dynamic loader), AH_E_NOMEM. */
+int sandbox_container_wrap(const struct sandbox_set *s, const struct sandbox_container *c,
+                           const struct sandbox_limits *lim, const struct sandbox_paths *paths,
+                           const char *const *agent_argv, char ***ret_argv);
+
+/* Reads the devcontainer.json at `rel` (relative, inside `workspace`; comments and trailing
+ * commas allowed): its "image" (NULL when absent) and "containerEnv" (NULL when absent), both
+ * the caller's. An image built by the file (build, dockerFile, dockerComposeFile) is
+ * AH_E_UNSUPPORTED; a missing file AH_E_NOTFOUND; anything malformed AH_E_INVAL — each with
+ * the reason in reterr. Every other member is ignored. */
+int sandbox_devcontainer_read(const char *workspace, const char *rel, char **ret_image,
+                              json_t **ret_env, struct ah_problem *reterr);
+
+/* The recorder's side: freezes (pause) or thaws the container's cgroup; 0 or an errno code
+ * (AH_E_NOTFOUND while the container does not exist yet). */
+int sandbox_container_freeze(const char *name, bool frozen);
+/* Removes the container (force: `podman rm --force`, for a podman client that was killed before
+ * it could) and the cgroups podman left behind, waiting up to 5 s for them to empty. Blocks
+ * until done. */
+void sandbox_container_remove(const char *podman, const char *runtime, const char *name,
+                              bool force);
+
 /* ---- the allow-list network (relay.c) ----------------------------------------------------------
  * An allow-list profile runs the agent in a network namespace of its own (only a loopback) and
  * makes each listed destination reachable by a pair of relays, both `ah` itself:

@@ -247,7 +247,8 @@ class TaskCreate(CliTest):
         # what the server cannot provide is refused with its reason, before any session exists
         for args, reason in ((("--sandbox", "nope"), "unknown sandbox profile nope"),
                              (("--sandbox", "disabled"), "allow-disabled"),
-                             (("--devcontainer", ".devcontainer"), "devcontainer")):
+                             (("--devcontainer", "/etc/devcontainer.json"),
+                              "runtime.devcontainerPath")):
             rc, out, err = self.ah("task", "--prompt", "x", *args)
             self.assertEqual(rc, 7, err)
             self.assertEqual(out, "")

@@ -446,6 +446,9 @@ class Control(SandboxTest):
 
 
 class Refusals(SandboxTest):
+    # a host without podman (test_sandbox_devcontainer.py runs the one with it)
+    extra_config = "[sandbox]\npodman = \"/nonexistent/podman\"\n"
+
     def assertRefused(self, body, *words):
         r = self.server.post("/api/v1/tasks", body=body)
         p = self.assertProblem(r, 422, "runtime-unavailable")
@@ -471,7 +474,7 @@ class Refusals(SandboxTest):
 
 
 class NoBubblewrap(SandboxTest):
-    extra_config = "[sandbox]\nbwrap = \"/nonexistent/bwrap\"\n"
+    extra_config = "[sandbox]\nbwrap = \"/nonexistent/bwrap\"\npodman = \"/nonexistent/podman\"\n"
 
     def test_a_missing_bubblewrap_refuses_sandboxed_tasks(self):
         r = self.server.post("/api/v1/tasks", body=hostile([]))

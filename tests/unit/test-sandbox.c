@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -389,6 +390,124 @@ static void test_wrap_disabled_and_describe(void **state) {
     sandbox_set_free(s);
 }
 
+/* The devcontainer's command line (podman.c): every setting this host's podman needs is on it,
+ * the host's `ah` runs inside through the host's loader, the limits are podman's. */
+static void test_container_wrap(void **state) {
+    (void)state;
+    struct sandbox_set *s = set_of("[sandbox]\npodman = \"/usr/bin/podman\"\n");
+    char exe[4096];
+    assert_non_null(realpath("/bin/true", exe)); /* any dynamically linked program */
+    const char *ro[] = {"/srv/data/sessions/S1/prompt", exe, NULL};
+    struct sandbox_paths paths = {.workspace = "/srv/data/workspaces/S1",
+                                  .home = "/srv/data/sessions/S1/home",
+                                  .home_at = "/home/agent",
+                                  .ro_files = ro};
+    const char *agent[] = {exe, "agent", "start", "--cwd", "/srv/data/workspaces/S1", NULL};
+    json_t *env = json_pack("{s:s}", "GREETING", "hi there");
+    struct sandbox_container c = {.name = "ah-S1", .image = "localhost/dev:1", .env = env};
+    struct sandbox_limits lim = {.memory_mib = 64, .pids = 32, .cpu_milli = 1500};
+    char **argv = NULL;
+    assert_int_equal(sandbox_container_wrap(s, &c, &lim, &paths, agent, &argv), 0);
+    assert_string_equal(argv[0], "/usr/bin/podman");
+    assert_int_not_equal(find3(argv, "--runtime", "runc", NULL), -1);
+    assert_int_not_equal(find3(argv, "--cgroup-manager", "cgroupfs", "run"), -1);
+    assert_int_not_equal(find3(argv, "--cgroup-parent", "/ah-devcontainer/ah-S1", NULL), -1);
+    assert_int_not_equal(find3(argv, "--name", "ah-S1", NULL), -1);
+    assert_int_not_equal(find3(argv, "--preserve-fds", "2", NULL), -1);
+    assert_int_not_equal(find3(argv, "--init", NULL, NULL), -1);
+    assert_int_not_equal(find3(argv, "--memory", "64m", NULL), -1);
+    assert_int_not_equal(find3(argv, "--pids-limit", "32", NULL), -1);
+    assert_int_not_equal(find3(argv, "--cpus", "1.500", NULL), -1);
+    assert_int_not_equal(find3(argv, "-e", "HOME=/home/agent", NULL), -1);
+    assert_int_not_equal(find3(argv, "-e", "GREETING=hi there", NULL), -1);
+    assert_int_not_equal(
+        find3(argv, "-v", "/srv/data/workspaces/S1:/srv/data/workspaces/S1", NULL), -1);
+    assert_int_not_equal(find3(argv, "-v", "/srv/data/sessions/S1/home:/home/agent", NULL), -1);
+    assert_int_not_equal(
+        find3(argv, "-v", "/srv/data/sessions/S1/prompt:/srv/data/sessions/S1/prompt:ro", NULL),
+        -1);
+    int img = find3(argv, "localhost/dev:1", NULL, NULL);
+    assert_int_not_equal(img, -1);
+    /* after the image: the host's loader runs the host's ah, mounted under /.ah */
+    assert_memory_equal(argv[img + 1], "/.ah/lib/ld-", 12);
+    assert_string_equal(argv[img + 2], "--library-path");
+    assert_string_equal(argv[img + 3], "/.ah/lib");
+    assert_string_equal(argv[img + 4], "/.ah/ah");
+    assert_string_equal(argv[img + 5], "agent");
+    sandbox_argv_free(argv);
+
+    /* nothing podman would take for an option or split wrongly */
+    c.image = "--privileged";
+    assert_int_equal(sandbox_container_wrap(s, &c, &lim, &paths, agent, &argv), AH_E_INVAL);
+    c.image = "localhost/dev:1";
+    paths.workspace = "/srv/a:b";
+    assert_int_equal(sandbox_container_wrap(s, &c, &lim, &paths, agent, &argv), AH_E_INVAL);
+    paths.workspace = "/srv/data/workspaces/S1";
+    json_object_set_new(env, "BAD NAME", json_string("x"));
+    assert_int_equal(sandbox_container_wrap(s, &c, &lim, &paths, agent, &argv), AH_E_INVAL);
+    json_decref(env);
+    sandbox_set_free(s);
+}
+
+static void write_text(const char *dir, const char *name, const char *text) {
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_devcontainer_read(void **state) {
+    (void)state;
+    char ws[] = "/tmp/ah-dc-XXXXXX";
+    assert_non_null(mkdtemp(ws));
+    char *image = NULL;
+    json_t *env = NULL;
+    struct ah_problem p = {0};
+    /* JSON with comments and trailing commas, as editors write it */
+    write_text(ws, "a.json",
+               "// top\n{\n  \"name\": \"x // not a comment\", /* block\n comment */\n"
+               "  \"image\": \"debian:12\",\n  \"containerEnv\": {\"A\": \"1\",},\n"
+               "  \"customizations\": {\"vscode\": {}},\n}\n");
+    assert_int_equal(sandbox_devcontainer_read(ws, "a.json", &image, &env, &p), 0);
+    assert_string_equal(image, "debian:12");
+    assert_string_equal(json_string_value(json_object_get(env, "A")), "1");
+    free(image);
+    json_decref(env);
+    /* an image built by the file is not run */
+    write_text(ws, "b.json", "{\"build\": {\"dockerfile\": \"Dockerfile\"}}");
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(sandbox_devcontainer_read(ws, "b.json", &image, &env, &p), AH_E_UNSUPPORTED);
+    assert_non_null(strstr(p.detail, "ready images"));
+    /* no file; outside the workspace; bad contents */
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(sandbox_devcontainer_read(ws, "none.json", &image, &env, &p), AH_E_NOTFOUND);
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(sandbox_devcontainer_read(ws, "../x.json", &image, &env, &p), AH_E_INVAL);
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(sandbox_devcontainer_read(ws, "/etc/passwd", &image, &env, &p), AH_E_INVAL);
+    char link[600];
+    snprintf(link, sizeof(link), "%s/out.json", ws);
+    assert_int_equal(symlink("/etc/hostname", link), 0);
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(sandbox_devcontainer_read(ws, "out.json", &image, &env, &p), AH_E_INVAL);
+    write_text(ws, "c.json", "{\"image\": \"--privileged\"}");
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(sandbox_devcontainer_read(ws, "c.json", &image, &env, &p), AH_E_INVAL);
+    write_text(ws, "d.json", "{\"image\": \"x\", \"containerEnv\": {\"1A\": \"v\"}}");
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(sandbox_devcontainer_read(ws, "d.json", &image, &env, &p), AH_E_INVAL);
+    write_text(ws, "e.json", "[1, 2");
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(sandbox_devcontainer_read(ws, "e.json", &image, &env, &p), AH_E_INVAL);
+    assert_null(image);
+    assert_null(env);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ws);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_builtin_profiles),
@@ -398,6 +517,8 @@ int main(void) {
         cmocka_unit_test(test_check_refuses_with_422),
         cmocka_unit_test(test_wrap_default),
         cmocka_unit_test(test_wrap_disabled_and_describe),
+        cmocka_unit_test(test_container_wrap),
+        cmocka_unit_test(test_devcontainer_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -223,6 +223,18 @@ static void test_runtime(void **state) {
     "\"agents\":[{\"type\":\"a\"}]}"
     expect_ok(WITH_RT("{\"type\":\"disabled\"}"));
     expect_ok(WITH_RT("{\"type\":\"devcontainer\",\"devcontainerPath\":\"x.json\"}"));
+    /* a devcontainer's image: required unless a devcontainer.json may name it; never an option
+     * of podman's; only for that runtime */
+    expect_ok(WITH_RT("{\"type\":\"devcontainer\",\"image\":\"localhost/dev:1\"}"));
+    expect_field(WITH_RT("{\"type\":\"devcontainer\"}"), "runtime.image");
+    expect_field(WITH_RT("{\"type\":\"devcontainer\",\"devcontainerPath\":\"/etc/x.json\"}"),
+                 "runtime.devcontainerPath");
+    expect_field(WITH_RT("{\"type\":\"devcontainer\",\"devcontainerPath\":\"../x.json\"}"),
+                 "runtime.devcontainerPath");
+    expect_field(WITH_RT("{\"type\":\"devcontainer\",\"image\":\"--privileged\"}"),
+                 "runtime.image");
+    expect_field(WITH_RT("{\"type\":\"devcontainer\",\"image\":\"a b\"}"), "runtime.image");
+    expect_field(WITH_RT("{\"type\":\"local\",\"image\":\"debian\"}"), "runtime.image");
     expect_ok(WITH_RT("{\"type\":\"local\",\"resources\":{\"cpu\":1024,\"memoryMiB\":16}}"));
     expect_field(WITH_RT("{}"), "runtime.type");
     expect_field(WITH_RT("{\"type\":\"docker\"}"), "runtime.type");
@@ -498,8 +510,13 @@ static json_t *random_request(void) {
     }
     json_object_set_new(j, "repo", repo);
     static const char *rts[] = {"devcontainer", "local", "disabled"};
-    json_t *rt = json_pack("{s:s}", "type", rts[rnd(3)]);
-    if (rnd(2))
+    int rtype = (int)rnd(3);
+    json_t *rt = json_pack("{s:s}", "type", rts[rtype]);
+    /* a devcontainer names its image, or a devcontainer.json that does */
+    bool dc_image = rtype == 0 && rnd(2);
+    if (dc_image)
+        json_object_set_new(rt, "image", json_string("localhost/dev:1"));
+    if (rnd(2) || (rtype == 0 && !dc_image))
         json_object_set_new(rt, rnd(2) ? "devcontainerPath" : "devcontainer_path",
                             json_string(".devcontainer/devcontainer.json"));
     if (rnd(2))
