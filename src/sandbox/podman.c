@@ -5,7 +5,8 @@
  * What runs where:
  *   - the recorder stays on the host (it holds the server link) and runs `podman run` under its
  *     PTY, in the agent's process group; podman passes the terminal (`-t -i`), the events
- *     pipe (AH_EVENTS_FD=3) and the input pipe (AH_INPUT_FD=4; `--preserve-fds 2`) through to the container;
+ *     pipe (AH_EVENTS_FD=3) and the input pipe (AH_INPUT_FD=4; `--preserve-fds 2`) through
+ *     to the container;
  *   - inside, `ah agent start` runs as everywhere else, and starts the agent CLI (the image's
  *     own program). The image need not contain `ah` nor its libraries: the host's binary and
  *     the directory of its dynamic loader are mounted read-only under /.ah, and the host's
@@ -99,8 +100,9 @@ static int elf_interp(const char *exe, char *buf, size_t n) {
         return AH_E_NOTFOUND;
     Elf64_Ehdr eh;
     int rc = AH_E_NOTFOUND;
-    if (pread(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh) && !memcmp(eh.e_ident, ELFMAG, SELFMAG) &&
-        eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_phentsize == sizeof(Elf64_Phdr)) {
+    if (pread(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh) &&
+        !memcmp(eh.e_ident, ELFMAG, SELFMAG) && eh.e_ident[EI_CLASS] == ELFCLASS64 &&
+        eh.e_phentsize == sizeof(Elf64_Phdr)) {
         for (int i = 0; i < eh.e_phnum && i < 64; i++) {
             Elf64_Phdr ph;
             if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + (uint64_t)i * sizeof(ph))) !=
@@ -295,13 +297,15 @@ int sandbox_devcontainer_read(const char *workspace, const char *rel, char **ret
                            rel);
     size_t wl = strlen(realws);
     if (strncmp(real, realws, wl) != 0 || real[wl] != '/')
-        return problem_set(reterr, AH_E_INVAL, "devcontainer %s points outside the workspace",
-                           rel);
+        return problem_set(reterr, AH_E_INVAL, "devcontainer %s points outside the workspace", rel);
     FILE *f = fopen(real, "re");
     char *text = f ? malloc(DEVCONTAINER_JSON_MAX + 1) : NULL;
     size_t len = text ? fread(text, 1, DEVCONTAINER_JSON_MAX + 1, f) : 0;
-    int rc = !f ? ah_err_from_errno(errno) : !text ? AH_E_NOMEM : ferror(f) ? AH_E_IO
-             : len > DEVCONTAINER_JSON_MAX ? AH_E_TOOLARGE : 0;
+    int rc = !f                            ? ah_err_from_errno(errno)
+             : !text                       ? AH_E_NOMEM
+             : ferror(f)                   ? AH_E_IO
+             : len > DEVCONTAINER_JSON_MAX ? AH_E_TOOLARGE
+                                           : 0;
     if (f)
         fclose(f);
     if (rc < 0) {
@@ -393,8 +397,9 @@ static void rmdir_tree(const char *dir, int depth) {
 void sandbox_container_remove(const char *podman, const char *runtime, const char *name,
                               bool force) {
     if (force) {
-        const char *argv[] = {podman, "--runtime",  runtime, "--cgroup-manager", "cgroupfs",
-                              "rm",   "--force",    "--time", "0", "--ignore", name, NULL};
+        const char *argv[] = {podman,     "--runtime", runtime,   "--cgroup-manager",
+                              "cgroupfs", "rm",        "--force", "--time",
+                              "0",        "--ignore",  name,      NULL};
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
