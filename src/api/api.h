@@ -104,6 +104,9 @@ struct api_placer {
     struct executor *exec; /* set before exec_start */
 };
 bool api_place_local(void *arg, struct session_row *row);
+/* exec_config.place: here, on an executor (issue 16 item 5), or not yet. */
+int api_place(void *arg, struct session_row *row, char *executor, size_t n);
+bool api_remote_possible(void *arg);
 
 struct api_services {
     struct store *store;
@@ -112,6 +115,7 @@ struct api_services {
     struct agent_catalog *catalog; /* agent versions, detected off the HTTP threads */
     struct fleet *fleet;           /* enrolled executors (issue 16), loaded from the store */
     struct api_placer *placer;     /* the scheduler's placement hook (owned) */
+    struct remote_ap *remote;      /* sessions on executors (issue 16 item 5; owned) */
 };
 /* Opens the store (migrating it), starts the event writer and the executor (which recovers the
  * sessions of a previous run, D15), and the agent catalog (its version checks run in the

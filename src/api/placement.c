@@ -3,10 +3,10 @@
  * executors as placement_choose (enroll/fleet.h) sees them, for the scheduler (may the local
  * runner start this queued session?) and for the session's `queuedReason`.
  *
- * Launching a session on an executor over the control plane does not exist yet, so the rule is
- * kept truthful: a session the local runner may run (it fits the pin, the labels and has
- * capacity) runs locally, even when an executor has more free slots; one that only an executor
- * could run stays queued and says so; one nothing fits stays queued with placement's reason.
+ * The scheduler starts the session where placement_choose says: here, or on the executor with
+ * the most free slots (issue 16 item 5: launched over its link). An executor's load is the
+ * larger of what its last heartbeat said and what this server launched there since (a
+ * heartbeat may be seconds old). A session nothing can take now stays queued with the reason.
  */
 #include <stdio.h>
 #include <string.h>
@@ -16,7 +16,9 @@
 
 struct placement {
     bool local;         /* the local runner may start it */
+    bool remote;        /* executor `executor` may start it */
     bool waiting;       /* not now */
+    char executor[256];
     char reason[400];   /* "" when it is about to start */
 };
 
@@ -41,8 +43,12 @@ static void decide(struct fleet *f, struct executor *ex, struct session_row *row
     json_t *no_labels = json_object();
     rs[0] = (struct place_runner){.id = "local", .name = "local", .local = true, .online = true,
                                   .capacity = cap, .running = running, .labels = no_labels};
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         rs[i + 1] = fr[i];
+        int64_t launched = exec_remote_running(ex, fr[i].id);
+        if (launched > rs[i + 1].running)
+            rs[i + 1].running = launched;
+    }
     struct place_request rq = {
         .tenant = row->tenant_id,
         .pin = json_string_value(json_object_get(json_object_get(req, "workspace"),
@@ -55,30 +61,16 @@ static void decide(struct fleet *f, struct executor *ex, struct session_row *row
     };
     struct place_result res;
     placement_choose(&rq, rs, n + 1, &res);
-    if (res.index == 0) {
-        out->local = true;
-    } else if (cap > 0) {
-        /* the local runner alone (executors present for their labels, but taking nothing) */
-        for (size_t i = 1; i <= n; i++)
-            rs[i].capacity = 0;
-        struct place_result loc;
-        placement_choose(&rq, rs, n + 1, &loc);
-        if (loc.index == 0) {
-            out->local = true;
-            res = loc;
-        }
-    }
-    out->waiting = res.waiting || res.index < 0 || !out->local;
+    out->local = res.index == 0;
+    out->remote = res.index > 0 && !res.waiting;
+    if (out->remote)
+        snprintf(out->executor, sizeof(out->executor), "%s", rs[res.index].id);
+    out->waiting = res.waiting || res.index < 0;
     if (out->local && res.waiting)
         snprintf(out->reason, sizeof(out->reason),
                  "waiting for a free slot on the local runner (%lld of %lld busy)",
                  (long long)running, (long long)cap);
-    else if (!out->local && res.index > 0)
-        snprintf(out->reason, sizeof(out->reason),
-                 "placed on executor %s, but this version cannot launch sessions on executors "
-                 "yet: it stays queued",
-                 rs[res.index].name);
-    else if (!out->local)
+    else if (out->waiting)
         snprintf(out->reason, sizeof(out->reason), "%s", res.reason);
     for (size_t i = 1; i <= n; i++)
         rs[i] = (struct place_runner){0};
@@ -94,6 +86,26 @@ bool api_place_local(void *arg, struct session_row *row) {
     struct placement pl;
     decide(p->fleet, p->exec, row, &pl);
     return pl.local;
+}
+
+int api_place(void *arg, struct session_row *row, char *executor, size_t n) {
+    struct api_placer *p = arg;
+    if (!p->exec)
+        return EXEC_PLACE_LOCAL;
+    struct placement pl;
+    decide(p->fleet, p->exec, row, &pl);
+    if (pl.waiting)
+        return EXEC_PLACE_WAIT;
+    if (pl.remote) {
+        snprintf(executor, n, "%s", pl.executor);
+        return EXEC_PLACE_REMOTE;
+    }
+    return pl.local ? EXEC_PLACE_LOCAL : EXEC_PLACE_WAIT;
+}
+
+bool api_remote_possible(void *arg) {
+    struct api_placer *p = arg;
+    return p->fleet && fleet_count(p->fleet) > 0;
 }
 
 char *api_queued_reason(struct api_ctx *ctx, struct session_row *row) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../enroll/fleet.h"
+#include "../enroll/remote_ap.h"
 #include "../exec/catalog.h"
 #include "api.h"
 
@@ -43,10 +44,21 @@ int api_services_start(const char *db, const struct exec_config *ec, struct api_
     }
     sv.placer->fleet = sv.fleet;
     ec_placed.place_local = api_place_local;
+    ec_placed.place = api_place;
+    ec_placed.remote_possible = api_remote_possible;
     ec_placed.place_arg = sv.placer;
     ec_placed.fair_next = placement_fair_next;
+    if ((rc = remote_ap_new(&sv.remote)) < 0) {
+        problem_set(reterr, rc, "out of memory");
+        api_services_stop(&sv);
+        return rc;
+    }
+    ec_placed.remote_launch = remote_ap_launch;
+    ec_placed.remote_signal = remote_ap_signal;
+    ec_placed.remote_arg = sv.remote;
     if ((rc = exec_new(&ec_placed, sv.store, sv.bus, &sv.exec, reterr)) < 0 ||
-        ((sv.placer->exec = sv.exec), (rc = exec_start(sv.exec, reterr)) < 0)) {
+        ((sv.placer->exec = sv.exec), remote_ap_set_exec(sv.remote, sv.exec),
+         (rc = exec_start(sv.exec, reterr)) < 0)) {
         api_services_stop(&sv);
         return rc;
     }
@@ -67,6 +79,8 @@ void api_services_stop(struct api_services *sv) {
     exec_free(sv->exec);
     fleet_free(sv->fleet);
     sv->fleet = NULL;
+    remote_ap_free(sv->remote);
+    sv->remote = NULL;
     free(sv->placer);
     sv->placer = NULL;
     store_close(sv->store);

@@ -17,6 +17,8 @@
  *            its own certificate still comes from --cert-file/--key-file (mutual TLS)
  */
 #include <errno.h>
+#include <limits.h>
+#include <unistd.h>
 #include <getopt.h>
 #include <math.h>
 #include <pthread.h>
@@ -29,6 +31,9 @@
 #include "../enroll/host_facts.h"
 #include "../enroll/link.h"
 #include "../enroll/tunnel.h"
+#include "../enroll/runner.h"
+#include "../os/os.h"
+#include "../exec/exec.h"
 #include "../exec/catalog.h"
 #include "cli.h"
 
@@ -402,6 +407,45 @@ static json_t *heartbeat_hook(void *ctx) {
     return host_facts_heartbeat(ctx);
 }
 
+/* The exec layer of the access point, reused for this executor's sessions: never started (no
+ * store, no scheduler), it gives the configuration, the sandbox and the recorder socket. */
+static int start_runner(const struct enroll *e, struct executor **ret_ex, struct host_facts *hf,
+                        struct runner **ret) {
+    char self[4096], data[4096], rundir[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) {
+        fprintf(stderr, "ah agent enroll: cannot find its own executable\n");
+        return AH_E_IO;
+    }
+    self[n] = '\0';
+    const char *dir = e->data_dir ? e->data_dir : ".";
+    if (make_dirs(dir, 0700) < 0 || !realpath(dir, data)) {
+        fprintf(stderr, "ah agent enroll: --data-dir %s: %s\n", dir, strerror(errno));
+        return AH_E_IO;
+    }
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    if (xdg && *xdg)
+        snprintf(rundir, sizeof(rundir), "%s/ah", xdg);
+    else
+        snprintf(rundir, sizeof(rundir), "/tmp/ah-%u", (unsigned)getuid());
+    struct exec_config ec = {
+        .data_dir = data,
+        .runtime_dir = rundir,
+        .self_exe = self,
+        .max_concurrent = host_facts_capacity(hf),
+    };
+    struct ah_problem p = {0};
+    int rc = exec_new(&ec, NULL, NULL, ret_ex, &p);
+    if (rc < 0) {
+        fprintf(stderr, "ah agent enroll: %s\n", p.detail);
+        problem_clear(&p);
+        return rc;
+    }
+    if ((rc = runner_new(*ret_ex, hf, ret)) < 0)
+        fprintf(stderr, "ah agent enroll: out of memory\n");
+    return rc;
+}
+
 int cmd_enroll(int argc, char **argv) {
     struct enroll e = {0};
     int rc = parse(argc, argv, &e);
@@ -413,6 +457,8 @@ int cmd_enroll(int argc, char **argv) {
     int exit_code = EXIT_OK;
     struct host_facts *hf = NULL;
     struct agent_catalog *cat = NULL;
+    struct executor *ex = NULL;
+    struct runner *runner = NULL;
     char host[256];
     int qport = 0;
     char err[512] = "";
@@ -500,8 +546,6 @@ int cmd_enroll(int argc, char **argv) {
         .server_san = e.server_san,
         .heartbeat_ms = e.heartbeat_ms,
         .control = {.hello = hello_hook, .heartbeat = heartbeat_hook, .ctx = hf},
-        .handlers = &tunnel_exec_handlers, /* streams the access point opens: OpenTcp */
-        .ctx = &tc,
     };
     sigset_t stop;
     sigemptyset(&stop);
@@ -514,14 +558,39 @@ int cmd_enroll(int argc, char **argv) {
                           (json_int_t)host_facts_capacity(hf));
     log_json(LOG_INFO, "enrolling", f);
     json_decref(f);
-    rc = link_client_run(&cc, &stop, err, sizeof(err));
+    /* Sessions (issue 16 item 5): the access point's own exec layer provisions and launches
+     * them here, its recorders connect to this process's socket and are relayed to the access
+     * point (enroll/runner.h). The socket's path comes from the data directory, so a restarted
+     * executor is found again by the recorders it left running. */
+    if (start_runner(&e, &ex, hf, &runner) < 0) {
+        exit_code = EXIT_CONFIG;
+        goto out;
+    }
+    /* streams the access point opens: sessions' RPCs, and tunnels (OpenTcp) */
+    runner_client_config(runner, &cc, &tc);
+    struct link_client *cl = NULL;
+    rc = link_client_start(&cc, &cl, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "ah agent enroll: %s\n", err);
         exit_code = rc == AH_E_INVAL || rc == AH_E_NOTIMPL ? EXIT_CONFIG : EXIT_GENERAL;
-    } else {
-        log_msg(LOG_INFO, "stopped");
+        goto out;
     }
+    if (runner_start(runner, cl) < 0)
+        log_msg(LOG_ERROR, "cannot start the session runner: no session can run here");
+    int sig = 0;
+    while (sigwait(&stop, &sig) != 0)
+        ;
+    char reason[64];
+    snprintf(reason, sizeof(reason), "executor stopping (%s)",
+             sigabbrev_np(sig) ? sigabbrev_np(sig) : "signal");
+    log_msg(LOG_INFO, "link: received SIG%s; saying goodbye",
+            sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+    runner_stop(runner);
+    link_client_stop(cl, reason);
+    log_msg(LOG_INFO, "stopped");
 out:
+    runner_free(runner);
+    exec_free(ex);
     host_facts_free(hf);
     agent_catalog_free(cat);
     for (size_t i = 0; i < e.n_owned; i++)

@@ -22,6 +22,7 @@
 #include "../auth/auth.h"
 #include "../auth/signer.h"
 #include "../enroll/link.h"
+#include "../enroll/remote_ap.h"
 #include "../obs/obs.h"
 #include "cli.h"
 
@@ -148,7 +149,7 @@ static bool daemon_healthy(void *ctx) {
 
 /* The executor control plane (QUIC, D24/D42), when --quic-port is given. */
 static int start_link(const char *command, const struct config *cfg, struct fleet *fleet,
-                      struct link_server **ret) {
+                      struct remote_ap *remote, struct link_server **ret) {
     struct link_server_config lc = {
         .bind = cfg->quic_bind ? cfg->quic_bind : cfg->bind,
         .port = (int)cfg->quic_port,
@@ -164,11 +165,13 @@ static int start_link(const char *command, const struct config *cfg, struct flee
         .idle_timeout_ms = cfg->quic_idle_timeout_ms,
     };
     link_fleet_hooks(fleet, &lc.control);
+    remote_ap_server_config(remote, &lc); /* sessions on executors (issue 16 item 5) */
     char err[512];
     if (link_server_start(&lc, ret, err, sizeof(err)) < 0) {
         fprintf(stderr, "ah %s: executor control plane: %s\n", command, err);
         return EXIT_CONFIG;
     }
+    remote_ap_set_server(remote, *ret);
     return 0;
 }
 
@@ -424,7 +427,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
     api.fleet = sv.fleet;
     api_set_services(&api, sv.store, sv.bus, sv.exec);
     if (cfg->quic_port >= 0 &&
-        (rc = start_link(command, cfg, sv.fleet, &link)) != 0)
+        (rc = start_link(command, cfg, sv.fleet, sv.remote, &link)) != 0)
         goto out;
     api_tunnels_set_link(tunnels, link);
     obs_notify_ready(); /* systemd Type=notify: serving from here */
@@ -447,6 +450,8 @@ out:
         _exit(rc);
     }
     api_tunnels_set_link(tunnels, NULL); /* the gate is stopped: no CONNECT comes any more */
+    if (link)
+        remote_ap_set_server(sv.remote, NULL); /* no more RPCs: the loop goes */
     link_server_stop(link); /* executors see a clean close; before the fleet goes */
     api_tunnels_free(tunnels);
     api_streams_stop();

@@ -33,6 +33,8 @@ struct cmd *cmd_new(enum cmd_kind kind, const char *tenant, const char *id) {
 void cmd_free(struct cmd *c) {
     if (!c)
         return;
+    if (c->kind == CMD_ATTACH && c->result >= 0)
+        close(c->result); /* never handed to the supervisor */
     free(c->text);
     free(c->provider);
     free(c->path);
@@ -275,13 +277,54 @@ int64_t exec_tenant_max(const struct executor *ex) {
 
 void exec_local_load(struct executor *ex, int64_t *ret_capacity, int64_t *ret_running) {
     pthread_mutex_lock(&ex->mu);
-    *ret_running = (int64_t)ex->n_live;
+    *ret_running = (int64_t)(ex->n_live - ex->n_remote);
     pthread_mutex_unlock(&ex->mu);
     *ret_capacity = ex->cfg.no_local ? 0 : ex->cfg.max_concurrent;
 }
 
 void exec_kick(struct executor *ex) {
     exec_post(ex, cmd_new(CMD_KICK, "", ""));
+}
+
+/* ---- remote sessions (issue 16 item 5) --------------------------------------------------------- */
+
+int64_t exec_remote_running(struct executor *ex, const char *executor) {
+    int64_t n = 0;
+    pthread_mutex_lock(&ex->mu);
+    for (struct live *l = ex->lives; l; l = l->next)
+        n += !l->dead && l->executor && strcmp(l->executor, executor) == 0;
+    pthread_mutex_unlock(&ex->mu);
+    return n;
+}
+
+char *exec_session_executor(struct executor *ex, const char *id) {
+    pthread_mutex_lock(&ex->mu);
+    struct live *l = live_find(ex, NULL, id);
+    char *who = l && l->executor ? strdup(l->executor) : NULL;
+    pthread_mutex_unlock(&ex->mu);
+    return who;
+}
+
+void exec_attach_remote(struct executor *ex, int fd, const char *executor) {
+    struct cmd *c = cmd_new(CMD_ATTACH, "", "");
+    if (!c || !(c->text = strdup(executor))) {
+        free(c);
+        close(fd); /* the recorder reconnects and tries again */
+        return;
+    }
+    c->result = fd;
+    exec_post(ex, c);
+}
+
+void exec_remote_ended(struct executor *ex, const char *executor, const char *id,
+                       const char *why, bool launch_failed) {
+    struct cmd *c = cmd_new(CMD_REMOTE_END, "", id);
+    if (!c)
+        return;
+    c->provider = strdup(executor);
+    c->text = why ? strdup(why) : NULL;
+    c->result = launch_failed ? 1 : 0;
+    exec_post(ex, c);
 }
 
 bool exec_agent_known(struct executor *ex, const char *type) {
@@ -345,12 +388,26 @@ static int conflict(struct ah_problem *p, const char *verb, enum session_status 
     return AH_E_CONFLICT;
 }
 
+/* A remote session's processes get `action` from its executor: true when the session is one. */
+static bool remote_action(struct executor *ex, const char *tenant, const char *id,
+                          const char *action) {
+    pthread_mutex_lock(&ex->mu);
+    struct live *l = live_find(ex, tenant, id);
+    bool remote = l && l->executor;
+    if (remote)
+        live_remote_signal(ex, l, action);
+    pthread_mutex_unlock(&ex->mu);
+    return remote;
+}
+
 /* The agent's process group, or the recorder's when the agent's is not known yet. */
 static pid_t target_group(struct executor *ex, const char *tenant, const char *id, bool agent_only) {
     pthread_mutex_lock(&ex->mu);
     struct live *l = live_find(ex, tenant, id);
     pid_t pg = 0;
-    if (l && l->agent_pgid > 1)
+    if (l && l->executor) /* its groups are on the executor: never signal one here */
+        pg = 0;
+    else if (l && l->agent_pgid > 1)
         pg = l->agent_pgid;
     else if (l && !agent_only && l->recorder_pid > 1)
         pg = l->recorder_pid;
@@ -366,6 +423,10 @@ void exec_abandon_locked(struct executor *ex, struct live *l) {
     uint64_t one = 1;
     if (l->abort_fd >= 0 && write(l->abort_fd, &one, sizeof(one)) < 0) {
         /* the counter is saturated: the worker is being told already */
+    }
+    if (l->executor) {
+        live_remote_signal(ex, l, "abandon");
+        return;
     }
     if (l->agent_pgid > 1)
         kill(-l->agent_pgid, SIGKILL);
@@ -400,12 +461,17 @@ static int control(struct executor *ex, const char *tenant, const char *id, enum
         pid_t pg = l ? l->agent_pgid : 0;
         if (l && pg <= 1) /* just started: its recorder has not said hello with the group yet */
             l->pause_pending = true;
+        if (l && pg > 1 && l->executor) { /* the executor stops the group it learned */
+            live_remote_signal(ex, l, "pause");
+            pg = -1;
+        }
         pthread_mutex_unlock(&ex->mu);
-        if (pg <= 1) {
+        if (pg == 0 || pg == 1) {
             *ret_status = SESSION_PAUSING; /* 202: the pause completes on the hello */
             return 0;
         }
-        kill(-pg, SIGSTOP);
+        if (pg > 1)
+            kill(-pg, SIGSTOP);
         exec_transition(ex, tenant, id, SESSION_PAUSED, NULL, NULL, NULL);
         *ret_status = SESSION_PAUSED;
         return 0;
@@ -418,6 +484,7 @@ static int control(struct executor *ex, const char *tenant, const char *id, enum
             return rc == AH_E_CONFLICT ? conflict(reterr, "resume", before) : rc;
         if (pg)
             kill(-pg, SIGCONT);
+        remote_action(ex, tenant, id, "resume");
         test_hold_point("resume-continued"); /* the agent may end before `running` is stored */
         exec_transition(ex, tenant, id, SESSION_RUNNING, NULL, NULL, NULL);
         *ret_status = SESSION_RUNNING;
@@ -456,6 +523,11 @@ static int control(struct executor *ex, const char *tenant, const char *id, enum
         if (pg) {
             kill(-pg, SIGCONT); /* a stopped process cannot handle SIGTERM */
             kill(-pg, SIGTERM);
+        }
+        if (remote_action(ex, tenant, id, "stop")) { /* the executor continues and terms it */
+            exec_post(ex, cmd_new(CMD_WAKE, "", "")); /* re-arm the grace timer */
+            *ret_status = SESSION_STOPPING;
+            return 0;
         }
         /* A sandbox still starting its agent ignores SIGTERM (the agent gets it only once it
          * runs): look again shortly and tell the agent then, not after the whole grace */

@@ -12,6 +12,8 @@
 #ifndef AH_EXEC_H
 #define AH_EXEC_H
 
+#include <sys/types.h>
+
 #include "../bus/bus.h"
 #include "../workspace/workspace.h"
 
@@ -47,6 +49,22 @@ struct exec_config {
      * it queued (it fits only an executor, or nothing). Called on the scheduler's thread. */
     bool (*place_local)(void *arg, struct session_row *row);
     void *place_arg;
+    /* Placement with executors (D43, issue 16 item 5): where this queued session starts now —
+     * EXEC_PLACE_LOCAL, EXEC_PLACE_REMOTE (executor's SPIFFE id written to executor[0..n)), or
+     * EXEC_PLACE_WAIT. When set it replaces place_local, and `--max-concurrent-tasks 0` still
+     * launches on executors. Called on the scheduler's thread with place_arg. */
+    int (*place)(void *arg, struct session_row *row, char *executor, size_t n);
+    /* Whether any executor is known at all (place_arg); false: a full local runner ends the
+     * scheduling pass at once, as without executors. NULL: assume some. */
+    bool (*remote_possible)(void *arg);
+    /* Remote sessions: how the supervisor reaches executors (enroll/remote_ap.c). Neither call
+     * may block: they post to the link's loop. launch takes msg (a LaunchSession frame);
+     * signal sends one of "pause", "resume", "stop" (SIGTERM, repeated while a sandbox starts
+     * the agent), "kill" (the agent's group, at the end of the stop grace) or "abandon" (every
+     * process of the session: cancel, delete) to the session's processes. */
+    int (*remote_launch)(void *arg, const char *executor, json_t *msg);
+    void (*remote_signal)(void *arg, const char *executor, const char *id, const char *action);
+    void *remote_arg;
     /* webhooks (webhooks.c): targets allowed beyond public https, and the delivery timings */
     bool webhook_allow_loopback;   /* http:// and https:// to loopback addresses (tests) */
     bool webhook_allow_private;    /* private-network addresses (10/8, 192.168/16, fc00::/7, …) */
@@ -99,6 +117,44 @@ bool exec_trace_peek(const char *session_id, char out[56]);
 bool exec_agent_known(struct executor *ex, const char *type);
 /* "scripted, claude-code, codex, …" for error messages; lent until exec_free. */
 const char *exec_agent_names(struct executor *ex);
+
+enum { EXEC_PLACE_WAIT, EXEC_PLACE_LOCAL, EXEC_PLACE_REMOTE };
+
+/* ---- remote sessions (issue 16 item 5): the access point's side ---------------------------- */
+/* Sessions launched on `executor` (its SPIFFE id) that are not over yet. Thread-safe. */
+int64_t exec_remote_running(struct executor *ex, const char *executor);
+/* The executor of a session running remotely (caller frees), or NULL when it runs here (or is
+ * not running). Thread-safe. */
+char *exec_session_executor(struct executor *ex, const char *id);
+/* A session's recorder link arrived from `executor` over its event stream: fd (one end of a
+ * socketpair, taken) is handled exactly like a recorder connecting to the local socket (same
+ * hello and token check, same ingest and acks), except that only a session launched on that
+ * executor may say hello on it. Never blocks. */
+void exec_attach_remote(struct executor *ex, int fd, const char *executor);
+/* The executor reports the end of a session's processes (`why`: how they ended), or that it
+ * could not launch it (launch_failed, `why`: the reason). Never blocks. */
+void exec_remote_ended(struct executor *ex, const char *executor, const char *id,
+                       const char *why, bool launch_failed);
+
+/* ---- remote sessions: the executor's side (`ah agent enroll`) ------------------------------ */
+/* The executor side builds a `struct executor` with exec_new (no store, no bus: NULL) and never
+ * starts it: it is the configuration, the sandbox and the recorder socket of the local path,
+ * reused. These two calls are the local path's own provisioning and launching steps. */
+/* Writes prompt.txt and settings.json, provisions the workspace (*ret_path, *ret_provider;
+ * caller frees) and takes its base snapshot. Blocking (a clone): run it off the loop. */
+int exec_provision_session(struct executor *ex, const char *id, const json_t *request,
+                           int agent_index, int abort_fd, char **ret_provider, char **ret_path,
+                           struct ah_problem *reterr);
+/* Spawns `ah agent record … -- ah agent start …` for the session (D16) in its own process
+ * group, connecting to this executor's recorder socket with `token`. */
+int exec_spawn_session(struct executor *ex, const char *id, const char *agent_type,
+                       const json_t *request, const char *workspace, const char *token,
+                       pid_t *ret_pid, struct ah_problem *reterr);
+/* The recorder socket (listening, non-blocking) of an executor never started. */
+int exec_listen_fd(struct executor *ex);
+/* Whether process group pgid holds `ah agent start` yet: a sandbox ignores SIGTERM until it
+ * has started the agent, so a stop is repeated until then (the local path's rule). */
+bool exec_group_agent_started(struct executor *ex, pid_t pgid);
 
 enum exec_action { EXEC_PAUSE, EXEC_RESUME, EXEC_STOP, EXEC_CANCEL };
 /* Applies a control action (D13, D14): checks the transition, signals the process group and

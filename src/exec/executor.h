@@ -79,6 +79,12 @@ struct live {
     int abort_fd;               /* the provisioning worker's abort eventfd while it works on
                                    this session, else -1 (exec_abandon writes it) */
     bool dead;                  /* reaped; freed at the end of the loop iteration */
+    /* issue 16 item 5: runs on an executor (its SPIFFE id, owned); no pid here: its end comes
+     * from the recorder's exit over the link, or the executor's report (exec_remote_ended) */
+    char *executor;
+    int64_t gone_at;            /* the executor saw its processes end without an exit message:
+                                   failed at this time (monotonic ms) unless the exit arrives */
+    char *gone_why;
 };
 
 enum cmd_kind {
@@ -90,6 +96,9 @@ enum cmd_kind {
     CMD_WAKE,
     CMD_ABANDONED, /* stopped or deleted before its recorder started: free its slot now */
     CMD_EXIT,      /* the recorder's exit message (msg), once the final snapshot is taken */
+    CMD_ATTACH,    /* a recorder link from an executor: fd in `result`, executor id in `text` */
+    CMD_REMOTE_END, /* exec_remote_ended: executor id in `provider`, why in `text`, result 1 when
+                       the launch failed */
 };
 
 struct cmd {
@@ -126,6 +135,7 @@ struct executor {
     pthread_mutex_t mu;
     struct live *lives;
     size_t n_live;
+    size_t n_remote; /* of n_live, those running on executors (issue 16 item 5) */
     struct cmd *cmd_head, *cmd_tail;
     bool stopping;
     /* provisioning pool */
@@ -180,6 +190,9 @@ void exec_abandon_locked(struct executor *ex, struct live *l);
 struct cmd *cmd_new(enum cmd_kind kind, const char *tenant, const char *id);
 void cmd_free(struct cmd *c);
 struct live *live_find(struct executor *ex, const char *tenant, const char *id); /* under mu */
+/* A remote session's processes get `action` ("pause", "resume", "stop", "kill") through its
+ * executor (issue 16 item 5): the signals the local path sends itself. Never blocks; any lock. */
+void live_remote_signal(struct executor *ex, const struct live *l, const char *action);
 
 /* supervisor.c */
 int supervisor_start(struct executor *ex, struct ah_problem *reterr);

@@ -19,20 +19,20 @@ static void job_free(struct provision_job *j) {
 }
 
 /* prompt.txt and settings.json for the session's agent entry. */
-static int write_inputs(struct executor *ex, const struct provision_job *j,
-                        struct ah_problem *reterr) {
+static int write_inputs(struct executor *ex, const char *id, const json_t *request,
+                        int agent_index, struct ah_problem *reterr) {
     char dir[4096], path[4200];
-    snprintf(dir, sizeof(dir), "%s/sessions/%s", ex->cfg.data_dir, j->id);
+    snprintf(dir, sizeof(dir), "%s/sessions/%s", ex->cfg.data_dir, id);
     int rc = make_dirs(dir, 0700);
     if (rc < 0)
         return problem_set(reterr, rc, "cannot create %s: %s", dir, ah_strerror(rc));
-    AH_AUTOFREE char *text = prompt_text(json_object_get(j->request, "prompt"));
+    AH_AUTOFREE char *text = prompt_text(json_object_get(request, "prompt"));
     if (!text)
         return problem_set(reterr, AH_E_NOMEM, "out of memory");
     snprintf(path, sizeof(path), "%s/prompt.txt", dir);
     if ((rc = write_file(path, text, strlen(text), 0600)) < 0)
         return problem_set(reterr, rc, "cannot write %s", path);
-    json_t *agent = json_array_get(json_object_get(j->request, "agents"), (size_t)j->agent_index);
+    json_t *agent = json_array_get(json_object_get(request, "agents"), (size_t)agent_index);
     json_t *settings = json_object_get(agent, "settings");
     AH_AUTOFREE char *st = settings ? json_dumps(settings, JSON_COMPACT) : strdup("{}");
     if (!st)
@@ -41,6 +41,26 @@ static int write_inputs(struct executor *ex, const struct provision_job *j,
     if ((rc = write_file(path, st, strlen(st), 0600)) < 0)
         return problem_set(reterr, rc, "cannot write %s", path);
     return 0;
+}
+
+int exec_provision_session(struct executor *ex, const char *id, const json_t *request,
+                           int agent_index, int abort_fd, char **ret_provider, char **ret_path,
+                           struct ah_problem *reterr) {
+    struct workspace_request wr = {
+        .data_dir = ex->cfg.data_dir,
+        .session_id = id,
+        .request = request,
+        .default_preference = ex->cfg.snapshot_preference,
+        .template_dir = ex->cfg.workspace_template,
+        .clone_timeout_ms = ex->cfg.clone_timeout_ms,
+        .abort_fd = abort_fd,
+    };
+    int rc = write_inputs(ex, id, request, agent_index, reterr);
+    if (rc == 0)
+        rc = workspace_provision(&wr, ret_provider, ret_path, reterr);
+    if (rc == 0) /* D30: what the agent changes is measured against this */
+        rc = snapshot_take_base(ex->cfg.data_dir, id, *ret_path, reterr);
+    return rc;
 }
 
 /* Ties the worker's abort eventfd to the session it works on (fd >= 0), or unties it (-1), so
@@ -111,7 +131,7 @@ static void *worker_main(void *arg) {
         if (!tie(ex, j, abort_fd) || !still_wanted(ex, j))
             rc = problem_set(&p, AH_E_CANCELED, "provisioning abandoned: the session ended");
         if (rc == 0)
-            rc = write_inputs(ex, j, &p);
+            rc = write_inputs(ex, j->id, j->request, j->agent_index, &p);
         if (rc == 0)
             rc = json_object_get(j->request, "branch") /* a session branch: its parent's files */
                      ? branch_provision(ex, j->tenant, j->id, j->agent_type, j->request,

@@ -52,6 +52,7 @@ struct rconn {
     struct live *live;
     bool dead;
     struct rconn *next;
+    char *peer; /* the executor whose event stream this is (exec_attach_remote); NULL: local */
     /* Acks are cumulative (the recorder drops everything up to the acked rseq), so an event
      * answered without the store (a watched file_edit, D31) is acked only once every event
      * before it is stored: in_flight counts events handed to the bus and not acked yet,
@@ -186,13 +187,15 @@ static void live_retire(struct executor *ex, struct live *l) {
     if (l->conn)
         conn_kill(ex, l->conn);
     /* if its recorder could not (killed, or its agent's last processes were still exiting) */
-    if (!sandbox_cgroup_forget(ex->sandbox, l->id) && ex->n_cg_pending < 32) {
+    if (!l->executor && !sandbox_cgroup_forget(ex->sandbox, l->id) && ex->n_cg_pending < 32) {
         snprintf(ex->cg_pending[ex->n_cg_pending].id, sizeof(ex->cg_pending[0].id), "%s", l->id);
         ex->cg_pending[ex->n_cg_pending++].until = time_mono_ms() + 30000;
     }
     pthread_mutex_lock(&ex->mu);
     l->dead = true;
     ex->n_live--;
+    if (l->executor)
+        ex->n_remote--;
     pthread_mutex_unlock(&ex->mu);
 }
 
@@ -204,6 +207,8 @@ static void reap_dead(struct executor *ex) {
             *pp = l->next;
             json_decref(l->prompts);
             free(l->workspace);
+            free(l->executor);
+            free(l->gone_why);
             free(l);
         } else {
             pp = &l->next;
@@ -216,6 +221,7 @@ static void reap_dead(struct executor *ex) {
             *pp = c->next;
             link_reader_clear(&c->rd);
             ah_buf_clear(&c->out);
+            free(c->peer);
             free(c);
         } else {
             pp = &c->next;
@@ -240,11 +246,18 @@ static int64_t tenant_running(void *arg, const char *tenant) {
  * that waits to be seen, and a bound on the work of one pass. */
 #define FAIR_WINDOW 256
 
+static void launch_remote(struct executor *ex, struct session_row *r, const char *executor);
+
 static void schedule(struct executor *ex) {
     pthread_mutex_lock(&ex->mu);
-    bool full = (int64_t)ex->n_live >= ex->cfg.max_concurrent || ex->stopping || ex->cfg.no_local;
+    bool full = (int64_t)(ex->n_live - ex->n_remote) >= ex->cfg.max_concurrent || ex->stopping ||
+                ex->cfg.no_local;
+    bool stopping = ex->stopping;
     pthread_mutex_unlock(&ex->mu);
-    if (full)
+    /* with executors (cfg.place) a full local runner still leaves them to fill */
+    bool remote = ex->cfg.place &&
+                  (!ex->cfg.remote_possible || ex->cfg.remote_possible(ex->cfg.place_arg));
+    if (full && (stopping || !remote))
         return;
     struct session_row **rows = NULL;
     size_t n = 0;
@@ -271,14 +284,23 @@ static void schedule(struct executor *ex) {
         memmove(&cand[pick], &cand[pick + 1], (nc - pick - 1) * sizeof(*cand));
         nc--;
         pthread_mutex_lock(&ex->mu);
-        full = (int64_t)ex->n_live >= ex->cfg.max_concurrent;
+        full = (int64_t)(ex->n_live - ex->n_remote) >= ex->cfg.max_concurrent || ex->cfg.no_local;
         bool known = live_find(ex, r->tenant_id, r->id) != NULL;
         pthread_mutex_unlock(&ex->mu);
-        if (full)
+        if (full && !remote)
             break;
         if (known)
             continue;
-        if (ex->cfg.place_local && !ex->cfg.place_local(ex->cfg.place_arg, r))
+        if (ex->cfg.place) { /* D43 with executors: here, on one of them, or not yet */
+            char where[256] = "";
+            int w = ex->cfg.place(ex->cfg.place_arg, r, where, sizeof(where));
+            if (w == EXEC_PLACE_REMOTE && where[0]) {
+                launch_remote(ex, r, where);
+                continue;
+            }
+            if (w != EXEC_PLACE_LOCAL || full)
+                continue;
+        } else if (ex->cfg.place_local && !ex->cfg.place_local(ex->cfg.place_arg, r))
             continue; /* D43: it belongs elsewhere, or waits for a runner that fits */
         if (exec_transition(ex, r->tenant_id, r->id, SESSION_PROVISIONING, NULL, NULL, NULL) < 0)
             continue; /* cancelled meanwhile */
@@ -364,10 +386,11 @@ static const struct agent_config *custom_agent(struct executor *ex, const char *
 
 /* Starts `ah agent record … -- ah agent start …` for l (D16). On failure reterr says why in
  * words a user can act on (the errno text, not just its AH_E_* class). */
-static int spawn_recorder(struct executor *ex, struct live *l, const struct session_row *row,
-                          const char *token, pid_t *ret_pid, struct ah_problem *reterr) {
+static int spawn_recorder(struct executor *ex, const char *sid, const char *agent_type,
+                          const json_t *request_in, const char *workspace, const char *token,
+                          pid_t *ret_pid, struct ah_problem *reterr) {
     char dir[4096], cast[4200], prompt[4200], settings[4200], log_path[4200], resume[4200];
-    snprintf(dir, sizeof(dir), "%s/sessions/%s", ex->cfg.data_dir, l->id);
+    snprintf(dir, sizeof(dir), "%s/sessions/%s", ex->cfg.data_dir, sid);
     snprintf(resume, sizeof(resume), "%s/resume.json", dir);
     snprintf(cast, sizeof(cast), "%s/recording.cast", dir);
     snprintf(prompt, sizeof(prompt), "%s/prompt.txt", dir);
@@ -379,15 +402,15 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
     agent[na++] = "agent";
     agent[na++] = "start";
     agent[na++] = "--agent";
-    agent[na++] = row->agent_type;
+    agent[na++] = agent_type;
     agent[na++] = "--cwd";
-    agent[na++] = l->workspace;
+    agent[na++] = workspace;
     agent[na++] = "--non-interactive";
     agent[na++] = "--prompt-file";
     agent[na++] = prompt;
     agent[na++] = "--settings-file";
     agent[na++] = settings;
-    const struct agent_config *custom = custom_agent(ex, row->agent_type);
+    const struct agent_config *custom = custom_agent(ex, agent_type);
     if (custom) {
         agent[na++] = "--command";
         agent[na++] = custom->command;
@@ -395,7 +418,7 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
         agent[na++] = custom->format;
     }
     /* a session branch of a CLI that resumes conversations (exec/branch.c wrote the file) */
-    json_t *request = session_row_request((struct session_row *)row);
+    const json_t *request = request_in;
     bool resuming = !custom && json_object_get(request, "branch") && access(resume, R_OK) == 0;
     if (resuming) {
         agent[na++] = "--resume-from";
@@ -411,7 +434,7 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
                                                                   : NULL,
                               NULL};
     struct launch_sandbox sb;
-    int rc = exec_sandbox_launch(ex, l->id, l->workspace, json_object_get(request, "runtime"),
+    int rc = exec_sandbox_launch(ex, sid, workspace, json_object_get(request, "runtime"),
                                  agent, ro_files, &sb, reterr);
     if (rc < 0)
         return rc;
@@ -431,13 +454,13 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
     argv[n++] = "agent";
     argv[n++] = "record";
     argv[n++] = "--session-id";
-    argv[n++] = l->id;
+    argv[n++] = sid;
     argv[n++] = "--socket";
     argv[n++] = ex->sock_path;
     argv[n++] = "--out-file";
     argv[n++] = cast;
     argv[n++] = "--workspace";
-    argv[n++] = l->workspace;
+    argv[n++] = workspace;
     if (ex->cfg.config_path) {
         argv[n++] = "--config";
         argv[n++] = ex->cfg.config_path;
@@ -456,7 +479,7 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
         argv[n++] = "--hold-term";
     /* a CLI run once per turn (claude-code, codex) takes each further message, and the model
      * it runs with, from a pipe: the session's next turn (issue 15; agent_start.c) */
-    const struct agent_adapter *ad = custom ? NULL : adapter_find(row->agent_type);
+    const struct agent_adapter *ad = custom ? NULL : adapter_find(agent_type);
     if (ad && ad->conversation)
         argv[n++] = "--input-pipe";
     if (sb.container[0]) { /* the devcontainer the recorder freezes on pause and removes */
@@ -472,7 +495,7 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
         argv[n++] = sb.argv[i];
     argv[n] = NULL;
 
-    char **env = build_env(ex, l->id, token);
+    char **env = build_env(ex, sid, token);
     if (!env) {
         free(argv);
         sandbox_cgroup_remove(&sb.cg);
@@ -513,6 +536,76 @@ static int spawn_recorder(struct executor *ex, struct live *l, const struct sess
     return 0;
 }
 
+int exec_spawn_session(struct executor *ex, const char *id, const char *agent_type,
+                       const json_t *request, const char *workspace, const char *token,
+                       pid_t *ret_pid, struct ah_problem *reterr) {
+    return spawn_recorder(ex, id, agent_type, request, workspace, token, ret_pid, reterr);
+}
+
+int exec_listen_fd(struct executor *ex) {
+    return ex->listen_fd;
+}
+
+bool exec_group_agent_started(struct executor *ex, pid_t pgid) {
+    return exec_agent_started(ex, pgid);
+}
+
+/* A recorder token (D17) and its hash, as the store keeps it. */
+static void new_token(char token[49], char hash[65]) {
+    unsigned char rnd[24];
+    RAND_bytes(rnd, sizeof(rnd));
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(token + 2 * i, 3, "%02x", rnd[i]);
+    sha256_hex(token, hash);
+}
+
+void live_remote_signal(struct executor *ex, const struct live *l, const char *action) {
+    if (l->executor && ex->cfg.remote_signal)
+        ex->cfg.remote_signal(ex->cfg.remote_arg, l->executor, l->id, action);
+}
+
+/* Issue 16 item 5: the session starts on an executor. It is provisioning here until its
+ * recorder's hello comes over the link (adopt() moves it to running, as after a restart); the
+ * executor provisions and spawns exactly as on_provisioned does locally. */
+static void launch_remote(struct executor *ex, struct session_row *r, const char *executor) {
+    if (!ex->cfg.remote_launch)
+        return;
+    if (exec_transition(ex, r->tenant_id, r->id, SESSION_PROVISIONING, NULL, NULL, NULL) < 0)
+        return; /* cancelled meanwhile */
+    struct live *l = live_add(ex, r->tenant_id, r->id, SESSION_PROVISIONING);
+    char *who = strdup(executor);
+    if (!l || !who) {
+        free(who);
+        fail_session(ex, r->tenant_id, r->id, "out of memory");
+        if (l)
+            live_retire(ex, l);
+        return;
+    }
+    char token[49], hash[65];
+    new_token(token, hash);
+    pthread_mutex_lock(&ex->mu);
+    l->executor = who;
+    ex->n_remote++;
+    snprintf(l->token_hash, sizeof(l->token_hash), "%s", hash);
+    pthread_mutex_unlock(&ex->mu);
+    struct session_runtime rt = {.recorder_pid = -1, .recorder_start = -1,
+                                 .recorder_token = hash, .executor_id = executor};
+    store_session_set_runtime(ex->store, r->tenant_id, r->id, &rt);
+    json_t *msg = json_pack("{s:s, s:s, s:s, s:s, s:i, s:O, s:s}", "type", "LaunchSession",
+                            "session_id", r->id, "tenant", r->tenant_id, "agent_type",
+                            r->agent_type, "agent_index", r->agent_index, "request",
+                            session_row_request(r), "token", token);
+    explicit_bzero(token, sizeof(token));
+    char tp[56];
+    if (msg && exec_trace_take(r->id, tp)) /* D48: the executor's processes join the trace */
+        json_object_set_new(msg, "traceparent", json_string(tp));
+    log_msg(LOG_INFO, "session %s: launching on executor %s", r->id, executor);
+    if (!msg || ex->cfg.remote_launch(ex->cfg.remote_arg, executor, msg) < 0) {
+        fail_session(ex, r->tenant_id, r->id, "cannot reach the executor to launch it");
+        live_retire(ex, l);
+    }
+}
+
 static void on_provisioned(struct executor *ex, struct cmd *c) {
     pthread_mutex_lock(&ex->mu);
     struct live *l = live_find(ex, c->tenant, c->id);
@@ -545,12 +638,8 @@ static void on_provisioned(struct executor *ex, struct cmd *c) {
         schedule(ex); /* the slot is free: the next queued session may start */
         return;
     }
-    unsigned char rnd[24];
     char token[49], hash[65];
-    RAND_bytes(rnd, sizeof(rnd));
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        snprintf(token + 2 * i, 3, "%02x", rnd[i]);
-    sha256_hex(token, hash);
+    new_token(token, hash);
     snprintf(l->token_hash, sizeof(l->token_hash), "%s", hash);
     struct session_runtime rt = {
         .workspace_provider = c->provider,
@@ -562,7 +651,8 @@ static void on_provisioned(struct executor *ex, struct cmd *c) {
     store_session_set_runtime(ex->store, c->tenant, c->id, &rt);
     pid_t pid = 0;
     struct ah_problem p = {0};
-    int rc = spawn_recorder(ex, l, row, token, &pid, &p);
+    int rc = spawn_recorder(ex, l->id, row->agent_type, session_row_request(row), l->workspace,
+                            token, &pid, &p);
     session_row_free(row);
     if (rc < 0) {
         char why[600];
@@ -614,7 +704,7 @@ static void on_event_done(void *arg, const struct store_op *op) {
  * pid comes from the socket's peer credentials, and the session moves to running, so what its
  * agent already did is stored as events. 0, or an error after which the connection is gone. */
 static int adopt(struct executor *ex, struct rconn *c, struct live *l) {
-    if (l->pidfd < 0) {
+    if (l->pidfd < 0 && !l->executor) { /* a remote recorder's pid is its executor's business */
         struct ucred cred;
         socklen_t len = sizeof(cred);
         int pidfd = getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid > 1
@@ -635,12 +725,20 @@ static int adopt(struct executor *ex, struct rconn *c, struct live *l) {
         epoll_set(ex, pidfd, &l->pid_handle, EPOLLIN, EPOLL_CTL_ADD);
     }
     if (l->cancelled) { /* stopped or deleted before it said hello: its exit cleans up */
-        kill(-l->recorder_pid, SIGKILL);
+        if (l->executor)
+            live_remote_signal(ex, l, "abandon");
+        else
+            kill(-l->recorder_pid, SIGKILL);
         conn_kill(ex, c);
         return AH_E_CONFLICT;
     }
     if (l->status == SESSION_PROVISIONING) {
-        log_msg(LOG_INFO, "session %s: adopting its recorder, started before the restart", l->id);
+        if (l->executor)
+            log_msg(LOG_INFO, "session %s: its recorder on executor %s is connected", l->id,
+                    l->executor);
+        else
+            log_msg(LOG_INFO, "session %s: adopting its recorder, started before the restart",
+                    l->id);
         if (exec_transition(ex, l->tenant, l->id, SESSION_RUNNING, NULL, NULL, NULL) < 0) {
             conn_kill(ex, c); /* it ended meanwhile (stopped, deleted) */
             return AH_E_CONFLICT;
@@ -659,6 +757,9 @@ static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
     pthread_mutex_lock(&ex->mu);
     struct live *l = id ? live_find(ex, NULL, id) : NULL;
     bool ok = l && token && strcmp(hash, l->token_hash) == 0;
+    /* a remote session speaks only through its own executor's stream; a local one only here */
+    if (ok && (l->executor ? !c->peer || strcmp(c->peer, l->executor) != 0 : c->peer != NULL))
+        ok = false;
     struct rconn *old = NULL;
     json_t *prompts = NULL;
     bool pause = false;
@@ -690,7 +791,10 @@ static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
     if (adopt(ex, c, l) < 0)
         return;
     if (pause) {
-        kill(-l->agent_pgid, SIGSTOP);
+        if (l->executor)
+            live_remote_signal(ex, l, "pause");
+        else
+            kill(-l->agent_pgid, SIGSTOP);
         exec_transition(ex, l->tenant, l->id, SESSION_PAUSED, NULL, NULL, NULL);
     }
     struct session_row *row = NULL;
@@ -961,6 +1065,8 @@ static void rearm_timer(struct executor *ex) {
             next = l->term_at;
         if (!l->dead && l->adopt_by && (!next || l->adopt_by < next))
             next = l->adopt_by;
+        if (!l->dead && l->gone_at && (!next || l->gone_at < next))
+            next = l->gone_at;
     }
     pthread_mutex_unlock(&ex->mu);
     int64_t cg_next = time_mono_ms() + 100;
@@ -1004,7 +1110,9 @@ static void on_timer(struct executor *ex) {
         l->term_at = 0;
         /* grace is over: the agent's group, or the whole recorder group if we never learned
          * the agent's */
-        if (l->agent_pgid > 1)
+        if (l->executor)
+            live_remote_signal(ex, l, "kill");
+        else if (l->agent_pgid > 1)
             kill(-l->agent_pgid, SIGKILL);
         else if (l->recorder_pid > 1)
             kill(-l->recorder_pid, SIGKILL);
@@ -1027,6 +1135,76 @@ static void on_timer(struct executor *ex) {
         live_retire(ex, late);
         schedule(ex);
     }
+    /* remote sessions whose processes ended on the executor without an exit message */
+    for (;;) {
+        struct live *gone = NULL;
+        pthread_mutex_lock(&ex->mu);
+        for (struct live *l = ex->lives; l && !gone; l = l->next)
+            if (!l->dead && l->gone_at && l->gone_at <= now)
+                gone = l;
+        if (gone)
+            gone->gone_at = 0;
+        pthread_mutex_unlock(&ex->mu);
+        if (!gone)
+            break;
+        if (!gone->exit_seen && !gone->cancelled)
+            fail_session(ex, gone->tenant, gone->id, gone->gone_why ? gone->gone_why
+                                                                    : "the recorder exited "
+                                                                      "unexpectedly");
+        live_retire(ex, gone);
+        schedule(ex);
+    }
+}
+
+/* A remote session is over here once its exit is in and its recorder has hung up (the exit's
+ * ack was sent); the executor's own report (CMD_REMOTE_END) may come first or never. */
+static void remote_sweep(struct executor *ex) {
+    bool freed = false;
+    for (struct live *l = ex->lives; l; l = l->next)
+        if (!l->dead && l->executor && l->exit_seen && !l->conn) {
+            live_retire(ex, l);
+            freed = true;
+        }
+    if (freed)
+        schedule(ex);
+}
+
+static void on_remote_end(struct executor *ex, struct cmd *c) {
+    pthread_mutex_lock(&ex->mu);
+    struct live *l = live_find(ex, NULL, c->id);
+    if (l && (!l->executor || strcmp(l->executor, c->provider ? c->provider : "") != 0))
+        l = NULL; /* only the executor that runs it may end it */
+    pthread_mutex_unlock(&ex->mu);
+    if (!l)
+        return;
+    if (l->conn && !l->conn->dead) /* its last words may still be in the socket */
+        conn_readable(ex, l->conn);
+    if (l->dead)
+        return;
+    char why[700];
+    if (c->result == 1) { /* the executor could not start it */
+        snprintf(why, sizeof(why), "executor %s could not launch the session: %s", l->executor,
+                 c->text ? c->text : "error");
+        if (!l->cancelled)
+            fail_session(ex, l->tenant, l->id, why);
+        live_retire(ex, l);
+        schedule(ex);
+        return;
+    }
+    if (l->exit_seen || l->cancelled) {
+        live_retire(ex, l);
+        schedule(ex);
+        return;
+    }
+    /* bytes of its link may still be on their way over another stream: wait a little for the
+     * exit message before calling it a failure */
+    snprintf(why, sizeof(why), "the recorder exited unexpectedly on executor %s%s%s",
+             l->executor, c->text && *c->text ? " with " : "", c->text ? c->text : "");
+    free(l->gone_why);
+    l->gone_why = strdup(why);
+    pthread_mutex_lock(&ex->mu);
+    l->gone_at = time_mono_ms() + 3000;
+    pthread_mutex_unlock(&ex->mu);
 }
 
 /* ---- commands -------------------------------------------------------------------------------- */
@@ -1088,6 +1266,23 @@ static void run_commands(struct executor *ex) {
             pthread_mutex_unlock(&ex->mu);
             if (l && !l->dead)
                 exit_now(ex, l, l->conn, c->msg);
+            break;
+        case CMD_ATTACH: { /* a recorder link from an executor (exec_attach_remote) */
+            struct rconn *rc = calloc(1, sizeof(*rc));
+            if (!rc)
+                break; /* cmd_free closes the descriptor: the executor's recorder retries */
+            rc->fd = c->result;
+            c->result = -1; /* taken */
+            rc->peer = AH_TAKE(c->text);
+            rc->h = (struct handle){H_CONN, rc};
+            rc->out.max = CONN_OUT_MAX + LINK_MAX_FRAME;
+            rc->next = conns;
+            conns = rc;
+            epoll_set(ex, rc->fd, &rc->h, EPOLLIN, EPOLL_CTL_ADD);
+            break;
+        }
+        case CMD_REMOTE_END:
+            on_remote_end(ex, c);
             break;
         case CMD_ABANDONED: /* the worker drops the job (tie() finds no session) */
             pthread_mutex_lock(&ex->mu);
@@ -1165,6 +1360,7 @@ static void *supervisor_main(void *arg) {
                 break;
             }
         }
+        remote_sweep(ex);
         reap_dead(ex);
         rearm_timer(ex);
     }
@@ -1183,6 +1379,28 @@ static void recover(struct executor *ex) {
         struct session_row *r = rows[i];
         if (r->status == SESSION_QUEUED)
             continue;
+        if (r->executor_id && *r->executor_id) {
+            /* issue 16 item 5: its processes live on the executor, whose recorder reconnects
+             * through the link (as a local one does to the socket) and says hello again */
+            struct live *l = live_add(ex, r->tenant_id, r->id, r->status);
+            char *who = strdup(r->executor_id);
+            if (!l || !who) {
+                free(who);
+                if (l)
+                    live_retire(ex, l);
+                continue;
+            }
+            pthread_mutex_lock(&ex->mu);
+            l->executor = who;
+            ex->n_remote++;
+            snprintf(l->token_hash, sizeof(l->token_hash), "%s",
+                     r->recorder_token ? r->recorder_token : "");
+            if (r->status == SESSION_STOPPING)
+                l->kill_at = time_mono_ms() + ex->cfg.stop_grace_ms;
+            pthread_mutex_unlock(&ex->mu);
+            reattached++;
+            continue;
+        }
         /* Whatever state the crash left, a live recorder means an agent that may have done
          * things: adopt it (its hello moves a provisioning session to running). A recorder
          * started just before the crash may not have its pid stored yet (the token hash is

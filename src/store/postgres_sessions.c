@@ -12,7 +12,8 @@
     "s.id, s.task_id, s.tenant_id, s.project_id, s.agent_index, s.instance, s.agent_type,"        \
     " s.agent_version, s.status, s.error, s.exit_code, s.workspace_provider, s.workspace_path,"   \
     " s.last_seq, s.recorder_rseq, s.recorder_pid, s.recorder_start, s.recorder_token,"           \
-    " s.changes, t.request, s.created_at, s.updated_at, s.started_at, s.ended_at"                 \
+    " s.changes, t.request, s.created_at, s.updated_at, s.started_at, s.ended_at,"                \
+    " s.executor_id"                                                                             \
     " FROM sessions s JOIN tasks t ON t.tenant_id = s.tenant_id AND t.id = s.task_id"
 
 static int read_row(const PGresult *res, int i, struct session_row **ret) {
@@ -45,6 +46,7 @@ static int read_row(const PGresult *res, int i, struct session_row **ret) {
     r->updated_at = store_pg_int(res, i, 21);
     r->started_at = store_pg_int(res, i, 22);
     r->ended_at = store_pg_int(res, i, 23);
+    r->executor_id = store_pg_text(res, i, 24);
     if (!r->tenant_id || !r->agent_type || !r->agent_version || !r->request_text) {
         session_row_free(r);
         return AH_E_NOMEM;
@@ -260,6 +262,7 @@ int store_pg_session_set_runtime(void *impl, const char *tenant, const char *id,
     store_pg_arg_int(&a, rt->recorder_pid);
     store_pg_arg_int(&a, rt->recorder_start);
     store_pg_arg_text(&a, rt->recorder_token);
+    store_pg_arg_text(&a, rt->executor_id);
     int64_t rows = 0;
     int rc = store_pg_do(
         c,
@@ -270,7 +273,8 @@ int store_pg_session_set_runtime(void *impl, const char *tenant, const char *id,
         " ELSE $5 END,"
         " recorder_start = CASE WHEN $6::bigint < 0 THEN recorder_start WHEN $6 = 0 THEN NULL"
         " ELSE $6 END,"
-        " recorder_token = coalesce($7::text, recorder_token)"
+        " recorder_token = coalesce($7::text, recorder_token),"
+        " executor_id = coalesce($8::text, executor_id)"
         " WHERE tenant_id = $1 AND id = $2",
         &a, &rows);
     store_pg_release(s, c);

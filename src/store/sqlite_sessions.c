@@ -10,7 +10,8 @@
     "s.id, s.task_id, s.tenant_id, s.project_id, s.agent_index, s.instance, s.agent_type,"        \
     " s.agent_version, s.status, s.error, s.exit_code, s.workspace_provider, s.workspace_path,"   \
     " s.last_seq, s.recorder_rseq, s.recorder_pid, s.recorder_start, s.recorder_token,"           \
-    " s.changes, t.request, s.created_at, s.updated_at, s.started_at, s.ended_at"                 \
+    " s.changes, t.request, s.created_at, s.updated_at, s.started_at, s.ended_at,"                \
+    " s.executor_id"                                                                             \
     " FROM sessions s JOIN tasks t ON t.tenant_id = s.tenant_id AND t.id = s.task_id"
 
 void session_row_free(struct session_row *r) {
@@ -24,6 +25,7 @@ void session_row_free(struct session_row *r) {
     free(r->workspace_provider);
     free(r->workspace_path);
     free(r->recorder_token);
+    free(r->executor_id);
     json_decref(r->changes);
     json_decref(r->request);
     free(r->request_text);
@@ -82,6 +84,7 @@ static int read_row(sqlite3_stmt *st, struct session_row **ret) {
     r->updated_at = sqlite3_column_int64(st, 21);
     r->started_at = sqlite3_column_int64(st, 22);
     r->ended_at = sqlite3_column_int64(st, 23);
+    r->executor_id = col_text(st, 24);
     if (!r->tenant_id || !r->agent_type || !r->agent_version || !r->request_text) {
         session_row_free(r);
         return AH_E_NOMEM;
@@ -297,7 +300,8 @@ int sq_session_set_runtime(void *impl, const char *tenant, const char *id,
            " recorder_pid = CASE WHEN ?5 < 0 THEN recorder_pid WHEN ?5 = 0 THEN NULL ELSE ?5 END,"
            " recorder_start = CASE WHEN ?6 < 0 THEN recorder_start WHEN ?6 = 0 THEN NULL"
            " ELSE ?6 END,"
-           " recorder_token = coalesce(?7, recorder_token)"
+           " recorder_token = coalesce(?7, recorder_token),"
+           " executor_id = coalesce(?8, executor_id)"
            " WHERE tenant_id = ?1 AND id = ?2");
     int rc = AH_E_DB;
     if (st) {
@@ -308,6 +312,7 @@ int sq_session_set_runtime(void *impl, const char *tenant, const char *id,
         sqlite3_bind_int64(st, 5, rt->recorder_pid);
         sqlite3_bind_int64(st, 6, rt->recorder_start);
         sqlite3_bind_text(st, 7, rt->recorder_token, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 8, rt->executor_id, -1, SQLITE_STATIC);
         rc = sq_change_one(c, st);
     }
     sq_done(c, st);

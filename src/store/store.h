@@ -54,6 +54,7 @@ struct session_row {
     int64_t recorder_rseq; /* highest recorder sequence stored */
     int64_t recorder_pid, recorder_start; /* 0 when none */
     char *recorder_token;  /* hash; NULL when none */
+    char *executor_id;     /* the executor it was launched on (SPIFFE id); NULL: this server */
     json_t *changes;       /* NULL when none */
     char *request_text;    /* the task's canonical create request, as stored */
     json_t *request;       /* the same, parsed: see session_row_request */
@@ -97,6 +98,7 @@ struct session_runtime {
     const char *workspace_provider, *workspace_path;
     int64_t recorder_pid, recorder_start; /* -1 leaves unchanged, 0 clears */
     const char *recorder_token;
+    const char *executor_id; /* NULL leaves unchanged */
 };
 int store_session_set_runtime(struct store *st, const char *tenant, const char *id,
                               const struct session_runtime *rt);

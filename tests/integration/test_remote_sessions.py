@@ -1,0 +1,254 @@
+"""Remote sessions (issue 16 item 5): an access point that runs nothing itself
+(`--max-concurrent-tasks 0`) launches sessions on its enrolled executors (`ah agent enroll`, real
+processes on loopback, mutual TLS with certificates from tests/enroll/mkcerts.sh). The
+executor provisions and runs them exactly as the local path does; the recorder's link is relayed
+over QUIC to the access point's supervisor, so events keep the recorder's own sequence and acks
+end to end: gapless, never repeated — also when the executor's enroll process or the access
+point is killed with SIGKILL mid-session and restarted."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+import ahtest
+from sessiontest import create, events, session, task, wait_status
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MKCERTS = os.path.join(HERE, "..", "enroll", "mkcerts.sh")
+SERVE_ID = "spiffe://example.org/ah/serve"
+
+
+def wait_for(what, cond, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def kill_tree_of(marker):
+    """SIGKILL every process group whose command line names `marker` (a test directory): the
+    recorders and agents an executor left (by design they outlive their executor)."""
+    groups = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                if marker.encode() not in f.read():
+                    continue
+            groups.add(os.getpgid(int(name)))
+        except (OSError, ProcessLookupError):
+            continue
+    for g in groups:
+        if g > 1 and g != os.getpgid(0):
+            try:
+                os.killpg(g, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+class Executor:
+    """One `ah agent enroll` process with its own data directory (kept across restarts, so the
+    recorders it left find the restarted one at the same socket)."""
+
+    def __init__(self, tmp, name, args):
+        self.dir = tempfile.mkdtemp(prefix="ah-rexec-%s-" % name, dir=tmp)
+        self.args = args + ["--data-dir", self.dir]
+        self.proc = None
+        self.n = 0
+        self.start()
+
+    def start(self):
+        self.n += 1
+        self.log = os.path.join(self.dir, "stderr-%d.log" % self.n)
+        err = open(self.log, "wb")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AH_")}
+        env["HOME"] = self.dir
+        env["XDG_RUNTIME_DIR"] = os.path.join(self.dir, "run")
+        os.makedirs(env["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
+        self.proc = subprocess.Popen([ahtest.AH_BIN, "agent", "enroll"] + self.args,
+                                     stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env)
+        err.close()
+
+    def text(self):
+        with open(self.log, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def kill9(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        kill_tree_of(self.dir)
+        for marker in ahtest.SANITIZER_MARKERS:
+            if marker in self.text():
+                raise AssertionError("sanitizer report from ah agent enroll:\n" + self.text())
+
+
+class RemoteSessions(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="ah-remote-")
+        cls.certs = os.path.join(cls.tmp, "certs")
+        subprocess.run(["sh", MKCERTS, cls.certs], check=True, stdout=subprocess.DEVNULL)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def c(self, name):
+        return os.path.join(self.certs, name)
+
+    def access_point(self, port=0):
+        s = ahtest.Server(args=["--max-concurrent-tasks", "0", "--quic-port", str(port),
+                                "--quic-cert", self.c("serve.pem"), "--quic-key",
+                                self.c("serve.key"), "--quic-ca", self.c("ca.pem"),
+                                "--executor-trust-domain", "example.org",
+                                "--quic-idle-timeout-ms", "3000"])
+        self.addCleanup(s.kill_sessions)
+        self.addCleanup(s.close)
+        m = wait_for("the QUIC listener", lambda: re.search(
+            r"QUIC listening on 127\.0\.0\.1:(\d+)", s.stderr()))
+        s.quic_port = int(m.group(1))
+        return s
+
+    def executor(self, ap, cert, slots=4):
+        args = ["--remote-server", "quic://127.0.0.1:%d" % ap.quic_port, "--identity", "files",
+                "--cert-file", self.c(cert + ".pem"), "--key-file", self.c(cert + ".key"),
+                "--ca-file", self.c("ca.pem"), "--expected-server-id", SERVE_ID,
+                "--heartbeat-interval", "0.2", "--max-concurrent-tasks", str(slots)]
+        e = Executor(self.tmp, cert, args)
+        self.addCleanup(e.stop)
+        wait_for("executor %s online" % cert, lambda: (lambda r: r.status == 200 and
+                 r.json()["health"] == "online")(ap.get("/api/v1/executors/" + cert)))
+        return e
+
+    def gapless(self, ap, sid):
+        evs = events(ap, sid)
+        seqs = [e["seq"] for e in evs]
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)), seqs)
+        return evs
+
+    def test_sessions_spread_and_complete(self):
+        ap = self.access_point()
+        ex_a = self.executor(ap, "a", slots=3)
+        ex_b = self.executor(ap, "b", slots=3)
+        steps = [{"thought": "planning"}, {"sleep": 300}, {"log": "halfway"},
+                 {"edit": "out.txt", "content": "hello\n"}, {"log": "done"}]
+        sids = create(ap, task(steps, count=12))["session_ids"]
+        for sid in sids:
+            s = wait_status(ap, sid, "completed", timeout=120)
+            self.assertNotIn("queuedReason", s)
+            evs = self.gapless(ap, sid)
+            logs = [e.get("message") for e in evs if e["type"] == "log"]
+            self.assertIn("halfway", logs)
+            self.assertIn("done", logs)
+            # one status event per transition, none repeated
+            st = [e["status"] for e in evs if e["type"] == "status"]
+            self.assertEqual(st, ["queued", "provisioning", "running", "completed"], st)
+        # both executors ran some: the access point says where it launched each
+        text = ap.stderr()
+        on_a = len(re.findall(r"launching on executor spiffe://example.org/ah/agent/a\b", text))
+        on_b = len(re.findall(r"launching on executor spiffe://example.org/ah/agent/b\b", text))
+        self.assertEqual(on_a + on_b, 12, text[-3000:])
+        self.assertGreater(on_a, 0)
+        self.assertGreater(on_b, 0)
+        # the executors did the work: their workspaces hold the written file
+        made = [d for ex in (ex_a, ex_b)
+                for d in os.listdir(os.path.join(ex.dir, "workspaces"))]
+        self.assertEqual(sorted(made), sorted(sids))
+        for ex in (ex_a, ex_b):
+            for d in os.listdir(os.path.join(ex.dir, "workspaces")):
+                with open(os.path.join(ex.dir, "workspaces", d, "out.txt")) as f:
+                    self.assertEqual(f.read(), "hello\n")
+
+    def test_control_of_a_remote_session(self):
+        ap = self.access_point()
+        self.executor(ap, "a")
+        # pause / resume, then a prompt the agent waits for, then it ends by itself
+        sid = create(ap, task([{"sleep": 1500}, {"wait_prompt": True}, {"log": "after"}]))["id"]
+        wait_status(ap, sid, "running", timeout=60)
+        r = wait_for("pause accepted", lambda: (lambda r: r if r.status in (200, 202) else None)(
+            ap.post("/api/v1/sessions/%s/pause" % sid)))
+        wait_status(ap, sid, "paused", timeout=30)
+        self.assertIn(ap.post("/api/v1/sessions/%s/resume" % sid).status, (200, 202))
+        wait_status(ap, sid, "running")
+        r = ap.post("/api/v1/sessions/%s/prompt" % sid, body={"prompt": "also run lint"})
+        self.assertEqual(r.status, 202, r)
+        wait_status(ap, sid, "completed", timeout=60)
+        evs = self.gapless(ap, sid)
+        messages = [e.get("message") for e in evs if e["type"] == "log"]
+        self.assertIn("received prompt: also run lint", messages)
+        self.assertIn("after", messages)
+        st = [e["status"] for e in evs if e["type"] == "status"]
+        self.assertEqual(st, ["queued", "provisioning", "running", "pausing", "paused",
+                              "resuming", "running", "completed"], st)
+        # stop: the agent gets SIGTERM on the executor and the session ends stopped
+        sid2 = create(ap, task([{"sleep": 60000}]))["id"]
+        wait_status(ap, sid2, "running", timeout=60)
+        self.assertEqual(ap.post("/api/v1/sessions/%s/stop" % sid2).status, 202)
+        wait_status(ap, sid2, "stopped", timeout=30)
+        self.gapless(ap, sid2)
+        # cancel (DELETE) of a running remote session
+        sid3 = create(ap, task([{"sleep": 60000}]))["id"]
+        wait_status(ap, sid3, "running", timeout=60)
+        self.assertEqual(ap.request("DELETE", "/api/v1/sessions/" + sid3).status, 204)
+        wait_status(ap, sid3, "cancelled", timeout=30)
+
+    def many_steps(self, n):
+        out = []
+        for i in range(n):
+            out += [{"log": "step %d" % i}, {"sleep": 100}]
+        return out + [{"log": "the end"}]
+
+    def check_complete_once(self, ap, sid, n):
+        evs = self.gapless(ap, sid)
+        logs = [e.get("message") for e in evs if e["type"] == "log"]
+        wanted = ["step %d" % i for i in range(n)] + ["the end"]
+        self.assertEqual([m for m in logs if m in wanted], wanted)  # each once, in order
+
+    def test_executor_killed_and_restarted(self):
+        ap = self.access_point()
+        ex = self.executor(ap, "a")
+        sid = create(ap, task(self.many_steps(40)))["id"]
+        wait_for("a few events", lambda: len(events(ap, sid, type="log")) >= 5, timeout=60)
+        ex.kill9()  # the recorder and agent go on; their link is gone
+        time.sleep(0.5)  # events pile up at the recorder meanwhile
+        ex.start()
+        wait_status(ap, sid, "completed", timeout=90)
+        self.check_complete_once(ap, sid, 40)
+        self.assertIn("reconnected", ex.text())
+
+    def test_access_point_killed_and_restarted(self):
+        ap = self.access_point()
+        self.executor(ap, "a")
+        sid = create(ap, task(self.many_steps(40)))["id"]
+        wait_for("a few events", lambda: len(events(ap, sid, type="log")) >= 5, timeout=60)
+        port = ap.quic_port
+        ap.kill()
+        time.sleep(0.5)
+        ap.args = [a if a != "0" or i == 0 or ap.args[i - 1] != "--quic-port" else str(port)
+                   for i, a in enumerate(ap.args)]
+        ap.start()
+        wait_status(ap, sid, "completed", timeout=120)
+        self.check_complete_once(ap, sid, 40)
+
+
+if __name__ == "__main__":
+    unittest.main()
