@@ -78,7 +78,9 @@ static const char usage_text[] =
     "  --resources-file PATH       the same from a file (JSON)\n"
     "  --max-concurrent-tasks N    sessions at once (default: the number of cores)\n"
     "  --heartbeat-interval SEC    heartbeat period, fractions allowed (default 5)\n"
-    "  --data-dir DIR              where workspaces live; its disk is reported (default .)\n"
+    "  --data-dir DIR              where sessions' workspaces live; its disk is reported\n"
+    "                              (default $XDG_DATA_HOME/ah/executor, that is\n"
+    "                              ~/.local/share/ah/executor)\n"
     "SSH through the access point:\n"
     "  --ssh enabled|disabled      allow tunnels to --ssh-dst (default enabled)\n"
     "  --ssh-dst HOST:PORT         the only tunnel destination (default 127.0.0.1:22)\n"
@@ -409,18 +411,18 @@ static json_t *heartbeat_hook(void *ctx) {
 
 /* The exec layer of the access point, reused for this executor's sessions: never started (no
  * store, no scheduler), it gives the configuration, the sandbox and the recorder socket. */
-static int start_runner(const struct enroll *e, struct executor **ret_ex, struct host_facts *hf,
-                        struct runner **ret) {
+static int exec_for_sessions(const struct enroll *e, struct host_facts *hf,
+                             struct executor **ret_ex, char *why, size_t whyn) {
     char self[4096], data[4096], rundir[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n <= 0) {
-        fprintf(stderr, "ah agent enroll: cannot find its own executable\n");
+        snprintf(why, whyn, "cannot find its own executable");
         return AH_E_IO;
     }
     self[n] = '\0';
-    const char *dir = e->data_dir ? e->data_dir : ".";
+    const char *dir = e->data_dir;
     if (make_dirs(dir, 0700) < 0 || !realpath(dir, data)) {
-        fprintf(stderr, "ah agent enroll: --data-dir %s: %s\n", dir, strerror(errno));
+        snprintf(why, whyn, "data directory %s: %s", dir, strerror(errno));
         return AH_E_IO;
     }
     const char *xdg = getenv("XDG_RUNTIME_DIR");
@@ -436,13 +438,9 @@ static int start_runner(const struct enroll *e, struct executor **ret_ex, struct
     };
     struct ah_problem p = {0};
     int rc = exec_new(&ec, NULL, NULL, ret_ex, &p);
-    if (rc < 0) {
-        fprintf(stderr, "ah agent enroll: %s\n", p.detail);
-        problem_clear(&p);
-        return rc;
-    }
-    if ((rc = runner_new(*ret_ex, hf, ret)) < 0)
-        fprintf(stderr, "ah agent enroll: out of memory\n");
+    if (rc < 0)
+        snprintf(why, whyn, "%s", p.detail);
+    problem_clear(&p);
     return rc;
 }
 
@@ -488,10 +486,32 @@ int cmd_enroll(int argc, char **argv) {
         exit_code = EXIT_USAGE;
         goto out;
     }
+    /* SIGINT/SIGTERM blocked before any thread starts (the agent catalog's included), so
+     * every thread inherits it and the signal reaches only the sigwait below: a thread with
+     * it unblocked would take it and die of it, without a Goodbye */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
     /* the agents this machine has: the same detection GET /agents uses, waited for once */
     struct exec_config ec = {0};
     if (agent_catalog_new(&ec, &cat) < 0)
         cat = NULL; /* then no agents are reported; the executor still enrolls */
+    /* sessions' workspaces and recordings: --data-dir, else a directory of this user's (not
+     * the current directory, whose mode the sessions' privacy would narrow to 0700) */
+    char def_dir[4096];
+    if (!e.data_dir) {
+        const char *xdh = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+        if (xdh && *xdh)
+            snprintf(def_dir, sizeof(def_dir), "%s/ah/executor", xdh);
+        else
+            snprintf(def_dir, sizeof(def_dir), "%s/.local/share/ah/executor",
+                     home && *home ? home : ".");
+        (void)make_dirs(def_dir, 0700); /* a failure shows in the health checks and below */
+        e.data_dir = def_dir;
+    }
     struct host_facts_config hc = {
         .name = e.name,
         .version = AH_VERSION,
@@ -547,12 +567,6 @@ int cmd_enroll(int argc, char **argv) {
         .heartbeat_ms = e.heartbeat_ms,
         .control = {.hello = hello_hook, .heartbeat = heartbeat_hook, .ctx = hf},
     };
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
     json_t *f = json_pack("{s:s, s:i, s:s, s:I}", "access_point", host, "port", qport,
                           "identity", e.identity, "capacity",
                           (json_int_t)host_facts_capacity(hf));
@@ -562,8 +576,9 @@ int cmd_enroll(int argc, char **argv) {
      * them here, its recorders connect to this process's socket and are relayed to the access
      * point (enroll/runner.h). The socket's path comes from the data directory, so a restarted
      * executor is found again by the recorders it left running. */
-    if (start_runner(&e, &ex, hf, &runner) < 0) {
-        exit_code = EXIT_CONFIG;
+    if (runner_new(hf, &runner) < 0) {
+        fprintf(stderr, "ah agent enroll: out of memory\n");
+        exit_code = EXIT_GENERAL;
         goto out;
     }
     /* streams the access point opens: sessions' RPCs, and tunnels (OpenTcp) */
@@ -575,7 +590,12 @@ int cmd_enroll(int argc, char **argv) {
         exit_code = rc == AH_E_INVAL || rc == AH_E_NOTIMPL ? EXIT_CONFIG : EXIT_GENERAL;
         goto out;
     }
-    if (runner_start(runner, cl) < 0)
+    /* after the link: a slow sandbox probe must not delay enrollment. Without it the executor
+     * stays enrolled (tunnels, the fleet view) and refuses launches with the reason. */
+    char why[600] = "";
+    if (exec_for_sessions(&e, hf, &ex, why, sizeof(why)) < 0)
+        log_msg(LOG_ERROR, "no session can run on this executor: %s", why);
+    if (runner_start(runner, cl, ex, why) < 0)
         log_msg(LOG_ERROR, "cannot start the session runner: no session can run here");
     int sig = 0;
     while (sigwait(&stop, &sig) != 0)

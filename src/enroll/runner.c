@@ -83,6 +83,7 @@ struct runner {
     struct pending *pendings; /* hellos not complete yet */
     bool loop_done;           /* runner_stop: the loop let go of every descriptor */
     pthread_cond_t done_cv;
+    char broken[400];         /* why no session can run here ("" when they can) */
     struct rsess *sessions;
     size_t n_sessions;
     struct report *reports, *reports_tail;
@@ -283,10 +284,15 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&r->mu);
         struct ah_problem p = {0};
         char *provider = NULL, *path = NULL;
+        j->rc = 0;
+        if (!exec_agent_known(r->ex, j->agent_type))
+            j->rc = problem_set(&p, AH_E_INVAL, "agent %s is not available on this executor (it "
+                                "has %s)", j->agent_type, exec_agent_names(r->ex));
         /* the access point's local path, step for step: inputs, workspace, base snapshot, then
          * `ah agent record … -- ah agent start …` pointed at our socket */
-        j->rc = exec_provision_session(r->ex, j->id, j->request, j->agent_index, -1, &provider,
-                                       &path, &p);
+        if (j->rc == 0)
+            j->rc = exec_provision_session(r->ex, j->id, j->request, j->agent_index, -1,
+                                           &provider, &path, &p);
         if (j->rc == 0)
             j->rc = exec_spawn_session(r->ex, j->id, j->agent_type, j->request, path, j->token,
                                        &j->pid, &p);
@@ -339,9 +345,8 @@ static json_t *on_launch(struct runner *r, const json_t *m) {
         return error_msg("malformed LaunchSession");
     if (find(r, id))
         return json_pack("{s:s}", "type", "Accepted"); /* a repeat: it runs already */
-    if (!exec_agent_known(r->ex, agent))
-        return error_msg("agent %s is not available on this executor (it has %s)", agent,
-                         exec_agent_names(r->ex));
+    if (r->broken[0])
+        return error_msg("this executor cannot run sessions: %s", r->broken);
     if (json_object_get(request, "branch"))
         return error_msg("session branches run on the access point that holds their parent");
     struct job *j = calloc(1, sizeof(*j));
@@ -399,7 +404,7 @@ static void on_tick(void *arg, uint32_t events) {
             more |= s->term_at != 0;
             continue;
         }
-        if (s->agent_pgid > 1 && exec_group_agent_started(r->ex, s->agent_pgid)) {
+        if (s->agent_pgid > 1 && (!r->ex || exec_group_agent_started(r->ex, s->agent_pgid))) {
             kill(-s->agent_pgid, SIGTERM);
             s->term_at = 0;
         } else {
@@ -433,7 +438,7 @@ static json_t *on_signal(struct runner *r, const json_t *m) {
             kill(-any, SIGCONT); /* a stopped process cannot handle SIGTERM */
             kill(-any, SIGTERM);
             /* a sandbox still starting its agent ignores SIGTERM: tell the agent once it runs */
-            if (!agent || !exec_group_agent_started(r->ex, agent)) {
+            if (!agent || !r->ex || !exec_group_agent_started(r->ex, agent)) {
                 s->term_at = time_mono_ms() + 50;
                 tick(r, true);
             }
@@ -628,11 +633,10 @@ void runner_client_config(struct runner *r, struct link_client_config *cc,
     cc->ctx = r;
 }
 
-int runner_new(struct executor *ex, struct host_facts *hf, struct runner **ret) {
+int runner_new(struct host_facts *hf, struct runner **ret) {
     struct runner *r = calloc(1, sizeof(*r));
     if (!r)
         return AH_E_NOMEM;
-    r->ex = ex;
     r->hf = hf;
     r->timerfd = -1;
     pthread_mutex_init(&r->mu, NULL);
@@ -653,9 +657,50 @@ static void start_on_loop(void *arg) {
         log_msg(LOG_ERROR, "executor: cannot watch the recorder socket: sessions cannot run");
 }
 
-int runner_start(struct runner *r, struct link_client *cl) {
+struct broken_msg {
+    struct runner *r;
+    char why[400];
+};
+
+/* On the loop: no session can run here; launches queued meanwhile fail with the reason. */
+static void set_broken(void *arg) {
+    struct broken_msg *b = arg;
+    struct runner *r = b->r;
+    snprintf(r->broken, sizeof(r->broken), "%s", b->why);
+    free(b);
+    pthread_mutex_lock(&r->mu);
+    struct job *jobs = r->jobs;
+    r->jobs = r->jobs_tail = NULL;
+    pthread_mutex_unlock(&r->mu);
+    while (jobs) {
+        struct job *j = jobs;
+        jobs = j->next;
+        char why[520];
+        snprintf(why, sizeof(why), "this executor cannot run sessions: %s", r->broken);
+        report_ended(r, j->id, why, true);
+        struct rsess *s = find(r, j->id);
+        if (s)
+            drop(r, s);
+        free_job(j);
+    }
+}
+
+int runner_start(struct runner *r, struct link_client *cl, struct executor *ex,
+                 const char *broken) {
     r->cl = cl;
     r->loop = link_client_loop(cl);
+    r->ex = ex; /* before the workers and the loop's first use (no session exists before) */
+    if (!ex) {
+        struct broken_msg *b = calloc(1, sizeof(*b));
+        if (!b)
+            return AH_E_NOMEM;
+        b->r = r;
+        snprintf(b->why, sizeof(b->why), "%s", broken ? broken : "not configured");
+        int rc = link_post(r->loop, set_broken, b);
+        if (rc < 0)
+            free(b);
+        return rc;
+    }
     for (int i = 0; i < WORKERS; i++) {
         if (pthread_create(&r->workers[i], NULL, worker_main, r) != 0)
             break;

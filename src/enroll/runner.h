@@ -28,17 +28,22 @@ struct executor;
 struct host_facts;
 struct runner;
 
-/* ex: made by exec_new with no store (never started): configuration, sandbox, recorder socket.
- * hf: told how many sessions run (heartbeats). Both borrowed; they outlive the runner. */
-int runner_new(struct executor *ex, struct host_facts *hf, struct runner **ret);
+/* hf: told how many sessions run (heartbeats); borrowed, outlives the runner. */
+int runner_new(struct host_facts *hf, struct runner **ret);
 /* The link handlers to give link_client_config (handlers and ctx). Streams the access point
  * opens for a tunnel (OpenTcp, tunnel.h) go to the tunnel layer with tunnels (borrowed, may be
  * NULL: refused). */
 struct tunnel_exec_config;
 void runner_client_config(struct runner *r, struct link_client_config *cc,
                           const struct tunnel_exec_config *tunnels);
-/* Once the client runs: starts the workers and watches the recorder socket on its loop. */
-int runner_start(struct runner *r, struct link_client *cl);
+/* Once the client runs: starts the workers and watches the recorder socket on its loop. ex:
+ * made by exec_new with no store (never started): configuration, sandbox, recorder socket;
+ * borrowed, outlives the runner. Launches that came before wait for it (the link is started
+ * first, so a slow sandbox probe never delays enrollment). */
+int runner_start(struct runner *r, struct link_client *cl, struct executor *ex,
+                 const char *broken);
+/* ex NULL: no session can run here (broken says why, e.g. the recorder socket is taken by
+ * another executor with the same data directory); launches are refused with that reason. */
 /* Stops watching descriptors on the loop (waits for it) and joins the workers; call before
  * link_client_stop. NULL-safe. */
 void runner_stop(struct runner *r);
