@@ -94,6 +94,8 @@ struct pxreq {
     struct ah_buf up;
     size_t up_off;
     bool up_eof, up_paused, up_unpause;
+    int64_t up_full_at; /* monotonic ms since the client waits for room, 0 when it does not */
+    bool up_timed_out;  /* the upstream took none of it for the header timeout */
     struct pxreq *next_in, *next_poke, *next_active;
 };
 
@@ -335,6 +337,19 @@ static void *proxy_main(void *arg) {
                 drop_active(px, px->active, CURLE_ABORTED_BY_CALLBACK);
             return NULL;
         }
+        /* An upstream that takes none of a request body for the header timeout is given up on
+         * (504), as one that does not answer is: its client would otherwise wait suspended. */
+        int64_t now = time_mono_ms();
+        for (struct pxreq *r = px->active, *next; r; r = next) {
+            next = r->next_active;
+            pthread_mutex_lock(&r->mu);
+            bool stalled = r->up_full_at && now - r->up_full_at > px->header_timeout_ms;
+            if (stalled)
+                r->up_timed_out = true;
+            pthread_mutex_unlock(&r->mu);
+            if (stalled)
+                drop_active(px, r, CURLE_OPERATION_TIMEDOUT);
+        }
         int running = 0;
         curl_multi_perform(px->multi, &running);
         CURLMsg *m;
@@ -417,6 +432,7 @@ static size_t on_read(char *out, size_t size, size_t n, void *ctx) {
     size_t k = have < max ? have : max;
     memcpy(out, r->up.p + r->up_off, k);
     r->up_off += k;
+    r->up_full_at = 0;
     if (r->up_off == r->up.n)
         r->up.n = r->up_off = 0;
     pthread_mutex_unlock(&r->mu);
@@ -444,6 +460,8 @@ static size_t body_write(void *ctx, const char *data, size_t n) {
         r->cancelled = true; /* out of memory: the transfer is dropped, the handler says so */
         k = n;
     }
+    if (k < n && !r->up_full_at)
+        r->up_full_at = time_mono_ms();
     bool unpause = k && r->up_paused;
     if (unpause) {
         r->up_paused = false;
@@ -708,6 +726,7 @@ static void proxy_handler(struct http_request *req, struct http_response *res) {
         w = pthread_cond_timedwait(&r->cv, &r->mu, &deadline);
     if (!r->headers_done) {
         bool timed_out = !r->done || r->result == CURLE_OPERATION_TIMEDOUT;
+        bool body_stalled = r->up_timed_out;
         CURLcode result = r->result;
         char err[CURL_ERROR_SIZE];
         snprintf(err, sizeof(err), "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(result));
@@ -717,7 +736,11 @@ static void proxy_handler(struct http_request *req, struct http_response *res) {
         if (running)
             poke(r);
         pxreq_unref(r);
-        if (timed_out)
+        if (timed_out && body_stalled)
+            http_error(req, res, AH_E_TIMEOUT,
+                       "the remote access point %s took none of the request body for %ld ms",
+                       px->base, px->header_timeout_ms);
+        else if (timed_out)
             http_error(req, res, AH_E_TIMEOUT,
                        "the remote access point %s did not answer within %ld ms", px->base,
                        running ? px->header_timeout_ms : px->connect_timeout_ms);

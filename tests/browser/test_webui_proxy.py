@@ -555,6 +555,41 @@ class StreamedBodies(unittest.TestCase):
         self.assertEqual(status, 201, data)
 
 
+class StalledUpload(unittest.TestCase):
+    def test_upstream_that_reads_nothing_is_504(self):
+        """An upstream that takes none of a body: the client does not wait suspended for ever."""
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        silent.settimeout(60)
+        server = proxy("http://127.0.0.1:%d" % silent.getsockname()[1], "--remote-timeout",
+                       "1000", "--max-body-bytes", str(64 << 20), wait_ready=False)
+        held = []
+        try:
+            c = server.connect(120)
+            c.putrequest("POST", "/api/v1/stalled")
+            c.putheader("Content-Type", "application/octet-stream")
+            c.putheader("Content-Length", str(32 << 20))  # more than every buffer on the way
+            c.endheaders()
+            held.append(silent.accept()[0])  # the upstream connection: never read
+            piece = b"x" * (1 << 20)
+            try:
+                for _ in range(32):
+                    c.send(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # answered before the body was all sent
+            r = c.getresponse()
+            body = json.loads(r.read())
+            c.close()
+            self.assertEqual(r.status, 504, body)
+            self.assertIn("took none of the request body", body["detail"])
+        finally:
+            server.close()
+            for s in held:
+                s.close()
+            silent.close()
+
+
 class AgainstTestUpstreams(unittest.TestCase):
     def test_headers_forwarded_and_dropped(self):
         up = serve(Echo)
