@@ -780,11 +780,22 @@ static int verify_peer(gnutls_session_t tls) {
     return GNUTLS_E_CERTIFICATE_ERROR;
 }
 
+/* One parsed PRIORITY for the process, shared by every session: set_direct parsed it again
+ * per connection and kept ~8 KiB per executor (bench-link-fleet). Never freed: sessions hold it
+ * until the process ends. */
+static gnutls_priority_t priority;
+static void priority_init(void) {
+    if (gnutls_priority_init(&priority, PRIORITY, NULL) < 0)
+        priority = NULL;
+}
+
 static int tls_setup(struct link_conn *c, bool server, const char *sni) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, priority_init);
     unsigned flags = (server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_END_OF_EARLY_DATA;
     if (gnutls_init(&c->tls, flags) < 0)
         return AH_E_NOMEM;
-    if (gnutls_priority_set_direct(c->tls, PRIORITY, NULL) < 0)
+    if (!priority || gnutls_priority_set(c->tls, priority) < 0)
         return AH_E_INTERNAL;
     if (server ? ngtcp2_crypto_gnutls_configure_server_session(c->tls)
                : ngtcp2_crypto_gnutls_configure_client_session(c->tls))
