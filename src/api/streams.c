@@ -93,8 +93,10 @@ void streams_remove(struct stream_entry *e) {
 }
 
 int streams_watch(struct stream_entry *e, const char *path) {
-    if (ifd < 0)
-        return AH_E_UNAVAIL;
+    if (ifd < 0) {
+        e->wd = -2; /* woken by every tick (on_tick) */
+        return 0;
+    }
     /* Under the lock: the same file gives the same wd, and a follower leaving must not remove
      * a watch another one has just been given but not stored yet. */
     pthread_mutex_lock(&mu);
@@ -170,7 +172,8 @@ static void on_tick(void) {
     bool keyed = false;
     pthread_mutex_lock(&mu);
     for (struct stream_entry *e = entries; e; e = e->next) {
-        if (now - __atomic_load_n(&e->last_write, __ATOMIC_RELAXED) >= keepalive_ms)
+        if (now - __atomic_load_n(&e->last_write, __ATOMIC_RELAXED) >= keepalive_ms ||
+            (ifd < 0 && e->wd == -2)) /* a follower of a recording, without inotify */
             http_stream_wake(e->stream);
         keyed = keyed || strcmp(e->owner_kind, "apikey") == 0;
     }
@@ -229,19 +232,34 @@ int api_streams_start(struct api_ctx *ctx) {
     sctx = ctx;
     epfd = epoll_create1(EPOLL_CLOEXEC);
     tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (epfd < 0 || tfd < 0 || ifd < 0 || efd < 0) {
+    if (epfd < 0 || tfd < 0 || efd < 0) {
+        int err = errno;
+        log_msg(LOG_ERROR, "event streams: cannot create their epoll, timer or wake-up "
+                           "descriptor: %s", strerror(err));
         close_fds();
-        return AH_E_IO;
+        return ah_err_from_errno(err);
     }
+    /* Without inotify (the per-user fs.inotify.max_user_instances is easily reached on a host
+     * running many agents: each recorder watches its workspace) the server still starts:
+     * terminal streams then catch up on every tick instead of at once. */
+    if (test_fail_point("inotify")) {
+        ifd = -1;
+        errno = EMFILE;
+    } else {
+        ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    }
+    if (ifd < 0)
+        log_msg(LOG_WARN, "event streams: no inotify instance (%s%s): terminal streams follow "
+                          "their recordings once a second instead of at once",
+                strerror(errno), errno == EMFILE ? ", fs.inotify.max_user_instances reached" : "");
     int64_t tick = keepalive_ms < TICK_MS ? keepalive_ms : TICK_MS;
     struct itimerspec its = {
         .it_value = {.tv_sec = tick / 1000, .tv_nsec = (tick % 1000) * 1000000L},
         .it_interval = {.tv_sec = tick / 1000, .tv_nsec = (tick % 1000) * 1000000L}};
     timerfd_settime(tfd, 0, &its, NULL);
-    int fds[] = {tfd, ifd, efd};
-    for (size_t i = 0; i < 3; i++) {
+    int fds[] = {tfd, efd, ifd};
+    for (size_t i = 0; i < (ifd >= 0 ? 3u : 2u); i++) {
         struct epoll_event ev = {.events = EPOLLIN, .data.fd = fds[i]};
         epoll_ctl(epfd, EPOLL_CTL_ADD, fds[i], &ev);
     }

@@ -347,9 +347,12 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
     }
     struct router *router = router_new();
     bool webui = strcmp(command, "webui") == 0; /* the UI's routes come after every API route */
-    if (!router || api_register(router, &api) < 0 ||
-        (webui && api_webui_register(router, &api) < 0) || api_streams_start(&api) < 0) {
-        fprintf(stderr, "ah %s: out of memory\n", command);
+    bool routed = router && api_register(router, &api) == 0 &&
+                  (!webui || api_webui_register(router, &api) == 0);
+    if (!routed || api_streams_start(&api) < 0) {
+        fprintf(stderr, "ah %s: %s\n", command,
+                routed ? "cannot start the event-stream thread (see the log line above)"
+                       : "out of memory");
         router_free(router);
         api_tunnels_free(tunnels);
         auth_free(api.auth);

@@ -335,6 +335,9 @@ json_t *json_redact_userinfo(json_t *v);
  * so a test can make something happen inside a window that is otherwise microseconds wide. */
 void test_hold_point(const char *point);
 void test_crash_point(const char *point);
+/* True when AH_TEST_HOOKS=1 and AH_TEST_FAIL_AT=<point>: the caller then acts as if the
+ * resource at <point> could not be had (e.g. "inotify": the per-user limit reached). */
+bool test_fail_point(const char *point);
 
 /* ---- logging: one JSON object per line ------------------------------------------------------- */
 

@@ -2,7 +2,8 @@
  * testhook.c — crash points for the kill -9 tests (issue 10 items 22, 23): with AH_TEST_HOOKS=1
  * and AH_TEST_CRASH_AT=<point> in its environment, the server kills itself with SIGKILL when it
  * reaches <point>, which makes a crash window that lasts microseconds deterministic. Hold points
- * (test_hold_point) stop a thread there instead, until the test lets it go. Both
+ * (test_hold_point) stop a thread there instead, until the test lets it go; fail points
+ * (test_fail_point, AH_TEST_FAIL_AT) make a resource look unavailable. Both
  * variables must be set, so a stray AH_TEST_CRASH_AT alone does nothing; the agent processes
  * never see them (their environment is an allow-list, D16).
  */
@@ -21,6 +22,12 @@ void test_crash_point(const char *point) {
         log_msg(LOG_WARN, "test hook: crashing at %s", point);
         raise(SIGKILL);
     }
+}
+
+bool test_fail_point(const char *point) {
+    const char *on = getenv("AH_TEST_HOOKS");
+    const char *at = getenv("AH_TEST_FAIL_AT");
+    return on && strcmp(on, "1") == 0 && at && strcmp(at, point) == 0;
 }
 
 void test_hold_point(const char *point) {
