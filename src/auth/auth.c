@@ -147,6 +147,7 @@ int auth_new(const struct auth_config *cfg, struct auth **ret, struct ah_problem
     a->burst = cfg->burst > 0 ? cfg->burst : 100;
     a->task_rate = cfg->task_rate > 0 ? cfg->task_rate : 2;
     a->task_burst = cfg->task_burst > 0 ? cfg->task_burst : 10;
+    a->fail_rate = cfg->fail_rate > 0 ? cfg->fail_rate : 30;
     a->max_buckets = cfg->max_buckets ? cfg->max_buckets : 10000;
     int rc = auth_jwt_setup(a, reterr);
     if (rc == 0)

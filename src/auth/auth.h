@@ -50,6 +50,8 @@ struct auth_config {
     /* D23 token buckets. 0 picks the default: 20 req/s burst 100 per credential, task creation
      * 2/s (burst 10) per tenant. */
     double rate, burst, task_rate, task_burst;
+    /* failed authentications per second per client address, burst 10 times that (0: 30/s) */
+    double fail_rate;
     size_t max_buckets; /* LRU bound of the bucket table (0: 10000) */
     /* JWT bearer tokens: a JWKS file (or https URL) and the expected issuer and audience. */
     const char *jwks; /* NULL: JWT off */
@@ -147,8 +149,8 @@ struct auth_limit {
 void auth_rate_take(struct auth *a, const struct auth_principal *p, bool task_create,
                     int64_t now_ms, struct auth_limit *ret);
 
-/* Takes one token from the bucket of failed authentications of a client address (30/s, burst
- * 300): past it failures are answered 429 and not audited, so a flood of bad credentials cannot
+/* Takes one token from the bucket of failed authentications of a client address (fail_rate,
+ * default 30/s, burst 10 times that): past it failures are answered 429 and not audited, so a flood of bad credentials cannot
  * turn into a flood of audit writes. */
 void auth_fail_take(struct auth *a, const char *addr, int64_t now_ms, struct auth_limit *ret);
 

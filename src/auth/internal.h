@@ -29,7 +29,7 @@ struct auth {
     struct store *store; /* atomic */
     int64_t keys;        /* atomic: usable keys at the last count */
     int64_t count_at;    /* atomic: monotonic ms of that count, 0 = stale */
-    double rate, burst, task_rate, task_burst;
+    double rate, burst, task_rate, task_burst, fail_rate;
     size_t max_buckets;
     pthread_mutex_t mu; /* the bucket table */
     struct bucket **table;

@@ -129,16 +129,14 @@ static void describe(const struct bucket *b, double rate, double burst, bool all
         ret->retry_after = 1;
 }
 
-#define FAIL_RATE 30.0
-#define FAIL_BURST 300.0
-
 void auth_fail_take(struct auth *a, const char *addr, int64_t now_ms, struct auth_limit *ret) {
     char key[sizeof(((struct bucket *)0)->key)];
     snprintf(key, sizeof(key), "f:%s", addr && *addr ? addr : "?");
     pthread_mutex_lock(&a->mu);
-    struct bucket *b = find(a, key, FAIL_BURST, now_ms);
-    bool ok = !b || take(b, FAIL_RATE, FAIL_BURST, now_ms);
-    describe(b, FAIL_RATE, FAIL_BURST, ok, ret);
+    double burst = a->fail_rate * 10;
+    struct bucket *b = find(a, key, burst, now_ms);
+    bool ok = !b || take(b, a->fail_rate, burst, now_ms);
+    describe(b, a->fail_rate, burst, ok, ret);
     pthread_mutex_unlock(&a->mu);
 }
 

@@ -62,6 +62,7 @@ struct config {
     int64_t rate_limit;       /* D23: requests/s per credential (0: default) */
     int64_t rate_limit_burst; /* D23 (0: default) */
     int64_t task_rate_limit;  /* D23: task creations/s per tenant (0: default) */
+    int64_t auth_failure_rate; /* failed authentications/s per address (0: default) */
     int64_t max_sessions_per_tenant; /* D43 admission: 0 = no limit */
     char *jwks, *jwt_issuer, *jwt_audience; /* bearer tokens (docs/auth.md) */
     char *jwt_claim_tenant, *jwt_claim_project, *jwt_claim_roles;

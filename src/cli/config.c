@@ -103,6 +103,9 @@ static const struct key keys[] = {
     {"max-sessions-per-tenant", K_INT, 0, 100000, OFF(max_sessions_per_tenant),
      "admission (D43): sessions one tenant runs at once; the rest wait queued (default 0: no "
      "limit)"},
+    {"auth-failure-rate", K_INT, 1, 100000, OFF(auth_failure_rate),
+     "failed authentications per second per client address before 429 (default 30, burst 10 "
+     "times that)"},
     {"task-rate-limit", K_INT, 1, 100000, OFF(task_rate_limit),
      "task creations per second per tenant (default 2, burst 5 times that)"},
     {"jwks", K_STR, 0, 0, OFF(jwks),

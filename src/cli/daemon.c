@@ -295,6 +295,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         .burst = (double)cfg->rate_limit_burst,
         .task_rate = (double)cfg->task_rate_limit,
         .task_burst = (double)cfg->task_rate_limit * 5,
+        .fail_rate = (double)cfg->auth_failure_rate,
         .jwks = cfg->jwks,
         .issuer = cfg->jwt_issuer,
         .audience = cfg->jwt_audience,
@@ -515,6 +516,7 @@ static int proxy_auth_start(const struct config *cfg, struct proxy_config *pc,
     struct auth_config ac = {
         .rate = (double)cfg->rate_limit,
         .burst = (double)cfg->rate_limit_burst,
+        .fail_rate = (double)cfg->auth_failure_rate,
         .audit_retention_days = cfg->audit_retention_days,
         .oidc = {
             .issuer = cfg->oidc_issuer,
