@@ -13,8 +13,11 @@ Starts a server (temp database), runs one sleeping scripted session per profile 
   default+env     the same with the two `env` processes earlier versions put around bubblewrap
                   and the agent (`env --ignore-signal=TERM` ... `env --default-signal=TERM`)
 
-and prints min / median per variant and the difference to `agent`. On a busy machine the
-minimum is the better estimate of the work; the median adds the waits for a CPU.
+and prints min / median per variant, the difference to `agent` and the ratio of medians. On a
+busy machine the minimum is the better estimate of the work; the median adds the waits for a
+CPU (each process a start takes waits for one). `--rt` runs the measurements under SCHED_FIFO
+(root; a few seconds of real-time priority in all): the waits for a CPU go, what remains is the
+work, as on an idle machine.
 """
 import json
 import os
@@ -29,7 +32,8 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-args = sys.argv[1:]
+args = [a for a in sys.argv[1:] if a != "--rt"]
+RT = "--rt" in sys.argv[1:]
 BUILD = os.path.abspath(args[0] if args else os.path.join(ROOT, "build"))
 N = int(args[1]) if len(args) > 1 else 30
 AH = os.path.join(BUILD, "ah")
@@ -120,6 +124,8 @@ def main():
         variants["default+env"] = (["env", "--ignore-signal=TERM"] + d[:start] +
                                    ["env", "--default-signal=TERM"] + d[start:])
         times = {k: [] for k in variants}
+        if RT:  # children inherit it; the server and its sessions were started before
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
         for _ in range(N):
             for k, argv in variants.items():
                 t0 = time.perf_counter()
@@ -132,9 +138,13 @@ def main():
         print("sandboxed agent start, %d rounds, ms (command exits after one log line):" % N)
         for k, t in times.items():
             print("  %-12s min %6.1f  median %6.1f   over the agent alone: min %+6.1f, "
-                  "median %+6.1f" % (k, min(t), statistics.median(t), min(t) - base_min,
-                                     statistics.median(t) - base_med))
-        print("load average: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
+                  "median %+6.1f (x%.2f)" % (k, min(t), statistics.median(t), min(t) - base_min,
+                                            statistics.median(t) - base_med,
+                                            statistics.median(t) / base_med))
+        if RT:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        print("load average: %s%s" % (" ".join(open("/proc/loadavg").read().split()[:3]),
+                                      ", measured under SCHED_FIFO" if RT else ""))
         # the sleeping sessions end before their server does (else their recorders linger)
         for sid in sids:
             try:

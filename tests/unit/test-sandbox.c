@@ -323,6 +323,26 @@ static void test_wrap_default(void **state) {
     assert_null(argv[dd + 6]);
     sandbox_argv_free(argv);
 
+    /* a file the read-only root already shows needs no mount of its own (each one costs
+     * bubblewrap a parse of the mount table); one under a hidden tree, or reached through a
+     * symbolic link, does */
+    char sh[4096], link[800];
+    assert_non_null(realpath("/bin/sh", sh));
+    snprintf(link, sizeof(link), "%s/sh-link", cwd);
+    unlink(link);
+    assert_int_equal(symlink(sh, link), 0);
+    const char *ro2[] = {prompt, sh, link, NULL};
+    paths.ro_files = ro2;
+    assert_int_equal(sandbox_wrap(s, sandbox_find(s, "default"), &lim, false, &paths, agent,
+                                  &argv),
+                     0);
+    assert_true(find3(argv, "--ro-bind", prompt, prompt) >= 0);
+    assert_int_equal(find3(argv, "--ro-bind", sh, sh), -1);
+    assert_true(find3(argv, "--ro-bind", link, link) >= 0);
+    sandbox_argv_free(argv);
+    unlink(link);
+    paths.ro_files = ro;
+
     /* offline: its own network namespace; limits without cgroups become rlimits */
     lim = (struct sandbox_limits){.memory_mib = 64, .pids = 20, .file_size_mib = 5};
     assert_int_equal(sandbox_wrap(s, sandbox_find(s, "offline"), &lim, false, &paths, agent,
