@@ -130,9 +130,15 @@ async function main() {
         if (await page.$('select#f-agent')) await page.selectOption('#f-agent', 'scripted');
         else await page.fill('#f-agent', 'scripted');
         await page.press('#f-prompt', 'Control+Enter');
-        await page.waitForSelector('.toast-error', { timeout: LONG });
-        const toast = await page.textContent('.toast-error');
-        if (!/POST \/api\/v1\/tasks needs the operator role/.test(toast)) fail(`the refusal toast reads "${toast}"`);
+        // the launch's refusal; the draft's autosave may be refused (and toasted) first, in
+        // either order, so the toast is picked by what it refuses, not by being the first one
+        const refusal = page.locator('.toast-error', { hasText: 'POST /api/v1/tasks needs the operator role' });
+        try {
+            await refusal.first().waitFor({ timeout: LONG });
+        } catch (e) {
+            fail(`no refusal toast for the launch; toasts: ${JSON.stringify(await page.locator('.toast-error').allTextContents())}`);
+        }
+        const toast = await refusal.first().textContent();
         passed.push(`a viewer is refused a launch: "${toast.trim().replace(/×$/, '')}"`);
 
         // ---- 7. a JWT from a trusted issuer (RS256, signed here with node's crypto) ------------
