@@ -559,6 +559,9 @@ class Resume(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.root = tempfile.mkdtemp(prefix="ah-resume-")
+        # the fake CLIs stop at a line the test names until it opens their gate (FAKE_GATE)
+        cls.gate = os.path.realpath(os.path.join(cls.root, "gate"))
+        os.makedirs(cls.gate)
         tpl = os.path.join(cls.root, "template")
         os.makedirs(tpl)
         with open(os.path.join(tpl, "README.md"), "w") as f:
@@ -566,31 +569,43 @@ class Resume(unittest.TestCase):
         # the fake CLIs replay recordings from the checkout: readable inside the sandbox
         cfg = os.path.join(cls.root, "config.toml")
         with open(cfg, "w") as f:
-            f.write("[sandbox.default]\nread-only = [%s]\n"
-                    % json.dumps(os.path.realpath(cls.FIXTURES)))
+            f.write("[sandbox.default]\nread-only = [%s, %s]\n"
+                    % (json.dumps(os.path.realpath(cls.FIXTURES)), json.dumps(cls.gate)))
         path = os.path.join(cls.FIXTURES, "bin") + ":" + os.environ["PATH"]
-        cls.server = Server(args=("--config", cfg, "--workspace-template", tpl),
-                            env={"PATH": path})
+        cls.server = Server(args=("--config", cfg, "--workspace-template", tpl,
+                                  "--agent-env", "FAKE_GATE"),
+                            env={"PATH": path, "FAKE_GATE": cls.gate})
 
     @classmethod
     def tearDownClass(cls):
         cls.server.close()
         shutil.rmtree(cls.root, ignore_errors=True)
 
-    def branch_of(self, agent, label, record):
+    def open_gate(self, sid):
+        open(os.path.join(self.gate, sid), "w").close()
+
+    def branch_of(self, agent, record, gate_line):
+        """Runs `agent` with its fake stopped after fixture line `gate_line` (its second tool
+        result) until the snapshot of that boundary is on the timeline, then branches from that
+        snapshot: a point with tool calls before it and after it, however loaded the machine
+        (without the gate, boundaries close together may share one snapshot)."""
         s = self.server
+        with open(os.path.join(self.gate, "%s.line" % record.rsplit("-", 1)[1]), "w") as f:
+            f.write("%d\n" % gate_line)
         sid = create(s, task(agent=agent, prompt="fix the token check"))["id"]
+        api = "/api/v1/sessions/" + sid
+        second = poll(lambda: ([e["seq"] for e in events(s, sid) if e["type"] == "tool_result"]
+                               + [None, None])[1], "the second tool result")
+        point = poll(lambda: [x for x in s.get(api + "/timeline").json()["fsSnapshots"]
+                              if x["seq"] >= second][:1], "the snapshot of that boundary")[0]
+        self.open_gate(sid)
         done = wait_status(s, sid, ("completed", "failed"), timeout=90)
         self.assertEqual(done["status"], "completed", s.stderr()[-2000:])
-        api = "/api/v1/sessions/" + sid
-        # the snapshot at the boundary of tool `label`, or the label-th boundary
-        tl = poll(lambda: [x for i, x in enumerate(s.get(api + "/timeline").json()["fsSnapshots"])
-                           if x["label"] == label or i == label], "the %s snapshot" % label)
-        point = tl[0]
         r = s.post(api + "/session-branch",
                    body={"fsSnapshotId": point["id"], "injectedMessage": "now try memcmp"})
         self.assertEqual(r.status, 201, r)
         bid = r.json()["id"]
+        self.open_gate(bid)  # the branch replays the fixture too
         b = wait_status(s, bid, ("completed", "failed"), timeout=90)
         self.assertEqual(b["status"], "completed", (b, s.stderr()[-2000:]))
         ws = b["workspace"]["mountPath"]
@@ -607,7 +622,7 @@ class Resume(unittest.TestCase):
         return argv, lines, events(s, sid), point["seq"]
 
     def test_claude_code_resumes_its_conversation(self):
-        argv, lines, parent, k = self.branch_of("claude-code", "Edit", ".fake-claude")
+        argv, lines, parent, k = self.branch_of("claude-code", ".fake-claude", 9)
         i = argv.index("--resume")
         sid = argv[i + 1]
         self.assertRegex(sid, r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -643,7 +658,7 @@ class Resume(unittest.TestCase):
         self.assertFalse(later & {c["id"] for c in calls} - {e["tool_execution_id"] for e in want})
 
     def test_codex_resumes_its_rollout(self):
-        argv, lines, parent, k = self.branch_of("codex", 2, ".fake-codex")
+        argv, lines, parent, k = self.branch_of("codex", ".fake-codex", 13)
         self.assertEqual(argv[:3], ["exec", "--json", "--full-auto"])
         i = argv.index("resume")
         self.assertEqual(argv[i + 2], "now try memcmp")
