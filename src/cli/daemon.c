@@ -183,6 +183,25 @@ static void free_secret(char *s) {
 
 /* The OIDC settings that need more than a copy (D36): the client secret read from its file
  * (trailing white space dropped), the redirect URI defaulting to public-url's callback. */
+/* The OIDC sign-in settings both the access point and the proxy give auth (the secret and the
+ * redirect URI are oidc_settings' to fill). */
+static struct auth_oidc_config oidc_config(const struct config *cfg) {
+    return (struct auth_oidc_config){
+        .issuer = cfg->oidc_issuer,
+        .client_id = cfg->oidc_client_id,
+        .scopes = cfg->oidc_scopes,
+        .provider_name = cfg->oidc_provider_name,
+        .claim_user = cfg->oidc_claim_user,
+        .claim_tenant = cfg->oidc_claim_tenant,
+        .claim_roles = cfg->oidc_claim_roles,
+        .default_tenant = cfg->oidc_default_tenant,
+        .default_role = cfg->oidc_default_role,
+        .idle_s = cfg->oidc_session_idle_s,
+        .max_s = cfg->oidc_session_max_s,
+        .post_logout_uri = cfg->oidc_post_logout_uri,
+    };
+}
+
 static int oidc_settings(const char *command, const struct config *cfg, char **ret_secret,
                          char *redirect, size_t rn, struct auth_oidc_config *oc) {
     if (cfg->oidc_client_secret_file) {
@@ -304,20 +323,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         .claim_roles = cfg->jwt_claim_roles,
         .leeway_s = cfg->jwt_leeway_s,
         .audit_retention_days = cfg->audit_retention_days,
-        .oidc = {
-            .issuer = cfg->oidc_issuer,
-            .client_id = cfg->oidc_client_id,
-            .scopes = cfg->oidc_scopes,
-            .provider_name = cfg->oidc_provider_name,
-            .claim_user = cfg->oidc_claim_user,
-            .claim_tenant = cfg->oidc_claim_tenant,
-            .claim_roles = cfg->oidc_claim_roles,
-            .default_tenant = cfg->oidc_default_tenant,
-            .default_role = cfg->oidc_default_role,
-            .idle_s = cfg->oidc_session_idle_s,
-            .max_s = cfg->oidc_session_max_s,
-            .post_logout_uri = cfg->oidc_post_logout_uri,
-        },
+        .oidc = oidc_config(cfg),
     };
     /* D48: spans leave by their own thread, off the request path; off without an endpoint */
     if (obs_otlp_start(cfg->otlp_endpoint, "agent-harbor") < 0) {
@@ -518,20 +524,7 @@ static int proxy_auth_start(const struct config *cfg, struct proxy_config *pc,
         .burst = (double)cfg->rate_limit_burst,
         .fail_rate = (double)cfg->auth_failure_rate,
         .audit_retention_days = cfg->audit_retention_days,
-        .oidc = {
-            .issuer = cfg->oidc_issuer,
-            .client_id = cfg->oidc_client_id,
-            .scopes = cfg->oidc_scopes,
-            .provider_name = cfg->oidc_provider_name,
-            .claim_user = cfg->oidc_claim_user,
-            .claim_tenant = cfg->oidc_claim_tenant,
-            .claim_roles = cfg->oidc_claim_roles,
-            .default_tenant = cfg->oidc_default_tenant,
-            .default_role = cfg->oidc_default_role,
-            .idle_s = cfg->oidc_session_idle_s,
-            .max_s = cfg->oidc_session_max_s,
-            .post_logout_uri = cfg->oidc_post_logout_uri,
-        },
+        .oidc = oidc_config(cfg),
     };
     char redirect[600];
     if (oidc_settings("webui", cfg, &pa->secret, redirect, sizeof(redirect), &ac.oidc) < 0)
