@@ -141,6 +141,8 @@ char *api_queued_reason(struct api_ctx *ctx, struct session_row *row);
 /* The Session representation (API.md §5.3 with D1). recent_events: the last 3 events for an
  * active session, [] otherwise. NULL on OOM. */
 json_t *api_session_json(struct api_ctx *ctx, struct session_row *row);
+/* Launched on an executor and not over (its JSON then has executorId and executorStatus). */
+bool api_session_on_executor(const struct session_row *row);
 void api_session_links(json_t *obj, const char *id);
 
 #endif

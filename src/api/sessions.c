@@ -131,7 +131,7 @@ static void list_sessions(struct http_request *req, struct http_response *res) {
     json_t *items = json_array();
     for (size_t i = 0; i < n; i++) /* a queued one's queuedReason moves with the fleet (D43),
                                        not with the sessions' version: such a page is not kept */
-        cacheable &= rows[i]->status != SESSION_QUEUED;
+        cacheable &= rows[i]->status != SESSION_QUEUED && !api_session_on_executor(rows[i]);
     for (size_t i = 0; items && i < n; i++)
         if (json_array_append_new(items, api_session_json(ctx, rows[i])) < 0) {
             json_decref(items);
@@ -159,9 +159,11 @@ static void get_session(struct http_request *req, struct http_response *res) {
     if (cacheable && serve_cached(req, res, ctx->store, tenant, key, version))
         return;
     AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, NULL);
-    if (row) /* queuedReason moves with the fleet, not the session's version (D43) */
+    if (row) /* queuedReason and executorStatus move with the fleet, not the session's version */
         serve_rendered(req, res, ctx->store, tenant, key,
-                       cacheable && row->status != SESSION_QUEUED, version,
+                       cacheable && row->status != SESSION_QUEUED &&
+                           !api_session_on_executor(row),
+                       version,
                        api_session_json(ctx, row));
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../auth/auth.h"
+#include "../enroll/fleet.h"
 #include "../sandbox/sandbox.h"
 #include "routes.h"
 
@@ -280,6 +281,11 @@ static json_t *recent_events(struct api_ctx *ctx, const struct session_row *row)
     return out;
 }
 
+bool api_session_on_executor(const struct session_row *row) {
+    return row->executor_id && *row->executor_id && !session_status_terminal(row->status) &&
+           row->status != SESSION_QUEUED;
+}
+
 json_t *api_session_json(struct api_ctx *ctx, struct session_row *row) {
     const json_t *req = session_row_request(row);
     if (!req)
@@ -316,6 +322,17 @@ json_t *api_session_json(struct api_ctx *ctx, struct session_row *row) {
         json_object_set_new(s, "delivery", delivery);
     if (json_object_get(req, "labels"))
         json_object_set(s, "labels", json_object_get(req, "labels"));
+    if (api_session_on_executor(row)) { /* D44: where it runs, and whether that is reachable */
+        json_t *e = NULL;
+        const char *health = ctx->fleet && fleet_get_json(ctx->fleet, row->executor_id, &e) == 0
+                                 ? json_string_value(json_object_get(e, "health"))
+                                 : NULL;
+        json_object_set_new(s, "executorId", json_string(row->executor_id));
+        json_object_set_new(s, "executorStatus",
+                            json_string(health && strcmp(health, "offline") != 0 ? "connected"
+                                                                                 : "unreachable"));
+        json_decref(e);
+    }
     if (row->status == SESSION_QUEUED) { /* D43: why it waits, while it does */
         char *why = api_queued_reason(ctx, row);
         if (why)

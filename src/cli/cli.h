@@ -76,6 +76,7 @@ struct config {
     json_t *sandbox; /* [sandbox] and [sandbox.NAME] keys without "sandbox." (D52); or NULL */
     /* executor control plane (QUIC, D24/D42); quic_port -1: no listener */
     int64_t quic_port, quic_cert_ttl_ms, quic_idle_timeout_ms;
+    int64_t executor_lost_timeout_ms; /* D44; 0: 5 minutes */
     char *quic_bind, *quic_identity, *quic_cert, *quic_key, *quic_ca, *quic_cert_cmd;
     char *executor_trust_domain;
     char **executor_id_patterns; /* NULL-terminated */

@@ -147,6 +147,9 @@ static const struct key keys[] = {
      "spiffe://example.org/ah/agent/build-*"},
     {"quic-idle-timeout-ms", K_INT, 1000, 3600000, OFF(quic_idle_timeout_ms),
      "an executor connection silent this long is closed (default 30000)"},
+    {"executor-lost-timeout-ms", K_INT, 1000, 86400000, OFF(executor_lost_timeout_ms),
+     "a session on an executor unreachable this long is failed; one it never started is queued "
+     "again (default 300000)"},
     /* OIDC sign-in for people (D36, docs/auth.md) */
     {"oidc-issuer", K_STR, 0, 0, OFF(oidc_issuer),
      "OpenID Provider whose users may sign in to the web UI (its issuer URL; discovery at "

@@ -47,6 +47,8 @@ static void on_connect(void *ctx, struct link_conn *c, const char *peer_id) {
     }
     if (p)
         p->c = c; /* the newest connection of an executor is the one to use */
+    if (r->ex)
+        exec_executor_link(r->ex, peer_id, true); /* D44: its sessions are reachable again */
 }
 
 static void on_close(void *ctx, struct link_conn *c, const char *why) {
@@ -55,6 +57,8 @@ static void on_close(void *ctx, struct link_conn *c, const char *why) {
         if ((*pp)->c == c) {
             struct peer *p = *pp;
             *pp = p->next;
+            if (r->ex) /* D44: the unreachable timeout of its sessions starts */
+                exec_executor_link(r->ex, p->id, false);
             free(p);
             return;
         }
@@ -149,10 +153,9 @@ static int rpc_frame(void *sctx, struct link_stream *s, json_t *msg) {
 static void rpc_close(void *sctx, struct link_stream *s, uint64_t app_error) {
     struct rpc *q = sctx;
     if (q->launch && !q->answered && q->r->ex)
-        /* the link went before the executor took it: nothing runs there */
-        exec_remote_ended(q->r->ex, q->executor, q->id,
-                          "the link to the executor was lost before it accepted the session",
-                          true);
+        /* the link went before the executor took it: placed again (D44) */
+        exec_remote_requeue(q->r->ex, q->executor, q->id,
+                            "the link to the executor was lost before it accepted the session");
     rpc_free(q);
 }
 
@@ -177,10 +180,10 @@ static void rpc_send(void *arg) {
     }
     log_msg(LOG_WARN, "session %s: cannot reach executor %s (%s)", q->id, q->executor,
             c ? ah_strerror(rc) : "not connected");
-    if (q->launch && r->ex)
-        exec_remote_ended(r->ex, q->executor, q->id, c ? "cannot send the launch request"
-                                                        : "the executor is not connected",
-                          true);
+    if (q->launch && r->ex && c)
+        exec_remote_ended(r->ex, q->executor, q->id, "cannot send the launch request", true);
+    else if (q->launch && r->ex) /* not connected now: placed again (D44) */
+        exec_remote_requeue(r->ex, q->executor, q->id, "the executor is not connected");
     if (!s)
         rpc_free(q);
 }

@@ -285,6 +285,7 @@ static void *worker_main(void *arg) {
         struct ah_problem p = {0};
         char *provider = NULL, *path = NULL;
         j->rc = 0;
+        test_hold_point("executor-provision"); /* a launch accepted, nothing started yet */
         if (!exec_agent_known(r->ex, j->agent_type))
             j->rc = problem_set(&p, AH_E_INVAL, "agent %s is not available on this executor (it "
                                 "has %s)", j->agent_type, exec_agent_names(r->ex));

@@ -316,14 +316,34 @@ void exec_attach_remote(struct executor *ex, int fd, const char *executor) {
     exec_post(ex, c);
 }
 
-void exec_remote_ended(struct executor *ex, const char *executor, const char *id,
-                       const char *why, bool launch_failed) {
+static void remote_end(struct executor *ex, const char *executor, const char *id,
+                       const char *why, int how) {
     struct cmd *c = cmd_new(CMD_REMOTE_END, "", id);
     if (!c)
         return;
     c->provider = strdup(executor);
     c->text = why ? strdup(why) : NULL;
-    c->result = launch_failed ? 1 : 0;
+    c->result = how;
+    exec_post(ex, c);
+}
+
+void exec_remote_ended(struct executor *ex, const char *executor, const char *id,
+                       const char *why, bool launch_failed) {
+    remote_end(ex, executor, id, why, launch_failed ? 1 : 0);
+}
+
+void exec_remote_requeue(struct executor *ex, const char *executor, const char *id,
+                         const char *why) {
+    remote_end(ex, executor, id, why, 2);
+}
+
+void exec_executor_link(struct executor *ex, const char *executor, bool up) {
+    struct cmd *c = cmd_new(CMD_EXECUTOR, "", "");
+    if (!c || !(c->provider = strdup(executor))) {
+        cmd_free(c);
+        return;
+    }
+    c->result = up;
     exec_post(ex, c);
 }
 

@@ -65,6 +65,9 @@ struct exec_config {
     int (*remote_launch)(void *arg, const char *executor, json_t *msg);
     void (*remote_signal)(void *arg, const char *executor, const char *id, const char *action);
     void *remote_arg;
+    /* D44: a remote session whose executor stays unreachable this long is failed (one it never
+     * started is queued again, to be placed elsewhere). 0: 5 minutes. */
+    int64_t executor_lost_ms;
     /* webhooks (webhooks.c): targets allowed beyond public https, and the delivery timings */
     bool webhook_allow_loopback;   /* http:// and https:// to loopback addresses (tests) */
     bool webhook_allow_private;    /* private-network addresses (10/8, 192.168/16, fc00::/7, …) */
@@ -135,6 +138,13 @@ void exec_attach_remote(struct executor *ex, int fd, const char *executor);
  * could not launch it (launch_failed, `why`: the reason). Never blocks. */
 void exec_remote_ended(struct executor *ex, const char *executor, const char *id,
                        const char *why, bool launch_failed);
+/* The launch never reached the executor (no link, or lost before it accepted): the session is
+ * queued again for placement (D44). Never blocks. */
+void exec_remote_requeue(struct executor *ex, const char *executor, const char *id,
+                         const char *why);
+/* The link to an executor came up or went down (D44): its sessions are reachable again, or
+ * their unreachable timeout starts. Never blocks. */
+void exec_executor_link(struct executor *ex, const char *executor, bool up);
 
 /* ---- remote sessions: the executor's side (`ah agent enroll`) ------------------------------ */
 /* The executor side builds a `struct executor` with exec_new (no store, no bus: NULL) and never

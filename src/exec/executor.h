@@ -85,6 +85,8 @@ struct live {
     int64_t gone_at;            /* the executor saw its processes end without an exit message:
                                    failed at this time (monotonic ms) unless the exit arrives */
     char *gone_why;
+    int64_t lost_at;            /* D44: its executor's link is down; failed (or queued again,
+                                   when it never started) at this time (monotonic ms); 0: up */
 };
 
 enum cmd_kind {
@@ -98,7 +100,8 @@ enum cmd_kind {
     CMD_EXIT,      /* the recorder's exit message (msg), once the final snapshot is taken */
     CMD_ATTACH,    /* a recorder link from an executor: fd in `result`, executor id in `text` */
     CMD_REMOTE_END, /* exec_remote_ended: executor id in `provider`, why in `text`, result 1 when
-                       the launch failed */
+                       the launch failed, 2 when it never reached the executor (queue again) */
+    CMD_EXECUTOR,   /* exec_executor_link: executor id in `provider`, result 1 up, 0 down */
 };
 
 struct cmd {

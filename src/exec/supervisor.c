@@ -564,6 +564,23 @@ void live_remote_signal(struct executor *ex, const struct live *l, const char *a
         ex->cfg.remote_signal(ex->cfg.remote_arg, l->executor, l->id, action);
 }
 
+static int64_t lost_ms(const struct executor *ex) {
+    return ex->cfg.executor_lost_ms > 0 ? ex->cfg.executor_lost_ms : 5 * 60 * 1000;
+}
+
+/* D44: a remote session that never started there goes back to the queue, for placement to
+ * choose again (the executor is lost, or never got the launch). */
+static void requeue_remote(struct executor *ex, struct live *l, const char *why) {
+    log_msg(LOG_WARN, "session %s: queued again: %s", l->id, why);
+    if (exec_transition(ex, l->tenant, l->id, SESSION_QUEUED, NULL, NULL, NULL) == 0) {
+        /* not that executor's any more (a recorder it starts late is refused and killed) */
+        struct session_runtime rt = {.recorder_pid = -1, .recorder_start = -1,
+                                     .executor_id = ""};
+        store_session_set_runtime(ex->store, l->tenant, l->id, &rt);
+    }
+    live_retire(ex, l);
+}
+
 /* Issue 16 item 5: the session starts on an executor. It is provisioning here until its
  * recorder's hello comes over the link (adopt() moves it to running, as after a restart); the
  * executor provisions and spawns exactly as on_provisioned does locally. */
@@ -777,6 +794,10 @@ static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
             l->pause_pending = false;
     }
     pthread_mutex_unlock(&ex->mu);
+    if (!ok && c->peer && id && ulid_valid(id) && ex->cfg.remote_signal)
+        /* an executor's recorder for a session not (or no longer) its own here: ended, failed
+         * after its executor was lost, or queued again elsewhere — it must not run on */
+        ex->cfg.remote_signal(ex->cfg.remote_arg, c->peer, id, "abandon");
     if (!ok) {
         log_msg(LOG_WARN, "recorder hello refused for session %s", id ? id : "(none)");
         conn_send(ex, c, json_pack("{s:s, s:s}", "type", "error", "message",
@@ -1067,6 +1088,8 @@ static void rearm_timer(struct executor *ex) {
             next = l->adopt_by;
         if (!l->dead && l->gone_at && (!next || l->gone_at < next))
             next = l->gone_at;
+        if (!l->dead && l->lost_at && (!next || l->lost_at < next))
+            next = l->lost_at;
     }
     pthread_mutex_unlock(&ex->mu);
     int64_t cg_next = time_mono_ms() + 100;
@@ -1082,6 +1105,8 @@ static void rearm_timer(struct executor *ex) {
     }
     timerfd_settime(ex->timerfd, 0, &its, NULL);
 }
+
+static void lost_sweep(struct executor *ex, int64_t now);
 
 static void on_timer(struct executor *ex) {
     uint64_t ticks;
@@ -1135,6 +1160,7 @@ static void on_timer(struct executor *ex) {
         live_retire(ex, late);
         schedule(ex);
     }
+    lost_sweep(ex, now);
     /* remote sessions whose processes ended on the executor without an exit message */
     for (;;) {
         struct live *gone = NULL;
@@ -1152,6 +1178,33 @@ static void on_timer(struct executor *ex) {
                                                                     : "the recorder exited "
                                                                       "unexpectedly");
         live_retire(ex, gone);
+        schedule(ex);
+    }
+}
+
+/* D44: sessions whose executor stayed unreachable past the timeout. */
+static void lost_sweep(struct executor *ex, int64_t now) {
+    for (;;) {
+        struct live *lost = NULL;
+        pthread_mutex_lock(&ex->mu);
+        for (struct live *l = ex->lives; l && !lost; l = l->next)
+            if (!l->dead && l->lost_at && l->lost_at <= now)
+                lost = l;
+        if (lost)
+            lost->lost_at = 0;
+        pthread_mutex_unlock(&ex->mu);
+        if (!lost)
+            return;
+        char why[600];
+        snprintf(why, sizeof(why), "executor %s was unreachable for %lld s", lost->executor,
+                 (long long)(lost_ms(ex) / 1000));
+        if (lost->status == SESSION_PROVISIONING && !lost->conn && !lost->cancelled)
+            requeue_remote(ex, lost, why); /* it never started there */
+        else {
+            if (!lost->exit_seen && !lost->cancelled)
+                fail_session(ex, lost->tenant, lost->id, why);
+            live_retire(ex, lost);
+        }
         schedule(ex);
     }
 }
@@ -1182,7 +1235,12 @@ static void on_remote_end(struct executor *ex, struct cmd *c) {
     if (l->dead)
         return;
     char why[700];
-    if (c->result == 1) { /* the executor could not start it */
+    if (c->result == 2 && !l->cancelled && l->status == SESSION_PROVISIONING && !l->conn) {
+        requeue_remote(ex, l, c->text ? c->text : "the launch did not reach the executor");
+        schedule(ex);
+        return;
+    }
+    if (c->result != 0) { /* the executor could not start it */
         snprintf(why, sizeof(why), "executor %s could not launch the session: %s", l->executor,
                  c->text ? c->text : "error");
         if (!l->cancelled)
@@ -1284,6 +1342,16 @@ static void run_commands(struct executor *ex) {
         case CMD_REMOTE_END:
             on_remote_end(ex, c);
             break;
+        case CMD_EXECUTOR: { /* D44: its sessions reachable again, or their timeout starts */
+            int64_t at = c->result ? 0 : time_mono_ms() + lost_ms(ex);
+            pthread_mutex_lock(&ex->mu);
+            for (struct live *x = ex->lives; x; x = x->next)
+                if (!x->dead && x->executor && strcmp(x->executor, c->provider) == 0 &&
+                    (c->result || !x->lost_at))
+                    x->lost_at = at;
+            pthread_mutex_unlock(&ex->mu);
+            break;
+        }
         case CMD_ABANDONED: /* the worker drops the job (tie() finds no session) */
             pthread_mutex_lock(&ex->mu);
             l = live_find(ex, c->tenant, c->id);
@@ -1397,6 +1465,7 @@ static void recover(struct executor *ex) {
                      r->recorder_token ? r->recorder_token : "");
             if (r->status == SESSION_STOPPING)
                 l->kill_at = time_mono_ms() + ex->cfg.stop_grace_ms;
+            l->lost_at = time_mono_ms() + lost_ms(ex); /* until its executor is back (D44) */
             pthread_mutex_unlock(&ex->mu);
             reattached++;
             continue;

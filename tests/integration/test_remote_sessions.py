@@ -59,8 +59,9 @@ class Executor:
     """One `ah agent enroll` process with its own data directory (kept across restarts, so the
     recorders it left find the restarted one at the same socket)."""
 
-    def __init__(self, tmp, name, args):
+    def __init__(self, tmp, name, args, extra_env=None):
         self.dir = tempfile.mkdtemp(prefix="ah-rexec-%s-" % name, dir=tmp)
+        self.extra_env = extra_env or {}
         self.args = args + ["--data-dir", self.dir]
         self.proc = None
         self.n = 0
@@ -74,6 +75,7 @@ class Executor:
         env["HOME"] = self.dir
         env["XDG_RUNTIME_DIR"] = os.path.join(self.dir, "run")
         os.makedirs(env["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
+        env.update(self.extra_env)
         self.proc = subprocess.Popen([ahtest.AH_BIN, "agent", "enroll"] + self.args,
                                      stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env)
         err.close()
@@ -115,8 +117,8 @@ class RemoteSessions(unittest.TestCase):
     def c(self, name):
         return os.path.join(self.certs, name)
 
-    def access_point(self, port=0):
-        s = ahtest.Server(args=["--max-concurrent-tasks", "0", "--quic-port", str(port),
+    def access_point(self, port=0, extra=()):
+        s = ahtest.Server(args=list(extra) + ["--max-concurrent-tasks", "0", "--quic-port", str(port),
                                 "--quic-cert", self.c("serve.pem"), "--quic-key",
                                 self.c("serve.key"), "--quic-ca", self.c("ca.pem"),
                                 "--executor-trust-domain", "example.org",
@@ -128,12 +130,12 @@ class RemoteSessions(unittest.TestCase):
         s.quic_port = int(m.group(1))
         return s
 
-    def executor(self, ap, cert, slots=4):
+    def executor(self, ap, cert, slots=4, env=None):
         args = ["--remote-server", "quic://127.0.0.1:%d" % ap.quic_port, "--identity", "files",
                 "--cert-file", self.c(cert + ".pem"), "--key-file", self.c(cert + ".key"),
                 "--ca-file", self.c("ca.pem"), "--expected-server-id", SERVE_ID,
                 "--heartbeat-interval", "0.2", "--max-concurrent-tasks", str(slots)]
-        e = Executor(self.tmp, cert, args)
+        e = Executor(self.tmp, cert, args, env)
         self.addCleanup(e.stop)
         wait_for("executor %s online" % cert, lambda: (lambda r: r.status == 200 and
                  r.json()["health"] == "online")(ap.get("/api/v1/executors/" + cert)))
@@ -248,6 +250,55 @@ class RemoteSessions(unittest.TestCase):
         ap.start()
         wait_status(ap, sid, "completed", timeout=120)
         self.check_complete_once(ap, sid, 40)
+
+    def test_executor_lost(self):
+        """D44: an executor that is gone shows its sessions `unreachable`; they are re-attached
+        when it returns; past --executor-lost-timeout-ms a started one fails with a clear error,
+        and one it never started is queued again and runs elsewhere."""
+        ap = self.access_point(extra=["--executor-lost-timeout-ms", "4000"])
+        hold = os.path.join(self.tmp, "hold-%d" % os.getpid())
+        ex = self.executor(ap, "a")
+        sid = create(ap, task(self.many_steps(30)))["id"]
+        s = wait_status(ap, sid, "running", timeout=60)
+        self.assertEqual(s["executorStatus"], "connected")
+        self.assertEqual(s["executorId"], "spiffe://example.org/ah/agent/a")
+        ex.kill9()
+        wait_for("unreachable", lambda: session(ap, sid)["executorStatus"] == "unreachable",
+                 timeout=30)
+        ex.start()  # back before the timeout: re-attached, nothing lost
+        wait_for("connected", lambda: session(ap, sid).get("executorStatus") in
+                 ("connected", None), timeout=30)
+        wait_status(ap, sid, "completed", timeout=90)
+        self.check_complete_once(ap, sid, 30)
+        self.assertNotIn("executorStatus", session(ap, sid))  # over: nothing to reach
+
+        # lost for good: the running session fails with the reason
+        sid2 = create(ap, task([{"sleep": 60000}]))["id"]
+        wait_status(ap, sid2, "running", timeout=60)
+        ex.kill9()
+        kill_tree_of(ex.dir)  # its recorder and agent too: nothing will come back
+        s = wait_status(ap, sid2, "failed", timeout=60)
+        self.assertIn("executor spiffe://example.org/ah/agent/a was unreachable for 4 s",
+                      s["error"])
+
+        # a launch accepted but never started (held before provisioning), then the executor
+        # is lost: queued again, and another executor runs it
+        open(hold, "w").close()
+        self.addCleanup(lambda: os.path.exists(hold) and os.unlink(hold))
+        ex_h = self.executor(ap, "a", env={"AH_TEST_HOOKS": "1",
+                                            "AH_TEST_HOLD_AT": "executor-provision",
+                                            "AH_TEST_HOLD_FILE": hold})
+        sid3 = create(ap, task([{"log": "ran"}]))["id"]
+        wait_for("held", lambda: "holding at executor-provision" in ex_h.text(), timeout=60)
+        self.assertEqual(session(ap, sid3)["status"], "provisioning")
+        ex_h.kill9()
+        os.unlink(hold)
+        self.executor(ap, "b")
+        s = wait_status(ap, sid3, "completed", timeout=90)
+        st = [e["status"] for e in self.gapless(ap, sid3) if e["type"] == "status"]
+        self.assertEqual(st, ["queued", "provisioning", "queued", "provisioning", "running",
+                              "completed"], st)
+        self.assertIn("launching on executor spiffe://example.org/ah/agent/b", ap.stderr())
 
 
 if __name__ == "__main__":
