@@ -24,6 +24,7 @@ struct remote_ap {
     struct executor *ex;
     struct peer *peers; /* loop thread only */
     struct link_control_hooks fleet; /* the wrapped control hooks */
+    int64_t last_kick; /* monotonic ms of the last heartbeat's scheduling pass */
 };
 
 /* ---- connections ------------------------------------------------------------------------------ */
@@ -233,7 +234,15 @@ static int hello_hook(void *ctx, const char *spiffe_id, const json_t *hello, jso
 
 static int heartbeat_hook(void *ctx, const char *spiffe_id, const json_t *hb, json_t **ret_ack) {
     struct remote_ap *r = ctx;
-    return r->fleet.heartbeat ? r->fleet.heartbeat(r->fleet.ctx, spiffe_id, hb, ret_ack) : 0;
+    int rc = r->fleet.heartbeat ? r->fleet.heartbeat(r->fleet.ctx, spiffe_id, hb, ret_ack) : 0;
+    /* a heartbeat may bring an executor back online or report freed slots: queued sessions may
+     * fit now. At most one scheduling pass a second for the whole fleet (loop thread only). */
+    int64_t now = time_mono_ms();
+    if (rc == 0 && r->ex && now - r->last_kick >= 1000) {
+        r->last_kick = now;
+        exec_kick(r->ex);
+    }
+    return rc;
 }
 
 static void gone_hook(void *ctx, const char *spiffe_id, const char *reason) {
