@@ -5,7 +5,7 @@
  *     `: keep-alive` (D11) — which is also how a vanished client of a suspended connection is
  *     noticed;
  *   - it holds one inotify instance over the recordings that PTY streams follow, and wakes the
- *     streams of a file when it grows.
+ *     streams of a file when it grows (without one, it wakes them on every tick).
  * epoll over a timerfd, the inotify fd and an eventfd (stop); no thread per client.
  */
 #include <errno.h>
@@ -249,10 +249,12 @@ int api_streams_start(struct api_ctx *ctx) {
     } else {
         ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     }
-    if (ifd < 0)
+    if (ifd < 0) {
+        int err = errno;
         log_msg(LOG_WARN, "event streams: no inotify instance (%s%s): terminal streams follow "
                           "their recordings once a second instead of at once",
-                strerror(errno), errno == EMFILE ? ", fs.inotify.max_user_instances reached" : "");
+                strerror(err), err == EMFILE ? ", fs.inotify.max_user_instances reached" : "");
+    }
     int64_t tick = keepalive_ms < TICK_MS ? keepalive_ms : TICK_MS;
     struct itimerspec its = {
         .it_value = {.tv_sec = tick / 1000, .tv_nsec = (tick % 1000) * 1000000L},
