@@ -16,7 +16,7 @@ import time
 import unittest
 
 import ahtest
-from sessiontest import create, events, session, task, wait_status
+from sessiontest import create, events, is_agent_start, processes, session, task, wait_status
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MKCERTS = os.path.join(HERE, "..", "enroll", "mkcerts.sh")
@@ -146,6 +146,35 @@ class RemoteSessions(unittest.TestCase):
         seqs = [e["seq"] for e in evs]
         self.assertEqual(seqs, list(range(1, len(seqs) + 1)), seqs)
         return evs
+
+    def test_trace_crosses_the_link(self):
+        """D48: the traceparent of the request that created a session travels in LaunchSession;
+        the agent the executor runs has TRACEPARENT in that trace, its parent the request's span
+        at the access point (the executor exports no spans, so the recorder hands it on as it
+        came)."""
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        tp = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
+        ap = self.access_point()
+        self.executor(ap, "a", slots=2)
+        r = ap.post("/api/v1/tasks", body=task([{"log": "traced"}, {"sleep": 600000}]),
+                    headers={"traceparent": "00-%s-00f067aa0ba902b7-01" % trace})
+        self.assertEqual(r.status, 201, r)
+        sid = r.json()["id"]
+        span = tp.match(r.header("traceparent")).group(2)
+
+        def agent_env():
+            for pid, (_, _, _, cmd) in processes(sid).items():
+                if is_agent_start(cmd):
+                    with open("/proc/%d/environ" % pid, "rb") as f:
+                        return dict(kv.split(b"=", 1) for kv in f.read().split(b"\0")
+                                    if b"=" in kv)
+            return None
+        env = wait_for("the agent process on the executor", agent_env, timeout=60)
+        m = tp.match(env.get(b"TRACEPARENT", b"").decode())
+        self.assertTrue(m, sorted(env))
+        self.assertEqual((m.group(1), m.group(2)), (trace, span))
+        self.assertEqual(session(ap, sid)["executorId"], "spiffe://example.org/ah/agent/a")
+        ap.request("POST", "/api/v1/sessions/%s/stop" % sid)
 
     def test_sessions_spread_and_complete(self):
         ap = self.access_point()
