@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""bench-remote.py — a session on an executor against the same session on the access point's own
+runner, in one run (issue 16): how fast events become durable at the access point, and how much
+later a remote event arrives.
+
+    bench/bench-remote.py [BUILD_DIR] [EVENTS=20000] [ROUND_TRIPS=30]
+
+1. throughput: one scripted session that logs EVENTS lines as fast as it can, run locally and
+   then on one executor (access point with --max-concurrent-tasks 0, the executor over QUIC on
+   loopback); events/s = events between the first and the last log line / the time between their
+   server-stamped `ts` (stamped when the access point ingests them, just before the commit).
+2. latency: a session that waits for a prompt ROUND_TRIPS times; each round trip is POST …/prompt
+   → the recorder link (over QUIC for the executor) → the agent's terminal → its `received
+   prompt` log line back → the SSE stream of the client. Prints the medians and half the
+   difference (the added one-way latency, as both directions cross the link).
+Prints numbers, never fails on speed; the machine's load average is printed alongside.
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+args = sys.argv[1:]
+BUILD = os.path.abspath(args[0] if args else os.path.join(ROOT, "build"))
+EVENTS = int(args[1]) if len(args) > 1 else 20000
+TRIPS = int(args[2]) if len(args) > 2 else 30
+os.environ["AH_BIN"] = os.path.join(BUILD, "ah")
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+import ahtest  # noqa: E402
+import fleettest  # noqa: E402
+from sessiontest import create, task, wait_status  # noqa: E402
+from ssetest import SSE  # noqa: E402
+
+
+def ts_ms(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
+
+
+def first_last_log(s, sid):
+    url = "/api/v1/sessions/%s/events?type=log&perPage=1" % sid
+    first = s.get(url + "&sort=asc").json()["items"][0]
+    last = s.get(url + "&sort=desc").json()["items"][0]
+    return first, last
+
+
+def throughput(s):
+    sid = create(s, task([{"log": "line %d" % i} for i in range(EVENTS)]))["id"]
+    wait_status(s, sid, "completed", timeout=600)
+    first, last = first_last_log(s, sid)
+    n = last["seq"] - first["seq"]
+    dt = (ts_ms(last["ts"]) - ts_ms(first["ts"])) / 1000
+    return n / dt if dt > 0 else float("inf")
+
+
+def round_trips(s):
+    sid = create(s, task([{"wait_prompt": True}] * TRIPS))["id"]
+    wait_status(s, sid, "running", timeout=120)
+    stream = SSE(s, "/api/v1/sessions/%s/events" % sid, timeout=120)
+    frames = stream.frames(timeout=120)
+    out = []
+    for i in range(TRIPS):
+        text = "ping %d" % i
+        t0 = time.monotonic()
+        r = s.post("/api/v1/sessions/%s/prompt" % sid, body={"prompt": text})
+        if r.status >= 300:  # the agent has not reached wait_prompt yet: ask again
+            time.sleep(0.01)
+            r = s.post("/api/v1/sessions/%s/prompt" % sid, body={"prompt": text})
+        for kind, f in frames:
+            if kind == "event" and f.get("json", {}).get("message") == "received prompt: " + text:
+                out.append((time.monotonic() - t0) * 1000)
+                break
+    stream.close()
+    wait_status(s, sid, "completed", timeout=120)
+    return out
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="ah-bench-remote-")
+    fleettest.FleetTestCase.tmp = tmp
+    fleettest.FleetTestCase.certs = os.path.join(tmp, "certs")
+    subprocess.run(["sh", fleettest.MKCERTS, fleettest.FleetTestCase.certs], check=True,
+                   stdout=subprocess.DEVNULL)
+    local = ahtest.Server(args=["--max-concurrent-tasks", "4"])
+    ap = fleettest.FleetTestCase.start_access_point(extra=["--max-concurrent-tasks", "0"])
+    ex = fleettest.FleetTestCase.start_executor(ap, extra=[
+        "--expected-server-id", fleettest.SERVE_ID, "--max-concurrent-tasks", "4"])
+    try:
+        fleettest.wait_for("the executor online", lambda: (lambda r: r.status == 200 and r.json()[
+            "health"] == "online")(ap.get("/api/v1/executors/a")), timeout=60)
+        print("load average: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
+        tl, tr = throughput(local), throughput(ap)
+        print("durable events/s, one session of %d log lines: local %.0f, on an executor %.0f "
+              "(%.2f of local; goal >= 50,000/s)" % (EVENTS, tl, tr, tr / tl))
+        rl, rr = round_trips(local), round_trips(ap)
+        ml, mr = statistics.median(rl), statistics.median(rr)
+        print("prompt -> agent -> event round trip, %d each: local p50 %.2f ms, on an executor "
+              "p50 %.2f ms; added one-way latency ~%.2f ms (half the difference; goal <= 2 ms)"
+              % (TRIPS, ml, mr, (mr - ml) / 2))
+    finally:
+        ex.stop()
+        ap.kill_sessions()
+        ap.close()
+        local.kill_sessions()
+        local.close()
+        subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    main()
