@@ -3,6 +3,7 @@
 # Idempotent and quiet: it only speaks (and only runs apt-get update) when a package is missing.
 # Works as root or through sudo. Web-side tools (OpenAPI lint, Swagger UI, playwright-core) come
 # from npm, pinned by package-lock.json, installed into ./node_modules when it is out of date.
+# wrk is for the benchmarks (bench/soak.py, auth.py, front.py), not the tests.
 set -eu
 
 PACKAGES="gcc make cmake pkg-config git ca-certificates
@@ -15,7 +16,8 @@ podman runc catatonit slirp4netns busybox-static
 nodejs npm chromium
 librhonabwy-dev glewlwyd python3-cryptography
 libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev gnutls-bin
-openssh-server openssh-client socat"
+openssh-server openssh-client socat
+wrk"
 
 missing=""
 for p in $PACKAGES; do
