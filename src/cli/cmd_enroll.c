@@ -44,14 +44,14 @@
 #define MAX_LIST 64 /* --labels / --tags values */
 
 struct enroll {
-    const char *remote_server, *rest_api, *bind, *db, *name, *resources, *resources_file;
+    const char *rest_api, *bind, *db, *name, *resources, *resources_file;
     const char *ssh, *ssh_dst, *identity, *spiffe_socket, *expected_server_id, *spiffe_mode;
     const char *cert_file, *key_file, *ca_file, *server_san, *vault_addr, *vault_role;
     const char *vault_path, *dynamic_cert_cmd, *dynamic_cert_ttl, *data_dir, *log_level;
     int64_t port, max_concurrent, heartbeat_ms, cert_ttl_ms;
     bool allow_insecure;
-    const char *labels[MAX_LIST + 1], *tags[MAX_LIST + 1];
-    size_t n_labels, n_tags;
+    const char *labels[MAX_LIST + 1], *tags[MAX_LIST + 1], *remotes[MAX_LIST + 1];
+    size_t n_labels, n_tags, n_remotes;
     char *owned[2 * MAX_LIST]; /* copies made when splitting comma lists */
     size_t n_owned;
 };
@@ -64,8 +64,9 @@ static const char usage_text[] =
     "and stays connected until SIGINT or SIGTERM.\n"
     "\n"
     "Access point:\n"
-    "  --remote-server ADDRESS     quic://HOST:PORT or HOST:PORT of the access point's QUIC\n"
-    "                              listener (default: $AH_REMOTE_SERVER)\n"
+    "  --remote-server ADDRESS[,...]  quic://HOST:PORT or HOST:PORT of the access point's QUIC\n"
+    "                              listener (default: $AH_REMOTE_SERVER); repeatable: replicas\n"
+    "                              of one access point, dialled in turn when one is lost\n"
     "  --rest-api yes|no           also serve the REST API here (default no; yes is not\n"
     "                              available in this version)\n"
     "  --bind ADDRESS, --port P, --db URL|PATH   with --rest-api yes\n"
@@ -313,7 +314,9 @@ static int parse(int argc, char **argv, struct enroll *e) {
         case 'h':
             cmd_enroll_help();
             return -1;
-        case O_REMOTE: e->remote_server = v; break;
+        case O_REMOTE:
+            rc = add_list(e, e->remotes, &e->n_remotes, "--remote-server", v);
+            break;
         case O_REST: e->rest_api = v; break;
         case O_BIND: e->bind = v; break;
         case O_PORT:
@@ -377,9 +380,13 @@ static int parse(int argc, char **argv, struct enroll *e) {
         return rc;
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
-    if (!e->remote_server)
-        e->remote_server = getenv("AH_REMOTE_SERVER");
-    if (!e->remote_server || !e->remote_server[0])
+    const char *env = getenv("AH_REMOTE_SERVER");
+    if (!e->n_remotes && env && *env && (rc = add_list(e, e->remotes, &e->n_remotes,
+                                                       "$AH_REMOTE_SERVER", env)) != 0)
+        return rc;
+    if (e->n_remotes > LINK_ADDRESSES_MAX)
+        return usage_error("--remote-server: at most %d addresses", LINK_ADDRESSES_MAX);
+    if (!e->n_remotes)
         return usage_error("--remote-server is required (the access point's QUIC address, e.g. "
                            "quic://ap.example.com:443)");
     if (strcmp(e->rest_api, "yes") && strcmp(e->rest_api, "no"))
@@ -479,12 +486,22 @@ int cmd_enroll(int argc, char **argv) {
         exit_code = EXIT_CONFIG;
         goto out;
     }
-    if (link_parse_address(e.remote_server, 443, host, sizeof(host), &qport) < 0) {
-        fprintf(stderr, "ah agent enroll: --remote-server: '%s' is not quic://HOST:PORT or "
-                        "HOST:PORT\n",
-                e.remote_server);
-        exit_code = EXIT_USAGE;
-        goto out;
+    /* the first address, then the failover list (borrowed by the link until exit) */
+    static char more_hosts[LINK_ADDRESSES_MAX][256];
+    static struct link_address more[LINK_ADDRESSES_MAX];
+    for (size_t i = 0; i < e.n_remotes; i++) {
+        char *h = i ? more_hosts[i - 1] : host;
+        int *pt = i ? &more[i - 1].port : &qport;
+        if (link_parse_address(e.remotes[i], 443, h, i ? sizeof(more_hosts[0]) : sizeof(host),
+                               pt) < 0) {
+            fprintf(stderr, "ah agent enroll: --remote-server: '%s' is not quic://HOST:PORT or "
+                            "HOST:PORT\n",
+                    e.remotes[i]);
+            exit_code = EXIT_USAGE;
+            goto out;
+        }
+        if (i)
+            more[i - 1].host = more_hosts[i - 1];
     }
     /* SIGINT/SIGTERM blocked before any thread starts (the agent catalog's included), so
      * every thread inherits it and the signal reaches only the sigwait below: a thread with
@@ -561,6 +578,8 @@ int cmd_enroll(int argc, char **argv) {
     struct link_client_config cc = {
         .host = host,
         .port = qport,
+        .more = more,
+        .n_more = e.n_remotes - 1,
         .id = id,
         .expected_server_id = e.expected_server_id,
         .server_san = e.server_san,

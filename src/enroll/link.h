@@ -148,9 +148,20 @@ void link_server_stop(struct link_server *s);
 
 /* ---- executor ----------------------------------------------------------------------------- */
 
+/* One access point address (host name or address, UDP port). */
+struct link_address {
+    const char *host;
+    int port;
+};
+
 struct link_client_config {
     const char *host;   /* access point host name or address */
     int port;           /* its UDP port */
+    /* Failover: further access points (replicas sharing one database, D46), tried in turn
+     * after host:port: a lost connection or a failed attempt moves to the next one, the list
+     * wrapping around; the back-off doubles only after a whole round failed. Copied. */
+    const struct link_address *more;
+    size_t n_more; /* at most LINK_ADDRESSES_MAX - 1 */
     struct link_identity id;
     const char *expected_server_id; /* e.g. spiffe://example.org/ah/serve */
     const char *server_san;         /* comma list of dns=NAME, uri=URI, pin=SHA256 (hex or
@@ -164,6 +175,8 @@ struct link_client_config {
     const struct link_handlers *handlers; /* optional */
     void *ctx;
 };
+
+#define LINK_ADDRESSES_MAX 16
 
 struct link_client;
 

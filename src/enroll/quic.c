@@ -134,6 +134,12 @@ struct link_client {
     struct ident *ident;
     struct link_conn *conn;
     int64_t next_connect, backoff, next_heartbeat, next_reload;
+    /* the access points to dial (cfg's host:port first, then its failover list) */
+    struct {
+        char host[256];
+        int port;
+    } addrs[LINK_ADDRESSES_MAX];
+    size_t n_addrs, at; /* at: the one dialled now */
     atomic_bool enrolled;
     bool stopping, rotating;
     char stop_reason[128];
@@ -1330,21 +1336,30 @@ static void client_conn_gone(struct link_client *cl, const char *why) {
         cl->next_connect = ident_now_ms();
         return;
     }
-    cl->backoff = cl->backoff ? cl->backoff * 2 : min;
+    /* several access points: the next one, at the shortest back-off until a whole round of
+     * them failed (a lost replica's executors move to another within a second, D46) */
+    bool round = true;
+    if (cl->n_addrs > 1) {
+        cl->at = (cl->at + 1) % cl->n_addrs;
+        round = cl->at == 0;
+    }
+    if (round || !cl->backoff)
+        cl->backoff = cl->backoff ? cl->backoff * 2 : min;
     if (cl->backoff > max)
         cl->backoff = max;
     cl->next_connect = ident_now_ms() + cl->backoff;
-    log_msg(LOG_INFO, "link: reconnecting to %s:%d in %lld ms", cl->cfg.host, cl->cfg.port,
-            (long long)cl->backoff);
+    log_msg(LOG_INFO, "link: reconnecting to %s:%d in %lld ms", cl->addrs[cl->at].host,
+            cl->addrs[cl->at].port, (long long)cl->backoff);
 }
 
 static int client_connect(struct link_client *cl) {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM}, *res = NULL;
+    const char *host = cl->addrs[cl->at].host;
     char port[16];
-    snprintf(port, sizeof(port), "%d", cl->cfg.port);
-    int g = getaddrinfo(cl->cfg.host, port, &hints, &res);
+    snprintf(port, sizeof(port), "%d", cl->addrs[cl->at].port);
+    int g = getaddrinfo(host, port, &hints, &res);
     if (g != 0 || !res) {
-        log_msg(LOG_WARN, "link: cannot resolve %s: %s", cl->cfg.host, gai_strerror(g));
+        log_msg(LOG_WARN, "link: cannot resolve %s: %s", host, gai_strerror(g));
         return AH_E_NETWORK;
     }
     struct link_conn *c = conn_alloc(&cl->loop, cl->ident);
@@ -1382,7 +1397,7 @@ static int client_connect(struct link_client *cl) {
     };
     if (ngtcp2_conn_client_new(&c->conn, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &cb, &st, &tp,
                                NULL, c) != 0 ||
-        tls_setup(c, false, cl->cfg.host) < 0) {
+        tls_setup(c, false, host) < 0) {
         conn_destroy(c);
         return AH_E_INTERNAL;
     }
@@ -1397,6 +1412,13 @@ static void client_readable(struct link_conn *c) {
     struct link_client *cl = c->l->cli;
     for (int i = 0; i < 1024 && cl->conn == c; i++) {
         ssize_t n = recv(c->fd, pkt, sizeof(pkt), MSG_DONTWAIT);
+        if (n < 0 && errno == ECONNREFUSED) {
+            /* ICMP port unreachable: nothing listens there (the access point is gone, or not
+             * up yet): on to the next address now rather than after the idle timeout */
+            log_msg(LOG_INFO, "link: %s refused the datagrams (nothing listens there)", c->addr);
+            conn_finish(c, "connection refused");
+            return;
+        }
         if (n < 0)
             return;
         conn_read(c, pkt, (size_t)n); /* may free c: the loop condition checks */
@@ -1679,6 +1701,10 @@ int link_client_start(const struct link_client_config *cfg, struct link_client *
                             "--server-san (dns=, uri=, pin=)");
         return AH_E_INVAL;
     }
+    if (cfg->n_more >= LINK_ADDRESSES_MAX) {
+        snprintf(err, errn, "at most %d access point addresses", LINK_ADDRESSES_MAX);
+        return AH_E_INVAL;
+    }
     int rc = ident_san_list_check(cfg->server_san, err, errn);
     if (rc < 0)
         return rc;
@@ -1688,6 +1714,21 @@ int link_client_start(const struct link_client_config *cfg, struct link_client *
         return AH_E_NOMEM;
     }
     cl->cfg = *cfg;
+    cl->cfg.more = NULL;
+    cl->cfg.n_more = 0;
+    for (size_t i = 0; i <= cfg->n_more && i < LINK_ADDRESSES_MAX; i++) {
+        const char *h = i ? cfg->more[i - 1].host : cfg->host;
+        int p = i ? cfg->more[i - 1].port : cfg->port;
+        if (!h || !*h || strlen(h) >= sizeof(cl->addrs[0].host) || p <= 0 || p > 65535) {
+            snprintf(err, errn, "access point address %zu of the list is not HOST:PORT", i + 1);
+            free(cl);
+            return AH_E_INVAL;
+        }
+        snprintf(cl->addrs[i].host, sizeof(cl->addrs[i].host), "%s", h);
+        cl->addrs[i].port = p;
+        cl->n_addrs++;
+    }
+    cl->cfg.host = cl->addrs[0].host;
     cl->loop.cli = cl;
     cl->loop.side = "executor";
     cl->loop.ep = cl->loop.evfd = cl->loop.tickfd = -1;

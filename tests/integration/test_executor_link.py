@@ -48,6 +48,32 @@ class ExecutorLinkTest(FleetTestCase):
         self.assertLess(time.monotonic() - t0, 20)
         self.assertNotIn("timed out", ap.stderr())  # the link itself is still open: heartbeats tell
 
+    def test_failover_to_the_next_access_point(self):
+        """Several --remote-server addresses (replicas of one access point, D46): the executor
+        enrolls at the first; killed with SIGKILL (no goodbye, its port closed), the executor
+        moves to the next one at once, long before the QUIC idle timeout (60 s) could tell; an
+        executor whose first address is dead from the start enrolls at the next."""
+        a = self.access_point(extra=["--quic-idle-timeout-ms", "60000"])
+        b = self.access_point(extra=["--quic-idle-timeout-ms", "60000"])
+
+        def online(ap, aid):
+            r = ap.get("/api/v1/executors/" + aid)
+            return r.status == 200 and r.json()["health"] == "online"
+        ex = self.executor(a, extra=["--expected-server-id", SERVE_ID, "--remote-server",
+                                     "127.0.0.1:%d" % b.quic_port])
+        wait_for("online at A", lambda: online(a, "a"))
+        self.assertFalse(online(b, "a"))
+        a.proc.kill()
+        a.proc.wait()
+        t0 = time.monotonic()
+        wait_for("online at B", lambda: online(b, "a"), timeout=30)
+        self.assertLess(time.monotonic() - t0, 30)
+        self.assertIn("reconnecting to 127.0.0.1:%d" % b.quic_port, ex.text())
+        # a dead first address (A's): the next one
+        self.executor(a, cert="b", extra=["--expected-server-id", SERVE_ID, "--remote-server",
+                                          "quic://127.0.0.1:%d" % b.quic_port])
+        wait_for("b online", lambda: online(b, "b"), timeout=30)
+
     def refused(self, ap, ex, needle, server_refuses=True):
         if server_refuses:
             wait_for("the access point's line", lambda: re.search(
