@@ -101,6 +101,7 @@ enum cmd_kind {
     CMD_ATTACH,    /* a recorder link from an executor: fd in `result`, executor id in `text` */
     CMD_REMOTE_END, /* exec_remote_ended: executor id in `provider`, why in `text`, result 1 when
                        the launch failed, 2 when it never reached the executor (queue again) */
+    CMD_ADOPT_REMOTE, /* a lost replica's session running on an executor is ours now (D46) */
     CMD_EXECUTOR,   /* exec_executor_link: executor id in `provider`, result 1 up, 0 down */
 };
 

@@ -75,6 +75,11 @@ static void adopt(struct executor *ex, const char *tenant, const char *id, bool 
     if (row->status == SESSION_QUEUED) {
         *kick = true;
         log_msg(LOG_INFO, "session %s: taken over from a lost access point, queued here", id);
+    } else if (!session_status_terminal(row->status) && row->executor_id &&
+               *row->executor_id) {
+        /* it runs on an executor, which reconnects to one of us: here, it is re-attached with
+         * every event its recorder did not have acknowledged (D17) */
+        exec_post(ex, cmd_new(CMD_ADOPT_REMOTE, tenant, id));
     } else if (!session_status_terminal(row->status)) {
         log_msg(LOG_WARN, "session %s failed: access point lost (it was %s there)", id,
                 session_status_name(row->status));

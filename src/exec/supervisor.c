@@ -247,6 +247,7 @@ static int64_t tenant_running(void *arg, const char *tenant) {
 #define FAIR_WINDOW 256
 
 static void launch_remote(struct executor *ex, struct session_row *r, const char *executor);
+static bool live_add_remote(struct executor *ex, const struct session_row *r);
 
 static void schedule(struct executor *ex) {
     pthread_mutex_lock(&ex->mu);
@@ -794,7 +795,18 @@ static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
             l->pause_pending = false;
     }
     pthread_mutex_unlock(&ex->mu);
-    if (!ok && c->peer && id && ulid_valid(id) && ex->cfg.remote_signal)
+    bool others = false; /* D46: still that executor's, in the charge of another replica */
+    if (!ok && !l && c->peer && id && ulid_valid(id)) {
+        struct session_row *row = NULL;
+        others = store_session_get(ex->store, NULL, id, &row) == 0 &&
+                 !session_status_terminal(row->status) && row->executor_id &&
+                 strcmp(row->executor_id, c->peer) == 0;
+        session_row_free(row);
+    }
+    if (others) /* refused for now: its recorder retries until this replica takes it over */
+        log_msg(LOG_INFO, "session %s: its recorder on executor %s is in the charge of another "
+                "access point (until that one's lease runs out)", id, c->peer);
+    else if (!ok && c->peer && id && ulid_valid(id) && ex->cfg.remote_signal)
         /* an executor's recorder for a session not (or no longer) its own here: ended, failed
          * after its executor was lost, or queued again elsewhere — it must not run on */
         ex->cfg.remote_signal(ex->cfg.remote_arg, c->peer, id, "abandon");
@@ -1342,6 +1354,19 @@ static void run_commands(struct executor *ex) {
         case CMD_REMOTE_END:
             on_remote_end(ex, c);
             break;
+        case CMD_ADOPT_REMOTE: { /* D46: taken over from a lost replica (replicas.c) */
+            struct session_row *row = NULL;
+            pthread_mutex_lock(&ex->mu);
+            l = live_find(ex, c->tenant, c->id);
+            pthread_mutex_unlock(&ex->mu);
+            if (!l && store_session_get(ex->store, c->tenant, c->id, &row) == 0 &&
+                !session_status_terminal(row->status) && row->executor_id &&
+                *row->executor_id && live_add_remote(ex, row))
+                log_msg(LOG_INFO, "session %s: taken over from a lost access point; waiting for "
+                        "executor %s to reconnect here", c->id, row->executor_id);
+            session_row_free(row);
+            break;
+        }
         case CMD_EXECUTOR: { /* D44: its sessions reachable again, or their timeout starts */
             int64_t at = c->result ? 0 : time_mono_ms() + lost_ms(ex);
             pthread_mutex_lock(&ex->mu);
@@ -1437,6 +1462,30 @@ static void *supervisor_main(void *arg) {
 
 /* ---- recovery (D15) and start/stop ----------------------------------------------------------- */
 
+/* A session running on an executor that this access point takes charge of (a restart, or the
+ * takeover from a lost replica): it waits for its executor's recorder to say hello, and is
+ * lost like any of that executor's sessions if it does not within the timeout (D44). */
+static bool live_add_remote(struct executor *ex, const struct session_row *r) {
+    struct live *l = live_add(ex, r->tenant_id, r->id, r->status);
+    char *who = strdup(r->executor_id);
+    if (!l || !who) {
+        free(who);
+        if (l)
+            live_retire(ex, l);
+        return false;
+    }
+    pthread_mutex_lock(&ex->mu);
+    l->executor = who;
+    ex->n_remote++;
+    snprintf(l->token_hash, sizeof(l->token_hash), "%s",
+             r->recorder_token ? r->recorder_token : "");
+    if (r->status == SESSION_STOPPING)
+        l->kill_at = time_mono_ms() + ex->cfg.stop_grace_ms;
+    l->lost_at = time_mono_ms() + lost_ms(ex); /* until its executor is back (D44) */
+    pthread_mutex_unlock(&ex->mu);
+    return true;
+}
+
 static void recover(struct executor *ex) {
     struct session_row **rows = NULL;
     size_t n = 0;
@@ -1450,24 +1499,8 @@ static void recover(struct executor *ex) {
         if (r->executor_id && *r->executor_id) {
             /* issue 16 item 5: its processes live on the executor, whose recorder reconnects
              * through the link (as a local one does to the socket) and says hello again */
-            struct live *l = live_add(ex, r->tenant_id, r->id, r->status);
-            char *who = strdup(r->executor_id);
-            if (!l || !who) {
-                free(who);
-                if (l)
-                    live_retire(ex, l);
-                continue;
-            }
-            pthread_mutex_lock(&ex->mu);
-            l->executor = who;
-            ex->n_remote++;
-            snprintf(l->token_hash, sizeof(l->token_hash), "%s",
-                     r->recorder_token ? r->recorder_token : "");
-            if (r->status == SESSION_STOPPING)
-                l->kill_at = time_mono_ms() + ex->cfg.stop_grace_ms;
-            l->lost_at = time_mono_ms() + lost_ms(ex); /* until its executor is back (D44) */
-            pthread_mutex_unlock(&ex->mu);
-            reattached++;
+            if (live_add_remote(ex, r))
+                reattached++;
             continue;
         }
         /* Whatever state the crash left, a live recorder means an agent that may have done

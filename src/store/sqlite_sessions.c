@@ -186,7 +186,10 @@ static int read_one_row(sqlite3_stmt *st, void *ret) {
 }
 
 int sq_session_get(void *impl, const char *tenant, const char *id, struct session_row **ret) {
-    return sq_row_by_id(impl, "SELECT " SESSION_COLS " WHERE s.tenant_id = ?1 AND s.id = ?2",
+    /* tenant NULL: the session of that id in whichever tenant (ids are ULIDs) */
+    return sq_row_by_id(impl,
+                        tenant ? "SELECT " SESSION_COLS " WHERE s.tenant_id = ?1 AND s.id = ?2"
+                               : "SELECT " SESSION_COLS " WHERE ?1 IS NULL AND s.id = ?2",
                         tenant, id, read_one_row, ret);
 }
 

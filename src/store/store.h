@@ -72,6 +72,7 @@ int store_task_create(struct store *st, const char *tenant, const char *task_id,
                       const char *project_id, const json_t *request,
                       const struct session_new *sessions, size_t n, int64_t now);
 
+/* tenant NULL: the session of that id in any tenant. */
 int store_session_get(struct store *st, const char *tenant, const char *id,
                       struct session_row **ret);
 

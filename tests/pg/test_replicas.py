@@ -2,10 +2,14 @@
 tests/pg/pgserver.py --env AH_TEST_DB_URL): control and prompts sent to a replica that does not
 run the session reach the one that does; a replica killed mid-stream loses its sessions to
 another within the lease (a running one is failed "access point lost", a queued one runs there,
-once), while an SSE client of the survivor reads every event exactly once."""
+once), while an SSE client of the survivor reads every event exactly once; a session running on
+an executor is adopted instead, when the executor reconnects to the survivor."""
 
 import os
+import re
 import signal
+import subprocess
+import tempfile
 import time
 import unittest
 
@@ -13,6 +17,7 @@ import ahtest
 from ahtest import Server
 from sessiontest import create, events, session, task, wait_for, wait_status
 from ssetest import SSE
+from test_remote_sessions import MKCERTS, SERVE_ID, Executor, wait_for as wait_until
 
 LEASE_MS = 1500
 
@@ -204,6 +209,85 @@ class Replicas(unittest.TestCase):
         wait_status(b, sid, "completed")
         self.assertIn("two", [e.get("message") for e in events(b, sid)])
         self.assertEqual(owner(self.db, sid), me)
+
+    def test_a_killed_replica_s_remote_session_is_adopted(self):
+        """Issue 17 item 4: a session running on an executor, owned by A; A is killed (SIGKILL)
+        mid-session; the executor (given both replicas' addresses) reconnects to B, which takes
+        the session over once A's lease ran out and re-attaches its event flow: a client
+        following B's stream reads every event exactly once, in order, to the session's end,
+        and pause/resume through B reach the agent. A restarted A does not take it back."""
+        tmp = tempfile.mkdtemp(prefix="ah-adopt-")
+        certs = os.path.join(tmp, "certs")
+        subprocess.run(["sh", MKCERTS, certs], check=True, stdout=subprocess.DEVNULL)
+        c = lambda n: os.path.join(certs, n)
+        quic = ["--max-concurrent-tasks", "0", "--quic-cert", c("serve.pem"), "--quic-key",
+                c("serve.key"), "--quic-ca", c("ca.pem"), "--executor-trust-domain",
+                "example.org", "--quic-idle-timeout-ms", "3000"]
+        a = self.server(*(["--quic-port", "0"] + quic))
+        b = self.server(*(["--quic-port", "0"] + quic))
+        for s in (a, b):
+            s.quic_port = int(wait_until("the QUIC listener", lambda: re.search(
+                r"QUIC listening on 127\.0\.0\.1:(\d+)", s.stderr())).group(1))
+        ex = Executor(tmp, "a", ["--remote-server", "quic://127.0.0.1:%d" % a.quic_port,
+                                 "--remote-server", "quic://127.0.0.1:%d" % b.quic_port,
+                                 "--identity", "files", "--cert-file", c("a.pem"),
+                                 "--key-file", c("a.key"), "--ca-file", c("ca.pem"),
+                                 "--expected-server-id", SERVE_ID, "--heartbeat-interval",
+                                 "0.2", "--max-concurrent-tasks", "2"])
+        self.addCleanup(ex.stop)
+        wait_until("executor online at A", lambda: (lambda r: r.status == 200 and r.json()[
+            "health"] == "online")(a.get("/api/v1/executors/a")))
+        steps = []
+        for i in range(40):
+            steps += [{"log": "step %d" % i}, {"sleep": 150}]
+        steps += [{"wait_prompt": True}, {"log": "the end"}]
+        sid = create(a, task(steps))["id"]
+        wait_status(a, sid, "running", timeout=60)
+        self.assertEqual(owner(self.db, sid), replica_id(a))
+        stream = SSE(b, "/api/v1/sessions/%s/events" % sid)
+        self.assertEqual(stream.status, 200)
+        frames = stream.frames(timeout=120)
+        seen = []
+        for kind, f in frames:
+            if kind == "event" and "json" in f:
+                seen.append(f)
+                if f["json"].get("message") == "step 3":
+                    break
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait()
+        wait_until("B owns the session", lambda: owner(self.db, sid) == replica_id(b), 60)
+        wait_until("executor online at B", lambda: (lambda r: r.status == 200 and r.json()[
+            "health"] == "online")(b.get("/api/v1/executors/a")), 60)
+        wait_until("the executor re-attached at B", lambda: session(b, sid).get(
+            "executorStatus") == "connected", 60)
+        r = b.post("/api/v1/sessions/%s/pause" % sid)
+        self.assertIn(r.status, (200, 202), r)
+        wait_status(b, sid, "paused", timeout=30)
+        self.assertIn(b.post("/api/v1/sessions/%s/resume" % sid).status, (200, 202))
+        wait_status(b, sid, "running", timeout=30)
+        wait_until("the agent's wait", lambda: any(
+            e.get("message") == "step 39" for e in events(b, sid)), 120)
+        a.start()  # back, with its old id: it must not take the session back
+        r = a.post("/api/v1/sessions/%s/prompt" % sid,
+                   body={"prompt": [{"type": "text", "text": "finish"}]})
+        self.assertEqual(r.status, 202, r)
+        for kind, f in frames:
+            if kind == "event" and "json" in f:
+                seen.append(f)
+        stream.finish()
+        ids = [int(f["id"]) for f in seen]
+        self.assertEqual(ids, list(range(1, len(ids) + 1)))
+        stored = events(b, sid)
+        self.assertEqual([f["json"] for f in seen], stored)
+        logs = [e.get("message") for e in stored if e["type"] == "log"]
+        wanted = ["step %d" % i for i in range(40)] + ["the end"]
+        self.assertEqual([m for m in logs if m in wanted], wanted)
+        statuses = [e["status"] for e in stored if e["type"] == "status"]
+        self.assertEqual(statuses, ["queued", "provisioning", "running", "pausing", "paused",
+                                    "resuming", "running", "completed"])
+        self.assertEqual(owner(self.db, sid), replica_id(b))
+        self.assertIn("session %s: taken over from a lost access point; waiting for executor "
+                      "spiffe://example.org/ah/agent/a" % sid, b.stderr())
 
 
 if __name__ == "__main__":
