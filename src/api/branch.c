@@ -114,7 +114,7 @@ static void post_branch(struct http_request *req, struct http_response *res) {
     if (http_fail(req, res, &p))
         return;
     AH_AUTO(session_row_freep) struct session_row *parent = api_session_load(ctx, req, res, NULL);
-    if (!parent)
+    if (!parent || !api_session_local_or_fail(req, res, parent, "branches"))
         return;
     json_t *a0type = json_object_get(json_array_get(agents, 0), "type");
     if (a0type && (!json_is_string(a0type) ||

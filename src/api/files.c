@@ -81,7 +81,8 @@ static bool resolve(struct view *v, struct http_request *req, struct http_respon
 bool view_open(struct view *v, struct http_request *req, struct http_response *res) {
     memset(v, 0, sizeof(*v));
     v->ctx = api_ready(req, res);
-    if (!v->ctx || !(v->row = api_session_load(v->ctx, req, res, NULL)))
+    if (!v->ctx || !(v->row = api_session_load(v->ctx, req, res, NULL)) ||
+        !api_session_local_or_fail(req, res, v->row, "files and diffs"))
         return false;
     if (exec_snapshot_base(v->ctx->exec, v->row->id, v->base) < 0) {
         http_error(req, res, AH_E_NOTFOUND,

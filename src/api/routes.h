@@ -69,6 +69,13 @@ struct page api_page(struct http_request *req, int64_t default_per_page, struct 
 bool api_sort_ascending(struct http_request *req, struct ah_problem *p);
 /* The path parameter {id} when it is a well-formed session id; NULL after answering 404. */
 const char *api_session_id(struct http_request *req, struct http_response *res);
+/* Issue 16 item 5: a session on an enrolled executor has its workspace and object store on that
+ * executor, not here. Until these reads are forwarded over the link, the routes that read them
+ * (files, diffs, timeline, seek, branch) answer 422 `unsupported` naming the executor rather
+ * than a misleading 404 or an empty answer. true for a session of this server; false after
+ * answering. */
+bool api_session_local_or_fail(struct http_request *req, struct http_response *res,
+                               const struct session_row *row, const char *what);
 /* The {id} session of the request's tenant (caller frees); NULL after answering 404 (or 400
  * for a bad tenant, 5xx for a store failure). ret_tenant may be NULL. */
 struct session_row *api_session_load(struct api_ctx *ctx, struct http_request *req,

@@ -262,7 +262,7 @@ static void post_seek(struct http_request *req, struct http_response *res) {
     if (http_fail(req, res, &p))
         return;
     AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, NULL);
-    if (!row)
+    if (!row || !api_session_local_or_fail(req, res, row, "seek and moments"))
         return;
     struct fs_snapshot_row *s = NULL;
     if (!tl_pick(ctx, req, res, row, json_string_value(jid), seq, ts, &s))

@@ -402,7 +402,7 @@ static void list_snapshots(struct http_request *req, struct http_response *res) 
     if (http_fail(req, res, &p))
         return;
     AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, NULL);
-    if (!row)
+    if (!row || !api_session_local_or_fail(req, res, row, "snapshots"))
         return;
     struct fs_snapshot_row *snaps = NULL;
     size_t ns = 0;
@@ -467,7 +467,7 @@ static void post_snapshot(struct http_request *req, struct http_response *res) {
     if (http_fail(req, res, &p))
         return;
     AH_AUTO(session_row_freep) struct session_row *row = api_session_load(ctx, req, res, NULL);
-    if (!row)
+    if (!row || !api_session_local_or_fail(req, res, row, "snapshots"))
         return;
     char base[WS_SNAP_ID_LEN + 1];
     if (exec_snapshot_base(ctx->exec, row->id, base) < 0) {

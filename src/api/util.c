@@ -354,3 +354,14 @@ json_t *api_session_json(struct api_ctx *ctx, struct session_row *row) {
                                                      "lines_added", 0, "lines_removed", 0));
     return s;
 }
+
+bool api_session_local_or_fail(struct http_request *req, struct http_response *res,
+                               const struct session_row *row, const char *what) {
+    if (!row->executor_id)
+        return true;
+    http_error(req, res, AH_E_UNSUPPORTED,
+               "%s of session %s are not served yet: it runs on executor %.200s, which holds its "
+               "workspace and snapshots",
+               what, row->id, row->executor_id);
+    return false;
+}

@@ -254,6 +254,34 @@ class RemoteSessions(unittest.TestCase):
                 with open(os.path.join(ex.dir, "workspaces", d, "out.txt")) as f:
                     self.assertEqual(f.read(), "hello\n")
 
+    def test_workspace_reads_of_a_remote_session(self):
+        """Issue 16 item 5: the workspace and snapshots of a session on an executor are on that
+        executor. Until the access point forwards these reads over the link, files, diffs,
+        snapshots, seek and branch answer 422 `unsupported` naming the executor (before: a 404
+        "no workspace snapshot yet" for a session that had one, on the executor)."""
+        ap = self.access_point()
+        ex = self.executor(ap, "a")
+        steps = [{"edit": "out.txt", "content": "hello\n"}, {"log": "done"}]
+        sid = create(ap, task(steps))["session_ids"][0]
+        wait_status(ap, sid, "completed", timeout=120)
+        with open(os.path.join(ex.dir, "workspaces", sid, "out.txt")) as f:
+            self.assertEqual(f.read(), "hello\n")  # the file exists, on the executor
+        base = "/api/v1/sessions/" + sid
+        for method, path, body in [("GET", "/files", None), ("GET", "/files/out.txt", None),
+                                   ("GET", "/files/search?q=hello", None),
+                                   ("GET", "/diff", None), ("GET", "/diff/out.txt", None),
+                                   ("GET", "/fs-snapshots", None), ("POST", "/fs-snapshots", {}),
+                                   ("POST", "/seek", {"seq": 1}),
+                                   ("POST", "/session-branch", {"seq": 1})]:
+            r = ap.request(method, base + path, body=body)
+            self.assertEqual(r.status, 422, (path, r))
+            p = r.json()
+            self.assertTrue(p["type"].endswith("unsupported"), (path, p))
+            self.assertIn("spiffe://example.org/ah/agent/a", p["detail"], (path, p))
+        # what the events and the session say stays served from the access point
+        self.assertEqual(ap.get(base + "/timeline").status, 200)
+        self.assertEqual(ap.get(base + "/branches").status, 200)
+
     def test_control_of_a_remote_session(self):
         ap = self.access_point()
         self.executor(ap, "a")
