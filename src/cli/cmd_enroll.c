@@ -32,6 +32,7 @@
 #include "../enroll/link.h"
 #include "../enroll/tunnel.h"
 #include "../enroll/runner.h"
+#include "../obs/obs.h"
 #include "../os/os.h"
 #include "../exec/exec.h"
 #include "../exec/catalog.h"
@@ -48,6 +49,7 @@ struct enroll {
     const char *ssh, *ssh_dst, *identity, *spiffe_socket, *expected_server_id, *spiffe_mode;
     const char *cert_file, *key_file, *ca_file, *server_san, *vault_addr, *vault_role;
     const char *vault_path, *dynamic_cert_cmd, *dynamic_cert_ttl, *data_dir, *log_level;
+    const char *otlp_endpoint; /* D48: the executor's spans go to this collector */
     int64_t port, max_concurrent, heartbeat_ms, cert_ttl_ms;
     bool allow_insecure;
     const char *labels[MAX_LIST + 1], *tags[MAX_LIST + 1], *remotes[MAX_LIST + 1];
@@ -99,6 +101,7 @@ static const char usage_text[] =
     "  --allow-insecure            [insecure] required: no verification of the access point\n"
     "Other:\n"
     "  --log-level LEVEL           debug, info, warn or error (default info)\n"
+    "  --otlp-endpoint URL         export trace spans over OTLP/HTTP JSON to this collector\n"
     "  -h, --help                  this help\n"
     "\n"
     "Exit status: 0 stopped by a signal; 2 a flag is wrong or missing; 8 the identity mode is\n"
@@ -259,7 +262,7 @@ static int check_identity(const struct enroll *e) {
 enum {
     O_REMOTE = 256, O_REST, O_BIND, O_PORT, O_DB, O_LABELS, O_RES, O_RESFILE, O_TAGS, O_NAME,
     O_HB, O_MAXC, O_SSH, O_SSHDST, O_ID, O_SOCK, O_EXPECT, O_SMODE, O_CERT, O_KEY, O_CA, O_SAN,
-    O_VADDR, O_VROLE, O_VPATH, O_DCMD, O_DTTL, O_INSEC, O_DATA, O_LOG,
+    O_VADDR, O_VROLE, O_VPATH, O_DCMD, O_DTTL, O_INSEC, O_DATA, O_LOG, O_OTLP,
 };
 static const struct option options[] = {
     {"remote-server", required_argument, 0, O_REMOTE},
@@ -292,6 +295,7 @@ static const struct option options[] = {
     {"allow-insecure", no_argument, 0, O_INSEC},
     {"data-dir", required_argument, 0, O_DATA},
     {"log-level", required_argument, 0, O_LOG},
+    {"otlp-endpoint", required_argument, 0, O_OTLP},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -368,6 +372,7 @@ static int parse(int argc, char **argv, struct enroll *e) {
         case O_INSEC: e->allow_insecure = true; break;
         case O_DATA: e->data_dir = v; break;
         case O_LOG: e->log_level = v; break;
+        case O_OTLP: e->otlp_endpoint = v; break;
         case ':':
             rc = usage_error("%s needs a value", argv[optind - 1]);
             break;
@@ -512,6 +517,13 @@ int cmd_enroll(int argc, char **argv) {
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* D48: the executor's spans (RPCs from the access point, provisioning) and its recorders'
+     * go to this collector, one exporter thread with a bounded queue */
+    if (obs_otlp_start(e.otlp_endpoint, "agent-harbor-executor") < 0) {
+        fprintf(stderr, "ah agent enroll: --otlp-endpoint must be an http:// or https:// URL\n");
+        exit_code = EXIT_USAGE;
+        goto out;
+    }
     /* the agents this machine has: the same detection GET /agents uses, waited for once */
     struct exec_config ec = {0};
     if (agent_catalog_new(&ec, &cat) < 0)
@@ -628,6 +640,7 @@ int cmd_enroll(int argc, char **argv) {
     link_client_stop(cl, reason);
     log_msg(LOG_INFO, "stopped");
 out:
+    obs_otlp_stop(); /* flushes the spans still queued */
     runner_free(runner);
     exec_free(ex);
     host_facts_free(hf);

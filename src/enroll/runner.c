@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../exec/exec.h"
+#include "../obs/obs.h"
 #include "../os/os.h"
 #include "host_facts.h"
 #include "relay.h"
@@ -291,9 +292,27 @@ static void *worker_main(void *arg) {
                                 "has %s)", j->agent_type, exec_agent_names(r->ex));
         /* the access point's local path, step for step: inputs, workspace, base snapshot, then
          * `ah agent record … -- ah agent start …` pointed at our socket */
+        /* D48: provisioning is a span of the session's trace, the child of LaunchSession */
+        char tp[56];
+        struct obs_trace tr;
+        int64_t t0 = obs_wall_ns();
+        bool traced = obs_otlp_enabled() && exec_trace_peek(j->id, tp) &&
+                      obs_trace_start(tp, &tr) == 0;
         if (j->rc == 0)
             j->rc = exec_provision_session(r->ex, j->id, j->request, j->agent_index, -1,
                                            &provider, &path, &p);
+        if (traced) {
+            struct obs_span sp = {
+                .name = "provisioning",
+                .kind = 1,
+                .trace = tr,
+                .start_ns = t0,
+                .end_ns = obs_wall_ns(),
+                .error = j->rc < 0,
+                .attrs = {{"ah.session_id", j->id}, {"ah.snapshot_provider", provider}},
+            };
+            obs_span_export(&sp);
+        }
         if (j->rc == 0)
             j->rc = exec_spawn_session(r->ex, j->id, j->agent_type, j->request, path, j->token,
                                        &j->pid, &p);
@@ -333,6 +352,7 @@ static json_t *error_msg(const char *fmt, ...) {
 }
 
 static json_t *on_launch(struct runner *r, const json_t *m) {
+    int64_t t0 = obs_wall_ns(); /* D48: the start of the LaunchSession span */
     const char *id = json_string_value(json_object_get(m, "session_id"));
     const char *tenant = json_string_value(json_object_get(m, "tenant"));
     const char *agent = json_string_value(json_object_get(m, "agent_type"));
@@ -368,8 +388,29 @@ static json_t *on_launch(struct runner *r, const json_t *m) {
         free_job(j);
         return error_msg("out of memory");
     }
-    if (tp)
-        exec_trace_note(id, tp); /* D48: the recorder and agent join the creating request's trace */
+    if (tp) {
+        /* D48: the recorder and agent join the creating request's trace. With export on, the
+         * executor's LaunchSession handling is a span of it (a child of the access point's
+         * span that came over the link), and provisioning, the recorder and the agent become
+         * its children: the traceparent noted for them names this span. */
+        struct obs_trace tr;
+        char mine[56];
+        if (obs_otlp_enabled() && obs_trace_start(tp, &tr) == 0 && tr.parent_id[0]) {
+            obs_traceparent_format(&tr, mine);
+            exec_trace_note(id, mine);
+            struct obs_span sp = {
+                .name = "LaunchSession",
+                .kind = 2,
+                .trace = tr,
+                .start_ns = t0,
+                .end_ns = obs_wall_ns(),
+                .attrs = {{"ah.session_id", id}, {"ah.agent_type", agent}},
+            };
+            obs_span_export(&sp);
+        } else {
+            exec_trace_note(id, tp);
+        }
+    }
     s->provisioning = true;
     pthread_mutex_lock(&r->mu);
     if (r->jobs_tail)

@@ -173,9 +173,9 @@ class RemoteSessions(unittest.TestCase):
         s.quic_port = int(m.group(1))
         return s
 
-    def executor(self, ap, cert, slots=4, env=None, port=None):
+    def executor(self, ap, cert, slots=4, env=None, port=None, extra=()):
         """port: where the executor dials (default the access point's QUIC port)."""
-        args = ["--remote-server", "quic://127.0.0.1:%d" % (port or ap.quic_port),
+        args = list(extra) + ["--remote-server", "quic://127.0.0.1:%d" % (port or ap.quic_port),
                 "--identity", "files",
                 "--cert-file", self.c(cert + ".pem"), "--key-file", self.c(cert + ".key"),
                 "--ca-file", self.c("ca.pem"), "--expected-server-id", SERVE_ID,
@@ -220,6 +220,56 @@ class RemoteSessions(unittest.TestCase):
         self.assertEqual((m.group(1), m.group(2)), (trace, span))
         self.assertEqual(session(ap, sid)["executorId"], "spiffe://example.org/ah/agent/a")
         ap.request("POST", "/api/v1/sessions/%s/stop" % sid)
+
+    def test_executor_exports_spans(self):
+        """D48: with --otlp-endpoint the executor exports its own spans, one trace: client →
+        the access point's request span → the executor's LaunchSession span (service
+        agent-harbor-executor) → its provisioning span and its recorder's span → the agent's
+        TRACEPARENT."""
+        from test_otlp import Receiver
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        tp = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
+        rx = Receiver()
+        self.addCleanup(rx.close)
+        url = "http://127.0.0.1:%d" % rx.port
+        ap = self.access_point(extra=("--otlp-endpoint", url))
+        self.executor(ap, "a", slots=2, extra=("--otlp-endpoint", url))
+        r = ap.post("/api/v1/tasks", body=task([{"log": "traced"}, {"sleep": 600000}]),
+                    headers={"traceparent": "00-%s-00f067aa0ba902b7-01" % trace})
+        self.assertEqual(r.status, 201, r)
+        sid = r.json()["id"]
+        span = tp.match(r.header("traceparent")).group(2)
+
+        def agent_env():
+            for pid, (_, _, _, cmd) in processes(sid).items():
+                if is_agent_start(cmd):
+                    with open("/proc/%d/environ" % pid, "rb") as f:
+                        return dict(kv.split(b"=", 1) for kv in f.read().split(b"\0")
+                                    if b"=" in kv)
+            return None
+        env = wait_for("the agent process on the executor", agent_env, timeout=60)
+        m = tp.match(env.get(b"TRACEPARENT", b"").decode())
+        self.assertTrue(m, sorted(env))
+        self.assertEqual(m.group(1), trace)
+        req = wait_for("the access point's request span",
+                       lambda: rx.find(traceId=trace, spanId=span), timeout=30)
+        self.assertEqual(req["parentSpanId"], "00f067aa0ba902b7")
+        self.assertEqual(req["service"], "agent-harbor")
+        launch = wait_for("the executor's LaunchSession span",
+                          lambda: rx.find(traceId=trace, name="LaunchSession"), timeout=30)
+        self.assertEqual(launch["parentSpanId"], span)  # access point → executor RPC
+        self.assertEqual(launch["service"], "agent-harbor-executor")
+        self.assertEqual(launch["kind"], 2)
+        self.assertEqual(launch["attrs"]["ah.session_id"], sid)
+        prov = wait_for("the executor's provisioning span",
+                        lambda: rx.find(traceId=trace, name="provisioning"), timeout=30)
+        self.assertEqual(prov["parentSpanId"], launch["spanId"])  # RPC → provisioning
+        self.assertEqual(prov["service"], "agent-harbor-executor")
+        ap.request("POST", "/api/v1/sessions/%s/stop" % sid)
+        rec = wait_for("the recorder's span", lambda: rx.find(traceId=trace,
+                       name="agent session"), timeout=60)
+        self.assertEqual(rec["parentSpanId"], launch["spanId"])  # RPC → recorder
+        self.assertEqual(rec["spanId"], m.group(2))  # recorder → agent's TRACEPARENT
 
     def test_sessions_spread_and_complete(self):
         ap = self.access_point()
