@@ -296,8 +296,10 @@ static void *worker_main(void *arg) {
         char tp[56];
         struct obs_trace tr;
         int64_t t0 = obs_wall_ns();
-        bool traced = obs_otlp_enabled() && exec_trace_peek(j->id, tp) &&
-                      obs_trace_start(tp, &tr) == 0;
+        bool known = exec_trace_peek(j->id, tp) && obs_trace_start(tp, &tr) == 0;
+        bool traced = known && obs_otlp_enabled();
+        if (known) /* D48: what this thread logs for the session carries its trace */
+            log_trace_set(tr.trace_id, tr.span_id);
         if (j->rc == 0)
             j->rc = exec_provision_session(r->ex, j->id, j->request, j->agent_index, -1,
                                            &provider, &path, &p);
@@ -316,9 +318,14 @@ static void *worker_main(void *arg) {
         if (j->rc == 0)
             j->rc = exec_spawn_session(r->ex, j->id, j->agent_type, j->request, path, j->token,
                                        &j->pid, &p);
-        if (j->rc < 0)
+        if (j->rc < 0) {
             snprintf(j->error, sizeof(j->error), "%s",
                      p.detail[0] ? p.detail : ah_strerror(j->rc));
+            log_msg(LOG_WARN, "session %s: cannot start here: %s", j->id, j->error);
+        } else {
+            log_msg(LOG_INFO, "session %s: provisioned and started", j->id);
+        }
+        log_trace_set(NULL, NULL);
         problem_clear(&p);
         free(provider);
         free(path);

@@ -233,7 +233,7 @@ class RemoteSessions(unittest.TestCase):
         self.addCleanup(rx.close)
         url = "http://127.0.0.1:%d" % rx.port
         ap = self.access_point(extra=("--otlp-endpoint", url))
-        self.executor(ap, "a", slots=2, extra=("--otlp-endpoint", url))
+        ex = self.executor(ap, "a", slots=2, extra=("--otlp-endpoint", url))
         r = ap.post("/api/v1/tasks", body=task([{"log": "traced"}, {"sleep": 600000}]),
                     headers={"traceparent": "00-%s-00f067aa0ba902b7-01" % trace})
         self.assertEqual(r.status, 201, r)
@@ -270,6 +270,10 @@ class RemoteSessions(unittest.TestCase):
                        name="agent session"), timeout=60)
         self.assertEqual(rec["parentSpanId"], launch["spanId"])  # RPC → recorder
         self.assertEqual(rec["spanId"], m.group(2))  # recorder → agent's TRACEPARENT
+        # the executor's log lines for the session carry its trace, as the access point's do
+        with open(ex.log) as f:
+            lines = [l for l in f if sid in l and "provisioned and started" in l]
+        self.assertTrue(lines and trace in lines[0] and prov["spanId"] in lines[0], lines)
 
     def test_sessions_spread_and_complete(self):
         ap = self.access_point()
