@@ -248,7 +248,7 @@ function frameWork(events) {
             main.filter((e) => e.name === 'ProxyMain::BeginMainFrame').length) main = evs;
     main.sort((a, b) => a.ts - b.ts || b.dur - a.dur);
     const frames = [];
-    let cur = null, scriptDepthEnd = -1;
+    let cur = null, scriptDepthEnd = -1, paintEnd = -1;
     const td = (e) => (e.tdur ?? e.dur) / 1000;
     for (const e of main) {
         if (e.name === 'ProxyMain::BeginMainFrame') {
@@ -270,7 +270,10 @@ function frameWork(events) {
             cur.layout += td(e);
             if (e.ts < scriptDepthEnd) cur.script -= td(e);
             break;
-        case 'PrePaint': case 'Paint': case 'Layerize': case 'Commit':
+        case 'Paint':  /* the outermost only: a layer's paint nests in the document's */
+            if (e.ts >= paintEnd) { cur.paint += td(e); paintEnd = e.ts + e.dur; }
+            break;
+        case 'PrePaint': case 'Layerize': case 'Commit':
             cur.paint += td(e);
             break;
         default:

@@ -31,11 +31,6 @@ async function visibleSeqs(page) {
     return page.$$eval('.event-log .log-row', (els) => els.map((e) => Number(e.dataset.seq)));
 }
 
-function consecutive(seqs) {
-    for (let i = 1; i < seqs.length; i++) if (seqs[i] !== seqs[i - 1] + 1) return false;
-    return true;
-}
-
 async function main() {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ah-webui-browser-'));
     let server = null, context = null;
@@ -218,12 +213,23 @@ async function main() {
         const n3 = Number(await page.getAttribute('.event-log', 'aria-rowcount'));
         const t3 = await historyTotal(base, tickId);
         if (n3 !== t3) fail(`after the restart the page shows ${n3} events; the session has ${t3}`);
-        // Every row in view, from the top and from the bottom, is one seq after the other.
+        // Every row in view, from the top and from the bottom, is one seq after the other, in
+        // DOM order once the scrolling stopped (while it goes on, rows are reused where they are
+        // and only their aria-rowindex orders them), and the rows are those at that offset.
         for (const where of [0, 1e9]) {
             await page.$eval('.event-log', (el, y) => { el.scrollTop = y; }, where);
-            await page.waitForTimeout(50); /* one frame for the virtual list to render */
-            const seqs = await visibleSeqs(page);
-            if (!seqs.length || !consecutive(seqs)) fail(`rows out of order or repeated: ${seqs}`);
+            try {
+                await page.waitForFunction(([top, n]) => {
+                    const rows = [...document.querySelectorAll('.event-log .log-row')];
+                    const idx = rows.map((r) => Number(r.getAttribute('aria-rowindex')));
+                    const seqs = rows.map((r) => Number(r.dataset.seq));
+                    for (let i = 1; i < rows.length; i++)
+                        if (seqs[i] !== seqs[i - 1] + 1 || idx[i] !== idx[i - 1] + 1) return false;
+                    return rows.length > 0 && (top ? idx[0] === 1 : idx[idx.length - 1] === n);
+                }, [where === 0, n3], { timeout: LONG });
+            } catch {
+                fail(`rows out of order, repeated or not those in view: ${await visibleSeqs(page)}`);
+            }
         }
         await shot(page, 'session-after-restart');
         passed.push(`server restart mid-session: ${n3} events, none duplicated or missing`);

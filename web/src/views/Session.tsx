@@ -2,19 +2,18 @@
 // live. The log is virtualised (only the rows in view exist in the DOM), so a session with
 // 100,000 events scrolls as smoothly as one with ten.
 import type { JSX } from 'preact';
-import { memo } from 'preact/compat';
 import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ACTIVE, ApiError, TERMINAL, api, type AgentEvent, type Session as SessionT,
          type SessionStatus } from '../api';
-import { describe, useLiveLog } from '../events';
+import { useLiveLog } from '../events';
+import { LogRows, ROW } from '../logrows';
 import { Link, StatusBadge, Time, navigate, toast, toastError, typing, useKeys } from '../ui';
 import { Controls, repoLabel } from './Feed';
 import { FilesView } from './Files';
 import { TerminalView } from './Terminal';
 import { TimelineView } from './Timeline';
 
-const ROW = 28; /* px: every row has the same height, so a scroll offset maps to an index */
-const OVERSCAN = 10;
+const OVERSCAN = 6; /* rows drawn above and below the view */
 
 export function SessionPage(props: { id: string }): JSX.Element {
     const [session, setSession] = useState<SessionT | null>(null);
@@ -125,56 +124,64 @@ function PromptBox(props: { id: string }): JSX.Element {
     );
 }
 
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
-
-/** One row of the log. Memoised: scrolling re-renders only the rows that come into view. */
-const Row = memo(function Row(props: { ev: AgentEvent; index: number; selected: boolean;
-                                       onPick: (i: number, ev: AgentEvent) => void }): JSX.Element {
-    const { ev, index: i } = props;
-    const d = describe(ev);
-    const ts = 'ts' in ev && typeof ev.ts === 'string' ? timeFormat.format(new Date(ev.ts)) : '';
-    return (
-        <div role="row" aria-rowindex={i + 1} aria-selected={props.selected} data-seq={ev.seq}
-             class={`log-row kind-${d.kind}${props.selected ? ' selected' : ''}`}
-             style={{ transform: `translateY(${i * ROW}px)` }} onClick={() => props.onPick(i, ev)}>
-            <span class="seq" role="cell">{ev.seq}</span>
-            <span class="kind" role="cell">{d.kind}</span>
-            <span class="text" role="cell">{d.text}</span>
-            <span class="ts" role="cell">{ts}</span>
-        </div>
-    );
-});
-
-/** The virtualised log: j/k move the selection, Enter shows the selected event in full. */
+/** The virtualised log (rows by LogRows): j/k move the selection, Enter shows the selected event. */
 function EventLog(props: { events: readonly AgentEvent[]; version: number }): JSX.Element {
     const box = useRef<HTMLDivElement>(null);
-    const [top, setTop] = useState(0);
+    const block = useRef<HTMLDivElement>(null); /* the spacer: LogRows keeps its children */
+    const pool = useRef<LogRows | null>(null);
     const [height, setHeight] = useState(600);
     const [selected, setSelected] = useState(-1);
     const [detail, setDetail] = useState<AgentEvent | null>(null);
     const follow = useRef(true);
     const n = props.events.length;
+    /* what scrolling needs, without re-rendering: read by the scroll listener */
+    const view = useRef({ events: props.events, height, selected, first: -1 });
+    view.current.events = props.events;
+    view.current.height = height;
+    view.current.selected = selected;
+
+    /* the rows from the scroll offset: only a scroll offset is read, nothing measured */
+    const draw = useCallback((force: boolean) => {
+        const el = box.current, rows = pool.current;
+        if (!el || !rows) return;
+        const v = view.current, top = el.scrollTop, total = v.events.length;
+        follow.current = top + v.height >= total * ROW - ROW;
+        const first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
+        if (!force && first === v.first) return;
+        v.first = first;
+        rows.render(v.events, first, Math.ceil(v.height / ROW) + 1 + 2 * OVERSCAN, v.selected);
+    }, []);
 
     useLayoutEffect(() => {
         const el = box.current;
-        if (!el) return undefined;
+        if (!el || !block.current) return undefined;
+        pool.current = new LogRows(block.current);
         const ro = new ResizeObserver(() => setHeight(el.clientHeight));
         ro.observe(el);
         setHeight(el.clientHeight);
-        return () => ro.disconnect();
-    }, []);
-    // New events: stay at the bottom while the reader is there (follow mode).
+        // Rows go back into DOM order once the scrolling stopped: no scroll event for 150 ms.
+        // (Not 'scrollend': a script's scroll, as a key's, ends at once, every frame.)
+        let timer = 0;
+        const settle = () => { timer = 0; pool.current?.settle(); };
+        const onScroll = () => {
+            draw(false);
+            clearTimeout(timer);
+            timer = window.setTimeout(settle, 150);
+        };
+        el.addEventListener('scroll', onScroll, { passive: true });
+        return () => {
+            ro.disconnect();
+            clearTimeout(timer);
+            el.removeEventListener('scroll', onScroll);
+        };
+    }, [draw]);
+    // New events, a new size or selection: redraw; stay at the bottom while the reader is there.
     useLayoutEffect(() => {
         const el = box.current;
-        if (el && follow.current) el.scrollTop = el.scrollHeight;
-    }, [props.version]);
-
-    const onScroll = () => {
-        const el = box.current;
-        if (!el) return;
-        setTop(el.scrollTop);
-        follow.current = el.scrollTop + el.clientHeight >= el.scrollHeight - ROW;
-    };
+        if (el && follow.current) el.scrollTop = n * ROW;
+        draw(true);
+        pool.current?.settle();
+    }, [props.version, height, selected, draw, n]);
 
     useKeys((e) => {
         if (typing(e) || e.ctrlKey || e.metaKey || e.altKey) return;
@@ -196,19 +203,17 @@ function EventLog(props: { events: readonly AgentEvent[]; version: number }): JS
         }
     }, [selected, n, detail, props.version]);
 
-    const pick = useCallback((i: number, ev: AgentEvent) => { setSelected(i); setDetail(ev); }, []);
-    const first = Math.max(0, Math.floor(top / ROW) - OVERSCAN);
-    const last = Math.min(n, Math.ceil((top + height) / ROW) + OVERSCAN);
-    const rows: JSX.Element[] = [];
-    for (let i = first; i < last; i++) {
-        const ev = props.events[i]!;
-        rows.push(<Row key={ev.seq} ev={ev} index={i} selected={i === selected} onPick={pick} />);
-    }
+    const onClick = (e: MouseEvent) => {
+        const row = (e.target as HTMLElement).closest('.log-row');
+        const i = row ? Number(row.getAttribute('aria-rowindex')) - 1 : -1;
+        const ev = props.events[i];
+        if (ev) { setSelected(i); setDetail(ev); }
+    };
     return (
         <div class="event-log-wrap">
-            <div class="event-log" ref={box} onScroll={onScroll} role="grid" aria-rowcount={n}
+            <div class="event-log" ref={box} onClick={onClick} role="grid" aria-rowcount={n}
                  aria-label={`Event log, ${n} events (j/k to move, Enter for details)`} tabIndex={0}>
-                <div class="spacer" style={{ height: `${n * ROW}px` }}>{rows}</div>
+                <div class="spacer" ref={block} style={{ height: `${n * ROW}px` }} />
                 {n === 0 && <p class="empty">No events yet.</p>}
             </div>
             {detail && (
