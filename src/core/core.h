@@ -354,6 +354,9 @@ void log_json(enum log_level l, const char *msg, const json_t *fields);
 /* D48: the trace this thread is working for (the request's trace_id and span_id, borrowed until
  * cleared with NULLs): every line the thread logs meanwhile carries them. */
 void log_trace_set(const char *trace_id, const char *span_id);
+/* Copies the thread's trace (as set above) out: false when it has none. The span a thread works
+ * for is the parent of the spans it starts (obs_trace_child). */
+bool log_trace_get(char ret_trace_id[33], char ret_span_id[17]);
 void log_msg(enum log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -20,6 +20,14 @@ void log_trace_set(const char *t, const char *s) {
     span_id = s;
 }
 
+bool log_trace_get(char ret_trace_id[33], char ret_span_id[17]) {
+    if (!trace_id || !span_id || strlen(trace_id) != 32 || strlen(span_id) != 16)
+        return false;
+    memcpy(ret_trace_id, trace_id, 33);
+    memcpy(ret_span_id, span_id, 17);
+    return true;
+}
+
 int log_level_parse(const char *s, enum log_level *ret) {
     for (int i = 0; s && i < 4; i++)
         if (strcmp(s, level_names[i]) == 0) {

@@ -505,3 +505,18 @@ int obs_trace_start(const char *traceparent, struct obs_trace *ret) {
 void obs_traceparent_format(const struct obs_trace *t, char out[56]) {
     snprintf(out, 56, "00-%s-%s-%02x", t->trace_id, t->span_id, t->flags);
 }
+
+bool obs_trace_current(char out[56]) {
+    char trace_id[33], span_id[17];
+    if (!log_trace_get(trace_id, span_id))
+        return false;
+    snprintf(out, 56, "00-%s-%s-01", trace_id, span_id);
+    return true;
+}
+
+int obs_trace_child(struct obs_trace *ret) {
+    char tp[56];
+    if (!obs_trace_current(tp))
+        return AH_E_NOTFOUND;
+    return obs_trace_start(tp, ret);
+}

@@ -104,10 +104,17 @@ int obs_traceparent_parse(const char *value, struct obs_trace *ret);
 int obs_trace_start(const char *traceparent, struct obs_trace *ret);
 /* Formats `00-<trace>-<span>-<flags>` into out (at least 56 bytes). */
 void obs_traceparent_format(const struct obs_trace *t, char out[56]);
+/* The span this thread works for (log_trace_set: an HTTP request, a session's provisioning…)
+ * as a traceparent: false when it works for none. */
+bool obs_trace_current(char out[56]);
+/* A new span that is the child of the thread's current span: 0, AH_E_NOTFOUND when the thread
+ * works for none (the caller then exports nothing), or an error from the random source. */
+int obs_trace_child(struct obs_trace *ret);
 
 /* ---- span export: OTLP/HTTP JSON (otlp.c) --------------------------------------------------- */
 
 #define OBS_SPAN_ATTRS 6
+#define OBS_SPAN_LINKS 8
 
 /* One finished span. Borrowed by obs_span_export, which copies what it keeps. */
 struct obs_span {
@@ -120,6 +127,12 @@ struct obs_span {
         const char *key;   /* a string literal; NULL ends the list */
         const char *value; /* copied (cut at 127 bytes); NULL skips the attribute */
     } attrs[OBS_SPAN_ATTRS];
+    /* Spans of other traces this one relates to (a store batch: the spans whose writes it
+     * commits); copied. */
+    struct obs_link {
+        char trace_id[33], span_id[17];
+    } links[OBS_SPAN_LINKS];
+    size_t n_links;
 };
 
 /* Starts the exporter thread posting spans to endpoint (http:// or https://; a URL without a
@@ -129,6 +142,10 @@ int obs_otlp_start(const char *endpoint, const char *service);
 /* Flushes what is queued (each batch bounded by a 5 s timeout), stops and joins the thread. */
 void obs_otlp_stop(void);
 bool obs_otlp_enabled(void);
+/* Sets (or replaces) a resource attribute sent with every later batch besides service.name —
+ * the executor's SPIFFE id once its link knows it. Up to 4 keys (others are ignored); the key
+ * is a string literal, the value is copied (cut at 255 bytes). Thread-safe. */
+void obs_otlp_resource(const char *key, const char *value);
 /* The traces URL spans go to while export runs, else NULL (lent until obs_otlp_stop). */
 const char *obs_otlp_url(void);
 /* Queues a copy of s for export; a no-op while export is off; dropped and counted

@@ -36,7 +36,11 @@ struct qspan {
     const char *keys[OBS_SPAN_ATTRS]; /* string literals */
     char values[OBS_SPAN_ATTRS][128];
     size_t n_attrs;
+    struct obs_link links[OBS_SPAN_LINKS];
+    size_t n_links;
 };
+
+#define OTLP_RESOURCE_MAX 4
 
 static struct {
     pthread_mutex_t mu;
@@ -46,6 +50,11 @@ static struct {
     struct qspan *ring;
     size_t head, n;
     char *url, *service;
+    struct {
+        const char *key; /* a string literal */
+        char value[256];
+    } resource[OTLP_RESOURCE_MAX]; /* besides service.name; kept across restarts of export */
+    size_t n_resource;
 } q = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static struct obs_family *m_exported, *m_dropped, *m_failed;
@@ -97,6 +106,9 @@ void obs_span_export(const struct obs_span *s) {
         snprintf(d->values[d->n_attrs], sizeof(d->values[0]), "%s", s->attrs[i].value);
         d->n_attrs++;
     }
+    for (size_t i = 0; i < s->n_links && i < OBS_SPAN_LINKS; i++)
+        if (strlen(s->links[i].trace_id) == 32 && strlen(s->links[i].span_id) == 16)
+            d->links[d->n_links++] = s->links[i];
     q.n++;
     if (q.n >= OTLP_BATCH)
         pthread_cond_signal(&q.cv);
@@ -105,9 +117,12 @@ void obs_span_export(const struct obs_span *s) {
 
 static json_t *any_value(const char *key, const char *v) {
     /* the OTel semantic conventions make these integers; everything else is a string */
-    if (strcmp(key, "http.response.status_code") == 0 || strcmp(key, "ah.exit_code") == 0 ||
-        strcmp(key, "ah.batch_ops") == 0)
-        return json_pack("{s:s}", "intValue", v);
+    static const char *const ints[] = {"http.response.status_code", "ah.exit_code",
+                                       "ah.batch_ops", "ah.batch_events", "ah.batch_sessions",
+                                       "ah.queue_wait_ms"};
+    for (size_t i = 0; i < sizeof(ints) / sizeof(*ints); i++)
+        if (strcmp(key, ints[i]) == 0)
+            return json_pack("{s:s}", "intValue", v);
     return json_pack("{s:s}", "stringValue", v);
 }
 
@@ -125,6 +140,12 @@ static json_t *span_json(const struct qspan *s) {
                           attrs ? attrs : json_array(), "status", "code", s->error ? 2 : 0);
     if (j && s->parent_id[0])
         json_object_set_new(j, "parentSpanId", json_string(s->parent_id));
+    json_t *links = j && s->n_links ? json_array() : NULL;
+    for (size_t i = 0; links && i < s->n_links; i++)
+        json_array_append_new(links, json_pack("{s:s, s:s}", "traceId", s->links[i].trace_id,
+                                               "spanId", s->links[i].span_id));
+    if (links)
+        json_object_set_new(j, "links", links);
     return j;
 }
 
@@ -139,11 +160,22 @@ static void send_batch(CURL *curl, const struct qspan *spans, size_t n) {
     json_t *list = json_array();
     for (size_t i = 0; list && i < n; i++)
         json_array_append_new(list, span_json(&spans[i]));
-    json_t *doc =
-        list ? json_pack("{s:[{s:{s:[{s:s, s:{s:s}}]}, s:[{s:{s:s}, s:o}]}]}", "resourceSpans",
-                         "resource", "attributes", "key", "service.name", "value", "stringValue",
-                         q.service, "scopeSpans", "scope", "name", "agent-harbor", "spans", list)
-             : NULL;
+    json_t *resource = json_pack("[{s:s, s:{s:s}}]", "key", "service.name", "value",
+                                 "stringValue", q.service);
+    pthread_mutex_lock(&q.mu);
+    for (size_t i = 0; resource && i < q.n_resource; i++)
+        json_array_append_new(resource, json_pack("{s:s, s:{s:s}}", "key", q.resource[i].key,
+                                                  "value", "stringValue", q.resource[i].value));
+    pthread_mutex_unlock(&q.mu);
+    json_t *doc = list && resource
+                      ? json_pack("{s:[{s:{s:o}, s:[{s:{s:s}, s:o}]}]}", "resourceSpans",
+                                  "resource", "attributes", resource, "scopeSpans", "scope",
+                                  "name", "agent-harbor", "spans", list)
+                      : NULL;
+    if (!list || !resource) { /* not packed: json_pack steals both only when called */
+        json_decref(list);
+        json_decref(resource);
+    }
     char *body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     long code = 0;
@@ -277,6 +309,22 @@ void obs_otlp_stop(void) {
     q.ring = NULL;
     pthread_mutex_unlock(&q.mu);
     curl_global_cleanup();
+}
+
+void obs_otlp_resource(const char *key, const char *value) {
+    if (!key || !value)
+        return;
+    pthread_mutex_lock(&q.mu);
+    size_t i = 0;
+    while (i < q.n_resource && strcmp(q.resource[i].key, key) != 0)
+        i++;
+    if (i < OTLP_RESOURCE_MAX) {
+        q.resource[i].key = key;
+        snprintf(q.resource[i].value, sizeof(q.resource[i].value), "%s", value);
+        if (i == q.n_resource)
+            q.n_resource++;
+    }
+    pthread_mutex_unlock(&q.mu);
 }
 
 const char *obs_otlp_url(void) {

@@ -126,12 +126,34 @@ static void test_log_carries_the_trace(void **state) {
     assert_null(strstr(second, "trace_id"));
 }
 
+/* D48: a span a thread starts is the child of the span it works for (log_trace_set). */
+static void test_child_of_the_thread_span(void **state) {
+    (void)state;
+    struct obs_trace t;
+    char tp[56];
+    log_trace_set(NULL, NULL);
+    assert_false(obs_trace_current(tp));
+    assert_int_equal(obs_trace_child(&t), AH_E_NOTFOUND);
+    log_trace_set("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    assert_true(obs_trace_current(tp));
+    assert_string_equal(tp, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    assert_int_equal(obs_trace_child(&t), 0);
+    assert_string_equal(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_string_equal(t.parent_id, "00f067aa0ba902b7");
+    assert_int_equal(strlen(t.span_id), 16);
+    assert_string_not_equal(t.span_id, "00f067aa0ba902b7");
+    log_trace_set("short", "00f067aa0ba902b7"); /* not a trace id: no parent */
+    assert_false(obs_trace_current(tp));
+    log_trace_set(NULL, NULL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counters_across_threads),
         cmocka_unit_test(test_histogram_render),
         cmocka_unit_test(test_traceparent),
         cmocka_unit_test(test_log_carries_the_trace),
+        cmocka_unit_test(test_child_of_the_thread_span),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
