@@ -129,14 +129,16 @@ static void create_task(struct http_request *req, struct http_response *res) {
             sessions[k].agent_type = tr->agents[a].type;
             sessions[k].agent_version = tr->agents[a].version;
         }
+    /* D48: the agents join this request's trace. Noted before the sessions exist: a scheduling
+     * pass that runs meanwhile (another request's kick) must find it when it admits them. */
+    for (size_t i = 0; i < n; i++)
+        exec_trace_note(sessions[i].id, req->traceparent);
     int rc = store_task_create(ctx->store, tenant, task_id, tr->project_id, canonical, sessions, n,
                                time_now_ms());
     if (rc < 0) {
         http_error(req, res, rc, "cannot store the task");
         return;
     }
-    for (size_t i = 0; i < n; i++) /* D48: the agents join this request's trace */
-        exec_trace_note(sessions[i].id, req->traceparent);
     for (size_t i = 0; tr->n_webhooks && i < n; i++) /* a failure here is caught at next start */
         if ((rc = exec_webhooks_add(ctx->exec, tenant, sessions[i].id)) < 0)
             log_msg(LOG_ERROR, "webhooks of session %s: %s", sessions[i].id, ah_strerror(rc));

@@ -38,10 +38,12 @@ struct waiter {
 
 struct ingest_item {
     struct ingest_item *next;
-    struct store_op op; /* owns: tenant, session_id, error (strdup), payload, changes (ref) */
+    struct store_op op; /* owns: tenant, session_id, error (strdup), payload, changes (ref);
+                           op.traceparent is NULL once queued (see link) */
     bus_done_fn done;
     void *arg;
     struct waiter *waiter;
+    struct obs_link link; /* D48: the span it is written for; trace_id "" when none */
 };
 
 static void item_free(struct ingest_item *it) {
@@ -130,6 +132,66 @@ static bool mark_admits(struct bus *b, const struct store_op *op) {
     return true;
 }
 
+/* ---- D48: the span of a batch ------------------------------------------------------------------
+ *
+ * A batch commits writes of many sessions, so it belongs to none of their traces: each batch is
+ * the root span of a trace of its own ("store batch"), with a link to the span each of its
+ * writes was made for (the request that paused a session, the session whose recorder sent the
+ * events), as many distinct ones as a span carries, and the number of ops, stored events and
+ * distinct sessions. Only built while span export is on. */
+
+#define BATCH_SESSION_SLOTS 2048 /* a power of two above BUS_BATCH_MAX */
+
+static size_t distinct_sessions(const struct store_op *ops, size_t m) {
+    const char *seen[BATCH_SESSION_SLOTS] = {0};
+    size_t n = 0;
+    for (size_t k = 0; k < m; k++) {
+        const char *id = ops[k].session_id;
+        if (!id)
+            continue;
+        uint64_t h = 1469598103934665603ULL;
+        for (const char *c = id; *c; c++)
+            h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+        size_t i = (size_t)h & (BATCH_SESSION_SLOTS - 1);
+        while (seen[i] && strcmp(seen[i], id) != 0)
+            i = (i + 1) & (BATCH_SESSION_SLOTS - 1);
+        if (!seen[i]) {
+            seen[i] = id;
+            n++;
+        }
+    }
+    return n;
+}
+
+static void batch_span(struct ingest_item *const *items, const size_t *idx,
+                       const struct store_op *ops, size_t m, size_t stored, int64_t start_ns,
+                       bool failed) {
+    struct obs_span s = {.name = "store batch", .kind = 1, .start_ns = start_ns,
+                         .end_ns = obs_wall_ns(), .error = failed};
+    if (obs_trace_start(NULL, &s.trace) < 0)
+        return;
+    for (size_t k = 0; k < m && s.n_links < OBS_SPAN_LINKS; k++) {
+        const struct obs_link *l = &items[idx[k]]->link;
+        bool dup = !l->trace_id[0];
+        for (size_t j = 0; !dup && j < s.n_links; j++)
+            dup = strcmp(s.links[j].span_id, l->span_id) == 0 &&
+                  strcmp(s.links[j].trace_id, l->trace_id) == 0;
+        if (!dup)
+            s.links[s.n_links++] = *l;
+    }
+    char n_ops[24], n_events[24], n_sessions[24];
+    snprintf(n_ops, sizeof(n_ops), "%zu", m);
+    snprintf(n_events, sizeof(n_events), "%zu", stored);
+    snprintf(n_sessions, sizeof(n_sessions), "%zu", distinct_sessions(ops, m));
+    s.attrs[0].key = "ah.batch_ops";
+    s.attrs[0].value = n_ops;
+    s.attrs[1].key = "ah.batch_events";
+    s.attrs[1].value = n_events;
+    s.attrs[2].key = "ah.batch_sessions";
+    s.attrs[2].value = n_sessions;
+    obs_span_export(&s);
+}
+
 static void *writer_main(void *arg) {
     struct bus *b = arg;
     struct store_op *ops = b->batch_ops;
@@ -161,10 +223,14 @@ static void *writer_main(void *arg) {
             ops[m] = items[i]->op;
             idx[m++] = i;
         }
+        bool failed = false;
+        int64_t span_start = m > 0 && obs_otlp_enabled() ? obs_wall_ns() : 0;
         if (m > 0) {
             double t0 = obs_now();
-            if (store_apply(b->store, ops, m) < 0)
+            if (store_apply(b->store, ops, m) < 0) {
                 obs_add(m_batch_failed, 0, 1);
+                failed = true;
+            }
             obs_observe(m_batch_secs, 0, obs_now() - t0);
             obs_observe(m_batch_size, 0, (double)m);
             __atomic_add_fetch(&b->batches, 1, __ATOMIC_RELAXED);
@@ -173,6 +239,8 @@ static void *writer_main(void *arg) {
         for (size_t k = 0; k < m; k++)
             stored += ops[k].result == 0 && ops[k].stored; /* what gets published */
         obs_add(m_events, 0, (int64_t)stored);
+        if (span_start)
+            batch_span(items, idx, ops, m, stored, span_start, failed);
         __atomic_add_fetch(&b->ops, n, __ATOMIC_RELAXED);
         for (size_t k = 0; k < m; k++) {
             struct store_op *op = &ops[k];
@@ -219,6 +287,14 @@ static int enqueue(struct bus *b, const struct store_op *op, bus_done_fn done, v
     it->op.payload = json_incref(op->payload);
     it->op.changes = json_incref(op->changes);
     it->op.stored = NULL;
+    it->op.traceparent = NULL;
+    char tp[56];
+    struct obs_trace tr;
+    if (obs_otlp_enabled() && (op->traceparent || obs_trace_current(tp)) &&
+        obs_traceparent_parse(op->traceparent ? op->traceparent : tp, &tr) == 0) {
+        memcpy(it->link.trace_id, tr.trace_id, sizeof(it->link.trace_id));
+        memcpy(it->link.span_id, tr.parent_id, sizeof(it->link.span_id));
+    }
     it->done = done;
     it->arg = arg;
     it->waiter = w;

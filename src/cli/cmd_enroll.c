@@ -414,6 +414,12 @@ static int parse(int argc, char **argv, struct enroll *e) {
 /* ---- running ------------------------------------------------------------------------------ */
 
 static json_t *hello_hook(void *ctx, const char *executor_id) {
+    /* D48: the executor's spans name it (its SPIFFE id, known once the link has its
+     * certificate); a no-op while export is off */
+    if (obs_otlp_enabled() && executor_id && *executor_id) {
+        obs_otlp_resource("ah.executor_id", executor_id);
+        obs_otlp_resource("service.instance.id", executor_id);
+    }
     return host_facts_hello(ctx, executor_id);
 }
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../exec/exec.h"
+#include "../obs/obs.h"
 #include "relay.h"
 #include "remote_ap.h"
 
@@ -130,7 +131,49 @@ struct rpc {
     bool launch;
     bool answered;
     json_t *msg;
+    /* D48: with export on, the RPC is a client span (kind 3) whose traceparent the frame
+     * carries, so the executor's handler span is its child; it ends with the answer */
+    bool traced;
+    struct obs_trace tr;
+    int64_t t0;
+    char action[16]; /* a Signal's */
 };
+
+/* Exports the RPC's client span once (error: refused, unanswered or not sent). */
+static void rpc_span(struct rpc *q, bool error) {
+    if (!q->traced)
+        return;
+    q->traced = false;
+    struct obs_span sp = {
+        .name = q->launch ? "LaunchSession" : "Signal",
+        .kind = 3,
+        .trace = q->tr,
+        .start_ns = q->t0,
+        .end_ns = obs_wall_ns(),
+        .error = error,
+        .attrs = {{"rpc.system", "ah-link"},
+                  {"rpc.method", q->launch ? "LaunchSession" : "Signal"},
+                  {"ah.session_id", q->id},
+                  {"ah.executor_id", q->executor},
+                  {"ah.signal_action", q->action[0] ? q->action : NULL}},
+    };
+    obs_span_export(&sp);
+}
+
+/* D48: with export on, makes q a client span, the child of parent (a traceparent), and puts
+ * the span's traceparent in the frame; without, the frame carries parent as it is. */
+static void rpc_trace(struct rpc *q, const char *parent) {
+    if (!parent || !q->msg)
+        return;
+    char tp[56];
+    if (obs_otlp_enabled() && obs_trace_start(parent, &q->tr) == 0) {
+        q->traced = true;
+        q->t0 = obs_wall_ns();
+        obs_traceparent_format(&q->tr, tp);
+        parent = tp;
+    }
+    json_object_set_new(q->msg, "traceparent", json_string(parent));
+}
 
 static void rpc_free(struct rpc *q) {
     json_decref(q->msg);
@@ -142,6 +185,7 @@ static int rpc_frame(void *sctx, struct link_stream *s, json_t *msg) {
     const char *type = json_string_value(json_object_get(msg, "type"));
     const char *error = json_string_value(json_object_get(msg, "error"));
     q->answered = true;
+    rpc_span(q, type && strcmp(type, "Error") == 0);
     if (type && strcmp(type, "Error") == 0) {
         log_msg(LOG_WARN, "session %s: executor %s refused the %s: %s", q->id, q->executor,
                 q->launch ? "launch" : "signal", error ? error : "?");
@@ -153,6 +197,7 @@ static int rpc_frame(void *sctx, struct link_stream *s, json_t *msg) {
 
 static void rpc_close(void *sctx, struct link_stream *s, uint64_t app_error) {
     struct rpc *q = sctx;
+    rpc_span(q, true); /* unanswered */
     if (q->launch && !q->answered && q->r->ex)
         /* the link went before the executor took it: placed again (D44) */
         exec_remote_requeue(q->r->ex, q->executor, q->id,
@@ -179,6 +224,7 @@ static void rpc_send(void *arg) {
         q->answered = true; /* reported below, not again by rpc_close */
         link_stream_reset(s, 1);
     }
+    rpc_span(q, true);
     log_msg(LOG_WARN, "session %s: cannot reach executor %s (%s)", q->id, q->executor,
             c ? ah_strerror(rc) : "not connected");
     if (q->launch && r->ex && c)
@@ -190,7 +236,7 @@ static void rpc_send(void *arg) {
 }
 
 static int post_rpc(struct remote_ap *r, const char *executor, const char *id, json_t *msg,
-                    bool launch) {
+                    bool launch, const char *action, const char *traceparent) {
     struct rpc *q = msg ? calloc(1, sizeof(*q)) : NULL;
     if (!q) {
         json_decref(msg);
@@ -201,23 +247,33 @@ static int post_rpc(struct remote_ap *r, const char *executor, const char *id, j
     q->launch = launch;
     snprintf(q->executor, sizeof(q->executor), "%s", executor);
     snprintf(q->id, sizeof(q->id), "%s", id ? id : "");
+    snprintf(q->action, sizeof(q->action), "%s", action ? action : "");
+    rpc_trace(q, traceparent);
     pthread_mutex_lock(&r->mu);
     int rc = r->loop ? link_post(r->loop, rpc_send, q) : AH_E_UNAVAIL;
     pthread_mutex_unlock(&r->mu);
-    if (rc < 0)
+    if (rc < 0) {
+        q->traced = false; /* never sent: no span */
         rpc_free(q);
+    }
     return rc;
 }
 
 int remote_ap_launch(void *arg, const char *executor, json_t *msg) {
     const char *id = json_string_value(json_object_get(msg, "session_id"));
-    return post_rpc(arg, executor, id, msg, true);
+    /* the request's traceparent, which the client span (when traced) replaces in the frame */
+    char parent[56] = "";
+    const char *tp = json_string_value(json_object_get(msg, "traceparent"));
+    if (tp)
+        snprintf(parent, sizeof(parent), "%s", tp);
+    return post_rpc(arg, executor, id, msg, true, NULL, parent[0] ? parent : NULL);
 }
 
-void remote_ap_signal(void *arg, const char *executor, const char *id, const char *action) {
+void remote_ap_signal(void *arg, const char *executor, const char *id, const char *action,
+                      const char *traceparent) {
     json_t *m = json_pack("{s:s, s:s, s:s}", "type", "Signal", "session_id", id, "action",
                           action);
-    if (post_rpc(arg, executor, id, m, false) < 0)
+    if (post_rpc(arg, executor, id, m, false, action, traceparent) < 0)
         log_msg(LOG_WARN, "session %s: cannot send %s to executor %s", id, action, executor);
 }
 

@@ -3,7 +3,9 @@
  * remote hooks (exec_config.remote_launch / remote_signal) and the executors' streams meet.
  *
  *   - LaunchSession and Signal RPCs: one stream each, opened on the executor's connection from
- *     the link loop (the supervisor only posts: nothing here blocks it);
+ *     the link loop (the supervisor only posts: nothing here blocks it); each carries the
+ *     traceparent of the span it is sent for and, with span export on, is a client span of
+ *     its own (D48) that ends with the executor's answer;
  *   - SessionEvents streams from executors: a socketpair per stream, one end handed to the
  *     supervisor as if a recorder had connected to its socket (exec_attach_remote), the other
  *     relayed raw to the stream (relay.h);
@@ -30,6 +32,7 @@ void remote_ap_set_server(struct remote_ap *r, struct link_server *srv);
 
 /* exec_config hooks (arg: the remote_ap). */
 int remote_ap_launch(void *arg, const char *executor, json_t *msg);
-void remote_ap_signal(void *arg, const char *executor, const char *id, const char *action);
+void remote_ap_signal(void *arg, const char *executor, const char *id, const char *action,
+                      const char *traceparent);
 
 #endif

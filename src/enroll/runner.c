@@ -464,7 +464,37 @@ static void on_tick(void *arg, uint32_t events) {
     tick(r, more);
 }
 
+static json_t *handle_signal(struct runner *r, const json_t *m);
+
+/* D48: with export on, a Signal that came with a traceparent (the access point's client span)
+ * is handled as a server span, its child; the log lines of the handling carry it. */
 static json_t *on_signal(struct runner *r, const json_t *m) {
+    struct obs_trace tr;
+    const char *tp = json_string_value(json_object_get(m, "traceparent"));
+    if (!tp || !obs_otlp_enabled() || obs_trace_start(tp, &tr) < 0 || !tr.parent_id[0])
+        return handle_signal(r, m);
+    int64_t t0 = obs_wall_ns();
+    log_trace_set(tr.trace_id, tr.span_id);
+    json_t *reply = handle_signal(r, m);
+    log_trace_set(NULL, NULL);
+    const char *type = json_string_value(json_object_get(reply, "type"));
+    struct obs_span sp = {
+        .name = "Signal",
+        .kind = 2,
+        .trace = tr,
+        .start_ns = t0,
+        .end_ns = obs_wall_ns(),
+        .error = !type || strcmp(type, "Error") == 0,
+        .attrs = {{"rpc.system", "ah-link"},
+                  {"rpc.method", "Signal"},
+                  {"ah.session_id", json_string_value(json_object_get(m, "session_id"))},
+                  {"ah.signal_action", json_string_value(json_object_get(m, "action"))}},
+    };
+    obs_span_export(&sp);
+    return reply;
+}
+
+static json_t *handle_signal(struct runner *r, const json_t *m) {
     const char *id = json_string_value(json_object_get(m, "session_id"));
     const char *action = json_string_value(json_object_get(m, "action"));
     struct rsess *s = id ? find(r, id) : NULL;

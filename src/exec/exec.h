@@ -61,9 +61,12 @@ struct exec_config {
      * may block: they post to the link's loop. launch takes msg (a LaunchSession frame);
      * signal sends one of "pause", "resume", "stop" (SIGTERM, repeated while a sandbox starts
      * the agent), "kill" (the agent's group, at the end of the stop grace) or "abandon" (every
-     * process of the session: cancel, delete) to the session's processes. */
+     * process of the session: cancel, delete) to the session's processes. traceparent (D48,
+     * NULL when none) names the span the signal is sent for: the request's (pause, stop…) or,
+     * from the supervisor (the stop's grace over), the session's. */
     int (*remote_launch)(void *arg, const char *executor, json_t *msg);
-    void (*remote_signal)(void *arg, const char *executor, const char *id, const char *action);
+    void (*remote_signal)(void *arg, const char *executor, const char *id, const char *action,
+                          const char *traceparent);
     void *remote_arg;
     /* D44: a remote session whose executor stays unreachable this long is failed (one it never
      * started is queued again, to be placed elsewhere). 0: 5 minutes. */

@@ -87,6 +87,10 @@ struct live {
     char *gone_why;
     int64_t lost_at;            /* D44: its executor's link is down; failed (or queued again,
                                    when it never started) at this time (monotonic ms); 0: up */
+    char trace[56];             /* D48: the traceparent its processes were started with (the
+                                   creating request's span), "" when none (a session adopted
+                                   after a restart): the parent of its later spans (snapshots,
+                                   signals). Set under mu, once, when it is started. */
 };
 
 enum cmd_kind {
@@ -197,6 +201,9 @@ struct live *live_find(struct executor *ex, const char *tenant, const char *id);
 /* A remote session's processes get `action` ("pause", "resume", "stop", "kill") through its
  * executor (issue 16 item 5): the signals the local path sends itself. Never blocks; any lock. */
 void live_remote_signal(struct executor *ex, const struct live *l, const char *action);
+/* D48: copies the session's trace (live.trace) into out: false when it has none or is not live
+ * here. Takes mu. */
+bool live_trace(struct executor *ex, const char *tenant, const char *id, char out[56]);
 
 /* supervisor.c */
 int supervisor_start(struct executor *ex, struct ah_problem *reterr);

@@ -127,6 +127,8 @@ static void *worker_main(void *arg) {
         int64_t span_start = obs_wall_ns();
         bool traced = obs_otlp_enabled() && exec_trace_peek(j->id, tp) &&
                       obs_trace_start(tp, &tr) == 0;
+        if (traced) /* its base snapshot's span is a child; its log lines carry it */
+            log_trace_set(tr.trace_id, tr.span_id);
         int rc = 0;
         if (!tie(ex, j, abort_fd) || !still_wanted(ex, j))
             rc = problem_set(&p, AH_E_CANCELED, "provisioning abandoned: the session ended");
@@ -153,6 +155,7 @@ static void *worker_main(void *arg) {
                 .attrs = {{"ah.session_id", j->id}, {"ah.snapshot_provider", provider}},
             };
             obs_span_export(&s);
+            log_trace_set(NULL, NULL);
         }
         struct cmd *c = cmd_new(CMD_PROVISIONED, j->tenant, j->id);
         if (c) {

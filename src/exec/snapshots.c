@@ -187,9 +187,34 @@ static bool newest_is_ours(struct snapshots *S, struct ws_store *st) {
     return ours;
 }
 
+/* D48: a snapshot of session id is a span, the child of the span the thread works for (the
+ * session's provisioning for the base, the session's trace on the snapshot worker, the request
+ * for a manual one); none when export is off or the thread works for no trace. */
+static void snapshot_span(const char *id, const char *kind, const char *label, const char *snap,
+                          int64_t start_ns, int rc) {
+    struct obs_trace tr;
+    if (obs_trace_child(&tr) < 0)
+        return;
+    struct obs_span s = {
+        .name = "snapshot",
+        .kind = 1,
+        .trace = tr,
+        .start_ns = start_ns,
+        .end_ns = obs_wall_ns(),
+        .error = rc < 0,
+        .attrs = {{"ah.session_id", id},
+                  {"ah.snapshot_kind", kind},
+                  {"ah.snapshot_label", label},
+                  {"ah.snapshot_id", rc == 0 ? snap : NULL}},
+    };
+    obs_span_export(&s);
+}
+
 /* kind 2 ("watched"): only the paths named (the watcher's), see struct snap_req. */
-static int timed_snapshot(size_t kind, struct ws_store *st, const char *workdir,
+static int timed_snapshot(const char *id, size_t kind, struct ws_store *st, const char *workdir,
                           const char *label, char *snap, const char *const *paths, size_t npaths) {
+    static const char *const kinds[] = {"base", "incremental", "watched"};
+    int64_t span_start = obs_otlp_enabled() ? obs_wall_ns() : 0;
     double t0 = obs_now();
     int rc = kind == 2 ? ws_snapshot_changed(st, workdir, label, paths, npaths, snap, NULL)
                        : ws_snapshot(st, workdir, label, snap, NULL);
@@ -198,6 +223,8 @@ static int timed_snapshot(size_t kind, struct ws_store *st, const char *workdir,
     obs_observe(m_snap_secs, kind, obs_now() - t0);
     if (rc < 0)
         obs_add(m_snap_failed, kind, 1);
+    if (span_start)
+        snapshot_span(id, kinds[kind], label, snap, span_start, rc);
     return rc;
 }
 
@@ -214,7 +241,7 @@ int snapshot_take_base(const char *data_dir, const char *id, const char *workdir
     struct ws_store *st = NULL;
     int rc = ws_store_open(dir, &st);
     if (rc == 0)
-        rc = timed_snapshot(0, st, workdir, "base", snap, NULL, 0);
+        rc = timed_snapshot(id, 0, st, workdir, "base", snap, NULL, 0);
     ws_store_free(st);
     if (rc == 0)
         rc = write_id(data_dir, id, "snapshot-base", snap);
@@ -439,8 +466,11 @@ int snapshots_take_manual(struct executor *ex, const char *tenant, const char *i
     snprintf(dir, sizeof(dir), "%s/sessions/%s/snapshots", ex->cfg.data_dir, id);
     struct ws_store *st = NULL;
     int rc = ws_store_open(dir, &st);
+    int64_t span_start = obs_otlp_enabled() && workdir ? obs_wall_ns() : 0;
     if (rc == 0)
         rc = workdir ? ws_snapshot(st, workdir, label, snap, NULL) : ws_snapshot_latest(st, snap);
+    if (span_start)
+        snapshot_span(id, "manual", label, snap, span_start, rc);
     if (rc == 0)
         rc = record_row(ex->store, st, tenant, id, snap, "manual", label, description, 0, NULL);
     ws_store_free(st);
@@ -474,8 +504,8 @@ static void run_one(struct executor *ex, struct snap_req *r, json_t **ret_change
     struct ws_store *st = NULL;
     int rc = ws_store_open(dir, &st);
     if (rc == 0)
-        rc = timed_snapshot(r->full || !r->npaths || !newest_is_ours(ex->snaps, st) ? 1 : 2, st,
-                            r->workdir, r->label, snap, (const char *const *)r->paths,
+        rc = timed_snapshot(r->id, r->full || !r->npaths || !newest_is_ours(ex->snaps, st) ? 1 : 2,
+                            st, r->workdir, r->label, snap, (const char *const *)r->paths,
                             r->npaths);
     if (rc < 0) {
         log_msg(LOG_WARN, "session %s: snapshot failed: %s", r->id, ah_strerror(rc));
@@ -574,7 +604,16 @@ static void *snap_main(void *arg) {
         S->busy = r;
         pthread_mutex_unlock(&S->mu);
         json_t *changes = NULL;
+        /* D48: the snapshot's span and the worker's log lines join the session's trace */
+        char tp[56];
+        struct obs_trace tr;
+        bool traced = obs_otlp_enabled() && live_trace(ex, r->tenant, r->id, tp) &&
+                      obs_traceparent_parse(tp, &tr) == 0;
+        if (traced)
+            log_trace_set(tr.trace_id, tr.parent_id);
         run_one(ex, r, &changes);
+        if (traced)
+            log_trace_set(NULL, NULL);
         pthread_mutex_lock(&S->mu);
         S->busy = NULL;
         pthread_mutex_unlock(&S->mu);

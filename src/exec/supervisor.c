@@ -249,6 +249,33 @@ static int64_t tenant_running(void *arg, const char *tenant) {
 static void launch_remote(struct executor *ex, struct session_row *r, const char *executor);
 static bool live_add_remote(struct executor *ex, const struct session_row *r);
 
+/* D48: the task admission span — from the session's creation (queued) until the scheduler
+ * admitted it and chose where it runs — a child of the span of the request that created it.
+ * `executor` is the executor's id when placed on one, NULL when it runs here. */
+static void admission_span(const struct session_row *r, const char *executor) {
+    char tp[56];
+    struct obs_trace tr;
+    if (!obs_otlp_enabled() || !exec_trace_peek(r->id, tp) || obs_trace_start(tp, &tr) < 0 ||
+        !tr.parent_id[0])
+        return;
+    int64_t now = obs_wall_ns(), start = r->created_at > 0 ? r->created_at * 1000000 : now;
+    char wait[24];
+    snprintf(wait, sizeof(wait), "%lld", (long long)((now - start) / 1000000));
+    struct obs_span s = {
+        .name = "task admission",
+        .kind = 1,
+        .trace = tr,
+        .start_ns = start,
+        .end_ns = now,
+        .attrs = {{"ah.session_id", r->id},
+                  {"ah.tenant", r->tenant_id},
+                  {"ah.placement", executor ? "executor" : "local"},
+                  {"ah.executor_id", executor},
+                  {"ah.queue_wait_ms", wait}},
+    };
+    obs_span_export(&s);
+}
+
 static void schedule(struct executor *ex) {
     pthread_mutex_lock(&ex->mu);
     bool full = (int64_t)(ex->n_live - ex->n_remote) >= ex->cfg.max_concurrent || ex->stopping ||
@@ -296,6 +323,7 @@ static void schedule(struct executor *ex) {
             char where[256] = "";
             int w = ex->cfg.place(ex->cfg.place_arg, r, where, sizeof(where));
             if (w == EXEC_PLACE_REMOTE && where[0]) {
+                admission_span(r, where);
                 launch_remote(ex, r, where);
                 continue;
             }
@@ -314,6 +342,8 @@ static void schedule(struct executor *ex) {
         if (provision_enqueue(ex, r) < 0) {
             fail_session(ex, r->tenant_id, r->id, "out of memory");
             live_retire(ex, l);
+        } else {
+            admission_span(r, NULL);
         }
     }
     free(cand);
@@ -561,8 +591,25 @@ static void new_token(char token[49], char hash[65]) {
 }
 
 void live_remote_signal(struct executor *ex, const struct live *l, const char *action) {
-    if (l->executor && ex->cfg.remote_signal)
-        ex->cfg.remote_signal(ex->cfg.remote_arg, l->executor, l->id, action);
+    if (!l->executor || !ex->cfg.remote_signal)
+        return;
+    /* D48: the signal belongs to the request that asked for it (the thread's span), else to
+     * the session's trace (the supervisor ending a stop's grace) */
+    char tp[56];
+    const char *parent = obs_otlp_enabled() && obs_trace_current(tp) ? tp
+                         : l->trace[0]                               ? l->trace
+                                                                     : NULL;
+    ex->cfg.remote_signal(ex->cfg.remote_arg, l->executor, l->id, action, parent);
+}
+
+bool live_trace(struct executor *ex, const char *tenant, const char *id, char out[56]) {
+    pthread_mutex_lock(&ex->mu);
+    struct live *l = live_find(ex, tenant, id);
+    bool found = l && l->trace[0];
+    if (found)
+        memcpy(out, l->trace, sizeof(l->trace));
+    pthread_mutex_unlock(&ex->mu);
+    return found;
 }
 
 static int64_t lost_ms(const struct executor *ex) {
@@ -615,8 +662,12 @@ static void launch_remote(struct executor *ex, struct session_row *r, const char
                             session_row_request(r), "token", token);
     explicit_bzero(token, sizeof(token));
     char tp[56];
-    if (msg && exec_trace_take(r->id, tp)) /* D48: the executor's processes join the trace */
+    if (msg && exec_trace_take(r->id, tp)) { /* D48: the executor's processes join the trace */
         json_object_set_new(msg, "traceparent", json_string(tp));
+        pthread_mutex_lock(&ex->mu);
+        memcpy(l->trace, tp, sizeof(l->trace));
+        pthread_mutex_unlock(&ex->mu);
+    }
     log_msg(LOG_INFO, "session %s: launching on executor %s", r->id, executor);
     if (!msg || ex->cfg.remote_launch(ex->cfg.remote_arg, executor, msg) < 0) {
         fail_session(ex, r->tenant_id, r->id, "cannot reach the executor to launch it");
@@ -669,6 +720,12 @@ static void on_provisioned(struct executor *ex, struct cmd *c) {
     store_session_set_runtime(ex->store, c->tenant, c->id, &rt);
     pid_t pid = 0;
     struct ah_problem p = {0};
+    char tp[56];
+    if (exec_trace_peek(l->id, tp)) { /* D48: kept for the session's later spans */
+        pthread_mutex_lock(&ex->mu);
+        memcpy(l->trace, tp, sizeof(l->trace));
+        pthread_mutex_unlock(&ex->mu);
+    }
     int rc = spawn_recorder(ex, l->id, row->agent_type, session_row_request(row), l->workspace,
                             token, &pid, &p);
     session_row_free(row);
@@ -809,7 +866,7 @@ static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
     else if (!ok && c->peer && id && ulid_valid(id) && ex->cfg.remote_signal)
         /* an executor's recorder for a session not (or no longer) its own here: ended, failed
          * after its executor was lost, or queued again elsewhere — it must not run on */
-        ex->cfg.remote_signal(ex->cfg.remote_arg, c->peer, id, "abandon");
+        ex->cfg.remote_signal(ex->cfg.remote_arg, c->peer, id, "abandon", NULL);
     if (!ok) {
         log_msg(LOG_WARN, "recorder hello refused for session %s", id ? id : "(none)");
         conn_send(ex, c, json_pack("{s:s, s:s}", "type", "error", "message",
@@ -935,6 +992,7 @@ static void on_event_msg(struct executor *ex, struct rconn *c, json_t *msg) {
         .rseq = rseq,
         .ts = json_integer_value(json_object_get(msg, "tsMs")),
         .payload = ev,
+        .traceparent = l->trace[0] ? l->trace : NULL, /* D48: its batch's span links to it */
     };
     if (bus_submit(ex->bus, &op, on_event_done, ex) < 0)
         conn_kill(ex, c); /* no ack is coming: make the recorder reconnect and resend */
@@ -987,6 +1045,7 @@ static void exit_now(struct executor *ex, struct live *l, struct rconn *c, json_
         .has_exit_code = true,
         .exit_code = exit_code,
         .changes = json_object_get(msg, "changes"),
+        .traceparent = l->trace[0] ? l->trace : NULL,
     };
     if (!json_is_object(op.changes))
         op.changes = NULL;

@@ -135,6 +135,10 @@ struct store_op {
      * stored (its `written` is set after the commit); bus_submit_wait sets it to the caller's
      * bound record (store_audit_bind). Borrowed: the submitter waits for the result. */
     struct audit_entry *audit;
+    /* D48: the span this write is made for (a traceparent: the session's, for its recorder's
+     * events), which the span of the batch that commits it links to; NULL: the submitting
+     * thread's span, if any. Borrowed until bus_submit returns; never stored. */
+    const char *traceparent;
 };
 /* Applies the ops in order in one transaction (one fsync). A failing op does not fail the
  * batch; only a database error does (then nothing is stored and every result is that error). */

@@ -2,10 +2,14 @@
 test on loopback:
 
 - one trace connects client → server → recorder → agent environment: the server's span of
-  `POST /api/v1/tasks` continues the client's traceparent; provisioning is its child; the
-  recorder's span ("agent session",
-  its own service) is the child of that request span; the agent runs with TRACEPARENT naming the
-  recorder's span;
+  `POST /api/v1/tasks` continues the client's traceparent; task admission (queued until the
+  scheduler placed it) and provisioning are its children, the base snapshot a child of
+  provisioning; the recorder's span ("agent session", its own service) is the child of that
+  request span; the agent runs with TRACEPARENT naming the recorder's span; the session's
+  later snapshots (the final one) are children of the request span, a manual snapshot a child
+  of the request that asked for it;
+- each store batch is the root of a trace of its own, linked to the spans its writes were made
+  for (the session's, for its recorder's events), with its op, event and session counts;
 - request spans are named by route template and method, never by ids, and carry the status;
 - export is off the request path and bounded: with a collector that does not answer, requests
   are served as usual while the spans are dropped and counted (ah_otlp_spans_dropped_total,
@@ -43,11 +47,12 @@ class Receiver:
                 paths.append((self.path, self.headers.get("Content-Type")))
                 doc = json.loads(body)
                 for rs in doc["resourceSpans"]:
-                    service = {a["key"]: a["value"]["stringValue"]
-                               for a in rs["resource"]["attributes"]}["service.name"]
+                    resource = {a["key"]: a["value"]["stringValue"]
+                                for a in rs["resource"]["attributes"]}
                     for ss in rs["scopeSpans"]:
                         for s in ss["spans"]:
-                            s["service"] = service
+                            s["service"] = resource["service.name"]
+                            s["resource"] = resource
                             s["attrs"] = {a["key"]: list(a["value"].values())[0]
                                           for a in s.get("attributes", [])}
                             spans.append(s)
@@ -65,9 +70,18 @@ class Receiver:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
-    def find(self, **want):
+    def find(self, attrs=None, **want):
         for s in list(self.spans):
-            if all(s.get(k) == v for k, v in want.items()):
+            if all(s.get(k) == v for k, v in want.items()) and \
+                    all(s["attrs"].get(k) == v for k, v in (attrs or {}).items()):
+                return s
+        return None
+
+    def batch_linking(self, trace, span):
+        """A store batch span with a link to (trace, span)."""
+        for s in list(self.spans):
+            if s["name"] == "store batch" and {"traceId": trace, "spanId": span} in \
+                    s.get("links", []):
                 return s
         return None
 
@@ -105,6 +119,11 @@ class Otlp(unittest.TestCase):
         self.assertTrue(agent_tp, env.keys())
         self.assertEqual(agent_tp.group(1), TRACE)
         self.assertNotIn(b"AH_OTLP_ENDPOINT", env)
+        # a manual snapshot while it runs (the agent sleeps): a child of the request's span
+        m = s.post("/api/v1/sessions/%s/fs-snapshots" % sid, body={"label": "mine"},
+                   headers={"traceparent": CALLER})
+        self.assertEqual(m.status, 201, m)
+        manual_parent = TP.match(m.header("traceparent")).group(2)
         wait_status(s, sid, "completed")
         s.get("/api/v1/sessions/" + sid)
 
@@ -129,6 +148,41 @@ class Otlp(unittest.TestCase):
         self.assertEqual(prov["parentSpanId"], server_span)
         self.assertEqual(prov["attrs"]["ah.session_id"], sid)
         self.assertEqual(prov["attrs"]["ah.snapshot_provider"], "empty")
+        # task admission: the scheduler's decision, a child of the request's span
+        adm = wait_for(lambda: rx.find(traceId=TRACE, name="task admission"), timeout=30,
+                       what="the task admission span")
+        self.assertEqual(adm["parentSpanId"], server_span)
+        self.assertEqual(adm["attrs"]["ah.session_id"], sid)
+        self.assertEqual(adm["attrs"]["ah.placement"], "local")
+        self.assertGreaterEqual(int(adm["attrs"]["ah.queue_wait_ms"]), 0)
+        self.assertLessEqual(int(adm["startTimeUnixNano"]), int(adm["endTimeUnixNano"]))
+        # snapshots: the base one inside provisioning, the final one in the session's trace
+        base = wait_for(lambda: rx.find(traceId=TRACE, name="snapshot",
+                                        attrs={"ah.snapshot_kind": "base"}),
+                        timeout=30, what="the base snapshot's span")
+        self.assertEqual(base["parentSpanId"], prov["spanId"])
+        self.assertEqual(base["attrs"]["ah.session_id"], sid)
+        self.assertTrue(base["attrs"]["ah.snapshot_id"].startswith("snap-"), base)
+        final = wait_for(lambda: rx.find(traceId=TRACE, name="snapshot",
+                                         attrs={"ah.snapshot_label": "final"}),
+                         timeout=30, what="the final snapshot's span")
+        self.assertEqual(final["parentSpanId"], server_span)
+        self.assertEqual(final["attrs"]["ah.session_id"], sid)
+        manual = wait_for(lambda: rx.find(traceId=TRACE, name="snapshot",
+                                          attrs={"ah.snapshot_kind": "manual"}),
+                          timeout=30, what="the manual snapshot's span")
+        self.assertEqual(manual["parentSpanId"], manual_parent)
+        self.assertEqual(manual["attrs"]["ah.snapshot_label"], "mine")
+        # the store batches that committed the recorder's events: roots of their own traces,
+        # linked to the session's span
+        batch = wait_for(lambda: rx.batch_linking(TRACE, server_span), timeout=30,
+                         what="a store batch span linked to the session")
+        self.assertNotEqual(batch["traceId"], TRACE)
+        self.assertNotIn("parentSpanId", batch)
+        self.assertEqual(batch["kind"], 1)
+        self.assertGreaterEqual(int(batch["attrs"]["ah.batch_ops"]), 1)
+        self.assertGreaterEqual(int(batch["attrs"]["ah.batch_events"]), 1)
+        self.assertGreaterEqual(int(batch["attrs"]["ah.batch_sessions"]), 1)
         # request spans carry route templates, never ids
         get = wait_for(lambda: rx.find(name="GET /api/v1/sessions/{id}"), timeout=30,
                        what="a GET span")

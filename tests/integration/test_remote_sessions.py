@@ -223,9 +223,12 @@ class RemoteSessions(unittest.TestCase):
 
     def test_executor_exports_spans(self):
         """D48: with --otlp-endpoint the executor exports its own spans, one trace: client →
-        the access point's request span → the executor's LaunchSession span (service
-        agent-harbor-executor) → its provisioning span and its recorder's span → the agent's
-        TRACEPARENT."""
+        the access point's request span → its task admission (placed on the executor) and its
+        LaunchSession client span → the executor's LaunchSession span (service
+        agent-harbor-executor, its SPIFFE id a resource attribute) → its provisioning span (the
+        base snapshot inside) and its recorder's span → the agent's TRACEPARENT. A stop is a
+        Signal: the access point's client span, a child of the stop request's span, and the
+        executor's handler span, a child of that."""
         from test_otlp import Receiver
         trace = "4bf92f3577b34da6a3ce929d0e0e4736"
         tp = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
@@ -255,17 +258,54 @@ class RemoteSessions(unittest.TestCase):
                        lambda: rx.find(traceId=trace, spanId=span), timeout=30)
         self.assertEqual(req["parentSpanId"], "00f067aa0ba902b7")
         self.assertEqual(req["service"], "agent-harbor")
+        executor_id = "spiffe://example.org/ah/agent/a"
+        adm = wait_for("the access point's task admission span",
+                       lambda: rx.find(traceId=trace, name="task admission"), timeout=30)
+        self.assertEqual(adm["parentSpanId"], span)
+        self.assertEqual(adm["service"], "agent-harbor")
+        self.assertEqual(adm["attrs"]["ah.placement"], "executor")
+        self.assertEqual(adm["attrs"]["ah.executor_id"], executor_id)
+        call = wait_for("the access point's LaunchSession client span",
+                        lambda: rx.find(traceId=trace, name="LaunchSession",
+                                        service="agent-harbor"), timeout=30)
+        self.assertEqual(call["parentSpanId"], span)
+        self.assertEqual(call["kind"], 3)
+        self.assertEqual(call["attrs"]["ah.executor_id"], executor_id)
+        self.assertEqual(call["attrs"]["ah.session_id"], sid)
         launch = wait_for("the executor's LaunchSession span",
-                          lambda: rx.find(traceId=trace, name="LaunchSession"), timeout=30)
-        self.assertEqual(launch["parentSpanId"], span)  # access point → executor RPC
-        self.assertEqual(launch["service"], "agent-harbor-executor")
+                          lambda: rx.find(traceId=trace, name="LaunchSession",
+                                          service="agent-harbor-executor"), timeout=30)
+        self.assertEqual(launch["parentSpanId"], call["spanId"])  # access point → executor RPC
         self.assertEqual(launch["kind"], 2)
         self.assertEqual(launch["attrs"]["ah.session_id"], sid)
+        self.assertEqual(launch["resource"].get("ah.executor_id"), executor_id)
         prov = wait_for("the executor's provisioning span",
                         lambda: rx.find(traceId=trace, name="provisioning"), timeout=30)
         self.assertEqual(prov["parentSpanId"], launch["spanId"])  # RPC → provisioning
         self.assertEqual(prov["service"], "agent-harbor-executor")
-        ap.request("POST", "/api/v1/sessions/%s/stop" % sid)
+        self.assertEqual(prov["resource"].get("ah.executor_id"), executor_id)
+        base = wait_for("the executor's base snapshot span",
+                        lambda: rx.find(traceId=trace, name="snapshot"), timeout=30)
+        self.assertEqual(base["parentSpanId"], prov["spanId"])
+        self.assertEqual(base["service"], "agent-harbor-executor")
+        self.assertEqual(base["attrs"]["ah.snapshot_kind"], "base")
+        st = ap.request("POST", "/api/v1/sessions/%s/stop" % sid,
+                        headers={"traceparent": "00-%s-00f067aa0ba902b7-01" % trace})
+        self.assertIn(st.status, (200, 202), st)
+        stop_span = tp.match(st.header("traceparent")).group(2)
+        sig = wait_for("the access point's Signal client span",
+                       lambda: rx.find(traceId=trace, name="Signal", service="agent-harbor"),
+                       timeout=30)
+        self.assertEqual(sig["parentSpanId"], stop_span)  # the stop request → its RPC
+        self.assertEqual(sig["kind"], 3)
+        self.assertEqual(sig["attrs"]["ah.signal_action"], "stop")
+        handled = wait_for("the executor's Signal span",
+                           lambda: rx.find(traceId=trace, name="Signal",
+                                           service="agent-harbor-executor"), timeout=30)
+        self.assertEqual(handled["parentSpanId"], sig["spanId"])
+        self.assertEqual(handled["kind"], 2)
+        self.assertEqual(handled["attrs"]["ah.signal_action"], "stop")
+        self.assertEqual(handled["resource"].get("ah.executor_id"), executor_id)
         rec = wait_for("the recorder's span", lambda: rx.find(traceId=trace,
                        name="agent session"), timeout=60)
         self.assertEqual(rec["parentSpanId"], launch["spanId"])  # RPC → recorder
