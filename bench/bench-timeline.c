@@ -13,6 +13,12 @@
  *            parts: the checkout (writes every file: ext4 has no reflink, so this stays
  *            O(files)) and the base snapshot (stats only: the checkout seeded the stat cache,
  *            so no file is read or hashed again).
+ *   overlay  the same branch as an overlay mount, where this process may mount one (root): the
+ *            branch point's shared lower layer exists already (a second branch from a point),
+ *            then the first branch from a point, which writes the layer out too; each is the
+ *            store, the mount and the base snapshot recorded from the branch point's tree (no
+ *            file read). Printed with the first full snapshot of the mounted branch after
+ *            (stats only: the layer's stat cache was adopted).
  *   seek     a read-only view of a snapshot (first time; a second seek reuses it)
  *   cp -a    the baseline, measured in the same run on the same files: a plain recursive copy
  *            of the workspace (what making a branch's or a view's files costs without a store;
@@ -22,6 +28,7 @@
  *            (goal ≤ 8 KiB)
  * Prints numbers; never fails on speed.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -98,6 +105,79 @@ static void check(int rc, const char *what) {
         fprintf(stderr, "%s: %s\n", what, ah_strerror(rc));
         exit(1);
     }
+}
+
+/* One overlay branch of snap (store) as exec/branch.c makes it: a borrowing store, the layer
+ * (written when missing), the mount at ws, the base recorded from the tree. ms: the whole. */
+static void overlay_branch(const char *root, struct ws_store *st, const char *store,
+                           const char *snap, const char *name, double *ms, double *walk_ms) {
+    char bstore[700], ws[700], ovdir[700], layer[700], cache[800], base[WS_SNAP_ID_LEN + 1];
+    snprintf(bstore, sizeof(bstore), "%s/ostore-%s", root, name);
+    snprintf(ws, sizeof(ws), "%s/ows-%s", root, name);
+    snprintf(ovdir, sizeof(ovdir), "%s/oov-%s", root, name);
+    snprintf(layer, sizeof(layer), "%s/layer-%s", root, snap);
+    snprintf(cache, sizeof(cache), "%s.statcache", layer);
+    double t0 = now_ms();
+    struct ws_store *b = NULL;
+    bool wrote;
+    check(ws_store_open(bstore, &b), "overlay store");
+    check(ws_store_borrow(b, store), "borrow");
+    check(ws_snapshot_import(b, st, snap), "import");
+    check(ws_layer_write(st, snap, layer, &wrote, NULL), "layer");
+    check(ws_overlay_mount(layer, ovdir, ws), "mount");
+    check(ws_snapshot_as(b, snap, "base", cache, ws, base), "overlay base");
+    *ms = now_ms() - t0;
+    if (walk_ms) {
+        struct ws_snapshot_stats s = {0};
+        t0 = now_ms();
+        check(ws_snapshot(b, ws, "walk", base, &s), "overlay walk");
+        *walk_ms = now_ms() - t0;
+        if (s.hashed)
+            fprintf(stderr, "overlay walk hashed %llu files\n", (unsigned long long)s.hashed);
+    }
+    ws_store_free(b);
+}
+
+static void overlay_release(const char *root, const char *name) {
+    char ws[700], ovdir[700], bstore[700];
+    snprintf(ws, sizeof(ws), "%s/ows-%s", root, name);
+    snprintf(ovdir, sizeof(ovdir), "%s/oov-%s", root, name);
+    snprintf(bstore, sizeof(bstore), "%s/ostore-%s", root, name);
+    check(ws_overlay_release(ovdir, ws), "release");
+    rm_rf(ws);
+    rm_rf(bstore);
+}
+
+/* Overlay branches of snap: from a written point (another branch holds the layer), and the
+ * first from a point (the layer written too). */
+static void overlay_bench(const char *root, struct ws_store *st, const char *store,
+                          const char *snap, int files, double cp) {
+    int rc = ws_overlay_probe(root);
+    if (rc < 0) {
+        printf("%7s overlay: not available here (%s)\n", "",
+               rc == AH_E_UNSUPPORTED ? strerror(errno) : ah_strerror(rc));
+        return;
+    }
+    double first[RUNS], again[RUNS], walk[RUNS], hold;
+    char name[64];
+    for (int r = 0; r < runs; r++) {
+        snprintf(name, sizeof(name), "%d-first-%d", files, r);
+        overlay_branch(root, st, store, snap, name, &first[r], NULL);
+        overlay_release(root, name); /* its last user: the layer goes */
+    }
+    snprintf(name, sizeof(name), "%d-holder", files);
+    overlay_branch(root, st, store, snap, name, &hold, NULL);
+    for (int r = 0; r < runs; r++) {
+        snprintf(name, sizeof(name), "%d-again-%d", files, r);
+        overlay_branch(root, st, store, snap, name, &again[r], &walk[r]);
+        overlay_release(root, name);
+    }
+    snprintf(name, sizeof(name), "%d-holder", files);
+    overlay_release(root, name);
+    printf("%7s overlay branch %.1f ms from a written point (first full snapshot after: %.1f "
+           "ms), %.1f ms the first time (layer written); %.3fx / %.2fx of cp -a\n",
+           "", median(again, runs), median(walk, runs), median(first, runs),
+           median(again, runs) / cp, median(first, runs) / cp);
 }
 
 static void one_size(const char *root, int files, size_t file_bytes) {
@@ -194,6 +274,7 @@ static void one_size(const char *root, int files, size_t file_bytes) {
     double cp = median(copy, runs);
     printf("%7s baseline cp -a %.1f ms: branch %.2fx, seek %.2fx of it\n", "", cp,
            median(branch, runs) / cp, median(seek, runs) / cp);
+    overlay_bench(root, st, store, snap, files, cp);
     fflush(stdout);
     ws_store_free(st);
     free(data);

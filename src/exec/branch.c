@@ -2,10 +2,19 @@
  * branch.c — provisioning a branch session (API.md §7.8): its workspace starts as a snapshot of
  * its parent, and its agent starts with the parent's conversation up to that point.
  *
- * Workspace: the branch's object store borrows the parent's objects (git alternates), knows the
- * branch point by name, and the snapshot is written out as <data>/workspaces/<id> (provider
- * `snapshot`). Nothing is copied into the branch's store: its base snapshot finds every object
- * already there, so the store holds only what the branch itself changes.
+ * Workspace: the branch's object store borrows the parent's objects (git alternates) and knows
+ * the branch point by name. Nothing is copied into the branch's store: it holds only what the
+ * branch itself changes. <data>/workspaces/<id> is then, where this process may mount one
+ * (D34), an overlay (provider `overlay`): the branch point written out once under
+ * <data>/layers/<snap> as a lower layer shared by every branch from that point, the branch's
+ * own changes in <data>/sessions/<id>/overlay; the mount is in the server's mount namespace (the
+ * server reads the workspace, and the sandbox binds the same path), outlives a restart of the
+ * server and is made again at start after a reboot (branch_remount_all); it is unmounted
+ * before the workspace is deleted (branch_release). Its base snapshot is the branch point's
+ * tree, recorded without reading a file, with the layer's stat cache adopted. Where the
+ * kernel refuses the mount (no privilege, no overlayfs; logged once) or AH_BRANCH_OVERLAY=0,
+ * the snapshot is written out file by file instead (provider `snapshot`), seeding the stat
+ * cache so its base snapshot hashes nothing either.
  *
  * Transcript: the branch's first events are the parent's 1..k (copied by the store when the
  * branch was made); they are written to <data>/sessions/<id>/transcript.jsonl. How the agent
@@ -16,7 +25,10 @@
  *     the CLI's saved conversation and resumes it with the injected message as the new turn;
  *   - any other: the transcript as text before the new message in its prompt file.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../workspace/workspace.h"
@@ -150,6 +162,52 @@ static int write_transcript(struct executor *ex, const char *tenant, const char 
     return rc;
 }
 
+/* An overlay branch (workspace/overlay.c): the branch point written out once under
+ * <data>/layers/<snap> as the shared lower layer, the branch's own changes in
+ * <data>/sessions/<id>/overlay, mounted at ws in the server's mount namespace; its base
+ * snapshot is the branch point itself (no file is read). AH_E_UNSUPPORTED: write it out. */
+static int overlay_branch(struct executor *ex, struct ws_store *from, struct ws_store *to,
+                          const char *id, const char *snap, const char *ws) {
+    static bool told;
+    const char *e = getenv("AH_BRANCH_OVERLAY");
+    if (e && !strcmp(e, "0"))
+        return AH_E_UNSUPPORTED;
+    char layers[4200], layer[4300], cache[4400], ovdir[4200];
+    snprintf(layers, sizeof(layers), "%s/layers", ex->cfg.data_dir);
+    snprintf(layer, sizeof(layer), "%s/%s", layers, snap);
+    snprintf(cache, sizeof(cache), "%s.statcache", layer);
+    snprintf(ovdir, sizeof(ovdir), "%s/sessions/%s/overlay", ex->cfg.data_dir, id);
+    int rc = make_dirs(layers, 0700);
+    if (rc == 0 && (rc = ws_overlay_probe(layers)) == AH_E_UNSUPPORTED) {
+        int why = errno;
+        if (!__atomic_exchange_n(&told, true, __ATOMIC_RELAXED))
+            log_msg(LOG_INFO, "overlay mounts are not available here (%s): branches' workspaces "
+                    "are written out file by file", strerror(why));
+        return rc;
+    }
+    for (int tries = 0; rc == 0 && tries < 3; tries++) {
+        bool wrote = false;
+        if ((rc = ws_layer_write(from, snap, layer, &wrote, NULL)) < 0)
+            break;
+        if ((rc = ws_overlay_mount(layer, ovdir, ws)) != AH_E_NOTFOUND)
+            break; /* NOTFOUND: its last user released the layer meanwhile */
+        rc = tries < 2 ? 0 : AH_E_IO;
+    }
+    if (rc == AH_E_UNSUPPORTED) {
+        log_msg(LOG_WARN, "session %s: cannot mount an overlay (%s): its workspace is written "
+                "out file by file", id, strerror(errno));
+        return rc;
+    }
+    char base[WS_SNAP_ID_LEN + 1];
+    if (rc == 0)
+        rc = ws_snapshot_as(to, snap, "base", cache, ws, base);
+    if (rc == 0)
+        rc = snapshot_set_base(ex->cfg.data_dir, id, base);
+    if (rc < 0)
+        (void)ws_overlay_release(ovdir, ws);
+    return rc;
+}
+
 int branch_provision(struct executor *ex, const char *tenant, const char *id,
                      const char *agent_type, const json_t *request, char **ret_provider,
                      char **ret_path, struct ah_problem *reterr) {
@@ -164,6 +222,7 @@ int branch_provision(struct executor *ex, const char *tenant, const char *id,
     snprintf(dir, sizeof(dir), "%s/sessions/%s/snapshots", ex->cfg.data_dir, id);
     snprintf(ws, sizeof(ws), "%s/workspaces/%s", ex->cfg.data_dir, id);
     struct ws_store *from = NULL, *to = NULL;
+    const char *provider = "snapshot";
     int rc = ws_store_open(pdir, &from);
     if (rc == 0)
         rc = ws_store_open(dir, &to);
@@ -177,8 +236,13 @@ int branch_provision(struct executor *ex, const char *tenant, const char *id,
         rc = make_dirs(wsroot, 0700);
     }
     if (rc == 0) {
-        (void)workspace_remove(ws); /* what a retried provisioning left */
-        rc = ws_checkout_seeded(to, snap, ws, NULL);
+        branch_release(ex, id); /* what a retried provisioning left */
+        (void)workspace_remove(ws);
+        rc = overlay_branch(ex, from, to, id, snap, ws);
+        if (rc == 0)
+            provider = "overlay";
+        else if (rc == AH_E_UNSUPPORTED) /* written out, file by file */
+            rc = ws_checkout_seeded(to, snap, ws, NULL);
     }
     ws_store_free(to);
     ws_store_free(from);
@@ -187,7 +251,7 @@ int branch_provision(struct executor *ex, const char *tenant, const char *id,
     if (rc < 0)
         return problem_set(reterr, rc, "cannot make the branch's workspace from %s of session %s: %s",
                            snap, parent, ah_strerror(rc));
-    *ret_provider = strdup("snapshot");
+    *ret_provider = strdup(provider);
     *ret_path = strdup(ws);
     if (!*ret_provider || !*ret_path) {
         free(*ret_provider);
@@ -195,4 +259,35 @@ int branch_provision(struct executor *ex, const char *tenant, const char *id,
         return problem_set(reterr, AH_E_NOMEM, "out of memory");
     }
     return 0;
+}
+
+void branch_release(struct executor *ex, const char *id) {
+    char ovdir[4200], ws[4200];
+    snprintf(ovdir, sizeof(ovdir), "%s/sessions/%s/overlay", ex->cfg.data_dir, id);
+    snprintf(ws, sizeof(ws), "%s/workspaces/%s", ex->cfg.data_dir, id);
+    int rc = ws_overlay_release(ovdir, ws);
+    if (rc < 0)
+        log_msg(LOG_WARN, "session %s: cannot unmount its workspace: %s", id, ah_strerror(rc));
+}
+
+void branch_remount_all(struct executor *ex) {
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s/sessions", ex->cfg.data_dir);
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (!ulid_valid(de->d_name))
+            continue;
+        char ovdir[4400], ws[4400];
+        snprintf(ovdir, sizeof(ovdir), "%s/%s/overlay", dir, de->d_name);
+        snprintf(ws, sizeof(ws), "%s/workspaces/%s", ex->cfg.data_dir, de->d_name);
+        int rc = ws_overlay_remount(ovdir, ws);
+        if (rc == 1)
+            log_msg(LOG_INFO, "session %s: its workspace's overlay is mounted again", de->d_name);
+        else if (rc < 0)
+            log_msg(LOG_WARN, "session %s: cannot mount its workspace's overlay again: %s",
+                    de->d_name, ah_strerror(rc));
+    }
+    if (d)
+        closedir(d);
 }

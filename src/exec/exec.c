@@ -184,6 +184,7 @@ int exec_new(const struct exec_config *cfg, struct store *st, struct bus *bus,
 }
 
 int exec_start(struct executor *ex, struct ah_problem *reterr) {
+    branch_remount_all(ex); /* before anything reads a workspace */
     int rc = provision_start(ex);
     if (rc < 0)
         return problem_set(reterr, rc, "cannot start the provisioning workers");
@@ -386,6 +387,7 @@ int exec_repo_default_branch(struct executor *ex, const char *url, char **ret) {
 void exec_remove_files(struct executor *ex, const char *id) {
     char path[4200];
     snprintf(path, sizeof(path), "%s/workspaces/%s", ex->cfg.data_dir, id);
+    branch_release(ex, id); /* an overlay branch: unmounted first */
     workspace_remove(path);
     (void)sandbox_cgroup_forget(ex->sandbox, id); /* a killed recorder left them */
 }

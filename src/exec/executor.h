@@ -226,6 +226,9 @@ void background_stop(struct executor *ex);
  * (kept when one exists already). Runs on a provisioning worker. */
 int snapshot_take_base(const char *data_dir, const char *id, const char *workdir,
                        struct ah_problem *reterr);
+/* Makes snap (already in the session's store) its base snapshot, as snapshot_take_base would:
+ * an overlay branch's base is recorded without walking the workspace. 0 or AH_E_*. */
+int snapshot_set_base(const char *data_dir, const char *id, const char *snap);
 int snapshots_start(struct executor *ex);
 void snapshots_stop(struct executor *ex);
 /* Asks for an automatic snapshot of the session (coalesced; never waits). */
@@ -246,6 +249,11 @@ void snapshots_boundary_stored(struct executor *ex, const char *tenant, const ch
 int branch_provision(struct executor *ex, const char *tenant, const char *id,
                      const char *agent_type, const json_t *request, char **ret_provider,
                      char **ret_path, struct ah_problem *reterr);
+/* Before a session's workspace is deleted: unmounts an overlay branch's workspace and removes
+ * its upper layer (and the shared lower layer with its last user). */
+void branch_release(struct executor *ex, const char *id);
+/* At start: mounts again the overlay branches whose mount is gone (a reboot). */
+void branch_remount_all(struct executor *ex);
 /* Records the base snapshot (taken by snapshot_take_base) in the store's timeline. */
 int snapshots_record_base(struct executor *ex, const char *tenant, const char *id,
                           const char *provider);

@@ -244,13 +244,16 @@ int snapshot_take_base(const char *data_dir, const char *id, const char *workdir
         rc = timed_snapshot(id, 0, st, workdir, "base", snap, NULL, 0);
     ws_store_free(st);
     if (rc == 0)
-        rc = write_id(data_dir, id, "snapshot-base", snap);
-    if (rc == 0)
-        rc = write_id(data_dir, id, "snapshot-events", snap);
+        rc = snapshot_set_base(data_dir, id, snap);
     if (rc < 0)
         return problem_set(reterr, rc, "cannot take the base snapshot of the workspace: %s",
                            ah_strerror(rc));
     return 0;
+}
+
+int snapshot_set_base(const char *data_dir, const char *id, const char *snap) {
+    int rc = write_id(data_dir, id, "snapshot-base", snap);
+    return rc < 0 ? rc : write_id(data_dir, id, "snapshot-events", snap);
 }
 
 /* ---- the timeline's rows -------------------------------------------------------------------- */

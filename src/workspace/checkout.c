@@ -271,6 +271,36 @@ int ws_checkout_seeded(struct ws_store *st, const char *snap, const char *dir,
     return rc;
 }
 
+int ws_layer_write(struct ws_store *st, const char *snap, const char *layer, bool *ret_wrote,
+                   uint64_t *ret_files) {
+    struct stat sb;
+    *ret_wrote = false;
+    if (stat(layer, &sb) == 0)
+        return 0;
+    char tmp[4400], cache_tmp[4500], cache[4500], ulid[ULID_LEN + 1];
+    ulid_new(ulid);
+    snprintf(tmp, sizeof(tmp), "%s.tmp-%s", layer, ulid);
+    snprintf(cache_tmp, sizeof(cache_tmp), "%s.statcache", tmp);
+    snprintf(cache, sizeof(cache), "%s.statcache", layer);
+    struct ah_buf c = {.max = (size_t)1 << 32};
+    int rc = ws_cache_begin(&c, layer);
+    if (rc == 0)
+        rc = checkout(st, snap, tmp, false, &c, ret_files);
+    if (rc == 0)
+        rc = ws_cache_write(cache_tmp, &c);
+    ah_buf_clear(&c);
+    if (rc == 0 && rename(tmp, layer) == 0) { /* the tree first: a cache names its inodes */
+        *ret_wrote = true;
+        if (rename(cache_tmp, cache) < 0) /* without it, a branch's first snapshot hashes all */
+            (void)unlink(cache_tmp);
+    } else if (rc == 0 && errno != EEXIST && errno != ENOTEMPTY) {
+        rc = ah_err_from_errno(errno); /* EEXIST: another branch wrote it meanwhile, use that */
+    }
+    (void)unlink(cache_tmp);
+    (void)workspace_remove(tmp);
+    return rc;
+}
+
 /* ---- sharing between stores ------------------------------------------------------------------ */
 
 int ws_store_borrow(struct ws_store *st, const char *other_dir) {

@@ -34,6 +34,8 @@ int ws_cache_begin(struct ah_buf *b, const char *workdir);
 int ws_cache_add(struct ah_buf *b, const char *path, const struct stat *sb, const git_oid *oid,
                  bool racy);
 int ws_cache_save(struct ws_store *st, const struct ah_buf *b);
+/* Writes a cache to a file of its own (an overlay layer's, adopted later by ws_snapshot_as). */
+int ws_cache_write(const char *path, const struct ah_buf *b);
 
 /* The pack of small objects (pack.c). ws_pack_attach adds it to a freshly opened store (and a
  * read-only one for each alternate it borrows from); ws_pack_attach_alternate for an alternate

@@ -81,6 +81,9 @@ int workspace_remove(const char *path) {
     struct stat st;
     if (lstat(path, &st) < 0)
         return errno == ENOENT ? 0 : ah_err_from_errno(errno);
+    int rc = ws_unmount(path); /* never delete through a mount (an overlay branch's files) */
+    if (rc < 0)
+        return rc;
     if (nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS) == 0)
         return 0;
     /* a btrfs subvolume cannot be rmdir'ed */

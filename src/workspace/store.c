@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../os/os.h"
 #include "internal.h"
 
 #define RACY_NS (100LL * 1000 * 1000) /* kernel file times use a coarse clock: keep a margin */
@@ -427,6 +428,7 @@ static int walk_dir(struct walk *w, int dfd, size_t plen, int depth, git_oid *re
 }
 
 static int write_file_atomic(const char *path, const void *data, size_t n);
+static int cache_adopt(struct ws_store *st, const char *from, const char *workdir);
 
 int ws_cache_begin(struct ah_buf *b, const char *workdir) {
     uint32_t wl = (uint32_t)strlen(workdir);
@@ -459,6 +461,38 @@ int ws_cache_save(struct ws_store *st, const struct ah_buf *b) {
     char cachepath[4200];
     snprintf(cachepath, sizeof(cachepath), "%s/ah-statcache", st->dir);
     return write_file_atomic(cachepath, b->p, b->n);
+}
+
+int ws_cache_write(const char *path, const struct ah_buf *b) {
+    return write_file_atomic(path, b->p, b->n);
+}
+
+/* Makes the cache file `from` (written for another directory holding the same files, seen
+ * through an overlay at workdir) st's cache for workdir. */
+static int cache_adopt(struct ws_store *st, const char *from, const char *workdir) {
+    char *d = NULL;
+    size_t n = 0;
+    int rc = read_file(from, (size_t)1 << 32, &d, &n);
+    if (rc < 0)
+        return rc;
+    size_t off = sizeof(CACHE_MAGIC) - 1;
+    uint32_t hl = 0;
+    if (n >= off + 4)
+        memcpy(&hl, d + off, 4);
+    if (n < off + 4 || memcmp(d, CACHE_MAGIC, off) != 0 || n - off - 4 < hl) {
+        free(d);
+        return AH_E_INVAL;
+    }
+    off += 4 + hl;
+    struct ah_buf b = {.max = (size_t)1 << 32};
+    rc = ws_cache_begin(&b, workdir);
+    if (rc == 0)
+        rc = ah_buf_append(&b, d + off, n - off);
+    free(d);
+    if (rc == 0)
+        rc = ws_cache_save(st, &b);
+    ah_buf_clear(&b);
+    return rc;
 }
 
 static int write_file_atomic(const char *path, const void *data, size_t n) {
@@ -496,6 +530,64 @@ static int id_ref(const char *id, char out[64]) {
 }
 
 #define HEAD_REF "refs/ah/head" /* the newest snapshot: the next one's parent */
+
+/* Records tree_oid as a new snapshot of st (its parent: the newest one), named in ret_id; the
+ * caller holds the store's writer lock. */
+static int commit_tree(struct ws_store *st, const git_oid *tree_oid, const char *label,
+                       time_t now_s, char ret_id[WS_SNAP_ID_LEN + 1]) {
+    git_oid parent_oid, commit_oid;
+    git_tree *tree = NULL;
+    git_commit *parent = NULL;
+    git_signature *sig = NULL;
+    git_reference *ref = NULL;
+    AH_AUTOFREE char *msg = NULL;
+    char id[WS_SNAP_ID_LEN + 1], refname[64];
+    int rc = ulid_new_prefixed("snap", id, sizeof(id));
+    if (rc < 0)
+        return rc;
+    id_ref(id, refname);
+    bool have_parent = git_reference_name_to_id(&parent_oid, st->repo, HEAD_REF) == 0;
+    if (git_tree_lookup(&tree, st->repo, tree_oid) < 0 ||
+        (have_parent && git_commit_lookup(&parent, st->repo, &parent_oid) < 0)) {
+        rc = AH_E_IO;
+        goto out;
+    }
+    if (git_signature_new(&sig, "ah", "ah@localhost", now_s, 0) < 0) {
+        rc = AH_E_NOMEM;
+        goto out;
+    }
+    struct ah_buf m = {0};
+    if ((rc = ah_buf_printf(&m, "%s\n\nSnapshot: %s\n", label && *label ? label : "snapshot", id)) <
+        0)
+        goto out;
+    msg = ah_buf_steal(&m);
+    const git_commit *parents[1] = {parent};
+    if (git_commit_create(&commit_oid, st->repo, NULL, sig, sig, NULL, msg, tree, parent ? 1 : 0,
+                          parents) < 0 ||
+        git_reference_create(&ref, st->repo, refname, &commit_oid, 0, "snapshot") < 0) {
+        rc = AH_E_IO;
+        goto out;
+    }
+    git_reference_free(ref);
+    ref = NULL;
+    if (git_reference_create(&ref, st->repo, HEAD_REF, &commit_oid, 1, "snapshot") < 0) {
+        rc = AH_E_IO;
+        goto out;
+    }
+    /* the snapshot's ref into packed-refs: a loose ref is a file, a 4 KiB block on disk, for
+     * 41 bytes (an optimisation: a failure leaves it loose, as readable) */
+    git_refdb *refdb = NULL;
+    if (git_repository_refdb(&refdb, st->repo) == 0)
+        (void)git_refdb_compress(refdb);
+    git_refdb_free(refdb);
+    memcpy(ret_id, id, sizeof(id));
+out:
+    git_reference_free(ref);
+    git_signature_free(sig);
+    git_commit_free(parent);
+    git_tree_free(tree);
+    return rc;
+}
 
 /* ---- snapshots from a list of changed paths ---------------------------------------------------
  */
@@ -690,6 +782,31 @@ int ws_snapshot_changed(struct ws_store *st, const char *workdir, const char *la
                     ret_stats);
 }
 
+int ws_snapshot_as(struct ws_store *st, const char *snap, const char *label,
+                   const char *cache_from, const char *workdir, char ret_id[WS_SNAP_ID_LEN + 1]) {
+    git_tree *tree = NULL;
+    int rc = snap && *snap ? ws_resolve_tree(st, snap, &tree) : AH_E_INVAL;
+    if (rc < 0)
+        return rc;
+    char lockpath[4200];
+    snprintf(lockpath, sizeof(lockpath), "%s/ah-snapshot.lock", st->dir);
+    int lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock < 0) {
+        git_tree_free(tree);
+        return ah_err_from_errno(errno);
+    }
+    while (flock(lock, LOCK_EX) < 0 && errno == EINTR)
+        ;
+    git_oid tree_oid = *git_tree_id(tree);
+    git_tree_free(tree);
+    if (cache_from) /* an optimisation: without it the next snapshot hashes every file */
+        (void)cache_adopt(st, cache_from, workdir);
+    rc = commit_tree(st, &tree_oid, label, time(NULL), ret_id);
+    flock(lock, LOCK_UN);
+    close(lock);
+    return rc;
+}
+
 static int snapshot(struct ws_store *st, const char *workdir, const char *label,
                     const char *const *paths, size_t npaths, char ret_id[WS_SNAP_ID_LEN + 1],
                     struct ws_snapshot_stats *ret_stats) {
@@ -721,13 +838,8 @@ static int snapshot(struct ws_store *st, const char *workdir, const char *label,
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     w.start_ns = ts_ns(&now);
-    git_oid tree_oid, commit_oid;
-    git_tree *tree = NULL;
-    git_commit *parent = NULL;
-    git_signature *sig = NULL;
-    git_reference *ref = NULL;
-    AH_AUTOFREE char *msg = NULL;
-    char id[WS_SNAP_ID_LEN + 1], refname[64];
+    git_oid tree_oid;
+    char id[WS_SNAP_ID_LEN + 1];
     bool empty = false;
     int rc = 0;
 
@@ -787,55 +899,14 @@ static int snapshot(struct ws_store *st, const char *workdir, const char *label,
             goto out;
     }
 have_tree:
-    if ((rc = ulid_new_prefixed("snap", id, sizeof(id))) < 0)
+    if ((rc = commit_tree(st, &tree_oid, label, now.tv_sec, id)) < 0)
         goto out;
-    id_ref(id, refname);
-    if (git_tree_lookup(&tree, st->repo, &tree_oid) < 0) {
-        rc = AH_E_IO;
-        goto out;
-    }
-    if (have_parent && git_commit_lookup(&parent, st->repo, &parent_oid) < 0) {
-        rc = AH_E_IO;
-        goto out;
-    }
-    if (git_signature_new(&sig, "ah", "ah@localhost", now.tv_sec, 0) < 0) {
-        rc = AH_E_NOMEM;
-        goto out;
-    }
-    struct ah_buf m = {0};
-    if ((rc = ah_buf_printf(&m, "%s\n\nSnapshot: %s\n", label && *label ? label : "snapshot", id)) <
-        0)
-        goto out;
-    msg = ah_buf_steal(&m);
-    const git_commit *parents[1] = {parent};
-    if (git_commit_create(&commit_oid, st->repo, NULL, sig, sig, NULL, msg, tree, parent ? 1 : 0,
-                          parents) < 0 ||
-        git_reference_create(&ref, st->repo, refname, &commit_oid, 0, "snapshot") < 0) {
-        rc = AH_E_IO;
-        goto out;
-    }
-    git_reference_free(ref);
-    ref = NULL;
-    if (git_reference_create(&ref, st->repo, HEAD_REF, &commit_oid, 1, "snapshot") < 0) {
-        rc = AH_E_IO;
-        goto out;
-    }
-    /* the snapshot's ref into packed-refs: a loose ref is a file, a 4 KiB block on disk, for
-     * 41 bytes (an optimisation: a failure leaves it loose, as readable) */
-    git_refdb *refdb = NULL;
-    if (git_repository_refdb(&refdb, st->repo) == 0)
-        (void)git_refdb_compress(refdb);
-    git_refdb_free(refdb);
     /* the cache is an optimisation: failing to write it costs the next snapshot time only */
     (void)write_file_atomic(cachepath, w.out.p, w.out.n);
     memcpy(ret_id, id, sizeof(id));
     if (ret_stats)
         *ret_stats = w.stats;
 out:
-    git_reference_free(ref);
-    git_signature_free(sig);
-    git_commit_free(parent);
-    git_tree_free(tree);
     cache_clear(&w.old);
     ah_buf_clear(&w.out);
     free(w.buf);

@@ -263,6 +263,41 @@ int ws_checkout(struct ws_store *st, const char *snap, const char *dir, bool rea
  * past, so the cache entries are not "racy" and any later write is seen. */
 int ws_checkout_seeded(struct ws_store *st, const char *snap, const char *dir,
                        uint64_t *ret_files);
+/* The lower layer of overlay branches from snap (overlay.c): the snapshot written out at layer
+ * (writable modes, mtimes in the past) with the stat cache of what was written in
+ * <layer>.statcache, through a temporary directory renamed into place. Nothing is written when
+ * layer exists; *ret_wrote says whether this call wrote it (ret_files: how many files). */
+int ws_layer_write(struct ws_store *st, const char *snap, const char *layer, bool *ret_wrote,
+                   uint64_t *ret_files);
+/* Records a new snapshot of st whose tree is snap's (a snapshot st can read), without reading
+ * any file: a workspace known to hold exactly snap (an overlay on its layer). cache_from
+ * (nullable): a stat cache written for another directory with the same files (the layer's),
+ * made st's cache for workdir, so the next snapshot of workdir hashes only what changed. */
+int ws_snapshot_as(struct ws_store *st, const char *snap, const char *label,
+                   const char *cache_from, const char *workdir, char ret_id[WS_SNAP_ID_LEN + 1]);
+
+/* ---- overlay branches (overlay.c) ----------------------------------------------------------- */
+
+/* Can this process mount overlays? Probed once (a mount of empty directories made under
+ * scratch), then remembered. 0, AH_E_UNSUPPORTED (errno: the kernel's reason) or the scratch
+ * directory's error (not remembered). */
+int ws_overlay_probe(const char *scratch);
+/* Mounts an overlay at ws (created when missing): lower layer `layer`, upper and work
+ * directories made fresh in ovdir, which also records the layer; ws is recorded as a user of
+ * the layer. AH_E_NOTFOUND when the layer is gone (released meanwhile: write it again),
+ * AH_E_UNSUPPORTED when the kernel refuses (errno kept); nothing is left behind on failure. */
+int ws_overlay_mount(const char *layer, const char *ovdir, const char *ws);
+/* Mounts again what ovdir records at ws when ws is not mounted (after a reboot): 1 mounted,
+ * 0 nothing to do (mounted already, or ovdir records nothing), AH_E_NOTFOUND when the layer or
+ * the upper directory is gone, another AH_E_* when the mount failed. */
+int ws_overlay_remount(const char *ovdir, const char *ws);
+/* Unmounts ws, removes ovdir and, when ws was the layer's last user, the layer. Without a
+ * record in ovdir only the unmount. 0 or the unmount's error (nothing removed then). */
+int ws_overlay_release(const char *ovdir, const char *ws);
+/* Is path the root of a mount? */
+bool ws_is_mountpoint(const char *path);
+/* Unmounts path when it is a mount's root (detached when busy). 0 or AH_E_*. */
+int ws_unmount(const char *path);
 
 /* Lets st read every object of the store in other_dir (git alternates), now and later: a
  * branch's store borrows its parent's, so it holds only what the branch adds. */

@@ -1,7 +1,7 @@
 // harness.mjs — what the browser tests and the web UI benchmark share: a real `ah webui` on a
 // free port with a temp database, headless Chromium (Debian's) through playwright-core, and a
 // few API calls made from node.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -75,6 +75,20 @@ export function stopServer(child) {
         child.on('exit', (code, signal) => { clearTimeout(timer); resolve(signal || code); });
         child.kill('SIGTERM');
     });
+}
+
+// Unmounts what the server mounted under tmp (its branches' overlay workspaces outlive it by
+// design), deepest first, so a test leaves no mount behind and never deletes through one.
+export function unmountUnder(tmp) {
+    const root = fs.realpathSync(tmp).replace(/\/$/, '') + '/';
+    const points = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
+        .map((l) => (l.split(' ')[4] || '').replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8))))
+        .filter((p) => (p.replace(/\/$/, '') + '/').startsWith(root))
+        .sort((a, b) => b.length - a.length);
+    for (const p of points) {
+        const r = spawnSync('umount', ['-l', p], { stdio: 'inherit' });
+        if (r.status !== 0) fail(`cannot unmount ${p}`);
+    }
 }
 
 export function checkServerLog(server, code) {

@@ -16,7 +16,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { LONG, checkServerLog, fail, launchBrowser, startServer, stopServer,
+import { LONG, checkServerLog, fail, launchBrowser, startServer, stopServer, unmountUnder,
          waitReady } from './harness.mjs';
 
 const artifacts = process.env.AH_ARTIFACTS || path.join(os.tmpdir(), 'ah-browser-artifacts');
@@ -163,6 +163,7 @@ async function main() {
             const code = await stopServer(server.child);
             checkServerLog(server, code);
         }
+        unmountUnder(tmp);
         fs.rmSync(tmp, { recursive: true, force: true });
     }
     return passed.length;

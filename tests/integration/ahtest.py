@@ -7,6 +7,7 @@ check (tests/contract) can hold each one to the OpenAPI document.
 Only the Python standard library is used (plus python3-jsonschema in the contract check).
 """
 
+import ctypes
 import http.client
 import json
 import os
@@ -248,6 +249,13 @@ class Server:
                 except OSError:
                     pass
 
+    def unmount_all(self):
+        """Unmounts what the server mounted under its directory (the overlays of branches'
+        workspaces): by design they outlive the server (a restarted one finds them), but a test
+        run must not leave them behind, nor delete files through them."""
+        for path in mounts_under(self.tmp):
+            umount_detach(path)
+
     def close(self):
         try:
             code = self.stop()
@@ -255,8 +263,27 @@ class Server:
             return code
         finally:
             self.kill_sessions()
+            self.unmount_all()
             if self.own_tmp:
                 shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def mounts_under(root):
+    """The mount points at or under root in this process's mount namespace, deepest first."""
+    root = os.path.realpath(root).rstrip("/") + "/"
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if (point.rstrip("/") + "/").startswith(root):
+                out.append(point)
+    return sorted(out, key=len, reverse=True)
+
+
+def umount_detach(path):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(path.encode(), 2) != 0:  # MNT_DETACH
+        raise OSError(ctypes.get_errno(), "umount2 " + path)
 
 
 def memory_slack_kib():

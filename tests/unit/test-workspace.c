@@ -138,6 +138,16 @@ static void put(struct fx *f, const char *path, const char *data) {
     put_n(f, path, data, strlen(data));
 }
 
+/* Writes a file of another directory than the fixture's workdir (a branch's workspace). */
+static void put_in(const char *dir, const char *path, const char *data) {
+    char p[512];
+    snprintf(p, sizeof(p), "%s/%s", dir, path);
+    FILE *fp = fopen(p, "wb");
+    assert_non_null(fp);
+    fputs(data, fp);
+    fclose(fp);
+}
+
 /* Moves a file's times an hour back, so that the stat cache does not treat it as racy. */
 static void age(struct fx *f, const char *path) {
     char p[512];
@@ -285,11 +295,7 @@ static void test_checkout_seeded(void **state) {
     assert_string_equal(bl.data, "beta\n");
     ws_blob_clear(&bl);
     /* the agent rewrites a file at once, same size: seen */
-    snprintf(p, sizeof(p), "%s/d/b.txt", bwork);
-    FILE *fp = fopen(p, "wb");
-    assert_non_null(fp);
-    fputs("BETA\n", fp);
-    fclose(fp);
+    put_in(bwork, "d/b.txt", "BETA\n");
     assert_int_equal(ws_snapshot(b, bwork, "edit", base, &s), 0);
     assert_int_equal(s.hashed, 1);
     assert_int_equal(ws_read(b, base, "d/b.txt", 100, &bl), 0);
@@ -517,6 +523,97 @@ static void test_forget_before(void **state) {
     assert_int_equal(ws_snapshot_info(f->st, c, &info), 0);
     ws_snapshot_info_clear(&info);
     assert_int_equal(ws_snapshots_forget_before(f->st, c, keep_one, a), 0);
+}
+
+/* An overlay branch's lower layer: the snapshot written out with writable modes and a stat
+ * cache; ws_snapshot_as records the branch's base from the tree (no file read) and adopts the
+ * cache, so the next snapshot of the same files hashes nothing. Where this process can mount
+ * (root), the same through a real overlay: released, the layer goes with its last user. */
+static void test_layer_and_snapshot_as(void **state) {
+    struct fx *f = *state;
+    char id[WS_SNAP_ID_LEN + 1], base[WS_SNAP_ID_LEN + 1], p[300], bstore[200], layer[200];
+    assert_int_equal(mkdir(strcat(strcpy(p, f->work), "/d"), 0755), 0);
+    put(f, "a.txt", "alpha\n");
+    put(f, "d/b.txt", "beta\n");
+    put(f, "run.sh", "#!/bin/sh\n");
+    snprintf(p, sizeof(p), "%s/run.sh", f->work);
+    assert_int_equal(chmod(p, 0755), 0);
+    snap(f, id, NULL);
+    snprintf(bstore, sizeof(bstore), "%s/bstore", f->root);
+    snprintf(layer, sizeof(layer), "%s/layer", f->root);
+    bool wrote = false;
+    uint64_t n = 0;
+    assert_int_equal(ws_layer_write(f->st, id, layer, &wrote, &n), 0);
+    assert_true(wrote);
+    assert_int_equal(n, 3);
+    assert_int_equal(ws_layer_write(f->st, id, layer, &wrote, &n), 0);
+    assert_false(wrote); /* written once */
+    struct stat sb;
+    snprintf(p, sizeof(p), "%s/a.txt", layer);
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0644); /* the branch's agent writes it */
+    snprintf(p, sizeof(p), "%s/run.sh", layer);
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0755);
+
+    struct ws_store *b = NULL;
+    assert_int_equal(ws_store_open(bstore, &b), 0);
+    assert_int_equal(ws_store_borrow(b, f->store), 0);
+    assert_int_equal(ws_snapshot_import(b, f->st, id), 0);
+    snprintf(p, sizeof(p), "%s.statcache", layer);
+    assert_int_equal(ws_snapshot_as(b, id, "base", p, layer, base), 0);
+    struct ws_snapshot_info a = {0}, c = {0};
+    assert_int_equal(ws_snapshot_info(b, id, &a), 0);
+    assert_int_equal(ws_snapshot_info(b, base, &c), 0);
+    assert_string_equal(a.tree, c.tree);
+    assert_string_equal(c.label, "base");
+    ws_snapshot_info_clear(&a);
+    ws_snapshot_info_clear(&c);
+    struct ws_snapshot_stats s;
+    char again[WS_SNAP_ID_LEN + 1];
+    assert_int_equal(ws_snapshot(b, layer, "walk", again, &s), 0);
+    assert_int_equal(s.files, 3);
+    assert_int_equal(s.hashed, 0);
+
+    char scratch[200], ovdir[200], ws[200];
+    snprintf(scratch, sizeof(scratch), "%s/scratch", f->root);
+    snprintf(ovdir, sizeof(ovdir), "%s/ov", f->root);
+    snprintf(ws, sizeof(ws), "%s/ws", f->root);
+    assert_int_equal(mkdir(scratch, 0700), 0);
+    if (ws_overlay_probe(scratch) < 0) {
+        fprintf(stderr, "# no overlay mounts for this process: the mounted half is not run\n");
+        ws_store_free(b);
+        return;
+    }
+    assert_int_equal(ws_overlay_mount(layer, ovdir, ws), 0);
+    assert_true(ws_is_mountpoint(ws));
+    snprintf(p, sizeof(p), "%s.statcache", layer);
+    assert_int_equal(ws_snapshot_as(b, id, "base", p, ws, base), 0);
+    assert_int_equal(ws_snapshot(b, ws, "walk", again, &s), 0);
+    assert_int_equal(s.files, 3);
+    assert_int_equal(s.hashed, 0); /* the overlay shows the layer's inodes and times */
+    put_in(ws, "a.txt", "ALPHA\n");
+    assert_int_equal(ws_snapshot(b, ws, "edit", again, &s), 0);
+    assert_int_equal(s.hashed, 1);
+    struct ws_blob bl;
+    assert_int_equal(ws_read(b, again, "a.txt", 100, &bl), 0);
+    assert_string_equal(bl.data, "ALPHA\n");
+    ws_blob_clear(&bl);
+    snprintf(p, sizeof(p), "%s/a.txt", layer);
+    assert_int_equal(ws_read(b, id, "a.txt", 100, &bl), 0);
+    assert_string_equal(bl.data, "alpha\n"); /* the layer never changes */
+    ws_blob_clear(&bl);
+    FILE *fp = fopen(p, "rb");
+    char line[32] = "";
+    assert_non_null(fp);
+    assert_non_null(fgets(line, sizeof(line), fp));
+    fclose(fp);
+    assert_string_equal(line, "alpha\n");
+    assert_int_equal(ws_overlay_release(ovdir, ws), 0);
+    assert_false(ws_is_mountpoint(ws));
+    assert_int_equal(stat(layer, &sb), -1); /* its last user is gone */
+    assert_int_equal(stat(ovdir, &sb), -1);
+    ws_store_free(b);
 }
 
 static void test_symlinks_and_modes(void **state) {
@@ -888,6 +985,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_incremental, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symlinks_and_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkout_seeded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_layer_and_snapshot_as, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_before, setup, teardown),
