@@ -237,12 +237,13 @@ void snapshots_request(struct executor *ex, const char *tenant, const char *id,
                        const char *workdir, const char *label, const char *path);
 /* Takes the final snapshot, then posts CMD_EXIT with exit_msg (its `changes` replaced by the
  * totals since the base). false when snapshots are not running: answer the exit now. */
-/* The timeline (D33): a tool boundary's snapshot, held until its tool_result is stored
- * (snapshots_boundary_stored, from the bus's completion, gives the event's seq). */
+/* The timeline (D33): a tool boundary's snapshot, held until its tool_result (the recorder's
+ * number rseq) is stored (snapshots_boundary_stored, from the bus's completion, gives the
+ * event's rseq and seq; 0 when unknown). */
 void snapshots_boundary(struct executor *ex, const char *tenant, const char *id,
-                        const char *workdir, const char *tool);
+                        const char *workdir, const char *tool, int64_t rseq);
 void snapshots_boundary_stored(struct executor *ex, const char *tenant, const char *id,
-                               int64_t seq);
+                               int64_t rseq, int64_t seq);
 /* branch.c: the workspace of a session branch (the request's `branch` member names the parent
  * and the snapshot), its transcript file and, for agents other than scripted, the transcript
  * in its prompt file. Same contract as workspace_provision. */

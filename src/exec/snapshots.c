@@ -23,7 +23,8 @@
  * The timeline (D33): every snapshot that changed something, and every one taken at a tool
  * boundary, is recorded in the store (fs_snapshots) with the seq of the event it follows and the
  * bytes it added. A tool boundary's request is held until the tool_result event is stored
- * (snapshots_boundary_stored gives its seq), so the snapshot follows that event; then it is due
+ * (snapshots_boundary_stored gives its seq), so the snapshot follows that event (the newest
+ * boundary's event, when a second one joins a request still held for the first); then it is due
  * at once, not coalesced: the tool has ended and its state is the boundary's. A held request
  * not released within BOUNDARY_HOLD_MS (its event was a resend) runs anyway.
  */
@@ -52,6 +53,11 @@ struct snap_req {
     char tool[64];  /* a tool boundary: the tool's name (the timeline's label) */
     int64_t seq;    /* the tool_result's seq once stored; 0 unknown */
     bool held;      /* a tool boundary waiting for its event to be stored */
+    /* The recorder's number (rseq) of the boundary's tool_result: when a second boundary joins a
+     * request still held for the first, only the second's event being stored releases it (the
+     * first one's completion, arriving later on a busy machine, would give the snapshot the seq
+     * of the earlier tool_result). 0: any completion releases it. */
+    int64_t boundary_rseq;
     /* What the recorder's watcher saw change since the newest snapshot: only these paths are
      * looked at (ws_snapshot_changed, a few ms on any workspace) unless `full`: a tool's end,
      * the final snapshot or more than SNAP_PATHS_MAX paths walk the whole tree (stat cache). */
@@ -639,7 +645,8 @@ static void *snap_main(void *arg) {
 }
 
 static void enqueue(struct snapshots *S, const char *tenant, const char *id, const char *workdir,
-                    const char *label, const char *tool, json_t *exit_msg, const char *path) {
+                    const char *label, const char *tool, int64_t rseq, json_t *exit_msg,
+                    const char *path) {
     pthread_mutex_lock(&S->mu);
     if (!S->running || S->stopping) {
         pthread_mutex_unlock(&S->mu);
@@ -654,6 +661,7 @@ static void enqueue(struct snapshots *S, const char *tenant, const char *id, con
                 snprintf(r->tool, sizeof(r->tool), "%s", tool);
                 r->held = true;
                 r->seq = 0;
+                r->boundary_rseq = rseq;
                 if (!r->exit)
                     r->due = due;
             }
@@ -682,6 +690,7 @@ static void enqueue(struct snapshots *S, const char *tenant, const char *id, con
     if (tool) {
         snprintf(r->tool, sizeof(r->tool), "%s", tool);
         r->held = true;
+        r->boundary_rseq = rseq;
     }
     add_path(r, path);
     r->due = due;
@@ -695,24 +704,26 @@ static void enqueue(struct snapshots *S, const char *tenant, const char *id, con
 void snapshots_request(struct executor *ex, const char *tenant, const char *id,
                        const char *workdir, const char *label, const char *path) {
     if (workdir && ex->snaps)
-        enqueue(ex->snaps, tenant, id, workdir, label, NULL, NULL, path);
+        enqueue(ex->snaps, tenant, id, workdir, label, NULL, 0, NULL, path);
 }
 
 void snapshots_boundary(struct executor *ex, const char *tenant, const char *id,
-                        const char *workdir, const char *tool) {
+                        const char *workdir, const char *tool, int64_t rseq) {
     if (workdir && ex->snaps)
         enqueue(ex->snaps, tenant, id, workdir, "tool_result", tool && *tool ? tool : "tool",
-                NULL, NULL);
+                rseq, NULL, NULL);
 }
 
 void snapshots_boundary_stored(struct executor *ex, const char *tenant, const char *id,
-                               int64_t seq) {
+                               int64_t rseq, int64_t seq) {
     struct snapshots *S = ex->snaps;
     if (!S)
         return;
     pthread_mutex_lock(&S->mu);
     for (struct snap_req *r = S->head; r; r = r->next)
         if (r->held && strcmp(r->id, id) == 0 && strcmp(r->tenant, tenant) == 0) {
+            if (r->boundary_rseq > 0 && rseq > 0 && rseq < r->boundary_rseq)
+                break; /* an earlier boundary's event: this request now waits for a later one */
             r->held = false;
             r->seq = seq;
             r->due = time_mono_ms();
@@ -732,7 +743,7 @@ bool snapshots_final(struct executor *ex, const char *tenant, const char *id, co
     pthread_mutex_unlock(&S->mu);
     if (!up || !workdir)
         return false;
-    enqueue(S, tenant, id, workdir, "final", NULL, json_incref(exit_msg), NULL);
+    enqueue(S, tenant, id, workdir, "final", NULL, 0, json_incref(exit_msg), NULL);
     return true;
 }
 

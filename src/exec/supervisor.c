@@ -764,7 +764,8 @@ static void on_event_done(void *arg, const struct store_op *op) {
     struct executor *ex = arg;
     if ((op->result == 0 || op->result == AH_E_EXISTS) && op->payload &&
         strcmp(json_string_value(json_object_get(op->payload, "type")) ?: "", "tool_result") == 0)
-        snapshots_boundary_stored(ex, op->tenant, op->session_id, op->result == 0 ? op->seq : 0);
+        snapshots_boundary_stored(ex, op->tenant, op->session_id, op->rseq,
+                                  op->result == 0 ? op->seq : 0);
     bool db_error = op->result < 0 && op->result != AH_E_EXISTS && op->result != AH_E_GONE &&
                     op->result != AH_E_NOTFOUND && op->result != AH_E_CONFLICT;
     struct cmd *c = cmd_new(db_error ? CMD_DROP_CONN : CMD_ACK, op->tenant, op->session_id);
@@ -977,7 +978,7 @@ static void on_event_msg(struct executor *ex, struct rconn *c, json_t *msg) {
                           json_string_value(json_object_get(ev, "file_path")));
     else if (l->workspace && strcmp(type, "tool_result") == 0) /* the timeline's moment (D33) */
         snapshots_boundary(ex, l->tenant, l->id, l->workspace,
-                           json_string_value(json_object_get(ev, "tool_name")));
+                           json_string_value(json_object_get(ev, "tool_name")), rseq);
     if (watched && l->workspace && ex->snaps) {
         if (c->in_flight > 0)
             c->held_ack = rseq > c->held_ack ? rseq : c->held_ack;
