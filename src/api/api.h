@@ -12,6 +12,7 @@
 #include "../http/http.h"
 
 struct auth;
+struct remote_ap;
 
 struct api_ctx {
     /* Set together by api_set_services once the store is open; NULL before (readyz 503). */
@@ -30,6 +31,9 @@ struct api_ctx {
     /* The enrolled executors (enroll/fleet.h, issue 16); set with the services like catalog,
      * NULL before (and in processes without a fleet). */
     struct fleet *fleet;
+    /* Sessions on executors (enroll/remote_ap.h): their workspace reads go there; set with
+     * the services like fleet, NULL in processes without an executor link. */
+    struct remote_ap *remote;
 };
 
 /* The middleware of access.c (authentication, RBAC, tenant, rate limits, audit) as http hooks

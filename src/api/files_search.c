@@ -87,7 +87,7 @@ void files_search(struct http_request *req, struct http_response *res) {
                 const char *dot = strrchr(e->path, '.');
                 if (type && (!dot || strchr(dot, '/') || strcmp(dot + 1, type) != 0))
                     continue;
-                if ((inc && !files_glob(inc, e->path, 0)) || (exc && files_glob(exc, e->path, 0)))
+                if ((inc && !ws_glob(inc, e->path, 0)) || (exc && ws_glob(exc, e->path, 0)))
                     continue;
                 if (read + e->size > SEARCH_BYTES_MAX) {
                     incomplete = true;

@@ -70,10 +70,10 @@ bool api_sort_ascending(struct http_request *req, struct ah_problem *p);
 /* The path parameter {id} when it is a well-formed session id; NULL after answering 404. */
 const char *api_session_id(struct http_request *req, struct http_response *res);
 /* Issue 16 item 5: a session on an enrolled executor has its workspace and object store on that
- * executor, not here. Until these reads are forwarded over the link, the routes that read them
- * (files, diffs, timeline, seek, branch) answer 422 `unsupported` naming the executor rather
- * than a misleading 404 or an empty answer. true for a session of this server; false after
- * answering. */
+ * executor, not here. Files and diffs are forwarded to it (files.c); the routes whose reads are
+ * not forwarded yet (search, the workspace tree, snapshots, seek, branch) answer 422
+ * `unsupported` naming the executor rather than a misleading 404 or an empty answer. true for a
+ * session of this server; false after answering. */
 bool api_session_local_or_fail(struct http_request *req, struct http_response *res,
                                const struct session_row *row, const char *what);
 /* The {id} session of the request's tenant (caller frees); NULL after answering 404 (or 400

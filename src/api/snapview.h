@@ -35,9 +35,6 @@ int64_t query_int(struct http_request *req, const char *name, int64_t def, int64
                   int64_t max, struct ah_problem *p);
 /* GET /sessions/{id}/files/search with ?q= (files_search.c). */
 void files_search(struct http_request *req, struct http_response *res);
-/* The glob dialect of GET /files and files/search: `**` any characters, `*` any but '/', `?` one
- * but '/'. depth starts at 0; deeper than 64 never matches (a hostile pattern's bound). */
-bool files_glob(const char *g, const char *s, int depth);
 /* GET /sessions/{id}/delivery: a `patch` delivery's artifact (delivery.c). */
 void delivery_get(struct http_request *req, struct http_response *res);
 

@@ -436,6 +436,7 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
     }
     api.catalog = sv.catalog; /* before the store: api_set_services publishes it last */
     api.fleet = sv.fleet;
+    api.remote = cfg->quic_port >= 0 ? sv.remote : NULL;
     api_set_services(&api, sv.store, sv.bus, sv.exec);
     if (cfg->quic_port >= 0 &&
         (rc = start_link(command, cfg, sv.fleet, sv.remote, &link)) != 0)

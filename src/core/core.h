@@ -176,6 +176,11 @@ json_t *page_envelope(json_t *items, const struct page *pg, int64_t total);
 /* Parses a decimal integer (an optional "-", then digits; no "+", no spaces) within [min, max];
  * AH_E_INVAL otherwise. With min >= 0 only "-0" of the signed forms passes (as 0). */
 int parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
+/* A query parameter's value s (NULL: absent → def): a boolean (true/false/1/0) or an integer in
+ * [min, max]; a bad one adds a field error `name` to p and gives def. */
+bool param_bool(const char *s, const char *name, bool def, struct ah_problem *p);
+int64_t param_int(const char *s, const char *name, int64_t def, int64_t min, int64_t max,
+                  struct ah_problem *p);
 
 /* ---- session state machine (D13) ------------------------------------------------------------- */
 

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "core.h"
 
@@ -54,4 +55,28 @@ json_t *page_envelope(json_t *items, const struct page *pg, int64_t total) {
                      more ? json_integer(pg->page + 1) : json_null(), "pagination", "page",
                      (json_int_t)pg->page, "perPage", (json_int_t)pg->per_page, "total",
                      (json_int_t)total, "totalPages", (json_int_t)pages);
+}
+
+bool param_bool(const char *s, const char *name, bool def, struct ah_problem *p) {
+    if (!s)
+        return def;
+    if (strcmp(s, "true") == 0 || strcmp(s, "1") == 0)
+        return true;
+    if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0)
+        return false;
+    problem_field(p, name, "must be true or false");
+    return def;
+}
+
+int64_t param_int(const char *s, const char *name, int64_t def, int64_t min, int64_t max,
+                  struct ah_problem *p) {
+    int64_t v;
+    if (!s)
+        return def;
+    if (parse_int64(s, min, max, &v) < 0) {
+        problem_field(p, name, "must be an integer from %lld to %lld", (long long)min,
+                      (long long)max);
+        return def;
+    }
+    return v;
 }

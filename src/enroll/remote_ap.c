@@ -2,9 +2,14 @@
  * remote_ap.c — remote sessions, access point side (remote_ap.h).
  */
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "../exec/exec.h"
@@ -26,6 +31,12 @@ struct remote_ap {
     struct peer *peers; /* loop thread only */
     struct link_control_hooks fleet; /* the wrapped control hooks */
     int64_t last_kick; /* monotonic ms of the last heartbeat's scheduling pass */
+    /* workspace reads in flight (loop thread only) */
+    struct rd *reads;
+    size_t n_reads;
+    int tfd; /* ticks while reads are in flight: their deadlines */
+    struct link_watch *tw;
+    _Atomic size_t posted; /* reads posted and not yet done (any thread) */
 };
 
 /* ---- connections ------------------------------------------------------------------------------ */
@@ -277,6 +288,278 @@ void remote_ap_signal(void *arg, const char *executor, const char *id, const cha
         log_msg(LOG_WARN, "session %s: cannot send %s to executor %s", id, action, executor);
 }
 
+/* ---- workspace reads ------------------------------------------------------------------------------ */
+
+struct rd {
+    struct rd *next;
+    struct remote_ap *r;
+    char executor[256];
+    json_t *msg;
+    remote_read_fn done;
+    void *arg;
+    struct link_stream *s; /* NULL once closed */
+    bool finished;         /* done was called */
+    bool header;           /* the Reply frame came; raw bytes follow */
+    char ctype[40];
+    size_t want;
+    struct ah_buf body;
+    int64_t deadline;
+};
+
+static size_t env_size(const char *name, size_t def) {
+    const char *s = getenv(name);
+    int64_t v;
+    return s && parse_int64(s, 1, INT64_MAX, &v) == 0 ? (size_t)v : def;
+}
+
+static void rd_tick(struct remote_ap *r) {
+    if (r->tfd < 0)
+        return;
+    struct itimerspec its = {0};
+    if (r->reads) /* 100 ms is plenty for deadlines counted in seconds */
+        its.it_interval.tv_nsec = its.it_value.tv_nsec = 100 * 1000000L;
+    timerfd_settime(r->tfd, 0, &its, NULL);
+}
+
+/* Calls done once (r->problem set, or the body), and takes rd off the deadline list. */
+static void rd_finish(struct rd *d, struct ah_problem *p) {
+    if (d->finished)
+        return;
+    d->finished = true;
+    struct remote_ap *r = d->r;
+    for (struct rd **pp = &r->reads; *pp; pp = &(*pp)->next)
+        if (*pp == d) {
+            *pp = d->next;
+            r->n_reads--;
+            break;
+        }
+    if (!r->reads)
+        rd_tick(r);
+    struct remote_read_result res = {0};
+    if (p && p->code) {
+        res.problem = *p;
+        memset(p, 0, sizeof(*p));
+    } else {
+        res.content_type = strcmp(d->ctype, "application/json") == 0
+                               ? "application/json"
+                               : "text/x-diff; charset=utf-8";
+        res.body = AH_TAKE(d->body.p);
+        res.len = d->body.n;
+        d->body.n = d->body.cap = 0;
+    }
+    d->done(d->arg, &res);
+    problem_clear(&res.problem);
+    free(res.body);
+    atomic_fetch_sub(&r->posted, 1);
+}
+
+static void rd_free(struct rd *d) {
+    json_decref(d->msg);
+    ah_buf_clear(&d->body);
+    free(d);
+}
+
+/* Fails the read with code and detail; the stream, if any, is reset (its close frees d). */
+static void rd_fail(struct rd *d, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void rd_fail(struct rd *d, int code, const char *fmt, ...) {
+    struct ah_problem p = {.code = code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p.detail, sizeof(p.detail), fmt, ap);
+    va_end(ap);
+    rd_finish(d, &p);
+    if (d->s)
+        link_stream_reset(d->s, 1);
+}
+
+static int rd_frame(void *sctx, struct link_stream *s, json_t *msg) {
+    struct rd *d = sctx;
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    if (d->finished || d->header)
+        return AH_E_PROTOCOL;
+    if (type && strcmp(type, "Error") == 0) { /* an executor that does not know the request */
+        const char *e = json_string_value(json_object_get(msg, "error"));
+        rd_fail(d, AH_E_NETWORK, "executor %.200s cannot serve this read: %.200s", d->executor,
+                e ? e : "refused");
+        return 0;
+    }
+    json_t *prob = json_object_get(msg, "problem");
+    if (!type || strcmp(type, "Reply") != 0) {
+        rd_fail(d, AH_E_PROTOCOL, "executor %.200s answered the read with a %.40s", d->executor,
+                type ? type : "message without a type");
+        return 0;
+    }
+    if (json_is_object(prob)) { /* the route's own refusal, made on the executor */
+        struct ah_problem p = {0};
+        json_int_t code = json_integer_value(json_object_get(prob, "code"));
+        const char *detail = json_string_value(json_object_get(prob, "detail"));
+        p.code = code < 0 && ah_error_status((int)code) >= 400 ? (int)code : AH_E_PROTOCOL;
+        snprintf(p.detail, sizeof(p.detail), "%s", detail ? detail : "");
+        json_t *errors = json_object_get(prob, "errors");
+        if (json_is_object(errors))
+            p.errors = json_incref(errors);
+        rd_finish(d, &p);
+        problem_clear(&p);
+        return 0;
+    }
+    const char *ct = json_string_value(json_object_get(msg, "content_type"));
+    json_t *len = json_object_get(msg, "length");
+    size_t max = env_size("AH_REMOTE_READ_MAX_BYTES", REMOTE_READ_MAX);
+    if (!ct || !json_is_integer(len) || json_integer_value(len) < 0) {
+        rd_fail(d, AH_E_PROTOCOL, "executor %.200s sent a malformed answer", d->executor);
+        return 0;
+    }
+    if ((uint64_t)json_integer_value(len) > max) {
+        rd_fail(d, AH_E_TOOLARGE,
+                "the answer of executor %.200s is %lld bytes, more than the %zu bytes an answer "
+                "relayed from an executor may have; ask for less (fewer files, a page, a "
+                "smaller context)",
+                d->executor, (long long)json_integer_value(len), max);
+        return 0;
+    }
+    d->header = true;
+    snprintf(d->ctype, sizeof(d->ctype), "%s", ct);
+    d->want = (size_t)json_integer_value(len);
+    d->body.max = d->want;
+    link_stream_set_raw(s);
+    if (d->want == 0)
+        rd_finish(d, NULL);
+    return 0;
+}
+
+static size_t rd_data(void *sctx, struct link_stream *s, const void *p, size_t n) {
+    struct rd *d = sctx;
+    if (d->finished)
+        return n;
+    if (d->body.n + n > d->want) {
+        rd_fail(d, AH_E_PROTOCOL, "executor %.200s sent more than the answer it announced",
+                d->executor);
+        return n;
+    }
+    if (ah_buf_append(&d->body, p, n) < 0) {
+        rd_fail(d, AH_E_NOMEM, "out of memory for the answer of executor %.200s", d->executor);
+        return n;
+    }
+    if (d->body.n == d->want)
+        rd_finish(d, NULL);
+    return n;
+}
+
+static void rd_eof(void *sctx, struct link_stream *s) {
+    struct rd *d = sctx;
+    if (!d->finished)
+        rd_fail(d, AH_E_NETWORK, "executor %.200s ended its answer early (%zu of %zu bytes)",
+                d->executor, d->body.n, d->want);
+}
+
+static void rd_close(void *sctx, struct link_stream *s, uint64_t app_error) {
+    struct rd *d = sctx;
+    d->s = NULL;
+    if (!d->finished)
+        rd_fail(d, AH_E_NETWORK,
+                "the link to executor %.200s broke before it answered (it went offline or "
+                "restarted); try again when it is back",
+                d->executor);
+    rd_free(d);
+}
+
+static const struct link_stream_handlers rd_handlers = {
+    .on_frame = rd_frame, .on_data = rd_data, .on_eof = rd_eof, .on_close = rd_close};
+
+static void on_rd_tick(void *arg, uint32_t events) {
+    struct remote_ap *r = arg;
+    uint64_t n;
+    if (read(r->tfd, &n, sizeof(n)) < 0) { /* spurious */
+    }
+    int64_t now = time_mono_ms();
+    for (struct rd *d = r->reads, *next; d; d = next) {
+        next = d->next;
+        if (d->deadline <= now)
+            rd_fail(d, AH_E_TIMEOUT,
+                    "executor %.200s did not answer within %lld ms (it may be overloaded or its "
+                    "link slow); try again",
+                    d->executor, (long long)env_size("AH_REMOTE_READ_TIMEOUT_MS",
+                                                     REMOTE_READ_TIMEOUT_MS));
+    }
+}
+
+static void rd_send(void *arg) {
+    struct rd *d = arg;
+    struct remote_ap *r = d->r;
+    if (r->tfd < 0 && (r->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) >= 0 &&
+        link_watch_add(r->loop, r->tfd, EPOLLIN, on_rd_tick, r, &r->tw) < 0) {
+        close(r->tfd);
+        r->tfd = -1;
+    }
+    struct link_conn *c = conn_of(r, d->executor);
+    d->next = r->reads;
+    r->reads = d;
+    r->n_reads++;
+    if (!d->next)
+        rd_tick(r);
+    if (!c) {
+        rd_fail(d, AH_E_NETWORK,
+                "executor %.200s, which holds this session's workspace, is not connected to this "
+                "access point (offline); try again when it is back",
+                d->executor);
+        rd_free(d);
+        return;
+    }
+    int rc = link_stream_open(c, &rd_handlers, d, &d->s);
+    if (rc == 0 && (rc = link_stream_send_frame(d->s, d->msg)) == 0) {
+        link_stream_finish(d->s);
+        json_decref(AH_TAKE(d->msg));
+        return; /* rd_close frees d */
+    }
+    rd_fail(d, AH_E_NETWORK, "cannot send the read to executor %.200s: %s", d->executor,
+            ah_strerror(rc));
+    if (!d->s)
+        rd_free(d);
+}
+
+void remote_ap_read(struct remote_ap *r, const char *executor, json_t *msg, remote_read_fn done,
+                    void *arg) {
+    struct rd *d = msg ? calloc(1, sizeof(*d)) : NULL;
+    struct remote_read_result res = {0};
+    if (!d) {
+        json_decref(msg);
+        problem_set(&res.problem, AH_E_NOMEM, "out of memory while forwarding the read");
+        done(arg, &res);
+        problem_clear(&res.problem);
+        return;
+    }
+    d->r = r;
+    d->msg = msg;
+    d->done = done;
+    d->arg = arg;
+    d->deadline = time_mono_ms() + (int64_t)env_size("AH_REMOTE_READ_TIMEOUT_MS",
+                                                     REMOTE_READ_TIMEOUT_MS);
+    snprintf(d->executor, sizeof(d->executor), "%s", executor);
+    int rc = AH_E_UNAVAIL;
+    if (atomic_fetch_add(&r->posted, 1) < REMOTE_READS_MAX) {
+        pthread_mutex_lock(&r->mu);
+        rc = r->loop ? link_post(r->loop, rd_send, d) : AH_E_NETWORK;
+        pthread_mutex_unlock(&r->mu);
+    } else {
+        rc = AH_E_BUSY;
+    }
+    if (rc == 0)
+        return;
+    atomic_fetch_sub(&r->posted, 1);
+    if (rc == AH_E_BUSY)
+        problem_set(&res.problem, AH_E_UNAVAIL,
+                    "%d reads of remote workspaces are in flight already; try again shortly",
+                    REMOTE_READS_MAX);
+    else
+        problem_set(&res.problem, AH_E_NETWORK,
+                    "executor %.200s cannot be reached: this server's executor link is not "
+                    "running", executor);
+    rd_free(d);
+    done(arg, &res);
+    problem_clear(&res.problem);
+}
+
 /* ---- control hooks: the fleet's, and a scheduling pass after a Hello ------------------------------ */
 
 static int hello_hook(void *ctx, const char *spiffe_id, const json_t *hello, json_t **ret_ack,
@@ -314,6 +597,7 @@ int remote_ap_new(struct remote_ap **ret) {
     if (!r)
         return AH_E_NOMEM;
     pthread_mutex_init(&r->mu, NULL);
+    r->tfd = -1;
     *ret = r;
     return 0;
 }
@@ -330,7 +614,14 @@ void remote_ap_server_config(struct remote_ap *r, struct link_server_config *lc)
     lc->ctx = r;
 }
 
+static void release_timer(void *arg) {
+    struct remote_ap *r = arg;
+    link_watch_del(AH_TAKE(r->tw));
+}
+
 void remote_ap_set_server(struct remote_ap *r, struct link_server *srv) {
+    if (!srv && r->loop) /* the link stops: its loop lets go of the reads' timer first */
+        link_post(r->loop, release_timer, r);
     pthread_mutex_lock(&r->mu);
     r->loop = srv ? link_server_loop(srv) : NULL;
     pthread_mutex_unlock(&r->mu);
@@ -339,6 +630,8 @@ void remote_ap_set_server(struct remote_ap *r, struct link_server *srv) {
 void remote_ap_free(struct remote_ap *r) {
     if (!r)
         return;
+    if (r->tfd >= 0)
+        close(r->tfd);
     while (r->peers) {
         struct peer *p = r->peers;
         r->peers = p->next;

@@ -30,6 +30,31 @@ void remote_ap_server_config(struct remote_ap *r, struct link_server_config *lc)
 /* The link started (its loop carries the RPCs) or is about to stop (NULL): launches fail. */
 void remote_ap_set_server(struct remote_ap *r, struct link_server *srv);
 
+/* A read of a session's workspace (files, diffs), asked of the executor that holds it: msg is
+ * its WorkspaceRead (taken; runner.h). The executor answers on the RPC stream with
+ *   {type:"Reply", status, content_type, length} and then exactly `length` raw bytes, or
+ *   {type:"Reply", problem:{code, detail[, errors]}}   (the route's own refusal: 404, 400 …)
+ * done(arg, r) is called exactly once — on the link's loop thread, or on the caller's when the
+ * read cannot be posted — and must not block. r->body (the caller may take it) and
+ * r->content_type are the answer, unless r->problem.code is set (the caller may take it):
+ *   the executor's refusal, as the route would answer it locally;
+ *   502 the executor is not connected here, or its link broke before the answer was whole;
+ *   413 the answer is larger than the cap (REMOTE_READ_MAX, env AH_REMOTE_READ_MAX_BYTES);
+ *   504 no whole answer within REMOTE_READ_TIMEOUT_MS (env AH_REMOTE_READ_TIMEOUT_MS);
+ *   503 too many reads in flight (REMOTE_READS_MAX). */
+#define REMOTE_READ_MAX (64u * 1024 * 1024)
+#define REMOTE_READ_TIMEOUT_MS 30000
+#define REMOTE_READS_MAX 64
+struct remote_read_result {
+    struct ah_problem problem;
+    const char *content_type; /* "application/json" or "text/x-diff; charset=utf-8" */
+    char *body;
+    size_t len;
+};
+typedef void (*remote_read_fn)(void *arg, struct remote_read_result *r);
+void remote_ap_read(struct remote_ap *r, const char *executor, json_t *msg, remote_read_fn done,
+                    void *arg);
+
 /* exec_config hooks (arg: the remote_ap). */
 int remote_ap_launch(void *arg, const char *executor, json_t *msg);
 void remote_ap_signal(void *arg, const char *executor, const char *id, const char *action,

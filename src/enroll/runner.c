@@ -15,6 +15,7 @@
 #include "../exec/exec.h"
 #include "../obs/obs.h"
 #include "../os/os.h"
+#include "../workspace/workspace.h"
 #include "host_facts.h"
 #include "relay.h"
 #include "runner.h"
@@ -50,8 +51,24 @@ struct pending {
     struct ah_buf in;
 };
 
+/* A WorkspaceRead being answered (runner.h): two references, the stream's (dropped when it
+ * closes) and the worker's job (dropped when its result is back on the loop). Loop thread
+ * only, but for the fields the worker fills before it posts the job back. */
+struct rread {
+    unsigned refs;
+    struct link_stream *st; /* NULL once the stream closed */
+    json_t *msg;
+    /* the worker's result */
+    struct ah_problem problem;
+    char *body;
+    size_t len, sent;
+    const char *ctype;
+    bool ready;
+};
+
 struct job {
     struct job *next;
+    struct rread *read; /* a workspace read; the rest is a launch's */
     char tenant[AH_LIMIT_NAME + 1];
     char id[ULID_LEN + 1];
     char *agent_type;
@@ -98,9 +115,19 @@ struct runner {
     int n_workers;
 };
 
+static void rread_unref(struct rread *q) {
+    if (!q || --q->refs)
+        return;
+    json_decref(q->msg);
+    problem_clear(&q->problem);
+    free(q->body);
+    free(q);
+}
+
 static void free_job(struct job *j) {
     if (!j)
         return;
+    rread_unref(j->read);
     explicit_bzero(j->token, sizeof(j->token));
     free(j->agent_type);
     json_decref(j->request);
@@ -268,6 +295,21 @@ static void on_job_done(void *arg) {
     free_job(j);
 }
 
+/* Queues j for a worker (loop thread). */
+static void push_job(struct runner *r, struct job *j) {
+    pthread_mutex_lock(&r->mu);
+    if (r->jobs_tail)
+        r->jobs_tail->next = j;
+    else
+        r->jobs = j;
+    r->jobs_tail = j;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void answer_read(struct runner *r, struct rread *q);
+static void on_read_done(void *arg);
+
 static void *worker_main(void *arg) {
     struct runner *r = arg;
     for (;;) {
@@ -283,6 +325,12 @@ static void *worker_main(void *arg) {
         if (!r->jobs)
             r->jobs_tail = NULL;
         pthread_mutex_unlock(&r->mu);
+        if (j->read) {
+            answer_read(r, j->read);
+            if (link_post(r->loop, on_read_done, j) < 0)
+                free_job(j); /* the loop is going: so is the stream */
+            continue;
+        }
         struct ah_problem p = {0};
         char *provider = NULL, *path = NULL;
         j->rc = 0;
@@ -419,14 +467,7 @@ static json_t *on_launch(struct runner *r, const json_t *m) {
         }
     }
     s->provisioning = true;
-    pthread_mutex_lock(&r->mu);
-    if (r->jobs_tail)
-        r->jobs_tail->next = j;
-    else
-        r->jobs = j;
-    r->jobs_tail = j;
-    pthread_cond_signal(&r->cv);
-    pthread_mutex_unlock(&r->mu);
+    push_job(r, j);
     log_msg(LOG_INFO, "session %s: launching (tenant %s, agent %s)", id, tenant, agent);
     return json_pack("{s:s}", "type", "Accepted");
 }
@@ -543,6 +584,163 @@ static json_t *handle_signal(struct runner *r, const json_t *m) {
     return json_pack("{s:s}", "type", "Done");
 }
 
+/* ---- workspace reads (WorkspaceRead) ------------------------------------------------------------ */
+
+struct read_points {
+    struct executor *ex;
+    const char *tenant, *id;
+};
+
+/* `current`: the workspace as it is now (it stays on this executor after the session ended),
+ * else the newest snapshot. */
+static int read_current(void *arg, struct ws_store *st, char out[WS_SNAP_ID_LEN + 1]) {
+    struct read_points *rp = arg;
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s/workspaces/%s", exec_data_dir(rp->ex), rp->id);
+    int rc = access(dir, F_OK) == 0
+                 ? exec_snapshot_current(rp->ex, rp->tenant, rp->id, dir, st, out)
+                 : AH_E_NOTFOUND;
+    if (rc == AH_E_NOTFOUND)
+        rc = ws_snapshot_latest(st, out);
+    return rc;
+}
+
+/* On a worker: the answer, with the access point's own code for its sessions (ws_answer). */
+static void answer_read(struct runner *r, struct rread *q) {
+    const json_t *m = q->msg;
+    const char *id = json_string_value(json_object_get(m, "session_id"));
+    const char *tenant = json_string_value(json_object_get(m, "tenant"));
+    const char *kind = json_string_value(json_object_get(m, "kind"));
+    json_t *query = json_object_get(m, "query");
+    json_t *tail = json_object_get(m, "tail"), *accept = json_object_get(m, "accept");
+    struct ws_ask a = {.query = query, .tail = json_string_value(tail),
+                       .accept = json_string_value(accept)};
+    bool strings = json_is_object(query);
+    const char *k;
+    json_t *v;
+    json_object_foreach(query, k, v) strings &= json_is_string(v);
+    if (!id || !ulid_valid(id) || !tenant || ws_ask_kind_parse(kind, &a.kind) < 0 || !strings ||
+        (tail && !json_is_string(tail) && !json_is_null(tail)) ||
+        (accept && !json_is_string(accept) && !json_is_null(accept))) {
+        problem_set(&q->problem, AH_E_PROTOCOL, "malformed WorkspaceRead");
+        return;
+    }
+    char base[WS_SNAP_ID_LEN + 1];
+    if (exec_snapshot_base(r->ex, id, base) < 0) {
+        problem_set(&q->problem, AH_E_NOTFOUND,
+                    "session %s has no workspace snapshot on this executor yet", id);
+        return;
+    }
+    AH_AUTOFREE char *dir = exec_snapshot_dir(r->ex, id);
+    struct ws_store *st = NULL;
+    int rc = dir ? ws_store_open(dir, &st) : AH_E_NOMEM;
+    if (rc < 0) {
+        problem_set(&q->problem, AH_E_INTERNAL, "cannot open the session's snapshots: %s",
+                    ah_strerror(rc));
+        return;
+    }
+    struct read_points rp = {r->ex, tenant, id};
+    struct ws_point_hooks h = {.current = read_current, .arg = &rp};
+    struct ws_reply rep;
+    ws_answer(st, base, &a, &h, &rep);
+    ws_store_free(st);
+    if (rep.problem.code) {
+        q->problem = rep.problem;
+        memset(&rep.problem, 0, sizeof(rep.problem));
+    } else if (rep.json) {
+        q->body = json_dumps(rep.json, JSON_COMPACT);
+        q->len = q->body ? strlen(q->body) : 0;
+        q->ctype = "application/json";
+        if (!q->body)
+            problem_set(&q->problem, AH_E_NOMEM, "out of memory while sending the answer");
+    } else {
+        q->body = AH_TAKE(rep.body);
+        q->len = rep.body_len;
+        q->ctype = "text/x-diff; charset=utf-8";
+    }
+    ws_reply_clear(&rep);
+}
+
+/* Sends what the stream has room for; finishes it once everything went. */
+static void read_pump(struct rread *q) {
+    while (q->st && q->sent < q->len) {
+        int64_t n = link_stream_send(q->st, q->body + q->sent, q->len - q->sent);
+        if (n < 0) {
+            link_stream_reset(q->st, 1);
+            return;
+        }
+        if (n == 0)
+            return; /* on_writable comes */
+        q->sent += (size_t)n;
+    }
+    if (q->st)
+        link_stream_finish(q->st);
+}
+
+static void on_read_done(void *arg) {
+    struct job *j = arg;
+    struct rread *q = j->read;
+    q->ready = true;
+    if (q->st) {
+        json_t *head;
+        if (q->problem.code)
+            head = json_pack("{s:s, s:{s:i, s:s, s:O?}}", "type", "Reply", "problem", "code",
+                             q->problem.code, "detail", q->problem.detail, "errors",
+                             q->problem.errors);
+        else
+            head = json_pack("{s:s, s:i, s:s, s:I}", "type", "Reply", "status", 200,
+                             "content_type", q->ctype, "length", (json_int_t)q->len);
+        if (!head || link_stream_send_frame(q->st, head) < 0)
+            link_stream_reset(q->st, 1);
+        else if (q->problem.code)
+            link_stream_finish(q->st);
+        else
+            read_pump(q);
+        json_decref(head);
+    }
+    free_job(j);
+}
+
+static void read_writable(void *sctx, struct link_stream *s) {
+    struct rread *q = sctx;
+    if (q->ready)
+        read_pump(q);
+}
+
+static int read_frame(void *sctx, struct link_stream *s, json_t *msg) {
+    return AH_E_PROTOCOL; /* one request per stream */
+}
+
+static void read_close(void *sctx, struct link_stream *s, uint64_t app_error) {
+    struct rread *q = sctx;
+    q->st = NULL; /* the access point gave up (or the link went): the work is dropped */
+    rread_unref(q);
+}
+
+static const struct link_stream_handlers read_handlers = {
+    .on_frame = read_frame, .on_writable = read_writable, .on_close = read_close};
+
+/* A WorkspaceRead: queued for a worker (a diff may take a while: never on the loop). */
+static json_t *on_read(struct runner *r, struct link_stream *st, json_t *m) {
+    if (!r->ex)
+        return json_pack("{s:s, s:{s:i, s:s}}", "type", "Reply", "problem", "code", AH_E_UNAVAIL,
+                         "detail", r->broken[0] ? r->broken : "this executor cannot run sessions");
+    struct rread *q = calloc(1, sizeof(*q));
+    struct job *j = q ? calloc(1, sizeof(*j)) : NULL;
+    if (!j) {
+        free(q);
+        return error_msg("out of memory");
+    }
+    q->refs = 2;
+    q->st = st;
+    q->msg = json_incref(m);
+    j->read = q;
+    j->r = r;
+    link_stream_set_handlers(st, &read_handlers, q);
+    push_job(r, j);
+    return NULL;
+}
+
 static int rpc_frame(void *sctx, struct link_stream *st, json_t *msg) {
     struct runner *r = sctx;
     const char *type = json_string_value(json_object_get(msg, "type"));
@@ -553,7 +751,10 @@ static int rpc_frame(void *sctx, struct link_stream *st, json_t *msg) {
         reply = on_launch(r, msg);
     else if (type && strcmp(type, "Signal") == 0)
         reply = on_signal(r, msg);
-    else
+    else if (type && strcmp(type, "WorkspaceRead") == 0) {
+        if (!(reply = on_read(r, st, msg)))
+            return 0; /* a worker answers */
+    } else
         reply = error_msg("unknown request %s", type ? type : "(no type)");
     answer(st, reply);
     return 0;

@@ -9,6 +9,12 @@
  *   Signal {session_id, action: pause|resume|stop|kill} → {type:"Done"} or {type:"Error"}:
  *         the signals the local path sends (SIGSTOP, SIGCONT, SIGCONT+SIGTERM, SIGKILL) to the
  *         agent's process group (learned from the recorder's hello) or the recorder's.
+ *   WorkspaceRead {session_id, tenant, kind: files|file|diff|file_diff, tail, query, accept}
+ *       → the answer of GET …/files or …/diff for that session's workspace and snapshots here,
+ *         made by the access point's own code (workspace.h ws_answer) on a worker, never on
+ *         the loop: {type:"Reply", status, content_type, length} then `length` raw bytes, or
+ *         {type:"Reply", problem:{code, detail[, errors]}} (remote_ap.h). The stream's send
+ *         buffer is the bound: the rest goes as the access point acknowledges.
  * The executor opens, per recorder connection to its Unix socket, a SessionEvents stream:
  *   {type:"SessionEvents", session_id} then the recorder link's raw bytes both ways (relay.h);
  * and, when a session's processes are gone or could not start, a report stream:

@@ -122,4 +122,10 @@ void gate_unwatch(struct gate *g, int fd, void *key);
  * it has been written. The gate waits for that before it drops a request cut inside its body. */
 void gate_request_started(struct gate *g, int fd);
 
+/* http_loopback with a handler that answered later (server.c): waits for the answer and
+ * puts it in res. */
+void http_later_wait_loopback(struct http_request *req, struct http_response *res);
+/* Drops a reference (http_response_clear of a response that still holds one). */
+void http_later_release(struct http_later *l);
+
 #endif

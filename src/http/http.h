@@ -93,10 +93,33 @@ struct http_response {
     struct http_kv headers[HTTP_MAX_RES_HEADERS];
     size_t n_headers;
     struct http_stream *stream; /* owned reference; the response is streamed when set */
+    struct http_later *later;   /* owned reference; the answer comes later (http_later) */
     bool has_file;              /* send file_size bytes of file_fd (owned, closed after) */
     int file_fd;
     uint64_t file_size;
 };
+
+/* An answer that comes later, without holding a thread: a read forwarded to an executor over
+ * the link. The handler calls http_later and returns; the server keeps the connection
+ * suspended (no thread held, nothing sent) until the producer answers, from any thread, with
+ * http_later_answer or http_later_fail — the `after` hook then runs and the answer is sent as
+ * if the handler had made it. The producer must answer exactly once, and should within a
+ * bounded time (the client waits): a server that stops answers every pending one with 503 and
+ * later answers are dropped. The answer's headers and content_type must not point into the
+ * request's arena (it may be gone), and the producer may not keep req. Under http_loopback the
+ * caller's thread waits for the answer. */
+struct http_later;
+/* Marks res as answered later; returns the producer's reference, or NULL on OOM (the handler
+ * then answers itself). */
+struct http_later *http_later(struct http_request *req, struct http_response *res);
+/* Thread-safe: the answer; takes res's contents (res is left empty) and the producer's
+ * reference. */
+void http_later_answer(struct http_later *l, struct http_response *res);
+/* Thread-safe: a Problem+JSON answer, made as http_problem makes it (the request's path and
+ * id); takes p's contents (p is cleared) and the producer's reference. */
+void http_later_fail(struct http_later *l, struct ah_problem *p);
+/* The producer gives up without an answer: the client gets 503. NULL-safe. */
+void http_later_drop(struct http_later *l);
 
 /* 2xx JSON answer; steals body (NULL body → AH_E_NOMEM problem). */
 void http_json(struct http_request *req, struct http_response *res, int status, json_t *body);

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "http.h"
+#include "front.h"
 
 static int hex(char c) {
     if (c >= '0' && c <= '9')
@@ -92,6 +92,8 @@ int http_loopback(const struct router *r, const struct http_loopback_request *lr
     req->route_pattern = m.pattern;
     req->remote_addr = "";
     m.fn(req, res);
+    if (res->later)
+        http_later_wait_loopback(req, res);
     if (res->json && !res->body) { /* callers read bytes, as a client would */
         res->body = json_dumps(res->json, JSON_COMPACT);
         res->body_len = res->body ? strlen(res->body) : 0;

@@ -7,7 +7,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "http.h"
+#include "front.h"
 
 static const char *kv_find(const struct http_kv *kv, size_t n, const char *name, bool nocase) {
     for (size_t i = 0; i < n; i++)
@@ -34,6 +34,7 @@ void http_response_clear(struct http_response *res) {
     json_decref(res->json);
     free(res->body);
     http_stream_unref(res->stream);
+    http_later_release(res->later);
     memset(res, 0, sizeof(*res));
 }
 

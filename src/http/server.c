@@ -69,6 +69,7 @@ struct http_server {
     unsigned in_flight;
     bool ending;
     struct http_stream *streams; /* live streams, for the stop sequence */
+    struct http_later *laters;   /* answers still to come (http_later), for the stop sequence */
     /* deferred resumes (see http_stream_wake) */
     pthread_t waker;
     bool waker_running;
@@ -95,6 +96,21 @@ struct http_stream {
     struct http_stream *prev, *next; /* srv->streams, under srv->mu */
 };
 
+/* An answer that comes later (http.h). Two references: the server's (req_ctx->later) and the
+ * producer's, dropped by its answer. */
+struct http_later {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* http_loopback waits on it */
+    unsigned refs;
+    bool done;      /* the answer is in res (or problem) */
+    bool suspended; /* the connection waits for it */
+    struct MHD_Connection *conn;
+    struct http_response res;
+    struct ah_problem problem; /* code set: answer this instead of res */
+    struct http_later *prev, *next; /* srv->laters, under srv->mu */
+    bool linked;
+};
+
 struct req_ctx {
     struct http_server *srv;
     struct MHD_Connection *conn;
@@ -113,6 +129,7 @@ struct req_ctx {
     int status;
     uint64_t bytes;
     struct http_stream *stream; /* our reference, for the byte count in the access log */
+    struct http_later *later;   /* our reference while the answer is to come */
     /* a streamed body (router_set_body) */
     struct http_body_flow *flow;    /* our reference; NULL when the body is read whole */
     void *sink;                     /* the ops' ctx until their end() */
@@ -424,6 +441,194 @@ static void stream_free(void *cls) {
     http_stream_unref(s);
 }
 
+static enum MHD_Result send_response(struct req_ctx *rc, struct http_response *res);
+
+/* ---- answers that come later (http_later) ------------------------------------------------------ */
+
+struct http_later *http_later(struct http_request *req, struct http_response *res) {
+    (void)req;
+    struct http_later *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    l->refs = 2;
+    res->later = l;
+    return l;
+}
+
+static void later_unref(struct http_later *l) {
+    if (!l)
+        return;
+    pthread_mutex_lock(&l->mu);
+    bool last = --l->refs == 0;
+    pthread_mutex_unlock(&l->mu);
+    if (!last)
+        return;
+    http_response_clear(&l->res);
+    problem_clear(&l->problem);
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
+
+void http_later_release(struct http_later *l) {
+    later_unref(l);
+}
+
+/* Under l->mu: the answer is in; the waiting side goes on. */
+static void later_done_locked(struct http_later *l) {
+    l->done = true;
+    if (l->suspended) {
+        l->suspended = false;
+        MHD_resume_connection(l->conn);
+    }
+    pthread_cond_broadcast(&l->cv);
+}
+
+void http_later_answer(struct http_later *l, struct http_response *res) {
+    if (!l) {
+        http_response_clear(res);
+        return;
+    }
+    pthread_mutex_lock(&l->mu);
+    if (!l->done) {
+        l->res = *res;
+        memset(res, 0, sizeof(*res));
+        later_done_locked(l);
+    }
+    pthread_mutex_unlock(&l->mu);
+    http_response_clear(res); /* answered already (the server stopped): dropped */
+    later_unref(l);
+}
+
+/* Under l->mu: a problem answer, unless one is in already. */
+static void later_fail_locked(struct http_later *l, int code, const char *detail) {
+    if (l->done)
+        return;
+    problem_set(&l->problem, code, "%s", detail);
+    later_done_locked(l);
+}
+
+void http_later_fail(struct http_later *l, struct ah_problem *p) {
+    if (!l) {
+        problem_clear(p);
+        return;
+    }
+    pthread_mutex_lock(&l->mu);
+    if (!l->done) {
+        l->problem = *p;
+        if (!l->problem.code)
+            l->problem.code = AH_E_INTERNAL;
+        memset(p, 0, sizeof(*p));
+        later_done_locked(l);
+    }
+    pthread_mutex_unlock(&l->mu);
+    problem_clear(p);
+    later_unref(l);
+}
+
+void http_later_drop(struct http_later *l) {
+    if (!l)
+        return;
+    pthread_mutex_lock(&l->mu);
+    later_fail_locked(l, AH_E_UNAVAIL, "the answer to this request could not be produced");
+    pthread_mutex_unlock(&l->mu);
+    later_unref(l);
+}
+
+/* Takes l off the server's list of pending answers. */
+static void later_unlink(struct http_server *srv, struct http_later *l) {
+    pthread_mutex_lock(&srv->mu);
+    if (l->linked) {
+        if (l->prev)
+            l->prev->next = l->next;
+        else
+            srv->laters = l->next;
+        if (l->next)
+            l->next->prev = l->prev;
+        l->linked = false;
+    }
+    pthread_mutex_unlock(&srv->mu);
+}
+
+/* The answer that came, as the handler's would have: the `after` hook, then sent. */
+static enum MHD_Result later_send(struct req_ctx *rc) {
+    struct http_later *l = AH_TAKE(rc->later);
+    struct http_server *srv = rc->srv;
+    later_unlink(srv, l);
+    struct http_response res = {0};
+    struct ah_problem p = {0};
+    pthread_mutex_lock(&l->mu);
+    res = l->res;
+    memset(&l->res, 0, sizeof(l->res));
+    p = l->problem;
+    memset(&l->problem, 0, sizeof(l->problem));
+    pthread_mutex_unlock(&l->mu);
+    later_unref(l);
+    if (p.code) {
+        http_response_clear(&res);
+        http_problem(&rc->req, &res, &p);
+        problem_clear(&p);
+    } else if (res.later || (!res.status && !res.json && !res.body && !res.stream)) {
+        http_response_clear(&res);
+        http_error(&rc->req, &res, AH_E_INTERNAL, "the deferred answer was empty");
+    }
+    const struct http_hooks *hk = srv->cfg.hooks;
+    if (hk && hk->after)
+        hk->after(hk->arg, &rc->req, &res);
+    enum MHD_Result ok = send_response(rc, &res);
+    http_response_clear(&res);
+    return ok;
+}
+
+/* The handler deferred its answer: the connection waits suspended, unless it came already. */
+static enum MHD_Result later_wait(struct req_ctx *rc, struct http_later *l) {
+    struct http_server *srv = rc->srv;
+    rc->later = l;
+    pthread_mutex_lock(&srv->mu);
+    bool ending = __atomic_load_n(&srv->ending, __ATOMIC_ACQUIRE);
+    l->next = srv->laters;
+    l->prev = NULL;
+    if (l->next)
+        l->next->prev = l;
+    srv->laters = l;
+    l->linked = true;
+    pthread_mutex_unlock(&srv->mu);
+    pthread_mutex_lock(&l->mu);
+    if (ending)
+        later_fail_locked(l, AH_E_UNAVAIL, "the server is stopping");
+    if (!l->done) {
+        l->conn = rc->conn;
+        l->suspended = true;
+        MHD_suspend_connection(rc->conn);
+        pthread_mutex_unlock(&l->mu);
+        return MHD_YES; /* resumed by the answer: on_request comes again */
+    }
+    pthread_mutex_unlock(&l->mu);
+    return later_send(rc);
+}
+
+/* http_loopback: the caller's thread waits for the answer. */
+void http_later_wait_loopback(struct http_request *req, struct http_response *res) {
+    struct http_later *l = AH_TAKE(res->later);
+    pthread_mutex_lock(&l->mu);
+    while (!l->done)
+        pthread_cond_wait(&l->cv, &l->mu);
+    http_response_clear(res);
+    *res = l->res;
+    memset(&l->res, 0, sizeof(l->res));
+    struct ah_problem p = l->problem;
+    memset(&l->problem, 0, sizeof(l->problem));
+    pthread_mutex_unlock(&l->mu);
+    later_unref(l);
+    if (p.code) {
+        http_response_clear(res);
+        http_problem(req, res, &p);
+        problem_clear(&p);
+    }
+}
+
 /* ---- request bookkeeping --------------------------------------------------------------------- */
 
 struct kv_collect {
@@ -561,6 +766,11 @@ static void req_ctx_free(struct req_ctx *rc) {
         free(rc->refused);
     }
     http_stream_unref(rc->stream);
+    if (rc->later) { /* the connection ended while the answer was to come */
+        struct http_later *l = AH_TAKE(rc->later);
+        later_unlink(srv, l);
+        later_unref(l);
+    }
     ah_buf_clear(&rc->body);
     arena_free(rc->req.arena);
     free(rc);
@@ -1165,6 +1375,11 @@ static enum MHD_Result on_body_complete(struct req_ctx *rc) {
     const struct http_hooks *hk = rc->srv->cfg.hooks;
     if (rc->before_done || !hk || !hk->before || hk->before(hk->arg, req, &res))
         rc->match.fn(req, &res);
+    if (res.later) {
+        struct http_later *l = AH_TAKE(res.later);
+        http_response_clear(&res);
+        return later_wait(rc, l);
+    }
     if (!res.status && !res.json && !res.body && !res.stream)
         http_error(req, &res, AH_E_INTERNAL, "the handler produced no response");
     if (hk && hk->after)
@@ -1225,6 +1440,13 @@ static enum MHD_Result on_request_traced(void *cls, struct MHD_Connection *conn,
     if (rc->responded) { /* answered early: swallow whatever MHD still hands us */
         *upload_data_size = 0;
         return MHD_YES;
+    }
+    if (rc->later) { /* resumed: the answer came */
+        bool done;
+        pthread_mutex_lock(&rc->later->mu);
+        done = rc->later->done;
+        pthread_mutex_unlock(&rc->later->mu);
+        return done ? later_send(rc) : MHD_YES;
     }
     if (*upload_data_size && rc->refused) { /* refused at the headers: read and dropped */
         rc->dropped += *upload_data_size;
@@ -1476,6 +1698,11 @@ int http_server_stop(struct http_server *srv) {
     __atomic_store_n(&srv->ending, true, __ATOMIC_RELEASE);
     for (struct http_stream *s = srv->streams; s; s = s->next)
         http_stream_wake(s);
+    for (struct http_later *l = srv->laters; l; l = l->next) {
+        pthread_mutex_lock(&l->mu);
+        later_fail_locked(l, AH_E_UNAVAIL, "the server is stopping");
+        pthread_mutex_unlock(&l->mu);
+    }
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += srv->cfg.shutdown_grace_ms / 1000;

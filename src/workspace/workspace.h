@@ -323,4 +323,76 @@ int ws_snapshots_forget_before(struct ws_store *st, const char *before,
 int ws_store_gc(struct ws_store *st, const char *const *borrowers, size_t nborrowers,
                 int64_t grace_ms, uint64_t *ret_freed);
 
+/* ---- the answers of the files and diff routes (answer.c) ------------------------------------ */
+
+/* API.md §7.6, D30–D32: what `GET …/files`, `…/files/{path}` (detail, preview, content) and
+ * `…/diff`, `…/diff/{path}` answer, computed from a session's store alone, so the access point
+ * (its own sessions) and an executor (a session it runs, asked over the link) answer with the
+ * same code. Nothing here reads the live file system except through the `current` hook. */
+
+/* How the points `current` and "a snapshot of another session" are found (arg: the caller's). */
+struct ws_point_hooks {
+    /* The id of the workspace's current state (a snapshot now, or the last one). Required. */
+    int (*current)(void *arg, struct ws_store *st, char out[WS_SNAP_ID_LEN + 1]);
+    /* Makes snapshot id of another session of the lineage readable in st (0 or AH_E_NOTFOUND);
+     * NULL: only the session's own snapshots. */
+    int (*import)(void *arg, struct ws_store *st, const char *id);
+    void *arg;
+};
+
+struct ws_points {
+    char base[WS_SNAP_ID_LEN + 1];
+    char from[WS_SNAP_ID_LEN + 1]; /* ?from=, default base */
+    char to[WS_SNAP_ID_LEN + 1];   /* ?to= or ?at=, default current */
+    int64_t to_ms;                 /* when `to` was taken */
+};
+/* Resolves from/to/at (each NULL when absent: base → current; D32: `at` reads one point, the
+ * `to` end) against st, whose base snapshot is base. 0, or an AH_E_* with p set (400 for a
+ * malformed point, 404 for an unknown one). */
+int ws_points_resolve(struct ws_store *st, const char *base, const char *from, const char *to,
+                      const char *at, const struct ws_point_hooks *h, struct ws_points *ret,
+                      struct ah_problem *p);
+
+enum ws_ask_kind {
+    WS_ASK_FILES,     /* GET …/files */
+    WS_ASK_FILE,      /* GET …/files/{path} (detail, /preview, /content) */
+    WS_ASK_DIFF,      /* GET …/diff */
+    WS_ASK_FILE_DIFF, /* GET …/diff/{path} */
+};
+const char *ws_ask_kind_name(enum ws_ask_kind k); /* "files", "file", "diff", "file_diff" */
+int ws_ask_kind_parse(const char *s, enum ws_ask_kind *ret); /* 0 or AH_E_INVAL */
+
+/* One request of those routes: what the client sent, nothing resolved yet. Lent. */
+struct ws_ask {
+    enum ws_ask_kind kind;
+    const char *tail;     /* the route's {path...} tail, percent-decoded; NULL when none */
+    const json_t *query;  /* object: query parameter → string (the first of a repeated one) */
+    const char *accept;   /* the Accept header; NULL when absent */
+};
+
+/* The answer: problem.code set, or status 200 with json (JSON) or body (text/x-diff). */
+struct ws_reply {
+    int status;
+    json_t *json;
+    char *body;
+    size_t body_len;
+    const char *content_type; /* static; NULL for JSON */
+    struct ah_problem problem;
+};
+void ws_reply_clear(struct ws_reply *r);
+
+/* The checks of the request's parameters the routes make before they look for the session
+ * (400 with the fields named). 0 or AH_E_INVAL with p set. */
+int ws_ask_check(const struct ws_ask *a, struct ah_problem *p);
+/* True when a asks for one file's detail (WS_ASK_FILE without /preview or /content): the
+ * caller adds the file's history (the events are its own); path gets the normalised path. */
+bool ws_ask_detail_path(const struct ws_ask *a, char path[WS_PATH_MAX + 1]);
+/* Answers a from st, whose base snapshot is base. ret is zeroed first; ws_reply_clear it. */
+void ws_answer(struct ws_store *st, const char *base, const struct ws_ask *a,
+               const struct ws_point_hooks *h, struct ws_reply *ret);
+
+/* The glob dialect of those routes: `**` any characters, `*` any but '/', `?` one but '/'.
+ * depth starts at 0; deeper than 64 never matches (a hostile pattern's bound). */
+bool ws_glob(const char *g, const char *s, int depth);
+
 #endif

@@ -160,8 +160,8 @@ class RemoteSessions(unittest.TestCase):
     def c(self, name):
         return os.path.join(self.certs, name)
 
-    def access_point(self, port=0, extra=()):
-        s = ahtest.Server(args=list(extra) + ["--max-concurrent-tasks", "0", "--quic-port", str(port),
+    def access_point(self, port=0, extra=(), env=None):
+        s = ahtest.Server(env=env, args=list(extra) + ["--max-concurrent-tasks", "0", "--quic-port", str(port),
                                 "--quic-cert", self.c("serve.pem"), "--quic-key",
                                 self.c("serve.key"), "--quic-ca", self.c("ca.pem"),
                                 "--executor-trust-domain", "example.org",
@@ -348,22 +348,78 @@ class RemoteSessions(unittest.TestCase):
                 with open(os.path.join(ex.dir, "workspaces", d, "out.txt")) as f:
                     self.assertEqual(f.read(), "hello\n")
 
+    # A scenario that edits files: the same on an executor and on a local access point.
+    EDITS = [{"edit": "a.txt", "content": "one\ntwo\n"},
+             {"edit": "src/b.py", "content": "print(1)\n"},
+             {"edit": "a.txt", "content": "one\nTWO\nthree\n"},
+             {"log": "done"}]
+    READS = ["/files", "/files?status=added", "/files/a.txt", "/files/a.txt/preview",
+             "/files/a.txt/content", "/files?path=src/**", "/diff", "/diff?format=split",
+             "/diff?files=src/b.py", "/diff/a.txt", "/diff/src/b.py?context=0",
+             "/diff?format=patch"]
+
+    @staticmethod
+    def comparable(j):
+        """An answer without what differs between two runs: snapshot ids, times, and a file's
+        history (the recorder may report two quick edits as one or two events)."""
+        if isinstance(j, dict):
+            return {k: RemoteSessions.comparable(v) for k, v in j.items()
+                    if k not in ("from", "to", "last_modified", "history")}
+        if isinstance(j, list):
+            return [RemoteSessions.comparable(v) for v in j]
+        return j
+
+    def reads(self, server, sid):
+        out = {}
+        for path in self.READS:
+            r = server.get("/api/v1/sessions/%s%s" % (sid, path))
+            self.assertEqual(r.status, 200, (path, r))
+            ctype = r.header("Content-Type") or ""
+            out[path] = (ctype.split(";")[0],
+                         self.comparable(r.json()) if ctype.startswith("application/json")
+                         else r.body)
+        return out
+
     def test_workspace_reads_of_a_remote_session(self):
-        """Issue 16 item 5: the workspace and snapshots of a session on an executor are on that
-        executor. Until the access point forwards these reads over the link, files, diffs,
-        snapshots, seek and branch answer 422 `unsupported` naming the executor (before: a 404
-        "no workspace snapshot yet" for a session that had one, on the executor)."""
+        """Issue 16 item 5: files and diffs of a session on an executor are asked of that
+        executor over the link (a WorkspaceRead RPC) and answered with the code the access point
+        uses for its own sessions: the same scenario run locally answers the same (but for
+        snapshot ids and times). A file's detail carries its history from the access point's
+        events. The routes not forwarded yet answer 422 `unsupported` naming the executor."""
         ap = self.access_point()
         ex = self.executor(ap, "a")
-        steps = [{"edit": "out.txt", "content": "hello\n"}, {"log": "done"}]
-        sid = create(ap, task(steps))["session_ids"][0]
+        sid = create(ap, task(self.EDITS))["session_ids"][0]
         wait_status(ap, sid, "completed", timeout=120)
-        with open(os.path.join(ex.dir, "workspaces", sid, "out.txt")) as f:
-            self.assertEqual(f.read(), "hello\n")  # the file exists, on the executor
+        with open(os.path.join(ex.dir, "workspaces", sid, "a.txt")) as f:
+            self.assertEqual(f.read(), "one\nTWO\nthree\n")  # the file is on the executor
+        remote = self.reads(ap, sid)
+        files = remote["/files"][1]
+        self.assertEqual(sorted((f["path"], f["status"], f["lines_added"]) for f in files["items"]),
+                         [("a.txt", "added", 3), ("src/b.py", "added", 1)])
+        self.assertEqual(remote["/files/a.txt/content"][1]["content"], "one\nTWO\nthree\n")
+        self.assertIn("+TWO", remote["/diff/a.txt"][1]["diff"])
+        self.assertEqual(remote["/diff?format=patch"][0], "text/x-diff")
+        self.assertIn(b"+++ b/src/b.py", remote["/diff?format=patch"][1])
+        history = ap.get("/api/v1/sessions/%s/files/a.txt" % sid).json()["history"]
+        self.assertTrue(history and all(h["event_type"] == "file_edit" for h in history), history)
+        # a 404 and a 400 made on the executor come back as the route's own problems
+        r = ap.get("/api/v1/sessions/%s/diff/nope.txt" % sid)
+        self.assertEqual(r.status, 404, r)
+        self.assertIn("nope.txt", r.json()["detail"])
+        r = ap.get("/api/v1/sessions/%s/files?from=snap-nope" % sid)
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("from", r.json()["errors"])
+        # the same scenario on an access point that runs it itself
+        local = ahtest.Server()
+        self.addCleanup(local.kill_sessions)
+        self.addCleanup(local.close)
+        lsid = create(local, task(self.EDITS))["session_ids"][0]
+        wait_status(local, lsid, "completed", timeout=120)
+        mine = self.reads(local, lsid)
+        for path in self.READS:
+            self.assertEqual(remote[path], mine[path], path)
         base = "/api/v1/sessions/" + sid
-        for method, path, body in [("GET", "/files", None), ("GET", "/files/out.txt", None),
-                                   ("GET", "/files/search?q=hello", None),
-                                   ("GET", "/diff", None), ("GET", "/diff/out.txt", None),
+        for method, path, body in [("GET", "/files/search?q=hello", None),
                                    ("GET", "/fs-snapshots", None), ("POST", "/fs-snapshots", {}),
                                    ("POST", "/seek", {"seq": 1}),
                                    ("POST", "/session-branch", {"seq": 1})]:
@@ -375,6 +431,49 @@ class RemoteSessions(unittest.TestCase):
         # what the events and the session say stays served from the access point
         self.assertEqual(ap.get(base + "/timeline").status, 200)
         self.assertEqual(ap.get(base + "/branches").status, 200)
+
+    def test_workspace_read_of_a_running_remote_session(self):
+        """`current` of a session still running on its executor is the workspace as it is."""
+        ap = self.access_point()
+        self.executor(ap, "a")
+        sid = create(ap, task([{"edit": "w.txt", "content": "now\n"}, {"log": "edited"},
+                               {"sleep": 600000}]))["session_ids"][0]
+        wait_for("the edit", lambda: any(e.get("type") == "log" for e in events(ap, sid)),
+                 timeout=120)
+        r = ap.get("/api/v1/sessions/%s/files/w.txt/content" % sid)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["content"], "now\n")
+        ap.request("POST", "/api/v1/sessions/%s/stop" % sid)
+
+    def test_workspace_read_limits(self):
+        """An answer over the access point's cap for relayed answers is a clear 413 naming the
+        executor (smaller ones of the same session are served); an executor killed or gone
+        makes a read answer 502 naming it, never a hang."""
+        ap = self.access_point(env={"AH_REMOTE_READ_MAX_BYTES": "4000",
+                                    "AH_REMOTE_READ_TIMEOUT_MS": "20000"})
+        ex = self.executor(ap, "a")
+        big = "".join("line %04d of a long file\n" % i for i in range(400))  # 10 KB
+        sid = create(ap, task([{"edit": "big.txt", "content": big},
+                               {"log": "done"}]))["session_ids"][0]
+        wait_status(ap, sid, "completed", timeout=120)
+        base = "/api/v1/sessions/%s" % sid
+        r = ap.get(base + "/files")
+        self.assertEqual(r.status, 200, r)
+        r = ap.get(base + "/diff")
+        self.assertEqual(r.status, 413, r)
+        self.assertIn("spiffe://example.org/ah/agent/a", r.json()["detail"])
+        self.assertIn("4000 bytes", r.json()["detail"])
+        ex.kill9()
+        t0 = time.monotonic()
+        r = ap.get(base + "/files", timeout=60)
+        self.assertIn(r.status, (502, 504), r)  # the link breaks (idle timeout) or time runs out
+        self.assertIn("spiffe://example.org/ah/agent/a", r.json()["detail"])
+        self.assertLess(time.monotonic() - t0, 30)
+        wait_for("the executor's link to close", lambda: "not connected" in
+                 ap.get(base + "/files").json().get("detail", ""), timeout=30)
+        r = ap.get(base + "/diff/big.txt")
+        self.assertEqual(r.status, 502, r)
+        self.assertIn("offline", r.json()["detail"])
 
     def test_control_of_a_remote_session(self):
         ap = self.access_point()
