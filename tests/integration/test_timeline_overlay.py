@@ -205,6 +205,10 @@ class OverlayBranch(unittest.TestCase):
             wait_status(s, b, "running", timeout=60)
         layer = os.path.join(s.tmp, "layers", snap)
         self.assertEqual(sorted(os.listdir(layer + ".users")), sorted([one, two]))
+        # the parent's purge leaves its branches' layer alone
+        r = s.request("DELETE", "/api/v1/sessions/%s?purge=true" % sid)
+        self.assertEqual(r.status, 204, r)
+        self.assertTrue(os.path.isdir(layer))
         r = s.request("DELETE", "/api/v1/sessions/%s?purge=true" % one)
         self.assertEqual(r.status, 204, r)
         wait_for(lambda: mount_of(os.path.join(s.tmp, "workspaces", one)) is None,
