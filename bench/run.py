@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """run.py — the benchmarks of Agent Harbor. Prints numbers; never fails on speed.
 
-    bench/run.py [BUILD_DIR] [--quick]
+    bench/run.py [BUILD_DIR] [--quick] [--only=N,M]
 
 Measures, each on a fresh server with a temp database (medians over repeats where it says so):
   1. ingest: durable events/s of the bus writer vs one transaction per event (bench-ingest)
@@ -9,7 +9,8 @@ Measures, each on a fresh server with a temp database (medians over repeats wher
   3. idle SSE subscribers: server RSS per subscriber
   4. delivery latency p50/p99 with 1,000 subscribers at ~1,000 events/s
   5. with AH_TEST_PG_URL (run under tests/pg/pgserver.py): the same across two servers sharing
-     one PostgreSQL database, subscribers on the server that does not run the session
+     one PostgreSQL database, subscribers on the server that does not run the session (10 and
+     1,000 subscribers)
 """
 import json
 import os
@@ -26,6 +27,8 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 QUICK = "--quick" in sys.argv
+# --only=1,5 runs those sections alone
+ONLY = {int(x) for a in sys.argv if a.startswith("--only=") for x in a[7:].split(",") if x}
 BUILD = os.path.abspath(args[0] if args else os.path.join(ROOT, "build"))
 AH = os.path.join(BUILD, "ah")
 
@@ -194,35 +197,36 @@ def pg_database():
 def bench_replica_latency():
     """With AH_TEST_PG_URL (tests/pg/pgserver.py -- bench/run.py): the delivery latency of events
     that server A commits to subscribers of server B on the same PostgreSQL database (NOTIFY, then
-    B reads the database), beside subscribers of A itself."""
+    B reads the database), beside subscribers of A itself. Twice: with 10 subscribers (what
+    crossing replicas adds to one event's trip) and with 1,000 (the fan-out on top)."""
     if not os.environ.get("AH_TEST_PG_URL"):
         return
-    subs = 200 if QUICK else 1000
     seconds = 5 if QUICK else 10
-    print("== 5. PostgreSQL: delivery latency across servers, %d subscribers, 1000 events/s for "
-          "%d s" % (subs, seconds))
     tmp = tempfile.mkdtemp(prefix="ah-bench-cfg-")
     cfg = os.path.join(tmp, "ticker.toml")
     with open(cfg, "w") as f:
         f.write("[agents.ticker]\ncommand = %s\nformat = \"jsonl\"\n" %
                 json.dumps(os.path.join(ROOT, "bench", "ticker.py")))
-    for where in ("same server (A)", "other server (B)"):
-        db = pg_database()
-        a = Server("--config", cfg, db=db)
-        b = Server(db=db)  # started before the task: it only serves the subscribers
-        try:
-            sid = a.call("POST", "/api/v1/tasks", {
-                "prompt": "1000 %d 2" % seconds, "repo": {"mode": "none"},
-                "runtime": {"type": "local"}, "agents": [{"type": "ticker"}]})["id"]
-            port = (a if where.startswith("same") else b).port
-            out = subprocess.run([os.path.join(BUILD, "bench-sse"), str(port), sid, str(subs),
-                                  str(seconds + 4)], capture_output=True, text=True).stdout
-            m = re.search(r"p50 (\d+) p99 (\d+) max (\d+) samples (\d+)", out)
-            print("  %-17s p50 %s ms, p99 %s ms, max %s ms, %s deliveries" %
-                  ((where,) + (m.groups() if m else ("?",) * 4)))
-        finally:
-            a.close()
-            b.close()
+    for subs in (10, 200 if QUICK else 1000):
+        print("== 5. PostgreSQL: delivery latency across servers, %d subscribers, 1000 events/s "
+              "for %d s" % (subs, seconds))
+        for where in ("same server (A)", "other server (B)"):
+            db = pg_database()
+            a = Server("--config", cfg, db=db)
+            b = Server(db=db)  # started before the task: it only serves the subscribers
+            try:
+                sid = a.call("POST", "/api/v1/tasks", {
+                    "prompt": "1000 %d 2" % seconds, "repo": {"mode": "none"},
+                    "runtime": {"type": "local"}, "agents": [{"type": "ticker"}]})["id"]
+                port = (a if where.startswith("same") else b).port
+                out = subprocess.run([os.path.join(BUILD, "bench-sse"), str(port), sid, str(subs),
+                                      str(seconds + 4)], capture_output=True, text=True).stdout
+                m = re.search(r"p50 (\d+) p99 (\d+) max (\d+) samples (\d+)", out)
+                print("  %-17s p50 %s ms, p99 %s ms, max %s ms, %s deliveries" %
+                      ((where,) + (m.groups() if m else ("?",) * 4)))
+            finally:
+                a.close()
+                b.close()
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -230,8 +234,7 @@ if __name__ == "__main__":
     subprocess.run(["cmake", "--build", BUILD, "--target", "benchmarks", "-j2"], check=True,
                    capture_output=True)
     print("ah benchmarks — %s, %d cores" % (time.strftime("%Y-%m-%d %H:%M"), os.cpu_count()))
-    bench_ingest()
-    bench_sessions()
-    bench_idle_subscribers()
-    bench_latency()
-    bench_replica_latency()
+    for n, section in enumerate((bench_ingest, bench_sessions, bench_idle_subscribers,
+                                 bench_latency, bench_replica_latency), 1):
+        if not ONLY or n in ONLY:
+            section()
