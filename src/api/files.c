@@ -244,10 +244,11 @@ static void remote_read(struct api_ctx *ctx, struct http_request *req, struct ht
     }
     struct rread *q = calloc(1, sizeof(*q));
     json_t *accept = a->accept ? json_string(a->accept) : NULL; /* not UTF-8: none of ours */
-    json_t *msg = q ? json_pack("{s:s, s:s, s:s, s:s, s:s?, s:O, s:o?}", "type", "WorkspaceRead",
-                                "session_id", row->id, "tenant", row->tenant_id, "kind",
-                                ws_ask_kind_name(a->kind), "tail", a->tail, "query", a->query,
-                                "accept", accept)
+    json_t *msg = q ? json_pack("{s:s, s:s, s:s, s:s, s:s?, s:O, s:o?, s:b}", "type",
+                                "WorkspaceRead", "session_id", row->id, "tenant", row->tenant_id,
+                                "kind", ws_ask_kind_name(a->kind), "tail", a->tail, "query",
+                                a->query, "accept", accept, "ended",
+                                session_status_terminal(row->status))
                     : (json_decref(accept), NULL);
     char path[WS_PATH_MAX + 1];
     if (q) {

@@ -589,20 +589,73 @@ static json_t *handle_signal(struct runner *r, const json_t *m) {
 struct read_points {
     struct executor *ex;
     const char *tenant, *id;
+    bool ended; /* the access point says the session ended: its workspace no longer changes */
 };
 
+/* Whether snapshots a and b of st hold the same tree. */
+static bool same_tree(struct ws_store *st, const char *a, const char *b) {
+    struct ws_snapshot_info ia = {0}, ib = {0};
+    bool same = ws_snapshot_info(st, a, &ia) == 0 && ws_snapshot_info(st, b, &ib) == 0 &&
+                strcmp(ia.tree, ib.tree) == 0;
+    ws_snapshot_info_clear(&ia);
+    ws_snapshot_info_clear(&ib);
+    return same;
+}
+
+/* The snapshot id kept in <data>/sessions/<id>/<name>, when it still names a snapshot of st. */
+static bool kept_id(struct read_points *rp, struct ws_store *st, const char *name,
+                    char out[WS_SNAP_ID_LEN + 1]) {
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/sessions/%s/%s", exec_data_dir(rp->ex), rp->id, name);
+    char *text = NULL;
+    size_t len = 0;
+    struct ws_snapshot_info info = {0};
+    bool ok = read_file(path, 256, &text, &len) == 0 && len == WS_SNAP_ID_LEN;
+    if (ok) {
+        memcpy(out, text, len);
+        out[len] = '\0';
+        ok = ws_snapshot_info(st, out, &info) == 0;
+        ws_snapshot_info_clear(&info);
+    }
+    free(text);
+    return ok;
+}
+
+static void keep_id(struct read_points *rp, const char *name, const char *snap) {
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof(path), "%s/sessions/%s/%s", exec_data_dir(rp->ex), rp->id, name);
+    snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)gettid());
+    if (write_file(tmp, snap, strlen(snap), 0600) < 0 || rename(tmp, path) < 0)
+        unlink(tmp); /* only an optimisation is lost */
+}
+
 /* `current`: the workspace as it is now (it stays on this executor after the session ended),
- * else the newest snapshot. */
+ * else the newest snapshot. The executor has no retention pass, so reads (a UI polling a
+ * session) must not add a snapshot each: an ended session's workspace no longer changes and
+ * its `current` is taken once (snapshot-final); a running one's read keeps its snapshot only
+ * when something changed since the previous read's (snapshot-read). */
 static int read_current(void *arg, struct ws_store *st, char out[WS_SNAP_ID_LEN + 1]) {
     struct read_points *rp = arg;
-    char dir[4200];
+    char dir[4200], kept[WS_SNAP_ID_LEN + 1];
+    if (rp->ended && kept_id(rp, st, "snapshot-final", out))
+        return 0;
     snprintf(dir, sizeof(dir), "%s/workspaces/%s", exec_data_dir(rp->ex), rp->id);
     int rc = access(dir, F_OK) == 0
                  ? exec_snapshot_current(rp->ex, rp->tenant, rp->id, dir, st, out)
                  : AH_E_NOTFOUND;
-    if (rc == AH_E_NOTFOUND)
+    if (rc == AH_E_NOTFOUND) /* the workspace is gone: its last state */
         rc = ws_snapshot_latest(st, out);
-    return rc;
+    if (rc < 0)
+        return rc;
+    if (rp->ended) {
+        keep_id(rp, "snapshot-final", out);
+    } else if (kept_id(rp, st, "snapshot-read", kept) && strcmp(kept, out) != 0 &&
+               same_tree(st, kept, out) && ws_snapshot_forget(st, out) == 0) {
+        memcpy(out, kept, sizeof(kept));
+    } else {
+        keep_id(rp, "snapshot-read", out);
+    }
+    return 0;
 }
 
 /* On a worker: the answer, with the access point's own code for its sessions (ws_answer). */
@@ -639,7 +692,7 @@ static void answer_read(struct runner *r, struct rread *q) {
                     ah_strerror(rc));
         return;
     }
-    struct read_points rp = {r->ex, tenant, id};
+    struct read_points rp = {r->ex, tenant, id, json_is_true(json_object_get(m, "ended"))};
     struct ws_point_hooks h = {.current = read_current, .arg = &rp};
     struct ws_reply rep;
     ws_answer(st, base, &a, &h, &rep);

@@ -9,7 +9,8 @@
  *   Signal {session_id, action: pause|resume|stop|kill} → {type:"Done"} or {type:"Error"}:
  *         the signals the local path sends (SIGSTOP, SIGCONT, SIGCONT+SIGTERM, SIGKILL) to the
  *         agent's process group (learned from the recorder's hello) or the recorder's.
- *   WorkspaceRead {session_id, tenant, kind: files|file|diff|file_diff, tail, query, accept}
+ *   WorkspaceRead {session_id, tenant, kind: files|file|diff|file_diff, tail, query, accept,
+ *                  ended: the session reached a final state}
  *       → the answer of GET …/files or …/diff for that session's workspace and snapshots here,
  *         made by the access point's own code (workspace.h ws_answer) on a worker, never on
  *         the loop: {type:"Reply", status, content_type, length} then `length` raw bytes, or

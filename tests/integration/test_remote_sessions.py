@@ -393,6 +393,10 @@ class RemoteSessions(unittest.TestCase):
         with open(os.path.join(ex.dir, "workspaces", sid, "a.txt")) as f:
             self.assertEqual(f.read(), "one\nTWO\nthree\n")  # the file is on the executor
         remote = self.reads(ap, sid)
+        # nothing changed since: `current` is the same snapshot read after read (the executor
+        # keeps no snapshot per read)
+        tos = {ap.get("/api/v1/sessions/%s/files" % sid).json()["to"] for _ in range(3)}
+        self.assertEqual(len(tos), 1, tos)
         files = remote["/files"][1]
         self.assertEqual(sorted((f["path"], f["status"], f["lines_added"]) for f in files["items"]),
                          [("a.txt", "added", 3), ("src/b.py", "added", 1)])
@@ -443,6 +447,9 @@ class RemoteSessions(unittest.TestCase):
         r = ap.get("/api/v1/sessions/%s/files/w.txt/content" % sid)
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["content"], "now\n")
+        # unchanged between reads: the same snapshot, not one more per read
+        tos = {ap.get("/api/v1/sessions/%s/files" % sid).json()["to"] for _ in range(3)}
+        self.assertEqual(len(tos), 1, tos)
         ap.request("POST", "/api/v1/sessions/%s/stop" % sid)
 
     def test_workspace_read_limits(self):
