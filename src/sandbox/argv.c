@@ -85,6 +85,34 @@ static void hide(struct vec *a, struct vec *remount, const char *path) {
     }
 }
 
+/* Whether hidden[i] needs no mount of its own because another mount covers it anyway: it lies
+ * inside another hidden directory (the server's data directory inside the server user's home,
+ * the default layout), repeats an earlier entry, or lies inside (or is) the session's $HOME or
+ * workspace, which are bound over their paths afterwards. Besides the mount it saves (each costs
+ * bubblewrap a parse of the mount table), a covered directory must not be remounted read-only
+ * at the end: its path then leads into the covering mount, not to a mount point of its own, and
+ * bubblewrap refuses to start. */
+static bool covered(const char *const *hidden, size_t n, size_t i, const char *home_mount,
+                    const char *workspace) {
+    const char *path = hidden[i];
+    if ((home_mount && under(path, home_mount)) || (workspace && under(path, workspace)))
+        return true;
+    for (size_t j = 0; j < n; j++) {
+        if (j == i || !under(path, hidden[j]))
+            continue;
+        if (!strcmp(path, hidden[j])) {
+            if (j < i) /* the first of equal entries does it */
+                return true;
+            continue;
+        }
+        struct stat st; /* only a directory hides what is below it (see hide) */
+        if (!under(hidden[j], "/tmp") && !under(hidden[j], "/var/tmp") &&
+            lstat(hidden[j], &st) == 0 && S_ISDIR(st.st_mode))
+            return true;
+    }
+    return false;
+}
+
 static bool all_absolute(const char *const *v) {
     for (; v && *v; v++)
         if ((*v)[0] != '/')
@@ -185,14 +213,25 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
         for (char **q = p->read_write; q && *q; q++)
             vec_push3(&a, "--bind-try", *q, *q);
         /* 3. what must stay invisible */
-        for (const char *const *q = host_secrets; *q; q++)
-            hide(&a, &remount, *q);
-        for (const char *const *q = paths->hide; q && *q; q++)
-            hide(&a, &remount, *q);
-        for (char **q = p->hidden; q && *q; q++)
-            hide(&a, &remount, *q);
-        /* 4. the session's own trees and files */
         const char *home_at = paths->home_at ? paths->home_at : paths->home;
+        const char *hidden[8 + 2 * SANDBOX_PATHS_MAX];
+        size_t nh = 0;
+        for (const char *const *q = host_secrets; *q; q++)
+            hidden[nh++] = *q;
+        for (const char *const *q = paths->hide; q && *q; q++)
+            if (nh < sizeof(hidden) / sizeof(hidden[0]))
+                hidden[nh++] = *q;
+            else
+                a.err = AH_E_INVAL; /* never fewer hidden than asked */
+        for (char **q = p->hidden; q && *q; q++)
+            if (nh < sizeof(hidden) / sizeof(hidden[0]))
+                hidden[nh++] = *q;
+            else
+                a.err = AH_E_INVAL;
+        for (size_t i = 0; i < nh; i++)
+            if (!covered(hidden, nh, i, paths->home ? home_at : NULL, paths->workspace))
+                hide(&a, &remount, hidden[i]);
+        /* 4. the session's own trees and files */
         if (paths->home)
             vec_push3(&a, "--bind", paths->home, home_at);
         if (paths->workspace)

@@ -190,6 +190,63 @@ class Isolation(SandboxTest):
         wait_status(srv, victim, "stopped")
 
 
+def outside_tmp():
+    """A writable directory outside /tmp and /var/tmp (which a sandbox replaces wholesale, so
+    that nothing there is ever hidden mount by mount): the user's home, else the build
+    directory, else /dev/shm."""
+    for d in (os.path.expanduser("~"), os.path.dirname(os.path.abspath(ahtest.AH_BIN))):
+        real = os.path.realpath(d)
+        if (os.access(real, os.W_OK) and not real.startswith("/tmp/") and
+                not real.startswith("/var/tmp/")):
+            return real
+    return "/dev/shm"
+
+
+class HomeLayout(SandboxTest):
+    """The usual layout: the server user's home outside /tmp, holding the data directory, the
+    runtime directory and the configuration (here they are all that home, as ahtest lays them
+    out). Each is hidden inside a hidden home; bubblewrap refused to start when the covered
+    ones were remounted read-only as if they were mount points of their own."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="ah-sbx-home-", dir=outside_tmp())
+        os.makedirs(os.path.join(cls.tmp, ".ssh"), mode=0o700)
+        with open(os.path.join(cls.tmp, ".ssh", "id_ed25519"), "w") as f:
+            f.write("-----BEGIN OPENSSH PRIVATE KEY----- server-secret\n")
+        cls.server = Server(args=("--config", config(cls.tmp), "--max-concurrent-tasks", "8"),
+                            tmpdir=cls.tmp)
+
+    def test_data_directory_inside_the_users_home(self):
+        srv = self.server
+        db = srv.db if os.path.isabs(srv.db) else None
+        actions = [{"do": "write", "path": "own.txt", "content": "mine"},
+                   {"do": "read", "path": os.path.join(self.tmp, ".ssh", "id_ed25519"),
+                    "marker": "PRIVATE"},
+                   {"do": "read", "path": os.path.join(self.tmp, "sandbox.toml"),
+                    "marker": "hostile"},
+                   {"do": "list", "path": os.path.join(self.tmp, "workspaces")},
+                   {"do": "write", "path": os.path.join(self.tmp, "pwned.txt")},
+                   {"do": "env", "names": ["HOME"]}]
+        if db:
+            actions.append({"do": "read", "path": db, "marker": "SQLite"})
+        sid, s = self.run_agent(actions)
+        self.assertEqual(result(srv, sid, "write", "own.txt")[2], "ok")
+        with open(os.path.join(s["workspace"]["mountPath"], "own.txt")) as f:
+            self.assertEqual(f.read(), "mine")
+        for target in [os.path.join(self.tmp, ".ssh", "id_ed25519"),
+                       os.path.join(self.tmp, "sandbox.toml")] + ([db] if db else []):
+            r = result(srv, sid, "read", target)
+            self.assertTrue(r[2] == "denied" or r[3].endswith("-"), r)
+        # the workspaces directory shows the agent's own workspace and nothing else
+        self.assertEqual(result(srv, sid, "list", os.path.join(self.tmp, "workspaces"))[2:],
+                         ["ok", sid])
+        self.assertEqual(result(srv, sid, "write", os.path.join(self.tmp, "pwned.txt"))[2],
+                         "denied")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "pwned.txt")))
+        self.assertNotEqual(json.loads(result(srv, sid, "env")[3])["HOME"], self.tmp)
+
+
 class Network(SandboxTest):
     def test_offline_has_no_network_and_default_has(self):
         lst = socket.socket()

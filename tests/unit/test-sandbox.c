@@ -366,6 +366,43 @@ static void test_wrap_default(void **state) {
     assert_string_equal(argv[pl + 2], "--");
     sandbox_argv_free(argv);
 
+    /* The default layout: the data directory (workspaces, sessions) inside the server user's
+     * home, both hidden. The home's mount hides the data directory too: no mount of its own,
+     * and above all no read-only remount of its path at the end, which then leads into the
+     * home's mount (bubblewrap refused to start: every sandboxed session failed) */
+    char uhome[600], udata[700], uws[800], uhome2[800];
+    snprintf(uhome, sizeof(uhome), "%s/user", tmp);
+    snprintf(udata, sizeof(udata), "%s/.local", uhome);
+    snprintf(uws, sizeof(uws), "%s/S1", udata);
+    snprintf(uhome2, sizeof(uhome2), "%s/H1", udata);
+    assert_int_equal(mkdir(uhome, 0700), 0);
+    assert_int_equal(mkdir(udata, 0700), 0);
+    const char *hide2[] = {udata, uhome, udata, NULL};
+    struct sandbox_paths up = {.workspace = uws, .home = uhome2, .hide = hide2};
+    lim = (struct sandbox_limits){0};
+    assert_int_equal(sandbox_wrap(s, sandbox_find(s, "default"), &lim, false, &up, agent, &argv),
+                     0);
+    assert_true(find3(argv, "--tmpfs", uhome, NULL) >= 0);
+    assert_true(find3(argv, "--remount-ro", uhome, NULL) > find3(argv, "--bind", uws, uws));
+    assert_int_equal(find3(argv, "--tmpfs", udata, NULL), -1);
+    assert_int_equal(find3(argv, "--remount-ro", udata, NULL), -1);
+    assert_true(find3(argv, "--bind", uhome2, uhome2) >= 0);
+    sandbox_argv_free(argv);
+    /* ... and with the session's $HOME shown at the user's home: that bind covers both */
+    up.home_at = uhome;
+    assert_int_equal(sandbox_wrap(s, sandbox_find(s, "default"), &lim, false, &up, agent, &argv),
+                     0);
+    assert_int_equal(find3(argv, "--tmpfs", uhome, NULL), -1);
+    assert_int_equal(find3(argv, "--tmpfs", udata, NULL), -1);
+    assert_int_equal(find3(argv, "--remount-ro", uhome, NULL), -1);
+    assert_int_equal(find3(argv, "--remount-ro", udata, NULL), -1);
+    assert_true(find3(argv, "--bind", uhome2, uhome) >= 0);
+    assert_true(find3(argv, "--ro-bind", "/dev/null", "/etc/shadow") >= 0 ||
+                access("/etc/shadow", F_OK) != 0); /* the host's secrets still */
+    sandbox_argv_free(argv);
+    rmdir(udata);
+    rmdir(uhome);
+
     /* relative paths are refused: bubblewrap would resolve them somewhere else */
     paths.workspace = "relative";
     assert_int_equal(sandbox_wrap(s, sandbox_find(s, "default"), &lim, false, &paths, agent,
