@@ -364,25 +364,42 @@ static int run_quiet(const char *const *argv) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-/* Whether an executable of that name is on PATH (or is that path). */
-bool on_path(const char *name) {
-    if (strchr(name, '/'))
+/* The file PATH finds for `name` (or `name` itself when it has a slash) into out; false when
+ * none is executable. */
+static bool find_on_path(const char *name, char *out, size_t n) {
+    if (strchr(name, '/')) {
+        snprintf(out, n, "%s", name);
         return access(name, X_OK) == 0;
+    }
     const char *path = getenv("PATH");
     if (!path || !*path)
         path = "/usr/local/bin:/usr/bin:/bin";
     while (*path) {
         size_t len = strcspn(path, ":");
-        char full[4096];
-        snprintf(full, sizeof(full), "%.*s/%s", (int)len, path, name);
-        if (access(full, X_OK) == 0)
+        snprintf(out, n, "%.*s/%s", (int)len, path, name);
+        if (len && access(out, X_OK) == 0)
             return true;
         path += len + (path[len] == ':');
     }
     return false;
 }
 
+bool on_path(const char *name) {
+    char full[4096];
+    return find_on_path(name, full, sizeof(full));
+}
+
 void sandbox_set_probe(struct sandbox_set *s) {
+    /* found once: every launch names bubblewrap by its path, so the recorder does not try
+     * each PATH directory in turn for every session (posix_spawnp) */
+    char full[4096];
+    char *abs = s->bwrap[0] != '/' && find_on_path(s->bwrap, full, sizeof(full)) && full[0] == '/'
+                    ? strdup(full)
+                    : NULL;
+    if (abs) {
+        free(s->bwrap);
+        s->bwrap = abs;
+    }
     /* The namespaces every profile uses, on a read-only root: what a launch will ask for. */
     const char *const probe[] = {s->bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc",
                                  "--unshare-uts", "--unshare-net", "--die-with-parent",

@@ -99,8 +99,9 @@ def is_agent_start(cmd):
 
 
 def is_sandbox(cmd):
-    """The sandbox around `ah agent start` before it has started it (env, then bwrap)."""
-    return cmd.split(" ")[0] in ("bwrap", "env")
+    """The sandbox around `ah agent start` before it has started it (bwrap, named by its path
+    or its name; env in earlier versions)."""
+    return os.path.basename(cmd.split(" ")[0]) in ("bwrap", "env")
 
 
 def agent_group(sid, started=True):
