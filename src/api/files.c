@@ -1,6 +1,7 @@
 /*
  * files.c — what the agent changed (API.md §7.6, D30–D32): the changed files, one file's detail,
- * preview and content, and diffs, between two points of the session's private object store.
+ * preview and content, and diffs, between two points of the session's private object store,
+ * and the regular-expression search over a snapshot's files.
  * The answers themselves are the workspace layer's (workspace/answer.c: ws_answer), so an
  * executor answers a session it runs with the same code; this file finds the session, answers
  * a local one from its store here and forwards the read of a remote one over the executor link
@@ -327,7 +328,7 @@ static void search_or_file(struct http_request *req, struct http_response *res) 
     if (!http_query(req, "q") && http_query(req, "path"))
         get_file(req, res);
     else
-        files_search(req, res);
+        workspace_read(req, res, WS_ASK_SEARCH);
 }
 
 int api_files_register(struct router *r, struct api_ctx *ctx) {

@@ -1,6 +1,6 @@
 /*
  * snapview.h — private to api/: a request's view of a session's private object store (D30, D32),
- * shared by files.c (changes, reads, diffs) and workspace_routes.c (tree, info, download).
+ * of workspace_routes.c (tree, info, download, path search); files.c makes it.
  */
 #ifndef AH_API_SNAPVIEW_H
 #define AH_API_SNAPVIEW_H
@@ -33,8 +33,6 @@ bool changes_or_fail(struct view *v, struct http_request *req, struct http_respo
 bool query_bool(struct http_request *req, const char *name, bool def, struct ah_problem *p);
 int64_t query_int(struct http_request *req, const char *name, int64_t def, int64_t min,
                   int64_t max, struct ah_problem *p);
-/* GET /sessions/{id}/files/search with ?q= (files_search.c). */
-void files_search(struct http_request *req, struct http_response *res);
 /* GET /sessions/{id}/delivery: a `patch` delivery's artifact (delivery.c). */
 void delivery_get(struct http_request *req, struct http_response *res);
 

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "workspace.h"
+#include "internal.h"
 
 #define CONTENT_MAX (8u * 1024 * 1024) /* GET …/content */
 #define DIFF_MAX (64u * 1024 * 1024)   /* a diff answer */
@@ -46,14 +46,14 @@ static void reply_json(struct ws_reply *r, json_t *body) {
     r->json = body;
 }
 
-static const char *const kinds[] = {"files", "file", "diff", "file_diff"};
+static const char *const kinds[] = {"files", "file", "diff", "file_diff", "search"};
 
 const char *ws_ask_kind_name(enum ws_ask_kind k) {
-    return (unsigned)k < 4 ? kinds[k] : "?";
+    return (unsigned)k < sizeof(kinds) / sizeof(kinds[0]) ? kinds[k] : "?";
 }
 
 int ws_ask_kind_parse(const char *s, enum ws_ask_kind *ret) {
-    for (int i = 0; s && i < 4; i++)
+    for (size_t i = 0; s && i < sizeof(kinds) / sizeof(kinds[0]); i++)
         if (strcmp(s, kinds[i]) == 0) {
             *ret = (enum ws_ask_kind)i;
             return 0;
@@ -275,6 +275,7 @@ int ws_ask_check(const struct ws_ask *a, struct ah_problem *p) {
         if (file_path(a, false, path, NULL, p) < 0)
             return p->code;
         return diff_query(a, &d, p);
+    case WS_ASK_SEARCH: return ws_search_check(a, p);
     case WS_ASK_DIFF: {
         const char **paths;
         size_t n;
@@ -785,6 +786,7 @@ void ws_answer(struct ws_store *st, const char *base, const struct ws_ask *a,
     case WS_ASK_FILE: get_file(&v, a); break;
     case WS_ASK_DIFF: diff_all(&v, a); break;
     case WS_ASK_FILE_DIFF: diff_one(&v, a); break;
+    case WS_ASK_SEARCH: ws_search_answer(st, v.pt.to, a, ret); break;
     }
     if (ret->problem.code) { /* a failure wins over a half-made answer */
         json_decref(ret->json);

@@ -18,6 +18,11 @@ struct ws_store {
     struct ahpack *pack; /* this store's pack backend (pack.c), owned by odb */
 };
 
+/* files/search (search.c), for ws_ask_check and ws_answer (answer.c). */
+int ws_search_check(const struct ws_ask *a, struct ah_problem *p);
+void ws_search_answer(struct ws_store *st, const char *to, const struct ws_ask *a,
+                      struct ws_reply *r);
+
 /* git_libgit2_init once per process. */
 void ws_git_init(void);
 /* Maps a libgit2 error code to AH_E_*. */

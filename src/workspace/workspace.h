@@ -325,8 +325,8 @@ int ws_store_gc(struct ws_store *st, const char *const *borrowers, size_t nborro
 
 /* ---- the answers of the files and diff routes (answer.c) ------------------------------------ */
 
-/* API.md §7.6, D30–D32: what `GET …/files`, `…/files/{path}` (detail, preview, content) and
- * `…/diff`, `…/diff/{path}` answer, computed from a session's store alone, so the access point
+/* API.md §7.6, D30–D32: what `GET …/files`, `…/files/{path}` (detail, preview, content),
+ * `…/files/search` and `…/diff`, `…/diff/{path}` answer, computed from a session's store alone, so the access point
  * (its own sessions) and an executor (a session it runs, asked over the link) answer with the
  * same code. Nothing here reads the live file system except through the `current` hook. */
 
@@ -358,8 +358,10 @@ enum ws_ask_kind {
     WS_ASK_FILE,      /* GET …/files/{path} (detail, /preview, /content) */
     WS_ASK_DIFF,      /* GET …/diff */
     WS_ASK_FILE_DIFF, /* GET …/diff/{path} */
+    WS_ASK_SEARCH,    /* GET …/files/search?q= */
 };
-const char *ws_ask_kind_name(enum ws_ask_kind k); /* "files", "file", "diff", "file_diff" */
+/* "files", "file", "diff", "file_diff", "search" */
+const char *ws_ask_kind_name(enum ws_ask_kind k);
 int ws_ask_kind_parse(const char *s, enum ws_ask_kind *ret); /* 0 or AH_E_INVAL */
 
 /* One request of those routes: what the client sent, nothing resolved yet. Lent. */

@@ -356,7 +356,7 @@ class RemoteSessions(unittest.TestCase):
     READS = ["/files", "/files?status=added", "/files/a.txt", "/files/a.txt/preview",
              "/files/a.txt/content", "/files?path=src/**", "/diff", "/diff?format=split",
              "/diff?files=src/b.py", "/diff/a.txt", "/diff/src/b.py?context=0",
-             "/diff?format=patch"]
+             "/diff?format=patch", "/files/search?q=t[wh]", "/files/search?q=print&type=py"]
 
     @staticmethod
     def comparable(j):
@@ -404,6 +404,9 @@ class RemoteSessions(unittest.TestCase):
         self.assertIn("+TWO", remote["/diff/a.txt"][1]["diff"])
         self.assertEqual(remote["/diff?format=patch"][0], "text/x-diff")
         self.assertIn(b"+++ b/src/b.py", remote["/diff?format=patch"][1])
+        found = remote["/files/search?q=t[wh]"][1]
+        self.assertEqual([(r["path"], [m["line_number"] for m in r["matches"]])
+                          for r in found["results"]], [("a.txt", [2, 3])])
         history = ap.get("/api/v1/sessions/%s/files/a.txt" % sid).json()["history"]
         self.assertTrue(history and all(h["event_type"] == "file_edit" for h in history), history)
         # a 404 and a 400 made on the executor come back as the route's own problems
@@ -423,7 +426,10 @@ class RemoteSessions(unittest.TestCase):
         for path in self.READS:
             self.assertEqual(remote[path], mine[path], path)
         base = "/api/v1/sessions/" + sid
-        for method, path, body in [("GET", "/files/search?q=hello", None),
+        r = ap.get("/api/v1/sessions/%s/files/search?q=(" % sid)  # refused before it goes out
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("q", r.json()["errors"])
+        for method, path, body in [("GET", "/workspace/files", None),
                                    ("GET", "/fs-snapshots", None), ("POST", "/fs-snapshots", {}),
                                    ("POST", "/seek", {"seq": 1}),
                                    ("POST", "/session-branch", {"seq": 1})]:
