@@ -113,44 +113,53 @@ static json_t *parse_string(struct parser *ps) {
     char quote = *ps->p++;
     struct ah_buf b = {.max = 64 * 1024};
     while (ps->p < ps->end && *ps->p != quote && *ps->p != '\n') {
-        char c = *ps->p++;
-        int rc;
-        if (c == '\\' && quote == '"') {
-            if (ps->p >= ps->end)
-                break;
-            char e = *ps->p++;
-            switch (e) {
-            case '"': rc = ah_buf_append(&b, "\"", 1); break;
-            case '\\': rc = ah_buf_append(&b, "\\", 1); break;
-            case 'n': rc = ah_buf_append(&b, "\n", 1); break;
-            case 't': rc = ah_buf_append(&b, "\t", 1); break;
-            case 'r': rc = ah_buf_append(&b, "\r", 1); break;
-            case 'u': {
-                char hex[5] = {0};
-                if (ps->end - ps->p < 4) {
-                    ah_buf_clear(&b);
-                    fail(ps, "short \\u escape");
-                    return NULL;
-                }
-                memcpy(hex, ps->p, 4);
-                char *endp;
-                unsigned long cp = strtoul(hex, &endp, 16);
-                if (*endp || (cp >= 0xD800 && cp <= 0xDFFF) || cp == 0) {
-                    ah_buf_clear(&b);
-                    fail(ps, "bad \\u escape");
-                    return NULL;
-                }
-                ps->p += 4;
-                rc = put_utf8(&b, cp);
-                break;
-            }
-            default:
+        /* a run of plain characters is appended at once, not byte by byte */
+        const char *run = ps->p;
+        while (ps->p < ps->end && *ps->p != quote && *ps->p != '\n' &&
+               (*ps->p != '\\' || quote != '"'))
+            ps->p++;
+        if (ps->p > run) {
+            if (ah_buf_append(&b, run, (size_t)(ps->p - run)) < 0) {
                 ah_buf_clear(&b);
-                fail(ps, "unknown escape in string");
+                fail(ps, "string too long");
                 return NULL;
             }
-        } else {
-            rc = ah_buf_append(&b, &c, 1);
+            continue;
+        }
+        ps->p++; /* a backslash in a basic string: an escape */
+        if (ps->p >= ps->end)
+            break;
+        char e = *ps->p++;
+        int rc;
+        switch (e) {
+        case '"': rc = ah_buf_append(&b, "\"", 1); break;
+        case '\\': rc = ah_buf_append(&b, "\\", 1); break;
+        case 'n': rc = ah_buf_append(&b, "\n", 1); break;
+        case 't': rc = ah_buf_append(&b, "\t", 1); break;
+        case 'r': rc = ah_buf_append(&b, "\r", 1); break;
+        case 'u': {
+            char hex[5] = {0};
+            if (ps->end - ps->p < 4) {
+                ah_buf_clear(&b);
+                fail(ps, "short \\u escape");
+                return NULL;
+            }
+            memcpy(hex, ps->p, 4);
+            char *endp;
+            unsigned long cp = strtoul(hex, &endp, 16);
+            if (*endp || (cp >= 0xD800 && cp <= 0xDFFF) || cp == 0) {
+                ah_buf_clear(&b);
+                fail(ps, "bad \\u escape");
+                return NULL;
+            }
+            ps->p += 4;
+            rc = put_utf8(&b, cp);
+            break;
+        }
+        default:
+            ah_buf_clear(&b);
+            fail(ps, "unknown escape in string");
+            return NULL;
         }
         if (rc < 0) {
             ah_buf_clear(&b);
