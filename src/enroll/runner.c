@@ -678,6 +678,7 @@ static void answer_read(struct runner *r, struct rread *q) {
         problem_set(&q->problem, AH_E_PROTOCOL, "malformed WorkspaceRead");
         return;
     }
+    test_hold_point("executor-read"); /* a read taken by a worker, not answered yet */
     char base[WS_SNAP_ID_LEN + 1];
     if (exec_snapshot_base(r->ex, id, base) < 0) {
         problem_set(&q->problem, AH_E_NOTFOUND,

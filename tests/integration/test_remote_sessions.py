@@ -460,11 +460,15 @@ class RemoteSessions(unittest.TestCase):
 
     def test_workspace_read_limits(self):
         """An answer over the access point's cap for relayed answers is a clear 413 naming the
-        executor (smaller ones of the same session are served); an executor killed or gone
-        makes a read answer 502 naming it, never a hang."""
+        executor (smaller ones of the same session are served); one that does not come in time
+        is a 504 naming it (the executor's late answer is dropped, and it answers the next read);
+        an executor killed or gone makes a read answer 502 naming it, never a hang."""
         ap = self.access_point(env={"AH_REMOTE_READ_MAX_BYTES": "4000",
-                                    "AH_REMOTE_READ_TIMEOUT_MS": "20000"})
-        ex = self.executor(ap, "a")
+                                    "AH_REMOTE_READ_TIMEOUT_MS": "6000"})
+        hold = os.path.join(self.tmp, "hold-read")
+        self.addCleanup(lambda: os.path.exists(hold) and os.unlink(hold))
+        ex = self.executor(ap, "a", env={"AH_TEST_HOOKS": "1", "AH_TEST_HOLD_AT": "executor-read",
+                                         "AH_TEST_HOLD_FILE": hold})
         big = "".join("line %04d of a long file\n" % i for i in range(400))  # 10 KB
         sid = create(ap, task([{"edit": "big.txt", "content": big},
                                {"log": "done"}]))["session_ids"][0]
@@ -476,6 +480,17 @@ class RemoteSessions(unittest.TestCase):
         self.assertEqual(r.status, 413, r)
         self.assertIn("spiffe://example.org/ah/agent/a", r.json()["detail"])
         self.assertIn("4000 bytes", r.json()["detail"])
+        # an executor that does not answer in time: 504 naming it; its late answer is dropped
+        open(hold, "w").close()
+        r = ap.get(base + "/files", timeout=60)
+        self.assertEqual(r.status, 504, r)
+        self.assertIn("spiffe://example.org/ah/agent/a", r.json()["detail"])
+        self.assertIn("within 6000 ms", r.json()["detail"])
+        self.assertIn("holding at executor-read", ex.text())
+        os.unlink(hold)
+        wait_for("the held read to end", lambda: "released at executor-read" in ex.text())
+        r = ap.get(base + "/files")
+        self.assertEqual(r.status, 200, r)
         ex.kill9()
         t0 = time.monotonic()
         r = ap.get(base + "/files", timeout=60)
