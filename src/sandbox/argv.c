@@ -9,7 +9,8 @@
  *   3. what must stay invisible: the server's data directory (database, recordings, every other
  *      session's workspace), its runtime directory (the recorder socket), the server user's home,
  *      the host's password hashes and SSH keys, and the profile's hidden paths — an empty
- *      read-only directory over a directory, /dev/null over a file;
+ *      read-only directory over a directory, /dev/null over a file; none for what another of
+ *      these mounts covers, nor for what the server's user can neither read nor enter;
  *   4. the session's own workspace and $HOME read-write, and the few files the agent must read
  *      (its prompt and settings) read-only — these may lie inside a hidden directory, so they
  *      come last.
@@ -24,11 +25,14 @@
  * agent start`, always the command here) unblocks it. No `env` process for either: each
  * process a start takes costs a wait for a CPU on a busy machine (bench/bench-sandbox.py).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -72,10 +76,16 @@ static bool under(const char *path, const char *dir) {
 
 /* Hides one path: an empty directory over a directory (remounted read-only at the end, once
  * what must show through has its mount point), /dev/null over anything else. Paths that do not
- * exist, or that the private /tmp already hides, need nothing. */
+ * exist, or that the private /tmp already hides, need nothing; nor do those the server may
+ * neither read nor search (/etc/shadow and /root for a server that is not root): the agent has
+ * the server's user and groups and no capability, so it cannot either, and each mount costs
+ * bubblewrap a parse of the mount table. */
 static void hide(struct vec *a, struct vec *remount, const char *path) {
     struct stat st;
     if (under(path, "/tmp") || under(path, "/var/tmp") || lstat(path, &st) != 0)
+        return;
+    if (faccessat(AT_FDCWD, path, R_OK, AT_EACCESS) != 0 &&
+        faccessat(AT_FDCWD, path, X_OK, AT_EACCESS) != 0 && errno == EACCES)
         return;
     if (S_ISDIR(st.st_mode)) {
         vec_push3(a, "--tmpfs", path, NULL);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -402,6 +403,36 @@ static void test_wrap_default(void **state) {
     sandbox_argv_free(argv);
     rmdir(udata);
     rmdir(uhome);
+
+    /* What the server's user may neither read nor search needs no hiding (its agent has that
+     * user, those groups and no capability): /etc/shadow and /root for a server that is not
+     * root. Judged as another user (root reads everything) in a child process. */
+    char closed[600], open_[600];
+    snprintf(closed, sizeof(closed), "%s/closed", tmp);
+    snprintf(open_, sizeof(open_), "%s/open", tmp);
+    assert_int_equal(mkdir(closed, 0700), 0);
+    assert_int_equal(mkdir(open_, 0755), 0);
+    assert_int_equal(chmod(tmp, 0755), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (geteuid() == 0 ? seteuid(65534) != 0 : chmod(closed, 0) != 0)
+            _exit(2);
+        const char *hide3[] = {closed, open_, NULL};
+        struct sandbox_paths cp = {.workspace = ws, .hide = hide3};
+        char **v = NULL;
+        if (sandbox_wrap(s, sandbox_find(s, "default"), &lim, false, &cp, agent, &v) != 0)
+            _exit(3);
+        bool ok = find3(v, "--tmpfs", closed, NULL) < 0 && find3(v, "--tmpfs", open_, NULL) >= 0;
+        _exit(ok ? 0 : 1);
+    }
+    int wst = 0;
+    assert_int_equal(waitpid(pid, &wst, 0), pid);
+    assert_true(WIFEXITED(wst));
+    assert_int_equal(WEXITSTATUS(wst), 0);
+    chmod(closed, 0700);
+    rmdir(closed);
+    rmdir(open_);
 
     /* relative paths are refused: bubblewrap would resolve them somewhere else */
     paths.workspace = "relative";
