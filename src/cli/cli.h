@@ -8,6 +8,7 @@
 #include <ah/client.h>
 #include <ah/task_manager.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -105,8 +106,39 @@ int config_open_store(const char *what, const char *db, struct store **ret);
 int config_load(int argc, char **argv, const char *command, const struct config_defaults *defs,
                 struct config *ret);
 void config_clear(struct config *c);
+/* Whether --NAME (name[0..len)) is a setting of config_load: -1 no, 0 one taking a value, 1 a
+ * flag without one (true when given). */
+int config_flag_kind(const char *name, size_t len);
 /* The help text listing every configuration key, its flag and its environment variable. */
 void config_print_help(const char *usage, const struct config_defaults *defs);
+
+/* ---- the daemon path (daemon.c): `ah agent access-point`, `ah webui`, and `ah agent enroll
+ * --rest-api yes` all run it (CLI-and-enrollment §1) --------------------------------------- */
+struct daemon;
+struct executor;
+/* SIGTERM and SIGINT blocked in this thread and every thread started after (each daemon takes
+ * them with sigwait(*ret_stop)); SIGPIPE ignored, so a vanished peer is an error return. */
+void daemon_block_signals(sigset_t *ret_stop);
+struct daemon_options {
+    bool webui; /* also the web UI's routes (after every API route) */
+    bool open;  /* open the UI in the browser once listening */
+    /* One budget for the machine with an enrolled executor's sessions (exec_config.slots_*) */
+    int64_t (*slots_taken)(void *arg);
+    void (*slots_changed)(void *arg);
+    void *slots_arg;
+};
+/* Starts the REST/SSE API on cfg's bind/port (a port in use: one line, EXIT_GENERAL), the store,
+ * the scheduler and the local runner, and the QUIC listener with --quic-port; refuses a
+ * non-loopback bind without credentials (D22). The caller has set the umask, logging, the
+ * signal mask and the OTLP exporter; cfg is borrowed until daemon_stop. EXIT_OK with *ret, or
+ * the exit code after a line on stderr, with everything started stopped again. */
+int daemon_start(const char *command, const struct config *cfg, const struct daemon_options *o,
+                 struct daemon **ret);
+/* Stops serving (in-flight requests drain), closes executors' links and the store; sessions'
+ * processes keep running and are re-attached by the next start (D15). NULL-safe. */
+void daemon_stop(struct daemon *d);
+struct executor *daemon_exec(struct daemon *d); /* its local runner */
+int daemon_port(struct daemon *d);              /* the HTTP port it listens on */
 
 /* Commands. Each returns a process exit code; argv[0] is the command's last word (getopt
  * style), its options follow. */

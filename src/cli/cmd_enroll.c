@@ -4,6 +4,12 @@
  * it is and can do (enroll/host_facts.h), heartbeats, and stays connected until SIGINT/SIGTERM,
  * when it says Goodbye.
  *
+ * With --rest-api yes the same process also runs the daemon path of `ah agent access-point`
+ * (daemon.c, CLI-and-enrollment §1): its REST/SSE API, database and local runner, on --bind/
+ * --port/--db, for tasks created there. Both runners share --max-concurrent-tasks (struct
+ * shared_slots). Start: the API first (a port in use stops it before enrolling), then the
+ * link. Stop: Goodbye on the link, then the API drains; sessions keep running (D15).
+ *
  * Every flag of §4 is parsed and checked here before anything starts, so a mistake is one clear
  * line and exit 2 (a usage error), never a half-started executor. The identity rules (D42):
  *   spiffe   the default; forbids the file-based flags (--cert-file, --key-file, --ca-file,
@@ -27,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../enroll/host_facts.h"
 #include "../enroll/link.h"
@@ -42,7 +49,9 @@
 #define AH_VERSION "0.0.0"
 #endif
 
-#define MAX_LIST 64 /* --labels / --tags values */
+#define MAX_LIST 64  /* --labels / --tags values */
+#define MAX_PASS 128 /* the REST API's own flags and their values */
+#define REST_PORT_DEFAULT 3001 /* the access point's (D21) */
 
 struct enroll {
     const char *rest_api, *bind, *db, *name, *resources, *resources_file;
@@ -56,6 +65,10 @@ struct enroll {
     size_t n_labels, n_tags, n_remotes;
     char *owned[2 * MAX_LIST]; /* copies made when splitting comma lists */
     size_t n_owned;
+    /* --rest-api yes: the access point's own settings (--insecure-no-auth, --jwks, --tls-cert,
+     * --public-url, --config …), handed to its parser as given (borrowed from argv) */
+    const char *pass[MAX_PASS + 1];
+    size_t n_pass;
 };
 
 static const char usage_text[] =
@@ -69,9 +82,20 @@ static const char usage_text[] =
     "  --remote-server ADDRESS[,...]  quic://HOST:PORT or HOST:PORT of the access point's QUIC\n"
     "                              listener (default: $AH_REMOTE_SERVER); repeatable: replicas\n"
     "                              of one access point, dialled in turn when one is lost\n"
-    "  --rest-api yes|no           also serve the REST API here (default no; yes is not\n"
-    "                              available in this version)\n"
-    "  --bind ADDRESS, --port P, --db URL|PATH   with --rest-api yes\n"
+    "  --rest-api yes|no           also serve the REST/SSE API here, as ah agent access-point\n"
+    "                              does, so this machine is an access point of its own: its\n"
+    "                              tasks run here and are kept in --db (default no)\n"
+    "  --bind ADDRESS              with --rest-api yes: where the API listens (default\n"
+    "                              0.0.0.0; any address but loopback needs an API key in\n"
+    "                              --db, --jwks, or --insecure-no-auth)\n"
+    "  --port P                    with --rest-api yes: its TCP port (default 3001; 0 picks one)\n"
+    "  --db URL|PATH               with --rest-api yes: its database (default\n"
+    "                              DATA-DIR/rest-api/state.db; the API's sessions' files are\n"
+    "                              in DATA-DIR/rest-api)\n"
+    "  With --rest-api yes the access point's other settings apply as well (ah help agent\n"
+    "  access-point lists them: --insecure-no-auth, --jwks, --tls-cert, --public-url,\n"
+    "  --cors-origins, --config FILE, ...), but not its executor control plane (--quic-*,\n"
+    "  --executor-*). The API's sessions and the access point's share --max-concurrent-tasks.\n"
     "What this executor reports:\n"
     "  --name NAME                 friendly name (default: the last part of its SPIFFE id)\n"
     "  --labels KEY=VALUE[,...]    repeatable; tasks whose labels use the same keys are placed\n"
@@ -79,7 +103,8 @@ static const char usage_text[] =
     "  --tags TAG[,...]            repeatable grouping tags\n"
     "  --resources JSON            a JSON object merged over the detected resources\n"
     "  --resources-file PATH       the same from a file (JSON)\n"
-    "  --max-concurrent-tasks N    sessions at once (default: the number of cores)\n"
+    "  --max-concurrent-tasks N    sessions at once, the REST API's included (default: the\n"
+    "                              number of cores)\n"
     "  --heartbeat-interval SEC    heartbeat period, fractions allowed (default 5)\n"
     "  --data-dir DIR              where sessions' workspaces live; its disk is reported\n"
     "                              (default $XDG_DATA_HOME/ah/executor, that is\n"
@@ -104,8 +129,9 @@ static const char usage_text[] =
     "  --otlp-endpoint URL         export trace spans over OTLP/HTTP JSON to this collector\n"
     "  -h, --help                  this help\n"
     "\n"
-    "Exit status: 0 stopped by a signal; 2 a flag is wrong or missing; 8 the identity mode is\n"
-    "not built in or its material cannot be loaded.\n";
+    "Exit status: 0 stopped by a signal; 1 the REST API's port is in use or its database\n"
+    "cannot be opened; 2 a flag is wrong or missing; 8 the identity mode is not built in or\n"
+    "its material cannot be loaded, or the REST API would be open without credentials.\n";
 
 void cmd_enroll_help(void) {
     fputs(usage_text, stdout);
@@ -300,6 +326,54 @@ static const struct option options[] = {
     {0, 0, 0, 0},
 };
 
+/* Takes the access point's own settings out of argv (compacting it; *argc shrinks) into
+ * e->pass: any --NAME that is not an enroll flag but is one of config_load's, with its value.
+ * Those of the executor control plane are refused: a REST API here has no QUIC listener. */
+static int take_rest_flags(int *argc, char **argv, struct enroll *e) {
+    int n = 1;
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) { /* the rest is not options */
+            while (i < *argc)
+                argv[n++] = argv[i++];
+            break;
+        }
+        if (strncmp(a, "--", 2) != 0 || !a[2]) {
+            argv[n++] = argv[i];
+            continue;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const struct option *mine = NULL;
+        for (const struct option *o = options; o->name && !mine; o++)
+            if (strlen(o->name) == len && strncmp(o->name, name, len) == 0)
+                mine = o;
+        int kind = len == 6 && strncmp(name, "config", 6) == 0 ? 0 : config_flag_kind(name, len);
+        if (mine || kind < 0) { /* enroll's own (with its value), or getopt's to refuse */
+            argv[n++] = argv[i];
+            if (mine && mine->has_arg == required_argument && !eq && i + 1 < *argc)
+                argv[n++] = argv[++i];
+            continue;
+        }
+        if ((len > 5 && strncmp(name, "quic-", 5) == 0) ||
+            (len > 9 && strncmp(name, "executor-", 9) == 0))
+            return usage_error("--%.*s belongs to an access point's executor control plane; an "
+                               "executor's REST API has none",
+                               (int)len, name);
+        bool value = kind == 0 && !eq;
+        if (value && i + 1 >= *argc)
+            return usage_error("%s needs a value", a);
+        if (e->n_pass + (value ? 2 : 1) > MAX_PASS)
+            return usage_error("too many options for the REST API (at most %d)", MAX_PASS);
+        e->pass[e->n_pass++] = a;
+        if (value)
+            e->pass[e->n_pass++] = argv[++i];
+    }
+    e->pass[e->n_pass] = NULL;
+    *argc = n;
+    return 0;
+}
+
 /* Parses argv into e. 0, -1 after --help, or an exit code. */
 static int parse(int argc, char **argv, struct enroll *e) {
     e->identity = "spiffe";
@@ -309,9 +383,12 @@ static int parse(int argc, char **argv, struct enroll *e) {
     e->heartbeat_ms = 5000; /* D24 (§4's table says 30 s; the protocol section and D24 win) */
     e->max_concurrent = -1;
     e->port = -1;
+    int rc = take_rest_flags(&argc, argv, e);
+    if (rc)
+        return rc;
     optind = 1;
     opterr = 0;
-    int c, rc = 0;
+    int c;
     while (rc == 0 && (c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
         const char *v = optarg;
         switch (c) {
@@ -399,6 +476,16 @@ static int parse(int argc, char **argv, struct enroll *e) {
     if (!strcmp(e->rest_api, "no") && (e->bind || e->port >= 0 || e->db))
         return usage_error("--bind, --port and --db configure the REST API: they need "
                            "--rest-api yes");
+    if (!strcmp(e->rest_api, "no") && e->n_pass)
+        return usage_error("%s is a setting of the REST API: it needs --rest-api yes",
+                           e->pass[0]);
+    if (!strcmp(e->rest_api, "yes") && e->max_concurrent == 0)
+        return usage_error("--max-concurrent-tasks 0 with --rest-api yes: no task created on "
+                           "this executor's API could ever run");
+    if (e->bind && !*e->bind)
+        return usage_error("--bind: empty address");
+    if (e->db && !*e->db)
+        return usage_error("--db: empty path");
     if (strcmp(e->ssh, "enabled") && strcmp(e->ssh, "disabled"))
         return usage_error("--ssh: '%s' is not enabled or disabled", e->ssh);
     const char *colon = strrchr(e->ssh_dst, ':');
@@ -462,6 +549,95 @@ static int exec_for_sessions(const struct enroll *e, struct host_facts *hf,
     return rc;
 }
 
+/* ---- --rest-api yes: the daemon path in this process ---------------------------------------- */
+
+/* One machine, one budget: --max-concurrent-tasks counts the sessions the access point placed
+ * here (the runner's, in host_facts) and those the REST API's own runner runs (daemon_exec).
+ * The REST API starts one only while both together are below it; the heartbeat reports both,
+ * so the access point places nothing on a machine its own API filled. Whoever changes its count
+ * tells the other at once: the REST API's scheduler is kicked, the access point gets a
+ * heartbeat without waiting for the interval. */
+struct shared_slots {
+    struct host_facts *hf;
+    struct executor *rest; /* the REST API's runner; set before the link starts */
+    pthread_mutex_t mu;
+    struct link_client *cl; /* under mu: NULL before the link runs and once it stops */
+};
+
+static int64_t slots_of_executor(void *arg) { /* the REST API's scheduler asks */
+    struct shared_slots *sh = arg;
+    return host_facts_running(sh->hf);
+}
+
+static void rest_changed(void *arg) { /* the REST API's runner started or ended one */
+    struct shared_slots *sh = arg;
+    pthread_mutex_lock(&sh->mu);
+    link_client_heartbeat_soon(sh->cl);
+    pthread_mutex_unlock(&sh->mu);
+}
+
+static int64_t slots_of_rest(void *arg) { /* a heartbeat is built */
+    struct shared_slots *sh = arg;
+    return sh->rest ? exec_local_running(sh->rest) : 0;
+}
+
+static void executor_changed(void *arg) { /* a session of the access point came or went */
+    struct shared_slots *sh = arg;
+    if (sh->rest)
+        exec_kick(sh->rest); /* a freed slot may start a queued session of the API */
+}
+
+/* The daemon's configuration: the access point's parser over what was passed through, with
+ * this command's own --bind/--port/--db/--data-dir/--max-concurrent-tasks/--log-level last
+ * (flags win over the environment and the file). 0 or an exit code after one line. */
+static int rest_config(const struct enroll *e, int64_t slots, struct config *cfg) {
+    char dir[4200], db[4300], port[24], maxc[24];
+    snprintf(dir, sizeof(dir), "%s/rest-api", e->data_dir);
+    snprintf(db, sizeof(db), "%s/state.db", dir);
+    snprintf(port, sizeof(port), "%lld",
+             (long long)(e->port >= 0 ? e->port : REST_PORT_DEFAULT));
+    snprintf(maxc, sizeof(maxc), "%lld", (long long)slots);
+    const char *argv[MAX_PASS + 16];
+    int n = 0;
+    argv[n++] = "agent enroll";
+    for (size_t i = 0; i < e->n_pass; i++)
+        argv[n++] = e->pass[i];
+    argv[n++] = "--bind";
+    argv[n++] = e->bind ? e->bind : "0.0.0.0";
+    argv[n++] = "--port";
+    argv[n++] = port;
+    argv[n++] = "--db";
+    argv[n++] = e->db ? e->db : db;
+    argv[n++] = "--data-dir";
+    argv[n++] = dir;
+    argv[n++] = "--max-concurrent-tasks";
+    argv[n++] = maxc;
+    if (e->log_level) {
+        argv[n++] = "--log-level";
+        argv[n++] = e->log_level;
+    }
+    argv[n] = NULL;
+    struct config_defaults defs = {.port = REST_PORT_DEFAULT};
+    int rc = config_load(n, (char **)argv, "agent enroll", &defs, cfg);
+    if (rc < 0) { /* a passed value that reads as --help */
+        fprintf(stderr, "ah agent enroll: -h/--help is not a value (see ah agent enroll "
+                        "--help)\n");
+        return EXIT_USAGE;
+    }
+    if (rc)
+        return rc;
+    if (cfg->quic_port >= 0) { /* from the environment or the config file: not for an executor */
+        log_msg(LOG_INFO, "quic-port of the configuration ignored: an executor's REST API "
+                          "has no executor control plane");
+        cfg->quic_port = -1;
+    }
+    if (make_dirs(dir, 0700) < 0) {
+        fprintf(stderr, "ah agent enroll: cannot create %s: %s\n", dir, strerror(errno));
+        return EXIT_CONFIG;
+    }
+    return 0;
+}
+
 int cmd_enroll(int argc, char **argv) {
     struct enroll e = {0};
     int rc = parse(argc, argv, &e);
@@ -475,6 +651,10 @@ int cmd_enroll(int argc, char **argv) {
     struct agent_catalog *cat = NULL;
     struct executor *ex = NULL;
     struct runner *runner = NULL;
+    struct daemon *rest = NULL; /* --rest-api yes */
+    struct config rcfg;
+    bool have_rcfg = false;
+    struct shared_slots sh = {.mu = PTHREAD_MUTEX_INITIALIZER};
     char host[256];
     int qport = 0;
     char err[512] = "";
@@ -482,12 +662,6 @@ int cmd_enroll(int argc, char **argv) {
     if (e.log_level)
         (void)log_level_parse(e.log_level, &ll); /* checked by parse() */
     log_setup(2, ll);
-    if (!strcmp(e.rest_api, "yes")) {
-        fprintf(stderr, "ah agent enroll: --rest-api yes is not available in this version: the "
-                        "executor's sessions are served by its access point\n");
-        exit_code = EXIT_CONFIG;
-        goto out;
-    }
     if (!strcmp(e.identity, "spiffe") || !strcmp(e.identity, "vault")) {
         fprintf(stderr,
                 "ah agent enroll: --identity %s is not built in to this version; use --identity "
@@ -518,22 +692,7 @@ int cmd_enroll(int argc, char **argv) {
      * every thread inherits it and the signal reaches only the sigwait below: a thread with
      * it unblocked would take it and die of it, without a Goodbye */
     sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    /* D48: the executor's spans (RPCs from the access point, provisioning) and its recorders'
-     * go to this collector, one exporter thread with a bounded queue */
-    if (obs_otlp_start(e.otlp_endpoint, "agent-harbor-executor") < 0) {
-        fprintf(stderr, "ah agent enroll: --otlp-endpoint must be an http:// or https:// URL\n");
-        exit_code = EXIT_USAGE;
-        goto out;
-    }
-    /* the agents this machine has: the same detection GET /agents uses, waited for once */
-    struct exec_config ec = {0};
-    if (agent_catalog_new(&ec, &cat) < 0)
-        cat = NULL; /* then no agents are reported; the executor still enrolls */
+    daemon_block_signals(&stop);
     /* sessions' workspaces and recordings: --data-dir, else a directory of this user's (not
      * the current directory, whose mode the sessions' privacy would narrow to 0700) */
     char def_dir[4096];
@@ -547,6 +706,31 @@ int cmd_enroll(int argc, char **argv) {
         (void)make_dirs(def_dir, 0700); /* a failure shows in the health checks and below */
         e.data_dir = def_dir;
     }
+    if (!strcmp(e.rest_api, "yes")) {
+        /* D28: the API's database and its sessions' files are its owner's only */
+        umask(077);
+        int64_t slots = e.max_concurrent;
+        if (slots < 0) {
+            long cores = sysconf(_SC_NPROCESSORS_ONLN);
+            slots = cores > 0 ? cores : 1; /* host_facts' auto-detection, the same number */
+        }
+        if ((rc = rest_config(&e, slots, &rcfg)) != 0) {
+            exit_code = rc;
+            goto out;
+        }
+        have_rcfg = true;
+    }
+    /* D48: the executor's spans (RPCs from the access point, provisioning) and its recorders'
+     * go to this collector, one exporter thread with a bounded queue */
+    if (obs_otlp_start(e.otlp_endpoint, "agent-harbor-executor") < 0) {
+        fprintf(stderr, "ah agent enroll: --otlp-endpoint must be an http:// or https:// URL\n");
+        exit_code = EXIT_USAGE;
+        goto out;
+    }
+    /* the agents this machine has: the same detection GET /agents uses, waited for once */
+    struct exec_config ec = {0};
+    if (agent_catalog_new(&ec, &cat) < 0)
+        cat = NULL; /* then no agents are reported; the executor still enrolls */
     struct host_facts_config hc = {
         .name = e.name,
         .version = AH_VERSION,
@@ -604,11 +788,6 @@ int cmd_enroll(int argc, char **argv) {
         .heartbeat_ms = e.heartbeat_ms,
         .control = {.hello = hello_hook, .heartbeat = heartbeat_hook, .ctx = hf},
     };
-    json_t *f = json_pack("{s:s, s:i, s:s, s:I}", "access_point", host, "port", qport,
-                          "identity", e.identity, "capacity",
-                          (json_int_t)host_facts_capacity(hf));
-    log_json(LOG_INFO, "enrolling", f);
-    json_decref(f);
     /* Sessions (issue 16 item 5): the access point's own exec layer provisions and launches
      * them here, its recorders connect to this process's socket and are relayed to the access
      * point (enroll/runner.h). The socket's path comes from the data directory, so a restarted
@@ -620,6 +799,29 @@ int cmd_enroll(int argc, char **argv) {
     }
     /* streams the access point opens: sessions' RPCs, and tunnels (OpenTcp) */
     runner_client_config(runner, &cc, &tc);
+    if (have_rcfg) {
+        /* the REST API first: a port in use or a refused bind stops here, before enrolling */
+        sh.hf = hf;
+        struct daemon_options dopt = {.slots_taken = slots_of_executor,
+                                      .slots_changed = rest_changed,
+                                      .slots_arg = &sh};
+        if ((rc = daemon_start("agent enroll", &rcfg, &dopt, &rest)) != 0) {
+            exit_code = rc;
+            goto out;
+        }
+        sh.rest = daemon_exec(rest);
+        host_facts_share(hf, slots_of_rest, executor_changed, &sh);
+        json_t *rf = json_pack("{s:i, s:s, s:I}", "port", daemon_port(rest), "db", rcfg.db,
+                               "slots", (json_int_t)host_facts_capacity(hf));
+        log_json(LOG_INFO, "REST API serving; its sessions and the access point's share the "
+                           "slots", rf);
+        json_decref(rf);
+    }
+    json_t *f = json_pack("{s:s, s:i, s:s, s:I}", "access_point", host, "port", qport,
+                          "identity", e.identity, "capacity",
+                          (json_int_t)host_facts_capacity(hf));
+    log_json(LOG_INFO, "enrolling", f);
+    json_decref(f);
     struct link_client *cl = NULL;
     rc = link_client_start(&cc, &cl, err, sizeof(err));
     if (rc < 0) {
@@ -627,6 +829,9 @@ int cmd_enroll(int argc, char **argv) {
         exit_code = rc == AH_E_INVAL || rc == AH_E_NOTIMPL ? EXIT_CONFIG : EXIT_GENERAL;
         goto out;
     }
+    pthread_mutex_lock(&sh.mu);
+    sh.cl = cl;
+    pthread_mutex_unlock(&sh.mu);
     /* after the link: a slow sandbox probe must not delay enrollment. Without it the executor
      * stays enrolled (tunnels, the fleet view) and refuses launches with the reason. */
     char why[600] = "";
@@ -643,14 +848,24 @@ int cmd_enroll(int argc, char **argv) {
     log_msg(LOG_INFO, "link: received SIG%s; saying goodbye",
             sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
     runner_stop(runner);
+    pthread_mutex_lock(&sh.mu); /* the REST API's runner tells the link nothing more */
+    sh.cl = NULL;
+    pthread_mutex_unlock(&sh.mu);
     link_client_stop(cl, reason);
+    /* then the REST API: requests drain, its sessions keep running (re-attached by the next
+     * start, D15) */
+    daemon_stop(rest);
+    rest = NULL;
     log_msg(LOG_INFO, "stopped");
 out:
+    daemon_stop(rest); /* a start that failed after the REST API came up */
     obs_otlp_stop(); /* flushes the spans still queued */
     runner_free(runner);
     exec_free(ex);
     host_facts_free(hf);
     agent_catalog_free(cat);
+    if (have_rcfg)
+        config_clear(&rcfg);
     for (size_t i = 0; i < e.n_owned; i++)
         free(e.owned[i]);
     return exit_code;

@@ -192,6 +192,11 @@ static const struct key *find_key(const char *name, size_t len) {
     return NULL;
 }
 
+int config_flag_kind(const char *name, size_t len) {
+    const struct key *k = find_key(name, len);
+    return !k ? -1 : k->type == K_BOOL ? 1 : 0;
+}
+
 static void env_name(const char *key, char *out, size_t n) {
     size_t k = (size_t)snprintf(out, n, "AH_");
     for (const char *p = key; *p && k + 1 < n; p++)

@@ -1,6 +1,7 @@
 /*
  * daemon.c — `ah agent access-point` and `ah webui`: the same daemon path (CLI-and-enrollment.md
- * §1), started in this order so readiness means something:
+ * §1; `ah agent enroll --rest-api yes` runs it too, through daemon_start/daemon_stop), started in
+ * this order so readiness means something:
  *   signals blocked → HTTP listening (healthz 200, readyz 503) → store open and migrated
  *   (readyz 200) → wait for SIGTERM/SIGINT → stop accepting, drain in-flight requests → close
  *   the store → exit 0.
@@ -56,7 +57,7 @@ static void runtime_dir(char *out, size_t n) {
 
 /* Everything behind the HTTP front door, started once the port is bound. */
 static int start_services(const char *command, const struct config *cfg,
-                          struct api_services *sv) {
+                          const struct daemon_options *o, struct api_services *sv) {
     char self[4096], rundir[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n <= 0) {
@@ -91,6 +92,10 @@ static int start_services(const char *command, const struct config *cfg,
         .webhook_timeout_ms = cfg->webhook_timeout_ms,
         .webhook_retry_base_ms = cfg->webhook_retry_base_ms,
         .webhook_retry_for_ms = cfg->webhook_retry_for_ms,
+        /* `ah agent enroll --rest-api yes`: one budget with the executor's sessions */
+        .slots_taken = o->slots_taken,
+        .slots_changed = o->slots_changed,
+        .slots_arg = o->slots_arg,
     };
     struct ah_problem p = {0};
     int rc = api_services_start(cfg->db, &ec, sv, &p);
@@ -289,22 +294,86 @@ static int start_metrics_listener(const char *command, const struct config *cfg,
     return EXIT_OK;
 }
 
-static int run_daemon(const char *command, const struct config *cfg, bool open) {
-    /* D28: everything the daemon and its sessions create (database, WAL/SHM, recordings,
-     * prompts, workspaces) is readable by its owner only; children inherit the mask. */
-    umask(077);
-    log_setup(2, cfg->log_level);
-    raise_fd_limit();
-    /* Block the stop signals in every thread (threads inherit the mask) and take them with
-     * sigwait here; SIGPIPE is ignored so a vanished client is an error return, not a death. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+void daemon_block_signals(sigset_t *ret_stop) {
+    sigemptyset(ret_stop);
+    sigaddset(ret_stop, SIGTERM);
+    sigaddset(ret_stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, ret_stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
 
-    struct api_ctx api = {
+/* Everything one daemon holds, from the HTTP front door to the store (heap: the handlers keep
+ * pointers to api and hooks). */
+struct daemon {
+    const char *command;
+    struct api_ctx api;
+    struct http_hooks hooks;
+    struct api_tunnels *tunnels; /* HTTP CONNECT to executors' sshd (issue 16 item 7) */
+    struct router *router, *metrics_router;
+    struct http_server *http, *metrics_http; /* --metrics-bind: the second */
+    struct api_services sv;
+    struct link_server *link; /* executors' QUIC listener, when configured */
+    char *oidc_secret;
+    char oidc_redirect[600];
+    bool watchdog;
+};
+
+struct executor *daemon_exec(struct daemon *d) {
+    return d->sv.exec;
+}
+
+int daemon_port(struct daemon *d) {
+    return http_server_port(d->http);
+}
+
+/* The stop order: no new request, the executors' link, then the services, the store last. */
+static void daemon_teardown(struct daemon *d, int rc) {
+    if (http_server_stop(d->metrics_http) == AH_E_TIMEOUT ||
+        http_server_stop(d->http) == AH_E_TIMEOUT) {
+        /* A handler still stuck after the shutdown grace (item 27): its thread may be using the
+         * store, so nothing it shares is torn down. The database is crash-safe and sessions run
+         * in their own processes (re-attached at the next start, D15). */
+        log_msg(LOG_WARN, "stopped with stuck requests abandoned");
+        _exit(rc);
+    }
+    api_tunnels_set_link(d->tunnels, NULL); /* the gate is stopped: no CONNECT comes any more */
+    if (d->link)
+        remote_ap_set_server(d->sv.remote, NULL); /* no more RPCs: the loop goes */
+    link_server_stop(d->link); /* executors see a clean close; before the fleet goes */
+    api_tunnels_free(d->tunnels);
+    api_streams_stop();
+    api_set_services(&d->api, NULL, NULL, NULL);
+    auth_set_store(d->api.auth, NULL);
+    api_services_stop(&d->sv);
+    router_free(d->router);
+    router_free(d->metrics_router);
+    auth_free(d->api.auth);
+    free_secret(d->oidc_secret);
+    free(d);
+}
+
+void daemon_stop(struct daemon *d) {
+    if (!d)
+        return;
+    if (d->watchdog)
+        obs_watchdog_stop();
+    obs_notify_stopping();
+    daemon_teardown(d, EXIT_OK);
+}
+
+int daemon_start(const char *command, const struct config *cfg, const struct daemon_options *o,
+                 struct daemon **ret) {
+    static const struct daemon_options none = {0};
+    if (!o)
+        o = &none;
+    raise_fd_limit();
+    struct daemon *d = calloc(1, sizeof(*d));
+    if (!d) {
+        fprintf(stderr, "ah %s: out of memory\n", command);
+        return EXIT_GENERAL;
+    }
+    d->command = command;
+    d->api = (struct api_ctx){
         .version = AH_VERSION,
         .git_commit = *AH_GIT_COMMIT ? AH_GIT_COMMIT : NULL,
         .build_date = *AH_BUILD_DATE ? AH_BUILD_DATE : NULL,
@@ -326,45 +395,42 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         .audit_retention_days = cfg->audit_retention_days,
         .oidc = oidc_config(cfg),
     };
-    /* D48: spans leave by their own thread, off the request path; off without an endpoint */
-    if (obs_otlp_start(cfg->otlp_endpoint, "agent-harbor") < 0) {
-        fprintf(stderr, "ah %s: --otlp-endpoint must be an http:// or https:// URL\n", command);
+    if (cfg->oidc_issuer && oidc_settings(command, cfg, &d->oidc_secret, d->oidc_redirect,
+                                          sizeof(d->oidc_redirect), &ac.oidc) < 0) {
+        free(d);
         return EXIT_CONFIG;
     }
-    char *oidc_secret = NULL, oidc_redirect[600];
-    if (cfg->oidc_issuer && oidc_settings(command, cfg, &oidc_secret, oidc_redirect,
-                                          sizeof(oidc_redirect), &ac.oidc) < 0)
-        return EXIT_CONFIG;
     struct ah_problem ap = {0};
-    /* auth borrows the secret until auth_free: freed after each auth_free below */
-    int arc = auth_new(&ac, &api.auth, &ap);
-    if (arc < 0) {
+    /* auth borrows the secret until auth_free: freed after it */
+    if (auth_new(&ac, &d->api.auth, &ap) < 0) {
         fprintf(stderr, "ah %s: %s\n", command, ap.detail);
         problem_clear(&ap);
-        free_secret(oidc_secret);
+        free_secret(d->oidc_secret);
+        free(d);
         return EXIT_CONFIG;
     }
-    struct http_hooks hooks;
-    api_access_hooks(&api, &hooks);
-    struct api_tunnels *tunnels = NULL; /* HTTP CONNECT to executors' sshd (issue 16 item 7) */
-    if (api_tunnels_new(&api, &tunnels) < 0) { /* without --quic-port: a clear 503 */
+    api_access_hooks(&d->api, &d->hooks);
+    /* without --quic-port a CONNECT is a clear 503 */
+    if (api_tunnels_new(&d->api, &d->tunnels) < 0) {
         fprintf(stderr, "ah %s: out of memory\n", command);
-        auth_free(api.auth);
-        free_secret(oidc_secret);
+        auth_free(d->api.auth);
+        free_secret(d->oidc_secret);
+        free(d);
         return EXIT_GENERAL;
     }
-    struct router *router = router_new();
-    bool webui = strcmp(command, "webui") == 0; /* the UI's routes come after every API route */
-    bool routed = router && api_register(router, &api) == 0 &&
-                  (!webui || api_webui_register(router, &api) == 0);
-    if (!routed || api_streams_start(&api) < 0) {
+    d->router = router_new();
+    /* the UI's routes come after every API route */
+    bool routed = d->router && api_register(d->router, &d->api) == 0 &&
+                  (!o->webui || api_webui_register(d->router, &d->api) == 0);
+    if (!routed || api_streams_start(&d->api) < 0) {
         fprintf(stderr, "ah %s: %s\n", command,
                 routed ? "cannot start the event-stream thread (see the log line above)"
                        : "out of memory");
-        router_free(router);
-        api_tunnels_free(tunnels);
-        auth_free(api.auth);
-        free_secret(oidc_secret);
+        router_free(d->router);
+        api_tunnels_free(d->tunnels);
+        auth_free(d->api.auth);
+        free_secret(d->oidc_secret);
+        free(d);
         return EXIT_GENERAL;
     }
     struct http_config hc = {
@@ -377,24 +443,24 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
         .wake_coalesce_ms = (unsigned)cfg->sse_coalesce_ms,
         .idle_timeout_ms = (unsigned)cfg->idle_timeout_ms,
         .public_url = cfg->public_url,
-        .hooks = &hooks,
+        .hooks = &d->hooks,
         .tls_cert = cfg->tls_cert,
         .tls_key = cfg->tls_key,
-        .connect = api_tunnels_hook(tunnels),
+        .connect = api_tunnels_hook(d->tunnels),
     };
-    struct http_server *http = NULL;
     struct ah_problem p = {0};
-    if (http_server_start(&hc, router, &http, &p) < 0) {
+    if (http_server_start(&hc, d->router, &d->http, &p) < 0) {
         fprintf(stderr, "ah %s: %s\n", command, p.detail);
         problem_clear(&p);
         api_streams_stop();
-        router_free(router);
-        api_tunnels_free(tunnels);
-        auth_free(api.auth);
-        free_secret(oidc_secret);
+        router_free(d->router);
+        api_tunnels_free(d->tunnels);
+        auth_free(d->api.auth);
+        free_secret(d->oidc_secret);
+        free(d);
         return EXIT_GENERAL;
     }
-    int port = http_server_port(http);
+    int port = http_server_port(d->http);
     bool v6 = strchr(cfg->bind, ':') != NULL;
     char url[300];
     snprintf(url, sizeof(url), "%s://%s%s%s:%d", cfg->tls_cert ? "https" : "http", v6 ? "[" : "",
@@ -404,76 +470,75 @@ static int run_daemon(const char *command, const struct config *cfg, bool open) 
                           cfg->config_path);
     log_json(LOG_INFO, "listening", f);
     json_decref(f);
-    if (open) { /* a wildcard bind is reached on loopback */
+    if (o->open) { /* a wildcard bind is reached on loopback */
         bool any = strcmp(cfg->bind, "0.0.0.0") == 0 || strcmp(cfg->bind, "::") == 0;
         char local[64];
         snprintf(local, sizeof(local), "%s://127.0.0.1:%d/", cfg->tls_cert ? "https" : "http", port);
         open_browser(any ? local : url);
     }
 
-    struct api_services sv = {0};
-    struct link_server *link = NULL; /* executors' QUIC listener, when configured */
-    struct router *metrics_router = NULL; /* --metrics-bind */
-    struct http_server *metrics_http = NULL;
     int rc = EXIT_OK;
-    if (cfg->metrics_bind &&
-        (rc = start_metrics_listener(command, cfg, &api, &metrics_router, &metrics_http)) != 0)
-        goto out;
-    if (start_services(command, cfg, &sv) < 0) {
+    if (cfg->metrics_bind && (rc = start_metrics_listener(command, cfg, &d->api,
+                                                          &d->metrics_router,
+                                                          &d->metrics_http)) != 0)
+        goto fail;
+    if (start_services(command, cfg, o, &d->sv) < 0) {
         rc = EXIT_GENERAL;
-        goto out;
+        goto fail;
     }
-    auth_set_store(api.auth, sv.store);
-    if (!bind_is_loopback(cfg->bind) && !cfg->insecure_no_auth && !auth_required(api.auth)) {
+    auth_set_store(d->api.auth, d->sv.store);
+    if (!bind_is_loopback(cfg->bind) && !cfg->insecure_no_auth && !auth_required(d->api.auth)) {
         /* D22: anyone who reaches this address would be admin */
         fprintf(stderr,
                 "ah %s: refusing to serve %s without credentials: create an API key first "
-                "(ah admin api-key create --role admin --tenant NAME --db ...), or bind to "
+                "(ah admin api-key create --role admin --tenant NAME --db %s), or bind to "
                 "127.0.0.1, or pass --insecure-no-auth\n",
-                command, cfg->bind);
+                command, cfg->bind, cfg->db);
         rc = EXIT_CONFIG;
-        goto out;
+        goto fail;
     }
-    api.catalog = sv.catalog; /* before the store: api_set_services publishes it last */
-    api.fleet = sv.fleet;
-    api.remote = cfg->quic_port >= 0 ? sv.remote : NULL;
-    api_set_services(&api, sv.store, sv.bus, sv.exec);
+    d->api.catalog = d->sv.catalog; /* before the store: api_set_services publishes it last */
+    d->api.fleet = d->sv.fleet;
+    d->api.remote = cfg->quic_port >= 0 ? d->sv.remote : NULL;
+    api_set_services(&d->api, d->sv.store, d->sv.bus, d->sv.exec);
     if (cfg->quic_port >= 0 &&
-        (rc = start_link(command, cfg, sv.fleet, sv.remote, &link)) != 0)
-        goto out;
-    api_tunnels_set_link(tunnels, link);
+        (rc = start_link(command, cfg, d->sv.fleet, d->sv.remote, &d->link)) != 0)
+        goto fail;
+    api_tunnels_set_link(d->tunnels, d->link);
     obs_notify_ready(); /* systemd Type=notify: serving from here */
-    if (obs_watchdog_start(daemon_healthy, &api) < 0)
+    if (obs_watchdog_start(daemon_healthy, &d->api) < 0)
         log_msg(LOG_WARN, "cannot start the systemd watchdog thread");
+    else
+        d->watchdog = true;
+    *ret = d;
+    return EXIT_OK;
+fail:
+    daemon_teardown(d, rc);
+    return rc;
+}
 
-    int sig = 0;
-    while (sigwait(&stop, &sig) != 0)
-        ;
-    log_msg(LOG_INFO, "received %s; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    obs_watchdog_stop();
-    obs_notify_stopping();
-
-out:
-    if (http_server_stop(metrics_http) == AH_E_TIMEOUT || http_server_stop(http) == AH_E_TIMEOUT) {
-        /* A handler still stuck after the shutdown grace (item 27): its thread may be using the
-         * store, so nothing it shares is torn down. The database is crash-safe and sessions run
-         * in their own processes (re-attached at the next start, D15). */
-        log_msg(LOG_WARN, "stopped with stuck requests abandoned");
-        _exit(rc);
+static int run_daemon(const char *command, const struct config *cfg, bool open) {
+    /* D28: everything the daemon and its sessions create (database, WAL/SHM, recordings,
+     * prompts, workspaces) is readable by its owner only; children inherit the mask. */
+    umask(077);
+    log_setup(2, cfg->log_level);
+    sigset_t stop;
+    daemon_block_signals(&stop);
+    /* D48: spans leave by their own thread, off the request path; off without an endpoint */
+    if (obs_otlp_start(cfg->otlp_endpoint, "agent-harbor") < 0) {
+        fprintf(stderr, "ah %s: --otlp-endpoint must be an http:// or https:// URL\n", command);
+        return EXIT_CONFIG;
     }
-    api_tunnels_set_link(tunnels, NULL); /* the gate is stopped: no CONNECT comes any more */
-    if (link)
-        remote_ap_set_server(sv.remote, NULL); /* no more RPCs: the loop goes */
-    link_server_stop(link); /* executors see a clean close; before the fleet goes */
-    api_tunnels_free(tunnels);
-    api_streams_stop();
-    api_set_services(&api, NULL, NULL, NULL);
-    auth_set_store(api.auth, NULL);
-    api_services_stop(&sv);
-    router_free(router);
-    router_free(metrics_router);
-    auth_free(api.auth);
-    free_secret(oidc_secret);
+    struct daemon_options o = {.webui = strcmp(command, "webui") == 0, .open = open};
+    struct daemon *d = NULL;
+    int rc = daemon_start(command, cfg, &o, &d);
+    if (rc == EXIT_OK) {
+        int sig = 0;
+        while (sigwait(&stop, &sig) != 0)
+            ;
+        log_msg(LOG_INFO, "received %s; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        daemon_stop(d);
+    }
     obs_otlp_stop(); /* flushes the spans still queued */
     if (rc == EXIT_OK)
         log_msg(LOG_INFO, "stopped");
@@ -585,11 +650,7 @@ static int run_proxy(const struct config *cfg, const struct proxy_config *remote
     log_setup(2, cfg->log_level);
     raise_fd_limit();
     sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    daemon_block_signals(&stop);
 
     struct proxy_config conf = *remote, *pc = &conf;
     struct proxy_auth pa = {0};

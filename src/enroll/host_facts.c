@@ -34,6 +34,10 @@ struct host_facts {
     int64_t started_mono;
     struct agent_catalog *catalog;
     _Atomic int64_t running;
+    /* host_facts_share: the machine's other sessions (an in-process REST API's) */
+    int64_t (*others)(void *arg);
+    void (*changed)(void *arg);
+    void *share_arg;
 };
 
 /* ---- checking what the user gave ------------------------------------------------------------ */
@@ -331,7 +335,20 @@ void host_facts_free(struct host_facts *hf) {
 }
 
 void host_facts_set_running(struct host_facts *hf, int64_t running) {
-    atomic_store(&hf->running, running < 0 ? 0 : running);
+    int64_t old = atomic_exchange(&hf->running, running < 0 ? 0 : running);
+    if (old != (running < 0 ? 0 : running) && hf->changed)
+        hf->changed(hf->share_arg);
+}
+
+int64_t host_facts_running(struct host_facts *hf) {
+    return atomic_load(&hf->running);
+}
+
+void host_facts_share(struct host_facts *hf, int64_t (*others)(void *arg),
+                      void (*changed)(void *arg), void *arg) {
+    hf->others = others;
+    hf->changed = changed;
+    hf->share_arg = arg;
 }
 
 int64_t host_facts_capacity(const struct host_facts *hf) {
@@ -407,7 +424,9 @@ json_t *host_facts_heartbeat(struct host_facts *hf) {
     /* a workspace needs room: under 1% free (or 64 MiB) the executor is degraded */
     uint64_t total = have_disk ? (uint64_t)vfs.f_blocks * vfs.f_frsize : 0;
     bool disk_ok = have_disk && free_disk >= 64ull * 1024 * 1024 && free_disk * 100 >= total;
-    int64_t running = atomic_load(&hf->running);
+    /* one budget for the machine: the sessions its own REST API runs hold slots too */
+    int64_t others = hf->others ? hf->others(hf->share_arg) : 0;
+    int64_t running = atomic_load(&hf->running) + (others > 0 ? others : 0);
     int64_t free_slots = hf->capacity > running ? hf->capacity - running : 0;
     json_t *load = load1 >= 0 ? json_pack("{s:f, s:f}", "load1", load1, "per_core",
                                           load1 / (cores > 0 ? (double)cores : 1.0))

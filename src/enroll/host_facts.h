@@ -55,8 +55,15 @@ json_t *host_facts_hello(struct host_facts *hf, const char *executor_id);
 /* The Heartbeat frame (caller owns): {type:"Heartbeat", timestamp, uptime_ms, load, memory,
  * disk, free_slots, running, sessions, health_checks}. NULL on OOM. */
 json_t *host_facts_heartbeat(struct host_facts *hf);
-/* How many sessions this executor runs now (thread-safe). */
+/* How many sessions this executor runs now for its access point (thread-safe). */
 void host_facts_set_running(struct host_facts *hf, int64_t running);
+int64_t host_facts_running(struct host_facts *hf);
+/* One budget for the machine (`--rest-api yes`): others(arg) is how many sessions the
+ * executor's own REST API runs now; heartbeats report running = both, free_slots = capacity
+ * minus both. changed(arg) is called (from the thread of host_facts_set_running) whenever this
+ * executor's own count changes. Both must not block. Set before the link starts. */
+void host_facts_share(struct host_facts *hf, int64_t (*others)(void *arg),
+                      void (*changed)(void *arg), void *arg);
 /* The slots this executor offers (max concurrent sessions after auto-detection). */
 int64_t host_facts_capacity(const struct host_facts *hf);
 

@@ -191,6 +191,10 @@ int link_client_start(const struct link_client_config *cfg, struct link_client *
 struct link_loop *link_client_loop(struct link_client *c);
 /* True while a connection has passed its handshake and its Hello was acknowledged. */
 bool link_client_enrolled(struct link_client *c);
+/* Sends a Heartbeat as soon as the loop runs (any thread; never blocks; calls made while one
+ * is pending are one): what it reports changed and the access point should know before the
+ * next interval. Nothing while not enrolled. */
+void link_client_heartbeat_soon(struct link_client *c);
 /* Sends Goodbye (reason), closes the connection, stops and joins the thread, frees. */
 void link_client_stop(struct link_client *c, const char *reason);
 

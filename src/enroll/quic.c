@@ -141,6 +141,7 @@ struct link_client {
     } addrs[LINK_ADDRESSES_MAX];
     size_t n_addrs, at; /* at: the one dialled now */
     atomic_bool enrolled;
+    atomic_bool beat_posted; /* link_client_heartbeat_soon: one posted beat at a time */
     bool stopping, rotating;
     char stop_reason[128];
 };
@@ -1767,6 +1768,25 @@ struct link_loop *link_client_loop(struct link_client *c) {
 
 bool link_client_enrolled(struct link_client *c) {
     return atomic_load(&c->enrolled);
+}
+
+/* On the loop: a Heartbeat now, the next one an interval later. */
+static void beat_now(void *arg) {
+    struct link_client *cl = arg;
+    atomic_store(&cl->beat_posted, false);
+    struct link_conn *c = cl->conn;
+    if (!c || cl->stopping || !atomic_load(&cl->enrolled) || c->goodbye_deadline ||
+        c->close_pending)
+        return;
+    cl->next_heartbeat = ident_now_ms() + (cl->cfg.heartbeat_ms > 0 ? cl->cfg.heartbeat_ms : 5000);
+    client_send_heartbeat(cl); /* run_posts' caller flushes it */
+}
+
+void link_client_heartbeat_soon(struct link_client *cl) {
+    if (!cl || atomic_exchange(&cl->beat_posted, true))
+        return; /* one is on its way: it reads the numbers when it is built */
+    if (link_post(&cl->loop, beat_now, cl) < 0)
+        atomic_store(&cl->beat_posted, false); /* out of memory: the next interval's will do */
 }
 
 void link_client_stop(struct link_client *cl, const char *reason) {

@@ -295,6 +295,7 @@ json_t *exec_local_executor(struct executor *ex) {
     pthread_mutex_lock(&ex->mu);
     size_t running = ex->n_live;
     pthread_mutex_unlock(&ex->mu);
+    running += (size_t)exec_slots_taken(ex); /* a budget shared with an enrolled executor */
     return json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:I, s:I, s:s}", "id", "local", "name",
                      host, "os", "linux", "arch", arch, "snapshotCapabilities", caps, "health",
                      "online", "status", "online", "capacity", (json_int_t)ex->cfg.max_concurrent,

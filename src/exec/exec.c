@@ -276,10 +276,20 @@ int64_t exec_tenant_max(const struct executor *ex) {
     return ex->cfg.tenant_max;
 }
 
-void exec_local_load(struct executor *ex, int64_t *ret_capacity, int64_t *ret_running) {
+int64_t exec_local_running(struct executor *ex) {
     pthread_mutex_lock(&ex->mu);
-    *ret_running = (int64_t)(ex->n_live - ex->n_remote);
+    int64_t n = (int64_t)(ex->n_live - ex->n_remote);
     pthread_mutex_unlock(&ex->mu);
+    return n;
+}
+
+int64_t exec_slots_taken(struct executor *ex) {
+    int64_t n = ex->cfg.slots_taken ? ex->cfg.slots_taken(ex->cfg.slots_arg) : 0;
+    return n > 0 ? n : 0;
+}
+
+void exec_local_load(struct executor *ex, int64_t *ret_capacity, int64_t *ret_running) {
+    *ret_running = exec_local_running(ex) + exec_slots_taken(ex);
     *ret_capacity = ex->cfg.no_local ? 0 : ex->cfg.max_concurrent;
 }
 

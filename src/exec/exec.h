@@ -82,6 +82,15 @@ struct exec_config {
      * first) is admitted next, given each tenant's running count. NULL: the oldest. */
     int (*fair_next)(const char *const *tenants, size_t n,
                      int64_t (*running)(void *arg, const char *tenant), void *arg);
+    /* One machine, one budget (`ah agent enroll --rest-api yes`): the slots of max_concurrent
+     * held by sessions this process runs outside this executor (those an upstream access point
+     * placed on the enrolled executor). The local runner starts a session only while its own
+     * sessions plus these are below max_concurrent. NULL: none. Any thread; never blocks. */
+    int64_t (*slots_taken)(void *arg);
+    /* Called when the local runner's count of sessions changed (no lock held; must not block),
+     * so the other user of the budget sees it at once. NULL: nobody is told. */
+    void (*slots_changed)(void *arg);
+    void *slots_arg;
 };
 
 struct executor;
@@ -107,8 +116,11 @@ bool exec_runs_local(const struct executor *ex);
 /* Sessions of `tenant` this server runs now, and the per-tenant limit (0: none). */
 int64_t exec_tenant_running(struct executor *ex, const char *tenant);
 int64_t exec_tenant_max(const struct executor *ex);
-/* The local runner's capacity and how many sessions it runs now. */
+/* The local runner's capacity and how many of its slots are busy now (its sessions, plus the
+ * slots_taken of a shared budget). */
 void exec_local_load(struct executor *ex, int64_t *ret_capacity, int64_t *ret_running);
+/* The sessions the local runner itself runs now (provisioning included). Thread-safe. */
+int64_t exec_local_running(struct executor *ex);
 
 /* New queued sessions exist: run the scheduler. */
 void exec_kick(struct executor *ex);

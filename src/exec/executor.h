@@ -198,6 +198,8 @@ void exec_abandon_locked(struct executor *ex, struct live *l);
 struct cmd *cmd_new(enum cmd_kind kind, const char *tenant, const char *id);
 void cmd_free(struct cmd *c);
 struct live *live_find(struct executor *ex, const char *tenant, const char *id); /* under mu */
+/* exec_config.slots_taken's answer (0 without it); any thread, not under mu. */
+int64_t exec_slots_taken(struct executor *ex);
 /* A remote session's processes get `action` ("pause", "resume", "stop", "kill") through its
  * executor (issue 16 item 5): the signals the local path sends itself. Never blocks; any lock. */
 void live_remote_signal(struct executor *ex, const struct live *l, const char *action);

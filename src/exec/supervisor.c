@@ -172,6 +172,8 @@ static struct live *live_add(struct executor *ex, const char *tenant, const char
     ex->lives = l;
     ex->n_live++;
     pthread_mutex_unlock(&ex->mu);
+    if (ex->cfg.slots_changed) /* a shared budget's other user sees it at once */
+        ex->cfg.slots_changed(ex->cfg.slots_arg);
     return l;
 }
 
@@ -197,6 +199,8 @@ static void live_retire(struct executor *ex, struct live *l) {
     if (l->executor)
         ex->n_remote--;
     pthread_mutex_unlock(&ex->mu);
+    if (ex->cfg.slots_changed)
+        ex->cfg.slots_changed(ex->cfg.slots_arg);
 }
 
 static void reap_dead(struct executor *ex) {
@@ -277,9 +281,11 @@ static void admission_span(const struct session_row *r, const char *executor) {
 }
 
 static void schedule(struct executor *ex) {
+    /* a shared budget: the slots the enrolled executor's sessions hold (read outside mu) */
+    int64_t taken = exec_slots_taken(ex);
     pthread_mutex_lock(&ex->mu);
-    bool full = (int64_t)(ex->n_live - ex->n_remote) >= ex->cfg.max_concurrent || ex->stopping ||
-                ex->cfg.no_local;
+    bool full = (int64_t)(ex->n_live - ex->n_remote) + taken >= ex->cfg.max_concurrent ||
+                ex->stopping || ex->cfg.no_local;
     bool stopping = ex->stopping;
     pthread_mutex_unlock(&ex->mu);
     /* with executors (cfg.place) a full local runner still leaves them to fill */
@@ -312,7 +318,8 @@ static void schedule(struct executor *ex) {
         memmove(&cand[pick], &cand[pick + 1], (nc - pick - 1) * sizeof(*cand));
         nc--;
         pthread_mutex_lock(&ex->mu);
-        full = (int64_t)(ex->n_live - ex->n_remote) >= ex->cfg.max_concurrent || ex->cfg.no_local;
+        full = (int64_t)(ex->n_live - ex->n_remote) + taken >= ex->cfg.max_concurrent ||
+               ex->cfg.no_local;
         bool known = live_find(ex, r->tenant_id, r->id) != NULL;
         pthread_mutex_unlock(&ex->mu);
         if (full && !remote)

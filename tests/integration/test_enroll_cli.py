@@ -45,8 +45,6 @@ class EnrollFlags(unittest.TestCase):
 
     def test_remote_server_required(self):
         self.refused([], "--remote-server is required")
-        self.refused(AP + ["--rest-api", "yes", "--identity", "insecure", "--allow-insecure"],
-                     "--rest-api yes is not available", code=8)
 
     def test_identity_rules(self):
         files = ["--cert-file", "c.pem", "--key-file", "k.pem", "--ca-file", "ca.pem"]
@@ -106,6 +104,23 @@ class EnrollFlags(unittest.TestCase):
         self.refused(AP + ok_id + ["--ssh-dst", "h:70000"], "is not HOST:PORT")
         self.refused(AP + ok_id + ["--rest-api", "maybe"], "is not yes or no")
         self.refused(AP + ok_id + ["--port", "8080"], "need --rest-api yes")
+        self.refused(AP + ok_id + ["--rest-api", "no", "--port", "8080"], "need --rest-api yes")
+        self.refused(AP + ok_id + ["--bind", "0.0.0.0"], "need --rest-api yes")
+        self.refused(AP + ok_id + ["--db", "x.db"], "need --rest-api yes")
+        # the access point's own settings belong to the REST API too
+        self.refused(AP + ok_id + ["--insecure-no-auth"],
+                     "--insecure-no-auth is a setting of the REST API: it needs --rest-api yes")
+        self.refused(AP + ok_id + ["--jwks=keys.json"], "it needs --rest-api yes")
+        # but not its executor control plane
+        self.refused(AP + ok_id + ["--rest-api", "yes", "--quic-port", "4433"],
+                     "--quic-port belongs to an access point's executor control plane")
+        self.refused(AP + ok_id + ["--rest-api", "yes", "--executor-trust-domain=x"],
+                     "--executor-trust-domain belongs to")
+        self.refused(AP + ok_id + ["--rest-api", "yes", "--max-concurrent-tasks", "0"],
+                     "no task created on this executor's API could ever run")
+        self.refused(AP + ok_id + ["--rest-api", "yes", "--port", "65536"], "is not a port")
+        self.refused(AP + ok_id + ["--rest-api", "yes", "--bind", ""], "--bind: empty address")
+        self.refused(AP + ok_id + ["--rest-api", "yes", "--rate-limit"], "needs a value")
         self.refused(AP + ok_id + ["--dynamic-cert-ttl", "soon"], "is not a duration")
         self.refused(AP + ok_id + ["--bogus"], "unknown option '--bogus'")
         self.refused(AP + ok_id + ["--labels"], "--labels needs a value")
