@@ -81,7 +81,7 @@ bool view_open(struct view *v, struct http_request *req, struct http_response *r
     memset(v, 0, sizeof(*v));
     v->ctx = api_ready(req, res);
     if (!v->ctx || !(v->row = api_session_load(v->ctx, req, res, NULL)) ||
-        !api_session_local_or_fail(req, res, v->row, "the workspace tree and search"))
+        !api_session_local_or_fail(req, res, v->row, "the workspace's facts and archive"))
         return false;
     if (!open_store(v->ctx, v->row, req, res, v->base, &v->st))
         return false;
@@ -268,9 +268,8 @@ static void remote_read(struct api_ctx *ctx, struct http_request *req, struct ht
     remote_ap_read(ctx->remote, row->executor_id, msg, rread_done, q);
 }
 
-/* GET files, files/{path}, diff, diff/{path}. */
-static void workspace_read(struct http_request *req, struct http_response *res,
-                           enum ws_ask_kind kind) {
+void api_workspace_read(struct http_request *req, struct http_response *res,
+                        enum ws_ask_kind kind) {
     struct api_ctx *ctx = api_ready(req, res);
     if (!ctx)
         return;
@@ -310,16 +309,16 @@ static void workspace_read(struct http_request *req, struct http_response *res,
 }
 
 static void list_files(struct http_request *req, struct http_response *res) {
-    workspace_read(req, res, WS_ASK_FILES);
+    api_workspace_read(req, res, WS_ASK_FILES);
 }
 static void get_file(struct http_request *req, struct http_response *res) {
-    workspace_read(req, res, WS_ASK_FILE);
+    api_workspace_read(req, res, WS_ASK_FILE);
 }
 static void get_diff(struct http_request *req, struct http_response *res) {
-    workspace_read(req, res, WS_ASK_DIFF);
+    api_workspace_read(req, res, WS_ASK_DIFF);
 }
 static void get_file_diff(struct http_request *req, struct http_response *res) {
-    workspace_read(req, res, WS_ASK_FILE_DIFF);
+    api_workspace_read(req, res, WS_ASK_FILE_DIFF);
 }
 
 /* D32: files/search is the search route; without ?q= but with ?path= it reads that file (which
@@ -328,7 +327,7 @@ static void search_or_file(struct http_request *req, struct http_response *res) 
     if (!http_query(req, "q") && http_query(req, "path"))
         get_file(req, res);
     else
-        workspace_read(req, res, WS_ASK_SEARCH);
+        api_workspace_read(req, res, WS_ASK_SEARCH);
 }
 
 int api_files_register(struct router *r, struct api_ctx *ctx) {

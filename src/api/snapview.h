@@ -20,6 +20,11 @@ struct view {
  * (404 without a base snapshot yet, 400 for a malformed point). view_clear in every case. */
 bool view_open(struct view *v, struct http_request *req, struct http_response *res);
 void view_clear(struct view *v);
+/* GET files, files/{path}, files/search, diff, diff/{path}, workspace/files and
+ * workspace/search/files (files.c): answered by the workspace layer (ws_answer) from the
+ * session's store here, or forwarded to the executor that holds a remote session. */
+void api_workspace_read(struct http_request *req, struct http_response *res,
+                        enum ws_ask_kind kind);
 /* Makes snapshot `id` of another session of the same lineage (its parent, an ancestor, a
  * branch of it, a branch of its parent…) readable in st, the store of row (timeline.c): the
  * timeline of branches compares across sessions. 0, or AH_E_NOTFOUND when id is not a

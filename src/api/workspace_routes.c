@@ -1,8 +1,11 @@
 /*
- * workspace_routes.c — the session's workspace as a tree (API.md §7.6 workspace/files), its
- * facts (§7.9 workspace/info) and an archive of it (§7.9 workspace/download), all read from the
- * session's private object store (D30) at ?to= (default `current`, see files.c), never from the
- * live file system: a symlink is listed as a symlink with its target text and never followed.
+ * workspace_routes.c — the session's workspace as a tree (API.md §7.6 workspace/files) and a
+ * fuzzy search of its paths (workspace/search/files), both answered by the workspace layer
+ * (workspace/tree_answer.c) through files.c, so a remote session's are forwarded to its
+ * executor; its facts (§7.9 workspace/info) and an archive of it (§7.9 workspace/download),
+ * read here. All from the session's private object store (D30) at ?to= (default `current`, see
+ * files.c), never from the live file system: a symlink is listed as a symlink with its target
+ * text and never followed.
  *
  * The archive is a .tar.gz produced while it is sent (an http_stream: one file's blob and a
  * gzip buffer in memory at a time, never the whole archive). Files over ARCHIVE_FILE_MAX, and
@@ -17,104 +20,11 @@
 #include "snapview.h"
 
 #define ARCHIVE_FILE_MAX (256u * 1024 * 1024)
-#define TREE_NODES_MAX 100000
 
 /* ---- GET /sessions/{id}/workspace/files ------------------------------------------------------ */
 
-static bool in_changes(const struct ws_changes *ch, const char *path) {
-    for (size_t i = 0; i < ch->n; i++)
-        if (strcmp(ch->v[i].path, path) == 0)
-            return true;
-    return false;
-}
-
-/* Does any change sit under dir ("" = the root)? */
-static bool dir_modified(const struct ws_changes *ch, const char *dir) {
-    size_t n = strlen(dir);
-    for (size_t i = 0; i < ch->n; i++)
-        if (!n || (strncmp(ch->v[i].path, dir, n) == 0 && ch->v[i].path[n] == '/'))
-            return true;
-    return false;
-}
-
-static json_t *node_json(const struct ws_entry *e, const struct ws_changes *ch, const char *ts) {
-    if (e->type == WS_DIR)
-        return json_pack("{s:s, s:s}", "path", e->path, "type", "directory");
-    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:b}", "path", e->path, "type",
-                          e->type == WS_SYMLINK ? "symlink" : "file", "size_bytes",
-                          (json_int_t)e->size, "last_modified", ts, "is_modified",
-                          in_changes(ch, e->path));
-    if (o && e->mode == 0100755)
-        json_object_set_new(o, "executable", json_true());
-    return o;
-}
-
-/* Builds the nested tree of entries (git order: a directory's entries follow it). */
-static json_t *build(const struct ws_entries *es, size_t *i, const char *dir,
-                     const struct ws_changes *ch, bool modified_only, bool recursive,
-                     const char *ts) {
-    json_t *children = json_array();
-    size_t dl = strlen(dir);
-    while (children && *i < es->n) {
-        const struct ws_entry *e = &es->v[*i];
-        if (dl && !(strncmp(e->path, dir, dl) == 0 && e->path[dl] == '/'))
-            break; /* left dir */
-        (*i)++;
-        if (modified_only && (e->type == WS_DIR ? !dir_modified(ch, e->path)
-                                                : !in_changes(ch, e->path))) {
-            if (e->type == WS_DIR) /* skip its subtree */
-                while (*i < es->n && strncmp(es->v[*i].path, e->path, strlen(e->path)) == 0 &&
-                       es->v[*i].path[strlen(e->path)] == '/')
-                    (*i)++;
-            continue;
-        }
-        json_t *n = node_json(e, ch, ts);
-        if (n && e->type == WS_DIR && recursive) /* otherwise its entries are not listed */
-            json_object_set_new(n, "children",
-                                build(es, i, e->path, ch, modified_only, recursive, ts));
-        json_array_append_new(children, n);
-    }
-    return children;
-}
-
 static void get_tree(struct http_request *req, struct http_response *res) {
-    struct ah_problem p = {0};
-    bool recursive = query_bool(req, "recursive", false, &p);
-    bool modified_only = query_bool(req, "modified_only", false, &p);
-    const char *q = http_query(req, "path");
-    char dir[WS_PATH_MAX + 1] = "";
-    if (q && ws_path_normalise(q, strlen(q), dir) < 0)
-        problem_field(&p, "path", "must be a relative path inside the workspace");
-    if (http_fail(req, res, &p))
-        return;
-    struct view v;
-    struct ws_changes ch = {0};
-    struct ws_entries es = {0};
-    if (view_open(&v, req, res) && changes_or_fail(&v, req, res, &ch)) {
-        int rc = ws_tree(v.st, v.to, dir, recursive, &es);
-        if (rc == AH_E_NOTFOUND)
-            http_error(req, res, AH_E_NOTFOUND, "no directory %s in %s", dir[0] ? dir : "/",
-                       v.to);
-        else if (rc < 0)
-            http_error(req, res, AH_E_INTERNAL, "cannot list the workspace: %s", ah_strerror(rc));
-        else if (es.n > TREE_NODES_MAX)
-            http_error(req, res, AH_E_TOOLARGE,
-                       "the tree has more than %d entries; list a directory or drop recursive",
-                       TREE_NODES_MAX);
-        else {
-            char ts[TIME_RFC3339_LEN + 1];
-            time_format(v.to_ms, ts);
-            size_t i = 0;
-            json_t *kids = build(&es, &i, dir, &ch, modified_only, recursive, ts);
-            http_json(req, res, 200,
-                      kids ? json_pack("{s:s, s:s, s:o, s:s}", "path", dir, "type", "directory",
-                                       "children", kids, "snapshot_id", v.to)
-                           : NULL);
-        }
-    }
-    ws_entries_clear(&es);
-    ws_changes_clear(&ch);
-    view_clear(&v);
+    api_workspace_read(req, res, WS_ASK_TREE);
 }
 
 /* ---- GET /sessions/{id}/workspace/info -------------------------------------------------------- */
@@ -375,131 +285,8 @@ static void get_download(struct http_request *req, struct http_response *res) {
 
 /* ---- GET /sessions/{id}/workspace/search/files (fuzzy) ------------------------------------------ */
 
-/* A fuzzy score: q's characters in order in path (case-insensitive), 0 when they are not; more
- * for consecutive runs, matches at the start of a name, and a match in the file's own name. */
-static double fuzzy(const char *q, const char *path) {
-    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    double score = 0;
-    int run = 0;
-    const char *p = path;
-    for (; *q; q++) {
-        char c = (char)tolower((unsigned char)*q);
-        const char *start = p;
-        while (*p && tolower((unsigned char)*p) != c)
-            p++;
-        if (!*p)
-            return 0;
-        run = p == start && p != path ? run + 1 : 0;
-        score += 1 + run + (p == path || p[-1] == '/' || p[-1] == '_' || p[-1] == '-' ||
-                            p[-1] == '.' ? 2 : 0) + (p >= name ? 1 : 0);
-        p++;
-    }
-    return score / (double)(strlen(path) + 1);
-}
-
-struct hit {
-    const struct ws_entry *e;
-    double score;
-};
-
-static int by_score(const void *a, const void *b) {
-    const struct hit *x = a, *y = b;
-    return x->score < y->score ? 1 : x->score > y->score ? -1 : strcmp(x->e->path, y->e->path);
-}
-
 static void search_paths(struct http_request *req, struct http_response *res) {
-    struct ah_problem p = {0};
-    const char *q = http_query(req, "q"), *type = http_query(req, "type");
-    int64_t limit = query_int(req, "limit", 20, 1, 100, &p);
-    bool preview = query_bool(req, "include_preview", true, &p);
-    bool modified_only = query_bool(req, "modified_only", false, &p);
-    if (!q)
-        q = "";
-    if (strlen(q) > 256)
-        problem_field(&p, "q", "at most 256 bytes");
-    if (type && strcmp(type, "file") && strcmp(type, "directory") && strcmp(type, "both"))
-        problem_field(&p, "type", "must be file, directory or both");
-    if (http_fail(req, res, &p))
-        return;
-    bool files = !type || strcmp(type, "directory") != 0;
-    bool dirs = !type || strcmp(type, "file") != 0;
-    struct view v = {0};
-    struct ws_changes ch = {0};
-    struct ws_entries es = {0};
-    struct hit *hits = NULL;
-    if (view_open(&v, req, res) && changes_or_fail(&v, req, res, &ch)) {
-        int rc = ws_tree(v.st, v.to, "", true, &es);
-        hits = rc == 0 ? calloc(es.n + 1, sizeof(*hits)) : NULL;
-        if (!hits) {
-            http_error(req, res, AH_E_INTERNAL, "cannot list the workspace: %s",
-                       ah_strerror(rc < 0 ? rc : AH_E_NOMEM));
-        } else {
-            size_t n = 0;
-            for (size_t i = 0; i < es.n; i++) {
-                const struct ws_entry *e = &es.v[i];
-                if ((e->type == WS_DIR && !dirs) || (e->type != WS_DIR && !files))
-                    continue;
-                if (modified_only && (e->type == WS_DIR ? !dir_modified(&ch, e->path)
-                                                        : !in_changes(&ch, e->path)))
-                    continue;
-                double sc = *q ? fuzzy(q, e->path) : 1.0;
-                if (sc > 0)
-                    hits[n++] = (struct hit){e, sc};
-            }
-            qsort(hits, n, sizeof(*hits), by_score);
-            char ts[TIME_RFC3339_LEN + 1];
-            time_format(v.to_ms, ts);
-            json_t *fa = json_array(), *da = json_array();
-            for (size_t i = 0; i < n && i < (size_t)limit && fa && da; i++) {
-                const struct ws_entry *e = hits[i].e;
-                if (e->type == WS_DIR) {
-                    int64_t count = 0;
-                    size_t dl = strlen(e->path);
-                    for (size_t k = 0; k < es.n; k++)
-                        count += es.v[k].type != WS_DIR && !strncmp(es.v[k].path, e->path, dl) &&
-                                 es.v[k].path[dl] == '/';
-                    char d[WS_PATH_MAX + 2];
-                    snprintf(d, sizeof(d), "%s/", e->path);
-                    json_array_append_new(da, json_pack("{s:s, s:s, s:I, s:s}", "path", d, "type",
-                                                        "directory", "file_count",
-                                                        (json_int_t)count, "last_modified", ts));
-                    continue;
-                }
-                json_t *pv = json_null();
-                struct ws_blob b = {0};
-                if (preview && e->type == WS_FILE && e->size < 10240 &&
-                    ws_read(v.st, v.to, e->path, 10240, &b) == 0 && !memchr(b.data, 0, b.size)) {
-                    size_t cut = b.size < 500 ? b.size : 500;
-                    while (cut && cut < b.size && ((unsigned char)b.data[cut] & 0xC0) == 0x80)
-                        cut--;
-                    json_t *t = json_stringn(b.data, cut);
-                    if (t) {
-                        json_decref(pv);
-                        pv = t;
-                    }
-                }
-                ws_blob_clear(&b);
-                json_array_append_new(fa, json_pack("{s:s, s:s, s:I, s:s, s:b, s:o, s:f}", "path",
-                                                    e->path, "type", "file", "size_bytes",
-                                                    (json_int_t)e->size, "last_modified", ts,
-                                                    "is_modified", in_changes(&ch, e->path),
-                                                    "preview", pv, "relevance_score",
-                                                    hits[i].score));
-            }
-            http_json(req, res, 200,
-                      fa && da ? json_pack("{s:s, s:o, s:o, s:I}", "query", q, "files", fa,
-                                           "directories", da, "total", (json_int_t)n)
-                               : NULL);
-            if (!fa || !da) {
-                json_decref(fa);
-                json_decref(da);
-            }
-        }
-    }
-    free(hits);
-    ws_entries_clear(&es);
-    ws_changes_clear(&ch);
-    view_clear(&v);
+    api_workspace_read(req, res, WS_ASK_PATHS);
 }
 
 int api_workspace_register(struct router *r, struct api_ctx *ctx) {

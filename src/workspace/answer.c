@@ -26,10 +26,6 @@
 #define GLOB_MAX 1024
 #define FILES_LIST_MAX 1000 /* paths in ?files= */
 
-static const char *q(const struct ws_ask *a, const char *name) {
-    return json_string_value(json_object_get(a->query, name));
-}
-
 void ws_reply_clear(struct ws_reply *r) {
     json_decref(r->json);
     free(r->body);
@@ -46,7 +42,8 @@ static void reply_json(struct ws_reply *r, json_t *body) {
     r->json = body;
 }
 
-static const char *const kinds[] = {"files", "file", "diff", "file_diff", "search"};
+static const char *const kinds[] = {"files", "file", "diff", "file_diff", "search",
+                                    "tree", "paths"};
 
 const char *ws_ask_kind_name(enum ws_ask_kind k) {
     return (unsigned)k < sizeof(kinds) / sizeof(kinds[0]) ? kinds[k] : "?";
@@ -129,7 +126,7 @@ enum form { FORM_DETAIL, FORM_PREVIEW, FORM_CONTENT };
 static int file_path(const struct ws_ask *a, bool forms, char out[WS_PATH_MAX + 1],
                      enum form *ret_form, struct ah_problem *pb) {
     const char *tail = a->tail;
-    const char *qp = q(a, "path");
+    const char *qp = ws_ask_param(a, "path");
     size_t len = tail ? strlen(tail) : 0;
     enum form f = FORM_DETAIL;
     static const struct {
@@ -162,12 +159,12 @@ static int file_path(const struct ws_ask *a, bool forms, char out[WS_PATH_MAX + 
 }
 
 static bool query_bool(const struct ws_ask *a, const char *name, bool def, struct ah_problem *p) {
-    return param_bool(q(a, name), name, def, p);
+    return param_bool(ws_ask_param(a, name), name, def, p);
 }
 
 static int64_t query_int(const struct ws_ask *a, const char *name, int64_t def, int64_t min,
                          int64_t max, struct ah_problem *p) {
-    return param_int(q(a, name), name, def, min, max, p);
+    return param_int(ws_ask_param(a, name), name, def, min, max, p);
 }
 
 struct diff_q {
@@ -179,7 +176,7 @@ static int diff_query(const struct ws_ask *a, struct diff_q *d, struct ah_proble
     ws_diff_opts_init(&d->o);
     d->o.context = (int)query_int(a, "context", 3, 0, WS_CONTEXT_MAX, p);
     d->o.full = query_bool(a, "full", false, p);
-    d->format = q(a, "format");
+    d->format = ws_ask_param(a, "format");
     if (!d->format)
         d->format = a->accept && strstr(a->accept, "text/x-diff") ? "patch" : "unified";
     if (strcmp(d->format, "unified") == 0)
@@ -196,7 +193,7 @@ static int diff_query(const struct ws_ask *a, struct diff_q *d, struct ah_proble
 }
 
 static int list_query(const struct ws_ask *a, struct page *pg, struct ah_problem *p) {
-    const char *status = q(a, "status"), *glob = q(a, "path");
+    const char *status = ws_ask_param(a, "status"), *glob = ws_ask_param(a, "path");
     static const char *const statuses[] = {"added", "modified", "deleted", "renamed"};
     bool ok = !status;
     for (size_t i = 0; status && i < 4; i++)
@@ -206,7 +203,8 @@ static int list_query(const struct ws_ask *a, struct page *pg, struct ah_problem
     if (glob && strlen(glob) > GLOB_MAX)
         problem_field(p, "path", "a glob of at most %d bytes", GLOB_MAX);
     *pg = (struct page){1, PAGE_DEFAULT_PER_PAGE};
-    page_parse(q(a, "page"), q(a, "perPage"), PAGE_DEFAULT_PER_PAGE, PAGE_MAX_PER_PAGE, pg, p);
+    page_parse(ws_ask_param(a, "page"), ws_ask_param(a, "perPage"), PAGE_DEFAULT_PER_PAGE,
+               PAGE_MAX_PER_PAGE, pg, p);
     return p->code;
 }
 
@@ -224,7 +222,7 @@ static int file_query(const struct ws_ask *a, enum form f, int64_t *max_lines,
  * it and *ret_paths). */
 static int files_list(const struct ws_ask *a, const char ***ret_paths, size_t *ret_n,
                       char **ret_copy, struct ah_problem *p) {
-    const char *files = q(a, "files");
+    const char *files = ws_ask_param(a, "files");
     *ret_paths = NULL;
     *ret_n = 0;
     *ret_copy = NULL;
@@ -276,6 +274,8 @@ int ws_ask_check(const struct ws_ask *a, struct ah_problem *p) {
             return p->code;
         return diff_query(a, &d, p);
     case WS_ASK_SEARCH: return ws_search_check(a, p);
+    case WS_ASK_TREE:
+    case WS_ASK_PATHS: return ws_tree_check(a, p);
     case WS_ASK_DIFF: {
         const char **paths;
         size_t n;
@@ -378,7 +378,7 @@ static void list_files(struct view *v, const struct ws_ask *a) {
     struct page pg;
     if (list_query(a, &pg, &v->r->problem) < 0)
         return;
-    const char *status = q(a, "status"), *glob = q(a, "path");
+    const char *status = ws_ask_param(a, "status"), *glob = ws_ask_param(a, "path");
     struct ws_changes ch = {0};
     if (changes_or_fail(v, &ch)) {
         json_t *items = json_array();
@@ -778,8 +778,8 @@ void ws_answer(struct ws_store *st, const char *base, const struct ws_ask *a,
     if (ws_ask_check(a, &ret->problem) < 0)
         return;
     struct view v = {.st = st, .r = ret};
-    if (ws_points_resolve(st, base, q(a, "from"), q(a, "to"), q(a, "at"), h, &v.pt,
-                          &ret->problem) < 0)
+    if (ws_points_resolve(st, base, ws_ask_param(a, "from"), ws_ask_param(a, "to"),
+                          ws_ask_param(a, "at"), h, &v.pt, &ret->problem) < 0)
         return;
     switch (a->kind) {
     case WS_ASK_FILES: list_files(&v, a); break;
@@ -787,6 +787,8 @@ void ws_answer(struct ws_store *st, const char *base, const struct ws_ask *a,
     case WS_ASK_DIFF: diff_all(&v, a); break;
     case WS_ASK_FILE_DIFF: diff_one(&v, a); break;
     case WS_ASK_SEARCH: ws_search_answer(st, v.pt.to, a, ret); break;
+    case WS_ASK_TREE: ws_tree_answer(st, &v.pt, a, ret); break;
+    case WS_ASK_PATHS: ws_paths_answer(st, &v.pt, a, ret); break;
     }
     if (ret->problem.code) { /* a failure wins over a half-made answer */
         json_decref(ret->json);

@@ -18,10 +18,22 @@ struct ws_store {
     struct ahpack *pack; /* this store's pack backend (pack.c), owned by odb */
 };
 
+/* A query parameter of a read (ws_ask), NULL when absent. */
+static inline const char *ws_ask_param(const struct ws_ask *a, const char *name) {
+    return json_string_value(json_object_get(a->query, name));
+}
+
 /* files/search (search.c), for ws_ask_check and ws_answer (answer.c). */
 int ws_search_check(const struct ws_ask *a, struct ah_problem *p);
 void ws_search_answer(struct ws_store *st, const char *to, const struct ws_ask *a,
                       struct ws_reply *r);
+
+/* workspace/files and workspace/search/files (tree_answer.c). */
+int ws_tree_check(const struct ws_ask *a, struct ah_problem *p);
+void ws_tree_answer(struct ws_store *st, const struct ws_points *pt, const struct ws_ask *a,
+                    struct ws_reply *r);
+void ws_paths_answer(struct ws_store *st, const struct ws_points *pt, const struct ws_ask *a,
+                     struct ws_reply *r);
 
 /* git_libgit2_init once per process. */
 void ws_git_init(void);

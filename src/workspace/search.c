@@ -20,10 +20,6 @@
 #define MATCH_LIMIT 100000 /* PCRE2 backtracking steps per line */
 #define DEPTH_LIMIT 10000
 
-static const char *q(const struct ws_ask *a, const char *name) {
-    return json_string_value(json_object_get(a->query, name));
-}
-
 static void facet(json_t *obj, const char *key) {
     json_t *n = json_object_get(obj, key);
     json_object_set_new(obj, key, json_integer(n ? json_integer_value(n) + 1 : 1));
@@ -33,11 +29,11 @@ static void facet(json_t *obj, const char *key) {
  * normalised directory in dir. */
 static int search_query(const struct ws_ask *a, char dir[WS_PATH_MAX + 1], bool *cs,
                         int64_t *limit, pcre2_code **ret_re, struct ah_problem *p) {
-    const char *pattern = q(a, "q");
-    const char *inc = q(a, "include_pattern"), *exc = q(a, "exclude_pattern");
-    const char *under = q(a, "path");
-    *cs = param_bool(q(a, "case_sensitive"), "case_sensitive", false, p);
-    *limit = param_int(q(a, "limit"), "limit", 50, 1, 200, p);
+    const char *pattern = ws_ask_param(a, "q");
+    const char *inc = ws_ask_param(a, "include_pattern"), *exc = ws_ask_param(a, "exclude_pattern");
+    const char *under = ws_ask_param(a, "path");
+    *cs = param_bool(ws_ask_param(a, "case_sensitive"), "case_sensitive", false, p);
+    *limit = param_int(ws_ask_param(a, "limit"), "limit", 50, 1, 200, p);
     if (!pattern || !*pattern)
         problem_field(p, "q", "is required (a regular expression)");
     else if (strlen(pattern) > PATTERN_MAX)
@@ -84,8 +80,8 @@ void ws_search_answer(struct ws_store *st, const char *to, const struct ws_ask *
     pcre2_code *re = NULL;
     if (search_query(a, dir, &cs, &limit, &re, &r->problem) < 0)
         return;
-    const char *type = q(a, "type");
-    const char *inc = q(a, "include_pattern"), *exc = q(a, "exclude_pattern");
+    const char *type = ws_ask_param(a, "type");
+    const char *inc = ws_ask_param(a, "include_pattern"), *exc = ws_ask_param(a, "exclude_pattern");
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* best effort: the interpreter works too */
     pcre2_match_context *mc = pcre2_match_context_create(NULL);
     pcre2_set_match_limit(mc, MATCH_LIMIT);

@@ -326,7 +326,8 @@ int ws_store_gc(struct ws_store *st, const char *const *borrowers, size_t nborro
 /* ---- the answers of the files and diff routes (answer.c) ------------------------------------ */
 
 /* API.md §7.6, D30–D32: what `GET …/files`, `…/files/{path}` (detail, preview, content),
- * `…/files/search` and `…/diff`, `…/diff/{path}` answer, computed from a session's store alone, so the access point
+ * `…/files/search`, `…/diff`, `…/diff/{path}`, `…/workspace/files` and
+ * `…/workspace/search/files` answer, computed from a session's store alone, so the access point
  * (its own sessions) and an executor (a session it runs, asked over the link) answer with the
  * same code. Nothing here reads the live file system except through the `current` hook. */
 
@@ -359,8 +360,10 @@ enum ws_ask_kind {
     WS_ASK_DIFF,      /* GET …/diff */
     WS_ASK_FILE_DIFF, /* GET …/diff/{path} */
     WS_ASK_SEARCH,    /* GET …/files/search?q= */
+    WS_ASK_TREE,      /* GET …/workspace/files */
+    WS_ASK_PATHS,     /* GET …/workspace/search/files */
 };
-/* "files", "file", "diff", "file_diff", "search" */
+/* "files", "file", "diff", "file_diff", "search", "tree", "paths" */
 const char *ws_ask_kind_name(enum ws_ask_kind k);
 int ws_ask_kind_parse(const char *s, enum ws_ask_kind *ret); /* 0 or AH_E_INVAL */
 

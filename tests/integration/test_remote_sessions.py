@@ -356,7 +356,9 @@ class RemoteSessions(unittest.TestCase):
     READS = ["/files", "/files?status=added", "/files/a.txt", "/files/a.txt/preview",
              "/files/a.txt/content", "/files?path=src/**", "/diff", "/diff?format=split",
              "/diff?files=src/b.py", "/diff/a.txt", "/diff/src/b.py?context=0",
-             "/diff?format=patch", "/files/search?q=t[wh]", "/files/search?q=print&type=py"]
+             "/diff?format=patch", "/files/search?q=t[wh]", "/files/search?q=print&type=py",
+             "/workspace/files?recursive=true", "/workspace/files?path=src",
+             "/workspace/search/files?q=b", "/workspace/search/files?modified_only=true"]
 
     @staticmethod
     def comparable(j):
@@ -364,7 +366,7 @@ class RemoteSessions(unittest.TestCase):
         history (the recorder may report two quick edits as one or two events)."""
         if isinstance(j, dict):
             return {k: RemoteSessions.comparable(v) for k, v in j.items()
-                    if k not in ("from", "to", "last_modified", "history")}
+                    if k not in ("from", "to", "snapshot_id", "last_modified", "history")}
         if isinstance(j, list):
             return [RemoteSessions.comparable(v) for v in j]
         return j
@@ -404,6 +406,8 @@ class RemoteSessions(unittest.TestCase):
         self.assertIn("+TWO", remote["/diff/a.txt"][1]["diff"])
         self.assertEqual(remote["/diff?format=patch"][0], "text/x-diff")
         self.assertIn(b"+++ b/src/b.py", remote["/diff?format=patch"][1])
+        tree = remote["/workspace/files?recursive=true"][1]["children"]
+        self.assertIn({"a.txt", "src"}, [{c["path"] for c in tree}])
         found = remote["/files/search?q=t[wh]"][1]
         self.assertEqual([(r["path"], [m["line_number"] for m in r["matches"]])
                           for r in found["results"]], [("a.txt", [2, 3])])
@@ -429,7 +433,8 @@ class RemoteSessions(unittest.TestCase):
         r = ap.get("/api/v1/sessions/%s/files/search?q=(" % sid)  # refused before it goes out
         self.assertEqual(r.status, 400, r)
         self.assertIn("q", r.json()["errors"])
-        for method, path, body in [("GET", "/workspace/files", None),
+        for method, path, body in [("GET", "/workspace/info", None),
+                                   ("GET", "/workspace/download", None),
                                    ("GET", "/fs-snapshots", None), ("POST", "/fs-snapshots", {}),
                                    ("POST", "/seek", {"seq": 1}),
                                    ("POST", "/session-branch", {"seq": 1})]:
