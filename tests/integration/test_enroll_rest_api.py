@@ -65,7 +65,7 @@ class EnrollRestApi(FleetTestCase):
         ap = self.upstream()
         ex = self.rest_executor(ap)
         # enrolled upstream, and an access point of its own
-        self.assertIn("enrolled at the access point", ex.stderr())
+        wait_for("the Ack of its Hello", lambda: "enrolled at the access point" in ex.stderr())
         r = ex.get("/api/v1/healthz")
         self.assertEqual(r.status, 200, r)
         local = ex.get("/api/v1/executors").json()["items"]
