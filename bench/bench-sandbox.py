@@ -137,8 +137,12 @@ class Cpu:
             time.sleep(0.005)
 
     def close(self):
-        if self.cg:  # the server has ended: its cgroup is empty
-            os.rmdir(self.cg)
+        if self.cg:  # the server has ended: its cgroup is empty (but for sessions' own ones)
+            for d, _, _ in sorted(os.walk(self.cg), reverse=True):
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
 
 
 def main():
