@@ -695,6 +695,9 @@ int cmd_enroll(int argc, char **argv) {
     daemon_block_signals(&stop);
     /* sessions' workspaces and recordings: --data-dir, else a directory of this user's (not
      * the current directory, whose mode the sessions' privacy would narrow to 0700) */
+    /* D28: sessions' workspaces, recordings and (with --rest-api yes) the API's database are
+     * this user's only, whatever the data directory's own mode; the agents inherit it */
+    umask(077);
     char def_dir[4096];
     if (!e.data_dir) {
         const char *xdh = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
@@ -707,8 +710,6 @@ int cmd_enroll(int argc, char **argv) {
         e.data_dir = def_dir;
     }
     if (!strcmp(e.rest_api, "yes")) {
-        /* D28: the API's database and its sessions' files are its owner's only */
-        umask(077);
         int64_t slots = e.max_concurrent;
         if (slots < 0) {
             long cores = sysconf(_SC_NPROCESSORS_ONLN);

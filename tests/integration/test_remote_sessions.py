@@ -347,6 +347,10 @@ class RemoteSessions(unittest.TestCase):
             for d in os.listdir(os.path.join(ex.dir, "workspaces")):
                 with open(os.path.join(ex.dir, "workspaces", d, "out.txt")) as f:
                     self.assertEqual(f.read(), "hello\n")
+                # private files (D28): what an executor's sessions write is its owner's only
+                for p in (os.path.join(ex.dir, "workspaces", d),
+                          os.path.join(ex.dir, "workspaces", d, "out.txt")):
+                    self.assertEqual(os.stat(p).st_mode & 0o077, 0, oct(os.stat(p).st_mode))
 
     # A scenario that edits files: the same on an executor and on a local access point.
     EDITS = [{"edit": "a.txt", "content": "one\ntwo\n"},
