@@ -13,9 +13,11 @@ Starts a server (temp database), runs one sleeping scripted session per profile 
   default+env     the same with the two `env` processes earlier versions put around bubblewrap
                   and the agent (`env --ignore-signal=TERM` ... `env --default-signal=TERM`)
 
-and prints min / median per variant, the difference to `agent` and the ratio of medians. On a
-busy machine the minimum is the better estimate of the work; the median adds the waits for a
-CPU (each process a start takes waits for one). `--rt` runs the measurements under SCHED_FIFO
+and prints min / median per variant, the difference to `agent` and the ratio of medians, and
+the median CPU time of each run (the command and all its processes, from a cgroup v1 cpuacct
+group the bench makes for itself when it may; else not shown). On a busy machine the minimum is
+the better estimate of the work; the median adds the waits for a CPU (each process a start takes
+waits for one); the CPU time does not depend on the load. `--rt` runs the measurements under SCHED_FIFO
 (root; a few seconds of real-time priority in all): the waits for a CPU go, what remains is the
 work, as on an idle machine.
 """
@@ -64,6 +66,9 @@ def recorder_command(sid, deadline):
                 return argv[argv.index("--") + 1:]
         time.sleep(0.05)
     raise SystemExit("no recorder for %s (is the session running?)" % sid)
+
+
+CG = os.path.join("/sys/fs/cgroup/cpuacct", "ah-bench-sandbox-exec-%d" % os.getpid())
 
 
 def hold_term():
@@ -124,23 +129,43 @@ def main():
         variants["default+env"] = (["env", "--ignore-signal=TERM"] + d[:start] +
                                    ["env", "--default-signal=TERM"] + d[start:])
         times = {k: [] for k in variants}
+        cpu = {k: [] for k in variants}
+        cg = CG
+        try:  # the runs' CPU time: this process and its children, in a cgroup of their own
+            os.mkdir(cg)
+            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError:
+            cg = None
+
+        def cpu_ms():
+            with open(os.path.join(cg, "cpuacct.usage")) as f:
+                return int(f.read()) / 1e6
         if RT:  # children inherit it; the server and its sessions were started before
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
         for _ in range(N):
             for k, argv in variants.items():
+                c0 = cpu_ms() if cg else 0
                 t0 = time.perf_counter()
                 p = subprocess.run(argv, capture_output=True, preexec_fn=hold_term,
                                    env=dict(env, AH_EVENTS_FD="1"))
                 times[k].append((time.perf_counter() - t0) * 1000)
+                if cg:
+                    cpu[k].append(cpu_ms() - c0)
                 if p.returncode:
                     raise SystemExit("%s failed (%d): %s" % (k, p.returncode, p.stderr[:300]))
         base_min, base_med = min(times["agent"]), statistics.median(times["agent"])
         print("sandboxed agent start, %d rounds, ms (command exits after one log line):" % N)
+        base_cpu = statistics.median(cpu["agent"]) if cg else 0
         for k, t in times.items():
             print("  %-12s min %6.1f  median %6.1f   over the agent alone: min %+6.1f, "
-                  "median %+6.1f (x%.2f)" % (k, min(t), statistics.median(t), min(t) - base_min,
-                                            statistics.median(t) - base_med,
-                                            statistics.median(t) / base_med))
+                  "median %+6.1f (x%.2f)%s" % (
+                      k, min(t), statistics.median(t), min(t) - base_min,
+                      statistics.median(t) - base_med, statistics.median(t) / base_med,
+                      "; CPU %5.1f (%+.1f)" % (statistics.median(cpu[k]),
+                                               statistics.median(cpu[k]) - base_cpu)
+                      if cg else ""))
+
         if RT:
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
         print("load average: %s%s" % (" ".join(open("/proc/loadavg").read().split()[:3]),
@@ -161,6 +186,10 @@ def main():
         proc.wait(30)
         err.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        if os.path.isdir(CG):  # back where it was, and the group goes
+            with open(os.path.join(os.path.dirname(CG), "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+            os.rmdir(CG)
 
 
 if __name__ == "__main__":
