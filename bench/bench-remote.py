@@ -3,7 +3,7 @@
 runner, in one run (issue 16): how fast events become durable at the access point, and how much
 later a remote event arrives.
 
-    bench/bench-remote.py [BUILD_DIR] [EVENTS=20000] [ROUND_TRIPS=30]
+    bench/bench-remote.py [BUILD_DIR] [EVENTS=20000] [ROUND_TRIPS=30] [READS=30]
 
 1. throughput: one scripted session that logs EVENTS lines as fast as it can, run locally and
    then on one executor (access point with --max-concurrent-tasks 0, the executor over QUIC on
@@ -13,6 +13,9 @@ later a remote event arrives.
    → the recorder link (over QUIC for the executor) → the agent's terminal → its `received
    prompt` log line back → the SSE stream of the client. Prints the medians and half the
    difference (the added one-way latency, as both directions cross the link).
+3. workspace reads: a finished session that wrote 50 files of 40 lines; medians of READS
+   GET …/files, …/diff and …/diff?format=patch, served from the access point's own store
+   (local) and forwarded to the executor over the link (a WorkspaceRead RPC), and the ratio.
 Prints numbers, never fails on speed; the machine's load average is printed alongside.
 """
 import json
@@ -28,6 +31,7 @@ args = sys.argv[1:]
 BUILD = os.path.abspath(args[0] if args else os.path.join(ROOT, "build"))
 EVENTS = int(args[1]) if len(args) > 1 else 20000
 TRIPS = int(args[2]) if len(args) > 2 else 30
+READS = int(args[3]) if len(args) > 3 else 30
 os.environ["AH_BIN"] = os.path.join(BUILD, "ah")
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
@@ -85,6 +89,27 @@ def round_trips(s):
     return out
 
 
+def reads(s):
+    """Medians (ms) of READS reads of each kind on a finished session that edited 50 files."""
+    edits = [{"edit": "src/f%02d.txt" % i, "content": "".join("line %d of file %d\n" % (k, i)
+                                                             for k in range(40))}
+             for i in range(50)]
+    sid = create(s, task(edits + [{"log": "done"}]))["id"]
+    wait_status(s, sid, "completed", timeout=300)
+    out = {}
+    for path in ("/files", "/diff", "/diff?format=patch"):
+        url = "/api/v1/sessions/%s%s" % (sid, path)
+        assert s.get(url, record_it=False).status == 200  # the first one takes `current`
+        times = []
+        for _ in range(READS):
+            t0 = time.monotonic()
+            r = s.get(url, record_it=False)
+            times.append((time.monotonic() - t0) * 1000)
+            assert r.status == 200, r
+        out[path] = statistics.median(times)
+    return out
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="ah-bench-remote-")
     fleettest.FleetTestCase.tmp = tmp
@@ -107,6 +132,10 @@ def main():
         print("prompt -> agent -> event round trip, %d each: local p50 %.2f ms, on an executor "
               "p50 %.2f ms; added one-way latency ~%.2f ms (half the difference; goal <= 2 ms)"
               % (TRIPS, ml, mr, (mr - ml) / 2))
+        wl, wr = reads(local), reads(ap)
+        for path in wl:
+            print("GET …%s of 50 changed files, p50 of %d: local %.2f ms, on an executor %.2f ms "
+                  "(%.2fx local)" % (path, READS, wl[path], wr[path], wr[path] / wl[path]))
     finally:
         ex.stop()
         ap.kill_sessions()
