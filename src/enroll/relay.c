@@ -80,6 +80,10 @@ static void pump_in(struct relay *r) {
     while (!r->fd_eof && r->s && !r->s_closed) {
         size_t room = link_stream_room(r->s);
         if (room == 0) {
+            /* only a write that does not fit asks the link for on_writable: offer one byte,
+             * which it refuses and remembers (a read that filled the buffer exactly left
+             * nothing to refuse, and the relay waited for ever) */
+            (void)link_stream_send(r->s, "", 1);
             r->s_full = true;
             return;
         }
