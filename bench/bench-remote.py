@@ -41,30 +41,63 @@ from sessiontest import create, task, wait_status  # noqa: E402
 from ssetest import SSE  # noqa: E402
 
 
-def latest_seq(s, sid):
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu(pid):
+    """CPU seconds of a process: (its own, its waited-for children's: recorders and agents)."""
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return ((int(f[11]) + int(f[12])) / TICK, (int(f[13]) + int(f[14])) / TICK)
+
+
+def children(pid):
+    n = 0
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            n += len(open("/proc/%d/task/%s/children" % (pid, t)).read().split())
+        except OSError:
+            pass
+    return n
+
+
+def newest(s, sid):
+    """The newest stored event (a light poll: the session itself carries the whole scenario)."""
     items = s.get("/api/v1/sessions/%s/events?perPage=1&sort=desc" % sid,
                   record_it=False).json()["items"]
-    return items[0]["seq"] if items else 0
+    return items[0] if items else {"seq": 0, "type": ""}
 
 
-def throughput(s):
+def throughput(s, procs):
     """Durable events/s as the access point serves them: the newest stored seq is polled while
     the session runs, and the rate is the log lines between the first and the last one over the
     time between the polls that first saw each stored (the events' own `ts` is the recorder's
-    clock: when they were made, not when they were stored)."""
+    clock: when they were made, not when they were stored). Also the CPU time each process in
+    `procs` ({name: pid}) and its reaped children spent from the task's creation to the
+    session's end, per event: what the load of the machine does not change much."""
+    c0 = {k: cpu(pid) for k, pid in procs.items()}
     sid = create(s, task([{"log": "line %d" % i} for i in range(EVENTS)]))["id"]
     samples = []
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        samples.append((time.monotonic(), latest_seq(s, sid)))
-        if s.get("/api/v1/sessions/" + sid, record_it=False).json()["status"] == "completed":
+        ev = newest(s, sid)
+        samples.append((time.monotonic(), ev["seq"]))
+        if ev["type"] == "status" and ev.get("status") in ("completed", "failed", "stopped"):
             break
+        time.sleep(0.005)  # the polls cost the access point CPU too: a few per 10 ms
+    # the recorder leaves once its exit is acknowledged: wait until it is reaped, so its CPU
+    # time (and its agent's) is counted in its parent's
+    until = time.monotonic() + 30
+    while any(children(pid) for pid in procs.values()) and time.monotonic() < until:
+        time.sleep(0.01)
+    c1 = {k: cpu(pid) for k, pid in procs.items()}
     url = "/api/v1/sessions/%s/events?type=log&perPage=1" % sid
     first = s.get(url + "&sort=asc").json()["items"][0]["seq"]
     last = s.get(url + "&sort=desc").json()["items"][0]["seq"]
     t0 = next(t for t, q in samples if q >= first)
     t1 = next(t for t, q in samples if q >= last)
-    return (last - first) / (t1 - t0) if t1 > t0 else float("inf")
+    us = {k: ((c1[k][0] - c0[k][0]) * 1e6 / EVENTS, (c1[k][1] - c0[k][1]) * 1e6 / EVENTS)
+          for k in procs}
+    return (last - first) / (t1 - t0) if t1 > t0 else float("inf"), us
 
 
 def round_trips(s):
@@ -124,9 +157,18 @@ def main():
         fleettest.wait_for("the executor online", lambda: (lambda r: r.status == 200 and r.json()[
             "health"] == "online")(ap.get("/api/v1/executors/a")), timeout=60)
         print("load average: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
-        tl, tr = throughput(local), throughput(ap)
+        tl, ul = throughput(local, {"ap": local.proc.pid})
+        tr, ur = throughput(ap, {"ap": ap.proc.pid, "ex": ex.proc.pid})
         print("durable events/s, one session of %d log lines: local %.0f, on an executor %.0f "
               "(%.2f of local; goal >= 50,000/s)" % (EVENTS, tl, tr, tr / tl))
+        print("CPU per event (us), local: access point %.1f, recorder + agent %.1f"
+              % (ul["ap"][0], ul["ap"][1]))
+        print("CPU per event (us), on an executor: access point %.1f (%.2f of local), executor "
+              "link %.1f, recorder + agent %.1f"
+              % (ur["ap"][0], ur["ap"][0] / ul["ap"][0], ur["ex"][0], ur["ex"][1]))
+        print("one core's worth of CPU at the access point takes %.0f events/s from executors "
+              "(%.0f from its own runner; goal >= 50,000/s)"
+              % (1e6 / ur["ap"][0], 1e6 / ul["ap"][0]))
         rl, rr = round_trips(local), round_trips(ap)
         ml, mr = statistics.median(rl), statistics.median(rr)
         print("prompt -> agent -> event round trip, %d each: local p50 %.2f ms, on an executor "
