@@ -238,9 +238,18 @@ int sandbox_wrap(const struct sandbox_set *s, const struct sandbox_profile *p,
                 hidden[nh++] = *q;
             else
                 a.err = AH_E_INVAL;
+        /* by their real paths: a symbolic link (the path itself or a directory on the way, as a
+         * data directory or home linked in from another disk) is no mount point, and what it
+         * leads to would stay readable by its own name */
+        char *real[sizeof(hidden) / sizeof(hidden[0])];
+        for (size_t i = 0; i < nh; i++)
+            if ((real[i] = realpath(hidden[i], NULL)))
+                hidden[i] = real[i];
         for (size_t i = 0; i < nh; i++)
             if (!covered(hidden, nh, i, paths->home ? home_at : NULL, paths->workspace))
                 hide(&a, &remount, hidden[i]);
+        for (size_t i = 0; i < nh; i++)
+            free(real[i]);
         /* 4. the session's own trees and files */
         if (paths->home)
             vec_push3(&a, "--bind", paths->home, home_at);

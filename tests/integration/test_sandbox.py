@@ -247,6 +247,61 @@ class HomeLayout(SandboxTest):
         self.assertNotEqual(json.loads(result(srv, sid, "env")[3])["HOME"], self.tmp)
 
 
+def visible_dir():
+    """A writable directory that a sandbox shows unless something hides it: outside /tmp,
+    /var/tmp and /dev (private in a sandbox), the users' homes and /root (hidden as the server
+    user's secrets): the build directory, else /var/lib (writable for root, as in CI)."""
+    for d in (os.path.dirname(os.path.abspath(ahtest.AH_BIN)), "/var/lib", "/srv", "/opt"):
+        real = os.path.realpath(d)
+        if os.access(real, os.W_OK) and not any(
+                real == p or real.startswith(p + "/")
+                for p in ("/tmp", "/var/tmp", "/dev", "/root", "/home",
+                          os.path.realpath(os.path.expanduser("~")))):
+            return real
+    raise AssertionError("no writable directory outside /tmp, /dev and the homes to test with")
+
+
+class SymlinkedDataDir(SandboxTest):
+    """The data directory named through a symbolic link (a home or data disk mounted elsewhere
+    and linked into place): hiding the link's own path hides nothing (a link is not a mount
+    point, and one under /tmp is in the sandbox's private /tmp anyway), so the directory it
+    leads to must be hidden by its real path."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.real = tempfile.mkdtemp(prefix="ah-sbx-real-", dir=visible_dir())
+        cls.link = tempfile.mktemp(prefix="ah-sbx-link-")
+        os.symlink(cls.real, cls.link)
+        cls.server = Server(args=("--config", config(cls.real), "--max-concurrent-tasks", "8"),
+                            tmpdir=cls.link)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp = cls.real
+        super().tearDownClass()
+        os.unlink(cls.link)
+        shutil.rmtree(cls.real, ignore_errors=True)
+
+    def test_the_link_target_is_hidden(self):
+        srv = self.server
+        db = os.path.join(self.real, "state.db") if os.path.isabs(srv.db) else None
+        actions = [{"do": "write", "path": "own.txt", "content": "mine"},
+                   {"do": "read", "path": os.path.join(self.real, "sandbox.toml"),
+                    "marker": "hostile"},
+                   {"do": "list", "path": os.path.join(self.real, "workspaces")},
+                   {"do": "write", "path": os.path.join(self.real, "pwned.txt")}]
+        if db:
+            actions.append({"do": "read", "path": db, "marker": "SQLite"})
+        sid, s = self.run_agent(actions)
+        self.assertEqual(result(srv, sid, "write", "own.txt")[2], "ok")
+        for target in [os.path.join(self.real, "sandbox.toml")] + ([db] if db else []):
+            r = result(srv, sid, "read", target)
+            self.assertTrue(r[2] == "denied" or r[3].endswith("-"), r)
+        self.assertEqual(result(srv, sid, "write", os.path.join(self.real, "pwned.txt"))[2],
+                         "denied")
+        self.assertFalse(os.path.exists(os.path.join(self.real, "pwned.txt")))
+
+
 class Network(SandboxTest):
     def test_offline_has_no_network_and_default_has(self):
         lst = socket.socket()
