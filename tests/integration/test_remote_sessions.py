@@ -455,13 +455,19 @@ class RemoteSessions(unittest.TestCase):
         """`current` of a session still running on its executor is the workspace as it is."""
         ap = self.access_point()
         self.executor(ap, "a")
-        sid = create(ap, task([{"edit": "w.txt", "content": "now\n"}, {"log": "edited"},
+        big = "".join("%06d %s\n" % (i, "y" * 57) for i in range(6000))  # 384 KB
+        sid = create(ap, task([{"edit": "w.txt", "content": "now\n"},
+                               {"edit": "big.txt", "content": big}, {"log": "edited"},
                                {"sleep": 600000}]))["session_ids"][0]
         wait_for("the edit", lambda: any(e.get("type") == "log" for e in events(ap, sid)),
                  timeout=120)
         r = ap.get("/api/v1/sessions/%s/files/w.txt/content" % sid)
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["content"], "now\n")
+        # an answer larger than the link's stream buffer (256 KiB) arrives whole
+        r = ap.get("/api/v1/sessions/%s/files/big.txt/content" % sid)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["content"], big)
         # unchanged between reads: the same snapshot, not one more per read
         tos = {ap.get("/api/v1/sessions/%s/files" % sid).json()["to"] for _ in range(3)}
         self.assertEqual(len(tos), 1, tos)
