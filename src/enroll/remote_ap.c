@@ -34,6 +34,8 @@ struct remote_ap {
     /* workspace reads in flight (loop thread only) */
     struct rd *reads;
     size_t n_reads;
+    size_t bytes_held; /* announced lengths of the answers being received: at most
+                        * REMOTE_READS_BYTES_MAX, so 64 reads can not hold 64 x 64 MiB */
     int tfd; /* ticks while reads are in flight: their deadlines */
     struct link_watch *tw;
     _Atomic size_t posted; /* reads posted and not yet done (any thread) */
@@ -302,6 +304,7 @@ struct rd {
     bool header;           /* the Reply frame came; raw bytes follow */
     char ctype[40];
     size_t want;
+    size_t held; /* what this read counts in r->bytes_held */
     struct ah_buf body;
     int64_t deadline;
 };
@@ -327,6 +330,8 @@ static void rd_finish(struct rd *d, struct ah_problem *p) {
         return;
     d->finished = true;
     struct remote_ap *r = d->r;
+    r->bytes_held -= d->held;
+    d->held = 0;
     for (struct rd **pp = &r->reads; *pp; pp = &(*pp)->next)
         if (*pp == d) {
             *pp = d->next;
@@ -418,9 +423,19 @@ static int rd_frame(void *sctx, struct link_stream *s, json_t *msg) {
                 d->executor, (long long)json_integer_value(len), max);
         return 0;
     }
+    size_t budget = env_size("AH_REMOTE_READS_MAX_BYTES", REMOTE_READS_BYTES_MAX);
+    if (d->r->bytes_held + (size_t)json_integer_value(len) > budget) {
+        rd_fail(d, AH_E_UNAVAIL,
+                "the answers of executors being received hold %zu bytes already and this one "
+                "is %lld more, past the %zu bytes they may hold together; try again shortly",
+                d->r->bytes_held, (long long)json_integer_value(len), budget);
+        return 0;
+    }
     d->header = true;
     snprintf(d->ctype, sizeof(d->ctype), "%s", ct);
     d->want = (size_t)json_integer_value(len);
+    d->held = d->want;
+    d->r->bytes_held += d->held;
     d->body.max = d->want;
     link_stream_set_raw(s);
     if (d->want == 0)

@@ -41,8 +41,10 @@ void remote_ap_set_server(struct remote_ap *r, struct link_server *srv);
  *   502 the executor is not connected here, or its link broke before the answer was whole;
  *   413 the answer is larger than the cap (REMOTE_READ_MAX, env AH_REMOTE_READ_MAX_BYTES);
  *   504 no whole answer within REMOTE_READ_TIMEOUT_MS (env AH_REMOTE_READ_TIMEOUT_MS);
- *   503 too many reads in flight (REMOTE_READS_MAX). */
+ *   503 too many reads in flight (REMOTE_READS_MAX), or the answers being received already
+ *       hold REMOTE_READS_BYTES_MAX between them (env AH_REMOTE_READS_MAX_BYTES). */
 #define REMOTE_READ_MAX (64u * 1024 * 1024)
+#define REMOTE_READS_BYTES_MAX (256u * 1024 * 1024)
 #define REMOTE_READ_TIMEOUT_MS 30000
 #define REMOTE_READS_MAX 64
 struct remote_read_result {

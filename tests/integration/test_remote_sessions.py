@@ -473,6 +473,21 @@ class RemoteSessions(unittest.TestCase):
         self.assertEqual(len(tos), 1, tos)
         ap.request("POST", "/api/v1/sessions/%s/stop" % sid)
 
+    def test_workspace_reads_share_a_byte_budget(self):
+        """The answers being received from executors share one byte budget (so 64 reads in
+        flight cannot hold 64 times the per-answer cap): an answer past it is a clear 503, a
+        refusal made on the executor still comes back as it is."""
+        ap = self.access_point(env={"AH_REMOTE_READS_MAX_BYTES": "100"})
+        self.executor(ap, "a")
+        sid = create(ap, task([{"edit": "a.txt", "content": "one\n"},
+                               {"log": "done"}]))["session_ids"][0]
+        wait_status(ap, sid, "completed", timeout=120)
+        r = ap.get("/api/v1/sessions/%s/files" % sid)
+        self.assertEqual(r.status, 503, r)
+        self.assertIn("past the 100 bytes they may hold together", r.json()["detail"])
+        r = ap.get("/api/v1/sessions/%s/files/missing.txt" % sid)
+        self.assertEqual(r.status, 404, r)
+
     def test_workspace_read_limits(self):
         """An answer over the access point's cap for relayed answers is a clear 413 naming the
         executor (smaller ones of the same session are served); one that does not come in time
