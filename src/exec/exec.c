@@ -51,6 +51,8 @@ void exec_post(struct executor *ex, struct cmd *c) {
 void exec_post_locked(struct executor *ex, struct cmd *c) {
     if (!c)
         return;
+    bool wake = !ex->cmd_head; /* else the first one's write has not been drained yet: the
+                                  supervisor drains evfd before it takes the list */
     if (ex->cmd_tail)
         ex->cmd_tail->next = c;
     else
@@ -58,9 +60,28 @@ void exec_post_locked(struct executor *ex, struct cmd *c) {
     ex->cmd_tail = c;
     uint64_t one = 1;
     /* under the lock: supervisor_stop closes evfd under it too */
-    if (ex->evfd >= 0 && write(ex->evfd, &one, sizeof(one)) < 0) {
+    if (wake && ex->evfd >= 0 && write(ex->evfd, &one, sizeof(one)) < 0) {
         /* the counter is saturated: the supervisor is awake anyway */
     }
+}
+
+void exec_post_ack(struct executor *ex, const char *tenant, const char *id, int64_t rseq) {
+    pthread_mutex_lock(&ex->mu);
+    struct cmd *t = ex->cmd_tail;
+    if (t && t->kind == CMD_ACK && strcmp(t->id, id) == 0 && strcmp(t->tenant, tenant) == 0) {
+        /* acks are cumulative: the previous one not taken yet says it for both */
+        t->rseq = rseq > t->rseq ? rseq : t->rseq;
+        t->acks++;
+        pthread_mutex_unlock(&ex->mu);
+        return;
+    }
+    pthread_mutex_unlock(&ex->mu);
+    struct cmd *c = cmd_new(CMD_ACK, tenant, id);
+    if (!c)
+        return; /* no ack: the recorder resends after its next reconnect */
+    c->rseq = rseq;
+    c->acks = 1;
+    exec_post(ex, c);
 }
 
 static char *own(struct executor *ex, const char *s) {

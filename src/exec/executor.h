@@ -114,7 +114,8 @@ struct cmd {
     enum cmd_kind kind;
     char tenant[AH_LIMIT_NAME + 1];
     char id[ULID_LEN + 1];
-    int64_t rseq;        /* ACK */
+    int64_t rseq;        /* ACK: up to this rseq */
+    int64_t acks;        /* ACK: how many stored events it acknowledges (exec_post_ack) */
     int result;          /* PROVISIONED: 0 or the error code */
     char *text;          /* PROVISIONED: error detail; SEND: unused */
     char *provider, *path; /* PROVISIONED */
@@ -192,6 +193,11 @@ void exec_run_forwarded(struct executor *ex, const char *tenant, const char *id,
 /* Queues a command for the supervisor thread and wakes it (takes ownership of c). */
 void exec_post(struct executor *ex, struct cmd *c);
 void exec_post_locked(struct executor *ex, struct cmd *c); /* the same, under ex->mu */
+/* Queues the acknowledgement of one stored event (rseq) of a session's recorder: merged into
+ * the newest queued command when that is the same session's ack (one command, one lock and no
+ * wake-up per event of a batch). A failed allocation sends no ack: the recorder resends after
+ * its next reconnect and the store skips what it has (D17). */
+void exec_post_ack(struct executor *ex, const char *tenant, const char *id, int64_t rseq);
 /* A stop or DELETE before the agent runs: under ex->mu, marks the live session (if any)
  * cancelled, interrupts its provisioning and kills a recorder already started. */
 void exec_abandon_locked(struct executor *ex, struct live *l);

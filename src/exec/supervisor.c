@@ -58,6 +58,8 @@ struct rconn {
      * before it is stored: in_flight counts events handed to the bus and not acked yet,
      * held_ack the highest rseq waiting for them. */
     int64_t in_flight, held_ack;
+    /* the ack for this batch of supervisor commands, sent after it (0: none) */
+    int64_t ack_upto;
 };
 
 static struct rconn *conns; /* supervisor thread only */
@@ -775,10 +777,13 @@ static void on_event_done(void *arg, const struct store_op *op) {
                                   op->result == 0 ? op->seq : 0);
     bool db_error = op->result < 0 && op->result != AH_E_EXISTS && op->result != AH_E_GONE &&
                     op->result != AH_E_NOTFOUND && op->result != AH_E_CONFLICT;
-    struct cmd *c = cmd_new(db_error ? CMD_DROP_CONN : CMD_ACK, op->tenant, op->session_id);
+    if (!db_error) {
+        exec_post_ack(ex, op->tenant, op->session_id, op->rseq);
+        return;
+    }
+    struct cmd *c = cmd_new(CMD_DROP_CONN, op->tenant, op->session_id);
     if (!c)
         return; /* no ack: the recorder resends after its next reconnect */
-    c->rseq = op->rseq;
     exec_post(ex, c);
 }
 
@@ -1354,7 +1359,7 @@ static void run_commands(struct executor *ex) {
     struct cmd *list = ex->cmd_head;
     ex->cmd_head = ex->cmd_tail = NULL;
     pthread_mutex_unlock(&ex->mu);
-    bool kick = false;
+    bool kick = false, acks = false;
     while (list) {
         struct cmd *c = list;
         list = c->next;
@@ -1380,14 +1385,14 @@ static void run_commands(struct executor *ex) {
             pthread_mutex_unlock(&ex->mu);
             if (conn && c->kind == CMD_ACK) {
                 int64_t upto = c->rseq;
-                if (conn->in_flight > 0)
-                    conn->in_flight--;
+                conn->in_flight = conn->in_flight > c->acks ? conn->in_flight - c->acks : 0;
                 if (conn->in_flight == 0) { /* nothing stored is pending: release a held ack */
                     upto = conn->held_ack > upto ? conn->held_ack : upto;
                     conn->held_ack = 0;
                 }
-                conn_send(ex, conn,
-                          json_pack("{s:s, s:I}", "type", "ack", "rseq", (json_int_t)upto));
+                /* cumulative: one ack per connection after the batch says it for all */
+                conn->ack_upto = upto > conn->ack_upto ? upto : conn->ack_upto;
+                acks = true;
             }
             else if (conn && c->kind == CMD_SEND)
                 conn_send(ex, conn, json_incref(c->msg));
@@ -1457,6 +1462,13 @@ static void run_commands(struct executor *ex) {
         }
         cmd_free(c);
     }
+    for (struct rconn *c = acks ? conns : NULL; c; c = c->next)
+        if (c->ack_upto) {
+            if (!c->dead)
+                conn_send(ex, c, json_pack("{s:s, s:I}", "type", "ack", "rseq",
+                                           (json_int_t)c->ack_upto));
+            c->ack_upto = 0;
+        }
     if (kick)
         schedule(ex);
 }
@@ -1626,6 +1638,7 @@ int supervisor_start(struct executor *ex, struct ah_problem *reterr) {
     rearm_timer(ex);
     if (pthread_create(&ex->thread, NULL, supervisor_main, ex) != 0)
         return problem_set(reterr, AH_E_NOMEM, "cannot start the supervisor thread");
+    pthread_setname_np(ex->thread, "ah-supervisor"); /* for top -H, perf and /proc */
     ex->started = true;
     return 0;
 }
