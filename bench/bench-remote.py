@@ -50,6 +50,22 @@ def cpu(pid):
     return ((int(f[11]) + int(f[12])) / TICK, (int(f[13]) + int(f[14])) / TICK)
 
 
+def threads(pid):
+    """CPU seconds of a process's live threads by name (ah-link, ah-supervisor, ah-writer, the
+    HTTP server's MHD-worker, the rest as other), from schedstat (nanoseconds, not ticks)."""
+    out = {}
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            st = open("/proc/%d/task/%s/stat" % (pid, t)).read()
+            ns = int(open("/proc/%d/task/%s/schedstat" % (pid, t)).read().split()[0])
+        except OSError:
+            continue
+        name = st[st.index("(") + 1:st.rindex(")")]
+        name = name if name in ("ah-link", "ah-supervisor", "ah-writer", "MHD-worker") else "other"
+        out[name] = out.get(name, 0) + ns / 1e9
+    return out
+
+
 def children(pid):
     n = 0
     for t in os.listdir("/proc/%d/task" % pid):
@@ -75,6 +91,7 @@ def throughput(s, procs):
     `procs` ({name: pid}) and its reaped children spent from the task's creation to the
     session's end, per event: what the load of the machine does not change much."""
     c0 = {k: cpu(pid) for k, pid in procs.items()}
+    h0 = threads(procs["ap"])
     sid = create(s, task([{"log": "line %d" % i} for i in range(EVENTS)]))["id"]
     samples = []
     deadline = time.monotonic() + 600
@@ -90,6 +107,7 @@ def throughput(s, procs):
     while any(children(pid) for pid in procs.values()) and time.monotonic() < until:
         time.sleep(0.01)
     c1 = {k: cpu(pid) for k, pid in procs.items()}
+    h1 = threads(procs["ap"])
     url = "/api/v1/sessions/%s/events?type=log&perPage=1" % sid
     first = s.get(url + "&sort=asc").json()["items"][0]["seq"]
     last = s.get(url + "&sort=desc").json()["items"][0]["seq"]
@@ -97,6 +115,8 @@ def throughput(s, procs):
     t1 = next(t for t, q in samples if q >= last)
     us = {k: ((c1[k][0] - c0[k][0]) * 1e6 / EVENTS, (c1[k][1] - c0[k][1]) * 1e6 / EVENTS)
           for k in procs}
+    us["ap threads"] = ", ".join("%s %.1f" % (k, (h1[k] - h0.get(k, 0)) * 1e6 / EVENTS)
+                                 for k in sorted(h1))
     return (last - first) / (t1 - t0) if t1 > t0 else float("inf"), us
 
 
@@ -166,6 +186,8 @@ def main():
         print("CPU per event (us), on an executor: access point %.1f (%.2f of local), executor "
               "link %.1f, recorder + agent %.1f"
               % (ur["ap"][0], ur["ap"][0] / ul["ap"][0], ur["ex"][0], ur["ex"][1]))
+        print("  access point's threads (us per event), local: %s; executor's: %s"
+              % (ul["ap threads"], ur["ap threads"]))
         print("one core's worth of CPU at the access point takes %.0f events/s from executors "
               "(%.0f from its own runner; goal >= 50,000/s)"
               % (1e6 / ur["ap"][0], 1e6 / ul["ap"][0]))

@@ -376,6 +376,7 @@ int bus_new(struct store *st, struct bus **ret) {
         free(b);
         return AH_E_NOMEM;
     }
+    pthread_setname_np(b->writer, "ah-writer"); /* for top -H, perf and /proc */
     /* A shared database (PostgreSQL) tells of other processes' events; SQLite has no others. */
     int rc = store_watch(st, on_notice, b);
     if (rc < 0 && rc != AH_E_NOTIMPL) {

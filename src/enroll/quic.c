@@ -1653,6 +1653,7 @@ int link_server_start(const struct link_server_config *cfg, struct link_server *
         goto fail;
     }
     sv->loop.started = true;
+    pthread_setname_np(sv->loop.thread, "ah-link"); /* for top -H, perf and /proc */
     log_msg(LOG_INFO, "link: QUIC listening on %s:%d (ALPN %s) as %s; executors of trust domain "
             "%s", bind_addr, sv->port, LINK_ALPN, sv->ident->self_id, sv->td);
     *ret = sv;
@@ -1753,6 +1754,7 @@ int link_client_start(const struct link_client_config *cfg, struct link_client *
         goto fail;
     }
     cl->loop.started = true;
+    pthread_setname_np(cl->loop.thread, "ah-link");
     *ret = cl;
     return 0;
 fail:
