@@ -41,8 +41,11 @@ static void decide(struct fleet *f, struct executor *ex, struct session_row *row
     int64_t cap = 0, running = 0;
     exec_local_load(ex, &cap, &running);
     json_t *no_labels = json_object();
+    /* the local runner runs every type it knows (a custom agent only an executor has: not) */
+    json_t *local_agents = exec_agent_known(ex, row->agent_type) ? NULL : json_array();
     rs[0] = (struct place_runner){.id = "local", .name = "local", .local = true, .online = true,
-                                  .capacity = cap, .running = running, .labels = no_labels};
+                                  .capacity = cap, .running = running, .labels = no_labels,
+                                  .agents = local_agents};
     for (size_t i = 0; i < n; i++) {
         rs[i + 1] = fr[i];
         int64_t launched = exec_remote_running(ex, fr[i].id);
@@ -76,6 +79,7 @@ static void decide(struct fleet *f, struct executor *ex, struct session_row *row
         rs[i] = (struct place_runner){0};
     free(rs);
     json_decref(no_labels);
+    json_decref(local_agents);
     place_runners_free(fr, n);
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../agent/agent.h"
+#include "../enroll/fleet.h"
 #include "../exec/catalog.h"
 #include "../sandbox/sandbox.h"
 #include "routes.h"
@@ -35,9 +36,15 @@ static void check_agents(struct api_ctx *ctx, const json_t *body, struct task_re
             problem_set(p, AH_E_NOMEM, "out of memory");
             return;
         }
-        if (!exec_agent_known(ctx->exec, tr->agents[i].type))
-            problem_field(p, path, "unknown agent type %s; this server runs: %s",
-                          tr->agents[i].type, exec_agent_names(ctx->exec));
+        /* D43: a type this server lacks is fine when an enrolled executor has it (placement
+         * then puts the session only on such an executor) */
+        if (!exec_agent_known(ctx->exec, tr->agents[i].type) &&
+            !(ctx->fleet && fleet_has_agent(ctx->fleet, tr->agents[i].type)))
+            problem_field(p, path, "unknown agent type %s; this server runs: %s%s",
+                          tr->agents[i].type, exec_agent_names(ctx->exec),
+                          ctx->fleet && fleet_count(ctx->fleet)
+                              ? " (and none of its executors reports it installed)"
+                              : "");
         char sp[64];
         snprintf(sp, sizeof(sp), single ? "agent.settings" : "agents[%zu].settings", i);
         api_agent_settings_check(ctx, tr->agents[i].type, tr->agents[i].settings, sp, p);

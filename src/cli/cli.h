@@ -139,6 +139,9 @@ int daemon_start(const char *command, const struct config *cfg, const struct dae
 void daemon_stop(struct daemon *d);
 struct executor *daemon_exec(struct daemon *d); /* its local runner */
 int daemon_port(struct daemon *d);              /* the HTTP port it listens on */
+struct agent_catalog;
+/* Its agent catalog (GET /agents' detection), lent until daemon_stop. */
+struct agent_catalog *daemon_catalog(struct daemon *d);
 
 /* Commands. Each returns a process exit code; argv[0] is the command's last word (getopt
  * style), its options follow. */

@@ -17,6 +17,11 @@
  *   files    --cert-file, --key-file, --ca-file and --server-san
  *   exec     --dynamic-cert-cmd and --server-san (the way a SPIRE agent plugs in)
  *   vault    --vault-addr, --vault-role and --server-san; not built in (exit 8)
+ *
+ * The sessions the access point places here are configured as an access point's own (D43 needs
+ * an executor's custom agents, and a profile means what this machine's configuration says):
+ * config_load reads the same file, environment and session flags (session_setting()) with or
+ * without --rest-api; the Hello reports the configuration's custom agents through the catalog.
  * §4 requires --server-san for files/exec/vault; --expected-server-id (the access point's SPIFFE
  * id, §5.2's SpiffeId policy) is accepted in its place: either one pins the peer.
  *   insecure no verification of the access point: refused unless --allow-insecure, loud warning;
@@ -94,7 +99,7 @@ static const char usage_text[] =
     "                              in DATA-DIR/rest-api)\n"
     "  With --rest-api yes the access point's other settings apply as well (ah help agent\n"
     "  access-point lists them: --insecure-no-auth, --jwks, --tls-cert, --public-url,\n"
-    "  --cors-origins, --config FILE, ...), but not its executor control plane (--quic-*,\n"
+    "  --cors-origins, ...), but not its executor control plane (--quic-*,\n"
     "  --executor-*). The API's sessions and the access point's share --max-concurrent-tasks.\n"
     "What this executor reports:\n"
     "  --name NAME                 friendly name (default: the last part of its SPIFFE id)\n"
@@ -109,6 +114,16 @@ static const char usage_text[] =
     "  --data-dir DIR              where sessions' workspaces live; its disk is reported\n"
     "                              (default $XDG_DATA_HOME/ah/executor, that is\n"
     "                              ~/.local/share/ah/executor)\n"
+    "Sessions (the access point's settings for them, read as ah agent access-point reads them):\n"
+    "  --config FILE               configuration file (default $AH_CONFIG, else\n"
+    "                              ~/.config/agent-harbor/config.toml when present): its custom\n"
+    "                              agents ([agents.NAME], reported to the access point), models,\n"
+    "                              sandbox profiles ([sandbox.NAME]) and the settings below\n"
+    "  --agent-env VAR[,...]       environment variables passed to agents\n"
+    "  --workspace-template DIR    copied as the workspace of tasks without a repository\n"
+    "  --snapshot-preference LIST  workspace providers in order (default git,reflink,btrfs,copy)\n"
+    "  --stop-grace-ms MS, --clone-timeout-ms MS, --refs-timeout-ms MS\n"
+    "                              as for ah agent access-point; AH_* variables set them too\n"
     "SSH through the access point:\n"
     "  --ssh enabled|disabled      allow tunnels to --ssh-dst (default enabled)\n"
     "  --ssh-dst HOST:PORT         the only tunnel destination (default 127.0.0.1:22)\n"
@@ -131,7 +146,8 @@ static const char usage_text[] =
     "\n"
     "Exit status: 0 stopped by a signal; 1 the REST API's port is in use or its database\n"
     "cannot be opened; 2 a flag is wrong or missing; 8 the identity mode is not built in or\n"
-    "its material cannot be loaded, or the REST API would be open without credentials.\n";
+    "its material cannot be loaded, the configuration file cannot be read or is wrong, or the\n"
+    "REST API would be open without credentials.\n";
 
 void cmd_enroll_help(void) {
     fputs(usage_text, stdout);
@@ -374,6 +390,20 @@ static int take_rest_flags(int *argc, char **argv, struct enroll *e) {
     return 0;
 }
 
+/* The access point's settings that concern the sessions this executor runs, accepted without
+ * --rest-api (name: the flag without "--", maybe "NAME=VALUE"). The configuration file's
+ * [agents.*], [models.*] and [sandbox.*] sections apply as well. */
+static bool session_setting(const char *name) {
+    static const char *const names[] = {"config", "agent-env", "workspace-template",
+                                        "stop-grace-ms", "clone-timeout-ms", "refs-timeout-ms",
+                                        "snapshot-preference", NULL};
+    size_t len = strcspn(name, "=");
+    for (const char *const *n = names; *n; n++)
+        if (strlen(*n) == len && strncmp(*n, name, len) == 0)
+            return true;
+    return false;
+}
+
 /* Parses argv into e. 0, -1 after --help, or an exit code. */
 static int parse(int argc, char **argv, struct enroll *e) {
     e->identity = "spiffe";
@@ -476,9 +506,15 @@ static int parse(int argc, char **argv, struct enroll *e) {
     if (!strcmp(e->rest_api, "no") && (e->bind || e->port >= 0 || e->db))
         return usage_error("--bind, --port and --db configure the REST API: they need "
                            "--rest-api yes");
-    if (!strcmp(e->rest_api, "no") && e->n_pass)
-        return usage_error("%s is a setting of the REST API: it needs --rest-api yes",
-                           e->pass[0]);
+    for (size_t i = 0; !strcmp(e->rest_api, "no") && i < e->n_pass; i++) {
+        const char *a = e->pass[i];
+        if (strncmp(a, "--", 2) != 0)
+            continue; /* a value */
+        if (!session_setting(a + 2))
+            return usage_error("%s is a setting of the REST API: it needs --rest-api yes", a);
+        if (!strchr(a, '='))
+            i++; /* its value (each of them takes one) */
+    }
     if (!strcmp(e->rest_api, "yes") && e->max_concurrent == 0)
         return usage_error("--max-concurrent-tasks 0 with --rest-api yes: no task created on "
                            "this executor's API could ever run");
@@ -516,8 +552,9 @@ static json_t *heartbeat_hook(void *ctx) {
 
 /* The exec layer of the access point, reused for this executor's sessions: never started (no
  * store, no scheduler), it gives the configuration, the sandbox and the recorder socket. */
-static int exec_for_sessions(const struct enroll *e, struct host_facts *hf,
-                             struct executor **ret_ex, char *why, size_t whyn) {
+static int exec_for_sessions(const struct enroll *e, const struct config *cfg, bool rest_api,
+                             struct host_facts *hf, struct executor **ret_ex, char *why,
+                             size_t whyn) {
     char self[4096], data[4096], rundir[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n <= 0) {
@@ -535,11 +572,25 @@ static int exec_for_sessions(const struct enroll *e, struct host_facts *hf,
         snprintf(rundir, sizeof(rundir), "%s/ah", xdg);
     else
         snprintf(rundir, sizeof(rundir), "/tmp/ah-%u", (unsigned)getuid());
+    /* the configuration's session settings, as the access point's start_services passes
+     * them; the REST API's database (--rest-api yes) is hidden from sandboxed agents too */
     struct exec_config ec = {
         .data_dir = data,
         .runtime_dir = rundir,
         .self_exe = self,
+        .config_path = cfg->config_path,
         .max_concurrent = host_facts_capacity(hf),
+        .stop_grace_ms = cfg->stop_grace_ms,
+        .clone_timeout_ms = cfg->clone_timeout_ms,
+        .refs_timeout_ms = cfg->refs_timeout_ms,
+        .snapshot_preference = (const char *const *)cfg->snapshot_preference,
+        .workspace_template = cfg->workspace_template,
+        .agents = cfg->agents,
+        .n_agents = cfg->n_agents,
+        .models = cfg->models,
+        .env_allow = (const char *const *)cfg->agent_env,
+        .sandbox = cfg->sandbox,
+        .db_path = rest_api ? cfg->db : NULL,
     };
     struct ah_problem p = {0};
     int rc = exec_new(&ec, NULL, NULL, ret_ex, &p);
@@ -587,9 +638,32 @@ static void executor_changed(void *arg) { /* a session of the access point came 
         exec_kick(sh->rest); /* a freed slot may start a queued session of the API */
 }
 
+/* The configuration of this executor's sessions without --rest-api: the access point's parser
+ * (the file named by --config or AH_CONFIG, else the user's default file; the AH_* environment;
+ * the session settings passed), so custom agents, models, sandbox profiles, the agents'
+ * environment and the workspace settings are the same as an access point's with that file.
+ * Its other settings (listeners, authentication…) concern a REST API and are not used. */
+static int sessions_config(const struct enroll *e, struct config *cfg) {
+    const char *argv[MAX_PASS + 2];
+    int n = 0;
+    argv[n++] = "agent enroll";
+    for (size_t i = 0; i < e->n_pass; i++)
+        argv[n++] = e->pass[i];
+    argv[n] = NULL;
+    struct config_defaults defs = {.port = REST_PORT_DEFAULT};
+    int rc = config_load(n, (char **)argv, "agent enroll", &defs, cfg);
+    if (rc < 0) { /* a passed value that reads as --help */
+        fprintf(stderr, "ah agent enroll: -h/--help is not a value (see ah agent enroll "
+                        "--help)\n");
+        return EXIT_USAGE;
+    }
+    return rc;
+}
+
 /* The daemon's configuration: the access point's parser over what was passed through, with
  * this command's own --bind/--port/--db/--data-dir/--max-concurrent-tasks/--log-level last
- * (flags win over the environment and the file). 0 or an exit code after one line. */
+ * (flags win over the environment and the file). 0 or an exit code after one line. The
+ * sessions the access point places here use it too. */
 static int rest_config(const struct enroll *e, int64_t slots, struct config *cfg) {
     char dir[4200], db[4300], port[24], maxc[24];
     snprintf(dir, sizeof(dir), "%s/rest-api", e->data_dir);
@@ -709,18 +783,22 @@ int cmd_enroll(int argc, char **argv) {
         (void)make_dirs(def_dir, 0700); /* a failure shows in the health checks and below */
         e.data_dir = def_dir;
     }
-    if (!strcmp(e.rest_api, "yes")) {
+    bool rest_api = !strcmp(e.rest_api, "yes");
+    if (rest_api) {
         int64_t slots = e.max_concurrent;
         if (slots < 0) {
             long cores = sysconf(_SC_NPROCESSORS_ONLN);
             slots = cores > 0 ? cores : 1; /* host_facts' auto-detection, the same number */
         }
-        if ((rc = rest_config(&e, slots, &rcfg)) != 0) {
-            exit_code = rc;
-            goto out;
-        }
-        have_rcfg = true;
+        rc = rest_config(&e, slots, &rcfg);
+    } else {
+        rc = sessions_config(&e, &rcfg);
     }
+    if (rc != 0) {
+        exit_code = rc;
+        goto out;
+    }
+    have_rcfg = true;
     /* D48: the executor's spans (RPCs from the access point, provisioning) and its recorders'
      * go to this collector, one exporter thread with a bounded queue */
     if (obs_otlp_start(e.otlp_endpoint, "agent-harbor-executor") < 0) {
@@ -728,9 +806,11 @@ int cmd_enroll(int argc, char **argv) {
         exit_code = EXIT_USAGE;
         goto out;
     }
-    /* the agents this machine has: the same detection GET /agents uses, waited for once */
-    struct exec_config ec = {0};
-    if (agent_catalog_new(&ec, &cat) < 0)
+    /* the agents this machine has, its custom ones included: the same detection GET /agents
+     * uses, waited for once. With --rest-api yes the REST API's catalog is that one (it reads
+     * the same configuration), given to host_facts once the API runs. */
+    struct exec_config ec = {.agents = rcfg.agents, .n_agents = rcfg.n_agents};
+    if (!rest_api && agent_catalog_new(&ec, &cat) < 0)
         cat = NULL; /* then no agents are reported; the executor still enrolls */
     struct host_facts_config hc = {
         .name = e.name,
@@ -768,8 +848,6 @@ int cmd_enroll(int argc, char **argv) {
     if (!strcmp(e.identity, "insecure"))
         log_msg(LOG_WARN, "INSECURE: --identity insecure does not verify the access point; "
                           "anyone on the path can pose as it. Development only.");
-    if (cat) /* the Hello lists what the detection found by then */
-        (void)agent_catalog_wait(cat, 10000);
     /* tunnels (§5.7): only to --ssh-dst, resolved now (the loop thread must not wait on DNS) */
     static struct tunnel_exec_config tc; /* borrowed by the link's loop until exit */
     if (tunnel_exec_config_init(&tc, strcmp(e.ssh, "enabled") == 0, e.ssh_dst, err,
@@ -800,7 +878,7 @@ int cmd_enroll(int argc, char **argv) {
     }
     /* streams the access point opens: sessions' RPCs, and tunnels (OpenTcp) */
     runner_client_config(runner, &cc, &tc);
-    if (have_rcfg) {
+    if (rest_api) {
         /* the REST API first: a port in use or a refused bind stops here, before enrolling */
         sh.hf = hf;
         struct daemon_options dopt = {.slots_taken = slots_of_executor,
@@ -811,6 +889,7 @@ int cmd_enroll(int argc, char **argv) {
             goto out;
         }
         sh.rest = daemon_exec(rest);
+        host_facts_set_catalog(hf, daemon_catalog(rest));
         host_facts_share(hf, slots_of_rest, executor_changed, &sh);
         json_t *rf = json_pack("{s:i, s:s, s:I}", "port", daemon_port(rest), "db", rcfg.db,
                                "slots", (json_int_t)host_facts_capacity(hf));
@@ -818,6 +897,8 @@ int cmd_enroll(int argc, char **argv) {
                            "slots", rf);
         json_decref(rf);
     }
+    if (host_facts_catalog(hf)) /* the Hello lists what the detection found by then */
+        (void)agent_catalog_wait(host_facts_catalog(hf), 10000);
     json_t *f = json_pack("{s:s, s:i, s:s, s:I}", "access_point", host, "port", qport,
                           "identity", e.identity, "capacity",
                           (json_int_t)host_facts_capacity(hf));
@@ -836,7 +917,7 @@ int cmd_enroll(int argc, char **argv) {
     /* after the link: a slow sandbox probe must not delay enrollment. Without it the executor
      * stays enrolled (tunnels, the fleet view) and refuses launches with the reason. */
     char why[600] = "";
-    if (exec_for_sessions(&e, hf, &ex, why, sizeof(why)) < 0)
+    if (exec_for_sessions(&e, &rcfg, rest_api, hf, &ex, why, sizeof(why)) < 0)
         log_msg(LOG_ERROR, "no session can run on this executor: %s", why);
     if (runner_start(runner, cl, ex, why) < 0)
         log_msg(LOG_ERROR, "cannot start the session runner: no session can run here");

@@ -322,6 +322,10 @@ struct executor *daemon_exec(struct daemon *d) {
     return d->sv.exec;
 }
 
+struct agent_catalog *daemon_catalog(struct daemon *d) {
+    return d->sv.catalog;
+}
+
 int daemon_port(struct daemon *d) {
     return http_server_port(d->http);
 }

@@ -162,6 +162,24 @@ size_t fleet_count(struct fleet *f) {
     return n;
 }
 
+bool fleet_has_agent(struct fleet *f, const char *type) {
+    bool found = false;
+    pthread_mutex_lock(&f->mu);
+    for (size_t i = 0; i < f->n && !found; i++) {
+        size_t k;
+        json_t *a;
+        json_array_foreach(json_object_get(f->ex[i]->facts, "agents"), k, a) {
+            const char *t = json_string_value(json_object_get(a, "type"));
+            if (t && strcmp(t, type) == 0) {
+                found = true;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&f->mu);
+    return found;
+}
+
 /* ---- checking what an executor sends ---------------------------------------------------------- */
 
 static bool short_text(const json_t *v, size_t max) {

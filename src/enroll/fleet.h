@@ -117,6 +117,8 @@ int fleet_runners(struct fleet *f, struct place_runner **ret, size_t *ret_n);
 void place_runners_free(struct place_runner *r, size_t n);
 /* How many executors are known (any health). */
 size_t fleet_count(struct fleet *f);
+/* Does a known executor (any health) report agent `type` installed (its Hello's agents)? */
+bool fleet_has_agent(struct fleet *f, const char *type);
 
 /* Fairness between tenants (D43 "per-tenant fairness"): among queued sessions of several
  * tenants, the index of the one to admit next — the oldest session of the tenant with the fewest

@@ -355,6 +355,14 @@ int64_t host_facts_capacity(const struct host_facts *hf) {
     return hf->capacity;
 }
 
+void host_facts_set_catalog(struct host_facts *hf, struct agent_catalog *catalog) {
+    hf->catalog = catalog;
+}
+
+struct agent_catalog *host_facts_catalog(const struct host_facts *hf) {
+    return hf->catalog;
+}
+
 /* ---- the frames ----------------------------------------------------------------------------- */
 
 /* The installed agents of the catalog: {type, version}. The built-in scripted agent is part of

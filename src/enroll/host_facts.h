@@ -64,6 +64,10 @@ int64_t host_facts_running(struct host_facts *hf);
  * executor's own count changes. Both must not block. Set before the link starts. */
 void host_facts_share(struct host_facts *hf, int64_t (*others)(void *arg),
                       void (*changed)(void *arg), void *arg);
+/* The agent catalog the Hello lists agents from: set it (borrowed, must outlive hf) before the
+ * link starts when it exists only after host_facts_new (`--rest-api yes`: the REST API's). */
+void host_facts_set_catalog(struct host_facts *hf, struct agent_catalog *catalog);
+struct agent_catalog *host_facts_catalog(const struct host_facts *hf); /* may be NULL */
 /* The slots this executor offers (max concurrent sessions after auto-detection). */
 int64_t host_facts_capacity(const struct host_facts *hf);
 

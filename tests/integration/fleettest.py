@@ -31,11 +31,12 @@ def wait_for(what, cond, timeout=30):
 class Executor:
     """One `ah agent enroll` process; stderr in its own file."""
 
-    def __init__(self, tmp, args):
+    def __init__(self, tmp, args, env=None):
         self.dir = tempfile.mkdtemp(prefix="ah-exec-", dir=tmp)
         self.log = os.path.join(self.dir, "stderr.log")
         err = open(self.log, "wb")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AH_")}
+        env = dict({k: v for k, v in os.environ.items() if not k.startswith("AH_")},
+                   **(env or {}))
         env["HOME"] = self.dir
         self.proc = subprocess.Popen([ahtest.AH_BIN, "agent", "enroll"] + args,
                                      stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env)
