@@ -19,7 +19,8 @@ import unittest
 
 import ahtest
 from ahtest import Server
-from sessiontest import create, events, is_agent_start, processes, task, wait_for, wait_status
+from sessiontest import (create, events, is_agent_start, is_sandbox, processes, task, wait_for,
+                         wait_status)
 
 
 def mount_of(path):
@@ -149,7 +150,7 @@ class OverlayBranch(unittest.TestCase):
         wait_for(lambda: {"a.txt", "b.txt", "new.txt", "sub/c.txt"} <= self.edits(s, bid),
                  timeout=60, what="file_edit events of the branch's edits")
         procs = processes(bid)
-        sandboxed = [v[3] for v in procs.values() if v[3].startswith("bwrap ")]
+        sandboxed = [v[3] for v in procs.values() if is_sandbox(v[3])]
         if info["runtime"].get("sandbox"):
             self.assertTrue(any(ws in c for c in sandboxed), (info["runtime"], procs))
         self.assertTrue(any(is_agent_start(v[3]) for v in procs.values()), procs)
