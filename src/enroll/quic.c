@@ -88,6 +88,17 @@ struct link_stream {
     size_t cap, head, len; /* unacked bytes are buf[head..len) */
     uint64_t base;         /* stream offset of buf[head] */
     uint64_t sent;         /* stream offset handed to ngtcp2 */
+    /* Buffers left behind when buf had to move while ngtcp2 held pointers into it: ngtcp2
+     * resends lost data from the memory it was given, which must stay intact until it is
+     * acknowledged (ngtcp2_conn_writev_stream), so a moved buffer's old memory lives on until
+     * the stream offset `end` is acknowledged. Oldest first. */
+    struct retired_buf *retired;
+};
+
+struct retired_buf {
+    struct retired_buf *next;
+    uint64_t end; /* freed once the stream is acknowledged up to here */
+    unsigned char *buf;
 };
 
 struct link_conn {
@@ -266,6 +277,16 @@ static struct link_stream *stream_new(struct link_conn *c, int64_t id) {
     return s;
 }
 
+/* Frees the retired buffers whose data is acknowledged up to `acked` (all: UINT64_MAX). */
+static void retired_free(struct link_stream *s, uint64_t acked) {
+    while (s->retired && s->retired->end <= acked) {
+        struct retired_buf *r = s->retired;
+        s->retired = r->next;
+        free(r->buf);
+        free(r);
+    }
+}
+
 static void stream_free(struct link_stream *s) {
     struct link_conn *c = s->c;
     if (s->prev)
@@ -278,6 +299,7 @@ static void stream_free(struct link_stream *s) {
         c->control = NULL;
     frame_decoder_clear(&s->dec);
     free(s->buf);
+    retired_free(s, UINT64_MAX);
     free(s);
 }
 
@@ -296,9 +318,39 @@ size_t link_stream_room(const struct link_stream *s) {
     return held >= LINK_STREAM_BUF ? 0 : LINK_STREAM_BUF - held;
 }
 
+/* Moves the unacknowledged bytes into a new buffer of at least `need` bytes, the old one kept
+ * until ngtcp2 no longer reads it (its bytes up to `sent` were handed over). */
+static int stream_move(struct link_stream *s, size_t need) {
+    size_t held = s->len - s->head, cap = s->cap ? s->cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    unsigned char *b = malloc(cap);
+    struct retired_buf *r = malloc(sizeof(*r));
+    if (!b || !r) {
+        free(b);
+        free(r);
+        return AH_E_NOMEM;
+    }
+    memcpy(b, s->buf + s->head, held);
+    *r = (struct retired_buf){.end = s->sent, .buf = s->buf};
+    struct retired_buf **tail = &s->retired;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = r;
+    s->buf = b;
+    s->cap = cap;
+    s->head = 0;
+    s->len = held;
+    return 0;
+}
+
 static int stream_queue(struct link_stream *s, const void *p, size_t n) {
-    if (s->len + n > s->cap) {
-        if (s->head) { /* drop what was acknowledged first */
+    if (s->len + n > s->cap && s->sent > s->base) {
+        /* ngtcp2 may resend the sent, unacknowledged bytes from where they are */
+        if (stream_move(s, s->len - s->head + n) < 0)
+            return AH_E_NOMEM;
+    } else if (s->len + n > s->cap) {
+        if (s->head) { /* drop what was acknowledged first (nothing sent is unacknowledged) */
             memmove(s->buf, s->buf + s->head, s->len - s->head);
             s->len -= s->head;
             s->head = 0;
@@ -704,6 +756,7 @@ static int cb_acked(ngtcp2_conn *conn, int64_t id, uint64_t offset, uint64_t dat
         if (s->head == s->len)
             s->head = s->len = 0; /* sent data is read from buf[head]: offsets stay right */
     }
+    retired_free(s, end);
     return 0;
 }
 
