@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -260,6 +261,72 @@ static void run_posts(struct link_loop *l) {
         p = n;
     }
 }
+
+/* ---- ngtcp2's memory -------------------------------------------------------------------------- */
+
+/* ngtcp2 0.12 carves a connection's frames, packet records and streams from 8 KiB blocks of 64
+ * objects each and keeps every block for the connection's life; an idle control connection uses
+ * a few objects of each. Blocks of PAGE_ALLOC bytes or more are mapped on their own, so the
+ * pages no object ever reached stay unbacked (most of an idle connection's), and they go back
+ * to the kernel when freed instead of scattering the heap. Each allocation carries its size. */
+#define PAGE_ALLOC 4096
+#define MEM_HDR 16
+
+static void *mem_malloc(size_t n, void *ud) {
+    (void)ud;
+    if (n > SIZE_MAX - MEM_HDR - PAGE_ALLOC)
+        return NULL;
+    unsigned char *p;
+    if (n >= PAGE_ALLOC) {
+        p = mmap(NULL, n + MEM_HDR, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+    } else if (!(p = malloc(n + MEM_HDR))) {
+        return NULL;
+    }
+    memcpy(p, &n, sizeof(n));
+    return p + MEM_HDR;
+}
+
+static void mem_free(void *ptr, void *ud) {
+    (void)ud;
+    if (!ptr)
+        return;
+    unsigned char *p = (unsigned char *)ptr - MEM_HDR;
+    size_t n;
+    memcpy(&n, p, sizeof(n));
+    if (n >= PAGE_ALLOC)
+        munmap(p, n + MEM_HDR);
+    else
+        free(p);
+}
+
+static void *mem_calloc(size_t k, size_t n, void *ud) {
+    if (n && k > SIZE_MAX / n)
+        return NULL;
+    void *p = mem_malloc(k * n, ud);
+    if (p && k * n < PAGE_ALLOC) /* fresh mappings are zero already */
+        memset(p, 0, k * n);
+    return p;
+}
+
+static void *mem_realloc(void *ptr, size_t n, void *ud) {
+    if (!ptr)
+        return mem_malloc(n, ud);
+    size_t old;
+    memcpy(&old, (unsigned char *)ptr - MEM_HDR, sizeof(old));
+    void *q = mem_malloc(n, ud);
+    if (!q)
+        return NULL;
+    memcpy(q, ptr, old < n ? old : n);
+    mem_free(ptr, ud);
+    return q;
+}
+
+static const ngtcp2_mem link_mem = {.malloc = mem_malloc,
+                                    .free = mem_free,
+                                    .calloc = mem_calloc,
+                                    .realloc = mem_realloc};
 
 /* ---- streams ------------------------------------------------------------------------------ */
 
@@ -753,8 +820,14 @@ static int cb_acked(ngtcp2_conn *conn, int64_t id, uint64_t offset, uint64_t dat
             k = s->len - s->head;
         s->head += k;
         s->base += k;
-        if (s->head == s->len)
-            s->head = s->len = 0; /* sent data is read from buf[head]: offsets stay right */
+        if (s->head == s->len) { /* sent data is read from buf[head]: offsets stay right */
+            s->head = s->len = 0;
+            /* all of it arrived: an idle stream (a control stream between heartbeats) holds
+             * no buffer; the next write allocates again */
+            free(s->buf);
+            s->buf = NULL;
+            s->cap = 0;
+        }
     }
     retired_free(s, end);
     return 0;
@@ -1318,8 +1391,8 @@ static void server_accept(struct link_server *sv, const uint8_t *pkt, size_t n,
         .local = {(ngtcp2_sockaddr *)&c->local, c->locallen},
         .remote = {(ngtcp2_sockaddr *)&c->remote, c->remotelen},
     };
-    if (ngtcp2_conn_server_new(&c->conn, &hd.scid, &scid, &path, hd.version, &cb, &st, &tp, NULL,
-                               c) != 0 ||
+    if (ngtcp2_conn_server_new(&c->conn, &hd.scid, &scid, &path, hd.version, &cb, &st, &tp,
+                               &link_mem, c) != 0 ||
         tls_setup(c, true, NULL) < 0) {
         conn_destroy(c);
         return;
@@ -1450,7 +1523,7 @@ static int client_connect(struct link_client *cl) {
         .remote = {(ngtcp2_sockaddr *)&c->remote, c->remotelen},
     };
     if (ngtcp2_conn_client_new(&c->conn, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &cb, &st, &tp,
-                               NULL, c) != 0 ||
+                               &link_mem, c) != 0 ||
         tls_setup(c, false, host) < 0) {
         conn_destroy(c);
         return AH_E_INTERNAL;
