@@ -369,10 +369,13 @@ struct rows {
     const struct fs_snapshot_row *v;
     size_t n;
     const char *branch_point; /* a branch's: the parent's snapshot its store knows by name */
+    uint64_t young_ms;        /* snapshots made since (ULID time) are kept: a read may use one */
 };
 static bool on_timeline(void *ctx, const char *id) {
     const struct rows *r = ctx;
     if (r->branch_point && !strcmp(r->branch_point, id))
+        return true;
+    if (r->young_ms && ulid_time_ms(id + 5) >= r->young_ms) /* "snap-" + ULID */
         return true;
     for (size_t i = 0; i < r->n; i++)
         if (!strcmp(r->v[i].id, id))
@@ -419,13 +422,22 @@ static void prune(struct executor *ex, struct ws_store *st, const char *tenant, 
         }
         branch_rows_free(br, nb);
     }
-    /* the snapshots older than those that never joined the timeline go too (when the list
-     * holds every row: else one it left out could be taken for such a snapshot) */
+    /* the snapshots that never joined the timeline go too (when the list holds every row: else
+     * one it left out could be taken for such a snapshot): those older than what retention
+     * forgot, and the later ones but the newest (the next snapshot's diff starts there) once
+     * older than the grace period (a read may still use its `current` one) — a snapshot that
+     * changed nothing after a boundary names the same objects as the boundary's, and kept
+     * them on disk after the boundary was forgotten */
     struct session_row *row = NULL;
+    char newest[WS_SNAP_ID_LEN + 1];
     if (forgot && n < limit && store_session_get(ex->store, tenant, id, &row) == 0) {
         json_t *b = json_object_get(session_row_request(row), "branch");
-        struct rows keep = {rows, n, json_string_value(json_object_get(b, "fsSnapshotId"))};
+        struct rows keep = {rows, n, json_string_value(json_object_get(b, "fsSnapshotId")), 0};
         (void)ws_snapshots_forget_before(st, newest_gone, on_timeline, &keep);
+        int64_t grace = env_limit("AH_SNAPSHOTS_GC_GRACE_MS", 0, GC_GRACE_MS_DEFAULT);
+        keep.young_ms = (uint64_t)(time_now_ms() - grace);
+        if (ws_snapshot_latest(st, newest) == 0)
+            (void)ws_snapshots_forget_before(st, newest, on_timeline, &keep);
         session_row_free(row);
     }
     fs_snapshot_rows_free(rows, n);
