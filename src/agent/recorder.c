@@ -88,6 +88,8 @@ struct rec {
     struct cast_writer *cast;
     struct link_reader rd;
     struct ah_buf out;      /* bytes for the socket */
+    uint32_t sock_ev;       /* the socket's epoll events now */
+    bool send_due;          /* queued since the last send: sent before the loop waits again */
     bool welcomed;
     int backoff_ms;
     int64_t disconnected_at; /* monotonic ms, 0 while connected */
@@ -179,7 +181,10 @@ static void enqueue(struct rec *r, json_t *msg) {
     r->q_n++;
     r->q_bytes += f.n;
     sync_reading(r);
-    send_queued(r);
+    /* sent once the current batch of epoll events is handled: the events of one read of the
+     * agent's pipe go in one write, not one each (the executor's relay and QUIC then move them
+     * in as few packets) */
+    r->send_due = true;
 }
 
 static void drop_acked(struct rec *r, int64_t upto) {
@@ -244,7 +249,11 @@ static void flush_socket(struct rec *r) {
         disconnect(r);
         return;
     }
-    ep_mod(r, r->sock, EPOLLIN | (r->out.n ? EPOLLOUT : 0));
+    uint32_t ev = EPOLLIN | (r->out.n ? EPOLLOUT : 0);
+    if (ev != r->sock_ev) { /* no epoll_ctl per write */
+        ep_mod(r, r->sock, ev);
+        r->sock_ev = ev;
+    }
     if (!r->out.n && r->q_sent < r->q_n)
         send_queued(r);
 }
@@ -266,6 +275,7 @@ static void try_connect(struct rec *r) {
     r->sock = fd;
     r->welcomed = false;
     ep_add(r, fd, EPOLLIN);
+    r->sock_ev = EPOLLIN;
     json_t *hello = json_pack("{s:s, s:s, s:s, s:i, s:i}", "type", "hello", "sessionId",
                               r->session_id, "token", r->token ? r->token : "", "pid",
                               (int)getpid(), "agentPgid", (int)r->child);
@@ -916,6 +926,10 @@ int agent_record_main(int argc, char **argv) {
             fprintf(stderr, "ah agent record: no server for %lld ms; %zu events undelivered\n",
                     (long long)r.linger_ms, r.q_n);
             break;
+        }
+        if (r.send_due) {
+            r.send_due = false;
+            send_queued(&r);
         }
         struct epoll_event evs[16];
         int n = epoll_wait(r.epfd, evs, 16, r.exit_queued && r.disconnected_at ? 1000 : -1);
