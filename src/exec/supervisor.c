@@ -880,6 +880,13 @@ static void on_hello(struct executor *ex, struct rconn *c, json_t *msg) {
         /* an executor's recorder for a session not (or no longer) its own here: ended, failed
          * after its executor was lost, or queued again elsewhere — it must not run on */
         ex->cfg.remote_signal(ex->cfg.remote_arg, c->peer, id, "abandon", NULL);
+    if (!ok && others) {
+        /* no "error": a recorder told so gives up and ends its agent (the session then failed
+         * whenever its executor reached this replica before the owner's lease ran out); a
+         * closed connection is one it reconnects after, until this replica has taken over */
+        conn_kill(ex, c);
+        return;
+    }
     if (!ok) {
         log_msg(LOG_WARN, "recorder hello refused for session %s", id ? id : "(none)");
         conn_send(ex, c, json_pack("{s:s, s:s}", "type", "error", "message",

@@ -223,8 +223,12 @@ class Replicas(unittest.TestCase):
         quic = ["--max-concurrent-tasks", "0", "--quic-cert", c("serve.pem"), "--quic-key",
                 c("serve.key"), "--quic-ca", c("ca.pem"), "--executor-trust-domain",
                 "example.org", "--quic-idle-timeout-ms", "3000"]
-        a = self.server(*(["--quic-port", "0"] + quic))
-        b = self.server(*(["--quic-port", "0"] + quic))
+        # a lease that outlasts the executor's move to B (at once: A's port answers that nothing
+        # listens), so its recorder reaches B before B may take the session over, and must be
+        # turned away without giving up (it ended its agent, failing the session, when told
+        # "error")
+        a = self.server(*(["--quic-port", "0"] + quic), lease_ms=6000)
+        b = self.server(*(["--quic-port", "0"] + quic), lease_ms=6000)
         for s in (a, b):
             s.quic_port = int(wait_until("the QUIC listener", lambda: re.search(
                 r"QUIC listening on 127\.0\.0\.1:(\d+)", s.stderr())).group(1))
