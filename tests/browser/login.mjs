@@ -127,8 +127,9 @@ async function main() {
         await page.waitForSelector('.session-head .badge', { timeout: LONG });
         await page.goto(base + '/new', { waitUntil: 'load' });
         await page.fill('#f-prompt', 'a viewer may not launch');
-        if (await page.$('select#f-agent')) await page.selectOption('#f-agent', 'scripted');
-        else await page.fill('#f-agent', 'scripted');
+        // a text field until the agent catalog has loaded, then a select (our server has one)
+        await page.waitForSelector('select#f-agent', { timeout: LONG });
+        await page.selectOption('#f-agent', 'scripted');
         await page.press('#f-prompt', 'Control+Enter');
         // the launch's refusal; the draft's autosave may be refused (and toasted) first, in
         // either order, so the toast is picked by what it refuses, not by being the first one

@@ -55,8 +55,9 @@ async function main() {
         // ---- 1. launch from the form through the proxy -----------------------------------------
         await page.goto(base + '/new', { waitUntil: 'load' });
         await page.fill('#f-prompt', 'Write the greeting through the proxy');
-        if (await page.$('select#f-agent')) await page.selectOption('#f-agent', 'scripted');
-        else await page.fill('#f-agent', 'scripted');
+        // a text field until the agent catalog has loaded, then a select (our server has one)
+        await page.waitForSelector('select#f-agent', { timeout: LONG });
+        await page.selectOption('#f-agent', 'scripted');
         await page.click('summary');
         await page.fill('#f-settings', JSON.stringify({ scenario: [
             { thought: 'Writing the greeting.' },

@@ -79,8 +79,9 @@ async function main() {
         await page.waitForFunction(() => document.querySelector('#f-prompt')?.value
             === 'Add a greeting to the README and report what changed', null, { timeout: LONG });
         passed.push('drafts: saved while typing, restored after a reload');
-        if (await page.$('select#f-agent')) await page.selectOption('#f-agent', 'scripted');
-        else await page.fill('#f-agent', 'scripted');
+        // a text field until the agent catalog has loaded, then a select (our server has one)
+        await page.waitForSelector('select#f-agent', { timeout: LONG });
+        await page.selectOption('#f-agent', 'scripted');
         // The server's validation message appears at its field.
         await page.selectOption('#f-repo', '__other__');
         await page.fill('#f-repo-url', 'not a url');
