@@ -638,6 +638,19 @@ static void executor_changed(void *arg) { /* a session of the access point came 
         exec_kick(sh->rest); /* a freed slot may start a queued session of the API */
 }
 
+/* The access point's parser over argv (NULL-terminated, n entries). 0, or an exit code after
+ * one line. */
+static int load_passed(int n, const char **argv, struct config *cfg) {
+    struct config_defaults defs = {.port = REST_PORT_DEFAULT};
+    int rc = config_load(n, (char **)argv, "agent enroll", &defs, cfg);
+    if (rc < 0) { /* a passed value that reads as --help */
+        fprintf(stderr, "ah agent enroll: -h/--help is not a value (see ah agent enroll "
+                        "--help)\n");
+        return EXIT_USAGE;
+    }
+    return rc;
+}
+
 /* The configuration of this executor's sessions without --rest-api: the access point's parser
  * (the file named by --config or AH_CONFIG, else the user's default file; the AH_* environment;
  * the session settings passed), so custom agents, models, sandbox profiles, the agents'
@@ -650,14 +663,7 @@ static int sessions_config(const struct enroll *e, struct config *cfg) {
     for (size_t i = 0; i < e->n_pass; i++)
         argv[n++] = e->pass[i];
     argv[n] = NULL;
-    struct config_defaults defs = {.port = REST_PORT_DEFAULT};
-    int rc = config_load(n, (char **)argv, "agent enroll", &defs, cfg);
-    if (rc < 0) { /* a passed value that reads as --help */
-        fprintf(stderr, "ah agent enroll: -h/--help is not a value (see ah agent enroll "
-                        "--help)\n");
-        return EXIT_USAGE;
-    }
-    return rc;
+    return load_passed(n, argv, cfg);
 }
 
 /* The daemon's configuration: the access point's parser over what was passed through, with
@@ -691,13 +697,7 @@ static int rest_config(const struct enroll *e, int64_t slots, struct config *cfg
         argv[n++] = e->log_level;
     }
     argv[n] = NULL;
-    struct config_defaults defs = {.port = REST_PORT_DEFAULT};
-    int rc = config_load(n, (char **)argv, "agent enroll", &defs, cfg);
-    if (rc < 0) { /* a passed value that reads as --help */
-        fprintf(stderr, "ah agent enroll: -h/--help is not a value (see ah agent enroll "
-                        "--help)\n");
-        return EXIT_USAGE;
-    }
+    int rc = load_passed(n, argv, cfg);
     if (rc)
         return rc;
     if (cfg->quic_port >= 0) { /* from the environment or the config file: not for an executor */
